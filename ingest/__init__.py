@@ -1,0 +1,1 @@
+"""The FastAPI ingest API: heartbeats in, progress out."""

@@ -1,0 +1,47 @@
+"""The FastAPI application: `uvicorn --factory ingest.app:create_app`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from ingest import routes_catalog, routes_progress, routes_service
+from ingest.context import AppContext
+from ingest.errors import BodyLimitMiddleware, install_error_handlers
+from ingest.models import ErrorResponse
+from ingest.progress_service import ProgressService
+from shared.settings import Settings, get_settings
+
+ERROR_RESPONSES = {
+    status: {"model": ErrorResponse}
+    for status in (401, 403, 404, 413, 422, 429, 503)
+}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ctx = AppContext.build(settings)
+        app.state.ctx = ctx
+        app.state.progress = ProgressService(ctx)
+        await ctx.start()
+        yield
+        await ctx.stop()
+
+    app = FastAPI(
+        title="Video progress tracking",
+        version="0.1.0",
+        description="Heartbeats from course video players in, progress out. See API.md.",
+        lifespan=lifespan,
+        responses=ERROR_RESPONSES,
+    )
+    install_error_handlers(app)
+    app.include_router(routes_progress.router)
+    app.include_router(routes_catalog.router)
+    app.include_router(routes_service.router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    return app

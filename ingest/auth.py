@@ -1,0 +1,37 @@
+"""Who is asking: the bearer token's principal, and role requirements as dependencies."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from shared.errors import Forbidden, Unauthenticated
+from shared.tokens import Principal
+
+_bearer = HTTPBearer(auto_error=False, description="JWT with sub, role and exp")
+
+
+def current_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthenticated("missing bearer token")
+    return request.app.state.ctx.verifier.verify(credentials.credentials)
+
+
+def require_role(*roles: str):  # noqa: ANN201 - a dependency factory
+    def dependency(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+        if principal.role not in roles:
+            raise Forbidden(f"this action is not allowed for role '{principal.role}'")
+        return principal
+
+    return dependency
+
+
+AnyUser = Annotated[Principal, Depends(current_principal)]
+Student = Annotated[Principal, Depends(require_role("student"))]
+StudentOrAdmin = Annotated[Principal, Depends(require_role("student", "admin"))]
+Admin = Annotated[Principal, Depends(require_role("admin"))]

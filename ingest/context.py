@@ -1,0 +1,124 @@
+"""What the API process holds: settings, connections, the catalog cache."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+
+import redis
+import redis.asyncio as aioredis
+from starlette.concurrency import run_in_threadpool
+
+from shared import admin_ops
+from shared.catalog import Catalog, MaterialRef
+from shared.errors import Unavailable
+from shared.hot_store import AsyncHotStore
+from shared.mongo_store import MongoStore
+from shared.settings import Settings
+from shared.tokens import TokenVerifier
+
+log = logging.getLogger(__name__)
+
+
+class CatalogCache:
+    """The catalog as published in Redis; re-read when its version changes (checked every
+    second, and at once, at most twice a second, when asked for an unknown material)."""
+
+    def __init__(self, hot: AsyncHotStore, mongo: MongoStore, r: redis.Redis) -> None:
+        self.hot, self.mongo, self.redis_sync = hot, mongo, r
+        self.current = Catalog([])
+        self._last_forced = 0.0
+
+    async def refresh(self) -> None:
+        version = await self.hot.catalog_version()
+        if version == 0:  # nothing published yet (a fresh Redis): publish from MongoDB
+            self.current = await run_in_threadpool(
+                admin_ops.publish_catalog, self.mongo, self.redis_sync
+            )
+        elif version != self.current.version:
+            version, blob = await self.hot.catalog()
+            self.current = Catalog.from_json(blob, version) if blob else Catalog([], version)
+
+    async def material(self, material_id: str) -> MaterialRef | None:
+        ref = self.current.material(material_id)
+        if ref is None and time.monotonic() - self._last_forced > 0.5:
+            self._last_forced = time.monotonic()
+            await self.refresh()
+            ref = self.current.material(material_id)
+        return ref
+
+    async def run(self, interval_s: float = 1.0) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except (redis.RedisError, Unavailable) as exc:
+                log.warning("catalog refresh failed: %s", exc)
+            await asyncio.sleep(interval_s)
+
+
+@dataclass
+class MongoReadBreaker:
+    """After a failed MongoDB read, skip optional reads for a while (ingest must not wait)."""
+
+    pause_s: float = 5.0
+    _open_until: float = field(default=0.0, repr=False)
+
+    def allows(self) -> bool:
+        return time.monotonic() >= self._open_until
+
+    def failed(self) -> None:
+        self._open_until = time.monotonic() + self.pause_s
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    verifier: TokenVerifier
+    redis: aioredis.Redis
+    redis_sync: redis.Redis
+    hot: AsyncHotStore
+    mongo: MongoStore
+    catalog: CatalogCache
+    breaker: MongoReadBreaker
+    _tasks: list[asyncio.Task] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, settings: Settings) -> AppContext:
+        client = aioredis.Redis.from_url(
+            settings.redis_url, socket_timeout=5, socket_connect_timeout=2,
+            max_connections=256, health_check_interval=30,
+        )  # fmt: skip
+        sync_client = redis.Redis.from_url(
+            settings.redis_url, socket_timeout=5, socket_connect_timeout=2
+        )
+        hot = AsyncHotStore(client)
+        mongo = MongoStore(settings.mongo_url, settings.mongo_timeout_ms)
+        return cls(
+            settings=settings,
+            verifier=TokenVerifier(settings),
+            redis=client,
+            redis_sync=sync_client,
+            hot=hot,
+            mongo=mongo,
+            catalog=CatalogCache(hot, mongo, sync_client),
+            breaker=MongoReadBreaker(),
+        )
+
+    async def start(self) -> None:
+        try:
+            await run_in_threadpool(self.mongo.ensure_indexes)
+        except Unavailable:
+            log.warning("MongoDB unavailable at start-up; indexes will be created by workers")
+        with contextlib.suppress(redis.RedisError, Unavailable):
+            await self.catalog.refresh()
+        self._tasks.append(asyncio.create_task(self.catalog.run()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await self.redis.aclose()
+        self.redis_sync.close()
+        self.mongo.close()

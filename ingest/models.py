@@ -1,0 +1,140 @@
+"""Request and response bodies of the HTTP contract (API.md)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from shared.catalog import Identifier
+
+Seconds = Annotated[float, Field(ge=0, le=24 * 3600)]
+
+
+class _Strict(BaseModel):
+    # json.loads accepts NaN and Infinity: refuse them; refuse unknown fields (typos).
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class HeartbeatBody(_Strict):
+    watch_time: Seconds = Field(description="The player's current position, in seconds")
+    total_duration: float = Field(gt=0, le=24 * 3600, description="The video's duration")
+    client_ts: AwareDatetime | None = Field(None, description="When the player took the reading")
+    session_id: str | None = Field(None, min_length=1, max_length=128)
+    seq: int | None = Field(None, ge=0, le=2**53)
+    played: list[tuple[Seconds, Seconds]] | None = Field(
+        None, max_length=200, description="[start, end] ranges played since the last heartbeat"
+    )
+    playback_rate: float | None = Field(None, gt=0, le=16)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> HeartbeatBody:
+        if self.watch_time > self.total_duration:
+            raise ValueError("watch_time must not exceed total_duration")
+        for start, end in self.played or []:
+            if start > end:
+                raise ValueError("each played range must be [start, end] with start <= end")
+        return self
+
+
+class HeartbeatItem(HeartbeatBody):
+    material_id: Identifier
+
+
+class HeartbeatBatch(BaseModel):
+    # Items are validated one by one by the route, so that one bad item never drops the others.
+    heartbeats: list[dict[str, Any]] = Field(max_length=500)
+
+
+class HeartbeatAccepted(BaseModel):
+    accepted: bool = True
+    watch_time: float
+    progress_percentage: float
+    watched_seconds: float
+    completed: bool
+
+
+class ItemError(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ItemResult(BaseModel):
+    index: int
+    accepted: bool
+    error: ItemError | None = None
+
+
+class BatchResults(BaseModel):
+    results: list[ItemResult]
+
+
+class MaterialStatus(BaseModel):
+    material_id: str
+    course_id: str
+    watch_time: float
+    total_duration: float | None
+    progress_percentage: float
+    watched_seconds: float
+    completed: bool
+    completed_at: datetime | None
+    last_watched: datetime | None
+
+
+class StatusRequest(_Strict):
+    material_ids: list[Identifier] = Field(max_length=500)
+
+
+class StatusBatch(BaseModel):
+    statuses: dict[str, MaterialStatus]
+    unknown: list[str]
+
+
+class CompletionAccepted(BaseModel):
+    accepted: bool = True
+    material_id: str
+    completed: bool
+
+
+class MaterialProgress(BaseModel):
+    material_id: str
+    watch_time: float
+    progress_percentage: float
+    completed: bool
+
+
+class ModuleProgress(BaseModel):
+    module_id: str
+    progress_percentage: float
+    watched_seconds: float
+    total_seconds: float
+    materials: list[MaterialProgress]
+
+
+class VideoTotals(BaseModel):
+    total: int
+    started: int
+    completed: int
+    watched_seconds: float
+    total_seconds: float
+
+
+class CourseProgress(BaseModel):
+    course_id: str
+    progress_percentage: float
+    completed_materials: list[str]
+    total_materials: int
+    videos: VideoTotals
+    modules: list[ModuleProgress]
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody

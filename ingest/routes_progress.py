@@ -1,0 +1,234 @@
+"""The student routes of API.md: heartbeats in, progress out."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import ValidationError
+
+from ingest.auth import Student, StudentOrAdmin
+from ingest.errors import validation_details
+from ingest.metrics import HEARTBEATS_ACCEPTED, HEARTBEATS_REJECTED
+from ingest.models import (
+    BatchResults,
+    CompletionAccepted,
+    CourseProgress,
+    HeartbeatAccepted,
+    HeartbeatBatch,
+    HeartbeatBody,
+    HeartbeatItem,
+    ItemError,
+    ItemResult,
+    MaterialStatus,
+    StatusBatch,
+    StatusRequest,
+)
+from ingest.progress_service import ProgressService, Submission, material_status
+from shared.catalog import Course, MaterialRef, durations_agree
+from shared.errors import Forbidden, InvalidInput, NotFound, ServiceError
+from shared.progress import Heartbeat
+from shared.tokens import Principal
+
+router = APIRouter(prefix="/api/progress", tags=["student progress"])
+
+CLIENT_CLOCK_AHEAD_S = 60.0  # a player clock further ahead than this is clamped to ours
+
+
+def get_service(request: Request) -> ProgressService:
+    return request.app.state.progress
+
+
+Service = Annotated[ProgressService, Depends(get_service)]
+
+
+async def find_material(service: ProgressService, material_id: str) -> MaterialRef:
+    ref = await service.ctx.catalog.material(material_id)
+    if ref is None:
+        raise NotFound(f"unknown material '{material_id}'", {"material_id": material_id})
+    return ref
+
+
+def find_course(service: ProgressService, course_id: str) -> Course:
+    course = service.ctx.catalog.current.courses.get(course_id)
+    if course is None:
+        raise NotFound(f"unknown course '{course_id}'", {"course_id": course_id})
+    return course
+
+
+def subject_of(principal: Principal, student_id: str | None) -> str:
+    """Whose progress a read is about: a student's own, or the one an admin names."""
+    if principal.role == "admin":
+        if not student_id:
+            raise InvalidInput(
+                "an admin must name the student with ?student_id=",
+                [{"field": "student_id", "rule": "missing"}],
+            )
+        return student_id
+    if student_id and student_id != principal.user_id:
+        raise Forbidden("a student can only read their own progress")
+    return principal.user_id
+
+
+def to_heartbeat(body: HeartbeatBody, ref: MaterialRef, received_at: float) -> Heartbeat:
+    """Validate against the catalog (which wins over the player) and stamp the receive time."""
+    duration = ref.material.duration
+    if ref.material.type != "video" or duration is None:
+        raise InvalidInput(
+            "heartbeats are for videos; use /complete for other materials",
+            [{"field": "material_id", "rule": "not_a_video"}],
+        )
+    if not durations_agree(body.total_duration, duration):
+        raise InvalidInput(
+            f"total_duration {body.total_duration} disagrees with the catalog's {duration}",
+            [{"field": "total_duration", "rule": "catalog_mismatch", "catalog": duration}],
+        )
+    client_ts = body.client_ts.timestamp() if body.client_ts else None
+    if client_ts is not None:
+        client_ts = min(client_ts, received_at + CLIENT_CLOCK_AHEAD_S)
+    return Heartbeat(
+        received_at=received_at,
+        watch_time=min(body.watch_time, duration),
+        client_ts=client_ts,
+        session_id=body.session_id,
+        seq=body.seq,
+        played=tuple(body.played) if body.played is not None else None,
+    )
+
+
+@router.post("/video/{video_id}/watch-time", status_code=202, response_model=HeartbeatAccepted)
+async def post_watch_time(
+    video_id: str, body: HeartbeatBody, student: Student, service: Service
+) -> HeartbeatAccepted:
+    """Record one heartbeat. `202` means it is durably buffered; the reply is the state as of
+    this heartbeat."""
+    try:
+        ref = await find_material(service, video_id)
+        submission = Submission(ref, video_id, [to_heartbeat(body, ref, time.time())])
+        [outcome] = await service.submit(student.user_id, [submission], want_state=True)
+        if isinstance(outcome, ServiceError):
+            raise outcome
+    except ServiceError as exc:
+        HEARTBEATS_REJECTED.labels(reason=exc.code).inc()
+        raise
+    HEARTBEATS_ACCEPTED.inc()
+    assert outcome.entry is not None
+    state = await service.state_after(student.user_id, submission, outcome.entry)
+    return HeartbeatAccepted(
+        watch_time=state.position,
+        progress_percentage=state.progress,
+        watched_seconds=state.watched_seconds,
+        completed=state.completed,
+    )
+
+
+@router.post("/heartbeats", status_code=202, response_model=BatchResults)
+async def post_heartbeats(body: HeartbeatBatch, student: Student, service: Service) -> BatchResults:
+    """The offline outbox flush: each item is judged alone; one bad item never drops the good."""
+    now = time.time()
+    results: list[ItemResult | None] = [None] * len(body.heartbeats)
+    by_material: dict[str, tuple[MaterialRef, list[Heartbeat], list[int]]] = {}
+    for index, raw in enumerate(body.heartbeats):
+        try:
+            item = _validate_item(raw)
+            ref = await find_material(service, item.material_id)
+            hb = to_heartbeat(item, ref, now)
+        except ServiceError as exc:
+            results[index] = _rejected(index, exc)
+            continue
+        entry = by_material.setdefault(item.material_id, (ref, [], []))
+        entry[1].append(hb)
+        entry[2].append(index)
+    submissions = [Submission(ref, m, hbs) for m, (ref, hbs, _) in by_material.items()]
+    outcomes = await service.submit(student.user_id, submissions, want_state=False)
+    for (_, _, indexes), outcome in zip(by_material.values(), outcomes, strict=True):
+        for index in indexes:
+            if isinstance(outcome, ServiceError):
+                results[index] = _rejected(index, outcome)
+            else:
+                HEARTBEATS_ACCEPTED.inc()
+                results[index] = ItemResult(index=index, accepted=True)
+    return BatchResults(results=[r for r in results if r is not None])
+
+
+def _validate_item(raw: Any) -> HeartbeatItem:
+    try:
+        return HeartbeatItem.model_validate(raw)
+    except ValidationError as exc:
+        details = validation_details(list(exc.errors()))
+        raise InvalidInput(f"{details[0]['field']}: {details[0]['message']}", details) from None
+
+
+def _rejected(index: int, exc: ServiceError) -> ItemResult:
+    HEARTBEATS_REJECTED.labels(reason=exc.code).inc()
+    error = ItemError(code=exc.code, message=exc.message, details=exc.details)
+    return ItemResult(index=index, accepted=False, error=error)
+
+
+@router.get("/video/{video_id}/status", response_model=MaterialStatus)
+async def get_status(
+    video_id: str,
+    principal: StudentOrAdmin,
+    service: Service,
+    student_id: Annotated[str | None, Query(max_length=256)] = None,
+) -> MaterialStatus:
+    """Where to resume and how much was watched; reflects every accepted heartbeat."""
+    subject = subject_of(principal, student_id)
+    ref = await find_material(service, video_id)
+    states = await service.states(subject, {video_id: ref})
+    return material_status(video_id, ref, states[video_id])
+
+
+@router.post("/videos/status", response_model=StatusBatch)
+async def post_statuses(
+    body: StatusRequest,
+    principal: StudentOrAdmin,
+    service: Service,
+    student_id: Annotated[str | None, Query(max_length=256)] = None,
+) -> StatusBatch:
+    """Many statuses in one request (the course page's one request instead of N)."""
+    subject = subject_of(principal, student_id)
+    refs: dict[str, MaterialRef] = {}
+    unknown: list[str] = []
+    for material_id in dict.fromkeys(body.material_ids):
+        ref = await service.ctx.catalog.material(material_id)
+        if ref is None:
+            unknown.append(material_id)
+        else:
+            refs[material_id] = ref
+    states = await service.states(subject, refs) if refs else {}
+    return StatusBatch(
+        statuses={m: material_status(m, refs[m], st) for m, st in states.items()},
+        unknown=unknown,
+    )
+
+
+@router.post(
+    "/material/{material_id}/complete", status_code=202, response_model=CompletionAccepted
+)
+async def post_complete(material_id: str, student: Student, service: Service) -> CompletionAccepted:
+    """Mark a non-video material (pdf, link) complete; sticky and idempotent."""
+    ref = await find_material(service, material_id)
+    if ref.material.type == "video":
+        raise InvalidInput(
+            "videos complete by watching", [{"field": "material_id", "rule": "is_a_video"}]
+        )
+    submission = Submission(ref, material_id, [Heartbeat(received_at=time.time(), complete=True)])
+    [outcome] = await service.submit(student.user_id, [submission], want_state=False)
+    if isinstance(outcome, ServiceError):
+        raise outcome
+    return CompletionAccepted(material_id=material_id, completed=True)
+
+
+@router.get("/course/{course_id}", response_model=CourseProgress)
+async def get_course_progress(
+    course_id: str,
+    principal: StudentOrAdmin,
+    service: Service,
+    student_id: Annotated[str | None, Query(max_length=256)] = None,
+) -> CourseProgress:
+    """Course progress: completed materials / all materials x 100, with per-module detail."""
+    subject = subject_of(principal, student_id)
+    course = find_course(service, course_id)
+    return await service.course_progress(subject, course)

@@ -1,0 +1,40 @@
+"""Liveness, readiness and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
+
+router = APIRouter(tags=["service"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    """200 while Redis answers (ingest needs nothing else); MongoDB's state is reported only."""
+    ctx = request.app.state.ctx
+    try:
+        await asyncio.wait_for(ctx.redis.ping(), timeout=2)
+        redis_ok = True
+    except Exception:  # noqa: BLE001 - any failure means not ready
+        redis_ok = False
+    try:
+        await asyncio.wait_for(run_in_threadpool(ctx.mongo.ping), timeout=2)
+        mongo = "ok"
+    except Exception:  # noqa: BLE001
+        mongo = "unavailable"
+    body = {"redis": "ok" if redis_ok else "unavailable", "mongodb": mongo}
+    return JSONResponse(body, status_code=200 if redis_ok else 503)
+
+
+@router.get("/metrics")
+async def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,1 @@
+"""What the ingest API and the workers both import: settings, progress arithmetic, stores."""

@@ -1,0 +1,111 @@
+"""The course catalog: courses, modules, materials, and the index ingest validates against."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+# Ids appear in Redis keys and URLs: letters, digits and `_ . : -` only (never `|`).
+Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
+DURATION_TOLERANCE_S = 2.0
+DURATION_TOLERANCE_RATIO = 0.02
+
+
+class Material(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    material_id: Identifier
+    title: str = Field(min_length=1, max_length=300)
+    type: Literal["video", "pdf", "link"]
+    duration: float | None = Field(None, gt=0, le=24 * 3600)
+    url: str | None = Field(None, max_length=2000)
+
+    @model_validator(mode="after")
+    def _video_needs_duration(self) -> Material:
+        if self.type == "video" and self.duration is None:
+            raise ValueError("a video material needs a duration in seconds")
+        if self.type != "video":
+            self.duration = None
+        return self
+
+
+class Module(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    module_id: Identifier
+    title: str = Field(min_length=1, max_length=300)
+    materials: list[Material] = Field(default_factory=list, max_length=1000)
+
+
+class CourseBody(BaseModel):
+    """A course as PUT by an admin (the id comes from the URL)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, max_length=300)
+    teacher_ids: list[str] = Field(default_factory=list, max_length=1000)
+    modules: list[Module] = Field(default_factory=list, max_length=1000)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> CourseBody:
+        material_ids = [m.material_id for mod in self.modules for m in mod.materials]
+        if len(material_ids) != len(set(material_ids)):
+            raise ValueError("material ids must be unique within a course")
+        module_ids = [mod.module_id for mod in self.modules]
+        if len(module_ids) != len(set(module_ids)):
+            raise ValueError("module ids must be unique within a course")
+        return self
+
+
+class Course(CourseBody):
+    course_id: Identifier
+
+    @property
+    def materials(self) -> list[Material]:
+        return [m for mod in self.modules for m in mod.materials]
+
+
+@dataclass(frozen=True, slots=True)
+class MaterialRef:
+    course_id: str
+    material: Material
+
+
+def durations_agree(reported: float, catalog: float) -> bool:
+    """The player's duration matches the catalog's within 2 s or 2 % (API.md)."""
+    allowed = max(DURATION_TOLERANCE_S, DURATION_TOLERANCE_RATIO * catalog)
+    return math.isfinite(reported) and abs(reported - catalog) <= allowed
+
+
+class Catalog:
+    """An immutable index of courses and materials; rebuilt whole when the catalog changes."""
+
+    def __init__(self, courses: list[Course], version: int = 0) -> None:
+        self.version = version
+        self.courses = {c.course_id: c for c in courses}
+        self.materials: dict[str, MaterialRef] = {}
+        for course in courses:
+            for material in course.materials:
+                self.materials[material.material_id] = MaterialRef(course.course_id, material)
+
+    def material(self, material_id: str) -> MaterialRef | None:
+        return self.materials.get(material_id)
+
+    def to_json(self) -> str:
+        return json.dumps([c.model_dump(mode="json") for c in self.courses.values()])
+
+    @classmethod
+    def from_json(cls, blob: str, version: int = 0) -> Catalog:
+        return cls([Course.model_validate(doc) for doc in json.loads(blob)], version)
+
+    def conflicts(self, course: Course) -> list[str]:
+        """Material ids of `course` that already belong to another course."""
+        return [
+            m.material_id
+            for m in course.materials
+            if (ref := self.materials.get(m.material_id)) and ref.course_id != course.course_id
+        ]

@@ -1,0 +1,136 @@
+"""`videoprogress`: the embedded default, tokens for local use, catalog loading."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import redis
+import typer
+from rich.console import Console
+
+from shared import admin_ops
+from shared.mongo_store import MongoStore
+from shared.services import Service, mongo_standin_service, redis_service, wait_for_port
+from shared.settings import Settings
+from shared.tokens import mint_token
+
+app = typer.Typer(help="Video progress tracking for online courses.", no_args_is_help=True)
+console = Console()
+DEMO_CATALOG = Path(__file__).parent / "demo_catalog.json"
+DEMO_USERS = [("student-1", "student"), ("student-2", "student"), ("teacher-1", "teacher"),
+              ("admin-1", "admin")]  # fmt: skip
+
+
+@app.command()
+def token(
+    user_id: Annotated[str, typer.Argument(help="the token's sub")],
+    role: Annotated[str, typer.Option(help="student, teacher or admin")] = "student",
+    ttl: Annotated[int, typer.Option(help="lifetime in seconds")] = 8 * 3600,
+) -> None:
+    """Print an HS256 token signed with JWT_SECRET (for local use and scripts)."""
+    if role not in {"student", "teacher", "admin"}:
+        raise typer.BadParameter("role must be student, teacher or admin")
+    typer.echo(mint_token(Settings(), user_id, role, ttl))  # type: ignore[arg-type]
+
+
+@app.command("load-catalog")
+def load_catalog(path: Annotated[Path, typer.Argument(exists=True, dir_okay=False)]) -> None:
+    """Load courses and enrollments from a JSON file ({"courses": [...], "enrollments": [...]})."""
+    settings = Settings()
+    mongo = MongoStore(settings.mongo_url, settings.mongo_timeout_ms)
+    mongo.ensure_indexes()
+    data = admin_ops.load_catalog_file(mongo, redis.Redis.from_url(settings.redis_url), path)
+    console.print(f"loaded {len(data.courses)} courses, {len(data.enrollments)} enrollments")
+
+
+@app.command()
+def dev(
+    port: Annotated[int, typer.Option(help="HTTP port")] = 8000,
+    data_dir: Annotated[Path, typer.Option(help="where embedded services keep data")] = Path(
+        "var/dev"
+    ),
+) -> None:
+    """Run everything on this machine: Redis and the MongoDB stand-in (unless REDIS_URL /
+    MONGO_URL are set), the API, a worker and the clock, with a demo course. Ctrl-C stops all."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop children as on Ctrl-C
+    env = {"APP_ENV": "development", "PORT": str(port)}
+    env["JWT_SECRET"] = os.environ.get("JWT_SECRET") or secrets.token_urlsafe(32)
+    services: list[Service] = []
+    children: list[subprocess.Popen] = []
+    try:
+        _run_dev(env, services, children, data_dir, port)
+    except KeyboardInterrupt:
+        console.print("stopping…")
+    finally:
+        for child in children:
+            child.terminate()
+        for child in children:
+            try:
+                child.wait(10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        for service in services:
+            service.stop()
+
+
+def _run_dev(
+    env: dict[str, str],
+    services: list[Service],
+    children: list[subprocess.Popen],
+    data_dir: Path,
+    port: int,
+) -> None:
+    if not os.environ.get("REDIS_URL"):
+        services.append(redis_service(data_dir / "redis", appendonly=True).start())
+        env["REDIS_URL"] = f"redis://127.0.0.1:{services[-1].port}/0"
+    if not os.environ.get("MONGO_URL"):
+        services.append(mongo_standin_service(data_dir / "mongo").start())
+        env["MONGO_URL"] = f"mongodb://127.0.0.1:{services[-1].port}/videoprogress"
+    os.environ.update(env)
+    settings = Settings()
+    mongo = MongoStore(settings.mongo_url, settings.mongo_timeout_ms)
+    mongo.ensure_indexes()
+    admin_ops.load_catalog_file(mongo, redis.Redis.from_url(settings.redis_url), DEMO_CATALOG)
+    children.extend(subprocess.Popen(argv) for argv in process_commands(port).values())
+    wait_for_port(port, timeout_s=30, proc=children[0])
+    _print_welcome(settings, port)
+    while all(child.poll() is None for child in children):
+        time.sleep(0.5)
+    console.print("[red]a process exited; stopping everything[/red]")
+
+
+def process_commands(port: int) -> dict[str, list[str]]:
+    """The Procfile's processes, as argv lists run with this interpreter."""
+    py = sys.executable
+    return {
+        "web": [py, "-m", "uvicorn", "--factory", "ingest.app:create_app", "--host", "127.0.0.1",
+                "--port", str(port), "--no-access-log"],
+        "worker": [py, "-m", "rq.cli", "worker", "-c", "workers.rq_settings",
+                   "--worker-class", "rq.worker.SimpleWorker", "--with-scheduler"],
+        "clock": [py, "-m", "rq.cli", "cron", "-c", "workers.rq_settings", "workers.cron"],
+    }  # fmt: skip
+
+
+def _print_welcome(settings: Settings, port: int) -> None:
+    console.print(f"\n[bold green]Video progress tracking is running at http://127.0.0.1:{port}")
+    console.print(f"API docs: http://127.0.0.1:{port}/docs  (Ctrl-C stops everything)\n")
+    for user_id, role in DEMO_USERS:
+        token = mint_token(settings, user_id, role)  # type: ignore[arg-type]
+        console.print(f"{role} {user_id}: {token}", soft_wrap=True, highlight=False)
+    console.print(
+        "\nTry: curl -X POST -H 'Authorization: Bearer <student token>' "
+        "-H 'Content-Type: application/json' -d '{\"watch_time\": 5, \"total_duration\": 20}' "
+        f"http://127.0.0.1:{port}/api/progress/video/demo-video-1/watch-time",
+        soft_wrap=True,
+    )
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,282 @@
+"""Redis: the durable heartbeat buffer and the hot state that makes reads see every write.
+
+Per (student, material), in keys hash-tagged by student (one student's keys share a slot):
+- `vp:{sid}:hb:<mid>`  list of pending heartbeats (JSON), appended by ingest, trimmed from the
+  head only by a fold that has stored them in the hot state;
+- `vp:{sid}:ws:<mid>`  hash: `state` (WatchState JSON with every folded heartbeat), `n` (how
+  many heartbeats were ever folded: the state's version, also MongoDB's `v`), `cq` (set once the
+  completion job for it was enqueued);
+- `vp:{sid}:enr`       set of the student's course ids, plus the marker `*` once loaded.
+Global: `vp:dirty` (zset of `<mid>|<sid>` scored by the time the key is due for a flush, or by
+its lease expiry once claimed), `vp:leases` (claimed keys), `vp:pending` (buffered heartbeats),
+`vp:catalog` and `vp:catalog:version`.
+
+A heartbeat is never deleted before the state holding it is written (to Redis by a fold, which
+is atomic with the trim), and a key leaves `vp:dirty` only once MongoDB acknowledged its latest
+version, so a worker may die at any instant without losing anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+
+from shared.progress import Heartbeat, WatchState
+
+DIRTY = "vp:dirty"
+LEASES = "vp:leases"
+PENDING = "vp:pending"
+CATALOG = "vp:catalog"
+CATALOG_VERSION = "vp:catalog:version"
+ENROLLMENT_LOADED = "*"  # marker member: the set mirrors MongoDB (it may hold no course)
+
+
+def _lua(name: str) -> str:
+    return (Path(__file__).parent / "lua" / f"{name}.lua").read_text()
+
+
+SCRIPTS = {name: _lua(name) for name in ("ingest", "claim", "commit_fold", "finish")}
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressKey:
+    """One student's progress on one material."""
+
+    student_id: str
+    material_id: str
+
+    @property
+    def _tag(self) -> str:
+        return "vp:{" + self.student_id + "}"
+
+    @property
+    def pending(self) -> str:
+        return f"{self._tag}:hb:{self.material_id}"
+
+    @property
+    def state(self) -> str:
+        return f"{self._tag}:ws:{self.material_id}"
+
+    @property
+    def member(self) -> str:
+        return f"{self.material_id}|{self.student_id}"  # material ids never hold '|'
+
+    @classmethod
+    def from_member(cls, member: str | bytes) -> ProgressKey:
+        text = member.decode() if isinstance(member, bytes) else member
+        material_id, _, student_id = text.partition("|")
+        return cls(student_id, material_id)
+
+
+def enrollments_key(student_id: str) -> str:
+    return "vp:{" + student_id + "}:enr"
+
+
+@dataclass(slots=True)
+class HotEntry:
+    """What Redis holds for one key: the folded state and the heartbeats not yet folded."""
+
+    state: WatchState | None
+    version: int | None  # None: no hot state (never folded, or expired)
+    pending: list[Heartbeat]
+    completion_recorded: bool = False
+
+
+@dataclass(slots=True)
+class IngestReply:
+    status: str  # ok | enrollment_unknown | not_enrolled | buffer_full
+    entry: HotEntry | None = None
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def parse_ingest_reply(reply: list[Any]) -> IngestReply:
+    status = _text(reply[0])
+    if status != "ok" or len(reply) == 1:
+        return IngestReply(status)
+    raw_state = _text(reply[1])
+    state = WatchState.from_json(raw_state) if raw_state else None
+    pending = [Heartbeat.from_json(raw) for raw in reply[2:]]
+    return IngestReply(status, HotEntry(state, None, pending))
+
+
+def parse_entry(hot_hash: dict[Any, Any], pending: list[Any]) -> HotEntry:
+    fields = {_text(k): _text(v) for k, v in hot_hash.items()}
+    state = WatchState.from_json(fields["state"]) if "state" in fields else None
+    version = int(fields["n"]) if "n" in fields else None
+    return HotEntry(
+        state, version, [Heartbeat.from_json(raw) for raw in pending], fields.get("cq") == "1"
+    )
+
+
+def parse_enrollments(members: set[Any]) -> set[str] | None:
+    courses = {_text(m) for m in members}
+    if ENROLLMENT_LOADED not in courses:
+        return None
+    return courses - {ENROLLMENT_LOADED}
+
+
+def ingest_args(
+    key: ProgressKey,
+    course_id: str,
+    heartbeats: list[Heartbeat],
+    due_at: float,
+    max_dirty: int,
+    max_pending: int,
+    want_state: bool,
+) -> tuple[list[str], list[Any]]:
+    keys = [enrollments_key(key.student_id), key.pending, key.state, DIRTY, PENDING]
+    args: list[Any] = [course_id, key.member, due_at, max_dirty, max_pending]
+    args.append("1" if want_state else "0")
+    args += [hb.to_json() for hb in heartbeats]
+    return keys, args
+
+
+@dataclass(frozen=True, slots=True)
+class IngestItem:
+    key: ProgressKey
+    course_id: str
+    heartbeats: list[Heartbeat]
+
+
+@dataclass(frozen=True, slots=True)
+class Fold:
+    """A fold to commit: `folded` pending heartbeats moved into `state`, now version `version`."""
+
+    key: ProgressKey
+    expected_version: int | None
+    state: WatchState
+    folded: int
+    version: int
+
+
+class AsyncHotStore:
+    """The ingest tier's view of Redis (asyncio). Every method costs one round trip."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.client = client
+        self._ingest = client.register_script(SCRIPTS["ingest"])
+
+    async def append(
+        self,
+        items: list[IngestItem],
+        due_at: float,
+        max_dirty: int,
+        max_pending: int,
+        want_state: bool = True,
+    ) -> list[IngestReply]:
+        """Durably buffer each item's heartbeats, or refuse it whole (see IngestReply.status).
+
+        With `want_state`, each reply carries the hot state and the pending heartbeats, from the
+        same atomic step, so the caller can compute the state as of this heartbeat.
+        """
+        pipe = self.client.pipeline(transaction=False)
+        for item in items:
+            keys, args = ingest_args(
+                item.key, item.course_id, item.heartbeats, due_at, max_dirty, max_pending,
+                want_state,
+            )  # fmt: skip
+            await self._ingest(keys=keys, args=args, client=pipe)
+        return [parse_ingest_reply(reply) for reply in await pipe.execute()]
+
+    async def read(
+        self, student_id: str, keys: list[ProgressKey]
+    ) -> tuple[set[str] | None, list[HotEntry]]:
+        """The student's enrolled course ids (None when not mirrored) and each key's entry."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.smembers(enrollments_key(student_id))
+        for key in keys:
+            pipe.hgetall(key.state)
+            pipe.lrange(key.pending, 0, -1)
+        replies = await pipe.execute()
+        return parse_enrollments(replies[0]), [
+            parse_entry(replies[i], replies[i + 1]) for i in range(1, len(replies), 2)
+        ]
+
+    async def catalog(self) -> tuple[int, str | None]:
+        version, blob = await self.client.mget(CATALOG_VERSION, CATALOG)
+        return int(version or 0), _text(blob) if blob is not None else None
+
+    async def catalog_version(self) -> int:
+        return int(await self.client.get(CATALOG_VERSION) or 0)
+
+
+class HotStore:
+    """The workers' view of Redis (blocking). Every method costs one round trip."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self._claim = client.register_script(SCRIPTS["claim"])
+        self._commit = client.register_script(SCRIPTS["commit_fold"])
+        self._finish = client.register_script(SCRIPTS["finish"])
+
+    def claim(self, now: float, lease_until: float, limit: int) -> tuple[int, list[ProgressKey]]:
+        """Lease up to `limit` due keys; returns (takeovers, keys)."""
+        reply = self._claim(keys=[DIRTY, LEASES], args=[now, lease_until, limit])
+        return int(reply[0]), [ProgressKey.from_member(m) for m in reply[1:]]
+
+    def read(self, keys: list[ProgressKey]) -> list[HotEntry]:
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(key.state)
+            pipe.lrange(key.pending, 0, -1)
+        replies = pipe.execute()
+        return [parse_entry(replies[i], replies[i + 1]) for i in range(0, len(replies), 2)]
+
+    def commit(self, folds: list[Fold]) -> list[bool]:
+        """Store each fold unless someone else folded that key first (then it is skipped)."""
+        pipe = self.client.pipeline(transaction=False)
+        for fold in folds:
+            expected = "" if fold.expected_version is None else str(fold.expected_version)
+            self._commit(
+                keys=[fold.key.state, fold.key.pending, PENDING],
+                args=[expected, fold.state.to_json(), fold.folded, fold.version],
+                client=pipe,
+            )
+        return [bool(ok) for ok in pipe.execute()]
+
+    def finish(
+        self,
+        written: list[tuple[ProgressKey, int, bool]],
+        next_due: float,
+        ttl_s: int,
+    ) -> int:
+        """Mark keys clean after MongoDB acknowledged (key, version, completion recorded).
+
+        A key that changed meanwhile stays dirty, due at `next_due`. Returns keys cleaned.
+        """
+        pipe = self.client.pipeline(transaction=False)
+        for key, version, completion in written:
+            self._finish(
+                keys=[DIRTY, LEASES, key.state, key.pending],
+                args=[key.member, version, next_due, ttl_s, "1" if completion else ""],
+                client=pipe,
+            )
+        return sum(int(x) for x in pipe.execute())
+
+    def release(self, keys: list[ProgressKey], retry_at: float) -> None:
+        """Give claimed keys back unfinished (their write failed): due again at `retry_at`."""
+        if not keys:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hdel(LEASES, key.member)
+            pipe.zadd(DIRTY, {key.member: retry_at}, xx=True)
+        pipe.execute()
+
+    def catalog(self) -> tuple[int, str | None]:
+        version, blob = self.client.mget(CATALOG_VERSION, CATALOG)
+        return int(version or 0), _text(blob) if blob is not None else None
+
+    def backlog(self) -> dict[str, int]:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zcard(DIRTY)
+        pipe.get(PENDING)
+        dirty, pending = pipe.execute()
+        return {"dirty_keys": int(dirty), "pending_heartbeats": int(pending or 0)}

@@ -1,0 +1,13 @@
+-- After MongoDB acknowledged state number ARGV[2]: the key is clean unless it changed since,
+-- in which case it becomes due again at ARGV[3].
+-- KEYS: 1 dirty zset, 2 leases hash, 3 hot state hash, 4 pending list
+-- ARGV: 1 member, 2 written n, 3 next due time, 4 hot state TTL, 5 '1' if completion recorded
+redis.call('HDEL', KEYS[2], ARGV[1])
+if ARGV[5] == '1' then redis.call('HSET', KEYS[3], 'cq', '1') end
+if redis.call('HGET', KEYS[3], 'n') == ARGV[2] and redis.call('LLEN', KEYS[4]) == 0 then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('EXPIRE', KEYS[3], ARGV[4])
+  return 1
+end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+return 0

@@ -1,0 +1,247 @@
+"""MongoDB: the stored state (`watch_progress`, `enrollments`, `courses`).
+
+Only operators that behave the same on MongoDB 6+ and on the nx-27017 stand-in are used
+(pinned in tests/test_mongo_conformance.py). Times are stored as epoch seconds (floats): the
+stand-in does not round-trip `datetime` values.
+
+`watch_progress` documents carry `v`, the version of the hot state they were written from; a
+write only lands when its `v` is higher than the stored one (a stale conditional upsert fails with
+duplicate key 11000), so concurrent or repeated flushes can never move a document backwards.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar
+
+import pymongo
+from pymongo import ASCENDING, UpdateOne
+from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, PyMongoError
+
+from shared.catalog import Course
+from shared.errors import Unavailable
+from shared.progress import WatchState
+
+DUPLICATE_KEY = 11000
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _unavailable_on_outage(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn a MongoDB outage into `Unavailable` (a 503 for the API, a retry for workers)."""
+
+    @wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except ConnectionFailure as exc:  # includes timeouts and server selection failures
+            raise Unavailable("MongoDB is unavailable", retry_after_s=5) from exc
+
+    return wrapper
+
+
+@dataclass(frozen=True, slots=True)
+class StateWrite:
+    student_id: str
+    material_id: str
+    course_id: str
+    duration: float | None
+    state: WatchState
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredState:
+    course_id: str
+    state: WatchState
+    version: int
+
+
+def progress_document(w: StateWrite) -> dict[str, Any]:
+    """The flat, queryable fields of a watch_progress document, plus the full state."""
+    s = w.state
+    return {
+        "course_id": w.course_id,
+        "watch_time": s.position,
+        "total_duration": w.duration,
+        "progress_percentage": s.progress,
+        "watched_seconds": s.watched_seconds,
+        "watched_ranges": s.covered,
+        "completed": s.completed,
+        "completed_at": s.completed_at,
+        "last_watched": s.last_watched,
+        "v": w.version,
+        "state": s.to_dict(),
+    }
+
+
+class MongoStore:
+    def __init__(self, url: str, timeout_ms: int = 5000) -> None:
+        self.client: pymongo.MongoClient = pymongo.MongoClient(
+            url,
+            serverSelectionTimeoutMS=timeout_ms,
+            connectTimeoutMS=timeout_ms,
+            socketTimeoutMS=timeout_ms * 2,  # unlimited by default: a hung server would hang us
+            appname="videoprogress",
+        )
+        self.db = self.client.get_default_database(default="videoprogress")
+        self.progress = self.db["watch_progress"]
+        self.enrollments = self.db["enrollments"]
+        self.courses = self.db["courses"]
+
+    def close(self) -> None:
+        self.client.close()
+
+    @_unavailable_on_outage
+    def ping(self) -> bool:
+        self.db.command("ping")
+        return True
+
+    @_unavailable_on_outage
+    def ensure_indexes(self) -> None:
+        """Create the indexes the queries need; idempotent, safe at every start-up."""
+        self.progress.create_index(
+            [("student_id", ASCENDING), ("material_id", ASCENDING)], unique=True
+        )
+        self.progress.create_index([("course_id", ASCENDING), ("student_id", ASCENDING)])
+        self.progress.create_index([("material_id", ASCENDING)])
+        self.enrollments.create_index(
+            [("student_id", ASCENDING), ("course_id", ASCENDING)], unique=True
+        )
+        self.enrollments.create_index([("course_id", ASCENDING), ("student_id", ASCENDING)])
+
+    # -- watch progress -------------------------------------------------------------------
+
+    @_unavailable_on_outage
+    def write_states(self, writes: list[StateWrite]) -> int:
+        """One unordered bulk upsert; returns how many writes were stale (already superseded).
+
+        Idempotent: a write whose version is not newer than the stored one changes nothing.
+        Raises Unavailable when MongoDB cannot be reached (nothing is then known to be written).
+        """
+        if not writes:
+            return 0
+        ops = [
+            UpdateOne(
+                {"student_id": w.student_id, "material_id": w.material_id, "v": {"$lt": w.version}},
+                {"$set": progress_document(w)},
+                upsert=True,
+            )
+            for w in writes
+        ]
+        try:
+            self.progress.bulk_write(ops, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            return len(errors)
+        return 0
+
+    @_unavailable_on_outage
+    def find_states(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], StoredState]:
+        """Stored states by (student_id, material_id); absent keys are left out."""
+        by_student: dict[str, list[str]] = {}
+        for student_id, material_id in keys:
+            by_student.setdefault(student_id, []).append(material_id)
+        found: dict[tuple[str, str], StoredState] = {}
+        for student_id, material_ids in by_student.items():
+            cursor = self.progress.find(
+                {"student_id": student_id, "material_id": {"$in": material_ids}},
+                {"_id": 0, "material_id": 1, "course_id": 1, "state": 1, "v": 1},
+            )
+            for doc in cursor:
+                found[(student_id, doc["material_id"])] = StoredState(
+                    doc["course_id"], WatchState.from_dict(doc["state"]), int(doc["v"])
+                )
+        return found
+
+    # -- enrollments ----------------------------------------------------------------------
+
+    @_unavailable_on_outage
+    def enroll(self, student_id: str, course_id: str) -> bool:
+        """Enroll (idempotent); True when the enrollment is new."""
+        result = self.enrollments.update_one(
+            {"student_id": student_id, "course_id": course_id},
+            {
+                "$setOnInsert": {
+                    "completed_materials": [],
+                    "progress_percentage": 0.0,
+                    "enrolled_at": time.time(),
+                }
+            },
+            upsert=True,
+        )
+        return result.upserted_id is not None
+
+    @_unavailable_on_outage
+    def unenroll(self, student_id: str, course_id: str) -> bool:
+        result = self.enrollments.delete_many({"student_id": student_id, "course_id": course_id})
+        return result.deleted_count > 0
+
+    @_unavailable_on_outage
+    def enrolled_courses(self, student_id: str) -> list[str]:
+        cursor = self.enrollments.find({"student_id": student_id}, {"_id": 0, "course_id": 1})
+        return [doc["course_id"] for doc in cursor]
+
+    @_unavailable_on_outage
+    def enrollment(self, student_id: str, course_id: str) -> dict[str, Any] | None:
+        return self.enrollments.find_one(
+            {"student_id": student_id, "course_id": course_id}, {"_id": 0}
+        )
+
+    @_unavailable_on_outage
+    def record_completion(
+        self, student_id: str, course_id: str, material_ids: list[str], course: Course
+    ) -> float:
+        """Add completed materials to the enrollment and raise its course progress to match.
+
+        Idempotent ($addToSet, $max): repeating it changes nothing. Returns the new progress.
+        """
+        key = {"student_id": student_id, "course_id": course_id}
+        self.enrollments.update_one(
+            key,
+            {"$addToSet": {"completed_materials": {"$each": material_ids}}},
+            upsert=False,
+        )
+        doc = self.enrollments.find_one(key, {"_id": 0, "completed_materials": 1}) or {}
+        progress = course_progress(set(doc.get("completed_materials", [])), course)
+        self.enrollments.update_one(
+            key, {"$max": {"progress_percentage": progress}, "$set": {"updated_at": time.time()}}
+        )
+        return progress
+
+    # -- courses --------------------------------------------------------------------------
+
+    @_unavailable_on_outage
+    def put_course(self, course: Course) -> bool:
+        """Create or replace a course; True when it is new."""
+        doc = course.model_dump(mode="json")
+        result = self.courses.replace_one({"_id": course.course_id}, doc, upsert=True)
+        return result.upserted_id is not None
+
+    @_unavailable_on_outage
+    def all_courses(self) -> list[Course]:
+        return [Course.model_validate(doc) for doc in self.courses.find({}, {"_id": 0})]
+
+
+def course_progress(completed: set[str], course: Course) -> float:
+    """Completed materials / all materials of the course x 100 (0 for an empty course)."""
+    ids = [m.material_id for m in course.materials]
+    if not ids:
+        return 0.0
+    return round(100.0 * sum(1 for m in ids if m in completed) / len(ids), 3)
+
+
+__all__ = [
+    "DuplicateKeyError",
+    "MongoStore",
+    "PyMongoError",
+    "StateWrite",
+    "StoredState",
+    "course_progress",
+]

@@ -1,0 +1,251 @@
+"""Progress arithmetic: resume position, watched coverage, completion. Pure, no I/O.
+
+The rules are API.md's "Progress semantics":
+- the resume position is the latest reading by the player's clock (client_ts, else the server
+  receive time; then seq), so a student who rewinds resumes where they rewound to;
+- watched seconds are the union of played ranges; a heartbeat with `played` is taken at its word,
+  one without it gets a range inferred from its time-neighbours in the same session when the
+  position advanced by at most 2 x elapsed + 2 s (anything else is a seek);
+- the percentage never decreases and completion, once reached, is sticky.
+
+`apply_heartbeat` is idempotent (a duplicate changes nothing) and, for `played` ranges and
+continuous play, independent of arrival order: the state is a join of its heartbeats.
+"""
+
+from __future__ import annotations
+
+import json
+from bisect import insort
+from dataclasses import dataclass, field
+from typing import Any
+
+Interval = tuple[float, float]
+
+INFER_RATE = 2.0  # a position may advance at most this many seconds per elapsed second...
+INFER_SLACK_S = 2.0  # ...plus this slack, to count as played rather than a seek
+MAX_READINGS_PER_SESSION = 64  # position-only readings kept for late neighbours
+MAX_SESSIONS = 4
+_DIGITS = 3  # millisecond precision keeps stored states small
+
+
+def _r(x: float) -> float:
+    return round(x, _DIGITS)
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """One reading from a player, as accepted by ingest (already validated)."""
+
+    received_at: float  # server time, epoch seconds
+    watch_time: float = 0.0
+    client_ts: float | None = None  # player time of the reading, epoch seconds
+    session_id: str | None = None
+    seq: int | None = None
+    played: tuple[Interval, ...] | None = None
+    complete: bool = False  # a non-video material opened or downloaded
+
+    @property
+    def reading_time(self) -> float:
+        return self.client_ts if self.client_ts is not None else self.received_at
+
+    @property
+    def order_key(self) -> tuple[float, int, float]:
+        """Last-writer-wins order of readings; the position breaks ties deterministically."""
+        return (self.reading_time, self.seq if self.seq is not None else -1, self.watch_time)
+
+    def to_json(self) -> str:
+        doc: dict[str, Any] = {"r": self.received_at, "w": self.watch_time}
+        if self.client_ts is not None:
+            doc["t"] = self.client_ts
+        if self.session_id is not None:
+            doc["s"] = self.session_id
+        if self.seq is not None:
+            doc["q"] = self.seq
+        if self.played is not None:
+            doc["p"] = [list(iv) for iv in self.played]
+        if self.complete:
+            doc["c"] = 1
+        return json.dumps(doc, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Heartbeat:
+        doc = json.loads(raw)
+        played = doc.get("p")
+        return cls(
+            received_at=doc["r"],
+            watch_time=doc["w"],
+            client_ts=doc.get("t"),
+            session_id=doc.get("s"),
+            seq=doc.get("q"),
+            played=tuple((a, b) for a, b in played) if played is not None else None,
+            complete=bool(doc.get("c")),
+        )
+
+
+@dataclass(slots=True)
+class WatchState:
+    """Everything known about one student's progress on one material."""
+
+    position: float = 0.0
+    position_key: tuple[float, int, float] | None = None
+    covered: list[list[float]] = field(default_factory=list)  # sorted, disjoint
+    # session id -> sorted [reading_time, seq, position] of position-only readings
+    readings: dict[str, list[list[float]]] = field(default_factory=dict)
+    progress: float = 0.0  # highest percentage ever reached
+    completed: bool = False
+    completed_at: float | None = None
+    last_watched: float | None = None
+
+    @property
+    def watched_seconds(self) -> float:
+        return _r(sum(b - a for a, b in self.covered))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "position": self.position,
+            "position_key": list(self.position_key) if self.position_key else None,
+            "covered": self.covered,
+            "readings": self.readings,
+            "progress": self.progress,
+            "completed": self.completed,
+            "completed_at": self.completed_at,
+            "last_watched": self.last_watched,
+        }
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> WatchState:
+        key = doc.get("position_key")
+        return cls(
+            position=doc.get("position", 0.0),
+            position_key=(key[0], int(key[1]), key[2]) if key else None,
+            covered=[list(iv) for iv in doc.get("covered", [])],
+            readings={s: [list(r) for r in rs] for s, rs in doc.get("readings", {}).items()},
+            progress=doc.get("progress", 0.0),
+            completed=bool(doc.get("completed", False)),
+            completed_at=doc.get("completed_at"),
+            last_watched=doc.get("last_watched"),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> WatchState:
+        return cls.from_dict(json.loads(raw))
+
+
+def add_interval(covered: list[list[float]], start: float, end: float) -> list[list[float]]:
+    """The union of sorted disjoint intervals with [start, end]; touching intervals merge."""
+    if end <= start:
+        return covered
+    merged: list[list[float]] = []
+    placed = False
+    for a, b in covered:
+        if b < start:
+            merged.append([a, b])
+        elif end < a:
+            if not placed:
+                merged.append([start, end])
+                placed = True
+            merged.append([a, b])
+        else:
+            start, end = min(a, start), max(b, end)
+    if not placed:
+        merged.append([start, end])
+    merged.sort()
+    return merged
+
+
+def _clamp(x: float, duration: float) -> float:
+    return _r(min(max(float(x), 0.0), duration))
+
+
+def _inferred(earlier: list[float], later: list[float]) -> Interval | None:
+    """The range played between two time-neighbour readings, or None for a seek or a pause."""
+    elapsed = later[0] - earlier[0]
+    advanced = later[2] - earlier[2]
+    if 0 < advanced <= INFER_RATE * elapsed + INFER_SLACK_S:
+        return (earlier[2], later[2])
+    return None
+
+
+def _record_reading(state: WatchState, hb: Heartbeat, position: float) -> list[Interval]:
+    """Store a position-only reading; return the ranges inferred against its neighbours."""
+    session = hb.session_id or ""
+    readings = state.readings.setdefault(session, [])
+    reading = [hb.reading_time, hb.seq if hb.seq is not None else -1, position]
+    if reading in readings:
+        return []
+    if len(readings) >= MAX_READINGS_PER_SESSION and reading < readings[0]:
+        return []  # older than the whole window: its neighbours are gone
+    insort(readings, reading)
+    i = readings.index(reading)
+    ranges = []
+    if i > 0 and (iv := _inferred(readings[i - 1], reading)):
+        ranges.append(iv)
+    if i + 1 < len(readings) and (iv := _inferred(reading, readings[i + 1])):
+        ranges.append(iv)
+    del readings[:-MAX_READINGS_PER_SESSION]
+    if len(state.readings) > MAX_SESSIONS:
+        oldest = min(state.readings, key=lambda s: state.readings[s][-1][0])
+        del state.readings[oldest]
+    return ranges
+
+
+def apply_heartbeat(
+    state: WatchState, hb: Heartbeat, *, duration: float | None, threshold: float
+) -> WatchState:
+    """A copy of `state` with one heartbeat folded in. Idempotent; never lowers progress.
+
+    `duration` is the catalog's duration in seconds (None for a non-video material).
+    """
+    return fold(state, [hb], duration=duration, threshold=threshold)
+
+
+def _apply_in_place(
+    state: WatchState, hb: Heartbeat, duration: float | None, threshold: float
+) -> None:
+    state.last_watched = max(state.last_watched or hb.received_at, hb.received_at)
+    if hb.complete or duration is None:
+        state.progress = 100.0
+        _mark_complete(state, hb)
+        return
+
+    position = _clamp(hb.watch_time, duration)
+    if state.position_key is None or hb.order_key > state.position_key:
+        state.position, state.position_key = position, hb.order_key
+
+    if hb.played is not None:
+        ranges = [(_clamp(a, duration), _clamp(b, duration)) for a, b in hb.played]
+    else:
+        ranges = _record_reading(state, hb, position)
+    for a, b in ranges:
+        state.covered = add_interval(state.covered, a, b)
+
+    percentage = min(100.0, state.watched_seconds / duration * 100.0)
+    state.progress = _r(max(state.progress, percentage))
+    if state.progress >= threshold:
+        _mark_complete(state, hb)
+
+
+def _mark_complete(state: WatchState, hb: Heartbeat) -> None:
+    if not state.completed:
+        state.completed = True
+        state.completed_at = hb.received_at
+
+
+def fold(
+    state: WatchState | None,
+    heartbeats: list[Heartbeat],
+    *,
+    duration: float | None,
+    threshold: float,
+) -> WatchState:
+    """A new state with `heartbeats` folded in; `state` itself is left unchanged.
+
+    Any arrival order gives the same result for `played` ranges and continuous play (module doc).
+    """
+    current = WatchState.from_dict(state.to_dict()) if state else WatchState()
+    for hb in heartbeats:
+        _apply_in_place(current, hb, duration, threshold)
+    return current

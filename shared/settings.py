@@ -1,0 +1,84 @@
+"""The one settings object every process reads (environment variables and `.env`)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Values people paste from examples; production start-up refuses them.
+PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "changethis", "secret", "jwt-secret", "dev"}
+MIN_SECRET_LENGTH = 32
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    environment: Literal["production", "development"] = Field(
+        "production", validation_alias="APP_ENV"
+    )
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    mongo_url: str = "mongodb://127.0.0.1:27017/videoprogress"
+    mongo_timeout_ms: int = 5000
+
+    jwt_secret: SecretStr | None = None
+    jwt_public_key: str | None = None  # PEM text of the identity provider's key (RS256/ES256)
+    jwt_algorithms: list[str] = ["HS256"]
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+
+    completion_threshold: float = Field(80.0, gt=0, le=100)
+    # A dirty (student, video) is written to MongoDB at most once per interval; teacher views
+    # lag ingest by at most this much.
+    flush_interval_s: float = Field(30.0, gt=0)
+    # How often the clock process enqueues a flush job; keys become due this much earlier so
+    # that the lag bound above holds.
+    flush_tick_s: int = Field(5, ge=1)
+    flush_batch_size: int = Field(500, ge=1)
+    # A claimed batch not finished within this time is taken over by another worker.
+    claim_lease_s: float = Field(60.0, gt=0)
+    # Unflushed-buffer bounds; past them ingest answers 503 instead of exhausting Redis.
+    max_dirty_keys: int = Field(1_000_000, ge=1)
+    max_pending_heartbeats: int = Field(5_000_000, ge=1)
+    hot_state_ttl_s: int = Field(7 * 24 * 3600, ge=60)
+
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
+    max_batch_items: int = Field(500, ge=1)
+    queue_name: str = "videoprogress"
+
+    port: int = 8000
+    web_concurrency: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.environment != "production":
+            return self
+        uses_hmac = any(alg.startswith("HS") for alg in self.jwt_algorithms)
+        if uses_hmac:
+            secret = self.jwt_secret.get_secret_value() if self.jwt_secret else ""
+            if secret.strip().lower() in PLACEHOLDER_SECRETS or len(secret) < MIN_SECRET_LENGTH:
+                raise ValueError(
+                    f"JWT_SECRET must be set to a random value of at least {MIN_SECRET_LENGTH} "
+                    "characters in production (APP_ENV=production)"
+                )
+        if "none" in {alg.lower() for alg in self.jwt_algorithms}:
+            raise ValueError("JWT_ALGORITHMS may not contain 'none'")
+        return self
+
+    @property
+    def mongo_database(self) -> str:
+        return urlsplit(self.mongo_url).path.lstrip("/").split("/")[0] or "videoprogress"
+
+    @property
+    def due_delay_s(self) -> float:
+        """How long a dirty key waits before a flush takes it (interval minus one tick)."""
+        return max(0.0, self.flush_interval_s - self.flush_tick_s)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,101 @@
+"""Real services for the tests that need them.
+
+Redis: a real `redis-server` started on a free port (or the one `REDIS_URL` names).
+MongoDB: the `nx-27017` wire-protocol server started on a free port, or a real MongoDB when
+`MONGO_URL` is set (each test then gets its own database, dropped afterwards).
+Tests that do not ask for these fixtures cannot reach a service.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pymongo
+import pytest
+import redis
+
+from shared.services import Service, mongo_standin_service, redis_service
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+@pytest.fixture(scope="session")
+def services_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("services")
+
+
+@pytest.fixture(scope="session")
+def redis_server(services_dir: Path) -> Iterator[Service | None]:
+    if os.environ.get("REDIS_URL"):
+        yield None
+        return
+    service = redis_service(services_dir / "redis").start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_base_url(redis_server: Service | None) -> str:
+    if redis_server is None:
+        return os.environ["REDIS_URL"]
+    return f"redis://127.0.0.1:{redis_server.port}/0"
+
+
+@pytest.fixture(scope="session")
+def mongo_server(services_dir: Path) -> Iterator[Service | None]:
+    if os.environ.get("MONGO_URL"):
+        yield None
+        return
+    service = mongo_standin_service(services_dir / "mongo").start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def mongo_base_url(mongo_server: Service | None) -> str:
+    if mongo_server is None:
+        return os.environ["MONGO_URL"]
+    return f"mongodb://127.0.0.1:{mongo_server.port}/videoprogress"
+
+
+@pytest.fixture
+def redis_url(redis_base_url: str) -> Iterator[str]:
+    client = redis.Redis.from_url(redis_base_url)
+    client.flushdb()
+    yield redis_base_url
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def mongo_url(mongo_base_url: str) -> Iterator[str]:
+    """A URL naming a database of this test's own, dropped afterwards."""
+    name = f"vp_test_{uuid.uuid4().hex[:12]}"
+    url = with_database(mongo_base_url, name)
+    yield url
+    client: pymongo.MongoClient = pymongo.MongoClient(url, serverSelectionTimeoutMS=5000)
+    client.drop_database(name)
+    client.close()
+
+
+@pytest.fixture
+def mongo_db(mongo_url: str) -> Iterator[pymongo.database.Database]:
+    client: pymongo.MongoClient = pymongo.MongoClient(
+        mongo_url, serverSelectionTimeoutMS=5000, socketTimeoutMS=10000
+    )
+    yield client.get_default_database()
+    client.close()

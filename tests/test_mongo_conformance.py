@@ -1,0 +1,391 @@
+"""Conformance tests: the MongoDB behaviours the storage code relies on.
+
+The tests run against the `nx-27017` wire-protocol stand-in by default and against a real
+MongoDB 6+ when `MONGO_URL` is set (see tests/conftest.py). Each test pins one operator or
+behaviour and asserts only what real MongoDB does, so a difference between the stand-in and
+MongoDB shows up here as a failing test rather than as a silent bug in the storage code.
+
+Known to differ on the stand-in, and therefore deliberately NOT used by the project's code
+(see /work/shared/design/ARCHITECTURE.md, "MongoDB in this workplace"):
+
+- `$bit`: the stand-in sets the value instead of OR-ing it, and on upsert it stores a literal
+  dotted key.
+- `$ne` against an array field: the stand-in matches even when the array holds the value.
+- Update pipelines (`update_one(filter, [ {...} ])`): refused by the stand-in.
+- `datetime` values: a `datetime` stored on the stand-in comes back as a string, so the
+  project stores times as epoch-second floats (`test_epoch_seconds_float_round_trips` pins
+  that choice; the broken behaviour itself is not asserted).
+- Index names: `listIndexes` / `index_information()` on the stand-in report an index under
+  a name of its own (e.g. "idx_watch_progress_student_id_material_id") instead of the name
+  sent by `create_index` ("student_id_1_material_id_1", which real MongoDB keeps). The code
+  must not look indexes up (or drop them) by name; the tests find them by key.
+"""
+
+from __future__ import annotations
+
+import pytest
+from pymongo import ASCENDING, DESCENDING, UpdateOne
+from pymongo.collection import Collection
+from pymongo.database import Database
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.results import UpdateResult
+
+KEY = [("student_id", ASCENDING), ("material_id", ASCENDING)]
+
+
+@pytest.fixture
+def progress(mongo_db: Database) -> Collection:
+    coll = mongo_db["watch_progress"]
+    coll.create_index(KEY, unique=True)
+    return coll
+
+
+def versioned(
+    student_id: str, material_id: str, new_v: int, fields: dict, course_id: str = "c1"
+) -> tuple[dict, dict]:
+    """Filter and update of the storage code's conditional versioned upsert."""
+    return (
+        {"student_id": student_id, "material_id": material_id, "v": {"$lt": new_v}},
+        {"$set": {**fields, "v": new_v}, "$setOnInsert": {"course_id": course_id}},
+    )
+
+
+def versioned_upsert(
+    coll: Collection,
+    student_id: str,
+    material_id: str,
+    new_v: int,
+    fields: dict,
+    course_id: str = "c1",
+) -> UpdateResult:
+    flt, update = versioned(student_id, material_id, new_v, fields, course_id)
+    return coll.update_one(flt, update, upsert=True)
+
+
+def strip_id(doc: dict | None) -> dict | None:
+    if doc is None:
+        return None
+    return {k: v for k, v in doc.items() if k != "_id"}
+
+
+# 1. unique compound index
+
+
+def test_unique_compound_index_is_idempotent(mongo_db: Database) -> None:
+    coll = mongo_db["watch_progress"]
+    first = coll.create_index(KEY, unique=True)
+    second = coll.create_index(KEY, unique=True)
+    assert first == second == "student_id_1_material_id_1"
+    # Found by key, not by name: the stand-in lists this index under a name of its own
+    # ("idx_watch_progress_student_id_material_id"), real MongoDB as "student_id_1_material_id_1".
+    matching = [i for i in coll.index_information().values() if i["key"] == KEY]
+    assert len(matching) == 1
+    assert matching[0].get("unique") is True
+
+
+def test_unique_compound_index_rejects_duplicate_pair(progress: Collection) -> None:
+    progress.insert_one({"student_id": "s1", "material_id": "m1", "v": 1})
+    progress.insert_one({"student_id": "s1", "material_id": "m2", "v": 1})  # other pair: fine
+    with pytest.raises(DuplicateKeyError) as excinfo:
+        progress.insert_one({"student_id": "s1", "material_id": "m1", "v": 2})
+    assert excinfo.value.code == 11000
+    assert progress.count_documents({}) == 2
+
+
+# 2. conditional versioned upsert
+
+
+def test_versioned_upsert_inserts_when_absent(progress: Collection) -> None:
+    result = versioned_upsert(progress, "s1", "m1", 3, {"position": 12.5})
+    assert result.upserted_id is not None
+    assert strip_id(progress.find_one({"student_id": "s1", "material_id": "m1"})) == {
+        "student_id": "s1",
+        "material_id": "m1",
+        "position": 12.5,
+        "v": 3,
+        "course_id": "c1",
+    }
+
+
+def test_versioned_upsert_updates_when_stored_version_is_lower(progress: Collection) -> None:
+    versioned_upsert(progress, "s1", "m1", 3, {"position": 12.5})
+    result = versioned_upsert(progress, "s1", "m1", 5, {"position": 40.0})
+    assert result.upserted_id is None
+    assert result.matched_count == 1
+    assert result.modified_count == 1
+    assert strip_id(progress.find_one({"student_id": "s1", "material_id": "m1"})) == {
+        "student_id": "s1",
+        "material_id": "m1",
+        "position": 40.0,
+        "v": 5,
+        "course_id": "c1",
+    }
+    assert progress.count_documents({}) == 1
+
+
+@pytest.mark.parametrize("stale_v", [5, 4])  # equal to, and lower than, the stored version
+def test_versioned_upsert_stale_raises_duplicate_key_and_leaves_doc(
+    progress: Collection, stale_v: int
+) -> None:
+    versioned_upsert(progress, "s1", "m1", 5, {"position": 40.0})
+    before = progress.find_one({"student_id": "s1", "material_id": "m1"})
+    with pytest.raises(DuplicateKeyError) as excinfo:
+        versioned_upsert(progress, "s1", "m1", stale_v, {"position": 1.0}, "other")
+    assert excinfo.value.code == 11000
+    assert progress.find_one({"student_id": "s1", "material_id": "m1"}) == before
+    assert progress.count_documents({}) == 1
+
+
+# 3. bulk_write(ordered=False) with one stale operation
+
+
+def test_bulk_unordered_stale_upsert_reports_only_its_index(progress: Collection) -> None:
+    versioned_upsert(progress, "s1", "m1", 2, {"position": 10.0})
+    versioned_upsert(progress, "s1", "m2", 7, {"position": 70.0})
+    ops = [
+        UpdateOne(*versioned("s1", "m1", 3, {"position": 30.0}), upsert=True),  # update (2 -> 3)
+        UpdateOne(*versioned("s1", "m2", 6, {"position": 1.0}), upsert=True),  # stale (stored 7)
+        UpdateOne(*versioned("s2", "m1", 1, {"position": 5.0}), upsert=True),  # insert
+        UpdateOne(*versioned("s3", "m9", 4, {"position": 9.5}), upsert=True),  # insert
+    ]
+    with pytest.raises(BulkWriteError) as excinfo:
+        progress.bulk_write(ops, ordered=False)
+    errors = excinfo.value.details["writeErrors"]
+    assert [(e["index"], e["code"]) for e in errors] == [(1, 11000)]
+
+    def get(student_id: str, material_id: str) -> dict | None:
+        return strip_id(progress.find_one({"student_id": student_id, "material_id": material_id}))
+
+    assert get("s1", "m1") == {
+        "student_id": "s1",
+        "material_id": "m1",
+        "position": 30.0,
+        "v": 3,
+        "course_id": "c1",
+    }
+    assert get("s1", "m2") == {
+        "student_id": "s1",
+        "material_id": "m2",
+        "position": 70.0,
+        "v": 7,
+        "course_id": "c1",
+    }
+    assert get("s2", "m1") == {
+        "student_id": "s2",
+        "material_id": "m1",
+        "position": 5.0,
+        "v": 1,
+        "course_id": "c1",
+    }
+    assert get("s3", "m9") == {
+        "student_id": "s3",
+        "material_id": "m9",
+        "position": 9.5,
+        "v": 4,
+        "course_id": "c1",
+    }
+    assert progress.count_documents({}) == 4
+
+
+# 4. nested values and floats round-trip
+
+
+def test_set_list_of_float_pairs_round_trips(progress: Collection) -> None:
+    intervals = [[0.0, 10.5], [20.0, 30.0], [31.25, 1e-3]]
+    progress.update_one(
+        {"student_id": "s1", "material_id": "m1"}, {"$set": {"intervals": intervals}}, upsert=True
+    )
+    doc = progress.find_one({"student_id": "s1", "material_id": "m1"})
+    assert doc["intervals"] == intervals
+    assert all(type(x) is float for pair in doc["intervals"] for x in pair)
+
+
+def test_set_nested_dict_of_lists_of_lists_round_trips(progress: Collection) -> None:
+    nested = {
+        "video-1": [[0.0, 10.5], [20.0, 30.0]],
+        "video 2": [],
+        "v3": [[1.5, 2.5]],
+    }
+    progress.update_one(
+        {"student_id": "s1", "material_id": "m1"}, {"$set": {"by_part": nested}}, upsert=True
+    )
+    doc = progress.find_one({"student_id": "s1", "material_id": "m1"})
+    assert doc["by_part"] == nested
+    assert list(doc["by_part"]) == list(nested)  # key order kept
+
+
+def test_epoch_seconds_float_round_trips(progress: Collection) -> None:
+    # The project stores times as epoch-second floats, not datetime (see the module docstring).
+    values = [1700000000.123, 1764288000.000001, 0.1, 1e-9]
+    progress.update_one(
+        {"student_id": "s1", "material_id": "m1"},
+        {"$set": {"updated_at": values[0], "times": values}},
+        upsert=True,
+    )
+    doc = progress.find_one({"student_id": "s1", "material_id": "m1"})
+    assert type(doc["updated_at"]) is float
+    assert doc["updated_at"] == 1700000000.123
+    assert doc["times"] == values
+
+
+# 5. $setOnInsert
+
+
+def test_set_on_insert_applies_only_on_insert(progress: Collection) -> None:
+    flt = {"student_id": "s1", "material_id": "m1"}
+    progress.update_one(
+        flt, {"$set": {"n": 1}, "$setOnInsert": {"course_id": "c1", "created": 1.5}}, upsert=True
+    )
+    progress.update_one(
+        flt, {"$set": {"n": 2}, "$setOnInsert": {"course_id": "c2", "created": 9.5}}, upsert=True
+    )
+    assert strip_id(progress.find_one(flt)) == {
+        "student_id": "s1",
+        "material_id": "m1",
+        "n": 2,
+        "course_id": "c1",
+        "created": 1.5,
+    }
+
+
+# 6. $max, $inc, $addToSet, $pull
+
+
+def test_max_raises_only_when_higher(progress: Collection) -> None:
+    flt = {"student_id": "s1", "material_id": "m1"}
+    progress.insert_one({**flt, "furthest": 50.0})
+    progress.update_one(flt, {"$max": {"furthest": 40.0}})
+    assert progress.find_one(flt)["furthest"] == 50.0
+    progress.update_one(flt, {"$max": {"furthest": 75.5}})
+    assert progress.find_one(flt)["furthest"] == 75.5
+    progress.update_one(flt, {"$max": {"new_field": 3.0}})  # absent field: set
+    assert progress.find_one(flt)["new_field"] == 3.0
+
+
+def test_max_on_upsert_insert_sets_value(progress: Collection) -> None:
+    flt = {"student_id": "s1", "material_id": "m1"}
+    progress.update_one(flt, {"$max": {"furthest": 12.0}}, upsert=True)
+    assert progress.find_one(flt)["furthest"] == 12.0
+
+
+def test_inc(progress: Collection) -> None:
+    flt = {"student_id": "s1", "material_id": "m1"}
+    progress.update_one(flt, {"$inc": {"count": 1, "seconds": 2.5}}, upsert=True)
+    progress.update_one(flt, {"$inc": {"count": 4, "seconds": 0.25}}, upsert=True)
+    doc = progress.find_one(flt)
+    assert doc["count"] == 5
+    assert type(doc["count"]) is int
+    assert doc["seconds"] == 2.75
+
+
+def test_add_to_set_no_duplicate_on_repeat(progress: Collection) -> None:
+    flt = {"student_id": "s1", "material_id": "m1"}
+    progress.update_one(flt, {"$addToSet": {"tags": "a"}}, upsert=True)
+    progress.update_one(flt, {"$addToSet": {"tags": "b"}})
+    progress.update_one(flt, {"$addToSet": {"tags": "a"}})
+    progress.update_one(flt, {"$addToSet": {"tags": {"$each": ["b", "c"]}}})
+    assert progress.find_one(flt)["tags"] == ["a", "b", "c"]
+
+
+def test_pull_string_from_array(progress: Collection) -> None:
+    flt = {"student_id": "s1", "material_id": "m1"}
+    progress.insert_one({**flt, "tags": ["a", "b", "c", "b"]})
+    progress.update_one(flt, {"$pull": {"tags": "b"}})
+    assert progress.find_one(flt)["tags"] == ["a", "c"]
+    progress.update_one(flt, {"$pull": {"tags": "zzz"}})  # absent value: no change
+    assert progress.find_one(flt)["tags"] == ["a", "c"]
+
+
+# 7. find, count_documents, delete_many
+
+
+@pytest.fixture
+def seeded(progress: Collection) -> Collection:
+    progress.insert_many(
+        [
+            {"student_id": "s1", "material_id": "m1", "course_id": "c1", "v": 1, "pos": 1.0},
+            {"student_id": "s1", "material_id": "m2", "course_id": "c1", "v": 5, "pos": 2.0},
+            {"student_id": "s2", "material_id": "m1", "course_id": "c1", "v": 3, "pos": 3.0},
+            {"student_id": "s2", "material_id": "m3", "course_id": "c2", "v": 8, "pos": 4.0},
+            {"student_id": "s3", "material_id": "m1", "course_id": "c2", "v": 2, "pos": 5.0},
+        ]
+    )
+    return progress
+
+
+def test_find_in_on_two_fields_with_projection(seeded: Collection) -> None:
+    docs = list(
+        seeded.find(
+            {"student_id": {"$in": ["s1", "s2"]}, "material_id": {"$in": ["m1", "m3"]}},
+            {"_id": 0, "student_id": 1, "material_id": 1, "v": 1},
+        )
+    )
+    assert sorted(docs, key=lambda d: (d["student_id"], d["material_id"])) == [
+        {"student_id": "s1", "material_id": "m1", "v": 1},
+        {"student_id": "s2", "material_id": "m1", "v": 3},
+        {"student_id": "s2", "material_id": "m3", "v": 8},
+    ]
+
+
+def test_find_gte(seeded: Collection) -> None:
+    docs = seeded.find({"v": {"$gte": 3}}, {"_id": 0, "v": 1}).sort("v", ASCENDING)
+    assert [d["v"] for d in docs] == [3, 5, 8]
+
+
+def test_count_documents(seeded: Collection) -> None:
+    assert seeded.count_documents({}) == 5
+    assert seeded.count_documents({"course_id": "c1"}) == 3
+    assert seeded.count_documents({"v": {"$gte": 3}, "course_id": "c2"}) == 1
+    assert seeded.count_documents({"student_id": "nobody"}) == 0
+
+
+def test_delete_many_returns_deleted_count(seeded: Collection) -> None:
+    result = seeded.delete_many({"student_id": "s2"})
+    assert result.deleted_count == 2
+    assert seeded.count_documents({}) == 3
+    assert seeded.delete_many({"student_id": "s2"}).deleted_count == 0
+
+
+# 8. aggregate
+
+
+def test_aggregate_match_group_sort_project(seeded: Collection) -> None:
+    seeded.insert_one(
+        {"student_id": "s4", "material_id": "m1", "course_id": "c3", "v": 100, "pos": 9.0}
+    )
+    pipeline = [
+        {"$match": {"course_id": {"$in": ["c1", "c2"]}}},
+        {
+            "$group": {
+                "_id": "$course_id",
+                "docs": {"$sum": 1},
+                "total": {"$sum": "$pos"},
+                "mean_v": {"$avg": "$v"},
+                "max_pos": {"$max": "$pos"},
+            }
+        },
+        {"$sort": {"total": DESCENDING}},
+        {
+            "$project": {
+                "_id": 0,
+                "course": "$_id",
+                "docs": 1,
+                "total": 1,
+                "mean_v": 1,
+                "max_pos": 1,
+            }
+        },
+    ]
+    rows = list(seeded.aggregate(pipeline))
+    assert rows == [
+        {"docs": 2, "total": 9.0, "mean_v": 5.0, "max_pos": 5.0, "course": "c2"},
+        {"docs": 3, "total": 6.0, "mean_v": 3.0, "max_pos": 3.0, "course": "c1"},
+    ]
+
+
+# 9. ping
+
+
+def test_ping(mongo_db: Database) -> None:
+    result = mongo_db.command("ping")
+    assert result["ok"] == 1

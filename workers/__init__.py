@@ -1,0 +1,1 @@
+"""RQ jobs: flush buffered heartbeats to MongoDB, record completions, maintenance."""

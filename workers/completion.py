@@ -1,0 +1,29 @@
+"""The completion job: a material crossed the threshold -> enrollment and course progress."""
+
+from __future__ import annotations
+
+import logging
+
+from workers.context import get_context
+
+log = logging.getLogger(__name__)
+
+
+def record_completions(items: list[list]) -> int:
+    """RQ job: for each [student_id, course_id, [material_id, ...]], add the materials to
+    `enrollments.completed_materials` and recalculate the course progress.
+
+    Idempotent (a repeat is a no-op), so RQ's retries and duplicate enqueues are harmless.
+    Returns how many enrollments were updated.
+    """
+    ctx = get_context()
+    catalog = ctx.catalog()
+    updated = 0
+    for student_id, course_id, material_ids in items:
+        course = catalog.courses.get(course_id)
+        if course is None:
+            log.error("completion for unknown course %s skipped", course_id)
+            continue
+        ctx.mongo.record_completion(student_id, course_id, list(material_ids), course)
+        updated += 1
+    return updated

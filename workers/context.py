@@ -1,0 +1,48 @@
+"""Per-process connections for jobs, created once (workers run as `SimpleWorker`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import redis
+from rq import Queue
+
+from shared.catalog import Catalog
+from shared.hot_store import HotStore
+from shared.mongo_store import MongoStore
+from shared.settings import Settings, get_settings
+
+
+@dataclass
+class WorkerContext:
+    settings: Settings
+    redis: redis.Redis
+    hot: HotStore
+    mongo: MongoStore
+    queue: Queue
+    _catalog: Catalog = field(default_factory=lambda: Catalog([]))
+
+    def catalog(self) -> Catalog:
+        """The catalog as last published to Redis (re-read only when its version changed)."""
+        version = int(self.redis.get("vp:catalog:version") or 0)
+        if version != self._catalog.version:
+            version, blob = self.hot.catalog()
+            self._catalog = Catalog.from_json(blob, version) if blob else Catalog([], version)
+        return self._catalog
+
+
+def build_context(settings: Settings) -> WorkerContext:
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10, health_check_interval=30)
+    return WorkerContext(
+        settings=settings,
+        redis=client,
+        hot=HotStore(client),
+        mongo=MongoStore(settings.mongo_url, settings.mongo_timeout_ms),
+        queue=Queue(settings.queue_name, connection=client),
+    )
+
+
+@lru_cache(maxsize=1)
+def get_context() -> WorkerContext:
+    return build_context(get_settings())

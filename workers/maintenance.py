@@ -1,0 +1,40 @@
+"""Periodic repair: completions whose job was lost still reach the enrollment."""
+
+from __future__ import annotations
+
+import time
+
+from workers.context import get_context
+
+RECENT_S = 3600.0
+
+
+def reconcile_completions(since_s: float = RECENT_S) -> int:
+    """RQ job: re-record completions of the last `since_s` seconds that an enrollment misses.
+
+    Covers a completion job lost with its worker before RQ retried it. Idempotent.
+    Returns how many enrollments were repaired.
+    """
+    ctx = get_context()
+    catalog = ctx.catalog()
+    since = time.time() - since_s
+    missing: dict[tuple[str, str], list[str]] = {}
+    cursor = ctx.mongo.progress.find(
+        {"completed": True, "completed_at": {"$gte": since}},
+        {"_id": 0, "student_id": 1, "course_id": 1, "material_id": 1},
+    )
+    completed: dict[tuple[str, str], list[str]] = {}
+    for doc in cursor:
+        completed.setdefault((doc["student_id"], doc["course_id"]), []).append(doc["material_id"])
+    for (student_id, course_id), material_ids in completed.items():
+        enrollment = ctx.mongo.enrollment(student_id, course_id)
+        if enrollment is None:
+            continue
+        absent = set(material_ids) - set(enrollment.get("completed_materials", []))
+        if absent:
+            missing[(student_id, course_id)] = sorted(absent)
+    for (student_id, course_id), material_ids in missing.items():
+        course = catalog.courses.get(course_id)
+        if course is not None:
+            ctx.mongo.record_completion(student_id, course_id, material_ids, course)
+    return len(missing)
