@@ -44,7 +44,7 @@ class HeartbeatItem(HeartbeatBody):
 
 class HeartbeatBatch(BaseModel):
     # Items are validated one by one by the route, so that one bad item never drops the others.
-    heartbeats: list[dict[str, Any]] = Field(max_length=500)
+    heartbeats: list[Any] = Field(max_length=500)
 
 
 class HeartbeatAccepted(BaseModel):

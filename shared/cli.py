@@ -69,6 +69,9 @@ def dev(
     except KeyboardInterrupt:
         console.print("stopping…")
     finally:
+        # A second Ctrl-C or SIGTERM must not cut the clean-up short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for child in children:
             child.terminate()
         for child in children:

@@ -109,6 +109,7 @@ class MongoStore:
         )
         self.progress.create_index([("course_id", ASCENDING), ("student_id", ASCENDING)])
         self.progress.create_index([("material_id", ASCENDING)])
+        self.progress.create_index([("completed_at", ASCENDING)])
         self.enrollments.create_index(
             [("student_id", ASCENDING), ("course_id", ASCENDING)], unique=True
         )
@@ -128,7 +129,7 @@ class MongoStore:
         ops = [
             UpdateOne(
                 {"student_id": w.student_id, "material_id": w.material_id, "v": {"$lt": w.version}},
-                {"$set": progress_document(w)},
+                {"$set": progress_document(w), "$inc": {"flushes": 1}},
                 upsert=True,
             )
             for w in writes

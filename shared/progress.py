@@ -10,6 +10,10 @@ The rules are API.md's "Progress semantics":
 
 `apply_heartbeat` is idempotent (a duplicate changes nothing) and, for `played` ranges and
 continuous play, independent of arrival order: the state is a join of its heartbeats.
+To bound a state's size, position-only readings are kept for the last MAX_READINGS_PER_SESSION
+readings of the last MAX_SESSIONS sessions: a reading later than that is paired with the oldest
+one kept, and a reading of a session already forgotten infers nothing. Players that send
+`played` (the project's tracker does) are not affected.
 """
 
 from __future__ import annotations
@@ -177,7 +181,9 @@ def _record_reading(state: WatchState, hb: Heartbeat, position: float) -> list[I
     if reading in readings:
         return []
     if len(readings) >= MAX_READINGS_PER_SESSION and reading < readings[0]:
-        return []  # older than the whole window: its neighbours are gone
+        # Older than the whole window: pair it with the oldest kept reading, don't keep it.
+        iv = _inferred(reading, readings[0])
+        return [iv] if iv else []
     insort(readings, reading)
     i = readings.index(reading)
     ranges = []
@@ -222,9 +228,9 @@ def _apply_in_place(
     for a, b in ranges:
         state.covered = add_interval(state.covered, a, b)
 
-    percentage = min(100.0, state.watched_seconds / duration * 100.0)
-    state.progress = _r(max(state.progress, percentage))
-    if state.progress >= threshold:
+    percentage = min(100.0, sum(b - a for a, b in state.covered) / duration * 100.0)
+    state.progress = max(state.progress, _r(percentage))
+    if percentage >= threshold:
         _mark_complete(state, hb)
 
 
