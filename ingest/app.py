@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -14,9 +15,8 @@ from ingest.models import ErrorResponse
 from ingest.progress_service import ProgressService
 from shared.settings import Settings, get_settings
 
-ERROR_RESPONSES = {
-    status: {"model": ErrorResponse}
-    for status in (401, 403, 404, 413, 422, 429, 503)
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse} for status in (401, 403, 404, 413, 422, 429, 503)
 }
 
 

@@ -77,7 +77,7 @@ class MongoReadBreaker:
 class AppContext:
     settings: Settings
     verifier: TokenVerifier
-    redis: aioredis.Redis
+    redis_async: aioredis.Redis
     redis_sync: redis.Redis
     hot: AsyncHotStore
     mongo: MongoStore
@@ -99,7 +99,7 @@ class AppContext:
         return cls(
             settings=settings,
             verifier=TokenVerifier(settings),
-            redis=client,
+            redis_async=client,
             redis_sync=sync_client,
             hot=hot,
             mongo=mongo,
@@ -119,6 +119,6 @@ class AppContext:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        await self.redis.aclose()
+        await self.redis_async.aclose()
         self.redis_sync.close()
         self.mongo.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import redis.exceptions
@@ -15,13 +16,17 @@ from shared.errors import ServiceError, Unauthenticated, Unavailable
 
 
 def error_response(
-    status: int, code: str, message: str, details: Any = None, headers: dict | None = None
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     body = {"error": {"code": code, "message": message, "details": details}}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def validation_details(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def validation_details(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Name the field and the rule of each validation error."""
     return [
         {
@@ -48,7 +53,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        details = validation_details(list(exc.errors()))
+        details = validation_details(exc.errors())
         first = details[0] if details else {"field": "body", "rule": "invalid"}
         message = f"{first['field']}: {first.get('message') or first['rule']}"
         return error_response(422, "invalid", message, details)

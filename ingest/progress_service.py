@@ -9,7 +9,13 @@ from datetime import UTC, datetime
 from starlette.concurrency import run_in_threadpool
 
 from ingest.context import AppContext
-from ingest.models import CourseProgress, MaterialProgress, MaterialStatus, ModuleProgress, VideoTotals
+from ingest.models import (
+    CourseProgress,
+    MaterialProgress,
+    MaterialStatus,
+    ModuleProgress,
+    VideoTotals,
+)
 from shared import admin_ops
 from shared.catalog import Course, MaterialRef
 from shared.errors import BufferFull, Forbidden, ServiceError, Unavailable
@@ -108,7 +114,9 @@ class ProgressService:
                 base = found.state if found else None
         return self._fold(base, entry.pending, sub.ref)
 
-    def _fold(self, base: WatchState | None, pending: list[Heartbeat], ref: MaterialRef) -> WatchState:
+    def _fold(
+        self, base: WatchState | None, pending: list[Heartbeat], ref: MaterialRef
+    ) -> WatchState:
         return fold(
             base, pending, duration=ref.material.duration,
             threshold=self.settings.completion_threshold,
@@ -158,7 +166,9 @@ class ProgressService:
                 ModuleProgress(
                     module_id=module.module_id,
                     progress_percentage=_share(sum(states[i].completed for i in ids), len(ids)),
-                    watched_seconds=sum(states[m.material_id].watched_seconds for m in module_videos),
+                    watched_seconds=sum(
+                        states[m.material_id].watched_seconds for m in module_videos
+                    ),
                     total_seconds=sum(m.duration or 0.0 for m in module_videos),
                     materials=[
                         MaterialProgress(
@@ -180,7 +190,9 @@ class ProgressService:
                 total=len(videos),
                 started=sum(states[v.material_id].last_watched is not None for v in videos),
                 completed=sum(states[v.material_id].completed for v in videos),
-                watched_seconds=round(sum(states[v.material_id].watched_seconds for v in videos), 3),
+                watched_seconds=round(
+                    sum(states[v.material_id].watched_seconds for v in videos), 3
+                ),
                 total_seconds=sum(v.duration or 0.0 for v in videos),
             ),
             modules=modules,

@@ -156,7 +156,7 @@ def _validate_item(raw: Any) -> HeartbeatItem:
     try:
         return HeartbeatItem.model_validate(raw)
     except ValidationError as exc:
-        details = validation_details(list(exc.errors()))
+        details = validation_details(exc.errors())
         raise InvalidInput(f"{details[0]['field']}: {details[0]['message']}", details) from None
 
 
@@ -204,9 +204,7 @@ async def post_statuses(
     )
 
 
-@router.post(
-    "/material/{material_id}/complete", status_code=202, response_model=CompletionAccepted
-)
+@router.post("/material/{material_id}/complete", status_code=202, response_model=CompletionAccepted)
 async def post_complete(material_id: str, student: Student, service: Service) -> CompletionAccepted:
     """Mark a non-video material (pdf, link) complete; sticky and idempotent."""
     ref = await find_material(service, material_id)

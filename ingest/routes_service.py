@@ -22,7 +22,7 @@ async def readyz(request: Request) -> JSONResponse:
     """200 while Redis answers (ingest needs nothing else); MongoDB's state is reported only."""
     ctx = request.app.state.ctx
     try:
-        await asyncio.wait_for(ctx.redis.ping(), timeout=2)
+        await asyncio.wait_for(ctx.redis_async.ping(), timeout=2)
         redis_ok = True
     except Exception:  # noqa: BLE001 - any failure means not ready
         redis_ok = False

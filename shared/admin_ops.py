@@ -55,8 +55,8 @@ def set_enrollment(
     mongo: MongoStore, r: redis.Redis, student_id: str, course_id: str, enrolled: bool
 ) -> bool:
     """Enroll or unenroll; True when something changed."""
-    changed = mongo.enroll(student_id, course_id) if enrolled else mongo.unenroll(
-        student_id, course_id
+    changed = (
+        mongo.enroll(student_id, course_id) if enrolled else mongo.unenroll(student_id, course_id)
     )
     mirror_enrollments(mongo, r, student_id)
     return changed

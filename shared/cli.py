@@ -17,7 +17,15 @@ from rich.console import Console
 
 from shared import admin_ops
 from shared.mongo_store import MongoStore
-from shared.services import Service, mongo_standin_service, redis_service, wait_for_port
+from shared.services import (
+    Service,
+    child_env,
+    mongo_standin_service,
+    procfile_commands,
+    redis_service,
+    start_procfile_process,
+    wait_for_port,
+)
 from shared.settings import Settings
 from shared.tokens import mint_token
 
@@ -101,24 +109,13 @@ def _run_dev(
     mongo = MongoStore(settings.mongo_url, settings.mongo_timeout_ms)
     mongo.ensure_indexes()
     admin_ops.load_catalog_file(mongo, redis.Redis.from_url(settings.redis_url), DEMO_CATALOG)
-    children.extend(subprocess.Popen(argv) for argv in process_commands(port).values())
+    env = child_env(HOST="127.0.0.1")
+    children.extend(start_procfile_process(cmd, env) for cmd in procfile_commands().values())
     wait_for_port(port, timeout_s=30, proc=children[0])
     _print_welcome(settings, port)
     while all(child.poll() is None for child in children):
         time.sleep(0.5)
     console.print("[red]a process exited; stopping everything[/red]")
-
-
-def process_commands(port: int) -> dict[str, list[str]]:
-    """The Procfile's processes, as argv lists run with this interpreter."""
-    py = sys.executable
-    return {
-        "web": [py, "-m", "uvicorn", "--factory", "ingest.app:create_app", "--host", "127.0.0.1",
-                "--port", str(port), "--no-access-log"],
-        "worker": [py, "-m", "rq.cli", "worker", "-c", "workers.rq_settings",
-                   "--worker-class", "rq.worker.SimpleWorker", "--with-scheduler"],
-        "clock": [py, "-m", "rq.cli", "cron", "-c", "workers.rq_settings", "workers.cron"],
-    }  # fmt: skip
 
 
 def _print_welcome(settings: Settings, port: int) -> None:

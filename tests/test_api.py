@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import jwt
@@ -183,7 +183,9 @@ def test_admin_reads_the_named_students_progress_not_their_own(
     [
         pytest.param("PUT", f"/api/courses/{COURSE_ID}", COURSE, id="put-course"),
         pytest.param("PUT", f"/api/courses/{COURSE_ID}/enrollments/s-new", None, id="enroll"),
-        pytest.param("DELETE", f"/api/courses/{COURSE_ID}/enrollments/{STUDENT}", None, id="unenroll"),
+        pytest.param(
+            "DELETE", f"/api/courses/{COURSE_ID}/enrollments/{STUDENT}", None, id="unenroll"
+        ),
     ],
 )
 @pytest.mark.parametrize("role", ["student", "teacher"])
@@ -245,7 +247,9 @@ def test_a_material_belongs_to_one_course(client: TestClient, settings: Settings
         pytest.param(heartbeat(101), "body", id="watch-time-over-duration"),
         pytest.param(heartbeat(-1), "watch_time", id="negative-watch-time"),
         pytest.param(heartbeat(0, total=0), "total_duration", id="zero-duration"),
-        pytest.param(heartbeat(5, total=50), "total_duration", id="duration-disagrees-with-catalog"),
+        pytest.param(
+            heartbeat(5, total=50), "total_duration", id="duration-disagrees-with-catalog"
+        ),
         pytest.param({"watch_time": "five", "total_duration": 100}, "watch_time", id="wrong-type"),
         pytest.param({"total_duration": 100}, "watch_time", id="missing-field"),
         pytest.param(heartbeat(5, watchTime=5), "watchTime", id="unknown-field"),
@@ -272,7 +276,7 @@ def test_invalid_heartbeats_get_422_naming_the_field_and_store_nothing(
 def test_non_finite_numbers_are_refused(
     client: TestClient, as_student: dict, redis_client: redis.Redis, literal: str
 ) -> None:
-    raw = '{"watch_time": %s, "total_duration": 100}' % literal
+    raw = '{"watch_time": ' + literal + ', "total_duration": 100}'
     r = client.post(
         "/api/progress/video/v-100/watch-time",
         content=raw,

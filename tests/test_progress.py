@@ -38,8 +38,14 @@ def test_constants_match_the_contract() -> None:
     assert INFER_SLACK_S == 2.0
 
 
-def pos(t: float, w: float, *, session: str | None = "s1", seq: int | None = None,
-        received: float | None = None) -> Heartbeat:
+def pos(
+    t: float,
+    w: float,
+    *,
+    session: str | None = "s1",
+    seq: int | None = None,
+    received: float | None = None,
+) -> Heartbeat:
     """A position-only reading taken at player time T0 + t with position w."""
     return Heartbeat(
         received_at=T0 + (received if received is not None else t),
@@ -50,9 +56,15 @@ def pos(t: float, w: float, *, session: str | None = "s1", seq: int | None = Non
     )
 
 
-def played(t: float, w: float, ranges: tuple[tuple[float, float], ...], *,
-           seq: int | None = None, received: float | None = None,
-           session: str | None = "s1") -> Heartbeat:
+def played(
+    t: float,
+    w: float,
+    ranges: tuple[tuple[float, float], ...],
+    *,
+    seq: int | None = None,
+    received: float | None = None,
+    session: str | None = "s1",
+) -> Heartbeat:
     return Heartbeat(
         received_at=T0 + (received if received is not None else t),
         watch_time=w,
@@ -63,8 +75,9 @@ def played(t: float, w: float, ranges: tuple[tuple[float, float], ...], *,
     )
 
 
-def run(hbs: list[Heartbeat], duration: float | None = 600.0,
-        state: WatchState | None = None) -> WatchState:
+def run(
+    hbs: list[Heartbeat], duration: float | None = 600.0, state: WatchState | None = None
+) -> WatchState:
     return fold(state, hbs, duration=duration, threshold=THRESHOLD)
 
 
@@ -86,13 +99,20 @@ def run(hbs: list[Heartbeat], duration: float | None = 600.0,
         pytest.param([[10, 20]], 10, 20, [[10, 20]], id="identical"),
         pytest.param([[10, 20]], 0, 5, [[0, 5], [10, 20]], id="disjoint-before"),
         pytest.param([[10, 20]], 30, 40, [[10, 20], [30, 40]], id="disjoint-after"),
-        pytest.param([[0, 5], [30, 40]], 10, 20, [[0, 5], [10, 20], [30, 40]],
-                     id="disjoint-between"),
+        pytest.param(
+            [[0, 5], [30, 40]], 10, 20, [[0, 5], [10, 20], [30, 40]], id="disjoint-between"
+        ),
         pytest.param([[0, 5], [10, 15], [20, 25]], 4, 21, [[0, 25]], id="bridges-three"),
-        pytest.param([[0, 5], [10, 15], [20, 25]], 5, 10, [[0, 15], [20, 25]],
-                     id="fills-gap-exactly"),
-        pytest.param([[0, 5], [10, 15], [20, 25], [40, 50]], 12, 30,
-                     [[0, 5], [10, 30], [40, 50]], id="merges-two-keeps-others"),
+        pytest.param(
+            [[0, 5], [10, 15], [20, 25]], 5, 10, [[0, 15], [20, 25]], id="fills-gap-exactly"
+        ),
+        pytest.param(
+            [[0, 5], [10, 15], [20, 25], [40, 50]],
+            12,
+            30,
+            [[0, 5], [10, 30], [40, 50]],
+            id="merges-two-keeps-others",
+        ),
         pytest.param([[0.5, 1.25]], 1.25, 2.75, [[0.5, 2.75]], id="fractional-touching"),
         pytest.param([[0, 10]], 5, 5, [[0, 10]], id="empty-range-ignored"),
         pytest.param([], 5, 5, [], id="empty-range-into-empty"),
@@ -100,8 +120,9 @@ def run(hbs: list[Heartbeat], duration: float | None = 600.0,
         pytest.param([], 3, -3, [], id="negative-range-into-empty"),
     ],
 )
-def test_add_interval_table(covered: list[list[float]], start: float, end: float,
-                            expected: list[list[float]]) -> None:
+def test_add_interval_table(
+    covered: list[list[float]], start: float, end: float, expected: list[list[float]]
+) -> None:
     before = [list(iv) for iv in covered]
     assert add_interval(covered, start, end) == expected
     assert covered == before  # the argument is not modified
@@ -133,8 +154,10 @@ def test_add_interval_matches_grid_cell_reference(pairs: list[tuple[int, int]]) 
 
 
 @FAST
-@given(st.lists(st.tuples(st.integers(0, 40), st.integers(0, 40)), max_size=15),
-       st.randoms(use_true_random=False))
+@given(
+    st.lists(st.tuples(st.integers(0, 40), st.integers(0, 40)), max_size=15),
+    st.randoms(use_true_random=False),
+)
 def test_add_interval_order_does_not_matter(pairs: list[tuple[int, int]], rnd) -> None:
     shuffled = list(pairs)
     rnd.shuffle(shuffled)
@@ -154,7 +177,7 @@ def test_add_interval_order_does_not_matter(pairs: list[tuple[int, int]], rnd) -
 
 REWIND = [
     played(0, 0, ()),
-    played(10, 300, ((0, 10),)),   # seeked forward, played a bit
+    played(10, 300, ((0, 10),)),  # seeked forward, played a bit
     played(20, 310, ((300, 310),)),
     played(30, 50, ((310, 320),)),  # then rewound to 50
 ]
@@ -167,25 +190,40 @@ REWIND = [
         pytest.param([REWIND[3], REWIND[0], REWIND[2], REWIND[1]], 50, id="rewind-shuffled"),
         pytest.param([REWIND[3], REWIND[2], REWIND[1], REWIND[0]], 50, id="rewind-reversed"),
         pytest.param([pos(0, 100), pos(10, 120), pos(20, 40)], 40, id="position-only-rewind"),
-        pytest.param([pos(20, 40), pos(0, 100), pos(10, 120)], 40,
-                     id="position-only-rewind-late-arrivals"),
+        pytest.param(
+            [pos(20, 40), pos(0, 100), pos(10, 120)], 40, id="position-only-rewind-late-arrivals"
+        ),
         # client_ts decides, not the server receive time: A was read earlier but arrived later
-        pytest.param([pos(150, 20, received=150), pos(100, 10, received=200)], 20,
-                     id="client-ts-beats-receive-time"),
-        pytest.param([pos(100, 10, received=200), pos(150, 20, received=150)], 20,
-                     id="client-ts-beats-receive-time-other-arrival"),
+        pytest.param(
+            [pos(150, 20, received=150), pos(100, 10, received=200)],
+            20,
+            id="client-ts-beats-receive-time",
+        ),
+        pytest.param(
+            [pos(100, 10, received=200), pos(150, 20, received=150)],
+            20,
+            id="client-ts-beats-receive-time-other-arrival",
+        ),
         # same client_ts: seq decides
         pytest.param([pos(50, 5, seq=2), pos(50, 40, seq=1)], 5, id="seq-breaks-tie"),
         pytest.param([pos(50, 40, seq=1), pos(50, 5, seq=2)], 5, id="seq-breaks-tie-reversed"),
         # no client_ts: the server receive time is the reading time
         pytest.param(
-            [Heartbeat(received_at=T0 + 20, watch_time=7), Heartbeat(received_at=T0 + 10,
-                                                                     watch_time=70)],
-            7, id="receive-time-when-no-client-ts"),
+            [
+                Heartbeat(received_at=T0 + 20, watch_time=7),
+                Heartbeat(received_at=T0 + 10, watch_time=70),
+            ],
+            7,
+            id="receive-time-when-no-client-ts",
+        ),
         pytest.param(
-            [Heartbeat(received_at=T0 + 10, watch_time=70), Heartbeat(received_at=T0 + 20,
-                                                                      watch_time=7)],
-            7, id="receive-time-when-no-client-ts-in-order"),
+            [
+                Heartbeat(received_at=T0 + 10, watch_time=70),
+                Heartbeat(received_at=T0 + 20, watch_time=7),
+            ],
+            7,
+            id="receive-time-when-no-client-ts-in-order",
+        ),
         pytest.param([pos(0, 700)], 600, id="clamped-to-duration"),
         pytest.param([pos(0, -5)], 0, id="clamped-at-zero"),
     ],
@@ -213,25 +251,40 @@ def test_resume_position_older_reading_arriving_late_is_ignored_one_by_one() -> 
     [
         pytest.param([played(10, 10, ((0, 10),))], 600, 10, id="one-range"),
         pytest.param([played(10, 10, ((0, 10), (5, 20)))], 600, 20, id="overlap-in-one-hb"),
-        pytest.param([played(10, 10, ((0, 10),)), played(20, 20, ((5, 20),))], 600, 20,
-                     id="overlap-across-hbs"),
-        pytest.param([played(10, 10, ((0, 10),)), played(20, 20, ((100, 110),))], 600, 20,
-                     id="disjoint-ranges-add"),
+        pytest.param(
+            [played(10, 10, ((0, 10),)), played(20, 20, ((5, 20),))],
+            600,
+            20,
+            id="overlap-across-hbs",
+        ),
+        pytest.param(
+            [played(10, 10, ((0, 10),)), played(20, 20, ((100, 110),))],
+            600,
+            20,
+            id="disjoint-ranges-add",
+        ),
         pytest.param([played(10, 10, ((-5, 10),))], 100, 10, id="clamped-below-zero"),
         pytest.param([played(10, 100, ((90, 150),))], 100, 10, id="clamped-above-duration"),
         pytest.param([played(10, 100, ((120, 150),))], 100, 0, id="entirely-past-the-end"),
         pytest.param([played(10, 10, ((20, 10),))], 100, 0, id="reversed-range-ignored"),
         pytest.param([played(10, 10, ((0, 200),))], 100, 100, id="whole-video"),
         # seeking forward: only played ranges count, the skipped part does not
-        pytest.param([played(10, 10, ((0, 10),)), played(12, 400, ()),
-                      played(22, 410, ((400, 410),))], 600, 20, id="seek-does-not-count"),
+        pytest.param(
+            [played(10, 10, ((0, 10),)), played(12, 400, ()), played(22, 410, ((400, 410),))],
+            600,
+            20,
+            id="seek-does-not-count",
+        ),
         # replaying the same part does not count twice
-        pytest.param([played(10, 10, ((0, 10),)), played(20, 10, ((0, 10),))], 600, 10,
-                     id="rewatch-counts-once"),
+        pytest.param(
+            [played(10, 10, ((0, 10),)), played(20, 10, ((0, 10),))],
+            600,
+            10,
+            id="rewatch-counts-once",
+        ),
     ],
 )
-def test_watched_from_played_ranges(hbs: list[Heartbeat], duration: float,
-                                    expected: float) -> None:
+def test_watched_from_played_ranges(hbs: list[Heartbeat], duration: float, expected: float) -> None:
     assert run(hbs, duration).watched_seconds == expected
 
 
@@ -249,24 +302,40 @@ def test_watched_from_played_ranges(hbs: list[Heartbeat], duration: float,
         pytest.param([pos(0, 100), pos(10, 90)], 0, id="backward-is-seek"),
         pytest.param([pos(0, 0), pos(10, 500)], 0, id="forward-seek"),
         pytest.param([pos(0, 0), pos(10, 10, session="s2")], 0, id="different-sessions"),
-        pytest.param([pos(0, 0, session="s1"), pos(5, 100, session="s2"),
-                      pos(10, 10, session="s1"), pos(15, 105, session="s2")], 15,
-                     id="interleaved-sessions-paired-within-each"),
-        pytest.param([pos(0, 0), pos(10, 200), pos(20, 210)], 10,
-                     id="only-time-neighbours-are-paired"),
-        pytest.param([pos(0, 0), pos(10, 10), pos(20, 300), pos(30, 310), pos(40, 20),
-                      pos(50, 30)], 30, id="play-seek-play-rewind-play"),
+        pytest.param(
+            [
+                pos(0, 0, session="s1"),
+                pos(5, 100, session="s2"),
+                pos(10, 10, session="s1"),
+                pos(15, 105, session="s2"),
+            ],
+            15,
+            id="interleaved-sessions-paired-within-each",
+        ),
+        pytest.param(
+            [pos(0, 0), pos(10, 200), pos(20, 210)], 10, id="only-time-neighbours-are-paired"
+        ),
+        pytest.param(
+            [pos(0, 0), pos(10, 10), pos(20, 300), pos(30, 310), pos(40, 20), pos(50, 30)],
+            30,
+            id="play-seek-play-rewind-play",
+        ),
         # the readings' player clock gives the elapsed time, not the server receive time
-        pytest.param([pos(0, 0, received=100), pos(10, 10, received=100)], 10,
-                     id="elapsed-from-client-ts"),
-        pytest.param([pos(0, 0, received=0), pos(2, 30, received=30)], 0,
-                     id="receive-gap-does-not-widen-bound"),
+        pytest.param(
+            [pos(0, 0, received=100), pos(10, 10, received=100)], 10, id="elapsed-from-client-ts"
+        ),
+        pytest.param(
+            [pos(0, 0, received=0), pos(2, 30, received=30)],
+            0,
+            id="receive-gap-does-not-widen-bound",
+        ),
         # clamped positions: reading beyond the end counts only up to the end
         pytest.param([pos(0, 595), pos(10, 605)], 5, id="play-past-end-clamped"),
     ],
 )
-def test_watched_inferred_from_position_only_readings(hbs: list[Heartbeat],
-                                                      expected: float) -> None:
+def test_watched_inferred_from_position_only_readings(
+    hbs: list[Heartbeat], expected: float
+) -> None:
     assert run(hbs, 600).watched_seconds == expected
 
 
@@ -279,8 +348,10 @@ def test_played_heartbeat_is_not_a_reading_for_inference() -> None:
 
 
 def test_receive_time_is_the_reading_time_without_client_ts() -> None:
-    hbs = [Heartbeat(received_at=T0, watch_time=0, session_id="s"),
-           Heartbeat(received_at=T0 + 10, watch_time=10, session_id="s")]
+    hbs = [
+        Heartbeat(received_at=T0, watch_time=0, session_id="s"),
+        Heartbeat(received_at=T0 + 10, watch_time=10, session_id="s"),
+    ]
     assert run(hbs).watched_seconds == 10
     assert run(list(reversed(hbs))).watched_seconds == 10
 
@@ -328,8 +399,9 @@ def test_late_first_reading_of_a_long_continuous_session_still_counts() -> None:
         pytest.param([pos(0, 0), pos(10, 500)], 600, 0.0, False, id="seek-only"),
     ],
 )
-def test_progress_and_completion(hbs: list[Heartbeat], duration: float, progress: float,
-                                 completed: bool) -> None:
+def test_progress_and_completion(
+    hbs: list[Heartbeat], duration: float, progress: float, completed: bool
+) -> None:
     s = run(hbs, duration)
     assert s.progress == pytest.approx(progress, abs=1e-3)
     assert s.completed is completed
@@ -372,14 +444,14 @@ def test_completion_is_sticky_and_completed_at_set_once() -> None:
         pytest.param(Heartbeat(received_at=T0 + 5, complete=True), 600.0, id="video-complete"),
     ],
 )
-def test_non_video_or_complete_heartbeat_completes(hb: Heartbeat,
-                                                   duration: float | None) -> None:
+def test_non_video_or_complete_heartbeat_completes(hb: Heartbeat, duration: float | None) -> None:
     s = apply_heartbeat(WatchState(), hb, duration=duration, threshold=THRESHOLD)
     assert s.completed is True
     assert s.progress == 100.0
     assert s.completed_at == T0 + 5
-    again = apply_heartbeat(s, Heartbeat(received_at=T0 + 50, complete=True),
-                            duration=duration, threshold=THRESHOLD)
+    again = apply_heartbeat(
+        s, Heartbeat(received_at=T0 + 50, complete=True), duration=duration, threshold=THRESHOLD
+    )
     assert again.completed_at == T0 + 5
 
 
@@ -387,8 +459,9 @@ def test_apply_heartbeat_does_not_modify_its_input_state() -> None:
     s = run([pos(0, 0), pos(10, 10), played(20, 20, ((10, 20),))])
     snapshot = WatchState.from_json(s.to_json())
     apply_heartbeat(s, pos(30, 30), duration=600, threshold=THRESHOLD)
-    apply_heartbeat(s, Heartbeat(received_at=T0 + 40, complete=True), duration=600,
-                    threshold=THRESHOLD)
+    apply_heartbeat(
+        s, Heartbeat(received_at=T0 + 40, complete=True), duration=600, threshold=THRESHOLD
+    )
     assert s == snapshot
 
 
@@ -414,8 +487,9 @@ BASE = [pos(0, 0), pos(10, 10), played(20, 30, ((10, 30),)), pos(30, 40, session
         pytest.param(BASE, played(500, 500, ((30, 500),)), 600.0, id="completing"),
     ],
 )
-def test_duplicate_changes_nothing(history: list[Heartbeat], hb: Heartbeat,
-                                   duration: float | None) -> None:
+def test_duplicate_changes_nothing(
+    history: list[Heartbeat], hb: Heartbeat, duration: float | None
+) -> None:
     once = run(history + [hb], duration)
     twice = apply_heartbeat(once, hb, duration=duration, threshold=THRESHOLD)
     assert twice == once
@@ -464,16 +538,17 @@ def played_scenario(draw):
     times = draw(st.lists(st.integers(0, 5000), min_size=n, max_size=n, unique=True))
     hbs = []
     for t in times:
-        ranges = draw(st.lists(st.tuples(st.integers(-20, 320), st.integers(-20, 320)),
-                               max_size=3))
-        hbs.append(Heartbeat(
-            received_at=T0 + draw(st.integers(0, 5000)),  # ignored: client_ts present
-            watch_time=draw(st.integers(-10, 320)),
-            client_ts=T0 + t,
-            session_id=draw(st.sampled_from(["a", "b", None])),
-            seq=draw(st.none() | st.integers(0, 9)),
-            played=tuple(ranges),
-        ))
+        ranges = draw(st.lists(st.tuples(st.integers(-20, 320), st.integers(-20, 320)), max_size=3))
+        hbs.append(
+            Heartbeat(
+                received_at=T0 + draw(st.integers(0, 5000)),  # ignored: client_ts present
+                watch_time=draw(st.integers(-10, 320)),
+                client_ts=T0 + t,
+                session_id=draw(st.sampled_from(["a", "b", None])),
+                seq=draw(st.none() | st.integers(0, 9)),
+                played=tuple(ranges),
+            )
+        )
     return duration, hbs
 
 
@@ -516,13 +591,15 @@ def continuous_play(draw, max_readings: int = 40):
         if i:
             t_ms += draw(st.integers(8_000, 12_000))
             p_ms += draw(st.integers(8_000, 12_000))  # <= 2 * 8 + 2 s: always play
-        hbs.append(Heartbeat(
-            received_at=T0 + t_ms / 1000 + draw(st.integers(0, 30)),  # network delay
-            watch_time=p_ms / 1000,
-            client_ts=T0 + t_ms / 1000,
-            session_id="tab-1",
-            seq=i,
-        ))
+        hbs.append(
+            Heartbeat(
+                received_at=T0 + t_ms / 1000 + draw(st.integers(0, 30)),  # network delay
+                watch_time=p_ms / 1000,
+                client_ts=T0 + t_ms / 1000,
+                session_id="tab-1",
+                seq=i,
+            )
+        )
     duration = draw(st.integers(20, 600))
     return duration, hbs, p_ms
 
@@ -559,15 +636,22 @@ def test_property_continuous_play_order_and_duplicates_do_not_matter(scenario, d
     with_played=st.booleans(),
     data=st.data(),
 )
-def test_property_seek_to_end_then_play_never_completes(pre_steps, seek_elapsed, seek_to,
-                                                        post, with_played, data) -> None:
+def test_property_seek_to_end_then_play_never_completes(
+    pre_steps, seek_elapsed, seek_to, post, with_played, data
+) -> None:
     duration = 600
     hbs: list[Heartbeat] = []
     t = p = 0
 
     def reading(t: int, w: int, rng: tuple[tuple[int, int], ...]) -> Heartbeat:
-        return Heartbeat(received_at=T0 + t, watch_time=w, client_ts=T0 + t, session_id="x",
-                         seq=len(hbs), played=rng if with_played else None)
+        return Heartbeat(
+            received_at=T0 + t,
+            watch_time=w,
+            client_ts=T0 + t,
+            session_id="x",
+            seq=len(hbs),
+            played=rng if with_played else None,
+        )
 
     hbs.append(reading(0, 0, ()))
     for _ in range(pre_steps):  # honest play from the start
@@ -604,22 +688,37 @@ def test_property_seek_to_end_then_play_never_completes(pre_steps, seek_elapsed,
     with_played=st.booleans(),
     data=st.data(),
 )
-def test_property_continuous_play_completion_threshold(duration, completes, frac, with_played,
-                                                       data) -> None:
+def test_property_continuous_play_completion_threshold(
+    duration, completes, frac, with_played, data
+) -> None:
     if completes:
         lo, hi = math.ceil(0.8 * duration), duration + 30
     else:
         lo, hi = 0, math.floor(0.75 * duration)
     end = lo + round(frac * (hi - lo))
-    hbs: list[Heartbeat] = [Heartbeat(received_at=T0, watch_time=0, client_ts=T0,
-                                      session_id="s", played=() if with_played else None)]
+    hbs: list[Heartbeat] = [
+        Heartbeat(
+            received_at=T0,
+            watch_time=0,
+            client_ts=T0,
+            session_id="s",
+            played=() if with_played else None,
+        )
+    ]
     t = p = 0
     while p < end:
         step = min(data.draw(st.integers(5, 15)), end - p)
         elapsed = max(1, step + data.draw(st.integers(-2, 2)))
         t, p = t + elapsed, p + step
-        hbs.append(Heartbeat(received_at=T0 + t, watch_time=p, client_ts=T0 + t,
-                             session_id="s", played=((p - step, p),) if with_played else None))
+        hbs.append(
+            Heartbeat(
+                received_at=T0 + t,
+                watch_time=p,
+                client_ts=T0 + t,
+                session_id="s",
+                played=((p - step, p),) if with_played else None,
+            )
+        )
     s = run(hbs, duration)
     assert s.watched_seconds == min(end, duration)
     assert s.completed is completes
@@ -632,8 +731,10 @@ def test_property_continuous_play_completion_threshold(duration, completes, frac
 
 
 @FAST
-@given(st.lists(any_heartbeat(), max_size=20), st.lists(st.sampled_from([None, 100.0, 600.0]),
-                                                        min_size=20, max_size=20))
+@given(
+    st.lists(any_heartbeat(), max_size=20),
+    st.lists(st.sampled_from([None, 100.0, 600.0]), min_size=20, max_size=20),
+)
 def test_property_progress_never_decreases_and_completion_is_sticky(hbs, durations) -> None:
     s = WatchState()
     for hb, duration in zip(hbs, durations, strict=False):
@@ -675,10 +776,18 @@ def test_property_duplicates_change_nothing(hbs, data) -> None:
     played_=st.none() | st.lists(st.tuples(finite, finite), max_size=4).map(tuple),
     complete=st.booleans(),
 )
-def test_heartbeat_json_round_trip(received, watch, client_ts, session, seq, played_,
-                                   complete) -> None:
-    hb = Heartbeat(received_at=received, watch_time=watch, client_ts=client_ts,
-                   session_id=session, seq=seq, played=played_, complete=complete)
+def test_heartbeat_json_round_trip(
+    received, watch, client_ts, session, seq, played_, complete
+) -> None:
+    hb = Heartbeat(
+        received_at=received,
+        watch_time=watch,
+        client_ts=client_ts,
+        session_id=session,
+        seq=seq,
+        played=played_,
+        complete=complete,
+    )
     raw = hb.to_json()
     assert isinstance(raw, str)
     assert Heartbeat.from_json(raw) == hb
@@ -689,11 +798,19 @@ def test_heartbeat_json_round_trip(received, watch, client_ts, session, seq, pla
     "state",
     [
         pytest.param(WatchState(), id="empty"),
-        pytest.param(WatchState(position=12.5, position_key=(T0 + 3, -1, 12.5),
-                                covered=[[0.0, 10.0], [20.0, 30.5]],
-                                readings={"a": [[T0, 1, 0.0], [T0 + 10, 2, 10.0]], "": []},
-                                progress=81.25, completed=True, completed_at=T0 + 9,
-                                last_watched=T0 + 10), id="full"),
+        pytest.param(
+            WatchState(
+                position=12.5,
+                position_key=(T0 + 3, -1, 12.5),
+                covered=[[0.0, 10.0], [20.0, 30.5]],
+                readings={"a": [[T0, 1, 0.0], [T0 + 10, 2, 10.0]], "": []},
+                progress=81.25,
+                completed=True,
+                completed_at=T0 + 9,
+                last_watched=T0 + 10,
+            ),
+            id="full",
+        ),
         pytest.param(run(BASE), id="folded"),
         pytest.param(run([Heartbeat(received_at=T0)], None), id="non-video"),
     ],
@@ -705,13 +822,16 @@ def test_watch_state_json_round_trip(state: WatchState) -> None:
 
 
 @FAST
-@given(st.lists(any_heartbeat(sessions=("a", "b", "c", "d", "e", None)), max_size=25),
-       st.sampled_from([None, 50.0, 300.0]))
+@given(
+    st.lists(any_heartbeat(sessions=("a", "b", "c", "d", "e", None)), max_size=25),
+    st.sampled_from([None, 50.0, 300.0]),
+)
 def test_property_watch_state_json_round_trip(hbs, duration) -> None:
     s = run(hbs, duration)
     back = WatchState.from_json(s.to_json())
     assert back == s
     # and the restored state behaves the same
     nxt = Heartbeat(received_at=T0 + 3000, watch_time=5, client_ts=T0 + 3000, session_id="a")
-    assert apply_heartbeat(back, nxt, duration=duration, threshold=THRESHOLD) == \
-        apply_heartbeat(s, nxt, duration=duration, threshold=THRESHOLD)
+    assert apply_heartbeat(back, nxt, duration=duration, threshold=THRESHOLD) == apply_heartbeat(
+        s, nxt, duration=duration, threshold=THRESHOLD
+    )

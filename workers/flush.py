@@ -69,13 +69,15 @@ def flush_batch(ctx: WorkerContext, limit: int) -> FlushReport:
     return report
 
 
-def _flush_keys(ctx: WorkerContext, keys: list[ProgressKey], now: float, report: FlushReport) -> None:
+def _flush_keys(
+    ctx: WorkerContext, keys: list[ProgressKey], now: float, report: FlushReport
+) -> None:
     s = ctx.settings
-    catalog = ctx.catalog()
     entries = ctx.hot.read(keys)
     cold = [(k.student_id, k.material_id) for k, e in zip(keys, entries, strict=True)
             if e.version is None]  # fmt: skip
     stored = ctx.mongo.find_states(cold) if cold else {}
+    catalog = ctx.catalog()
 
     folds: list[Fold] = []
     writes: dict[ProgressKey, StateWrite] = {}
@@ -85,10 +87,14 @@ def _flush_keys(ctx: WorkerContext, keys: list[ProgressKey], now: float, report:
         if ref is None:
             unknown.append(key)
             continue
-        f = _fold_entry(key, entry, stored.get((key.student_id, key.material_id)), ref.material.duration, s.completion_threshold)
+        duration = ref.material.duration
+        base = stored.get((key.student_id, key.material_id))
+        f = _fold_entry(key, entry, base, duration, s.completion_threshold)
         if f.folded or entry.version is None:
             folds.append(f)
-        writes[key] = StateWrite(key.student_id, key.material_id, ref.course_id, ref.material.duration, f.state, f.version)
+        writes[key] = StateWrite(
+            key.student_id, key.material_id, ref.course_id, duration, f.state, f.version
+        )
         report.heartbeats += f.folded
 
     if unknown:  # a material removed from the catalog: keep its heartbeats, look again later
@@ -102,15 +108,13 @@ def _flush_keys(ctx: WorkerContext, keys: list[ProgressKey], now: float, report:
 
     report.stale = ctx.mongo.write_states(list(writes.values()))
     report.written = len(writes)
-    newly_complete = [key for key, entry in zip(keys, entries, strict=True)
-                      if key in writes and writes[key].state.completed
-                      and not entry.completion_recorded]  # fmt: skip
+    recorded = {key for key, entry in zip(keys, entries, strict=True) if entry.completion_recorded}
+    newly_complete = [w for key, w in writes.items() if w.state.completed and key not in recorded]
     if newly_complete:
-        _enqueue_completions(ctx, [writes[k] for k in newly_complete])
+        _enqueue_completions(ctx, newly_complete)
         report.completions = len(newly_complete)
-    done = set(newly_complete)
     report.cleaned = ctx.hot.finish(
-        [(key, w.version, key in done) for key, w in writes.items()],
+        [(key, w.version, w.state.completed) for key, w in writes.items()],
         next_due=now + s.due_delay_s,
         ttl_s=s.hot_state_ttl_s,
     )

@@ -1,0 +1,129 @@
+"""The Redis scripts on a real redis-server: what is written, refused, leased and trimmed."""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis
+import redis.asyncio as aioredis
+
+from shared.hot_store import (
+    DIRTY,
+    LEASES,
+    PENDING,
+    AsyncHotStore,
+    Fold,
+    HotStore,
+    IngestItem,
+    IngestReply,
+    ProgressKey,
+    enrollments_key,
+)
+from shared.progress import Heartbeat, WatchState
+
+KEY = ProgressKey("s1", "v1")
+
+
+def append(
+    url: str, heartbeats: list[Heartbeat], max_dirty: int = 100, max_pending: int = 100,
+    key: ProgressKey = KEY,
+) -> IngestReply:  # fmt: skip
+    async def run() -> IngestReply:
+        client = aioredis.Redis.from_url(url)
+        try:
+            store = AsyncHotStore(client)
+            [reply] = await store.append(
+                [IngestItem(key, "c1", heartbeats)], 1000.0, max_dirty, max_pending
+            )
+            return reply
+        finally:
+            await client.aclose()
+
+    return asyncio.run(run())
+
+
+def enroll(r: redis.Redis, student: str = "s1", *courses: str) -> None:
+    r.sadd(enrollments_key(student), "*", *courses)
+
+
+def hb(t: float) -> Heartbeat:
+    return Heartbeat(received_at=t, watch_time=t, played=((0.0, t),))
+
+
+def test_unknown_enrollment_and_not_enrolled_write_nothing(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    assert append(redis_url, [hb(1)]).status == "enrollment_unknown"
+    enroll(redis_client, "s1", "other-course")
+    assert append(redis_url, [hb(1)]).status == "not_enrolled"
+    assert redis_client.keys("vp:{s1}:hb:*") == [] and redis_client.zcard(DIRTY) == 0
+
+
+def test_accepted_heartbeats_are_buffered_and_marked_dirty_once(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    enroll(redis_client, "s1", "c1")
+    first = append(redis_url, [hb(1)])
+    second = append(redis_url, [hb(2), hb(3)])
+    assert first.status == second.status == "ok"
+    assert second.entry is not None and second.entry.state is None
+    assert [h.received_at for h in second.entry.pending] == [1, 2, 3]
+    assert redis_client.llen(KEY.pending) == 3 and int(redis_client.get(PENDING)) == 3
+    assert redis_client.zscore(DIRTY, KEY.member) == 1000.0
+
+
+def test_buffer_bounds_refuse_whole_items(redis_url: str, redis_client: redis.Redis) -> None:
+    enroll(redis_client, "s1", "c1")
+    assert append(redis_url, [hb(1), hb(2)], max_pending=3).status == "ok"
+    assert append(redis_url, [hb(3), hb(4)], max_pending=3).status == "buffer_full"
+    assert redis_client.llen(KEY.pending) == 2
+    other = ProgressKey("s1", "v2")
+    assert append(redis_url, [hb(1)], max_dirty=1, key=other).status == "buffer_full"
+    assert append(redis_url, [hb(3)], max_dirty=1).status == "ok"  # already dirty: no new key
+
+
+def test_claims_are_leased_and_expired_leases_are_taken_over(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    enroll(redis_client, "s1", "c1")
+    append(redis_url, [hb(1)])
+    store = HotStore(redis_client)
+    assert store.claim(now=999.0, lease_until=2000.0, limit=10) == (0, [])  # not due yet
+    assert store.claim(now=1000.0, lease_until=2000.0, limit=10) == (0, [KEY])
+    assert store.claim(now=1500.0, lease_until=2500.0, limit=10) == (0, [])  # leased
+    assert store.claim(now=2000.0, lease_until=3000.0, limit=10) == (1, [KEY])  # takeover
+    assert redis_client.hexists(LEASES, KEY.member)
+
+
+def test_commit_is_compare_and_set_and_trims_only_what_it_folded(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    enroll(redis_client, "s1", "c1")
+    append(redis_url, [hb(1), hb(2)])
+    store = HotStore(redis_client)
+    [entry] = store.read([KEY])
+    append(redis_url, [hb(3)])  # arrives after the read
+    folded = Fold(KEY, None, WatchState(position=2.0), folded=2, version=2)
+    assert store.commit([folded]) == [True]
+    assert store.commit([folded]) == [False]  # a second folder with the same read loses
+    [after] = store.read([KEY])
+    assert after.version == 2 and after.state.position == 2.0
+    assert [h.received_at for h in after.pending] == [3]
+    assert int(redis_client.get(PENDING)) == 1
+
+
+def test_finish_cleans_only_unchanged_keys(redis_url: str, redis_client: redis.Redis) -> None:
+    enroll(redis_client, "s1", "c1")
+    append(redis_url, [hb(1)])
+    store = HotStore(redis_client)
+    store.claim(now=1000.0, lease_until=2000.0, limit=10)
+    store.commit([Fold(KEY, None, WatchState(position=1.0), folded=1, version=1)])
+    append(redis_url, [hb(2)])  # arrives while MongoDB is being written
+    assert store.finish([(KEY, 1, False)], next_due=1234.0, ttl_s=60) == 0
+    assert redis_client.zscore(DIRTY, KEY.member) == 1234.0  # due again
+    assert not redis_client.hexists(LEASES, KEY.member)
+    store.commit([Fold(KEY, 1, WatchState(position=2.0), folded=1, version=2)])
+    assert store.finish([(KEY, 2, True)], next_due=1234.0, ttl_s=60) == 1
+    assert redis_client.zscore(DIRTY, KEY.member) is None
+    assert 0 < redis_client.ttl(KEY.state) <= 60
+    assert redis_client.hget(KEY.state, "cq") == b"1"

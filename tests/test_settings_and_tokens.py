@@ -1,0 +1,114 @@
+"""Settings refuse unsafe production values; tokens verify only with the configured keys."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import subprocess
+import sys
+import time
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from pydantic import ValidationError
+
+from shared.errors import Unauthenticated
+from shared.settings import Settings
+from shared.tokens import TokenVerifier, mint_token
+from tests.helpers import SECRET
+
+
+def settings(**values: object) -> Settings:
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [pytest.param(None, id="missing"), pytest.param("changeme", id="placeholder"),
+     pytest.param("short-but-random-7f3a", id="too-short")],
+)  # fmt: skip
+def test_production_refuses_a_missing_or_placeholder_secret(secret: str | None) -> None:
+    with pytest.raises(ValidationError, match="JWT_SECRET"):
+        settings(environment="production", jwt_secret=secret)
+
+
+def test_development_runs_without_strong_secret_and_none_is_never_allowed() -> None:
+    assert settings(environment="development", jwt_secret="dev").environment == "development"
+    with pytest.raises(ValidationError, match="none"):
+        settings(environment="production", jwt_secret=SECRET, jwt_algorithms=["HS256", "none"])
+
+
+def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.setenv("JWT_SECRET", SECRET)
+    monkeypatch.setenv("COMPLETION_THRESHOLD", "90")
+    monkeypatch.setenv("MONGO_URL", "mongodb://db.example:27017/school")
+    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert s.completion_threshold == 90.0 and s.mongo_database == "school"
+
+
+def test_minted_tokens_verify_and_expire() -> None:
+    s = settings(environment="production", jwt_secret=SECRET)
+    verifier = TokenVerifier(s)
+    principal = verifier.verify(mint_token(s, "ana", "student"))
+    assert (principal.user_id, principal.role) == ("ana", "student")
+    with pytest.raises(Unauthenticated):
+        verifier.verify(mint_token(s, "ana", "student", ttl_s=-5))
+
+
+def test_cached_tokens_are_rechecked_for_expiry(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = settings(environment="production", jwt_secret=SECRET)
+    verifier = TokenVerifier(s)
+    token = mint_token(s, "ana", "student", ttl_s=60)
+    verifier.verify(token)  # now cached
+    monkeypatch.setattr(time, "time", lambda: 10**10)
+    with pytest.raises(Unauthenticated, match="expired"):
+        verifier.verify(token)
+
+
+def test_issuer_and_audience_are_checked_when_configured() -> None:
+    s = settings(environment="production", jwt_secret=SECRET, jwt_issuer="idp", jwt_audience="vp")
+    verifier = TokenVerifier(s)
+    assert verifier.verify(mint_token(s, "ana", "student")).user_id == "ana"
+    claims = {"sub": "ana", "role": "student", "exp": int(time.time()) + 60, "iss": "other",
+              "aud": "vp"}  # fmt: skip
+    with pytest.raises(Unauthenticated):
+        verifier.verify(jwt.encode(claims, SECRET, algorithm="HS256"))
+
+
+def test_rs256_with_a_public_key_and_no_algorithm_confusion() -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_pem = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    s = settings(environment="production", jwt_public_key=public_pem, jwt_algorithms=["RS256"])
+    verifier = TokenVerifier(s)
+    claims = {"sub": "ana", "role": "teacher", "exp": int(time.time()) + 60}
+    assert verifier.verify(jwt.encode(claims, key, algorithm="RS256")).role == "teacher"
+    # An HS256 token "signed" with the public key as HMAC secret must not pass.
+    header = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    payload = _b64(json.dumps(claims).encode())
+    signature = hmac.new(public_pem.encode(), header + b"." + payload, hashlib.sha256).digest()
+    forged = b".".join([header, payload, _b64(signature)]).decode()
+    with pytest.raises(Unauthenticated):
+        verifier.verify(forged)
+
+
+def _b64(raw: bytes) -> bytes:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=")
+
+
+def test_cli_mints_a_token_that_the_service_accepts(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {"APP_ENV": "production", "JWT_SECRET": SECRET, "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "token", "ana", "--role", "teacher"],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    s = settings(environment="production", jwt_secret=SECRET)
+    assert TokenVerifier(s).verify(out.stdout.strip()).role == "teacher"

@@ -1,0 +1,233 @@
+"""The whole system as it runs in production: the Procfile's processes (uvicorn, RQ workers,
+the RQ cron clock) over a real redis-server and the MongoDB stand-in, driven through HTTP.
+
+Faults are real: workers are SIGKILLed, MongoDB is frozen or stopped, Redis is stopped and
+restarted from its append-only file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pymongo
+import pytest
+import redis
+
+from shared.services import (
+    Service,
+    free_port,
+    mongo_standin_service,
+    procfile_commands,
+    redis_service,
+    start_procfile_process,
+    wait_for_port,
+)
+from tests.helpers import COURSE, COURSE_ID, SECRET, heartbeat, make_settings, wait_until
+from tests.helpers import bearer as _bearer
+
+pytestmark = pytest.mark.system
+
+FLUSH_INTERVAL_S = 3  # heartbeats sent within ~2 s of each other share one MongoDB write
+CLAIM_LEASE_S = 3
+
+
+@dataclass
+class Stack:
+    root: Path
+    redis: Service
+    mongo: Service
+    env: dict[str, str]
+    port: int
+    procs: dict[str, list[subprocess.Popen]] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, name: str) -> subprocess.Popen:
+        command = procfile_commands()[name]
+        proc = start_procfile_process(command, self.env, self.root / f"{name}.log")
+        self.procs.setdefault(name, []).append(proc)
+        return proc
+
+    def kill_all(self, name: str, sig: int = signal.SIGKILL) -> None:
+        for proc in self.procs.pop(name, []):
+            if proc.poll() is None:
+                proc.send_signal(sig)
+            proc.wait(15)
+
+    def settings(self) -> Any:
+        return make_settings(self.env["REDIS_URL"], self.env["MONGO_URL"])
+
+    def redis_client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.env["REDIS_URL"], socket_timeout=5)
+
+    def db(self) -> Any:
+        return pymongo.MongoClient(
+            self.env["MONGO_URL"], serverSelectionTimeoutMS=5000
+        ).get_default_database()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp("stack")
+    redis_svc = redis_service(root / "redis", appendonly=True).start()
+    mongo_svc = mongo_standin_service(root / "mongo").start()
+    port = free_port()
+    env = dict(os.environ)
+    env.update(
+        REDIS_URL=f"redis://127.0.0.1:{redis_svc.port}/0",
+        MONGO_URL=f"mongodb://127.0.0.1:{mongo_svc.port}/videoprogress",
+        APP_ENV="production",
+        JWT_SECRET=SECRET,
+        FLUSH_INTERVAL_S=str(FLUSH_INTERVAL_S),
+        FLUSH_TICK_S="1",
+        CLAIM_LEASE_S=str(CLAIM_LEASE_S),
+        MONGO_TIMEOUT_MS="1500",
+        PORT=str(port),
+        HOST="127.0.0.1",
+    )
+    catalog = root / "catalog.json"
+    catalog.write_text(json.dumps({"courses": [{"course_id": COURSE_ID, **COURSE}]}))
+    subprocess.run(
+        [sys.executable, "-m", "shared.cli", "load-catalog", str(catalog)], env=env, check=True
+    )
+    s = Stack(root, redis_svc, mongo_svc, env, port)
+    web = s.start("web")
+    for _ in range(2):
+        s.start("worker")
+    s.start("clock")
+    wait_for_port(port, 30, web)
+    yield s
+    for name in list(s.procs):
+        s.kill_all(name, signal.SIGTERM)
+    mongo_svc.stop()
+    redis_svc.stop()
+
+
+def enroll(stack: Stack, student: str) -> dict[str, str]:
+    admin = _bearer(stack.settings(), "admin", "admin")
+    r = httpx.put(f"{stack.url}/api/courses/{COURSE_ID}/enrollments/{student}", headers=admin)
+    assert r.status_code == 201, r.text
+    return _bearer(stack.settings(), student)
+
+
+def post(stack: Stack, headers: dict, video: str = "v-100", **body: Any) -> httpx.Response:
+    return httpx.post(
+        f"{stack.url}/api/progress/video/{video}/watch-time", json=body, headers=headers, timeout=15
+    )
+
+
+def stored(stack: Stack, student: str, video: str = "v-100") -> dict | None:
+    return stack.db().watch_progress.find_one(
+        {"student_id": student, "material_id": video}, {"_id": 0}
+    )
+
+
+def test_heartbeats_reach_mongodb_once_per_flush_with_read_your_writes(stack: Stack) -> None:
+    headers = enroll(stack, "sys-a")
+    for i in range(8):
+        r = post(stack, headers, **heartbeat(5 * (i + 1), played=[[5 * i, 5 * (i + 1)]], seq=i))
+        assert r.status_code == 202
+    status = httpx.get(f"{stack.url}/api/progress/video/v-100/status", headers=headers).json()
+    assert status["watched_seconds"] == 40.0 and status["watch_time"] == 40.0  # before any flush
+    doc = wait_until(lambda: (d := stored(stack, "sys-a")) and d["v"] == 8 and d)
+    assert doc["flushes"] == 1  # eight heartbeats, one MongoDB write
+    assert doc["watched_ranges"] == [[0.0, 40.0]] and doc["progress_percentage"] == 40.0
+    assert doc["completed"] is False and doc["course_id"] == COURSE_ID
+    wait_until(lambda: stack.redis_client().zscore("vp:dirty", "v-100|sys-a") is None)
+
+
+def test_completion_updates_the_enrollment_once(stack: Stack) -> None:
+    headers = enroll(stack, "sys-b")
+    assert post(stack, headers, **heartbeat(85, played=[[0, 85]])).json()["completed"] is True
+    enrollments = stack.db().enrollments
+
+    def recorded() -> dict | None:
+        doc = enrollments.find_one({"student_id": "sys-b", "course_id": COURSE_ID})
+        return doc if doc and doc["completed_materials"] else None
+
+    doc = wait_until(recorded)
+    assert doc["completed_materials"] == ["v-100"]
+    assert doc["progress_percentage"] == 25.0  # 1 of the course's 4 materials
+    # Later heartbeats of a completed video enqueue no further completion job.
+    assert post(stack, headers, **heartbeat(95, played=[[85, 95]])).status_code == 202
+    wait_until(lambda: (d := stored(stack, "sys-b")) and d["watched_seconds"] == 95.0)
+    time.sleep(1.5)
+    from rq import Queue
+    from rq.registry import FinishedJobRegistry
+
+    queue = Queue("videoprogress", connection=stack.redis_client())
+    registry = FinishedJobRegistry(queue=queue)
+    jobs = [queue.fetch_job(job_id) for job_id in registry.get_job_ids()]
+    completions = [
+        j for j in jobs
+        if j and j.func_name.endswith("record_completions") and "sys-b" in json.dumps(j.args)
+    ]  # fmt: skip
+    assert len(completions) == 1
+    assert recorded()["completed_materials"] == ["v-100"]
+
+
+def test_a_worker_killed_while_holding_a_batch_loses_nothing(stack: Stack) -> None:
+    headers = enroll(stack, "sys-c")
+    r = stack.redis_client()
+    stack.mongo.proc.send_signal(signal.SIGSTOP)  # MongoDB hangs: a flush blocks mid-write
+    try:
+        for i in range(6):
+            body = heartbeat(10 * (i + 1), played=[[10 * i, 10 * (i + 1)]])
+            assert post(stack, headers, **body).status_code == 202
+        wait_until(lambda: r.hexists("vp:leases", "v-100|sys-c"), timeout_s=30)
+        stack.kill_all("worker")  # SIGKILL, whichever of them holds the batch
+    finally:
+        stack.mongo.proc.send_signal(signal.SIGCONT)
+    assert stored(stack, "sys-c") is None or stored(stack, "sys-c")["v"] < 6
+    stack.start("worker")
+    doc = wait_until(lambda: (d := stored(stack, "sys-c")) and d["v"] == 6 and d, timeout_s=40)
+    assert doc["watched_seconds"] == 60.0 and doc["watch_time"] == 60.0
+    wait_until(lambda: not r.hexists("vp:leases", "v-100|sys-c"))
+    stack.start("worker")
+
+
+def test_mongodb_down_heartbeats_are_accepted_and_drain_after(stack: Stack) -> None:
+    headers = enroll(stack, "sys-d")
+    stack.mongo.stop()
+    try:
+        bodies = [heartbeat(20 * (i + 1), 600, played=[[20 * i, 20 * (i + 1)]]) for i in range(5)]
+        accepted = [post(stack, headers, "v-600", **body) for body in bodies]
+        assert [a.status_code for a in accepted] == [202] * 5
+        ready = httpx.get(f"{stack.url}/readyz", timeout=10)
+        assert ready.status_code == 200 and ready.json()["mongodb"] == "unavailable"
+        time.sleep(FLUSH_INTERVAL_S + 1)  # flushes run and fail meanwhile
+        assert stack.redis_client().zscore("vp:dirty", "v-600|sys-d") is not None
+    finally:
+        stack.mongo.start()
+    doc = wait_until(lambda: (d := stored(stack, "sys-d", "v-600")) and d["v"] == 5 and d, 60)
+    assert doc["watched_seconds"] == 100.0
+
+
+def test_redis_down_is_503_and_acknowledged_heartbeats_survive_a_restart(stack: Stack) -> None:
+    headers = enroll(stack, "sys-e")
+    stack.kill_all("worker", signal.SIGTERM)  # nothing flushes: the heartbeat lives in Redis only
+    assert post(stack, headers, **heartbeat(30, played=[[0, 30]])).status_code == 202
+    time.sleep(1.5)  # appendfsync everysec
+    stack.redis.stop(signal.SIGKILL)  # a crash, not a clean shutdown
+    try:
+        r = post(stack, headers, **heartbeat(40, played=[[30, 40]]))
+        assert r.status_code == 503
+        assert r.json()["error"]["code"] == "unavailable" and int(r.headers["Retry-After"]) > 0
+        assert httpx.get(f"{stack.url}/readyz", timeout=10).status_code == 503
+    finally:
+        stack.redis.start()
+    stack.start("worker")
+    doc = wait_until(lambda: (d := stored(stack, "sys-e")) and d, timeout_s=40)
+    assert doc["watched_seconds"] == 30.0  # the acknowledged heartbeat, not the refused one
