@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -9,6 +10,7 @@ import redis
 from rq import Queue
 
 from shared.catalog import Catalog
+from shared.errors import Unavailable
 from shared.hot_store import HotStore
 from shared.mongo_store import MongoStore
 from shared.settings import Settings, get_settings
@@ -45,4 +47,7 @@ def build_context(settings: Settings) -> WorkerContext:
 
 @lru_cache(maxsize=1)
 def get_context() -> WorkerContext:
-    return build_context(get_settings())
+    ctx = build_context(get_settings())
+    with contextlib.suppress(Unavailable):  # retried by the next process start
+        ctx.mongo.ensure_indexes()
+    return ctx
