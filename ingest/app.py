@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from ingest import routes_catalog, routes_progress, routes_service
+from ingest import routes_catalog, routes_progress, routes_service, routes_teacher
 from ingest.context import AppContext
 from ingest.errors import BodyLimitMiddleware, install_error_handlers
 from ingest.models import ErrorResponse
@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(routes_progress.router)
     app.include_router(routes_catalog.router)
+    app.include_router(routes_teacher.router)
     app.include_router(routes_service.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     return app

@@ -138,3 +138,44 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+class ClassRow(BaseModel):
+    student_id: str
+    progress_percentage: float
+    completed_materials: int
+    watched_seconds: float
+    last_active: datetime | None
+
+
+class ClassPage(BaseModel):
+    rows: list[ClassRow]
+    next_cursor: str | None
+
+
+class MaterialStatsRow(BaseModel):
+    material_id: str
+    started: int
+    completed: int
+    average_watched_percentage: float
+
+
+class CourseStats(BaseModel):
+    course_id: str
+    enrolled: int
+    average_progress: float
+    completion_rate: float
+    materials: list[MaterialStatsRow]
+
+
+class RetentionBucket(BaseModel):
+    start: float
+    end: float
+    share: float
+
+
+class Retention(BaseModel):
+    material_id: str
+    duration: float
+    viewers: int
+    buckets: list[RetentionBucket]

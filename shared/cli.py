@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -15,7 +16,7 @@ import redis
 import typer
 from rich.console import Console
 
-from shared import admin_ops
+from shared import admin_ops, analytics, teacher_views
 from shared.mongo_store import MongoStore
 from shared.services import (
     Service,
@@ -56,6 +57,28 @@ def load_catalog(path: Annotated[Path, typer.Argument(exists=True, dir_okay=Fals
     mongo.ensure_indexes()
     data = admin_ops.load_catalog_file(mongo, redis.Redis.from_url(settings.redis_url), path)
     console.print(f"loaded {len(data.courses)} courses, {len(data.enrollments)} enrollments")
+
+
+@app.command("class-csv")
+def class_csv(
+    course_id: Annotated[str, typer.Argument(help="the course")],
+    output: Annotated[Path | None, typer.Option(help="file to write (default: stdout)")] = None,
+    sort: Annotated[
+        str, typer.Option(help="student_id, progress, last_active, ...")
+    ] = "student_id",
+) -> None:
+    """Write the class table of a course (one row per enrolled student) as CSV."""
+    settings = Settings()
+    mongo = MongoStore(settings.mongo_url, settings.mongo_timeout_ms)
+    course = next((c for c in mongo.all_courses() if c.course_id == course_id), None)
+    if course is None:
+        raise typer.BadParameter(f"unknown course {course_id}")
+    rows = teacher_views.class_table(mongo, course)
+    ordered, _ = analytics.page(rows, sort, max(len(rows), 1), None)
+    with output.open("w", newline="") if output else nullcontext(sys.stdout) as out:
+        out.writelines(teacher_views.csv_lines(ordered))
+    if output:
+        console.print(f"wrote {len(ordered)} rows to {output}", highlight=False)
 
 
 @app.command()

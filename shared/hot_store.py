@@ -39,7 +39,7 @@ def _lua(name: str) -> str:
     return (Path(__file__).parent / "lua" / f"{name}.lua").read_text()
 
 
-SCRIPTS = {name: _lua(name) for name in ("ingest", "claim", "commit_fold", "finish")}
+SCRIPTS = {name: _lua(name) for name in ("ingest", "claim", "commit_fold", "finish", "erase")}
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
 import pymongo
-from pymongo import ASCENDING, UpdateOne
+from pymongo import ASCENDING, ReplaceOne, UpdateOne
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, PyMongoError
 
 from shared.catalog import Course
@@ -56,8 +56,8 @@ class StateWrite:
 
 @dataclass(frozen=True, slots=True)
 class StoredState:
-    course_id: str
-    state: WatchState
+    course_id: str | None
+    state: WatchState | None  # None: erased (a tombstone that only holds the version)
     version: int
 
 
@@ -156,10 +156,127 @@ class MongoStore:
                 {"_id": 0, "material_id": 1, "course_id": 1, "state": 1, "v": 1},
             )
             for doc in cursor:
+                state = WatchState.from_dict(doc["state"]) if "state" in doc else None
                 found[(student_id, doc["material_id"])] = StoredState(
-                    doc["course_id"], WatchState.from_dict(doc["state"]), int(doc["v"])
+                    doc.get("course_id"), state, int(doc["v"])
                 )
         return found
+
+    @_unavailable_on_outage
+    def erase_states(self, student_id: str, versions: dict[str, int]) -> None:
+        """Replace each material's document by a tombstone holding only a version beyond any
+        write still in flight, so that a late flush fails as stale instead of resurrecting the
+        erased progress (and a later heartbeat continues from that version)."""
+        if not versions:
+            return
+        ops = [
+            ReplaceOne(
+                {"student_id": student_id, "material_id": material_id},
+                {"student_id": student_id, "material_id": material_id, "v": version},
+                upsert=True,
+            )
+            for material_id, version in versions.items()
+        ]
+        self.progress.bulk_write(ops, ordered=False)
+
+    @_unavailable_on_outage
+    def stored_versions(
+        self, student_id: str, material_id: str | None = None
+    ) -> dict[str, tuple[int, bool]]:
+        """Material id -> (stored version, holds progress) for a student's documents
+        (tombstones hold none)."""
+        query = {"student_id": student_id}
+        if material_id is not None:
+            query["material_id"] = material_id
+        cursor = self.progress.find(query, {"_id": 0, "material_id": 1, "v": 1, "course_id": 1})
+        return {doc["material_id"]: (int(doc["v"]), "course_id" in doc) for doc in cursor}
+
+    # -- teacher views --------------------------------------------------------------------
+
+    @_unavailable_on_outage
+    def enrolled_students(self, course_id: str) -> list[str]:
+        cursor = self.enrollments.find({"course_id": course_id}, {"_id": 0, "student_id": 1})
+        return [doc["student_id"] for doc in cursor]
+
+    @_unavailable_on_outage
+    def watched_by_student(self, course_id: str) -> dict[str, tuple[float, float | None]]:
+        """Student -> (watched seconds summed over the course, latest activity)."""
+        rows = self.progress.aggregate(
+            [
+                {"$match": {"course_id": course_id}},
+                {
+                    "$group": {
+                        "_id": "$student_id",
+                        "watched": {"$sum": "$watched_seconds"},
+                        "last": {"$max": "$last_watched"},
+                    }
+                },
+            ]  # fmt: skip
+        )
+        return {row["_id"]: (float(row["watched"] or 0.0), row["last"]) for row in rows}
+
+    @_unavailable_on_outage
+    def completed_by_student(self, course_id: str, material_ids: list[str]) -> dict[str, int]:
+        """Student -> how many of `material_ids` they completed."""
+        rows = self.progress.aggregate(
+            [
+                {
+                    "$match": {
+                        "course_id": course_id,
+                        "completed": True,
+                        "material_id": {"$in": material_ids},
+                    }
+                },
+                {"$group": {"_id": "$student_id", "n": {"$sum": 1}}},
+            ]  # fmt: skip
+        )
+        return {row["_id"]: int(row["n"]) for row in rows}
+
+    @_unavailable_on_outage
+    def material_stats(self, course_id: str, student_ids: list[str]) -> dict[str, dict[str, float]]:
+        """Material -> {started, completed, average} over the given students who started it."""
+        match = {"course_id": course_id, "student_id": {"$in": student_ids}}
+        started = self.progress.aggregate(
+            [
+                {"$match": match},
+                {
+                    "$group": {
+                        "_id": "$material_id",
+                        "started": {"$sum": 1},
+                        "average": {"$avg": "$progress_percentage"},
+                    }
+                },
+            ]  # fmt: skip
+        )
+        stats = {
+            row["_id"]: {
+                "started": row["started"],
+                "average": row["average"] or 0.0,
+                "completed": 0,
+            }
+            for row in started
+        }
+        completed = self.progress.aggregate(
+            [
+                {"$match": {**match, "completed": True}},
+                {"$group": {"_id": "$material_id", "n": {"$sum": 1}}},
+            ]
+        )
+        for row in completed:
+            stats.setdefault(row["_id"], {"started": 0, "average": 0.0})["completed"] = row["n"]
+        return stats
+
+    @_unavailable_on_outage
+    def watched_ranges(
+        self, course_id: str, material_id: str, student_ids: list[str]
+    ) -> list[list[list[float]]]:
+        """The watched ranges of each of the given students who started the material."""
+        cursor = self.progress.find(
+            {"course_id": course_id, "material_id": material_id,
+             "student_id": {"$in": student_ids}},
+            {"_id": 0, "watched_ranges": 1},
+        )  # fmt: skip
+        return [doc.get("watched_ranges", []) for doc in cursor]
 
     # -- enrollments ----------------------------------------------------------------------
 
@@ -204,17 +321,46 @@ class MongoStore:
         Idempotent ($addToSet, $max): repeating it changes nothing. Returns the new progress.
         """
         key = {"student_id": student_id, "course_id": course_id}
-        self.enrollments.update_one(
-            key,
-            {"$addToSet": {"completed_materials": {"$each": material_ids}}},
-            upsert=False,
-        )
+        confirmed = [  # an erasure since the completion was queued must not be undone
+            doc["material_id"]
+            for doc in self.progress.find(
+                {"student_id": student_id, "material_id": {"$in": material_ids}, "completed": True},
+                {"_id": 0, "material_id": 1},
+            )
+        ]
+        if confirmed:
+            self.enrollments.update_one(
+                key, {"$addToSet": {"completed_materials": {"$each": confirmed}}}, upsert=False
+            )
         doc = self.enrollments.find_one(key, {"_id": 0, "completed_materials": 1}) or {}
         progress = course_progress(set(doc.get("completed_materials", [])), course)
         self.enrollments.update_one(
             key, {"$max": {"progress_percentage": progress}, "$set": {"updated_at": time.time()}}
         )
         return progress
+
+    @_unavailable_on_outage
+    def forget_completions(
+        self, student_id: str, material_ids: set[str] | None, course: Course
+    ) -> bool:
+        """Remove materials (all when None) from an enrollment's completions and recalculate
+        its progress. Returns False when the student is not enrolled."""
+        key = {"student_id": student_id, "course_id": course.course_id}
+        doc = self.enrollments.find_one(key, {"_id": 0, "completed_materials": 1})
+        if doc is None:
+            return False
+        kept = (
+            []
+            if material_ids is None
+            else [m for m in doc.get("completed_materials", []) if m not in material_ids]
+        )
+        progress = course_progress(set(kept), course)
+        self.enrollments.update_one(
+            key,
+            {"$set": {"completed_materials": kept, "progress_percentage": progress,
+                      "updated_at": time.time()}},
+        )  # fmt: skip
+        return True
 
     # -- courses --------------------------------------------------------------------------
 

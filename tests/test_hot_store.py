@@ -127,3 +127,27 @@ def test_finish_cleans_only_unchanged_keys(redis_url: str, redis_client: redis.R
     assert redis_client.zscore(DIRTY, KEY.member) is None
     assert 0 < redis_client.ttl(KEY.state) <= 60
     assert redis_client.hget(KEY.state, "cq") == b"1"
+
+
+def test_erasure_beats_a_fold_read_before_it(redis_url: str, redis_client: redis.Redis) -> None:
+    from shared.erasure import VERSION_GAP
+    from shared.hot_store import SCRIPTS
+
+    enroll(redis_client, "s1", "c1")
+    store = HotStore(redis_client)
+    append(redis_url, [hb(1)])
+    store.commit([Fold(KEY, None, WatchState(position=1.0), folded=1, version=1)])
+    append(redis_url, [hb(2), hb(3)])
+    [seen] = store.read([KEY])  # a worker reads version 1 and two pending heartbeats...
+    erase = redis_client.register_script(SCRIPTS["erase"])
+    version, queued, had_state = erase(
+        keys=[KEY.state, KEY.pending, DIRTY, LEASES, PENDING],
+        args=[KEY.member, 0, VERSION_GAP, 60],
+    )
+    assert (int(version), queued, had_state) == (1 + VERSION_GAP, 2, 1)
+    # ...and commits after the erasure: it must lose, or the erased heartbeats come back.
+    late = Fold(KEY, seen.version, WatchState(position=3.0), folded=2, version=3)
+    assert store.commit([late]) == [False]
+    [after] = store.read([KEY])
+    assert after.state is None and after.pending == [] and after.version == 1 + VERSION_GAP
+    assert int(redis_client.get(PENDING)) == 0 and redis_client.zcard(DIRTY) == 0

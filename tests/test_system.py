@@ -8,130 +8,22 @@ restarted from its append-only file.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import httpx
-import pymongo
 import pytest
-import redis
 
-from shared.services import (
-    Service,
-    free_port,
-    mongo_standin_service,
-    procfile_commands,
-    redis_service,
-    start_procfile_process,
-    wait_for_port,
-)
-from tests.helpers import COURSE, COURSE_ID, SECRET, heartbeat, make_settings, wait_until
-from tests.helpers import bearer as _bearer
+from tests.helpers import COURSE_ID, heartbeat, wait_until
+from tests.stack import FLUSH_INTERVAL_S, Stack, enroll, post, running_stack, stored
 
 pytestmark = pytest.mark.system
-
-FLUSH_INTERVAL_S = 3  # heartbeats sent within ~2 s of each other share one MongoDB write
-CLAIM_LEASE_S = 3
-
-
-@dataclass
-class Stack:
-    root: Path
-    redis: Service
-    mongo: Service
-    env: dict[str, str]
-    port: int
-    procs: dict[str, list[subprocess.Popen]] = field(default_factory=dict)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, name: str) -> subprocess.Popen:
-        command = procfile_commands()[name]
-        proc = start_procfile_process(command, self.env, self.root / f"{name}.log")
-        self.procs.setdefault(name, []).append(proc)
-        return proc
-
-    def kill_all(self, name: str, sig: int = signal.SIGKILL) -> None:
-        for proc in self.procs.pop(name, []):
-            if proc.poll() is None:
-                proc.send_signal(sig)
-            proc.wait(15)
-
-    def settings(self) -> Any:
-        return make_settings(self.env["REDIS_URL"], self.env["MONGO_URL"])
-
-    def redis_client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.env["REDIS_URL"], socket_timeout=5)
-
-    def db(self) -> Any:
-        return pymongo.MongoClient(
-            self.env["MONGO_URL"], serverSelectionTimeoutMS=5000
-        ).get_default_database()
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    root = tmp_path_factory.mktemp("stack")
-    redis_svc = redis_service(root / "redis", appendonly=True).start()
-    mongo_svc = mongo_standin_service(root / "mongo").start()
-    port = free_port()
-    env = dict(os.environ)
-    env.update(
-        REDIS_URL=f"redis://127.0.0.1:{redis_svc.port}/0",
-        MONGO_URL=f"mongodb://127.0.0.1:{mongo_svc.port}/videoprogress",
-        APP_ENV="production",
-        JWT_SECRET=SECRET,
-        FLUSH_INTERVAL_S=str(FLUSH_INTERVAL_S),
-        FLUSH_TICK_S="1",
-        CLAIM_LEASE_S=str(CLAIM_LEASE_S),
-        MONGO_TIMEOUT_MS="1500",
-        PORT=str(port),
-        HOST="127.0.0.1",
-    )
-    catalog = root / "catalog.json"
-    catalog.write_text(json.dumps({"courses": [{"course_id": COURSE_ID, **COURSE}]}))
-    subprocess.run(
-        [sys.executable, "-m", "shared.cli", "load-catalog", str(catalog)], env=env, check=True
-    )
-    s = Stack(root, redis_svc, mongo_svc, env, port)
-    web = s.start("web")
-    for _ in range(2):
-        s.start("worker")
-    s.start("clock")
-    wait_for_port(port, 30, web)
-    yield s
-    for name in list(s.procs):
-        s.kill_all(name, signal.SIGTERM)
-    mongo_svc.stop()
-    redis_svc.stop()
-
-
-def enroll(stack: Stack, student: str) -> dict[str, str]:
-    admin = _bearer(stack.settings(), "admin", "admin")
-    r = httpx.put(f"{stack.url}/api/courses/{COURSE_ID}/enrollments/{student}", headers=admin)
-    assert r.status_code == 201, r.text
-    return _bearer(stack.settings(), student)
-
-
-def post(stack: Stack, headers: dict, video: str = "v-100", **body: Any) -> httpx.Response:
-    return httpx.post(
-        f"{stack.url}/api/progress/video/{video}/watch-time", json=body, headers=headers, timeout=15
-    )
-
-
-def stored(stack: Stack, student: str, video: str = "v-100") -> dict | None:
-    return stack.db().watch_progress.find_one(
-        {"student_id": student, "material_id": video}, {"_id": 0}
-    )
+    yield from running_stack(tmp_path_factory)
 
 
 def test_heartbeats_reach_mongodb_once_per_flush_with_read_your_writes(stack: Stack) -> None:

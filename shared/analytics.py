@@ -1,0 +1,174 @@
+"""Teacher views from stored progress: class rows, course stats, audience retention. Pure.
+
+The inputs are what MongoDB's aggregations return (one row per student or per material, never
+one per watch_progress document), except retention, which needs each viewer's watched ranges.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+SortKey = Literal["student_id", "progress", "last_active", "watched_seconds"]
+SORT_KEYS: tuple[str, ...] = ("student_id", "progress", "last_active", "watched_seconds")
+
+
+@dataclass(frozen=True, slots=True)
+class ClassRow:
+    student_id: str
+    progress_percentage: float
+    completed_materials: int
+    watched_seconds: float
+    last_active: float | None  # epoch seconds of the latest accepted heartbeat
+
+
+def class_rows(
+    student_ids: list[str],
+    watched: dict[str, tuple[float, float | None]],
+    completed: dict[str, int],
+    total_materials: int,
+) -> list[ClassRow]:
+    """One row per enrolled student; students without progress are at 0.
+
+    `watched`: student -> (watched seconds summed over the course's videos, last activity);
+    `completed`: student -> completed materials of the course's current catalog.
+    """
+    rows = []
+    for student_id in student_ids:
+        seconds, last = watched.get(student_id, (0.0, None))
+        done = completed.get(student_id, 0)
+        rows.append(
+            ClassRow(
+                student_id=student_id,
+                progress_percentage=_percent(done, total_materials),
+                completed_materials=done,
+                watched_seconds=round(seconds, 3),
+                last_active=last,
+            )
+        )
+    return rows
+
+
+def _percent(part: float, whole: float) -> float:
+    return round(100.0 * part / whole, 3) if whole else 0.0
+
+
+def _sort_value(row: ClassRow, key: str) -> tuple:
+    value = {
+        "student_id": row.student_id,
+        "progress": row.progress_percentage,
+        "last_active": row.last_active if row.last_active is not None else float("-inf"),
+        "watched_seconds": row.watched_seconds,
+    }[key]
+    return (value, row.student_id)  # the student id makes every order total and stable
+
+
+def parse_sort(sort: str) -> tuple[str, bool]:
+    """`progress` ascending, `-progress` descending; ValueError for an unknown key."""
+    descending = sort.startswith("-")
+    key = sort.lstrip("-")
+    if key not in SORT_KEYS:
+        raise ValueError(f"sort must be one of {', '.join(SORT_KEYS)} (prefix - to reverse)")
+    return key, descending
+
+
+def encode_cursor(row: ClassRow, sort: str) -> str:
+    position = [sort, list(_sort_value(row, parse_sort(sort)[0]))]
+    return base64.urlsafe_b64encode(json.dumps(position).encode()).decode()
+
+
+def decode_cursor(cursor: str, sort: str) -> tuple:
+    """The position a cursor points after; ValueError when malformed or made for another sort."""
+    try:
+        made_for, value = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, TypeError) as exc:
+        raise ValueError("malformed cursor") from exc
+    if made_for != sort or not isinstance(value, list) or len(value) != 2:
+        raise ValueError("the cursor belongs to another sort order")
+    return tuple(value)
+
+
+def page(
+    rows: list[ClassRow], sort: str, limit: int, cursor: str | None
+) -> tuple[list[ClassRow], str | None]:
+    """Sort, then return the rows after `cursor` and the cursor of the next page (or None)."""
+    key, descending = parse_sort(sort)
+    ordered = sorted(rows, key=lambda r: _sort_value(r, key), reverse=descending)
+    if cursor:
+        after = decode_cursor(cursor, sort)
+        if descending:
+            ordered = [r for r in ordered if _sort_value(r, key) < after]
+        else:
+            ordered = [r for r in ordered if _sort_value(r, key) > after]
+    chunk = ordered[:limit]
+    more = len(ordered) > limit
+    return chunk, encode_cursor(chunk[-1], sort) if more and chunk else None
+
+
+@dataclass(frozen=True, slots=True)
+class MaterialStats:
+    material_id: str
+    started: int
+    completed: int
+    average_watched_percentage: float
+
+
+def course_stats(
+    rows: list[ClassRow], materials: list[str], per_material: dict[str, dict[str, float]]
+) -> dict[str, Any]:
+    """Enrolled, average course progress, share at 100 %, and per material counts.
+
+    `per_material`: material -> {started, completed, average} over enrolled students.
+    """
+    enrolled = len(rows)
+    return {
+        "enrolled": enrolled,
+        "average_progress": round(sum(r.progress_percentage for r in rows) / enrolled, 3)
+        if enrolled
+        else 0.0,
+        "completion_rate": round(sum(r.progress_percentage >= 100.0 for r in rows) / enrolled, 4)
+        if enrolled
+        else 0.0,
+        "materials": [
+            asdict(
+                MaterialStats(
+                    material_id=m,
+                    started=int(per_material.get(m, {}).get("started", 0)),
+                    completed=int(per_material.get(m, {}).get("completed", 0)),
+                    average_watched_percentage=round(
+                        per_material.get(m, {}).get("average", 0.0), 3
+                    ),
+                )
+            )
+            for m in materials
+        ],
+    }
+
+
+def retention(
+    duration: float, viewers: list[list[list[float]]], buckets: int
+) -> list[dict[str, float]]:
+    """For each of `buckets` equal slices of the video, the share of viewers who watched at
+    least half of that slice's seconds. Each viewer's ranges are a union (rewatching a slice
+    counts once)."""
+    width = duration / buckets
+    curve = []
+    for i in range(buckets):
+        start, end = i * width, (i + 1) * width
+        watched_enough = sum(
+            1 for ranges in viewers if _overlap(ranges, start, end) >= (end - start) / 2
+        )
+        curve.append(
+            {
+                "start": round(start, 3),
+                "end": round(end, 3),
+                "share": round(watched_enough / len(viewers), 4) if viewers else 0.0,
+            }
+        )
+    return curve
+
+
+def _overlap(ranges: list[list[float]], start: float, end: float) -> float:
+    return sum(max(0.0, min(b, end) - max(a, start)) for a, b in ranges)

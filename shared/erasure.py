@@ -1,0 +1,90 @@
+"""Erasing a student's progress everywhere it lives: hot state and queued heartbeats in Redis,
+documents in MongoDB, completions in enrollments. Erasure wins over any flush in flight."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import redis
+
+from shared.catalog import Catalog
+from shared.hot_store import DIRTY, LEASES, PENDING, SCRIPTS, ProgressKey
+from shared.mongo_store import MongoStore
+
+# Tombstones jump the version this far: further than any heartbeats still being folded.
+VERSION_GAP = 2**32
+
+
+@dataclass
+class ErasureReport:
+    student_id: str
+    material_id: str | None
+    documents: int = 0
+    hot_states: int = 0
+    queued_heartbeats: int = 0
+    enrollments: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def hot_materials(r: redis.Redis, student_id: str) -> set[str]:
+    """Materials with a hot state or queued heartbeats for this student in Redis."""
+    found = set()
+    for kind in ("ws", "hb"):
+        prefix = ProgressKey(student_id, "").state.replace(":ws:", f":{kind}:")
+        for key in r.scan_iter(match=_glob_escape(prefix) + "*", count=1000):
+            found.add(key.decode()[len(prefix) :])
+    return found
+
+
+def erase_progress(
+    mongo: MongoStore,
+    r: redis.Redis,
+    catalog: Catalog,
+    student_id: str,
+    material_id: str | None = None,
+    tombstone_ttl_s: int = 7 * 24 * 3600,
+) -> ErasureReport:
+    """Erase one material's progress, or all of a student's. Idempotent; safe to repeat after
+    a failure part-way (Redis is erased first, so reads never show erased data again)."""
+    report = ErasureReport(student_id, material_id)
+    stored = mongo.stored_versions(student_id, material_id)
+    materials = set(stored)
+    if material_id is None:
+        materials |= hot_materials(r, student_id)
+    else:
+        materials.add(material_id)
+    report.documents = sum(holds for _, holds in stored.values())
+
+    erase = r.register_script(SCRIPTS["erase"])
+    pipe = r.pipeline(transaction=False)
+    ordered = sorted(materials)
+    for m in ordered:
+        key = ProgressKey(student_id, m)
+        erase(
+            keys=[key.state, key.pending, DIRTY, LEASES, PENDING],
+            args=[key.member, stored.get(m, (0, False))[0], VERSION_GAP, tombstone_ttl_s],
+            client=pipe,
+        )
+    versions = {}
+    for m, (version, queued, had_state) in zip(ordered, pipe.execute(), strict=True):
+        versions[m] = int(version)
+        report.queued_heartbeats += int(queued)
+        report.hot_states += int(had_state)
+    mongo.erase_states(student_id, versions)
+
+    if material_id is None:
+        courses = [c for cid in mongo.enrolled_courses(student_id)
+                   if (c := catalog.courses.get(cid))]  # fmt: skip
+        forget: set[str] | None = None
+    else:
+        ref = catalog.material(material_id)
+        courses = [catalog.courses[ref.course_id]] if ref else []
+        forget = {material_id}
+    report.enrollments = sum(mongo.forget_completions(student_id, forget, c) for c in courses)
+    return report

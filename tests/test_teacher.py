@@ -1,0 +1,285 @@
+"""Teacher and admin views through HTTP, over real RQ workers, Redis and the MongoDB stand-in.
+
+A class with hand-chosen watched ranges; every expected number below is worked out by hand
+from the table in `CLASS` (course phys-101: v-100 is 100 s, v-600 is 600 s, plus pdf-1 and
+link-1, so 4 materials).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.helpers import COURSE_ID, bearer, heartbeat, wait_until
+from tests.stack import Stack, enroll, post, running_stack, stored
+
+pytestmark = pytest.mark.system
+
+# student -> heartbeats as (video, duration, played ranges) and completed non-video materials
+CLASS: dict[str, dict[str, Any]] = {
+    "ana": {"watch": [("v-100", 100, [[0, 100]]), ("v-600", 600, [[0, 60]])], "open": []},
+    "ben": {"watch": [("v-100", 100, [[0, 30]]), ("v-100", 100, [[0, 30]])], "open": ["pdf-1"]},
+    "cat": {"watch": [("v-100", 100, [[60, 100]])], "open": []},
+    "dan": {"watch": [], "open": []},
+    "eve": {
+        "watch": [("v-100", 100, [[0, 100]]), ("v-600", 600, [[0, 600]])],
+        "open": ["pdf-1", "link-1"],
+    },
+}
+# Worked out by hand: (progress %, completed materials, watched seconds)
+EXPECTED_ROWS = {
+    "ana": (25.0, 1, 160.0),  # v-100 complete; v-600 at 10 %
+    "ben": (25.0, 1, 30.0),  # rewatching [0, 30] counts once; pdf-1 complete
+    "cat": (0.0, 0, 40.0),
+    "dan": (0.0, 0, 0.0),
+    "eve": (100.0, 4, 700.0),
+}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    yield from running_stack(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def klass(stack: Stack) -> Stack:
+    """The class above, flushed to MongoDB; plus 'fay', who watched and then left the course."""
+    for student, plan in [*CLASS.items(), ("fay", {"watch": [("v-100", 100, [[0, 100]])],
+                                                   "open": []})]:  # fmt: skip
+        headers = enroll(stack, student)
+        for video, duration, played in plan["watch"]:
+            end = played[-1][1]
+            assert post(stack, headers, video, **heartbeat(end, duration, played=played)).is_success
+        for material in plan["open"]:
+            r = httpx.post(
+                f"{stack.url}/api/progress/material/{material}/complete", headers=headers
+            )
+            assert r.status_code == 202
+    admin = bearer(stack.settings(), "root", "admin")
+    r = httpx.delete(f"{stack.url}/api/courses/{COURSE_ID}/enrollments/fay", headers=admin)
+    assert r.status_code == 204
+    wait_until(lambda: stack.redis_client().zcard("vp:dirty") == 0, timeout_s=30)
+    return stack
+
+
+def teacher(stack: Stack, user: str = "t-phys") -> dict[str, str]:
+    return bearer(stack.settings(), user, "teacher")
+
+
+def get(stack: Stack, path: str, headers: dict, **params: Any) -> httpx.Response:
+    return httpx.get(f"{stack.url}{path}", headers=headers, params=params, timeout=30)
+
+
+def test_class_table_has_one_exact_row_per_enrolled_student(klass: Stack) -> None:
+    r = get(klass, f"/api/teacher/courses/{COURSE_ID}/progress", teacher(klass))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["next_cursor"] is None
+    rows = {row["student_id"]: row for row in body["rows"]}
+    assert set(rows) == set(EXPECTED_ROWS)  # fay left the course; dan is there at 0
+    for student, (progress, completed, watched) in EXPECTED_ROWS.items():
+        row = rows[student]
+        assert (row["progress_percentage"], row["completed_materials"], row["watched_seconds"]) \
+            == (progress, completed, watched), student  # fmt: skip
+    assert rows["dan"]["last_active"] is None and rows["eve"]["last_active"] is not None
+
+
+def test_pages_cover_every_student_once_in_order(klass: Stack) -> None:
+    seen: list[str] = []
+    cursor = None
+    for _ in range(10):
+        params = {"sort": "-progress", "limit": 2, **({"cursor": cursor} if cursor else {})}
+        body = get(klass, f"/api/teacher/courses/{COURSE_ID}/progress", teacher(klass), **params)
+        body = body.json()
+        assert len(body["rows"]) <= 2
+        seen += [row["student_id"] for row in body["rows"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    # progress descending; ties by student id descending (the order is total)
+    assert seen == ["eve", "ben", "ana", "dan", "cat"]
+    r = get(klass, f"/api/teacher/courses/{COURSE_ID}/progress", teacher(klass), sort="bogus")
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid"
+
+
+def test_csv_parses_back_to_the_same_rows(klass: Stack) -> None:
+    path = f"/api/teacher/courses/{COURSE_ID}/progress"
+    as_json = get(klass, path, teacher(klass)).json()["rows"]
+    for response in (
+        get(klass, path, teacher(klass), format="csv"),
+        get(klass, path, {**teacher(klass), "Accept": "text/csv"}),
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/csv")
+        parsed = list(csv.DictReader(io.StringIO(response.text)))
+        assert [
+            {**row, "progress_percentage": float(row["progress_percentage"]),
+             "completed_materials": int(row["completed_materials"]),
+             "watched_seconds": float(row["watched_seconds"]),
+             "last_active": row["last_active"] or None}
+            for row in parsed
+        ] == as_json  # fmt: skip
+
+
+def test_cli_writes_the_class_table_as_csv(klass: Stack, tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "class.csv"
+    subprocess.run(
+        [sys.executable, "-m", "shared.cli", "class-csv", COURSE_ID, "--output", str(out)],
+        env=klass.env, check=True,
+    )  # fmt: skip
+    rows = {r["student_id"]: r for r in csv.DictReader(out.open())}
+    assert {s: (float(r["progress_percentage"]), int(r["completed_materials"]),
+                float(r["watched_seconds"])) for s, r in rows.items()} == EXPECTED_ROWS  # fmt: skip
+
+
+def test_stats_match_the_class(klass: Stack) -> None:
+    stats = get(klass, f"/api/teacher/courses/{COURSE_ID}/stats", teacher(klass)).json()
+    assert stats["enrolled"] == 5
+    assert stats["average_progress"] == 30.0  # (25 + 25 + 0 + 0 + 100) / 5
+    assert stats["completion_rate"] == 0.2  # eve only
+    by_material = {m["material_id"]: m for m in stats["materials"]}
+    assert by_material["v-100"] == {  # ana 100, ben 30, cat 40, eve 100 (fay left)
+        "material_id": "v-100", "started": 4, "completed": 2, "average_watched_percentage": 67.5,
+    }  # fmt: skip
+    assert by_material["v-600"] == {  # ana 10, eve 100
+        "material_id": "v-600", "started": 2, "completed": 1, "average_watched_percentage": 55.0,
+    }  # fmt: skip
+    assert (by_material["pdf-1"]["started"], by_material["pdf-1"]["completed"]) == (2, 2)
+    assert (by_material["link-1"]["started"], by_material["link-1"]["completed"]) == (1, 1)
+
+
+def test_retention_counts_each_viewer_once_per_slice(klass: Stack) -> None:
+    r = get(klass, "/api/teacher/materials/v-100/retention", teacher(klass), buckets=4)
+    body = r.json()
+    assert body["viewers"] == 4 and body["duration"] == 100.0
+    # slices of 25 s; a viewer counts when they watched >= 12.5 s of it:
+    # ana [0,100], ben [0,30], cat [60,100], eve [0,100]
+    assert [(b["start"], b["end"], b["share"]) for b in body["buckets"]] == [
+        (0.0, 25.0, 0.75), (25.0, 50.0, 0.5), (50.0, 75.0, 0.75), (75.0, 100.0, 0.75),
+    ]  # fmt: skip
+    r = get(klass, "/api/teacher/materials/pdf-1/retention", teacher(klass))
+    assert r.status_code == 422
+
+
+def test_views_agree_with_the_students_own_numbers(klass: Stack) -> None:
+    rows = {
+        row["student_id"]: row
+        for row in get(klass, f"/api/teacher/courses/{COURSE_ID}/progress", teacher(klass))
+        .json()["rows"]
+    }  # fmt: skip
+    for student in ("ana", "ben", "eve"):
+        own = get(klass, f"/api/progress/course/{COURSE_ID}", bearer(klass.settings(), student))
+        seen = get(
+            klass, f"/api/teacher/courses/{COURSE_ID}/students/{student}/progress", teacher(klass)
+        )
+        assert seen.json() == own.json()
+        assert own.json()["progress_percentage"] == rows[student]["progress_percentage"]
+        assert own.json()["videos"]["watched_seconds"] == rows[student]["watched_seconds"]
+        assert len(own.json()["completed_materials"]) == rows[student]["completed_materials"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/api/teacher/courses/{COURSE_ID}/progress",
+        f"/api/teacher/courses/{COURSE_ID}/students/ana/progress",
+        f"/api/teacher/courses/{COURSE_ID}/stats",
+        "/api/teacher/materials/v-100/retention",
+    ],
+)
+@pytest.mark.parametrize(
+    ("user", "role", "status"),
+    [
+        pytest.param("t-phys", "teacher", 200, id="its-teacher"),
+        pytest.param("t-chem", "teacher", 403, id="other-teacher"),
+        pytest.param("ana", "student", 403, id="student"),
+        pytest.param("root", "admin", 200, id="admin"),
+    ],
+)
+def test_who_sees_teacher_views(klass: Stack, path: str, user: str, role: str, status: int) -> None:
+    r = get(klass, path, bearer(klass.settings(), user, role))
+    assert r.status_code == status, r.text
+
+
+def test_a_teacher_cannot_view_a_student_outside_the_course(klass: Stack) -> None:
+    r = get(klass, f"/api/teacher/courses/{COURSE_ID}/students/fay/progress", teacher(klass))
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+
+
+def test_only_admins_erase(klass: Stack) -> None:
+    for headers in (teacher(klass), bearer(klass.settings(), "ana")):
+        r = httpx.delete(f"{klass.url}/api/admin/progress", params={"student_id": "ana"},
+                         headers=headers)  # fmt: skip
+        assert r.status_code == 403
+
+
+def _erase(stack: Stack, student: str, material: str | None = None) -> dict:
+    params = {"student_id": student, **({"material_id": material} if material else {})}
+    admin = bearer(stack.settings(), "root", "admin")
+    r = httpx.delete(f"{stack.url}/api/admin/progress", params=params, headers=admin, timeout=60)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _status(stack: Stack, student: str, video: str = "v-100") -> dict:
+    path = f"/api/progress/video/{video}/status"
+    return get(stack, path, bearer(stack.settings(), student)).json()
+
+
+def test_erasure_removes_queued_heartbeats_and_nothing_comes_back(stack: Stack) -> None:
+    headers = enroll(stack, "gus")
+    assert post(stack, headers, **heartbeat(90, played=[[0, 90]])).status_code == 202
+    wait_until(lambda: (d := stored(stack, "gus")) and d.get("completed"))
+    wait_until(lambda: (e := stack.db().enrollments.find_one({"student_id": "gus"}))
+               and e["completed_materials"])  # fmt: skip
+    stack.kill_all("worker", signal.SIGTERM)  # the next heartbeats stay queued in Redis
+    try:
+        for end in (20, 40):
+            body = heartbeat(end, 600, played=[[end - 20, end]])
+            assert post(stack, headers, "v-600", **body).status_code == 202
+        report = _erase(stack, "gus")
+    finally:
+        stack.start("worker")
+    assert report["queued_heartbeats"] == 2 and report["documents"] == 1
+    assert report["enrollments"] == 1
+    time.sleep(3)  # flushes run: none may bring anything back
+    for video in ("v-100", "v-600"):
+        assert _status(stack, "gus", video)["watched_seconds"] == 0.0
+        doc = stored(stack, "gus", video)
+        assert doc is None or "course_id" not in doc  # a tombstone holds only a version
+    enrollment = stack.db().enrollments.find_one({"student_id": "gus"})
+    assert enrollment["completed_materials"] == [] and enrollment["progress_percentage"] == 0.0
+    # Watching again starts from nothing and is stored again.
+    assert post(stack, headers, **heartbeat(10, played=[[0, 10]])).json()["watched_seconds"] == 10
+    wait_until(lambda: (d := stored(stack, "gus")) and d.get("watched_seconds") == 10.0)
+
+
+def test_erasure_wins_over_a_flush_in_flight(stack: Stack) -> None:
+    headers = enroll(stack, "hal")
+    r = stack.redis_client()
+    stack.mongo.proc.send_signal(signal.SIGSTOP)  # a flush will hang while holding hal's batch
+    eraser = threading.Thread(target=lambda: _erase(stack, "hal", "v-100"))
+    try:
+        assert post(stack, headers, **heartbeat(50, played=[[0, 50]])).status_code == 202
+        wait_until(lambda: r.hexists("vp:leases", "v-100|hal"), timeout_s=30)
+        eraser.start()
+        time.sleep(1)
+    finally:
+        stack.mongo.proc.send_signal(signal.SIGCONT)
+    eraser.join(60)
+    wait_until(lambda: not r.hexists("vp:leases", "v-100|hal"), timeout_s=30)
+    time.sleep(3)
+    assert _status(stack, "hal")["watched_seconds"] == 0.0
+    doc = stored(stack, "hal")
+    assert doc is None or "course_id" not in doc
