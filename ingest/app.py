@@ -7,8 +7,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
-from ingest import routes_catalog, routes_progress, routes_service, routes_teacher
+from ingest import routes_catalog, routes_dev, routes_progress, routes_service, routes_teacher
 from ingest.context import AppContext
 from ingest.errors import BodyLimitMiddleware, install_error_handlers
 from ingest.models import ErrorResponse
@@ -44,5 +45,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes_catalog.router)
     app.include_router(routes_teacher.router)
     app.include_router(routes_service.router)
+    if settings.environment == "development":
+        app.include_router(routes_dev.router)
+    if settings.frontend_dist.is_dir():  # the built pages (frontend/: npm run build)
+        app.mount("/", StaticFiles(directory=settings.frontend_dist, html=True), name="pages")
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     return app

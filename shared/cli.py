@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import typer
 from rich.console import Console
 
 from shared import admin_ops, analytics, teacher_views
+from shared.demo import DEMO_CATALOG, DEMO_USERS
 from shared.mongo_store import MongoStore
 from shared.services import (
     Service,
@@ -32,9 +34,6 @@ from shared.tokens import mint_token
 
 app = typer.Typer(help="Video progress tracking for online courses.", no_args_is_help=True)
 console = Console()
-DEMO_CATALOG = Path(__file__).parent / "demo_catalog.json"
-DEMO_USERS = [("student-1", "student"), ("student-2", "student"), ("teacher-1", "teacher"),
-              ("admin-1", "admin")]  # fmt: skip
 
 
 @app.command()
@@ -129,6 +128,8 @@ def _run_dev(
         env["MONGO_URL"] = f"mongodb://127.0.0.1:{services[-1].port}/videoprogress"
     os.environ.update(env)
     settings = Settings()
+    if not settings.frontend_dist.is_dir():
+        _build_pages(settings.frontend_dist.parent)
     mongo = MongoStore(settings.mongo_url, settings.mongo_timeout_ms)
     mongo.ensure_indexes()
     admin_ops.load_catalog_file(mongo, redis.Redis.from_url(settings.redis_url), DEMO_CATALOG)
@@ -141,9 +142,23 @@ def _run_dev(
     console.print("[red]a process exited; stopping everything[/red]")
 
 
+def _build_pages(frontend: Path) -> None:
+    """Build the browser pages once (needs Node.js and npm); without them, serve the API only."""
+    npm = shutil.which("npm")
+    if npm is None or not (frontend / "package.json").exists():
+        console.print("[yellow]npm not found: serving the API only (no pages at /)[/yellow]")
+        return
+    console.print("building the browser pages (npm ci && npm run build)…")
+    for step in (["ci", "--no-audit", "--no-fund", "--loglevel=error"], ["run", "build"]):
+        subprocess.run([npm, *step], cwd=frontend, check=True)
+
+
 def _print_welcome(settings: Settings, port: int) -> None:
-    console.print(f"\n[bold green]Video progress tracking is running at http://127.0.0.1:{port}")
-    console.print(f"API docs: http://127.0.0.1:{port}/docs  (Ctrl-C stops everything)\n")
+    url = f"http://127.0.0.1:{port}"
+    console.print(f"\n[bold green]Video progress tracking is running at {url}")
+    if settings.frontend_dist.is_dir():
+        console.print(f"Open {url}/ and pick a demo student or teacher.")
+    console.print(f"API docs: {url}/docs  (Ctrl-C stops everything)\n")
     for user_id, role in DEMO_USERS:
         token = mint_token(settings, user_id, role)  # type: ignore[arg-type]
         console.print(f"{role} {user_id}: {token}", soft_wrap=True, highlight=False)

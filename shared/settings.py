@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -51,6 +52,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     max_batch_items: int = Field(500, ge=1)
     queue_name: str = "videoprogress"
+
+    # The built browser pages, served at / when present.
+    frontend_dist: Path = Path(__file__).resolve().parent.parent / "frontend" / "dist"
 
     port: int = 8000
     web_concurrency: int = Field(1, ge=1)

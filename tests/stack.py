@@ -71,8 +71,15 @@ class Stack:
         ).get_default_database()
 
 
-def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """Start a whole system; the caller wraps it in a fixture of the scope it wants."""
+def running_stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    environment: str = "production",
+    catalog_file: Path | None = None,
+) -> Iterator[Stack]:
+    """Start a whole system; the caller wraps it in a fixture of the scope it wants.
+
+    The catalog is the tests' course (tests/helpers.py) unless `catalog_file` names another.
+    """
     root = tmp_path_factory.mktemp("stack")
     redis_svc = redis_service(root / "redis", appendonly=True).start()
     mongo_svc = mongo_standin_service(root / "mongo").start()
@@ -81,7 +88,7 @@ def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     env.update(
         REDIS_URL=f"redis://127.0.0.1:{redis_svc.port}/0",
         MONGO_URL=f"mongodb://127.0.0.1:{mongo_svc.port}/videoprogress",
-        APP_ENV="production",
+        APP_ENV=environment,
         JWT_SECRET=SECRET,
         FLUSH_INTERVAL_S=str(FLUSH_INTERVAL_S),
         FLUSH_TICK_S="1",
@@ -90,10 +97,11 @@ def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         PORT=str(port),
         HOST="127.0.0.1",
     )
-    catalog = root / "catalog.json"
-    catalog.write_text(json.dumps({"courses": [{"course_id": COURSE_ID, **COURSE}]}))
+    if catalog_file is None:
+        catalog_file = root / "catalog.json"
+        catalog_file.write_text(json.dumps({"courses": [{"course_id": COURSE_ID, **COURSE}]}))
     subprocess.run(
-        [sys.executable, "-m", "shared.cli", "load-catalog", str(catalog)], env=env, check=True
+        [sys.executable, "-m", "shared.cli", "load-catalog", str(catalog_file)], env=env, check=True
     )
     s = Stack(root, redis_svc, mongo_svc, env, port)
     web = s.start("web")
