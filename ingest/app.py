@@ -14,6 +14,8 @@ from ingest.context import AppContext
 from ingest.errors import BodyLimitMiddleware, install_error_handlers
 from ingest.models import ErrorResponse
 from ingest.progress_service import ProgressService
+from ingest.request_log import RequestLogMiddleware
+from shared.logs import configure_logging
 from shared.settings import Settings, get_settings
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -23,6 +25,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    configure_logging(json_lines=settings.environment == "production", level=settings.log_level)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -50,4 +53,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.frontend_dist.is_dir():  # the built pages (frontend/: npm run build)
         app.mount("/", StaticFiles(directory=settings.frontend_dist, html=True), name="pages")
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestLogMiddleware)
     return app

@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 
 import redis
 import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry
 from starlette.concurrency import run_in_threadpool
 
+from ingest.metrics import system_registry
 from shared import admin_ops
 from shared.catalog import Catalog, MaterialRef
 from shared.errors import Unavailable
@@ -83,6 +85,7 @@ class AppContext:
     mongo: MongoStore
     catalog: CatalogCache
     breaker: MongoReadBreaker
+    system_metrics: CollectorRegistry
     _tasks: list[asyncio.Task] = field(default_factory=list)
 
     @classmethod
@@ -105,6 +108,7 @@ class AppContext:
             mongo=mongo,
             catalog=CatalogCache(hot, mongo, sync_client),
             breaker=MongoReadBreaker(),
+            system_metrics=system_registry(sync_client, settings.due_delay_s, settings.queue_name),
         )
 
     async def start(self) -> None:

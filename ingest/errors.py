@@ -12,7 +12,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.errors import ServiceError, Unauthenticated, Unavailable
+from ingest.metrics import HEARTBEATS_REJECTED
+from shared.errors import RateLimited, ServiceError, Unauthenticated, Unavailable
 
 
 def error_response(
@@ -41,18 +42,26 @@ def validation_details(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, An
 def _headers_for(exc: ServiceError) -> dict[str, str] | None:
     if isinstance(exc, Unauthenticated):
         return {"WWW-Authenticate": "Bearer"}
-    if isinstance(exc, Unavailable):
+    if isinstance(exc, Unavailable | RateLimited):
         return {"Retry-After": str(exc.retry_after_s)}
     return None
 
 
+def _count_refused_heartbeat(request: Request, code: str) -> None:
+    """Every refused single heartbeat, whatever refused it, counts under its reason."""
+    if request.method == "POST" and request.url.path.endswith("/watch-time"):
+        HEARTBEATS_REJECTED.labels(reason=code).inc()
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
-    async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
+    async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        _count_refused_heartbeat(request, exc.code)
         return error_response(exc.status, exc.code, exc.message, exc.details, _headers_for(exc))
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        _count_refused_heartbeat(request, "invalid")
         details = validation_details(exc.errors())
         first = details[0] if details else {"field": "body", "rule": "invalid"}
         message = f"{first['field']}: {first.get('message') or first['rule']}"
@@ -66,7 +75,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(redis.exceptions.ConnectionError)
     @app.exception_handler(redis.exceptions.TimeoutError)
-    async def _redis_down(_: Request, exc: Exception) -> JSONResponse:
+    async def _redis_down(request: Request, exc: Exception) -> JSONResponse:
+        _count_refused_heartbeat(request, "unavailable")
         return error_response(
             503, "unavailable", "the heartbeat buffer (Redis) is unavailable; retry later",
             headers={"Retry-After": "5"},

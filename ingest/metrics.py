@@ -1,6 +1,24 @@
-"""Prometheus metrics of the ingest tier (prometheus-client)."""
+"""Prometheus metrics (prometheus-client): this process's request counters, plus the system's
+backlog and the workers' flush statistics, read from Redis at scrape time."""
 
-from prometheus_client import Counter
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import redis
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from rq.registry import FailedJobRegistry
+
+from shared.hot_store import DIRTY, PENDING
+from shared.stats import BATCH_BUCKETS, read_stats
 
 HEARTBEATS_ACCEPTED = Counter(
     "videoprogress_heartbeats_accepted_total", "Heartbeats durably buffered (answered 202)"
@@ -8,3 +26,83 @@ HEARTBEATS_ACCEPTED = Counter(
 HEARTBEATS_REJECTED = Counter(
     "videoprogress_heartbeats_rejected_total", "Heartbeats refused, by reason", ["reason"]
 )
+INGEST_SECONDS = Histogram(
+    "videoprogress_ingest_seconds",
+    "Time to answer a single-heartbeat request",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
+)
+
+_COUNTERS = {
+    "flushes": "Flush jobs that claimed keys",
+    "flushed_keys": "Keys written to MongoDB (one document each)",
+    "flushed_heartbeats": "Heartbeats folded into written states",
+    "stale_writes": "Writes MongoDB refused as superseded (harmless repeats)",
+    "takeovers": "Keys taken over from a worker that did not finish",
+    "completions": "Materials that crossed the completion threshold",
+    "flush_failures": "Flushes postponed because MongoDB was unavailable",
+    "quarantined": "Keys set aside in vp:poison because a flush could not process them",
+}
+
+
+class SystemCollector(Collector):
+    """Backlog and worker statistics, shared by every process through Redis."""
+
+    def __init__(self, r: redis.Redis, due_delay_s: float, queue_name: str) -> None:
+        self.redis = r
+        self.due_delay_s = due_delay_s
+        self.failed_jobs = FailedJobRegistry(name=queue_name, connection=r)
+
+    def collect(self) -> Iterator[Metric]:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zcard(DIRTY)
+        pipe.get(PENDING)
+        pipe.zrange(DIRTY, 0, 0, withscores=True)
+        dirty, pending, oldest = pipe.execute()
+        stats = read_stats(self.redis)
+        yield GaugeMetricFamily(
+            "videoprogress_failed_jobs", "RQ jobs that failed for good (RQ's failed registry)",
+            value=self.failed_jobs.count,
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "videoprogress_buffer_dirty_keys", "(student, material) keys not yet in MongoDB",
+            value=dirty,
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "videoprogress_buffer_pending_heartbeats", "Accepted heartbeats not yet folded",
+            value=int(pending or 0),
+        )  # fmt: skip
+        age = max(0.0, time.time() - (oldest[0][1] - self.due_delay_s)) if oldest else 0.0
+        yield GaugeMetricFamily(
+            "videoprogress_buffer_oldest_unflushed_seconds",
+            "About how long the longest-waiting dirty key has waited for MongoDB",
+            value=round(age, 3),
+        )
+        for name, doc in _COUNTERS.items():
+            yield CounterMetricFamily(f"videoprogress_{name}", doc, value=stats.get(name, 0.0))
+        buckets, running = [], 0.0
+        for bound in (*BATCH_BUCKETS, "inf"):
+            running += stats.get(f"batch_le_{bound}", 0.0)
+            buckets.append(("+Inf" if bound == "inf" else str(bound), running))
+        yield HistogramMetricFamily(
+            "videoprogress_flush_batch_documents", "Documents per MongoDB bulk write",
+            buckets=buckets, sum_value=stats.get("flushed_keys", 0.0),
+        )  # fmt: skip
+        writes = stats.get("mongo_writes", 0.0)
+        seconds = stats.get("mongo_write_seconds", 0.0)
+        yield CounterMetricFamily(
+            "videoprogress_mongo_bulk_writes", "MongoDB bulk writes by flushes", value=writes
+        )
+        yield CounterMetricFamily(
+            "videoprogress_mongo_write_seconds", "Time spent in MongoDB bulk writes", value=seconds
+        )
+
+
+def render(system: CollectorRegistry) -> bytes:
+    """This process's metrics followed by the system's (blocking: call from a thread)."""
+    return generate_latest(REGISTRY) + generate_latest(system)
+
+
+def system_registry(r: redis.Redis, due_delay_s: float, queue_name: str) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SystemCollector(r, due_delay_s, queue_name))
+    return registry

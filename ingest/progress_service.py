@@ -18,8 +18,8 @@ from ingest.models import (
 )
 from shared import admin_ops
 from shared.catalog import Course, MaterialRef
-from shared.errors import BufferFull, Forbidden, ServiceError, Unavailable
-from shared.hot_store import HotEntry, IngestItem, IngestReply, ProgressKey
+from shared.errors import BufferFull, Forbidden, RateLimited, ServiceError, Unavailable
+from shared.hot_store import HotEntry, IngestItem, IngestLimits, IngestReply, ProgressKey
 from shared.mongo_store import course_progress
 from shared.progress import Heartbeat, WatchState, fold
 
@@ -81,11 +81,16 @@ class ProgressService:
             IngestItem(ProgressKey(student_id, s.material_id), s.ref.course_id, s.heartbeats)
             for s in submissions
         ]
-        s = self.settings
-        due_at = time.time() + s.due_delay_s
-        return await self.ctx.hot.append(
-            items, due_at, s.max_dirty_keys, s.max_pending_heartbeats, want_state
+        s, now = self.settings, time.time()
+        limits = IngestLimits(
+            due_at=now + s.due_delay_s,
+            max_dirty=s.max_dirty_keys,
+            max_pending=s.max_pending_heartbeats,
+            rate_limit=s.rate_limit_per_minute,
+            rate_window_s=60,
+            now=now,
         )
+        return await self.ctx.hot.append(items, limits, want_state)
 
     @staticmethod
     def _outcome(reply: IngestReply) -> IngestReply | ServiceError:
@@ -95,6 +100,10 @@ class ProgressService:
             return Forbidden("not enrolled in this material's course")
         if reply.status == "buffer_full":
             return BufferFull("the heartbeat buffer is full; retry later", retry_after_s=10)
+        if reply.status == "rate_limited":
+            return RateLimited(
+                "too many heartbeats from this student; retry later", reply.retry_after_s
+            )
         return Unavailable(f"could not buffer the heartbeat ({reply.status}); retry later")
 
     async def state_after(self, student_id: str, sub: Submission, entry: HotEntry) -> WatchState:

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from ingest.auth import Student, StudentOrAdmin
 from ingest.errors import validation_details
-from ingest.metrics import HEARTBEATS_ACCEPTED, HEARTBEATS_REJECTED
+from ingest.metrics import HEARTBEATS_ACCEPTED, HEARTBEATS_REJECTED, INGEST_SECONDS
 from ingest.models import (
     BatchResults,
     CompletionAccepted,
@@ -103,15 +103,18 @@ async def post_watch_time(
 ) -> HeartbeatAccepted:
     """Record one heartbeat. `202` means it is durably buffered; the reply is the state as of
     this heartbeat."""
-    try:
-        ref = await find_material(service, video_id)
-        submission = Submission(ref, video_id, [to_heartbeat(body, ref, time.time())])
-        [outcome] = await service.submit(student.user_id, [submission], want_state=True)
-        if isinstance(outcome, ServiceError):
-            raise outcome
-    except ServiceError as exc:
-        HEARTBEATS_REJECTED.labels(reason=exc.code).inc()
-        raise
+    with INGEST_SECONDS.time():
+        return await _watch_time(video_id, body, student, service)
+
+
+async def _watch_time(
+    video_id: str, body: HeartbeatBody, student: Principal, service: ProgressService
+) -> HeartbeatAccepted:
+    ref = await find_material(service, video_id)
+    submission = Submission(ref, video_id, [to_heartbeat(body, ref, time.time())])
+    [outcome] = await service.submit(student.user_id, [submission], want_state=True)
+    if isinstance(outcome, ServiceError):
+        raise outcome  # counted by the error handler
     HEARTBEATS_ACCEPTED.inc()
     assert outcome.entry is not None
     state = await service.state_after(student.user_id, submission, outcome.entry)

@@ -6,8 +6,10 @@ import asyncio
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
+
+from ingest.metrics import render
 
 router = APIRouter(tags=["service"])
 
@@ -36,5 +38,7 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics")
-async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+async def metrics(request: Request) -> Response:
+    """Prometheus text: this process's counters, then the system's backlog and flush stats."""
+    body = await run_in_threadpool(render, request.app.state.ctx.system_metrics)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

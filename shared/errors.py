@@ -35,6 +35,17 @@ class InvalidInput(ServiceError):
     code = "invalid"
 
 
+class RateLimited(ServiceError):
+    """Too many requests from one student; the client must wait `retry_after_s`."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: int = 60, details: Any = None) -> None:
+        super().__init__(message, details)
+        self.retry_after_s = retry_after_s
+
+
 class Unavailable(ServiceError):
     """A backing service is down or the buffer is full: the client must retry later."""
 

@@ -30,6 +30,7 @@ from shared.progress import Heartbeat, WatchState
 DIRTY = "vp:dirty"
 LEASES = "vp:leases"
 PENDING = "vp:pending"
+POISON = "vp:poison"  # keys a flush cannot process; their data stays for an operator
 CATALOG = "vp:catalog"
 CATALOG_VERSION = "vp:catalog:version"
 ENROLLMENT_LOADED = "*"  # marker member: the set mirrors MongoDB (it may hold no course)
@@ -88,8 +89,9 @@ class HotEntry:
 
 @dataclass(slots=True)
 class IngestReply:
-    status: str  # ok | enrollment_unknown | not_enrolled | buffer_full
+    status: str  # ok | enrollment_unknown | not_enrolled | buffer_full | rate_limited
     entry: HotEntry | None = None
+    retry_after_s: int = 0
 
 
 def _text(value: Any) -> str:
@@ -98,6 +100,8 @@ def _text(value: Any) -> str:
 
 def parse_ingest_reply(reply: list[Any]) -> IngestReply:
     status = _text(reply[0])
+    if status == "rate_limited":
+        return IngestReply(status, retry_after_s=max(1, int(reply[1])))
     if status != "ok" or len(reply) == 1:
         return IngestReply(status)
     raw_state = _text(reply[1])
@@ -123,18 +127,16 @@ def parse_enrollments(members: set[Any]) -> set[str] | None:
 
 
 def ingest_args(
-    key: ProgressKey,
-    course_id: str,
-    heartbeats: list[Heartbeat],
-    due_at: float,
-    max_dirty: int,
-    max_pending: int,
-    want_state: bool,
+    item: IngestItem, limits: IngestLimits, want_state: bool
 ) -> tuple[list[str], list[Any]]:
-    keys = [enrollments_key(key.student_id), key.pending, key.state, DIRTY, PENDING]
-    args: list[Any] = [course_id, key.member, due_at, max_dirty, max_pending]
-    args.append("1" if want_state else "0")
-    args += [hb.to_json() for hb in heartbeats]
+    key = item.key
+    keys = [enrollments_key(key.student_id), key.pending, key.state, DIRTY, PENDING,
+            limits.rate_key(key.student_id)]  # fmt: skip
+    args: list[Any] = [
+        item.course_id, key.member, limits.due_at, limits.max_dirty, limits.max_pending,
+        "1" if want_state else "0", limits.rate_limit, limits.rate_window_s,
+    ]  # fmt: skip
+    args += [hb.to_json() for hb in item.heartbeats]
     return keys, args
 
 
@@ -143,6 +145,22 @@ class IngestItem:
     key: ProgressKey
     course_id: str
     heartbeats: list[Heartbeat]
+
+
+@dataclass(frozen=True, slots=True)
+class IngestLimits:
+    """Bounds every append is checked against, inside the same atomic step."""
+
+    due_at: float
+    max_dirty: int
+    max_pending: int
+    rate_limit: int  # appends per student per window; 0 disables
+    rate_window_s: int = 60
+    now: float = 0.0
+
+    def rate_key(self, student_id: str) -> str:
+        window = int(self.now // self.rate_window_s)
+        return "vp:{" + student_id + "}:rl:" + str(window)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,12 +182,7 @@ class AsyncHotStore:
         self._ingest = client.register_script(SCRIPTS["ingest"])
 
     async def append(
-        self,
-        items: list[IngestItem],
-        due_at: float,
-        max_dirty: int,
-        max_pending: int,
-        want_state: bool = True,
+        self, items: list[IngestItem], limits: IngestLimits, want_state: bool = True
     ) -> list[IngestReply]:
         """Durably buffer each item's heartbeats, or refuse it whole (see IngestReply.status).
 
@@ -178,10 +191,7 @@ class AsyncHotStore:
         """
         pipe = self.client.pipeline(transaction=False)
         for item in items:
-            keys, args = ingest_args(
-                item.key, item.course_id, item.heartbeats, due_at, max_dirty, max_pending,
-                want_state,
-            )  # fmt: skip
+            keys, args = ingest_args(item, limits, want_state)
             await self._ingest(keys=keys, args=args, client=pipe)
         return [parse_ingest_reply(reply) for reply in await pipe.execute()]
 
@@ -221,13 +231,32 @@ class HotStore:
         reply = self._claim(keys=[DIRTY, LEASES], args=[now, lease_until, limit])
         return int(reply[0]), [ProgressKey.from_member(m) for m in reply[1:]]
 
-    def read(self, keys: list[ProgressKey]) -> list[HotEntry]:
+    def read(self, keys: list[ProgressKey]) -> list[HotEntry | None]:
+        """Each key's entry, or None for one whose stored data cannot be parsed."""
         pipe = self.client.pipeline(transaction=False)
         for key in keys:
             pipe.hgetall(key.state)
             pipe.lrange(key.pending, 0, -1)
         replies = pipe.execute()
-        return [parse_entry(replies[i], replies[i + 1]) for i in range(0, len(replies), 2)]
+        entries: list[HotEntry | None] = []
+        for i in range(0, len(replies), 2):
+            try:
+                entries.append(parse_entry(replies[i], replies[i + 1]))
+            except (ValueError, KeyError, TypeError):
+                entries.append(None)
+        return entries
+
+    def quarantine(self, keys: list[ProgressKey], now: float) -> None:
+        """Take keys out of the flush cycle without losing anything: their hot state and
+        heartbeats stay in Redis, listed in `vp:poison` for an operator (README)."""
+        if not keys:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.zrem(DIRTY, key.member)
+            pipe.hdel(LEASES, key.member)
+            pipe.zadd(POISON, {key.member: now})
+        pipe.execute()
 
     def commit(self, folds: list[Fold]) -> list[bool]:
         """Store each fold unless someone else folded that key first (then it is skipped)."""

@@ -118,14 +118,12 @@ class MongoStore:
     # -- watch progress -------------------------------------------------------------------
 
     @_unavailable_on_outage
-    def write_states(self, writes: list[StateWrite]) -> int:
-        """One unordered bulk upsert; returns how many writes were stale (already superseded).
-
-        Idempotent: a write whose version is not newer than the stored one changes nothing.
-        Raises Unavailable when MongoDB cannot be reached (nothing is then known to be written).
-        """
+    def write_states(self, writes: list[StateWrite]) -> tuple[int, list[int]]:
+        """One unordered bulk upsert. Returns (stale writes, indexes of writes MongoDB refused
+        for another reason). A stale write (not newer than the stored version) changes nothing,
+        so repeating a write is harmless. Raises Unavailable when MongoDB cannot be reached."""
         if not writes:
-            return 0
+            return 0, []
         ops = [
             UpdateOne(
                 {"student_id": w.student_id, "material_id": w.material_id, "v": {"$lt": w.version}},
@@ -138,10 +136,9 @@ class MongoStore:
             self.progress.bulk_write(ops, ordered=False)
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
-            if any(e.get("code") != DUPLICATE_KEY for e in errors):
-                raise
-            return len(errors)
-        return 0
+            stale = sum(e.get("code") == DUPLICATE_KEY for e in errors)
+            return stale, [e["index"] for e in errors if e.get("code") != DUPLICATE_KEY]
+        return 0, []
 
     @_unavailable_on_outage
     def find_states(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], StoredState]:

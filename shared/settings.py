@@ -17,7 +17,11 @@ MIN_SECRET_LENGTH = 32
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", extra="ignore", frozen=True, populate_by_name=True
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+        hide_input_in_errors=True,  # a rejected secret must not be echoed into logs
     )
 
     environment: Literal["production", "development"] = Field(
@@ -48,6 +52,10 @@ class Settings(BaseSettings):
     max_dirty_keys: int = Field(1_000_000, ge=1)
     max_pending_heartbeats: int = Field(5_000_000, ge=1)
     hot_state_ttl_s: int = Field(7 * 24 * 3600, ge=60)
+    # Heartbeat appends per student per minute (a player sends ~6-12); 0 disables the limit.
+    rate_limit_per_minute: int = Field(240, ge=0)
+
+    log_level: str = "INFO"  # request lines are INFO; WARNING keeps only problems
 
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     max_batch_items: int = Field(500, ge=1)

@@ -15,6 +15,7 @@ from shared.hot_store import (
     Fold,
     HotStore,
     IngestItem,
+    IngestLimits,
     IngestReply,
     ProgressKey,
     enrollments_key,
@@ -26,15 +27,14 @@ KEY = ProgressKey("s1", "v1")
 
 def append(
     url: str, heartbeats: list[Heartbeat], max_dirty: int = 100, max_pending: int = 100,
-    key: ProgressKey = KEY,
+    key: ProgressKey = KEY, rate_limit: int = 0,
 ) -> IngestReply:  # fmt: skip
     async def run() -> IngestReply:
         client = aioredis.Redis.from_url(url)
         try:
             store = AsyncHotStore(client)
-            [reply] = await store.append(
-                [IngestItem(key, "c1", heartbeats)], 1000.0, max_dirty, max_pending
-            )
+            limits = IngestLimits(1000.0, max_dirty, max_pending, rate_limit, 60, now=6000.0)
+            [reply] = await store.append([IngestItem(key, "c1", heartbeats)], limits)
             return reply
         finally:
             await client.aclose()
@@ -80,6 +80,21 @@ def test_buffer_bounds_refuse_whole_items(redis_url: str, redis_client: redis.Re
     other = ProgressKey("s1", "v2")
     assert append(redis_url, [hb(1)], max_dirty=1, key=other).status == "buffer_full"
     assert append(redis_url, [hb(3)], max_dirty=1).status == "ok"  # already dirty: no new key
+
+
+def test_the_rate_limit_counts_appends_per_student_and_window(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    enroll(redis_client, "s1", "c1")
+    assert [append(redis_url, [hb(i)], rate_limit=3).status for i in range(4)] == [
+        "ok", "ok", "ok", "rate_limited",
+    ]  # fmt: skip
+    refused = append(redis_url, [hb(9)], rate_limit=3)
+    assert 1 <= refused.retry_after_s <= 60
+    assert redis_client.llen(KEY.pending) == 3  # the refused ones wrote nothing
+    other = ProgressKey("s2", "v1")
+    enroll(redis_client, "s2", "c1")
+    assert append(redis_url, [hb(1)], rate_limit=3, key=other).status == "ok"  # per student
 
 
 def test_claims_are_leased_and_expired_leases_are_taken_over(

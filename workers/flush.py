@@ -19,6 +19,7 @@ from shared.errors import Unavailable
 from shared.hot_store import Fold, HotEntry, ProgressKey
 from shared.mongo_store import StateWrite, StoredState
 from shared.progress import fold
+from shared.stats import record_flush
 from workers.completion import record_completions
 from workers.context import WorkerContext, get_context
 
@@ -30,6 +31,7 @@ COMPLETION_RETRY = Retry(max=5, interval=[1, 5, 30, 120, 600])
 @dataclass
 class FlushReport:
     claimed: int = 0
+    mongo_seconds: float = 0.0
     takeovers: int = 0
     heartbeats: int = 0
     written: int = 0
@@ -37,6 +39,7 @@ class FlushReport:
     cleaned: int = 0
     completions: int = 0
     released: int = 0
+    quarantined: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -66,6 +69,12 @@ def flush_batch(ctx: WorkerContext, limit: int) -> FlushReport:
         report.released = len(keys)
         ctx.hot.release(keys, retry_at=time.time() + 2 * s.flush_tick_s)
         log.warning("flush of %d keys postponed: %s", len(keys), exc)
+    record_flush(
+        ctx.redis, keys=report.claimed, heartbeats=report.heartbeats, written=report.written,
+        stale=report.stale, takeovers=report.takeovers, completions=report.completions,
+        failed=bool(report.errors), mongo_seconds=report.mongo_seconds,
+        quarantined=report.quarantined,
+    )  # fmt: skip
     return report
 
 
@@ -75,14 +84,18 @@ def _flush_keys(
     s = ctx.settings
     entries = ctx.hot.read(keys)
     cold = [(k.student_id, k.material_id) for k, e in zip(keys, entries, strict=True)
-            if e.version is None]  # fmt: skip
+            if e is not None and e.version is None]  # fmt: skip
     stored = ctx.mongo.find_states(cold) if cold else {}
     catalog = ctx.catalog()
 
     folds: list[Fold] = []
     writes: dict[ProgressKey, StateWrite] = {}
     unknown: list[ProgressKey] = []
+    poisoned: list[ProgressKey] = []
     for key, entry in zip(keys, entries, strict=True):
+        if entry is None:
+            poisoned.append(key)
+            continue
         ref = catalog.material(key.material_id)
         if ref is None:
             unknown.append(key)
@@ -106,9 +119,20 @@ def _flush_keys(
         for key in lost_race:
             del writes[key]
 
-    report.stale = ctx.mongo.write_states(list(writes.values()))
+    started = time.perf_counter()
+    ordered = list(writes)
+    report.stale, refused = ctx.mongo.write_states([writes[k] for k in ordered])
+    report.mongo_seconds = time.perf_counter() - started
+    for index in refused:  # MongoDB will not take this document: set it aside, go on
+        poisoned.append(ordered[index])
+        del writes[ordered[index]]
+    if poisoned:
+        log.error("quarantined %d keys a flush cannot process, e.g. %s", len(poisoned), poisoned[0])
+        ctx.hot.quarantine(poisoned, now)
+        report.quarantined = len(poisoned)
     report.written = len(writes)
-    recorded = {key for key, entry in zip(keys, entries, strict=True) if entry.completion_recorded}
+    recorded = {key for key, entry in zip(keys, entries, strict=True)
+                if entry is not None and entry.completion_recorded}  # fmt: skip
     newly_complete = [w for key, w in writes.items() if w.state.completed and key not in recorded]
     if newly_complete:
         _enqueue_completions(ctx, newly_complete)

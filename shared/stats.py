@@ -1,0 +1,47 @@
+"""Worker statistics kept in Redis (hash `vp:stats`), so that the counts of any number of
+workers on any number of hosts add up; the API's /metrics exposes them."""
+
+from __future__ import annotations
+
+import redis
+
+STATS = "vp:stats"
+BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000)
+
+
+def record_flush(
+    r: redis.Redis,
+    *,
+    keys: int,
+    heartbeats: int,
+    written: int,
+    stale: int,
+    takeovers: int,
+    completions: int,
+    failed: bool,
+    mongo_seconds: float,
+    quarantined: int = 0,
+) -> None:
+    """Add one flush's figures (one round trip). A flush that claimed nothing is not counted."""
+    if keys == 0:
+        return
+    pipe = r.pipeline(transaction=False)
+    pipe.hincrby(STATS, "flushes", 1)
+    pipe.hincrby(STATS, "flushed_keys", written)
+    pipe.hincrby(STATS, "flushed_heartbeats", heartbeats)
+    pipe.hincrby(STATS, "stale_writes", stale)
+    pipe.hincrby(STATS, "takeovers", takeovers)
+    pipe.hincrby(STATS, "completions", completions)
+    pipe.hincrby(STATS, "flush_failures", int(failed))
+    pipe.hincrby(STATS, "quarantined", quarantined)
+    if written:
+        pipe.hincrby(STATS, "mongo_writes", 1)
+        pipe.hincrbyfloat(STATS, "mongo_write_seconds", mongo_seconds)
+        bucket = next((b for b in BATCH_BUCKETS if written <= b), "inf")
+        pipe.hincrby(STATS, f"batch_le_{bucket}", 1)
+    pipe.execute()
+
+
+def read_stats(r: redis.Redis) -> dict[str, float]:
+    raw: dict = r.hgetall(STATS)  # type: ignore[assignment]
+    return {(k.decode() if isinstance(k, bytes) else k): float(v) for k, v in raw.items()}
