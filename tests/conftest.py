@@ -99,3 +99,19 @@ def mongo_db(mongo_url: str) -> Iterator[pymongo.database.Database]:
     )
     yield client.get_default_database()
     client.close()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from tests.helpers import FAULT_SUMMARY
+
+    if not FAULT_SUMMARY:
+        return
+    header = ("fault", "injected", "accepted", "stored", "lost", "duplicated")
+    lines = [f"{header[0]:28} " + " ".join(f"{h:>10}" for h in header[1:])]
+    lines += [f"{row[0]:28} " + " ".join(f"{v:>10}" for v in row[1:]) for row in FAULT_SUMMARY]
+    terminalreporter.write_sep("=", "fault summary")
+    for line in lines:
+        terminalreporter.write_line(line)
+    out = Path(__file__).resolve().parent.parent / "test-output"
+    out.mkdir(exist_ok=True)
+    (out / "faults-summary.txt").write_text("\n".join(lines) + "\n")

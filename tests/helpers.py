@@ -70,3 +70,8 @@ def wait_until(predicate: Callable[[], Any], timeout_s: float = 20.0, step_s: fl
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout_s}s")
         time.sleep(step_s)
+
+
+# Rows of the fault suite's summary: (fault, injected, accepted, stored, lost, duplicated);
+# printed by conftest.py at the end of the run.
+FAULT_SUMMARY: list[tuple[str, int, int, int, int, int]] = []

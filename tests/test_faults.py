@@ -1,0 +1,220 @@
+"""Faults under load, over real processes (uvicorn, RQ workers, redis-server with AOF, the
+MongoDB stand-in): workers SIGKILLed at random moments, Redis crashed and restarted, MongoDB
+away for 30 s, a poison job. Simulated watchers send heartbeats the way the browser tracker does
+and retry what is refused; at the end every accepted heartbeat must be stored exactly once.
+
+A summary table is printed at the end of the run (and written to test-output/).
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from rq import Queue, Retry
+from rq.registry import FailedJobRegistry
+
+from tests.helpers import FAULT_SUMMARY, wait_until
+from tests.stack import Stack, enroll, running_stack, stored
+
+pytestmark = pytest.mark.system
+
+STEP_S = 5.0  # seconds of video per heartbeat (time-compressed: sent every ~0.2 s)
+VIDEO, DURATION = "v-600", 600
+
+
+@dataclass
+class Watcher:
+    """One student watching v-600 from the start, never seeking; retries until accepted."""
+
+    student: str
+    headers: dict[str, str]
+    session: str = field(default_factory=lambda: uuid.uuid4().hex)
+    position: float = 0.0
+    seq: int = 0
+    accepted: int = 0
+    refusals: dict[int, int] = field(default_factory=dict)
+
+    def step(self, client: httpx.Client, deadline: float) -> None:
+        start, end = self.position, min(DURATION, self.position + STEP_S)
+        body = {
+            "watch_time": end,
+            "total_duration": DURATION,
+            "client_ts": datetime.now(UTC).isoformat(),
+            "session_id": self.session,
+            "seq": self.seq,
+            "played": [[start, end]],
+        }
+        while time.monotonic() < deadline:
+            try:
+                r = client.post(f"/api/progress/video/{VIDEO}/watch-time", json=body)
+            except httpx.TransportError:
+                time.sleep(0.2)
+                continue
+            if r.status_code == 202:
+                self.accepted += 1
+                self.position, self.seq = end, self.seq + 1
+                return
+            self.refusals[r.status_code] = self.refusals.get(r.status_code, 0) + 1
+            assert r.status_code in (429, 503), r.text  # nothing else may refuse a good heartbeat
+            time.sleep(min(2.0, float(r.headers.get("Retry-After", "1")) / 4))
+        raise AssertionError(f"{self.student}: a heartbeat was never accepted")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    yield from running_stack(tmp_path_factory)
+
+
+def watchers(stack: Stack, prefix: str, n: int) -> list[Watcher]:
+    return [Watcher(f"{prefix}-{i}", enroll(stack, f"{prefix}-{i}")) for i in range(n)]
+
+
+def run_load(stack: Stack, group: list[Watcher], steps: int, pace_s: float = 0.2) -> None:
+    """Each watcher sends `steps` heartbeats, one every `pace_s` (all at once, in threads)."""
+
+    def watch(w: Watcher) -> None:
+        with httpx.Client(base_url=stack.url, headers=w.headers, timeout=15) as client:
+            for _ in range(steps):
+                w.step(client, deadline=time.monotonic() + 120)
+                time.sleep(pace_s)
+
+    with ThreadPoolExecutor(len(group)) as pool:
+        for future in [pool.submit(watch, w) for w in group]:
+            future.result()
+
+
+def supervise(stack: Stack, workers: int = 2) -> None:
+    """Restart crashed processes, as a platform's process manager would."""
+    for name, count in (("worker", workers), ("clock", 1), ("web", 1)):
+        alive = [p for p in stack.procs.get(name, []) if p.poll() is None]
+        stack.procs[name] = alive
+        for _ in range(count - len(alive)):
+            stack.start(name)
+
+
+def drained(stack: Stack) -> bool:
+    r = stack.redis_client()
+    return r.zcard("vp:dirty") == 0 and int(r.get("vp:pending") or 0) == 0
+
+
+def check_and_summarise(stack: Stack, fault: str, injected: int, group: list[Watcher]) -> None:
+    wait_until(lambda: drained(stack), timeout_s=90, step_s=0.5)
+    accepted = sum(w.accepted for w in group)
+    stored_counts, problems = 0, []
+    for w in group:
+        doc = stored(stack, w.student, VIDEO) or {}
+        stored_counts += doc.get("v", 0)
+        expected = (w.position, w.position)  # continuous play from 0: watched == position
+        got = (doc.get("watch_time"), doc.get("watched_seconds"))
+        if doc.get("v") != w.accepted or got != expected:
+            problems.append(
+                f"{w.student}: v={doc.get('v')} accepted={w.accepted} {got}!={expected}"
+            )
+    lost = sum(
+        max(0, w.accepted - (stored(stack, w.student, VIDEO) or {}).get("v", 0)) for w in group
+    )
+    duplicated = max(0, stored_counts - accepted)
+    FAULT_SUMMARY.append((fault, injected, accepted, stored_counts, lost, duplicated))
+    assert not problems, problems
+    assert lost == 0 and duplicated == 0
+
+
+def test_workers_killed_at_random_moments_lose_and_double_nothing(stack: Stack) -> None:
+    group = watchers(stack, "kill", 12)
+    stop = threading.Event()
+    kills = {"total": 0, "holding_a_batch": 0}
+    rng = random.Random(11)
+    r = stack.redis_client()
+
+    def killer() -> None:
+        while not stop.is_set():
+            deadline = time.monotonic() + rng.uniform(0.2, 0.8)
+            while time.monotonic() < deadline and not r.hlen("vp:leases"):
+                time.sleep(0.01)  # prefer the moment a worker holds a batch
+            alive = [p for p in stack.procs.get("worker", []) if p.poll() is None]
+            if alive and not stop.is_set():
+                holding = bool(r.hlen("vp:leases"))
+                victim = rng.choice(alive)
+                victim.send_signal(signal.SIGKILL)
+                victim.wait()
+                kills["total"] += 1
+                kills["holding_a_batch"] += holding
+            supervise(stack)
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    try:
+        run_load(stack, group, steps=50, pace_s=0.25)
+        wait_until(lambda: kills["total"] >= 20, timeout_s=60)
+    finally:
+        stop.set()
+        thread.join()
+    supervise(stack)
+    assert kills["holding_a_batch"] >= 1, kills
+    check_and_summarise(stack, "worker SIGKILLs", kills["total"], group)
+
+
+def test_redis_crash_and_restart_from_aof(stack: Stack) -> None:
+    group = watchers(stack, "aof", 6)
+    run_load(stack, group, steps=10, pace_s=0.05)
+    time.sleep(1.5)  # everything acknowledged so far is older than one appendfsync
+    stack.redis.stop(signal.SIGKILL)
+    during = threading.Thread(target=run_load, args=(stack, group, 10, 0.05))
+    during.start()  # these are refused with 503 and retried by the watchers
+    time.sleep(3)
+    refused_while_down = sum(w.refusals.get(503, 0) for w in group)
+    stack.redis.start()
+    during.join()
+    assert refused_while_down > 0
+    supervise(stack)
+    check_and_summarise(stack, "Redis crash + AOF restart", 1, group)
+
+
+def test_mongodb_away_for_30_seconds_under_load(stack: Stack) -> None:
+    group = watchers(stack, "mongo", 8)
+    load = threading.Thread(target=run_load, args=(stack, group, 140, 0.25))
+    load.start()
+    time.sleep(3)
+    stack.mongo.stop()
+    try:
+        time.sleep(15)
+        metrics = httpx.get(f"{stack.url}/metrics", timeout=10).text
+        backlog = next(
+            float(line.split()[1]) for line in metrics.splitlines()
+            if line.startswith("videoprogress_buffer_dirty_keys ")
+        )  # fmt: skip
+        assert backlog >= len(group)  # visible to the operator
+        time.sleep(15)
+    finally:
+        stack.mongo.start()
+    load.join()
+    assert all(not w.refusals for w in group), [w.refusals for w in group]  # always 202
+    check_and_summarise(stack, "MongoDB stopped 30 s", 1, group)
+
+
+def test_a_poison_job_fails_for_good_without_blocking_other_work(stack: Stack) -> None:
+    queue = Queue("videoprogress", connection=stack.redis_client())
+    job = queue.enqueue(
+        "workers.completion.record_completions", "not a list of items",
+        retry=Retry(max=2),
+    )  # fmt: skip
+    group = watchers(stack, "poison", 3)
+    run_load(stack, group, steps=5, pace_s=0.1)
+    registry = FailedJobRegistry(queue=queue)
+    wait_until(lambda: job.id in registry.get_job_ids(), timeout_s=60)
+    job.refresh()
+    assert job.retries_left == 0
+    metrics = httpx.get(f"{stack.url}/metrics", timeout=10).text
+    assert "videoprogress_failed_jobs 1.0" in metrics
+    check_and_summarise(stack, "poison job (2 retries)", 1, group)
+    FailedJobRegistry(queue=queue).remove(job)
