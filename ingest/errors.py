@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -14,6 +15,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ingest.metrics import HEARTBEATS_REJECTED
 from shared.errors import RateLimited, ServiceError, Unauthenticated, Unavailable
+
+log = logging.getLogger(__name__)
 
 
 def error_response(
@@ -73,8 +76,29 @@ def install_error_handlers(app: FastAPI) -> None:
         code = codes.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
+    @app.exception_handler(redis.exceptions.ResponseError)
+    async def _redis_refused(request: Request, exc: Exception) -> JSONResponse:
+        # Inside a script, OOM and READONLY arrive as a generic script error.
+        text = str(exc)
+        if "OOM" in text:
+            _count_refused_heartbeat(request, "buffer_full")
+            log.error("Redis refused a write: out of memory (maxmemory reached)")
+            return error_response(
+                503, "buffer_full", "the heartbeat buffer is full; retry later",
+                headers={"Retry-After": "10"},
+            )  # fmt: skip
+        if "READONLY" in text:
+            return await _redis_down(request, exc)
+        return await _unexpected(request, exc)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal_error", "unexpected error; it has been logged")
+
     @app.exception_handler(redis.exceptions.ConnectionError)
     @app.exception_handler(redis.exceptions.TimeoutError)
+    @app.exception_handler(redis.exceptions.ReadOnlyError)
     async def _redis_down(request: Request, exc: Exception) -> JSONResponse:
         _count_refused_heartbeat(request, "unavailable")
         return error_response(
@@ -84,7 +108,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 class BodyLimitMiddleware:
-    """Refuse bodies over `max_bytes` with 413 before anything reads them whole."""
+    """Refuse bodies over `max_bytes` with 413, declared (Content-Length) or streamed (chunked):
+    a streamed body is read here, up to the limit, and replayed to the app."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -98,28 +123,33 @@ class BodyLimitMiddleware:
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._too_large(scope, receive, send)
             return
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
+        chunks: list[bytes] = []
+        size = 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _TooLarge()
-            return message
+            if message["type"] != "http.request":
+                break  # the client went away
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                await self._too_large(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            await self._too_large(scope, receive, send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = error_response(
             413, "too_large", f"request body over {self.max_bytes} bytes", {"limit": self.max_bytes}
         )
         await response(scope, receive, send)
-
-
-class _TooLarge(Exception):
-    pass

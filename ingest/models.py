@@ -24,7 +24,7 @@ class HeartbeatBody(_Strict):
     session_id: str | None = Field(None, min_length=1, max_length=128)
     seq: int | None = Field(None, ge=0, le=2**53)
     played: list[tuple[Seconds, Seconds]] | None = Field(
-        None, max_length=200, description="[start, end] ranges played since the last heartbeat"
+        None, max_length=50, description="[start, end] ranges played since the last heartbeat"
     )
     playback_rate: float | None = Field(None, gt=0, le=16)
 

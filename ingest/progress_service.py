@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +23,10 @@ from shared.errors import BufferFull, Forbidden, RateLimited, ServiceError, Unav
 from shared.hot_store import HotEntry, IngestItem, IngestLimits, IngestReply, ProgressKey
 from shared.mongo_store import course_progress
 from shared.progress import Heartbeat, WatchState, fold
+
+# A heartbeat's reply waits at most this long for MongoDB (only for a state that expired from
+# Redis); past it the reply is computed without the stored state, which the workers still merge.
+MONGO_READ_DEADLINE_S = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,12 +116,13 @@ class ProgressService:
         no hot state, the stored one is read from MongoDB if it answers quickly (best effort:
         the heartbeat is safe either way and the workers merge it correctly)."""
         base = entry.state
-        if base is None and self.ctx.breaker.allows():
+        if base is None and entry.stored and self.ctx.breaker.allows():
             try:
-                stored = await run_in_threadpool(
-                    self.ctx.mongo.find_states, [(student_id, sub.material_id)]
+                stored = await asyncio.wait_for(
+                    run_in_threadpool(self.ctx.mongo.find_states, [(student_id, sub.material_id)]),
+                    timeout=MONGO_READ_DEADLINE_S,
                 )
-            except Unavailable:
+            except (Unavailable, TimeoutError):
                 self.ctx.breaker.failed()
             else:
                 found = stored.get((student_id, sub.material_id))
@@ -152,7 +158,7 @@ class ProgressService:
         if not required <= enrolled:
             raise Forbidden("not enrolled in this material's course")
         cold = [(student_id, m) for m, e in zip(material_ids, entries, strict=True)
-                if e.version is None]  # fmt: skip
+                if e.version is None and e.stored]  # fmt: skip
         stored = await run_in_threadpool(self.ctx.mongo.find_states, cold) if cold else {}
         states = {}
         for material_id, entry in zip(material_ids, entries, strict=True):

@@ -6,7 +6,9 @@ Per (student, material), in keys hash-tagged by student (one student's keys shar
 - `vp:{sid}:ws:<mid>`  hash: `state` (WatchState JSON with every folded heartbeat), `n` (how
   many heartbeats were ever folded: the state's version, also MongoDB's `v`), `cq` (set once the
   completion job for it was enqueued);
-- `vp:{sid}:enr`       set of the student's course ids, plus the marker `*` once loaded.
+- `vp:{sid}:enr`       set of the student's course ids, plus the marker `*` once loaded;
+- `vp:{sid}:stored`    set of the materials MongoDB holds a state for, so that a key without
+  hot state needs a MongoDB read only when there is something to read.
 Global: `vp:dirty` (zset of `<mid>|<sid>` scored by the time the key is due for a flush, or by
 its lease expiry once claimed), `vp:leases` (claimed keys), `vp:pending` (buffered heartbeats),
 `vp:catalog` and `vp:catalog:version`.
@@ -63,6 +65,11 @@ class ProgressKey:
         return f"{self._tag}:ws:{self.material_id}"
 
     @property
+    def stored(self) -> str:
+        """The student's set of materials that MongoDB holds a state for."""
+        return f"{self._tag}:stored"
+
+    @property
     def member(self) -> str:
         return f"{self.material_id}|{self.student_id}"  # material ids never hold '|'
 
@@ -85,6 +92,7 @@ class HotEntry:
     version: int | None  # None: no hot state (never folded, or expired)
     pending: list[Heartbeat]
     completion_recorded: bool = False
+    stored: bool = True  # MongoDB may hold a state (False: known not to, no need to look)
 
 
 @dataclass(slots=True)
@@ -106,8 +114,8 @@ def parse_ingest_reply(reply: list[Any]) -> IngestReply:
         return IngestReply(status)
     raw_state = _text(reply[1])
     state = WatchState.from_json(raw_state) if raw_state else None
-    pending = [Heartbeat.from_json(raw) for raw in reply[2:]]
-    return IngestReply(status, HotEntry(state, None, pending))
+    pending = [Heartbeat.from_json(raw) for raw in reply[3:]]
+    return IngestReply(status, HotEntry(state, None, pending, stored=_text(reply[2]) == "1"))
 
 
 def parse_entry(hot_hash: dict[Any, Any], pending: list[Any]) -> HotEntry:
@@ -131,10 +139,10 @@ def ingest_args(
 ) -> tuple[list[str], list[Any]]:
     key = item.key
     keys = [enrollments_key(key.student_id), key.pending, key.state, DIRTY, PENDING,
-            limits.rate_key(key.student_id)]  # fmt: skip
+            limits.rate_key(key.student_id), key.stored]  # fmt: skip
     args: list[Any] = [
         item.course_id, key.member, limits.due_at, limits.max_dirty, limits.max_pending,
-        "1" if want_state else "0", limits.rate_limit, limits.rate_window_s,
+        "1" if want_state else "0", limits.rate_limit, limits.rate_window_s, key.material_id,
     ]  # fmt: skip
     args += [hb.to_json() for hb in item.heartbeats]
     return keys, args
@@ -201,13 +209,18 @@ class AsyncHotStore:
         """The student's enrolled course ids (None when not mirrored) and each key's entry."""
         pipe = self.client.pipeline(transaction=False)
         pipe.smembers(enrollments_key(student_id))
+        pipe.smembers(ProgressKey(student_id, "").stored)
         for key in keys:
             pipe.hgetall(key.state)
             pipe.lrange(key.pending, 0, -1)
         replies = await pipe.execute()
-        return parse_enrollments(replies[0]), [
-            parse_entry(replies[i], replies[i + 1]) for i in range(1, len(replies), 2)
-        ]
+        stored = {_text(m) for m in replies[1]}
+        entries = []
+        for key, i in zip(keys, range(2, len(replies), 2), strict=True):
+            entry = parse_entry(replies[i], replies[i + 1])
+            entry.stored = key.material_id in stored
+            entries.append(entry)
+        return parse_enrollments(replies[0]), entries
 
     async def catalog(self) -> tuple[int, str | None]:
         version, blob = await self.client.mget(CATALOG_VERSION, CATALOG)
@@ -283,10 +296,11 @@ class HotStore:
         pipe = self.client.pipeline(transaction=False)
         for key, version, completion in written:
             self._finish(
-                keys=[DIRTY, LEASES, key.state, key.pending],
-                args=[key.member, version, next_due, ttl_s, "1" if completion else ""],
+                keys=[DIRTY, LEASES, key.state, key.pending, key.stored],
+                args=[key.member, version, next_due, ttl_s, "1" if completion else "",
+                      key.material_id],
                 client=pipe,
-            )
+            )  # fmt: skip
         return sum(int(x) for x in pipe.execute())
 
     def release(self, keys: list[ProgressKey], retry_at: float) -> None:

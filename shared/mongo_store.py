@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
@@ -52,6 +52,16 @@ class StateWrite:
     duration: float | None
     state: WatchState
     version: int
+
+
+@dataclass
+class WriteOutcome:
+    """Indexes of writes that did not land: `stale` (a newer version is stored: fine),
+    `retry` (lost an insert race: write again), `refused` (MongoDB will not take it)."""
+
+    stale: list[int] = field(default_factory=list)
+    retry: list[int] = field(default_factory=list)
+    refused: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +119,7 @@ class MongoStore:
         )
         self.progress.create_index([("course_id", ASCENDING), ("student_id", ASCENDING)])
         self.progress.create_index([("material_id", ASCENDING)])
-        self.progress.create_index([("completed_at", ASCENDING)])
+        self.progress.create_index([("written_at", ASCENDING)])
         self.enrollments.create_index(
             [("student_id", ASCENDING), ("course_id", ASCENDING)], unique=True
         )
@@ -118,27 +128,53 @@ class MongoStore:
     # -- watch progress -------------------------------------------------------------------
 
     @_unavailable_on_outage
-    def write_states(self, writes: list[StateWrite]) -> tuple[int, list[int]]:
-        """One unordered bulk upsert. Returns (stale writes, indexes of writes MongoDB refused
-        for another reason). A stale write (not newer than the stored version) changes nothing,
-        so repeating a write is harmless. Raises Unavailable when MongoDB cannot be reached."""
+    def write_states(self, writes: list[StateWrite]) -> WriteOutcome:
+        """One unordered bulk upsert of versioned states (see WriteOutcome).
+
+        A write not newer than the stored version changes nothing, so repeating one is harmless.
+        Raises Unavailable when MongoDB cannot be reached or did not confirm the write concern.
+        """
+        outcome = WriteOutcome()
         if not writes:
-            return 0, []
+            return outcome
         ops = [
             UpdateOne(
                 {"student_id": w.student_id, "material_id": w.material_id, "v": {"$lt": w.version}},
-                {"$set": progress_document(w), "$inc": {"flushes": 1}},
+                {"$set": {**progress_document(w), "written_at": time.time()},
+                 "$inc": {"flushes": 1}},
                 upsert=True,
             )
             for w in writes
-        ]
+        ]  # fmt: skip
         try:
             self.progress.bulk_write(ops, ordered=False)
         except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            stale = sum(e.get("code") == DUPLICATE_KEY for e in errors)
-            return stale, [e["index"] for e in errors if e.get("code") != DUPLICATE_KEY]
-        return 0, []
+            if exc.details.get("writeConcernErrors"):
+                raise Unavailable("MongoDB did not confirm the write concern") from exc
+            duplicates = []
+            for error in exc.details.get("writeErrors", []):
+                if error.get("code") == DUPLICATE_KEY:
+                    duplicates.append(error["index"])
+                else:
+                    outcome.refused.append(error["index"])
+            self._classify_duplicates(writes, duplicates, outcome)
+        return outcome
+
+    def _classify_duplicates(
+        self, writes: list[StateWrite], indexes: list[int], outcome: WriteOutcome
+    ) -> None:
+        """A duplicate key means stale only when the stored version is at least ours; two
+        upserts racing to insert the same new document also end in one, and the loser must be
+        written again."""
+        if not indexes:
+            return
+        stored = self.find_states((writes[i].student_id, writes[i].material_id) for i in indexes)
+        for i in indexes:
+            found = stored.get((writes[i].student_id, writes[i].material_id))
+            if found is not None and found.version >= writes[i].version:
+                outcome.stale.append(i)
+            else:
+                outcome.retry.append(i)
 
     @_unavailable_on_outage
     def find_states(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], StoredState]:

@@ -29,6 +29,9 @@ INFER_RATE = 2.0  # a position may advance at most this many seconds per elapsed
 INFER_SLACK_S = 2.0  # ...plus this slack, to count as played rather than a seek
 MAX_READINGS_PER_SESSION = 64  # position-only readings kept for late neighbours
 MAX_SESSIONS = 4
+# Coverage is kept to this many intervals (the smallest gaps are closed first), so a client
+# sending thousands of tiny ranges cannot grow a state without bound.
+MAX_INTERVALS = 256
 _DIGITS = 3  # millisecond precision keeps stored states small
 
 
@@ -160,6 +163,23 @@ def add_interval(covered: list[list[float]], start: float, end: float) -> list[l
     return merged
 
 
+def close_smallest_gaps(covered: list[list[float]], limit: int) -> list[list[float]]:
+    """Merge neighbours across the smallest gaps until at most `limit` intervals remain.
+
+    Coverage only grows (by those gaps); ties are broken by position, so the result depends on
+    the intervals alone.
+    """
+    gaps = sorted(range(len(covered) - 1), key=lambda i: (covered[i + 1][0] - covered[i][1], i))
+    closing = set(gaps[: len(covered) - limit])
+    merged = [list(covered[0])]
+    for i in range(1, len(covered)):
+        if i - 1 in closing:
+            merged[-1][1] = covered[i][1]
+        else:
+            merged.append(list(covered[i]))
+    return merged
+
+
 def _clamp(x: float, duration: float) -> float:
     return _r(min(max(float(x), 0.0), duration))
 
@@ -227,6 +247,8 @@ def _apply_in_place(
         ranges = _record_reading(state, hb, position)
     for a, b in ranges:
         state.covered = add_interval(state.covered, a, b)
+    if len(state.covered) > MAX_INTERVALS:
+        state.covered = close_smallest_gaps(state.covered, MAX_INTERVALS)
 
     percentage = min(100.0, sum(b - a for a, b in state.covered) / duration * 100.0)
     state.progress = max(state.progress, _r(percentage))

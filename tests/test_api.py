@@ -531,3 +531,18 @@ def test_readyz_and_healthz(client: TestClient) -> None:
     r = client.get("/readyz")
     assert r.status_code == 200 and r.json() == {"redis": "ok", "mongodb": "ok"}
     assert "videoprogress_heartbeats_accepted_total" in client.get("/metrics").text
+
+
+def test_a_new_key_needs_no_mongodb_read_to_ingest_or_read(
+    client: TestClient, as_student: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreachable(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("MongoDB was read although it holds nothing for this key")
+
+    monkeypatch.setattr(client.app.state.ctx.mongo, "find_states", unreachable)
+    r = watch(client, as_student, **heartbeat(10, played=[[0, 10]]))
+    assert r.status_code == 202 and r.json()["watched_seconds"] == 10.0
+    status = client.get("/api/progress/video/v-100/status", headers=as_student)
+    assert status.json()["watched_seconds"] == 10.0
+    course = client.get(f"/api/progress/course/{COURSE_ID}", headers=as_student)
+    assert course.status_code == 200

@@ -153,3 +153,31 @@ def test_the_web_process_refuses_to_start_with_a_placeholder_secret(secret: str)
     assert result.returncode != 0
     assert "JWT_SECRET" in result.stderr
     assert secret not in result.stderr.replace("JWT_SECRET", "")  # the value is not echoed
+
+
+def test_a_streamed_body_over_the_limit_is_413(client: TestClient, settings: Settings) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"heartbeats": ['
+        for _ in range(4000):
+            yield b'{"material_id": "v-100", "watch_time": 1, "total_duration": 100},'
+        yield b"{}]}"
+
+    r = client.post(
+        "/api/progress/heartbeats",
+        content=chunks(),
+        headers={**bearer(settings, STUDENT), "Content-Type": "application/json"},
+    )
+    assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
+
+
+def test_redis_out_of_memory_is_503_not_a_crash(
+    client: TestClient, settings: Settings, redis_client: redis.Redis
+) -> None:
+    redis_client.config_set("maxmemory", "1")  # noeviction: every write is refused
+    try:
+        r = watch(client, settings, **heartbeat(5))
+    finally:
+        redis_client.config_set("maxmemory", "0")
+    assert r.status_code == 503 and r.json()["error"]["code"] == "buffer_full"
+    assert int(r.headers["Retry-After"]) > 0
+    assert watch(client, settings, **heartbeat(6)).status_code == 202

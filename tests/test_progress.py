@@ -835,3 +835,16 @@ def test_property_watch_state_json_round_trip(hbs, duration) -> None:
     assert apply_heartbeat(back, nxt, duration=duration, threshold=THRESHOLD) == apply_heartbeat(
         s, nxt, duration=duration, threshold=THRESHOLD
     )
+
+
+def test_coverage_is_capped_by_closing_the_smallest_gaps() -> None:
+    from shared.progress import MAX_INTERVALS
+
+    # 300 one-second ranges 2 s apart, plus one 10 s gap: more than the cap allows.
+    ranges = tuple((3.0 * i, 3.0 * i + 1) for i in range(300))
+    hb = Heartbeat(received_at=1.0, watch_time=0.0, played=ranges)
+    state = fold(None, [hb], duration=2000.0, threshold=80.0)
+    assert len(state.covered) == MAX_INTERVALS
+    # 300 intervals -> 256: 44 gaps of 2 s closed, all others kept.
+    assert state.watched_seconds == 300.0 + 44 * 2.0
+    assert state.covered[0] == [0.0, 3.0 * 44 + 1]  # the first gaps (ties) closed first

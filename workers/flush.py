@@ -78,69 +78,98 @@ def flush_batch(ctx: WorkerContext, limit: int) -> FlushReport:
     return report
 
 
+@dataclass
+class _Batch:
+    """One flush's keys as they move through the steps."""
+
+    keys: list[ProgressKey]
+    entries: list[HotEntry | None] = field(default_factory=list)
+    folds: list[Fold] = field(default_factory=list)
+    writes: dict[ProgressKey, StateWrite] = field(default_factory=dict)
+    unknown: list[ProgressKey] = field(default_factory=list)
+    poisoned: list[ProgressKey] = field(default_factory=list)
+
+
 def _flush_keys(
     ctx: WorkerContext, keys: list[ProgressKey], now: float, report: FlushReport
 ) -> None:
-    s = ctx.settings
-    entries = ctx.hot.read(keys)
-    cold = [(k.student_id, k.material_id) for k, e in zip(keys, entries, strict=True)
+    batch = _fold_batch(ctx, keys, report)
+    if batch.unknown:  # a material removed from the catalog: keep its heartbeats, look later
+        log.error(
+            "no catalog entry for %d buffered keys, e.g. %s", len(batch.unknown), batch.unknown[0]
+        )
+        ctx.hot.release(batch.unknown, retry_at=now + 3600)
+    committed = ctx.hot.commit(batch.folds)
+    for fold_, ok in zip(batch.folds, committed, strict=True):
+        if not ok:  # another worker folded first: it holds the key and writes it
+            del batch.writes[fold_.key]
+    _write(ctx, batch, now, report)
+    if batch.poisoned:
+        log.error("quarantined %d keys a flush cannot process, e.g. %s",
+                  len(batch.poisoned), batch.poisoned[0])  # fmt: skip
+        ctx.hot.quarantine(batch.poisoned, now)
+        report.quarantined = len(batch.poisoned)
+    _finish(ctx, batch, now, report)
+
+
+def _fold_batch(ctx: WorkerContext, keys: list[ProgressKey], report: FlushReport) -> _Batch:
+    """Read the keys and fold their pending heartbeats in memory (nothing is written yet)."""
+    batch = _Batch(keys, ctx.hot.read(keys))
+    cold = [(k.student_id, k.material_id) for k, e in zip(keys, batch.entries, strict=True)
             if e is not None and e.version is None]  # fmt: skip
     stored = ctx.mongo.find_states(cold) if cold else {}
     catalog = ctx.catalog()
-
-    folds: list[Fold] = []
-    writes: dict[ProgressKey, StateWrite] = {}
-    unknown: list[ProgressKey] = []
-    poisoned: list[ProgressKey] = []
-    for key, entry in zip(keys, entries, strict=True):
-        if entry is None:
-            poisoned.append(key)
-            continue
+    for key, entry in zip(keys, batch.entries, strict=True):
         ref = catalog.material(key.material_id)
+        if entry is None:
+            batch.poisoned.append(key)
+            continue
         if ref is None:
-            unknown.append(key)
+            batch.unknown.append(key)
             continue
         duration = ref.material.duration
         base = stored.get((key.student_id, key.material_id))
-        f = _fold_entry(key, entry, base, duration, s.completion_threshold)
+        f = _fold_entry(key, entry, base, duration, ctx.settings.completion_threshold)
         if f.folded or entry.version is None:
-            folds.append(f)
-        writes[key] = StateWrite(
+            batch.folds.append(f)
+        batch.writes[key] = StateWrite(
             key.student_id, key.material_id, ref.course_id, duration, f.state, f.version
         )
         report.heartbeats += f.folded
+    return batch
 
-    if unknown:  # a material removed from the catalog: keep its heartbeats, look again later
-        log.error("no catalog entry for %d buffered keys, e.g. %s", len(unknown), unknown[0])
-        ctx.hot.release(unknown, retry_at=now + 3600)
-    lost_race = [f.key for f, ok in zip(folds, ctx.hot.commit(folds), strict=True) if not ok]
-    if lost_race:  # another worker folded first; it (or a later flush) writes those keys
-        ctx.hot.release(lost_race, retry_at=now)
-        for key in lost_race:
-            del writes[key]
 
+def _write(ctx: WorkerContext, batch: _Batch, now: float, report: FlushReport) -> None:
+    """One bulk write; keys that did not land are retried (lost race) or set aside (refused)."""
+    ordered = list(batch.writes)
     started = time.perf_counter()
-    ordered = list(writes)
-    report.stale, refused = ctx.mongo.write_states([writes[k] for k in ordered])
+    outcome = ctx.mongo.write_states([batch.writes[k] for k in ordered])
     report.mongo_seconds = time.perf_counter() - started
-    for index in refused:  # MongoDB will not take this document: set it aside, go on
-        poisoned.append(ordered[index])
-        del writes[ordered[index]]
-    if poisoned:
-        log.error("quarantined %d keys a flush cannot process, e.g. %s", len(poisoned), poisoned[0])
-        ctx.hot.quarantine(poisoned, now)
-        report.quarantined = len(poisoned)
-    report.written = len(writes)
-    recorded = {key for key, entry in zip(keys, entries, strict=True)
+    report.stale = len(outcome.stale)
+    retry = [ordered[i] for i in outcome.retry]
+    refused = [ordered[i] for i in outcome.refused]
+    for key in retry + refused:
+        del batch.writes[key]
+    if retry:  # lost an insert race to an older write: write again on the next tick
+        ctx.hot.release(retry, retry_at=now)
+    batch.poisoned += refused
+    report.written = len(batch.writes)
+
+
+def _finish(ctx: WorkerContext, batch: _Batch, now: float, report: FlushReport) -> None:
+    """Enqueue completions for keys that crossed the threshold, then mark written keys clean."""
+    recorded = {key for key, entry in zip(batch.keys, batch.entries, strict=True)
                 if entry is not None and entry.completion_recorded}  # fmt: skip
-    newly_complete = [w for key, w in writes.items() if w.state.completed and key not in recorded]
+    newly_complete = [
+        w for key, w in batch.writes.items() if w.state.completed and key not in recorded
+    ]
     if newly_complete:
         _enqueue_completions(ctx, newly_complete)
         report.completions = len(newly_complete)
     report.cleaned = ctx.hot.finish(
-        [(key, w.version, w.state.completed) for key, w in writes.items()],
-        next_due=now + s.due_delay_s,
-        ttl_s=s.hot_state_ttl_s,
+        [(key, w.version, w.state.completed) for key, w in batch.writes.items()],
+        next_due=now + ctx.settings.due_delay_s,
+        ttl_s=ctx.settings.hot_state_ttl_s,
     )
 
 

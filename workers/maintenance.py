@@ -10,7 +10,8 @@ RECENT_S = 3600.0
 
 
 def reconcile_completions(since_s: float = RECENT_S) -> int:
-    """RQ job: re-record completions of the last `since_s` seconds that an enrollment misses.
+    """RQ job: re-record completions written in the last `since_s` seconds that an enrollment
+    misses.
 
     Covers a completion job lost with its worker before RQ retried it. Idempotent.
     Returns how many enrollments were repaired.
@@ -20,7 +21,7 @@ def reconcile_completions(since_s: float = RECENT_S) -> int:
     since = time.time() - since_s
     missing: dict[tuple[str, str], list[str]] = {}
     cursor = ctx.mongo.progress.find(
-        {"completed": True, "completed_at": {"$gte": since}},
+        {"completed": True, "written_at": {"$gte": since}},
         {"_id": 0, "student_id": 1, "course_id": 1, "material_id": 1},
     )
     completed: dict[tuple[str, str], list[str]] = {}

@@ -1,8 +1,11 @@
 -- After MongoDB acknowledged state number ARGV[2]: the key is clean unless it changed since,
 -- in which case it becomes due again at ARGV[3].
--- KEYS: 1 dirty zset, 2 leases hash, 3 hot state hash, 4 pending list
--- ARGV: 1 member, 2 written n, 3 next due time, 4 hot state TTL, 5 '1' if completion recorded
+-- KEYS: 1 dirty zset, 2 leases hash, 3 hot state hash, 4 pending list, 5 the student's set of
+--       materials stored in MongoDB
+-- ARGV: 1 member, 2 written n, 3 next due time, 4 hot state TTL, 5 '1' if completion recorded,
+--       6 material id
 redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('SADD', KEYS[5], ARGV[6])
 if ARGV[5] == '1' then redis.call('HSET', KEYS[3], 'cq', '1') end
 if redis.call('HGET', KEYS[3], 'n') == ARGV[2] and redis.call('LLEN', KEYS[4]) == 0 then
   redis.call('ZREM', KEYS[1], ARGV[1])
