@@ -10,24 +10,45 @@ import redis
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.catalog import Catalog, Course, Identifier
-from shared.errors import InvalidInput
+from shared.errors import InvalidInput, Unavailable
 from shared.hot_store import CATALOG, CATALOG_VERSION, ENROLLMENT_LOADED, enrollments_key
 from shared.mongo_store import MongoStore
 
+# Publish only if nobody published since the version was read (then read MongoDB again).
+_PUBLISH = """
+if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+return redis.call('INCR', KEYS[2])
+"""
+# Mirror only if no enrollment changed since MongoDB was read (a change bumps the version).
+_MIRROR = """
+if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('SADD', KEYS[1], unpack(ARGV, 2))
+return 1
+"""
 
-def publish_catalog(mongo: MongoStore, r: redis.Redis) -> Catalog:
-    """Copy the whole catalog from MongoDB to Redis, where every process picks it up."""
-    courses = mongo.all_courses()
-    catalog = Catalog(courses)
-    pipe = r.pipeline(transaction=True)
-    pipe.set(CATALOG, catalog.to_json())
-    pipe.incr(CATALOG_VERSION)
-    catalog.version = int(pipe.execute()[1])
-    return catalog
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def publish_catalog(mongo: MongoStore, r: redis.Redis, attempts: int = 5) -> Catalog:
+    """Copy the whole catalog from MongoDB to Redis, where every process picks it up. Two
+    concurrent publishes cannot leave an older snapshot under a newer version."""
+    for _ in range(attempts):
+        version = _text(r.get(CATALOG_VERSION) or b"0")
+        catalog = Catalog(mongo.all_courses())
+        published = int(r.eval(_PUBLISH, 2, CATALOG, CATALOG_VERSION, version, catalog.to_json()))
+        if published:
+            catalog.version = published
+            return catalog
+    raise Unavailable("the catalog kept changing while being published; retry")
 
 
 def save_course(mongo: MongoStore, r: redis.Redis, course: Course) -> bool:
-    """Create or replace a course; True when new. A material id may belong to one course only."""
+    """Create or replace a course; True when new. A material id may belong to one course only.
+    Enrollments' progress is recalculated (the course may have gained or lost materials)."""
     conflicts = Catalog([c for c in mongo.all_courses() if c.course_id != course.course_id])
     taken = conflicts.conflicts(course)
     if taken:
@@ -37,28 +58,34 @@ def save_course(mongo: MongoStore, r: redis.Redis, course: Course) -> bool:
         )
     created = mongo.put_course(course)
     publish_catalog(mongo, r)
+    if not created:
+        mongo.recalculate_course(course)
     return created
 
 
 def mirror_enrollments(mongo: MongoStore, r: redis.Redis, student_id: str) -> set[str]:
-    """Load a student's enrollments from MongoDB into Redis; returns their course ids."""
-    courses = mongo.enrolled_courses(student_id)
+    """Load a student's enrollments from MongoDB into Redis; returns their course ids. A
+    mirror read before a concurrent enrollment change is not written (the next use reloads)."""
     key = enrollments_key(student_id)
-    pipe = r.pipeline(transaction=True)
-    pipe.delete(key)
-    pipe.sadd(key, ENROLLMENT_LOADED, *courses)
-    pipe.execute()
+    version = _text(r.get(key + ":v") or b"0")
+    courses = mongo.enrolled_courses(student_id)
+    r.eval(_MIRROR, 2, key, key + ":v", version, ENROLLMENT_LOADED, *courses)
     return set(courses)
 
 
 def set_enrollment(
     mongo: MongoStore, r: redis.Redis, student_id: str, course_id: str, enrolled: bool
 ) -> bool:
-    """Enroll or unenroll; True when something changed."""
+    """Enroll or unenroll; True when something changed. The Redis mirror is dropped (and
+    its version bumped), so the next heartbeat of this student reloads it from MongoDB."""
     changed = (
         mongo.enroll(student_id, course_id) if enrolled else mongo.unenroll(student_id, course_id)
     )
-    mirror_enrollments(mongo, r, student_id)
+    key = enrollments_key(student_id)
+    pipe = r.pipeline(transaction=True)
+    pipe.incr(key + ":v")
+    pipe.delete(key)
+    pipe.execute()
     return changed
 
 

@@ -373,6 +373,27 @@ class MongoStore:
         return progress
 
     @_unavailable_on_outage
+    def recalculate_course(self, course: Course) -> int:
+        """Set every enrollment's progress from its completions and the course's current
+        materials (after the course changed). Returns how many enrollments changed."""
+        ops = []
+        for doc in self.enrollments.find(
+            {"course_id": course.course_id}, {"_id": 0, "student_id": 1, "completed_materials": 1,
+                                              "progress_percentage": 1}
+        ):  # fmt: skip
+            progress = course_progress(set(doc.get("completed_materials", [])), course)
+            if progress != doc.get("progress_percentage"):
+                ops.append(
+                    UpdateOne(
+                        {"student_id": doc["student_id"], "course_id": course.course_id},
+                        {"$set": {"progress_percentage": progress, "updated_at": time.time()}},
+                    )
+                )
+        if ops:
+            self.enrollments.bulk_write(ops, ordered=False)
+        return len(ops)
+
+    @_unavailable_on_outage
     def forget_completions(
         self, student_id: str, material_ids: set[str] | None, course: Course
     ) -> bool:
@@ -400,9 +421,10 @@ class MongoStore:
     @_unavailable_on_outage
     def put_course(self, course: Course) -> bool:
         """Create or replace a course; True when it is new."""
-        doc = course.model_dump(mode="json")
+        # The _id goes in the document too: the stand-in does not take it from the filter.
+        doc = {"_id": course.course_id, **course.model_dump(mode="json")}
         result = self.courses.replace_one({"_id": course.course_id}, doc, upsert=True)
-        return result.upserted_id is not None
+        return result.matched_count == 0
 
     @_unavailable_on_outage
     def all_courses(self) -> list[Course]:

@@ -31,21 +31,28 @@ class TokenVerifier:
 
     def __init__(self, settings: Settings, cache_size: int = 65536) -> None:
         self.algorithms = list(settings.jwt_algorithms)
-        hmac_key = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
-        key = settings.jwt_public_key or hmac_key
-        if not key:
+        secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
+        # Each algorithm verifies with its own kind of key: never a public key as HMAC secret.
+        self.keys: dict[str, str] = {}
+        for alg in self.algorithms:
+            key = secret if alg.upper().startswith("HS") else settings.jwt_public_key
+            if key:
+                self.keys[alg] = key
+        if not self.keys:
             raise ValueError("set JWT_SECRET (HS256) or JWT_PUBLIC_KEY with JWT_ALGORITHMS")
-        self.key: str = key
         self.issuer = settings.jwt_issuer
         self.audience = settings.jwt_audience
         self._decode = lru_cache(maxsize=cache_size)(self._verify)
 
     def _verify(self, token: str) -> Principal:
         try:
+            alg = jwt.get_unverified_header(token).get("alg")
+            if alg not in self.keys:
+                raise jwt.InvalidAlgorithmError("the token's algorithm is not accepted")
             claims = jwt.decode(
                 token,
-                self.key,
-                algorithms=self.algorithms,
+                self.keys[alg],
+                algorithms=[alg],
                 issuer=self.issuer,
                 audience=self.audience,
                 options={"require": ["exp", "sub", "role"]},

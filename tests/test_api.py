@@ -546,3 +546,26 @@ def test_a_new_key_needs_no_mongodb_read_to_ingest_or_read(
     assert status.json()["watched_seconds"] == 10.0
     course = client.get(f"/api/progress/course/{COURSE_ID}", headers=as_student)
     assert course.status_code == 200
+
+
+def test_a_course_change_recalculates_enrollment_progress(
+    client: TestClient, settings: Settings, as_student: dict, mongo_db: Any
+) -> None:
+    watch(client, as_student, **heartbeat(90, played=[[0, 90]]))  # v-100 complete: 1 of 4
+    flush(settings)
+    ctx = build_context(settings)
+
+    ctx.mongo.record_completion(STUDENT, COURSE_ID, ["v-100"], ctx.catalog().courses[COURSE_ID])
+    enrollment = {"student_id": STUDENT, "course_id": COURSE_ID}
+    assert mongo_db.enrollments.find_one(enrollment)["progress_percentage"] == 25.0
+    bigger = json.loads(json.dumps(COURSE))
+    bigger["modules"][1]["materials"].append(
+        {"material_id": "pdf-2", "title": "More", "type": "pdf"}
+    )
+    r = client.put(
+        f"/api/courses/{COURSE_ID}", json=bigger, headers=bearer(settings, ADMIN, "admin")
+    )
+    assert r.status_code == 200
+    assert mongo_db.enrollments.find_one(enrollment)["progress_percentage"] == 20.0  # 1 of 5
+    course = client.get(f"/api/progress/course/{COURSE_ID}", headers=as_student).json()
+    assert course["progress_percentage"] == 20.0 and course["total_materials"] == 5

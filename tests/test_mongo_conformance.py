@@ -389,3 +389,13 @@ def test_aggregate_match_group_sort_project(seeded: Collection) -> None:
 def test_ping(mongo_db: Database) -> None:
     result = mongo_db.command("ping")
     assert result["ok"] == 1
+
+
+def test_replace_one_upsert_with_the_id_in_the_document(mongo_db: Database) -> None:
+    # The project always repeats the filter's fields in a replacement document: on upsert the
+    # stand-in does not copy them from the filter (MongoDB does).
+    col = mongo_db["replace_probe"]
+    first = col.replace_one({"_id": "c1"}, {"_id": "c1", "title": "A"}, upsert=True)
+    second = col.replace_one({"_id": "c1"}, {"_id": "c1", "title": "B"}, upsert=True)
+    assert first.matched_count == 0 and second.matched_count == 1
+    assert list(col.find({}, {"title": 1})) == [{"_id": "c1", "title": "B"}]
