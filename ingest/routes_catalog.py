@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request, Response
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from ingest.auth import Admin, AnyUser
 from ingest.context import AppContext
 from shared import admin_ops
-from shared.catalog import Course, CourseBody
+from shared.catalog import ID_PATTERN, Course, CourseBody
 from shared.errors import Forbidden, NotFound
 
 router = APIRouter(prefix="/api/courses", tags=["catalog"])
+
+
+class Enrollment(BaseModel):
+    course_id: str
+    student_id: str
+    enrolled: bool
 
 
 def _ctx(request: Request) -> AppContext:
@@ -25,9 +34,17 @@ def _course(ctx: AppContext, course_id: str) -> Course:
     return course
 
 
-@router.put("/{course_id}", response_model=Course)
+@router.put(
+    "/{course_id}",
+    response_model=Course,
+    responses={201: {"model": Course, "description": "Created"}},
+)
 async def put_course(
-    course_id: str, body: CourseBody, admin: Admin, request: Request, response: Response
+    course_id: Annotated[str, Path(pattern=ID_PATTERN, description="letters, digits, _ . : -")],
+    body: CourseBody,
+    admin: Admin,
+    request: Request,
+    response: Response,
 ) -> Course:
     """Create (201) or replace (200) a course. A material id belongs to one course only."""
     ctx = _ctx(request)
@@ -54,7 +71,12 @@ async def get_course(course_id: str, principal: AnyUser, request: Request) -> Co
     return course
 
 
-@router.put("/{course_id}/enrollments/{student_id}", status_code=201)
+@router.put(
+    "/{course_id}/enrollments/{student_id}",
+    status_code=201,
+    response_model=Enrollment,
+    responses={200: {"model": Enrollment, "description": "Already enrolled"}},
+)
 async def enroll(
     course_id: str, student_id: str, admin: Admin, request: Request, response: Response
 ) -> dict:

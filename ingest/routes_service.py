@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from ingest.metrics import render
@@ -19,7 +20,16 @@ async def healthz() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+class Readiness(BaseModel):
+    redis: str
+    mongodb: str
+
+
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "Redis is unavailable"}},
+)
 async def readyz(request: Request) -> JSONResponse:
     """200 while Redis answers (ingest needs nothing else); MongoDB's state is reported only."""
     ctx = request.app.state.ctx
@@ -37,7 +47,11 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=200 if redis_ok else 503)
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+)
 async def metrics(request: Request) -> Response:
     """Prometheus text: this process's counters, then the system's backlog and flush stats."""
     body = await run_in_threadpool(render, request.app.state.ctx.system_metrics)

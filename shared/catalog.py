@@ -10,7 +10,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 # Ids appear in Redis keys and URLs: letters, digits and `_ . : -` only (never `|`).
-Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
+ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
+Identifier = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 DURATION_TOLERANCE_S = 2.0
 DURATION_TOLERANCE_RATIO = 0.02
 
