@@ -106,6 +106,8 @@ def _claims(**overrides: Any) -> dict:
         pytest.param(_token(_claims(exp=int(time.time()) - 10)), id="expired"),
         pytest.param(_token({"sub": STUDENT, "role": "student"}), id="no-exp"),
         pytest.param(_token(_claims(role="janitor")), id="unknown-role"),
+        pytest.param(_token(_claims(nbf=int(time.time()) + 600)), id="not-yet-valid"),
+        pytest.param(_token({"sub": STUDENT, "exp": int(time.time()) + 600}), id="no-role"),
         pytest.param(_token({"role": "student", "exp": int(time.time()) + 600}), id="no-sub"),
         pytest.param(
             {"Authorization": "Bearer " + jwt.encode(_claims(), None, algorithm="none")},
