@@ -76,16 +76,14 @@ def mirror_enrollments(mongo: MongoStore, r: redis.Redis, student_id: str) -> se
 def set_enrollment(
     mongo: MongoStore, r: redis.Redis, student_id: str, course_id: str, enrolled: bool
 ) -> bool:
-    """Enroll or unenroll; True when something changed. The Redis mirror is dropped (and
-    its version bumped), so the next heartbeat of this student reloads it from MongoDB."""
+    """Enroll or unenroll; True when something changed. The Redis mirror is rewritten from
+    MongoDB at once (so ingest needs no MongoDB read); bumping its version first makes any
+    mirror load that read MongoDB before this change lose its compare-and-set."""
     changed = (
         mongo.enroll(student_id, course_id) if enrolled else mongo.unenroll(student_id, course_id)
     )
-    key = enrollments_key(student_id)
-    pipe = r.pipeline(transaction=True)
-    pipe.incr(key + ":v")
-    pipe.delete(key)
-    pipe.execute()
+    r.incr(enrollments_key(student_id) + ":v")
+    mirror_enrollments(mongo, r, student_id)
     return changed
 
 
