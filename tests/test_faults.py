@@ -24,7 +24,7 @@ from rq import Queue, Retry
 from rq.registry import FailedJobRegistry
 
 from tests.helpers import FAULT_SUMMARY, wait_until
-from tests.stack import Stack, enroll, running_stack, stored
+from tests.stack import CLAIM_LEASE_S, Stack, enroll, running_stack, stored
 
 pytestmark = pytest.mark.system
 
@@ -136,14 +136,20 @@ def test_workers_killed_at_random_moments_lose_and_double_nothing(stack: Stack) 
     rng = random.Random(11)
     r = stack.redis_client()
 
+    def holding_a_batch() -> bool:
+        """A worker claimed keys within the last second (a fresh lease), i.e. is flushing."""
+        fresh_after = time.time() + CLAIM_LEASE_S - 1.0
+        return any(float(v) > fresh_after for v in r.hvals("vp:leases"))
+
     def killer() -> None:
         while not stop.is_set():
-            deadline = time.monotonic() + rng.uniform(0.2, 0.8)
-            while time.monotonic() < deadline and not r.hlen("vp:leases"):
-                time.sleep(0.01)  # prefer the moment a worker holds a batch
+            time.sleep(rng.uniform(0.3, 0.9))  # let the replacement start and take work
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline and not holding_a_batch():
+                time.sleep(0.005)  # prefer the moment a worker holds a batch
             alive = [p for p in stack.procs.get("worker", []) if p.poll() is None]
             if alive and not stop.is_set():
-                holding = bool(r.hlen("vp:leases"))
+                holding = holding_a_batch()
                 victim = rng.choice(alive)
                 victim.send_signal(signal.SIGKILL)
                 victim.wait()
@@ -161,7 +167,8 @@ def test_workers_killed_at_random_moments_lose_and_double_nothing(stack: Stack) 
         thread.join()
     supervise(stack)
     assert kills["holding_a_batch"] >= 1, kills
-    check_and_summarise(stack, "worker SIGKILLs", kills["total"], group)
+    fault = f"worker SIGKILLs ({kills['holding_a_batch']} mid-flush)"
+    check_and_summarise(stack, fault, kills["total"], group)
 
 
 def test_redis_crash_and_restart_from_aof(stack: Stack) -> None:
