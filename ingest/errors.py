@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ingest.metrics import HEARTBEATS_REJECTED
-from shared.errors import RateLimited, ServiceError, Unauthenticated, Unavailable
+from shared.errors import RetryLater, ServiceError, Unauthenticated
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def validation_details(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, An
 def _headers_for(exc: ServiceError) -> dict[str, str] | None:
     if isinstance(exc, Unauthenticated):
         return {"WWW-Authenticate": "Bearer"}
-    if isinstance(exc, Unavailable | RateLimited):
+    if isinstance(exc, RetryLater):
         return {"Retry-After": str(exc.retry_after_s)}
     return None
 

@@ -35,26 +35,26 @@ class InvalidInput(ServiceError):
     code = "invalid"
 
 
-class RateLimited(ServiceError):
-    """Too many requests from one student; the client must wait `retry_after_s`."""
-
-    status = 429
-    code = "rate_limited"
-
-    def __init__(self, message: str, retry_after_s: int = 60, details: Any = None) -> None:
-        super().__init__(message, details)
-        self.retry_after_s = retry_after_s
-
-
-class Unavailable(ServiceError):
-    """A backing service is down or the buffer is full: the client must retry later."""
-
-    status = 503
-    code = "unavailable"
+class RetryLater(ServiceError):
+    """The request was fine but cannot be served now; the client retries after a delay."""
 
     def __init__(self, message: str, retry_after_s: int = 5, details: Any = None) -> None:
         super().__init__(message, details)
         self.retry_after_s = retry_after_s
+
+
+class RateLimited(RetryLater):
+    """Too many requests from one student."""
+
+    status = 429
+    code = "rate_limited"
+
+
+class Unavailable(RetryLater):
+    """A backing service is down or the buffer is full."""
+
+    status = 503
+    code = "unavailable"
 
 
 class BufferFull(Unavailable):

@@ -1,5 +1,5 @@
-import { useCallback, useEffect, useState } from "react";
-import { api, ApiError, type Course, type CourseProgress, type Material, type MaterialStatus } from "./api";
+import { useCallback, useEffect, useMemo, useState } from "react";
+import { api, errorHandler, type Course, type CourseProgress, type Material, type MaterialStatus } from "./api";
 import { percent, watchedWords } from "./format";
 import { ProgressBar } from "./ProgressBar";
 import { VideoPlayer } from "./VideoPlayer";
@@ -14,13 +14,7 @@ export function CourseDetailPage({ courseId, onUnauthorized }: { courseId: strin
   const [playing, setPlaying] = useState<Material | null>(null);
   const [error, setError] = useState<string | null>(null);
 
-  const fail = useCallback(
-    (e: unknown) => {
-      if (e instanceof ApiError && e.status === 401) onUnauthorized();
-      else setError(e instanceof Error ? e.message : String(e));
-    },
-    [onUnauthorized],
-  );
+  const fail = useMemo(() => errorHandler(onUnauthorized, setError), [onUnauthorized]);
 
   /** One request for every material's status (not N), plus the course summary. */
   const refresh = useCallback(

@@ -1,5 +1,5 @@
-import { useCallback, useEffect, useState } from "react";
-import { api, ApiError, type ClassRow, type Course, type CourseStats, type Retention } from "./api";
+import { useEffect, useMemo, useState } from "react";
+import { api, errorHandler, type ClassRow, type Course, type CourseStats, type Retention } from "./api";
 import { clock, percent } from "./format";
 import { ProgressBar } from "./ProgressBar";
 import { RetentionChart } from "./RetentionChart";
@@ -21,13 +21,7 @@ export function TeacherDashboard({ courseId, onUnauthorized }: { courseId: strin
   const [retention, setRetention] = useState<Retention | null>(null);
   const [error, setError] = useState<string | null>(null);
 
-  const fail = useCallback(
-    (e: unknown) => {
-      if (e instanceof ApiError && e.status === 401) onUnauthorized();
-      else setError(e instanceof Error ? e.message : String(e));
-    },
-    [onUnauthorized],
-  );
+  const fail = useMemo(() => errorHandler(onUnauthorized, setError), [onUnauthorized]);
 
   useEffect(() => {
     Promise.all([api.course(courseId), api.stats(courseId)])

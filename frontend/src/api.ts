@@ -69,6 +69,14 @@ export interface DemoUser {
   course_id: string | null;
 }
 
+/** A page's error handler: 401 signs out, anything else is shown. */
+export function errorHandler(onUnauthorized: () => void, show: (message: string) => void) {
+  return (e: unknown) => {
+    if (e instanceof ApiError && e.status === 401) onUnauthorized();
+    else show(e instanceof Error ? e.message : String(e));
+  };
+}
+
 const TOKEN_KEY = "videoprogress.token";
 const USER_KEY = "videoprogress.user";
 
