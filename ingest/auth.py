@@ -13,7 +13,9 @@ from shared.tokens import Principal
 _bearer = HTTPBearer(auto_error=False, description="JWT with sub, role and exp")
 
 
-def current_principal(
+# Dependencies are `async def` on purpose: FastAPI runs plain `def` ones in a thread pool,
+# which cost the heartbeat route more than the token check itself.
+async def current_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
@@ -23,7 +25,9 @@ def current_principal(
 
 
 def require_role(*roles: str):  # noqa: ANN201 - a dependency factory
-    def dependency(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    async def dependency(
+        principal: Annotated[Principal, Depends(current_principal)],
+    ) -> Principal:
         if principal.role not in roles:
             raise Forbidden(f"this action is not allowed for role '{principal.role}'")
         return principal

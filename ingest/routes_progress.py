@@ -36,7 +36,7 @@ router = APIRouter(prefix="/api/progress", tags=["student progress"])
 CLIENT_CLOCK_AHEAD_S = 60.0  # a player clock further ahead than this is clamped to ours
 
 
-def get_service(request: Request) -> ProgressService:
+async def get_service(request: Request) -> ProgressService:
     return request.app.state.progress
 
 

@@ -197,11 +197,24 @@ class AsyncHotStore:
         With `want_state`, each reply carries the hot state and the pending heartbeats, from the
         same atomic step, so the caller can compute the state as of this heartbeat.
         """
-        pipe = self.client.pipeline(transaction=False)
-        for item in items:
-            keys, args = ingest_args(item, limits, want_state)
-            await self._ingest(keys=keys, args=args, client=pipe)
-        return [parse_ingest_reply(reply) for reply in await pipe.execute()]
+        calls = [ingest_args(item, limits, want_state) for item in items]
+        if len(calls) == 1:  # the common case: one EVALSHA, no pipeline, no SCRIPT EXISTS
+            keys, args = calls[0]
+            return [parse_ingest_reply(await self._ingest(keys=keys, args=args))]
+        for attempt in range(2):
+            pipe = self.client.pipeline(transaction=False)
+            for keys, args in calls:
+                pipe.evalsha(self._ingest.sha, len(keys), *keys, *args)
+            replies = await pipe.execute(raise_on_error=False)
+            missing = [r for r in replies if isinstance(r, redis.exceptions.NoScriptError)]
+            if not missing:
+                break
+            if attempt == 0:  # Redis restarted without its scripts: load, then the calls again
+                await self.client.script_load(SCRIPTS["ingest"])
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return [parse_ingest_reply(reply) for reply in replies]
 
     async def read(
         self, student_id: str, keys: list[ProgressKey]

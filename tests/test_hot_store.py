@@ -166,3 +166,26 @@ def test_erasure_beats_a_fold_read_before_it(redis_url: str, redis_client: redis
     [after] = store.read([KEY])
     assert after.state is None and after.pending == [] and after.version == 1 + VERSION_GAP
     assert int(redis_client.get(PENDING)) == 0 and redis_client.zcard(DIRTY) == 0
+
+
+def test_scripts_lost_by_a_redis_restart_are_loaded_again(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    enroll(redis_client, "s1", "c1")
+    limits = IngestLimits(1000.0, 100, 100, 0, 60, now=6000.0)
+    items = [IngestItem(KEY, "c1", [hb(1)]), IngestItem(ProgressKey("s1", "v2"), "c1", [hb(2)])]
+
+    async def run() -> list[str]:
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            store = AsyncHotStore(client)
+            redis_client.script_flush()
+            batch = await store.append(items, limits)
+            redis_client.script_flush()
+            single = await store.append(items[:1], limits)
+            return [r.status for r in batch + single]
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(run()) == ["ok", "ok", "ok"]
+    assert redis_client.llen(KEY.pending) == 2

@@ -127,7 +127,7 @@ def test_requests_are_logged_with_an_id_and_never_a_token(
 ) -> None:
     headers = bearer(settings, STUDENT)
     token = headers["Authorization"].split()[1]
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.DEBUG):
         r = client.post(
             "/api/progress/video/v-100/watch-time",
             json=heartbeat(5),
