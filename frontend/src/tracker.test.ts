@@ -327,3 +327,24 @@ describe("final update", () => {
     expect(watchCalls(calls).at(-1)!.init.keepalive).toBe(true);
   });
 });
+
+describe("outbox batches", () => {
+  it("stay under the body limit however many heartbeats wait", async () => {
+    const storage = new MemoryStorage();
+    const item = (seq: number) => ({
+      material_id: "v1", watch_time: seq, total_duration: 120, client_ts: "2026-11-28T09:00:00.000Z",
+      session_id: "a-long-session-identifier-0123456789", seq, played: [[seq, seq + 1], [seq + 2, seq + 3]],
+      playback_rate: 1,
+    });
+    storage.setItem(OUTBOX_KEY, JSON.stringify(Array.from({ length: 1200 }, (_, i) => item(i))));
+    const { calls, tracker } = setup([], { storage });
+    tracker.start();
+    await vi.advanceTimersByTimeAsync(0);
+    const sizes = calls.map((c) => (c.init.body as string).length);
+    expect(sizes.every((s) => s < 64 * 1024)).toBe(true);
+    expect(calls.flatMap((c) => c.body.heartbeats.map((h: { seq: number }) => h.seq))).toEqual(
+      Array.from({ length: 1200 }, (_, i) => i),
+    );
+    expect(readOutbox(storage)).toEqual([]);
+  });
+});

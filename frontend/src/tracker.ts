@@ -77,6 +77,8 @@ export interface TrackerOptions {
 export const OUTBOX_KEY = "videoprogress.outbox";
 export const OUTBOX_LIMIT = 5000; // oldest dropped past this: localStorage is small
 const BATCH_LIMIT = 500;
+/** Stay under the server's 64 KiB body limit whatever the heartbeats look like. */
+const BATCH_BYTES = 48 * 1024;
 const NOT_RETRIED = new Set([400, 403, 404, 409, 413, 422]);
 /** A forward jump larger than this between two `timeupdate`s was not played (a seek). */
 const MAX_STEP_S = 3;
@@ -120,6 +122,18 @@ export interface FlushOptions {
 
 let flushing = false;
 
+/** The oldest items that fit in one request (by count and by size; at least one). */
+export function takeBatch(items: OutboxItem[]): OutboxItem[] {
+  const batch: OutboxItem[] = [];
+  let bytes = 0;
+  for (const item of items.slice(0, BATCH_LIMIT)) {
+    bytes += JSON.stringify(item).length + 1;
+    if (batch.length > 0 && bytes > BATCH_BYTES) break;
+    batch.push(item);
+  }
+  return batch;
+}
+
 /**
  * Send everything in the outbox through the batch route, 500 at a time. Items the server
  * answered for (accepted or refused: retrying cannot help) leave the outbox; on a network error
@@ -130,7 +144,7 @@ export async function flushOutbox(o: FlushOptions): Promise<void> {
   flushing = true;
   try {
     while (true) {
-      const batch = readOutbox(o.storage).slice(0, BATCH_LIMIT);
+      const batch = takeBatch(readOutbox(o.storage));
       const token = o.getToken();
       if (batch.length === 0 || !token) return; // signed out: keep them for the next sign-in
       let response: Response | null;
