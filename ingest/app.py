@@ -42,6 +42,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Heartbeats from course video players in, progress out. See API.md.",
         lifespan=lifespan,
         responses=ERROR_RESPONSES,
+        # Metrics are prometheus-client's; FastAPI's OpenTelemetry hooks cost every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
     app.include_router(routes_progress.router)
@@ -52,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(routes_dev.router)
     if settings.frontend_dist.is_dir():  # the built pages (frontend/: npm run build)
         app.mount("/", StaticFiles(directory=settings.frontend_dist, html=True), name="pages")
+    # Ours, not FastAPI's max_body_size: that one answers in plain text, not the error shape.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestLogMiddleware)
     return app
