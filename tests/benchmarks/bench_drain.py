@@ -1,0 +1,289 @@
+"""Benchmark: how fast one worker drains the heartbeat buffer into MongoDB.
+
+    .venv/bin/python -m tests.benchmarks.bench_drain [--students 1000] [--videos 4]
+        [--heartbeats 3] [--no-rq]
+
+Prefills the buffer through the ingest Lua script itself (the step the route takes, keys due at
+once) with a realistic mix: every student watching every video, a few tracker-shaped heartbeats
+per key (one session, played ranges), as a 30 s flush interval collects them. Then one worker
+drains it, in two rounds: round 1 on new keys (no hot state, no document yet: the flush reads
+MongoDB for them and inserts), round 2 on the same keys again (hot state present: updates).
+
+Passes:
+- `stand-in`: the flush function the RQ job runs (`workers.flush.flush_batch`, batches of
+  FLUSH_BATCH_SIZE) in a loop in this process, against nx-27017, with each step timed apart
+  (MongoDB write, MongoDB read, Redis, and the rest: decoding, folding, encoding);
+- `no MongoDB write`: the same with `MongoStore.write_states` (and the cold-key read) replaced
+  by no-ops, so the pipeline's own rate is visible apart from the stand-in's slowness;
+- `rq worker --burst`: the Procfile's worker line with `--burst`, one process, after one
+  `flush_pending` job is enqueued (it enqueues its follow-ups); wall time of the process, less
+  the start-up time of a burst worker on an empty queue. It also runs the completion jobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from rq import Queue
+
+from shared import admin_ops, mongo_store
+from shared.catalog import Course
+from shared.hot_store import (
+    ENROLLMENT_LOADED,
+    PENDING,
+    SCRIPTS,
+    IngestItem,
+    IngestLimits,
+    ProgressKey,
+    enrollments_key,
+    ingest_args,
+)
+from shared.progress import Heartbeat
+from shared.services import procfile_commands, start_procfile_process
+from shared.stats import read_stats
+from tests.benchmarks.benchstack import BenchStack, bench_stack, enroll_bulk
+from workers import flush
+from workers.context import WorkerContext, build_context
+
+COURSE_ID = "bench-drain"
+# What `MongoStore.write_states` returns when every write landed (an outcome object, or a count
+# of stale writes in older versions of the store).
+NOTHING_REFUSED = getattr(mongo_store, "WriteOutcome", int)
+DURATION = 900.0
+
+
+def course(videos: int) -> Course:
+    return Course.model_validate(
+        {"course_id": COURSE_ID, "title": "Drain benchmark", "teacher_ids": [],
+         "modules": [{"module_id": "m", "title": "All", "materials": [
+             {"material_id": f"dv{i:02d}", "title": f"Video {i}", "type": "video",
+              "duration": DURATION} for i in range(videos)]}]}
+    )  # fmt: skip
+
+
+def students(n: int) -> list[str]:
+    return [f"d{i:05d}" for i in range(n)]
+
+
+def prefill(bs: BenchStack, args: argparse.Namespace, round_no: int) -> int:
+    """Buffer `heartbeats` per (student, video) through the ingest script; returns how many."""
+    script = bs.r.register_script(SCRIPTS["ingest"])
+    now = time.time()
+    limits = IngestLimits(
+        due_at=0.0, max_dirty=10**9, max_pending=10**9, rate_limit=0, rate_window_s=60, now=now
+    )
+    videos = [f"dv{i:02d}" for i in range(args.videos)]
+    total = 0
+    pipe = bs.r.pipeline(transaction=False)
+    for n, sid in enumerate(students(args.students)):
+        for j, video in enumerate(videos):
+            start = float((n * 37 + j * 101) % 400) + round_no * args.heartbeats * 10.0
+            session = f"{sid}-{video}-{round_no}"
+            hbs = [
+                Heartbeat(
+                    received_at=now,
+                    watch_time=start + 10.0 * (k + 1),
+                    client_ts=now - 600 + 10.0 * k,
+                    session_id=session,
+                    seq=k,
+                    played=((start + 10.0 * k, start + 10.0 * (k + 1)),),
+                )  # fmt: skip
+                for k in range(args.heartbeats)
+            ]
+            keys, argv = ingest_args(IngestItem(ProgressKey(sid, video), COURSE_ID, hbs),
+                                     limits, want_state=False)  # fmt: skip
+            script(keys=keys, args=argv, client=pipe)
+            total += len(hbs)
+        if len(pipe) >= 2000:
+            pipe.execute()
+    pipe.execute()
+    assert int(bs.r.get(PENDING) or 0) == total, "the ingest script refused heartbeats"
+    return total
+
+
+@dataclass
+class Timers:
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    undo: list[tuple[Any, str, bool, Any]] = field(default_factory=list)
+
+    def wrap(self, obj: Any, name: str, bucket: str, replacement: Callable | None = None) -> None:
+        """Time every call of `obj.name` (or of `replacement` standing in for it)."""
+        own = vars(obj)
+        self.undo.append((obj, name, name in own, own.get(name)))
+        inner = replacement or getattr(obj, name)
+
+        def timed(*a: Any, **kw: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return inner(*a, **kw)
+            finally:
+                self.seconds[bucket] += time.perf_counter() - t
+                self.calls[bucket] += 1
+
+        setattr(obj, name, timed)
+
+    def restore(self) -> None:
+        for obj, name, had, value in reversed(self.undo):
+            if had:
+                setattr(obj, name, value)
+            else:
+                delattr(obj, name)
+        self.undo.clear()
+
+
+@dataclass
+class Round:
+    name: str
+    heartbeats: int
+    written: int
+    bulk_writes: int
+    seconds: float
+    timers: dict[str, float]
+
+    @property
+    def rate(self) -> float:
+        return self.heartbeats / self.seconds
+
+
+def drain_in_process(ctx: WorkerContext, no_mongo: bool, time_limit_s: float) -> Round:
+    timers = Timers()
+    if no_mongo:
+        timers.wrap(ctx.mongo, "write_states", "MongoDB write", lambda writes: NOTHING_REFUSED())
+        timers.wrap(ctx.mongo, "find_states", "MongoDB read", lambda keys: {})
+    else:
+        timers.wrap(ctx.mongo, "write_states", "MongoDB write")
+        timers.wrap(ctx.mongo, "find_states", "MongoDB read")
+    for name in ("claim", "read", "commit", "finish", "release"):
+        timers.wrap(ctx.hot, name, "Redis")
+    timers.wrap(ctx.queue, "enqueue", "Redis")
+    timers.wrap(flush, "record_flush", "Redis")
+    heartbeats = written = bulk = 0
+    t0 = time.perf_counter()
+    try:
+        for _ in range(100_000):  # bounded: each pass claims up to FLUSH_BATCH_SIZE keys
+            report = flush.flush_batch(ctx, ctx.settings.flush_batch_size)
+            if report.errors:
+                raise RuntimeError(f"flush failed: {report.errors}")
+            if report.claimed == 0 or time.perf_counter() - t0 > time_limit_s:
+                break
+            heartbeats += report.heartbeats
+            written += report.written
+            bulk += 1 if report.written else 0
+    finally:
+        elapsed = time.perf_counter() - t0
+        timers.restore()
+    other = elapsed - sum(timers.seconds.values())
+    return Round("", heartbeats, written, bulk, elapsed, {**timers.seconds, "fold, codecs, rest":
+                                                           other})  # fmt: skip
+
+
+def drain_rq_burst(bs: BenchStack, startup_s: float) -> Round:
+    """One `rq worker --burst` process (the Procfile's worker line) drains the queue."""
+    stats0 = read_stats(bs.r)
+    Queue(bs.settings.queue_name, connection=bs.r).enqueue(
+        "workers.flush.flush_pending", job_timeout=600, result_ttl=0
+    )
+    t0 = time.perf_counter()
+    run_burst(bs)
+    elapsed = time.perf_counter() - t0
+    stats = {k: v - stats0.get(k, 0.0) for k, v in read_stats(bs.r).items()}
+    return Round(
+        "", int(stats.get("flushed_heartbeats", 0)), int(stats.get("flushed_keys", 0)),
+        int(stats.get("mongo_writes", 0)), max(1e-6, elapsed - startup_s),
+        {"MongoDB write": stats.get("mongo_write_seconds", 0.0)},
+    )  # fmt: skip
+
+
+def run_burst(bs: BenchStack) -> float:
+    command = procfile_commands()["worker"] + " --burst"
+    t0 = time.perf_counter()
+    proc = start_procfile_process(command, bs.stack.env, bs.stack.root / "burst.log")
+    try:
+        proc.wait(600)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        raise
+    return time.perf_counter() - t0
+
+
+def reset(bs: BenchStack, crs: Course, args: argparse.Namespace) -> None:
+    """Empty Redis and the watch_progress collection; publish the catalog and enrollments."""
+    bs.r.flushdb()
+    bs.mongo.progress.delete_many({})
+    admin_ops.publish_catalog(bs.mongo, bs.r)
+    pipe = bs.r.pipeline(transaction=False)
+    for sid in students(args.students):
+        pipe.sadd(enrollments_key(sid), ENROLLMENT_LOADED, COURSE_ID)
+    pipe.execute()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--students", type=int, default=1000)
+    parser.add_argument("--videos", type=int, default=4)
+    parser.add_argument("--heartbeats", type=int, default=3, help="per key and round")
+    parser.add_argument("--no-rq", action="store_true", help="skip the rq worker --burst pass")
+    parser.add_argument("--time-limit", type=float, default=300.0, help="per round, seconds")
+    args = parser.parse_args()
+    crs = course(args.videos)
+    with bench_stack("bench-drain-", [crs], workers=0, clock=False, web=False) as bs:
+        enroll_bulk(bs, students(args.students), COURSE_ID)
+        ctx = build_context(bs.settings)
+        rows: list[tuple[str, Round]] = []
+        for label, no_mongo in (("stand-in", False), ("no MongoDB write", True)):
+            reset(bs, crs, args)
+            for round_no, what in ((0, "new keys"), (1, "same keys")):
+                n = prefill(bs, args, round_no)
+                result = drain_in_process(ctx, no_mongo, args.time_limit)
+                result.name = f"{label}, {what}"
+                assert result.heartbeats == n, f"drained {result.heartbeats} of {n}"
+                rows.append((label, result))
+                report(result)
+        if not args.no_rq:
+            reset(bs, crs, args)
+            startup = run_burst(bs)
+            print(f"  (rq worker --burst start-up and exit on an empty queue: {startup:.2f} s)")
+            for round_no, what in ((0, "new keys"), (1, "same keys")):
+                n = prefill(bs, args, round_no)
+                result = drain_rq_burst(bs, startup)
+                result.name = f"rq worker --burst, {what}"
+                rows.append(("rq", result))
+                report(result)
+                if result.heartbeats != n:
+                    print(f"  ! drained {result.heartbeats} of {n} heartbeats")
+        ctx.mongo.close()
+    today = datetime.now(UTC).date().isoformat()
+    keys = args.students * args.videos
+    print(f"\nsummary ({today}, 2-core dev machine, nx-27017 stand-in): {args.students:,} students"
+          f" x {args.videos} videos = {keys:,} keys, {args.heartbeats} heartbeats per key and"
+          f" round, batches of {bs.settings.flush_batch_size}")  # fmt: skip
+    print(f"  {'pass':32} {'hb/s':>9} {'writes/hb':>10} {'docs/bulk':>10} {'own hb/s':>9}")
+    for _, r in rows:
+        mongo_s = r.timers.get("MongoDB write", 0.0) + r.timers.get("MongoDB read", 0.0)
+        own = r.heartbeats / max(1e-6, r.seconds - mongo_s)
+        print(f"  {r.name:32} {r.rate:9,.0f} {r.written / max(1, r.heartbeats):10.3f} "
+              f"{r.written / max(1, r.bulk_writes):10.1f} {own:9,.0f}")  # fmt: skip
+    print("  (own hb/s: heartbeats / (time - time in MongoDB calls), the pipeline's own rate)")
+
+
+def report(r: Round) -> None:
+    timers = sorted(r.timers.items(), key=lambda kv: -kv[1])
+    parts = ", ".join(f"{k} {v:.2f} s" for k, v in timers)
+    print(
+        f"  {r.name:32} {r.heartbeats:,} heartbeats -> {r.written:,} documents in "
+        f"{r.bulk_writes} bulk writes, {r.seconds:.2f} s = {r.rate:,.0f} hb/s  [{parts}]"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,525 @@
+"""Benchmark: the heartbeat routes against the reference endpoint, side by side in one run.
+
+    .venv/bin/python -m tests.benchmarks.bench_ingest [--seconds 10] [--connections 64]
+        [--students 2000] [--client auto|wrk|python] [--profile]
+
+The reference (ARCHITECTURE.md measured ~3,400 req/s for it here) is the minimal FastAPI
+handler below: it validates a pydantic body shaped like a heartbeat and does one async Redis
+RPUSH. The product's single-heartbeat route does the real thing: JWT check, catalog and duration
+validation, enrollment check, the ingest script (buffer + hot state) and the fold that answers
+with the state as of the heartbeat. Both run as one uvicorn worker with `--no-access-log` (the
+Procfile's web line with WEB_CONCURRENCY=1, and the same flags for the reference), against the
+same redis-server (AOF everysec), driven by the same load tool: `wrk` when installed (Debian's
+package; one thread, so the server keeps the other core), else this module's own async client
+(httpx) in a separate process.
+
+Realistic state: 2,000 enrolled students x 4 videos, each key with a hot state in Redis (as a
+worker leaves it) and a few pending heartbeats, like a steady flow with the default 30 s flush.
+Between runs the pending heartbeats are dropped, as a flush would have folded them. A run over
+keys that have no hot state yet (a video just started) is reported apart: there the route also
+reads MongoDB. Then the batch route (`POST /api/progress/heartbeats`) with 100 tracker-shaped
+heartbeats per request, and with 500 compact ones (500 tracker-shaped ones exceed the 64 KiB
+body limit; the run checks and reports that).
+
+`--profile` adds a run of the single route with py-spy sampling the web process and prints
+where the time goes (`pip install py-spy` into the venv first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from shared.catalog import Course
+from shared.hot_store import DIRTY, PENDING, Fold, HotStore, ProgressKey
+from shared.progress import WatchState
+from shared.services import free_port, start_procfile_process, wait_for_port
+from tests.benchmarks.benchstack import BenchStack, bench_stack, enroll_bulk, percentile
+
+COURSE_ID = "bench-ingest"
+VIDEOS = ["bv01", "bv02", "bv03", "bv04"]
+DURATION = 600.0
+REF_LIST = "ref:heartbeats"
+
+# -- the reference endpoint ----------------------------------------------------------------
+
+
+class RefHeartbeat(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    watch_time: float = Field(ge=0, le=24 * 3600)
+    total_duration: float = Field(gt=0, le=24 * 3600)
+    client_ts: AwareDatetime | None = None
+    session_id: str | None = Field(None, min_length=1, max_length=128)
+    seq: int | None = Field(None, ge=0)
+    played: list[tuple[float, float]] | None = Field(None, max_length=200)
+    playback_rate: float | None = Field(None, gt=0, le=16)
+
+
+def reference_app() -> FastAPI:
+    """`uvicorn --factory tests.benchmarks.bench_ingest:reference_app` (REF_REDIS_URL)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.redis = aioredis.Redis.from_url(os.environ["REF_REDIS_URL"])
+        yield
+        await app.state.redis.aclose()
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.post("/ref/video/{video_id}/watch-time", status_code=202)
+    async def watch_time(video_id: str, body: RefHeartbeat) -> dict:
+        await app.state.redis.rpush(REF_LIST, body.model_dump_json())
+        return {"accepted": True}
+
+    return app
+
+
+# -- request sets ---------------------------------------------------------------------------
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+
+
+def tracker_body(i: int, now: float, compact: bool = False) -> dict:
+    """A heartbeat as frontend/src/tracker.ts sends it (the i-th of its session)."""
+    w = round(10.0 * (i % 59) + 5.0, 3)
+    if compact:
+        return {"watch_time": w, "total_duration": DURATION, "client_ts": iso(now + i), "seq": i}
+    return {
+        "watch_time": w,
+        "total_duration": DURATION,
+        "client_ts": iso(now + i * 10),
+        "session_id": f"{i // 1000:04d}-0123456789abcdef0123456789ab",
+        "seq": i,
+        "played": [[round(max(0.0, w - 10.0), 3), w]],
+        "playback_rate": 1.0,
+    }
+
+
+def write_requests(path: Path, rows: list[tuple[str, str, str]]) -> Path:
+    """One request a line: path, Authorization value, JSON body (tab separated)."""
+    with path.open("w") as f:
+        for url_path, auth, body in rows:
+            f.write(f"{url_path}\t{auth}\t{body}\n")
+    return path
+
+
+def single_rows(
+    students: list[str], tokens: dict[str, str], route: str, rounds: int = 4
+) -> list[tuple[str, str, str]]:
+    """Every (student, video) key in turn, `rounds` heartbeats each, in time order."""
+    now = time.time() - 3600
+    rows = []
+    for r in range(rounds):
+        for video in VIDEOS:
+            for sid in students:
+                body = json.dumps(tracker_body(r, now), separators=(",", ":"))
+                rows.append((route.format(video=video), tokens[sid], body))
+    return rows
+
+
+def batch_rows(
+    students: list[str], tokens: dict[str, str], size: int, compact: bool, count: int
+) -> list[tuple[str, str, str]]:
+    """`count` outbox flushes of `size` heartbeats each, over two videos of one student."""
+    now = time.time() - 3600
+    rows = []
+    for n in range(count):
+        sid = students[n % len(students)]
+        items = [
+            {"material_id": VIDEOS[j % 2], **tracker_body(j // 2, now, compact)}
+            for j in range(size)
+        ]
+        body = json.dumps({"heartbeats": items}, separators=(",", ":"))
+        rows.append(("/api/progress/heartbeats", tokens[sid], body))
+    return rows
+
+
+# -- load tools ---------------------------------------------------------------------------
+
+WRK_SCRIPT = r"""
+local reqs = {}
+local i = 0
+function init(args)
+  for line in io.lines(args[1]) do
+    local path, auth, body = line:match("^([^\t]*)\t([^\t]*)\t(.*)$")
+    reqs[#reqs + 1] = wrk.format("POST", path,
+      {["Content-Type"] = "application/json", ["Authorization"] = auth}, body)
+  end
+  i = math.random(#reqs)
+end
+function request()
+  i = i + 1
+  if i > #reqs then i = 1 end
+  return reqs[i]
+end
+"""
+
+
+@dataclass
+class LoadResult:
+    name: str
+    requests: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+    tool: str
+    items_per_request: int = 1
+    accepted: int | None = None  # counted on the server side (Redis), when known
+
+    @property
+    def heartbeats_per_s(self) -> float:
+        n = self.accepted if self.accepted is not None else self.requests * self.items_per_request
+        return n / self.seconds
+
+
+def _ms(text: str) -> float:
+    value = float(re.match(r"[\d.]+", text).group())  # type: ignore[union-attr]
+    if text.endswith("us"):
+        return value / 1000.0
+    if text.endswith("ms"):
+        return value
+    if text.endswith("s"):
+        return value * 1000.0
+    return value
+
+
+def run_wrk(name: str, url: str, data: Path, seconds: float, connections: int) -> LoadResult:
+    script = data.with_suffix(".lua")
+    script.write_text(WRK_SCRIPT)
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s", str(script),
+         url, "--", str(data)],
+        capture_output=True, text=True, timeout=seconds + 60, check=True,
+    ).stdout  # fmt: skip
+    try:
+        return _parse_wrk(name, out)
+    except (AttributeError, ValueError):
+        raise RuntimeError(f"could not read wrk's output:\n{out}") from None
+
+
+def _parse_wrk(name: str, out: str) -> LoadResult:
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    elapsed = re.search(r"requests in ([\d.]+\w+),", out).group(1)  # type: ignore[union-attr]
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return LoadResult(
+        name=name,
+        requests=requests,
+        seconds=_ms(elapsed) / 1000.0,
+        rps=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        p50_ms=_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)),  # type: ignore[union-attr]
+        p99_ms=_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)),  # type: ignore[union-attr]
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        tool="wrk",
+    )
+
+
+def run_python_client(
+    name: str, url: str, data: Path, seconds: float, connections: int
+) -> LoadResult:
+    """This module's own async client, in a separate process (so it has its own core)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "tests.benchmarks.bench_ingest", "--client-run", url, str(data),
+         str(seconds), str(connections)],
+        capture_output=True, text=True, timeout=seconds + 120, check=True,
+    ).stdout  # fmt: skip
+    r = json.loads(out.strip().splitlines()[-1])
+    return LoadResult(name, r["requests"], r["seconds"], r["requests"] / r["seconds"],
+                      r["p50_ms"], r["p99_ms"], r["non_2xx"], "python (httpx)")  # fmt: skip
+
+
+async def _client_run(url: str, data: Path, seconds: float, connections: int) -> dict:
+    rows = [line.split("\t", 2) for line in data.read_text().splitlines()]
+    latencies: list[float] = []
+    statuses: Counter = Counter()
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+        deadline = time.perf_counter() + seconds
+        counter = iter(range(10**9))
+
+        async def worker() -> None:
+            while time.perf_counter() < deadline:
+                path, auth, body = rows[next(counter) % len(rows)]
+                t = time.perf_counter()
+                response = await client.post(
+                    path, content=body,
+                    headers={"Authorization": auth, "Content-Type": "application/json"},
+                )  # fmt: skip
+                latencies.append((time.perf_counter() - t) * 1000)
+                statuses[response.status_code] += 1
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(connections)))
+        elapsed = time.perf_counter() - t0
+    return {
+        "requests": len(latencies), "seconds": elapsed,
+        "p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99),
+        "non_2xx": sum(n for s, n in statuses.items() if not 200 <= s < 300),
+    }  # fmt: skip
+
+
+# -- the run --------------------------------------------------------------------------------
+
+
+def course() -> Course:
+    return Course.model_validate(
+        {"course_id": COURSE_ID, "title": "Ingest benchmark", "teacher_ids": [],
+         "modules": [{"module_id": "m", "title": "All", "materials": [
+             {"material_id": v, "title": v, "type": "video", "duration": DURATION}
+             for v in VIDEOS]}]}
+    )  # fmt: skip
+
+
+def seed_hot_states(bs: BenchStack, students: list[str]) -> None:
+    """Give every key the hot state a worker leaves after flushing ~30 heartbeats."""
+    hot = HotStore(bs.r)
+    folds = []
+    for i, sid in enumerate(students):
+        for j, video in enumerate(VIDEOS):
+            start = float((i * 7 + j * 13) % 300)
+            state = WatchState(
+                position=start + 120.0,
+                position_key=(time.time() - 7200, 11, start + 120.0),
+                covered=[[0.0, 30.0], [start, start + 120.0]],
+                progress=round((30.0 + 120.0) / DURATION * 100, 3),
+                last_watched=time.time() - 7200,
+            )
+            folds.append(Fold(ProgressKey(sid, video), None, state, 0, 30))
+    for k in range(0, len(folds), 1000):
+        hot.commit(folds[k : k + 1000])
+
+
+def reset_buffer(bs: BenchStack, students: list[str]) -> None:
+    """Drop the pending heartbeats, as if a flush had folded them (hot states are kept)."""
+    pipe = bs.r.pipeline(transaction=False)
+    for sid in students:
+        for video in VIDEOS:
+            pipe.delete(ProgressKey(sid, video).pending)
+    pipe.delete(DIRTY, REF_LIST)
+    pipe.set(PENDING, 0)
+    pipe.execute()
+
+
+def profile_summary(raw: Path) -> tuple[list[tuple[float, str]], list[tuple[float, str]]]:
+    """From py-spy's collapsed stacks (`--format raw --threads`): (inclusive % by function,
+    self % by file), over the samples of the busiest thread (the event loop; the others are
+    pymongo's monitors and the thread pool, mostly waiting)."""
+    by_thread: dict[str, list[tuple[list[str], int]]] = {}
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack:
+            thread, _, rest = stack.partition(";")
+            by_thread.setdefault(thread, []).append((rest.split(";"), int(count)))
+    if not by_thread:
+        return [], []
+    samples = max(by_thread.values(), key=lambda rows: sum(n for _, n in rows))
+    inclusive: Counter = Counter()
+    own: Counter = Counter()
+    total = 0
+    for stack_frames, n in samples:
+        total += n
+        frames = [_short(f) for f in stack_frames]
+        for frame in set(frames):
+            inclusive[frame] += n
+        own[frames[-1].partition(" (")[2].rstrip(")") or frames[-1]] += n
+    if not total:
+        return [], []
+    return (
+        [(100.0 * c / total, f) for f, c in inclusive.most_common()],
+        [(100.0 * c / total, f) for f, c in own.most_common()],
+    )
+
+
+def _short(frame: str) -> str:
+    # "function (path/to/file.py:123)" -> "function (file.py)"
+    m = re.match(r"(.*) \((.*?):\d+\)$", frame)
+    if not m:
+        return frame
+    path = m.group(2)
+    for marker in ("site-packages/", "python3.11/", "/work/main/", "/tmp/scratch/"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+    return f"{m.group(1)} ({path})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--students", type=int, default=2000)
+    parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
+    parser.add_argument("--profile", action="store_true", help="py-spy the single route")
+    parser.add_argument(
+        "--quick", action="store_true", help="only the reference and the single route"
+    )
+    parser.add_argument("--client-run", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.client_run:  # the separate client process
+        url, data, seconds, connections = args.client_run
+        result = asyncio.run(_client_run(url, Path(data), float(seconds), int(connections)))
+        print(json.dumps(result))
+        return
+    tool = args.client
+    if tool == "auto":
+        tool = "wrk" if shutil.which("wrk") else "python"
+    load = run_wrk if tool == "wrk" else run_python_client
+    with bench_stack("bench-ingest-", [course()], workers=0, clock=False) as bs:
+        bench(bs, args, load)
+
+
+def bench(bs: BenchStack, args: argparse.Namespace, load) -> None:  # noqa: ANN001
+    root = Path(tempfile.mkdtemp(prefix="bench-ingest-data-"))
+    warm = [f"w{i:05d}" for i in range(args.students)]
+    cold = [f"c{i:05d}" for i in range(args.students)]
+    enroll_bulk(bs, warm + cold, COURSE_ID)
+    seed_hot_states(bs, warm)
+    tokens = {s: f"Bearer {bs.token(s)}" for s in warm + cold}
+
+    ref_port = free_port()
+    ref_env = dict(bs.stack.env, REF_REDIS_URL=bs.settings.redis_url)
+    ref_cmd = (f"uvicorn --factory tests.benchmarks.bench_ingest:reference_app --host 127.0.0.1 "
+               f"--port {ref_port} --workers 1 --no-access-log")  # fmt: skip
+    ref = start_procfile_process(ref_cmd, ref_env, bs.stack.root / "reference.log")
+    try:
+        wait_for_port(ref_port, 30, ref)
+        ref_url = f"http://127.0.0.1:{ref_port}"
+        single = write_requests(root / "single.tsv", single_rows(
+            warm, tokens, "/api/progress/video/{video}/watch-time"))  # fmt: skip
+        refs = write_requests(root / "ref.tsv", single_rows(
+            warm, tokens, "/ref/video/{video}/watch-time"))  # fmt: skip
+        cold_rows = write_requests(root / "cold.tsv", single_rows(
+            cold, tokens, "/api/progress/video/{video}/watch-time", rounds=1))  # fmt: skip
+        batch100 = write_requests(root / "batch100.tsv", batch_rows(warm, tokens, 100, False, 2000))
+        batch500 = write_requests(root / "batch500.tsv", batch_rows(warm, tokens, 500, True, 600))
+        s, c = args.seconds, args.connections
+        print(f"load tool: {load.__name__}, {c} connections, {s:g} s a run; warming up...")
+        load("warm-up", ref_url, refs, 3, c)
+        load("warm-up", bs.url, single, 3, c)
+        results: list[LoadResult] = []
+        for _ in range(2):
+            for name, url, data in (("reference (pydantic + RPUSH)", ref_url, refs),
+                                    ("single route, hot state", bs.url, single)):  # fmt: skip
+                reset_buffer(bs, warm)
+                before = pending(bs)
+                result = load(name, url, data, s, c)
+                result.accepted = (int(bs.r.llen(REF_LIST)) if url == ref_url
+                                   else pending(bs) - before)  # fmt: skip
+                results.append(result)
+                print_result(result)
+        if args.quick:
+            summarize(results)
+            if args.profile:
+                reset_buffer(bs, warm)
+                profile(bs, single, root, s, c, load)
+            return
+        reset_buffer(bs, warm)
+        before = pending(bs)
+        result = load("single route, no hot state yet", bs.url, cold_rows, min(s, 5.0), c)
+        result.accepted = pending(bs) - before
+        results.append(result)
+        print_result(result)
+        for name, data, size in (("batch route, 100 tracker-shaped", batch100, 100),
+                                 ("batch route, 500 compact", batch500, 500)):  # fmt: skip
+            reset_buffer(bs, warm)
+            before = pending(bs)
+            result = load(name, bs.url, data, s, min(c, 16))
+            result.items_per_request = size
+            result.accepted = pending(bs) - before
+            results.append(result)
+            print_result(result)
+        too_big = batch_rows(warm, tokens, 500, False, 1)[0]
+        response = httpx.post(
+            bs.url + too_big[0], content=too_big[2], timeout=30,
+            headers={"Authorization": too_big[1], "Content-Type": "application/json"},
+        )  # fmt: skip
+        print(f"500 tracker-shaped heartbeats in one batch: {len(too_big[2]):,} bytes -> "
+              f"HTTP {response.status_code}")  # fmt: skip
+        summarize(results)
+        if args.profile:
+            reset_buffer(bs, warm)
+            profile(bs, single, root, s, c, load)
+    finally:
+        ref.terminate()
+        ref.wait(15)
+
+
+def pending(bs: BenchStack) -> int:
+    return int(bs.r.get(PENDING) or 0)
+
+
+def print_result(r: LoadResult) -> None:
+    accepted = f", accepted {r.accepted:,}" if r.accepted is not None else ""
+    print(
+        f"  {r.name:36} {r.rps:9,.0f} req/s  {r.heartbeats_per_s:9,.0f} hb/s  p50 "
+        f"{r.p50_ms:6.2f} ms  p99 {r.p99_ms:6.2f} ms  non-2xx {r.non_2xx}{accepted}"
+    )
+
+
+def summarize(results: list[LoadResult]) -> None:
+    def best(prefix: str) -> LoadResult:
+        return max((r for r in results if r.name.startswith(prefix)), key=lambda r: r.rps)
+
+    ref, single = best("reference"), best("single route, hot")
+    today = datetime.now(UTC).date().isoformat()
+    print(f"\nsummary ({today}, 2-core dev machine, nx-27017 stand-in; best of the runs)")
+    print(f"  reference endpoint           {ref.rps:9,.0f} req/s")
+    print(f"  single-heartbeat route       {single.rps:9,.0f} req/s  = "
+          f"{single.rps / ref.rps:.2f}x reference (target >= 0.8x)")  # fmt: skip
+    for b in (r for r in results if r.name.startswith("batch")):
+        print(f"  {b.name:28} {b.heartbeats_per_s:9,.0f} heartbeats/s = "
+              f"{b.heartbeats_per_s / single.rps:.1f}x single (target >= 10x)")  # fmt: skip
+    bad = [r.name for r in results if r.non_2xx]
+    if bad:
+        print(f"  non-2xx answers in: {', '.join(bad)}")
+
+
+def profile(bs: BenchStack, data: Path, root: Path, seconds: float, conns: int, load) -> None:  # noqa: ANN001
+    pyspy = Path(sys.executable).parent / "py-spy"
+    if not pyspy.exists():
+        print("py-spy is not installed in the venv: pip install py-spy")
+        return
+    web_pid = bs.stack.procs["web"][0].pid
+    raw = root / "web-profile.txt"
+    spy = subprocess.Popen(
+        [str(pyspy), "record", "--pid", str(web_pid), "--duration", str(int(seconds)),
+         "--rate", "200", "--format", "raw", "--threads", "--nonblocking", "--output", str(raw)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(1.0)
+    result = load("single route under py-spy", bs.url, data, seconds - 1.0, conns)
+    spy.wait(60)
+    print_result(result)
+    inclusive, own = profile_summary(raw)
+    print(f"\nweb process under load (py-spy, event loop thread, {raw})\nself time by file:")
+    for share, where in own[:25]:
+        print(f"  {share:5.1f}%  {where}")
+    print("time inside (inclusive), by function:")
+    for share, frame in inclusive[:60]:
+        print(f"  {share:5.1f}%  {frame}")
+
+
+if __name__ == "__main__":
+    main()
