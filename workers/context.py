@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 from rq import Queue
 
 from shared.catalog import Catalog
@@ -35,7 +37,12 @@ class WorkerContext:
 
 
 def build_context(settings: Settings) -> WorkerContext:
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10, health_check_interval=30)
+    client = redis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=10,
+        health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
+    )
     return WorkerContext(
         settings=settings,
         redis=client,
