@@ -165,8 +165,14 @@ def test_teacher_sees_the_class_and_a_retention_chart(stack: Stack, browser: Bro
     expect(page.get_by_test_id("stat-enrolled")).to_contain_text("2")
     expect(page.get_by_test_id("retention-viewers")).to_contain_text("1 viewer")
     expect(page.get_by_test_id("retention-chart").locator("canvas")).to_be_visible()
-    page.get_by_role("columnheader", name="Progress").click()  # sorts ascending
-    page.get_by_role("columnheader", name="Progress").click()  # and descending
+    # student-1 watched 10 s or more of demo-video-1, student-2 about 4 s of demo-video-2
+    page.get_by_test_id("class-table").get_by_role(
+        "columnheader", name="Watched"
+    ).click()  # sorts ascending
+    expect(page.locator("tbody tr").first).to_have_attribute("data-testid", "row-student-2")
+    page.get_by_test_id("class-table").get_by_role(
+        "columnheader", name="Watched"
+    ).click()  # and descending
     expect(page.locator("tbody tr").first).to_have_attribute("data-testid", "row-student-1")
     with page.expect_download() as download:
         page.get_by_role("button", name="Download CSV").click()
