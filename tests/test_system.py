@@ -46,8 +46,9 @@ def test_completion_updates_the_enrollment_once(stack: Stack) -> None:
     enrollments = stack.db().enrollments
 
     def recorded() -> dict | None:
+        # The job adds the material, then raises the progress: wait for both writes.
         doc = enrollments.find_one({"student_id": "sys-b", "course_id": COURSE_ID})
-        return doc if doc and doc["completed_materials"] else None
+        return doc if doc and doc["completed_materials"] and doc["progress_percentage"] else None
 
     doc = wait_until(recorded)
     assert doc["completed_materials"] == ["v-100"]
