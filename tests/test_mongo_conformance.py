@@ -6,7 +6,7 @@ behaviour and asserts only what real MongoDB does, so a difference between the s
 MongoDB shows up here as a failing test rather than as a silent bug in the storage code.
 
 Known to differ on the stand-in, and therefore deliberately NOT used by the project's code
-(see /work/shared/design/ARCHITECTURE.md, "MongoDB in this workplace"):
+(see the design notes' ARCHITECTURE.md, "MongoDB in this workplace"):
 
 - `$bit`: the stand-in sets the value instead of OR-ing it, and on upsert it stores a literal
   dotted key.

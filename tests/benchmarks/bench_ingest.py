@@ -359,7 +359,8 @@ def _short(frame: str) -> str:
     if not m:
         return frame
     path = m.group(2)
-    for marker in ("site-packages/", "python3.11/", "/work/main/", "/tmp/scratch/"):
+    repo = str(Path(__file__).resolve().parents[2]) + "/"
+    for marker in ("site-packages/", "python3.11/", repo):
         if marker in path:
             path = path.split(marker, 1)[1]
     return f"{m.group(1)} ({path})"
