@@ -11,7 +11,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.catalog import Catalog, Course, Identifier
 from shared.errors import InvalidInput, Unavailable
-from shared.hot_store import CATALOG, CATALOG_VERSION, ENROLLMENT_LOADED, enrollments_key
+from shared.hot_store import (
+    CATALOG,
+    CATALOG_VERSION,
+    ENROLLMENT_LOADED,
+    as_text,
+    enrollments_key,
+)
 from shared.mongo_store import MongoStore
 
 # Publish only if nobody published since the version was read (then read MongoDB again).
@@ -29,15 +35,11 @@ return 1
 """
 
 
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def publish_catalog(mongo: MongoStore, r: redis.Redis, attempts: int = 5) -> Catalog:
     """Copy the whole catalog from MongoDB to Redis, where every process picks it up. Two
     concurrent publishes cannot leave an older snapshot under a newer version."""
     for _ in range(attempts):
-        version = _text(r.get(CATALOG_VERSION) or b"0")
+        version = as_text(r.get(CATALOG_VERSION) or b"0")
         catalog = Catalog(mongo.all_courses())
         published = int(r.eval(_PUBLISH, 2, CATALOG, CATALOG_VERSION, version, catalog.to_json()))
         if published:
@@ -67,7 +69,7 @@ def mirror_enrollments(mongo: MongoStore, r: redis.Redis, student_id: str) -> se
     """Load a student's enrollments from MongoDB into Redis; returns their course ids. A
     mirror read before a concurrent enrollment change is not written (the next use reloads)."""
     key = enrollments_key(student_id)
-    version = _text(r.get(key + ":v") or b"0")
+    version = as_text(r.get(key + ":v") or b"0")
     courses = mongo.enrolled_courses(student_id)
     r.eval(_MIRROR, 2, key, key + ":v", version, ENROLLMENT_LOADED, *courses)
     return set(courses)

@@ -102,24 +102,24 @@ class IngestReply:
     retry_after_s: int = 0
 
 
-def _text(value: Any) -> str:
+def as_text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
 def parse_ingest_reply(reply: list[Any]) -> IngestReply:
-    status = _text(reply[0])
+    status = as_text(reply[0])
     if status == "rate_limited":
         return IngestReply(status, retry_after_s=max(1, int(reply[1])))
     if status != "ok" or len(reply) == 1:
         return IngestReply(status)
-    raw_state = _text(reply[1])
+    raw_state = as_text(reply[1])
     state = WatchState.from_json(raw_state) if raw_state else None
     pending = [Heartbeat.from_json(raw) for raw in reply[3:]]
-    return IngestReply(status, HotEntry(state, None, pending, stored=_text(reply[2]) == "1"))
+    return IngestReply(status, HotEntry(state, None, pending, stored=as_text(reply[2]) == "1"))
 
 
 def parse_entry(hot_hash: dict[Any, Any], pending: list[Any]) -> HotEntry:
-    fields = {_text(k): _text(v) for k, v in hot_hash.items()}
+    fields = {as_text(k): as_text(v) for k, v in hot_hash.items()}
     state = WatchState.from_json(fields["state"]) if "state" in fields else None
     version = int(fields["n"]) if "n" in fields else None
     return HotEntry(
@@ -128,7 +128,7 @@ def parse_entry(hot_hash: dict[Any, Any], pending: list[Any]) -> HotEntry:
 
 
 def parse_enrollments(members: set[Any]) -> set[str] | None:
-    courses = {_text(m) for m in members}
+    courses = {as_text(m) for m in members}
     if ENROLLMENT_LOADED not in courses:
         return None
     return courses - {ENROLLMENT_LOADED}
@@ -227,7 +227,7 @@ class AsyncHotStore:
             pipe.hgetall(key.state)
             pipe.lrange(key.pending, 0, -1)
         replies = await pipe.execute()
-        stored = {_text(m) for m in replies[1]}
+        stored = {as_text(m) for m in replies[1]}
         entries = []
         for key, i in zip(keys, range(2, len(replies), 2), strict=True):
             entry = parse_entry(replies[i], replies[i + 1])
@@ -237,7 +237,7 @@ class AsyncHotStore:
 
     async def catalog(self) -> tuple[int, str | None]:
         version, blob = await self.client.mget(CATALOG_VERSION, CATALOG)
-        return int(version or 0), _text(blob) if blob is not None else None
+        return int(version or 0), as_text(blob) if blob is not None else None
 
     async def catalog_version(self) -> int:
         return int(await self.client.get(CATALOG_VERSION) or 0)
@@ -328,11 +328,4 @@ class HotStore:
 
     def catalog(self) -> tuple[int, str | None]:
         version, blob = self.client.mget(CATALOG_VERSION, CATALOG)
-        return int(version or 0), _text(blob) if blob is not None else None
-
-    def backlog(self) -> dict[str, int]:
-        pipe = self.client.pipeline(transaction=False)
-        pipe.zcard(DIRTY)
-        pipe.get(PENDING)
-        dirty, pending = pipe.execute()
-        return {"dirty_keys": int(dirty), "pending_heartbeats": int(pending or 0)}
+        return int(version or 0), as_text(blob) if blob is not None else None

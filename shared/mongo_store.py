@@ -19,7 +19,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import pymongo
 from pymongo import ASCENDING, ReplaceOne, UpdateOne
-from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, ConnectionFailure
 
 from shared.catalog import Course
 from shared.errors import Unavailable
@@ -437,13 +437,3 @@ def course_progress(completed: set[str], course: Course) -> float:
     if not ids:
         return 0.0
     return round(100.0 * sum(1 for m in ids if m in completed) / len(ids), 3)
-
-
-__all__ = [
-    "DuplicateKeyError",
-    "MongoStore",
-    "PyMongoError",
-    "StateWrite",
-    "StoredState",
-    "course_progress",
-]

@@ -59,7 +59,6 @@ class Settings(BaseSettings):
     log_level: str = "INFO"  # request lines are INFO; WARNING keeps only problems
 
     max_body_bytes: int = Field(64 * 1024, ge=1024)
-    max_batch_items: int = Field(500, ge=1)
     queue_name: str = "videoprogress"
 
     # The built browser pages, served at / when present.

@@ -46,8 +46,9 @@ class FlushReport:
 def flush_pending(limit: int | None = None) -> dict:
     """RQ job: flush one batch of due keys; enqueues a follow-up while more are due."""
     ctx = get_context()
-    report = flush_batch(ctx, limit or ctx.settings.flush_batch_size)
-    if report.claimed >= (limit or ctx.settings.flush_batch_size):
+    batch_size = limit or ctx.settings.flush_batch_size
+    report = flush_batch(ctx, batch_size)
+    if report.claimed >= batch_size:
         ctx.queue.enqueue(flush_pending, limit, job_timeout=300, result_ttl=0)
     return report.__dict__
 
