@@ -10,6 +10,7 @@ import redis.exceptions
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -42,69 +43,110 @@ def validation_details(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, An
     ]
 
 
-def _headers_for(exc: ServiceError) -> dict[str, str] | None:
-    if isinstance(exc, Unauthenticated):
-        return {"WWW-Authenticate": "Bearer"}
-    if isinstance(exc, RetryLater):
-        return {"Retry-After": str(exc.retry_after_s)}
-    return None
+def invalid_response(errors: Iterable[Mapping[str, Any]]) -> JSONResponse:
+    details = validation_details(errors)
+    first = details[0] if details else {"field": "body", "rule": "invalid"}
+    message = f"{first['field']}: {first.get('message') or first['rule']}"
+    return error_response(422, "invalid", message, details)
 
 
-def _count_refused_heartbeat(request: Request, code: str) -> None:
-    """Every refused single heartbeat, whatever refused it, counts under its reason."""
-    if request.method == "POST" and request.url.path.endswith("/watch-time"):
-        HEARTBEATS_REJECTED.labels(reason=code).inc()
+def _unavailable() -> JSONResponse:
+    return error_response(
+        503, "unavailable", "the heartbeat buffer (Redis) is unavailable; retry later",
+        headers={"Retry-After": "5"},
+    )  # fmt: skip
+
+
+_REDIS_DOWN = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError,
+)
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+
+
+def response_for(exc: Exception, method: str, path: str) -> tuple[JSONResponse, str]:
+    """The error-shaped response for an exception, and the reason it counts under when it
+    refused a heartbeat. Unexpected exceptions are logged and answer 500."""
+    if isinstance(exc, ServiceError):
+        headers: dict[str, str] | None = None
+        if isinstance(exc, Unauthenticated):
+            headers = {"WWW-Authenticate": "Bearer"}
+        elif isinstance(exc, RetryLater):
+            headers = {"Retry-After": str(exc.retry_after_s)}
+        return error_response(exc.status, exc.code, exc.message, exc.details, headers), exc.code
+    if isinstance(exc, RequestValidationError | ValidationError):
+        return invalid_response(exc.errors()), "invalid"
+    if isinstance(exc, StarletteHTTPException):
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers), code
+    if isinstance(exc, _REDIS_DOWN) or (
+        isinstance(exc, redis.exceptions.ResponseError) and "READONLY" in str(exc)
+    ):  # inside a script, READONLY and OOM arrive as a generic script error
+        return _unavailable(), "unavailable"
+    if isinstance(exc, redis.exceptions.ResponseError) and "OOM" in str(exc):
+        log.error("Redis refused a write: out of memory (maxmemory reached)")
+        response = error_response(
+            503, "buffer_full", "the heartbeat buffer is full; retry later",
+            headers={"Retry-After": "10"},
+        )  # fmt: skip
+        return response, "buffer_full"
+    log.error("unhandled error on %s %s", method, path, exc_info=exc)
+    return error_response(500, "internal_error", "unexpected error; it has been logged"), (
+        "internal_error"
+    )
+
+
+HANDLED = (
+    ServiceError,
+    RequestValidationError,
+    StarletteHTTPException,
+    redis.exceptions.ResponseError,
+    *_REDIS_DOWN,
+    Exception,  # Starlette routes this one to its outermost middleware: a 500
+)
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ServiceError)
-    async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
-        _count_refused_heartbeat(request, exc.code)
-        return error_response(exc.status, exc.code, exc.message, exc.details, _headers_for(exc))
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        response, reason = response_for(exc, request.method, request.url.path)
+        if request.method == "POST" and request.url.path.endswith("/watch-time"):
+            # Every refused single heartbeat, whatever refused it, counts under its reason.
+            HEARTBEATS_REJECTED.labels(reason=reason).inc()
+        return response
 
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        _count_refused_heartbeat(request, "invalid")
-        details = validation_details(exc.errors())
-        first = details[0] if details else {"field": "body", "rule": "invalid"}
-        message = f"{first['field']}: {first.get('message') or first['rule']}"
-        return error_response(422, "invalid", message, details)
+    for exc_class in HANDLED:
+        app.add_exception_handler(exc_class, handle)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        codes = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
-        code = codes.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
-    @app.exception_handler(redis.exceptions.ResponseError)
-    async def _redis_refused(request: Request, exc: Exception) -> JSONResponse:
-        # Inside a script, OOM and READONLY arrive as a generic script error.
-        text = str(exc)
-        if "OOM" in text:
-            _count_refused_heartbeat(request, "buffer_full")
-            log.error("Redis refused a write: out of memory (maxmemory reached)")
-            return error_response(
-                503, "buffer_full", "the heartbeat buffer is full; retry later",
-                headers={"Retry-After": "10"},
-            )  # fmt: skip
-        if "READONLY" in text:
-            return await _redis_down(request, exc)
-        return await _unexpected(request, exc)
+class TooLarge(Exception):
+    pass
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal_error", "unexpected error; it has been logged")
 
-    @app.exception_handler(redis.exceptions.ConnectionError)
-    @app.exception_handler(redis.exceptions.TimeoutError)
-    @app.exception_handler(redis.exceptions.ReadOnlyError)
-    async def _redis_down(request: Request, exc: Exception) -> JSONResponse:
-        _count_refused_heartbeat(request, "unavailable")
-        return error_response(
-            503, "unavailable", "the heartbeat buffer (Redis) is unavailable; retry later",
-            headers={"Retry-After": "5"},
-        )  # fmt: skip
+async def read_body(scope: Scope, receive: Receive, max_bytes: int) -> bytes:
+    """The whole request body, or TooLarge past `max_bytes` (declared or streamed)."""
+    declared = dict(scope["headers"]).get(b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break  # the client went away
+        chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        if size > max_bytes:
+            raise TooLarge
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def too_large_response(max_bytes: int) -> JSONResponse:
+    return error_response(
+        413, "too_large", f"request body over {max_bytes} bytes", {"limit": max_bytes}
+    )
 
 
 class BodyLimitMiddleware:
@@ -119,24 +161,11 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._too_large(scope, receive, send)
+        try:
+            body = await read_body(scope, receive, self.max_bytes)
+        except TooLarge:
+            await too_large_response(self.max_bytes)(scope, receive, send)
             return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break  # the client went away
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.max_bytes:
-                await self._too_large(scope, receive, send)
-                return
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
         replayed = False
 
         async def replay() -> Message:
@@ -147,9 +176,3 @@ class BodyLimitMiddleware:
             return await receive()
 
         await self.app(scope, replay, send)
-
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(
-            413, "too_large", f"request body over {self.max_bytes} bytes", {"limit": self.max_bytes}
-        )
-        await response(scope, receive, send)

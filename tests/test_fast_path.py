@@ -1,0 +1,184 @@
+"""The heartbeat route's ASGI fast path (ingest/fast_path.py) answers exactly as the FastAPI
+route it stands in for: same statuses, bodies, headers and refusal counters, for good requests
+and for each way a request can be refused. Both apps run over the same real Redis and MongoDB
+stand-in; each gets its own students so that stateful answers can be compared too."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
+
+from ingest.app import create_app
+from shared.settings import Settings
+from tests.helpers import COURSE, COURSE_ID, bearer, heartbeat, make_settings
+
+ROUTE = "/api/progress/video/{}/watch-time"
+JSON = {"Content-Type": "application/json"}
+COMPARED_HEADERS = ("content-type", "www-authenticate", "retry-after")
+
+
+@pytest.fixture
+def settings(redis_url: str, mongo_url: str) -> Settings:
+    return make_settings(redis_url, mongo_url, rate_limit_per_minute=6)
+
+
+@pytest.fixture
+def clients(settings: Settings) -> Iterator[dict[bool, TestClient]]:
+    """Two apps, with and without the fast path; students `fast-*` and `slow-*` are enrolled."""
+    with (
+        TestClient(create_app(settings, fast_path=True)) as fast,
+        TestClient(create_app(settings, fast_path=False)) as slow,
+    ):
+        admin = bearer(settings, "a-root", "admin")
+        assert fast.put(f"/api/courses/{COURSE_ID}", json=COURSE, headers=admin).status_code == 201
+        for prefix in ("fast", "slow"):
+            for n in range(3):
+                url = f"/api/courses/{COURSE_ID}/enrollments/{prefix}-{n}"
+                assert fast.put(url, headers=admin).status_code == 201
+        yield {True: fast, False: slow}
+
+
+def rejected(reason: str) -> float:
+    return (
+        REGISTRY.get_sample_value("videoprogress_heartbeats_rejected_total", {"reason": reason})
+        or 0.0
+    )
+
+
+def answer(
+    client: TestClient, path: str, content: bytes, headers: dict[str, str]
+) -> dict[str, Any]:
+    r = client.post(path, content=content, headers=headers)
+    return {
+        "status": r.status_code,
+        "body": r.json() if r.content else None,
+        "headers": {h: r.headers.get(h) for h in COMPARED_HEADERS},
+        "has_request_id": bool(r.headers.get("x-request-id")),
+    }
+
+
+def both(clients: dict[bool, TestClient], settings: Settings, video: str, content: bytes | str,
+         headers: dict[str, str] | None = None, student: str | None = "0", role: str = "student",
+         expect_reason: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """The same request through both apps (each as its own student); asserts the answers are
+    equal, and that each counted one refusal under `expect_reason`. Returns the answer."""
+    raw = content.encode() if isinstance(content, str) else content
+    answers = {}
+    for fast in (True, False):
+        h = dict(headers if headers is not None else JSON)
+        if student is not None:
+            h.update(bearer(settings, f"{'fast' if fast else 'slow'}-{student}", role))
+        before = rejected(expect_reason) if expect_reason else 0.0
+        answers[fast] = answer(clients[fast], ROUTE.format(video), raw, h)
+        if expect_reason:
+            assert rejected(expect_reason) == before + 1, (fast, expect_reason)
+    assert answers[True] == answers[False]
+    assert answers[True]["has_request_id"]
+    return answers[True]
+
+
+def body(**fields: Any) -> str:
+    return json.dumps(heartbeat(**fields))
+
+
+def test_accepted_heartbeats_get_the_same_state_back(clients: dict, settings: Settings) -> None:
+    first = both(clients, settings, "v-100", body(watch_time=10, played=[[0, 10]]))
+    assert first["status"] == 202
+    # Worked out by hand: 10 s of a 100 s video watched, position 10.
+    assert first["body"] == {"accepted": True, "watch_time": 10.0, "progress_percentage": 10.0,
+                             "watched_seconds": 10.0, "completed": False}  # fmt: skip
+    assert first["headers"]["content-type"] == "application/json"
+    second = both(clients, settings, "v-100", body(watch_time=95, played=[[10, 95]]))
+    assert second["body"] == {"accepted": True, "watch_time": 95.0, "progress_percentage": 95.0,
+                              "watched_seconds": 95.0, "completed": True}  # fmt: skip
+
+
+def case(name: str, content: str | bytes, status: int, reason: str | None, **request: Any) -> Any:
+    """One refused request: `request` may set video, headers, student (None: no token), role."""
+    request = {"video": "v-100", "headers": None, "student": "0", "role": "student", **request}
+    return pytest.param(content, request, status, reason, id=name)
+
+
+NO_TOKEN = {"student": None}
+REFUSALS = [
+    case("no token", body(watch_time=1), 401, "unauthenticated", **NO_TOKEN),
+    case("not a JWT", body(watch_time=1), 401, "unauthenticated", student=None,
+         headers={**JSON, "Authorization": "Bearer nope"}),
+    case("basic scheme", body(watch_time=1), 401, "unauthenticated", student=None,
+         headers={**JSON, "Authorization": "Basic YTpi"}),
+    case("bare scheme", body(watch_time=1), 401, "unauthenticated", student=None,
+         headers={**JSON, "Authorization": "Bearer"}),
+    case("teacher token", body(watch_time=1), 403, "forbidden", role="teacher"),
+    case("not enrolled", body(watch_time=1), 403, "forbidden", student="9"),
+    case("unknown video", body(watch_time=1), 404, "not_found", video="v-404"),
+    case("not a video", body(watch_time=1), 422, "invalid", video="pdf-1"),
+    case("duration disagrees", body(watch_time=1, total=300), 422, "invalid"),
+    case("past the end", body(watch_time=150), 422, "invalid"),
+    case("unknown field", body(watch_time=1, speed=2), 422, "invalid"),
+    case("range backwards", body(watch_time=1, played=[[5, 1]]), 422, "invalid"),
+    case("malformed JSON", '{"watch_time": ', 422, "invalid"),
+    # FastAPI decodes the body before it checks the token: so does the fast path.
+    case("malformed JSON, no token", '{"watch_time": ', 422, "invalid", **NO_TOKEN),
+    case("schema-invalid, no token", body(watch_time=150), 401, "unauthenticated", **NO_TOKEN),
+    case("NaN", '{"watch_time": NaN, "total_duration": 100}', 422, "invalid"),
+    case("a list", "[1, 2]", 422, "invalid"),
+    case("null", "null", 422, "invalid"),
+    case("empty body", "", 422, "invalid"),
+    case("text/plain", body(watch_time=1), 422, "invalid", headers={"Content-Type": "text/plain"}),
+    case("no content type", body(watch_time=1), 422, "invalid", headers={}),
+    case("not UTF-8", b'{"watch_time": "\xff"}', 400, "http_error"),
+    case("over the body limit", body(watch_time=1, session_id="x" * 70_000), 413, None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("content", "request_", "status", "reason"), REFUSALS)
+def test_refusals_are_the_same(
+    clients: dict, settings: Settings, content: str, request_: dict, status: int, reason: str | None
+) -> None:
+    got = both(clients, settings, content=content, expect_reason=reason, **request_)
+    assert got["status"] == status, got
+    assert set(got["body"]) == {"error"} and got["body"]["error"]["message"]
+    if status == 401:
+        assert got["headers"]["www-authenticate"] == "Bearer"
+
+
+def test_json_with_a_parameter_in_the_content_type_is_json(
+    clients: dict, settings: Settings
+) -> None:
+    got = both(clients, settings, "v-600", body(watch_time=3, total=600),
+               {"Content-Type": "application/json; charset=utf-8"})  # fmt: skip
+    assert got["status"] == 202
+
+
+def test_the_rate_limit_answers_the_same(clients: dict, settings: Settings) -> None:
+    # settings: 6 heartbeats a minute per student; the 7th is refused with Retry-After.
+    for n in range(6):
+        got = both(clients, settings, "v-600", body(watch_time=n, total=600), student="1")
+        assert got["status"] == 202
+    got = both(clients, settings, "v-600", body(watch_time=7, total=600), student="1",
+               expect_reason="rate_limited")  # fmt: skip
+    assert got["status"] == 429
+    assert got["headers"]["retry-after"] is not None and int(got["headers"]["retry-after"]) > 0
+
+
+def test_other_methods_and_paths_pass_through(clients: dict, settings: Settings) -> None:
+    token = bearer(settings, "fast-2")
+    fast, slow = clients[True], clients[False]
+    for path in (ROUTE.format("v-100"), ROUTE.format("v-100") + "/", "/api/progress/video/x"):
+        assert (
+            fast.get(path, headers=token).status_code == slow.get(path, headers=token).status_code
+        )
+    assert fast.get("/api/progress/video/v-100/status", headers=token).status_code == 200
+    # A percent-encoded slash decodes to a path separator: no route takes it, in either app
+    # (the pages' mount answers 405 to a POST).
+    statuses = {
+        app.post("/api/progress/video/a%2Fb/watch-time", content=body(watch_time=1),
+                 headers={**JSON, **token}).status_code
+        for app in (fast, slow)
+    }  # fmt: skip
+    assert len(statuses) == 1 and statuses.pop() in (404, 405)
