@@ -4,6 +4,12 @@ Only operators that behave the same on MongoDB 6+ and on the nx-27017 stand-in a
 (pinned in tests/test_mongo_conformance.py). Times are stored as epoch seconds (floats): the
 stand-in does not round-trip `datetime` values.
 
+Documents of `watch_progress` and `enrollments` have deterministic `_id`s ("<material>|<student>",
+"<course>|<student>": material and course ids never hold '|'), and every write and point read
+goes by `_id`: MongoDB's own unique index serves it, and on the stand-in an `_id` lookup stays
+constant-time where any other filter scans the collection (5 ms per upsert at 10,000 documents,
+0.1 ms by `_id`). The (student, material) and (student, course) indexes serve the other queries.
+
 `watch_progress` documents carry `v`, the version of the hot state they were written from; a
 write only lands when its `v` is higher than the stored one (a stale conditional upsert fails with
 duplicate key 11000), so concurrent or repeated flushes can never move a document backwards.
@@ -71,10 +77,20 @@ class StoredState:
     version: int
 
 
+def progress_id(student_id: str, material_id: str) -> str:
+    return f"{material_id}|{student_id}"
+
+
+def enrollment_id(student_id: str, course_id: str) -> str:
+    return f"{course_id}|{student_id}"
+
+
 def progress_document(w: StateWrite) -> dict[str, Any]:
     """The flat, queryable fields of a watch_progress document, plus the full state."""
     s = w.state
     return {
+        "student_id": w.student_id,
+        "material_id": w.material_id,
         "course_id": w.course_id,
         "watch_time": s.position,
         "total_duration": w.duration,
@@ -139,7 +155,7 @@ class MongoStore:
             return outcome
         ops = [
             UpdateOne(
-                {"student_id": w.student_id, "material_id": w.material_id, "v": {"$lt": w.version}},
+                {"_id": progress_id(w.student_id, w.material_id), "v": {"$lt": w.version}},
                 {"$set": {**progress_document(w), "written_at": time.time()},
                  "$inc": {"flushes": 1}},
                 upsert=True,
@@ -179,20 +195,19 @@ class MongoStore:
     @_unavailable_on_outage
     def find_states(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], StoredState]:
         """Stored states by (student_id, material_id); absent keys are left out."""
-        by_student: dict[str, list[str]] = {}
-        for student_id, material_id in keys:
-            by_student.setdefault(student_id, []).append(material_id)
+        ids = [progress_id(student_id, material_id) for student_id, material_id in keys]
         found: dict[tuple[str, str], StoredState] = {}
-        for student_id, material_ids in by_student.items():
-            cursor = self.progress.find(
-                {"student_id": student_id, "material_id": {"$in": material_ids}},
-                {"_id": 0, "material_id": 1, "course_id": 1, "state": 1, "v": 1},
+        if not ids:
+            return found
+        cursor = self.progress.find(
+            {"_id": {"$in": ids}},
+            {"_id": 0, "student_id": 1, "material_id": 1, "course_id": 1, "state": 1, "v": 1},
+        )
+        for doc in cursor:
+            state = WatchState.from_dict(doc["state"]) if "state" in doc else None
+            found[(doc["student_id"], doc["material_id"])] = StoredState(
+                doc.get("course_id"), state, int(doc["v"])
             )
-            for doc in cursor:
-                state = WatchState.from_dict(doc["state"]) if "state" in doc else None
-                found[(student_id, doc["material_id"])] = StoredState(
-                    doc.get("course_id"), state, int(doc["v"])
-                )
         return found
 
     @_unavailable_on_outage
@@ -204,10 +219,15 @@ class MongoStore:
             return
         ops = [
             ReplaceOne(
-                {"student_id": student_id, "material_id": material_id},
-                {"student_id": student_id, "material_id": material_id, "v": version},
+                {"_id": progress_id(student_id, material_id)},
+                {
+                    "_id": progress_id(student_id, material_id),
+                    "student_id": student_id,
+                    "material_id": material_id,
+                    "v": version,
+                },
                 upsert=True,
-            )
+            )  # fmt: skip
             for material_id, version in versions.items()
         ]
         self.progress.bulk_write(ops, ordered=False)
@@ -218,9 +238,9 @@ class MongoStore:
     ) -> dict[str, tuple[int, bool]]:
         """Material id -> (stored version, holds progress) for a student's documents
         (tombstones hold none)."""
-        query = {"student_id": student_id}
+        query: dict[str, Any] = {"student_id": student_id}
         if material_id is not None:
-            query["material_id"] = material_id
+            query = {"_id": progress_id(student_id, material_id)}
         cursor = self.progress.find(query, {"_id": 0, "material_id": 1, "v": 1, "course_id": 1})
         return {doc["material_id"]: (int(doc["v"]), "course_id" in doc) for doc in cursor}
 
@@ -317,9 +337,11 @@ class MongoStore:
     def enroll(self, student_id: str, course_id: str) -> bool:
         """Enroll (idempotent); True when the enrollment is new."""
         result = self.enrollments.update_one(
-            {"student_id": student_id, "course_id": course_id},
+            {"_id": enrollment_id(student_id, course_id)},
             {
                 "$setOnInsert": {
+                    "student_id": student_id,
+                    "course_id": course_id,
                     "completed_materials": [],
                     "progress_percentage": 0.0,
                     "enrolled_at": time.time(),
@@ -331,7 +353,7 @@ class MongoStore:
 
     @_unavailable_on_outage
     def unenroll(self, student_id: str, course_id: str) -> bool:
-        result = self.enrollments.delete_many({"student_id": student_id, "course_id": course_id})
+        result = self.enrollments.delete_one({"_id": enrollment_id(student_id, course_id)})
         return result.deleted_count > 0
 
     @_unavailable_on_outage
@@ -341,9 +363,7 @@ class MongoStore:
 
     @_unavailable_on_outage
     def enrollment(self, student_id: str, course_id: str) -> dict[str, Any] | None:
-        return self.enrollments.find_one(
-            {"student_id": student_id, "course_id": course_id}, {"_id": 0}
-        )
+        return self.enrollments.find_one({"_id": enrollment_id(student_id, course_id)}, {"_id": 0})
 
     @_unavailable_on_outage
     def record_completion(
@@ -353,12 +373,12 @@ class MongoStore:
 
         Idempotent ($addToSet, $max): repeating it changes nothing. Returns the new progress.
         """
-        key = {"student_id": student_id, "course_id": course_id}
+        key = {"_id": enrollment_id(student_id, course_id)}
+        ids = [progress_id(student_id, m) for m in material_ids]
         confirmed = [  # an erasure since the completion was queued must not be undone
             doc["material_id"]
             for doc in self.progress.find(
-                {"student_id": student_id, "material_id": {"$in": material_ids}, "completed": True},
-                {"_id": 0, "material_id": 1},
+                {"_id": {"$in": ids}, "completed": True}, {"_id": 0, "material_id": 1}
             )
         ]
         if confirmed:
@@ -385,7 +405,7 @@ class MongoStore:
             if progress != doc.get("progress_percentage"):
                 ops.append(
                     UpdateOne(
-                        {"student_id": doc["student_id"], "course_id": course.course_id},
+                        {"_id": enrollment_id(doc["student_id"], course.course_id)},
                         {"$set": {"progress_percentage": progress, "updated_at": time.time()}},
                     )
                 )
@@ -399,7 +419,7 @@ class MongoStore:
     ) -> bool:
         """Remove materials (all when None) from an enrollment's completions and recalculate
         its progress. Returns False when the student is not enrolled."""
-        key = {"student_id": student_id, "course_id": course.course_id}
+        key = {"_id": enrollment_id(student_id, course.course_id)}
         doc = self.enrollments.find_one(key, {"_id": 0, "completed_materials": 1})
         if doc is None:
             return False

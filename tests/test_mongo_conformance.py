@@ -43,10 +43,14 @@ def progress(mongo_db: Database) -> Collection:
 def versioned(
     student_id: str, material_id: str, new_v: int, fields: dict, course_id: str = "c1"
 ) -> tuple[dict, dict]:
-    """Filter and update of the storage code's conditional versioned upsert."""
+    """Filter and update of the storage code's conditional versioned upsert: by a deterministic
+    `_id`, with the pair's own fields set alongside."""
     return (
-        {"student_id": student_id, "material_id": material_id, "v": {"$lt": new_v}},
-        {"$set": {**fields, "v": new_v}, "$setOnInsert": {"course_id": course_id}},
+        {"_id": f"{material_id}|{student_id}", "v": {"$lt": new_v}},
+        {
+            "$set": {"student_id": student_id, "material_id": material_id, **fields, "v": new_v},
+            "$setOnInsert": {"course_id": course_id},
+        },
     )
 
 
@@ -97,7 +101,8 @@ def test_unique_compound_index_rejects_duplicate_pair(progress: Collection) -> N
 
 def test_versioned_upsert_inserts_when_absent(progress: Collection) -> None:
     result = versioned_upsert(progress, "s1", "m1", 3, {"position": 12.5})
-    assert result.upserted_id is not None
+    assert result.upserted_id == "m1|s1"  # the filter's _id becomes the document's
+    assert progress.find_one({"_id": "m1|s1"}, {"v": 1}) == {"_id": "m1|s1", "v": 3}
     assert strip_id(progress.find_one({"student_id": "s1", "material_id": "m1"})) == {
         "student_id": "s1",
         "material_id": "m1",
@@ -325,6 +330,32 @@ def test_find_in_on_two_fields_with_projection(seeded: Collection) -> None:
         {"student_id": "s2", "material_id": "m1", "v": 3},
         {"student_id": "s2", "material_id": "m3", "v": 8},
     ]
+
+
+def test_find_by_id_in_with_another_condition(progress: Collection) -> None:
+    versioned_upsert(progress, "s1", "m1", 1, {"completed": True})
+    versioned_upsert(progress, "s1", "m2", 1, {"completed": False})
+    versioned_upsert(progress, "s2", "m1", 1, {"completed": True})
+    docs = progress.find(
+        {"_id": {"$in": ["m1|s1", "m2|s1", "m9|s1"]}, "completed": True},
+        {"_id": 0, "material_id": 1},
+    )
+    assert list(docs) == [{"material_id": "m1"}]
+    found = progress.find({"_id": {"$in": ["m1|s1", "m1|s2"]}}, {"student_id": 1})
+    assert sorted(d["_id"] for d in found) == ["m1|s1", "m1|s2"]
+
+
+def test_upsert_by_id_with_set_on_insert_only(mongo_db: Database) -> None:
+    # How an enrollment is created: the filter is the _id, the other fields are set on insert.
+    col = mongo_db["enrollments"]
+    update = {"$setOnInsert": {"student_id": "s1", "course_id": "c1", "done": []}}
+    first = col.update_one({"_id": "c1|s1"}, update, upsert=True)
+    second = col.update_one({"_id": "c1|s1"}, update, upsert=True)
+    assert first.upserted_id == "c1|s1" and second.upserted_id is None
+    assert list(col.find({})) == [
+        {"_id": "c1|s1", "student_id": "s1", "course_id": "c1", "done": []}
+    ]
+    assert col.delete_one({"_id": "c1|s1"}).deleted_count == 1
 
 
 def test_find_gte(seeded: Collection) -> None:

@@ -23,7 +23,13 @@ import redis
 
 from shared import admin_ops
 from shared.catalog import Course
-from shared.mongo_store import MongoStore, StateWrite, progress_document
+from shared.mongo_store import (
+    MongoStore,
+    StateWrite,
+    enrollment_id,
+    progress_document,
+    progress_id,
+)
 from shared.progress import WatchState
 from shared.services import (
     free_port,
@@ -51,7 +57,8 @@ def seed(mongo: MongoStore, r: redis.Redis, students: int, videos: int) -> None:
     admin_ops.save_course(mongo, r, course)
     rng = random.Random(7)
     mongo.enrollments.insert_many(
-        [{"student_id": f"s{i:05d}", "course_id": "bench", "completed_materials": [],
+        [{"_id": enrollment_id(f"s{i:05d}", "bench"), "student_id": f"s{i:05d}",
+          "course_id": "bench", "completed_materials": [],
           "progress_percentage": 0.0} for i in range(students)]
     )  # fmt: skip
     now = time.time()
@@ -68,7 +75,7 @@ def seed(mongo: MongoStore, r: redis.Redis, students: int, videos: int) -> None:
                 last_watched=now - rng.uniform(0, 9e5),
             )
             write = StateWrite(f"s{i:05d}", m.material_id, "bench", 600.0, state, 1)
-            docs.append({"student_id": write.student_id, "material_id": write.material_id,
+            docs.append({"_id": progress_id(write.student_id, write.material_id),
                          **progress_document(write), "flushes": 1})  # fmt: skip
         mongo.progress.insert_many(docs, ordered=False)
 

@@ -23,7 +23,7 @@ import redis
 from shared import admin_ops
 from shared.catalog import Course
 from shared.hot_store import ENROLLMENT_LOADED, enrollments_key
-from shared.mongo_store import MongoStore
+from shared.mongo_store import MongoStore, enrollment_id
 from shared.services import (
     Service,
     free_port,
@@ -127,7 +127,8 @@ def enroll_bulk(bs: BenchStack, students: list[str], course_id: str) -> None:
     for i in range(0, len(students), 5000):
         chunk = students[i : i + 5000]
         bs.mongo.enrollments.insert_many(
-            [{"student_id": s, "course_id": course_id, "completed_materials": [],
+            [{"_id": enrollment_id(s, course_id), "student_id": s, "course_id": course_id,
+              "completed_materials": [],
               "progress_percentage": 0.0, "enrolled_at": now} for s in chunk],
             ordered=False,
         )  # fmt: skip

@@ -59,6 +59,7 @@ from rq.registry import StartedJobRegistry
 
 from shared.catalog import Course
 from shared.hot_store import DIRTY, PENDING
+from shared.mongo_store import progress_id
 from shared.stats import read_stats
 from tests.benchmarks.benchstack import (
     BenchStack,
@@ -430,7 +431,7 @@ class LoadGen:
         seen: list[float | None] = []
         for s in samples:
             doc = self.bs.mongo.progress.find_one(
-                {"student_id": s.student, "material_id": s.material}, {"_id": 0, "state": 1}
+                {"_id": progress_id(s.student, s.material)}, {"_id": 0, "state": 1}
             )
             key = ((doc or {}).get("state") or {}).get("position_key")
             visible = key and (
