@@ -10,7 +10,6 @@ import redis.exceptions
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -75,7 +74,7 @@ def response_for(exc: Exception, method: str, path: str) -> tuple[JSONResponse, 
         elif isinstance(exc, RetryLater):
             headers = {"Retry-After": str(exc.retry_after_s)}
         return error_response(exc.status, exc.code, exc.message, exc.details, headers), exc.code
-    if isinstance(exc, RequestValidationError | ValidationError):
+    if isinstance(exc, RequestValidationError):  # the request's, not a bug's ValidationError
         return invalid_response(exc.errors()), "invalid"
     if isinstance(exc, StarletteHTTPException):
         code = _HTTP_CODES.get(exc.status_code, "http_error")
@@ -92,9 +91,8 @@ def response_for(exc: Exception, method: str, path: str) -> tuple[JSONResponse, 
         )  # fmt: skip
         return response, "buffer_full"
     log.error("unhandled error on %s %s", method, path, exc_info=exc)
-    return error_response(500, "internal_error", "unexpected error; it has been logged"), (
-        "internal_error"
-    )
+    response = error_response(500, "internal_error", "unexpected error; it has been logged")
+    return response, "internal_error"
 
 
 HANDLED = (

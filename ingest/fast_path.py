@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 from pydantic_core import to_json
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -75,7 +76,10 @@ class WatchTimeFastPath:
         if raw is _MISSING:
             missing = {"type": "missing", "loc": ("body",), "msg": "Field required"}
             raise RequestValidationError([missing])
-        body = HeartbeatBody.model_validate(raw, from_attributes=True)  # as FastAPI does
+        try:
+            body = HeartbeatBody.model_validate(raw, from_attributes=True)  # as FastAPI does
+        except ValidationError as exc:
+            raise RequestValidationError(exc.errors()) from None
         return to_json(await record_heartbeat(state.progress, student, video_id, body))
 
 

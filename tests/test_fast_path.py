@@ -182,3 +182,30 @@ def test_other_methods_and_paths_pass_through(clients: dict, settings: Settings)
         for app in (fast, slow)
     }  # fmt: skip
     assert len(statuses) == 1 and statuses.pop() in (404, 405)
+
+
+class _BrokenCatalog:
+    async def material(self, material_id: str) -> None:
+        raise RuntimeError("injected fault")
+
+
+def test_an_unexpected_error_is_a_logged_500_in_the_error_shape(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    answers = []
+    for fast in (True, False):
+        app = create_app(settings, fast_path=fast)
+        with TestClient(app, raise_server_exceptions=False) as client:
+            app.state.ctx.catalog = _BrokenCatalog()
+            before = rejected("internal_error")
+            answers.append(answer(client, ROUTE.format("v-100"), body(watch_time=1).encode(),
+                                  {**JSON, **bearer(settings, "fast-0")}))  # fmt: skip
+            assert rejected("internal_error") == before + 1
+    # Through FastAPI a 500 is answered outside the request-log middleware, so it carries no
+    # X-Request-ID; the fast path's does. Everything else is the same.
+    assert answers[0].pop("has_request_id") and not answers[1].pop("has_request_id")
+    assert answers[0] == answers[1]
+    assert answers[0]["status"] == 500
+    assert answers[0]["body"]["error"]["code"] == "internal_error"
+    logged = [r for r in caplog.records if r.getMessage().startswith("unhandled error on POST")]
+    assert len(logged) == 2 and all("injected fault" in str(r.exc_info[1]) for r in logged)
