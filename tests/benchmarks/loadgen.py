@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import math
 import os
 import random
@@ -48,8 +49,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpx
 import redis.asyncio as aioredis
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -70,8 +71,9 @@ from tests.benchmarks.benchstack import (
     enroll_bulk,
     percentile,
 )
+from tests.benchmarks.http_pool import HttpError, HttpPool
 
-console = Console()
+console = Console() if sys.stdout.isatty() else Console(width=220)  # logs: no wrapping
 
 COURSE_ID = "load-101"
 VIDEOS = {
@@ -279,16 +281,13 @@ class LoadGen:
 
     async def open(self) -> None:
         conc = self.args.concurrency
-        self.client = httpx.AsyncClient(
-            base_url=self.bs.url,
-            limits=httpx.Limits(max_connections=conc, max_keepalive_connections=conc),
-            timeout=httpx.Timeout(30.0),
-        )
+        url = urlsplit(self.bs.url)
+        self.http = HttpPool(url.hostname or "127.0.0.1", url.port or 80)
         self.sem = asyncio.Semaphore(conc)
         self.aredis = aioredis.Redis.from_url(self.bs.settings.redis_url)
 
     async def close(self) -> None:
-        await self.client.aclose()
+        await self.http.aclose()
         await self.aredis.aclose()
 
     def add_students(self, students: list[str]) -> None:
@@ -302,14 +301,15 @@ class LoadGen:
         return km
 
     async def _request(self, method: str, path: str, sid: str) -> tuple[int | None, Any]:
+        body = b"" if method == "POST" else None
         try:
-            response = await self.client.request(method, path, headers=self.headers[sid])
-        except httpx.HTTPError as exc:
-            self._example(f"{method} {path}: {type(exc).__name__}")
+            reply = await self.http.request(method, path, self.headers[sid], body)
+        except HttpError as exc:
+            self._example(f"{method} {path}: {exc}")
             return None, None
-        if response.status_code >= 400:
-            self._example(f"{method} {path}: {response.status_code} {response.text[:200]}")
-        return response.status_code, response.json() if response.status_code < 300 else None
+        if reply.status >= 400:
+            self._example(f"{method} {path}: {reply.status} {reply.body[:200]!r}")
+        return reply.status, json.loads(reply.body) if reply.status < 300 else None
 
     def _example(self, text: str) -> None:
         if len(self.m.error_examples) < 10:
@@ -337,6 +337,7 @@ class LoadGen:
     ) -> None:
         path = f"/api/progress/video/{mid}/watch-time"
         client_ts = parsed_ts(body["client_ts"])
+        raw = json.dumps(body).encode()
         for attempt in range(5):
             async with self.sem:
                 if attempt == 0:
@@ -344,12 +345,13 @@ class LoadGen:
                     self.m.late_at.append(now)
                     self.m.late_s.append(max(0.0, now - scheduled))
                 t = time.perf_counter()
+                reply = None
                 try:
-                    response = await self.client.post(path, json=body, headers=self.headers[sid])
-                    status: int | None = response.status_code
-                except httpx.HTTPError as exc:
+                    reply = await self.http.request("POST", path, self.headers[sid], raw)
+                    status: int | None = reply.status
+                except HttpError as exc:
                     status = None
-                    self._example(f"POST {path}: {type(exc).__name__}")
+                    self._example(f"POST {path}: {exc}")
                 elapsed_ms = (time.perf_counter() - t) * 1000.0
             if status == 202:
                 km.accept(body, client_ts)
@@ -363,7 +365,7 @@ class LoadGen:
                 await asyncio.sleep(min(2.0, 0.2 * 2**attempt))
                 continue
             self.m.errors[status] += 1
-            self._example(f"POST {path} {body}: {status} {response.text[:160]}")
+            self._example(f"POST {path} {body}: {status} {reply.body[:160] if reply else b''!r}")
             return
         km.uncertain = True
         self.m.errors["gave up after retries"] += 1
