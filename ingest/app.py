@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None, fast_path: bool = True) -> Fast
 
     app = FastAPI(
         title="Video progress tracking",
-        version="0.1.0",
+        version="0.6.0",
         description="Heartbeats from course video players in, progress out. See API.md.",
         lifespan=lifespan,
         responses=ERROR_RESPONSES,

@@ -85,6 +85,16 @@ def enrollment_id(student_id: str, course_id: str) -> str:
     return f"{course_id}|{student_id}"
 
 
+# Write filters name `student_id` beside the `_id`: sharded on {student_id: "hashed"} (see
+# README, Operations), MongoDB routes a write, and accepts an upsert, only with the shard key.
+def _progress_key(student_id: str, material_id: str) -> dict[str, Any]:
+    return {"_id": progress_id(student_id, material_id), "student_id": student_id}
+
+
+def _enrollment_key(student_id: str, course_id: str) -> dict[str, Any]:
+    return {"_id": enrollment_id(student_id, course_id), "student_id": student_id}
+
+
 def progress_document(w: StateWrite) -> dict[str, Any]:
     """The flat, queryable fields of a watch_progress document, plus the full state."""
     s = w.state
@@ -155,7 +165,7 @@ class MongoStore:
             return outcome
         ops = [
             UpdateOne(
-                {"_id": progress_id(w.student_id, w.material_id), "v": {"$lt": w.version}},
+                {**_progress_key(w.student_id, w.material_id), "v": {"$lt": w.version}},
                 {"$set": {**progress_document(w), "written_at": time.time()},
                  "$inc": {"flushes": 1}},
                 upsert=True,
@@ -219,15 +229,14 @@ class MongoStore:
             return
         ops = [
             ReplaceOne(
-                {"_id": progress_id(student_id, material_id)},
+                _progress_key(student_id, material_id),
                 {
-                    "_id": progress_id(student_id, material_id),
-                    "student_id": student_id,
+                    **_progress_key(student_id, material_id),
                     "material_id": material_id,
                     "v": version,
                 },
                 upsert=True,
-            )  # fmt: skip
+            )
             for material_id, version in versions.items()
         ]
         self.progress.bulk_write(ops, ordered=False)
@@ -240,7 +249,7 @@ class MongoStore:
         (tombstones hold none)."""
         query: dict[str, Any] = {"student_id": student_id}
         if material_id is not None:
-            query = {"_id": progress_id(student_id, material_id)}
+            query = _progress_key(student_id, material_id)
         cursor = self.progress.find(query, {"_id": 0, "material_id": 1, "v": 1, "course_id": 1})
         return {doc["material_id"]: (int(doc["v"]), "course_id" in doc) for doc in cursor}
 
@@ -337,7 +346,7 @@ class MongoStore:
     def enroll(self, student_id: str, course_id: str) -> bool:
         """Enroll (idempotent); True when the enrollment is new."""
         result = self.enrollments.update_one(
-            {"_id": enrollment_id(student_id, course_id)},
+            _enrollment_key(student_id, course_id),
             {
                 "$setOnInsert": {
                     "student_id": student_id,
@@ -353,7 +362,7 @@ class MongoStore:
 
     @_unavailable_on_outage
     def unenroll(self, student_id: str, course_id: str) -> bool:
-        result = self.enrollments.delete_one({"_id": enrollment_id(student_id, course_id)})
+        result = self.enrollments.delete_one(_enrollment_key(student_id, course_id))
         return result.deleted_count > 0
 
     @_unavailable_on_outage
@@ -363,7 +372,7 @@ class MongoStore:
 
     @_unavailable_on_outage
     def enrollment(self, student_id: str, course_id: str) -> dict[str, Any] | None:
-        return self.enrollments.find_one({"_id": enrollment_id(student_id, course_id)}, {"_id": 0})
+        return self.enrollments.find_one(_enrollment_key(student_id, course_id), {"_id": 0})
 
     @_unavailable_on_outage
     def record_completion(
@@ -373,12 +382,13 @@ class MongoStore:
 
         Idempotent ($addToSet, $max): repeating it changes nothing. Returns the new progress.
         """
-        key = {"_id": enrollment_id(student_id, course_id)}
+        key = _enrollment_key(student_id, course_id)
         ids = [progress_id(student_id, m) for m in material_ids]
         confirmed = [  # an erasure since the completion was queued must not be undone
             doc["material_id"]
             for doc in self.progress.find(
-                {"_id": {"$in": ids}, "completed": True}, {"_id": 0, "material_id": 1}
+                {"_id": {"$in": ids}, "student_id": student_id, "completed": True},
+                {"_id": 0, "material_id": 1},
             )
         ]
         if confirmed:
@@ -405,7 +415,7 @@ class MongoStore:
             if progress != doc.get("progress_percentage"):
                 ops.append(
                     UpdateOne(
-                        {"_id": enrollment_id(doc["student_id"], course.course_id)},
+                        _enrollment_key(doc["student_id"], course.course_id),
                         {"$set": {"progress_percentage": progress, "updated_at": time.time()}},
                     )
                 )
@@ -419,7 +429,7 @@ class MongoStore:
     ) -> bool:
         """Remove materials (all when None) from an enrollment's completions and recalculate
         its progress. Returns False when the student is not enrolled."""
-        key = {"_id": enrollment_id(student_id, course.course_id)}
+        key = _enrollment_key(student_id, course.course_id)
         doc = self.enrollments.find_one(key, {"_id": 0, "completed_materials": 1})
         if doc is None:
             return False

@@ -44,9 +44,9 @@ def versioned(
     student_id: str, material_id: str, new_v: int, fields: dict, course_id: str = "c1"
 ) -> tuple[dict, dict]:
     """Filter and update of the storage code's conditional versioned upsert: by a deterministic
-    `_id`, with the pair's own fields set alongside."""
+    `_id` and the shard key, with the pair's own fields set alongside."""
     return (
-        {"_id": f"{material_id}|{student_id}", "v": {"$lt": new_v}},
+        {"_id": f"{material_id}|{student_id}", "student_id": student_id, "v": {"$lt": new_v}},
         {
             "$set": {"student_id": student_id, "material_id": material_id, **fields, "v": new_v},
             "$setOnInsert": {"course_id": course_id},
@@ -349,13 +349,14 @@ def test_upsert_by_id_with_set_on_insert_only(mongo_db: Database) -> None:
     # How an enrollment is created: the filter is the _id, the other fields are set on insert.
     col = mongo_db["enrollments"]
     update = {"$setOnInsert": {"student_id": "s1", "course_id": "c1", "done": []}}
-    first = col.update_one({"_id": "c1|s1"}, update, upsert=True)
-    second = col.update_one({"_id": "c1|s1"}, update, upsert=True)
+    key = {"_id": "c1|s1", "student_id": "s1"}  # _id and the shard key
+    first = col.update_one(key, update, upsert=True)
+    second = col.update_one(key, update, upsert=True)
     assert first.upserted_id == "c1|s1" and second.upserted_id is None
     assert list(col.find({})) == [
         {"_id": "c1|s1", "student_id": "s1", "course_id": "c1", "done": []}
     ]
-    assert col.delete_one({"_id": "c1|s1"}).deleted_count == 1
+    assert col.delete_one(key).deleted_count == 1
 
 
 def test_find_gte(seeded: Collection) -> None:

@@ -11,7 +11,7 @@ with the state as of the heartbeat. Both run as one uvicorn worker with `--no-ac
 Procfile's web line with WEB_CONCURRENCY=1, and the same flags for the reference), against the
 same redis-server (AOF everysec), driven by the same load tool: `wrk` when installed (Debian's
 package; one thread, so the server keeps the other core), else this module's own async client
-(httpx) in a separate process.
+(tests/benchmarks/http_pool.py) in a separate process.
 
 Realistic state: 2,000 enrolled students x 4 videos, each key with a hot state in Redis (as a
 worker leaves it) and a few pending heartbeats, like a steady flow with the default 30 s flush.
@@ -43,6 +43,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import redis.asyncio as aioredis
@@ -54,6 +55,7 @@ from shared.hot_store import DIRTY, PENDING, Fold, HotStore, ProgressKey
 from shared.progress import WatchState
 from shared.services import free_port, start_procfile_process, wait_for_port
 from tests.benchmarks.benchstack import BenchStack, bench_stack, enroll_bulk, percentile
+from tests.benchmarks.http_pool import HttpPool
 
 COURSE_ID = "bench-ingest"
 VIDEOS = ["bv01", "bv02", "bv03", "bv04"]
@@ -248,32 +250,30 @@ def run_python_client(
     ).stdout  # fmt: skip
     r = json.loads(out.strip().splitlines()[-1])
     return LoadResult(name, r["requests"], r["seconds"], r["requests"] / r["seconds"],
-                      r["p50_ms"], r["p99_ms"], r["non_2xx"], "python (httpx)")  # fmt: skip
+                      r["p50_ms"], r["p99_ms"], r["non_2xx"], "python (http_pool)")  # fmt: skip
 
 
 async def _client_run(url: str, data: Path, seconds: float, connections: int) -> dict:
     rows = [line.split("\t", 2) for line in data.read_text().splitlines()]
     latencies: list[float] = []
     statuses: Counter = Counter()
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
-        deadline = time.perf_counter() + seconds
-        counter = iter(range(10**9))
+    target = urlsplit(url)
+    pool = HttpPool(target.hostname or "127.0.0.1", target.port or 80)
+    deadline = time.perf_counter() + seconds
+    counter = iter(range(10**9))
 
-        async def worker() -> None:
-            while time.perf_counter() < deadline:
-                path, auth, body = rows[next(counter) % len(rows)]
-                t = time.perf_counter()
-                response = await client.post(
-                    path, content=body,
-                    headers={"Authorization": auth, "Content-Type": "application/json"},
-                )  # fmt: skip
-                latencies.append((time.perf_counter() - t) * 1000)
-                statuses[response.status_code] += 1
+    async def worker() -> None:  # one request at a time: `connections` of them in flight
+        while time.perf_counter() < deadline:
+            path, auth, body = rows[next(counter) % len(rows)]
+            t = time.perf_counter()
+            reply = await pool.request("POST", path, {"Authorization": auth}, body.encode())
+            latencies.append((time.perf_counter() - t) * 1000)
+            statuses[reply.status] += 1
 
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(connections)))
-        elapsed = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    elapsed = time.perf_counter() - t0
+    await pool.aclose()
     return {
         "requests": len(latencies), "seconds": elapsed,
         "p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99),
