@@ -462,6 +462,8 @@ def bench(bs: BenchStack, args: argparse.Namespace, load) -> None:  # noqa: ANN0
         if args.profile:
             reset_buffer(bs, warm)
             profile(bs, single, root, s, c, load)
+            reset_buffer(bs, warm)
+            profile(bs, batch100, root, s, min(c, 16), load, "batch route, 100 tracker-shaped")
     finally:
         ref.terminate()
         ref.wait(15)
@@ -497,21 +499,31 @@ def summarize(results: list[LoadResult]) -> None:
         print(f"  non-2xx answers in: {', '.join(bad)}")
 
 
-def profile(bs: BenchStack, data: Path, root: Path, seconds: float, conns: int, load) -> None:  # noqa: ANN001
+def profile(  # noqa: PLR0913
+    bs: BenchStack,
+    data: Path,
+    root: Path,
+    seconds: float,
+    conns: int,
+    load,  # noqa: ANN001
+    name: str = "single route",
+) -> None:
     pyspy = Path(sys.executable).parent / "py-spy"
     if not pyspy.exists():
         print("py-spy is not installed in the venv: pip install py-spy")
         return
     web_pid = bs.stack.procs["web"][0].pid
-    raw = root / "web-profile.txt"
+    raw = root / f"web-profile-{name.split(',')[0].replace(' ', '-')}.txt"
     spy = subprocess.Popen(
         [str(pyspy), "record", "--pid", str(web_pid), "--duration", str(int(seconds)),
          "--rate", "200", "--format", "raw", "--threads", "--nonblocking", "--output", str(raw)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     time.sleep(1.0)
-    result = load("single route under py-spy", bs.url, data, seconds - 1.0, conns)
+    result = load(f"{name} under py-spy", bs.url, data, seconds - 1.0, conns)
     spy.wait(60)
+    if data.name.startswith("batch"):
+        result.items_per_request = 100
     print_result(result)
     inclusive, own = profile_summary(raw)
     print(f"\nweb process under load (py-spy, event loop thread, {raw})\nself time by file:")
