@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import subprocess
@@ -181,3 +182,15 @@ def test_redis_out_of_memory_is_503_not_a_crash(
     assert r.status_code == 503 and r.json()["error"]["code"] == "buffer_full"
     assert int(r.headers["Retry-After"]) > 0
     assert watch(client, settings, **heartbeat(6)).status_code == 202
+
+
+def test_a_running_app_keeps_its_start_up_heap_out_of_the_collector(settings: Settings) -> None:
+    before = gc.get_threshold()
+    with TestClient(create_app(settings)) as c:
+        assert c.get("/healthz").status_code == 200
+        # Start-up objects are frozen; the youngest generation is collected far less often.
+        assert gc.get_freeze_count() > 10_000
+        assert gc.get_threshold()[0] >= 10_000
+    # Stopping the app restores the collector: nothing of it stays frozen.
+    assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == before

@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import gc
 import json
 import math
 import os
@@ -59,6 +61,7 @@ from rq import Queue
 from rq.registry import StartedJobRegistry
 
 from shared.catalog import Course
+from shared.gc_tuning import GC_THRESHOLD
 from shared.hot_store import DIRTY, PENDING
 from shared.mongo_store import progress_id
 from shared.stats import read_stats
@@ -811,6 +814,7 @@ async def run(bs: BenchStack, args: argparse.Namespace) -> int:
             gen.own_redis_calls += 2 * len(new)  # the enrollment mirror: DEL + SADD each
             gen.own_redis_reads += math.ceil(len(new) / 5000)
             gen.add_students(new)
+            gc.freeze()  # the model so far stays to the end: out of the collector's passes
             enrolled = watchers
             step = Step(watchers, gen.loop.time(), 0.0)
             cpu0 = cpu_snapshot(pids)
@@ -855,8 +859,10 @@ async def run(bs: BenchStack, args: argparse.Namespace) -> int:
     await gen.stop_students(grace_s=min(30.0, MAX_PAUSE_S / gen.k + 5.0))
     drain_started = time.time()
     drained = await drain(gen, args.drain_timeout)
+    poller.cancel()  # first, so that two polls never work on the same samples
+    with contextlib.suppress(asyncio.CancelledError):
+        await poller
     await gen.poll_lag()  # samples made visible by the last flushes
-    poller.cancel()
     redis_delta = RedisCounters.take(bs.r).minus(redis0)
     total_wall = time.time() - wall0
     problems, enrollment_problems = await verify_with_patience(gen)
@@ -1009,6 +1015,9 @@ def main() -> None:
     parser.add_argument("--step-factor", type=float, default=1.5)
     parser.add_argument("--step-seconds", type=float, default=60.0)
     args = parser.parse_args()
+    # The generator keeps a large model; the collector's full passes over it stalled its event
+    # loop for up to 0.5 s (measured with gc.callbacks), which shows as service latency.
+    gc.set_threshold(*GC_THRESHOLD)
     if args.capacity:
         args.workers = 1
     # The per-student rate limit counts real minutes: scale it with the compressed time.
