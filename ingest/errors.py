@@ -101,17 +101,25 @@ HANDLED = (
     StarletteHTTPException,
     redis.exceptions.ResponseError,
     *_REDIS_DOWN,
-    Exception,  # Starlette routes this one to its outermost middleware: a 500
 )
 
 
+def answer_error(exc: Exception, method: str, path: str) -> JSONResponse:
+    """`response_for`, and a refused single heartbeat counted under its reason, whichever
+    layer refused it."""
+    response, reason = response_for(exc, method, path)
+    if method == "POST" and path.endswith("/watch-time"):
+        HEARTBEATS_REJECTED.labels(reason=reason).inc()
+    return response
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    """The expected refusals. Anything else is answered by RequestLogMiddleware, inside the
+    request's id (Starlette would answer it from its outermost middleware, after the id and the
+    request log line are gone)."""
+
     async def handle(request: Request, exc: Exception) -> JSONResponse:
-        response, reason = response_for(exc, request.method, request.url.path)
-        if request.method == "POST" and request.url.path.endswith("/watch-time"):
-            # Every refused single heartbeat, whatever refused it, counts under its reason.
-            HEARTBEATS_REJECTED.labels(reason=reason).inc()
-        return response
+        return answer_error(exc, request.method, request.url.path)
 
     for exc_class in HANDLED:
         app.add_exception_handler(exc_class, handle)

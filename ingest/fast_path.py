@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ingest.auth import bearer_principal, check_role
-from ingest.errors import TooLarge, read_body, response_for, too_large_response
+from ingest.errors import TooLarge, answer_error, read_body, too_large_response
 from ingest.metrics import HEARTBEATS_REJECTED, INGEST_SECONDS
 from ingest.models import HeartbeatBody
 from ingest.routes_progress import record_heartbeat
@@ -52,9 +52,7 @@ class WatchTimeFastPath:
             HEARTBEATS_REJECTED.labels(reason="too_large").inc()
             await too_large_response(self.max_bytes)(scope, receive, send)
         except Exception as exc:  # every refusal leaves in the error shape, and counts
-            response, reason = response_for(exc, "POST", scope["path"])
-            HEARTBEATS_REJECTED.labels(reason=reason).inc()
-            await response(scope, receive, send)
+            await answer_error(exc, "POST", scope["path"])(scope, receive, send)
         else:
             headers = [(b"content-type", b"application/json"),
                        (b"content-length", str(len(reply)).encode())]  # fmt: skip

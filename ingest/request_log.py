@@ -1,5 +1,6 @@
 """A log line per request (at DEBUG; at WARNING when it failed with a 5xx or took over a
-second), with a request id taken from X-Request-ID when sane, and returned in the response."""
+second), with a request id taken from X-Request-ID when sane, and returned in the response.
+An exception no one answered becomes a logged 500 in the error shape here, inside the id."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ingest.errors import answer_error
 from shared.logs import request_id
 
 log = logging.getLogger("videoprogress.http")
@@ -30,16 +32,23 @@ class RequestLogMiddleware:
         token = request_id.set(rid)
         started = time.perf_counter()
         status = 500
+        started_response = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
                 status = message["status"]
+                started_response = True
                 message.setdefault("headers", []).append((b"x-request-id", rid.encode()))
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            if started_response:  # too late for an answer: uvicorn closes the connection
+                raise
+            response = answer_error(exc, scope["method"], scope["path"])
+            await response(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
             # Ordinary requests at DEBUG (a line per heartbeat costs ~20 % of the route);
