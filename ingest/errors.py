@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ingest.metrics import HEARTBEATS_REJECTED
@@ -108,9 +109,13 @@ def answer_error(exc: Exception, method: str, path: str) -> JSONResponse:
     """`response_for`, and a refused single heartbeat counted under its reason, whichever
     layer refused it."""
     response, reason = response_for(exc, method, path)
+    count_refusal(method, path, reason)
+    return response
+
+
+def count_refusal(method: str, path: str, reason: str) -> None:
     if method == "POST" and path.endswith("/watch-time"):
         HEARTBEATS_REJECTED.labels(reason=reason).inc()
-    return response
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -130,7 +135,8 @@ class TooLarge(Exception):
 
 
 async def read_body(scope: Scope, receive: Receive, max_bytes: int) -> bytes:
-    """The whole request body, or TooLarge past `max_bytes` (declared or streamed)."""
+    """The whole request body; TooLarge past `max_bytes` (declared or streamed),
+    ClientDisconnect if the client leaves before its end."""
     declared = dict(scope["headers"]).get(b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise TooLarge
@@ -139,7 +145,7 @@ async def read_body(scope: Scope, receive: Receive, max_bytes: int) -> bytes:
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            break  # the client went away
+            raise ClientDisconnect  # gone mid-body: a part is not a request
         chunks.append(message.get("body", b""))
         size += len(chunks[-1])
         if size > max_bytes:
@@ -169,7 +175,10 @@ class BodyLimitMiddleware:
             return
         try:
             body = await read_body(scope, receive, self.max_bytes)
+        except ClientDisconnect:
+            return
         except TooLarge:
+            count_refusal(scope["method"], scope["path"], "too_large")
             await too_large_response(self.max_bytes)(scope, receive, send)
             return
         replayed = False

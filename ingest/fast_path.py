@@ -21,11 +21,13 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from pydantic_core import to_json
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
+from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ingest.auth import bearer_principal, check_role
-from ingest.errors import TooLarge, answer_error, read_body, too_large_response
-from ingest.metrics import HEARTBEATS_REJECTED, INGEST_SECONDS
+from ingest.errors import TooLarge, answer_error, count_refusal, read_body, too_large_response
+from ingest.metrics import INGEST_SECONDS
 from ingest.models import HeartbeatBody
 from ingest.routes_progress import record_heartbeat
 
@@ -41,15 +43,17 @@ class WatchTimeFastPath:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = None
         if scope["type"] == "http" and scope["method"] == "POST":
-            route = ROUTE.fullmatch(scope["path"])
+            route = ROUTE.fullmatch(get_route_path(scope))  # as Starlette's router sees it
         if route is None:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
         try:
             reply = await self._answer(scope, receive, route.group(1))
+        except ClientDisconnect:
+            return  # no one to answer, nothing accepted
         except TooLarge:
-            HEARTBEATS_REJECTED.labels(reason="too_large").inc()
+            count_refusal("POST", scope["path"], "too_large")
             await too_large_response(self.max_bytes)(scope, receive, send)
         except Exception as exc:  # every refusal leaves in the error shape, and counts
             await answer_error(exc, "POST", scope["path"])(scope, receive, send)
@@ -62,11 +66,11 @@ class WatchTimeFastPath:
 
     async def _answer(self, scope: Scope, receive: Receive, video_id: str) -> bytes:
         authorization: str | None = None
-        content_type = b""
-        for name, value in scope["headers"]:
-            if name == b"authorization":
+        content_type: bytes | None = None
+        for name, value in scope["headers"]:  # the first of repeated headers, as Starlette
+            if name == b"authorization" and authorization is None:
                 authorization = value.decode("latin-1")
-            elif name == b"content-type":
+            elif name == b"content-type" and content_type is None:
                 content_type = value
         raw = decode_body(await read_body(scope, receive, self.max_bytes), content_type)
         state = scope["app"].state
@@ -81,14 +85,15 @@ class WatchTimeFastPath:
         return to_json(await record_heartbeat(state.progress, student, video_id, body))
 
 
-def decode_body(body: bytes, content_type: bytes) -> Any:
-    """What FastAPI hands to validation: nothing, the decoded JSON (for a JSON content type),
-    or the raw bytes (which then fail validation)."""
+def decode_body(body: bytes, content_type: bytes | None) -> Any:
+    """What FastAPI hands to validation: nothing, the decoded JSON (for a JSON content type,
+    parsed as its `email.message` does), or the raw bytes (which then fail validation)."""
     if not body:
         return _MISSING
-    media = content_type.partition(b";")[0].strip().lower()
-    if not (media == b"application/json" or
-            (media.startswith(b"application/") and media.endswith(b"+json"))):  # fmt: skip
+    media = (content_type or b"").partition(b";")[0].strip().lower()
+    maintype, _, subtype = media.partition(b"/")
+    if not (maintype == b"application" and b"/" not in subtype and
+            (subtype == b"json" or subtype.endswith(b"+json"))):  # fmt: skip
         return body
     try:
         return json.loads(body)

@@ -31,7 +31,7 @@ class RequestLogMiddleware:
         rid = incoming if _SANE_ID.match(incoming) else secrets.token_hex(8)
         token = request_id.set(rid)
         started = time.perf_counter()
-        status = 500
+        status = 499  # until a response starts: none means the client left (nginx's 499)
         started_response = False
 
         async def send_with_id(message: Message) -> None:

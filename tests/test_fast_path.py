@@ -5,6 +5,7 @@ stand-in; each gets its own students so that stateful answers can be compared to
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -14,6 +15,8 @@ from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
 from ingest.app import create_app
+from ingest.errors import BodyLimitMiddleware
+from ingest.fast_path import WatchTimeFastPath
 from shared.settings import Settings
 from tests.helpers import COURSE, COURSE_ID, bearer, heartbeat, make_settings
 
@@ -132,7 +135,9 @@ REFUSALS = [
     case("text/plain", body(watch_time=1), 422, "invalid", headers={"Content-Type": "text/plain"}),
     case("no content type", body(watch_time=1), 422, "invalid", headers={}),
     case("not UTF-8", b'{"watch_time": "\xff"}', 400, "http_error"),
-    case("over the body limit", body(watch_time=1, session_id="x" * 70_000), 413, None),
+    case("two slashes, +json", body(watch_time=1), 422, "invalid",
+         headers={"Content-Type": "application/a/b+json"}),  # email.message: text/plain
+    case("over the body limit", body(watch_time=1, session_id="x" * 70_000), 413, "too_large"),
 ]  # fmt: skip
 
 
@@ -182,6 +187,72 @@ def test_other_methods_and_paths_pass_through(clients: dict, settings: Settings)
         for app in (fast, slow)
     }  # fmt: skip
     assert len(statuses) == 1 and statuses.pop() in (404, 405)
+
+
+def test_of_repeated_headers_the_first_counts(clients: dict, settings: Settings) -> None:
+    json_first = [("content-type", "application/json"), ("content-type", "text/plain")]
+    for content_types, token_first, expected in (
+        (json_first, True, 202),
+        (json_first, False, 401),
+        (json_first[::-1], True, 422),
+    ):
+        statuses = []
+        for fast in (True, False):
+            good = bearer(settings, f"{'fast' if fast else 'slow'}-2")["Authorization"]
+            tokens = [good, "Bearer nope"] if token_first else ["Bearer nope", good]
+            headers = content_types + [("authorization", t) for t in tokens]
+            r = clients[fast].post(ROUTE.format("v-100"), content=body(watch_time=2),
+                                   headers=headers)  # fmt: skip
+            statuses.append(r.status_code)
+        assert statuses == [expected, expected], (content_types, token_first)
+
+
+class _Passed:
+    """The app behind a middleware: records what was passed on to it."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.paths.append(scope["path"])
+
+
+def _call(middleware: Any, path: str, root_path: str = "", headers: Any = (),
+          messages: Any = ()) -> list[dict]:  # fmt: skip
+    scope = {"type": "http", "method": "POST", "path": path, "root_path": root_path,
+             "headers": list(headers), "query_string": b""}  # fmt: skip
+    pending = list(messages)
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return pending.pop(0) if pending else {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    asyncio.run(middleware(scope, receive, send))
+    return sent
+
+
+def test_the_fast_path_finds_its_route_under_a_root_path() -> None:
+    inner = _Passed()
+    fast = WatchTimeFastPath(inner, max_bytes=100)
+    huge = [(b"content-length", b"1000")]  # refused before anything else: no app state needed
+    sent = _call(fast, "/vp" + ROUTE.format("v-1"), root_path="/vp", headers=huge)
+    assert sent[0]["status"] == 413 and inner.paths == []
+    _call(fast, "/vp/api/progress/video/v-1/status", root_path="/vp", headers=huge)
+    assert inner.paths == ["/vp/api/progress/video/v-1/status"]
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast path", "body limit"])
+def test_a_client_gone_mid_body_gets_no_answer_and_counts_nothing(fast: bool) -> None:
+    inner = _Passed()
+    middleware = (WatchTimeFastPath if fast else BodyLimitMiddleware)(inner, max_bytes=100)
+    before = {reason: rejected(reason) for reason in ("invalid", "too_large", "internal_error")}
+    part = {"type": "http.request", "body": b'{"watch_time": 1', "more_body": True}
+    sent = _call(middleware, ROUTE.format("v-1"), messages=[part])
+    assert sent == [] and inner.paths == []
+    assert {reason: rejected(reason) for reason in before} == before
 
 
 class _BrokenCatalog:
