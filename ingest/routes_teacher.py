@@ -16,7 +16,7 @@ from ingest.context import AppContext
 from ingest.models import ClassPage, CourseProgress, CourseStats, Retention
 from ingest.progress_service import ProgressService
 from shared import analytics, teacher_views
-from shared.catalog import Course
+from shared.catalog import ID_PATTERN, Course
 from shared.erasure import erase_progress
 from shared.errors import Forbidden, InvalidInput, NotFound
 from shared.tokens import Principal
@@ -133,7 +133,7 @@ async def erase(
     admin: Admin,
     request: Request,
     student_id: Annotated[str, Query(min_length=1, max_length=256)],
-    material_id: Annotated[str | None, Query(max_length=128)] = None,
+    material_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
 ) -> dict:
     """Erase a student's progress (one material, or all) from MongoDB, Redis hot state and
     queued heartbeats; a flush already in flight cannot bring it back. Returns counts."""

@@ -77,12 +77,20 @@ class StoredState:
     version: int
 
 
+# Material and course ids never hold "|" (catalog.ID_PATTERN), a student id may: with the
+# catalog id first, two different pairs never share an `_id`.
 def progress_id(student_id: str, material_id: str) -> str:
-    return f"{material_id}|{student_id}"
+    return f"{_catalog_part(material_id)}|{student_id}"
 
 
 def enrollment_id(student_id: str, course_id: str) -> str:
-    return f"{course_id}|{student_id}"
+    return f"{_catalog_part(course_id)}|{student_id}"
+
+
+def _catalog_part(catalog_id: str) -> str:
+    if "|" in catalog_id:
+        raise ValueError(f"a catalog id cannot hold '|': {catalog_id!r}")
+    return catalog_id
 
 
 # Write filters name `student_id` beside the `_id`: sharded on {student_id: "hashed"} (see

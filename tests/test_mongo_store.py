@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from shared.mongo_store import MongoStore, StateWrite, WriteOutcome
+import pytest
+
+from shared.mongo_store import MongoStore, StateWrite, WriteOutcome, enrollment_id, progress_id
 from shared.progress import WatchState
 
 
@@ -30,3 +32,12 @@ def test_a_duplicate_key_with_an_older_stored_version_is_written_again(mongo_url
     outcome = WriteOutcome()
     store._classify_duplicates([write(5), write(3), write(2)], [0, 1, 2], outcome)
     assert outcome.retry == [0] and outcome.stale == [1, 2]
+
+
+def test_document_keys_of_different_pairs_never_meet() -> None:
+    # A student id may hold the separator; a catalog id may not, and comes first.
+    assert progress_id("b|c", "a") == "a|b|c"
+    assert enrollment_id("b|c", "course") == "course|b|c"
+    for make in (progress_id, enrollment_id):
+        with pytest.raises(ValueError):
+            make("c", "a|b")  # would be the key of ("b|c", "a")

@@ -224,6 +224,15 @@ def test_only_admins_erase(klass: Stack) -> None:
         assert r.status_code == 403
 
 
+def test_erasure_refuses_a_material_id_that_is_not_a_catalog_id(klass: Stack) -> None:
+    # "a|b" for student "c" would be the document key of student "b|c" on material "a".
+    admin = bearer(klass.settings(), "root", "admin")
+    params = {"student_id": "c", "material_id": "a|b"}
+    r = httpx.delete(f"{klass.url}/api/admin/progress", params=params, headers=admin)
+    assert r.status_code == 422 and r.json()["error"]["details"][0]["field"] == "query.material_id"
+    assert klass.db().watch_progress.count_documents({"_id": "a|b|c"}) == 0
+
+
 def _erase(stack: Stack, student: str, material: str | None = None) -> dict:
     params = {"student_id": student, **({"material_id": material} if material else {})}
     admin = bearer(stack.settings(), "root", "admin")
