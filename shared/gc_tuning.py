@@ -11,22 +11,36 @@ flight are promoted into the older generations whose collections scan the heap.
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 GC_THRESHOLD = (20_000, 10, 10)
 
 
+_lock = threading.Lock()
+_open = 0  # servers inside settled_heap() in this process (tests run two apps at once)
+_saved_threshold = gc.get_threshold()
+
+
 @contextmanager
 def settled_heap() -> Iterator[None]:
-    """For the life of a server, entered once start-up is done; leaving it restores the
-    collector (so that an app started and stopped in a test leaves nothing frozen)."""
-    gc.collect()
-    gc.freeze()
-    before = gc.get_threshold()
-    gc.set_threshold(*GC_THRESHOLD)
+    """For the life of a server, entered once start-up is done. The collector is process-wide:
+    the first server in freezes and sets the threshold, the last one out restores both (so
+    that apps started and stopped in tests, in any order, leave nothing frozen)."""
+    global _open, _saved_threshold
+    with _lock:
+        if _open == 0:
+            gc.collect()
+            gc.freeze()
+            _saved_threshold = gc.get_threshold()
+            gc.set_threshold(*GC_THRESHOLD)
+        _open += 1
     try:
         yield
     finally:
-        gc.set_threshold(*before)
-        gc.unfreeze()
+        with _lock:
+            _open -= 1
+            if _open == 0:
+                gc.set_threshold(*_saved_threshold)
+                gc.unfreeze()

@@ -194,3 +194,17 @@ def test_a_running_app_keeps_its_start_up_heap_out_of_the_collector(settings: Se
     # Stopping the app restores the collector: nothing of it stays frozen.
     assert gc.get_freeze_count() == 0
     assert gc.get_threshold() == before
+
+
+def test_two_apps_stopped_in_either_order_leave_the_collector_as_it_was(
+    settings: Settings,
+) -> None:
+    before = gc.get_threshold()
+    first, second = TestClient(create_app(settings)), TestClient(create_app(settings))
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)  # the first one out: the second still runs settled
+    assert gc.get_freeze_count() > 10_000 and gc.get_threshold()[0] >= 10_000
+    second.__exit__(None, None, None)
+    assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == before
