@@ -51,6 +51,7 @@ from fastapi import FastAPI
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from shared.catalog import Course
+from shared.gc_tuning import settled_heap
 from shared.hot_store import DIRTY, PENDING, Fold, HotStore, ProgressKey
 from shared.progress import WatchState
 from shared.services import free_port, start_procfile_process, wait_for_port
@@ -83,7 +84,8 @@ def reference_app() -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.redis = aioredis.Redis.from_url(os.environ["REF_REDIS_URL"])
-        yield
+        with settled_heap():  # the product's collector settings too: the ratio is of the code
+            yield
         await app.state.redis.aclose()
 
     app = FastAPI(lifespan=lifespan)
@@ -328,9 +330,9 @@ def profile_summary(raw: Path) -> tuple[list[tuple[float, str]], list[tuple[floa
     self % by file), over the samples of the busiest thread (the event loop; the others are
     pymongo's monitors and the thread pool, mostly waiting)."""
     by_thread: dict[str, list[tuple[list[str], int]]] = {}
-    for line in raw.read_text().splitlines():
+    for line in raw.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
-        if stack:
+        if stack and count.isdigit():  # py-spy now and then writes a garbled line: skipped
             thread, _, rest = stack.partition(";")
             by_thread.setdefault(thread, []).append((rest.split(";"), int(count)))
     if not by_thread:
@@ -387,7 +389,11 @@ def main() -> None:
     if tool == "auto":
         tool = "wrk" if shutil.which("wrk") else "python"
     load = run_wrk if tool == "wrk" else run_python_client
-    with bench_stack("bench-ingest-", [course()], workers=0, clock=False) as bs:
+    # The per-student limit still runs (its INCRBY is part of the route's cost) but never
+    # refuses: replayed 500-heartbeat batches would pass 1,200 a minute and measure the limiter.
+    no_refusals = {"RATE_LIMIT_PER_MINUTE": str(10**9)}
+    with bench_stack("bench-ingest-", [course()], workers=0, clock=False,
+                     extra_env=no_refusals) as bs:  # fmt: skip
         bench(bs, args, load)
 
 
@@ -475,6 +481,9 @@ def pending(bs: BenchStack) -> int:
 
 def print_result(r: LoadResult) -> None:
     accepted = f", accepted {r.accepted:,}" if r.accepted is not None else ""
+    refused = r.requests * r.items_per_request - (r.accepted or 0)
+    if r.accepted is not None and refused > 0:  # answered 202, refused item by item
+        accepted += f", refused inside 202s {refused:,}"
     print(
         f"  {r.name:36} {r.rps:9,.0f} req/s  {r.heartbeats_per_s:9,.0f} hb/s  p50 "
         f"{r.p50_ms:6.2f} ms  p99 {r.p99_ms:6.2f} ms  non-2xx {r.non_2xx}{accepted}"
