@@ -54,14 +54,15 @@ class RequestLogMiddleware:
             # Ordinary requests at DEBUG (a line per heartbeat costs ~20 % of the route);
             # server errors and slow requests always.
             level = logging.WARNING if status >= 500 or elapsed > SLOW_S else logging.DEBUG
-            log.log(
-                level,
-                "request",
-                extra={
-                    "method": scope["method"],
-                    "path": scope["path"],  # never the query string or headers
-                    "status": status,
-                    "duration_ms": round(elapsed * 1000, 2),
-                },
-            )
+            if log.isEnabledFor(level):
+                log.log(
+                    level,
+                    "request",
+                    extra={
+                        "method": scope["method"],
+                        "path": scope["path"],  # never the query string or headers
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 2),
+                    },
+                )
             request_id.reset(token)

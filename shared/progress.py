@@ -18,12 +18,11 @@ one kept, and a reading of a session already forgotten infers nothing. Players t
 
 from __future__ import annotations
 
-import json
 from bisect import insort
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic_core import to_json
+from pydantic_core import from_json, to_json
 
 Interval = tuple[float, float]
 
@@ -78,7 +77,7 @@ class Heartbeat:
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Heartbeat:
-        doc = json.loads(raw)
+        doc = from_json(raw)  # pydantic-core's parser: a third of json.loads' time
         played = doc.get("p")
         return cls(
             received_at=doc["r"],
@@ -140,7 +139,7 @@ class WatchState:
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> WatchState:
-        return cls.from_dict(json.loads(raw))
+        return cls.from_dict(from_json(raw))
 
 
 def add_interval(covered: list[list[float]], start: float, end: float) -> list[list[float]]:
