@@ -106,7 +106,7 @@ class WatchState:
 
     @property
     def watched_seconds(self) -> float:
-        return _r(sum(b - a for a, b in self.covered))
+        return _r(sum((b - a for a, b in self.covered), 0.0))  # 0.0, not 0, when empty
 
     def to_dict(self) -> dict[str, Any]:
         return {
