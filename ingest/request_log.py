@@ -31,25 +31,25 @@ class RequestLogMiddleware:
         rid = incoming if _SANE_ID.match(incoming) else secrets.token_hex(8)
         token = request_id.set(rid)
         started = time.perf_counter()
-        status = 499  # until a response starts: none means the client left (nginx's 499)
-        started_response = False
+        status: int | None = None  # set when the response starts
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status, started_response
+            nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                started_response = True
                 message.setdefault("headers", []).append((b"x-request-id", rid.encode()))
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
         except Exception as exc:
-            if started_response:  # too late for an answer: uvicorn closes the connection
+            if status is not None:  # too late for an answer: uvicorn closes the connection
                 raise
             response = answer_error(exc, scope["method"], scope["path"])
             await response(scope, receive, send_with_id)
         finally:
+            if status is None:  # no response: the client left (nginx's 499)
+                status = 499
             elapsed = time.perf_counter() - started
             # Ordinary requests at DEBUG (a line per heartbeat costs ~20 % of the route);
             # server errors and slow requests always.

@@ -480,10 +480,12 @@ def pending(bs: BenchStack) -> int:
 
 
 def print_result(r: LoadResult) -> None:
-    accepted = f", accepted {r.accepted:,}" if r.accepted is not None else ""
-    refused = r.requests * r.items_per_request - (r.accepted or 0)
-    if r.accepted is not None and refused > 0:  # answered 202, refused item by item
-        accepted += f", refused inside 202s {refused:,}"
+    accepted = ""
+    if r.accepted is not None:
+        accepted = f", accepted {r.accepted:,}"
+        refused = r.requests * r.items_per_request - r.accepted
+        if refused > 0:  # answered 202, refused item by item
+            accepted += f", refused inside 202s {refused:,}"
     print(
         f"  {r.name:36} {r.rps:9,.0f} req/s  {r.heartbeats_per_s:9,.0f} hb/s  p50 "
         f"{r.p50_ms:6.2f} ms  p99 {r.p99_ms:6.2f} ms  non-2xx {r.non_2xx}{accepted}"
