@@ -16,8 +16,8 @@ from ingest.fast_path import WatchTimeFastPath
 from ingest.models import ErrorResponse
 from ingest.progress_service import ProgressService
 from ingest.request_log import RequestLogMiddleware
-from shared.gc_tuning import settled_heap
-from shared.logs import configure_logging
+from shared.runtime.gc_tuning import settled_heap
+from shared.runtime.logs import configure_logging
 from shared.settings import Settings, get_settings
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -17,12 +17,12 @@ from redis.retry import Retry
 from starlette.concurrency import run_in_threadpool
 
 from ingest.metrics import system_registry
-from shared import admin_ops
-from shared.catalog import Catalog, MaterialRef
+from shared.domain.catalog import Catalog, MaterialRef
 from shared.errors import Unavailable
-from shared.hot_store import AsyncHotStore
-from shared.mongo_store import MongoStore
+from shared.ops import admin_ops
 from shared.settings import Settings
+from shared.storage.hot_store import AsyncHotStore
+from shared.storage.mongo_store import MongoStore
 from shared.tokens import TokenVerifier
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from rq.registry import FailedJobRegistry
 
-from shared.hot_store import DIRTY, PENDING
-from shared.stats import BATCH_BUCKETS, read_stats
+from shared.storage.keys import DIRTY, PENDING
+from shared.storage.stats import BATCH_BUCKETS, read_stats
 
 HEARTBEATS_ACCEPTED = Counter(
     "videoprogress_heartbeats_accepted_total", "Heartbeats durably buffered (answered 202)"

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from shared.catalog import Identifier
+from shared.domain.catalog import Identifier
 
 Seconds = Annotated[float, Field(ge=0, le=24 * 3600)]
 

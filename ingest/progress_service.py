@@ -17,12 +17,13 @@ from ingest.models import (
     ModuleProgress,
     VideoTotals,
 )
-from shared import admin_ops
-from shared.catalog import Course, MaterialRef
+from shared.domain.catalog import Course, MaterialRef
+from shared.domain.course import course_progress, percentage
+from shared.domain.progress import Heartbeat, WatchState, fold
 from shared.errors import BufferFull, Forbidden, RateLimited, ServiceError, Unavailable
-from shared.hot_store import HotEntry, IngestItem, IngestLimits, IngestReply, ProgressKey
-from shared.mongo_store import course_progress
-from shared.progress import Heartbeat, WatchState, fold
+from shared.ops import admin_ops
+from shared.storage.hot_store import HotEntry, IngestItem, IngestLimits, IngestReply
+from shared.storage.keys import ProgressKey
 
 # A heartbeat's reply waits at most this long for MongoDB (only for a state that expired from
 # Redis); past it the reply is computed without the stored state, which the workers still merge.
@@ -180,7 +181,7 @@ class ProgressService:
             modules.append(
                 ModuleProgress(
                     module_id=module.module_id,
-                    progress_percentage=_share(sum(states[i].completed for i in ids), len(ids)),
+                    progress_percentage=percentage(sum(states[i].completed for i in ids), len(ids)),
                     watched_seconds=sum(
                         states[m.material_id].watched_seconds for m in module_videos
                     ),
@@ -212,7 +213,3 @@ class ProgressService:
             ),
             modules=modules,
         )
-
-
-def _share(part: int, whole: int) -> float:
-    return round(100.0 * part / whole, 3) if whole else 0.0

@@ -12,7 +12,7 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ingest.errors import answer_error
-from shared.logs import request_id
+from shared.runtime.logs import request_id
 
 log = logging.getLogger("videoprogress.http")
 _SANE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")

@@ -10,9 +10,9 @@ from starlette.concurrency import run_in_threadpool
 
 from ingest.auth import Admin, AnyUser
 from ingest.context import AppContext
-from shared import admin_ops
-from shared.catalog import ID_PATTERN, Course, CourseBody
+from shared.domain.catalog import ID_PATTERN, Course, CourseBody
 from shared.errors import Forbidden, NotFound
+from shared.ops import admin_ops
 
 router = APIRouter(prefix="/api/courses", tags=["catalog"])
 

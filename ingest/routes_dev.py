@@ -8,7 +8,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from shared.demo import DEMO_COURSE, DEMO_USERS
+from shared.devtools.demo import DEMO_COURSE, DEMO_USERS
 from shared.errors import NotFound
 from shared.tokens import Role, mint_token
 

@@ -27,9 +27,9 @@ from ingest.models import (
     StatusRequest,
 )
 from ingest.progress_service import ProgressService, Submission, material_status
-from shared.catalog import Course, MaterialRef, durations_agree
+from shared.domain.catalog import Course, MaterialRef, durations_agree
+from shared.domain.progress import Heartbeat
 from shared.errors import Forbidden, InvalidInput, NotFound, ServiceError
-from shared.progress import Heartbeat
 from shared.tokens import Principal
 
 router = APIRouter(prefix="/api/progress", tags=["student progress"])

@@ -15,10 +15,11 @@ from ingest.auth import Admin, require_role
 from ingest.context import AppContext
 from ingest.models import ClassPage, CourseProgress, CourseStats, Retention
 from ingest.progress_service import ProgressService
-from shared import analytics, teacher_views
-from shared.catalog import ID_PATTERN, Course
-from shared.erasure import erase_progress
+from shared.domain import analytics
+from shared.domain.catalog import ID_PATTERN, Course
 from shared.errors import Forbidden, InvalidInput, NotFound
+from shared.ops import teacher_views
+from shared.ops.erasure import erase_progress
 from shared.tokens import Principal
 
 router = APIRouter(tags=["teacher and admin"])

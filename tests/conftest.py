@@ -18,7 +18,7 @@ import pymongo
 import pytest
 import redis
 
-from shared.services import Service, mongo_standin_service, redis_service
+from shared.devtools.services import Service, mongo_standin_service, redis_service
 
 
 def with_database(url: str, name: str) -> str:

@@ -18,7 +18,7 @@ import pymongo
 import pytest
 import redis
 
-from shared.services import (
+from shared.devtools.services import (
     Service,
     free_port,
     mongo_standin_service,
@@ -101,7 +101,9 @@ def running_stack(
         catalog_file = root / "catalog.json"
         catalog_file.write_text(json.dumps({"courses": [{"course_id": COURSE_ID, **COURSE}]}))
     subprocess.run(
-        [sys.executable, "-m", "shared.cli", "load-catalog", str(catalog_file)], env=env, check=True
+        [sys.executable, "-m", "shared.devtools.cli", "load-catalog", str(catalog_file)],
+        env=env,
+        check=True,
     )
     s = Stack(root, redis_svc, mongo_svc, env, port)
     web = s.start("web")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import redis
 
-from shared import admin_ops
-from shared.catalog import Course
-from shared.hot_store import CATALOG_VERSION, enrollments_key
-from shared.mongo_store import MongoStore
+from shared.domain.catalog import Course
+from shared.ops import admin_ops
+from shared.storage.keys import CATALOG, enrollments_key
+from shared.storage.mongo_store import MongoStore
 
 
 def course(course_id: str) -> Course:
@@ -24,16 +26,39 @@ def test_enrollment_changes_rewrite_the_mirror(mongo_url: str, redis_client: red
     assert redis_client.smembers(key) == {b"*"}
 
 
+class RacingMongo(MongoStore):
+    """A MongoStore on which `change` runs once, right after the first read of enrollments or
+    courses: a concurrent admin request landing at the worst moment."""
+
+    def __init__(self, url: str, change: Callable[[], object]) -> None:
+        super().__init__(url)
+        self._change: Callable[[], object] | None = change
+
+    def _race(self) -> None:
+        change, self._change = self._change, None
+        if change is not None:
+            change()
+
+    def enrolled_courses(self, student_id: str) -> list[str]:
+        courses = super().enrolled_courses(student_id)
+        self._race()
+        return courses
+
+    def all_courses(self) -> list[Course]:
+        courses = super().all_courses()
+        self._race()
+        return courses
+
+
 def test_a_mirror_read_before_a_change_cannot_overwrite_it(
     mongo_url: str, redis_client: redis.Redis
 ) -> None:
     mongo = MongoStore(mongo_url)
-    key = enrollments_key("ana")
-    stale_version = (redis_client.get(key + ":v") or b"0").decode()  # a loader reads...
-    admin_ops.set_enrollment(mongo, redis_client, "ana", "c1", True)  # ...a change lands...
-    written = redis_client.eval(admin_ops._MIRROR, 2, key, key + ":v", stale_version, "*")
-    assert written == 0  # ...and the loader's stale (empty) set is not written
-    assert redis_client.smembers(key) == {b"*", b"c1"}
+    enroll = lambda: admin_ops.set_enrollment(mongo, redis_client, "ana", "c1", True)  # noqa: E731
+    racing = RacingMongo(mongo_url, enroll)
+    loaded = admin_ops.mirror_enrollments(racing, redis_client, "ana")  # reads [], then c1 lands
+    assert loaded == set()  # what the loader saw...
+    assert redis_client.smembers(enrollments_key("ana")) == {b"*", b"c1"}  # ...is not written
 
 
 def test_an_older_catalog_snapshot_cannot_be_published_over_a_newer_one(
@@ -41,10 +66,9 @@ def test_an_older_catalog_snapshot_cannot_be_published_over_a_newer_one(
 ) -> None:
     mongo = MongoStore(mongo_url)
     admin_ops.save_course(mongo, redis_client, course("c1"))
-    version = redis_client.get(CATALOG_VERSION).decode()
-    admin_ops.save_course(mongo, redis_client, course("c2"))  # published meanwhile
-    assert (
-        redis_client.eval(admin_ops._PUBLISH, 2, "vp:catalog", CATALOG_VERSION, version, "[]") == 0
-    )
-    assert {c.course_id for c in admin_ops.publish_catalog(mongo, redis_client).courses.values()} \
-        == {"c1", "c2"}  # fmt: skip
+    add_c2 = lambda: admin_ops.save_course(mongo, redis_client, course("c2"))  # noqa: E731
+    racing = RacingMongo(mongo_url, add_c2)
+    published = admin_ops.publish_catalog(racing, redis_client)  # read c1; c2 published meanwhile
+    assert set(published.courses) == {"c1", "c2"}  # the stale snapshot lost, and was read again
+    current = admin_ops.Catalog.from_json(redis_client.get(CATALOG).decode())
+    assert set(current.courses) == {"c1", "c2"}

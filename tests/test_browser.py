@@ -15,7 +15,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from shared.demo import DEMO_CATALOG, DEMO_COURSE
+from shared.devtools.demo import DEMO_CATALOG, DEMO_COURSE
 from shared.settings import Settings
 from tests.helpers import bearer, wait_until
 from tests.stack import Stack, running_stack

@@ -7,20 +7,16 @@ import asyncio
 import redis
 import redis.asyncio as aioredis
 
-from shared.hot_store import (
-    DIRTY,
-    LEASES,
-    PENDING,
+from shared.domain.progress import Heartbeat, WatchState
+from shared.storage.hot_store import (
     AsyncHotStore,
     Fold,
     HotStore,
     IngestItem,
     IngestLimits,
     IngestReply,
-    ProgressKey,
-    enrollments_key,
 )
-from shared.progress import Heartbeat, WatchState
+from shared.storage.keys import DIRTY, LEASES, PENDING, ProgressKey, enrollments_key
 
 KEY = ProgressKey("s1", "v1")
 
@@ -145,8 +141,8 @@ def test_finish_cleans_only_unchanged_keys(redis_url: str, redis_client: redis.R
 
 
 def test_erasure_beats_a_fold_read_before_it(redis_url: str, redis_client: redis.Redis) -> None:
-    from shared.erasure import VERSION_GAP
-    from shared.hot_store import SCRIPTS
+    from shared.ops.erasure import VERSION_GAP
+    from shared.storage.hot_store import SCRIPTS
 
     enroll(redis_client, "s1", "c1")
     store = HotStore(redis_client)

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from shared.mongo_store import MongoStore, StateWrite, WriteOutcome, enrollment_id, progress_id
-from shared.progress import WatchState
+from shared.domain.progress import WatchState
+from shared.storage.mongo_store import (
+    MongoStore,
+    StateWrite,
+    WriteOutcome,
+    enrollment_id,
+    progress_id,
+)
 
 
 def write(version: int, student: str = "s1", position: float = 1.0) -> StateWrite:

@@ -1,4 +1,4 @@
-"""Unit tests of shared/progress.py against API.md "Progress semantics". Pure: no I/O, no services.
+"""Unit tests of shared/domain/progress.py against API.md "Progress semantics". Pure: no I/O.
 
 Expected values are worked out by hand in each test, or with a small independent reference
 (integer grid cells for interval unions, hand-summed positions for continuous play); the code
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.progress import (
+from shared.domain.progress import (
     INFER_RATE,
     INFER_SLACK_S,
     MAX_READINGS_PER_SESSION,
@@ -838,7 +838,7 @@ def test_property_watch_state_json_round_trip(hbs, duration) -> None:
 
 
 def test_coverage_is_capped_by_closing_the_smallest_gaps() -> None:
-    from shared.progress import MAX_INTERVALS
+    from shared.domain.progress import MAX_INTERVALS
 
     # 300 one-second ranges 2 s apart, plus one 10 s gap: more than the cap allows.
     ranges = tuple((3.0 * i, 3.0 * i + 1) for i in range(300))

@@ -107,7 +107,7 @@ def _b64(raw: bytes) -> bytes:
 def test_cli_mints_a_token_that_the_service_accepts(monkeypatch: pytest.MonkeyPatch) -> None:
     env = {"APP_ENV": "production", "JWT_SECRET": SECRET, "PATH": "/usr/bin:/bin"}
     out = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "token", "ana", "--role", "teacher"],
+        [sys.executable, "-m", "shared.devtools.cli", "token", "ana", "--role", "teacher"],
         env=env, capture_output=True, text=True, check=True,
     )  # fmt: skip
     s = settings(environment="production", jwt_secret=SECRET)

@@ -135,7 +135,7 @@ def test_cli_writes_the_class_table_as_csv(klass: Stack, tmp_path: Any) -> None:
 
     out = tmp_path / "class.csv"
     subprocess.run(
-        [sys.executable, "-m", "shared.cli", "class-csv", COURSE_ID, "--output", str(out)],
+        [sys.executable, "-m", "shared.devtools.cli", "class-csv", COURSE_ID, "--output", str(out)],
         env=klass.env, check=True,
     )  # fmt: skip
     rows = {r["student_id"]: r for r in csv.DictReader(out.open())}

@@ -11,11 +11,12 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 from rq import Queue
 
-from shared.catalog import Catalog
+from shared.domain.catalog import Catalog
 from shared.errors import Unavailable
-from shared.hot_store import HotStore
-from shared.mongo_store import MongoStore
 from shared.settings import Settings, get_settings
+from shared.storage.hot_store import HotStore
+from shared.storage.keys import CATALOG_VERSION
+from shared.storage.mongo_store import MongoStore
 
 
 @dataclass
@@ -29,7 +30,7 @@ class WorkerContext:
 
     def catalog(self) -> Catalog:
         """The catalog as last published to Redis (re-read only when its version changed)."""
-        version = int(self.redis.get("vp:catalog:version") or 0)
+        version = int(self.redis.get(CATALOG_VERSION) or 0)
         if version != self._catalog.version:
             version, blob = self.hot.catalog()
             self._catalog = Catalog.from_json(blob, version) if blob else Catalog([], version)

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 
 from rq import Retry
 
+from shared.domain.progress import fold
 from shared.errors import Unavailable
-from shared.hot_store import Fold, HotEntry, ProgressKey
-from shared.mongo_store import StateWrite, StoredState
-from shared.progress import fold
-from shared.stats import record_flush
+from shared.storage.hot_store import Fold, HotEntry
+from shared.storage.keys import ProgressKey
+from shared.storage.mongo_store import StateWrite, StoredState
+from shared.storage.stats import record_flush
 from workers.completion import record_completions
 from workers.context import WorkerContext, get_context
 

@@ -34,21 +34,14 @@ from typing import Any
 
 from rq import Queue
 
-from shared import admin_ops, mongo_store
-from shared.catalog import Course
-from shared.hot_store import (
-    ENROLLMENT_LOADED,
-    PENDING,
-    SCRIPTS,
-    IngestItem,
-    IngestLimits,
-    ProgressKey,
-    enrollments_key,
-    ingest_args,
-)
-from shared.progress import Heartbeat
-from shared.services import procfile_commands, start_procfile_process
-from shared.stats import read_stats
+from shared.devtools.services import procfile_commands, start_procfile_process
+from shared.domain.catalog import Course
+from shared.domain.progress import Heartbeat
+from shared.ops import admin_ops
+from shared.storage import mongo_store
+from shared.storage.hot_store import SCRIPTS, IngestItem, IngestLimits, ingest_args
+from shared.storage.keys import ENROLLMENT_LOADED, PENDING, ProgressKey, enrollments_key
+from shared.storage.stats import read_stats
 from tests.benchmarks.benchstack import BenchStack, bench_stack, enroll_bulk
 from workers import flush
 from workers.context import WorkerContext, build_context

@@ -50,11 +50,12 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from shared.catalog import Course
-from shared.gc_tuning import settled_heap
-from shared.hot_store import DIRTY, PENDING, Fold, HotStore, ProgressKey
-from shared.progress import WatchState
-from shared.services import free_port, start_procfile_process, wait_for_port
+from shared.devtools.services import free_port, start_procfile_process, wait_for_port
+from shared.domain.catalog import Course
+from shared.domain.progress import WatchState
+from shared.runtime.gc_tuning import settled_heap
+from shared.storage.hot_store import Fold, HotStore
+from shared.storage.keys import DIRTY, PENDING, ProgressKey
 from tests.benchmarks.benchstack import BenchStack, bench_stack, enroll_bulk, percentile
 from tests.benchmarks.http_pool import HttpPool
 

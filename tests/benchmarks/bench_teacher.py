@@ -21,17 +21,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from shared import admin_ops
-from shared.catalog import Course
-from shared.mongo_store import (
-    MongoStore,
-    StateWrite,
-    enrollment_id,
-    progress_document,
-    progress_id,
-)
-from shared.progress import WatchState
-from shared.services import (
+from shared.devtools.services import (
     free_port,
     mongo_standin_service,
     procfile_commands,
@@ -39,7 +29,17 @@ from shared.services import (
     start_procfile_process,
     wait_for_port,
 )
+from shared.domain.catalog import Course
+from shared.domain.progress import WatchState
+from shared.ops import admin_ops
 from shared.settings import Settings
+from shared.storage.mongo_store import (
+    MongoStore,
+    StateWrite,
+    enrollment_id,
+    progress_document,
+    progress_id,
+)
 from shared.tokens import mint_token
 
 SECRET = "bench-" + "0123456789abcdef" * 3

@@ -1,8 +1,9 @@
 """What the benchmarks share: a whole stack of their own, bulk enrollment, Redis counters, CPU.
 
 The stack is started the way `tests.stack.running_stack` starts it (redis-server with AOF,
-nx-27017, the Procfile's processes via `shared.services`), but with the flush settings and the
-number of workers a benchmark asks for (the product defaults unless told), and without pytest.
+nx-27017, the Procfile's processes via `shared.devtools.services`), but with the flush settings
+and the number of workers a benchmark asks for (the product defaults unless told), and without
+pytest.
 `tests.stack.Stack` is reused as is for the process bookkeeping.
 """
 
@@ -20,18 +21,18 @@ from pathlib import Path
 
 import redis
 
-from shared import admin_ops
-from shared.catalog import Course
-from shared.hot_store import ENROLLMENT_LOADED, enrollments_key
-from shared.mongo_store import MongoStore, enrollment_id
-from shared.services import (
+from shared.devtools.services import (
     Service,
     free_port,
     mongo_standin_service,
     redis_service,
     wait_for_port,
 )
+from shared.domain.catalog import Course
+from shared.ops import admin_ops
 from shared.settings import Settings
+from shared.storage.keys import ENROLLMENT_LOADED, enrollments_key
+from shared.storage.mongo_store import MongoStore, enrollment_id
 from shared.tokens import mint_token
 from tests.helpers import SECRET
 from tests.stack import Stack

@@ -60,11 +60,11 @@ from rich.table import Table
 from rq import Queue
 from rq.registry import StartedJobRegistry
 
-from shared.catalog import Course
-from shared.gc_tuning import GC_THRESHOLD
-from shared.hot_store import DIRTY, PENDING
-from shared.mongo_store import progress_id
-from shared.stats import read_stats
+from shared.domain.catalog import Course
+from shared.runtime.gc_tuning import GC_THRESHOLD
+from shared.storage.keys import DIRTY, PENDING
+from shared.storage.mongo_store import progress_id
+from shared.storage.stats import read_stats
 from tests.benchmarks.benchstack import (
     BenchStack,
     RedisCounters,

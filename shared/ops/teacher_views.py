@@ -8,9 +8,9 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.analytics import ClassRow, class_rows, course_stats, retention
-from shared.catalog import Course
-from shared.mongo_store import MongoStore
+from shared.domain.analytics import ClassRow, class_rows, course_stats, retention
+from shared.domain.catalog import Course
+from shared.storage.mongo_store import MongoStore
 
 CSV_FIELDS = ["student_id", "progress_percentage", "completed_materials", "watched_seconds",
               "last_active"]  # fmt: skip

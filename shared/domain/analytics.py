@@ -11,6 +11,8 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from shared.domain.course import percentage
+
 SortKey = Literal["student_id", "progress", "last_active", "watched_seconds"]
 SORT_KEYS: tuple[str, ...] = ("student_id", "progress", "last_active", "watched_seconds")
 
@@ -42,17 +44,13 @@ def class_rows(
         rows.append(
             ClassRow(
                 student_id=student_id,
-                progress_percentage=_percent(done, total_materials),
+                progress_percentage=percentage(done, total_materials),
                 completed_materials=done,
                 watched_seconds=round(seconds, 3),
                 last_active=last,
             )
         )
     return rows
-
-
-def _percent(part: float, whole: float) -> float:
-    return round(100.0 * part / whole, 3) if whole else 0.0
 
 
 def _sort_value(row: ClassRow, key: str) -> tuple:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import redis
 
-STATS = "vp:stats"
+from shared.storage.keys import STATS
+
 BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000)
 
 

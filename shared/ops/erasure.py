@@ -7,9 +7,10 @@ from dataclasses import asdict, dataclass
 
 import redis
 
-from shared.catalog import Catalog
-from shared.hot_store import DIRTY, LEASES, PENDING, SCRIPTS, ProgressKey
-from shared.mongo_store import MongoStore
+from shared.domain.catalog import Catalog
+from shared.storage.hot_store import SCRIPTS
+from shared.storage.keys import DIRTY, LEASES, PENDING, ProgressKey, pending_prefix, state_prefix
+from shared.storage.mongo_store import MongoStore
 
 # Tombstones jump the version this far: further than any heartbeats still being folded.
 VERSION_GAP = 2**32
@@ -35,8 +36,7 @@ def _glob_escape(text: str) -> str:
 def hot_materials(r: redis.Redis, student_id: str) -> set[str]:
     """Materials with a hot state or queued heartbeats for this student in Redis."""
     found = set()
-    for kind in ("ws", "hb"):
-        prefix = ProgressKey(student_id, "").state.replace(":ws:", f":{kind}:")
+    for prefix in (state_prefix(student_id), pending_prefix(student_id)):
         for key in r.scan_iter(match=_glob_escape(prefix) + "*", count=1000):
             found.add(key.decode()[len(prefix) :])
     return found

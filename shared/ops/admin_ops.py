@@ -9,39 +9,27 @@ from pathlib import Path
 import redis
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.catalog import Catalog, Course, Identifier
+from shared.domain.catalog import Catalog, Course, Identifier
 from shared.errors import InvalidInput, Unavailable
-from shared.hot_store import (
+from shared.storage.hot_store import SCRIPTS, as_text
+from shared.storage.keys import (
     CATALOG,
     CATALOG_VERSION,
     ENROLLMENT_LOADED,
-    as_text,
     enrollments_key,
+    enrollments_version_key,
 )
-from shared.mongo_store import MongoStore
-
-# Publish only if nobody published since the version was read (then read MongoDB again).
-_PUBLISH = """
-if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[2])
-return redis.call('INCR', KEYS[2])
-"""
-# Mirror only if no enrollment changed since MongoDB was read (a change bumps the version).
-_MIRROR = """
-if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
-redis.call('SADD', KEYS[1], unpack(ARGV, 2))
-return 1
-"""
+from shared.storage.mongo_store import MongoStore
 
 
 def publish_catalog(mongo: MongoStore, r: redis.Redis, attempts: int = 5) -> Catalog:
     """Copy the whole catalog from MongoDB to Redis, where every process picks it up. Two
     concurrent publishes cannot leave an older snapshot under a newer version."""
+    publish = r.register_script(SCRIPTS["publish"])
     for _ in range(attempts):
         version = as_text(r.get(CATALOG_VERSION) or b"0")
         catalog = Catalog(mongo.all_courses())
-        published = int(r.eval(_PUBLISH, 2, CATALOG, CATALOG_VERSION, version, catalog.to_json()))
+        published = int(publish(keys=[CATALOG, CATALOG_VERSION], args=[version, catalog.to_json()]))
         if published:
             catalog.version = published
             return catalog
@@ -68,10 +56,10 @@ def save_course(mongo: MongoStore, r: redis.Redis, course: Course) -> bool:
 def mirror_enrollments(mongo: MongoStore, r: redis.Redis, student_id: str) -> set[str]:
     """Load a student's enrollments from MongoDB into Redis; returns their course ids. A
     mirror read before a concurrent enrollment change is not written (the next use reloads)."""
-    key = enrollments_key(student_id)
-    version = as_text(r.get(key + ":v") or b"0")
+    keys = [enrollments_key(student_id), enrollments_version_key(student_id)]
+    version = as_text(r.get(keys[1]) or b"0")
     courses = mongo.enrolled_courses(student_id)
-    r.eval(_MIRROR, 2, key, key + ":v", version, ENROLLMENT_LOADED, *courses)
+    r.register_script(SCRIPTS["mirror"])(keys=keys, args=[version, ENROLLMENT_LOADED, *courses])
     return set(courses)
 
 
@@ -84,7 +72,7 @@ def set_enrollment(
     changed = (
         mongo.enroll(student_id, course_id) if enrolled else mongo.unenroll(student_id, course_id)
     )
-    r.incr(enrollments_key(student_id) + ":v")
+    r.incr(enrollments_version_key(student_id))
     mirror_enrollments(mongo, r, student_id)
     return changed
 

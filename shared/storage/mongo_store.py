@@ -27,9 +27,10 @@ import pymongo
 from pymongo import ASCENDING, ReplaceOne, UpdateOne
 from pymongo.errors import BulkWriteError, ConnectionFailure
 
-from shared.catalog import Course
+from shared.domain.catalog import Course
+from shared.domain.course import course_progress
+from shared.domain.progress import WatchState
 from shared.errors import Unavailable
-from shared.progress import WatchState
 
 DUPLICATE_KEY = 11000
 
@@ -467,11 +468,3 @@ class MongoStore:
     @_unavailable_on_outage
     def all_courses(self) -> list[Course]:
         return [Course.model_validate(doc) for doc in self.courses.find({}, {"_id": 0})]
-
-
-def course_progress(completed: set[str], course: Course) -> float:
-    """Completed materials / all materials of the course x 100 (0 for an empty course)."""
-    ids = [m.material_id for m in course.materials]
-    if not ids:
-        return 0.0
-    return round(100.0 * sum(1 for m in ids if m in completed) / len(ids), 3)

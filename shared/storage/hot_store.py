@@ -1,21 +1,9 @@
 """Redis: the durable heartbeat buffer and the hot state that makes reads see every write.
 
-Per (student, material), in keys hash-tagged by student (one student's keys share a slot):
-- `vp:{sid}:hb:<mid>`  list of pending heartbeats (JSON), appended by ingest, trimmed from the
-  head only by a fold that has stored them in the hot state;
-- `vp:{sid}:ws:<mid>`  hash: `state` (WatchState JSON with every folded heartbeat), `n` (how
-  many heartbeats were ever folded: the state's version, also MongoDB's `v`), `cq` (set once the
-  completion job for it was enqueued);
-- `vp:{sid}:enr`       set of the student's course ids, plus the marker `*` once loaded;
-- `vp:{sid}:stored`    set of the materials MongoDB holds a state for, so that a key without
-  hot state needs a MongoDB read only when there is something to read.
-Global: `vp:dirty` (zset of `<mid>|<sid>` scored by the time the key is due for a flush, or by
-its lease expiry once claimed), `vp:leases` (claimed keys), `vp:pending` (buffered heartbeats),
-`vp:catalog` and `vp:catalog:version`.
-
-A heartbeat is never deleted before the state holding it is written (to Redis by a fold, which
-is atomic with the trim), and a key leaves `vp:dirty` only once MongoDB acknowledged its latest
-version, so a worker may die at any instant without losing anything.
+The keys are mapped in `shared.storage.keys`. A heartbeat is never deleted before the state
+holding it is written (to Redis by a fold, which is atomic with the trim), and a key leaves
+`vp:dirty` only once MongoDB acknowledged its latest version, so a worker may die at any instant
+without losing anything.
 """
 
 from __future__ import annotations
@@ -27,61 +15,30 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
-from shared.progress import Heartbeat, WatchState
-
-DIRTY = "vp:dirty"
-LEASES = "vp:leases"
-PENDING = "vp:pending"
-POISON = "vp:poison"  # keys a flush cannot process; their data stays for an operator
-CATALOG = "vp:catalog"
-CATALOG_VERSION = "vp:catalog:version"
-ENROLLMENT_LOADED = "*"  # marker member: the set mirrors MongoDB (it may hold no course)
+from shared.domain.progress import Heartbeat, WatchState
+from shared.storage.keys import (
+    CATALOG,
+    CATALOG_VERSION,
+    DIRTY,
+    ENROLLMENT_LOADED,
+    LEASES,
+    PENDING,
+    POISON,
+    ProgressKey,
+    enrollments_key,
+    rate_limit_key,
+    stored_key,
+)
 
 
 def _lua(name: str) -> str:
     return (Path(__file__).parent / "lua" / f"{name}.lua").read_text()
 
 
-SCRIPTS = {name: _lua(name) for name in ("ingest", "claim", "commit_fold", "finish", "erase")}
-
-
-@dataclass(frozen=True, slots=True)
-class ProgressKey:
-    """One student's progress on one material."""
-
-    student_id: str
-    material_id: str
-
-    @property
-    def _tag(self) -> str:
-        return "vp:{" + self.student_id + "}"
-
-    @property
-    def pending(self) -> str:
-        return f"{self._tag}:hb:{self.material_id}"
-
-    @property
-    def state(self) -> str:
-        return f"{self._tag}:ws:{self.material_id}"
-
-    @property
-    def stored(self) -> str:
-        """The student's set of materials that MongoDB holds a state for."""
-        return f"{self._tag}:stored"
-
-    @property
-    def member(self) -> str:
-        return f"{self.material_id}|{self.student_id}"  # material ids never hold '|'
-
-    @classmethod
-    def from_member(cls, member: str | bytes) -> ProgressKey:
-        text = member.decode() if isinstance(member, bytes) else member
-        material_id, _, student_id = text.partition("|")
-        return cls(student_id, material_id)
-
-
-def enrollments_key(student_id: str) -> str:
-    return "vp:{" + student_id + "}:enr"
+SCRIPTS = {
+    name: _lua(name)
+    for name in ("ingest", "claim", "commit_fold", "finish", "erase", "publish", "mirror")
+}
 
 
 @dataclass(slots=True)
@@ -167,8 +124,7 @@ class IngestLimits:
     now: float = 0.0
 
     def rate_key(self, student_id: str) -> str:
-        window = int(self.now // self.rate_window_s)
-        return "vp:{" + student_id + "}:rl:" + str(window)
+        return rate_limit_key(student_id, int(self.now // self.rate_window_s))
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +178,7 @@ class AsyncHotStore:
         """The student's enrolled course ids (None when not mirrored) and each key's entry."""
         pipe = self.client.pipeline(transaction=False)
         pipe.smembers(enrollments_key(student_id))
-        pipe.smembers(ProgressKey(student_id, "").stored)
+        pipe.smembers(stored_key(student_id))
         for key in keys:
             pipe.hgetall(key.state)
             pipe.lrange(key.pending, 0, -1)

@@ -1,0 +1,1 @@
+"""The domain: progress arithmetic, the catalog, class analytics. Pure, no I/O."""

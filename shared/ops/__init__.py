@@ -1,0 +1,1 @@
+"""Operations over both stores: catalog and enrollment changes, erasure, teacher views."""

@@ -1,0 +1,1 @@
+"""Storage: Redis (the buffer and hot state, its key schema and Lua scripts) and MongoDB."""
