@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -100,9 +100,15 @@ class CompletionAccepted(BaseModel):
 
 class MaterialProgress(BaseModel):
     material_id: str
+    title: str
+    type: Literal["video", "pdf", "link"]
     watch_time: float
     progress_percentage: float
     completed: bool
+    watched_ranges: list[tuple[float, float]] = Field(
+        default_factory=list, description="[start, end] seconds watched (videos; else empty)"
+    )
+    unverified_seconds: float = Field(0.0, description="claimed minus credited watched seconds")
 
 
 class ModuleProgress(BaseModel):
@@ -145,6 +151,7 @@ class ClassRow(BaseModel):
     progress_percentage: float
     completed_materials: int
     watched_seconds: float
+    unverified_seconds: float
     last_active: datetime | None
 
 
@@ -179,3 +186,44 @@ class Retention(BaseModel):
     duration: float
     viewers: int
     buckets: list[RetentionBucket]
+
+
+class MatrixMaterial(BaseModel):
+    material_id: str
+    title: str
+    type: Literal["video", "pdf", "link"]
+
+
+class MatrixRow(BaseModel):
+    student_id: str
+    progress: list[float] = Field(description="per material, in `materials` order")
+    completed: list[bool] = Field(description="per material, in `materials` order")
+
+
+class ProgressMatrix(BaseModel):
+    course_id: str
+    materials: list[MatrixMaterial]
+    rows: list[MatrixRow]
+    next_cursor: str | None
+
+
+class StudentCourse(BaseModel):
+    course_id: str
+    title: str
+    progress_percentage: float
+    completed_materials: int
+    total_materials: int
+    last_active: datetime | None
+
+
+class TaughtCourse(BaseModel):
+    course_id: str
+    title: str
+    enrolled: int
+    average_progress: float
+    completion_rate: float
+
+
+class MyCourses(BaseModel):
+    courses: list[StudentCourse] | list[TaughtCourse]
+    next_cursor: str | None

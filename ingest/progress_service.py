@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 from starlette.concurrency import run_in_threadpool
 
 from ingest.context import AppContext
+from ingest.drilldown import material_progress
 from ingest.models import (
     CourseProgress,
-    MaterialProgress,
     MaterialStatus,
     ModuleProgress,
     VideoTotals,
@@ -187,13 +187,7 @@ class ProgressService:
                     ),
                     total_seconds=sum(m.duration or 0.0 for m in module_videos),
                     materials=[
-                        MaterialProgress(
-                            material_id=i,
-                            watch_time=states[i].position,
-                            progress_percentage=states[i].progress,
-                            completed=states[i].completed,
-                        )
-                        for i in ids
+                        material_progress(m, states[m.material_id]) for m in module.materials
                     ],
                 )
             )

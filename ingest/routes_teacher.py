@@ -5,6 +5,7 @@ They read MongoDB (the stored state), so they lag ingest by at most one flush in
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -27,12 +28,26 @@ router = APIRouter(tags=["teacher and admin"])
 TeacherOrAdmin = Annotated[Principal, Depends(require_role("teacher", "admin"))]
 SortParam = Annotated[
     str,
-    Query(description="student_id, progress, last_active or watched_seconds; prefix - to reverse"),
+    Query(
+        description="student_id, progress, last_active, watched_seconds or unverified_seconds;"
+        " prefix - to reverse"
+    ),
+]
+InactiveDays = Annotated[
+    int | None,
+    Query(ge=0, le=36500, description="only students inactive for more than N days or never"),
+]
+StudentQuery = Annotated[
+    str | None, Query(min_length=1, max_length=256, description="student id contains (any case)")
 ]
 
 
 def _ctx(request: Request) -> AppContext:
     return request.app.state.ctx
+
+
+def inactive_since(days: int | None) -> float | None:
+    return time.time() - days * 86400 if days is not None else None
 
 
 def taught_course(ctx: AppContext, principal: Principal, course_id: str) -> Course:
@@ -58,9 +73,12 @@ async def class_progress(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
     format: Literal["json", "csv"] | None = None,  # noqa: A002 - the contract's name
+    inactive_days: InactiveDays = None,
+    q: StudentQuery = None,
 ) -> ClassPage | StreamingResponse:
     """One row per enrolled student (those without progress at 0), sorted and paginated, or
-    the whole table as CSV with `?format=csv` or `Accept: text/csv`."""
+    the whole table as CSV with `?format=csv` or `Accept: text/csv`; `?inactive_days=` and
+    `?q=` narrow both."""
     ctx = _ctx(request)
     course = taught_course(ctx, principal, course_id)
     try:
@@ -68,6 +86,7 @@ async def class_progress(
     except ValueError as exc:
         raise InvalidInput(str(exc), [{"field": "sort", "rule": "one_of"}]) from None
     rows = await run_in_threadpool(teacher_views.class_table, ctx.mongo, course)
+    rows = analytics.keep_rows(rows, inactive_since(inactive_days), q)
     wants_csv = format == "csv" or (
         format is None and "text/csv" in request.headers.get("accept", "")
     )

@@ -124,6 +124,7 @@ def test_csv_parses_back_to_the_same_rows(klass: Stack) -> None:
             {**row, "progress_percentage": float(row["progress_percentage"]),
              "completed_materials": int(row["completed_materials"]),
              "watched_seconds": float(row["watched_seconds"]),
+             "unverified_seconds": float(row["unverified_seconds"]),
              "last_active": row["last_active"] or None}
             for row in parsed
         ] == as_json  # fmt: skip

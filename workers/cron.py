@@ -5,7 +5,7 @@ from rq import cron
 
 from shared.settings import get_settings
 from workers.flush import flush_pending
-from workers.maintenance import reconcile_completions
+from workers.maintenance import rebuild_rollups, reconcile_completions
 
 _settings = get_settings()
 cron.register(
@@ -14,5 +14,9 @@ cron.register(
 )  # fmt: skip
 cron.register(
     reconcile_completions, queue_name=_settings.queue_name, interval=600,
+    job_timeout=1800, result_ttl=600,
+)  # fmt: skip
+cron.register(
+    rebuild_rollups, queue_name=_settings.queue_name, interval=600,
     job_timeout=1800, result_ttl=600,
 )  # fmt: skip

@@ -17,6 +17,7 @@ from rq import Retry
 
 from shared.domain.progress import fold
 from shared.errors import Unavailable
+from shared.ops.rollups import record_flushed
 from shared.storage.hot_store import Fold, HotEntry
 from shared.storage.keys import ProgressKey
 from shared.storage.mongo_store import StateWrite, StoredState
@@ -156,6 +157,8 @@ def _write(ctx: WorkerContext, batch: _Batch, now: float, report: FlushReport) -
         ctx.hot.release(retry, retry_at=now)
     batch.poisoned += refused
     report.written = len(batch.writes)
+    # Stale writes are rolled up too: a flush taken over after its MongoDB write needs them.
+    record_flushed(ctx.mongo, ctx.catalog(), batch.writes.values())
 
 
 def _finish(ctx: WorkerContext, batch: _Batch, now: float, report: FlushReport) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from shared.ops.rollups import rebuild_missing
 from workers.context import get_context
 
 RECENT_S = 3600.0
@@ -39,3 +40,11 @@ def reconcile_completions(since_s: float = RECENT_S) -> int:
         if course is not None:
             ctx.mongo.record_completion(student_id, course_id, material_ids, course)
     return len(missing)
+
+
+def rebuild_rollups() -> int:
+    """RQ job: rebuild enrollment rollups that are missing (data from before rollups existed)
+    or were computed for another version of their course. Idempotent; safe beside flushes.
+    Returns how many enrollments changed. Also `videoprogress rebuild-rollups`."""
+    ctx = get_context()
+    return rebuild_missing(ctx.mongo, ctx.catalog())

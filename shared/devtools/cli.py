@@ -28,7 +28,8 @@ from shared.devtools.services import (
     wait_for_port,
 )
 from shared.domain import analytics
-from shared.ops import admin_ops, teacher_views
+from shared.domain.catalog import Catalog
+from shared.ops import admin_ops, rollups, teacher_views
 from shared.settings import Settings
 from shared.storage.mongo_store import MongoStore
 from shared.tokens import mint_token
@@ -79,6 +80,18 @@ def class_csv(
         out.writelines(teacher_views.csv_lines(ordered))
     if output:
         console.print(f"wrote {len(ordered)} rows to {output}", highlight=False)
+
+
+@app.command("rebuild-rollups")
+def rebuild_rollups() -> None:
+    """Build the enrollment rollups the teacher views read, from watch_progress, for
+    enrollments that have none (data stored before rollups existed) or whose course changed.
+    Idempotent; safe while workers run (the maintenance job does the same every 10 minutes)."""
+    settings = Settings()
+    mongo = MongoStore(settings.mongo_url, settings.mongo_timeout_ms)
+    catalog = Catalog(mongo.all_courses())
+    changed = rollups.rebuild_missing(mongo, catalog)
+    console.print(f"rebuilt {changed} enrollment rollups")
 
 
 @app.command()

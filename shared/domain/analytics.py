@@ -13,8 +13,10 @@ from typing import Any, Literal
 
 from shared.domain.course import percentage
 
-SortKey = Literal["student_id", "progress", "last_active", "watched_seconds"]
-SORT_KEYS: tuple[str, ...] = ("student_id", "progress", "last_active", "watched_seconds")
+SortKey = Literal["student_id", "progress", "last_active", "watched_seconds", "unverified_seconds"]
+SORT_KEYS: tuple[str, ...] = (
+    "student_id", "progress", "last_active", "watched_seconds", "unverified_seconds",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,33 +26,40 @@ class ClassRow:
     completed_materials: int
     watched_seconds: float
     last_active: float | None  # epoch seconds of the latest accepted heartbeat
+    unverified_seconds: float = 0.0  # claimed minus credited, summed over the course's videos
 
 
-def class_rows(
-    student_ids: list[str],
-    watched: dict[str, tuple[float, float | None]],
-    completed: dict[str, int],
+def class_row(
+    student_id: str,
+    completed: int,
     total_materials: int,
-) -> list[ClassRow]:
-    """One row per enrolled student; students without progress are at 0.
+    watched_seconds: float,
+    unverified_seconds: float,
+    last_active: float | None,
+) -> ClassRow:
+    """A student's row: progress is completed materials / materials of the course."""
+    return ClassRow(
+        student_id=student_id,
+        progress_percentage=percentage(completed, total_materials),
+        completed_materials=completed,
+        watched_seconds=round(watched_seconds, 3),
+        last_active=last_active,
+        unverified_seconds=round(unverified_seconds, 3),
+    )
 
-    `watched`: student -> (watched seconds summed over the course's videos, last activity);
-    `completed`: student -> completed materials of the course's current catalog.
-    """
-    rows = []
-    for student_id in student_ids:
-        seconds, last = watched.get(student_id, (0.0, None))
-        done = completed.get(student_id, 0)
-        rows.append(
-            ClassRow(
-                student_id=student_id,
-                progress_percentage=percentage(done, total_materials),
-                completed_materials=done,
-                watched_seconds=round(seconds, 3),
-                last_active=last,
-            )
-        )
-    return rows
+
+def keep_rows(
+    rows: list[ClassRow], inactive_before: float | None = None, q: str | None = None
+) -> list[ClassRow]:
+    """Rows of students inactive since `inactive_before` (epoch seconds; never started counts
+    as inactive) and whose id contains `q` (case-insensitive)."""
+    needle = q.casefold() if q else None
+    return [
+        r
+        for r in rows
+        if (inactive_before is None or r.last_active is None or r.last_active < inactive_before)
+        and (needle is None or needle in r.student_id.casefold())
+    ]
 
 
 def _sort_value(row: ClassRow, key: str) -> tuple:
@@ -59,6 +68,7 @@ def _sort_value(row: ClassRow, key: str) -> tuple:
         "progress": row.progress_percentage,
         "last_active": row.last_active if row.last_active is not None else float("-inf"),
         "watched_seconds": row.watched_seconds,
+        "unverified_seconds": row.unverified_seconds,
     }[key]
     return (value, row.student_id)  # the student id makes every order total and stable
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.domain.catalog import Catalog, Course, Identifier
 from shared.errors import InvalidInput, Unavailable
+from shared.storage import rollup_store
 from shared.storage.hot_store import SCRIPTS, as_text
 from shared.storage.keys import (
     CATALOG,
@@ -50,6 +51,7 @@ def save_course(mongo: MongoStore, r: redis.Redis, course: Course) -> bool:
     publish_catalog(mongo, r)
     if not created:
         mongo.recalculate_course(course)
+        rollup_store.rebuild_missing(mongo, [course])  # totals for the new list of materials
     return created
 
 
@@ -74,6 +76,9 @@ def set_enrollment(
     )
     r.incr(enrollments_version_key(student_id))
     mirror_enrollments(mongo, r, student_id)
+    if enrolled and changed and (course := mongo.course(course_id)) is not None:
+        # Progress stored before an earlier unenrollment counts again, as in the course view.
+        rollup_store.rebuild(mongo, course, [student_id])
     return changed
 
 

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 import redis
 
 from shared.domain.catalog import Catalog
+from shared.ops.rollups import rebuild_student
 from shared.storage.hot_store import SCRIPTS
 from shared.storage.keys import DIRTY, LEASES, PENDING, ProgressKey, pending_prefix, state_prefix
 from shared.storage.mongo_store import MongoStore
@@ -87,4 +88,5 @@ def erase_progress(
         courses = [catalog.courses[ref.course_id]] if ref else []
         forget = {material_id}
     report.enrollments = sum(mongo.forget_completions(student_id, forget, c) for c in courses)
+    rebuild_student(mongo, courses, student_id)  # the tombstones' versions win in the rollups
     return report

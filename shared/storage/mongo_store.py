@@ -115,6 +115,7 @@ def progress_document(w: StateWrite) -> dict[str, Any]:
         "total_duration": w.duration,
         "progress_percentage": s.progress,
         "watched_seconds": s.watched_seconds,
+        "unverified_seconds": float(getattr(s, "unverified_seconds", 0.0)),  # claimed - credited
         "watched_ranges": s.covered,
         "completed": s.completed,
         "completed_at": s.completed_at,
@@ -464,6 +465,11 @@ class MongoStore:
         doc = {"_id": course.course_id, **course.model_dump(mode="json")}
         result = self.courses.replace_one({"_id": course.course_id}, doc, upsert=True)
         return result.matched_count == 0
+
+    @_unavailable_on_outage
+    def course(self, course_id: str) -> Course | None:
+        doc = self.courses.find_one({"_id": course_id}, {"_id": 0})
+        return Course.model_validate(doc) if doc else None
 
     @_unavailable_on_outage
     def all_courses(self) -> list[Course]:

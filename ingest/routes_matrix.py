@@ -1,0 +1,72 @@
+"""The progress matrix of a course: per enrolled student, each material's progress and
+completion, from the enrollment rollups (one find). Teachers of the course and admins."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic_core import to_json
+from starlette.concurrency import run_in_threadpool
+
+from ingest.models import ProgressMatrix
+from ingest.routes_teacher import SortParam, TeacherOrAdmin, taught_course
+from shared.domain import analytics
+from shared.errors import InvalidInput
+from shared.ops import teacher_views
+
+router = APIRouter(tags=["teacher and admin"])
+
+MAX_ROWS = 5000
+
+
+@router.get(
+    "/api/teacher/courses/{course_id}/matrix",
+    response_model=ProgressMatrix,
+    responses={200: {"content": {"text/csv": {}}}},
+)
+async def progress_matrix(
+    course_id: str,
+    principal: TeacherOrAdmin,
+    request: Request,
+    sort: SortParam = "student_id",
+    limit: Annotated[int | None, Query(ge=1, le=MAX_ROWS)] = None,
+    cursor: str | None = None,
+    format: Literal["json", "csv"] | None = None,  # noqa: A002 - as the class table's
+) -> Response:
+    """Materials in course order and one row per enrolled student with each material's
+    progress percentage and completion, sorted like the class table; all rows unless
+    `?limit=`; `?format=csv` streams `student_id,<material_id>...` with the percentages."""
+    ctx = request.app.state.ctx
+    course = taught_course(ctx, principal, course_id)
+    try:
+        analytics.parse_sort(sort)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), [{"field": "sort", "rule": "one_of"}]) from None
+    materials, rows = await run_in_threadpool(teacher_views.matrix, ctx.mongo, course)
+    by_student = {r.row.student_id: r for r in rows}
+    try:
+        chunk, next_cursor = analytics.page(
+            [r.row for r in rows], sort, limit or max(len(rows), 1), cursor
+        )
+    except ValueError as exc:
+        raise InvalidInput(str(exc), [{"field": "cursor", "rule": "invalid"}]) from None
+    ordered = [by_student[r.student_id] for r in chunk]
+    if format == "csv":
+        return StreamingResponse(
+            teacher_views.matrix_csv_lines([m["material_id"] for m in materials], ordered),
+            media_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{course_id}-matrix.csv"'},
+        )
+    body: dict[str, Any] = {
+        "course_id": course_id,
+        "materials": materials,
+        "rows": [
+            {"student_id": r.row.student_id, "progress": r.progress, "completed": r.completed}
+            for r in ordered
+        ],
+        "next_cursor": next_cursor,
+    }
+    # Serialized directly: validating 200,000 cells against the model costs more than the read.
+    return Response(to_json(body), media_type="application/json")

@@ -1,0 +1,46 @@
+"""Keeping enrollment rollups in step: after a flush, after an erasure, on (re-)enrollment, when
+a course changes, and a rebuild for data written before rollups existed (`videoprogress
+rebuild-rollups`, and the maintenance job)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from shared.domain.catalog import Catalog, Course
+from shared.domain.rollup import RollupEntry
+from shared.storage import rollup_store
+from shared.storage.mongo_store import MongoStore, StateWrite
+
+
+def entry_of(write: StateWrite) -> RollupEntry:
+    s = write.state
+    return RollupEntry(
+        version=write.version,
+        watched_seconds=s.watched_seconds,
+        unverified_seconds=float(getattr(s, "unverified_seconds", 0.0)),
+        progress=s.progress,
+        completed=s.completed,
+        last_watched=s.last_watched,
+    )
+
+
+def record_flushed(mongo: MongoStore, catalog: Catalog, writes: Iterable[StateWrite]) -> int:
+    """Roll the states a flush just wrote (or found already written) into their enrollments:
+    one read and one unordered bulk write on `enrollments`. Idempotent, so a repeated or
+    taken-over flush is harmless. Raises Unavailable (the flush then releases its keys)."""
+    grouped = rollup_store.entries_of_writes(
+        (w.student_id, w.course_id, w.material_id, entry_of(w)) for w in writes
+    )
+    courses = {cid: c for (_, cid) in grouped if (c := catalog.courses.get(cid))}
+    return rollup_store.apply_entries(mongo, grouped, courses) if grouped else 0
+
+
+def rebuild_student(mongo: MongoStore, courses: Iterable[Course], student_id: str) -> int:
+    """Recompute one student's rollups from watch_progress (after enrollment or erasure)."""
+    return sum(rollup_store.rebuild(mongo, course, [student_id]) for course in courses)
+
+
+def rebuild_missing(mongo: MongoStore, catalog: Catalog) -> int:
+    """Rebuild every enrollment whose rollup is missing or made for another version of its
+    course. Idempotent; safe while workers flush."""
+    return rollup_store.rebuild_missing(mongo, catalog.courses.values())

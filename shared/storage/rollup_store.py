@@ -1,0 +1,232 @@
+"""Per-enrollment rollups on the `enrollments` documents (see shared/domain/rollup.py).
+
+Fields an enrollment document gains:
+- `rollup`: the per-material entries, one compact JSON string (versioned entries);
+- `rollup_rev`: incremented by every rollup write, the compare-and-set token;
+- `rollup_course`: the fingerprint of the course's materials the totals were computed for;
+- `completed_count`, `watched_seconds`, `unverified_seconds`, `last_active`: the totals.
+
+A write reads the documents (by `_id`), merges its entries (higher version wins), computes the
+totals and writes everything with one unordered bulk write whose filters name the `rollup_rev`
+read. An update that lost a race to another writer matched nothing; those documents are read
+and merged again (at most `ATTEMPTS` rounds). Since merging is a join, a repeated, reordered or
+concurrent write (a flush taken over after SIGKILL, a rebuild beside a flush) ends in the same
+document. Students who are not enrolled have no document and get no rollup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo import UpdateOne
+from pymongo.errors import BulkWriteError, ConnectionFailure
+
+from shared.domain import rollup
+from shared.domain.catalog import Course
+from shared.domain.rollup import Entries, RollupEntry, RollupTotals
+from shared.errors import Unavailable
+from shared.storage.mongo_store import MongoStore, enrollment_id, progress_id
+
+ATTEMPTS = 8
+READ_CHUNK = 500  # enrollment ids per `$in`
+TOTAL_FIELDS = {"_id": 0, "student_id": 1, "rollup_course": 1, "completed_count": 1,
+                "watched_seconds": 1, "unverified_seconds": 1, "last_active": 1}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollmentRollup:
+    student_id: str
+    totals: RollupTotals
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def apply_entries(
+    mongo: MongoStore, incoming: dict[tuple[str, str], Entries], courses: dict[str, Course]
+) -> int:
+    """Merge entries into the rollups of the (student_id, course_id) enrollments and store the
+    recomputed totals. Idempotent and order-independent. Returns how many documents changed.
+
+    Raises Unavailable when MongoDB is unreachable or the documents kept changing under us.
+    """
+    pending = {key: entries for key, entries in incoming.items() if key[1] in courses}
+    changed = 0
+    for _ in range(ATTEMPTS):
+        if not pending:
+            return changed
+        ops, expected = _merge_ops(mongo, pending, courses)
+        if not ops:
+            return changed
+        result = _bulk(mongo, ops)
+        changed += result
+        if result == len(ops):
+            return changed
+        pending = {key: pending[key] for key in expected}  # read again: who won, and merge
+    raise Unavailable("enrollment rollups kept changing; retry")
+
+
+def _merge_ops(
+    mongo: MongoStore, pending: dict[tuple[str, str], Entries], courses: dict[str, Course]
+) -> tuple[list[UpdateOne], list[tuple[str, str]]]:
+    ops: list[UpdateOne] = []
+    keys: list[tuple[str, str]] = []
+    for chunk in _chunks(sorted(pending), READ_CHUNK):
+        ids = [enrollment_id(s, c) for s, c in chunk]
+        found = {
+            (doc["student_id"], doc["course_id"]): doc
+            for doc in _find(mongo, {"_id": {"$in": ids}},
+                             {"student_id": 1, "course_id": 1, "rollup": 1, "rollup_rev": 1,
+                              "rollup_course": 1})
+        }  # fmt: skip
+        for key in chunk:
+            doc = found.get(key)
+            if doc is None:  # not enrolled: nothing to roll up
+                continue
+            course = courses[key[1]]
+            stored = rollup.decode(doc.get("rollup"))
+            merged = rollup.merge(stored, pending[key])
+            fingerprint = rollup.course_fingerprint(course)
+            if merged == stored and doc.get("rollup_course") == fingerprint:
+                continue  # a repeat: nothing to do
+            ops.append(_cas_update(key, doc.get("rollup_rev"), merged, course, fingerprint))
+            keys.append(key)
+    return ops, keys
+
+
+def _cas_update(
+    key: tuple[str, str], rev: int | None, entries: Entries, course: Course, fingerprint: str
+) -> UpdateOne:
+    student_id, course_id = key
+    token: dict[str, Any] | int = {"$exists": False} if rev is None else rev
+    return UpdateOne(
+        {"_id": enrollment_id(student_id, course_id), "student_id": student_id,
+         "rollup_rev": token},
+        {"$set": {"rollup": rollup.encode(entries), "rollup_course": fingerprint,
+                  **rollup.totals(entries, course).as_fields()},
+         "$inc": {"rollup_rev": 1}},
+    )  # fmt: skip
+
+
+def _bulk(mongo: MongoStore, ops: list[UpdateOne]) -> int:
+    try:
+        result = mongo.enrollments.bulk_write(ops, ordered=False)
+    except ConnectionFailure as exc:
+        raise Unavailable("MongoDB is unavailable (enrollment rollups)", retry_after_s=5) from exc
+    except BulkWriteError as exc:
+        if exc.details.get("writeConcernErrors"):
+            raise Unavailable("MongoDB did not confirm the write concern") from exc
+        raise
+    return int(result.matched_count)
+
+
+def _find(mongo: MongoStore, query: dict[str, Any], fields: dict[str, Any]) -> list[dict]:
+    try:
+        return list(mongo.enrollments.find(query, {"_id": 0, **fields}))
+    except ConnectionFailure as exc:
+        raise Unavailable("MongoDB is unavailable (enrollment rollups)", retry_after_s=5) from exc
+
+
+def rebuild(mongo: MongoStore, course: Course, student_ids: Iterable[str] | None = None) -> int:
+    """Recompute the rollups of a course's enrollments (all, or `student_ids`) from the stored
+    states in watch_progress (tombstones included), merged with what they hold. Idempotent; safe
+    beside running flushes. Returns how many documents changed."""
+    students = (
+        sorted(student_ids)
+        if student_ids is not None
+        else mongo.enrolled_students(course.course_id)
+    )
+    changed = 0
+    materials = [m.material_id for m in course.materials]
+    for chunk in _chunks(students, max(1, 2000 // max(1, len(materials)))):
+        ids = [progress_id(s, m) for s in chunk for m in materials]
+        incoming: dict[tuple[str, str], Entries] = {(s, course.course_id): {} for s in chunk}
+        for doc in mongo.progress.find(
+            {"_id": {"$in": ids}},
+            {"_id": 0, "student_id": 1, "material_id": 1, "course_id": 1, "v": 1,
+             "watched_seconds": 1, "unverified_seconds": 1, "progress_percentage": 1,
+             "completed": 1, "last_watched": 1},
+        ):  # fmt: skip
+            incoming[(doc["student_id"], course.course_id)][doc["material_id"]] = (
+                rollup.entry_from_document(doc)
+            )
+        changed += apply_entries(mongo, incoming, {course.course_id: course})
+    return changed
+
+
+def rebuild_missing(mongo: MongoStore, courses: Iterable[Course]) -> int:
+    """Rebuild the rollups of enrollments that have none (data written before rollups existed)
+    or whose totals were computed for another version of the course. Idempotent."""
+    changed = 0
+    for course in courses:
+        fingerprint = rollup.course_fingerprint(course)
+        stale = [
+            doc["student_id"]
+            for doc in _find(mongo, {"course_id": course.course_id},
+                             {"student_id": 1, "rollup_course": 1})
+            if doc.get("rollup_course") != fingerprint
+        ]  # fmt: skip
+        if stale:
+            changed += rebuild(mongo, course, stale)
+    return changed
+
+
+def course_totals(mongo: MongoStore, course: Course) -> list[EnrollmentRollup]:
+    """Each enrolled student's totals from one find of small fields; a document whose totals
+    were computed for another version of the course is recomputed from its entries."""
+    fingerprint = rollup.course_fingerprint(course)
+    rows: list[EnrollmentRollup] = []
+    stale: list[str] = []
+    for doc in _find(mongo, {"course_id": course.course_id}, TOTAL_FIELDS):
+        if doc.get("rollup_course") != fingerprint:
+            stale.append(doc["student_id"])
+            continue
+        rows.append(EnrollmentRollup(doc["student_id"], _totals_of(doc)))
+    if stale:
+        for student_id, entries in course_entries(mongo, course, stale).items():
+            rows.append(EnrollmentRollup(student_id, rollup.totals(entries, course)))
+    return rows
+
+
+def _totals_of(doc: dict[str, Any]) -> RollupTotals:
+    return RollupTotals(
+        completed_materials=int(doc.get("completed_count") or 0),
+        watched_seconds=float(doc.get("watched_seconds") or 0.0),
+        unverified_seconds=float(doc.get("unverified_seconds") or 0.0),
+        last_active=doc.get("last_active"),
+    )
+
+
+def course_entries(
+    mongo: MongoStore, course: Course, student_ids: list[str] | None = None
+) -> dict[str, Entries]:
+    """Student -> per-material entries, for the course's enrolled students (or the given ones).
+    An enrollment without a rollup yet has no entries (see `rebuild_missing`)."""
+    if student_ids is None:
+        docs = _find(mongo, {"course_id": course.course_id}, {"student_id": 1, "rollup": 1})
+    else:
+        docs = []
+        for chunk in _chunks(student_ids, READ_CHUNK):
+            ids = [enrollment_id(s, course.course_id) for s in chunk]
+            docs += _find(mongo, {"_id": {"$in": ids}}, {"student_id": 1, "rollup": 1})
+    return {doc["student_id"]: rollup.decode(doc.get("rollup")) for doc in docs}
+
+
+def entries_of_writes(
+    writes: Iterable[tuple[str, str, str, RollupEntry]],
+) -> dict[tuple[str, str], Entries]:
+    """(student_id, course_id, material_id, entry) -> entries grouped by enrollment."""
+    grouped: dict[tuple[str, str], Entries] = {}
+    for student_id, course_id, material_id, entry in writes:
+        grouped.setdefault((student_id, course_id), {})[material_id] = entry
+    return grouped
+
+
+def student_activity(mongo: MongoStore, student_id: str) -> dict[str, float | None]:
+    """Course id -> latest activity (from the rollup) of each of the student's enrollments."""
+    docs = _find(mongo, {"student_id": student_id}, {"course_id": 1, "last_active": 1})
+    return {doc["course_id"]: doc.get("last_active") for doc in docs}
