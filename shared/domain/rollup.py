@@ -16,7 +16,15 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic_core import from_json
+
 from shared.domain.catalog import Course
+
+# An entry as stored: [version, watched, unverified, progress, completed (0/1), last_watched].
+# Reads keep them as lists: a class of 2,000 students x 100 materials is 200,000 entries.
+RawEntry = list[Any]
+VERSION, WATCHED, UNVERIFIED, PROGRESS, COMPLETED, LAST = range(6)
+EMPTY: RawEntry = [0, 0.0, 0.0, 0.0, 0, None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +71,13 @@ def encode(entries: Entries) -> str:
     return json.dumps({m: e.as_list() for m, e in sorted(entries.items())}, separators=(",", ":"))
 
 
+def decode_raw(blob: str | None) -> dict[str, RawEntry]:
+    """Material -> stored entry list (pydantic-core's parser: a third of json.loads' time)."""
+    return from_json(blob) if blob else {}
+
+
 def decode(blob: str | None) -> Entries:
-    if not blob:
-        return {}
-    return {m: RollupEntry.from_list(raw) for m, raw in json.loads(blob).items()}
+    return {m: RollupEntry.from_list(raw) for m, raw in decode_raw(blob).items()}
 
 
 def merge(stored: Entries, incoming: Entries) -> Entries:
@@ -96,17 +107,18 @@ class RollupTotals:
 
 
 def totals(entries: Entries, course: Course) -> RollupTotals:
+    return raw_totals({m: e.as_list() for m, e in entries.items()}, course)
+
+
+def raw_totals(entries: dict[str, RawEntry], course: Course) -> RollupTotals:
     """Over the course's current materials: completed count, watched and unverified seconds
     summed over its videos in catalog order (as the course view sums them), latest activity."""
-    materials = course.materials
-    videos = [m.material_id for m in materials if m.type == "video"]
-    empty = RollupEntry(0)
-    last = [e.last_watched for m in materials
-            if (e := entries.get(m.material_id)) and e.last_watched is not None]  # fmt: skip
+    cells = [(m.type == "video", entries.get(m.material_id, EMPTY)) for m in course.materials]
+    last = [e[LAST] for _, e in cells if e[LAST] is not None]
     return RollupTotals(
-        completed_materials=sum(entries.get(m.material_id, empty).completed for m in materials),
-        watched_seconds=round(sum(entries.get(v, empty).watched_seconds for v in videos), 3),
-        unverified_seconds=round(sum(entries.get(v, empty).unverified_seconds for v in videos), 3),
+        completed_materials=sum(1 for _, e in cells if e[COMPLETED]),
+        watched_seconds=round(sum(float(e[WATCHED]) for video, e in cells if video), 3),
+        unverified_seconds=round(sum(float(e[UNVERIFIED]) for video, e in cells if video), 3),
         last_active=max(last) if last else None,
     )
 

@@ -10,10 +10,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.domain import rollup
 from shared.domain.analytics import ClassRow, class_row, course_stats, retention
 from shared.domain.catalog import Course
-from shared.domain.rollup import Entries, RollupEntry
+from shared.domain.rollup import COMPLETED, EMPTY, LAST, PROGRESS, RawEntry, RollupTotals
 from shared.storage import rollup_store
 from shared.storage.mongo_store import MongoStore
 
@@ -28,12 +27,7 @@ def iso(ts: float | None) -> str | None:
 def class_table(mongo: MongoStore, course: Course) -> list[ClassRow]:
     """One row per enrolled student, from the enrollments' rollups (one indexed find)."""
     total = len(course.materials)
-    return [
-        class_row(r.student_id, t.completed_materials, total, t.watched_seconds,
-                  t.unverified_seconds, t.last_active)
-        for r in rollup_store.course_totals(mongo, course)
-        for t in [r.totals]
-    ]  # fmt: skip
+    return [_row(r.student_id, r.totals, total) for r in rollup_store.course_totals(mongo, course)]
 
 
 def row_dict(row: ClassRow) -> dict[str, Any]:
@@ -61,21 +55,23 @@ def csv_lines(rows: Iterable[ClassRow]) -> Iterator[str]:
 
 
 def stats(mongo: MongoStore, course: Course) -> dict[str, Any]:
-    """Course stats from the rollups' entries (one find): the same numbers the class table and
-    the students' course views show."""
-    entries = rollup_store.course_entries(mongo, course)
-    total = len(course.materials)
-    rows = [
-        class_row(student_id, t.completed_materials, total, t.watched_seconds,
-                  t.unverified_seconds, t.last_active)
-        for student_id, e in entries.items()
-        for t in [rollup.totals(e, course)]
-    ]  # fmt: skip
+    """Course stats from the rollups (one find): the same numbers as the class table and the
+    students' course views."""
+    rollups = rollup_store.course_rollups(mongo, course)
     material_ids = [m.material_id for m in course.materials]
     return {
         "course_id": course.course_id,
-        **course_stats(rows, material_ids, material_stats(entries.values(), material_ids)),
+        **course_stats(
+            [_row(r.student_id, r.totals, len(material_ids)) for r in rollups],
+            material_ids,
+            material_stats([r.entries for r in rollups], material_ids),
+        ),
     }
+
+
+def _row(student_id: str, t: RollupTotals, total_materials: int) -> ClassRow:
+    return class_row(student_id, t.completed_materials, total_materials, t.watched_seconds,
+                     t.unverified_seconds, t.last_active)  # fmt: skip
 
 
 def summary(mongo: MongoStore, course: Course) -> dict[str, Any]:
@@ -85,45 +81,19 @@ def summary(mongo: MongoStore, course: Course) -> dict[str, Any]:
 
 
 def material_stats(
-    entries: Iterable[Entries], material_ids: list[str]
+    entries: list[dict[str, RawEntry]], material_ids: list[str]
 ) -> dict[str, dict[str, float]]:
-    """Material -> {started, completed, average progress over those who started}."""
-    started: dict[str, list[RollupEntry]] = {m: [] for m in material_ids}
-    for student in entries:
-        for m in material_ids:
-            e = student.get(m)
-            if e is not None and e.last_watched is not None:
-                started[m].append(e)
-    return {
-        m: {
-            "started": len(es),
-            "completed": sum(e.completed for e in es),
-            "average": sum(e.progress for e in es) / len(es) if es else 0.0,
+    """Material -> {started, completed, average progress over the students who started it}
+    (started: the stored state has an activity; an erased one has none)."""
+    found = {}
+    for m in material_ids:
+        started = [e for student in entries if (e := student.get(m)) and e[LAST] is not None]
+        found[m] = {
+            "started": len(started),
+            "completed": sum(1 for e in started if e[COMPLETED]),
+            "average": sum(e[PROGRESS] for e in started) / len(started) if started else 0.0,
         }
-        for m, es in started.items()
-    }
-
-
-def matrix(mongo: MongoStore, course: Course) -> tuple[list[dict[str, Any]], list[MatrixRow]]:
-    """The course's materials and, per enrolled student, each material's progress and
-    completion (in the materials' order), with the student's class-table row for sorting."""
-    materials = course.materials
-    total = len(materials)
-    empty = RollupEntry(0)
-    rows = []
-    for student_id, e in rollup_store.course_entries(mongo, course).items():
-        t = rollup.totals(e, course)
-        cells = [e.get(m.material_id, empty) for m in materials]
-        rows.append(
-            MatrixRow(
-                class_row(student_id, t.completed_materials, total, t.watched_seconds,
-                          t.unverified_seconds, t.last_active),
-                [c.progress for c in cells],
-                [c.completed for c in cells],
-            )
-        )  # fmt: skip
-    header = [{"material_id": m.material_id, "title": m.title, "type": m.type} for m in materials]
-    return header, rows
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +101,25 @@ class MatrixRow:
     row: ClassRow
     progress: list[float]
     completed: list[bool]
+
+
+def matrix(mongo: MongoStore, course: Course) -> tuple[list[dict[str, Any]], list[MatrixRow]]:
+    """The course's materials and, per enrolled student, each material's progress and
+    completion (in the materials' order), with the student's class-table row for sorting."""
+    materials = course.materials
+    ids = [m.material_id for m in materials]
+    rows = []
+    for r in rollup_store.course_rollups(mongo, course):
+        cells = [r.entries.get(m, EMPTY) for m in ids]
+        rows.append(
+            MatrixRow(
+                _row(r.student_id, r.totals, len(ids)),
+                [float(c[PROGRESS]) for c in cells],
+                [bool(c[COMPLETED]) for c in cells],
+            )
+        )
+    header = [{"material_id": m.material_id, "title": m.title, "type": m.type} for m in materials]
+    return header, rows
 
 
 def matrix_csv_lines(material_ids: list[str], rows: Iterable[MatrixRow]) -> Iterator[str]:

@@ -126,7 +126,7 @@ def _bulk(mongo: MongoStore, ops: list[UpdateOne]) -> int:
 
 def _find(mongo: MongoStore, query: dict[str, Any], fields: dict[str, Any]) -> list[dict]:
     try:
-        return list(mongo.enrollments.find(query, {"_id": 0, **fields}))
+        return list(mongo.enrollments.find(query, {"_id": 0, **fields} if fields else None))
     except ConnectionFailure as exc:
         raise Unavailable("MongoDB is unavailable (enrollment rollups)", retry_after_s=5) from exc
 
@@ -175,6 +175,29 @@ def rebuild_missing(mongo: MongoStore, courses: Iterable[Course]) -> int:
     return changed
 
 
+@dataclass(frozen=True, slots=True)
+class StudentRollup:
+    """An enrolled student's totals and raw per-material entries (see rollup.RawEntry)."""
+
+    student_id: str
+    totals: RollupTotals
+    entries: dict[str, rollup.RawEntry]
+
+
+def course_rollups(mongo: MongoStore, course: Course) -> list[StudentRollup]:
+    """Every enrolled student's rollup, from one find (whole documents: on the stand-in a
+    projection costs more than it saves). Totals computed for another version of the course
+    are recomputed from the entries; an enrollment without a rollup yet reads as empty."""
+    fingerprint = rollup.course_fingerprint(course)
+    found = []
+    for doc in _find(mongo, {"course_id": course.course_id}, {}):
+        entries = rollup.decode_raw(doc.get("rollup"))
+        fresh = doc.get("rollup_course") == fingerprint
+        totals = _totals_of(doc) if fresh else rollup.raw_totals(entries, course)
+        found.append(StudentRollup(doc["student_id"], totals, entries))
+    return found
+
+
 def course_totals(mongo: MongoStore, course: Course) -> list[EnrollmentRollup]:
     """Each enrolled student's totals from one find of small fields; a document whose totals
     were computed for another version of the course is recomputed from its entries."""
@@ -186,9 +209,11 @@ def course_totals(mongo: MongoStore, course: Course) -> list[EnrollmentRollup]:
             stale.append(doc["student_id"])
             continue
         rows.append(EnrollmentRollup(doc["student_id"], _totals_of(doc)))
-    if stale:
-        for student_id, entries in course_entries(mongo, course, stale).items():
-            rows.append(EnrollmentRollup(student_id, rollup.totals(entries, course)))
+    for chunk in _chunks(stale, READ_CHUNK):
+        ids = [enrollment_id(s, course.course_id) for s in chunk]
+        for doc in _find(mongo, {"_id": {"$in": ids}}, {"student_id": 1, "rollup": 1}):
+            totals = rollup.raw_totals(rollup.decode_raw(doc.get("rollup")), course)
+            rows.append(EnrollmentRollup(doc["student_id"], totals))
     return rows
 
 
@@ -199,21 +224,6 @@ def _totals_of(doc: dict[str, Any]) -> RollupTotals:
         unverified_seconds=float(doc.get("unverified_seconds") or 0.0),
         last_active=doc.get("last_active"),
     )
-
-
-def course_entries(
-    mongo: MongoStore, course: Course, student_ids: list[str] | None = None
-) -> dict[str, Entries]:
-    """Student -> per-material entries, for the course's enrolled students (or the given ones).
-    An enrollment without a rollup yet has no entries (see `rebuild_missing`)."""
-    if student_ids is None:
-        docs = _find(mongo, {"course_id": course.course_id}, {"student_id": 1, "rollup": 1})
-    else:
-        docs = []
-        for chunk in _chunks(student_ids, READ_CHUNK):
-            ids = [enrollment_id(s, course.course_id) for s in chunk]
-            docs += _find(mongo, {"_id": {"$in": ids}}, {"student_id": 1, "rollup": 1})
-    return {doc["student_id"]: rollup.decode(doc.get("rollup")) for doc in docs}
 
 
 def entries_of_writes(

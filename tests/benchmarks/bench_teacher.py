@@ -1,11 +1,13 @@
 """Benchmark: the teacher routes over 2,000 students x 50 videos on the MongoDB stand-in.
 
     .venv/bin/python -m tests.benchmarks.bench_teacher [--students 2000] [--videos 50]
+    .venv/bin/python -m tests.benchmarks.bench_teacher --videos 100 --rollups-only  # the matrix
 
 Starts its own redis-server, nx-27017 and uvicorn, seeds the data directly into MongoDB
-(documents shaped exactly as the flush writes them), then times each route over HTTP and
-prints the median and max of several runs. Numbers are for this machine and the stand-in;
-a real MongoDB is much faster on aggregations.
+(watch_progress documents and enrollment rollups shaped exactly as the flush writes them), then
+times each route over HTTP and prints the median and max of several runs beside its target.
+Numbers are for this machine and the stand-in. `--rollups-only` skips the watch_progress
+documents (slow to seed at 100 videos) and the routes that read them.
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ from shared.devtools.services import (
     start_procfile_process,
     wait_for_port,
 )
+from shared.domain import rollup
 from shared.domain.catalog import Course
 from shared.domain.progress import WatchState
 from shared.ops import admin_ops
+from shared.ops.rollups import entry_of
 from shared.settings import Settings
 from shared.storage.mongo_store import (
     MongoStore,
@@ -45,7 +49,9 @@ from shared.tokens import mint_token
 SECRET = "bench-" + "0123456789abcdef" * 3
 
 
-def seed(mongo: MongoStore, r: redis.Redis, students: int, videos: int) -> None:
+def seed(
+    mongo: MongoStore, r: redis.Redis, students: int, videos: int, progress_docs: bool = True
+) -> None:
     course = Course(
         course_id="bench",
         title="Benchmark course",
@@ -56,14 +62,11 @@ def seed(mongo: MongoStore, r: redis.Redis, students: int, videos: int) -> None:
     )  # fmt: skip
     admin_ops.save_course(mongo, r, course)
     rng = random.Random(7)
-    mongo.enrollments.insert_many(
-        [{"_id": enrollment_id(f"s{i:05d}", "bench"), "student_id": f"s{i:05d}",
-          "course_id": "bench", "completed_materials": [],
-          "progress_percentage": 0.0} for i in range(students)]
-    )  # fmt: skip
     now = time.time()
+    fingerprint = rollup.course_fingerprint(course)
     for i in range(students):
         docs = []
+        entries = {}
         for m in course.materials:
             start = rng.uniform(0, 300)
             end = min(600.0, start + rng.uniform(0, 600))
@@ -77,7 +80,19 @@ def seed(mongo: MongoStore, r: redis.Redis, students: int, videos: int) -> None:
             write = StateWrite(f"s{i:05d}", m.material_id, "bench", 600.0, state, 1)
             docs.append({"_id": progress_id(write.student_id, write.material_id),
                          **progress_document(write), "flushes": 1})  # fmt: skip
-        mongo.progress.insert_many(docs, ordered=False)
+            entries[m.material_id] = entry_of(write)
+        if progress_docs:
+            mongo.progress.insert_many(docs, ordered=False)
+        mongo.enrollments.insert_one(
+            {"_id": enrollment_id(f"s{i:05d}", "bench"), "student_id": f"s{i:05d}",
+             "course_id": "bench", "completed_materials": [], "progress_percentage": 0.0,
+             "rollup": rollup.encode(entries), "rollup_rev": 1, "rollup_course": fingerprint,
+             **rollup.totals(entries, course).as_fields()}
+        )  # fmt: skip
+
+
+# Targets (issue 15), on this machine and the stand-in.
+TARGET_MS = {"page": 50.0, "stats": 150.0, "matrix": 500.0}
 
 
 def timed(client: httpx.Client, path: str, runs: int, **params: object) -> tuple[float, float, int]:
@@ -97,6 +112,11 @@ def main() -> None:
     parser.add_argument("--students", type=int, default=2000)
     parser.add_argument("--videos", type=int, default=50)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--rollups-only",
+        action="store_true",
+        help="seed no watch_progress documents; time only the rollup routes",
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench-teacher-"))
     rsvc = redis_service(root / "redis").start()
@@ -117,7 +137,8 @@ def main() -> None:
     mongo = MongoStore(settings.mongo_url, settings.mongo_timeout_ms)
     mongo.ensure_indexes()
     t = time.perf_counter()
-    seed(mongo, redis.Redis.from_url(settings.redis_url), args.students, args.videos)
+    seed(mongo, redis.Redis.from_url(settings.redis_url), args.students, args.videos,
+         progress_docs=not args.rollups_only)  # fmt: skip
     documents = args.students * args.videos
     elapsed = time.perf_counter() - t
     print(
@@ -132,20 +153,32 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=base, headers=headers, timeout=300) as client:
             routes = [
-                ("class table, first page of 100", "/api/teacher/courses/bench/progress", {}),
+                ("class table, first page of 100", "/api/teacher/courses/bench/progress", {},
+                 "page"),
                 ("class table, by -progress", "/api/teacher/courses/bench/progress",
-                 {"sort": "-progress"}),
+                 {"sort": "-progress"}, "page"),
+                ("class table, inactive 7 days, q=s01", "/api/teacher/courses/bench/progress",
+                 {"inactive_days": 7, "q": "s01"}, "page"),
                 ("class table as CSV (all rows)", "/api/teacher/courses/bench/progress",
-                 {"format": "csv"}),
-                ("course stats", "/api/teacher/courses/bench/stats", {}),
-                ("retention, 100 buckets", "/api/teacher/materials/v000/retention", {}),
-                ("one student's course view", "/api/teacher/courses/bench/students/s00042/progress",
-                 {}),
+                 {"format": "csv"}, None),
+                ("course stats", "/api/teacher/courses/bench/stats", {}, "stats"),
+                (f"matrix, all rows x {args.videos}", "/api/teacher/courses/bench/matrix", {},
+                 "matrix"),
+                ("matrix as CSV", "/api/teacher/courses/bench/matrix", {"format": "csv"},
+                 "matrix"),
+                ("teacher's /api/me/courses", "/api/me/courses", {}, None),
             ]  # fmt: skip
-            print(f"\n{'route':38} {'median ms':>10} {'max ms':>9} {'bytes':>9}")
-            for name, path, params in routes:
+            if not args.rollups_only:
+                routes += [
+                    ("retention, 100 buckets", "/api/teacher/materials/v000/retention", {}, None),
+                    ("one student's course view",
+                     "/api/teacher/courses/bench/students/s00042/progress", {}, None),
+                ]  # fmt: skip
+            print(f"\n{'route':38} {'median ms':>10} {'max ms':>9} {'bytes':>9} {'target':>8}")
+            for name, path, params, target in routes:
                 median, worst, size = timed(client, path, args.runs, **params)
-                print(f"{name:38} {median:10.1f} {worst:9.1f} {size:9d}")
+                goal = f"{TARGET_MS[target]:.0f}" if target else ""
+                print(f"{name:38} {median:10.1f} {worst:9.1f} {size:9d} {goal:>8}")
     finally:
         web.terminate()
         web.wait()
