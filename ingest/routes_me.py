@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -21,7 +22,7 @@ from ingest.auth import AnyUser
 from ingest.context import AppContext
 from ingest.models import MyCourses, StudentCourse, TaughtCourse
 from ingest.progress_service import ProgressService
-from shared.domain.catalog import Course
+from shared.domain.catalog import ID_PATTERN, Course
 from shared.errors import Forbidden, InvalidInput
 from shared.ops import teacher_views
 from shared.storage import rollup_store
@@ -94,6 +95,9 @@ def _encode_cursor(course_id: str) -> str:
 
 def _decode_cursor(cursor: str) -> str:
     try:
-        return base64.urlsafe_b64decode(cursor.encode()).decode()
+        course_id = base64.b64decode(cursor.encode(), altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidInput("malformed cursor", [{"field": "cursor", "rule": "invalid"}]) from None
+        course_id = ""
+    if not re.fullmatch(ID_PATTERN, course_id):  # a cursor is a course id, encoded
+        raise InvalidInput("malformed cursor", [{"field": "cursor", "rule": "invalid"}])
+    return course_id
