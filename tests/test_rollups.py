@@ -1,0 +1,265 @@
+"""Enrollment rollups over real Redis and the MongoDB stand-in: a flush keeps them, and they
+end the same whatever happens to the flush (repeated, concurrent, taken over after a crash
+between its two MongoDB writes), after an erasure, a re-enrollment, a course change, and when
+rebuilt for data stored before rollups existed. Expected numbers are worked out by hand from
+the tests' course (phys-101: v-100 is 100 s, v-600 is 600 s, pdf-1, link-1)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from shared.domain import rollup
+from shared.domain.catalog import Course
+from shared.domain.rollup import RollupEntry
+from shared.ops import admin_ops, rollups
+from shared.ops.erasure import erase_progress
+from shared.ops.teacher_views import class_table
+from shared.settings import Settings
+from shared.storage import rollup_store
+from shared.storage.mongo_store import MongoStore, enrollment_id
+from tests.helpers import COURSE, COURSE_ID, heartbeat, make_settings
+from workers import flush as flush_module
+from workers.context import WorkerContext, build_context
+from workers.flush import flush_batch
+
+
+@pytest.fixture
+def settings(redis_url: str, mongo_url: str) -> Settings:
+    return make_settings(redis_url, mongo_url, claim_lease_s=1.0)
+
+
+@pytest.fixture
+def ctx(settings: Settings) -> Iterator[WorkerContext]:
+    context = build_context(settings)
+    context.mongo.ensure_indexes()
+    admin_ops.save_course(context.mongo, context.redis, course())
+    for student in ("ana", "ben"):
+        admin_ops.set_enrollment(context.mongo, context.redis, student, COURSE_ID, True)
+    yield context
+    context.mongo.close()
+
+
+def course(**changes: Any) -> Course:
+    return Course.model_validate({"course_id": COURSE_ID, **COURSE, **changes})
+
+
+def watch(settings: Settings, student: str, video: str, played: list, total: float) -> None:
+    """Buffer one heartbeat through the API's own path (the ingest script)."""
+    from fastapi.testclient import TestClient
+
+    from ingest.app import create_app
+    from tests.helpers import bearer
+
+    with TestClient(create_app(settings)) as c:
+        body = heartbeat(played[-1][1], total, played=played)
+        r = c.post(f"/api/progress/video/{video}/watch-time", json=body,
+                   headers=bearer(settings, student))  # fmt: skip
+        assert r.status_code == 202, r.text
+
+
+def rows(ctx: WorkerContext) -> dict[str, tuple[float, int, float]]:
+    return {r.student_id: (r.progress_percentage, r.completed_materials, r.watched_seconds)
+            for r in class_table(ctx.mongo, course())}  # fmt: skip
+
+
+def stored_rollup(mongo: MongoStore, student: str) -> dict[str, Any]:
+    doc = mongo.enrollments.find_one({"_id": enrollment_id(student, COURSE_ID)})
+    assert doc is not None
+    return doc
+
+
+def test_a_flush_rolls_states_into_the_enrollment(ctx: WorkerContext, settings: Settings) -> None:
+    watch(settings, "ana", "v-100", [[0, 100]], 100)
+    watch(settings, "ana", "v-600", [[0, 60]], 600)
+    assert flush_batch(ctx, 500).written == 2
+    doc = stored_rollup(ctx.mongo, "ana")
+    # v-100 complete (100 of 100 s), v-600 at 10 %: 1 of 4 materials, 160 s watched
+    assert (doc["completed_count"], doc["watched_seconds"], doc["unverified_seconds"]) == (
+        1, 160.0, 0.0
+    )  # fmt: skip
+    assert doc["last_active"] is not None
+    assert rows(ctx) == {"ana": (25.0, 1, 160.0), "ben": (0.0, 0, 0.0)}
+
+
+def test_repeats_and_any_order_end_in_the_same_document(ctx: WorkerContext) -> None:
+    c = course()
+    older = RollupEntry(3, watched_seconds=30.0, progress=30.0, last_watched=10.0)
+    newer = RollupEntry(5, watched_seconds=90.0, progress=90.0, completed=True, last_watched=20.0)
+    other = RollupEntry(2, watched_seconds=60.0, progress=10.0, last_watched=15.0)
+    batches: list[dict[str, RollupEntry]] = [
+        {"v-100": newer},
+        {"v-100": older, "v-600": other},
+        {"v-100": newer},
+        {"v-600": other},
+    ]
+    for student, order in (("ana", batches), ("ben", list(reversed(batches)))):
+        for entries in order:
+            rollup_store.apply_entries(ctx.mongo, {(student, COURSE_ID): entries}, {COURSE_ID: c})
+    docs = [stored_rollup(ctx.mongo, s) for s in ("ana", "ben")]
+    assert rollup.decode(docs[0]["rollup"]) == rollup.decode(docs[1]["rollup"]) == {
+        "v-100": newer, "v-600": other,
+    }  # fmt: skip
+    for doc in docs:  # 90 + 60 s; v-100 complete; the latest activity of both
+        assert (doc["watched_seconds"], doc["completed_count"], doc["last_active"]) == (
+            150.0, 1, 20.0
+        )  # fmt: skip
+    # Applying what is already there writes nothing (the revision does not move).
+    rev = docs[0]["rollup_rev"]
+    assert rollup_store.apply_entries(ctx.mongo, {("ana", COURSE_ID): {"v-100": older}},
+                                      {COURSE_ID: c}) == 0  # fmt: skip
+    assert stored_rollup(ctx.mongo, "ana")["rollup_rev"] == rev
+
+
+def test_concurrent_writers_lose_nothing(ctx: WorkerContext, settings: Settings) -> None:
+    c = course()
+    # 4 writers, each with its own materials and versions of one enrollment, at the same time.
+    plans = [
+        {"v-100": RollupEntry(v, watched_seconds=float(v), last_watched=float(v))}
+        for v in (1, 4, 2, 3)
+    ] + [{"v-600": RollupEntry(7, watched_seconds=7.0, last_watched=7.0)},
+         {"pdf-1": RollupEntry(1, progress=100.0, completed=True, last_watched=1.0)}]  # fmt: skip
+    stores = [MongoStore(settings.mongo_url) for _ in plans]
+    barrier = threading.Barrier(len(plans))
+
+    def write(store: MongoStore, entries: dict[str, RollupEntry]) -> None:
+        barrier.wait()
+        rollup_store.apply_entries(store, {("ana", COURSE_ID): entries}, {COURSE_ID: c})
+
+    threads = [
+        threading.Thread(target=write, args=(s, p)) for s, p in zip(stores, plans, strict=True)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for s in stores:
+        s.close()
+    doc = stored_rollup(ctx.mongo, "ana")
+    entries = rollup.decode(doc["rollup"])
+    assert {m: e.version for m, e in entries.items()} == {"v-100": 4, "v-600": 7, "pdf-1": 1}
+    # watched: v-100 at version 4 (4 s) + v-600 (7 s); completed: pdf-1; latest activity 7
+    assert (doc["watched_seconds"], doc["completed_count"], doc["last_active"]) == (11.0, 1, 7.0)
+
+
+class Crash(Exception):
+    """Stands for the worker dying (SIGKILL) between its two MongoDB writes."""
+
+
+def test_a_flush_that_died_after_its_progress_write_is_rolled_up_by_the_takeover(
+    ctx: WorkerContext, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    watch(settings, "ben", "v-100", [[0, 40]], 100)
+
+    def crash(*_: Any) -> int:
+        raise Crash
+
+    monkeypatch.setattr(flush_module, "record_flushed", crash)
+    with pytest.raises(Crash):
+        flush_batch(ctx, 500)
+    assert ctx.mongo.progress.count_documents({"student_id": "ben"}) == 1  # the state landed
+    assert rollup.decode(stored_rollup(ctx.mongo, "ben")["rollup"]) == {}  # its rollup did not
+    monkeypatch.undo()
+    time.sleep(settings.claim_lease_s + 0.2)  # the dead worker's lease runs out
+    report = flush_batch(ctx, 500)
+    assert report.takeovers == 1 and report.stale == 1  # its state was written already...
+    assert rows(ctx)["ben"] == (0.0, 0, 40.0)  # ...and the takeover rolls it up
+
+
+def test_erasure_empties_the_rollup_and_a_late_entry_cannot_refill_it(
+    ctx: WorkerContext, settings: Settings
+) -> None:
+    watch(settings, "ana", "v-100", [[0, 100]], 100)
+    flush_batch(ctx, 500)
+    before = rollup.decode(stored_rollup(ctx.mongo, "ana")["rollup"])["v-100"]
+    erase_progress(ctx.mongo, ctx.redis, ctx.catalog(), "ana")
+    assert rows(ctx)["ana"] == (0.0, 0, 0.0)
+    # The flush that wrote `before` repeats its rollup write late: the tombstone's version wins.
+    rollup_store.apply_entries(ctx.mongo, {("ana", COURSE_ID): {"v-100": before}},
+                               {COURSE_ID: course()})  # fmt: skip
+    assert rows(ctx)["ana"] == (0.0, 0, 0.0)
+    assert stored_rollup(ctx.mongo, "ana")["last_active"] is None
+
+
+def test_a_re_enrolled_student_counts_again_without_a_new_flush(
+    ctx: WorkerContext, settings: Settings
+) -> None:
+    watch(settings, "ben", "v-600", [[0, 600]], 600)
+    flush_batch(ctx, 500)
+    admin_ops.set_enrollment(ctx.mongo, ctx.redis, "ben", COURSE_ID, False)
+    assert "ben" not in rows(ctx)
+    admin_ops.set_enrollment(ctx.mongo, ctx.redis, "ben", COURSE_ID, True)
+    assert rows(ctx)["ben"] == (25.0, 1, 600.0)
+
+
+def test_a_course_change_recomputes_the_totals(ctx: WorkerContext, settings: Settings) -> None:
+    watch(settings, "ana", "v-100", [[0, 100]], 100)
+    watch(settings, "ana", "v-600", [[0, 600]], 600)
+    flush_batch(ctx, 500)
+    assert rows(ctx)["ana"] == (50.0, 2, 700.0)
+    # v-600 leaves the course: ana has 1 of 3 materials and 100 s of its videos.
+    smaller = course(modules=[
+        {**COURSE["modules"][0], "materials": COURSE["modules"][0]["materials"][:1]},
+        COURSE["modules"][1],
+    ])  # fmt: skip
+    # Read before the rebuild (another process's view): totals of the old course are not used.
+    ctx.mongo.put_course(smaller)
+    assert {r.student_id: r.watched_seconds for r in class_table(ctx.mongo, smaller)} == {
+        "ana": 100.0, "ben": 0.0
+    }  # fmt: skip
+    admin_ops.save_course(ctx.mongo, ctx.redis, smaller)
+    doc = stored_rollup(ctx.mongo, "ana")
+    assert (doc["completed_count"], doc["watched_seconds"]) == (1, 100.0)
+    assert doc["rollup_course"] == rollup.course_fingerprint(smaller)
+
+
+def forget_rollups(mongo: MongoStore) -> None:
+    """Make the enrollments look as an older release left them (no rollup fields)."""
+    fields = ["rollup", "rollup_rev", "rollup_course", "completed_count", "watched_seconds",
+              "unverified_seconds", "last_active"]  # fmt: skip
+    mongo.enrollments.update_many({}, {"$unset": dict.fromkeys(fields, "")})
+
+
+def test_rebuild_fills_enrollments_stored_before_rollups(
+    ctx: WorkerContext, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(flush_module, "record_flushed", lambda *_: 0)  # an older release
+    watch(settings, "ana", "v-100", [[0, 100]], 100)
+    watch(settings, "ben", "v-100", [[0, 30]], 100)
+    flush_batch(ctx, 500)
+    forget_rollups(ctx.mongo)
+    # Without rollups the totals are computed from nothing: zero, never wrong in other ways.
+    assert rows(ctx) == {"ana": (0.0, 0, 0.0), "ben": (0.0, 0, 0.0)}
+    changed = rollups.rebuild_missing(ctx.mongo, ctx.catalog())
+    assert changed == 2
+    assert rows(ctx) == {"ana": (25.0, 1, 100.0), "ben": (0.0, 0, 30.0)}
+    assert rollups.rebuild_missing(ctx.mongo, ctx.catalog()) == 0  # idempotent
+
+
+def test_the_cli_rebuilds_rollups(ctx: WorkerContext, settings: Settings,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    import os
+    import subprocess
+    import sys
+
+    monkeypatch.setattr(flush_module, "record_flushed", lambda *_: 0)
+    watch(settings, "ana", "v-600", [[0, 300]], 600)
+    flush_batch(ctx, 500)
+    forget_rollups(ctx.mongo)
+    env = {**os.environ, "REDIS_URL": settings.redis_url, "MONGO_URL": settings.mongo_url,
+           "APP_ENV": "development"}  # fmt: skip
+    out = subprocess.run([sys.executable, "-m", "shared.devtools.cli", "rebuild-rollups"],
+                         env=env, check=True, capture_output=True, text=True)  # fmt: skip
+    assert "rebuilt 2 enrollment rollups" in out.stdout
+    assert rows(ctx)["ana"] == (0.0, 0, 300.0)
+
+
+def test_a_redis_only_student_has_no_rollup_document(ctx: WorkerContext) -> None:
+    # Not enrolled: nothing is created (the class table counts enrolled students only).
+    entries = {("zed", COURSE_ID): {"v-100": RollupEntry(1, watched_seconds=5.0)}}
+    assert rollup_store.apply_entries(ctx.mongo, entries, {COURSE_ID: course()}) == 0
+    assert ctx.mongo.enrollments.count_documents({"student_id": "zed"}) == 0
