@@ -431,3 +431,44 @@ def test_replace_one_upsert_with_the_id_in_the_document(mongo_db: Database) -> N
     second = col.replace_one({"_id": "c1"}, {"_id": "c1", "title": "B"}, upsert=True)
     assert first.matched_count == 0 and second.matched_count == 1
     assert list(col.find({}, {"title": 1})) == [{"_id": "c1", "title": "B"}]
+
+
+# Enrollment rollups (shared/storage/rollup_store.py): a compare-and-set on a revision counter
+# in an unordered bulk write, `$exists: false` for a document that has none yet, and the
+# matched count telling the writer how many of its updates found their revision.
+
+
+def test_bulk_compare_and_set_on_a_revision_reports_the_matched_count(
+    mongo_db: Database,
+) -> None:
+    coll = mongo_db["enrollments"]
+    coll.insert_many([
+        {"_id": "c|a", "student_id": "a"},                  # no revision yet
+        {"_id": "c|b", "student_id": "b", "rollup_rev": 3},
+        {"_id": "c|c", "student_id": "c", "rollup_rev": 5},
+    ])  # fmt: skip
+    ops = [
+        UpdateOne({"_id": "c|a", "student_id": "a", "rollup_rev": {"$exists": False}},
+                  {"$set": {"rollup": "A"}, "$inc": {"rollup_rev": 1}}),
+        UpdateOne({"_id": "c|b", "student_id": "b", "rollup_rev": 3},
+                  {"$set": {"rollup": "B"}, "$inc": {"rollup_rev": 1}}),
+        UpdateOne({"_id": "c|c", "student_id": "c", "rollup_rev": 4},  # lost a race: no match
+                  {"$set": {"rollup": "C"}, "$inc": {"rollup_rev": 1}}),
+    ]  # fmt: skip
+    result = coll.bulk_write(ops, ordered=False)
+    assert (result.matched_count, result.modified_count) == (2, 2)
+    docs = {d["_id"]: (d.get("rollup"), d.get("rollup_rev")) for d in coll.find({})}
+    assert docs == {"c|a": ("A", 1), "c|b": ("B", 4), "c|c": (None, 5)}
+    # The same writes again: the revisions moved on, nothing matches, nothing changes.
+    assert coll.bulk_write(ops, ordered=False).matched_count == 0
+    assert {d["_id"]: d.get("rollup_rev") for d in coll.find({})} == {"c|a": 1, "c|b": 4,
+                                                                       "c|c": 5}  # fmt: skip
+
+
+def test_find_by_field_returns_whole_documents_with_long_strings(mongo_db: Database) -> None:
+    coll = mongo_db["enrollments"]
+    blob = '{"v-1":[3,12.5,0.0,12.5,0,1.5]}' * 200
+    coll.insert_one({"_id": "c|a", "student_id": "a", "course_id": "c", "rollup": blob,
+                     "watched_seconds": 0.1 + 0.2})  # fmt: skip
+    [doc] = coll.find({"course_id": "c"}, {"_id": 0})
+    assert doc["rollup"] == blob and doc["watched_seconds"] == 0.1 + 0.2  # exact round trip
