@@ -174,12 +174,19 @@ def test_retention_counts_each_viewer_once_per_slice(klass: Stack) -> None:
 
 
 def test_views_agree_with_the_students_own_numbers(klass: Stack) -> None:
+    """The class table, the matrix and the teacher's drill-down (all from rollups or stored
+    state) against the student's own course view (hot state): the same numbers."""
+    matrix = {
+        row["student_id"]: (row["progress"], row["completed"])
+        for row in get(klass, f"/api/teacher/courses/{COURSE_ID}/matrix", teacher(klass))
+        .json()["rows"]
+    }  # fmt: skip
     rows = {
         row["student_id"]: row
         for row in get(klass, f"/api/teacher/courses/{COURSE_ID}/progress", teacher(klass))
         .json()["rows"]
     }  # fmt: skip
-    for student in ("ana", "ben", "eve"):
+    for student in ("ana", "ben", "cat", "dan", "eve"):
         own = get(klass, f"/api/progress/course/{COURSE_ID}", bearer(klass.settings(), student))
         seen = get(
             klass, f"/api/teacher/courses/{COURSE_ID}/students/{student}/progress", teacher(klass)
@@ -188,6 +195,13 @@ def test_views_agree_with_the_students_own_numbers(klass: Stack) -> None:
         assert own.json()["progress_percentage"] == rows[student]["progress_percentage"]
         assert own.json()["videos"]["watched_seconds"] == rows[student]["watched_seconds"]
         assert len(own.json()["completed_materials"]) == rows[student]["completed_materials"]
+        materials = [m for mod in own.json()["modules"] for m in mod["materials"]]
+        videos = [m for m in materials if m["type"] == "video"]
+        unverified = round(sum(m["unverified_seconds"] for m in videos), 3)
+        assert unverified == rows[student]["unverified_seconds"]
+        cells = matrix[student]
+        assert cells == ([m["progress_percentage"] for m in materials],
+                         [m["completed"] for m in materials])  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -196,6 +210,7 @@ def test_views_agree_with_the_students_own_numbers(klass: Stack) -> None:
         f"/api/teacher/courses/{COURSE_ID}/progress",
         f"/api/teacher/courses/{COURSE_ID}/students/ana/progress",
         f"/api/teacher/courses/{COURSE_ID}/stats",
+        f"/api/teacher/courses/{COURSE_ID}/matrix",
         "/api/teacher/materials/v-100/retention",
     ],
 )
@@ -211,6 +226,94 @@ def test_views_agree_with_the_students_own_numbers(klass: Stack) -> None:
 def test_who_sees_teacher_views(klass: Stack, path: str, user: str, role: str, status: int) -> None:
     r = get(klass, path, bearer(klass.settings(), user, role))
     assert r.status_code == status, r.text
+
+
+# The matrix, by hand from CLASS: materials v-100 (100 s), v-600 (600 s), pdf-1, link-1.
+EXPECTED_MATRIX = {
+    "ana": ([100.0, 10.0, 0.0, 0.0], [True, False, False, False]),
+    "ben": ([30.0, 0.0, 100.0, 0.0], [False, False, True, False]),
+    "cat": ([40.0, 0.0, 0.0, 0.0], [False, False, False, False]),
+    "dan": ([0.0, 0.0, 0.0, 0.0], [False, False, False, False]),
+    "eve": ([100.0, 100.0, 100.0, 100.0], [True, True, True, True]),
+}
+
+
+def test_matrix_has_a_cell_per_student_and_material(klass: Stack) -> None:
+    r = get(klass, f"/api/teacher/courses/{COURSE_ID}/matrix", teacher(klass))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["course_id"] == COURSE_ID and body["next_cursor"] is None
+    assert body["materials"] == [
+        {"material_id": "v-100", "title": "Speed", "type": "video"},
+        {"material_id": "v-600", "title": "Forces", "type": "video"},
+        {"material_id": "pdf-1", "title": "Notes", "type": "pdf"},
+        {"material_id": "link-1", "title": "More", "type": "link"},
+    ]
+    assert {row["student_id"]: (row["progress"], row["completed"]) for row in body["rows"]} \
+        == EXPECTED_MATRIX  # fmt: skip
+    assert [row["student_id"] for row in body["rows"]] == ["ana", "ben", "cat", "dan", "eve"]
+
+
+def test_matrix_pages_in_the_class_tables_order_and_streams_csv(klass: Stack) -> None:
+    path = f"/api/teacher/courses/{COURSE_ID}/matrix"
+    seen, cursor = [], None
+    for _ in range(5):
+        params = {"sort": "-progress", "limit": 2, **({"cursor": cursor} if cursor else {})}
+        body = get(klass, path, teacher(klass), **params).json()
+        seen += [row["student_id"] for row in body["rows"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == ["eve", "ben", "ana", "dan", "cat"]
+    r = get(klass, path, teacher(klass), format="csv", sort="student_id")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    lines = list(csv.reader(io.StringIO(r.text)))
+    assert lines[0] == ["student_id", "v-100", "v-600", "pdf-1", "link-1"]
+    assert lines[1] == ["ana", "100.0", "10.0", "0.0", "0.0"]
+    assert {line[0]: [float(x) for x in line[1:]] for line in lines[1:]} == {
+        s: progress for s, (progress, _) in EXPECTED_MATRIX.items()
+    }
+    for params in ({"limit": 0}, {"limit": 5001}, {"sort": "bogus"}, {"cursor": "nope"}):
+        assert get(klass, path, teacher(klass), **params).status_code == 422, params
+    assert get(klass, "/api/teacher/courses/nope/matrix", teacher(klass)).status_code == 404
+
+
+def test_class_table_filters_by_inactivity_and_student_id(klass: Stack) -> None:
+    path = f"/api/teacher/courses/{COURSE_ID}/progress"
+
+    def ids(**params: Any) -> list[str]:
+        r = get(klass, path, teacher(klass), **params)
+        assert r.status_code == 200, r.text
+        return [row["student_id"] for row in r.json()["rows"]]
+
+    assert ids(inactive_days=1) == ["dan"]  # everyone else watched minutes ago; dan never did
+    assert ids(inactive_days=0) == ["ana", "ben", "cat", "dan", "eve"]
+    assert ids(q="AN") == ["ana", "dan"]  # contains, any case
+    assert ids(q="e") == ["ben", "eve"]
+    assert ids(q="an", inactive_days=1) == ["dan"]
+    assert ids(q="zzz") == []
+    r = get(klass, path, teacher(klass), format="csv", q="AN")
+    assert [row["student_id"] for row in csv.DictReader(io.StringIO(r.text))] == ["ana", "dan"]
+    r = get(klass, path, teacher(klass), format="csv", inactive_days=1)
+    assert [row["student_id"] for row in csv.DictReader(io.StringIO(r.text))] == ["dan"]
+    for params in ({"inactive_days": -1}, {"inactive_days": "x"}, {"q": ""}):
+        assert get(klass, path, teacher(klass), **params).status_code == 422, params
+    assert ids(sort="-unverified_seconds") and ids(sort="unverified_seconds")
+
+
+def test_drill_down_shows_each_videos_watched_ranges(klass: Stack) -> None:
+    path = f"/api/teacher/courses/{COURSE_ID}/students/cat/progress"
+    view = get(klass, path, teacher(klass)).json()
+    materials = {m["material_id"]: m for mod in view["modules"] for m in mod["materials"]}
+    assert materials["v-100"]["watched_ranges"] == [[60.0, 100.0]]
+    assert (materials["v-100"]["title"], materials["v-100"]["type"]) == ("Speed", "video")
+    assert materials["v-600"]["watched_ranges"] == []
+    assert (materials["pdf-1"]["title"], materials["pdf-1"]["type"]) == ("Notes", "pdf")
+    ana = get(klass, f"/api/teacher/courses/{COURSE_ID}/students/ana/progress", teacher(klass))
+    ana_materials = {m["material_id"]: m for mod in ana.json()["modules"]
+                     for m in mod["materials"]}  # fmt: skip
+    assert ana_materials["v-600"]["watched_ranges"] == [[0.0, 60.0]]
+    assert all(isinstance(m["unverified_seconds"], float) for m in ana_materials.values())
 
 
 def test_a_teacher_cannot_view_a_student_outside_the_course(klass: Stack) -> None:
@@ -270,9 +373,18 @@ def test_erasure_removes_queued_heartbeats_and_nothing_comes_back(stack: Stack) 
         assert doc is None or "course_id" not in doc  # a tombstone holds only a version
     enrollment = stack.db().enrollments.find_one({"student_id": "gus"})
     assert enrollment["completed_materials"] == [] and enrollment["progress_percentage"] == 0.0
+    assert _row(stack, "gus") == (0.0, 0, 0.0, None)  # the class table forgot too
     # Watching again starts from nothing and is stored again.
     assert post(stack, headers, **heartbeat(10, played=[[0, 10]])).json()["watched_seconds"] == 10
     wait_until(lambda: (d := stored(stack, "gus")) and d.get("watched_seconds") == 10.0)
+    wait_until(lambda: _row(stack, "gus")[2] == 10.0)
+
+
+def _row(stack: Stack, student: str) -> tuple:
+    r = get(stack, f"/api/teacher/courses/{COURSE_ID}/progress", teacher(stack), q=student)
+    [row] = [row for row in r.json()["rows"] if row["student_id"] == student]
+    return (row["progress_percentage"], row["completed_materials"], row["watched_seconds"],
+            row["last_active"])  # fmt: skip
 
 
 def test_erasure_wins_over_a_flush_in_flight(stack: Stack) -> None:
