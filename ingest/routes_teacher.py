@@ -85,11 +85,19 @@ async def class_progress(
         analytics.parse_sort(sort)
     except ValueError as exc:
         raise InvalidInput(str(exc), [{"field": "sort", "rule": "one_of"}]) from None
-    rows = await run_in_threadpool(teacher_views.class_table, ctx.mongo, course)
-    rows = analytics.keep_rows(rows, inactive_since(inactive_days), q)
     wants_csv = format == "csv" or (
         format is None and "text/csv" in request.headers.get("accept", "")
     )
+    if not wants_csv and inactive_days is None and q is None:  # one page read, not the class
+        try:
+            chunk, next_cursor = await run_in_threadpool(
+                teacher_views.class_page, ctx.mongo, course, sort, limit, cursor
+            )
+        except ValueError as exc:
+            raise InvalidInput(str(exc), [{"field": "cursor", "rule": "invalid"}]) from None
+        return ClassPage(rows=[teacher_views.row_dict(r) for r in chunk], next_cursor=next_cursor)
+    rows = await run_in_threadpool(teacher_views.class_table, ctx.mongo, course)
+    rows = analytics.keep_rows(rows, inactive_since(inactive_days), q)
     if wants_csv:
         ordered, _ = analytics.page(rows, sort, max(len(rows), 1), None)
         return StreamingResponse(

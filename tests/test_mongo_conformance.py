@@ -472,3 +472,28 @@ def test_find_by_field_returns_whole_documents_with_long_strings(mongo_db: Datab
                      "watched_seconds": 0.1 + 0.2})  # fmt: skip
     [doc] = coll.find({"course_id": "c"}, {"_id": 0})
     assert doc["rollup"] == blob and doc["watched_seconds"] == 0.1 + 0.2  # exact round trip
+
+
+def test_ne_on_a_string_field_matches_other_values_and_missing_fields(mongo_db: Database) -> None:
+    coll = mongo_db["enrollments"]
+    coll.insert_many([{"_id": "a", "course_id": "c", "rollup_course": "fp"},
+                      {"_id": "b", "course_id": "c", "rollup_course": "old"},
+                      {"_id": "c", "course_id": "c"}])  # fmt: skip
+    found = {d["_id"] for d in coll.find({"course_id": "c", "rollup_course": {"$ne": "fp"}})}
+    assert found == {"b", "c"}
+
+
+def test_sort_puts_null_before_numbers_and_range_filters_skip_null(mongo_db: Database) -> None:
+    coll = mongo_db["enrollments"]
+    coll.insert_many([{"_id": k, "course_id": "c", "student_id": k, "last_active": v}
+                      for k, v in (("a", 5.0), ("b", None), ("c", 1.5), ("d", None),
+                                   ("e", 5.0))])  # fmt: skip
+    asc = [(("last_active", ASCENDING)), ("student_id", ASCENDING)]
+    assert [d["_id"] for d in coll.find({"course_id": "c"}).sort(asc)] == ["b", "d", "c", "a", "e"]
+    desc = [("last_active", DESCENDING), ("student_id", DESCENDING)]
+    assert [d["_id"] for d in coll.find({"course_id": "c"}).sort(desc).limit(3)] == ["e", "a", "c"]
+    assert {d["_id"] for d in coll.find({"last_active": {"$lt": 5.0}})} == {"c"}
+    assert {d["_id"] for d in coll.find({"last_active": {"$gte": 0}})} == {"a", "c", "e"}
+    assert {d["_id"] for d in coll.find({"last_active": None})} == {"b", "d"}
+    tie = {"course_id": "c", "last_active": 5.0, "student_id": {"$gt": "a"}}
+    assert [d["_id"] for d in coll.find(tie).sort("student_id", ASCENDING)] == ["e"]

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from shared.domain import rollup
+from shared.domain import analytics, rollup
 from shared.domain.catalog import Course
 from shared.domain.rollup import RollupEntry
 from shared.ops import admin_ops, rollups
 from shared.ops.erasure import erase_progress
-from shared.ops.teacher_views import class_table
+from shared.ops.teacher_views import class_page, class_table
 from shared.settings import Settings
 from shared.storage import rollup_store
 from shared.storage.mongo_store import MongoStore, enrollment_id
@@ -263,3 +263,52 @@ def test_a_redis_only_student_has_no_rollup_document(ctx: WorkerContext) -> None
     entries = {("zed", COURSE_ID): {"v-100": RollupEntry(1, watched_seconds=5.0)}}
     assert rollup_store.apply_entries(ctx.mongo, entries, {COURSE_ID: course()}) == 0
     assert ctx.mongo.enrollments.count_documents({"student_id": "zed"}) == 0
+
+
+def test_pages_sorted_by_mongodb_equal_pages_of_the_whole_table(ctx: WorkerContext) -> None:
+    """The class table's fast path (MongoDB sorts and cuts one page) against sorting all rows
+    in Python, for every sort key, both directions, several page sizes, with ties and students
+    who never started; and again while one enrollment's totals are stale (the fallback)."""
+    c = course()
+    plan: dict[str, dict[str, RollupEntry]] = {  # ties on every key; cal and dee never active
+        "ana": {"v-100": RollupEntry(1, 50.0, 5.0, 50.0, False, 30.0)},
+        "ben": {"v-100": RollupEntry(1, 50.0, 0.0, 50.0, False, 30.0),
+                "pdf-1": RollupEntry(1, 0.0, 0.0, 100.0, True, 20.0)},
+        "cal": {},
+        "dee": {},
+        "eli": {"v-600": RollupEntry(1, 600.0, 5.0, 100.0, True, 10.0)},
+        "fox": {"v-100": RollupEntry(1, 100.0, 0.0, 100.0, True, 40.0),
+                "v-600": RollupEntry(1, 0.5, 0.0, 0.1, False, 40.0)},
+        "gus": {"link-1": RollupEntry(1, 0.0, 0.0, 100.0, True, 10.0)},
+    }  # fmt: skip
+    for student in plan:
+        if student not in ("ana", "ben"):
+            admin_ops.set_enrollment(ctx.mongo, ctx.redis, student, COURSE_ID, True)
+    rollup_store.apply_entries(
+        ctx.mongo, {(s, COURSE_ID): e for s, e in plan.items()}, {COURSE_ID: c}
+    )
+
+    def walk(sort: str, limit: int) -> list[str]:
+        seen, cursor = [], None
+        for _ in range(20):
+            chunk, cursor = class_page(ctx.mongo, c, sort, limit, cursor)
+            seen += [r.student_id for r in chunk]
+            if cursor is None:
+                return seen
+        raise AssertionError("did not end")
+
+    whole = class_table(ctx.mongo, c)
+    for stale in (False, True):
+        if stale:
+            ctx.mongo.enrollments.update_one({"student_id": "gus"},
+                                             {"$set": {"rollup_course": "other"}})  # fmt: skip
+        for key in analytics.SORT_KEYS:
+            for sort in (key, f"-{key}"):
+                expected = [r.student_id for r in analytics.page(whole, sort, 100, None)[0]]
+                for limit in (1, 2, 3, 100):
+                    assert walk(sort, limit) == expected, (sort, limit, stale)
+    # By hand: one completed material each for ben, eli, fox, gus (25 %), none for the others;
+    # ties by student id in the same direction.
+    assert walk("-progress", 2) == ["gus", "fox", "eli", "ben", "dee", "cal", "ana"]
+    # never active first, then 10 (eli, gus), 30 (ana, ben; ben's latest is 30), 40
+    assert walk("last_active", 3) == ["cal", "dee", "eli", "gus", "ana", "ben", "fox"]

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.domain import analytics
 from shared.domain.analytics import ClassRow, class_row, course_stats, retention
 from shared.domain.catalog import Course
 from shared.domain.rollup import COMPLETED, EMPTY, LAST, PROGRESS, RawEntry, RollupTotals
@@ -28,6 +29,36 @@ def class_table(mongo: MongoStore, course: Course) -> list[ClassRow]:
     """One row per enrolled student, from the enrollments' rollups (one indexed find)."""
     total = len(course.materials)
     return [_row(r.student_id, r.totals, total) for r in rollup_store.course_totals(mongo, course)]
+
+
+def class_page(
+    mongo: MongoStore, course: Course, sort: str, limit: int, cursor: str | None
+) -> tuple[list[ClassRow], str | None]:
+    """One page of the class table, sorted and cut by MongoDB (one page of documents read);
+    the same rows and cursors as sorting the whole table (`analytics.page`), which it falls back
+    to while some enrollment's totals are stale. Raises ValueError for a bad sort or cursor."""
+    key, descending = analytics.parse_sort(sort)
+    after = analytics.decode_cursor(cursor, sort) if cursor else None
+    field = rollup_store.SORT_FIELDS[key]
+    total = len(course.materials)
+    db_after: tuple[Any, str] | None = None
+    if after is not None:
+        value, student_id = after
+        if key == "progress":  # the cursor holds the percentage, MongoDB sorts the count
+            try:
+                value = round(float(value) * total / 100.0) if total else 0
+            except (TypeError, ValueError):
+                raise ValueError("malformed cursor") from None
+        elif key == "last_active" and value == float("-inf"):
+            value = None
+        db_after = (value, str(student_id))
+    found = rollup_store.page_totals(mongo, course, field, descending, limit + 1, db_after)
+    if found is None:
+        return analytics.page(class_table(mongo, course), sort, limit, cursor)
+    rows = [_row(r.student_id, r.totals, total) for r in found]
+    chunk = rows[:limit]
+    more = len(rows) > limit
+    return chunk, analytics.encode_cursor(chunk[-1], sort) if more and chunk else None
 
 
 def row_dict(row: ClassRow) -> dict[str, Any]:

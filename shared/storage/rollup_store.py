@@ -240,3 +240,54 @@ def student_activity(mongo: MongoStore, student_id: str) -> dict[str, float | No
     """Course id -> latest activity (from the rollup) of each of the student's enrollments."""
     docs = _find(mongo, {"student_id": student_id}, {"course_id": 1, "last_active": 1})
     return {doc["course_id"]: doc.get("last_active") for doc in docs}
+
+
+# Class-table sort keys -> the rollup field MongoDB sorts on (progress grows with the count).
+SORT_FIELDS = {"student_id": "student_id", "progress": "completed_count",
+               "last_active": "last_active", "watched_seconds": "watched_seconds",
+               "unverified_seconds": "unverified_seconds"}  # fmt: skip
+
+
+def page_totals(
+    mongo: MongoStore,
+    course: Course,
+    field: str,
+    descending: bool,
+    limit: int,
+    after: tuple[Any, str] | None,
+) -> list[EnrollmentRollup] | None:
+    """Up to `limit` students' totals in (field, student_id) order after `after`, sorted and
+    cut by MongoDB, so only one page of documents is read. None when some enrollment's totals
+    are stale (another version of the course, or no rollup yet): the caller then sorts all.
+
+    `after` is (field value, student_id) of the last row shown; a None value (never active)
+    sorts before every number, as in MongoDB."""
+    stale = {"course_id": course.course_id,
+             "rollup_course": {"$ne": rollup.course_fingerprint(course)}}  # fmt: skip
+    if mongo.enrollments.find_one(stale, {"_id": 1}) is not None:
+        return None
+    d = -1 if descending else 1
+    beyond = "$lt" if descending else "$gt"
+    order = [(field, d), ("student_id", d)] if field != "student_id" else [("student_id", d)]
+    queries: list[tuple[dict[str, Any], list[tuple[str, int]]]] = []
+    if after is None:
+        queries.append(({}, order))
+    elif field == "student_id":
+        queries.append(({"student_id": {beyond: after[1]}}, order))
+    else:
+        value, student_id = after
+        queries.append(({field: value, "student_id": {beyond: student_id}}, [("student_id", d)]))
+        if value is not None:
+            queries.append(({field: {beyond: value}}, order))  # never matches a None
+            if descending and field == "last_active":  # the never-active come last
+                queries.append(({field: None}, [("student_id", d)]))
+        elif not descending:  # after the never-active students come all the others
+            queries.append(({field: {"$gte": 0}}, order))
+    found: list[EnrollmentRollup] = []
+    for query, sort in queries:
+        if len(found) >= limit:
+            break
+        cursor = mongo.enrollments.find({"course_id": course.course_id, **query}, TOTAL_FIELDS)
+        for doc in cursor.sort(sort).limit(limit - len(found)):
+            found.append(EnrollmentRollup(doc["student_id"], _totals_of(doc)))
+    return found
