@@ -73,16 +73,24 @@ def row_dict(row: ClassRow) -> dict[str, Any]:
 
 
 def csv_lines(rows: Iterable[ClassRow]) -> Iterator[str]:
-    """The class table as CSV text, one line at a time (for streaming)."""
+    """The class table as CSV text, a few hundred lines at a time (for streaming)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
-    for row in [None, *rows]:
-        if row is not None:
-            writer.writerow(row_dict(row))
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
+    return _chunked(buffer, (writer.writerow(row_dict(row)) for row in rows))
+
+
+CSV_CHUNK_ROWS = 500  # one ASGI message per row cost more than writing the rows
+
+
+def _chunked(buffer: io.StringIO, writes: Iterator[Any]) -> Iterator[str]:
+    """Run `writes` (each writes a line into `buffer`), yielding the text every few hundred."""
+    for i, _ in enumerate(writes, 1):
+        if i % CSV_CHUNK_ROWS == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
 
 
 def stats(mongo: MongoStore, course: Course) -> dict[str, Any]:
@@ -158,12 +166,7 @@ def matrix_csv_lines(material_ids: list[str], rows: Iterable[MatrixRow]) -> Iter
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["student_id", *material_ids])
-    yield buffer.getvalue()
-    for r in rows:
-        buffer.seek(0)
-        buffer.truncate()
-        writer.writerow([r.row.student_id, *r.progress])
-        yield buffer.getvalue()
+    return _chunked(buffer, (writer.writerow([r.row.student_id, *r.progress]) for r in rows))
 
 
 def retention_curve(
