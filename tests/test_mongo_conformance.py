@@ -497,3 +497,13 @@ def test_sort_puts_null_before_numbers_and_range_filters_skip_null(mongo_db: Dat
     assert {d["_id"] for d in coll.find({"last_active": None})} == {"b", "d"}
     tie = {"course_id": "c", "last_active": 5.0, "student_id": {"$gt": "a"}}
     assert [d["_id"] for d in coll.find(tie).sort("student_id", ASCENDING)] == ["e"]
+
+
+def test_binary_round_trips_as_bytes(mongo_db: Database) -> None:
+    from array import array
+
+    coll = mongo_db["enrollments"]
+    data = array("d", [1.0, 0.1 + 0.2, float("nan"), 1796224885.41576]).tobytes()
+    coll.insert_one({"_id": "c|a", "course_id": "c", "rollup": data, "rollup_ids": "v-1,v.2"})
+    [doc] = coll.find({"course_id": "c"}, {"_id": 0})
+    assert isinstance(doc["rollup"], bytes) and doc["rollup"] == data

@@ -101,7 +101,7 @@ def test_repeats_and_any_order_end_in_the_same_document(ctx: WorkerContext) -> N
         for entries in order:
             rollup_store.apply_entries(ctx.mongo, {(student, COURSE_ID): entries}, {COURSE_ID: c})
     docs = [stored_rollup(ctx.mongo, s) for s in ("ana", "ben")]
-    assert rollup.decode(docs[0]["rollup"]) == rollup.decode(docs[1]["rollup"]) == {
+    assert rollup.entries_of(docs[0]) == rollup.entries_of(docs[1]) == {
         "v-100": newer, "v-600": other,
     }  # fmt: skip
     for doc in docs:  # 90 + 60 s; v-100 complete; the latest activity of both
@@ -140,7 +140,7 @@ def test_concurrent_writers_lose_nothing(ctx: WorkerContext, settings: Settings)
     for s in stores:
         s.close()
     doc = stored_rollup(ctx.mongo, "ana")
-    entries = rollup.decode(doc["rollup"])
+    entries = rollup.entries_of(doc)
     assert {m: e.version for m, e in entries.items()} == {"v-100": 4, "v-600": 7, "pdf-1": 1}
     # watched: v-100 at version 4 (4 s) + v-600 (7 s); completed: pdf-1; latest activity 7
     assert (doc["watched_seconds"], doc["completed_count"], doc["last_active"]) == (11.0, 1, 7.0)
@@ -162,7 +162,7 @@ def test_a_flush_that_died_after_its_progress_write_is_rolled_up_by_the_takeover
     with pytest.raises(Crash):
         flush_batch(ctx, 500)
     assert ctx.mongo.progress.count_documents({"student_id": "ben"}) == 1  # the state landed
-    assert rollup.decode(stored_rollup(ctx.mongo, "ben")["rollup"]) == {}  # its rollup did not
+    assert rollup.entries_of(stored_rollup(ctx.mongo, "ben")) == {}  # its rollup did not
     monkeypatch.undo()
     time.sleep(settings.claim_lease_s + 0.2)  # the dead worker's lease runs out
     report = flush_batch(ctx, 500)
@@ -175,7 +175,7 @@ def test_erasure_empties_the_rollup_and_a_late_entry_cannot_refill_it(
 ) -> None:
     watch(settings, "ana", "v-100", [[0, 100]], 100)
     flush_batch(ctx, 500)
-    before = rollup.decode(stored_rollup(ctx.mongo, "ana")["rollup"])["v-100"]
+    before = rollup.entries_of(stored_rollup(ctx.mongo, "ana"))["v-100"]
     erase_progress(ctx.mongo, ctx.redis, ctx.catalog(), "ana")
     assert rows(ctx)["ana"] == (0.0, 0, 0.0)
     # The flush that wrote `before` repeats its rollup write late: the tombstone's version wins.
@@ -219,8 +219,8 @@ def test_a_course_change_recomputes_the_totals(ctx: WorkerContext, settings: Set
 
 def forget_rollups(mongo: MongoStore) -> None:
     """Make the enrollments look as an older release left them (no rollup fields)."""
-    fields = ["rollup", "rollup_rev", "rollup_course", "completed_count", "watched_seconds",
-              "unverified_seconds", "last_active"]  # fmt: skip
+    fields = ["rollup", "rollup_ids", "rollup_rev", "rollup_course", "completed_count",
+              "watched_seconds", "unverified_seconds", "last_active"]  # fmt: skip
     mongo.enrollments.update_many({}, {"$unset": dict.fromkeys(fields, "")})
 
 

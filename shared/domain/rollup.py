@@ -12,19 +12,21 @@ ingest/progress_service.py), so the numbers are equal, not merely close.
 from __future__ import annotations
 
 import hashlib
-import json
+import math
+import sys
+from array import array
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic_core import from_json
-
 from shared.domain.catalog import Course
 
-# An entry as stored: [version, watched, unverified, progress, completed (0/1), last_watched].
-# Reads keep them as lists: a class of 2,000 students x 100 materials is 200,000 entries.
-RawEntry = list[Any]
+# Stored per enrollment: `rollup_ids`, the course's material ids in catalog order joined by ","
+# (ids never hold one), and `rollup`, bytes of little-endian doubles in FIELDS columns of one
+# value per material (column-major). A material without an entry has version 0; a missing
+# `last_watched` is NaN. Binary, because reading 2,000 of these as JSON took longer than the
+# whole query; an array's column is then a slice.
 VERSION, WATCHED, UNVERIFIED, PROGRESS, COMPLETED, LAST = range(6)
-EMPTY: RawEntry = [0, 0.0, 0.0, 0.0, 0, None]
+FIELDS = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,15 +39,6 @@ class RollupEntry:
     progress: float = 0.0
     completed: bool = False
     last_watched: float | None = None  # None: never started (or erased)
-
-    def as_list(self) -> list[Any]:
-        return [self.version, self.watched_seconds, self.unverified_seconds, self.progress,
-                int(self.completed), self.last_watched]  # fmt: skip
-
-    @classmethod
-    def from_list(cls, raw: list[Any]) -> RollupEntry:
-        v, w, u, p, c, t = raw
-        return cls(int(v), float(w), float(u), float(p), bool(c), t)
 
 
 def entry_from_document(doc: dict[str, Any]) -> RollupEntry:
@@ -66,18 +59,68 @@ def entry_from_document(doc: dict[str, Any]) -> RollupEntry:
 Entries = dict[str, RollupEntry]
 
 
-def encode(entries: Entries) -> str:
-    """One compact string (the stand-in handles one string far faster than nested fields)."""
-    return json.dumps({m: e.as_list() for m, e in sorted(entries.items())}, separators=(",", ":"))
+def _little_endian(values: array) -> array:  # type: ignore[type-arg]
+    if sys.byteorder == "big":  # pragma: no cover - the machines here are little-endian
+        values.byteswap()
+    return values
 
 
-def decode_raw(blob: str | None) -> dict[str, RawEntry]:
-    """Material -> stored entry list (pydantic-core's parser: a third of json.loads' time)."""
-    return from_json(blob) if blob else {}
+def encode(entries: Entries, course: Course) -> tuple[str, bytes]:
+    """(`rollup_ids`, `rollup`) of the course's materials; entries of other materials (taken
+    out of the course) are dropped, and are rebuilt from watch_progress if they come back."""
+    ids = [m.material_id for m in course.materials]
+    n = len(ids)
+    values = array("d", bytes(8 * FIELDS * n))
+    for i, material_id in enumerate(ids):
+        e = entries.get(material_id)
+        if e is None:
+            values[LAST * n + i] = math.nan
+            continue
+        values[VERSION * n + i] = float(e.version)
+        values[WATCHED * n + i] = e.watched_seconds
+        values[UNVERIFIED * n + i] = e.unverified_seconds
+        values[PROGRESS * n + i] = e.progress
+        values[COMPLETED * n + i] = 1.0 if e.completed else 0.0
+        values[LAST * n + i] = math.nan if e.last_watched is None else e.last_watched
+    return ",".join(ids), _little_endian(values).tobytes()
 
 
-def decode(blob: str | None) -> Entries:
-    return {m: RollupEntry.from_list(raw) for m, raw in decode_raw(blob).items()}
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """A decoded rollup: material ids and, per field, one value per material (in ids' order)."""
+
+    ids: str
+    values: array  # type: ignore[type-arg]
+
+    @property
+    def size(self) -> int:
+        return len(self.values) // FIELDS
+
+    def column(self, field: int) -> array:  # type: ignore[type-arg]
+        n = self.size
+        return self.values[field * n : (field + 1) * n]
+
+
+def columns(doc: dict[str, Any]) -> Columns:
+    """The rollup of an enrollment document (empty when it has none yet)."""
+    data = doc.get("rollup")
+    if not data or not isinstance(data, bytes | bytearray):
+        return Columns("", array("d"))
+    return Columns(str(doc.get("rollup_ids") or ""), _little_endian(array("d", bytes(data))))
+
+
+def entries_of(doc: dict[str, Any]) -> Entries:
+    """The entries of an enrollment document's rollup (materials without one left out)."""
+    cols = columns(doc)
+    if not cols.size:
+        return {}
+    v, w, u, p, c, t = (cols.column(f) for f in range(FIELDS))
+    return {
+        m: RollupEntry(int(v[i]), w[i], u[i], p[i], c[i] == 1.0,
+                       None if math.isnan(t[i]) else t[i])
+        for i, m in enumerate(cols.ids.split(","))
+        if v[i] > 0
+    }  # fmt: skip
 
 
 def merge(stored: Entries, incoming: Entries) -> Entries:
@@ -107,20 +150,20 @@ class RollupTotals:
 
 
 def totals(entries: Entries, course: Course) -> RollupTotals:
-    return raw_totals({m: e.as_list() for m, e in entries.items()}, course)
-
-
-def raw_totals(entries: dict[str, RawEntry], course: Course) -> RollupTotals:
     """Over the course's current materials: completed count, watched and unverified seconds
     summed over its videos in catalog order (as the course view sums them), latest activity."""
-    cells = [(m.type == "video", entries.get(m.material_id, EMPTY)) for m in course.materials]
-    last = [e[LAST] for _, e in cells if e[LAST] is not None]
+    cells = [(m.type == "video", entries.get(m.material_id)) for m in course.materials]
+    present = [(video, e) for video, e in cells if e is not None]
+    last = [e.last_watched for _, e in present if e.last_watched is not None]
+    # Sums start from int 0 and add in catalog order, as the course view's do (equal floats).
     return RollupTotals(
-        completed_materials=sum(1 for _, e in cells if e[COMPLETED]),
-        watched_seconds=round(sum(float(e[WATCHED]) for video, e in cells if video), 3),
-        unverified_seconds=round(sum(float(e[UNVERIFIED]) for video, e in cells if video), 3),
+        completed_materials=sum(1 for _, e in present if e.completed),
+        watched_seconds=round(sum(e.watched_seconds if e else 0.0 for video, e in cells
+                                  if video), 3),
+        unverified_seconds=round(sum(e.unverified_seconds if e else 0.0 for video, e in cells
+                                     if video), 3),
         last_active=max(last) if last else None,
-    )
+    )  # fmt: skip
 
 
 def course_fingerprint(course: Course) -> str:

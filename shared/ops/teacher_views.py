@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,7 +14,7 @@ from typing import Any
 from shared.domain import analytics
 from shared.domain.analytics import ClassRow, class_row, course_stats, retention
 from shared.domain.catalog import Course
-from shared.domain.rollup import COMPLETED, EMPTY, LAST, PROGRESS, RawEntry, RollupTotals
+from shared.domain.rollup import COMPLETED, LAST, PROGRESS, Columns, RollupTotals
 from shared.storage import rollup_store
 from shared.storage.mongo_store import MongoStore
 
@@ -103,7 +104,7 @@ def stats(mongo: MongoStore, course: Course) -> dict[str, Any]:
         **course_stats(
             [_row(r.student_id, r.totals, len(material_ids)) for r in rollups],
             material_ids,
-            material_stats([r.entries for r in rollups], material_ids),
+            material_stats([r.columns for r in rollups], material_ids),
         ),
     }
 
@@ -119,20 +120,38 @@ def summary(mongo: MongoStore, course: Course) -> dict[str, Any]:
     return {k: stats[k] for k in ("enrolled", "average_progress", "completion_rate")}
 
 
-def material_stats(
-    entries: list[dict[str, RawEntry]], material_ids: list[str]
-) -> dict[str, dict[str, float]]:
+def _cells(cols: Columns, course_ids: str, ids: list[str], field: int) -> list[float]:
+    """One field's values in the course's material order (0.0, or NaN for the activity, where
+    a rollup made for another version of the course has none)."""
+    if cols.ids == course_ids:
+        return cols.column(field).tolist()
+    column = cols.column(field).tolist() if cols.size else []
+    at = {m: i for i, m in enumerate(cols.ids.split(","))} if cols.size else {}
+    absent = math.nan if field == LAST else 0.0
+    return [column[at[m]] if m in at else absent for m in ids]
+
+
+def material_stats(rollups: list[Columns], ids: list[str]) -> dict[str, dict[str, float]]:
     """Material -> {started, completed, average progress over the students who started it}
     (started: the stored state has an activity; an erased one has none)."""
-    found = {}
-    for m in material_ids:
-        started = [e for student in entries if (e := student.get(m)) and e[LAST] is not None]
-        found[m] = {
-            "started": len(started),
-            "completed": sum(1 for e in started if e[COMPLETED]),
-            "average": sum(e[PROGRESS] for e in started) / len(started) if started else 0.0,
-        }
-    return found
+    course_ids = ",".join(ids)
+    started = [0] * len(ids)
+    completed = [0] * len(ids)
+    progress = [0.0] * len(ids)
+    for cols in rollups:
+        last = _cells(cols, course_ids, ids, LAST)
+        done = _cells(cols, course_ids, ids, COMPLETED)
+        percent = _cells(cols, course_ids, ids, PROGRESS)
+        for i, t in enumerate(last):
+            if t == t:  # not NaN: started
+                started[i] += 1
+                completed[i] += done[i] == 1.0
+                progress[i] += percent[i]
+    return {
+        m: {"started": started[i], "completed": completed[i],
+            "average": progress[i] / started[i] if started[i] else 0.0}
+        for i, m in enumerate(ids)
+    }  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,16 +166,15 @@ def matrix(mongo: MongoStore, course: Course) -> tuple[list[dict[str, Any]], lis
     completion (in the materials' order), with the student's class-table row for sorting."""
     materials = course.materials
     ids = [m.material_id for m in materials]
-    rows = []
-    for r in rollup_store.course_rollups(mongo, course):
-        cells = [r.entries.get(m, EMPTY) for m in ids]
-        rows.append(
-            MatrixRow(
-                _row(r.student_id, r.totals, len(ids)),
-                [float(c[PROGRESS]) for c in cells],
-                [bool(c[COMPLETED]) for c in cells],
-            )
+    course_ids = ",".join(ids)
+    rows = [
+        MatrixRow(
+            _row(r.student_id, r.totals, len(ids)),
+            _cells(r.columns, course_ids, ids, PROGRESS),
+            [c == 1.0 for c in _cells(r.columns, course_ids, ids, COMPLETED)],
         )
+        for r in rollup_store.course_rollups(mongo, course)
+    ]
     header = [{"material_id": m.material_id, "title": m.title, "type": m.type} for m in materials]
     return header, rows
 

@@ -1,7 +1,8 @@
 """Per-enrollment rollups on the `enrollments` documents (see shared/domain/rollup.py).
 
 Fields an enrollment document gains:
-- `rollup`: the per-material entries, one compact JSON string (versioned entries);
+- `rollup`, `rollup_ids`: the per-material versioned entries (binary columns, see
+  shared/domain/rollup.py) and the material ids they are for;
 - `rollup_rev`: incremented by every rollup write, the compare-and-set token;
 - `rollup_course`: the fingerprint of the course's materials the totals were computed for;
 - `completed_count`, `watched_seconds`, `unverified_seconds`, `last_active`: the totals.
@@ -80,15 +81,15 @@ def _merge_ops(
         found = {
             (doc["student_id"], doc["course_id"]): doc
             for doc in _find(mongo, {"_id": {"$in": ids}},
-                             {"student_id": 1, "course_id": 1, "rollup": 1, "rollup_rev": 1,
-                              "rollup_course": 1})
+                             {"student_id": 1, "course_id": 1, "rollup": 1, "rollup_ids": 1,
+                              "rollup_rev": 1, "rollup_course": 1})
         }  # fmt: skip
         for key in chunk:
             doc = found.get(key)
             if doc is None:  # not enrolled: nothing to roll up
                 continue
             course = courses[key[1]]
-            stored = rollup.decode(doc.get("rollup"))
+            stored = rollup.entries_of(doc)
             merged = rollup.merge(stored, pending[key])
             fingerprint = rollup.course_fingerprint(course)
             if merged == stored and doc.get("rollup_course") == fingerprint:
@@ -103,10 +104,11 @@ def _cas_update(
 ) -> UpdateOne:
     student_id, course_id = key
     token: dict[str, Any] | int = {"$exists": False} if rev is None else rev
+    ids, data = rollup.encode(entries, course)
     return UpdateOne(
         {"_id": enrollment_id(student_id, course_id), "student_id": student_id,
          "rollup_rev": token},
-        {"$set": {"rollup": rollup.encode(entries), "rollup_course": fingerprint,
+        {"$set": {"rollup": data, "rollup_ids": ids, "rollup_course": fingerprint,
                   **rollup.totals(entries, course).as_fields()},
          "$inc": {"rollup_rev": 1}},
     )  # fmt: skip
@@ -177,11 +179,11 @@ def rebuild_missing(mongo: MongoStore, courses: Iterable[Course]) -> int:
 
 @dataclass(frozen=True, slots=True)
 class StudentRollup:
-    """An enrolled student's totals and raw per-material entries (see rollup.RawEntry)."""
+    """An enrolled student's totals and per-material columns."""
 
     student_id: str
     totals: RollupTotals
-    entries: dict[str, rollup.RawEntry]
+    columns: rollup.Columns
 
 
 def course_rollups(mongo: MongoStore, course: Course) -> list[StudentRollup]:
@@ -191,10 +193,9 @@ def course_rollups(mongo: MongoStore, course: Course) -> list[StudentRollup]:
     fingerprint = rollup.course_fingerprint(course)
     found = []
     for doc in _find(mongo, {"course_id": course.course_id}, {}):
-        entries = rollup.decode_raw(doc.get("rollup"))
         fresh = doc.get("rollup_course") == fingerprint
-        totals = _totals_of(doc) if fresh else rollup.raw_totals(entries, course)
-        found.append(StudentRollup(doc["student_id"], totals, entries))
+        totals = _totals_of(doc) if fresh else rollup.totals(rollup.entries_of(doc), course)
+        found.append(StudentRollup(doc["student_id"], totals, rollup.columns(doc)))
     return found
 
 
@@ -211,8 +212,9 @@ def course_totals(mongo: MongoStore, course: Course) -> list[EnrollmentRollup]:
         rows.append(EnrollmentRollup(doc["student_id"], _totals_of(doc)))
     for chunk in _chunks(stale, READ_CHUNK):
         ids = [enrollment_id(s, course.course_id) for s in chunk]
-        for doc in _find(mongo, {"_id": {"$in": ids}}, {"student_id": 1, "rollup": 1}):
-            totals = rollup.raw_totals(rollup.decode_raw(doc.get("rollup")), course)
+        fields = {"student_id": 1, "rollup": 1, "rollup_ids": 1}
+        for doc in _find(mongo, {"_id": {"$in": ids}}, fields):
+            totals = rollup.totals(rollup.entries_of(doc), course)
             rows.append(EnrollmentRollup(doc["student_id"], totals))
     return rows
 

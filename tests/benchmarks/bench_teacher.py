@@ -83,10 +83,11 @@ def seed(
             entries[m.material_id] = entry_of(write)
         if progress_docs:
             mongo.progress.insert_many(docs, ordered=False)
+        ids, data = rollup.encode(entries, course)
         mongo.enrollments.insert_one(
             {"_id": enrollment_id(f"s{i:05d}", "bench"), "student_id": f"s{i:05d}",
              "course_id": "bench", "completed_materials": [], "progress_percentage": 0.0,
-             "rollup": rollup.encode(entries), "rollup_rev": 1, "rollup_course": fingerprint,
+             "rollup": data, "rollup_ids": ids, "rollup_rev": 1, "rollup_course": fingerprint,
              **rollup.totals(entries, course).as_fields()}
         )  # fmt: skip
 
