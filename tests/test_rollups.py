@@ -16,7 +16,7 @@ import pytest
 from shared.domain import analytics, rollup
 from shared.domain.catalog import Course
 from shared.domain.rollup import RollupEntry
-from shared.ops import admin_ops, rollups
+from shared.ops import admin_ops, rollups, teacher_views
 from shared.ops.erasure import erase_progress
 from shared.ops.teacher_views import class_page, class_table
 from shared.settings import Settings
@@ -211,6 +211,17 @@ def test_a_course_change_recomputes_the_totals(ctx: WorkerContext, settings: Set
     assert {r.student_id: r.watched_seconds for r in class_table(ctx.mongo, smaller)} == {
         "ana": 100.0, "ben": 0.0
     }  # fmt: skip
+    # The stats and the matrix map the old rollup's columns onto the new list of materials.
+    stats = teacher_views.stats(ctx.mongo, smaller)
+    # (33.333 + 0) / 2 = 16.6665, a binary double just below it: 16.666 to 3 decimals
+    assert (stats["enrolled"], stats["average_progress"]) == (2, 16.666)
+    assert stats["materials"][0] == {"material_id": "v-100", "started": 1, "completed": 1,
+                                     "average_watched_percentage": 100.0}  # fmt: skip
+    assert [m["started"] for m in stats["materials"][1:]] == [0, 0]
+    _, matrix = teacher_views.matrix(ctx.mongo, smaller)
+    cells = {r.row.student_id: (r.progress, r.completed) for r in matrix}
+    assert cells["ana"] == ([100.0, 0.0, 0.0], [True, False, False])
+    assert cells["ben"] == ([0.0, 0.0, 0.0], [False, False, False])
     admin_ops.save_course(ctx.mongo, ctx.redis, smaller)
     doc = stored_rollup(ctx.mongo, "ana")
     assert (doc["completed_count"], doc["watched_seconds"]) == (1, 100.0)

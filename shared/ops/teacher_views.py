@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -133,25 +134,30 @@ def _cells(cols: Columns, course_ids: str, ids: list[str], field: int) -> list[f
 
 def material_stats(rollups: list[Columns], ids: list[str]) -> dict[str, dict[str, float]]:
     """Material -> {started, completed, average progress over the students who started it}
-    (started: the stored state has an activity; an erased one has none)."""
+    (started: the stored state has an activity; an erased one has none, and a material nobody
+    started has progress 0, so summing over all students adds only zeros to the started).
+
+    The class's columns are laid end to end, so each material's values are one strided slice
+    summed in C rather than a Python loop over 2,000 x 100 cells."""
+    n = len(ids)
     course_ids = ",".join(ids)
-    started = [0] * len(ids)
-    completed = [0] * len(ids)
-    progress = [0.0] * len(ids)
+    last, done, percent = array("d"), array("d"), array("d")
     for cols in rollups:
-        last = _cells(cols, course_ids, ids, LAST)
-        done = _cells(cols, course_ids, ids, COMPLETED)
-        percent = _cells(cols, course_ids, ids, PROGRESS)
-        for i, t in enumerate(last):
-            if t == t:  # not NaN: started
-                started[i] += 1
-                completed[i] += done[i] == 1.0
-                progress[i] += percent[i]
-    return {
-        m: {"started": started[i], "completed": completed[i],
-            "average": progress[i] / started[i] if started[i] else 0.0}
-        for i, m in enumerate(ids)
-    }  # fmt: skip
+        for whole, field in ((last, LAST), (done, COMPLETED), (percent, PROGRESS)):
+            if cols.ids == course_ids:
+                whole.extend(cols.column(field))
+            else:
+                whole.extend(array("d", _cells(cols, course_ids, ids, field)))
+    found = {}
+    for i, m in enumerate(ids):
+        activity = last[i::n]
+        started = len(activity) - sum(map(math.isnan, activity))
+        found[m] = {
+            "started": started,
+            "completed": int(sum(done[i::n])),
+            "average": sum(percent[i::n]) / started if started else 0.0,
+        }
+    return found
 
 
 @dataclass(frozen=True, slots=True)
