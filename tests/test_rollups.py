@@ -218,6 +218,8 @@ def test_a_course_change_recomputes_the_totals(ctx: WorkerContext, settings: Set
     assert stats["materials"][0] == {"material_id": "v-100", "started": 1, "completed": 1,
                                      "average_watched_percentage": 100.0}  # fmt: skip
     assert [m["started"] for m in stats["materials"][1:]] == [0, 0]
+    summary = {k: stats[k] for k in ("enrolled", "average_progress", "completion_rate")}
+    assert teacher_views.summary(ctx.mongo, smaller) == summary  # the stale path
     _, matrix = teacher_views.matrix(ctx.mongo, smaller)
     cells = {r.row.student_id: (r.progress, r.completed) for r in matrix}
     assert cells["ana"] == ([100.0, 0.0, 0.0], [True, False, False])
@@ -225,6 +227,7 @@ def test_a_course_change_recomputes_the_totals(ctx: WorkerContext, settings: Set
     admin_ops.save_course(ctx.mongo, ctx.redis, smaller)
     doc = stored_rollup(ctx.mongo, "ana")
     assert (doc["completed_count"], doc["watched_seconds"]) == (1, 100.0)
+    assert teacher_views.summary(ctx.mongo, smaller) == summary  # the $group path
     assert doc["rollup_course"] == rollup.course_fingerprint(smaller)
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import json
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -123,6 +125,22 @@ class MaterialStats:
     average_watched_percentage: float
 
 
+def class_summary(students_at: Mapping[float, int]) -> dict[str, Any]:
+    """{enrolled, average_progress, completion_rate} from how many students are at each course
+    progress. Summed in ascending progress order, so any reader of the same class, row by row
+    or from a `$group` by completed count, gets the same floats."""
+    enrolled = sum(students_at.values())
+    if not enrolled:
+        return {"enrolled": 0, "average_progress": 0.0, "completion_rate": 0.0}
+    total = sum(p * n for p, n in sorted(students_at.items()))
+    done = sum(n for p, n in students_at.items() if p >= 100.0)
+    return {
+        "enrolled": enrolled,
+        "average_progress": round(total / enrolled, 3),
+        "completion_rate": round(done / enrolled, 4),
+    }
+
+
 def course_stats(
     rows: list[ClassRow], materials: list[str], per_material: dict[str, dict[str, float]]
 ) -> dict[str, Any]:
@@ -130,15 +148,8 @@ def course_stats(
 
     `per_material`: material -> {started, completed, average} over enrolled students.
     """
-    enrolled = len(rows)
     return {
-        "enrolled": enrolled,
-        "average_progress": round(sum(r.progress_percentage for r in rows) / enrolled, 3)
-        if enrolled
-        else 0.0,
-        "completion_rate": round(sum(r.progress_percentage >= 100.0 for r in rows) / enrolled, 4)
-        if enrolled
-        else 0.0,
+        **class_summary(Counter(r.progress_percentage for r in rows)),
         "materials": [
             asdict(
                 MaterialStats(

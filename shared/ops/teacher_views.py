@@ -7,6 +7,7 @@ import csv
 import io
 import math
 from array import array
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from typing import Any
 from shared.domain import analytics
 from shared.domain.analytics import ClassRow, class_row, course_stats, retention
 from shared.domain.catalog import Course
+from shared.domain.course import percentage
 from shared.domain.rollup import COMPLETED, LAST, PROGRESS, Columns, RollupTotals
 from shared.storage import rollup_store
 from shared.storage.mongo_store import MongoStore
@@ -116,9 +118,18 @@ def _row(student_id: str, t: RollupTotals, total_materials: int) -> ClassRow:
 
 
 def summary(mongo: MongoStore, course: Course) -> dict[str, Any]:
-    """{enrolled, average_progress, completion_rate}, as in the stats route."""
-    stats = course_stats(class_table(mongo, course), [], {})
-    return {k: stats[k] for k in ("enrolled", "average_progress", "completion_rate")}
+    """{enrolled, average_progress, completion_rate}, the same numbers as the stats route, from
+    one `$group` of the rollups by completed count (all rows while some are stale)."""
+    total = len(course.materials)
+    histogram = rollup_store.completed_histogram(mongo, course)
+    if histogram is None:
+        return analytics.class_summary(
+            Counter(r.progress_percentage for r in class_table(mongo, course))
+        )
+    students_at: Counter[float] = Counter()
+    for count, n in histogram.items():
+        students_at[percentage(count, total)] += n
+    return analytics.class_summary(students_at)
 
 
 def _cells(cols: Columns, course_ids: str, ids: list[str], field: int) -> list[float]:

@@ -293,3 +293,17 @@ def page_totals(
         for doc in cursor.sort(sort).limit(limit - len(found)):
             found.append(EnrollmentRollup(doc["student_id"], _totals_of(doc)))
     return found
+
+
+def completed_histogram(mongo: MongoStore, course: Course) -> dict[int, int] | None:
+    """Completed-material count -> how many enrolled students have it, from one `$group` of
+    the rollup totals; None while some enrollment's totals are stale (see `page_totals`)."""
+    stale = {"course_id": course.course_id,
+             "rollup_course": {"$ne": rollup.course_fingerprint(course)}}  # fmt: skip
+    if mongo.enrollments.find_one(stale, {"_id": 1}) is not None:
+        return None
+    rows = mongo.enrollments.aggregate(
+        [{"$match": {"course_id": course.course_id}},
+         {"$group": {"_id": "$completed_count", "n": {"$sum": 1}}}]
+    )  # fmt: skip
+    return {int(row["_id"] or 0): int(row["n"]) for row in rows}
