@@ -16,6 +16,7 @@ from ingest.fast_path import WatchTimeFastPath
 from ingest.models import ErrorResponse
 from ingest.progress_service import ProgressService
 from ingest.request_log import RequestLogMiddleware
+from shared.clock import Clock
 from shared.runtime.gc_tuning import settled_heap
 from shared.runtime.logs import configure_logging
 from shared.settings import Settings, get_settings
@@ -25,14 +26,17 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def create_app(settings: Settings | None = None, fast_path: bool = True) -> FastAPI:
-    """The service; `fast_path=False` serves the heartbeat route through FastAPI as well."""
+def create_app(
+    settings: Settings | None = None, fast_path: bool = True, clock: Clock | None = None
+) -> FastAPI:
+    """The service; `fast_path=False` serves the heartbeat route through FastAPI as well;
+    `clock` replaces the system clock (tests move a MockedClock instead of sleeping)."""
     settings = settings or get_settings()
     configure_logging(json_lines=settings.environment == "production", level=settings.log_level)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        ctx = AppContext.build(settings)
+        ctx = AppContext.build(settings, clock)
         app.state.ctx = ctx
         app.state.progress = ProgressService(ctx)
         await ctx.start()

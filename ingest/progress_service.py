@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -87,7 +86,7 @@ class ProgressService:
             IngestItem(ProgressKey(student_id, s.material_id), s.ref.course_id, s.heartbeats)
             for s in submissions
         ]
-        s, now = self.settings, time.time()
+        s, now = self.settings, self.ctx.clock.time()
         limits = IngestLimits(
             due_at=now + s.due_delay_s,
             max_dirty=s.max_dirty_keys,

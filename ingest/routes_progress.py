@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -118,7 +117,7 @@ async def record_heartbeat(
     """Buffer one heartbeat and return the reply's body (HeartbeatAccepted's shape, built
     directly: this is the hottest path); raises the ServiceError that refused it."""
     ref = await find_material(service, video_id)
-    submission = Submission(ref, video_id, [to_heartbeat(body, ref, time.time())])
+    submission = Submission(ref, video_id, [to_heartbeat(body, ref, service.ctx.clock.time())])
     [outcome] = await service.submit(student.user_id, [submission], want_state=True)
     if isinstance(outcome, ServiceError):
         raise outcome  # counted by the error handler
@@ -138,7 +137,7 @@ async def record_heartbeat(
 @router.post("/heartbeats", status_code=202, response_model=BatchResults)
 async def post_heartbeats(body: HeartbeatBatch, student: Student, service: Service) -> BatchResults:
     """The offline outbox flush: each item is judged alone; one bad item never drops the good."""
-    now = time.time()
+    now = service.ctx.clock.time()
     results: list[ItemResult | None] = [None] * len(body.heartbeats)
     by_material: dict[str, tuple[MaterialRef, list[Heartbeat], list[int]]] = {}
     for index, raw in enumerate(body.heartbeats):
@@ -224,7 +223,9 @@ async def post_complete(material_id: str, student: Student, service: Service) ->
         raise InvalidInput(
             "videos complete by watching", [{"field": "material_id", "rule": "is_a_video"}]
         )
-    submission = Submission(ref, material_id, [Heartbeat(received_at=time.time(), complete=True)])
+    submission = Submission(
+        ref, material_id, [Heartbeat(received_at=service.ctx.clock.time(), complete=True)]
+    )
     [outcome] = await service.submit(student.user_id, [submission], want_state=False)
     if isinstance(outcome, ServiceError):
         raise outcome

@@ -56,7 +56,7 @@ def flush_pending(limit: int | None = None) -> dict:
 
 def flush_batch(ctx: WorkerContext, limit: int) -> FlushReport:
     s = ctx.settings
-    now = time.time()
+    now = ctx.clock.time()
     report = FlushReport()
     report.takeovers, keys = ctx.hot.claim(now, now + s.claim_lease_s, limit)
     report.claimed = len(keys)
@@ -69,7 +69,7 @@ def flush_batch(ctx: WorkerContext, limit: int) -> FlushReport:
     except Unavailable as exc:
         report.errors.append(str(exc))
         report.released = len(keys)
-        ctx.hot.release(keys, retry_at=time.time() + 2 * s.flush_tick_s)
+        ctx.hot.release(keys, retry_at=ctx.clock.time() + 2 * s.flush_tick_s)
         log.warning("flush of %d keys postponed: %s", len(keys), exc)
     record_flush(
         ctx.redis, keys=report.claimed, heartbeats=report.heartbeats, written=report.written,
