@@ -77,10 +77,16 @@ class MaterialStatus(BaseModel):
     watch_time: float
     total_duration: float | None
     progress_percentage: float
-    watched_seconds: float
+    watched_seconds: float = Field(description="seconds credited as watched (verified watching)")
+    unverified_seconds: float = Field(
+        description="seconds the player claims beyond what it could have played while sending"
+    )
     completed: bool
     completed_at: datetime | None
     last_watched: datetime | None
+    playback_rate: float | None = Field(
+        description="the rate the player last reported; shown, never used for the bound"
+    )
 
 
 class StatusRequest(_Strict):

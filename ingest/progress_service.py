@@ -50,9 +50,11 @@ def material_status(material_id: str, ref: MaterialRef, state: WatchState) -> Ma
         total_duration=ref.material.duration,
         progress_percentage=state.progress,
         watched_seconds=state.watched_seconds,
+        unverified_seconds=state.unverified_seconds,
         completed=state.completed,
         completed_at=_iso(state.completed_at),
         last_watched=_iso(state.last_watched),
+        playback_rate=state.playback_rate,
     )
 
 
@@ -135,6 +137,7 @@ class ProgressService:
         return fold(
             base, pending, duration=ref.material.duration,
             threshold=self.settings.completion_threshold,
+            verification=self.settings.verification,
         )  # fmt: skip
 
     # -- reads ----------------------------------------------------------------------------

@@ -47,6 +47,10 @@ def make_settings(redis_url: str, mongo_url: str, **overrides: Any) -> Settings:
         "flush_tick_s": 1,
         "claim_lease_s": 3.0,
         "mongo_timeout_ms": 2000,
+        # These tests replay players much faster than real time, so verified watching would
+        # (rightly) credit almost nothing: it is off here, and on, with a moved clock, in
+        # tests/test_verified_watching.py.
+        "max_playback_rate": 0.0,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

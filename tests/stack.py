@@ -60,7 +60,8 @@ class Stack:
             proc.wait(15)
 
     def settings(self) -> Any:
-        return make_settings(self.env["REDIS_URL"], self.env["MONGO_URL"])
+        rate = float(self.env.get("MAX_PLAYBACK_RATE", "2"))
+        return make_settings(self.env["REDIS_URL"], self.env["MONGO_URL"], max_playback_rate=rate)
 
     def redis_client(self) -> redis.Redis:
         return redis.Redis.from_url(self.env["REDIS_URL"], socket_timeout=5)
@@ -75,10 +76,13 @@ def running_stack(
     tmp_path_factory: pytest.TempPathFactory,
     environment: str = "production",
     catalog_file: Path | None = None,
+    max_playback_rate: float | None = 0.0,
 ) -> Iterator[Stack]:
     """Start a whole system; the caller wraps it in a fixture of the scope it wants.
 
     The catalog is the tests' course (tests/helpers.py) unless `catalog_file` names another.
+    Verified watching is off (`max_playback_rate=0`) for tests that replay players faster than
+    real time; `None` keeps the product's default (the browser tests play in real time).
     """
     root = tmp_path_factory.mktemp("stack")
     redis_svc = redis_service(root / "redis", appendonly=True).start()
@@ -97,6 +101,8 @@ def running_stack(
         PORT=str(port),
         HOST="127.0.0.1",
     )
+    if max_playback_rate is not None:
+        env["MAX_PLAYBACK_RATE"] = str(max_playback_rate)
     if catalog_file is None:
         catalog_file = root / "catalog.json"
         catalog_file.write_text(json.dumps({"courses": [{"course_id": COURSE_ID, **COURSE}]}))

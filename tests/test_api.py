@@ -373,9 +373,11 @@ def test_never_watched_is_zeros(client: TestClient, as_student: dict) -> None:
         "total_duration": 600.0,
         "progress_percentage": 0.0,
         "watched_seconds": 0.0,
+        "unverified_seconds": 0.0,
         "completed": False,
         "completed_at": None,
         "last_watched": None,
+        "playback_rate": None,
     }
 
 

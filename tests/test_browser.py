@@ -43,7 +43,9 @@ def chromium_path() -> str:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     if not Settings.model_fields["frontend_dist"].default.is_dir():
         raise RuntimeError("frontend/dist is missing: run tests/run.sh (it builds the pages)")
-    yield from running_stack(tmp_path_factory, "development", DEMO_CATALOG)
+    yield from running_stack(
+        tmp_path_factory, "development", DEMO_CATALOG, max_playback_rate=None
+    )  # the tracker plays in real time: verified watching stays on, as in production
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from rq import Retry
 
 from shared.domain.progress import fold
 from shared.errors import Unavailable
+from shared.settings import Settings
 from shared.storage.hot_store import Fold, HotEntry
 from shared.storage.keys import ProgressKey
 from shared.storage.mongo_store import StateWrite, StoredState
@@ -131,7 +132,7 @@ def _fold_batch(ctx: WorkerContext, keys: list[ProgressKey], report: FlushReport
             continue
         duration = ref.material.duration
         base = stored.get((key.student_id, key.material_id))
-        f = _fold_entry(key, entry, base, duration, ctx.settings.completion_threshold)
+        f = _fold_entry(key, entry, base, duration, ctx.settings)
         if f.folded or entry.version is None:
             batch.folds.append(f)
         batch.writes[key] = StateWrite(
@@ -180,7 +181,7 @@ def _fold_entry(
     entry: HotEntry,
     stored: StoredState | None,
     duration: float | None,
-    threshold: float,
+    settings: Settings,
 ) -> Fold:
     """Fold the pending heartbeats onto the hot state (or the stored one when it expired)."""
     if entry.version is not None:
@@ -189,7 +190,10 @@ def _fold_entry(
         base, base_version = stored.state, stored.version
     else:
         base, base_version = None, 0
-    state = fold(base, entry.pending, duration=duration, threshold=threshold)
+    state = fold(
+        base, entry.pending, duration=duration, threshold=settings.completion_threshold,
+        verification=settings.verification,
+    )  # fmt: skip
     folded = len(entry.pending)
     return Fold(key, entry.version, state, folded, base_version + folded)
 

@@ -114,7 +114,8 @@ def progress_document(w: StateWrite) -> dict[str, Any]:
         "watch_time": s.position,
         "total_duration": w.duration,
         "progress_percentage": s.progress,
-        "watched_seconds": s.watched_seconds,
+        "watched_seconds": s.watched_seconds,  # credited (verified watching)
+        "unverified_seconds": s.unverified_seconds,
         "watched_ranges": s.covered,
         "completed": s.completed,
         "completed_at": s.completed_at,
