@@ -118,14 +118,15 @@ async def record_heartbeat(
     """Buffer one heartbeat and return the reply's body (HeartbeatAccepted's shape, built
     directly: this is the hottest path); raises the ServiceError that refused it."""
     ref = await find_material(service, video_id)
-    submission = Submission(ref, video_id, [to_heartbeat(body, ref, service.ctx.clock.time())])
+    hb = to_heartbeat(body, ref, service.ctx.clock.time())
+    submission = service.submission(student.user_id, ref, video_id, [hb])
     [outcome] = await service.submit(student.user_id, [submission], want_state=True)
     if isinstance(outcome, ServiceError):
         raise outcome  # counted by the error handler
     HEARTBEATS_ACCEPTED.inc()
-    if outcome.entry is None:  # asked for with want_state=True, so never: a bug if it happens
+    if outcome.view is None:  # asked for with want_state=True, so never: a bug if it happens
         raise RuntimeError("the ingest script did not return the state")
-    state = await service.state_after(student.user_id, submission, outcome.entry)
+    state = await service.state_after(student.user_id, submission, outcome.view)
     return {
         "accepted": True,
         "watch_time": state.position,
