@@ -41,6 +41,7 @@ _COUNTERS = {
     "completions": "Materials that crossed the completion threshold",
     "flush_failures": "Flushes postponed because MongoDB was unavailable",
     "quarantined": "Keys set aside in vp:poison because a flush could not process them",
+    "overclaimed_heartbeats": "Heartbeats whose claims went over the verified-watching budget",
 }
 
 

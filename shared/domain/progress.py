@@ -359,12 +359,15 @@ def _apply_in_place(
     duration: float | None,
     threshold: float,
     verification: Verification,
-) -> None:
+) -> bool:
+    """Fold one heartbeat in place; True when its claims went over the budget (they raised
+    the unverified seconds)."""
     state.last_watched = max(state.last_watched or hb.received_at, hb.received_at)
     if hb.complete or duration is None:
         state.progress = 100.0
         _mark_complete(state, hb)
-        return
+        return False
+    unverified_before = state.unverified_seconds
 
     _observe(state, hb.received_at, verification.gap_s)
     position = _clamp(hb.watch_time, duration)
@@ -389,6 +392,7 @@ def _apply_in_place(
     state.progress = max(state.progress, _r(percentage))
     if percentage >= threshold:
         _mark_complete(state, hb)
+    return state.unverified_seconds > unverified_before + 0.001
 
 
 def _mark_complete(state: WatchState, hb: Heartbeat) -> None:
@@ -422,7 +426,7 @@ def fold_into(
     duration: float | None,
     threshold: float,
     verification: Verification = TRUST_CLIENT,
-) -> None:
-    """`fold`, in place: for a state nobody else holds (the ingest tier's own cache)."""
-    for hb in heartbeats:
-        _apply_in_place(state, hb, duration, threshold, verification)
+) -> int:
+    """`fold`, in place, for a state nobody else holds. Returns how many of the heartbeats
+    claimed more than the budget allowed (for the operators' counter)."""
+    return sum(_apply_in_place(state, hb, duration, threshold, verification) for hb in heartbeats)
