@@ -2,6 +2,7 @@
 
     .venv/bin/python -m tests.benchmarks.bench_ingest [--seconds 10] [--connections 64]
         [--students 2000] [--client auto|wrk|python] [--profile]
+        [--mode steady|hot-key|backlog]
 
 The reference (ARCHITECTURE.md measured ~3,400 req/s for it here) is the minimal FastAPI
 handler below: it validates a pydantic body shaped like a heartbeat and does one async Redis
@@ -23,6 +24,21 @@ body limit; the run checks and reports that).
 
 `--profile` adds a run of the single route with py-spy sampling the web process and prints
 where the time goes (`pip install py-spy` into the venv first).
+
+The default mode (`steady`) drops pending heartbeats between runs, so it never sees a backlog.
+Two modes do:
+- `--mode hot-key`: few students (default 500, one video each) at full speed, the product's
+  default settings, web, worker and clock running, nothing dropped between runs: every key
+  keeps a backlog of up to a flush interval's heartbeats (hundreds). Reference and route
+  alternate under the same wrk (one thread, 32 connections by default in this mode).
+- `--mode backlog`: one key, no worker: 3,000 heartbeats in a row, one at a time; prints the
+  median latency of heartbeats 1-100 and 2,901-3,000 and their ratio (target <= 1.25x), the
+  same for status reads (from the web process, and from a second web process that has no
+  cached state: the preview path), and for 100-heartbeat batches into a key with a growing
+  backlog. The per-student rate limit is set out of reach (3,000 heartbeats in a minute).
+Both replay players faster than real time; verified watching stays at its default (the bound
+costs the same whatever it credits), and no progress figure is checked here (the load
+generator's oracle does that, with the bound off).
 """
 
 from __future__ import annotations
@@ -379,6 +395,7 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="only the reference and the single route"
     )
+    parser.add_argument("--mode", choices=["steady", "hot-key", "backlog"], default="steady")
     parser.add_argument("--client-run", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client_run:  # the separate client process
@@ -390,6 +407,12 @@ def main() -> None:
     if tool == "auto":
         tool = "wrk" if shutil.which("wrk") else "python"
     load = run_wrk if tool == "wrk" else run_python_client
+    if args.mode == "backlog":
+        backlog_mode()
+        return
+    if args.mode == "hot-key":
+        hot_key_mode(args, load)
+        return
     # The per-student limit still runs (its INCRBY is part of the route's cost) but never
     # refuses: replayed 500-heartbeat batches would pass 1,200 a minute and measure the limiter.
     no_refusals = {"RATE_LIMIT_PER_MINUTE": str(10**9)}
@@ -474,6 +497,121 @@ def bench(bs: BenchStack, args: argparse.Namespace, load) -> None:  # noqa: ANN0
     finally:
         ref.terminate()
         ref.wait(15)
+
+
+def hot_key_mode(args: argparse.Namespace, load) -> None:  # noqa: ANN001
+    students = [f"h{i:04d}" for i in range(args.students if args.students != 2000 else 500)]
+    conns = args.connections if args.connections != 64 else 32
+    with bench_stack("bench-hotkey-", [course()], workers=1, clock=True) as bs:
+        enroll_bulk(bs, students, COURSE_ID)
+        tokens = {s: f"Bearer {bs.token(s)}" for s in students}
+        root = Path(tempfile.mkdtemp(prefix="bench-hotkey-data-"))
+        rows = [
+            (f"/api/progress/video/{VIDEOS[0]}/watch-time", tokens[sid],
+             json.dumps(tracker_body(r, time.time() - 3600), separators=(",", ":")))
+            for r in range(40) for sid in students
+        ]  # fmt: skip
+        single = write_requests(root / "single.tsv", rows)
+        refs = write_requests(
+            root / "ref.tsv", [(p.replace("/api/progress", "/ref"), a, b) for p, a, b in rows]
+        )
+        ref_port = free_port()
+        ref_env = dict(bs.stack.env, REF_REDIS_URL=bs.settings.redis_url)
+        ref = start_procfile_process(
+            f"uvicorn --factory tests.benchmarks.bench_ingest:reference_app --host 127.0.0.1 "
+            f"--port {ref_port} --workers 1 --no-access-log", ref_env, bs.stack.root / "ref.log",
+        )  # fmt: skip
+        try:
+            wait_for_port(ref_port, 30, ref)
+            ref_url = f"http://127.0.0.1:{ref_port}"
+            print(
+                f"hot keys: {len(students)} students x 1 video, {conns} connections, "
+                f"{args.seconds:g} s a run, worker and clock running, nothing dropped"
+            )
+            results = []
+            for _ in range(3):
+                for name, url, data in (("reference (pydantic + RPUSH)", ref_url, refs),
+                                        ("single route, hot keys", bs.url, single)):  # fmt: skip
+                    result = load(name, url, data, args.seconds, conns)
+                    results.append(result)
+                    print_result(result)
+                    backlog = max(bs.r.llen(ProgressKey(s, VIDEOS[0]).pending) for s in students)
+                    print(f"    longest pending list now: {backlog} heartbeats")
+            best_ref = max(r.rps for r in results if r.name.startswith("reference"))
+            best = max(r.rps for r in results if r.name.startswith("single"))
+            print(
+                f"\nhot keys: single route {best:,.0f} req/s = {best / best_ref:.2f}x the "
+                f"reference ({best_ref:,.0f} req/s) in the same run (target >= 0.8x)"
+            )
+        finally:
+            ref.terminate()
+            ref.wait(15)
+
+
+def backlog_mode(count: int = 3000, window: int = 100) -> None:
+    env = {"RATE_LIMIT_PER_MINUTE": str(10**9)}
+    with bench_stack("bench-backlog-", [course()], workers=0, clock=False, extra_env=env) as bs:
+        enroll_bulk(bs, ["b0001"], COURSE_ID)
+        token = f"Bearer {bs.token('b0001')}"
+        cold_port = free_port()  # a second web process: no cached state of the key
+        cold = start_procfile_process(
+            f"uvicorn --factory ingest.app:create_app --host 127.0.0.1 --port {cold_port} "
+            "--workers 1 --no-access-log", bs.stack.env, bs.stack.root / "web2.log",
+        )  # fmt: skip
+        try:
+            wait_for_port(cold_port, 30, cold)
+            print(asyncio.run(_backlog(bs.stack.port, cold_port, token, count, window)))
+        finally:
+            cold.terminate()
+            cold.wait(15)
+
+
+async def _backlog(port: int, cold_port: int, token: str, count: int, window: int) -> str:
+    pool, other = HttpPool("127.0.0.1", port), HttpPool("127.0.0.1", cold_port)
+    auth = {"Authorization": token}
+    start = time.time() - 3600
+
+    async def timed(p: HttpPool, method: str, path: str, body: dict | None = None) -> float:
+        raw = json.dumps(body).encode() if body is not None else None
+        t = time.perf_counter()
+        reply = await p.request(method, path, auth, raw)
+        if reply.status >= 300:
+            raise RuntimeError(f"{method} {path}: HTTP {reply.status}")
+        return (time.perf_counter() - t) * 1000
+
+    watch = f"/api/progress/video/{VIDEOS[0]}/watch-time"
+    status = f"/api/progress/video/{VIDEOS[0]}/status"
+
+    async def reads(p: HttpPool) -> float:
+        return percentile([await timed(p, "GET", status) for _ in range(window)], 50)
+
+    lat = []
+    for i in range(count):
+        lat.append(await timed(pool, "POST", watch, tracker_body(i, start)))
+        if i + 1 == window:
+            early_reads, early_cold = await reads(pool), await reads(other)
+    late_reads, late_cold = await reads(pool), await reads(other)
+    batches = []
+    for n in range(30):  # a second key: 100-heartbeat batches onto a growing backlog
+        items = [{"material_id": VIDEOS[1], **tracker_body(n * 100 + j, start, True)}
+                 for j in range(100)]  # fmt: skip
+        batches.append(await timed(pool, "POST", "/api/progress/heartbeats", {"heartbeats": items}))
+    await pool.aclose()
+    await other.aclose()
+    first, last = percentile(lat[:window], 50), percentile(lat[-window:], 50)
+    mid = percentile(lat[2000:2100], 50) if count > 2100 else float("nan")
+    b_first, b_last = percentile(batches[:5], 50), percentile(batches[-5:], 50)
+    return "\n".join([
+        f"backlog: one key, no worker, {count:,} heartbeats one at a time (median latency)",
+        f"  heartbeats 1-{window}: {first:.2f} ms   2,001-2,100: {mid:.2f} ms   "
+        f"last {window}: {last:.2f} ms   ratio {last / first:.2f}x (target <= 1.25x)",
+        f"  status read, same process: after {window} {early_reads:.2f} ms, after {count:,} "
+        f"{late_reads:.2f} ms   ratio {late_reads / early_reads:.2f}x",
+        f"  status read, another web process (preview): after {window} {early_cold:.2f} ms, "
+        f"after {count:,} {late_cold:.2f} ms   ratio {late_cold / early_cold:.2f}x",
+        f"  100-heartbeat batch onto a growing backlog: first 5 {b_first:.2f} ms, last 5 "
+        f"(2,500-3,000 waiting) {b_last:.2f} ms   ratio {b_last / b_first:.2f}x",
+    ])  # fmt: skip
 
 
 def pending(bs: BenchStack) -> int:
