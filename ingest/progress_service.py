@@ -40,6 +40,11 @@ class Submission:
     cached: CachedState | None = None  # this process's state of the key, as the request began
 
 
+def needs_stored_state(view: HotView) -> bool:
+    """A key without hot state whose stored state MongoDB holds (it expired from Redis)."""
+    return not view.has_hot_state and view.stored
+
+
 def _iso(ts: float | None) -> datetime | None:
     return datetime.fromtimestamp(ts, UTC) if ts is not None else None
 
@@ -163,17 +168,22 @@ class ProgressService:
             state = cached.state
         elif view.base is not None:
             state = view.base
-        elif not view.has_hot_state and view.stored:
+        elif needs_stored_state(view):
             found, complete = await self._stored_state(key, best_effort)
             state = found or WatchState()
         else:
             state = WatchState()
+        return self._fold_view(key, ref, view, state, complete)
+
+    def _fold_view(
+        self, key: ProgressKey, ref: MaterialRef, view: HotView, state: WatchState, keep: bool
+    ) -> WatchState:
         fold_into(
             state, view.tail, duration=ref.material.duration,
             threshold=self.settings.completion_threshold,
             verification=self.settings.verification,
         )  # fmt: skip
-        if complete:
+        if keep:
             self.cache.put(key, view, state)
         return state
 
@@ -219,10 +229,20 @@ class ProgressService:
         required = {ref.course_id for ref in refs.values()} | set(course_ids)
         if not required <= enrolled:
             raise Forbidden("not enrolled in this material's course")
+        cold = [(k.student_id, k.material_id) for k, v in zip(keys, views, strict=True)
+                if v.mode != "cache" and v.base is None and needs_stored_state(v)]  # fmt: skip
+        stored = await run_in_threadpool(self.ctx.mongo.find_states, cold) if cold else {}
         states = {}
         for key, view, entry in zip(keys, views, cached, strict=True):
             ref = refs[key.material_id]
-            states[key.material_id] = await self._resolve(key, ref, view, entry, False)
+            if view.mode == "cache" and entry is not None:
+                base = entry.state
+            elif view.base is not None:
+                base = view.base
+            else:
+                found = stored.get((key.student_id, key.material_id))
+                base = (found.state if found else None) or WatchState()
+            states[key.material_id] = self._fold_view(key, ref, view, base, True)
         return states
 
     async def course_progress(self, student_id: str, course: Course) -> CourseProgress:

@@ -128,6 +128,10 @@ def test_heartbeats_sent_offline_reach_the_server_when_back_online(
     expect(page.get_by_test_id("material-demo-video-2")).to_be_visible()
     page.get_by_test_id("material-demo-video-2").get_by_role("button", name="Play").click()
     page.wait_for_function("document.querySelector('video').readyState >= 1")
+    # The session begins online (the tracker reports the start of playing), then the network
+    # goes: what is played offline keeps its credit (verified watching, README).
+    page.evaluate("document.querySelector('video').play()")
+    wait_until(lambda: server_status(stack, "student-2", "demo-video-2")["last_watched"])
     page.context.set_offline(True)
     stopped_at = play_for(page, 4)
     page.get_by_role("button", name="Close player").click()

@@ -22,7 +22,12 @@ completion at 80 %, course progress. Any mismatch is printed and makes the exit 
 Each tab also opens with `GET .../status` (as the player does to resume), checked against the
 model too (read-your-writes) when no other tab of the student has that video open.
 
-`--capacity`: one web process, one worker; 1,000 watchers at speedup 1, then more every step
+`--capacity`: one web process, one worker; first a worker-tier outage (`--outage-minutes`,
+default 5 with --capacity): 1,000 watchers for a minute, then the worker and clock processes
+stopped for that long while ingest goes on, then restarted; it reports ingest p50/p99 before,
+during and after the outage and the time the backlog takes to drain once they are back (the
+oracle at the end covers every heartbeat accepted meanwhile). Then 1,000 watchers at speedup 1,
+then more every step
 until ingest p99 passes 100 ms, the flush backlog grows without bound, or the generator cannot
 keep its schedule; reports the highest watcher count held. The whole run is bounded by
 `--max-minutes` (default 15: the steps up to `--max-watchers` 20,000, the drain, the checks).
@@ -30,6 +35,10 @@ keep its schedule; reports the highest watcher count held. The whole run is boun
 Numbers measured on the nx-27017 stand-in, not MongoDB; writes per heartbeat is the
 hardware-independent figure (comparable with the target only at `--speedup 1`, since with
 compressed time more heartbeats fall into one flush interval).
+
+Verified watching is off (`MAX_PLAYBACK_RATE=0`) for the generator's stack: its students replay
+players faster than real time with `--speedup`, and its tabs do not report the start of playing
+as the browser tracker does, so the bound would (rightly) credit less than the model expects.
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ import json
 import math
 import os
 import random
+import signal
 import sys
 import time
 import uuid
@@ -792,6 +802,7 @@ async def run(bs: BenchStack, args: argparse.Namespace) -> int:
 
     plan = capacity_plan(args) if capacity else [args.watchers]
     steps: list[Step] = []
+    outage: dict[str, Any] | None = None
     redis0 = RedisCounters.take(bs.r)
     stats_run0 = flush_stats(gen)
     wall0 = time.time()
@@ -805,6 +816,17 @@ async def run(bs: BenchStack, args: argparse.Namespace) -> int:
     out_of_time: int | None = None  # the step the time budget did not leave room for
     with progress:
         bar = progress.add_task("load", total=budget_s - reserve_s, info="")
+        if args.outage_minutes > 0:
+            new = students_range(0, plan[0])
+            await asyncio.to_thread(enroll_bulk, bs, new, COURSE_ID)
+            gen.add_students(new)
+            enrolled = plan[0]
+            gen.spawn(new, spread_s=20.0)
+            progress.update(bar, description=f"{plan[0]:,} watchers, worker tier outage")
+            outage = await worker_outage(gen, bs, args.outage_minutes * 60.0)
+            progress.update(bar, completed=gen.loop.time() - load_t0)
+            if capacity:
+                plan = plan[1:]
         for i, watchers in enumerate(plan):
             step_s = args.step_seconds * (1.5 if i == 0 else 1.0) if capacity else budget_s
             elapsed = gen.loop.time() - load_t0
@@ -884,6 +906,23 @@ async def run(bs: BenchStack, args: argparse.Namespace) -> int:
     flushed_keys = int(stats.get("flushed_keys", 0))
     today = datetime.now(UTC).date().isoformat()
 
+    if outage is not None:
+        t = Table(title=f"worker-tier outage under {outage['watchers']:,} watchers, {today}")
+        t.add_column("phase")
+        for col in ("seconds", "accepted/s", "p50 ms", "p99 ms", "pending at end"):
+            t.add_column(col, justify="right")
+        for phase in ("before", "during", "after"):
+            p = outage[phase]
+            t.add_row(phase, f"{p['seconds']:.0f}", fmt(p["rate"]), fmt(p["p50"], 2),
+                      fmt(p["p99"], 2), f"{p['pending']:,}")  # fmt: skip
+        console.print(t)
+        drained_in = outage["drained_s"]
+        console.print(
+            "backlog drained (no key overdue) "
+            + ("NOT within the after phase" if drained_in is None else f"{drained_in:.0f} s")
+            + f" after the worker tier came back; longest pending list during the outage: "
+            f"{outage['longest']:,} heartbeats"
+        )
     if capacity:
         t = Table(title=f"capacity run, {today}, 2-core dev machine, nx-27017 stand-in")
         for col in ("watchers", "accepted/s", "p50 ms", "p95 ms", "p99 ms", "late p99 s",
@@ -983,6 +1022,49 @@ async def run(bs: BenchStack, args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+async def worker_outage(gen: LoadGen, bs: BenchStack, outage_s: float) -> dict[str, Any]:
+    """A minute of normal load, the worker and clock processes stopped for `outage_s` while the
+    students go on, then restarted: latencies per phase, and how long the backlog takes to
+    drain once the workers are back (overdue keys back to 0, at most 5 minutes)."""
+    watchers = len(gen.headers)
+    phases: dict[str, Any] = {"watchers": watchers}
+
+    async def phase(name: str, seconds: float, until_drained: bool = False) -> float | None:
+        start = gen.loop.time()
+        drained_at = None
+        while gen.loop.time() - start < seconds:
+            _, _, overdue = await gen.sample_backlog()
+            if until_drained and overdue == 0 and drained_at is None:
+                drained_at = gen.loop.time() - start
+            if drained_at is not None and gen.loop.time() - start >= 60:
+                break  # a minute of "after" measured, and drained
+            await asyncio.sleep(1.0)
+        end = gen.loop.time()
+        n, lat, _ = gen.m.window(start, end)
+        _, pending, _ = await gen.sample_backlog()
+        phases[name] = {"seconds": end - start, "rate": n / max(1e-9, end - start),
+                        "p50": percentile(lat, 50), "p99": percentile(lat, 99),
+                        "pending": pending}  # fmt: skip
+        return drained_at
+
+    await phase("before", 60.0)
+    bs.stack.kill_all("worker", signal.SIGTERM)
+    bs.stack.kill_all("clock", signal.SIGTERM)
+    await phase("during", outage_s)
+    phases["longest"] = await asyncio.to_thread(longest_pending, bs)
+    bs.stack.start("worker")
+    bs.stack.start("clock")
+    phases["drained_s"] = await phase("after", 300.0, until_drained=True)
+    return phases
+
+
+def longest_pending(bs: BenchStack) -> int:
+    longest = 0
+    for key in bs.r.scan_iter(match="vp:{*}:hb:*", count=1000):
+        longest = max(longest, int(bs.r.llen(key)))
+    return longest
+
+
 def capacity_plan(args: argparse.Namespace) -> list[int]:
     plan = [args.start_watchers]
     while plan[-1] < args.max_watchers:
@@ -1019,7 +1101,15 @@ def main() -> None:
     parser.add_argument("--max-watchers", type=int, default=20000)
     parser.add_argument("--step-factor", type=float, default=1.5)
     parser.add_argument("--step-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--outage-minutes", type=float, default=None,
+        help="stop the worker tier this long under --start-watchers (default 5 with --capacity)",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.outage_minutes is None:
+        args.outage_minutes = 5.0 if args.capacity else 0.0
+    if args.capacity and args.outage_minutes and args.max_minutes == 15.0:
+        args.max_minutes = 15.0 + args.outage_minutes + 6.0  # the outage and its drain
     # The generator keeps a large model; the collector's full passes over it stalled its event
     # loop for up to 0.5 s (measured with gc.callbacks), which shows as service latency.
     gc.set_threshold(*GC_THRESHOLD)
@@ -1030,7 +1120,7 @@ def main() -> None:
     with bench_stack(
         "loadgen-", [load_course()], workers=args.workers,
         flush_interval_s=args.flush_interval, flush_tick_s=args.flush_tick,
-        extra_env={"RATE_LIMIT_PER_MINUTE": rate_limit},
+        extra_env={"RATE_LIMIT_PER_MINUTE": rate_limit, "MAX_PLAYBACK_RATE": "0"},
     ) as bs:  # fmt: skip
         try:
             import uvloop
