@@ -9,7 +9,10 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, PlainSerializer
 
 from shared.domain.course import percentage
 
@@ -17,13 +20,25 @@ SortKey = Literal["student_id", "progress", "last_active", "watched_seconds"]
 SORT_KEYS: tuple[str, ...] = ("student_id", "progress", "last_active", "watched_seconds")
 
 
-@dataclass(frozen=True, slots=True)
-class ClassRow:
+def as_datetime(ts: float | None) -> datetime | None:
+    """Epoch seconds as an aware UTC datetime (None, and 0, for never)."""
+    return datetime.fromtimestamp(ts, UTC) if ts else None
+
+
+# One enrolled student's row of the class table: the API's row and the CSV's line. (A comment,
+# not a docstring: a docstring would become the OpenAPI schema's description.)
+class ClassRow(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     student_id: str
     progress_percentage: float
     completed_materials: int
     watched_seconds: float
-    last_active: float | None  # epoch seconds of the latest accepted heartbeat
+    # Epoch seconds of the latest accepted heartbeat (sorted and paged as a number); the API
+    # shows it as a date-time.
+    last_active: Annotated[
+        float | None, PlainSerializer(as_datetime, return_type=datetime | None, when_used="json")
+    ]
 
 
 def class_rows(
