@@ -49,7 +49,7 @@ async def class_progress(
     sort: SortParam = "student_id",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
-    format: Literal["json", "csv"] | None = None,  # noqa: A002 - the contract's name
+    format: Literal["json", "csv"] | None = None,  # the contract's name, shadowing a builtin
 ) -> ClassPage | StreamingResponse:
     """One row per enrolled student (those without progress at 0), sorted and paginated, or
     the whole table as CSV with `?format=csv` or `Accept: text/csv`."""

@@ -398,7 +398,7 @@ def main() -> None:
         bench(bs, args, load)
 
 
-def bench(bs: BenchStack, args: argparse.Namespace, load) -> None:  # noqa: ANN001
+def bench(bs: BenchStack, args: argparse.Namespace, load) -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-ingest-data-"))
     warm = [f"w{i:05d}" for i in range(args.students)]
     cold = [f"c{i:05d}" for i in range(args.students)]
@@ -511,13 +511,13 @@ def summarize(results: list[LoadResult]) -> None:
         print(f"  non-2xx answers in: {', '.join(bad)}")
 
 
-def profile(  # noqa: PLR0913
+def profile(
     bs: BenchStack,
     data: Path,
     root: Path,
     seconds: float,
     conns: int,
-    load,  # noqa: ANN001
+    load,
     name: str = "single route",
 ) -> None:
     pyspy = Path(sys.executable).parent / "py-spy"
