@@ -116,9 +116,13 @@ async def material_retention(
             "retention is for videos", [{"field": "material_id", "rule": "not_a_video"}]
         )
     return await run_in_threadpool(
-        teacher_views.retention_curve, ctx.mongo, course, material_id,
-        ref.material.duration, buckets,
-    )  # fmt: skip
+        teacher_views.retention_curve,
+        ctx.mongo,
+        course,
+        material_id,
+        ref.material.duration,
+        buckets,
+    )
 
 
 @router.delete("/api/admin/progress")
@@ -131,7 +135,12 @@ async def erase(
     """Erase a student's progress (one material, or all) from MongoDB, Redis hot state and
     queued heartbeats; a flush already in flight cannot bring it back. Returns counts."""
     report = await run_in_threadpool(
-        erase_progress, ctx.mongo, ctx.redis_sync, ctx.catalog.current, student_id,
-        material_id, ctx.settings.hot_state_ttl_s,
-    )  # fmt: skip
+        erase_progress,
+        ctx.mongo,
+        ctx.redis_sync,
+        ctx.catalog.current,
+        student_id,
+        material_id,
+        ctx.settings.hot_state_ttl_s,
+    )
     return report.as_dict()

@@ -409,14 +409,18 @@ def test_seeking_is_not_watching(client: TestClient, as_student: dict) -> None:
     t0 = iso_ago(30)
     watch(client, as_student, "v-600", **heartbeat(0, 600, session_id="p", seq=0, client_ts=t0))
     r = watch(
-        client, as_student, "v-600",
+        client,
+        as_student,
+        "v-600",
         **heartbeat(590, 600, session_id="p", seq=1, client_ts=iso_ago(25)),
-    )  # fmt: skip
+    )
     assert r.json()["watched_seconds"] == 0.0  # 590 s in 5 s: a seek
     r = watch(
-        client, as_student, "v-600",
+        client,
+        as_student,
+        "v-600",
         **heartbeat(600, 600, session_id="p", seq=2, client_ts=iso_ago(15)),
-    )  # fmt: skip
+    )
     assert r.json()["watched_seconds"] == 10.0 and not r.json()["completed"]
 
 
@@ -448,8 +452,10 @@ def test_batch_route_judges_each_item_alone(
     assert [x["index"] for x in results] == list(range(6))
     assert [x["accepted"] for x in results] == [True, False, False, False, True, True]
     assert [x["error"]["code"] for x in results if not x["accepted"]] == [
-        "invalid", "not_found", "invalid",
-    ]  # fmt: skip
+        "invalid",
+        "not_found",
+        "invalid",
+    ]
     statuses = client.post(
         "/api/progress/videos/status",
         json={"material_ids": ["v-100", "v-600", "v-nope"]},
@@ -481,9 +487,12 @@ def test_course_progress_counts_completed_materials(client: TestClient, as_stude
     assert sorted(course["completed_materials"]) == ["pdf-1", "v-100"]
     assert course["total_materials"] == 4
     assert course["videos"] == {
-        "total": 2, "started": 2, "completed": 1,
-        "watched_seconds": 150.0, "total_seconds": 700.0,
-    }  # fmt: skip
+        "total": 2,
+        "started": 2,
+        "completed": 1,
+        "watched_seconds": 150.0,
+        "total_seconds": 700.0,
+    }
     mod_a, mod_b = course["modules"]
     assert mod_a["progress_percentage"] == 50.0 and mod_b["progress_percentage"] == 50.0
     assert mod_a["watched_seconds"] == 150.0 and mod_a["total_seconds"] == 700.0

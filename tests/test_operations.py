@@ -149,8 +149,11 @@ def test_the_web_process_refuses_to_start_with_a_placeholder_secret(secret: str)
     env.pop("MONGO_URL", None)
     result = subprocess.run(
         [sys.executable, "-m", "uvicorn", "--factory", "ingest.app:create_app", "--port", "1"],
-        env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0
     assert "JWT_SECRET" in result.stderr
     assert secret not in result.stderr.replace("JWT_SECRET", "")  # the value is not echoed

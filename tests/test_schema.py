@@ -58,8 +58,9 @@ def test_every_operation_matches_the_schema(
     for operation in operations:
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck),
-                  database=None)  # fmt: skip
+        @settings(
+            max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None
+        )
         def check(case: schemathesis.Case) -> None:
             user, role = role_for(case.path, case.method.upper())
             case.call_and_validate(headers=bearer(app_settings, user, role), checks=CHECKS)

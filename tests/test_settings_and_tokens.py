@@ -28,9 +28,12 @@ def settings(**values: object) -> Settings:
 
 @pytest.mark.parametrize(
     "secret",
-    [pytest.param(None, id="missing"), pytest.param("changeme", id="placeholder"),
-     pytest.param("short-but-random-7f3a", id="too-short")],
-)  # fmt: skip
+    [
+        pytest.param(None, id="missing"),
+        pytest.param("changeme", id="placeholder"),
+        pytest.param("short-but-random-7f3a", id="too-short"),
+    ],
+)
 def test_production_refuses_a_missing_or_placeholder_secret(secret: str | None) -> None:
     with pytest.raises(ValidationError, match="JWT_SECRET"):
         settings(environment="production", jwt_secret=secret)
@@ -74,8 +77,13 @@ def test_issuer_and_audience_are_checked_when_configured() -> None:
     s = settings(environment="production", jwt_secret=SECRET, jwt_issuer="idp", jwt_audience="vp")
     verifier = TokenVerifier(s)
     assert verifier.verify(mint_token(s, "ana", "student")).user_id == "ana"
-    claims = {"sub": "ana", "role": "student", "exp": int(time.time()) + 60, "iss": "other",
-              "aud": "vp"}  # fmt: skip
+    claims = {
+        "sub": "ana",
+        "role": "student",
+        "exp": int(time.time()) + 60,
+        "iss": "other",
+        "aud": "vp",
+    }
     with pytest.raises(Unauthenticated):
         verifier.verify(jwt.encode(claims, SECRET, algorithm="HS256"))
 
@@ -108,7 +116,10 @@ def test_cli_mints_a_token_that_the_service_accepts(monkeypatch: pytest.MonkeyPa
     env = {"APP_ENV": "production", "JWT_SECRET": SECRET, "PATH": "/usr/bin:/bin"}
     out = subprocess.run(
         [sys.executable, "-m", "shared.devtools.cli", "token", "ana", "--role", "teacher"],
-        env=env, capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     s = settings(environment="production", jwt_secret=SECRET)
     assert TokenVerifier(s).verify(out.stdout.strip()).role == "teacher"

@@ -64,9 +64,10 @@ def test_completion_updates_the_enrollment_once(stack: Stack) -> None:
     registry = FinishedJobRegistry(queue=queue)
     jobs = [queue.fetch_job(job_id) for job_id in registry.get_job_ids()]
     completions = [
-        j for j in jobs
+        j
+        for j in jobs
         if j and j.func_name.endswith("record_completions") and "sys-b" in json.dumps(j.args)
-    ]  # fmt: skip
+    ]
     assert len(completions) == 1
     assert recorded()["completed_materials"] == ["v-100"]
 

@@ -104,6 +104,7 @@ class Service:
 def redis_service(data_dir: Path, port: int | None = None, appendonly: bool = False) -> Service:
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
+    # Left as rows of (flag, value) pairs: fmt: skip on the closing bracket.
     argv = [
         redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
         "--dir", str(data_dir), "--save", "", "--protected-mode", "no",
@@ -117,6 +118,7 @@ def redis_service(data_dir: Path, port: int | None = None, appendonly: bool = Fa
 def mongo_standin_service(data_dir: Path, port: int | None = None) -> Service:
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
+    # Left as rows of (flag, value) pairs: fmt: skip on the closing bracket.
     argv = [
         nx_27017_binary(), "--host", "127.0.0.1", "-p", str(port),
         "--data-dir", str(data_dir), "--log-file", str(data_dir / "nx-27017.log"),

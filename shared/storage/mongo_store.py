@@ -175,12 +175,14 @@ class MongoStore:
         ops = [
             UpdateOne(
                 {**_progress_key(w.student_id, w.material_id), "v": {"$lt": w.version}},
-                {"$set": {**progress_document(w), "written_at": time.time()},
-                 "$inc": {"flushes": 1}},
+                {
+                    "$set": {**progress_document(w), "written_at": time.time()},
+                    "$inc": {"flushes": 1},
+                },
                 upsert=True,
             )
             for w in writes
-        ]  # fmt: skip
+        ]
         try:
             self.progress.bulk_write(ops, ordered=False)
         except BulkWriteError as exc:
@@ -282,7 +284,7 @@ class MongoStore:
                         "last": {"$max": "$last_watched"},
                     }
                 },
-            ]  # fmt: skip
+            ]
         )
         return {row["_id"]: (float(row["watched"] or 0.0), row["last"]) for row in rows}
 
@@ -299,7 +301,7 @@ class MongoStore:
                     }
                 },
                 {"$group": {"_id": "$student_id", "n": {"$sum": 1}}},
-            ]  # fmt: skip
+            ]
         )
         return {row["_id"]: int(row["n"]) for row in rows}
 
@@ -317,7 +319,7 @@ class MongoStore:
                         "average": {"$avg": "$progress_percentage"},
                     }
                 },
-            ]  # fmt: skip
+            ]
         )
         stats = {
             row["_id"]: {
@@ -343,10 +345,13 @@ class MongoStore:
     ) -> list[list[list[float]]]:
         """The watched ranges of each of the given students who started the material."""
         cursor = self.progress.find(
-            {"course_id": course_id, "material_id": material_id,
-             "student_id": {"$in": student_ids}},
+            {
+                "course_id": course_id,
+                "material_id": material_id,
+                "student_id": {"$in": student_ids},
+            },
             {"_id": 0, "watched_ranges": 1},
-        )  # fmt: skip
+        )
         return [doc.get("watched_ranges", []) for doc in cursor]
 
     # -- enrollments ----------------------------------------------------------------------
@@ -417,9 +422,9 @@ class MongoStore:
         materials (after the course changed). Returns how many enrollments changed."""
         ops = []
         for doc in self.enrollments.find(
-            {"course_id": course.course_id}, {"_id": 0, "student_id": 1, "completed_materials": 1,
-                                              "progress_percentage": 1}
-        ):  # fmt: skip
+            {"course_id": course.course_id},
+            {"_id": 0, "student_id": 1, "completed_materials": 1, "progress_percentage": 1},
+        ):
             progress = course_progress(set(doc.get("completed_materials", [])), course)
             if progress != doc.get("progress_percentage"):
                 ops.append(
@@ -450,9 +455,14 @@ class MongoStore:
         progress = course_progress(set(kept), course)
         self.enrollments.update_one(
             key,
-            {"$set": {"completed_materials": kept, "progress_percentage": progress,
-                      "updated_at": time.time()}},
-        )  # fmt: skip
+            {
+                "$set": {
+                    "completed_materials": kept,
+                    "progress_percentage": progress,
+                    "updated_at": time.time(),
+                }
+            },
+        )
         return True
 
     # -- courses --------------------------------------------------------------------------

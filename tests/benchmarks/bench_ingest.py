@@ -216,10 +216,23 @@ def run_wrk(name: str, url: str, data: Path, seconds: float, connections: int) -
     script = data.with_suffix(".lua")
     script.write_text(WRK_SCRIPT)
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s", str(script),
-         url, "--", str(data)],
-        capture_output=True, text=True, timeout=seconds + 60, check=True,
-    ).stdout  # fmt: skip
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds:g}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+            "--",
+            str(data),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    ).stdout
     try:
         return _parse_wrk(name, out)
     except (AttributeError, ValueError):
@@ -247,13 +260,32 @@ def run_python_client(
 ) -> LoadResult:
     """This module's own async client, in a separate process (so it has its own core)."""
     out = subprocess.run(
-        [sys.executable, "-m", "tests.benchmarks.bench_ingest", "--client-run", url, str(data),
-         str(seconds), str(connections)],
-        capture_output=True, text=True, timeout=seconds + 120, check=True,
-    ).stdout  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "tests.benchmarks.bench_ingest",
+            "--client-run",
+            url,
+            str(data),
+            str(seconds),
+            str(connections),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 120,
+        check=True,
+    ).stdout
     r = json.loads(out.strip().splitlines()[-1])
-    return LoadResult(name, r["requests"], r["seconds"], r["requests"] / r["seconds"],
-                      r["p50_ms"], r["p99_ms"], r["non_2xx"], "python (http_pool)")  # fmt: skip
+    return LoadResult(
+        name,
+        r["requests"],
+        r["seconds"],
+        r["requests"] / r["seconds"],
+        r["p50_ms"],
+        r["p99_ms"],
+        r["non_2xx"],
+        "python (http_pool)",
+    )
 
 
 async def _client_run(url: str, data: Path, seconds: float, connections: int) -> dict:
@@ -278,10 +310,12 @@ async def _client_run(url: str, data: Path, seconds: float, connections: int) ->
     elapsed = time.perf_counter() - t0
     await pool.aclose()
     return {
-        "requests": len(latencies), "seconds": elapsed,
-        "p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99),
+        "requests": len(latencies),
+        "seconds": elapsed,
+        "p50_ms": percentile(latencies, 50),
+        "p99_ms": percentile(latencies, 99),
         "non_2xx": sum(n for s, n in statuses.items() if not 200 <= s < 300),
-    }  # fmt: skip
+    }
 
 
 # -- the run --------------------------------------------------------------------------------
@@ -289,11 +323,22 @@ async def _client_run(url: str, data: Path, seconds: float, connections: int) ->
 
 def course() -> Course:
     return Course.model_validate(
-        {"course_id": COURSE_ID, "title": "Ingest benchmark", "teacher_ids": [],
-         "modules": [{"module_id": "m", "title": "All", "materials": [
-             {"material_id": v, "title": v, "type": "video", "duration": DURATION}
-             for v in VIDEOS]}]}
-    )  # fmt: skip
+        {
+            "course_id": COURSE_ID,
+            "title": "Ingest benchmark",
+            "teacher_ids": [],
+            "modules": [
+                {
+                    "module_id": "m",
+                    "title": "All",
+                    "materials": [
+                        {"material_id": v, "title": v, "type": "video", "duration": DURATION}
+                        for v in VIDEOS
+                    ],
+                }
+            ],
+        }
+    )
 
 
 def seed_hot_states(bs: BenchStack, students: list[str]) -> None:
@@ -393,8 +438,9 @@ def main() -> None:
     # The per-student limit still runs (its INCRBY is part of the route's cost) but never
     # refuses: replayed 500-heartbeat batches would pass 1,200 a minute and measure the limiter.
     no_refusals = {"RATE_LIMIT_PER_MINUTE": str(10**9)}
-    with bench_stack("bench-ingest-", [course()], workers=0, clock=False,
-                     extra_env=no_refusals) as bs:  # fmt: skip
+    with bench_stack(
+        "bench-ingest-", [course()], workers=0, clock=False, extra_env=no_refusals
+    ) as bs:
         bench(bs, args, load)
 
 
@@ -408,18 +454,24 @@ def bench(bs: BenchStack, args: argparse.Namespace, load) -> None:
 
     ref_port = free_port()
     ref_env = dict(bs.stack.env, REF_REDIS_URL=bs.settings.redis_url)
-    ref_cmd = (f"uvicorn --factory tests.benchmarks.bench_ingest:reference_app --host 127.0.0.1 "
-               f"--port {ref_port} --workers 1 --no-access-log")  # fmt: skip
+    ref_cmd = (
+        f"uvicorn --factory tests.benchmarks.bench_ingest:reference_app --host 127.0.0.1 "
+        f"--port {ref_port} --workers 1 --no-access-log"
+    )
     ref = start_procfile_process(ref_cmd, ref_env, bs.stack.root / "reference.log")
     try:
         wait_for_port(ref_port, 30, ref)
         ref_url = f"http://127.0.0.1:{ref_port}"
-        single = write_requests(root / "single.tsv", single_rows(
-            warm, tokens, "/api/progress/video/{video}/watch-time"))  # fmt: skip
-        refs = write_requests(root / "ref.tsv", single_rows(
-            warm, tokens, "/ref/video/{video}/watch-time"))  # fmt: skip
-        cold_rows = write_requests(root / "cold.tsv", single_rows(
-            cold, tokens, "/api/progress/video/{video}/watch-time", rounds=1))  # fmt: skip
+        single = write_requests(
+            root / "single.tsv", single_rows(warm, tokens, "/api/progress/video/{video}/watch-time")
+        )
+        refs = write_requests(
+            root / "ref.tsv", single_rows(warm, tokens, "/ref/video/{video}/watch-time")
+        )
+        cold_rows = write_requests(
+            root / "cold.tsv",
+            single_rows(cold, tokens, "/api/progress/video/{video}/watch-time", rounds=1),
+        )
         batch100 = write_requests(root / "batch100.tsv", batch_rows(warm, tokens, 100, False, 2000))
         batch500 = write_requests(root / "batch500.tsv", batch_rows(warm, tokens, 500, True, 600))
         s, c = args.seconds, args.connections
@@ -428,13 +480,16 @@ def bench(bs: BenchStack, args: argparse.Namespace, load) -> None:
         load("warm-up", bs.url, single, 3, c)
         results: list[LoadResult] = []
         for _ in range(2):
-            for name, url, data in (("reference (pydantic + RPUSH)", ref_url, refs),
-                                    ("single route, hot state", bs.url, single)):  # fmt: skip
+            for name, url, data in (
+                ("reference (pydantic + RPUSH)", ref_url, refs),
+                ("single route, hot state", bs.url, single),
+            ):
                 reset_buffer(bs, warm)
                 before = pending(bs)
                 result = load(name, url, data, s, c)
-                result.accepted = (int(bs.r.llen(REF_LIST)) if url == ref_url
-                                   else pending(bs) - before)  # fmt: skip
+                result.accepted = (
+                    int(bs.r.llen(REF_LIST)) if url == ref_url else pending(bs) - before
+                )
                 results.append(result)
                 print_result(result)
         if args.quick:
@@ -449,8 +504,10 @@ def bench(bs: BenchStack, args: argparse.Namespace, load) -> None:
         result.accepted = pending(bs) - before
         results.append(result)
         print_result(result)
-        for name, data, size in (("batch route, 100 tracker-shaped", batch100, 100),
-                                 ("batch route, 500 compact", batch500, 500)):  # fmt: skip
+        for name, data, size in (
+            ("batch route, 100 tracker-shaped", batch100, 100),
+            ("batch route, 500 compact", batch500, 500),
+        ):
             reset_buffer(bs, warm)
             before = pending(bs)
             result = load(name, bs.url, data, s, min(c, 16))
@@ -460,11 +517,15 @@ def bench(bs: BenchStack, args: argparse.Namespace, load) -> None:
             print_result(result)
         too_big = batch_rows(warm, tokens, 500, False, 1)[0]
         response = httpx.post(
-            bs.url + too_big[0], content=too_big[2], timeout=30,
+            bs.url + too_big[0],
+            content=too_big[2],
+            timeout=30,
             headers={"Authorization": too_big[1], "Content-Type": "application/json"},
-        )  # fmt: skip
-        print(f"500 tracker-shaped heartbeats in one batch: {len(too_big[2]):,} bytes -> "
-              f"HTTP {response.status_code}")  # fmt: skip
+        )
+        print(
+            f"500 tracker-shaped heartbeats in one batch: {len(too_big[2]):,} bytes -> "
+            f"HTTP {response.status_code}"
+        )
         summarize(results)
         if args.profile:
             reset_buffer(bs, warm)
@@ -501,11 +562,15 @@ def summarize(results: list[LoadResult]) -> None:
     today = datetime.now(UTC).date().isoformat()
     print(f"\nsummary ({today}, 2-core dev machine, nx-27017 stand-in; best of the runs)")
     print(f"  reference endpoint           {ref.rps:9,.0f} req/s")
-    print(f"  single-heartbeat route       {single.rps:9,.0f} req/s  = "
-          f"{single.rps / ref.rps:.2f}x reference (target >= 0.8x)")  # fmt: skip
+    print(
+        f"  single-heartbeat route       {single.rps:9,.0f} req/s  = "
+        f"{single.rps / ref.rps:.2f}x reference (target >= 0.8x)"
+    )
     for b in (r for r in results if r.name.startswith("batch")):
-        print(f"  {b.name:28} {b.heartbeats_per_s:9,.0f} heartbeats/s = "
-              f"{b.heartbeats_per_s / single.rps:.1f}x single (target >= 10x)")  # fmt: skip
+        print(
+            f"  {b.name:28} {b.heartbeats_per_s:9,.0f} heartbeats/s = "
+            f"{b.heartbeats_per_s / single.rps:.1f}x single (target >= 10x)"
+        )
     bad = [r.name for r in results if r.non_2xx]
     if bad:
         print(f"  non-2xx answers in: {', '.join(bad)}")
@@ -527,10 +592,25 @@ def profile(
     web_pid = bs.stack.procs["web"][0].pid
     raw = root / f"web-profile-{name.split(',')[0].replace(' ', '-')}.txt"
     spy = subprocess.Popen(
-        [str(pyspy), "record", "--pid", str(web_pid), "--duration", str(int(seconds)),
-         "--rate", "200", "--format", "raw", "--threads", "--nonblocking", "--output", str(raw)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            str(pyspy),
+            "record",
+            "--pid",
+            str(web_pid),
+            "--duration",
+            str(int(seconds)),
+            "--rate",
+            "200",
+            "--format",
+            "raw",
+            "--threads",
+            "--nonblocking",
+            "--output",
+            str(raw),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(1.0)
     result = load(f"{name} under py-spy", bs.url, data, seconds - 1.0, conns)
     spy.wait(60)

@@ -128,11 +128,19 @@ def enroll_bulk(bs: BenchStack, students: list[str], course_id: str) -> None:
     for i in range(0, len(students), 5000):
         chunk = students[i : i + 5000]
         bs.mongo.enrollments.insert_many(
-            [{"_id": enrollment_id(s, course_id), "student_id": s, "course_id": course_id,
-              "completed_materials": [],
-              "progress_percentage": 0.0, "enrolled_at": now} for s in chunk],
+            [
+                {
+                    "_id": enrollment_id(s, course_id),
+                    "student_id": s,
+                    "course_id": course_id,
+                    "completed_materials": [],
+                    "progress_percentage": 0.0,
+                    "enrolled_at": now,
+                }
+                for s in chunk
+            ],
             ordered=False,
-        )  # fmt: skip
+        )
         pipe = bs.r.pipeline(transaction=False)
         for s in chunk:
             key = enrollments_key(s)
