@@ -72,6 +72,40 @@ def test_completion_updates_the_enrollment_once(stack: Stack) -> None:
     assert recorded()["completed_materials"] == ["v-100"]
 
 
+def test_a_key_watched_for_several_intervals_is_written_at_most_once_per_interval(
+    stack: Stack,
+) -> None:
+    # A heartbeat every 0.5 s for 4 flush intervals (12 s), through the real clock and workers.
+    # A key is due FLUSH_INTERVAL_S - FLUSH_TICK_S = 2 s after its first unflushed heartbeat,
+    # so two writes of it are never closer than that; a write every tick (1 s) would fail here.
+    # Writes are observed as changes of the document's `flushes` counter, polled every 50 ms.
+    headers = enroll(stack, "sys-cadence")
+    due_delay = FLUSH_INTERVAL_S - 1  # the stack's FLUSH_TICK_S is 1
+    watched_for = 4 * FLUSH_INTERVAL_S
+    writes: list[float] = []  # when each write was first seen
+    seen, sent, start = 0, 0, time.monotonic()
+    while (now := time.monotonic()) - start < watched_for + FLUSH_INTERVAL_S + 2:
+        if now - start < watched_for and now - start >= sent * 0.5:
+            watched = 0.5 * (sent + 1)
+            body = heartbeat(watched, played=[[watched - 0.5, watched]], seq=sent)
+            assert post(stack, headers, **body).status_code == 202
+            sent += 1
+        doc = stored(stack, "sys-cadence")
+        flushes = doc["flushes"] if doc else 0
+        assert flushes - seen <= 1, "two writes within one 50 ms poll"
+        if flushes > seen:
+            writes.append(time.monotonic())
+            seen = flushes
+        time.sleep(0.05)
+    gaps = [round(b - a, 2) for a, b in zip(writes, writes[1:], strict=False)]
+    assert len(writes) >= 4, gaps  # one write per interval, not one at the end
+    assert len(writes) <= watched_for / due_delay + 1, gaps
+    assert all(gap >= due_delay - 0.5 for gap in gaps), gaps  # 0.5 s: polling and job latency
+    doc = stored(stack, "sys-cadence")
+    assert doc["v"] == sent and doc["watch_time"] == 0.5 * sent  # the last write holds them all
+    assert doc["watched_seconds"] == 0.5 * sent
+
+
 def test_a_worker_killed_while_holding_a_batch_loses_nothing(stack: Stack) -> None:
     headers = enroll(stack, "sys-c")
     r = stack.redis_client()
