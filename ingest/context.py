@@ -89,7 +89,7 @@ class AppContext:
     catalog: CatalogCache
     breaker: MongoReadBreaker
     system_metrics: CollectorRegistry
-    _tasks: list[asyncio.Task] = field(default_factory=list)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
     def build(cls, settings: Settings) -> AppContext:

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from pydantic_core import to_json
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
-from starlette.routing import get_route_path
+from starlette.routing import get_route_path  # type: ignore[attr-defined]  # not re-exported; the router's own
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ingest.auth import bearer_principal, check_role

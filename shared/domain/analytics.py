@@ -68,13 +68,14 @@ def class_rows(
     return rows
 
 
-def _sort_value(row: ClassRow, key: str) -> tuple:
-    value = {
+def _sort_value(row: ClassRow, key: str) -> tuple[str | float, str]:
+    values: dict[str, str | float] = {
         "student_id": row.student_id,
         "progress": row.progress_percentage,
         "last_active": row.last_active if row.last_active is not None else float("-inf"),
         "watched_seconds": row.watched_seconds,
-    }[key]
+    }
+    value = values[key]
     return (value, row.student_id)  # the student id makes every order total and stable
 
 
@@ -92,7 +93,7 @@ def encode_cursor(row: ClassRow, sort: str) -> str:
     return base64.urlsafe_b64encode(json.dumps(position).encode()).decode()
 
 
-def decode_cursor(cursor: str, sort: str) -> tuple:
+def decode_cursor(cursor: str, sort: str) -> tuple[Any, ...]:
     """The position a cursor points after; ValueError when malformed or made for another sort."""
     try:
         made_for, value = json.loads(base64.urlsafe_b64decode(cursor.encode()))

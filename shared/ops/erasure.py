@@ -25,7 +25,7 @@ class ErasureReport:
     queued_heartbeats: int = 0
     enrollments: int = 0
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, int]:
         return asdict(self)
 
 

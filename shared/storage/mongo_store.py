@@ -126,7 +126,7 @@ def progress_document(w: StateWrite) -> dict[str, Any]:
 
 class MongoStore:
     def __init__(self, url: str, timeout_ms: int = 5000) -> None:
-        self.client: pymongo.MongoClient = pymongo.MongoClient(
+        self.client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
             url,
             serverSelectionTimeoutMS=timeout_ms,
             connectTimeoutMS=timeout_ms,
