@@ -221,7 +221,7 @@ def test_a_poison_job_fails_for_good_without_blocking_other_work(stack: Stack) -
     run_load(stack, group, steps=5, pace_s=0.1)
     registry = FailedJobRegistry(queue=queue)
     wait_until(lambda: job.id in registry.get_job_ids(), timeout_s=60)
-    job.refresh()
+    job.refresh()  # type: ignore[no-untyped-call]  # rq: Job.refresh is not annotated
     assert job.retries_left == 0
     metrics = httpx.get(f"{stack.url}/metrics", timeout=10).text
     assert "videoprogress_failed_jobs 1.0" in metrics

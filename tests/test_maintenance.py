@@ -13,7 +13,7 @@ from rq import Queue
 
 from ingest.app import create_app
 from shared.settings import Settings, get_settings
-from tests.helpers import COURSE, COURSE_ID, SECRET, bearer, heartbeat, make_settings
+from tests.helpers import COURSE, COURSE_ID, SECRET, bearer, heartbeat, make_settings, present
 from workers.context import build_context, get_context
 from workers.flush import flush_batch
 from workers.maintenance import reconcile_completions
@@ -74,12 +74,12 @@ def test_a_lost_completion_job_is_repaired_by_reconcile_completions(
     job.delete()
     assert queue.count == 0
     enrollment = {"student_id": STUDENT, "course_id": COURSE_ID}
-    before = mongo_db.enrollments.find_one(enrollment)
+    before = present(mongo_db.enrollments.find_one(enrollment))
     assert before.get("completed_materials", []) == [] and not before.get("progress_percentage")
-    assert mongo_db.watch_progress.find_one({"student_id": STUDENT})["completed"] is True
+    assert present(mongo_db.watch_progress.find_one({"student_id": STUDENT}))["completed"] is True
 
     assert reconcile_completions() == 1
-    after = mongo_db.enrollments.find_one(enrollment)
+    after = present(mongo_db.enrollments.find_one(enrollment))
     assert after["completed_materials"] == ["v-100"]
     assert after["progress_percentage"] == 25.0  # 1 of the course's 4 materials
     assert reconcile_completions() == 0  # nothing left to repair; the enrollment is unchanged

@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import time
+from typing import Any
 
 import jwt
 import pytest
@@ -22,8 +23,8 @@ from shared.tokens import TokenVerifier, mint_token
 from tests.helpers import SECRET
 
 
-def settings(**values: object) -> Settings:
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+def settings(**values: Any) -> Settings:
+    return Settings(_env_file=None, **values)
 
 
 @pytest.mark.parametrize(
@@ -50,7 +51,7 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("JWT_SECRET", SECRET)
     monkeypatch.setenv("COMPLETION_THRESHOLD", "90")
     monkeypatch.setenv("MONGO_URL", "mongodb://db.example:27017/school")
-    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    s = Settings(_env_file=None)
     assert s.completion_threshold == 90.0 and s.mongo_database == "school"
 
 

@@ -11,11 +11,12 @@ import json
 import signal
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.helpers import COURSE_ID, heartbeat, wait_until
+from tests.helpers import COURSE_ID, heartbeat, present, wait_until
 from tests.stack import FLUSH_INTERVAL_S, Stack, enroll, post, running_stack, stored
 
 pytestmark = pytest.mark.system
@@ -45,9 +46,9 @@ def test_completion_updates_the_enrollment_once(stack: Stack) -> None:
     assert post(stack, headers, **heartbeat(85, played=[[0, 85]])).json()["completed"] is True
     enrollments = stack.db().enrollments
 
-    def recorded() -> dict | None:
+    def recorded() -> dict[str, Any] | None:
         # The job adds the material, then raises the progress: wait for both writes.
-        doc = enrollments.find_one({"student_id": "sys-b", "course_id": COURSE_ID})
+        doc = present(enrollments.find_one({"student_id": "sys-b", "course_id": COURSE_ID}))
         return doc if doc and doc["completed_materials"] and doc["progress_percentage"] else None
 
     doc = wait_until(recorded)
@@ -66,10 +67,12 @@ def test_completion_updates_the_enrollment_once(stack: Stack) -> None:
     completions = [
         j
         for j in jobs
-        if j and j.func_name.endswith("record_completions") and "sys-b" in json.dumps(j.args)
+        if j
+        and (j.func_name or "").endswith("record_completions")
+        and "sys-b" in json.dumps(j.args)
     ]
     assert len(completions) == 1
-    assert recorded()["completed_materials"] == ["v-100"]
+    assert present(recorded())["completed_materials"] == ["v-100"]
 
 
 def test_a_key_watched_for_several_intervals_is_written_at_most_once_per_interval(
@@ -101,7 +104,7 @@ def test_a_key_watched_for_several_intervals_is_written_at_most_once_per_interva
     assert len(writes) >= 4, gaps  # one write per interval, not one at the end
     assert len(writes) <= watched_for / due_delay + 1, gaps
     assert all(gap >= due_delay - 0.5 for gap in gaps), gaps  # 0.5 s: polling and job latency
-    doc = stored(stack, "sys-cadence")
+    doc = present(stored(stack, "sys-cadence"))
     assert doc["v"] == sent and doc["watch_time"] == 0.5 * sent  # the last write holds them all
     assert doc["watched_seconds"] == 0.5 * sent
 
@@ -109,7 +112,7 @@ def test_a_key_watched_for_several_intervals_is_written_at_most_once_per_interva
 def test_a_worker_killed_while_holding_a_batch_loses_nothing(stack: Stack) -> None:
     headers = enroll(stack, "sys-c")
     r = stack.redis_client()
-    stack.mongo.proc.send_signal(signal.SIGSTOP)  # MongoDB hangs: a flush blocks mid-write
+    present(stack.mongo.proc).send_signal(signal.SIGSTOP)  # MongoDB hangs: a flush blocks mid-write
     try:
         for i in range(6):
             body = heartbeat(10 * (i + 1), played=[[10 * i, 10 * (i + 1)]])
@@ -117,8 +120,8 @@ def test_a_worker_killed_while_holding_a_batch_loses_nothing(stack: Stack) -> No
         wait_until(lambda: r.hexists("vp:leases", "v-100|sys-c"), timeout_s=30)
         stack.kill_all("worker")  # SIGKILL, whichever of them holds the batch
     finally:
-        stack.mongo.proc.send_signal(signal.SIGCONT)
-    assert stored(stack, "sys-c") is None or stored(stack, "sys-c")["v"] < 6
+        present(stack.mongo.proc).send_signal(signal.SIGCONT)
+    assert (doc := stored(stack, "sys-c")) is None or doc["v"] < 6
     stack.start("worker")
     doc = wait_until(lambda: (d := stored(stack, "sys-c")) and d["v"] == 6 and d, timeout_s=40)
     assert doc["watched_seconds"] == 60.0 and doc["watch_time"] == 60.0

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import COURSE_ID, bearer, heartbeat, wait_until
+from tests.helpers import COURSE_ID, bearer, heartbeat, present, wait_until
 from tests.stack import Stack, enroll, post, running_stack, stored
 
 pytestmark = pytest.mark.system
@@ -76,7 +76,7 @@ def teacher(stack: Stack, user: str = "t-phys") -> dict[str, str]:
     return bearer(stack.settings(), user, "teacher")
 
 
-def get(stack: Stack, path: str, headers: dict, **params: Any) -> httpx.Response:
+def get(stack: Stack, path: str, headers: dict[str, str], **params: Any) -> httpx.Response:
     return httpx.get(f"{stack.url}{path}", headers=headers, params=params, timeout=30)
 
 
@@ -256,17 +256,19 @@ def test_erasure_refuses_a_material_id_that_is_not_a_catalog_id(klass: Stack) ->
     assert klass.db().watch_progress.count_documents({"_id": "a|b|c"}) == 0
 
 
-def _erase(stack: Stack, student: str, material: str | None = None) -> dict:
+def _erase(stack: Stack, student: str, material: str | None = None) -> dict[str, Any]:
     params = {"student_id": student, **({"material_id": material} if material else {})}
     admin = bearer(stack.settings(), "root", "admin")
     r = httpx.delete(f"{stack.url}/api/admin/progress", params=params, headers=admin, timeout=60)
     assert r.status_code == 200, r.text
-    return r.json()
+    report: dict[str, Any] = r.json()
+    return report
 
 
-def _status(stack: Stack, student: str, video: str = "v-100") -> dict:
+def _status(stack: Stack, student: str, video: str = "v-100") -> dict[str, Any]:
     path = f"/api/progress/video/{video}/status"
-    return get(stack, path, bearer(stack.settings(), student)).json()
+    status: dict[str, Any] = get(stack, path, bearer(stack.settings(), student)).json()
+    return status
 
 
 def test_erasure_removes_queued_heartbeats_and_nothing_comes_back(stack: Stack) -> None:
@@ -294,7 +296,7 @@ def test_erasure_removes_queued_heartbeats_and_nothing_comes_back(stack: Stack) 
         assert _status(stack, "gus", video)["watched_seconds"] == 0.0
         doc = stored(stack, "gus", video)
         assert doc is None or "course_id" not in doc  # a tombstone holds only a version
-    enrollment = stack.db().enrollments.find_one({"student_id": "gus"})
+    enrollment = present(stack.db().enrollments.find_one({"student_id": "gus"}))
     assert enrollment["completed_materials"] == [] and enrollment["progress_percentage"] == 0.0
     # Watching again starts from nothing and is stored again.
     assert post(stack, headers, **heartbeat(10, played=[[0, 10]])).json()["watched_seconds"] == 10
@@ -304,7 +306,9 @@ def test_erasure_removes_queued_heartbeats_and_nothing_comes_back(stack: Stack) 
 def test_erasure_wins_over_a_flush_in_flight(stack: Stack) -> None:
     headers = enroll(stack, "hal")
     r = stack.redis_client()
-    stack.mongo.proc.send_signal(signal.SIGSTOP)  # a flush will hang while holding hal's batch
+    present(stack.mongo.proc).send_signal(
+        signal.SIGSTOP
+    )  # a flush will hang while holding hal's batch
     eraser = threading.Thread(target=lambda: _erase(stack, "hal", "v-100"))
     try:
         assert post(stack, headers, **heartbeat(50, played=[[0, 50]])).status_code == 202
@@ -312,7 +316,7 @@ def test_erasure_wins_over_a_flush_in_flight(stack: Stack) -> None:
         eraser.start()
         time.sleep(1)
     finally:
-        stack.mongo.proc.send_signal(signal.SIGCONT)
+        present(stack.mongo.proc).send_signal(signal.SIGCONT)
     eraser.join(60)
     wait_until(lambda: not r.hexists("vp:leases", "v-100|hal"), timeout_s=30)
     time.sleep(3)

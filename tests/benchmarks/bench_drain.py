@@ -125,7 +125,9 @@ class Timers:
     calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     undo: list[tuple[Any, str, bool, Any]] = field(default_factory=list)
 
-    def wrap(self, obj: Any, name: str, bucket: str, replacement: Callable | None = None) -> None:
+    def wrap(
+        self, obj: Any, name: str, bucket: str, replacement: Callable[..., Any] | None = None
+    ) -> None:
         """Time every call of `obj.name` (or of `replacement` standing in for it)."""
         own = vars(obj)
         self.undo.append((obj, name, name in own, own.get(name)))

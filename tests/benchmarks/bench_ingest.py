@@ -38,11 +38,12 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -92,7 +93,7 @@ def reference_app() -> FastAPI:
     app = FastAPI(lifespan=lifespan)
 
     @app.post("/ref/video/{video_id}/watch-time", status_code=202)
-    async def watch_time(video_id: str, body: RefHeartbeat) -> dict:
+    async def watch_time(video_id: str, body: RefHeartbeat) -> dict[str, Any]:
         await app.state.redis.rpush(REF_LIST, body.model_dump_json())
         return {"accepted": True}
 
@@ -106,7 +107,7 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
 
 
-def tracker_body(i: int, now: float, compact: bool = False) -> dict:
+def tracker_body(i: int, now: float, compact: bool = False) -> dict[str, Any]:
     """A heartbeat as frontend/src/tracker.ts sends it (the i-th of its session)."""
     w = round(10.0 * (i % 59) + 5.0, 3)
     if compact:
@@ -201,6 +202,10 @@ class LoadResult:
         return n / self.seconds
 
 
+# run_wrk or run_python_client: (name, url, data, seconds, connections) -> result
+LoadRunner = Callable[[str, str, Path, float, int], LoadResult]
+
+
 def _ms(text: str) -> float:
     value = float(re.match(r"[\d.]+", text).group())  # type: ignore[union-attr]
     if text.endswith("us"):
@@ -288,10 +293,10 @@ def run_python_client(
     )
 
 
-async def _client_run(url: str, data: Path, seconds: float, connections: int) -> dict:
+async def _client_run(url: str, data: Path, seconds: float, connections: int) -> dict[str, Any]:
     rows = [line.split("\t", 2) for line in data.read_text().splitlines()]
     latencies: list[float] = []
-    statuses: Counter = Counter()
+    statuses: Counter[int] = Counter()
     target = urlsplit(url)
     pool = HttpPool(target.hostname or "127.0.0.1", target.port or 80)
     deadline = time.perf_counter() + seconds
@@ -384,8 +389,8 @@ def profile_summary(raw: Path) -> tuple[list[tuple[float, str]], list[tuple[floa
     if not by_thread:
         return [], []
     samples = max(by_thread.values(), key=lambda rows: sum(n for _, n in rows))
-    inclusive: Counter = Counter()
-    own: Counter = Counter()
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
     total = 0
     for stack_frames, n in samples:
         total += n
@@ -444,7 +449,7 @@ def main() -> None:
         bench(bs, args, load)
 
 
-def bench(bs: BenchStack, args: argparse.Namespace, load) -> None:
+def bench(bs: BenchStack, args: argparse.Namespace, load: LoadRunner) -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-ingest-data-"))
     warm = [f"w{i:05d}" for i in range(args.students)]
     cold = [f"c{i:05d}" for i in range(args.students)]
@@ -582,7 +587,7 @@ def profile(
     root: Path,
     seconds: float,
     conns: int,
-    load,
+    load: LoadRunner,
     name: str = "single route",
 ) -> None:
     pyspy = Path(sys.executable).parent / "py-spy"

@@ -104,7 +104,9 @@ def seed(mongo: MongoStore, r: redis.Redis, students: int, videos: int) -> None:
         mongo.progress.insert_many(docs, ordered=False)
 
 
-def timed(client: httpx.Client, path: str, runs: int, **params: object) -> tuple[float, float, int]:
+def timed(
+    client: httpx.Client, path: str, runs: int, **params: str | int
+) -> tuple[float, float, int]:
     times = []
     size = 0
     for _ in range(runs):

@@ -224,17 +224,17 @@ def merged(ranges: list[tuple[float, float]]) -> list[tuple[float, float]]:
 class Measure:
     """Everything counted during the run (real times from the event loop's clock)."""
 
-    at: array = field(default_factory=lambda: array("d"))  # when each 202 came back
-    latency_ms: array = field(default_factory=lambda: array("d"))
-    late_at: array = field(default_factory=lambda: array("d"))
-    late_s: array = field(default_factory=lambda: array("d"))  # send start - schedule
+    at: array[float] = field(default_factory=lambda: array("d"))  # when each 202 came back
+    latency_ms: array[float] = field(default_factory=lambda: array("d"))
+    late_at: array[float] = field(default_factory=lambda: array("d"))
+    late_s: array[float] = field(default_factory=lambda: array("d"))  # send start - schedule
     status_ms: list[float] = field(default_factory=list)
     lags: list[float] = field(default_factory=list)
     lag_unseen: int = 0
     accepted: int = 0
     completes: int = 0
     retries: int = 0
-    errors: Counter = field(default_factory=Counter)
+    errors: Counter[int | str] = field(default_factory=Counter)  # HTTP status, or why
     error_examples: list[str] = field(default_factory=list)
     ryw_checked: int = 0
     ryw_mismatches: list[str] = field(default_factory=list)
@@ -264,14 +264,14 @@ class LoadGen:
         self.headers: dict[str, dict[str, str]] = {}
         self.m = Measure()
         self.stopping = False
-        self.tasks: list[asyncio.Task] = []
-        self.inflight: set[asyncio.Future] = set()
+        self.tasks: list[asyncio.Task[None]] = []
+        self.inflight: set[asyncio.Future[None]] = set()
         self.lag_outstanding: list[LagSample] = []
         self.last_sample = 0.0
         self.backlog: list[tuple[float, int, int, int]] = []  # (t, dirty, pending, overdue)
         self.own_redis_calls = 0
         self.own_redis_reads = 0
-        self.open_tabs: Counter = Counter()
+        self.open_tabs: Counter[tuple[str, str]] = Counter()
 
     # -- clock ----------------------------------------------------------------------------
 
