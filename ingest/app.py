@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.metadata import version
 from typing import Any
 
 from fastapi import FastAPI
@@ -46,7 +47,7 @@ def create_app(
 
     app = FastAPI(
         title="Video progress tracking",
-        version="0.6.0",
+        version=version("videoprogress"),  # pyproject.toml's, as installed
         description="Heartbeats from course video players in, progress out. See API.md.",
         lifespan=lifespan,
         responses=ERROR_RESPONSES,

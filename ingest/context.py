@@ -91,21 +91,26 @@ class AppContext:
     breaker: MongoReadBreaker
     system_metrics: CollectorRegistry
     clock: Clock
-    _tasks: list[asyncio.Task] = field(default_factory=list)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock | None = None) -> AppContext:
         # A connection broken by a Redis restart is retried on a fresh one: repeating an
         # append is harmless (heartbeats are idempotent), failing it would be a needless 503.
         client = aioredis.Redis.from_url(
-            settings.redis_url, socket_timeout=5, socket_connect_timeout=2,
-            max_connections=256, health_check_interval=30,
+            settings.redis_url,
+            socket_timeout=5,
+            socket_connect_timeout=2,
+            max_connections=256,
+            health_check_interval=30,
             retry=AsyncRetry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
-        )  # fmt: skip
+        )
         sync_client = redis.Redis.from_url(
-            settings.redis_url, socket_timeout=5, socket_connect_timeout=2,
+            settings.redis_url,
+            socket_timeout=5,
+            socket_connect_timeout=2,
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
-        )  # fmt: skip
+        )
         clock = clock or SystemClock()
         hot = AsyncHotStore(client)
         mongo = MongoStore(settings.mongo_url, settings.mongo_timeout_ms)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from shared.domain.analytics import ClassRow
 from shared.domain.catalog import Identifier
 
 Seconds = Annotated[float, Field(ge=0, le=24 * 3600)]
@@ -144,14 +145,6 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
-
-
-class ClassRow(BaseModel):
-    student_id: str
-    progress_percentage: float
-    completed_materials: int
-    watched_seconds: float
-    last_active: datetime | None
 
 
 class ClassPage(BaseModel):

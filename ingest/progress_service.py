@@ -289,3 +289,8 @@ class ProgressService:
             ),
             modules=modules,
         )
+
+    async def check_enrolled(self, student_id: str, course_id: str) -> None:
+        """Return when the student is enrolled in the course (as the progress routes check it,
+        from Redis's mirror); raise Forbidden when not."""
+        await self.states(student_id, {}, (course_id,))

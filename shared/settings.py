@@ -77,9 +77,6 @@ class Settings(BaseSettings):
     # The built browser pages, served at / when present.
     frontend_dist: Path = Path(__file__).resolve().parent.parent / "frontend" / "dist"
 
-    port: int = 8000
-    web_concurrency: int = Field(1, ge=1)
-
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.environment != "production":

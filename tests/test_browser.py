@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -25,9 +26,14 @@ pytestmark = pytest.mark.system
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "test-output"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run", "--autoplay-policy=no-user-gesture-required",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--autoplay-policy=no-user-gesture-required",
+]
 
 
 def chromium_path() -> str:
@@ -81,10 +87,11 @@ def play_for(page: Page, seconds: float) -> float:
     return float(page.evaluate(stop))
 
 
-def server_status(stack: Stack, student: str, material: str) -> dict:
+def server_status(stack: Stack, student: str, material: str) -> dict[str, Any]:
     headers = bearer(stack.settings(), student)
     url = f"{stack.url}/api/progress/video/{material}/status"
-    return httpx.get(url, headers=headers, timeout=10).json()
+    status: dict[str, Any] = httpx.get(url, headers=headers, timeout=10).json()
+    return status
 
 
 def test_student_watches_closes_and_resumes(stack: Stack, browser: Browser) -> None:

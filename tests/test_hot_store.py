@@ -73,7 +73,7 @@ def test_accepted_heartbeats_are_buffered_and_marked_dirty_once(
     assert second.view is not None and second.view.mode == "state"
     assert second.view.base is None and second.view.start == 0
     assert [h.received_at for h in second.view.tail] == [1, 2, 3]
-    assert redis_client.llen(KEY.pending) == 3 and int(redis_client.get(PENDING)) == 3
+    assert redis_client.llen(KEY.pending) == 3 and int(redis_client.get(PENDING) or 0) == 3
     assert redis_client.zscore(DIRTY, KEY.member) == 1000.0
 
 
@@ -127,9 +127,10 @@ def test_commit_is_compare_and_set_and_trims_only_what_it_folded(
     assert store.commit([folded]) == [True]
     assert store.commit([folded]) == [False]  # a second folder with the same read loses
     [after] = store.read([KEY])
+    assert after is not None and after.state is not None
     assert after.version == 2 and after.state.position == 2.0
     assert [h.received_at for h in after.pending] == [3]
-    assert int(redis_client.get(PENDING)) == 1
+    assert int(redis_client.get(PENDING) or 0) == 1
 
 
 def test_finish_cleans_only_unchanged_keys(redis_url: str, redis_client: redis.Redis) -> None:
@@ -166,11 +167,13 @@ def test_erasure_beats_a_fold_read_before_it(redis_url: str, redis_client: redis
     )
     assert (int(version), queued, had_state) == (1 + VERSION_GAP, 2, 1)
     # ...and commits after the erasure: it must lose, or the erased heartbeats come back.
+    assert seen is not None
     late = Fold(KEY, seen.version, WatchState(position=3.0), folded=2, version=3)
     assert store.commit([late]) == [False]
     [after] = store.read([KEY])
+    assert after is not None
     assert after.state is None and after.pending == [] and after.version == 1 + VERSION_GAP
-    assert int(redis_client.get(PENDING)) == 0 and redis_client.zcard(DIRTY) == 0
+    assert int(redis_client.get(PENDING) or 0) == 0 and redis_client.zcard(DIRTY) == 0
 
 
 def test_scripts_lost_by_a_redis_restart_are_loaded_again(

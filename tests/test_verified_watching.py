@@ -377,5 +377,5 @@ def test_honest_real_time_play_completes_and_is_stored_as_shown(stack: Stack) ->
 
 
 def test_settings_default_to_the_bound_on() -> None:
-    defaults = Settings(_env_file=None, environment="development")  # type: ignore[call-arg]
+    defaults = Settings(_env_file=None, environment="development")
     assert defaults.verification == Verification(max_rate=2.0, slack_s=0.0, gap_s=60.0)

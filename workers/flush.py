@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from rq import Retry
 
@@ -46,7 +47,7 @@ class FlushReport:
     errors: list[str] = field(default_factory=list)
 
 
-def flush_pending(limit: int | None = None) -> dict:
+def flush_pending(limit: int | None = None) -> dict[str, Any]:
     """RQ job: flush one batch of due keys; enqueues a follow-up while more are due."""
     ctx = get_context()
     batch_size = limit or ctx.settings.flush_batch_size

@@ -46,5 +46,5 @@ def record_flush(
 
 
 def read_stats(r: redis.Redis) -> dict[str, float]:
-    raw: dict = r.hgetall(STATS)  # type: ignore[assignment]
+    raw: dict[bytes | str, bytes | str] = r.hgetall(STATS)
     return {(k.decode() if isinstance(k, bytes) else k): float(v) for k, v in raw.items()}

@@ -54,11 +54,12 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -108,7 +109,7 @@ def reference_app() -> FastAPI:
     app = FastAPI(lifespan=lifespan)
 
     @app.post("/ref/video/{video_id}/watch-time", status_code=202)
-    async def watch_time(video_id: str, body: RefHeartbeat) -> dict:
+    async def watch_time(video_id: str, body: RefHeartbeat) -> dict[str, Any]:
         await app.state.redis.rpush(REF_LIST, body.model_dump_json())
         return {"accepted": True}
 
@@ -122,7 +123,7 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
 
 
-def tracker_body(i: int, now: float, compact: bool = False) -> dict:
+def tracker_body(i: int, now: float, compact: bool = False) -> dict[str, Any]:
     """A heartbeat as frontend/src/tracker.ts sends it (the i-th of its session)."""
     w = round(10.0 * (i % 59) + 5.0, 3)
     if compact:
@@ -217,6 +218,10 @@ class LoadResult:
         return n / self.seconds
 
 
+# run_wrk or run_python_client: (name, url, data, seconds, connections) -> result
+LoadRunner = Callable[[str, str, Path, float, int], LoadResult]
+
+
 def _ms(text: str) -> float:
     value = float(re.match(r"[\d.]+", text).group())  # type: ignore[union-attr]
     if text.endswith("us"):
@@ -232,10 +237,23 @@ def run_wrk(name: str, url: str, data: Path, seconds: float, connections: int) -
     script = data.with_suffix(".lua")
     script.write_text(WRK_SCRIPT)
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s", str(script),
-         url, "--", str(data)],
-        capture_output=True, text=True, timeout=seconds + 60, check=True,
-    ).stdout  # fmt: skip
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds:g}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+            "--",
+            str(data),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    ).stdout
     try:
         return _parse_wrk(name, out)
     except (AttributeError, ValueError):
@@ -263,19 +281,38 @@ def run_python_client(
 ) -> LoadResult:
     """This module's own async client, in a separate process (so it has its own core)."""
     out = subprocess.run(
-        [sys.executable, "-m", "tests.benchmarks.bench_ingest", "--client-run", url, str(data),
-         str(seconds), str(connections)],
-        capture_output=True, text=True, timeout=seconds + 120, check=True,
-    ).stdout  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "tests.benchmarks.bench_ingest",
+            "--client-run",
+            url,
+            str(data),
+            str(seconds),
+            str(connections),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 120,
+        check=True,
+    ).stdout
     r = json.loads(out.strip().splitlines()[-1])
-    return LoadResult(name, r["requests"], r["seconds"], r["requests"] / r["seconds"],
-                      r["p50_ms"], r["p99_ms"], r["non_2xx"], "python (http_pool)")  # fmt: skip
+    return LoadResult(
+        name,
+        r["requests"],
+        r["seconds"],
+        r["requests"] / r["seconds"],
+        r["p50_ms"],
+        r["p99_ms"],
+        r["non_2xx"],
+        "python (http_pool)",
+    )
 
 
-async def _client_run(url: str, data: Path, seconds: float, connections: int) -> dict:
+async def _client_run(url: str, data: Path, seconds: float, connections: int) -> dict[str, Any]:
     rows = [line.split("\t", 2) for line in data.read_text().splitlines()]
     latencies: list[float] = []
-    statuses: Counter = Counter()
+    statuses: Counter[int] = Counter()
     target = urlsplit(url)
     pool = HttpPool(target.hostname or "127.0.0.1", target.port or 80)
     deadline = time.perf_counter() + seconds
@@ -294,10 +331,12 @@ async def _client_run(url: str, data: Path, seconds: float, connections: int) ->
     elapsed = time.perf_counter() - t0
     await pool.aclose()
     return {
-        "requests": len(latencies), "seconds": elapsed,
-        "p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99),
+        "requests": len(latencies),
+        "seconds": elapsed,
+        "p50_ms": percentile(latencies, 50),
+        "p99_ms": percentile(latencies, 99),
         "non_2xx": sum(n for s, n in statuses.items() if not 200 <= s < 300),
-    }  # fmt: skip
+    }
 
 
 # -- the run --------------------------------------------------------------------------------
@@ -305,11 +344,22 @@ async def _client_run(url: str, data: Path, seconds: float, connections: int) ->
 
 def course() -> Course:
     return Course.model_validate(
-        {"course_id": COURSE_ID, "title": "Ingest benchmark", "teacher_ids": [],
-         "modules": [{"module_id": "m", "title": "All", "materials": [
-             {"material_id": v, "title": v, "type": "video", "duration": DURATION}
-             for v in VIDEOS]}]}
-    )  # fmt: skip
+        {
+            "course_id": COURSE_ID,
+            "title": "Ingest benchmark",
+            "teacher_ids": [],
+            "modules": [
+                {
+                    "module_id": "m",
+                    "title": "All",
+                    "materials": [
+                        {"material_id": v, "title": v, "type": "video", "duration": DURATION}
+                        for v in VIDEOS
+                    ],
+                }
+            ],
+        }
+    )
 
 
 def seed_hot_states(bs: BenchStack, students: list[str]) -> None:
@@ -355,8 +405,8 @@ def profile_summary(raw: Path) -> tuple[list[tuple[float, str]], list[tuple[floa
     if not by_thread:
         return [], []
     samples = max(by_thread.values(), key=lambda rows: sum(n for _, n in rows))
-    inclusive: Counter = Counter()
-    own: Counter = Counter()
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
     total = 0
     for stack_frames, n in samples:
         total += n
@@ -416,12 +466,13 @@ def main() -> None:
     # The per-student limit still runs (its INCRBY is part of the route's cost) but never
     # refuses: replayed 500-heartbeat batches would pass 1,200 a minute and measure the limiter.
     no_refusals = {"RATE_LIMIT_PER_MINUTE": str(10**9)}
-    with bench_stack("bench-ingest-", [course()], workers=0, clock=False,
-                     extra_env=no_refusals) as bs:  # fmt: skip
+    with bench_stack(
+        "bench-ingest-", [course()], workers=0, clock=False, extra_env=no_refusals
+    ) as bs:
         bench(bs, args, load)
 
 
-def bench(bs: BenchStack, args: argparse.Namespace, load) -> None:  # noqa: ANN001
+def bench(bs: BenchStack, args: argparse.Namespace, load: LoadRunner) -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-ingest-data-"))
     warm = [f"w{i:05d}" for i in range(args.students)]
     cold = [f"c{i:05d}" for i in range(args.students)]
@@ -431,18 +482,24 @@ def bench(bs: BenchStack, args: argparse.Namespace, load) -> None:  # noqa: ANN0
 
     ref_port = free_port()
     ref_env = dict(bs.stack.env, REF_REDIS_URL=bs.settings.redis_url)
-    ref_cmd = (f"uvicorn --factory tests.benchmarks.bench_ingest:reference_app --host 127.0.0.1 "
-               f"--port {ref_port} --workers 1 --no-access-log")  # fmt: skip
+    ref_cmd = (
+        f"uvicorn --factory tests.benchmarks.bench_ingest:reference_app --host 127.0.0.1 "
+        f"--port {ref_port} --workers 1 --no-access-log"
+    )
     ref = start_procfile_process(ref_cmd, ref_env, bs.stack.root / "reference.log")
     try:
         wait_for_port(ref_port, 30, ref)
         ref_url = f"http://127.0.0.1:{ref_port}"
-        single = write_requests(root / "single.tsv", single_rows(
-            warm, tokens, "/api/progress/video/{video}/watch-time"))  # fmt: skip
-        refs = write_requests(root / "ref.tsv", single_rows(
-            warm, tokens, "/ref/video/{video}/watch-time"))  # fmt: skip
-        cold_rows = write_requests(root / "cold.tsv", single_rows(
-            cold, tokens, "/api/progress/video/{video}/watch-time", rounds=1))  # fmt: skip
+        single = write_requests(
+            root / "single.tsv", single_rows(warm, tokens, "/api/progress/video/{video}/watch-time")
+        )
+        refs = write_requests(
+            root / "ref.tsv", single_rows(warm, tokens, "/ref/video/{video}/watch-time")
+        )
+        cold_rows = write_requests(
+            root / "cold.tsv",
+            single_rows(cold, tokens, "/api/progress/video/{video}/watch-time", rounds=1),
+        )
         batch100 = write_requests(root / "batch100.tsv", batch_rows(warm, tokens, 100, False, 2000))
         batch500 = write_requests(root / "batch500.tsv", batch_rows(warm, tokens, 500, True, 600))
         s, c = args.seconds, args.connections
@@ -451,13 +508,16 @@ def bench(bs: BenchStack, args: argparse.Namespace, load) -> None:  # noqa: ANN0
         load("warm-up", bs.url, single, 3, c)
         results: list[LoadResult] = []
         for _ in range(2):
-            for name, url, data in (("reference (pydantic + RPUSH)", ref_url, refs),
-                                    ("single route, hot state", bs.url, single)):  # fmt: skip
+            for name, url, data in (
+                ("reference (pydantic + RPUSH)", ref_url, refs),
+                ("single route, hot state", bs.url, single),
+            ):
                 reset_buffer(bs, warm)
                 before = pending(bs)
                 result = load(name, url, data, s, c)
-                result.accepted = (int(bs.r.llen(REF_LIST)) if url == ref_url
-                                   else pending(bs) - before)  # fmt: skip
+                result.accepted = (
+                    int(bs.r.llen(REF_LIST)) if url == ref_url else pending(bs) - before
+                )
                 results.append(result)
                 print_result(result)
         if args.quick:
@@ -472,8 +532,10 @@ def bench(bs: BenchStack, args: argparse.Namespace, load) -> None:  # noqa: ANN0
         result.accepted = pending(bs) - before
         results.append(result)
         print_result(result)
-        for name, data, size in (("batch route, 100 tracker-shaped", batch100, 100),
-                                 ("batch route, 500 compact", batch500, 500)):  # fmt: skip
+        for name, data, size in (
+            ("batch route, 100 tracker-shaped", batch100, 100),
+            ("batch route, 500 compact", batch500, 500),
+        ):
             reset_buffer(bs, warm)
             before = pending(bs)
             result = load(name, bs.url, data, s, min(c, 16))
@@ -483,11 +545,15 @@ def bench(bs: BenchStack, args: argparse.Namespace, load) -> None:  # noqa: ANN0
             print_result(result)
         too_big = batch_rows(warm, tokens, 500, False, 1)[0]
         response = httpx.post(
-            bs.url + too_big[0], content=too_big[2], timeout=30,
+            bs.url + too_big[0],
+            content=too_big[2],
+            timeout=30,
             headers={"Authorization": too_big[1], "Content-Type": "application/json"},
-        )  # fmt: skip
-        print(f"500 tracker-shaped heartbeats in one batch: {len(too_big[2]):,} bytes -> "
-              f"HTTP {response.status_code}")  # fmt: skip
+        )
+        print(
+            f"500 tracker-shaped heartbeats in one batch: {len(too_big[2]):,} bytes -> "
+            f"HTTP {response.status_code}"
+        )
         summarize(results)
         if args.profile:
             reset_buffer(bs, warm)
@@ -499,7 +565,7 @@ def bench(bs: BenchStack, args: argparse.Namespace, load) -> None:  # noqa: ANN0
         ref.wait(15)
 
 
-def hot_key_mode(args: argparse.Namespace, load) -> None:  # noqa: ANN001
+def hot_key_mode(args: argparse.Namespace, load: LoadRunner) -> None:
     students = [f"h{i:04d}" for i in range(args.students if args.students != 2000 else 500)]
     conns = args.connections if args.connections != 64 else 32
     with bench_stack("bench-hotkey-", [course()], workers=1, clock=True) as bs:
@@ -571,7 +637,9 @@ async def _backlog(port: int, cold_port: int, token: str, count: int, window: in
     auth = {"Authorization": token}
     start = time.time() - 3600
 
-    async def timed(p: HttpPool, method: str, path: str, body: dict | None = None) -> float:
+    async def timed(
+        p: HttpPool, method: str, path: str, body: dict[str, Any] | None = None
+    ) -> float:
         raw = json.dumps(body).encode() if body is not None else None
         t = time.perf_counter()
         reply = await p.request(method, path, auth, raw)
@@ -639,23 +707,27 @@ def summarize(results: list[LoadResult]) -> None:
     today = datetime.now(UTC).date().isoformat()
     print(f"\nsummary ({today}, 2-core dev machine, nx-27017 stand-in; best of the runs)")
     print(f"  reference endpoint           {ref.rps:9,.0f} req/s")
-    print(f"  single-heartbeat route       {single.rps:9,.0f} req/s  = "
-          f"{single.rps / ref.rps:.2f}x reference (target >= 0.8x)")  # fmt: skip
+    print(
+        f"  single-heartbeat route       {single.rps:9,.0f} req/s  = "
+        f"{single.rps / ref.rps:.2f}x reference (target >= 0.8x)"
+    )
     for b in (r for r in results if r.name.startswith("batch")):
-        print(f"  {b.name:28} {b.heartbeats_per_s:9,.0f} heartbeats/s = "
-              f"{b.heartbeats_per_s / single.rps:.1f}x single (target >= 10x)")  # fmt: skip
+        print(
+            f"  {b.name:28} {b.heartbeats_per_s:9,.0f} heartbeats/s = "
+            f"{b.heartbeats_per_s / single.rps:.1f}x single (target >= 10x)"
+        )
     bad = [r.name for r in results if r.non_2xx]
     if bad:
         print(f"  non-2xx answers in: {', '.join(bad)}")
 
 
-def profile(  # noqa: PLR0913
+def profile(
     bs: BenchStack,
     data: Path,
     root: Path,
     seconds: float,
     conns: int,
-    load,  # noqa: ANN001
+    load: LoadRunner,
     name: str = "single route",
 ) -> None:
     pyspy = Path(sys.executable).parent / "py-spy"
@@ -665,10 +737,25 @@ def profile(  # noqa: PLR0913
     web_pid = bs.stack.procs["web"][0].pid
     raw = root / f"web-profile-{name.split(',')[0].replace(' ', '-')}.txt"
     spy = subprocess.Popen(
-        [str(pyspy), "record", "--pid", str(web_pid), "--duration", str(int(seconds)),
-         "--rate", "200", "--format", "raw", "--threads", "--nonblocking", "--output", str(raw)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            str(pyspy),
+            "record",
+            "--pid",
+            str(web_pid),
+            "--duration",
+            str(int(seconds)),
+            "--rate",
+            "200",
+            "--format",
+            "raw",
+            "--threads",
+            "--nonblocking",
+            "--output",
+            str(raw),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(1.0)
     result = load(f"{name} under py-spy", bs.url, data, seconds - 1.0, conns)
     spy.wait(60)

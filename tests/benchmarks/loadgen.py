@@ -111,16 +111,28 @@ def load_course() -> Course:
             "title": "Load test course",
             "teacher_ids": ["t-load"],
             "modules": [
-                {"module_id": "m1", "title": "Part one", "materials": [
-                    {"material_id": m, "title": m, "type": "video", "duration": d}
-                    for m, d in videos[:4]]},
-                {"module_id": "m2", "title": "Part two", "materials": [
-                    *({"material_id": m, "title": m, "type": "video", "duration": d}
-                      for m, d in videos[4:]),
-                    {"material_id": PDF_ID, "title": "Notes", "type": "pdf"}]},
+                {
+                    "module_id": "m1",
+                    "title": "Part one",
+                    "materials": [
+                        {"material_id": m, "title": m, "type": "video", "duration": d}
+                        for m, d in videos[:4]
+                    ],
+                },
+                {
+                    "module_id": "m2",
+                    "title": "Part two",
+                    "materials": [
+                        *(
+                            {"material_id": m, "title": m, "type": "video", "duration": d}
+                            for m, d in videos[4:]
+                        ),
+                        {"material_id": PDF_ID, "title": "Notes", "type": "pdf"},
+                    ],
+                },
             ],
         }
-    )  # fmt: skip
+    )
 
 
 def r3(x: float) -> float:
@@ -222,17 +234,17 @@ def merged(ranges: list[tuple[float, float]]) -> list[tuple[float, float]]:
 class Measure:
     """Everything counted during the run (real times from the event loop's clock)."""
 
-    at: array = field(default_factory=lambda: array("d"))  # when each 202 came back
-    latency_ms: array = field(default_factory=lambda: array("d"))
-    late_at: array = field(default_factory=lambda: array("d"))
-    late_s: array = field(default_factory=lambda: array("d"))  # send start - schedule
+    at: array[float] = field(default_factory=lambda: array("d"))  # when each 202 came back
+    latency_ms: array[float] = field(default_factory=lambda: array("d"))
+    late_at: array[float] = field(default_factory=lambda: array("d"))
+    late_s: array[float] = field(default_factory=lambda: array("d"))  # send start - schedule
     status_ms: list[float] = field(default_factory=list)
     lags: list[float] = field(default_factory=list)
     lag_unseen: int = 0
     accepted: int = 0
     completes: int = 0
     retries: int = 0
-    errors: Counter = field(default_factory=Counter)
+    errors: Counter[int | str] = field(default_factory=Counter)  # HTTP status, or why
     error_examples: list[str] = field(default_factory=list)
     ryw_checked: int = 0
     ryw_mismatches: list[str] = field(default_factory=list)
@@ -262,14 +274,14 @@ class LoadGen:
         self.headers: dict[str, dict[str, str]] = {}
         self.m = Measure()
         self.stopping = False
-        self.tasks: list[asyncio.Task] = []
-        self.inflight: set[asyncio.Future] = set()
+        self.tasks: list[asyncio.Task[None]] = []
+        self.inflight: set[asyncio.Future[None]] = set()
         self.lag_outstanding: list[LagSample] = []
         self.last_sample = 0.0
         self.backlog: list[tuple[float, int, int, int]] = []  # (t, dirty, pending, overdue)
         self.own_redis_calls = 0
         self.own_redis_reads = 0
-        self.open_tabs: Counter = Counter()
+        self.open_tabs: Counter[tuple[str, str]] = Counter()
 
     # -- clock ----------------------------------------------------------------------------
 
@@ -686,10 +698,18 @@ def verify(gen: LoadGen) -> tuple[list[str], list[str]]:
     docs = {
         (d["student_id"], d["material_id"]): d
         for d in gen.bs.mongo.progress.find(
-            {}, {"_id": 0, "student_id": 1, "material_id": 1, "watch_time": 1,
-                 "watched_seconds": 1, "progress_percentage": 1, "completed": 1},
+            {},
+            {
+                "_id": 0,
+                "student_id": 1,
+                "material_id": 1,
+                "watch_time": 1,
+                "watched_seconds": 1,
+                "progress_percentage": 1,
+                "completed": 1,
+            },
         )
-    }  # fmt: skip
+    }
     problems: list[str] = []
     completed_by: dict[str, set[str]] = {}
     for (sid, mid), km in gen.model.items():
@@ -809,9 +829,13 @@ async def run(bs: BenchStack, args: argparse.Namespace) -> int:
     load_t0 = gen.loop.time()
     poller = asyncio.create_task(gen.lag_poller())
     progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), TimeElapsedColumn(),
-        TextColumn("{task.fields[info]}"), console=console, transient=False,
-    )  # fmt: skip
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=console,
+        transient=False,
+    )
     enrolled = 0
     out_of_time: int | None = None  # the step the time budget did not leave room for
     with progress:
@@ -855,11 +879,12 @@ async def run(bs: BenchStack, args: argparse.Namespace) -> int:
                 n, lat, _ = gen.m.window(now - 5.0, now)
                 errors = sum(gen.m.errors.values())
                 progress.update(
-                    bar, completed=now - load_t0,
+                    bar,
+                    completed=now - load_t0,
                     info=f"accepted {gen.m.accepted:,} ({n / 5.0:,.0f}/s) p99 "
-                         f"{fmt(percentile(lat, 99))} ms | pending {pending:,} dirty {dirty:,} "
-                         f"overdue {overdue:,} | errors {errors}",
-                )  # fmt: skip
+                    f"{fmt(percentile(lat, 99))} ms | pending {pending:,} dirty {dirty:,} "
+                    f"overdue {overdue:,} | errors {errors}",
+                )
                 await asyncio.sleep(0.5)
             step.end = gen.loop.time()
             step.cpu = cpu_share(cpu0, cpu_snapshot(pids), step.end - step.start)
@@ -925,25 +950,47 @@ async def run(bs: BenchStack, args: argparse.Namespace) -> int:
         )
     if capacity:
         t = Table(title=f"capacity run, {today}, 2-core dev machine, nx-27017 stand-in")
-        for col in ("watchers", "accepted/s", "p50 ms", "p95 ms", "p99 ms", "late p99 s",
-                    "overdue mid→end", "pending", "bulk writes", "docs/bulk",
-                    "CPU % web/worker/redis/mongo/loadgen", "verdict"):  # fmt: skip
+        for col in (
+            "watchers",
+            "accepted/s",
+            "p50 ms",
+            "p95 ms",
+            "p99 ms",
+            "late p99 s",
+            "overdue mid→end",
+            "pending",
+            "bulk writes",
+            "docs/bulk",
+            "CPU % web/worker/redis/mongo/loadgen",
+            "verdict",
+        ):
             t.add_column(col, justify="right")
         for s in steps:
             c = s.cpu
-            cpu = "/".join(f"{c.get(k, 0):.0f}" for k in ("web", "worker", "redis", "mongo",
-                                                            "loadgen"))  # fmt: skip
+            cpu = "/".join(
+                f"{c.get(k, 0):.0f}" for k in ("web", "worker", "redis", "mongo", "loadgen")
+            )
             t.add_row(
-                f"{s.watchers:,}", fmt(s.rate), fmt(s.p50, 2), fmt(s.p95, 2), fmt(s.p99, 2),
-                fmt(s.late_p99, 2), f"{s.overdue_mid:,}→{s.overdue_end:,}", f"{s.pending_end:,}",
-                str(s.bulk_writes), fmt(s.docs_per_bulk), cpu, s.verdict,
-            )  # fmt: skip
+                f"{s.watchers:,}",
+                fmt(s.rate),
+                fmt(s.p50, 2),
+                fmt(s.p95, 2),
+                fmt(s.p99, 2),
+                fmt(s.late_p99, 2),
+                f"{s.overdue_mid:,}→{s.overdue_end:,}",
+                f"{s.pending_end:,}",
+                str(s.bulk_writes),
+                fmt(s.docs_per_bulk),
+                cpu,
+                s.verdict,
+            )
         console.print(t)
         held = [s.watchers for s in steps if s.verdict == "held"]
         console.print(f"[bold]highest watcher count held: {max(held) if held else 0:,}[/]")
         if out_of_time is not None:
-            console.print(f"[yellow]not a limit: --max-minutes left no time for the "
-                          f"{out_of_time:,} step[/]")  # fmt: skip
+            console.print(
+                f"[yellow]not a limit: --max-minutes left no time for the {out_of_time:,} step[/]"
+            )
     else:
         s = steps[0]
         console.print(
@@ -956,44 +1003,69 @@ async def run(bs: BenchStack, args: argparse.Namespace) -> int:
     t.add_column("value", justify="right")
     rows = [
         ("watchers (max) / speedup", f"{enrolled:,} / {gen.k:g}"),
-        ("flush interval / tick / workers",
-         f"{bs.settings.flush_interval_s:g} s / {bs.settings.flush_tick_s} s / {args.workers}"),
+        (
+            "flush interval / tick / workers",
+            f"{bs.settings.flush_interval_s:g} s / {bs.settings.flush_tick_s} s / {args.workers}",
+        ),
         ("load phase", f"{load_s:.0f} s"),
         ("accepted heartbeats (+ pdf completes)", f"{gen.m.accepted:,} (+{gen.m.completes})"),
         ("accepted/s", fmt(accepted_in_load / load_s)),
-        ("ingest latency p50 / p95 / p99 ms",
-         f"{fmt(percentile(lat_all, 50), 2)} / {fmt(percentile(lat_all, 95), 2)} / "
-         f"{fmt(percentile(lat_all, 99), 2)}"),
+        (
+            "ingest latency p50 / p95 / p99 ms",
+            f"{fmt(percentile(lat_all, 50), 2)} / {fmt(percentile(lat_all, 95), 2)} / "
+            f"{fmt(percentile(lat_all, 99), 2)}",
+        ),
         ("max ms", fmt(max(lat_all) if lat_all else math.nan, 1)),
         ("send lateness vs schedule p99 s", fmt(percentile(late_all, 99), 3)),
-        ("status (resume) reads p50 / p99 ms",
-         f"{fmt(percentile(gen.m.status_ms, 50), 2)} / {fmt(percentile(gen.m.status_ms, 99), 2)}"),
-        ("end-to-end lag 202 → MongoDB p50 / p99 s",
-         f"{fmt(percentile(gen.m.lags, 50), 1)} / {fmt(percentile(gen.m.lags, 99), 1)} "
-         f"({len(gen.m.lags)} samples, {gen.m.lag_unseen} unseen)"),
+        (
+            "status (resume) reads p50 / p99 ms",
+            f"{fmt(percentile(gen.m.status_ms, 50), 2)} / "
+            f"{fmt(percentile(gen.m.status_ms, 99), 2)}",
+        ),
+        (
+            "end-to-end lag 202 → MongoDB p50 / p99 s",
+            f"{fmt(percentile(gen.m.lags, 50), 1)} / {fmt(percentile(gen.m.lags, 99), 1)} "
+            f"({len(gen.m.lags)} samples, {gen.m.lag_unseen} unseen)",
+        ),
         ("drained after stop", "NOT within timeout" if drained is None else f"{drained:.1f} s"),
-        ("MongoDB writes per heartbeat (Σ flushes / accepted)",
-         f"{flushes / max(1, accepted):.3f}  ({flushes:,} writes, {documents:,} docs)"),
-        ("documents per bulk write (worker stats)",
-         f"{fmt(per_bulk(stats))}  ({int(stats.get('mongo_writes', 0)):,} bulk writes, "
-         f"{flushed_keys:,} docs, {int(stats.get('flushes', 0)):,} flush jobs with keys)"),
-        ("time in bulk writes (worker stats)",
-         f"{mongo_s:.1f} s ({1000 * mongo_s / max(1, flushed_keys):.2f} ms/doc)"),
-        ("stale writes / takeovers / failures / quarantined",
-         " / ".join(str(int(stats.get(k, 0))) for k in
-                    ("stale_writes", "takeovers", "flush_failures", "quarantined"))),
-        ("Redis commands per heartbeat (commandstats, incl. inside Lua)",
-         f"{calls / max(1, accepted):.2f}"),
+        (
+            "MongoDB writes per heartbeat (Σ flushes / accepted)",
+            f"{flushes / max(1, accepted):.3f}  ({flushes:,} writes, {documents:,} docs)",
+        ),
+        (
+            "documents per bulk write (worker stats)",
+            f"{fmt(per_bulk(stats))}  ({int(stats.get('mongo_writes', 0)):,} bulk writes, "
+            f"{flushed_keys:,} docs, {int(stats.get('flushes', 0)):,} flush jobs with keys)",
+        ),
+        (
+            "time in bulk writes (worker stats)",
+            f"{mongo_s:.1f} s ({1000 * mongo_s / max(1, flushed_keys):.2f} ms/doc)",
+        ),
+        (
+            "stale writes / takeovers / failures / quarantined",
+            " / ".join(
+                str(int(stats.get(k, 0)))
+                for k in ("stale_writes", "takeovers", "flush_failures", "quarantined")
+            ),
+        ),
+        (
+            "Redis commands per heartbeat (commandstats, incl. inside Lua)",
+            f"{calls / max(1, accepted):.2f}",
+        ),
         ("Redis script calls per heartbeat (EVALSHA)", f"{scripts / max(1, accepted):.2f}"),
         ("Redis round trips per heartbeat (read events)", f"{reads / max(1, accepted):.2f}"),
-        ("  of which idle background (RQ, cron) per heartbeat",
-         f"{idle_rate * total_wall / max(1, accepted):.2f} commands, over {total_wall:.0f} s"),
+        (
+            "  of which idle background (RQ, cron) per heartbeat",
+            f"{idle_rate * total_wall / max(1, accepted):.2f} commands, over {total_wall:.0f} s",
+        ),
         ("retries / errors", f"{gen.m.retries} / {dict(gen.m.errors) or 0}"),
-        ("read-your-writes checks / mismatches",
-         f"{gen.m.ryw_checked:,} / {len(gen.m.ryw_mismatches)}"),
+        (
+            "read-your-writes checks / mismatches",
+            f"{gen.m.ryw_checked:,} / {len(gen.m.ryw_mismatches)}",
+        ),
         ("watch_progress mismatches", str(len(problems))),
         ("enrollment mismatches", str(len(enrollment_problems))),
-    ]  # fmt: skip
+    ]
     for what, value in rows:
         t.add_row(what, value)
     console.print(t)
@@ -1013,9 +1085,8 @@ async def run(bs: BenchStack, args: argparse.Namespace) -> int:
     for line in (gen.m.ryw_mismatches + problems + enrollment_problems)[:40]:
         console.print(f"[red]mismatch:[/] {line}")
     failed = bool(
-        problems or enrollment_problems or gen.m.ryw_mismatches or drained is None
-        or gen.m.errors
-    )  # fmt: skip
+        problems or enrollment_problems or gen.m.ryw_mismatches or drained is None or gen.m.errors
+    )
     console.print(
         "[red]FAILED[/]" if failed else "[green]OK: the stored state matches the model[/]"
     )
@@ -1118,10 +1189,13 @@ def main() -> None:
     # The per-student rate limit counts real minutes: scale it with the compressed time.
     rate_limit = str(math.ceil(240 * max(1.0, args.speedup)))
     with bench_stack(
-        "loadgen-", [load_course()], workers=args.workers,
-        flush_interval_s=args.flush_interval, flush_tick_s=args.flush_tick,
+        "loadgen-",
+        [load_course()],
+        workers=args.workers,
+        flush_interval_s=args.flush_interval,
+        flush_tick_s=args.flush_tick,
         extra_env={"RATE_LIMIT_PER_MINUTE": rate_limit, "MAX_PLAYBACK_RATE": "0"},
-    ) as bs:  # fmt: skip
+    ) as bs:
         try:
             import uvloop
 
