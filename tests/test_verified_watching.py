@@ -379,3 +379,14 @@ def test_honest_real_time_play_completes_and_is_stored_as_shown(stack: Stack) ->
 def test_settings_default_to_the_bound_on() -> None:
     defaults = Settings(_env_file=None, environment="development")
     assert defaults.verification == Verification(max_rate=2.0, slack_s=0.0, gap_s=60.0)
+
+
+def test_forged_ranges_do_not_move_the_retention_curve() -> None:
+    from shared.domain.analytics import retention
+
+    honest = ([[0.0, 50.0]], 1.0)  # watched the first half, all of it credited
+    forger = ([[0.0, 100.0]], 0.1)  # claims everything, a tenth of it credited
+    curve = retention(100.0, [honest, forger], buckets=2)
+    assert [b["share"] for b in curve] == [0.5, 0.0]  # only the honest half counts
+    trusted = retention(100.0, [honest, ([[0.0, 100.0]], 1.0)], buckets=2)
+    assert [b["share"] for b in trusted] == [1.0, 0.5]
