@@ -609,6 +609,8 @@ def hot_key_mode(args: argparse.Namespace, load: LoadRunner) -> None:
                 f"\nhot keys: single route {best:,.0f} req/s = {best / best_ref:.2f}x the "
                 f"reference ({best_ref:,.0f} req/s) in the same run (target >= 0.8x)"
             )
+            if args.profile:
+                profile(bs, single, root, args.seconds, conns, load, "single route, hot keys")
         finally:
             ref.terminate()
             ref.wait(15)
