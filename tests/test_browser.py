@@ -7,6 +7,7 @@ Needs `frontend/dist` (tests/run.sh builds it) and /usr/bin/chromium (tests/run.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from shared.devtools.demo import DEMO_CATALOG, DEMO_COURSE
 from shared.settings import Settings
+from shared.tokens import mint_token
 from tests.helpers import bearer, wait_until
 from tests.stack import Stack, running_stack
 
@@ -24,6 +26,11 @@ pytestmark = pytest.mark.system
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "test-output"
+AXE = ROOT / "frontend" / "node_modules" / "axe-core" / "axe.min.js"
+# A second course taught by teacher-1 whose class is more than one page of the class table
+# (the route's limit is at most 1,000): every row must still be shown.
+BIG_COURSE = "big-class"
+BIG_CLASS = 1001
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--no-first-run", "--autoplay-policy=no-user-gesture-required",
@@ -43,7 +50,31 @@ def chromium_path() -> str:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     if not Settings.model_fields["frontend_dist"].default.is_dir():
         raise RuntimeError("frontend/dist is missing: run tests/run.sh (it builds the pages)")
-    yield from running_stack(tmp_path_factory, "development", DEMO_CATALOG)
+    catalog = json.loads(DEMO_CATALOG.read_text())
+    catalog["courses"].append(
+        {
+            "course_id": BIG_COURSE,
+            "title": "A very large class",
+            "teacher_ids": ["teacher-1"],
+            "modules": [
+                {
+                    "module_id": "b1",
+                    "title": "Only module",
+                    "materials": [
+                        {"material_id": f"big-video-{i}", "title": f"Lecture {i}", "type": "video",
+                         "duration": 60, "url": "/media/demo.webm"}
+                        for i in range(1, 4)
+                    ] + [{"material_id": "big-pdf-1", "title": "Handout", "type": "pdf"}],
+                }
+            ],
+        }
+    )  # fmt: skip
+    catalog["enrollments"] += [
+        {"student_id": f"s-{i:04d}", "course_id": BIG_COURSE} for i in range(1, BIG_CLASS + 1)
+    ]
+    path = tmp_path_factory.mktemp("catalog") / "catalog.json"
+    path.write_text(json.dumps(catalog))
+    yield from running_stack(tmp_path_factory, "development", path)
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +91,23 @@ def sign_in(browser: Browser, stack: Stack, user: str) -> Page:
     page.goto(stack.url + "/")
     page.get_by_test_id(f"signin-{user}").click()
     return page
+
+
+def check_accessibility(page: Page, name: str) -> None:
+    """axe-core on the page as it is: no serious or critical violation."""
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.add_script_tag(path=str(AXE))
+    result = page.evaluate(
+        "axe.run(document, {resultTypes: ['violations']})"
+        ".then(r => r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,"
+        " nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))})))"
+    )
+    bad = [v for v in result if v["impact"] in ("serious", "critical")]
+    assert not bad, f"{name}: {json.dumps(bad, indent=1)}"
+
+
+def token(stack: Stack, user: str, role: str = "student") -> str:
+    return mint_token(stack.settings(), user, role)  # type: ignore[arg-type]
 
 
 def bar_value(page: Page, material: str) -> float:
@@ -180,6 +228,59 @@ def test_teacher_sees_the_class_and_a_retention_chart(stack: Stack, browser: Bro
     assert csv_text.splitlines()[0].startswith("student_id,progress_percentage")
     assert "student-1" in csv_text
     page.screenshot(path=OUTPUT / "teacher-dashboard.png", full_page=True)
+
+
+def test_the_embedded_tracker_reports_a_bare_video_on_a_plain_page(
+    stack: Stack, browser: Browser
+) -> None:
+    """The <script> bundle around a bare <video>, no React: the heartbeats reach the server."""
+    page = browser.new_context(viewport={"width": 1000, "height": 900}).new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    assert server_status(stack, "student-2", "demo-video-3")["watched_seconds"] == 0.0
+    page.goto(
+        f"{stack.url}/embed-example.html#token={token(stack, 'student-2')}&video=demo-video-3"
+    )
+    assert page.evaluate("typeof window.React") == "undefined"
+    assert page.evaluate("typeof VideoProgress.track") == "function"
+    expect(page.get_by_test_id("embed-progress")).to_have_text("Tracking demo-video-3.")
+    page.wait_for_function("document.querySelector('video').readyState >= 1")
+    page.evaluate("document.querySelector('video').play()")
+    page.wait_for_timeout(4000)
+    stopped_at = float(
+        page.evaluate("(() => { const v = document.querySelector('video'); v.pause(); return v.currentTime })()")
+    )  # fmt: skip
+    assert stopped_at > 2.5
+    # the pause sends a heartbeat at once; the page shows the server's answer
+    expect(page.get_by_test_id("embed-progress")).to_contain_text("s watched", timeout=10_000)
+    status = server_status(stack, "student-2", "demo-video-3")
+    assert status["watched_seconds"] > 2, status
+    assert abs(status["watch_time"] - stopped_at) < 1.5, (status, stopped_at)
+    check_accessibility(page, "embed example")
+    page.screenshot(path=OUTPUT / "embed-example.png", full_page=True)
+    assert not errors, errors
+
+
+def test_an_hls_video_plays_through_hls_js_and_is_tracked(stack: Stack, browser: Browser) -> None:
+    page = sign_in(browser, stack, "student-1")
+    page.goto(f"{stack.url}/#/course/{DEMO_COURSE}")
+    material = page.get_by_test_id("material-demo-hls-1")
+    expect(material).to_be_visible()
+    material.get_by_role("button", name="Play").click()
+    video = page.get_by_test_id("video")
+    expect(video).to_have_attribute("data-engine", "hls.js", timeout=10_000)
+    assert video.get_attribute("src") in (None, "") or video.get_attribute("src").startswith("blob:")
+    stopped_at = play_for(page, 4)
+    assert stopped_at > 2.5
+    expect(page.get_by_test_id("player-progress")).not_to_have_text(
+        "Progress: 0.0%", timeout=10_000
+    )
+    status = server_status(stack, "student-1", "demo-hls-1")
+    assert status["watched_seconds"] > 2, status
+    assert abs(status["watch_time"] - stopped_at) < 1.5
+    check_accessibility(page, "HLS player")
+    page.screenshot(path=OUTPUT / "player-hls.png")
+    page.get_by_role("button", name="Close player").click()
 
 
 def test_the_dev_sign_in_does_not_exist_in_production(redis_url: str, mongo_url: str) -> None:
