@@ -40,15 +40,67 @@ export interface CourseProgress {
     progress_percentage: number;
     watched_seconds: number;
     total_seconds: number;
-    materials: { material_id: string; watch_time: number; progress_percentage: number; completed: boolean }[];
+    materials: CourseProgressMaterial[];
   }[];
+}
+export interface CourseProgressMaterial {
+  material_id: string;
+  watch_time: number;
+  progress_percentage: number;
+  completed: boolean;
+  /** In a teacher's view of one student: the parts of the video they played (seconds). */
+  watched_ranges?: [number, number][];
+  /** Claimed watching the server could not verify (seconds), beside the credited figures. */
+  unverified_seconds?: number;
 }
 export interface ClassRow {
   student_id: string;
   progress_percentage: number;
   completed_materials: number;
   watched_seconds: number;
+  unverified_seconds?: number;
   last_active: string | null;
+}
+export interface Page<T> {
+  rows: T[];
+  next_cursor: string | null;
+}
+/** GET /api/me/courses, a student's entry. */
+export interface StudentCourseSummary {
+  course_id: string;
+  title: string;
+  progress_percentage: number;
+  completed_materials: number;
+  total_materials: number;
+  last_active: string | null;
+}
+/** GET /api/me/courses, a teacher's or an admin's entry. */
+export interface TeacherCourseSummary {
+  course_id: string;
+  title: string;
+  enrolled: number;
+  average_progress: number;
+  completion_rate: number;
+}
+export type CourseSummary = StudentCourseSummary | TeacherCourseSummary;
+export interface MyCourses {
+  courses: CourseSummary[];
+  next_cursor: string | null;
+}
+export interface Matrix {
+  course_id: string;
+  materials: { material_id: string; title: string; type: Material["type"] }[];
+  rows: { student_id: string; progress: number[]; completed: boolean[] }[];
+  next_cursor: string | null;
+}
+export interface ClassQuery {
+  sort?: string;
+  limit?: number;
+  cursor?: string | null;
+  /** Only students inactive for at least this many days. */
+  inactiveDays?: number | null;
+  /** Student id search. */
+  q?: string | null;
 }
 export interface CourseStats {
   course_id: string;
@@ -132,6 +184,25 @@ async function json<T>(path: string, init: RequestInit = {}): Promise<T> {
   return (await request(path, init)).json() as Promise<T>;
 }
 
+/** "?a=1&b=x" from the parameters that are set (null, undefined and "" are left out). */
+export function query(params: Record<string, string | number | null | undefined>): string {
+  const search = new URLSearchParams();
+  for (const [key, value] of Object.entries(params)) {
+    if (value !== null && value !== undefined && value !== "") search.set(key, String(value));
+  }
+  const text = search.toString();
+  return text ? `?${text}` : "";
+}
+
+const classParams = (q: ClassQuery) => ({
+  sort: q.sort,
+  limit: q.limit,
+  cursor: q.cursor,
+  inactive_days: q.inactiveDays,
+  q: q.q,
+});
+const teacherCourse = (id: string) => `/api/teacher/courses/${encodeURIComponent(id)}`;
+
 const post = (body: unknown): RequestInit => ({ method: "POST", body: JSON.stringify(body) });
 
 export const api = {
@@ -144,12 +215,19 @@ export const api = {
     ),
   complete: (id: string) =>
     json<{ completed: boolean }>(`/api/progress/material/${encodeURIComponent(id)}/complete`, { method: "POST" }),
-  classProgress: (courseId: string, sort: string) =>
-    json<{ rows: ClassRow[]; next_cursor: string | null }>(
-      `/api/teacher/courses/${encodeURIComponent(courseId)}/progress?limit=1000&sort=${encodeURIComponent(sort)}`,
-    ),
-  classCsv: async (courseId: string) =>
-    (await request(`/api/teacher/courses/${encodeURIComponent(courseId)}/progress?format=csv`)).blob(),
+  myCourses: (page: { limit?: number; cursor?: string | null } = {}) =>
+    json<MyCourses>(`/api/me/courses${query({ limit: page.limit, cursor: page.cursor })}`),
+  /** One page of the class table; follow `next_cursor` for the rest. */
+  classProgress: (courseId: string, q: ClassQuery = {}) =>
+    json<Page<ClassRow>>(`${teacherCourse(courseId)}/progress${query(classParams(q))}`),
+  classCsv: async (courseId: string, q: ClassQuery = {}) =>
+    (await request(`${teacherCourse(courseId)}/progress${query({ ...classParams({ ...q, limit: undefined, cursor: undefined }), format: "csv" })}`)).blob(),
+  studentProgress: (courseId: string, studentId: string) =>
+    json<CourseProgress>(`${teacherCourse(courseId)}/students/${encodeURIComponent(studentId)}/progress`),
+  matrix: (courseId: string, q: { sort?: string; limit?: number; cursor?: string | null } = {}) =>
+    json<Matrix>(`${teacherCourse(courseId)}/matrix${query({ sort: q.sort, limit: q.limit, cursor: q.cursor })}`),
+  matrixCsv: async (courseId: string, sort?: string) =>
+    (await request(`${teacherCourse(courseId)}/matrix${query({ sort, format: "csv" })}`)).blob(),
   stats: (courseId: string) => json<CourseStats>(`/api/teacher/courses/${encodeURIComponent(courseId)}/stats`),
   retention: (materialId: string, buckets = 50) =>
     json<Retention>(`/api/teacher/materials/${encodeURIComponent(materialId)}/retention?buckets=${buckets}`),
