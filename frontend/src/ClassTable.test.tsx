@@ -1,9 +1,12 @@
 // @vitest-environment happy-dom
-import { act, cleanup, fireEvent, render, screen, waitFor } from "@testing-library/react";
+import { act, cleanup, configure, fireEvent, render, screen, waitFor } from "@testing-library/react";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { ClassRow } from "./api";
 import { ClassTable } from "./ClassTable";
 import { fakeApi } from "./test/fakeApi";
+
+// Two cores shared with other test runs: rendering 1,000 rows can take more than a second.
+configure({ asyncUtilTimeout: 8000 });
 
 afterEach(() => {
   cleanup();

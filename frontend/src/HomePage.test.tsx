@@ -1,8 +1,11 @@
 // @vitest-environment happy-dom
-import { cleanup, fireEvent, render, screen, waitFor, within } from "@testing-library/react";
+import { cleanup, configure, fireEvent, render, screen, waitFor, within } from "@testing-library/react";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { HomePage } from "./HomePage";
 import { fakeApi } from "./test/fakeApi";
+
+// Two cores shared with other test runs: rendering 1,000 rows can take more than a second.
+configure({ asyncUtilTimeout: 8000 });
 
 afterEach(() => {
   cleanup();

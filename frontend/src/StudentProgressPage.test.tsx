@@ -1,9 +1,12 @@
 // @vitest-environment happy-dom
-import { cleanup, render, screen, within } from "@testing-library/react";
+import { cleanup, configure, render, screen, within } from "@testing-library/react";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { Course, CourseProgress } from "./api";
 import { StudentProgressPage } from "./StudentProgressPage";
 import { fakeApi } from "./test/fakeApi";
+
+// Two cores shared with other test runs: rendering 1,000 rows can take more than a second.
+configure({ asyncUtilTimeout: 8000 });
 
 afterEach(() => {
   cleanup();

@@ -1,66 +1,38 @@
 /** The progress API, as the pages use it. Errors arrive as ApiError with the contract's code. */
 
-export interface Material {
-  material_id: string;
-  title: string;
-  type: "video" | "pdf" | "link";
-  duration: number | null;
-  url: string | null;
-}
-export interface Module {
-  module_id: string;
-  title: string;
-  materials: Material[];
-}
-export interface Course {
-  course_id: string;
-  title: string;
-  teacher_ids: string[];
-  modules: Module[];
-}
-export interface MaterialStatus {
-  material_id: string;
-  course_id: string;
-  watch_time: number;
-  total_duration: number | null;
-  progress_percentage: number;
-  watched_seconds: number;
-  completed: boolean;
-  completed_at: string | null;
-  last_watched: string | null;
-}
-export interface CourseProgress {
-  course_id: string;
-  progress_percentage: number;
-  completed_materials: string[];
-  total_materials: number;
-  videos: { total: number; started: number; completed: number; watched_seconds: number; total_seconds: number };
-  modules: {
-    module_id: string;
-    progress_percentage: number;
-    watched_seconds: number;
-    total_seconds: number;
-    materials: CourseProgressMaterial[];
-  }[];
-}
-export interface CourseProgressMaterial {
-  material_id: string;
-  watch_time: number;
-  progress_percentage: number;
-  completed: boolean;
-  /** In a teacher's view of one student: the parts of the video they played (seconds). */
+import type { components } from "./api-schema";
+
+/**
+ * The API's shapes come from its OpenAPI schema (src/api-schema.d.ts, `npm run gen:api`).
+ * Answers always carry every field the schema declares (the server serializes defaults), so
+ * `Sent<>` reads fields with a default as present.
+ */
+type Schemas = components["schemas"];
+export type Sent<T> = T extends (infer U)[] ? Sent<U>[] : T extends object ? { [K in keyof T]-?: Sent<T[K]> } : T;
+
+export type Material = Sent<Schemas["Material"]>;
+export type Module = Sent<Schemas["Module"]>;
+export type Course = Sent<Schemas["Course"]>;
+export type MaterialStatus = Sent<Schemas["MaterialStatus"]>;
+export type CourseStats = Sent<Schemas["CourseStats"]>;
+export type Retention = Sent<Schemas["Retention"]>;
+export type DemoUser = Sent<Schemas["DemoUser"]>;
+
+// Fields the backend's issue-15 routes add; optional until they are in the schema (then
+// regenerate and these intersections change nothing).
+/** A material in a course view; in a teacher's view of one student with the parts played. */
+export type CourseProgressMaterial = Sent<Schemas["MaterialProgress"]> & {
+  /** The parts of the video the student played, in seconds. */
   watched_ranges?: [number, number][];
   /** Claimed watching the server could not verify (seconds), beside the credited figures. */
   unverified_seconds?: number;
-}
-export interface ClassRow {
-  student_id: string;
-  progress_percentage: number;
-  completed_materials: number;
-  watched_seconds: number;
-  unverified_seconds?: number;
-  last_active: string | null;
-}
+};
+type ModuleProgress = Omit<Sent<Schemas["ModuleProgress"]>, "materials"> & { materials: CourseProgressMaterial[] };
+export type CourseProgress = Omit<Sent<Schemas["CourseProgress"]>, "modules"> & { modules: ModuleProgress[] };
+export type ClassRow = Sent<Schemas["ClassRow"]> & { unverified_seconds?: number };
+
+// The routes below are not in the schema yet (the backend's branch adds them): hand-written
+// from the issue's contract until then.
 export interface Page<T> {
   rows: T[];
   next_cursor: string | null;
@@ -102,25 +74,6 @@ export interface ClassQuery {
   /** Student id search. */
   q?: string | null;
 }
-export interface CourseStats {
-  course_id: string;
-  enrolled: number;
-  average_progress: number;
-  completion_rate: number;
-  materials: { material_id: string; started: number; completed: number; average_watched_percentage: number }[];
-}
-export interface Retention {
-  material_id: string;
-  duration: number;
-  viewers: number;
-  buckets: { start: number; end: number; share: number }[];
-}
-export interface DemoUser {
-  user_id: string;
-  role: "student" | "teacher" | "admin";
-  course_id: string | null;
-}
-
 /** A page's error handler: 401 signs out, anything else is shown. */
 export function errorHandler(onUnauthorized: () => void, show: (message: string) => void) {
   return (e: unknown) => {
