@@ -296,6 +296,13 @@ def test_an_hls_video_plays_through_hls_js_and_is_tracked(stack: Stack, browser:
 
 
 def test_a_student_home_lists_their_courses_with_progress(stack: Stack, browser: Browser) -> None:
+    signin = browser.new_page()
+    signin.goto(stack.url + "/")
+    expect(signin.get_by_test_id("signin-student-1")).to_be_visible()
+    check_accessibility(signin, "sign-in")
+    signin.screenshot(path=OUTPUT / "sign-in.png")
+    signin.close()
+
     page = sign_in(browser, stack, "student-1")
     expect(page).to_have_url(f"{stack.url}/#/")
     card = page.get_by_test_id(f"course-{DEMO_COURSE}")
@@ -354,6 +361,7 @@ def test_the_class_table_shows_a_class_larger_than_a_page_whole(
     ids = rows.evaluate_all("rs => rs.map(r => r.dataset.testid)")
     assert len(set(ids)) == BIG_CLASS and ids[-1] == f"row-s-{BIG_CLASS:04d}"
     check_accessibility(page, "class table")
+    page.screenshot(path=OUTPUT / "class-table.png")
 
     # sorted by the server: reversed, the last student comes first
     page.get_by_test_id("class-table").get_by_role("button", name="Student").click()
