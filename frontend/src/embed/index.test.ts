@@ -63,3 +63,18 @@ describe("track (the embeddable tracker)", () => {
     expect(() => track(video, { videoId: "v", getToken: undefined as never })).toThrow(/getToken/);
   });
 });
+
+describe("flush (the embeddable outbox sender)", () => {
+  it("sends what an earlier page left through the batch route of apiBase", async () => {
+    const { flush } = await import("./index");
+    localStorage.setItem(
+      "videoprogress.outbox",
+      JSON.stringify([{ material_id: "v1", watch_time: 3, total_duration: 60, client_ts: "2026-12-01T00:00:00Z", session_id: "s", seq: 0, played: [[0, 3]], playback_rate: 1 }]),
+    );
+    const fetch = vi.fn(async () => reply(202, { results: [{ index: 0, accepted: true }] }));
+    vi.stubGlobal("fetch", fetch);
+    await flush({ apiBase: "https://progress.example", getToken: () => "tok" });
+    expect((fetch.mock.calls[0] as unknown as [string])[0]).toBe("https://progress.example/api/progress/heartbeats");
+    expect(JSON.parse(localStorage.getItem("videoprogress.outbox") ?? "null")).toEqual([]);
+  });
+});
