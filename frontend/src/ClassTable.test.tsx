@@ -121,3 +121,19 @@ describe("ClassTable", () => {
     expect(screen.getByTestId("unverified-s-0002").textContent).toBe("0:02");
   });
 });
+
+describe("ClassTable errors", () => {
+  it("shows the server's refusal and no rows of an earlier query", async () => {
+    fakeApi({
+      "GET /api/teacher/courses/c1/progress": (url) =>
+        url.searchParams.get("sort") === "-student_id"
+          ? new Response(JSON.stringify({ error: { code: "invalid", message: "unknown sort key" } }), { status: 422 })
+          : { rows: [student(1)], next_cursor: null },
+    });
+    render(<ClassTable courseId="c1" onUnauthorized={() => {}} />);
+    await waitFor(() => expect(rowIds()).toEqual(["row-s-0001"]));
+    fireEvent.click(screen.getByRole("button", { name: "Student" }));
+    expect((await screen.findByRole("alert")).textContent).toBe("unknown sort key");
+    expect(rowIds()).toEqual([]);
+  });
+});

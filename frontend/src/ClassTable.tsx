@@ -67,6 +67,8 @@ export function ClassTable({
       },
       (e) => {
         if (mine !== generation.current) return;
+        setRows([]); // the rows of the previous query would pass for this one's
+        setNext(null);
         setLoading(false);
         fail(e);
       },
