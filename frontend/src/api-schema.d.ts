@@ -615,13 +615,26 @@ export interface components {
             last_watched: string | null;
             /** Material Id */
             material_id: string;
+            /**
+             * Playback Rate
+             * @description the rate the player last reported; shown, never used for the bound
+             */
+            playback_rate: number | null;
             /** Progress Percentage */
             progress_percentage: number;
             /** Total Duration */
             total_duration: number | null;
+            /**
+             * Unverified Seconds
+             * @description seconds the player claims beyond what it could have played while sending
+             */
+            unverified_seconds: number;
             /** Watch Time */
             watch_time: number;
-            /** Watched Seconds */
+            /**
+             * Watched Seconds
+             * @description seconds credited as watched (verified watching)
+             */
             watched_seconds: number;
         };
         /** Module */
@@ -2232,7 +2245,7 @@ export interface operations {
                 };
                 content: {
                     "application/json": {
-                        [key: string]: unknown;
+                        [key: string]: string;
                     };
                 };
             };
