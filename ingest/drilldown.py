@@ -17,5 +17,5 @@ def material_progress(material: Material, state: WatchState) -> MaterialProgress
         progress_percentage=state.progress,
         completed=state.completed,
         watched_ranges=[(a, b) for a, b in state.covered],
-        unverified_seconds=float(getattr(state, "unverified_seconds", 0.0)),  # until it lands
+        unverified_seconds=state.unverified_seconds,
     )

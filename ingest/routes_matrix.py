@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
 
+from ingest.deps import Ctx, TeacherOrAdmin, check_teaches, course_or_404
 from ingest.models import ProgressMatrix
-from ingest.routes_teacher import SortParam, TeacherOrAdmin, taught_course
+from ingest.routes_teacher import SortParam
 from shared.domain import analytics
 from shared.errors import InvalidInput
 from shared.ops import teacher_views
@@ -29,17 +30,17 @@ MAX_ROWS = 5000
 async def progress_matrix(
     course_id: str,
     principal: TeacherOrAdmin,
-    request: Request,
+    ctx: Ctx,
     sort: SortParam = "student_id",
     limit: Annotated[int | None, Query(ge=1, le=MAX_ROWS)] = None,
     cursor: str | None = None,
-    format: Literal["json", "csv"] | None = None,  # noqa: A002 - as the class table's
+    format: Literal["json", "csv"] | None = None,  # as the class table's, shadowing a builtin
 ) -> Response:
     """Materials in course order and one row per enrolled student with each material's
     progress percentage and completion, sorted like the class table; all rows unless
     `?limit=`; `?format=csv` streams `student_id,<material_id>...` with the percentages."""
-    ctx = request.app.state.ctx
-    course = taught_course(ctx, principal, course_id)
+    # looked up here, not as a dependency: a refused ?limit= answers before a 404
+    course = check_teaches(principal, course_or_404(ctx.catalog, course_id))
     try:
         analytics.parse_sort(sort)
     except ValueError as exc:

@@ -15,11 +15,11 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
-from ingest.auth import AnyUser
 from ingest.context import AppContext
+from ingest.deps import AnyUser, Ctx, Progress
 from ingest.models import MyCourses, StudentCourse, TaughtCourse
 from ingest.progress_service import ProgressService
 from shared.domain.catalog import ID_PATTERN, Course
@@ -34,15 +34,16 @@ router = APIRouter(tags=["me"])
 @router.get("/api/me/courses", response_model=MyCourses)
 async def my_courses(
     principal: AnyUser,
-    request: Request,
+    ctx: Ctx,
+    service: Progress,
     limit: Annotated[int, Query(ge=1, le=500, description="admins: courses per page")] = 50,
     cursor: Annotated[str | None, Query(max_length=400, description="admins")] = None,
 ) -> MyCourses:
     """The caller's courses: enrolled (student), taught (teacher), all, paged (admin)."""
-    ctx: AppContext = request.app.state.ctx
     courses = sorted(ctx.catalog.current.courses.values(), key=lambda c: c.course_id)
     if principal.role == "student":
-        return MyCourses(courses=await _student_courses(request, principal), next_cursor=None)
+        found = await _student_courses(ctx, service, principal)
+        return MyCourses(courses=found, next_cursor=None)
     if principal.role == "teacher":
         taught = [c for c in courses if principal.user_id in c.teacher_ids]
         return MyCourses(courses=await _summaries(ctx, taught), next_cursor=None)
@@ -54,9 +55,9 @@ async def my_courses(
     return MyCourses(courses=await _summaries(ctx, chunk), next_cursor=next_cursor)
 
 
-async def _student_courses(request: Request, principal: Principal) -> list[StudentCourse]:
-    ctx: AppContext = request.app.state.ctx
-    service: ProgressService = request.app.state.progress
+async def _student_courses(
+    ctx: AppContext, service: ProgressService, principal: Principal
+) -> list[StudentCourse]:
     enrolled = await run_in_threadpool(rollup_store.student_activity, ctx.mongo, principal.user_id)
     found = []
     for course_id in sorted(enrolled):

@@ -16,7 +16,7 @@ router = APIRouter(tags=["service"])
 
 
 @router.get("/healthz")
-async def healthz() -> dict:
+async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
@@ -36,12 +36,12 @@ async def readyz(request: Request) -> JSONResponse:
     try:
         await asyncio.wait_for(ctx.redis_async.ping(), timeout=2)
         redis_ok = True
-    except Exception:  # noqa: BLE001 - any failure means not ready
+    except Exception:  # any failure means not ready
         redis_ok = False
     try:
         await asyncio.wait_for(run_in_threadpool(ctx.mongo.ping), timeout=2)
         mongo = "ok"
-    except Exception:  # noqa: BLE001
+    except Exception:  # any failure: reported, not a reason to be unready
         mongo = "unavailable"
     body = {"redis": "ok" if redis_ok else "unavailable", "mongodb": mongo}
     return JSONResponse(body, status_code=200 if redis_ok else 503)

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite from a fresh clone: installs what it needs (a venv with the Python
-# packages, the npm packages, and, as root, Debian's Chromium when it is missing), builds the
-# browser pages, runs the frontend unit tests (Vitest), then everything else (pytest: unit,
-# API, real-process system tests and the end-to-end browser tests).
+# The whole test suite from a fresh clone: installs what it needs (a venv with the locked
+# Python packages, the npm packages, and, as root, Debian's Chromium when it is missing),
+# builds the browser pages, runs the frontend unit tests (Vitest), then everything else
+# (pytest: unit, API, real-process system tests and the end-to-end browser tests).
 # Extra arguments go to pytest, e.g. `bash tests/run.sh -k teacher`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +16,6 @@ if ! command -v chromium >/dev/null; then
   fi
 fi
 
-python3 -m venv .venv
-.venv/bin/pip install -q -e '.[test]'
+bash requirements/install.sh
 (cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm run build && npm test)
 .venv/bin/python -m pytest "$@"

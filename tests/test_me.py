@@ -147,7 +147,7 @@ def test_admins_page_through_every_course(client: TestClient, settings: Settings
         pytest.param({"cursor": base64.urlsafe_b64encode(b"\xff\xfe").decode()}, id="not-utf8"),
     ],
 )
-def test_bad_paging_is_422(client: TestClient, settings: Settings, params: dict) -> None:
+def test_bad_paging_is_422(client: TestClient, settings: Settings, params: dict[str, Any]) -> None:
     r = client.get("/api/me/courses", params=params, headers=bearer(settings, "root", "admin"))
     assert r.status_code == 422, r.text
     assert r.json()["error"]["code"] == "invalid"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -48,7 +48,9 @@ def course(**changes: Any) -> Course:
     return Course.model_validate({"course_id": COURSE_ID, **COURSE, **changes})
 
 
-def watch(settings: Settings, student: str, video: str, played: list, total: float) -> None:
+def watch(
+    settings: Settings, student: str, video: str, played: list[list[float]], total: float
+) -> None:
     """Buffer one heartbeat through the API's own path (the ingest script)."""
     from fastapi.testclient import TestClient
 
@@ -202,10 +204,8 @@ def test_a_course_change_recomputes_the_totals(ctx: WorkerContext, settings: Set
     flush_batch(ctx, 500)
     assert rows(ctx)["ana"] == (50.0, 2, 700.0)
     # v-600 leaves the course: ana has 1 of 3 materials and 100 s of its videos.
-    smaller = course(modules=[
-        {**COURSE["modules"][0], "materials": COURSE["modules"][0]["materials"][:1]},
-        COURSE["modules"][1],
-    ])  # fmt: skip
+    modules = cast(list[dict[str, Any]], COURSE["modules"])
+    smaller = course(modules=[{**modules[0], "materials": modules[0]["materials"][:1]}, modules[1]])
     # Read before the rebuild (another process's view): totals of the old course are not used.
     ctx.mongo.put_course(smaller)
     assert {r.student_id: r.watched_seconds for r in class_table(ctx.mongo, smaller)} == {

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from workers.context import get_context
 
 log = logging.getLogger(__name__)
 
 
-def record_completions(items: list[list]) -> int:
+def record_completions(items: list[list[Any]]) -> int:
     """RQ job: for each [student_id, course_id, [material_id, ...]], add the materials to
     `enrollments.completed_materials` and recalculate the course progress.
 

@@ -9,14 +9,23 @@ from workers.maintenance import rebuild_rollups, reconcile_completions
 
 _settings = get_settings()
 cron.register(
-    flush_pending, queue_name=_settings.queue_name, interval=_settings.flush_tick_s,
-    job_timeout=300, result_ttl=0,
-)  # fmt: skip
+    flush_pending,
+    queue_name=_settings.queue_name,
+    interval=_settings.flush_tick_s,
+    job_timeout=300,
+    result_ttl=0,
+)
 cron.register(
-    reconcile_completions, queue_name=_settings.queue_name, interval=600,
-    job_timeout=1800, result_ttl=600,
-)  # fmt: skip
+    reconcile_completions,
+    queue_name=_settings.queue_name,
+    interval=600,
+    job_timeout=1800,
+    result_ttl=600,
+)
 cron.register(
-    rebuild_rollups, queue_name=_settings.queue_name, interval=600,
-    job_timeout=1800, result_ttl=600,
-)  # fmt: skip
+    rebuild_rollups,
+    queue_name=_settings.queue_name,
+    interval=600,
+    job_timeout=1800,
+    result_ttl=600,
+)

@@ -11,7 +11,10 @@ import json
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, PlainSerializer
 
 from shared.domain.course import percentage
 
@@ -21,14 +24,26 @@ SORT_KEYS: tuple[str, ...] = (
 )  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
-class ClassRow:
+def as_datetime(ts: float | None) -> datetime | None:
+    """Epoch seconds as an aware UTC datetime (None, and 0, for never)."""
+    return datetime.fromtimestamp(ts, UTC) if ts else None
+
+
+# One enrolled student's row of the class table: the API's row and the CSV's line. (A comment,
+# not a docstring: a docstring would become the OpenAPI schema's description.)
+class ClassRow(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     student_id: str
     progress_percentage: float
     completed_materials: int
     watched_seconds: float
-    last_active: float | None  # epoch seconds of the latest accepted heartbeat
-    unverified_seconds: float = 0.0  # claimed minus credited, summed over the course's videos
+    unverified_seconds: float  # claimed minus credited, summed over the course's videos
+    # Epoch seconds of the latest accepted heartbeat (sorted and paged as a number); the API
+    # shows it as a date-time.
+    last_active: Annotated[
+        float | None, PlainSerializer(as_datetime, return_type=datetime | None, when_used="json")
+    ]
 
 
 def class_row(
@@ -64,14 +79,15 @@ def keep_rows(
     ]
 
 
-def _sort_value(row: ClassRow, key: str) -> tuple:
-    value = {
+def _sort_value(row: ClassRow, key: str) -> tuple[str | float, str]:
+    values: dict[str, str | float] = {
         "student_id": row.student_id,
         "progress": row.progress_percentage,
         "last_active": row.last_active if row.last_active is not None else float("-inf"),
         "watched_seconds": row.watched_seconds,
         "unverified_seconds": row.unverified_seconds,
-    }[key]
+    }
+    value = values[key]
     return (value, row.student_id)  # the student id makes every order total and stable
 
 
@@ -89,7 +105,7 @@ def encode_cursor(row: ClassRow, sort: str) -> str:
     return base64.urlsafe_b64encode(json.dumps(position).encode()).decode()
 
 
-def decode_cursor(cursor: str, sort: str) -> tuple:
+def decode_cursor(cursor: str, sort: str) -> tuple[Any, ...]:
     """The position a cursor points after; ValueError when malformed or made for another sort."""
     try:
         made_for, value = json.loads(base64.urlsafe_b64decode(cursor.encode()))
@@ -167,17 +183,21 @@ def course_stats(
 
 
 def retention(
-    duration: float, viewers: list[list[list[float]]], buckets: int
+    duration: float, viewers: list[tuple[list[list[float]], float]], buckets: int
 ) -> list[dict[str, float]]:
     """For each of `buckets` equal slices of the video, the share of viewers who watched at
     least half of that slice's seconds. Each viewer's ranges are a union (rewatching a slice
-    counts once)."""
+    counts once), weighted by the share of them verified watching credited: a viewer who
+    claims more than they could have watched counts only that share of each slice, so forged
+    ranges move no slice past half."""
     width = duration / buckets
     curve = []
     for i in range(buckets):
         start, end = i * width, (i + 1) * width
         watched_enough = sum(
-            1 for ranges in viewers if _overlap(ranges, start, end) >= (end - start) / 2
+            1
+            for ranges, credited_share in viewers
+            if credited_share * _overlap(ranges, start, end) >= (end - start) / 2
         )
         curve.append(
             {

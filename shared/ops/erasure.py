@@ -26,7 +26,7 @@ class ErasureReport:
     queued_heartbeats: int = 0
     enrollments: int = 0
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, int]:
         return asdict(self)
 
 
@@ -80,8 +80,9 @@ def erase_progress(
     mongo.erase_states(student_id, versions)
 
     if material_id is None:
-        courses = [c for cid in mongo.enrolled_courses(student_id)
-                   if (c := catalog.courses.get(cid))]  # fmt: skip
+        courses = [
+            c for cid in mongo.enrolled_courses(student_id) if (c := catalog.courses.get(cid))
+        ]
         forget: set[str] | None = None
     else:
         ref = catalog.material(material_id)

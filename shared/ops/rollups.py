@@ -17,7 +17,7 @@ def entry_of(write: StateWrite) -> RollupEntry:
     return RollupEntry(
         version=write.version,
         watched_seconds=s.watched_seconds,
-        unverified_seconds=float(getattr(s, "unverified_seconds", 0.0)),
+        unverified_seconds=s.unverified_seconds,
         progress=s.progress,
         completed=s.completed,
         last_watched=s.last_watched,

@@ -114,8 +114,8 @@ def progress_document(w: StateWrite) -> dict[str, Any]:
         "watch_time": s.position,
         "total_duration": w.duration,
         "progress_percentage": s.progress,
-        "watched_seconds": s.watched_seconds,
-        "unverified_seconds": float(getattr(s, "unverified_seconds", 0.0)),  # claimed - credited
+        "watched_seconds": s.watched_seconds,  # credited (verified watching)
+        "unverified_seconds": s.unverified_seconds,
         "watched_ranges": s.covered,
         "completed": s.completed,
         "completed_at": s.completed_at,
@@ -127,7 +127,7 @@ def progress_document(w: StateWrite) -> dict[str, Any]:
 
 class MongoStore:
     def __init__(self, url: str, timeout_ms: int = 5000) -> None:
-        self.client: pymongo.MongoClient = pymongo.MongoClient(
+        self.client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
             url,
             serverSelectionTimeoutMS=timeout_ms,
             connectTimeoutMS=timeout_ms,
@@ -176,12 +176,14 @@ class MongoStore:
         ops = [
             UpdateOne(
                 {**_progress_key(w.student_id, w.material_id), "v": {"$lt": w.version}},
-                {"$set": {**progress_document(w), "written_at": time.time()},
-                 "$inc": {"flushes": 1}},
+                {
+                    "$set": {**progress_document(w), "written_at": time.time()},
+                    "$inc": {"flushes": 1},
+                },
                 upsert=True,
             )
             for w in writes
-        ]  # fmt: skip
+        ]
         try:
             self.progress.bulk_write(ops, ordered=False)
         except BulkWriteError as exc:
@@ -273,14 +275,23 @@ class MongoStore:
     @_unavailable_on_outage
     def watched_ranges(
         self, course_id: str, material_id: str, student_ids: list[str]
-    ) -> list[list[list[float]]]:
-        """The watched ranges of each of the given students who started the material."""
+    ) -> list[tuple[list[list[float]], float]]:
+        """The watched ranges of each of the given students who started the material, with the
+        share of them that verified watching credited (credited / claimed seconds)."""
         cursor = self.progress.find(
-            {"course_id": course_id, "material_id": material_id,
-             "student_id": {"$in": student_ids}},
-            {"_id": 0, "watched_ranges": 1},
-        )  # fmt: skip
-        return [doc.get("watched_ranges", []) for doc in cursor]
+            {
+                "course_id": course_id,
+                "material_id": material_id,
+                "student_id": {"$in": student_ids},
+            },
+            {"_id": 0, "watched_ranges": 1, "watched_seconds": 1, "unverified_seconds": 1},
+        )
+        viewers = []
+        for doc in cursor:
+            credited = float(doc.get("watched_seconds") or 0.0)
+            claimed = credited + float(doc.get("unverified_seconds") or 0.0)
+            viewers.append((doc.get("watched_ranges", []), credited / claimed if claimed else 1.0))
+        return viewers
 
     # -- enrollments ----------------------------------------------------------------------
 
@@ -350,9 +361,9 @@ class MongoStore:
         materials (after the course changed). Returns how many enrollments changed."""
         ops = []
         for doc in self.enrollments.find(
-            {"course_id": course.course_id}, {"_id": 0, "student_id": 1, "completed_materials": 1,
-                                              "progress_percentage": 1}
-        ):  # fmt: skip
+            {"course_id": course.course_id},
+            {"_id": 0, "student_id": 1, "completed_materials": 1, "progress_percentage": 1},
+        ):
             progress = course_progress(set(doc.get("completed_materials", [])), course)
             if progress != doc.get("progress_percentage"):
                 ops.append(
@@ -383,9 +394,14 @@ class MongoStore:
         progress = course_progress(set(kept), course)
         self.enrollments.update_one(
             key,
-            {"$set": {"completed_materials": kept, "progress_percentage": progress,
-                      "updated_at": time.time()}},
-        )  # fmt: skip
+            {
+                "$set": {
+                    "completed_materials": kept,
+                    "progress_percentage": progress,
+                    "updated_at": time.time(),
+                }
+            },
+        )
         return True
 
     # -- courses --------------------------------------------------------------------------

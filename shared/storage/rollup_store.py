@@ -126,7 +126,7 @@ def _bulk(mongo: MongoStore, ops: list[UpdateOne]) -> int:
     return int(result.matched_count)
 
 
-def _find(mongo: MongoStore, query: dict[str, Any], fields: dict[str, Any]) -> list[dict]:
+def _find(mongo: MongoStore, query: dict[str, Any], fields: dict[str, Any]) -> list[dict[str, Any]]:
     try:
         return list(mongo.enrollments.find(query, {"_id": 0, **fields} if fields else None))
     except ConnectionFailure as exc:

@@ -56,10 +56,22 @@ def seed(
         course_id="bench",
         title="Benchmark course",
         teacher_ids=["t-bench"],
-        modules=[{"module_id": "m", "title": "All", "materials": [
-            {"material_id": f"v{i:03d}", "title": f"Video {i}", "type": "video", "duration": 600}
-            for i in range(videos)]}],
-    )  # fmt: skip
+        modules=[
+            {
+                "module_id": "m",
+                "title": "All",
+                "materials": [
+                    {
+                        "material_id": f"v{i:03d}",
+                        "title": f"Video {i}",
+                        "type": "video",
+                        "duration": 600,
+                    }
+                    for i in range(videos)
+                ],
+            }
+        ],
+    )
     admin_ops.save_course(mongo, r, course)
     rng = random.Random(7)
     now = time.time()
@@ -96,7 +108,9 @@ def seed(
 TARGET_MS = {"page": 50.0, "stats": 150.0, "matrix": 500.0}
 
 
-def timed(client: httpx.Client, path: str, runs: int, **params: object) -> tuple[float, float, int]:
+def timed(
+    client: httpx.Client, path: str, runs: int, **params: str | int
+) -> tuple[float, float, int]:
     times = []
     size = 0
     for _ in range(runs):
@@ -153,7 +167,7 @@ def main() -> None:
         headers = {"Authorization": f"Bearer {token}"}
         base = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=base, headers=headers, timeout=300) as client:
-            routes = [
+            routes: list[tuple[str, str, dict[str, str | int], str | None]] = [
                 ("class table, first page of 100", "/api/teacher/courses/bench/progress", {},
                  "page"),
                 ("class table, by -progress", "/api/teacher/courses/bench/progress",
