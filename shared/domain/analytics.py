@@ -1,7 +1,9 @@
-"""Teacher views from stored progress: class rows, course stats, audience retention. Pure.
+"""Teacher views from stored progress: class rows, paging, course stats, audience retention.
+Pure.
 
-The inputs are what MongoDB's aggregations return (one row per student or per material, never
-one per watch_progress document), except retention, which needs each viewer's watched ranges.
+The inputs are the enrollment rollups' totals (one row per student, see shared/domain/rollup.py)
+and per-material counts, never one row per watch_progress document, except retention, which
+needs each viewer's watched ranges.
 """
 
 from __future__ import annotations
