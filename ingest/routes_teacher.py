@@ -87,8 +87,13 @@ async def class_progress(
         except ValueError as exc:
             raise InvalidInput(str(exc), [{"field": "cursor", "rule": "invalid"}]) from None
         return ClassPage(rows=chunk, next_cursor=next_cursor)
-    rows = await run_in_threadpool(teacher_views.class_table, ctx.mongo, course)
-    rows = analytics.keep_rows(rows, inactive_since(ctx.clock.time(), inactive_days), q)
+    rows = await run_in_threadpool(
+        teacher_views.filtered_table,
+        ctx.mongo,
+        course,
+        inactive_since(ctx.clock.time(), inactive_days),
+        q,
+    )
     if wants_csv:
         ordered, _ = analytics.page(rows, sort, max(len(rows), 1), None)
         return StreamingResponse(

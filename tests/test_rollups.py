@@ -18,7 +18,7 @@ from shared.domain.catalog import Course
 from shared.domain.rollup import RollupEntry
 from shared.ops import admin_ops, rollups, teacher_views
 from shared.ops.erasure import erase_progress
-from shared.ops.teacher_views import class_page, class_table
+from shared.ops.teacher_views import class_page, class_table, filtered_table
 from shared.settings import Settings
 from shared.storage import rollup_store
 from shared.storage.mongo_store import MongoStore, enrollment_id
@@ -321,6 +321,16 @@ def test_pages_sorted_by_mongodb_equal_pages_of_the_whole_table(ctx: WorkerConte
                 expected = [r.student_id for r in analytics.page(whole, sort, 100, None)[0]]
                 for limit in (1, 2, 3, 100):
                     assert walk(sort, limit) == expected, (sort, limit, stale)
+        # The inactivity filter done by MongoDB keeps the rows the whole table's filter keeps.
+        for before in (5.0, 10.0, 15.0, 30.0, 35.0, 50.0):
+            for q in (None, "a", "E"):
+                kept = {r.student_id for r in analytics.keep_rows(whole, before, q)}
+                got = {r.student_id for r in filtered_table(ctx.mongo, c, before, q)}
+                assert got == kept, (before, q, stale)
+    # By hand: last active before 15 or never: cal, dee (never), eli, gus (10)
+    assert sorted(r.student_id for r in filtered_table(ctx.mongo, c, 15.0, None)) == [
+        "cal", "dee", "eli", "gus"
+    ]  # fmt: skip
     # By hand: one completed material each for ben, eli, fox, gus (25 %), none for the others;
     # ties by student id in the same direction.
     assert walk("-progress", 2) == ["gus", "fox", "eli", "ben", "dee", "cal", "ana"]

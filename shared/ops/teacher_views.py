@@ -29,6 +29,23 @@ def class_table(mongo: MongoStore, course: Course) -> list[ClassRow]:
     return [_row(r.student_id, r.totals, total) for r in rollup_store.course_totals(mongo, course)]
 
 
+def filtered_table(
+    mongo: MongoStore, course: Course, inactive_before: float | None, q: str | None
+) -> list[ClassRow]:
+    """The class table narrowed to students inactive since `inactive_before` (or never active)
+    and whose id contains `q`; MongoDB does the inactivity filter, so only those are read."""
+    found = (
+        rollup_store.inactive_totals(mongo, course, inactive_before)
+        if inactive_before is not None
+        else None
+    )
+    if found is None:
+        rows = class_table(mongo, course)
+    else:
+        rows = [_row(r.student_id, r.totals, len(course.materials)) for r in found]
+    return analytics.keep_rows(rows, inactive_before, q)
+
+
 def class_page(
     mongo: MongoStore, course: Course, sort: str, limit: int, cursor: str | None
 ) -> tuple[list[ClassRow], str | None]:

@@ -219,6 +219,23 @@ def course_totals(mongo: MongoStore, course: Course) -> list[EnrollmentRollup]:
     return rows
 
 
+def inactive_totals(
+    mongo: MongoStore, course: Course, before: float
+) -> list[EnrollmentRollup] | None:
+    """The totals of students last active before `before` or never, read by MongoDB's filter
+    (two finds, only the matching documents); None while some enrollment's totals are stale."""
+    stale = {"course_id": course.course_id,
+             "rollup_course": {"$ne": rollup.course_fingerprint(course)}}  # fmt: skip
+    if mongo.enrollments.find_one(stale, {"_id": 1}) is not None:
+        return None
+    found = []
+    for condition in (None, {"$lt": before}):  # never active; active before
+        query = {"course_id": course.course_id, "last_active": condition}
+        found += [EnrollmentRollup(d["student_id"], _totals_of(d))
+                  for d in _find(mongo, query, TOTAL_FIELDS)]  # fmt: skip
+    return found
+
+
 def _totals_of(doc: dict[str, Any]) -> RollupTotals:
     return RollupTotals(
         completed_materials=int(doc.get("completed_count") or 0),
