@@ -62,6 +62,7 @@ class CachedView:
     epoch: str
     version: str  # the hash's `n` as text ('' when it has none)
     folded: int
+    mark: str  # SHA-1 of the last pending heartbeat folded ('' when none): the list still holds it
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,7 @@ class HotView:
     stored: bool  # MongoDB holds a state for the key
     base: WatchState | None
     start: int  # the pending list's index of the first heartbeat in `tail`
+    mark: str  # SHA-1 of the list's last heartbeat, the last one `tail` reaches
     tail: list[Heartbeat]
 
     @property
@@ -100,7 +102,7 @@ class HotView:
         return self.start + len(self.tail)
 
     def cached_view(self) -> CachedView:
-        return CachedView(self.epoch, self.version, self.folded)
+        return CachedView(self.epoch, self.version, self.folded, self.mark)
 
 
 @dataclass(slots=True)
@@ -125,7 +127,8 @@ def parse_view(reply: list[Any]) -> HotView:
         stored=as_text(reply[4]) == "1",
         base=WatchState.from_json(raw_base) if raw_base else None,
         start=int(reply[6]),
-        tail=[Heartbeat.from_json(raw) for raw in reply[7:]],
+        mark=as_text(reply[7]),
+        tail=[Heartbeat.from_json(raw) for raw in reply[8:]],
     )
 
 
@@ -184,19 +187,17 @@ def ingest_args(
         key.material_id,
         limits.max_per_key,
         secrets.token_hex(8),
-        view.epoch,
-        view.version,
-        view.folded,
+        *_view_args(view),
     ]
     if offer is None:
-        args += ["", "", "", ""]
+        args += ["", "", 0, "", ""]
     else:
-        args += [offer.view.epoch, offer.view.version, offer.view.folded, offer.state_json]
+        args += [*_view_args(offer.view), offer.state_json]
     args += [hb.to_json() for hb in item.heartbeats]
     return keys, args
 
 
-NO_VIEW = CachedView("", "", 0)  # an epoch is never '', so this view never matches
+NO_VIEW = CachedView("", "", 0, "")  # an epoch is never '', so this view never matches
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,7 +306,7 @@ class AsyncHotStore:
 
 def _view_args(view: CachedView | None) -> list[Any]:
     v = view or NO_VIEW
-    return [v.epoch, v.version, v.folded]
+    return [v.epoch, v.version, v.folded, v.mark]
 
 
 class HotStore:
