@@ -8,6 +8,7 @@ without losing anything.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,7 +187,7 @@ def ingest_args(
         limits.rate_window_s,
         key.material_id,
         limits.max_per_key,
-        secrets.token_hex(8),
+        new_epoch(),
         *_view_args(view),
     ]
     if offer is None:
@@ -195,6 +196,16 @@ def ingest_args(
         args += [*_view_args(offer.view), offer.state_json]
     args += [hb.to_json() for hb in item.heartbeats]
     return keys, args
+
+
+_EPOCHS = itertools.count()
+_EPOCH_PREFIX = secrets.token_hex(6)  # per process: epochs of different processes never meet
+
+
+def new_epoch() -> str:
+    """An epoch for a hash created now: unique across processes, cheaper than a random one
+    per request (the script uses it only when the hash has none)."""
+    return f"{_EPOCH_PREFIX}{next(_EPOCHS):x}"
 
 
 NO_VIEW = CachedView("", "", 0, "")  # an epoch is never '', so this view never matches
