@@ -9,6 +9,7 @@ without losing anything.
 from __future__ import annotations
 
 import itertools
+import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,13 +200,17 @@ def ingest_args(
 
 
 _EPOCHS = itertools.count()
-_EPOCH_PREFIX = secrets.token_hex(6)  # per process: epochs of different processes never meet
+_epoch_prefix: tuple[int, str] = (0, "")  # (pid, random prefix): renewed in a forked child
 
 
 def new_epoch() -> str:
-    """An epoch for a hash created now: unique across processes, cheaper than a random one
-    per request (the script uses it only when the hash has none)."""
-    return f"{_EPOCH_PREFIX}{next(_EPOCHS):x}"
+    """An epoch for a hash created now: unique across processes (a random prefix per process)
+    and cheaper than random bytes per request (the script uses it only when the hash has none)."""
+    global _epoch_prefix
+    pid = os.getpid()
+    if _epoch_prefix[0] != pid:
+        _epoch_prefix = (pid, secrets.token_hex(6))
+    return f"{_epoch_prefix[1]}{next(_EPOCHS):x}"
 
 
 NO_VIEW = CachedView("", "", 0, "")  # an epoch is never '', so this view never matches
