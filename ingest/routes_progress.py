@@ -95,6 +95,7 @@ def to_heartbeat(body: HeartbeatBody, ref: MaterialRef, received_at: float) -> H
         session_id=body.session_id,
         seq=body.seq,
         played=tuple(body.played) if body.played is not None else None,
+        event=body.event,
     )
 
 

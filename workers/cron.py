@@ -1,9 +1,11 @@
 """`rq cron workers.cron`: enqueue a flush every FLUSH_TICK_S, so that keys nobody writes to
-any more are flushed too, and a maintenance pass every few minutes."""
+any more are flushed too, a maintenance pass every few minutes, and the deliveries of xAPI
+statements and webhooks every OUTBOX_TICK_S (each job returns at once when its feature is off)."""
 
 from rq import cron
 
 from shared.settings import get_settings
+from workers.deliver import deliver_statements, deliver_webhooks
 from workers.flush import flush_pending
 from workers.maintenance import reconcile_completions
 
@@ -16,3 +18,8 @@ cron.register(
     reconcile_completions, queue_name=_settings.queue_name, interval=600,
     job_timeout=1800, result_ttl=600,
 )  # fmt: skip
+for delivery in (deliver_statements, deliver_webhooks):
+    cron.register(
+        delivery, queue_name=_settings.queue_name, interval=_settings.outbox_tick_s,
+        job_timeout=300, result_ttl=0,
+    )  # fmt: skip

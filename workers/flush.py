@@ -23,6 +23,7 @@ from shared.storage.mongo_store import StateWrite, StoredState
 from shared.storage.stats import record_flush
 from workers.completion import record_completions
 from workers.context import WorkerContext, get_context
+from workers.interop import announce_flush
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +166,7 @@ def _finish(ctx: WorkerContext, batch: _Batch, now: float, report: FlushReport) 
     newly_complete = [
         w for key, w in batch.writes.items() if w.state.completed and key not in recorded
     ]
+    announce_flush(ctx, batch.writes, dict(zip(batch.keys, batch.entries, strict=True)), now)
     if newly_complete:
         _enqueue_completions(ctx, newly_complete)
         report.completions = len(newly_complete)

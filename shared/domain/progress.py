@@ -51,6 +51,7 @@ class Heartbeat:
     seq: int | None = None
     played: tuple[Interval, ...] | None = None
     complete: bool = False  # a non-video material opened or downloaded
+    event: str | None = None  # player event that sent it (play, pause, seek, ended, exit)
 
     @property
     def reading_time(self) -> float:
@@ -73,6 +74,8 @@ class Heartbeat:
             doc["p"] = [list(iv) for iv in self.played]
         if self.complete:
             doc["c"] = 1
+        if self.event is not None:
+            doc["e"] = self.event
         return to_json(doc).decode()  # pydantic-core's encoder: a sixth of json.dumps' time
 
     @classmethod
@@ -87,6 +90,7 @@ class Heartbeat:
             seq=doc.get("q"),
             played=tuple((a, b) for a, b in played) if played is not None else None,
             complete=bool(doc.get("c")),
+            event=doc.get("e"),
         )
 
 
