@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 
 # Answers that say "not now" rather than "never": retried like a 5xx.
 RETRY_STATUSES = {401, 403, 404, 407, 408, 425, 429}
-JOB_BUDGET_S = 25.0  # one job drains for this long at most; the next tick goes on
 SWEEP_LIMIT = 500
 
 
@@ -54,9 +53,20 @@ def _retry(entries: list[OutboxEntry], now: float, s: Settings) -> list[tuple[Ou
 
 
 def deliver_statements() -> dict[str, int]:
-    """RQ job: end silent sessions, then send due statements until none is due, the LRS fails,
-    or the job's time budget is spent. Returns the counts."""
+    """RQ job: `send_due_statements` with this process's connections."""
     ctx = get_context()
+    return send_due_statements(ctx, job_budget_s(ctx.settings))
+
+
+def job_budget_s(settings: Settings) -> float:
+    """How long one delivery job drains: half a tick, so that the two delivery jobs of a tick
+    never keep the queue's flush jobs waiting; the next tick's job goes on."""
+    return max(1.0, settings.outbox_tick_s / 2)
+
+
+def send_due_statements(ctx: WorkerContext, budget_s: float | None = None) -> dict[str, int]:
+    """End silent sessions, then send due statements until none is due, the LRS fails, or the
+    time budget is spent. Returns the counts."""
     s = ctx.settings
     if not s.xapi_lrs_url:
         return {}
@@ -69,7 +79,7 @@ def deliver_statements() -> dict[str, int]:
         auth = httpx.BasicAuth(s.xapi_lrs_username, password)
     started = time.monotonic()
     with httpx.Client(timeout=s.delivery_timeout_s, auth=auth) as client:
-        while time.monotonic() - started < JOB_BUDGET_S:
+        while budget_s is None or time.monotonic() - started < budget_s:
             now = time.time()
             batch = outbox.claim(now, lease_s(s), s.xapi_batch_size)
             if not batch:
@@ -141,7 +151,7 @@ def end_silent_sessions(ctx: WorkerContext, now: float) -> int:
         if state is None or ref is None or ref.material.duration is None:
             continue  # erased or removed from the catalog: nothing to report
         video = Video(key.student_id, mid, ref.material.title, ref.material.duration)
-        entries.append(statement_entry(sid, b.terminated(video, session_id, state, last), now))
+        entries.append(statement_entry(sid, mid, b.terminated(video, session_id, state, last), now))
     pipe = ctx.redis.pipeline(transaction=False)
     Outbox(ctx.redis, XAPI).push_in(pipe, entries, s.outbox_max_entries, now)
     pipe.zrem(XAPI_SESSIONS, *(m for m, _ in silent))
@@ -153,9 +163,14 @@ def end_silent_sessions(ctx: WorkerContext, now: float) -> int:
 
 
 def deliver_webhooks() -> dict[str, int]:
-    """RQ job: send due webhook deliveries, each signed at its attempt, until none is due or the
-    job's time budget is spent. A receiver that fails is not tried again in the same run."""
+    """RQ job: `send_due_webhooks` with this process's connections."""
     ctx = get_context()
+    return send_due_webhooks(ctx, job_budget_s(ctx.settings))
+
+
+def send_due_webhooks(ctx: WorkerContext, budget_s: float | None = None) -> dict[str, int]:
+    """Send due webhook deliveries, each signed at its attempt, until none is due or the time
+    budget is spent. A receiver that fails is not tried again in the same run."""
     s = ctx.settings
     if not s.webhook_receivers or s.webhook_secret is None:
         return {}
@@ -165,7 +180,7 @@ def deliver_webhooks() -> dict[str, int]:
     failing: set[str] = set()
     started = time.monotonic()
     with httpx.Client(timeout=s.delivery_timeout_s) as client:
-        while time.monotonic() - started < JOB_BUDGET_S:
+        while budget_s is None or time.monotonic() - started < budget_s:
             batch = outbox.claim(time.time(), lease_s(s), 50)
             if not batch:
                 break
@@ -176,6 +191,8 @@ def deliver_webhooks() -> dict[str, int]:
             totals["sent"] += sent
             totals["retried"] += retried
             totals["dead"] += dead
+            if not settled.sent:  # every receiver due now is failing: wait for the backoff
+                break
     return totals
 
 

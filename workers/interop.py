@@ -34,8 +34,10 @@ def builder(settings: Settings) -> StatementBuilder:
     ))  # fmt: skip
 
 
-def statement_entry(student_id: str, statement: dict[str, Any], now: float) -> OutboxEntry:
-    return OutboxEntry(statement["id"], student_id, statement, now)
+def statement_entry(
+    student_id: str, material_id: str, statement: dict[str, Any], now: float
+) -> OutboxEntry:
+    return OutboxEntry(statement["id"], student_id, statement, now, material_id)
 
 
 def session_member(key: ProgressKey, session_id: str) -> str:
@@ -101,7 +103,7 @@ def _announce_flush(
             continue
         video = Video(key.student_id, key.material_id, ref.material.title, w.duration)
         found, open_sessions, ended = fold_statements(b, video, entry.pending, w.state)
-        statements += [statement_entry(key.student_id, st, now) for st in found]
+        statements += [statement_entry(key.student_id, key.material_id, st, now) for st in found]
         if open_sessions:
             members = {session_member(key, sid): t for sid, t in open_sessions.items()}
             pipe.zadd(XAPI_SESSIONS, members, gt=True)  # type: ignore[arg-type]
@@ -139,7 +141,8 @@ def announce_completions(
         latest = max(latest, completed_at)
         if material.duration is not None:
             video = Video(student_id, material_id, material.title, material.duration)
-            statements.append(statement_entry(student_id, b.completed(video, state), now))
+            stmt = b.completed(video, state)
+            statements.append(statement_entry(student_id, material_id, stmt, now))
         credited = state.progress if material.duration is not None else 100.0
         event = webhooks.material_completed(
             student_id, course.course_id, material_id, completed_at, credited

@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 
-from shared.storage.keys import STATS, OutboxKeys
+from shared.storage.keys import STATS, XAPI_SESSIONS, OutboxKeys
 
 XAPI = OutboxKeys("xapi")
 WEBHOOK = OutboxKeys("webhook")
@@ -39,19 +39,23 @@ class OutboxEntry:
     student_id: str
     payload: dict[str, Any]
     created_at: float
+    material_id: str | None = None  # the material it is about (None: a course's event)
     attempts: int = 0  # failed attempts so far (filled in by `claim`)
 
     def to_json(self) -> str:
         return json.dumps(
-            {"id": self.id, "student_id": self.student_id, "created_at": self.created_at,
-             "payload": self.payload},
+            {"id": self.id, "student_id": self.student_id, "material_id": self.material_id,
+             "created_at": self.created_at, "payload": self.payload},
             separators=(",", ":"), sort_keys=True,
         )  # fmt: skip
 
     @classmethod
     def from_json(cls, raw: str | bytes, attempts: int = 0) -> OutboxEntry:
         doc = json.loads(raw)
-        return cls(doc["id"], doc["student_id"], doc["payload"], doc["created_at"], attempts)
+        return cls(
+            doc["id"], doc["student_id"], doc["payload"], doc["created_at"],
+            doc.get("material_id"), attempts,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,13 +150,21 @@ class Outbox:
     def sent_ids(self, student_id: str) -> list[str]:
         return [_text(m) for m in self.redis.zrange(self.keys.sent(student_id), 0, -1)]
 
-    def erase_student(self, student_id: str) -> tuple[int, list[str]]:
-        """Remove the student's queued and set-aside entries and the record of sent ids.
-        Idempotent. Returns (entries removed, ids already delivered before this call)."""
+    def erase_student(
+        self, student_id: str, material_id: str | None = None
+    ) -> tuple[int, list[str]]:
+        """Remove the student's queued and set-aside entries (only those about `material_id`
+        when given). For a whole student, also forget the record of sent ids and return them
+        (the receiver's copies are the school's to erase). Idempotent.
+        Returns (entries removed, ids delivered before this call)."""
         queued, dead = self.entries_of(student_id)
+        dead_entries = [d["entry"] for d in dead]
+        if material_id is not None:
+            queued = [d for d in queued if d.get("material_id") == material_id]
+            dead_entries = [d for d in dead_entries if d.get("material_id") == material_id]
         ids = [d["id"] for d in queued]
-        dead_ids = [d["entry"]["id"] for d in dead]
-        sent = self.sent_ids(student_id)
+        dead_ids = [d["id"] for d in dead_entries]
+        sent = self.sent_ids(student_id) if material_id is None else []
         pipe = self.redis.pipeline(transaction=True)
         if ids:
             pipe.hdel(self.keys.entries, *ids)
@@ -160,9 +172,19 @@ class Outbox:
             pipe.hdel(self.keys.tries, *ids)
         if dead_ids:
             pipe.hdel(self.keys.dead, *dead_ids)
-        pipe.delete(self.keys.sent(student_id))
+        if material_id is None:
+            pipe.delete(self.keys.sent(student_id))
         pipe.execute()
         return len(ids) + len(dead_ids), sent
+
+
+def forget_sessions(client: redis.Redis, student_id: str, material_id: str | None) -> int:
+    """Drop the student's open xAPI sessions (so no `terminated` follows an erasure)."""
+    members = [
+        m for m, _ in client.zscan_iter(XAPI_SESSIONS, count=1000)
+        if (doc := json.loads(m))[1] == student_id and material_id in (None, doc[0])
+    ]  # fmt: skip
+    return int(client.zrem(XAPI_SESSIONS, *members)) if members else 0
 
 
 def _text(value: Any) -> str:

@@ -56,13 +56,14 @@ def course_completed(student_id: str, course_id: str, completed_at: float) -> di
 
 def deliveries(event: dict[str, Any], receivers: list[str], now: float) -> list[OutboxEntry]:
     """One outbox entry per receiver; the entry id adds the receiver to the event id."""
-    student_id = event["data"]["student_id"]
+    data = event["data"]
     return [
         OutboxEntry(
             f"{event['id']}@{hashlib.sha256(url.encode()).hexdigest()[:12]}",
-            student_id,
+            data["student_id"],
             {"url": url, "event": event},
             now,
+            data.get("material_id"),
         )
         for url in receivers
     ]
