@@ -125,8 +125,8 @@ def send_statements(
 
 
 def end_silent_sessions(ctx: WorkerContext, now: float) -> int:
-    """Queue `terminated` for sessions silent for XAPI_SESSION_TIMEOUT_S, with the state as it
-    is now (hot state, else MongoDB's). Returns how many were ended."""
+    """Queue `terminated` for sessions silent for XAPI_SESSION_TIMEOUT_S before `now`, with the
+    state as it is (hot state, else MongoDB's), due at once. Returns how many were ended."""
     s = ctx.settings
     silent: list[tuple[bytes, float]] = ctx.redis.zrangebyscore(  # type: ignore[assignment]
         XAPI_SESSIONS, "-inf", now - s.xapi_session_timeout_s, start=0, num=SWEEP_LIMIT,
@@ -153,7 +153,7 @@ def end_silent_sessions(ctx: WorkerContext, now: float) -> int:
         video = Video(key.student_id, mid, ref.material.title, ref.material.duration)
         entries.append(statement_entry(sid, mid, b.terminated(video, session_id, state, last), now))
     pipe = ctx.redis.pipeline(transaction=False)
-    Outbox(ctx.redis, XAPI).push_in(pipe, entries, s.outbox_max_entries, now)
+    Outbox(ctx.redis, XAPI).push_in(pipe, entries, s.outbox_max_entries, time.time())
     pipe.zrem(XAPI_SESSIONS, *(m for m, _ in silent))
     pipe.execute()
     return len(entries)
