@@ -75,10 +75,12 @@ def running_stack(
     tmp_path_factory: pytest.TempPathFactory,
     environment: str = "production",
     catalog_file: Path | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[Stack]:
     """Start a whole system; the caller wraps it in a fixture of the scope it wants.
 
-    The catalog is the tests' course (tests/helpers.py) unless `catalog_file` names another.
+    The catalog is the tests' course (tests/helpers.py) unless `catalog_file` names another;
+    `extra_env` adds settings (e.g. XAPI_LRS_URL).
     """
     root = tmp_path_factory.mktemp("stack")
     redis_svc = redis_service(root / "redis", appendonly=True).start()
@@ -97,6 +99,7 @@ def running_stack(
         PORT=str(port),
         HOST="127.0.0.1",
     )
+    env.update(extra_env or {})
     if catalog_file is None:
         catalog_file = root / "catalog.json"
         catalog_file.write_text(json.dumps({"courses": [{"course_id": COURSE_ID, **COURSE}]}))
