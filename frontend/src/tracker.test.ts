@@ -122,9 +122,37 @@ describe("interval", () => {
       seq: 0,
       played: [[0, 4]],
       playback_rate: 1,
+      event: "play", // the first heartbeat after playing started reports it
     });
     expect(second.body.seq).toBe(1);
     expect(second.body.played).toEqual([]);
+    expect(second.body).not.toHaveProperty("event");
+  });
+
+  it("names the player event each heartbeat reports", async () => {
+    const { video, calls, tracker, events } = setup();
+    tracker.start();
+    video.play();
+    video.advance(10);
+    await vi.advanceTimersByTimeAsync(10_000); // the periodic heartbeat carries the play
+    video.advance(2);
+    video.seek(60);
+    video.advance(1);
+    video.pause();
+    video.play();
+    video.currentTime = 120;
+    video.dispatchEvent(new Event("ended"));
+    await vi.advanceTimersByTimeAsync(0);
+    events.dispatchEvent(new Event("pagehide"));
+    await vi.advanceTimersByTimeAsync(0);
+    const sent = watchCalls(calls).map((c) => [c.body.event, c.body.played]);
+    expect(sent).toEqual([
+      ["play", [[0, 10]]],
+      ["seek", [[10, 12]]],
+      ["pause", [[60, 61]]],
+      ["ended", []],
+      ["exit", []],
+    ]);
   });
 
   it("sends nothing before the video's duration is known", async () => {

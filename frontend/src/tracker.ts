@@ -6,6 +6,9 @@
  *   since sendBeacon cannot send the bearer token).
  * - Each heartbeat carries `client_ts`, `session_id`, `seq` and the ranges actually played since
  *   the previous one (from `timeupdate`; a seek closes the open range, so seeks never count).
+ * - A heartbeat sent for a player event names it in `event`: `pause`, `seek`, `ended`, `exit`
+ *   (the page closes); `play` rides on the next heartbeat after playing starts (its first
+ *   played range starts where the play did), so starting playback costs no extra request.
  * - 5xx, 429 and network errors are retried with exponential backoff and jitter; what still
  *   fails goes to a localStorage outbox, flushed through `POST /api/progress/heartbeats` when
  *   the network is back or on the next page load. 401 hands control to `onUnauthorized` (the
@@ -13,6 +16,9 @@
  */
 
 export type Range = [number, number];
+
+/** The player event a heartbeat reports (sent on to the LRS as xAPI statements). */
+export type PlayerEvent = "play" | "pause" | "seek" | "ended" | "exit";
 
 export interface HeartbeatBody {
   watch_time: number;
@@ -22,6 +28,7 @@ export interface HeartbeatBody {
   seq: number;
   played: Range[];
   playback_rate: number;
+  event?: PlayerEvent;
 }
 
 export interface OutboxItem extends HeartbeatBody {
@@ -179,6 +186,7 @@ export class WatchTracker {
     Pick<TrackerOptions, "onProgress" | "onUnauthorized" | "onError" | "events" | "visibility">;
   private seq = 0;
   private played: Range[] = [];
+  private pendingEvent: PlayerEvent | null = null; // reported by the next heartbeat
   private rangeStart: number | null = null;
   private lastPosition: number | null = null;
   private timer: ReturnType<typeof setInterval> | null = null;
@@ -219,7 +227,7 @@ export class WatchTracker {
     this.listen(v, "ended", () => this.onEnded());
     if (this.o.events) {
       this.listen(this.o.events, "online", () => void this.flushOutbox());
-      this.listen(this.o.events, "pagehide", () => this.finalUpdate());
+      this.listen(this.o.events, "pagehide", () => this.finalUpdate("exit"));
     }
     const visibility = this.o.visibility;
     if (visibility) {
@@ -233,7 +241,7 @@ export class WatchTracker {
   /** Stop listening and send the last position (the player closed). */
   stop(): void {
     if (!this.started) return;
-    this.finalUpdate();
+    this.finalUpdate("exit");
     this.stopInterval();
     for (const [target, type, handler] of this.listeners) target.removeEventListener(type, handler);
     this.listeners.length = 0;
@@ -241,8 +249,8 @@ export class WatchTracker {
   }
 
   /** Send one heartbeat now (with retries); resolves when it is settled either way. */
-  async heartbeat(): Promise<void> {
-    const body = this.nextBody();
+  async heartbeat(event?: PlayerEvent): Promise<void> {
+    const body = this.nextBody(event);
     if (body) await this.send(body);
   }
 
@@ -262,24 +270,25 @@ export class WatchTracker {
 
   private onPlay(): void {
     this.rangeStart = this.lastPosition = this.o.video.currentTime;
+    this.pendingEvent = "play";
     this.startInterval();
   }
 
   private onPause(): void {
     this.onTimeUpdate();
     this.stopInterval();
-    void this.heartbeat();
+    void this.heartbeat("pause");
   }
 
   private onSeeked(): void {
     this.rangeStart = this.lastPosition = this.o.video.currentTime;
-    void this.heartbeat();
+    void this.heartbeat("seek");
   }
 
   private onEnded(): void {
     this.onTimeUpdate();
     this.stopInterval();
-    void this.heartbeat();
+    void this.heartbeat("ended");
   }
 
   private onTimeUpdate(): void {
@@ -313,10 +322,12 @@ export class WatchTracker {
     return played.map(([a, b]) => [round(a), round(b)] as Range);
   }
 
-  private nextBody(): HeartbeatBody | null {
+  private nextBody(event?: PlayerEvent): HeartbeatBody | null {
     const v = this.o.video;
     const duration = v.duration;
     if (!Number.isFinite(duration) || duration <= 0) return null; // metadata not loaded yet
+    const reported = event ?? this.pendingEvent ?? undefined;
+    this.pendingEvent = null;
     return {
       watch_time: round(Math.min(Math.max(v.currentTime, 0), duration)),
       total_duration: round(duration),
@@ -325,6 +336,7 @@ export class WatchTracker {
       seq: this.seq++,
       played: this.takePlayed(),
       playback_rate: v.playbackRate || 1,
+      ...(reported ? { event: reported } : {}),
     };
   }
 
@@ -342,9 +354,10 @@ export class WatchTracker {
     this.timer = null;
   }
 
-  /** The page is going away: keep the heartbeat in the outbox first, then try keepalive. */
-  private finalUpdate(): void {
-    const body = this.nextBody();
+  /** The page is going away (`exit`: for good; hidden: maybe back): keep the heartbeat in the
+   * outbox first, then try keepalive. */
+  private finalUpdate(event?: PlayerEvent): void {
+    const body = this.nextBody(event);
     if (!body) return;
     const item = { material_id: this.o.materialId, ...body };
     writeOutbox(this.o.storage, [...readOutbox(this.o.storage), item]);
