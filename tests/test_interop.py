@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from standardwebhooks import Webhook
 
 from ingest.app import create_app
+from shared.errors import Unavailable
 from shared.integrations.outbox import WEBHOOK, XAPI, Outbox, OutboxEntry
 from shared.integrations.xapi import EXT
 from shared.settings import Settings
@@ -301,6 +302,35 @@ def test_an_lrs_that_is_down_delays_statements_and_loses_none(
     metrics = w.client.get("/metrics").text
     assert 'videoprogress_outbox_retried_total{outbox="xapi"} 4.0' in metrics
     assert 'videoprogress_outbox_depth{outbox="xapi"} 0.0' in metrics
+
+
+def test_a_flush_that_mongodb_postponed_still_reports_its_heartbeats_once(
+    world_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fold commits (and trims the heartbeats) before the MongoDB write: a flush whose write
+    fails leaves no later flush to see those heartbeats, so their statements are queued first."""
+    w = world_factory(xapi_lrs_url="http://127.0.0.1:9/xAPI/")
+    me = w.enroll("s-mongo")
+    w.watch(me, watch_time=0, session_id="t", seq=0, event="play")
+    w.watch(me, watch_time=10, session_id="t", seq=1, played=[[0, 10]], event="pause")
+
+    def unavailable(*args: Any) -> Any:
+        raise Unavailable("MongoDB is down")
+
+    write_states = w.ctx.mongo.write_states
+    monkeypatch.setattr(w.ctx.mongo, "write_states", unavailable)
+    report = flush_batch(w.ctx, 500)
+    assert report.errors and report.written == 0
+    assert Counter(verb(s) for s in queued(w.ctx.redis)) == {
+        "initialized": 1,
+        "played": 1,
+        "paused": 1,
+    }
+    monkeypatch.setattr(w.ctx.mongo, "write_states", write_states)
+    time.sleep(2.1)  # the postponed keys are due again after two ticks
+    w.flush()
+    assert w.ctx.mongo.find_states([("s-mongo", "v-100")])[("s-mongo", "v-100")].version == 2
+    assert w.ctx.redis.hlen(XAPI.entries) == 3
 
 
 def test_the_outbox_is_bounded_and_never_blocks_the_flush(world_factory: Any) -> None:

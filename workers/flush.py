@@ -102,6 +102,7 @@ def _flush_keys(
             "no catalog entry for %d buffered keys, e.g. %s", len(batch.unknown), batch.unknown[0]
         )
         ctx.hot.release(batch.unknown, retry_at=now + 3600)
+    announce_flush(ctx, batch.writes, dict(zip(batch.keys, batch.entries, strict=True)), now)
     committed = ctx.hot.commit(batch.folds)
     for fold_, ok in zip(batch.folds, committed, strict=True):
         if not ok:  # another worker folded first: it holds the key and writes it
@@ -166,7 +167,6 @@ def _finish(ctx: WorkerContext, batch: _Batch, now: float, report: FlushReport) 
     newly_complete = [
         w for key, w in batch.writes.items() if w.state.completed and key not in recorded
     ]
-    announce_flush(ctx, batch.writes, dict(zip(batch.keys, batch.entries, strict=True)), now)
     if newly_complete:
         _enqueue_completions(ctx, newly_complete)
         report.completions = len(newly_complete)

@@ -48,20 +48,24 @@ def fold_statements(
     b: StatementBuilder, video: Video, heartbeats: list[Heartbeat], state: WatchState
 ) -> tuple[list[dict[str, Any]], dict[str, float], set[str]]:
     """A key's folded heartbeats -> (statements, open sessions with their last receive time,
-    sessions that ended). `initialized` once per session (its id names only the session)."""
+    sessions that ended). `initialized` once per session: its id names only the session, and
+    its time is the session's first heartbeat (seq 0) when this batch holds it."""
     statements: list[dict[str, Any]] = []
     first: dict[str, float] = {}
     last: dict[str, float] = {}
     ended: set[str] = set()
+    starts: dict[str, float] = {}
     for hb in sorted(heartbeats, key=lambda h: (h.received_at, h.seq or 0)):
         if hb.session_id is None:
             continue
         first.setdefault(hb.session_id, hb.received_at)
+        if hb.seq == 0:  # the session's first heartbeat: the same timestamp in any flush
+            starts[hb.session_id] = hb.received_at
         last[hb.session_id] = max(last.get(hb.session_id, 0.0), hb.received_at)
         if hb.event == "exit":
             ended.add(hb.session_id)
     for session_id, ts in first.items():
-        statements.append(b.initialized(video, session_id, ts))
+        statements.append(b.initialized(video, session_id, starts.get(session_id, ts)))
     for hb in heartbeats:
         if (stmt := b.from_heartbeat(video, hb, state)) is not None:
             statements.append(stmt)
@@ -74,9 +78,14 @@ def announce_flush(
     entries: Mapping[ProgressKey, HotEntry | None],
     now: float,
 ) -> None:
-    """The flush's hook, after MongoDB acknowledged `writes`: queue the statements their folded
-    heartbeats report, in one round trip. Never raises: a failure is logged and counted
-    (`interop_errors`), and the flush goes on."""
+    """The flush's hook: queue the statements that the heartbeats folded into `writes` report,
+    in one round trip. Never raises: a failure is logged and counted (`interop_errors`), and the
+    flush goes on.
+
+    Called after the fold and before its commit: the commit trims the pending heartbeats, so
+    after it a failed MongoDB write (the flush postponed) or a lost insert race would leave no
+    later flush to see them. Before it, a fold that does not commit (another worker folded
+    first, or this one died) is folded again, and the same heartbeats give the same ids."""
     s = ctx.settings
     if not s.xapi_lrs_url:
         return
