@@ -1,6 +1,6 @@
 """`rq cron workers.cron`: enqueue a flush every FLUSH_TICK_S, so that keys nobody writes to
 any more are flushed too, a maintenance pass every few minutes, and the deliveries of xAPI
-statements and webhooks every OUTBOX_TICK_S (each job returns at once when its feature is off)."""
+statements and webhooks every OUTBOX_TICK_S when they are configured."""
 
 from rq import cron
 
@@ -18,7 +18,11 @@ cron.register(
     reconcile_completions, queue_name=_settings.queue_name, interval=600,
     job_timeout=1800, result_ttl=600,
 )  # fmt: skip
-for delivery in (deliver_statements, deliver_webhooks):
+deliveries = [
+    job for job, on in ((deliver_statements, bool(_settings.xapi_lrs_url)),
+                        (deliver_webhooks, bool(_settings.webhook_receivers))) if on
+]  # fmt: skip
+for delivery in deliveries:  # only what is configured: no idle jobs in the queue
     cron.register(
         delivery, queue_name=_settings.queue_name, interval=_settings.outbox_tick_s,
         job_timeout=300, result_ttl=0,

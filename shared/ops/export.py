@@ -21,7 +21,7 @@ from shared.ops.erasure import hot_materials
 from shared.settings import Settings
 from shared.storage.hot_store import HotStore
 from shared.storage.keys import ProgressKey
-from shared.storage.mongo_store import MongoStore
+from shared.storage.mongo_store import MongoStore, _unavailable_on_outage
 
 
 def _iso(ts: float | None) -> str | None:
@@ -91,11 +91,13 @@ def _materials(
     return found
 
 
+@_unavailable_on_outage
 def student_export(
     settings: Settings, mongo: MongoStore, r: redis.Redis, catalog: Catalog, student_id: str
 ) -> dict[str, Any]:
     """The export as JSON-ready data: enrollments, each material's state (current, stored,
-    pending heartbeats), and the outbox entries that name the student."""
+    pending heartbeats), and the outbox entries that name the student.
+    Raises `Unavailable` (a 503) while MongoDB is down: an export must be complete."""
     enrollments = [
         {**doc, "updated_at": _iso(doc.get("updated_at"))}
         for doc in mongo.enrollments.find({"student_id": student_id}, {"_id": 0})
@@ -127,6 +129,7 @@ def student_export(
     }
 
 
+@_unavailable_on_outage
 def student_export_xapi(
     settings: Settings, mongo: MongoStore, r: redis.Redis, catalog: Catalog, student_id: str
 ) -> dict[str, Any]:
