@@ -83,7 +83,9 @@ class Settings(BaseSettings):
     outbox_retry_base_s: float = Field(2.0, gt=0)  # first retry delay, doubled per attempt
     outbox_retry_max_s: float = Field(600.0, gt=0)  # the longest delay between two attempts
     delivery_timeout_s: float = Field(10.0, gt=0)  # per HTTP request to an LRS or receiver
-    sent_ids_per_student: int = Field(10_000, ge=0)  # sent ids kept for erasure requests
+    # Delivered ids kept per student and outbox (~60 bytes each): an id in it is never queued
+    # again, and erasure lists them. 0 keeps none (then only the LRS's own dedupe protects).
+    sent_ids_per_student: int = Field(1_000, ge=0)
 
     port: int = 8000
     web_concurrency: int = Field(1, ge=1)

@@ -276,6 +276,10 @@ def test_a_refused_statement_is_set_aside_and_the_rest_of_its_batch_is_sent(
     assert 'videoprogress_outbox_dead_entries{outbox="xapi"} 1.0' in metrics
     # Never retried: the next run has nothing to do.
     assert send_due_statements(w.ctx) == {"sent": 0, "retried": 0, "refused": 0}
+    # An operator puts it back (e.g. after deleting the clash in the LRS): refused again.
+    assert Outbox(w.ctx.redis, XAPI).requeue_dead(None, time.time()) == 1
+    assert w.ctx.redis.hlen(XAPI.entries) == 1 and w.ctx.redis.hlen(XAPI.dead) == 0
+    assert send_due_statements(w.ctx) == {"sent": 0, "retried": 0, "refused": 1}
 
 
 def test_an_lrs_that_is_down_delays_statements_and_loses_none(

@@ -132,6 +132,25 @@ class Outbox:
             args += [op, e.id, detail]
         return tuple(int(x) for x in self._settle(keys=keys, args=args))
 
+    def requeue_dead(self, ids: list[str] | None = None, now: float = 0.0) -> int:
+        """Put set-aside entries (all, or those named) back in the outbox, due at `now`, after
+        an operator fixed the cause. Returns how many were moved."""
+        raw: dict[bytes, bytes] = self.redis.hgetall(self.keys.dead)  # type: ignore[assignment]
+        moved = {
+            _text(k): json.dumps(json.loads(v)["entry"], separators=(",", ":"), sort_keys=True)
+            for k, v in raw.items()
+            if ids is None or _text(k) in ids
+        }
+        if not moved:
+            return 0
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(self.keys.entries, mapping=moved)  # type: ignore[arg-type]
+        pipe.zadd(self.keys.due, dict.fromkeys(moved, now))
+        pipe.hdel(self.keys.tries, *moved)
+        pipe.hdel(self.keys.dead, *moved)
+        pipe.execute()
+        return len(moved)
+
     def depth(self) -> int:
         return int(self.redis.hlen(self.keys.entries))
 
