@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.metadata import version
 from typing import Any
 
 from fastapi import FastAPI
@@ -23,6 +24,7 @@ from ingest.fast_path import WatchTimeFastPath
 from ingest.models import ErrorResponse
 from ingest.progress_service import ProgressService
 from ingest.request_log import RequestLogMiddleware
+from shared.clock import Clock
 from shared.runtime.gc_tuning import settled_heap
 from shared.runtime.logs import configure_logging
 from shared.settings import Settings, get_settings
@@ -32,14 +34,17 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def create_app(settings: Settings | None = None, fast_path: bool = True) -> FastAPI:
-    """The service; `fast_path=False` serves the heartbeat route through FastAPI as well."""
+def create_app(
+    settings: Settings | None = None, fast_path: bool = True, clock: Clock | None = None
+) -> FastAPI:
+    """The service; `fast_path=False` serves the heartbeat route through FastAPI as well;
+    `clock` replaces the system clock (tests move a MockedClock instead of sleeping)."""
     settings = settings or get_settings()
     configure_logging(json_lines=settings.environment == "production", level=settings.log_level)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        ctx = AppContext.build(settings)
+        ctx = AppContext.build(settings, clock)
         app.state.ctx = ctx
         app.state.progress = ProgressService(ctx)
         await ctx.start()
@@ -49,7 +54,7 @@ def create_app(settings: Settings | None = None, fast_path: bool = True) -> Fast
 
     app = FastAPI(
         title="Video progress tracking",
-        version="0.6.0",
+        version=version("videoprogress"),  # pyproject.toml's, as installed
         description="Heartbeats from course video players in, progress out. See API.md.",
         lifespan=lifespan,
         responses=ERROR_RESPONSES,

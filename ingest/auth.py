@@ -1,7 +1,9 @@
-"""Who is asking: the bearer token's principal, and role requirements as dependencies."""
+"""Who is asking: the bearer token's principal, and role requirements as dependencies
+(their aliases, `Student`, `Admin`, ..., are in `ingest.deps`)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -36,16 +38,12 @@ async def current_principal(
     return bearer_principal(request.app.state.ctx.verifier, request.headers.get("authorization"))
 
 
-def require_role(*roles: str):  # noqa: ANN201 - a dependency factory
+def require_role(*roles: str) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency that passes a principal of one of `roles` on; Forbidden for the rest."""
+
     async def dependency(
         principal: Annotated[Principal, Depends(current_principal)],
     ) -> Principal:
         return check_role(principal, roles)
 
     return dependency
-
-
-AnyUser = Annotated[Principal, Depends(current_principal)]
-Student = Annotated[Principal, Depends(require_role("student"))]
-StudentOrAdmin = Annotated[Principal, Depends(require_role("student", "admin"))]
-Admin = Annotated[Principal, Depends(require_role("admin"))]

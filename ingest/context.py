@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from dataclasses import dataclass, field
 
 import redis
@@ -17,6 +16,7 @@ from redis.retry import Retry
 from starlette.concurrency import run_in_threadpool
 
 from ingest.metrics import system_registry
+from shared.clock import Clock, SystemClock
 from shared.domain.catalog import Catalog, MaterialRef
 from shared.errors import Unavailable
 from shared.ops import admin_ops
@@ -32,8 +32,8 @@ class CatalogCache:
     """The catalog as published in Redis; re-read when its version changes (checked every
     second, and at once, at most twice a second, when asked for an unknown material)."""
 
-    def __init__(self, hot: AsyncHotStore, mongo: MongoStore, r: redis.Redis) -> None:
-        self.hot, self.mongo, self.redis_sync = hot, mongo, r
+    def __init__(self, hot: AsyncHotStore, mongo: MongoStore, r: redis.Redis, clock: Clock) -> None:
+        self.hot, self.mongo, self.redis_sync, self.clock = hot, mongo, r, clock
         self.current = Catalog([])
         self._last_forced = 0.0
 
@@ -49,8 +49,8 @@ class CatalogCache:
 
     async def material(self, material_id: str) -> MaterialRef | None:
         ref = self.current.material(material_id)
-        if ref is None and time.monotonic() - self._last_forced > 0.5:
-            self._last_forced = time.monotonic()
+        if ref is None and self.clock.monotonic() - self._last_forced > 0.5:
+            self._last_forced = self.clock.monotonic()
             await self.refresh()
             ref = self.current.material(material_id)
         return ref
@@ -68,14 +68,15 @@ class CatalogCache:
 class MongoReadBreaker:
     """After a failed MongoDB read, skip optional reads for a while (ingest must not wait)."""
 
+    clock: Clock
     pause_s: float = 5.0
     _open_until: float = field(default=0.0, repr=False)
 
     def allows(self) -> bool:
-        return time.monotonic() >= self._open_until
+        return self.clock.monotonic() >= self._open_until
 
     def failed(self) -> None:
-        self._open_until = time.monotonic() + self.pause_s
+        self._open_until = self.clock.monotonic() + self.pause_s
 
 
 @dataclass
@@ -89,21 +90,28 @@ class AppContext:
     catalog: CatalogCache
     breaker: MongoReadBreaker
     system_metrics: CollectorRegistry
-    _tasks: list[asyncio.Task] = field(default_factory=list)
+    clock: Clock
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
-    def build(cls, settings: Settings) -> AppContext:
+    def build(cls, settings: Settings, clock: Clock | None = None) -> AppContext:
         # A connection broken by a Redis restart is retried on a fresh one: repeating an
         # append is harmless (heartbeats are idempotent), failing it would be a needless 503.
         client = aioredis.Redis.from_url(
-            settings.redis_url, socket_timeout=5, socket_connect_timeout=2,
-            max_connections=256, health_check_interval=30,
+            settings.redis_url,
+            socket_timeout=5,
+            socket_connect_timeout=2,
+            max_connections=256,
+            health_check_interval=30,
             retry=AsyncRetry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
-        )  # fmt: skip
+        )
         sync_client = redis.Redis.from_url(
-            settings.redis_url, socket_timeout=5, socket_connect_timeout=2,
+            settings.redis_url,
+            socket_timeout=5,
+            socket_connect_timeout=2,
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
-        )  # fmt: skip
+        )
+        clock = clock or SystemClock()
         hot = AsyncHotStore(client)
         mongo = MongoStore(settings.mongo_url, settings.mongo_timeout_ms)
         return cls(
@@ -113,9 +121,10 @@ class AppContext:
             redis_sync=sync_client,
             hot=hot,
             mongo=mongo,
-            catalog=CatalogCache(hot, mongo, sync_client),
-            breaker=MongoReadBreaker(),
+            catalog=CatalogCache(hot, mongo, sync_client, clock),
+            breaker=MongoReadBreaker(clock),
             system_metrics=system_registry(sync_client, settings.due_delay_s, settings.queue_name),
+            clock=clock,
         )
 
     async def start(self) -> None:

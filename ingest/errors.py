@@ -52,9 +52,11 @@ def invalid_response(errors: Iterable[Mapping[str, Any]]) -> JSONResponse:
 
 def _unavailable() -> JSONResponse:
     return error_response(
-        503, "unavailable", "the heartbeat buffer (Redis) is unavailable; retry later",
+        503,
+        "unavailable",
+        "the heartbeat buffer (Redis) is unavailable; retry later",
         headers={"Retry-After": "5"},
-    )  # fmt: skip
+    )
 
 
 _REDIS_DOWN = (
@@ -87,9 +89,11 @@ def response_for(exc: Exception, method: str, path: str) -> tuple[JSONResponse, 
     if isinstance(exc, redis.exceptions.ResponseError) and "OOM" in str(exc):
         log.error("Redis refused a write: out of memory (maxmemory reached)")
         response = error_response(
-            503, "buffer_full", "the heartbeat buffer is full; retry later",
+            503,
+            "buffer_full",
+            "the heartbeat buffer is full; retry later",
             headers={"Retry-After": "10"},
-        )  # fmt: skip
+        )
         return response, "buffer_full"
     log.error("unhandled error on %s %s", method, path, exc_info=exc)
     response = error_response(500, "internal_error", "unexpected error; it has been logged")

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from pydantic_core import to_json
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
-from starlette.routing import get_route_path
+from starlette.routing import get_route_path  # type: ignore[attr-defined]  # not re-exported; the router's own
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ingest.auth import bearer_principal, check_role
@@ -58,8 +58,10 @@ class WatchTimeFastPath:
         except Exception as exc:  # every refusal leaves in the error shape, and counts
             await answer_error(exc, "POST", scope["path"])(scope, receive, send)
         else:
-            headers = [(b"content-type", b"application/json"),
-                       (b"content-length", str(len(reply)).encode())]  # fmt: skip
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(reply)).encode()),
+            ]
             await send({"type": "http.response.start", "status": 202, "headers": headers})
             await send({"type": "http.response.body", "body": reply})
         INGEST_SECONDS.observe(time.perf_counter() - started)
@@ -92,14 +94,22 @@ def decode_body(body: bytes, content_type: bytes | None) -> Any:
         return _MISSING
     media = (content_type or b"").partition(b";")[0].strip().lower()
     maintype, _, subtype = media.partition(b"/")
-    if not (maintype == b"application" and b"/" not in subtype and
-            (subtype == b"json" or subtype.endswith(b"+json"))):  # fmt: skip
+    if not (
+        maintype == b"application"
+        and b"/" not in subtype
+        and (subtype == b"json" or subtype.endswith(b"+json"))
+    ):
         return body
     try:
         return json.loads(body)
     except json.JSONDecodeError as exc:
-        error = {"type": "json_invalid", "loc": ("body", exc.pos), "msg": "JSON decode error",
-                 "input": {}, "ctx": {"error": exc.msg}}  # fmt: skip
+        error = {
+            "type": "json_invalid",
+            "loc": ("body", exc.pos),
+            "msg": "JSON decode error",
+            "input": {},
+            "ctx": {"error": exc.msg},
+        }
         raise RequestValidationError([error]) from None
     except UnicodeDecodeError:
         raise HTTPException(400, "There was an error parsing the body") from None

@@ -42,6 +42,7 @@ _COUNTERS = {
     "completions": "Materials that crossed the completion threshold",
     "flush_failures": "Flushes postponed because MongoDB was unavailable",
     "quarantined": "Keys set aside in vp:poison because a flush could not process them",
+    "overclaimed_heartbeats": "Heartbeats whose claims went over the verified-watching budget",
     "interop_errors": "Flushes whose xAPI statements could not be queued (the flush went on)",
 }
 
@@ -73,17 +74,20 @@ class SystemCollector(Collector):
         dirty, pending, oldest, *outbox_sizes = pipe.execute()
         stats = read_stats(self.redis)
         yield GaugeMetricFamily(
-            "videoprogress_failed_jobs", "RQ jobs that failed for good (RQ's failed registry)",
+            "videoprogress_failed_jobs",
+            "RQ jobs that failed for good (RQ's failed registry)",
             value=self.failed_jobs.count,
-        )  # fmt: skip
+        )
         yield GaugeMetricFamily(
-            "videoprogress_buffer_dirty_keys", "(student, material) keys not yet in MongoDB",
+            "videoprogress_buffer_dirty_keys",
+            "(student, material) keys not yet in MongoDB",
             value=dirty,
-        )  # fmt: skip
+        )
         yield GaugeMetricFamily(
-            "videoprogress_buffer_pending_heartbeats", "Accepted heartbeats not yet folded",
+            "videoprogress_buffer_pending_heartbeats",
+            "Accepted heartbeats not yet folded",
             value=int(pending or 0),
-        )  # fmt: skip
+        )
         age = max(0.0, time.time() - (oldest[0][1] - self.due_delay_s)) if oldest else 0.0
         yield GaugeMetricFamily(
             "videoprogress_buffer_oldest_unflushed_seconds",
@@ -98,9 +102,11 @@ class SystemCollector(Collector):
             running += stats.get(f"batch_le_{bound}", 0.0)
             buckets.append(("+Inf" if bound == "inf" else str(bound), running))
         yield HistogramMetricFamily(
-            "videoprogress_flush_batch_documents", "Documents per MongoDB bulk write",
-            buckets=buckets, sum_value=stats.get("flushed_keys", 0.0),
-        )  # fmt: skip
+            "videoprogress_flush_batch_documents",
+            "Documents per MongoDB bulk write",
+            buckets=buckets,
+            sum_value=stats.get("flushed_keys", 0.0),
+        )
         writes = stats.get("mongo_writes", 0.0)
         seconds = stats.get("mongo_write_seconds", 0.0)
         yield CounterMetricFamily(

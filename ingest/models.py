@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from shared.domain.analytics import ClassRow
 from shared.domain.catalog import Identifier
 
 Seconds = Annotated[float, Field(ge=0, le=24 * 3600)]
@@ -82,10 +83,16 @@ class MaterialStatus(BaseModel):
     watch_time: float
     total_duration: float | None
     progress_percentage: float
-    watched_seconds: float
+    watched_seconds: float = Field(description="seconds credited as watched (verified watching)")
+    unverified_seconds: float = Field(
+        description="seconds the player claims beyond what it could have played while sending"
+    )
     completed: bool
     completed_at: datetime | None
     last_watched: datetime | None
+    playback_rate: float | None = Field(
+        description="the rate the player last reported; shown, never used for the bound"
+    )
 
 
 class StatusRequest(_Strict):
@@ -143,14 +150,6 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
-
-
-class ClassRow(BaseModel):
-    student_id: str
-    progress_percentage: float
-    completed_materials: int
-    watched_seconds: float
-    last_active: datetime | None
 
 
 class ClassPage(BaseModel):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -17,12 +16,13 @@ from ingest.models import (
     ModuleProgress,
     VideoTotals,
 )
+from ingest.state_cache import CachedState, StateCache
 from shared.domain.catalog import Course, MaterialRef
 from shared.domain.course import course_progress, percentage
-from shared.domain.progress import Heartbeat, WatchState, fold
+from shared.domain.progress import Heartbeat, WatchState, fold_into
 from shared.errors import BufferFull, Forbidden, RateLimited, ServiceError, Unavailable
 from shared.ops import admin_ops
-from shared.storage.hot_store import HotEntry, IngestItem, IngestLimits, IngestReply
+from shared.storage.hot_store import HotView, IngestItem, IngestLimits, IngestReply
 from shared.storage.keys import ProgressKey
 
 # A heartbeat's reply waits at most this long for MongoDB (only for a state that expired from
@@ -37,6 +37,12 @@ class Submission:
     ref: MaterialRef
     material_id: str
     heartbeats: list[Heartbeat]
+    cached: CachedState | None = None  # this process's state of the key, as the request began
+
+
+def needs_stored_state(view: HotView) -> bool:
+    """A key without hot state whose stored state MongoDB holds (it expired from Redis)."""
+    return not view.has_hot_state and view.stored
 
 
 def _iso(ts: float | None) -> datetime | None:
@@ -51,18 +57,28 @@ def material_status(material_id: str, ref: MaterialRef, state: WatchState) -> Ma
         total_duration=ref.material.duration,
         progress_percentage=state.progress,
         watched_seconds=state.watched_seconds,
+        unverified_seconds=state.unverified_seconds,
         completed=state.completed,
         completed_at=_iso(state.completed_at),
         last_watched=_iso(state.last_watched),
+        playback_rate=state.playback_rate,
     )
 
 
 class ProgressService:
-    def __init__(self, ctx: AppContext) -> None:
+    def __init__(self, ctx: AppContext, cache: StateCache | None = None) -> None:
         self.ctx = ctx
         self.settings = ctx.settings
+        self.cache = cache or StateCache()
 
     # -- writes ---------------------------------------------------------------------------
+
+    def submission(
+        self, student_id: str, ref: MaterialRef, material_id: str, heartbeats: list[Heartbeat]
+    ) -> Submission:
+        """Heartbeats to submit, with this process's cached state of the key (if any)."""
+        cached = self.cache.get(ProgressKey(student_id, material_id))
+        return Submission(ref, material_id, heartbeats, cached)
 
     async def submit(
         self, student_id: str, submissions: list[Submission], want_state: bool
@@ -83,11 +99,20 @@ class ProgressService:
     async def _append(
         self, student_id: str, submissions: list[Submission], want_state: bool
     ) -> list[IngestReply]:
-        items = [
-            IngestItem(ProgressKey(student_id, s.material_id), s.ref.course_id, s.heartbeats)
-            for s in submissions
-        ]
-        s, now = self.settings, time.time()
+        items = []
+        for sub in submissions:
+            key = ProgressKey(student_id, sub.material_id)
+            cached = sub.cached if want_state else None
+            items.append(
+                IngestItem(
+                    key,
+                    sub.ref.course_id,
+                    sub.heartbeats,
+                    cached.view if cached else None,
+                    self.cache.proposal(cached),
+                )  # fmt: skip
+            )
+        s, now = self.settings, self.ctx.clock.time()
         limits = IngestLimits(
             due_at=now + s.due_delay_s,
             max_dirty=s.max_dirty_keys,
@@ -95,48 +120,93 @@ class ProgressService:
             rate_limit=s.rate_limit_per_minute,
             rate_window_s=60,
             now=now,
+            max_per_key=s.max_pending_per_key,
         )
         return await self.ctx.hot.append(items, limits, want_state)
 
-    @staticmethod
-    def _outcome(reply: IngestReply) -> IngestReply | ServiceError:
+    def _outcome(self, reply: IngestReply) -> IngestReply | ServiceError:
         if reply.status == "ok":
             return reply
         if reply.status == "not_enrolled":
             return Forbidden("not enrolled in this material's course")
         if reply.status == "buffer_full":
             return BufferFull("the heartbeat buffer is full; retry later", retry_after_s=10)
+        if reply.status == "key_full":
+            return BufferFull(
+                f"this video already has {self.settings.max_pending_per_key} heartbeats waiting "
+                "for a worker; retry later",
+                retry_after_s=30,
+            )
         if reply.status == "rate_limited":
             return RateLimited(
                 "too many heartbeats from this student; retry later", reply.retry_after_s
             )
         return Unavailable(f"could not buffer the heartbeat ({reply.status}); retry later")
 
-    async def state_after(self, student_id: str, sub: Submission, entry: HotEntry) -> WatchState:
-        """The state as of an accepted heartbeat: hot state + pending, folded. When Redis holds
-        no hot state, the stored one is read from MongoDB if it answers quickly (best effort:
-        the heartbeat is safe either way and the workers merge it correctly)."""
-        base = entry.state
-        if base is None and entry.stored and self.ctx.breaker.allows():
+    async def state_after(self, student_id: str, sub: Submission, view: HotView) -> WatchState:
+        """The state as of an accepted heartbeat, from the view the append returned (a bounded
+        number of heartbeats on a known base)."""
+        key = ProgressKey(student_id, sub.material_id)
+        return await self._resolve(key, sub.ref, view, sub.cached, best_effort=True)
+
+    async def _resolve(
+        self,
+        key: ProgressKey,
+        ref: MaterialRef,
+        view: HotView,
+        cached: CachedState | None,
+        best_effort: bool,
+    ) -> WatchState:
+        """Fold a view's heartbeats onto its base and remember the result.
+
+        A key without hot state may have a stored state in MongoDB: a heartbeat's reply waits
+        for it at most MONGO_READ_DEADLINE_S (`best_effort`; the reply is then computed without
+        it and not cached: the heartbeat is safe either way and the workers merge it), a read
+        waits for it (and raises Unavailable when MongoDB is down)."""
+        complete = True
+        if view.mode == "cache" and cached is not None:
+            state = cached.state
+        elif view.base is not None:
+            state = view.base
+        elif needs_stored_state(view):
+            found, complete = await self._stored_state(key, best_effort)
+            state = found or WatchState()
+        else:
+            state = WatchState()
+        return self._fold_view(key, ref, view, state, complete)
+
+    def _fold_view(
+        self, key: ProgressKey, ref: MaterialRef, view: HotView, state: WatchState, keep: bool
+    ) -> WatchState:
+        fold_into(
+            state, view.tail, duration=ref.material.duration,
+            threshold=self.settings.completion_threshold,
+            verification=self.settings.verification,
+        )  # fmt: skip
+        if keep:
+            self.cache.put(key, view, state)
+        return state
+
+    async def _stored_state(
+        self, key: ProgressKey, best_effort: bool
+    ) -> tuple[WatchState | None, bool]:
+        """The state MongoDB holds for a key, and whether MongoDB answered."""
+        pair = (key.student_id, key.material_id)
+        if not best_effort:
+            stored = await run_in_threadpool(self.ctx.mongo.find_states, [pair])
+        elif not self.ctx.breaker.allows():
+            return None, False
+        else:
             try:
                 stored = await asyncio.wait_for(
-                    run_in_threadpool(self.ctx.mongo.find_states, [(student_id, sub.material_id)]),
+                    run_in_threadpool(self.ctx.mongo.find_states, [pair]),
                     timeout=MONGO_READ_DEADLINE_S,
                 )
             except (Unavailable, TimeoutError):
                 self.ctx.breaker.failed()
-            else:
-                found = stored.get((student_id, sub.material_id))
-                base = found.state if found else None
-        return self._fold(base, entry.pending, sub.ref)
-
-    def _fold(
-        self, base: WatchState | None, pending: list[Heartbeat], ref: MaterialRef
-    ) -> WatchState:
-        return fold(
-            base, pending, duration=ref.material.duration,
-            threshold=self.settings.completion_threshold,
-        )  # fmt: skip
+                return None, False
+        found = stored.get(pair)
+        return (found.state if found else None), True
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -148,9 +218,10 @@ class ProgressService:
         Raises Forbidden when the student is not enrolled in one of the materials' courses
         (or of `course_ids`).
         """
-        material_ids = list(refs)
-        keys = [ProgressKey(student_id, m) for m in material_ids]
-        enrolled, entries = await self.ctx.hot.read(student_id, keys)
+        keys = [ProgressKey(student_id, m) for m in refs]
+        cached = [self.cache.get(key) for key in keys]
+        views_of = [c.view if c else None for c in cached]
+        enrolled, views = await self.ctx.hot.read(student_id, keys, views_of)
         if enrolled is None:
             enrolled = await run_in_threadpool(
                 admin_ops.mirror_enrollments, self.ctx.mongo, self.ctx.redis_sync, student_id
@@ -158,15 +229,20 @@ class ProgressService:
         required = {ref.course_id for ref in refs.values()} | set(course_ids)
         if not required <= enrolled:
             raise Forbidden("not enrolled in this material's course")
-        cold = [(student_id, m) for m, e in zip(material_ids, entries, strict=True)
-                if e.version is None and e.stored]  # fmt: skip
+        cold = [(k.student_id, k.material_id) for k, v in zip(keys, views, strict=True)
+                if v.mode != "cache" and v.base is None and needs_stored_state(v)]  # fmt: skip
         stored = await run_in_threadpool(self.ctx.mongo.find_states, cold) if cold else {}
         states = {}
-        for material_id, entry in zip(material_ids, entries, strict=True):
-            base = entry.state
-            if entry.version is None and (found := stored.get((student_id, material_id))):
-                base = found.state
-            states[material_id] = self._fold(base, entry.pending, refs[material_id])
+        for key, view, entry in zip(keys, views, cached, strict=True):
+            ref = refs[key.material_id]
+            if view.mode == "cache" and entry is not None:
+                base = entry.state
+            elif view.base is not None:
+                base = view.base
+            else:
+                found = stored.get((key.student_id, key.material_id))
+                base = (found.state if found else None) or WatchState()
+            states[key.material_id] = self._fold_view(key, ref, view, base, True)
         return states
 
     async def course_progress(self, student_id: str, course: Course) -> CourseProgress:
@@ -213,3 +289,8 @@ class ProgressService:
             ),
             modules=modules,
         )
+
+    async def check_enrolled(self, student_id: str, course_id: str) -> None:
+        """Return when the student is enrolled in the course (as the progress routes check it,
+        from Redis's mirror); raise Forbidden when not."""
+        await self.states(student_id, {}, (course_id,))

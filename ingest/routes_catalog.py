@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from ingest.auth import Admin, AnyUser
-from ingest.context import AppContext
+from ingest.deps import Admin, AnyUser, CourseDep, Ctx, Progress
 from shared.domain.catalog import ID_PATTERN, Course, CourseBody
 from shared.errors import Forbidden, NotFound
 from shared.ops import admin_ops
@@ -23,17 +22,6 @@ class Enrollment(BaseModel):
     enrolled: bool
 
 
-def _ctx(request: Request) -> AppContext:
-    return request.app.state.ctx
-
-
-def _course(ctx: AppContext, course_id: str) -> Course:
-    course = ctx.catalog.current.courses.get(course_id)
-    if course is None:
-        raise NotFound(f"unknown course '{course_id}'", {"course_id": course_id})
-    return course
-
-
 @router.put(
     "/{course_id}",
     response_model=Course,
@@ -43,11 +31,10 @@ async def put_course(
     course_id: Annotated[str, Path(pattern=ID_PATTERN, description="letters, digits, _ . : -")],
     body: CourseBody,
     admin: Admin,
-    request: Request,
+    ctx: Ctx,
     response: Response,
 ) -> Course:
     """Create (201) or replace (200) a course. A material id belongs to one course only."""
-    ctx = _ctx(request)
     course = Course(course_id=course_id, **body.model_dump())
     created = await run_in_threadpool(admin_ops.save_course, ctx.mongo, ctx.redis_sync, course)
     await ctx.catalog.refresh()
@@ -56,14 +43,14 @@ async def put_course(
 
 
 @router.get("/{course_id}", response_model=Course)
-async def get_course(course_id: str, principal: AnyUser, request: Request) -> Course:
+async def get_course(
+    course_id: str, principal: AnyUser, course: CourseDep, progress: Progress
+) -> Course:
     """The course, for its enrolled students, its teachers and admins."""
-    ctx = _ctx(request)
-    course = _course(ctx, course_id)
     if principal.role == "teacher" and principal.user_id not in course.teacher_ids:
         raise Forbidden("you do not teach this course")
-    if principal.role == "student":  # the enrollment check of the progress routes (Redis)
-        await request.app.state.progress.states(principal.user_id, {}, (course_id,))
+    if principal.role == "student":
+        await progress.check_enrolled(principal.user_id, course_id)
     return course
 
 
@@ -74,23 +61,21 @@ async def get_course(course_id: str, principal: AnyUser, request: Request) -> Co
     responses={200: {"model": Enrollment, "description": "Already enrolled"}},
 )
 async def enroll(
-    course_id: str, student_id: str, admin: Admin, request: Request, response: Response
-) -> dict:
+    course_id: str, student_id: str, admin: Admin, _: CourseDep, ctx: Ctx, response: Response
+) -> Enrollment:
     """Enroll a student (201 when new, 200 when already enrolled)."""
-    ctx = _ctx(request)
-    _course(ctx, course_id)
     created = await run_in_threadpool(
         admin_ops.set_enrollment, ctx.mongo, ctx.redis_sync, student_id, course_id, True
     )
     response.status_code = 201 if created else 200
-    return {"course_id": course_id, "student_id": student_id, "enrolled": True}
+    return Enrollment(course_id=course_id, student_id=student_id, enrolled=True)
 
 
 @router.delete("/{course_id}/enrollments/{student_id}", status_code=204)
-async def unenroll(course_id: str, student_id: str, admin: Admin, request: Request) -> Response:
+async def unenroll(
+    course_id: str, student_id: str, admin: Admin, _: CourseDep, ctx: Ctx
+) -> Response:
     """Unenroll a student (404 when they were not enrolled)."""
-    ctx = _ctx(request)
-    _course(ctx, course_id)
     removed = await run_in_threadpool(
         admin_ops.set_enrollment, ctx.mongo, ctx.redis_sync, student_id, course_id, False
     )

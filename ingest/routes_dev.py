@@ -29,7 +29,7 @@ class TokenRequest(BaseModel):
 def _users(request: Request) -> list[DemoUser]:
     courses = request.app.state.ctx.catalog.current.courses
     course = DEMO_COURSE if DEMO_COURSE in courses else next(iter(courses), None)
-    return [DemoUser(user_id=u, role=r, course_id=course) for u, r in DEMO_USERS]  # type: ignore[arg-type]
+    return [DemoUser(user_id=u, role=r, course_id=course) for u, r in DEMO_USERS]
 
 
 @router.get("/users", response_model=list[DemoUser])

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
-from ingest.auth import Admin, Student
 from ingest.context import AppContext
+from ingest.deps import Admin, Ctx, Student
 from shared.ops.export import student_export, student_export_xapi
 
 router = APIRouter(tags=["data export"])
@@ -27,16 +27,16 @@ async def _export(ctx: AppContext, student_id: str, fmt: str) -> dict[str, Any]:
 
 
 @router.get("/api/progress/export")
-async def export_own(student: Student, request: Request, format: ExportFormat = "json") -> Any:
+async def export_own(student: Student, ctx: Ctx, format: ExportFormat = "json") -> dict[str, Any]:
     """Everything the service holds about the calling student, as JSON: enrollments, each
     material's state (watched ranges, position, completion, times; MongoDB's copy and the
     current one), heartbeats not yet folded, and outbox entries that name them."""
-    return await _export(request.app.state.ctx, student.user_id, format)
+    return await _export(ctx, student.user_id, format)
 
 
 @router.get("/api/admin/students/{student_id}/export")
 async def export_student(
-    student_id: str, admin: Admin, request: Request, format: ExportFormat = "json"
-) -> Any:
+    student_id: str, admin: Admin, ctx: Ctx, format: ExportFormat = "json"
+) -> dict[str, Any]:
     """The same export for any student (admins only; `403` for everyone else)."""
-    return await _export(request.app.state.ctx, student_id, format)
+    return await _export(ctx, student_id, format)

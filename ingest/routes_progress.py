@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from ingest.auth import Student, StudentOrAdmin
+from ingest.deps import (
+    MaterialDep,
+    Progress,
+    Student,
+    StudentOrAdmin,
+    course_or_404,
+    material_or_404,
+)
 from ingest.errors import validation_details
 from ingest.metrics import HEARTBEATS_ACCEPTED, HEARTBEATS_REJECTED, INGEST_SECONDS
 from ingest.models import (
@@ -27,35 +33,14 @@ from ingest.models import (
     StatusRequest,
 )
 from ingest.progress_service import ProgressService, Submission, material_status
-from shared.domain.catalog import Course, MaterialRef, durations_agree
+from shared.domain.catalog import MaterialRef, durations_agree
 from shared.domain.progress import Heartbeat
-from shared.errors import Forbidden, InvalidInput, NotFound, ServiceError
+from shared.errors import Forbidden, InvalidInput, ServiceError
 from shared.tokens import Principal
 
 router = APIRouter(prefix="/api/progress", tags=["student progress"])
 
 CLIENT_CLOCK_AHEAD_S = 60.0  # a player clock further ahead than this is clamped to ours
-
-
-async def get_service(request: Request) -> ProgressService:
-    return request.app.state.progress
-
-
-Service = Annotated[ProgressService, Depends(get_service)]
-
-
-async def find_material(service: ProgressService, material_id: str) -> MaterialRef:
-    ref = await service.ctx.catalog.material(material_id)
-    if ref is None:
-        raise NotFound(f"unknown material '{material_id}'", {"material_id": material_id})
-    return ref
-
-
-def find_course(service: ProgressService, course_id: str) -> Course:
-    course = service.ctx.catalog.current.courses.get(course_id)
-    if course is None:
-        raise NotFound(f"unknown course '{course_id}'", {"course_id": course_id})
-    return course
 
 
 def subject_of(principal: Principal, student_id: str | None) -> str:
@@ -95,13 +80,14 @@ def to_heartbeat(body: HeartbeatBody, ref: MaterialRef, received_at: float) -> H
         session_id=body.session_id,
         seq=body.seq,
         played=tuple(body.played) if body.played is not None else None,
+        playback_rate=body.playback_rate,
         event=body.event,
     )
 
 
 @router.post("/video/{video_id}/watch-time", status_code=202, response_model=HeartbeatAccepted)
 async def post_watch_time(
-    video_id: str, body: HeartbeatBody, student: Student, service: Service
+    video_id: str, body: HeartbeatBody, student: Student, service: Progress
 ) -> JSONResponse:
     """Record one heartbeat. `202` means it is durably buffered; the reply is the state as of
     this heartbeat.
@@ -118,15 +104,16 @@ async def record_heartbeat(
 ) -> dict[str, Any]:
     """Buffer one heartbeat and return the reply's body (HeartbeatAccepted's shape, built
     directly: this is the hottest path); raises the ServiceError that refused it."""
-    ref = await find_material(service, video_id)
-    submission = Submission(ref, video_id, [to_heartbeat(body, ref, time.time())])
+    ref = await material_or_404(service.ctx.catalog, video_id)
+    hb = to_heartbeat(body, ref, service.ctx.clock.time())
+    submission = service.submission(student.user_id, ref, video_id, [hb])
     [outcome] = await service.submit(student.user_id, [submission], want_state=True)
     if isinstance(outcome, ServiceError):
         raise outcome  # counted by the error handler
     HEARTBEATS_ACCEPTED.inc()
-    if outcome.entry is None:  # asked for with want_state=True, so never: a bug if it happens
+    if outcome.view is None:  # asked for with want_state=True, so never: a bug if it happens
         raise RuntimeError("the ingest script did not return the state")
-    state = await service.state_after(student.user_id, submission, outcome.entry)
+    state = await service.state_after(student.user_id, submission, outcome.view)
     return {
         "accepted": True,
         "watch_time": state.position,
@@ -137,15 +124,17 @@ async def record_heartbeat(
 
 
 @router.post("/heartbeats", status_code=202, response_model=BatchResults)
-async def post_heartbeats(body: HeartbeatBatch, student: Student, service: Service) -> BatchResults:
+async def post_heartbeats(
+    body: HeartbeatBatch, student: Student, service: Progress
+) -> BatchResults:
     """The offline outbox flush: each item is judged alone; one bad item never drops the good."""
-    now = time.time()
+    now = service.ctx.clock.time()
     results: list[ItemResult | None] = [None] * len(body.heartbeats)
     by_material: dict[str, tuple[MaterialRef, list[Heartbeat], list[int]]] = {}
     for index, raw in enumerate(body.heartbeats):
         try:
             item = _validate_item(raw)
-            ref = await find_material(service, item.material_id)
+            ref = await material_or_404(service.ctx.catalog, item.material_id)
             hb = to_heartbeat(item, ref, now)
         except ServiceError as exc:
             results[index] = _rejected(index, exc)
@@ -183,12 +172,12 @@ def _rejected(index: int, exc: ServiceError) -> ItemResult:
 async def get_status(
     video_id: str,
     principal: StudentOrAdmin,
-    service: Service,
+    service: Progress,
     student_id: Annotated[str | None, Query(max_length=256)] = None,
 ) -> MaterialStatus:
     """Where to resume and how much was watched; reflects every accepted heartbeat."""
-    subject = subject_of(principal, student_id)
-    ref = await find_material(service, video_id)
+    subject = subject_of(principal, student_id)  # a refused ?student_id= answers before a 404
+    ref = await material_or_404(service.ctx.catalog, video_id)
     states = await service.states(subject, {video_id: ref})
     return material_status(video_id, ref, states[video_id])
 
@@ -197,7 +186,7 @@ async def get_status(
 async def post_statuses(
     body: StatusRequest,
     principal: StudentOrAdmin,
-    service: Service,
+    service: Progress,
     student_id: Annotated[str | None, Query(max_length=256)] = None,
 ) -> StatusBatch:
     """Many statuses in one request (the course page's one request instead of N)."""
@@ -218,14 +207,17 @@ async def post_statuses(
 
 
 @router.post("/material/{material_id}/complete", status_code=202, response_model=CompletionAccepted)
-async def post_complete(material_id: str, student: Student, service: Service) -> CompletionAccepted:
+async def post_complete(
+    material_id: str, student: Student, ref: MaterialDep, service: Progress
+) -> CompletionAccepted:
     """Mark a non-video material (pdf, link) complete; sticky and idempotent."""
-    ref = await find_material(service, material_id)
     if ref.material.type == "video":
         raise InvalidInput(
             "videos complete by watching", [{"field": "material_id", "rule": "is_a_video"}]
         )
-    submission = Submission(ref, material_id, [Heartbeat(received_at=time.time(), complete=True)])
+    submission = Submission(
+        ref, material_id, [Heartbeat(received_at=service.ctx.clock.time(), complete=True)]
+    )
     [outcome] = await service.submit(student.user_id, [submission], want_state=False)
     if isinstance(outcome, ServiceError):
         raise outcome
@@ -236,10 +228,10 @@ async def post_complete(material_id: str, student: Student, service: Service) ->
 async def get_course_progress(
     course_id: str,
     principal: StudentOrAdmin,
-    service: Service,
+    service: Progress,
     student_id: Annotated[str | None, Query(max_length=256)] = None,
 ) -> CourseProgress:
     """Course progress: completed materials / all materials x 100, with per-module detail."""
-    subject = subject_of(principal, student_id)
-    course = find_course(service, course_id)
+    subject = subject_of(principal, student_id)  # a refused ?student_id= answers before a 404
+    course = course_or_404(service.ctx.catalog, course_id)
     return await service.course_progress(subject, course)

@@ -5,44 +5,35 @@ They read MongoDB (the stored state), so they lag ingest by at most one flush in
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from ingest.auth import Admin, require_role
-from ingest.context import AppContext
+from ingest.deps import (
+    Admin,
+    Ctx,
+    Progress,
+    TaughtCourseDep,
+    TeacherOrAdmin,
+    check_teaches,
+    course_or_404,
+    material_or_404,
+)
 from ingest.models import ClassPage, CourseProgress, CourseStats, Retention
-from ingest.progress_service import ProgressService
 from shared.domain import analytics
-from shared.domain.catalog import ID_PATTERN, Course
-from shared.errors import Forbidden, InvalidInput, NotFound
+from shared.domain.catalog import ID_PATTERN
+from shared.errors import InvalidInput
 from shared.ops import teacher_views
 from shared.ops.erasure import erase_progress
-from shared.tokens import Principal
 
 router = APIRouter(tags=["teacher and admin"])
 
-TeacherOrAdmin = Annotated[Principal, Depends(require_role("teacher", "admin"))]
 SortParam = Annotated[
     str,
     Query(description="student_id, progress, last_active or watched_seconds; prefix - to reverse"),
 ]
-
-
-def _ctx(request: Request) -> AppContext:
-    return request.app.state.ctx
-
-
-def taught_course(ctx: AppContext, principal: Principal, course_id: str) -> Course:
-    """The course, if this teacher teaches it (admins see all)."""
-    course = ctx.catalog.current.courses.get(course_id)
-    if course is None:
-        raise NotFound(f"unknown course '{course_id}'", {"course_id": course_id})
-    if principal.role != "admin" and principal.user_id not in course.teacher_ids:
-        raise Forbidden("you do not teach this course")
-    return course
 
 
 @router.get(
@@ -53,16 +44,17 @@ def taught_course(ctx: AppContext, principal: Principal, course_id: str) -> Cour
 async def class_progress(
     course_id: str,
     principal: TeacherOrAdmin,
+    ctx: Ctx,
     request: Request,
     sort: SortParam = "student_id",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
-    format: Literal["json", "csv"] | None = None,  # noqa: A002 - the contract's name
+    format: Literal["json", "csv"] | None = None,  # the contract's name, shadowing a builtin
 ) -> ClassPage | StreamingResponse:
     """One row per enrolled student (those without progress at 0), sorted and paginated, or
     the whole table as CSV with `?format=csv` or `Accept: text/csv`."""
-    ctx = _ctx(request)
-    course = taught_course(ctx, principal, course_id)
+    # looked up here, not as a dependency: a refused ?limit= or ?format= answers before a 404
+    course = check_teaches(principal, course_or_404(ctx.catalog, course_id))
     try:
         analytics.parse_sort(sort)
     except ValueError as exc:
@@ -82,7 +74,7 @@ async def class_progress(
         chunk, next_cursor = analytics.page(rows, sort, limit, cursor)
     except ValueError as exc:
         raise InvalidInput(str(exc), [{"field": "cursor", "rule": "invalid"}]) from None
-    return ClassPage(rows=[teacher_views.row_dict(r) for r in chunk], next_cursor=next_cursor)
+    return ClassPage(rows=chunk, next_cursor=next_cursor)
 
 
 @router.get(
@@ -90,19 +82,21 @@ async def class_progress(
     response_model=CourseProgress,
 )
 async def student_progress(
-    course_id: str, student_id: str, principal: TeacherOrAdmin, request: Request
+    course_id: str,  # declared here too, so the schema lists it first, as the path does
+    student_id: str,
+    principal: TeacherOrAdmin,
+    course: TaughtCourseDep,
+    service: Progress,
 ) -> CourseProgress:
     """A student's course view: the same shape and numbers the student sees."""
-    course = taught_course(_ctx(request), principal, course_id)
-    service: ProgressService = request.app.state.progress
     return await service.course_progress(student_id, course)
 
 
 @router.get("/api/teacher/courses/{course_id}/stats", response_model=CourseStats)
-async def course_stats(course_id: str, principal: TeacherOrAdmin, request: Request) -> dict:
+async def course_stats(
+    principal: TeacherOrAdmin, course: TaughtCourseDep, ctx: Ctx
+) -> dict[str, Any]:
     """Enrolled, average progress, completion rate, and per material started/completed."""
-    ctx = _ctx(request)
-    course = taught_course(ctx, principal, course_id)
     return await run_in_threadpool(teacher_views.stats, ctx.mongo, course)
 
 
@@ -110,37 +104,43 @@ async def course_stats(course_id: str, principal: TeacherOrAdmin, request: Reque
 async def material_retention(
     material_id: str,
     principal: TeacherOrAdmin,
-    request: Request,
+    ctx: Ctx,
     buckets: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> dict:
+) -> dict[str, Any]:
     """The audience retention curve: per slice, the share of viewers who watched it."""
-    ctx = _ctx(request)
-    ref = await ctx.catalog.material(material_id)
-    if ref is None:
-        raise NotFound(f"unknown material '{material_id}'", {"material_id": material_id})
-    course = taught_course(ctx, principal, ref.course_id)
+    # looked up here, not as a dependency: a refused ?buckets= answers before a 404
+    ref = await material_or_404(ctx.catalog, material_id)
+    course = check_teaches(principal, course_or_404(ctx.catalog, ref.course_id))
     if ref.material.duration is None:
         raise InvalidInput(
             "retention is for videos", [{"field": "material_id", "rule": "not_a_video"}]
         )
     return await run_in_threadpool(
-        teacher_views.retention_curve, ctx.mongo, course, material_id,
-        ref.material.duration, buckets,
-    )  # fmt: skip
+        teacher_views.retention_curve,
+        ctx.mongo,
+        course,
+        material_id,
+        ref.material.duration,
+        buckets,
+    )
 
 
 @router.delete("/api/admin/progress")
 async def erase(
     admin: Admin,
-    request: Request,
+    ctx: Ctx,
     student_id: Annotated[str, Query(min_length=1, max_length=256)],
     material_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
-) -> dict:
+) -> dict[str, Any]:
     """Erase a student's progress (one material, or all) from MongoDB, Redis hot state and
     queued heartbeats; a flush already in flight cannot bring it back. Returns counts."""
-    ctx = _ctx(request)
     report = await run_in_threadpool(
-        erase_progress, ctx.mongo, ctx.redis_sync, ctx.catalog.current, student_id,
-        material_id, ctx.settings.hot_state_ttl_s,
-    )  # fmt: skip
+        erase_progress,
+        ctx.mongo,
+        ctx.redis_sync,
+        ctx.catalog.current,
+        student_id,
+        material_id,
+        ctx.settings.hot_state_ttl_s,
+    )
     return report.as_dict()

@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.domain.progress import Verification
+
 # Values people paste from examples; production start-up refuses them.
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "changethis", "secret", "jwt-secret", "dev"}
 MIN_SECRET_LENGTH = 32
@@ -55,6 +57,17 @@ class Settings(BaseSettings):
     # Heartbeats per student per minute: a player sends 6 to 12, an outbox flush after a long
     # time offline a few hundred at once. 0 disables the limit.
     rate_limit_per_minute: int = Field(1200, ge=0)
+    # Heartbeats one (student, video) may hold in Redis while waiting for a worker: 10 hours of
+    # a player's heartbeats (one per 10 s), so an outage of the worker tier of that long costs
+    # at most ~1 MB per key; past it ingest answers 503 for that key only.
+    max_pending_per_key: int = Field(3600, ge=10)
+
+    # Verified watching (README, "What counts as watched"): credited watched seconds are at most
+    # MAX_PLAYBACK_RATE x the server time over which heartbeats arrived + VIEWING_SLACK_S, a
+    # silence longer than VIEWING_GAP_S not counting. 0 trusts the client (no bound).
+    max_playback_rate: float = Field(2.0, ge=0, le=16)
+    viewing_slack_s: float = Field(0.0, ge=0)
+    viewing_gap_s: float = Field(60.0, gt=0)
 
     log_level: str = "INFO"  # request lines are INFO; WARNING keeps only problems
 
@@ -87,9 +100,6 @@ class Settings(BaseSettings):
     # again, and erasure lists them. 0 keeps none (then only the LRS's own dedupe protects).
     sent_ids_per_student: int = Field(1_000, ge=0)
 
-    port: int = 8000
-    web_concurrency: int = Field(1, ge=1)
-
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.webhook_receivers:
@@ -121,6 +131,10 @@ class Settings(BaseSettings):
     @property
     def mongo_database(self) -> str:
         return urlsplit(self.mongo_url).path.lstrip("/").split("/")[0] or "videoprogress"
+
+    @property
+    def verification(self) -> Verification:
+        return Verification(self.max_playback_rate, self.viewing_slack_s, self.viewing_gap_s)
 
     @property
     def due_delay_s(self) -> float:

@@ -12,6 +12,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pymongo
@@ -87,14 +88,16 @@ def mongo_url(mongo_base_url: str) -> Iterator[str]:
     name = f"vp_test_{uuid.uuid4().hex[:12]}"
     url = with_database(mongo_base_url, name)
     yield url
-    client: pymongo.MongoClient = pymongo.MongoClient(url, serverSelectionTimeoutMS=5000)
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+        url, serverSelectionTimeoutMS=5000
+    )
     client.drop_database(name)
     client.close()
 
 
 @pytest.fixture
-def mongo_db(mongo_url: str) -> Iterator[pymongo.database.Database]:
-    client: pymongo.MongoClient = pymongo.MongoClient(
+def mongo_db(mongo_url: str) -> Iterator[pymongo.database.Database[dict[str, Any]]]:
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
         mongo_url, serverSelectionTimeoutMS=5000, socketTimeoutMS=10000
     )
     yield client.get_default_database()

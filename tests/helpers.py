@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from shared.settings import Settings
 from shared.tokens import mint_token
+
+T = TypeVar("T")
 
 SECRET = "test-secret-" + "0123456789abcdef" * 3  # long enough for production settings
 
@@ -47,9 +49,13 @@ def make_settings(redis_url: str, mongo_url: str, **overrides: Any) -> Settings:
         "flush_tick_s": 1,
         "claim_lease_s": 3.0,
         "mongo_timeout_ms": 2000,
+        # These tests replay players much faster than real time, so verified watching would
+        # (rightly) credit almost nothing: it is off here, and on, with a moved clock, in
+        # tests/test_verified_watching.py.
+        "max_playback_rate": 0.0,
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 def bearer(settings: Settings, user_id: str, role: str = "student") -> dict[str, str]:
@@ -75,3 +81,10 @@ def wait_until(predicate: Callable[[], Any], timeout_s: float = 20.0, step_s: fl
 # Rows of the fault suite's summary: (fault, injected, accepted, stored, lost, duplicated);
 # printed by conftest.py at the end of the run.
 FAULT_SUMMARY: list[tuple[str, int, int, int, int, int]] = []
+
+
+def present(value: T | None) -> T:
+    """`value`, which the test expects to be there (a find_one that must find, a started
+    process); fails the test when it is None."""
+    assert value is not None
+    return value

@@ -17,6 +17,8 @@ import httpx
 import pymongo
 import pytest
 import redis
+from pymongo.database import Database
+from redis import Redis
 
 from shared.devtools.services import (
     Service,
@@ -41,13 +43,13 @@ class Stack:
     mongo: Service
     env: dict[str, str]
     port: int
-    procs: dict[str, list[subprocess.Popen]] = field(default_factory=dict)
+    procs: dict[str, list[subprocess.Popen[bytes]]] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, name: str) -> subprocess.Popen:
+    def start(self, name: str) -> subprocess.Popen[bytes]:
         command = procfile_commands()[name]
         proc = start_procfile_process(command, self.env, self.root / f"{name}.log")
         self.procs.setdefault(name, []).append(proc)
@@ -60,12 +62,13 @@ class Stack:
             proc.wait(15)
 
     def settings(self) -> Any:
-        return make_settings(self.env["REDIS_URL"], self.env["MONGO_URL"])
+        rate = float(self.env.get("MAX_PLAYBACK_RATE", "2"))
+        return make_settings(self.env["REDIS_URL"], self.env["MONGO_URL"], max_playback_rate=rate)
 
-    def redis_client(self) -> redis.Redis:
+    def redis_client(self) -> Redis:
         return redis.Redis.from_url(self.env["REDIS_URL"], socket_timeout=5)
 
-    def db(self) -> Any:
+    def db(self) -> Database[dict[str, Any]]:
         return pymongo.MongoClient(
             self.env["MONGO_URL"], serverSelectionTimeoutMS=5000
         ).get_default_database()
@@ -75,11 +78,14 @@ def running_stack(
     tmp_path_factory: pytest.TempPathFactory,
     environment: str = "production",
     catalog_file: Path | None = None,
+    max_playback_rate: float | None = 0.0,
     extra_env: dict[str, str] | None = None,
 ) -> Iterator[Stack]:
     """Start a whole system; the caller wraps it in a fixture of the scope it wants.
 
-    The catalog is the tests' course (tests/helpers.py) unless `catalog_file` names another;
+    The catalog is the tests' course (tests/helpers.py) unless `catalog_file` names another.
+    Verified watching is off (`max_playback_rate=0`) for tests that replay players faster than
+    real time; `None` keeps the product's default (the browser tests play in real time).
     `extra_env` adds settings (e.g. XAPI_LRS_URL).
     """
     root = tmp_path_factory.mktemp("stack")
@@ -99,6 +105,8 @@ def running_stack(
         PORT=str(port),
         HOST="127.0.0.1",
     )
+    if max_playback_rate is not None:
+        env["MAX_PLAYBACK_RATE"] = str(max_playback_rate)
     env.update(extra_env or {})
     if catalog_file is None:
         catalog_file = root / "catalog.json"
@@ -128,13 +136,15 @@ def enroll(stack: Stack, student: str) -> dict[str, str]:
     return _bearer(stack.settings(), student)
 
 
-def post(stack: Stack, headers: dict, video: str = "v-100", **body: Any) -> httpx.Response:
+def post(
+    stack: Stack, headers: dict[str, str], video: str = "v-100", **body: Any
+) -> httpx.Response:
     return httpx.post(
         f"{stack.url}/api/progress/video/{video}/watch-time", json=body, headers=headers, timeout=15
     )
 
 
-def stored(stack: Stack, student: str, video: str = "v-100") -> dict | None:
+def stored(stack: Stack, student: str, video: str = "v-100") -> dict[str, Any] | None:
     return stack.db().watch_progress.find_one(
         {"student_id": student, "material_id": video}, {"_id": 0}
     )

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import redis
 
-from shared.domain.catalog import Course
+from shared.domain.catalog import Catalog, Course
 from shared.ops import admin_ops
 from shared.storage.keys import CATALOG, enrollments_key
 from shared.storage.mongo_store import MongoStore
@@ -70,5 +70,7 @@ def test_an_older_catalog_snapshot_cannot_be_published_over_a_newer_one(
     racing = RacingMongo(mongo_url, add_c2)
     published = admin_ops.publish_catalog(racing, redis_client)  # read c1; c2 published meanwhile
     assert set(published.courses) == {"c1", "c2"}  # the stale snapshot lost, and was read again
-    current = admin_ops.Catalog.from_json(redis_client.get(CATALOG).decode())
+    blob = redis_client.get(CATALOG)
+    assert isinstance(blob, bytes)
+    current = Catalog.from_json(blob.decode())
     assert set(current.courses) == {"c1", "c2"}

@@ -65,9 +65,16 @@ def answer(
     }
 
 
-def both(clients: dict[bool, TestClient], settings: Settings, video: str, content: bytes | str,
-         headers: dict[str, str] | None = None, student: str | None = "0", role: str = "student",
-         expect_reason: str | None = None) -> dict[str, Any]:  # fmt: skip
+def both(
+    clients: dict[bool, TestClient],
+    settings: Settings,
+    video: str,
+    content: bytes | str,
+    headers: dict[str, str] | None = None,
+    student: str | None = "0",
+    role: str = "student",
+    expect_reason: str | None = None,
+) -> dict[str, Any]:
     """The same request through both apps (each as its own student); asserts the answers are
     equal, and that each counted one refusal under `expect_reason`. Returns the answer."""
     raw = content.encode() if isinstance(content, str) else content
@@ -89,25 +96,42 @@ def body(**fields: Any) -> str:
     return json.dumps(heartbeat(**fields))
 
 
-def test_accepted_heartbeats_get_the_same_state_back(clients: dict, settings: Settings) -> None:
+def test_accepted_heartbeats_get_the_same_state_back(
+    clients: dict[bool, TestClient], settings: Settings
+) -> None:
     first = both(clients, settings, "v-100", body(watch_time=10, played=[[0, 10]]))
     assert first["status"] == 202
     # Worked out by hand: 10 s of a 100 s video watched, position 10.
-    assert first["body"] == {"accepted": True, "watch_time": 10.0, "progress_percentage": 10.0,
-                             "watched_seconds": 10.0, "completed": False}  # fmt: skip
+    assert first["body"] == {
+        "accepted": True,
+        "watch_time": 10.0,
+        "progress_percentage": 10.0,
+        "watched_seconds": 10.0,
+        "completed": False,
+    }
     assert first["headers"]["content-type"] == "application/json"
     second = both(clients, settings, "v-100", body(watch_time=95, played=[[10, 95]]))
-    assert second["body"] == {"accepted": True, "watch_time": 95.0, "progress_percentage": 95.0,
-                              "watched_seconds": 95.0, "completed": True}  # fmt: skip
+    assert second["body"] == {
+        "accepted": True,
+        "watch_time": 95.0,
+        "progress_percentage": 95.0,
+        "watched_seconds": 95.0,
+        "completed": True,
+    }
 
 
-def test_the_reply_is_the_same_bytes(clients: dict, settings: Settings) -> None:
+def test_the_reply_is_the_same_bytes(clients: dict[bool, TestClient], settings: Settings) -> None:
     # A position-only heartbeat: nothing covered yet, so the sums are over nothing.
     replies = [
-        clients[fast].post(ROUTE.format("v-600"), content=body(watch_time=5, total=600),
-                           headers={**JSON, **bearer(settings, f"{prefix}-2")}).content
+        clients[fast]
+        .post(
+            ROUTE.format("v-600"),
+            content=body(watch_time=5, total=600),
+            headers={**JSON, **bearer(settings, f"{prefix}-2")},
+        )
+        .content
         for fast, prefix in ((True, "fast"), (False, "slow"))
-    ]  # fmt: skip
+    ]
     assert replies[0] == replies[1]
     assert json.loads(replies[0])["watched_seconds"] == 0.0
     assert b'"watched_seconds":0.0' in replies[0]  # a float, as the schema says
@@ -120,6 +144,7 @@ def case(name: str, content: str | bytes, status: int, reason: str | None, **req
 
 
 NO_TOKEN = {"student": None}
+# A table, one refusal per row: fmt: skip on the closing bracket.
 REFUSALS = [
     case("no token", body(watch_time=1), 401, "unauthenticated", **NO_TOKEN),
     case("not a JWT", body(watch_time=1), 401, "unauthenticated", student=None,
@@ -155,7 +180,12 @@ REFUSALS = [
 
 @pytest.mark.parametrize(("content", "request_", "status", "reason"), REFUSALS)
 def test_refusals_are_the_same(
-    clients: dict, settings: Settings, content: str, request_: dict, status: int, reason: str | None
+    clients: dict[bool, TestClient],
+    settings: Settings,
+    content: str,
+    request_: dict[str, Any],
+    status: int,
+    reason: str | None,
 ) -> None:
     got = both(clients, settings, content=content, expect_reason=reason, **request_)
     assert got["status"] == status, got
@@ -165,25 +195,40 @@ def test_refusals_are_the_same(
 
 
 def test_json_with_a_parameter_in_the_content_type_is_json(
-    clients: dict, settings: Settings
+    clients: dict[bool, TestClient], settings: Settings
 ) -> None:
-    got = both(clients, settings, "v-600", body(watch_time=3, total=600),
-               {"Content-Type": "application/json; charset=utf-8"})  # fmt: skip
+    got = both(
+        clients,
+        settings,
+        "v-600",
+        body(watch_time=3, total=600),
+        {"Content-Type": "application/json; charset=utf-8"},
+    )
     assert got["status"] == 202
 
 
-def test_the_rate_limit_answers_the_same(clients: dict, settings: Settings) -> None:
+def test_the_rate_limit_answers_the_same(
+    clients: dict[bool, TestClient], settings: Settings
+) -> None:
     # settings: 6 heartbeats a minute per student; the 7th is refused with Retry-After.
     for n in range(6):
         got = both(clients, settings, "v-600", body(watch_time=n, total=600), student="1")
         assert got["status"] == 202
-    got = both(clients, settings, "v-600", body(watch_time=7, total=600), student="1",
-               expect_reason="rate_limited")  # fmt: skip
+    got = both(
+        clients,
+        settings,
+        "v-600",
+        body(watch_time=7, total=600),
+        student="1",
+        expect_reason="rate_limited",
+    )
     assert got["status"] == 429
     assert got["headers"]["retry-after"] is not None and int(got["headers"]["retry-after"]) > 0
 
 
-def test_other_methods_and_paths_pass_through(clients: dict, settings: Settings) -> None:
+def test_other_methods_and_paths_pass_through(
+    clients: dict[bool, TestClient], settings: Settings
+) -> None:
     token = bearer(settings, "fast-2")
     fast, slow = clients[True], clients[False]
     for path in (ROUTE.format("v-100"), ROUTE.format("v-100") + "/", "/api/progress/video/x"):
@@ -194,14 +239,19 @@ def test_other_methods_and_paths_pass_through(clients: dict, settings: Settings)
     # A percent-encoded slash decodes to a path separator: no route takes it, in either app
     # (the pages' mount answers 405 to a POST).
     statuses = {
-        app.post("/api/progress/video/a%2Fb/watch-time", content=body(watch_time=1),
-                 headers={**JSON, **token}).status_code
+        app.post(
+            "/api/progress/video/a%2Fb/watch-time",
+            content=body(watch_time=1),
+            headers={**JSON, **token},
+        ).status_code
         for app in (fast, slow)
-    }  # fmt: skip
+    }
     assert len(statuses) == 1 and statuses.pop() in (404, 405)
 
 
-def test_of_repeated_headers_the_first_counts(clients: dict, settings: Settings) -> None:
+def test_of_repeated_headers_the_first_counts(
+    clients: dict[bool, TestClient], settings: Settings
+) -> None:
     json_first = [("content-type", "application/json"), ("content-type", "text/plain")]
     for content_types, token_first, expected in (
         (json_first, True, 202),
@@ -213,8 +263,9 @@ def test_of_repeated_headers_the_first_counts(clients: dict, settings: Settings)
             good = bearer(settings, f"{'fast' if fast else 'slow'}-2")["Authorization"]
             tokens = [good, "Bearer nope"] if token_first else ["Bearer nope", good]
             headers = content_types + [("authorization", t) for t in tokens]
-            r = clients[fast].post(ROUTE.format("v-100"), content=body(watch_time=2),
-                                   headers=headers)  # fmt: skip
+            r = clients[fast].post(
+                ROUTE.format("v-100"), content=body(watch_time=2), headers=headers
+            )
             statuses.append(r.status_code)
         assert statuses == [expected, expected], (content_types, token_first)
 
@@ -229,17 +280,24 @@ class _Passed:
         self.paths.append(scope["path"])
 
 
-def _call(middleware: Any, path: str, root_path: str = "", headers: Any = (),
-          messages: Any = ()) -> list[dict]:  # fmt: skip
-    scope = {"type": "http", "method": "POST", "path": path, "root_path": root_path,
-             "headers": list(headers), "query_string": b""}  # fmt: skip
+def _call(
+    middleware: Any, path: str, root_path: str = "", headers: Any = (), messages: Any = ()
+) -> list[dict[str, Any]]:
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "root_path": root_path,
+        "headers": list(headers),
+        "query_string": b"",
+    }
     pending = list(messages)
-    sent: list[dict] = []
+    sent: list[dict[str, Any]] = []
 
-    async def receive() -> dict:
+    async def receive() -> dict[str, Any]:
         return pending.pop(0) if pending else {"type": "http.disconnect"}
 
-    async def send(message: dict) -> None:
+    async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
     asyncio.run(middleware(scope, receive, send))
@@ -290,9 +348,11 @@ def test_an_unexpected_error_is_a_logged_500_in_the_error_shape(
     assert answers[0][0] == 500
     assert answers[0][1]["error"]["code"] == "internal_error"
     logged = [r for r in caplog.records if r.getMessage().startswith("unhandled error on POST")]
-    assert len(logged) == 2 and all("injected fault" in str(r.exc_info[1]) for r in logged)
+    assert len(logged) == 2 and all(
+        r.exc_info and "injected fault" in str(r.exc_info[1]) for r in logged
+    )
     # The operator finds the traceback by the id the client was given, on either path.
-    assert [r.request_id for r in logged] == ["fault-True", "fault-False"]
+    assert [getattr(r, "request_id", None) for r in logged] == ["fault-True", "fault-False"]
 
 
 def test_an_unexpected_error_elsewhere_is_a_500_with_the_request_id_and_no_refusal_counted(

@@ -197,9 +197,10 @@ def test_mongodb_away_for_30_seconds_under_load(stack: Stack) -> None:
         time.sleep(15)
         metrics = httpx.get(f"{stack.url}/metrics", timeout=10).text
         backlog = next(
-            float(line.split()[1]) for line in metrics.splitlines()
+            float(line.split()[1])
+            for line in metrics.splitlines()
             if line.startswith("videoprogress_buffer_dirty_keys ")
-        )  # fmt: skip
+        )
         assert backlog >= len(group)  # visible to the operator
         time.sleep(15)
     finally:
@@ -212,14 +213,15 @@ def test_mongodb_away_for_30_seconds_under_load(stack: Stack) -> None:
 def test_a_poison_job_fails_for_good_without_blocking_other_work(stack: Stack) -> None:
     queue = Queue("videoprogress", connection=stack.redis_client())
     job = queue.enqueue(
-        "workers.completion.record_completions", "not a list of items",
+        "workers.completion.record_completions",
+        "not a list of items",
         retry=Retry(max=2),
-    )  # fmt: skip
+    )
     group = watchers(stack, "poison", 3)
     run_load(stack, group, steps=5, pace_s=0.1)
     registry = FailedJobRegistry(queue=queue)
     wait_until(lambda: job.id in registry.get_job_ids(), timeout_s=60)
-    job.refresh()
+    job.refresh()  # type: ignore[no-untyped-call]  # rq: Job.refresh is not annotated
     assert job.retries_left == 0
     metrics = httpx.get(f"{stack.url}/metrics", timeout=10).text
     assert "videoprogress_failed_jobs 1.0" in metrics

@@ -10,11 +10,14 @@ import redis.asyncio as aioredis
 from shared.domain.progress import Heartbeat, WatchState
 from shared.storage.hot_store import (
     AsyncHotStore,
+    CachedView,
     Fold,
     HotStore,
+    HotView,
     IngestItem,
     IngestLimits,
     IngestReply,
+    Proposal,
 )
 from shared.storage.keys import DIRTY, LEASES, PENDING, ProgressKey, enrollments_key
 
@@ -22,15 +25,20 @@ KEY = ProgressKey("s1", "v1")
 
 
 def append(
-    url: str, heartbeats: list[Heartbeat], max_dirty: int = 100, max_pending: int = 100,
-    key: ProgressKey = KEY, rate_limit: int = 0,
+    url: str, heartbeats: list[Heartbeat], max_dirty: int = 100, max_pending: int = 10_000,
+    key: ProgressKey = KEY, rate_limit: int = 0, cached: CachedView | None = None,
+    proposal: Proposal | None = None, max_per_key: int = 5000,
 ) -> IngestReply:  # fmt: skip
     async def run() -> IngestReply:
         client = aioredis.Redis.from_url(url)
         try:
             store = AsyncHotStore(client)
-            limits = IngestLimits(1000.0, max_dirty, max_pending, rate_limit, 60, now=6000.0)
-            [reply] = await store.append([IngestItem(key, "c1", heartbeats)], limits)
+            limits = IngestLimits(
+                1000.0, max_dirty, max_pending, rate_limit, 60, now=6000.0,
+                max_per_key=max_per_key,
+            )  # fmt: skip
+            item = IngestItem(key, "c1", heartbeats, cached, proposal)
+            [reply] = await store.append([item], limits)
             return reply
         finally:
             await client.aclose()
@@ -62,9 +70,10 @@ def test_accepted_heartbeats_are_buffered_and_marked_dirty_once(
     first = append(redis_url, [hb(1)])
     second = append(redis_url, [hb(2), hb(3)])
     assert first.status == second.status == "ok"
-    assert second.entry is not None and second.entry.state is None
-    assert [h.received_at for h in second.entry.pending] == [1, 2, 3]
-    assert redis_client.llen(KEY.pending) == 3 and int(redis_client.get(PENDING)) == 3
+    assert second.view is not None and second.view.mode == "state"
+    assert second.view.base is None and second.view.start == 0
+    assert [h.received_at for h in second.view.tail] == [1, 2, 3]
+    assert redis_client.llen(KEY.pending) == 3 and int(redis_client.get(PENDING) or 0) == 3
     assert redis_client.zscore(DIRTY, KEY.member) == 1000.0
 
 
@@ -118,9 +127,10 @@ def test_commit_is_compare_and_set_and_trims_only_what_it_folded(
     assert store.commit([folded]) == [True]
     assert store.commit([folded]) == [False]  # a second folder with the same read loses
     [after] = store.read([KEY])
+    assert after is not None and after.state is not None
     assert after.version == 2 and after.state.position == 2.0
     assert [h.received_at for h in after.pending] == [3]
-    assert int(redis_client.get(PENDING)) == 1
+    assert int(redis_client.get(PENDING) or 0) == 1
 
 
 def test_finish_cleans_only_unchanged_keys(redis_url: str, redis_client: redis.Redis) -> None:
@@ -157,11 +167,13 @@ def test_erasure_beats_a_fold_read_before_it(redis_url: str, redis_client: redis
     )
     assert (int(version), queued, had_state) == (1 + VERSION_GAP, 2, 1)
     # ...and commits after the erasure: it must lose, or the erased heartbeats come back.
+    assert seen is not None
     late = Fold(KEY, seen.version, WatchState(position=3.0), folded=2, version=3)
     assert store.commit([late]) == [False]
     [after] = store.read([KEY])
+    assert after is not None
     assert after.state is None and after.pending == [] and after.version == 1 + VERSION_GAP
-    assert int(redis_client.get(PENDING)) == 0 and redis_client.zcard(DIRTY) == 0
+    assert int(redis_client.get(PENDING) or 0) == 0 and redis_client.zcard(DIRTY) == 0
 
 
 def test_scripts_lost_by_a_redis_restart_are_loaded_again(
@@ -185,3 +197,76 @@ def test_scripts_lost_by_a_redis_restart_are_loaded_again(
 
     assert asyncio.run(run()) == ["ok", "ok", "ok"]
     assert redis_client.llen(KEY.pending) == 2
+
+
+# -- constant cost: what a reply carries does not grow with the backlog ---------------------
+
+
+def view_of(reply: IngestReply) -> HotView:
+    assert reply.status == "ok" and reply.view is not None, reply.status
+    return reply.view
+
+
+def test_a_caller_with_a_current_view_gets_only_what_came_after_it(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    enroll(redis_client, "s1", "c1")
+    for t in range(1, 501):  # a worker-tier outage: 500 heartbeats wait for a flush
+        last = view_of(append(redis_url, [hb(t)]))
+    assert last.mode == "state" and len(last.tail) == 500  # no view: everything
+    mine = CachedView(last.epoch, last.version, 500)
+    reply = view_of(append(redis_url, [hb(501)], cached=mine))
+    assert reply.mode == "cache" and reply.start == 500
+    assert [h.received_at for h in reply.tail] == [501]
+    other = view_of(append(redis_url, [hb(502)], cached=CachedView(last.epoch, last.version, 0)))
+    assert other.mode == "cache" and len(other.tail) == 502  # an older view: from there
+
+
+def test_a_preview_serves_callers_without_a_view_until_the_hot_state_moves(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    enroll(redis_client, "s1", "c1")
+    for t in range(1, 301):
+        last = view_of(append(redis_url, [hb(t)]))
+    preview = WatchState(position=300.0)
+    offer = Proposal(CachedView(last.epoch, last.version, 300), preview.to_json())
+    stored = view_of(append(redis_url, [hb(301)], proposal=offer))
+    assert stored.preview_folded == 300
+    cold = view_of(append(redis_url, [hb(302)]))  # another process: no view of its own
+    assert cold.mode == "preview" and cold.base == preview and cold.start == 300
+    assert [h.received_at for h in cold.tail] == [301, 302]
+    stale = Proposal(CachedView(last.epoch, last.version, 100), "{}")  # behind the preview
+    assert view_of(append(redis_url, [hb(303)], proposal=stale)).preview_folded == 300
+    # A worker folds: the preview was built on the old hot state and no longer applies.
+    store = HotStore(redis_client)
+    [entry] = store.read([KEY])
+    assert entry is not None
+    assert store.commit([Fold(KEY, None, WatchState(position=303.0), 303, 303)]) == [True]
+    after = view_of(append(redis_url, [hb(304)]))
+    assert after.mode == "state" and after.version == "303" and after.preview_folded == -1
+    assert after.base == WatchState(position=303.0) and [h.received_at for h in after.tail] == [304]
+    old_view = CachedView(last.epoch, last.version, 300)
+    assert view_of(append(redis_url, [hb(305)], cached=old_view)).mode == "state"
+
+
+def test_an_erased_or_expired_key_gets_a_new_epoch(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    enroll(redis_client, "s1", "c1")
+    first = view_of(append(redis_url, [hb(1)]))
+    redis_client.delete(KEY.state, KEY.pending)  # as erasure or expiry leaves it
+    again = view_of(append(redis_url, [hb(2)], cached=first.cached_view()))
+    assert again.epoch != first.epoch and again.mode == "state"
+    assert [h.received_at for h in again.tail] == [2]
+
+
+def test_a_key_holds_at_most_max_per_key_heartbeats(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    enroll(redis_client, "s1", "c1")
+    assert append(redis_url, [hb(t) for t in range(1, 9)], max_per_key=10).status == "ok"
+    assert append(redis_url, [hb(9), hb(10), hb(11)], max_per_key=10).status == "key_full"
+    assert append(redis_url, [hb(9), hb(10)], max_per_key=10).status == "ok"
+    assert redis_client.llen(KEY.pending) == 10
+    other = ProgressKey("s1", "v2")
+    assert append(redis_url, [hb(1)], max_per_key=10, key=other).status == "ok"  # per key

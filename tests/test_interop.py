@@ -33,6 +33,7 @@ from workers.deliver import end_silent_sessions, send_due_statements, send_due_w
 from workers.flush import flush_batch
 
 ADMIN = "a-root"
+record_completions_name = "workers.completion.record_completions"
 HOMEPAGE = "https://idp.school.test"
 ACTIVITIES = "https://courses.school.test/videos/"
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # base64 of 24 bytes
@@ -88,7 +89,7 @@ class World:
 
     def run_completion_jobs(self) -> int:
         """Run the completion jobs the flushes queued (as an RQ worker would); returns how many."""
-        jobs = [j for j in self.ctx.queue.jobs if j.func_name.endswith("record_completions")]
+        jobs = [j for j in self.ctx.queue.jobs if j.func_name == record_completions_name]
         for job in jobs:
             completion.record_completions(*job.args)
             job.delete()
@@ -139,7 +140,7 @@ def by_verb(statements: list[dict[str, Any]], name: str) -> list[dict[str, Any]]
 
 
 def queued(r: redis.Redis, box: Any = XAPI) -> list[dict[str, Any]]:
-    return [json.loads(v)["payload"] for v in r.hvals(box.entries)]  # type: ignore[union-attr]
+    return [json.loads(v)["payload"] for v in r.hvals(box.entries)]
 
 
 # ---- xAPI ------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -20,7 +21,7 @@ from shared.settings import Settings
 
 B = StatementBuilder(XapiConfig("https://idp.test", "https://videos.test/", 80))
 VIDEO = Video("s-1", "v-100", "Speed", 100.0)
-STATE = WatchState(position=30, covered=[[0.0, 30.0]], progress=30.0)
+STATE = WatchState(position=30, covered=[[0.0, 30.0]], progress=30.0, credited=30.0)
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
@@ -75,12 +76,25 @@ def test_played_is_where_the_play_began_and_figures_are_the_states() -> None:
 
 def test_completed_names_only_the_student_and_video() -> None:
     done = WatchState(position=90, covered=[[0.0, 45.5], [50.0, 90.0]], progress=85.5,
-                      completed=True, completed_at=1_800_000_000.0)  # fmt: skip
+                      credited=85.5, completed=True, completed_at=1_800_000_000.0)  # fmt: skip
     a, b = B.completed(VIDEO, done), B.completed(VIDEO, done)
     assert a == b
     assert a["result"]["completion"] is True and a["result"]["duration"] == "PT85.5S"
     assert a["result"]["extensions"][EXT + "progress"] == 0.855
     assert a["context"]["extensions"][EXT + "completion-threshold"] == 0.8
+
+
+def test_statements_carry_what_was_credited_not_what_was_claimed() -> None:
+    """A player claimed 0..60 and 70..100 (90 s); verified watching credited 45 s."""
+    held_back = WatchState(position=100, covered=[[0.0, 60.0], [70.0, 100.0]], progress=45.0,
+                           credited=45.0)  # fmt: skip
+    paused = B.from_heartbeat(VIDEO, hb(event="pause"), held_back)
+    assert paused is not None
+    assert paused["result"]["extensions"][EXT + "progress"] == 0.45
+    assert paused["result"]["extensions"][EXT + "played-segments"] == "0.0[.]45.0"
+    ended = B.terminated(VIDEO, "tab", WatchState(covered=[[0.0, 60.0], [70.0, 100.0]],
+                                                  progress=65.0, credited=65.0), 1.0)  # fmt: skip
+    assert ended["result"]["extensions"][EXT + "played-segments"] == "0.0[.]60.0[,]70.0[.]75.0"
 
 
 def test_webhook_event_ids_and_a_signature_the_library_verifies() -> None:
@@ -108,22 +122,23 @@ def test_the_heartbeat_event_is_optional_checked_and_kept() -> None:
     assert HeartbeatBody(watch_time=1, total_duration=10).event is None
     assert HeartbeatBody(watch_time=1, total_duration=10, event="seek").event == "seek"
     with pytest.raises(ValidationError):
-        HeartbeatBody(watch_time=1, total_duration=10, event="rewind")  # type: ignore[arg-type]
+        HeartbeatBody(watch_time=1, total_duration=10, event="rewind")
     old = '{"r": 1.5, "w": 3.0, "s": "tab", "q": 1}'  # buffered before the field existed
     assert Heartbeat.from_json(old).event is None
     assert '"e"' not in hb().to_json()
     assert Heartbeat.from_json(hb(event="pause").to_json()) == hb(event="pause")
 
 
+def dev_settings(**values: Any) -> Settings:
+    return Settings(_env_file=None, environment="development", **values)
+
+
 def test_settings_refuse_an_unusable_interop_configuration() -> None:
-    base = {"environment": "development"}
     with pytest.raises(ValidationError, match="WEBHOOK_SECRET"):
-        Settings(_env_file=None, webhook_urls="https://lms.test/h", **base)  # type: ignore[call-arg]
+        dev_settings(webhook_urls="https://lms.test/h")
     with pytest.raises(ValidationError, match="WEBHOOK_SECRET"):
-        Settings(_env_file=None, webhook_urls="https://lms.test/h", webhook_secret="plain",
-                 **base)  # type: ignore[call-arg]  # fmt: skip
+        dev_settings(webhook_urls="https://lms.test/h", webhook_secret="plain")
     with pytest.raises(ValidationError, match="XAPI_LRS_URL"):
-        Settings(_env_file=None, xapi_lrs_url="https://lrs.test/xAPI", **base)  # type: ignore[call-arg]
-    ok = Settings(_env_file=None, webhook_urls=" https://a.test/h , ,https://b.test/h",
-                  webhook_secret=SECRET, **base)  # type: ignore[call-arg]  # fmt: skip
+        dev_settings(xapi_lrs_url="https://lrs.test/xAPI")
+    ok = dev_settings(webhook_urls=" https://a.test/h , ,https://b.test/h", webhook_secret=SECRET)
     assert ok.webhook_receivers == ["https://a.test/h", "https://b.test/h"]

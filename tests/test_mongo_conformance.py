@@ -23,6 +23,8 @@ Known to differ on the stand-in, and therefore deliberately NOT used by the proj
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.collection import Collection
@@ -30,19 +32,21 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 from pymongo.results import UpdateResult
 
+from tests.helpers import present
+
 KEY = [("student_id", ASCENDING), ("material_id", ASCENDING)]
 
 
 @pytest.fixture
-def progress(mongo_db: Database) -> Collection:
+def progress(mongo_db: Database[dict[str, Any]]) -> Collection[dict[str, Any]]:
     coll = mongo_db["watch_progress"]
     coll.create_index(KEY, unique=True)
     return coll
 
 
 def versioned(
-    student_id: str, material_id: str, new_v: int, fields: dict, course_id: str = "c1"
-) -> tuple[dict, dict]:
+    student_id: str, material_id: str, new_v: int, fields: dict[str, Any], course_id: str = "c1"
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Filter and update of the storage code's conditional versioned upsert: by a deterministic
     `_id` and the shard key, with the pair's own fields set alongside."""
     return (
@@ -55,18 +59,18 @@ def versioned(
 
 
 def versioned_upsert(
-    coll: Collection,
+    coll: Collection[dict[str, Any]],
     student_id: str,
     material_id: str,
     new_v: int,
-    fields: dict,
+    fields: dict[str, Any],
     course_id: str = "c1",
 ) -> UpdateResult:
     flt, update = versioned(student_id, material_id, new_v, fields, course_id)
     return coll.update_one(flt, update, upsert=True)
 
 
-def strip_id(doc: dict | None) -> dict | None:
+def strip_id(doc: dict[str, Any] | None) -> dict[str, Any] | None:
     if doc is None:
         return None
     return {k: v for k, v in doc.items() if k != "_id"}
@@ -75,7 +79,7 @@ def strip_id(doc: dict | None) -> dict | None:
 # 1. unique compound index
 
 
-def test_unique_compound_index_is_idempotent(mongo_db: Database) -> None:
+def test_unique_compound_index_is_idempotent(mongo_db: Database[dict[str, Any]]) -> None:
     coll = mongo_db["watch_progress"]
     first = coll.create_index(KEY, unique=True)
     second = coll.create_index(KEY, unique=True)
@@ -87,7 +91,7 @@ def test_unique_compound_index_is_idempotent(mongo_db: Database) -> None:
     assert matching[0].get("unique") is True
 
 
-def test_unique_compound_index_rejects_duplicate_pair(progress: Collection) -> None:
+def test_unique_compound_index_rejects_duplicate_pair(progress: Collection[dict[str, Any]]) -> None:
     progress.insert_one({"student_id": "s1", "material_id": "m1", "v": 1})
     progress.insert_one({"student_id": "s1", "material_id": "m2", "v": 1})  # other pair: fine
     with pytest.raises(DuplicateKeyError) as excinfo:
@@ -99,7 +103,7 @@ def test_unique_compound_index_rejects_duplicate_pair(progress: Collection) -> N
 # 2. conditional versioned upsert
 
 
-def test_versioned_upsert_inserts_when_absent(progress: Collection) -> None:
+def test_versioned_upsert_inserts_when_absent(progress: Collection[dict[str, Any]]) -> None:
     result = versioned_upsert(progress, "s1", "m1", 3, {"position": 12.5})
     assert result.upserted_id == "m1|s1"  # the filter's _id becomes the document's
     assert progress.find_one({"_id": "m1|s1"}, {"v": 1}) == {"_id": "m1|s1", "v": 3}
@@ -112,7 +116,9 @@ def test_versioned_upsert_inserts_when_absent(progress: Collection) -> None:
     }
 
 
-def test_versioned_upsert_updates_when_stored_version_is_lower(progress: Collection) -> None:
+def test_versioned_upsert_updates_when_stored_version_is_lower(
+    progress: Collection[dict[str, Any]],
+) -> None:
     versioned_upsert(progress, "s1", "m1", 3, {"position": 12.5})
     result = versioned_upsert(progress, "s1", "m1", 5, {"position": 40.0})
     assert result.upserted_id is None
@@ -130,10 +136,10 @@ def test_versioned_upsert_updates_when_stored_version_is_lower(progress: Collect
 
 @pytest.mark.parametrize("stale_v", [5, 4])  # equal to, and lower than, the stored version
 def test_versioned_upsert_stale_raises_duplicate_key_and_leaves_doc(
-    progress: Collection, stale_v: int
+    progress: Collection[dict[str, Any]], stale_v: int
 ) -> None:
     versioned_upsert(progress, "s1", "m1", 5, {"position": 40.0})
-    before = progress.find_one({"student_id": "s1", "material_id": "m1"})
+    before = present(progress.find_one({"student_id": "s1", "material_id": "m1"}))
     with pytest.raises(DuplicateKeyError) as excinfo:
         versioned_upsert(progress, "s1", "m1", stale_v, {"position": 1.0}, "other")
     assert excinfo.value.code == 11000
@@ -144,7 +150,9 @@ def test_versioned_upsert_stale_raises_duplicate_key_and_leaves_doc(
 # 3. bulk_write(ordered=False) with one stale operation
 
 
-def test_bulk_unordered_stale_upsert_reports_only_its_index(progress: Collection) -> None:
+def test_bulk_unordered_stale_upsert_reports_only_its_index(
+    progress: Collection[dict[str, Any]],
+) -> None:
     versioned_upsert(progress, "s1", "m1", 2, {"position": 10.0})
     versioned_upsert(progress, "s1", "m2", 7, {"position": 70.0})
     ops = [
@@ -158,7 +166,7 @@ def test_bulk_unordered_stale_upsert_reports_only_its_index(progress: Collection
     errors = excinfo.value.details["writeErrors"]
     assert [(e["index"], e["code"]) for e in errors] == [(1, 11000)]
 
-    def get(student_id: str, material_id: str) -> dict | None:
+    def get(student_id: str, material_id: str) -> dict[str, Any] | None:
         return strip_id(progress.find_one({"student_id": student_id, "material_id": material_id}))
 
     assert get("s1", "m1") == {
@@ -195,17 +203,19 @@ def test_bulk_unordered_stale_upsert_reports_only_its_index(progress: Collection
 # 4. nested values and floats round-trip
 
 
-def test_set_list_of_float_pairs_round_trips(progress: Collection) -> None:
+def test_set_list_of_float_pairs_round_trips(progress: Collection[dict[str, Any]]) -> None:
     intervals = [[0.0, 10.5], [20.0, 30.0], [31.25, 1e-3]]
     progress.update_one(
         {"student_id": "s1", "material_id": "m1"}, {"$set": {"intervals": intervals}}, upsert=True
     )
-    doc = progress.find_one({"student_id": "s1", "material_id": "m1"})
+    doc = present(progress.find_one({"student_id": "s1", "material_id": "m1"}))
     assert doc["intervals"] == intervals
     assert all(type(x) is float for pair in doc["intervals"] for x in pair)
 
 
-def test_set_nested_dict_of_lists_of_lists_round_trips(progress: Collection) -> None:
+def test_set_nested_dict_of_lists_of_lists_round_trips(
+    progress: Collection[dict[str, Any]],
+) -> None:
     nested = {
         "video-1": [[0.0, 10.5], [20.0, 30.0]],
         "video 2": [],
@@ -214,12 +224,12 @@ def test_set_nested_dict_of_lists_of_lists_round_trips(progress: Collection) -> 
     progress.update_one(
         {"student_id": "s1", "material_id": "m1"}, {"$set": {"by_part": nested}}, upsert=True
     )
-    doc = progress.find_one({"student_id": "s1", "material_id": "m1"})
+    doc = present(progress.find_one({"student_id": "s1", "material_id": "m1"}))
     assert doc["by_part"] == nested
     assert list(doc["by_part"]) == list(nested)  # key order kept
 
 
-def test_epoch_seconds_float_round_trips(progress: Collection) -> None:
+def test_epoch_seconds_float_round_trips(progress: Collection[dict[str, Any]]) -> None:
     # The project stores times as epoch-second floats, not datetime (see the module docstring).
     values = [1700000000.123, 1764288000.000001, 0.1, 1e-9]
     progress.update_one(
@@ -227,7 +237,7 @@ def test_epoch_seconds_float_round_trips(progress: Collection) -> None:
         {"$set": {"updated_at": values[0], "times": values}},
         upsert=True,
     )
-    doc = progress.find_one({"student_id": "s1", "material_id": "m1"})
+    doc = present(progress.find_one({"student_id": "s1", "material_id": "m1"}))
     assert type(doc["updated_at"]) is float
     assert doc["updated_at"] == 1700000000.123
     assert doc["times"] == values
@@ -236,7 +246,7 @@ def test_epoch_seconds_float_round_trips(progress: Collection) -> None:
 # 5. $setOnInsert
 
 
-def test_set_on_insert_applies_only_on_insert(progress: Collection) -> None:
+def test_set_on_insert_applies_only_on_insert(progress: Collection[dict[str, Any]]) -> None:
     flt = {"student_id": "s1", "material_id": "m1"}
     progress.update_one(
         flt, {"$set": {"n": 1}, "$setOnInsert": {"course_id": "c1", "created": 1.5}}, upsert=True
@@ -256,56 +266,56 @@ def test_set_on_insert_applies_only_on_insert(progress: Collection) -> None:
 # 6. $max, $inc, $addToSet, $pull
 
 
-def test_max_raises_only_when_higher(progress: Collection) -> None:
+def test_max_raises_only_when_higher(progress: Collection[dict[str, Any]]) -> None:
     flt = {"student_id": "s1", "material_id": "m1"}
     progress.insert_one({**flt, "furthest": 50.0})
     progress.update_one(flt, {"$max": {"furthest": 40.0}})
-    assert progress.find_one(flt)["furthest"] == 50.0
+    assert present(progress.find_one(flt))["furthest"] == 50.0
     progress.update_one(flt, {"$max": {"furthest": 75.5}})
-    assert progress.find_one(flt)["furthest"] == 75.5
+    assert present(progress.find_one(flt))["furthest"] == 75.5
     progress.update_one(flt, {"$max": {"new_field": 3.0}})  # absent field: set
-    assert progress.find_one(flt)["new_field"] == 3.0
+    assert present(progress.find_one(flt))["new_field"] == 3.0
 
 
-def test_max_on_upsert_insert_sets_value(progress: Collection) -> None:
+def test_max_on_upsert_insert_sets_value(progress: Collection[dict[str, Any]]) -> None:
     flt = {"student_id": "s1", "material_id": "m1"}
     progress.update_one(flt, {"$max": {"furthest": 12.0}}, upsert=True)
-    assert progress.find_one(flt)["furthest"] == 12.0
+    assert present(progress.find_one(flt))["furthest"] == 12.0
 
 
-def test_inc(progress: Collection) -> None:
+def test_inc(progress: Collection[dict[str, Any]]) -> None:
     flt = {"student_id": "s1", "material_id": "m1"}
     progress.update_one(flt, {"$inc": {"count": 1, "seconds": 2.5}}, upsert=True)
     progress.update_one(flt, {"$inc": {"count": 4, "seconds": 0.25}}, upsert=True)
-    doc = progress.find_one(flt)
+    doc = present(progress.find_one(flt))
     assert doc["count"] == 5
     assert type(doc["count"]) is int
     assert doc["seconds"] == 2.75
 
 
-def test_add_to_set_no_duplicate_on_repeat(progress: Collection) -> None:
+def test_add_to_set_no_duplicate_on_repeat(progress: Collection[dict[str, Any]]) -> None:
     flt = {"student_id": "s1", "material_id": "m1"}
     progress.update_one(flt, {"$addToSet": {"tags": "a"}}, upsert=True)
     progress.update_one(flt, {"$addToSet": {"tags": "b"}})
     progress.update_one(flt, {"$addToSet": {"tags": "a"}})
     progress.update_one(flt, {"$addToSet": {"tags": {"$each": ["b", "c"]}}})
-    assert progress.find_one(flt)["tags"] == ["a", "b", "c"]
+    assert present(progress.find_one(flt))["tags"] == ["a", "b", "c"]
 
 
-def test_pull_string_from_array(progress: Collection) -> None:
+def test_pull_string_from_array(progress: Collection[dict[str, Any]]) -> None:
     flt = {"student_id": "s1", "material_id": "m1"}
     progress.insert_one({**flt, "tags": ["a", "b", "c", "b"]})
     progress.update_one(flt, {"$pull": {"tags": "b"}})
-    assert progress.find_one(flt)["tags"] == ["a", "c"]
+    assert present(progress.find_one(flt))["tags"] == ["a", "c"]
     progress.update_one(flt, {"$pull": {"tags": "zzz"}})  # absent value: no change
-    assert progress.find_one(flt)["tags"] == ["a", "c"]
+    assert present(progress.find_one(flt))["tags"] == ["a", "c"]
 
 
 # 7. find, count_documents, delete_many
 
 
 @pytest.fixture
-def seeded(progress: Collection) -> Collection:
+def seeded(progress: Collection[dict[str, Any]]) -> Collection[dict[str, Any]]:
     progress.insert_many(
         [
             {"student_id": "s1", "material_id": "m1", "course_id": "c1", "v": 1, "pos": 1.0},
@@ -318,7 +328,7 @@ def seeded(progress: Collection) -> Collection:
     return progress
 
 
-def test_find_in_on_two_fields_with_projection(seeded: Collection) -> None:
+def test_find_in_on_two_fields_with_projection(seeded: Collection[dict[str, Any]]) -> None:
     docs = list(
         seeded.find(
             {"student_id": {"$in": ["s1", "s2"]}, "material_id": {"$in": ["m1", "m3"]}},
@@ -332,7 +342,7 @@ def test_find_in_on_two_fields_with_projection(seeded: Collection) -> None:
     ]
 
 
-def test_find_by_id_in_with_another_condition(progress: Collection) -> None:
+def test_find_by_id_in_with_another_condition(progress: Collection[dict[str, Any]]) -> None:
     versioned_upsert(progress, "s1", "m1", 1, {"completed": True})
     versioned_upsert(progress, "s1", "m2", 1, {"completed": False})
     versioned_upsert(progress, "s2", "m1", 1, {"completed": True})
@@ -345,7 +355,7 @@ def test_find_by_id_in_with_another_condition(progress: Collection) -> None:
     assert sorted(d["_id"] for d in found) == ["m1|s1", "m1|s2"]
 
 
-def test_upsert_by_id_with_set_on_insert_only(mongo_db: Database) -> None:
+def test_upsert_by_id_with_set_on_insert_only(mongo_db: Database[dict[str, Any]]) -> None:
     # How an enrollment is created: the filter is the _id, the other fields are set on insert.
     col = mongo_db["enrollments"]
     update = {"$setOnInsert": {"student_id": "s1", "course_id": "c1", "done": []}}
@@ -359,19 +369,19 @@ def test_upsert_by_id_with_set_on_insert_only(mongo_db: Database) -> None:
     assert col.delete_one(key).deleted_count == 1
 
 
-def test_find_gte(seeded: Collection) -> None:
+def test_find_gte(seeded: Collection[dict[str, Any]]) -> None:
     docs = seeded.find({"v": {"$gte": 3}}, {"_id": 0, "v": 1}).sort("v", ASCENDING)
     assert [d["v"] for d in docs] == [3, 5, 8]
 
 
-def test_count_documents(seeded: Collection) -> None:
+def test_count_documents(seeded: Collection[dict[str, Any]]) -> None:
     assert seeded.count_documents({}) == 5
     assert seeded.count_documents({"course_id": "c1"}) == 3
     assert seeded.count_documents({"v": {"$gte": 3}, "course_id": "c2"}) == 1
     assert seeded.count_documents({"student_id": "nobody"}) == 0
 
 
-def test_delete_many_returns_deleted_count(seeded: Collection) -> None:
+def test_delete_many_returns_deleted_count(seeded: Collection[dict[str, Any]]) -> None:
     result = seeded.delete_many({"student_id": "s2"})
     assert result.deleted_count == 2
     assert seeded.count_documents({}) == 3
@@ -381,11 +391,11 @@ def test_delete_many_returns_deleted_count(seeded: Collection) -> None:
 # 8. aggregate
 
 
-def test_aggregate_match_group_sort_project(seeded: Collection) -> None:
+def test_aggregate_match_group_sort_project(seeded: Collection[dict[str, Any]]) -> None:
     seeded.insert_one(
         {"student_id": "s4", "material_id": "m1", "course_id": "c3", "v": 100, "pos": 9.0}
     )
-    pipeline = [
+    pipeline: list[dict[str, Any]] = [
         {"$match": {"course_id": {"$in": ["c1", "c2"]}}},
         {
             "$group": {
@@ -418,12 +428,12 @@ def test_aggregate_match_group_sort_project(seeded: Collection) -> None:
 # 9. ping
 
 
-def test_ping(mongo_db: Database) -> None:
+def test_ping(mongo_db: Database[dict[str, Any]]) -> None:
     result = mongo_db.command("ping")
     assert result["ok"] == 1
 
 
-def test_replace_one_upsert_with_the_id_in_the_document(mongo_db: Database) -> None:
+def test_replace_one_upsert_with_the_id_in_the_document(mongo_db: Database[dict[str, Any]]) -> None:
     # The project always repeats the filter's fields in a replacement document: on upsert the
     # stand-in does not copy them from the filter (MongoDB does).
     col = mongo_db["replace_probe"]

@@ -80,7 +80,7 @@ def test_the_buffer_bound_answers_503_with_retry_after(
         assert statuses == [202, 202, 202, 503]
         r = watch(c, settings, **heartbeat(9))
         assert r.json()["error"]["code"] == "buffer_full" and int(r.headers["Retry-After"]) > 0
-        assert int(redis_client.get("vp:pending")) == 3
+        assert int(redis_client.get("vp:pending") or 0) == 3
         flush_batch(build_context(settings), 100)  # a worker drains it: accepted again
         assert watch(c, settings, **heartbeat(10)).status_code == 202
 
@@ -137,8 +137,11 @@ def test_requests_are_logged_with_an_id_and_never_a_token(
         client.get("/api/progress/video/v-100/status", headers={"Authorization": "Bearer bad"})
     assert r.headers["X-Request-ID"] == "req-123"
     lines = [rec for rec in caplog.records if rec.name == "videoprogress.http"]
-    assert any(rec.request_id == "req-123" and rec.status == 202 for rec in lines)
-    assert any(rec.status == 401 for rec in lines)
+    assert any(
+        getattr(rec, "request_id", None) == "req-123" and getattr(rec, "status", None) == 202
+        for rec in lines
+    )
+    assert any(getattr(rec, "status", None) == 401 for rec in lines)
     everything = "\n".join(f"{rec.getMessage()} {rec.__dict__}" for rec in caplog.records)
     assert token not in everything and "Bearer" not in everything
 
@@ -149,8 +152,11 @@ def test_the_web_process_refuses_to_start_with_a_placeholder_secret(secret: str)
     env.pop("MONGO_URL", None)
     result = subprocess.run(
         [sys.executable, "-m", "uvicorn", "--factory", "ingest.app:create_app", "--port", "1"],
-        env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0
     assert "JWT_SECRET" in result.stderr
     assert secret not in result.stderr.replace("JWT_SECRET", "")  # the value is not echoed

@@ -9,6 +9,7 @@ under test is never used to compute an expected value, except where the contract
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -24,6 +25,7 @@ from shared.domain.progress import (
     apply_heartbeat,
     fold,
 )
+from tests.helpers import present
 
 THRESHOLD = 80.0
 T0 = 1_700_000_000.0  # an epoch second; all readings in these tests are offsets from it
@@ -158,7 +160,9 @@ def test_add_interval_matches_grid_cell_reference(pairs: list[tuple[int, int]]) 
     st.lists(st.tuples(st.integers(0, 40), st.integers(0, 40)), max_size=15),
     st.randoms(use_true_random=False),
 )
-def test_add_interval_order_does_not_matter(pairs: list[tuple[int, int]], rnd) -> None:
+def test_add_interval_order_does_not_matter(
+    pairs: list[tuple[int, int]], rnd: random.Random
+) -> None:
     shuffled = list(pairs)
     rnd.shuffle(shuffled)
     a: list[list[float]] = []
@@ -504,7 +508,9 @@ finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinit
 
 
 @st.composite
-def any_heartbeat(draw, sessions=("a", "b", None)) -> Heartbeat:
+def any_heartbeat(
+    draw: st.DrawFn, sessions: tuple[str | None, ...] = ("a", "b", None)
+) -> Heartbeat:
     received = draw(st.integers(0, 2000))
     has_played = draw(st.booleans())
     rng = st.tuples(st.integers(-20, 320), st.integers(-20, 320))
@@ -520,7 +526,7 @@ def any_heartbeat(draw, sessions=("a", "b", None)) -> Heartbeat:
 
 
 @st.composite
-def with_duplicates(draw, hbs: list[Heartbeat]) -> list[Heartbeat]:
+def with_duplicates(draw: st.DrawFn, hbs: list[Heartbeat]) -> list[Heartbeat]:
     """A permutation of `hbs` with extra copies of some of them inserted anywhere."""
     extra = draw(st.lists(st.sampled_from(hbs), max_size=len(hbs))) if hbs else []
     return draw(st.permutations(hbs + extra))
@@ -532,7 +538,7 @@ def with_duplicates(draw, hbs: list[Heartbeat]) -> list[Heartbeat]:
 
 
 @st.composite
-def played_scenario(draw):
+def played_scenario(draw: st.DrawFn) -> tuple[int, list[Heartbeat]]:
     duration = draw(st.integers(1, 300))
     n = draw(st.integers(1, 12))
     times = draw(st.lists(st.integers(0, 5000), min_size=n, max_size=n, unique=True))
@@ -554,13 +560,21 @@ def played_scenario(draw):
 
 @FAST
 @given(played_scenario(), st.data())
-def test_property_played_ranges_order_and_duplicates_do_not_matter(scenario, data) -> None:
+def test_property_played_ranges_order_and_duplicates_do_not_matter(
+    scenario: tuple[int, list[Heartbeat]], data: st.DataObject
+) -> None:
     duration, hbs = scenario
     delivered = data.draw(with_duplicates(hbs))
 
     # independent reference: integer cells of the video covered by some range
-    cells = {c for hb in hbs for a, b in hb.played for c in range(max(a, 0), min(b, duration))}
-    latest = max(hbs, key=lambda hb: hb.client_ts)  # client_ts are distinct
+    # (the scenario's ranges are whole seconds, and every heartbeat has played and client_ts)
+    cells = {
+        c
+        for hb in hbs
+        for a, b in present(hb.played)
+        for c in range(max(int(a), 0), min(int(b), duration))
+    }
+    latest = max(hbs, key=lambda hb: present(hb.client_ts))  # client_ts are distinct
     exp_pos = min(max(latest.watch_time, 0), duration)
     exp_progress = min(100.0, len(cells) * 100.0 / duration)
     exp_completed = len(cells) * 100 >= THRESHOLD * duration
@@ -581,7 +595,7 @@ def test_property_played_ranges_order_and_duplicates_do_not_matter(scenario, dat
 
 
 @st.composite
-def continuous_play(draw, max_readings: int = 40):
+def continuous_play(draw: st.DrawFn, max_readings: int = 40) -> tuple[int, list[Heartbeat], int]:
     """One session, readings ~10 s apart in player time, position advancing ~10 s each time
     (positions in whole milliseconds). Returns duration (s), heartbeats, final position in ms."""
     n = draw(st.integers(2, max_readings))
@@ -606,7 +620,9 @@ def continuous_play(draw, max_readings: int = 40):
 
 @FAST
 @given(continuous_play(), st.data())
-def test_property_continuous_play_order_and_duplicates_do_not_matter(scenario, data) -> None:
+def test_property_continuous_play_order_and_duplicates_do_not_matter(
+    scenario: tuple[int, list[Heartbeat], int], data: st.DataObject
+) -> None:
     duration, hbs, last_ms = scenario
     delivered = data.draw(with_duplicates(hbs))
     end = min(last_ms, duration * 1000) / 1000  # positions start at 0, clamped to the video
@@ -637,7 +653,12 @@ def test_property_continuous_play_order_and_duplicates_do_not_matter(scenario, d
     data=st.data(),
 )
 def test_property_seek_to_end_then_play_never_completes(
-    pre_steps, seek_elapsed, seek_to, post, with_played, data
+    pre_steps: int,
+    seek_elapsed: int,
+    seek_to: int,
+    post: list[int],
+    with_played: bool,
+    data: st.DataObject,
 ) -> None:
     duration = 600
     hbs: list[Heartbeat] = []
@@ -689,7 +710,7 @@ def test_property_seek_to_end_then_play_never_completes(
     data=st.data(),
 )
 def test_property_continuous_play_completion_threshold(
-    duration, completes, frac, with_played, data
+    duration: int, completes: bool, frac: float, with_played: bool, data: st.DataObject
 ) -> None:
     if completes:
         lo, hi = math.ceil(0.8 * duration), duration + 30
@@ -735,7 +756,9 @@ def test_property_continuous_play_completion_threshold(
     st.lists(any_heartbeat(), max_size=20),
     st.lists(st.sampled_from([None, 100.0, 600.0]), min_size=20, max_size=20),
 )
-def test_property_progress_never_decreases_and_completion_is_sticky(hbs, durations) -> None:
+def test_property_progress_never_decreases_and_completion_is_sticky(
+    hbs: list[Heartbeat], durations: list[float | None]
+) -> None:
     s = WatchState()
     for hb, duration in zip(hbs, durations, strict=False):
         nxt = apply_heartbeat(s, hb, duration=duration, threshold=THRESHOLD)
@@ -750,7 +773,7 @@ def test_property_progress_never_decreases_and_completion_is_sticky(hbs, duratio
 
 @FAST
 @given(st.lists(any_heartbeat(), min_size=1, max_size=20), st.data())
-def test_property_duplicates_change_nothing(hbs, data) -> None:
+def test_property_duplicates_change_nothing(hbs: list[Heartbeat], data: st.DataObject) -> None:
     expected = run(hbs, 300)
     # a retry of any already-applied heartbeat, immediately or later, changes nothing
     delivered: list[Heartbeat] = []
@@ -777,7 +800,13 @@ def test_property_duplicates_change_nothing(hbs, data) -> None:
     complete=st.booleans(),
 )
 def test_heartbeat_json_round_trip(
-    received, watch, client_ts, session, seq, played_, complete
+    received: float,
+    watch: float,
+    client_ts: float | None,
+    session: str | None,
+    seq: int | None,
+    played_: tuple[tuple[float, float], ...] | None,
+    complete: bool,
 ) -> None:
     hb = Heartbeat(
         received_at=received,
@@ -826,7 +855,7 @@ def test_watch_state_json_round_trip(state: WatchState) -> None:
     st.lists(any_heartbeat(sessions=("a", "b", "c", "d", "e", None)), max_size=25),
     st.sampled_from([None, 50.0, 300.0]),
 )
-def test_property_watch_state_json_round_trip(hbs, duration) -> None:
+def test_property_watch_state_json_round_trip(hbs: list[Heartbeat], duration: float | None) -> None:
     s = run(hbs, duration)
     back = WatchState.from_json(s.to_json())
     assert back == s

@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import time
+from typing import Any
 
 import jwt
 import pytest
@@ -22,15 +23,18 @@ from shared.tokens import TokenVerifier, mint_token
 from tests.helpers import SECRET
 
 
-def settings(**values: object) -> Settings:
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+def settings(**values: Any) -> Settings:
+    return Settings(_env_file=None, **values)
 
 
 @pytest.mark.parametrize(
     "secret",
-    [pytest.param(None, id="missing"), pytest.param("changeme", id="placeholder"),
-     pytest.param("short-but-random-7f3a", id="too-short")],
-)  # fmt: skip
+    [
+        pytest.param(None, id="missing"),
+        pytest.param("changeme", id="placeholder"),
+        pytest.param("short-but-random-7f3a", id="too-short"),
+    ],
+)
 def test_production_refuses_a_missing_or_placeholder_secret(secret: str | None) -> None:
     with pytest.raises(ValidationError, match="JWT_SECRET"):
         settings(environment="production", jwt_secret=secret)
@@ -47,7 +51,7 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("JWT_SECRET", SECRET)
     monkeypatch.setenv("COMPLETION_THRESHOLD", "90")
     monkeypatch.setenv("MONGO_URL", "mongodb://db.example:27017/school")
-    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    s = Settings(_env_file=None)
     assert s.completion_threshold == 90.0 and s.mongo_database == "school"
 
 
@@ -74,8 +78,13 @@ def test_issuer_and_audience_are_checked_when_configured() -> None:
     s = settings(environment="production", jwt_secret=SECRET, jwt_issuer="idp", jwt_audience="vp")
     verifier = TokenVerifier(s)
     assert verifier.verify(mint_token(s, "ana", "student")).user_id == "ana"
-    claims = {"sub": "ana", "role": "student", "exp": int(time.time()) + 60, "iss": "other",
-              "aud": "vp"}  # fmt: skip
+    claims = {
+        "sub": "ana",
+        "role": "student",
+        "exp": int(time.time()) + 60,
+        "iss": "other",
+        "aud": "vp",
+    }
     with pytest.raises(Unauthenticated):
         verifier.verify(jwt.encode(claims, SECRET, algorithm="HS256"))
 
@@ -108,7 +117,10 @@ def test_cli_mints_a_token_that_the_service_accepts(monkeypatch: pytest.MonkeyPa
     env = {"APP_ENV": "production", "JWT_SECRET": SECRET, "PATH": "/usr/bin:/bin"}
     out = subprocess.run(
         [sys.executable, "-m", "shared.devtools.cli", "token", "ana", "--role", "teacher"],
-        env=env, capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     s = settings(environment="production", jwt_secret=SECRET)
     assert TokenVerifier(s).verify(out.stdout.strip()).role == "teacher"

@@ -11,11 +11,12 @@ import json
 import signal
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.helpers import COURSE_ID, heartbeat, wait_until
+from tests.helpers import COURSE_ID, heartbeat, present, wait_until
 from tests.stack import FLUSH_INTERVAL_S, Stack, enroll, post, running_stack, stored
 
 pytestmark = pytest.mark.system
@@ -45,9 +46,9 @@ def test_completion_updates_the_enrollment_once(stack: Stack) -> None:
     assert post(stack, headers, **heartbeat(85, played=[[0, 85]])).json()["completed"] is True
     enrollments = stack.db().enrollments
 
-    def recorded() -> dict | None:
+    def recorded() -> dict[str, Any] | None:
         # The job adds the material, then raises the progress: wait for both writes.
-        doc = enrollments.find_one({"student_id": "sys-b", "course_id": COURSE_ID})
+        doc = present(enrollments.find_one({"student_id": "sys-b", "course_id": COURSE_ID}))
         return doc if doc and doc["completed_materials"] and doc["progress_percentage"] else None
 
     doc = wait_until(recorded)
@@ -64,17 +65,54 @@ def test_completion_updates_the_enrollment_once(stack: Stack) -> None:
     registry = FinishedJobRegistry(queue=queue)
     jobs = [queue.fetch_job(job_id) for job_id in registry.get_job_ids()]
     completions = [
-        j for j in jobs
-        if j and j.func_name.endswith("record_completions") and "sys-b" in json.dumps(j.args)
-    ]  # fmt: skip
+        j
+        for j in jobs
+        if j
+        and (j.func_name or "").endswith("record_completions")
+        and "sys-b" in json.dumps(j.args)
+    ]
     assert len(completions) == 1
-    assert recorded()["completed_materials"] == ["v-100"]
+    assert present(recorded())["completed_materials"] == ["v-100"]
+
+
+def test_a_key_watched_for_several_intervals_is_written_at_most_once_per_interval(
+    stack: Stack,
+) -> None:
+    # A heartbeat every 0.5 s for 4 flush intervals (12 s), through the real clock and workers.
+    # A key is due FLUSH_INTERVAL_S - FLUSH_TICK_S = 2 s after its first unflushed heartbeat,
+    # so two writes of it are never closer than that; a write every tick (1 s) would fail here.
+    # Writes are observed as changes of the document's `flushes` counter, polled every 50 ms.
+    headers = enroll(stack, "sys-cadence")
+    due_delay = FLUSH_INTERVAL_S - 1  # the stack's FLUSH_TICK_S is 1
+    watched_for = 4 * FLUSH_INTERVAL_S
+    writes: list[float] = []  # when each write was first seen
+    seen, sent, start = 0, 0, time.monotonic()
+    while (now := time.monotonic()) - start < watched_for + FLUSH_INTERVAL_S + 2:
+        if now - start < watched_for and now - start >= sent * 0.5:
+            watched = 0.5 * (sent + 1)
+            body = heartbeat(watched, played=[[watched - 0.5, watched]], seq=sent)
+            assert post(stack, headers, **body).status_code == 202
+            sent += 1
+        doc = stored(stack, "sys-cadence")
+        flushes = doc["flushes"] if doc else 0
+        assert flushes - seen <= 1, "two writes within one 50 ms poll"
+        if flushes > seen:
+            writes.append(time.monotonic())
+            seen = flushes
+        time.sleep(0.05)
+    gaps = [round(b - a, 2) for a, b in zip(writes, writes[1:], strict=False)]
+    assert len(writes) >= 4, gaps  # one write per interval, not one at the end
+    assert len(writes) <= watched_for / due_delay + 1, gaps
+    assert all(gap >= due_delay - 0.5 for gap in gaps), gaps  # 0.5 s: polling and job latency
+    doc = present(stored(stack, "sys-cadence"))
+    assert doc["v"] == sent and doc["watch_time"] == 0.5 * sent  # the last write holds them all
+    assert doc["watched_seconds"] == 0.5 * sent
 
 
 def test_a_worker_killed_while_holding_a_batch_loses_nothing(stack: Stack) -> None:
     headers = enroll(stack, "sys-c")
     r = stack.redis_client()
-    stack.mongo.proc.send_signal(signal.SIGSTOP)  # MongoDB hangs: a flush blocks mid-write
+    present(stack.mongo.proc).send_signal(signal.SIGSTOP)  # MongoDB hangs: a flush blocks mid-write
     try:
         for i in range(6):
             body = heartbeat(10 * (i + 1), played=[[10 * i, 10 * (i + 1)]])
@@ -82,8 +120,8 @@ def test_a_worker_killed_while_holding_a_batch_loses_nothing(stack: Stack) -> No
         wait_until(lambda: r.hexists("vp:leases", "v-100|sys-c"), timeout_s=30)
         stack.kill_all("worker")  # SIGKILL, whichever of them holds the batch
     finally:
-        stack.mongo.proc.send_signal(signal.SIGCONT)
-    assert stored(stack, "sys-c") is None or stored(stack, "sys-c")["v"] < 6
+        present(stack.mongo.proc).send_signal(signal.SIGCONT)
+    assert (doc := stored(stack, "sys-c")) is None or doc["v"] < 6
     stack.start("worker")
     doc = wait_until(lambda: (d := stored(stack, "sys-c")) and d["v"] == 6 and d, timeout_s=40)
     assert doc["watched_seconds"] == 60.0 and doc["watch_time"] == 60.0

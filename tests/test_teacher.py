@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import COURSE_ID, bearer, heartbeat, wait_until
+from tests.helpers import COURSE_ID, bearer, heartbeat, present, wait_until
 from tests.stack import Stack, enroll, post, running_stack, stored
 
 pytestmark = pytest.mark.system
@@ -52,8 +52,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 @pytest.fixture(scope="module")
 def klass(stack: Stack) -> Stack:
     """The class above, flushed to MongoDB; plus 'fay', who watched and then left the course."""
-    for student, plan in [*CLASS.items(), ("fay", {"watch": [("v-100", 100, [[0, 100]])],
-                                                   "open": []})]:  # fmt: skip
+    for student, plan in [
+        *CLASS.items(),
+        ("fay", {"watch": [("v-100", 100, [[0, 100]])], "open": []}),
+    ]:
         headers = enroll(stack, student)
         for video, duration, played in plan["watch"]:
             end = played[-1][1]
@@ -74,7 +76,7 @@ def teacher(stack: Stack, user: str = "t-phys") -> dict[str, str]:
     return bearer(stack.settings(), user, "teacher")
 
 
-def get(stack: Stack, path: str, headers: dict, **params: Any) -> httpx.Response:
+def get(stack: Stack, path: str, headers: dict[str, str], **params: Any) -> httpx.Response:
     return httpx.get(f"{stack.url}{path}", headers=headers, params=params, timeout=30)
 
 
@@ -87,8 +89,8 @@ def test_class_table_has_one_exact_row_per_enrolled_student(klass: Stack) -> Non
     assert set(rows) == set(EXPECTED_ROWS)  # fay left the course; dan is there at 0
     for student, (progress, completed, watched) in EXPECTED_ROWS.items():
         row = rows[student]
-        assert (row["progress_percentage"], row["completed_materials"], row["watched_seconds"]) \
-            == (progress, completed, watched), student  # fmt: skip
+        got = (row["progress_percentage"], row["completed_materials"], row["watched_seconds"])
+        assert got == (progress, completed, watched), student
     assert rows["dan"]["last_active"] is None and rows["eve"]["last_active"] is not None
 
 
@@ -121,12 +123,15 @@ def test_csv_parses_back_to_the_same_rows(klass: Stack) -> None:
         assert response.headers["content-type"].startswith("text/csv")
         parsed = list(csv.DictReader(io.StringIO(response.text)))
         assert [
-            {**row, "progress_percentage": float(row["progress_percentage"]),
-             "completed_materials": int(row["completed_materials"]),
-             "watched_seconds": float(row["watched_seconds"]),
-             "last_active": row["last_active"] or None}
+            {
+                **row,
+                "progress_percentage": float(row["progress_percentage"]),
+                "completed_materials": int(row["completed_materials"]),
+                "watched_seconds": float(row["watched_seconds"]),
+                "last_active": row["last_active"] or None,
+            }
             for row in parsed
-        ] == as_json  # fmt: skip
+        ] == as_json
 
 
 def test_cli_writes_the_class_table_as_csv(klass: Stack, tmp_path: Any) -> None:
@@ -136,11 +141,18 @@ def test_cli_writes_the_class_table_as_csv(klass: Stack, tmp_path: Any) -> None:
     out = tmp_path / "class.csv"
     subprocess.run(
         [sys.executable, "-m", "shared.devtools.cli", "class-csv", COURSE_ID, "--output", str(out)],
-        env=klass.env, check=True,
-    )  # fmt: skip
+        env=klass.env,
+        check=True,
+    )
     rows = {r["student_id"]: r for r in csv.DictReader(out.open())}
-    assert {s: (float(r["progress_percentage"]), int(r["completed_materials"]),
-                float(r["watched_seconds"])) for s, r in rows.items()} == EXPECTED_ROWS  # fmt: skip
+    assert {
+        s: (
+            float(r["progress_percentage"]),
+            int(r["completed_materials"]),
+            float(r["watched_seconds"]),
+        )
+        for s, r in rows.items()
+    } == EXPECTED_ROWS
 
 
 def test_stats_match_the_class(klass: Stack) -> None:
@@ -150,11 +162,17 @@ def test_stats_match_the_class(klass: Stack) -> None:
     assert stats["completion_rate"] == 0.2  # eve only
     by_material = {m["material_id"]: m for m in stats["materials"]}
     assert by_material["v-100"] == {  # ana 100, ben 30, cat 40, eve 100 (fay left)
-        "material_id": "v-100", "started": 4, "completed": 2, "average_watched_percentage": 67.5,
-    }  # fmt: skip
+        "material_id": "v-100",
+        "started": 4,
+        "completed": 2,
+        "average_watched_percentage": 67.5,
+    }
     assert by_material["v-600"] == {  # ana 10, eve 100
-        "material_id": "v-600", "started": 2, "completed": 1, "average_watched_percentage": 55.0,
-    }  # fmt: skip
+        "material_id": "v-600",
+        "started": 2,
+        "completed": 1,
+        "average_watched_percentage": 55.0,
+    }
     assert (by_material["pdf-1"]["started"], by_material["pdf-1"]["completed"]) == (2, 2)
     assert (by_material["link-1"]["started"], by_material["link-1"]["completed"]) == (1, 1)
 
@@ -166,8 +184,11 @@ def test_retention_counts_each_viewer_once_per_slice(klass: Stack) -> None:
     # slices of 25 s; a viewer counts when they watched >= 12.5 s of it:
     # ana [0,100], ben [0,30], cat [60,100], eve [0,100]
     assert [(b["start"], b["end"], b["share"]) for b in body["buckets"]] == [
-        (0.0, 25.0, 0.75), (25.0, 50.0, 0.5), (50.0, 75.0, 0.75), (75.0, 100.0, 0.75),
-    ]  # fmt: skip
+        (0.0, 25.0, 0.75),
+        (25.0, 50.0, 0.5),
+        (50.0, 75.0, 0.75),
+        (75.0, 100.0, 0.75),
+    ]
     r = get(klass, "/api/teacher/materials/pdf-1/retention", teacher(klass))
     assert r.status_code == 422
 
@@ -175,9 +196,10 @@ def test_retention_counts_each_viewer_once_per_slice(klass: Stack) -> None:
 def test_views_agree_with_the_students_own_numbers(klass: Stack) -> None:
     rows = {
         row["student_id"]: row
-        for row in get(klass, f"/api/teacher/courses/{COURSE_ID}/progress", teacher(klass))
-        .json()["rows"]
-    }  # fmt: skip
+        for row in get(klass, f"/api/teacher/courses/{COURSE_ID}/progress", teacher(klass)).json()[
+            "rows"
+        ]
+    }
     for student in ("ana", "ben", "eve"):
         own = get(klass, f"/api/progress/course/{COURSE_ID}", bearer(klass.settings(), student))
         seen = get(
@@ -219,8 +241,9 @@ def test_a_teacher_cannot_view_a_student_outside_the_course(klass: Stack) -> Non
 
 def test_only_admins_erase(klass: Stack) -> None:
     for headers in (teacher(klass), bearer(klass.settings(), "ana")):
-        r = httpx.delete(f"{klass.url}/api/admin/progress", params={"student_id": "ana"},
-                         headers=headers)  # fmt: skip
+        r = httpx.delete(
+            f"{klass.url}/api/admin/progress", params={"student_id": "ana"}, headers=headers
+        )
         assert r.status_code == 403
 
 
@@ -233,25 +256,31 @@ def test_erasure_refuses_a_material_id_that_is_not_a_catalog_id(klass: Stack) ->
     assert klass.db().watch_progress.count_documents({"_id": "a|b|c"}) == 0
 
 
-def _erase(stack: Stack, student: str, material: str | None = None) -> dict:
+def _erase(stack: Stack, student: str, material: str | None = None) -> dict[str, Any]:
     params = {"student_id": student, **({"material_id": material} if material else {})}
     admin = bearer(stack.settings(), "root", "admin")
     r = httpx.delete(f"{stack.url}/api/admin/progress", params=params, headers=admin, timeout=60)
     assert r.status_code == 200, r.text
-    return r.json()
+    report: dict[str, Any] = r.json()
+    return report
 
 
-def _status(stack: Stack, student: str, video: str = "v-100") -> dict:
+def _status(stack: Stack, student: str, video: str = "v-100") -> dict[str, Any]:
     path = f"/api/progress/video/{video}/status"
-    return get(stack, path, bearer(stack.settings(), student)).json()
+    status: dict[str, Any] = get(stack, path, bearer(stack.settings(), student)).json()
+    return status
 
 
 def test_erasure_removes_queued_heartbeats_and_nothing_comes_back(stack: Stack) -> None:
     headers = enroll(stack, "gus")
     assert post(stack, headers, **heartbeat(90, played=[[0, 90]])).status_code == 202
     wait_until(lambda: (d := stored(stack, "gus")) and d.get("completed"))
-    wait_until(lambda: (e := stack.db().enrollments.find_one({"student_id": "gus"}))
-               and e["completed_materials"])  # fmt: skip
+    wait_until(
+        lambda: (
+            (e := stack.db().enrollments.find_one({"student_id": "gus"}))
+            and e["completed_materials"]
+        )
+    )
     stack.kill_all("worker", signal.SIGTERM)  # the next heartbeats stay queued in Redis
     try:
         for end in (20, 40):
@@ -267,7 +296,7 @@ def test_erasure_removes_queued_heartbeats_and_nothing_comes_back(stack: Stack) 
         assert _status(stack, "gus", video)["watched_seconds"] == 0.0
         doc = stored(stack, "gus", video)
         assert doc is None or "course_id" not in doc  # a tombstone holds only a version
-    enrollment = stack.db().enrollments.find_one({"student_id": "gus"})
+    enrollment = present(stack.db().enrollments.find_one({"student_id": "gus"}))
     assert enrollment["completed_materials"] == [] and enrollment["progress_percentage"] == 0.0
     # Watching again starts from nothing and is stored again.
     assert post(stack, headers, **heartbeat(10, played=[[0, 10]])).json()["watched_seconds"] == 10
@@ -277,7 +306,9 @@ def test_erasure_removes_queued_heartbeats_and_nothing_comes_back(stack: Stack) 
 def test_erasure_wins_over_a_flush_in_flight(stack: Stack) -> None:
     headers = enroll(stack, "hal")
     r = stack.redis_client()
-    stack.mongo.proc.send_signal(signal.SIGSTOP)  # a flush will hang while holding hal's batch
+    present(stack.mongo.proc).send_signal(
+        signal.SIGSTOP
+    )  # a flush will hang while holding hal's batch
     eraser = threading.Thread(target=lambda: _erase(stack, "hal", "v-100"))
     try:
         assert post(stack, headers, **heartbeat(50, played=[[0, 50]])).status_code == 202
@@ -285,7 +316,7 @@ def test_erasure_wins_over_a_flush_in_flight(stack: Stack) -> None:
         eraser.start()
         time.sleep(1)
     finally:
-        stack.mongo.proc.send_signal(signal.SIGCONT)
+        present(stack.mongo.proc).send_signal(signal.SIGCONT)
     eraser.join(60)
     wait_until(lambda: not r.hexists("vp:leases", "v-100|hal"), timeout_s=30)
     time.sleep(3)

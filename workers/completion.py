@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from workers.context import get_context
 from workers.interop import announce_completions
@@ -10,7 +11,7 @@ from workers.interop import announce_completions
 log = logging.getLogger(__name__)
 
 
-def record_completions(items: list[list]) -> int:
+def record_completions(items: list[list[Any]]) -> int:
     """RQ job: for each [student_id, course_id, [material_id, ...]], add the materials to
     `enrollments.completed_materials` and recalculate the course progress; then queue the
     `completed` xAPI statements and completion webhooks (workers/interop.py).

@@ -11,6 +11,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 from rq import Queue
 
+from shared.clock import Clock, SystemClock
 from shared.domain.catalog import Catalog
 from shared.errors import Unavailable
 from shared.settings import Settings, get_settings
@@ -26,6 +27,7 @@ class WorkerContext:
     hot: HotStore
     mongo: MongoStore
     queue: Queue
+    clock: Clock = field(default_factory=SystemClock)
     _catalog: Catalog = field(default_factory=lambda: Catalog([]))
 
     def catalog(self) -> Catalog:
@@ -37,7 +39,7 @@ class WorkerContext:
         return self._catalog
 
 
-def build_context(settings: Settings) -> WorkerContext:
+def build_context(settings: Settings, clock: Clock | None = None) -> WorkerContext:
     client = redis.Redis.from_url(
         settings.redis_url,
         socket_timeout=10,
@@ -50,6 +52,7 @@ def build_context(settings: Settings) -> WorkerContext:
         hot=HotStore(client),
         mongo=MongoStore(settings.mongo_url, settings.mongo_timeout_ms),
         queue=Queue(settings.queue_name, connection=client),
+        clock=clock or SystemClock(),
     )
 
 

@@ -11,19 +11,32 @@ from workers.maintenance import reconcile_completions
 
 _settings = get_settings()
 cron.register(
-    flush_pending, queue_name=_settings.queue_name, interval=_settings.flush_tick_s,
-    job_timeout=300, result_ttl=0,
-)  # fmt: skip
+    flush_pending,
+    queue_name=_settings.queue_name,
+    interval=_settings.flush_tick_s,
+    job_timeout=300,
+    result_ttl=0,
+)
 cron.register(
-    reconcile_completions, queue_name=_settings.queue_name, interval=600,
-    job_timeout=1800, result_ttl=600,
-)  # fmt: skip
+    reconcile_completions,
+    queue_name=_settings.queue_name,
+    interval=600,
+    job_timeout=1800,
+    result_ttl=600,
+)
 deliveries = [
-    job for job, on in ((deliver_statements, bool(_settings.xapi_lrs_url)),
-                        (deliver_webhooks, bool(_settings.webhook_receivers))) if on
-]  # fmt: skip
+    job
+    for job, on in (
+        (deliver_statements, bool(_settings.xapi_lrs_url)),
+        (deliver_webhooks, bool(_settings.webhook_receivers)),
+    )
+    if on
+]
 for delivery in deliveries:  # only what is configured: no idle jobs in the queue
     cron.register(
-        delivery, queue_name=_settings.queue_name, interval=_settings.outbox_tick_s,
-        job_timeout=300, result_ttl=0,
-    )  # fmt: skip
+        delivery,
+        queue_name=_settings.queue_name,
+        interval=_settings.outbox_tick_s,
+        job_timeout=300,
+        result_ttl=0,
+    )

@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from rq import Retry
 
-from shared.domain.progress import fold
+from shared.domain.progress import WatchState, fold_into
 from shared.errors import Unavailable
+from shared.settings import Settings
 from shared.storage.hot_store import Fold, HotEntry
 from shared.storage.keys import ProgressKey
 from shared.storage.mongo_store import StateWrite, StoredState
@@ -42,10 +44,11 @@ class FlushReport:
     completions: int = 0
     released: int = 0
     quarantined: int = 0
+    overclaimed: int = 0
     errors: list[str] = field(default_factory=list)
 
 
-def flush_pending(limit: int | None = None) -> dict:
+def flush_pending(limit: int | None = None) -> dict[str, Any]:
     """RQ job: flush one batch of due keys; enqueues a follow-up while more are due."""
     ctx = get_context()
     batch_size = limit or ctx.settings.flush_batch_size
@@ -57,7 +60,7 @@ def flush_pending(limit: int | None = None) -> dict:
 
 def flush_batch(ctx: WorkerContext, limit: int) -> FlushReport:
     s = ctx.settings
-    now = time.time()
+    now = ctx.clock.time()
     report = FlushReport()
     report.takeovers, keys = ctx.hot.claim(now, now + s.claim_lease_s, limit)
     report.claimed = len(keys)
@@ -70,13 +73,13 @@ def flush_batch(ctx: WorkerContext, limit: int) -> FlushReport:
     except Unavailable as exc:
         report.errors.append(str(exc))
         report.released = len(keys)
-        ctx.hot.release(keys, retry_at=time.time() + 2 * s.flush_tick_s)
+        ctx.hot.release(keys, retry_at=ctx.clock.time() + 2 * s.flush_tick_s)
         log.warning("flush of %d keys postponed: %s", len(keys), exc)
     record_flush(
         ctx.redis, keys=report.claimed, heartbeats=report.heartbeats, written=report.written,
         stale=report.stale, takeovers=report.takeovers, completions=report.completions,
         failed=bool(report.errors), mongo_seconds=report.mongo_seconds,
-        quarantined=report.quarantined,
+        quarantined=report.quarantined, overclaimed=report.overclaimed,
     )  # fmt: skip
     return report
 
@@ -91,6 +94,7 @@ class _Batch:
     writes: dict[ProgressKey, StateWrite] = field(default_factory=dict)
     unknown: list[ProgressKey] = field(default_factory=list)
     poisoned: list[ProgressKey] = field(default_factory=list)
+    overclaimed: dict[ProgressKey, tuple[int, float]] = field(default_factory=dict)
 
 
 def _flush_keys(
@@ -107,6 +111,8 @@ def _flush_keys(
     for fold_, ok in zip(batch.folds, committed, strict=True):
         if not ok:  # another worker folded first: it holds the key and writes it
             del batch.writes[fold_.key]
+            batch.overclaimed.pop(fold_.key, None)
+    _report_overclaims(batch.overclaimed, now, report)
     _write(ctx, batch, now, report)
     if batch.poisoned:
         log.error("quarantined %d keys a flush cannot process, e.g. %s",
@@ -114,6 +120,28 @@ def _flush_keys(
         ctx.hot.quarantine(batch.poisoned, now)
         report.quarantined = len(batch.poisoned)
     _finish(ctx, batch, now, report)
+
+
+_last_overclaim_log = 0.0
+OVERCLAIM_LOG_EVERY_S = 60.0
+
+
+def _report_overclaims(
+    overclaimed: dict[ProgressKey, tuple[int, float]], now: float, report: FlushReport
+) -> None:
+    """Count heartbeats whose claims went over the watching budget, and say so in the log at
+    most once a minute per worker (naming a student and material, never a token)."""
+    global _last_overclaim_log
+    report.overclaimed = sum(count for count, _ in overclaimed.values())
+    if not overclaimed or now - _last_overclaim_log < OVERCLAIM_LOG_EVERY_S:
+        return
+    _last_overclaim_log = now
+    key, (_, unverified) = max(overclaimed.items(), key=lambda item: item[1][1])
+    log.warning(
+        "%d heartbeats of %d keys claimed more watching than their time allows, e.g. student "
+        "%s on material %s (%.1f s unverified)", report.overclaimed, len(overclaimed),
+        key.student_id, key.material_id, unverified,
+    )  # fmt: skip
 
 
 def _fold_batch(ctx: WorkerContext, keys: list[ProgressKey], report: FlushReport) -> _Batch:
@@ -133,7 +161,9 @@ def _fold_batch(ctx: WorkerContext, keys: list[ProgressKey], report: FlushReport
             continue
         duration = ref.material.duration
         base = stored.get((key.student_id, key.material_id))
-        f = _fold_entry(key, entry, base, duration, ctx.settings.completion_threshold)
+        f, overclaimed = _fold_entry(key, entry, base, duration, ctx.settings)
+        if overclaimed:
+            batch.overclaimed[key] = (overclaimed, f.state.unverified_seconds)
         if f.folded or entry.version is None:
             batch.folds.append(f)
         batch.writes[key] = StateWrite(
@@ -182,18 +212,23 @@ def _fold_entry(
     entry: HotEntry,
     stored: StoredState | None,
     duration: float | None,
-    threshold: float,
-) -> Fold:
-    """Fold the pending heartbeats onto the hot state (or the stored one when it expired)."""
+    settings: Settings,
+) -> tuple[Fold, int]:
+    """Fold the pending heartbeats onto the hot state (or the stored one when it expired).
+    Also returns how many of them claimed more than verified watching credits."""
     if entry.version is not None:
         base, base_version = entry.state, entry.version
     elif stored is not None:
         base, base_version = stored.state, stored.version
     else:
         base, base_version = None, 0
-    state = fold(base, entry.pending, duration=duration, threshold=threshold)
+    state = WatchState.from_dict(base.to_dict()) if base else WatchState()
+    overclaimed = fold_into(
+        state, entry.pending, duration=duration, threshold=settings.completion_threshold,
+        verification=settings.verification,
+    )  # fmt: skip
     folded = len(entry.pending)
-    return Fold(key, entry.version, state, folded, base_version + folded)
+    return Fold(key, entry.version, state, folded, base_version + folded), overclaimed
 
 
 def _enqueue_completions(ctx: WorkerContext, writes: list[StateWrite]) -> None:

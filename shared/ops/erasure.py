@@ -31,7 +31,7 @@ class ErasureReport:
     sent_xapi_statement_ids: list[str] = field(default_factory=list)
     sent_webhook_ids: list[str] = field(default_factory=list)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, int]:
         return asdict(self)
 
 
@@ -85,8 +85,9 @@ def erase_progress(
     mongo.erase_states(student_id, versions)
 
     if material_id is None:
-        courses = [c for cid in mongo.enrolled_courses(student_id)
-                   if (c := catalog.courses.get(cid))]  # fmt: skip
+        courses = [
+            c for cid in mongo.enrolled_courses(student_id) if (c := catalog.courses.get(cid))
+        ]
         forget: set[str] | None = None
     else:
         ref = catalog.material(material_id)

@@ -42,8 +42,9 @@ def _heartbeat(hb: Heartbeat) -> dict[str, Any]:
 def _state(state: WatchState, duration: float | None) -> dict[str, Any]:
     return {
         "position": state.position,
-        "watched_ranges": state.covered,
-        "watched_seconds": state.watched_seconds,
+        "watched_ranges": state.covered,  # as the player reported them
+        "watched_seconds": state.watched_seconds,  # credited (verified watching)
+        "unverified_seconds": state.unverified_seconds,  # reported but not credited
         "progress_percentage": state.progress,
         "duration": duration,
         "completed": state.completed,
@@ -84,7 +85,10 @@ def _materials(
         base = entry.state if entry is not None and entry.state is not None else stored
         if base is None and not pending:
             continue  # erased: a tombstone holds only a version
-        current = fold(base, pending, duration=duration, threshold=settings.completion_threshold)
+        current = fold(
+            base, pending, duration=duration, threshold=settings.completion_threshold,
+            verification=settings.verification,
+        )  # fmt: skip
         course_id = ref.course_id if ref else doc.get("course_id")
         found.append(_Material(material_id, course_id, duration, current, stored,
                                doc.get("written_at"), pending))  # fmt: skip

@@ -5,19 +5,13 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 from shared.domain.analytics import ClassRow, class_rows, course_stats, retention
 from shared.domain.catalog import Course
 from shared.storage.mongo_store import MongoStore
 
-CSV_FIELDS = ["student_id", "progress_percentage", "completed_materials", "watched_seconds",
-              "last_active"]  # fmt: skip
-
-
-def iso(ts: float | None) -> str | None:
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z") if ts else None
+CSV_FIELDS = list(ClassRow.model_fields)  # the API's row, in its order
 
 
 def class_table(mongo: MongoStore, course: Course) -> list[ClassRow]:
@@ -33,13 +27,8 @@ def class_table(mongo: MongoStore, course: Course) -> list[ClassRow]:
 
 
 def row_dict(row: ClassRow) -> dict[str, Any]:
-    return {
-        "student_id": row.student_id,
-        "progress_percentage": row.progress_percentage,
-        "completed_materials": row.completed_materials,
-        "watched_seconds": row.watched_seconds,
-        "last_active": iso(row.last_active),
-    }
+    """The row as the API shows it (`last_active` as an ISO date-time in UTC, `Z`)."""
+    return row.model_dump(mode="json")
 
 
 def csv_lines(rows: Iterable[ClassRow]) -> Iterator[str]:

@@ -8,12 +8,14 @@ without losing anything.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import redis
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
 
 from shared.domain.progress import Heartbeat, WatchState
 from shared.storage.keys import (
@@ -27,7 +29,6 @@ from shared.storage.keys import (
     ProgressKey,
     enrollments_key,
     rate_limit_key,
-    stored_key,
 )
 
 
@@ -37,7 +38,7 @@ def _lua(name: str) -> str:
 
 SCRIPTS = {
     name: _lua(name)
-    for name in ("ingest", "claim", "commit_fold", "finish", "erase", "publish", "mirror")
+    for name in ("ingest", "read", "claim", "commit_fold", "finish", "erase", "publish", "mirror")
 }
 
 
@@ -52,15 +53,80 @@ class HotEntry:
     stored: bool = True  # MongoDB may hold a state (False: known not to, no need to look)
 
 
+@dataclass(frozen=True, slots=True)
+class CachedView:
+    """What a process already folded of a key: the hash's epoch and version, and how many of
+    its pending heartbeats. Redis answers a caller holding a current view with only the
+    heartbeats after it."""
+
+    epoch: str
+    version: str  # the hash's `n` as text ('' when it has none)
+    folded: int
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """A state a web process folded from a key's hot state (version `view.version`) and its
+    first `view.folded` pending heartbeats, offered to Redis as the key's preview."""
+
+    view: CachedView
+    state_json: str
+
+
+@dataclass(slots=True)
+class HotView:
+    """What one atomic step saw of a key, for a reply: a base and the heartbeats after it.
+
+    `mode`: 'cache' (the base is the caller's cached state), 'preview' (`base` is the preview a
+    web process stored) or 'state' (`base` is the hot state, None when there is none).
+    """
+
+    mode: str
+    epoch: str
+    version: str
+    preview_folded: int  # how far the key's preview reaches (-1: none for this version)
+    stored: bool  # MongoDB holds a state for the key
+    base: WatchState | None
+    start: int  # the pending list's index of the first heartbeat in `tail`
+    tail: list[Heartbeat]
+
+    @property
+    def has_hot_state(self) -> bool:
+        return self.version != ""
+
+    @property
+    def folded(self) -> int:
+        """Pending heartbeats a state built from this view holds."""
+        return self.start + len(self.tail)
+
+    def cached_view(self) -> CachedView:
+        return CachedView(self.epoch, self.version, self.folded)
+
+
 @dataclass(slots=True)
 class IngestReply:
-    status: str  # ok | enrollment_unknown | not_enrolled | buffer_full | rate_limited
-    entry: HotEntry | None = None
+    status: str  # ok | enrollment_unknown | not_enrolled | buffer_full | key_full | rate_limited
+    view: HotView | None = None
     retry_after_s: int = 0
 
 
 def as_text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def parse_view(reply: list[Any]) -> HotView:
+    """ingest.lua's reply after its status, or read.lua's whole reply."""
+    raw_base = reply[5]
+    return HotView(
+        mode=as_text(reply[0]),
+        epoch=as_text(reply[1]),
+        version=as_text(reply[2]),
+        preview_folded=int(reply[3]),
+        stored=as_text(reply[4]) == "1",
+        base=WatchState.from_json(raw_base) if raw_base else None,
+        start=int(reply[6]),
+        tail=[Heartbeat.from_json(raw) for raw in reply[7:]],
+    )
 
 
 def parse_ingest_reply(reply: list[Any]) -> IngestReply:
@@ -69,10 +135,10 @@ def parse_ingest_reply(reply: list[Any]) -> IngestReply:
         return IngestReply(status, retry_after_s=max(1, int(reply[1])))
     if status != "ok" or len(reply) == 1:
         return IngestReply(status)
-    raw_state = as_text(reply[1])
-    state = WatchState.from_json(raw_state) if raw_state else None
-    pending = [Heartbeat.from_json(raw) for raw in reply[3:]]
-    return IngestReply(status, HotEntry(state, None, pending, stored=as_text(reply[2]) == "1"))
+    return IngestReply(status, parse_view(reply[1:]))
+
+
+HOT_FIELDS = ("state", "n", "cq")
 
 
 def parse_entry(hot_hash: dict[Any, Any], pending: list[Any]) -> HotEntry:
@@ -97,12 +163,22 @@ def ingest_args(
     key = item.key
     keys = [enrollments_key(key.student_id), key.pending, key.state, DIRTY, PENDING,
             limits.rate_key(key.student_id), key.stored]  # fmt: skip
+    view = item.cached or NO_VIEW
+    offer = item.proposal
     args: list[Any] = [
         item.course_id, key.member, limits.due_at, limits.max_dirty, limits.max_pending,
         "1" if want_state else "0", limits.rate_limit, limits.rate_window_s, key.material_id,
+        limits.max_per_key, secrets.token_hex(8), view.epoch, view.version, view.folded,
     ]  # fmt: skip
+    if offer is None:
+        args += ["", "", "", ""]
+    else:
+        args += [offer.view.epoch, offer.view.version, offer.view.folded, offer.state_json]
     args += [hb.to_json() for hb in item.heartbeats]
     return keys, args
+
+
+NO_VIEW = CachedView("", "", 0)  # an epoch is never '', so this view never matches
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +186,8 @@ class IngestItem:
     key: ProgressKey
     course_id: str
     heartbeats: list[Heartbeat]
+    cached: CachedView | None = None
+    proposal: Proposal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +200,7 @@ class IngestLimits:
     rate_limit: int  # appends per student per window; 0 disables
     rate_window_s: int = 60
     now: float = 0.0
+    max_per_key: int = 3600  # pending heartbeats one key may hold
 
     def rate_key(self, student_id: str) -> str:
         return rate_limit_key(student_id, int(self.now // self.rate_window_s))
@@ -144,52 +223,59 @@ class AsyncHotStore:
     def __init__(self, client: aioredis.Redis) -> None:
         self.client = client
         self._ingest = client.register_script(SCRIPTS["ingest"])
+        self._read = client.register_script(SCRIPTS["read"])
 
     async def append(
         self, items: list[IngestItem], limits: IngestLimits, want_state: bool = True
     ) -> list[IngestReply]:
         """Durably buffer each item's heartbeats, or refuse it whole (see IngestReply.status).
 
-        With `want_state`, each reply carries the hot state and the pending heartbeats, from the
-        same atomic step, so the caller can compute the state as of this heartbeat.
+        With `want_state`, each reply carries a view of the key from the same atomic step (a
+        base and the heartbeats after it), so the caller can compute the state as of this
+        heartbeat at a cost that does not grow with the backlog.
         """
         calls = [ingest_args(item, limits, want_state) for item in items]
         if len(calls) == 1:  # the common case: one EVALSHA, no pipeline, no SCRIPT EXISTS
             keys, args = calls[0]
             return [parse_ingest_reply(await self._ingest(keys=keys, args=args))]
+        replies = await self._pipelined(self._ingest, calls)
+        return [parse_ingest_reply(reply) for reply in replies]
+
+    async def _pipelined(
+        self,
+        script: AsyncScript,
+        calls: list[tuple[list[str], list[Any]]],
+        members_of: str | None = None,
+    ) -> list[Any]:
+        """Run one script many times in one round trip (two if Redis lost its scripts), after
+        an SMEMBERS of `members_of` when given (its reply comes first)."""
         for attempt in range(2):
             pipe = self.client.pipeline(transaction=False)
+            if members_of is not None:
+                pipe.smembers(members_of)
             for keys, args in calls:
-                pipe.evalsha(self._ingest.sha, len(keys), *keys, *args)
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
             replies = await pipe.execute(raise_on_error=False)
-            missing = [r for r in replies if isinstance(r, redis.exceptions.NoScriptError)]
-            if not missing:
+            if not any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
                 break
             if attempt == 0:  # Redis restarted without its scripts: load, then the calls again
-                await self.client.script_load(SCRIPTS["ingest"])
+                await self.client.script_load(script.script)
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
-        return [parse_ingest_reply(reply) for reply in replies]
+        return list(replies)
 
     async def read(
-        self, student_id: str, keys: list[ProgressKey]
-    ) -> tuple[set[str] | None, list[HotEntry]]:
-        """The student's enrolled course ids (None when not mirrored) and each key's entry."""
-        pipe = self.client.pipeline(transaction=False)
-        pipe.smembers(enrollments_key(student_id))
-        pipe.smembers(stored_key(student_id))
-        for key in keys:
-            pipe.hgetall(key.state)
-            pipe.lrange(key.pending, 0, -1)
-        replies = await pipe.execute()
-        stored = {as_text(m) for m in replies[1]}
-        entries = []
-        for key, i in zip(keys, range(2, len(replies), 2), strict=True):
-            entry = parse_entry(replies[i], replies[i + 1])
-            entry.stored = key.material_id in stored
-            entries.append(entry)
-        return parse_enrollments(replies[0]), entries
+        self, student_id: str, keys: list[ProgressKey], cached: list[CachedView | None]
+    ) -> tuple[set[str] | None, list[HotView]]:
+        """The student's enrolled course ids (None when not mirrored) and each key's view
+        (relative to the caller's cached view of it, when that still holds)."""
+        calls = [
+            ([key.pending, key.state, key.stored], [key.material_id, *_view_args(view)])
+            for key, view in zip(keys, cached, strict=True)
+        ]
+        replies = await self._pipelined(self._read, calls, enrollments_key(student_id))
+        return parse_enrollments(replies[0]), [parse_view(r) for r in replies[1:]]
 
     async def catalog(self) -> tuple[int, str | None]:
         version, blob = await self.client.mget(CATALOG_VERSION, CATALOG)
@@ -197,6 +283,11 @@ class AsyncHotStore:
 
     async def catalog_version(self) -> int:
         return int(await self.client.get(CATALOG_VERSION) or 0)
+
+
+def _view_args(view: CachedView | None) -> list[Any]:
+    v = view or NO_VIEW
+    return [v.epoch, v.version, v.folded]
 
 
 class HotStore:
@@ -217,13 +308,14 @@ class HotStore:
         """Each key's entry, or None for one whose stored data cannot be parsed."""
         pipe = self.client.pipeline(transaction=False)
         for key in keys:
-            pipe.hgetall(key.state)
+            pipe.hmget(key.state, HOT_FIELDS)  # not the preview: only web processes read it
             pipe.lrange(key.pending, 0, -1)
         replies = pipe.execute()
         entries: list[HotEntry | None] = []
         for i in range(0, len(replies), 2):
             try:
-                entries.append(parse_entry(replies[i], replies[i + 1]))
+                fields = {f: v for f, v in zip(HOT_FIELDS, replies[i], strict=True) if v}
+                entries.append(parse_entry(fields, replies[i + 1]))
             except (ValueError, KeyError, TypeError):
                 entries.append(None)
         return entries

@@ -114,7 +114,8 @@ def progress_document(w: StateWrite) -> dict[str, Any]:
         "watch_time": s.position,
         "total_duration": w.duration,
         "progress_percentage": s.progress,
-        "watched_seconds": s.watched_seconds,
+        "watched_seconds": s.watched_seconds,  # credited (verified watching)
+        "unverified_seconds": s.unverified_seconds,
         "watched_ranges": s.covered,
         "completed": s.completed,
         "completed_at": s.completed_at,
@@ -126,7 +127,7 @@ def progress_document(w: StateWrite) -> dict[str, Any]:
 
 class MongoStore:
     def __init__(self, url: str, timeout_ms: int = 5000) -> None:
-        self.client: pymongo.MongoClient = pymongo.MongoClient(
+        self.client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
             url,
             serverSelectionTimeoutMS=timeout_ms,
             connectTimeoutMS=timeout_ms,
@@ -175,12 +176,14 @@ class MongoStore:
         ops = [
             UpdateOne(
                 {**_progress_key(w.student_id, w.material_id), "v": {"$lt": w.version}},
-                {"$set": {**progress_document(w), "written_at": time.time()},
-                 "$inc": {"flushes": 1}},
+                {
+                    "$set": {**progress_document(w), "written_at": time.time()},
+                    "$inc": {"flushes": 1},
+                },
                 upsert=True,
             )
             for w in writes
-        ]  # fmt: skip
+        ]
         try:
             self.progress.bulk_write(ops, ordered=False)
         except BulkWriteError as exc:
@@ -282,7 +285,7 @@ class MongoStore:
                         "last": {"$max": "$last_watched"},
                     }
                 },
-            ]  # fmt: skip
+            ]
         )
         return {row["_id"]: (float(row["watched"] or 0.0), row["last"]) for row in rows}
 
@@ -299,7 +302,7 @@ class MongoStore:
                     }
                 },
                 {"$group": {"_id": "$student_id", "n": {"$sum": 1}}},
-            ]  # fmt: skip
+            ]
         )
         return {row["_id"]: int(row["n"]) for row in rows}
 
@@ -317,7 +320,7 @@ class MongoStore:
                         "average": {"$avg": "$progress_percentage"},
                     }
                 },
-            ]  # fmt: skip
+            ]
         )
         stats = {
             row["_id"]: {
@@ -343,10 +346,13 @@ class MongoStore:
     ) -> list[list[list[float]]]:
         """The watched ranges of each of the given students who started the material."""
         cursor = self.progress.find(
-            {"course_id": course_id, "material_id": material_id,
-             "student_id": {"$in": student_ids}},
+            {
+                "course_id": course_id,
+                "material_id": material_id,
+                "student_id": {"$in": student_ids},
+            },
             {"_id": 0, "watched_ranges": 1},
-        )  # fmt: skip
+        )
         return [doc.get("watched_ranges", []) for doc in cursor]
 
     # -- enrollments ----------------------------------------------------------------------
@@ -417,9 +423,9 @@ class MongoStore:
         materials (after the course changed). Returns how many enrollments changed."""
         ops = []
         for doc in self.enrollments.find(
-            {"course_id": course.course_id}, {"_id": 0, "student_id": 1, "completed_materials": 1,
-                                              "progress_percentage": 1}
-        ):  # fmt: skip
+            {"course_id": course.course_id},
+            {"_id": 0, "student_id": 1, "completed_materials": 1, "progress_percentage": 1},
+        ):
             progress = course_progress(set(doc.get("completed_materials", [])), course)
             if progress != doc.get("progress_percentage"):
                 ops.append(
@@ -450,9 +456,14 @@ class MongoStore:
         progress = course_progress(set(kept), course)
         self.enrollments.update_one(
             key,
-            {"$set": {"completed_materials": kept, "progress_percentage": progress,
-                      "updated_at": time.time()}},
-        )  # fmt: skip
+            {
+                "$set": {
+                    "completed_materials": kept,
+                    "progress_percentage": progress,
+                    "updated_at": time.time(),
+                }
+            },
+        )
         return True
 
     # -- courses --------------------------------------------------------------------------

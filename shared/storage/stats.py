@@ -22,6 +22,7 @@ def record_flush(
     failed: bool,
     mongo_seconds: float,
     quarantined: int = 0,
+    overclaimed: int = 0,
 ) -> None:
     """Add one flush's figures (one round trip). A flush that claimed nothing is not counted."""
     if keys == 0:
@@ -35,6 +36,7 @@ def record_flush(
     pipe.hincrby(STATS, "completions", completions)
     pipe.hincrby(STATS, "flush_failures", int(failed))
     pipe.hincrby(STATS, "quarantined", quarantined)
+    pipe.hincrby(STATS, "overclaimed_heartbeats", overclaimed)
     if written:
         pipe.hincrby(STATS, "mongo_writes", 1)
         pipe.hincrbyfloat(STATS, "mongo_write_seconds", mongo_seconds)
@@ -44,5 +46,5 @@ def record_flush(
 
 
 def read_stats(r: redis.Redis) -> dict[str, float]:
-    raw: dict = r.hgetall(STATS)  # type: ignore[assignment]
+    raw: dict[bytes | str, bytes | str] = r.hgetall(STATS)
     return {(k.decode() if isinstance(k, bytes) else k): float(v) for k, v in raw.items()}

@@ -55,11 +55,27 @@ DURATION = 900.0
 
 def course(videos: int) -> Course:
     return Course.model_validate(
-        {"course_id": COURSE_ID, "title": "Drain benchmark", "teacher_ids": [],
-         "modules": [{"module_id": "m", "title": "All", "materials": [
-             {"material_id": f"dv{i:02d}", "title": f"Video {i}", "type": "video",
-              "duration": DURATION} for i in range(videos)]}]}
-    )  # fmt: skip
+        {
+            "course_id": COURSE_ID,
+            "title": "Drain benchmark",
+            "teacher_ids": [],
+            "modules": [
+                {
+                    "module_id": "m",
+                    "title": "All",
+                    "materials": [
+                        {
+                            "material_id": f"dv{i:02d}",
+                            "title": f"Video {i}",
+                            "type": "video",
+                            "duration": DURATION,
+                        }
+                        for i in range(videos)
+                    ],
+                }
+            ],
+        }
+    )
 
 
 def students(n: int) -> list[str]:
@@ -88,11 +104,12 @@ def prefill(bs: BenchStack, args: argparse.Namespace, round_no: int) -> int:
                     session_id=session,
                     seq=k,
                     played=((start + 10.0 * k, start + 10.0 * (k + 1)),),
-                )  # fmt: skip
+                )
                 for k in range(args.heartbeats)
             ]
-            keys, argv = ingest_args(IngestItem(ProgressKey(sid, video), COURSE_ID, hbs),
-                                     limits, want_state=False)  # fmt: skip
+            keys, argv = ingest_args(
+                IngestItem(ProgressKey(sid, video), COURSE_ID, hbs), limits, want_state=False
+            )
             script(keys=keys, args=argv, client=pipe)
             total += len(hbs)
         if len(pipe) >= 2000:
@@ -108,7 +125,9 @@ class Timers:
     calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     undo: list[tuple[Any, str, bool, Any]] = field(default_factory=list)
 
-    def wrap(self, obj: Any, name: str, bucket: str, replacement: Callable | None = None) -> None:
+    def wrap(
+        self, obj: Any, name: str, bucket: str, replacement: Callable[..., Any] | None = None
+    ) -> None:
         """Time every call of `obj.name` (or of `replacement` standing in for it)."""
         own = vars(obj)
         self.undo.append((obj, name, name in own, own.get(name)))
@@ -175,8 +194,9 @@ def drain_in_process(ctx: WorkerContext, no_mongo: bool, time_limit_s: float) ->
         elapsed = time.perf_counter() - t0
         timers.restore()
     other = elapsed - sum(timers.seconds.values())
-    return Round("", heartbeats, written, bulk, elapsed, {**timers.seconds, "fold, codecs, rest":
-                                                           other})  # fmt: skip
+    return Round(
+        "", heartbeats, written, bulk, elapsed, {**timers.seconds, "fold, codecs, rest": other}
+    )
 
 
 def drain_rq_burst(bs: BenchStack, startup_s: float) -> Round:
@@ -190,10 +210,13 @@ def drain_rq_burst(bs: BenchStack, startup_s: float) -> Round:
     elapsed = time.perf_counter() - t0
     stats = {k: v - stats0.get(k, 0.0) for k, v in read_stats(bs.r).items()}
     return Round(
-        "", int(stats.get("flushed_heartbeats", 0)), int(stats.get("flushed_keys", 0)),
-        int(stats.get("mongo_writes", 0)), max(1e-6, elapsed - startup_s),
+        "",
+        int(stats.get("flushed_heartbeats", 0)),
+        int(stats.get("flushed_keys", 0)),
+        int(stats.get("mongo_writes", 0)),
+        max(1e-6, elapsed - startup_s),
         {"MongoDB write": stats.get("mongo_write_seconds", 0.0)},
-    )  # fmt: skip
+    )
 
 
 def run_burst(bs: BenchStack) -> float:
@@ -257,15 +280,19 @@ def main() -> None:
         ctx.mongo.close()
     today = datetime.now(UTC).date().isoformat()
     keys = args.students * args.videos
-    print(f"\nsummary ({today}, 2-core dev machine, nx-27017 stand-in): {args.students:,} students"
-          f" x {args.videos} videos = {keys:,} keys, {args.heartbeats} heartbeats per key and"
-          f" round, batches of {bs.settings.flush_batch_size}")  # fmt: skip
+    print(
+        f"\nsummary ({today}, 2-core dev machine, nx-27017 stand-in): {args.students:,} students"
+        f" x {args.videos} videos = {keys:,} keys, {args.heartbeats} heartbeats per key and"
+        f" round, batches of {bs.settings.flush_batch_size}"
+    )
     print(f"  {'pass':32} {'hb/s':>9} {'writes/hb':>10} {'docs/bulk':>10} {'own hb/s':>9}")
     for _, r in rows:
         mongo_s = r.timers.get("MongoDB write", 0.0) + r.timers.get("MongoDB read", 0.0)
         own = r.heartbeats / max(1e-6, r.seconds - mongo_s)
-        print(f"  {r.name:32} {r.rate:9,.0f} {r.written / max(1, r.heartbeats):10.3f} "
-              f"{r.written / max(1, r.bulk_writes):10.1f} {own:9,.0f}")  # fmt: skip
+        print(
+            f"  {r.name:32} {r.rate:9,.0f} {r.written / max(1, r.heartbeats):10.3f} "
+            f"{r.written / max(1, r.bulk_writes):10.1f} {own:9,.0f}"
+        )
     print("  (own hb/s: heartbeats / (time - time in MongoDB calls), the pipeline's own rate)")
 
 

@@ -2,6 +2,7 @@
 
     .venv/bin/python -m tests.benchmarks.bench_ingest [--seconds 10] [--connections 64]
         [--students 2000] [--client auto|wrk|python] [--profile]
+        [--mode steady|hot-key|backlog]
 
 The reference (ARCHITECTURE.md measured ~3,400 req/s for it here) is the minimal FastAPI
 handler below: it validates a pydantic body shaped like a heartbeat and does one async Redis
@@ -23,6 +24,21 @@ body limit; the run checks and reports that).
 
 `--profile` adds a run of the single route with py-spy sampling the web process and prints
 where the time goes (`pip install py-spy` into the venv first).
+
+The default mode (`steady`) drops pending heartbeats between runs, so it never sees a backlog.
+Two modes do:
+- `--mode hot-key`: few students (default 500, one video each) at full speed, the product's
+  default settings, web, worker and clock running, nothing dropped between runs: every key
+  keeps a backlog of up to a flush interval's heartbeats (hundreds). Reference and route
+  alternate under the same wrk (one thread, 32 connections by default in this mode).
+- `--mode backlog`: one key, no worker: 3,000 heartbeats in a row, one at a time; prints the
+  median latency of heartbeats 1-100 and 2,901-3,000 and their ratio (target <= 1.25x), the
+  same for status reads (from the web process, and from a second web process that has no
+  cached state: the preview path), and for 100-heartbeat batches into a key with a growing
+  backlog. The per-student rate limit is set out of reach (3,000 heartbeats in a minute).
+Both replay players faster than real time; verified watching stays at its default (the bound
+costs the same whatever it credits), and no progress figure is checked here (the load
+generator's oracle does that, with the bound off).
 """
 
 from __future__ import annotations
@@ -38,11 +54,12 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -92,7 +109,7 @@ def reference_app() -> FastAPI:
     app = FastAPI(lifespan=lifespan)
 
     @app.post("/ref/video/{video_id}/watch-time", status_code=202)
-    async def watch_time(video_id: str, body: RefHeartbeat) -> dict:
+    async def watch_time(video_id: str, body: RefHeartbeat) -> dict[str, Any]:
         await app.state.redis.rpush(REF_LIST, body.model_dump_json())
         return {"accepted": True}
 
@@ -106,7 +123,7 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
 
 
-def tracker_body(i: int, now: float, compact: bool = False) -> dict:
+def tracker_body(i: int, now: float, compact: bool = False) -> dict[str, Any]:
     """A heartbeat as frontend/src/tracker.ts sends it (the i-th of its session)."""
     w = round(10.0 * (i % 59) + 5.0, 3)
     if compact:
@@ -201,6 +218,10 @@ class LoadResult:
         return n / self.seconds
 
 
+# run_wrk or run_python_client: (name, url, data, seconds, connections) -> result
+LoadRunner = Callable[[str, str, Path, float, int], LoadResult]
+
+
 def _ms(text: str) -> float:
     value = float(re.match(r"[\d.]+", text).group())  # type: ignore[union-attr]
     if text.endswith("us"):
@@ -216,10 +237,23 @@ def run_wrk(name: str, url: str, data: Path, seconds: float, connections: int) -
     script = data.with_suffix(".lua")
     script.write_text(WRK_SCRIPT)
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s", str(script),
-         url, "--", str(data)],
-        capture_output=True, text=True, timeout=seconds + 60, check=True,
-    ).stdout  # fmt: skip
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds:g}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+            "--",
+            str(data),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    ).stdout
     try:
         return _parse_wrk(name, out)
     except (AttributeError, ValueError):
@@ -247,19 +281,38 @@ def run_python_client(
 ) -> LoadResult:
     """This module's own async client, in a separate process (so it has its own core)."""
     out = subprocess.run(
-        [sys.executable, "-m", "tests.benchmarks.bench_ingest", "--client-run", url, str(data),
-         str(seconds), str(connections)],
-        capture_output=True, text=True, timeout=seconds + 120, check=True,
-    ).stdout  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "tests.benchmarks.bench_ingest",
+            "--client-run",
+            url,
+            str(data),
+            str(seconds),
+            str(connections),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 120,
+        check=True,
+    ).stdout
     r = json.loads(out.strip().splitlines()[-1])
-    return LoadResult(name, r["requests"], r["seconds"], r["requests"] / r["seconds"],
-                      r["p50_ms"], r["p99_ms"], r["non_2xx"], "python (http_pool)")  # fmt: skip
+    return LoadResult(
+        name,
+        r["requests"],
+        r["seconds"],
+        r["requests"] / r["seconds"],
+        r["p50_ms"],
+        r["p99_ms"],
+        r["non_2xx"],
+        "python (http_pool)",
+    )
 
 
-async def _client_run(url: str, data: Path, seconds: float, connections: int) -> dict:
+async def _client_run(url: str, data: Path, seconds: float, connections: int) -> dict[str, Any]:
     rows = [line.split("\t", 2) for line in data.read_text().splitlines()]
     latencies: list[float] = []
-    statuses: Counter = Counter()
+    statuses: Counter[int] = Counter()
     target = urlsplit(url)
     pool = HttpPool(target.hostname or "127.0.0.1", target.port or 80)
     deadline = time.perf_counter() + seconds
@@ -278,10 +331,12 @@ async def _client_run(url: str, data: Path, seconds: float, connections: int) ->
     elapsed = time.perf_counter() - t0
     await pool.aclose()
     return {
-        "requests": len(latencies), "seconds": elapsed,
-        "p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99),
+        "requests": len(latencies),
+        "seconds": elapsed,
+        "p50_ms": percentile(latencies, 50),
+        "p99_ms": percentile(latencies, 99),
         "non_2xx": sum(n for s, n in statuses.items() if not 200 <= s < 300),
-    }  # fmt: skip
+    }
 
 
 # -- the run --------------------------------------------------------------------------------
@@ -289,11 +344,22 @@ async def _client_run(url: str, data: Path, seconds: float, connections: int) ->
 
 def course() -> Course:
     return Course.model_validate(
-        {"course_id": COURSE_ID, "title": "Ingest benchmark", "teacher_ids": [],
-         "modules": [{"module_id": "m", "title": "All", "materials": [
-             {"material_id": v, "title": v, "type": "video", "duration": DURATION}
-             for v in VIDEOS]}]}
-    )  # fmt: skip
+        {
+            "course_id": COURSE_ID,
+            "title": "Ingest benchmark",
+            "teacher_ids": [],
+            "modules": [
+                {
+                    "module_id": "m",
+                    "title": "All",
+                    "materials": [
+                        {"material_id": v, "title": v, "type": "video", "duration": DURATION}
+                        for v in VIDEOS
+                    ],
+                }
+            ],
+        }
+    )
 
 
 def seed_hot_states(bs: BenchStack, students: list[str]) -> None:
@@ -339,8 +405,8 @@ def profile_summary(raw: Path) -> tuple[list[tuple[float, str]], list[tuple[floa
     if not by_thread:
         return [], []
     samples = max(by_thread.values(), key=lambda rows: sum(n for _, n in rows))
-    inclusive: Counter = Counter()
-    own: Counter = Counter()
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
     total = 0
     for stack_frames, n in samples:
         total += n
@@ -379,6 +445,7 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="only the reference and the single route"
     )
+    parser.add_argument("--mode", choices=["steady", "hot-key", "backlog"], default="steady")
     parser.add_argument("--client-run", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client_run:  # the separate client process
@@ -390,15 +457,22 @@ def main() -> None:
     if tool == "auto":
         tool = "wrk" if shutil.which("wrk") else "python"
     load = run_wrk if tool == "wrk" else run_python_client
+    if args.mode == "backlog":
+        backlog_mode()
+        return
+    if args.mode == "hot-key":
+        hot_key_mode(args, load)
+        return
     # The per-student limit still runs (its INCRBY is part of the route's cost) but never
     # refuses: replayed 500-heartbeat batches would pass 1,200 a minute and measure the limiter.
     no_refusals = {"RATE_LIMIT_PER_MINUTE": str(10**9)}
-    with bench_stack("bench-ingest-", [course()], workers=0, clock=False,
-                     extra_env=no_refusals) as bs:  # fmt: skip
+    with bench_stack(
+        "bench-ingest-", [course()], workers=0, clock=False, extra_env=no_refusals
+    ) as bs:
         bench(bs, args, load)
 
 
-def bench(bs: BenchStack, args: argparse.Namespace, load) -> None:  # noqa: ANN001
+def bench(bs: BenchStack, args: argparse.Namespace, load: LoadRunner) -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-ingest-data-"))
     warm = [f"w{i:05d}" for i in range(args.students)]
     cold = [f"c{i:05d}" for i in range(args.students)]
@@ -408,18 +482,24 @@ def bench(bs: BenchStack, args: argparse.Namespace, load) -> None:  # noqa: ANN0
 
     ref_port = free_port()
     ref_env = dict(bs.stack.env, REF_REDIS_URL=bs.settings.redis_url)
-    ref_cmd = (f"uvicorn --factory tests.benchmarks.bench_ingest:reference_app --host 127.0.0.1 "
-               f"--port {ref_port} --workers 1 --no-access-log")  # fmt: skip
+    ref_cmd = (
+        f"uvicorn --factory tests.benchmarks.bench_ingest:reference_app --host 127.0.0.1 "
+        f"--port {ref_port} --workers 1 --no-access-log"
+    )
     ref = start_procfile_process(ref_cmd, ref_env, bs.stack.root / "reference.log")
     try:
         wait_for_port(ref_port, 30, ref)
         ref_url = f"http://127.0.0.1:{ref_port}"
-        single = write_requests(root / "single.tsv", single_rows(
-            warm, tokens, "/api/progress/video/{video}/watch-time"))  # fmt: skip
-        refs = write_requests(root / "ref.tsv", single_rows(
-            warm, tokens, "/ref/video/{video}/watch-time"))  # fmt: skip
-        cold_rows = write_requests(root / "cold.tsv", single_rows(
-            cold, tokens, "/api/progress/video/{video}/watch-time", rounds=1))  # fmt: skip
+        single = write_requests(
+            root / "single.tsv", single_rows(warm, tokens, "/api/progress/video/{video}/watch-time")
+        )
+        refs = write_requests(
+            root / "ref.tsv", single_rows(warm, tokens, "/ref/video/{video}/watch-time")
+        )
+        cold_rows = write_requests(
+            root / "cold.tsv",
+            single_rows(cold, tokens, "/api/progress/video/{video}/watch-time", rounds=1),
+        )
         batch100 = write_requests(root / "batch100.tsv", batch_rows(warm, tokens, 100, False, 2000))
         batch500 = write_requests(root / "batch500.tsv", batch_rows(warm, tokens, 500, True, 600))
         s, c = args.seconds, args.connections
@@ -428,13 +508,16 @@ def bench(bs: BenchStack, args: argparse.Namespace, load) -> None:  # noqa: ANN0
         load("warm-up", bs.url, single, 3, c)
         results: list[LoadResult] = []
         for _ in range(2):
-            for name, url, data in (("reference (pydantic + RPUSH)", ref_url, refs),
-                                    ("single route, hot state", bs.url, single)):  # fmt: skip
+            for name, url, data in (
+                ("reference (pydantic + RPUSH)", ref_url, refs),
+                ("single route, hot state", bs.url, single),
+            ):
                 reset_buffer(bs, warm)
                 before = pending(bs)
                 result = load(name, url, data, s, c)
-                result.accepted = (int(bs.r.llen(REF_LIST)) if url == ref_url
-                                   else pending(bs) - before)  # fmt: skip
+                result.accepted = (
+                    int(bs.r.llen(REF_LIST)) if url == ref_url else pending(bs) - before
+                )
                 results.append(result)
                 print_result(result)
         if args.quick:
@@ -449,8 +532,10 @@ def bench(bs: BenchStack, args: argparse.Namespace, load) -> None:  # noqa: ANN0
         result.accepted = pending(bs) - before
         results.append(result)
         print_result(result)
-        for name, data, size in (("batch route, 100 tracker-shaped", batch100, 100),
-                                 ("batch route, 500 compact", batch500, 500)):  # fmt: skip
+        for name, data, size in (
+            ("batch route, 100 tracker-shaped", batch100, 100),
+            ("batch route, 500 compact", batch500, 500),
+        ):
             reset_buffer(bs, warm)
             before = pending(bs)
             result = load(name, bs.url, data, s, min(c, 16))
@@ -460,11 +545,15 @@ def bench(bs: BenchStack, args: argparse.Namespace, load) -> None:  # noqa: ANN0
             print_result(result)
         too_big = batch_rows(warm, tokens, 500, False, 1)[0]
         response = httpx.post(
-            bs.url + too_big[0], content=too_big[2], timeout=30,
+            bs.url + too_big[0],
+            content=too_big[2],
+            timeout=30,
             headers={"Authorization": too_big[1], "Content-Type": "application/json"},
-        )  # fmt: skip
-        print(f"500 tracker-shaped heartbeats in one batch: {len(too_big[2]):,} bytes -> "
-              f"HTTP {response.status_code}")  # fmt: skip
+        )
+        print(
+            f"500 tracker-shaped heartbeats in one batch: {len(too_big[2]):,} bytes -> "
+            f"HTTP {response.status_code}"
+        )
         summarize(results)
         if args.profile:
             reset_buffer(bs, warm)
@@ -474,6 +563,123 @@ def bench(bs: BenchStack, args: argparse.Namespace, load) -> None:  # noqa: ANN0
     finally:
         ref.terminate()
         ref.wait(15)
+
+
+def hot_key_mode(args: argparse.Namespace, load: LoadRunner) -> None:
+    students = [f"h{i:04d}" for i in range(args.students if args.students != 2000 else 500)]
+    conns = args.connections if args.connections != 64 else 32
+    with bench_stack("bench-hotkey-", [course()], workers=1, clock=True) as bs:
+        enroll_bulk(bs, students, COURSE_ID)
+        tokens = {s: f"Bearer {bs.token(s)}" for s in students}
+        root = Path(tempfile.mkdtemp(prefix="bench-hotkey-data-"))
+        rows = [
+            (f"/api/progress/video/{VIDEOS[0]}/watch-time", tokens[sid],
+             json.dumps(tracker_body(r, time.time() - 3600), separators=(",", ":")))
+            for r in range(40) for sid in students
+        ]  # fmt: skip
+        single = write_requests(root / "single.tsv", rows)
+        refs = write_requests(
+            root / "ref.tsv", [(p.replace("/api/progress", "/ref"), a, b) for p, a, b in rows]
+        )
+        ref_port = free_port()
+        ref_env = dict(bs.stack.env, REF_REDIS_URL=bs.settings.redis_url)
+        ref = start_procfile_process(
+            f"uvicorn --factory tests.benchmarks.bench_ingest:reference_app --host 127.0.0.1 "
+            f"--port {ref_port} --workers 1 --no-access-log", ref_env, bs.stack.root / "ref.log",
+        )  # fmt: skip
+        try:
+            wait_for_port(ref_port, 30, ref)
+            ref_url = f"http://127.0.0.1:{ref_port}"
+            print(
+                f"hot keys: {len(students)} students x 1 video, {conns} connections, "
+                f"{args.seconds:g} s a run, worker and clock running, nothing dropped"
+            )
+            results = []
+            for _ in range(3):
+                for name, url, data in (("reference (pydantic + RPUSH)", ref_url, refs),
+                                        ("single route, hot keys", bs.url, single)):  # fmt: skip
+                    result = load(name, url, data, args.seconds, conns)
+                    results.append(result)
+                    print_result(result)
+                    backlog = max(bs.r.llen(ProgressKey(s, VIDEOS[0]).pending) for s in students)
+                    print(f"    longest pending list now: {backlog} heartbeats")
+            best_ref = max(r.rps for r in results if r.name.startswith("reference"))
+            best = max(r.rps for r in results if r.name.startswith("single"))
+            print(
+                f"\nhot keys: single route {best:,.0f} req/s = {best / best_ref:.2f}x the "
+                f"reference ({best_ref:,.0f} req/s) in the same run (target >= 0.8x)"
+            )
+        finally:
+            ref.terminate()
+            ref.wait(15)
+
+
+def backlog_mode(count: int = 3000, window: int = 100) -> None:
+    env = {"RATE_LIMIT_PER_MINUTE": str(10**9)}
+    with bench_stack("bench-backlog-", [course()], workers=0, clock=False, extra_env=env) as bs:
+        enroll_bulk(bs, ["b0001"], COURSE_ID)
+        token = f"Bearer {bs.token('b0001')}"
+        cold_port = free_port()  # a second web process: no cached state of the key
+        cold = start_procfile_process(
+            f"uvicorn --factory ingest.app:create_app --host 127.0.0.1 --port {cold_port} "
+            "--workers 1 --no-access-log", bs.stack.env, bs.stack.root / "web2.log",
+        )  # fmt: skip
+        try:
+            wait_for_port(cold_port, 30, cold)
+            print(asyncio.run(_backlog(bs.stack.port, cold_port, token, count, window)))
+        finally:
+            cold.terminate()
+            cold.wait(15)
+
+
+async def _backlog(port: int, cold_port: int, token: str, count: int, window: int) -> str:
+    pool, other = HttpPool("127.0.0.1", port), HttpPool("127.0.0.1", cold_port)
+    auth = {"Authorization": token}
+    start = time.time() - 3600
+
+    async def timed(
+        p: HttpPool, method: str, path: str, body: dict[str, Any] | None = None
+    ) -> float:
+        raw = json.dumps(body).encode() if body is not None else None
+        t = time.perf_counter()
+        reply = await p.request(method, path, auth, raw)
+        if reply.status >= 300:
+            raise RuntimeError(f"{method} {path}: HTTP {reply.status}")
+        return (time.perf_counter() - t) * 1000
+
+    watch = f"/api/progress/video/{VIDEOS[0]}/watch-time"
+    status = f"/api/progress/video/{VIDEOS[0]}/status"
+
+    async def reads(p: HttpPool) -> float:
+        return percentile([await timed(p, "GET", status) for _ in range(window)], 50)
+
+    lat = []
+    for i in range(count):
+        lat.append(await timed(pool, "POST", watch, tracker_body(i, start)))
+        if i + 1 == window:
+            early_reads, early_cold = await reads(pool), await reads(other)
+    late_reads, late_cold = await reads(pool), await reads(other)
+    batches = []
+    for n in range(30):  # a second key: 100-heartbeat batches onto a growing backlog
+        items = [{"material_id": VIDEOS[1], **tracker_body(n * 100 + j, start, True)}
+                 for j in range(100)]  # fmt: skip
+        batches.append(await timed(pool, "POST", "/api/progress/heartbeats", {"heartbeats": items}))
+    await pool.aclose()
+    await other.aclose()
+    first, last = percentile(lat[:window], 50), percentile(lat[-window:], 50)
+    mid = percentile(lat[2000:2100], 50) if count > 2100 else float("nan")
+    b_first, b_last = percentile(batches[:5], 50), percentile(batches[-5:], 50)
+    return "\n".join([
+        f"backlog: one key, no worker, {count:,} heartbeats one at a time (median latency)",
+        f"  heartbeats 1-{window}: {first:.2f} ms   2,001-2,100: {mid:.2f} ms   "
+        f"last {window}: {last:.2f} ms   ratio {last / first:.2f}x (target <= 1.25x)",
+        f"  status read, same process: after {window} {early_reads:.2f} ms, after {count:,} "
+        f"{late_reads:.2f} ms   ratio {late_reads / early_reads:.2f}x",
+        f"  status read, another web process (preview): after {window} {early_cold:.2f} ms, "
+        f"after {count:,} {late_cold:.2f} ms   ratio {late_cold / early_cold:.2f}x",
+        f"  100-heartbeat batch onto a growing backlog: first 5 {b_first:.2f} ms, last 5 "
+        f"(2,500-3,000 waiting) {b_last:.2f} ms   ratio {b_last / b_first:.2f}x",
+    ])  # fmt: skip
 
 
 def pending(bs: BenchStack) -> int:
@@ -501,23 +707,27 @@ def summarize(results: list[LoadResult]) -> None:
     today = datetime.now(UTC).date().isoformat()
     print(f"\nsummary ({today}, 2-core dev machine, nx-27017 stand-in; best of the runs)")
     print(f"  reference endpoint           {ref.rps:9,.0f} req/s")
-    print(f"  single-heartbeat route       {single.rps:9,.0f} req/s  = "
-          f"{single.rps / ref.rps:.2f}x reference (target >= 0.8x)")  # fmt: skip
+    print(
+        f"  single-heartbeat route       {single.rps:9,.0f} req/s  = "
+        f"{single.rps / ref.rps:.2f}x reference (target >= 0.8x)"
+    )
     for b in (r for r in results if r.name.startswith("batch")):
-        print(f"  {b.name:28} {b.heartbeats_per_s:9,.0f} heartbeats/s = "
-              f"{b.heartbeats_per_s / single.rps:.1f}x single (target >= 10x)")  # fmt: skip
+        print(
+            f"  {b.name:28} {b.heartbeats_per_s:9,.0f} heartbeats/s = "
+            f"{b.heartbeats_per_s / single.rps:.1f}x single (target >= 10x)"
+        )
     bad = [r.name for r in results if r.non_2xx]
     if bad:
         print(f"  non-2xx answers in: {', '.join(bad)}")
 
 
-def profile(  # noqa: PLR0913
+def profile(
     bs: BenchStack,
     data: Path,
     root: Path,
     seconds: float,
     conns: int,
-    load,  # noqa: ANN001
+    load: LoadRunner,
     name: str = "single route",
 ) -> None:
     pyspy = Path(sys.executable).parent / "py-spy"
@@ -527,10 +737,25 @@ def profile(  # noqa: PLR0913
     web_pid = bs.stack.procs["web"][0].pid
     raw = root / f"web-profile-{name.split(',')[0].replace(' ', '-')}.txt"
     spy = subprocess.Popen(
-        [str(pyspy), "record", "--pid", str(web_pid), "--duration", str(int(seconds)),
-         "--rate", "200", "--format", "raw", "--threads", "--nonblocking", "--output", str(raw)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            str(pyspy),
+            "record",
+            "--pid",
+            str(web_pid),
+            "--duration",
+            str(int(seconds)),
+            "--rate",
+            "200",
+            "--format",
+            "raw",
+            "--threads",
+            "--nonblocking",
+            "--output",
+            str(raw),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(1.0)
     result = load(f"{name} under py-spy", bs.url, data, seconds - 1.0, conns)
     spy.wait(60)

@@ -50,17 +50,36 @@ def seed(mongo: MongoStore, r: redis.Redis, students: int, videos: int) -> None:
         course_id="bench",
         title="Benchmark course",
         teacher_ids=["t-bench"],
-        modules=[{"module_id": "m", "title": "All", "materials": [
-            {"material_id": f"v{i:03d}", "title": f"Video {i}", "type": "video", "duration": 600}
-            for i in range(videos)]}],
-    )  # fmt: skip
+        modules=[
+            {
+                "module_id": "m",
+                "title": "All",
+                "materials": [
+                    {
+                        "material_id": f"v{i:03d}",
+                        "title": f"Video {i}",
+                        "type": "video",
+                        "duration": 600,
+                    }
+                    for i in range(videos)
+                ],
+            }
+        ],
+    )
     admin_ops.save_course(mongo, r, course)
     rng = random.Random(7)
     mongo.enrollments.insert_many(
-        [{"_id": enrollment_id(f"s{i:05d}", "bench"), "student_id": f"s{i:05d}",
-          "course_id": "bench", "completed_materials": [],
-          "progress_percentage": 0.0} for i in range(students)]
-    )  # fmt: skip
+        [
+            {
+                "_id": enrollment_id(f"s{i:05d}", "bench"),
+                "student_id": f"s{i:05d}",
+                "course_id": "bench",
+                "completed_materials": [],
+                "progress_percentage": 0.0,
+            }
+            for i in range(students)
+        ]
+    )
     now = time.time()
     for i in range(students):
         docs = []
@@ -75,12 +94,19 @@ def seed(mongo: MongoStore, r: redis.Redis, students: int, videos: int) -> None:
                 last_watched=now - rng.uniform(0, 9e5),
             )
             write = StateWrite(f"s{i:05d}", m.material_id, "bench", 600.0, state, 1)
-            docs.append({"_id": progress_id(write.student_id, write.material_id),
-                         **progress_document(write), "flushes": 1})  # fmt: skip
+            docs.append(
+                {
+                    "_id": progress_id(write.student_id, write.material_id),
+                    **progress_document(write),
+                    "flushes": 1,
+                }
+            )
         mongo.progress.insert_many(docs, ordered=False)
 
 
-def timed(client: httpx.Client, path: str, runs: int, **params: object) -> tuple[float, float, int]:
+def timed(
+    client: httpx.Client, path: str, runs: int, **params: str | int
+) -> tuple[float, float, int]:
     times = []
     size = 0
     for _ in range(runs):
@@ -133,15 +159,24 @@ def main() -> None:
         with httpx.Client(base_url=base, headers=headers, timeout=300) as client:
             routes = [
                 ("class table, first page of 100", "/api/teacher/courses/bench/progress", {}),
-                ("class table, by -progress", "/api/teacher/courses/bench/progress",
-                 {"sort": "-progress"}),
-                ("class table as CSV (all rows)", "/api/teacher/courses/bench/progress",
-                 {"format": "csv"}),
+                (
+                    "class table, by -progress",
+                    "/api/teacher/courses/bench/progress",
+                    {"sort": "-progress"},
+                ),
+                (
+                    "class table as CSV (all rows)",
+                    "/api/teacher/courses/bench/progress",
+                    {"format": "csv"},
+                ),
                 ("course stats", "/api/teacher/courses/bench/stats", {}),
                 ("retention, 100 buckets", "/api/teacher/materials/v000/retention", {}),
-                ("one student's course view", "/api/teacher/courses/bench/students/s00042/progress",
-                 {}),
-            ]  # fmt: skip
+                (
+                    "one student's course view",
+                    "/api/teacher/courses/bench/students/s00042/progress",
+                    {},
+                ),
+            ]
             print(f"\n{'route':38} {'median ms':>10} {'max ms':>9} {'bytes':>9}")
             for name, path, params in routes:
                 median, worst, size = timed(client, path, args.runs, **params)

@@ -34,7 +34,7 @@ from shared.settings import Settings
 from shared.storage.keys import ENROLLMENT_LOADED, enrollments_key
 from shared.storage.mongo_store import MongoStore, enrollment_id
 from shared.tokens import mint_token
-from tests.helpers import SECRET
+from tests.helpers import SECRET, present
 from tests.stack import Stack
 
 
@@ -51,7 +51,10 @@ class BenchStack:
 
     def pids(self) -> dict[str, int]:
         """Process name -> pid, for CPU accounting (web#0, worker#0, ..., redis, mongo)."""
-        out = {"redis": self.stack.redis.proc.pid, "mongo": self.stack.mongo.proc.pid}
+        out = {
+            "redis": present(self.stack.redis.proc).pid,
+            "mongo": present(self.stack.mongo.proc).pid,
+        }
         for name, procs in self.stack.procs.items():
             for i, proc in enumerate(procs):
                 out[f"{name}#{i}" if len(procs) > 1 else name] = proc.pid
@@ -95,7 +98,7 @@ def bench_stack(
     )
     env.update(extra_env or {})
     os.environ.update(env)  # this process reads the same settings as the stack's processes
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     mongo = MongoStore(settings.mongo_url, settings.mongo_timeout_ms)
     r = redis.Redis.from_url(settings.redis_url, socket_timeout=30)
     stack = Stack(root, redis_svc, mongo_svc, env, port)
@@ -128,11 +131,19 @@ def enroll_bulk(bs: BenchStack, students: list[str], course_id: str) -> None:
     for i in range(0, len(students), 5000):
         chunk = students[i : i + 5000]
         bs.mongo.enrollments.insert_many(
-            [{"_id": enrollment_id(s, course_id), "student_id": s, "course_id": course_id,
-              "completed_materials": [],
-              "progress_percentage": 0.0, "enrolled_at": now} for s in chunk],
+            [
+                {
+                    "_id": enrollment_id(s, course_id),
+                    "student_id": s,
+                    "course_id": course_id,
+                    "completed_materials": [],
+                    "progress_percentage": 0.0,
+                    "enrolled_at": now,
+                }
+                for s in chunk
+            ],
             ordered=False,
-        )  # fmt: skip
+        )
         pipe = bs.r.pipeline(transaction=False)
         for s in chunk:
             key = enrollments_key(s)

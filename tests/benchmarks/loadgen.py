@@ -22,7 +22,12 @@ completion at 80 %, course progress. Any mismatch is printed and makes the exit 
 Each tab also opens with `GET .../status` (as the player does to resume), checked against the
 model too (read-your-writes) when no other tab of the student has that video open.
 
-`--capacity`: one web process, one worker; 1,000 watchers at speedup 1, then more every step
+`--capacity`: one web process, one worker; first a worker-tier outage (`--outage-minutes`,
+default 5 with --capacity): 1,000 watchers for a minute, then the worker and clock processes
+stopped for that long while ingest goes on, then restarted; it reports ingest p50/p99 before,
+during and after the outage and the time the backlog takes to drain once they are back (the
+oracle at the end covers every heartbeat accepted meanwhile). Then 1,000 watchers at speedup 1,
+then more every step
 until ingest p99 passes 100 ms, the flush backlog grows without bound, or the generator cannot
 keep its schedule; reports the highest watcher count held. The whole run is bounded by
 `--max-minutes` (default 15: the steps up to `--max-watchers` 20,000, the drain, the checks).
@@ -30,6 +35,10 @@ keep its schedule; reports the highest watcher count held. The whole run is boun
 Numbers measured on the nx-27017 stand-in, not MongoDB; writes per heartbeat is the
 hardware-independent figure (comparable with the target only at `--speedup 1`, since with
 compressed time more heartbeats fall into one flush interval).
+
+Verified watching is off (`MAX_PLAYBACK_RATE=0`) for the generator's stack: its students replay
+players faster than real time with `--speedup`, and its tabs do not report the start of playing
+as the browser tracker does, so the bound would (rightly) credit less than the model expects.
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ import json
 import math
 import os
 import random
+import signal
 import sys
 import time
 import uuid
@@ -101,16 +111,28 @@ def load_course() -> Course:
             "title": "Load test course",
             "teacher_ids": ["t-load"],
             "modules": [
-                {"module_id": "m1", "title": "Part one", "materials": [
-                    {"material_id": m, "title": m, "type": "video", "duration": d}
-                    for m, d in videos[:4]]},
-                {"module_id": "m2", "title": "Part two", "materials": [
-                    *({"material_id": m, "title": m, "type": "video", "duration": d}
-                      for m, d in videos[4:]),
-                    {"material_id": PDF_ID, "title": "Notes", "type": "pdf"}]},
+                {
+                    "module_id": "m1",
+                    "title": "Part one",
+                    "materials": [
+                        {"material_id": m, "title": m, "type": "video", "duration": d}
+                        for m, d in videos[:4]
+                    ],
+                },
+                {
+                    "module_id": "m2",
+                    "title": "Part two",
+                    "materials": [
+                        *(
+                            {"material_id": m, "title": m, "type": "video", "duration": d}
+                            for m, d in videos[4:]
+                        ),
+                        {"material_id": PDF_ID, "title": "Notes", "type": "pdf"},
+                    ],
+                },
             ],
         }
-    )  # fmt: skip
+    )
 
 
 def r3(x: float) -> float:
@@ -212,17 +234,17 @@ def merged(ranges: list[tuple[float, float]]) -> list[tuple[float, float]]:
 class Measure:
     """Everything counted during the run (real times from the event loop's clock)."""
 
-    at: array = field(default_factory=lambda: array("d"))  # when each 202 came back
-    latency_ms: array = field(default_factory=lambda: array("d"))
-    late_at: array = field(default_factory=lambda: array("d"))
-    late_s: array = field(default_factory=lambda: array("d"))  # send start - schedule
+    at: array[float] = field(default_factory=lambda: array("d"))  # when each 202 came back
+    latency_ms: array[float] = field(default_factory=lambda: array("d"))
+    late_at: array[float] = field(default_factory=lambda: array("d"))
+    late_s: array[float] = field(default_factory=lambda: array("d"))  # send start - schedule
     status_ms: list[float] = field(default_factory=list)
     lags: list[float] = field(default_factory=list)
     lag_unseen: int = 0
     accepted: int = 0
     completes: int = 0
     retries: int = 0
-    errors: Counter = field(default_factory=Counter)
+    errors: Counter[int | str] = field(default_factory=Counter)  # HTTP status, or why
     error_examples: list[str] = field(default_factory=list)
     ryw_checked: int = 0
     ryw_mismatches: list[str] = field(default_factory=list)
@@ -252,14 +274,14 @@ class LoadGen:
         self.headers: dict[str, dict[str, str]] = {}
         self.m = Measure()
         self.stopping = False
-        self.tasks: list[asyncio.Task] = []
-        self.inflight: set[asyncio.Future] = set()
+        self.tasks: list[asyncio.Task[None]] = []
+        self.inflight: set[asyncio.Future[None]] = set()
         self.lag_outstanding: list[LagSample] = []
         self.last_sample = 0.0
         self.backlog: list[tuple[float, int, int, int]] = []  # (t, dirty, pending, overdue)
         self.own_redis_calls = 0
         self.own_redis_reads = 0
-        self.open_tabs: Counter = Counter()
+        self.open_tabs: Counter[tuple[str, str]] = Counter()
 
     # -- clock ----------------------------------------------------------------------------
 
@@ -676,10 +698,18 @@ def verify(gen: LoadGen) -> tuple[list[str], list[str]]:
     docs = {
         (d["student_id"], d["material_id"]): d
         for d in gen.bs.mongo.progress.find(
-            {}, {"_id": 0, "student_id": 1, "material_id": 1, "watch_time": 1,
-                 "watched_seconds": 1, "progress_percentage": 1, "completed": 1},
+            {},
+            {
+                "_id": 0,
+                "student_id": 1,
+                "material_id": 1,
+                "watch_time": 1,
+                "watched_seconds": 1,
+                "progress_percentage": 1,
+                "completed": 1,
+            },
         )
-    }  # fmt: skip
+    }
     problems: list[str] = []
     completed_by: dict[str, set[str]] = {}
     for (sid, mid), km in gen.model.items():
@@ -792,19 +822,35 @@ async def run(bs: BenchStack, args: argparse.Namespace) -> int:
 
     plan = capacity_plan(args) if capacity else [args.watchers]
     steps: list[Step] = []
+    outage: dict[str, Any] | None = None
     redis0 = RedisCounters.take(bs.r)
     stats_run0 = flush_stats(gen)
     wall0 = time.time()
     load_t0 = gen.loop.time()
     poller = asyncio.create_task(gen.lag_poller())
     progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), TimeElapsedColumn(),
-        TextColumn("{task.fields[info]}"), console=console, transient=False,
-    )  # fmt: skip
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=console,
+        transient=False,
+    )
     enrolled = 0
     out_of_time: int | None = None  # the step the time budget did not leave room for
     with progress:
         bar = progress.add_task("load", total=budget_s - reserve_s, info="")
+        if args.outage_minutes > 0:
+            new = students_range(0, plan[0])
+            await asyncio.to_thread(enroll_bulk, bs, new, COURSE_ID)
+            gen.add_students(new)
+            enrolled = plan[0]
+            gen.spawn(new, spread_s=20.0)
+            progress.update(bar, description=f"{plan[0]:,} watchers, worker tier outage")
+            outage = await worker_outage(gen, bs, args.outage_minutes * 60.0)
+            progress.update(bar, completed=gen.loop.time() - load_t0)
+            if capacity:
+                plan = plan[1:]
         for i, watchers in enumerate(plan):
             step_s = args.step_seconds * (1.5 if i == 0 else 1.0) if capacity else budget_s
             elapsed = gen.loop.time() - load_t0
@@ -833,11 +879,12 @@ async def run(bs: BenchStack, args: argparse.Namespace) -> int:
                 n, lat, _ = gen.m.window(now - 5.0, now)
                 errors = sum(gen.m.errors.values())
                 progress.update(
-                    bar, completed=now - load_t0,
+                    bar,
+                    completed=now - load_t0,
                     info=f"accepted {gen.m.accepted:,} ({n / 5.0:,.0f}/s) p99 "
-                         f"{fmt(percentile(lat, 99))} ms | pending {pending:,} dirty {dirty:,} "
-                         f"overdue {overdue:,} | errors {errors}",
-                )  # fmt: skip
+                    f"{fmt(percentile(lat, 99))} ms | pending {pending:,} dirty {dirty:,} "
+                    f"overdue {overdue:,} | errors {errors}",
+                )
                 await asyncio.sleep(0.5)
             step.end = gen.loop.time()
             step.cpu = cpu_share(cpu0, cpu_snapshot(pids), step.end - step.start)
@@ -884,27 +931,66 @@ async def run(bs: BenchStack, args: argparse.Namespace) -> int:
     flushed_keys = int(stats.get("flushed_keys", 0))
     today = datetime.now(UTC).date().isoformat()
 
+    if outage is not None:
+        t = Table(title=f"worker-tier outage under {outage['watchers']:,} watchers, {today}")
+        t.add_column("phase")
+        for col in ("seconds", "accepted/s", "p50 ms", "p99 ms", "pending at end"):
+            t.add_column(col, justify="right")
+        for phase in ("before", "during", "after"):
+            p = outage[phase]
+            t.add_row(phase, f"{p['seconds']:.0f}", fmt(p["rate"]), fmt(p["p50"], 2),
+                      fmt(p["p99"], 2), f"{p['pending']:,}")  # fmt: skip
+        console.print(t)
+        drained_in = outage["drained_s"]
+        console.print(
+            "backlog drained (no key overdue) "
+            + ("NOT within the after phase" if drained_in is None else f"{drained_in:.0f} s")
+            + f" after the worker tier came back; longest pending list during the outage: "
+            f"{outage['longest']:,} heartbeats"
+        )
     if capacity:
         t = Table(title=f"capacity run, {today}, 2-core dev machine, nx-27017 stand-in")
-        for col in ("watchers", "accepted/s", "p50 ms", "p95 ms", "p99 ms", "late p99 s",
-                    "overdue mid→end", "pending", "bulk writes", "docs/bulk",
-                    "CPU % web/worker/redis/mongo/loadgen", "verdict"):  # fmt: skip
+        for col in (
+            "watchers",
+            "accepted/s",
+            "p50 ms",
+            "p95 ms",
+            "p99 ms",
+            "late p99 s",
+            "overdue mid→end",
+            "pending",
+            "bulk writes",
+            "docs/bulk",
+            "CPU % web/worker/redis/mongo/loadgen",
+            "verdict",
+        ):
             t.add_column(col, justify="right")
         for s in steps:
             c = s.cpu
-            cpu = "/".join(f"{c.get(k, 0):.0f}" for k in ("web", "worker", "redis", "mongo",
-                                                            "loadgen"))  # fmt: skip
+            cpu = "/".join(
+                f"{c.get(k, 0):.0f}" for k in ("web", "worker", "redis", "mongo", "loadgen")
+            )
             t.add_row(
-                f"{s.watchers:,}", fmt(s.rate), fmt(s.p50, 2), fmt(s.p95, 2), fmt(s.p99, 2),
-                fmt(s.late_p99, 2), f"{s.overdue_mid:,}→{s.overdue_end:,}", f"{s.pending_end:,}",
-                str(s.bulk_writes), fmt(s.docs_per_bulk), cpu, s.verdict,
-            )  # fmt: skip
+                f"{s.watchers:,}",
+                fmt(s.rate),
+                fmt(s.p50, 2),
+                fmt(s.p95, 2),
+                fmt(s.p99, 2),
+                fmt(s.late_p99, 2),
+                f"{s.overdue_mid:,}→{s.overdue_end:,}",
+                f"{s.pending_end:,}",
+                str(s.bulk_writes),
+                fmt(s.docs_per_bulk),
+                cpu,
+                s.verdict,
+            )
         console.print(t)
         held = [s.watchers for s in steps if s.verdict == "held"]
         console.print(f"[bold]highest watcher count held: {max(held) if held else 0:,}[/]")
         if out_of_time is not None:
-            console.print(f"[yellow]not a limit: --max-minutes left no time for the "
-                          f"{out_of_time:,} step[/]")  # fmt: skip
+            console.print(
+                f"[yellow]not a limit: --max-minutes left no time for the {out_of_time:,} step[/]"
+            )
     else:
         s = steps[0]
         console.print(
@@ -917,44 +1003,69 @@ async def run(bs: BenchStack, args: argparse.Namespace) -> int:
     t.add_column("value", justify="right")
     rows = [
         ("watchers (max) / speedup", f"{enrolled:,} / {gen.k:g}"),
-        ("flush interval / tick / workers",
-         f"{bs.settings.flush_interval_s:g} s / {bs.settings.flush_tick_s} s / {args.workers}"),
+        (
+            "flush interval / tick / workers",
+            f"{bs.settings.flush_interval_s:g} s / {bs.settings.flush_tick_s} s / {args.workers}",
+        ),
         ("load phase", f"{load_s:.0f} s"),
         ("accepted heartbeats (+ pdf completes)", f"{gen.m.accepted:,} (+{gen.m.completes})"),
         ("accepted/s", fmt(accepted_in_load / load_s)),
-        ("ingest latency p50 / p95 / p99 ms",
-         f"{fmt(percentile(lat_all, 50), 2)} / {fmt(percentile(lat_all, 95), 2)} / "
-         f"{fmt(percentile(lat_all, 99), 2)}"),
+        (
+            "ingest latency p50 / p95 / p99 ms",
+            f"{fmt(percentile(lat_all, 50), 2)} / {fmt(percentile(lat_all, 95), 2)} / "
+            f"{fmt(percentile(lat_all, 99), 2)}",
+        ),
         ("max ms", fmt(max(lat_all) if lat_all else math.nan, 1)),
         ("send lateness vs schedule p99 s", fmt(percentile(late_all, 99), 3)),
-        ("status (resume) reads p50 / p99 ms",
-         f"{fmt(percentile(gen.m.status_ms, 50), 2)} / {fmt(percentile(gen.m.status_ms, 99), 2)}"),
-        ("end-to-end lag 202 → MongoDB p50 / p99 s",
-         f"{fmt(percentile(gen.m.lags, 50), 1)} / {fmt(percentile(gen.m.lags, 99), 1)} "
-         f"({len(gen.m.lags)} samples, {gen.m.lag_unseen} unseen)"),
+        (
+            "status (resume) reads p50 / p99 ms",
+            f"{fmt(percentile(gen.m.status_ms, 50), 2)} / "
+            f"{fmt(percentile(gen.m.status_ms, 99), 2)}",
+        ),
+        (
+            "end-to-end lag 202 → MongoDB p50 / p99 s",
+            f"{fmt(percentile(gen.m.lags, 50), 1)} / {fmt(percentile(gen.m.lags, 99), 1)} "
+            f"({len(gen.m.lags)} samples, {gen.m.lag_unseen} unseen)",
+        ),
         ("drained after stop", "NOT within timeout" if drained is None else f"{drained:.1f} s"),
-        ("MongoDB writes per heartbeat (Σ flushes / accepted)",
-         f"{flushes / max(1, accepted):.3f}  ({flushes:,} writes, {documents:,} docs)"),
-        ("documents per bulk write (worker stats)",
-         f"{fmt(per_bulk(stats))}  ({int(stats.get('mongo_writes', 0)):,} bulk writes, "
-         f"{flushed_keys:,} docs, {int(stats.get('flushes', 0)):,} flush jobs with keys)"),
-        ("time in bulk writes (worker stats)",
-         f"{mongo_s:.1f} s ({1000 * mongo_s / max(1, flushed_keys):.2f} ms/doc)"),
-        ("stale writes / takeovers / failures / quarantined",
-         " / ".join(str(int(stats.get(k, 0))) for k in
-                    ("stale_writes", "takeovers", "flush_failures", "quarantined"))),
-        ("Redis commands per heartbeat (commandstats, incl. inside Lua)",
-         f"{calls / max(1, accepted):.2f}"),
+        (
+            "MongoDB writes per heartbeat (Σ flushes / accepted)",
+            f"{flushes / max(1, accepted):.3f}  ({flushes:,} writes, {documents:,} docs)",
+        ),
+        (
+            "documents per bulk write (worker stats)",
+            f"{fmt(per_bulk(stats))}  ({int(stats.get('mongo_writes', 0)):,} bulk writes, "
+            f"{flushed_keys:,} docs, {int(stats.get('flushes', 0)):,} flush jobs with keys)",
+        ),
+        (
+            "time in bulk writes (worker stats)",
+            f"{mongo_s:.1f} s ({1000 * mongo_s / max(1, flushed_keys):.2f} ms/doc)",
+        ),
+        (
+            "stale writes / takeovers / failures / quarantined",
+            " / ".join(
+                str(int(stats.get(k, 0)))
+                for k in ("stale_writes", "takeovers", "flush_failures", "quarantined")
+            ),
+        ),
+        (
+            "Redis commands per heartbeat (commandstats, incl. inside Lua)",
+            f"{calls / max(1, accepted):.2f}",
+        ),
         ("Redis script calls per heartbeat (EVALSHA)", f"{scripts / max(1, accepted):.2f}"),
         ("Redis round trips per heartbeat (read events)", f"{reads / max(1, accepted):.2f}"),
-        ("  of which idle background (RQ, cron) per heartbeat",
-         f"{idle_rate * total_wall / max(1, accepted):.2f} commands, over {total_wall:.0f} s"),
+        (
+            "  of which idle background (RQ, cron) per heartbeat",
+            f"{idle_rate * total_wall / max(1, accepted):.2f} commands, over {total_wall:.0f} s",
+        ),
         ("retries / errors", f"{gen.m.retries} / {dict(gen.m.errors) or 0}"),
-        ("read-your-writes checks / mismatches",
-         f"{gen.m.ryw_checked:,} / {len(gen.m.ryw_mismatches)}"),
+        (
+            "read-your-writes checks / mismatches",
+            f"{gen.m.ryw_checked:,} / {len(gen.m.ryw_mismatches)}",
+        ),
         ("watch_progress mismatches", str(len(problems))),
         ("enrollment mismatches", str(len(enrollment_problems))),
-    ]  # fmt: skip
+    ]
     for what, value in rows:
         t.add_row(what, value)
     console.print(t)
@@ -974,13 +1085,55 @@ async def run(bs: BenchStack, args: argparse.Namespace) -> int:
     for line in (gen.m.ryw_mismatches + problems + enrollment_problems)[:40]:
         console.print(f"[red]mismatch:[/] {line}")
     failed = bool(
-        problems or enrollment_problems or gen.m.ryw_mismatches or drained is None
-        or gen.m.errors
-    )  # fmt: skip
+        problems or enrollment_problems or gen.m.ryw_mismatches or drained is None or gen.m.errors
+    )
     console.print(
         "[red]FAILED[/]" if failed else "[green]OK: the stored state matches the model[/]"
     )
     return 1 if failed else 0
+
+
+async def worker_outage(gen: LoadGen, bs: BenchStack, outage_s: float) -> dict[str, Any]:
+    """A minute of normal load, the worker and clock processes stopped for `outage_s` while the
+    students go on, then restarted: latencies per phase, and how long the backlog takes to
+    drain once the workers are back (overdue keys back to 0, at most 5 minutes)."""
+    watchers = len(gen.headers)
+    phases: dict[str, Any] = {"watchers": watchers}
+
+    async def phase(name: str, seconds: float, until_drained: bool = False) -> float | None:
+        start = gen.loop.time()
+        drained_at = None
+        while gen.loop.time() - start < seconds:
+            _, _, overdue = await gen.sample_backlog()
+            if until_drained and overdue == 0 and drained_at is None:
+                drained_at = gen.loop.time() - start
+            if drained_at is not None and gen.loop.time() - start >= 60:
+                break  # a minute of "after" measured, and drained
+            await asyncio.sleep(1.0)
+        end = gen.loop.time()
+        n, lat, _ = gen.m.window(start, end)
+        _, pending, _ = await gen.sample_backlog()
+        phases[name] = {"seconds": end - start, "rate": n / max(1e-9, end - start),
+                        "p50": percentile(lat, 50), "p99": percentile(lat, 99),
+                        "pending": pending}  # fmt: skip
+        return drained_at
+
+    await phase("before", 60.0)
+    bs.stack.kill_all("worker", signal.SIGTERM)
+    bs.stack.kill_all("clock", signal.SIGTERM)
+    await phase("during", outage_s)
+    phases["longest"] = await asyncio.to_thread(longest_pending, bs)
+    bs.stack.start("worker")
+    bs.stack.start("clock")
+    phases["drained_s"] = await phase("after", 300.0, until_drained=True)
+    return phases
+
+
+def longest_pending(bs: BenchStack) -> int:
+    longest = 0
+    for key in bs.r.scan_iter(match="vp:{*}:hb:*", count=1000):
+        longest = max(longest, int(bs.r.llen(key)))
+    return longest
 
 
 def capacity_plan(args: argparse.Namespace) -> list[int]:
@@ -1019,7 +1172,15 @@ def main() -> None:
     parser.add_argument("--max-watchers", type=int, default=20000)
     parser.add_argument("--step-factor", type=float, default=1.5)
     parser.add_argument("--step-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--outage-minutes", type=float, default=None,
+        help="stop the worker tier this long under --start-watchers (default 5 with --capacity)",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.outage_minutes is None:
+        args.outage_minutes = 5.0 if args.capacity else 0.0
+    if args.capacity and args.outage_minutes and args.max_minutes == 15.0:
+        args.max_minutes = 15.0 + args.outage_minutes + 6.0  # the outage and its drain
     # The generator keeps a large model; the collector's full passes over it stalled its event
     # loop for up to 0.5 s (measured with gc.callbacks), which shows as service latency.
     gc.set_threshold(*GC_THRESHOLD)
@@ -1028,10 +1189,13 @@ def main() -> None:
     # The per-student rate limit counts real minutes: scale it with the compressed time.
     rate_limit = str(math.ceil(240 * max(1.0, args.speedup)))
     with bench_stack(
-        "loadgen-", [load_course()], workers=args.workers,
-        flush_interval_s=args.flush_interval, flush_tick_s=args.flush_tick,
-        extra_env={"RATE_LIMIT_PER_MINUTE": rate_limit},
-    ) as bs:  # fmt: skip
+        "loadgen-",
+        [load_course()],
+        workers=args.workers,
+        flush_interval_s=args.flush_interval,
+        flush_tick_s=args.flush_tick,
+        extra_env={"RATE_LIMIT_PER_MINUTE": rate_limit, "MAX_PLAYBACK_RATE": "0"},
+    ) as bs:
         try:
             import uvloop
 

@@ -1,10 +1,12 @@
 -- Replace a hot state by one with the first ARGV[3] pending heartbeats folded in, if nobody
--- else folded since it was read (compare-and-set on the folded count 'n').
+-- else folded since it was read (compare-and-set on the folded count 'n'). A preview built
+-- on the old state no longer applies and goes.
 -- KEYS: 1 hot state hash, 2 pending list, 3 pending counter
 -- ARGV: 1 expected n ('' when the hash did not exist), 2 new state JSON, 3 folded, 4 new n
 local current = redis.call('HGET', KEYS[1], 'n') or ''
 if current ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'n', ARGV[4])
+redis.call('HDEL', KEYS[1], 'pv', 'pn', 'pl')
 redis.call('PERSIST', KEYS[1])
 local folded = tonumber(ARGV[3])
 if folded > 0 then

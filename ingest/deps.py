@@ -1,0 +1,81 @@
+"""What a route needs, declared in its signature: `course: CourseDep`, `student: Student`.
+
+FastAPI runs a route's dependencies in signature order, and all of them before it validates
+the route's own query and body. So a lookup dependency (`CourseDep`, `MaterialDep`) goes after
+the role, and a route whose query can be refused (422) before the lookup (404) calls
+`course_or_404` / `material_or_404` in its body instead, so every answer stays the same.
+Every dependency is `async def`: FastAPI runs plain `def` ones in a thread pool.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ingest.auth import current_principal, require_role
+from ingest.context import AppContext, CatalogCache
+from ingest.progress_service import ProgressService
+from shared.domain.catalog import Course, MaterialRef
+from shared.errors import Forbidden, NotFound
+from shared.tokens import Principal
+
+AnyUser = Annotated[Principal, Depends(current_principal)]
+Student = Annotated[Principal, Depends(require_role("student"))]
+StudentOrAdmin = Annotated[Principal, Depends(require_role("student", "admin"))]
+TeacherOrAdmin = Annotated[Principal, Depends(require_role("teacher", "admin"))]
+Admin = Annotated[Principal, Depends(require_role("admin"))]
+
+
+async def get_ctx(request: Request) -> AppContext:
+    return request.app.state.ctx  # type: ignore[no-any-return]  # starlette's State is untyped
+
+
+async def get_progress_service(request: Request) -> ProgressService:
+    return request.app.state.progress  # type: ignore[no-any-return]  # starlette's State
+
+
+Ctx = Annotated[AppContext, Depends(get_ctx)]
+Progress = Annotated[ProgressService, Depends(get_progress_service)]
+
+
+def course_or_404(catalog: CatalogCache, course_id: str) -> Course:
+    """The course from the current catalog; NotFound when there is none."""
+    course = catalog.current.courses.get(course_id)
+    if course is None:
+        raise NotFound(f"unknown course '{course_id}'", {"course_id": course_id})
+    return course
+
+
+async def material_or_404(catalog: CatalogCache, material_id: str) -> MaterialRef:
+    """The material and its course; NotFound when the catalog (re-read once) has none."""
+    ref = await catalog.material(material_id)
+    if ref is None:
+        raise NotFound(f"unknown material '{material_id}'", {"material_id": material_id})
+    return ref
+
+
+def check_teaches(principal: Principal, course: Course) -> Course:
+    """The course, if this teacher teaches it (admins see all); Forbidden otherwise."""
+    if principal.role != "admin" and principal.user_id not in course.teacher_ids:
+        raise Forbidden("you do not teach this course")
+    return course
+
+
+async def path_course(course_id: str, ctx: Ctx) -> Course:
+    return course_or_404(ctx.catalog, course_id)
+
+
+async def path_material(material_id: str, ctx: Ctx) -> MaterialRef:
+    return await material_or_404(ctx.catalog, material_id)
+
+
+CourseDep = Annotated[Course, Depends(path_course)]
+MaterialDep = Annotated[MaterialRef, Depends(path_material)]
+
+
+async def taught_course(principal: TeacherOrAdmin, course: CourseDep) -> Course:
+    return check_teaches(principal, course)
+
+
+TaughtCourseDep = Annotated[Course, Depends(taught_course)]

@@ -1,0 +1,381 @@
+"""Verified watching: progress no client can forge (README, "What counts as watched").
+
+Three levels: the pure arithmetic with an adversary (hypothesis), the HTTP API in-process with a
+moved clock (no sleeps), and the Procfile's real processes, where each forgery of the issue fails
+to complete and honest real-time play completes. Expected values are worked out by hand or by a
+small independent reference (`reference_observed`), never by the code under test.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ingest.app import create_app
+from shared.clock import MockedClock
+from shared.domain.progress import (
+    TRUST_CLIENT,
+    Heartbeat,
+    Verification,
+    WatchState,
+    fold,
+    join_receipt,
+)
+from shared.settings import Settings
+from shared.storage.keys import DIRTY
+from tests.helpers import COURSE, COURSE_ID, bearer, heartbeat, make_settings, wait_until
+from tests.stack import Stack, enroll, running_stack
+
+T0 = 1_700_000_000.0
+RATE, GAP = 2.0, 60.0
+STRICT = Verification(max_rate=RATE, slack_s=0.0, gap_s=GAP)
+THRESHOLD = 80.0
+PROPS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def reference_observed(receipts: list[float], gap: float) -> float:
+    """Seconds between consecutive distinct receipts that are no more than `gap` apart."""
+    times = sorted({round(r, 3) for r in receipts})
+    return sum(b - a for a, b in zip(times, times[1:], strict=False) if b - a <= gap)
+
+
+def claim(received: float, ranges: list[tuple[float, float]], **extra: Any) -> Heartbeat:
+    return Heartbeat(received_at=T0 + received, watch_time=0.0, played=tuple(ranges), **extra)
+
+
+# -- the pure arithmetic, with an adversary ---------------------------------------------------
+
+ranges_st = st.lists(
+    st.tuples(st.floats(-50, 700), st.floats(0, 300)).map(lambda p: (p[0], p[0] + p[1])),
+    max_size=4,
+)
+adversary_st = st.builds(
+    lambda r, ranges, ts, session, seq: Heartbeat(
+        received_at=T0 + r,
+        watch_time=0.0,
+        client_ts=T0 + ts,
+        session_id=session,
+        seq=seq,
+        played=tuple(ranges),
+    ),
+    st.floats(0, 3000),  # server receive times: at most 50 chains 60 s apart fit in here
+    ranges_st,
+    st.floats(-1e6, 1e6),  # backdated, future, anything: the player's clock is never used
+    st.sampled_from([f"s{i}" for i in range(20)]),  # many parallel sessions
+    st.integers(0, 10**6),
+)
+
+
+@PROPS
+@given(st.lists(adversary_st, min_size=1, max_size=40))
+def test_property_whatever_is_claimed_the_credit_stays_within_the_budget(
+    hbs: list[Heartbeat],
+) -> None:
+    state = fold(None, hbs, duration=600.0, threshold=THRESHOLD, verification=STRICT)
+    observed = reference_observed([h.received_at for h in hbs], GAP)
+    assert state.watched_seconds <= RATE * observed + 1e-6
+    assert state.progress <= RATE * observed / 600.0 * 100.0 + 5e-4  # stored to 3 decimals
+    if state.completed:  # 80 % of a 10-minute video needs 480 / rate seconds of sending
+        assert observed >= 480.0 / RATE - 1e-6
+
+
+@PROPS
+@given(st.lists(adversary_st, min_size=1, max_size=25), st.randoms(use_true_random=False))
+def test_property_permutations_and_duplicates_credit_the_same(
+    hbs: list[Heartbeat], rnd: Any
+) -> None:
+    expected = fold(None, hbs, duration=600.0, threshold=THRESHOLD, verification=STRICT)
+    shuffled = hbs + rnd.sample(hbs, k=min(len(hbs), 5))  # some delivered twice
+    rnd.shuffle(shuffled)
+    got = fold(None, shuffled, duration=600.0, threshold=THRESHOLD, verification=STRICT)
+    assert got.watched_seconds == expected.watched_seconds
+    assert got.unverified_seconds == expected.unverified_seconds
+    assert (got.progress, got.completed) == (expected.progress, expected.completed)
+    assert got.observed_seconds == expected.observed_seconds
+
+
+@PROPS
+@given(st.lists(st.floats(0, 239.9), min_size=1, max_size=200))
+def test_property_a_forger_cannot_complete_ten_minutes_in_under_four(
+    receipts: list[float],
+) -> None:
+    # Every request claims the whole video, from any number of sessions: within 240 s of
+    # real time (480 s / rate 2) it never completes.
+    hbs = [claim(r, [(0, 600)], session_id=f"s{i % 20}") for i, r in enumerate(receipts)]
+    state = fold(None, hbs, duration=600.0, threshold=THRESHOLD, verification=STRICT)
+    assert not state.completed
+    span = max(receipts) - min(receipts)
+    assert state.watched_seconds <= RATE * (span + 0.001)  # receive times are kept to 1 ms
+
+
+def test_honest_play_at_one_and_two_times_is_credited_in_full() -> None:
+    # A play heartbeat at start, then one every 10 s of real time, each with what it played.
+    for speed in (1.0, 2.0):
+        hbs = [claim(0, [])]
+        for t in range(10, 310, 10):
+            hbs.append(claim(t, [((t - 10) * speed, t * speed)]))
+        state = fold(None, hbs, duration=600.0, threshold=THRESHOLD, verification=STRICT)
+        assert state.watched_seconds == 300 * speed  # budget 2 x 300 s covers both speeds
+        assert state.unverified_seconds == 0.0
+
+
+def test_a_silence_longer_than_the_gap_is_not_observed() -> None:
+    hbs = [claim(0, []), claim(10, [(0, 10)]), claim(20, [(10, 20)]), claim(100, [(20, 600)])]
+    state = fold(None, hbs, duration=600.0, threshold=THRESHOLD, verification=STRICT)
+    assert state.observed_seconds == 20.0  # 20 -> 100 is 80 s > 60 s: not counted
+    assert state.watched_seconds == 40.0 and state.unverified_seconds == 560.0
+
+
+def test_the_slack_and_the_rate_are_the_budget() -> None:
+    loose = Verification(max_rate=1.5, slack_s=20.0, gap_s=GAP)
+    hbs = [claim(0, []), claim(30, [(0, 600)])]
+    state = fold(None, hbs, duration=600.0, threshold=THRESHOLD, verification=loose)
+    assert state.watched_seconds == 1.5 * 30 + 20  # 65 of the 600 claimed
+
+
+def test_rate_zero_trusts_the_client_as_before() -> None:
+    state = fold(None, [claim(0, [(0, 600)])], duration=600.0, threshold=THRESHOLD)
+    assert TRUST_CLIENT.trusted and state.watched_seconds == 600.0 and state.completed
+
+
+def test_later_watching_credits_earlier_unverified_seconds() -> None:
+    # An outbox delivered after a long outage: unverified at first, credited as play goes on.
+    hbs = [claim(0, []), claim(10, [(0, 10)]), claim(400, [(10, 100)])]
+    state = fold(None, hbs, duration=600.0, threshold=THRESHOLD, verification=STRICT)
+    assert (state.watched_seconds, state.unverified_seconds) == (20.0, 80.0)
+    later = [claim(400 + t, [(100 + t - 10, 100 + t)]) for t in range(10, 70, 10)]
+    state = fold(state, later, duration=600.0, threshold=THRESHOLD, verification=STRICT)
+    # observed 10 + 60 s: a budget of 140 s of the 160 claimed; the rest credits as play goes on
+    assert (state.watched_seconds, state.unverified_seconds) == (140.0, 20.0)
+
+
+def test_receipts_join_into_chains_in_any_order() -> None:
+    chains: list[list[float]] = []
+    for r in (100.0, 0.0, 50.0, 200.0, 160.0, 0.0):
+        join_receipt(chains, r, 60.0)
+    # 0-50-100-160-200: every step <= 60 s, one chain; order and the repeat did not matter
+    assert chains == [[0.0, 200.0]]
+    apart: list[list[float]] = []
+    for r in (0.0, 100.0, 30.0):
+        join_receipt(apart, r, 60.0)
+    assert apart == [[0.0, 30.0], [100.0, 100.0]]
+    join_receipt(apart, 65.0, 60.0)  # within 60 s of both: bridges them
+    assert apart == [[0.0, 100.0]]
+
+
+def test_states_from_before_verified_watching_keep_their_credit() -> None:
+    old = {"position": 500.0, "covered": [[0, 500]], "progress": 83.333, "completed": True}
+    state = WatchState.from_dict(old)
+    assert state.watched_seconds == 500.0 and state.legacy_credit == 500.0
+    after = fold(state, [claim(0, [(500, 600)])], duration=600.0, threshold=THRESHOLD,
+                 verification=STRICT)  # fmt: skip
+    assert after.watched_seconds == 500.0 and after.unverified_seconds == 100.0
+    assert after.completed and after.progress == 83.333
+
+
+def test_the_last_reported_playback_rate_is_kept_never_trusted() -> None:
+    hbs = [
+        claim(0, [], client_ts=T0 + 0, playback_rate=1.0),
+        claim(10, [(0, 600)], client_ts=T0 + 10, playback_rate=16.0),
+    ]
+    state = fold(None, hbs, duration=600.0, threshold=THRESHOLD, verification=STRICT)
+    assert state.playback_rate == 16.0 and state.watched_seconds == 20.0  # rate 2 x 10 s
+
+
+# -- through the HTTP API, in-process, with a moved clock --------------------------------------
+
+
+@pytest.fixture
+def clock() -> MockedClock:
+    return MockedClock(T0)
+
+
+@pytest.fixture
+def client(redis_url: str, mongo_url: str, clock: MockedClock) -> Iterator[TestClient]:
+    strict = make_settings(redis_url, mongo_url, max_playback_rate=RATE, viewing_gap_s=GAP)
+    with TestClient(create_app(strict, clock=clock)) as c:
+        admin = bearer(strict, "admin", "admin")
+        assert c.put(f"/api/courses/{COURSE_ID}", json=COURSE, headers=admin).status_code < 300
+        put = c.put(f"/api/courses/{COURSE_ID}/enrollments/s-ana", headers=admin)
+        assert put.status_code < 300
+        c.headers.update(bearer(strict, "s-ana"))
+        yield c
+
+
+def watch(client: TestClient, **body: Any) -> dict[str, Any]:
+    r = client.post("/api/progress/video/v-100/watch-time", json=body)
+    assert r.status_code == 202, r.text
+    reply: dict[str, Any] = r.json()
+    return reply
+
+
+def test_one_request_claiming_the_whole_video_completes_nothing(client: TestClient) -> None:
+    reply = watch(client, **heartbeat(100, played=[[0, 100]], session_id="x"))
+    assert reply["completed"] is False and reply["watched_seconds"] == 0.0
+    status = client.get("/api/progress/video/v-100/status").json()
+    assert status["unverified_seconds"] == 100.0 and status["progress_percentage"] == 0.0
+
+
+def test_honest_play_completes_as_the_clock_moves(client: TestClient, clock: MockedClock) -> None:
+    watch(client, **heartbeat(0, played=[], session_id="p", seq=0, playback_rate=1))
+    for t in range(10, 110, 10):
+        clock.advance(10)
+        reply = watch(client, **heartbeat(t, played=[[t - 10, t]], session_id="p", seq=t))
+        assert reply["watched_seconds"] == t  # credited as it is played, never ahead
+    assert reply["completed"] is True
+    status = client.get("/api/progress/video/v-100/status").json()
+    assert status["unverified_seconds"] == 0.0 and status["playback_rate"] == 1.0
+
+
+def test_a_backdated_batch_is_credited_by_when_it_arrived(
+    client: TestClient, clock: MockedClock
+) -> None:
+    items = [
+        {"material_id": "v-100", **heartbeat(t, played=[[t - 5, t]], session_id="b", seq=t,
+                                              client_ts=f"2020-01-01T00:01:{t % 60:02d}Z")}
+        for t in range(5, 105, 5)
+    ]  # fmt: skip
+    r = client.post("/api/progress/heartbeats", json={"heartbeats": items})
+    assert r.status_code == 202 and all(x["accepted"] for x in r.json()["results"])
+    clock.advance(30)  # half a minute later, one more heartbeat: 30 s observed, 60 s budget
+    reply = watch(client, **heartbeat(100, played=[], session_id="b", seq=200))
+    assert reply["watched_seconds"] == 60.0 and reply["completed"] is False
+
+
+# -- the Procfile's real processes: each forgery of the issue fails, honest play completes ------
+
+SHORT = 16.0  # seconds: honest real-time play of it is the slowest part of this module
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    course = json.loads(json.dumps(COURSE))
+    course["modules"][0]["materials"].append(
+        {"material_id": "v-short", "title": "Short", "type": "video", "duration": SHORT}
+    )
+    catalog = Path(tmp_path_factory.mktemp("catalog")) / "catalog.json"
+    catalog.write_text(json.dumps({"courses": [{"course_id": COURSE_ID, **course}]}))
+    yield from running_stack(tmp_path_factory, catalog_file=catalog, max_playback_rate=None)
+
+
+def send(stack: Stack, headers: dict[str, str], video: str, **body: Any) -> dict[str, Any]:
+    r = httpx.post(
+        f"{stack.url}/api/progress/video/{video}/watch-time", json=body, headers=headers,
+        timeout=15,
+    )  # fmt: skip
+    assert r.status_code == 202, r.text
+    reply: dict[str, Any] = r.json()
+    return reply
+
+
+def status(stack: Stack, headers: dict[str, str], video: str) -> dict[str, Any]:
+    r = httpx.get(f"{stack.url}/api/progress/video/{video}/status", headers=headers, timeout=15)
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def stored_when_flushed(stack: Stack, student: str, video: str) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+
+    def flushed() -> bool:  # clean first, then read: a doc read before a last flush is stale
+        if stack.redis_client().zscore(DIRTY, f"{video}|{student}") is not None:
+            return False
+        found = stack.db().watch_progress.find_one({"_id": f"{video}|{student}"})
+        if found is None:
+            return False
+        doc.update(found)
+        return True
+
+    wait_until(flushed, timeout_s=30)
+    return doc
+
+
+def assert_not_completed_anywhere(stack: Stack, student: str, headers: dict[str, str]) -> None:
+    st = status(stack, headers, "v-600")
+    assert st["completed"] is False and st["unverified_seconds"] > 0
+    doc = stored_when_flushed(stack, student, "v-600")
+    assert not doc["completed"] and doc["watched_seconds"] == st["watched_seconds"]
+    enrollment = stack.db().enrollments.find_one({"_id": f"{COURSE_ID}|{student}"})
+    assert "v-600" not in (enrollment or {}).get("completed_materials", [])
+
+
+@pytest.mark.system
+def test_forgery_one_request_claiming_the_whole_video(stack: Stack) -> None:
+    headers = enroll(stack, "forger-1")
+    reply = send(stack, headers, "v-600", watch_time=600, total_duration=600,
+                 played=[[0, 600]])  # fmt: skip
+    assert reply["completed"] is False
+    assert_not_completed_anywhere(stack, "forger-1", headers)
+
+
+@pytest.mark.system
+def test_forgery_a_backdated_history_through_the_batch_route(stack: Stack) -> None:
+    headers = enroll(stack, "forger-2")
+    items = [
+        {"material_id": "v-600", "watch_time": t, "total_duration": 600, "session_id": "h",
+         "seq": t, "played": [[t - 10, t]], "client_ts": f"2026-01-01T10:{t // 60:02d}:00Z"}
+        for t in range(10, 610, 10)
+    ]  # fmt: skip
+    r = httpx.post(f"{stack.url}/api/progress/heartbeats", json={"heartbeats": items},
+                   headers=headers, timeout=15)  # fmt: skip
+    assert r.status_code == 202 and all(x["accepted"] for x in r.json()["results"])
+    assert_not_completed_anywhere(stack, "forger-2", headers)
+
+
+@pytest.mark.system
+def test_forgery_twenty_parallel_sessions(stack: Stack) -> None:
+    headers = enroll(stack, "forger-3")
+    for i in range(20):  # each session claims its own 30 s, all at once
+        send(stack, headers, "v-600", watch_time=30 * (i + 1), total_duration=600,
+             session_id=f"tab-{i}", seq=1, played=[[30 * i, 30 * (i + 1)]])  # fmt: skip
+    assert_not_completed_anywhere(stack, "forger-3", headers)
+
+
+@pytest.mark.system
+def test_forgery_replaying_an_honest_history(stack: Stack) -> None:
+    headers = enroll(stack, "forger-4")
+    honest = [
+        {"watch_time": t, "total_duration": 600, "session_id": "rec", "seq": t // 10,
+         "played": [[t - 10, t]], "client_ts": f"2026-11-30T09:{t // 60:02d}:{t % 60:02d}Z"}
+        for t in range(10, 610, 10)
+    ]  # fmt: skip
+    for _ in range(2):  # a recorded real session, replayed twice as fast as it can go
+        for body in honest:
+            send(stack, headers, "v-600", **body)
+    assert_not_completed_anywhere(stack, "forger-4", headers)
+
+
+@pytest.mark.system
+def test_honest_real_time_play_completes_and_is_stored_as_shown(stack: Stack) -> None:
+    import time
+
+    headers = enroll(stack, "honest-1")
+    send(stack, headers, "v-short", watch_time=0, total_duration=SHORT, session_id="p",
+         seq=0, played=[])  # the tracker's heartbeat at play  # fmt: skip
+    started = time.monotonic()
+    for step in range(1, 5):  # a heartbeat every 4 s of real time, at 1x
+        time.sleep(max(0.0, started + 4 * step - time.monotonic()))
+        t = 4.0 * step
+        reply = send(stack, headers, "v-short", watch_time=t, total_duration=SHORT,
+                     session_id="p", seq=step, played=[[t - 4, t]])  # fmt: skip
+    assert reply["completed"] is True and reply["watched_seconds"] == SHORT
+    shown = status(stack, headers, "v-short")
+    doc = stored_when_flushed(stack, "honest-1", "v-short")
+    assert doc["completed"]  # (the stand-in returns booleans as 0/1)
+    assert doc["watched_seconds"] == shown["watched_seconds"] == SHORT
+    assert doc["progress_percentage"] == shown["progress_percentage"] == 100.0
+    assert doc["unverified_seconds"] == shown["unverified_seconds"] == 0.0
+
+
+def test_settings_default_to_the_bound_on() -> None:
+    defaults = Settings(_env_file=None, environment="development")
+    assert defaults.verification == Verification(max_rate=2.0, slack_s=0.0, gap_s=60.0)
