@@ -62,8 +62,7 @@ def test_no_event_no_statement_and_ended_yields_none() -> None:
 
 
 def test_played_is_where_the_play_began_and_figures_are_the_states() -> None:
-    played = B.from_heartbeat(VIDEO, hb(event="play", watch_time=40.0, played=((12.5, 40.0),)),
-                              STATE)  # fmt: skip
+    played = B.from_heartbeat(VIDEO, hb(event="play", watch_time=12.5, played=()), STATE)
     assert played is not None
     assert played["result"] == {"extensions": {EXT + "time": 12.5}}
     # A player claiming 0..100 with a state credited 30 s: the statement says 30 %.

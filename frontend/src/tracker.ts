@@ -6,9 +6,8 @@
  *   since sendBeacon cannot send the bearer token).
  * - Each heartbeat carries `client_ts`, `session_id`, `seq` and the ranges actually played since
  *   the previous one (from `timeupdate`; a seek closes the open range, so seeks never count).
- * - A heartbeat sent for a player event names it in `event`: `pause`, `seek`, `ended`, `exit`
- *   (the page closes); `play` rides on the next heartbeat after playing starts (its first
- *   played range starts where the play did), so starting playback costs no extra request.
+ * - A heartbeat sent for a player event names it in `event`: `play`, `pause`, `seek`, `ended`,
+ *   `exit` (the page closes or the player stops); the server reports them to the LRS (xAPI).
  * - 5xx, 429 and network errors are retried with exponential backoff and jitter; what still
  *   fails goes to a localStorage outbox, flushed through `POST /api/progress/heartbeats` when
  *   the network is back or on the next page load. 401 hands control to `onUnauthorized` (the
@@ -186,7 +185,6 @@ export class WatchTracker {
     Pick<TrackerOptions, "onProgress" | "onUnauthorized" | "onError" | "events" | "visibility">;
   private seq = 0;
   private played: Range[] = [];
-  private pendingEvent: PlayerEvent | null = null; // reported by the next heartbeat
   private rangeStart: number | null = null;
   private lastPosition: number | null = null;
   private timer: ReturnType<typeof setInterval> | null = null;
@@ -270,11 +268,10 @@ export class WatchTracker {
 
   private onPlay(): void {
     this.rangeStart = this.lastPosition = this.o.video.currentTime;
-    this.pendingEvent = "play";
     this.startInterval();
     // Reported at once: the server credits watching by the time over which it hears from the
     // player (verified watching), so the clock must start when playing does.
-    void this.heartbeat();
+    void this.heartbeat("play");
   }
 
   private onPause(): void {
@@ -329,8 +326,6 @@ export class WatchTracker {
     const v = this.o.video;
     const duration = v.duration;
     if (!Number.isFinite(duration) || duration <= 0) return null; // metadata not loaded yet
-    const reported = event ?? this.pendingEvent ?? undefined;
-    this.pendingEvent = null;
     return {
       watch_time: round(Math.min(Math.max(v.currentTime, 0), duration)),
       total_duration: round(duration),
@@ -339,7 +334,7 @@ export class WatchTracker {
       seq: this.seq++,
       played: this.takePlayed(),
       playback_rate: v.playbackRate || 1,
-      ...(reported ? { event: reported } : {}),
+      ...(event ? { event } : {}),
     };
   }
 

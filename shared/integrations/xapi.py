@@ -161,10 +161,6 @@ class StatementBuilder:
             stmt["result"] = {"extensions": {EXT + "time-from": _num(before),
                                              EXT + "time-to": position}}  # fmt: skip
             return stmt
-        if verb == "played" and hb.played:
-            # The tracker reports a play with the next heartbeat: playing began where the
-            # first range it played starts.
-            position = _num(min(min(a for a, _ in hb.played), video.duration))
         extensions: dict[str, Any] = {EXT + "time": position}
         if verb != "played":
             extensions[EXT + "progress"] = _ratio(state)
