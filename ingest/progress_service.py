@@ -110,7 +110,7 @@ class ProgressService:
                     sub.heartbeats,
                     cached.view if cached else None,
                     self.cache.proposal(cached),
-                )  # fmt: skip
+                )
             )
         s, now = self.settings, self.ctx.clock.time()
         limits = IngestLimits(
@@ -179,10 +179,12 @@ class ProgressService:
         self, key: ProgressKey, ref: MaterialRef, view: HotView, state: WatchState, keep: bool
     ) -> WatchState:
         fold_into(
-            state, view.tail, duration=ref.material.duration,
+            state,
+            view.tail,
+            duration=ref.material.duration,
             threshold=self.settings.completion_threshold,
             verification=self.settings.verification,
-        )  # fmt: skip
+        )
         if keep:
             self.cache.put(key, view, state)
         return state
@@ -229,8 +231,11 @@ class ProgressService:
         required = {ref.course_id for ref in refs.values()} | set(course_ids)
         if not required <= enrolled:
             raise Forbidden("not enrolled in this material's course")
-        cold = [(k.student_id, k.material_id) for k, v in zip(keys, views, strict=True)
-                if v.mode != "cache" and v.base is None and needs_stored_state(v)]  # fmt: skip
+        cold = [
+            (k.student_id, k.material_id)
+            for k, v in zip(keys, views, strict=True)
+            if v.mode != "cache" and v.base is None and needs_stored_state(v)
+        ]
         stored = await run_in_threadpool(self.ctx.mongo.find_states, cold) if cold else {}
         states = {}
         for key, view, entry in zip(keys, views, cached, strict=True):

@@ -7,6 +7,8 @@ Needs `frontend/dist` (tests/run.sh builds it) and /usr/bin/chromium (tests/run.
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +20,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from shared.devtools.demo import DEMO_CATALOG, DEMO_COURSE
 from shared.settings import Settings
+from shared.tokens import mint_token
 from tests.helpers import bearer, wait_until
 from tests.stack import Stack, running_stack
 
@@ -25,6 +28,11 @@ pytestmark = pytest.mark.system
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "test-output"
+AXE = ROOT / "frontend" / "node_modules" / "axe-core" / "axe.min.js"
+# A second course taught by teacher-1 whose class is more than one page of the class table
+# (the route's limit is at most 1,000): every row must still be shown.
+BIG_COURSE = "big-class"
+BIG_CLASS = 1001
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -49,9 +57,32 @@ def chromium_path() -> str:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     if not Settings.model_fields["frontend_dist"].default.is_dir():
         raise RuntimeError("frontend/dist is missing: run tests/run.sh (it builds the pages)")
-    yield from running_stack(
-        tmp_path_factory, "development", DEMO_CATALOG, max_playback_rate=None
-    )  # the tracker plays in real time: verified watching stays on, as in production
+    catalog = json.loads(DEMO_CATALOG.read_text())
+    catalog["courses"].append(
+        {
+            "course_id": BIG_COURSE,
+            "title": "A very large class",
+            "teacher_ids": ["teacher-1"],
+            "modules": [
+                {
+                    "module_id": "b1",
+                    "title": "Only module",
+                    "materials": [
+                        {"material_id": f"big-video-{i}", "title": f"Lecture {i}", "type": "video",
+                         "duration": 60, "url": "/media/demo.webm"}
+                        for i in range(1, 4)
+                    ] + [{"material_id": "big-pdf-1", "title": "Handout", "type": "pdf"}],
+                }
+            ],
+        }
+    )  # fmt: skip
+    catalog["enrollments"] += [
+        {"student_id": f"s-{i:04d}", "course_id": BIG_COURSE} for i in range(1, BIG_CLASS + 1)
+    ]
+    path = tmp_path_factory.mktemp("catalog") / "catalog.json"
+    path.write_text(json.dumps(catalog))
+    # The tracker plays in real time: verified watching stays on, as in production.
+    yield from running_stack(tmp_path_factory, "development", path, max_playback_rate=None)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +98,25 @@ def sign_in(browser: Browser, stack: Stack, user: str) -> Page:
     page = browser.new_context(viewport={"width": 1000, "height": 800}).new_page()
     page.goto(stack.url + "/")
     page.get_by_test_id(f"signin-{user}").click()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()  # signed in, at #/
     return page
+
+
+def check_accessibility(page: Page, name: str) -> None:
+    """axe-core on the page as it is: no serious or critical violation."""
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.add_script_tag(path=str(AXE))
+    result = page.evaluate(
+        "axe.run(document, {resultTypes: ['violations']})"
+        ".then(r => r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,"
+        " nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))})))"
+    )
+    bad = [v for v in result if v["impact"] in ("serious", "critical")]
+    assert not bad, f"{name}: {json.dumps(bad, indent=1)}"
+
+
+def token(stack: Stack, user: str, role: str = "student") -> str:
+    return mint_token(stack.settings(), user, role)  # type: ignore[arg-type]
 
 
 def bar_value(page: Page, material: str) -> float:
@@ -96,7 +145,7 @@ def server_status(stack: Stack, student: str, material: str) -> dict[str, Any]:
 
 def test_student_watches_closes_and_resumes(stack: Stack, browser: Browser) -> None:
     page = sign_in(browser, stack, "student-1")
-    expect(page).to_have_url(f"{stack.url}/#/course/{DEMO_COURSE}")
+    page.goto(f"{stack.url}/#/course/{DEMO_COURSE}")
     expect(page.get_by_test_id("material-demo-video-1")).to_be_visible()
     assert bar_value(page, "demo-video-1") == 0.0
     page.screenshot(path=OUTPUT / "course-page-before.png", full_page=True)
@@ -132,6 +181,7 @@ def test_heartbeats_sent_offline_reach_the_server_when_back_online(
     stack: Stack, browser: Browser
 ) -> None:
     page = sign_in(browser, stack, "student-2")
+    page.goto(f"{stack.url}/#/course/{DEMO_COURSE}")
     expect(page.get_by_test_id("material-demo-video-2")).to_be_visible()
     page.get_by_test_id("material-demo-video-2").get_by_role("button", name="Play").click()
     page.wait_for_function("document.querySelector('video').readyState >= 1")
@@ -171,7 +221,7 @@ def test_teacher_sees_the_class_and_a_retention_chart(stack: Stack, browser: Bro
     wait_until(lambda: stack.redis_client().zcard("vp:dirty") == 0, timeout_s=30)  # flushed
 
     page = sign_in(browser, stack, "teacher-1")
-    expect(page).to_have_url(f"{stack.url}/#/teacher/{DEMO_COURSE}")
+    page.goto(f"{stack.url}/#/teacher/{DEMO_COURSE}")
     row = page.get_by_test_id("row-student-1")
     expect(row).to_be_visible()
     expect(page.get_by_test_id("row-student-2")).to_be_visible()
@@ -179,20 +229,218 @@ def test_teacher_sees_the_class_and_a_retention_chart(stack: Stack, browser: Bro
     expect(page.get_by_test_id("retention-viewers")).to_contain_text("1 viewer")
     expect(page.get_by_test_id("retention-chart").locator("canvas")).to_be_visible()
     # student-1 watched 10 s or more of demo-video-1, student-2 about 4 s of demo-video-2
-    page.get_by_test_id("class-table").get_by_role(
-        "columnheader", name="Watched"
-    ).click()  # sorts ascending
-    expect(page.locator("tbody tr").first).to_have_attribute("data-testid", "row-student-2")
-    page.get_by_test_id("class-table").get_by_role(
-        "columnheader", name="Watched"
-    ).click()  # and descending
-    expect(page.locator("tbody tr").first).to_have_attribute("data-testid", "row-student-1")
+    table = page.get_by_test_id("class-table")
+    table.get_by_role("button", name="Watched").click()  # sorts ascending, on the server
+    expect(table.get_by_role("columnheader", name="Watched")).to_have_attribute(
+        "aria-sort", "ascending"
+    )
+    expect(table.locator("tbody tr").first).to_have_attribute("data-testid", "row-student-2")
+    table.get_by_role("button", name="Watched").click()  # and descending
+    expect(table.locator("tbody tr").first).to_have_attribute("data-testid", "row-student-1")
     with page.expect_download() as download:
         page.get_by_role("button", name="Download CSV").click()
     csv_text = Path(download.value.path()).read_text()
     assert csv_text.splitlines()[0].startswith("student_id,progress_percentage")
     assert "student-1" in csv_text
     page.screenshot(path=OUTPUT / "teacher-dashboard.png", full_page=True)
+    check_accessibility(page, "teacher dashboard")
+
+
+def test_the_embedded_tracker_reports_a_bare_video_on_a_plain_page(
+    stack: Stack, browser: Browser
+) -> None:
+    """The <script> bundle around a bare <video>, no React: the heartbeats reach the server."""
+    page = browser.new_context(viewport={"width": 1000, "height": 900}).new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    assert server_status(stack, "student-2", "demo-video-3")["watched_seconds"] == 0.0
+    page.goto(
+        f"{stack.url}/embed-example.html#token={token(stack, 'student-2')}&video=demo-video-3"
+    )
+    assert page.evaluate("typeof window.React") == "undefined"
+    assert page.evaluate("typeof VideoProgress.track") == "function"
+    expect(page.get_by_test_id("embed-progress")).to_have_text("Tracking demo-video-3.")
+    page.wait_for_function("document.querySelector('video').readyState >= 1")
+    page.evaluate("document.querySelector('video').play()")
+    page.wait_for_timeout(4000)
+    pause = (
+        "(() => { const v = document.querySelector('video'); v.pause(); return v.currentTime })()"
+    )
+    stopped_at = float(page.evaluate(pause))
+    assert stopped_at > 2.5
+    # the pause sends a heartbeat at once; the page shows the server's answer
+    expect(page.get_by_test_id("embed-progress")).to_contain_text("s watched", timeout=10_000)
+    status = server_status(stack, "student-2", "demo-video-3")
+    assert status["watched_seconds"] > 2, status
+    assert abs(status["watch_time"] - stopped_at) < 1.5, (status, stopped_at)
+    check_accessibility(page, "embed example")
+    page.screenshot(path=OUTPUT / "embed-example.png", full_page=True)
+    assert not errors, errors
+
+
+def test_an_hls_video_plays_through_hls_js_and_is_tracked(stack: Stack, browser: Browser) -> None:
+    page = sign_in(browser, stack, "student-1")
+    page.goto(f"{stack.url}/#/course/{DEMO_COURSE}")
+    material = page.get_by_test_id("material-demo-hls-1")
+    expect(material).to_be_visible()
+    material.get_by_role("button", name="Play").click()
+    video = page.get_by_test_id("video")
+    expect(video).to_have_attribute("data-engine", "hls.js", timeout=10_000)
+    src = video.get_attribute("src") or ""
+    assert src == "" or src.startswith("blob:")  # MSE from hls.js, never the .m3u8 itself
+    stopped_at = play_for(page, 4)
+    assert stopped_at > 2.5
+    expect(page.get_by_test_id("player-progress")).not_to_have_text(
+        "Progress: 0.0%", timeout=10_000
+    )
+    status = server_status(stack, "student-1", "demo-hls-1")
+    assert status["watched_seconds"] > 2, status
+    assert abs(status["watch_time"] - stopped_at) < 1.5
+    check_accessibility(page, "HLS player")
+    page.screenshot(path=OUTPUT / "player-hls.png")
+    page.get_by_role("button", name="Close player").click()
+
+
+# -- issue 15: home pages, the whole class, the drill-down, the matrix --------------------------
+# These need the backend's routes: GET /api/me/courses, the class table's filters and
+# unverified_seconds, the student drill-down's watched_ranges and the matrix.
+
+
+def test_a_student_home_lists_their_courses_with_progress(stack: Stack, browser: Browser) -> None:
+    signin = browser.new_page()
+    signin.goto(stack.url + "/")
+    expect(signin.get_by_test_id("signin-student-1")).to_be_visible()
+    check_accessibility(signin, "sign-in")
+    signin.screenshot(path=OUTPUT / "sign-in.png")
+    signin.close()
+
+    page = sign_in(browser, stack, "student-1")
+    expect(page).to_have_url(f"{stack.url}/#/")
+    card = page.get_by_test_id(f"course-{DEMO_COURSE}")
+    expect(card).to_contain_text("Introduction to React")
+    expect(page.get_by_test_id(f"course-{BIG_COURSE}")).to_have_count(0)  # not enrolled
+    bar = card.get_by_role("progressbar", name="Introduction to React progress")
+    expect(bar).to_have_attribute("aria-valuemin", "0")
+    expect(bar).to_have_attribute("aria-valuemax", "100")
+    check_accessibility(page, "student home")
+    page.screenshot(path=OUTPUT / "home-student.png", full_page=True)
+    card.get_by_role("link", name="Introduction to React").focus()
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(f"{stack.url}/#/course/{DEMO_COURSE}")
+    expect(page.get_by_test_id("material-demo-video-1")).to_be_visible()
+    check_accessibility(page, "course page")
+
+
+def test_a_teacher_home_lists_their_classes_and_an_admin_sees_all(
+    stack: Stack, browser: Browser
+) -> None:
+    page = sign_in(browser, stack, "teacher-1")
+    expect(page).to_have_url(f"{stack.url}/#/")
+    big = page.get_by_test_id(f"course-{BIG_COURSE}")
+    expect(big).to_contain_text("A very large class")
+    expect(big.locator("td").nth(1)).to_have_text(str(BIG_CLASS))
+    expect(page.get_by_test_id(f"course-{DEMO_COURSE}").locator("td").nth(1)).to_have_text("2")
+    expect(big.get_by_role("progressbar")).to_have_count(2)  # average, completion
+    check_accessibility(page, "teacher home")
+    page.screenshot(path=OUTPUT / "home-teacher.png", full_page=True)
+
+    admin = sign_in(browser, stack, "admin-1")
+    expect(admin.get_by_role("heading", name="All courses")).to_be_visible()
+    expect(admin.get_by_test_id(f"course-{BIG_COURSE}")).to_be_visible()
+    expect(admin.get_by_test_id(f"course-{DEMO_COURSE}")).to_be_visible()
+    check_accessibility(admin, "admin home")
+    admin.screenshot(path=OUTPUT / "home-admin.png", full_page=True)
+
+
+def test_the_class_table_shows_a_class_larger_than_a_page_whole(
+    stack: Stack, browser: Browser
+) -> None:
+    page = sign_in(browser, stack, "teacher-1")
+    page.goto(f"{stack.url}/#/teacher/{BIG_COURSE}")
+    rows = page.get_by_test_id("class-table").locator("tbody tr")
+    expect(rows.first).to_have_attribute("data-testid", "row-s-0001")
+    more = page.get_by_test_id("class-more")
+    for _ in range(20):  # a page at a time, by the button (scrolling loads them as well)
+        if more.count() == 0:
+            break
+        more.click()
+        page.wait_for_timeout(200)
+    expect(rows).to_have_count(BIG_CLASS, timeout=15_000)
+    expect(page.get_by_test_id("class-count")).to_have_text(
+        f"Showing {BIG_CLASS} of {BIG_CLASS} students"
+    )
+    ids = rows.evaluate_all("rs => rs.map(r => r.dataset.testid)")
+    assert len(set(ids)) == BIG_CLASS and ids[-1] == f"row-s-{BIG_CLASS:04d}"
+    check_accessibility(page, "class table")
+    page.screenshot(path=OUTPUT / "class-table.png")
+
+    # sorted by the server (by student id already: a click reverses it), the last comes first
+    page.get_by_test_id("class-table").get_by_role("button", name="Student").click()
+    expect(rows.first).to_have_attribute("data-testid", f"row-s-{BIG_CLASS:04d}")
+    # searched by the server
+    page.get_by_test_id("class-search").fill("s-1000")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-testid", "row-s-1000")
+
+
+def test_the_class_table_filters_inactive_students_and_opens_a_drill_down(
+    stack: Stack, browser: Browser
+) -> None:
+    page = sign_in(browser, stack, "teacher-1")
+    page.goto(f"{stack.url}/#/teacher/{DEMO_COURSE}")
+    table = page.get_by_test_id("class-table")
+    expect(table.locator("tbody tr")).to_have_count(2)
+    expect(page.get_by_test_id("unverified-student-1")).to_have_text(re.compile(r"^\d+:\d\d$"))
+    page.get_by_test_id("class-inactive").fill("1")  # both watched minutes ago
+    expect(page.get_by_test_id("class-empty")).to_be_visible()
+    page.get_by_test_id("class-inactive").fill("")
+    expect(table.locator("tbody tr")).to_have_count(2)
+
+    # from the keyboard: the row's link, Enter
+    page.get_by_test_id("row-student-1").get_by_role("link", name="student-1").focus()
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(f"{stack.url}/#/teacher/{DEMO_COURSE}/student/student-1")
+    drill = page.get_by_test_id("student-drilldown")
+    expect(drill.get_by_role("heading", level=1)).to_have_text("student-1 in Introduction to React")
+    watched = page.get_by_test_id("drill-demo-video-1")
+    expect(watched.get_by_test_id("coverage-range").first).to_be_visible()
+    expect(watched.get_by_role("img")).to_have_attribute(
+        "aria-label", re.compile(r"Watched 0:0\d–")
+    )
+    not_watched = page.get_by_test_id("drill-demo-video-3")  # student-1 never played it
+    expect(not_watched.get_by_role("img")).to_have_attribute(
+        "aria-label", re.compile("Nothing watched")
+    )
+    expect(page.get_by_test_id("drill-unverified-demo-video-1")).to_contain_text("unverified")
+    check_accessibility(page, "student drill-down")
+    page.screenshot(path=OUTPUT / "student-drilldown.png", full_page=True)
+
+
+def test_the_matrix_shows_every_student_but_renders_only_the_visible_rows(
+    stack: Stack, browser: Browser
+) -> None:
+    page = sign_in(browser, stack, "teacher-1")
+    page.goto(f"{stack.url}/#/teacher/{BIG_COURSE}/matrix")
+    expect(page.get_by_test_id("matrix-count")).to_have_text(
+        f"{BIG_CLASS} students × 4 materials", timeout=20_000
+    )
+    rendered = page.get_by_test_id("matrix-body").get_by_role("row")
+    assert 5 < rendered.count() < 60  # virtualized: the visible rows, not 1,001
+    expect(page.get_by_test_id("matrix-row-s-0001")).to_be_visible()
+    check_accessibility(page, "matrix")
+    page.screenshot(path=OUTPUT / "matrix.png", full_page=True)
+    page.get_by_test_id("matrix").evaluate("m => { m.scrollTop = m.scrollHeight }")
+    expect(page.get_by_test_id(f"matrix-row-s-{BIG_CLASS:04d}")).to_be_visible()
+    expect(page.get_by_test_id("matrix-row-s-0001")).to_have_count(0)
+
+    page.get_by_test_id("matrix-sort").select_option("-student_id")
+    page.get_by_test_id("matrix").evaluate("m => { m.scrollTop = 0 }")
+    expect(rendered.first).to_have_attribute("data-testid", f"matrix-row-s-{BIG_CLASS:04d}")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download CSV").click()
+    lines = Path(download.value.path()).read_text().splitlines()
+    assert lines[0].startswith("student_id")
+    assert len(lines) == BIG_CLASS + 1
 
 
 def test_the_dev_sign_in_does_not_exist_in_production(redis_url: str, mongo_url: str) -> None:

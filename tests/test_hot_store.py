@@ -25,18 +25,29 @@ KEY = ProgressKey("s1", "v1")
 
 
 def append(
-    url: str, heartbeats: list[Heartbeat], max_dirty: int = 100, max_pending: int = 10_000,
-    key: ProgressKey = KEY, rate_limit: int = 0, cached: CachedView | None = None,
-    proposal: Proposal | None = None, max_per_key: int = 5000,
-) -> IngestReply:  # fmt: skip
+    url: str,
+    heartbeats: list[Heartbeat],
+    max_dirty: int = 100,
+    max_pending: int = 10_000,
+    key: ProgressKey = KEY,
+    rate_limit: int = 0,
+    cached: CachedView | None = None,
+    proposal: Proposal | None = None,
+    max_per_key: int = 5000,
+) -> IngestReply:
     async def run() -> IngestReply:
         client = aioredis.Redis.from_url(url)
         try:
             store = AsyncHotStore(client)
             limits = IngestLimits(
-                1000.0, max_dirty, max_pending, rate_limit, 60, now=6000.0,
+                1000.0,
+                max_dirty,
+                max_pending,
+                rate_limit,
+                60,
+                now=6000.0,
                 max_per_key=max_per_key,
-            )  # fmt: skip
+            )
             item = IngestItem(key, "c1", heartbeats, cached, proposal)
             [reply] = await store.append([item], limits)
             return reply
@@ -92,8 +103,11 @@ def test_the_rate_limit_counts_appends_per_student_and_window(
 ) -> None:
     enroll(redis_client, "s1", "c1")
     assert [append(redis_url, [hb(i)], rate_limit=3).status for i in range(4)] == [
-        "ok", "ok", "ok", "rate_limited",
-    ]  # fmt: skip
+        "ok",
+        "ok",
+        "ok",
+        "rate_limited",
+    ]
     refused = append(redis_url, [hb(9)], rate_limit=3)
     assert 1 <= refused.retry_after_s <= 60
     assert redis_client.llen(KEY.pending) == 3  # the refused ones wrote nothing

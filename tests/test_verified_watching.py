@@ -175,8 +175,9 @@ def test_states_from_before_verified_watching_keep_their_credit() -> None:
     old = {"position": 500.0, "covered": [[0, 500]], "progress": 83.333, "completed": True}
     state = WatchState.from_dict(old)
     assert state.watched_seconds == 500.0 and state.legacy_credit == 500.0
-    after = fold(state, [claim(0, [(500, 600)])], duration=600.0, threshold=THRESHOLD,
-                 verification=STRICT)  # fmt: skip
+    after = fold(
+        state, [claim(0, [(500, 600)])], duration=600.0, threshold=THRESHOLD, verification=STRICT
+    )
     assert after.watched_seconds == 500.0 and after.unverified_seconds == 100.0
     assert after.completed and after.progress == 83.333
 
@@ -239,10 +240,18 @@ def test_a_backdated_batch_is_credited_by_when_it_arrived(
     client: TestClient, clock: MockedClock
 ) -> None:
     items = [
-        {"material_id": "v-100", **heartbeat(t, played=[[t - 5, t]], session_id="b", seq=t,
-                                              client_ts=f"2020-01-01T00:01:{t % 60:02d}Z")}
+        {
+            "material_id": "v-100",
+            **heartbeat(
+                t,
+                played=[[t - 5, t]],
+                session_id="b",
+                seq=t,
+                client_ts=f"2020-01-01T00:01:{t % 60:02d}Z",
+            ),
+        }
         for t in range(5, 105, 5)
-    ]  # fmt: skip
+    ]
     r = client.post("/api/progress/heartbeats", json={"heartbeats": items})
     assert r.status_code == 202 and all(x["accepted"] for x in r.json()["results"])
     clock.advance(30)  # half a minute later, one more heartbeat: 30 s observed, 60 s budget
@@ -268,9 +277,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 def send(stack: Stack, headers: dict[str, str], video: str, **body: Any) -> dict[str, Any]:
     r = httpx.post(
-        f"{stack.url}/api/progress/video/{video}/watch-time", json=body, headers=headers,
+        f"{stack.url}/api/progress/video/{video}/watch-time",
+        json=body,
+        headers=headers,
         timeout=15,
-    )  # fmt: skip
+    )
     assert r.status_code == 202, r.text
     reply: dict[str, Any] = r.json()
     return reply
@@ -311,8 +322,7 @@ def assert_not_completed_anywhere(stack: Stack, student: str, headers: dict[str,
 @pytest.mark.system
 def test_forgery_one_request_claiming_the_whole_video(stack: Stack) -> None:
     headers = enroll(stack, "forger-1")
-    reply = send(stack, headers, "v-600", watch_time=600, total_duration=600,
-                 played=[[0, 600]])  # fmt: skip
+    reply = send(stack, headers, "v-600", watch_time=600, total_duration=600, played=[[0, 600]])
     assert reply["completed"] is False
     assert_not_completed_anywhere(stack, "forger-1", headers)
 
@@ -321,12 +331,23 @@ def test_forgery_one_request_claiming_the_whole_video(stack: Stack) -> None:
 def test_forgery_a_backdated_history_through_the_batch_route(stack: Stack) -> None:
     headers = enroll(stack, "forger-2")
     items = [
-        {"material_id": "v-600", "watch_time": t, "total_duration": 600, "session_id": "h",
-         "seq": t, "played": [[t - 10, t]], "client_ts": f"2026-01-01T10:{t // 60:02d}:00Z"}
+        {
+            "material_id": "v-600",
+            "watch_time": t,
+            "total_duration": 600,
+            "session_id": "h",
+            "seq": t,
+            "played": [[t - 10, t]],
+            "client_ts": f"2026-01-01T10:{t // 60:02d}:00Z",
+        }
         for t in range(10, 610, 10)
-    ]  # fmt: skip
-    r = httpx.post(f"{stack.url}/api/progress/heartbeats", json={"heartbeats": items},
-                   headers=headers, timeout=15)  # fmt: skip
+    ]
+    r = httpx.post(
+        f"{stack.url}/api/progress/heartbeats",
+        json={"heartbeats": items},
+        headers=headers,
+        timeout=15,
+    )
     assert r.status_code == 202 and all(x["accepted"] for x in r.json()["results"])
     assert_not_completed_anywhere(stack, "forger-2", headers)
 
@@ -335,8 +356,16 @@ def test_forgery_a_backdated_history_through_the_batch_route(stack: Stack) -> No
 def test_forgery_twenty_parallel_sessions(stack: Stack) -> None:
     headers = enroll(stack, "forger-3")
     for i in range(20):  # each session claims its own 30 s, all at once
-        send(stack, headers, "v-600", watch_time=30 * (i + 1), total_duration=600,
-             session_id=f"tab-{i}", seq=1, played=[[30 * i, 30 * (i + 1)]])  # fmt: skip
+        send(
+            stack,
+            headers,
+            "v-600",
+            watch_time=30 * (i + 1),
+            total_duration=600,
+            session_id=f"tab-{i}",
+            seq=1,
+            played=[[30 * i, 30 * (i + 1)]],
+        )
     assert_not_completed_anywhere(stack, "forger-3", headers)
 
 
@@ -344,10 +373,16 @@ def test_forgery_twenty_parallel_sessions(stack: Stack) -> None:
 def test_forgery_replaying_an_honest_history(stack: Stack) -> None:
     headers = enroll(stack, "forger-4")
     honest = [
-        {"watch_time": t, "total_duration": 600, "session_id": "rec", "seq": t // 10,
-         "played": [[t - 10, t]], "client_ts": f"2026-11-30T09:{t // 60:02d}:{t % 60:02d}Z"}
+        {
+            "watch_time": t,
+            "total_duration": 600,
+            "session_id": "rec",
+            "seq": t // 10,
+            "played": [[t - 10, t]],
+            "client_ts": f"2026-11-30T09:{t // 60:02d}:{t % 60:02d}Z",
+        }
         for t in range(10, 610, 10)
-    ]  # fmt: skip
+    ]
     for _ in range(2):  # a recorded real session, replayed twice as fast as it can go
         for body in honest:
             send(stack, headers, "v-600", **body)
@@ -359,14 +394,30 @@ def test_honest_real_time_play_completes_and_is_stored_as_shown(stack: Stack) ->
     import time
 
     headers = enroll(stack, "honest-1")
-    send(stack, headers, "v-short", watch_time=0, total_duration=SHORT, session_id="p",
-         seq=0, played=[])  # the tracker's heartbeat at play  # fmt: skip
+    send(
+        stack,
+        headers,
+        "v-short",
+        watch_time=0,
+        total_duration=SHORT,
+        session_id="p",
+        seq=0,
+        played=[],
+    )  # the tracker's heartbeat at play
     started = time.monotonic()
     for step in range(1, 5):  # a heartbeat every 4 s of real time, at 1x
         time.sleep(max(0.0, started + 4 * step - time.monotonic()))
         t = 4.0 * step
-        reply = send(stack, headers, "v-short", watch_time=t, total_duration=SHORT,
-                     session_id="p", seq=step, played=[[t - 4, t]])  # fmt: skip
+        reply = send(
+            stack,
+            headers,
+            "v-short",
+            watch_time=t,
+            total_duration=SHORT,
+            session_id="p",
+            seq=step,
+            played=[[t - 4, t]],
+        )
     assert reply["completed"] is True and reply["watched_seconds"] == SHORT
     shown = status(stack, headers, "v-short")
     doc = stored_when_flushed(stack, "honest-1", "v-short")
@@ -379,3 +430,14 @@ def test_honest_real_time_play_completes_and_is_stored_as_shown(stack: Stack) ->
 def test_settings_default_to_the_bound_on() -> None:
     defaults = Settings(_env_file=None, environment="development")
     assert defaults.verification == Verification(max_rate=2.0, slack_s=0.0, gap_s=60.0)
+
+
+def test_forged_ranges_do_not_move_the_retention_curve() -> None:
+    from shared.domain.analytics import retention
+
+    honest = ([[0.0, 50.0]], 1.0)  # watched the first half, all of it credited
+    forger = ([[0.0, 100.0]], 0.1)  # claims everything, a tenth of it credited
+    curve = retention(100.0, [honest, forger], buckets=2)
+    assert [b["share"] for b in curve] == [0.5, 0.0]  # only the honest half counts
+    trusted = retention(100.0, [honest, ([[0.0, 100.0]], 1.0)], buckets=2)
+    assert [b["share"] for b in trusted] == [1.0, 0.5]

@@ -76,11 +76,18 @@ def flush_batch(ctx: WorkerContext, limit: int) -> FlushReport:
         ctx.hot.release(keys, retry_at=ctx.clock.time() + 2 * s.flush_tick_s)
         log.warning("flush of %d keys postponed: %s", len(keys), exc)
     record_flush(
-        ctx.redis, keys=report.claimed, heartbeats=report.heartbeats, written=report.written,
-        stale=report.stale, takeovers=report.takeovers, completions=report.completions,
-        failed=bool(report.errors), mongo_seconds=report.mongo_seconds,
-        quarantined=report.quarantined, overclaimed=report.overclaimed,
-    )  # fmt: skip
+        ctx.redis,
+        keys=report.claimed,
+        heartbeats=report.heartbeats,
+        written=report.written,
+        stale=report.stale,
+        takeovers=report.takeovers,
+        completions=report.completions,
+        failed=bool(report.errors),
+        mongo_seconds=report.mongo_seconds,
+        quarantined=report.quarantined,
+        overclaimed=report.overclaimed,
+    )
     return report
 
 
@@ -115,8 +122,11 @@ def _flush_keys(
     _report_overclaims(batch.overclaimed, now, report)
     _write(ctx, batch, now, report)
     if batch.poisoned:
-        log.error("quarantined %d keys a flush cannot process, e.g. %s",
-                  len(batch.poisoned), batch.poisoned[0])  # fmt: skip
+        log.error(
+            "quarantined %d keys a flush cannot process, e.g. %s",
+            len(batch.poisoned),
+            batch.poisoned[0],
+        )
         ctx.hot.quarantine(batch.poisoned, now)
         report.quarantined = len(batch.poisoned)
     _finish(ctx, batch, now, report)
@@ -139,16 +149,23 @@ def _report_overclaims(
     key, (_, unverified) = max(overclaimed.items(), key=lambda item: item[1][1])
     log.warning(
         "%d heartbeats of %d keys claimed more watching than their time allows, e.g. student "
-        "%s on material %s (%.1f s unverified)", report.overclaimed, len(overclaimed),
-        key.student_id, key.material_id, unverified,
-    )  # fmt: skip
+        "%s on material %s (%.1f s unverified)",
+        report.overclaimed,
+        len(overclaimed),
+        key.student_id,
+        key.material_id,
+        unverified,
+    )
 
 
 def _fold_batch(ctx: WorkerContext, keys: list[ProgressKey], report: FlushReport) -> _Batch:
     """Read the keys and fold their pending heartbeats in memory (nothing is written yet)."""
     batch = _Batch(keys, ctx.hot.read(keys))
-    cold = [(k.student_id, k.material_id) for k, e in zip(keys, batch.entries, strict=True)
-            if e is not None and e.version is None]  # fmt: skip
+    cold = [
+        (k.student_id, k.material_id)
+        for k, e in zip(keys, batch.entries, strict=True)
+        if e is not None and e.version is None
+    ]
     stored = ctx.mongo.find_states(cold) if cold else {}
     catalog = ctx.catalog()
     for key, entry in zip(keys, batch.entries, strict=True):
@@ -192,8 +209,11 @@ def _write(ctx: WorkerContext, batch: _Batch, now: float, report: FlushReport) -
 
 def _finish(ctx: WorkerContext, batch: _Batch, now: float, report: FlushReport) -> None:
     """Enqueue completions for keys that crossed the threshold, then mark written keys clean."""
-    recorded = {key for key, entry in zip(batch.keys, batch.entries, strict=True)
-                if entry is not None and entry.completion_recorded}  # fmt: skip
+    recorded = {
+        key
+        for key, entry in zip(batch.keys, batch.entries, strict=True)
+        if entry is not None and entry.completion_recorded
+    }
     newly_complete = [
         w for key, w in batch.writes.items() if w.state.completed and key not in recorded
     ]
@@ -224,9 +244,12 @@ def _fold_entry(
         base, base_version = None, 0
     state = WatchState.from_dict(base.to_dict()) if base else WatchState()
     overclaimed = fold_into(
-        state, entry.pending, duration=duration, threshold=settings.completion_threshold,
+        state,
+        entry.pending,
+        duration=duration,
+        threshold=settings.completion_threshold,
         verification=settings.verification,
-    )  # fmt: skip
+    )
     folded = len(entry.pending)
     return Fold(key, entry.version, state, folded, base_version + folded), overclaimed
 

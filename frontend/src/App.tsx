@@ -1,7 +1,10 @@
-import { useCallback, useEffect, useState } from "react";
-import { session, type DemoUser } from "./api";
+import { useCallback, useEffect, useReducer, useState } from "react";
+import { session } from "./api";
 import { CourseDetailPage } from "./CourseDetailPage";
+import { HomePage } from "./HomePage";
+import { MatrixPage } from "./MatrixPage";
 import { SignIn } from "./SignIn";
+import { StudentProgressPage } from "./StudentProgressPage";
 import { TeacherDashboard } from "./TeacherDashboard";
 import { flushOutbox } from "./tracker";
 
@@ -18,9 +21,24 @@ function useOutboxFlusher(onUnauthorized: () => void): void {
   }, [onUnauthorized]);
 }
 
-/** Hash routes: #/ sign-in, #/course/<id>, #/teacher/<course id>. */
+/** Hash routes: #/ home (sign-in when signed out), #/course/<id>, #/teacher/<course id>,
+ * #/teacher/<course id>/student/<student id>, #/teacher/<course id>/matrix. */
+export function parseHash(hash: string): string[] {
+  return hash
+    .replace(/^#\/?/, "")
+    .split("/")
+    .filter(Boolean)
+    .map((part) => {
+      try {
+        return decodeURIComponent(part);
+      } catch {
+        return part;
+      }
+    });
+}
+
 function useHashRoute(): [string[], (path: string) => void] {
-  const read = () => window.location.hash.replace(/^#\/?/, "").split("/").filter(Boolean);
+  const read = () => parseHash(window.location.hash);
   const [parts, setParts] = useState(read);
   useEffect(() => {
     const update = () => setParts(read());
@@ -30,13 +48,9 @@ function useHashRoute(): [string[], (path: string) => void] {
   return [parts, (path: string) => (window.location.hash = path)];
 }
 
-function home(user: DemoUser): string {
-  const course = user.course_id ?? "";
-  return user.role === "student" ? `/course/${course}` : `/teacher/${course}`;
-}
-
 export function App() {
-  const [[page, id], go] = useHashRoute();
+  const [[page, id, sub, subId], go] = useHashRoute();
+  const [, signedIn] = useReducer((n: number) => n + 1, 0);
   const user = session.user();
   const signOut = useCallback(() => {
     session.signOut();
@@ -45,15 +59,27 @@ export function App() {
   useOutboxFlusher(signOut);
 
   let content;
-  if (!user || !page) content = <SignIn onSignedIn={(u) => go(home(u))} />;
-  else if (page === "course" && id) content = <CourseDetailPage courseId={id} onUnauthorized={signOut} />;
-  else if (page === "teacher" && id) content = <TeacherDashboard courseId={id} onUnauthorized={signOut} />;
-  else content = <p>Nothing here. <a href="#/">Start again</a></p>;
+  if (!user)
+    content = (
+      <SignIn
+        onSignedIn={() => {
+          if (!page) go("/");
+          signedIn(); // a deep link stays where it was: show it now
+        }}
+      />
+    );
+  else if (!page) content = <HomePage key={user.user_id} user={user} onUnauthorized={signOut} />;
+  else if (page === "course" && id && !sub) content = <CourseDetailPage courseId={id} onUnauthorized={signOut} />;
+  else if (page === "teacher" && id && !sub) content = <TeacherDashboard courseId={id} onUnauthorized={signOut} />;
+  else if (page === "teacher" && id && sub === "matrix") content = <MatrixPage courseId={id} onUnauthorized={signOut} />;
+  else if (page === "teacher" && id && sub === "student" && subId)
+    content = <StudentProgressPage courseId={id} studentId={subId} onUnauthorized={signOut} />;
+  else content = <main><p>Nothing here. <a href="#/">Start again</a></p></main>;
 
   return (
     <>
       <nav className="topbar">
-        <span className="brand">Course progress</span>
+        <a className="brand" href="#/">Course progress</a>
         {user && (
           <span>
             {user.user_id} ({user.role}) · <button className="link" onClick={signOut}>Sign out</button>

@@ -62,6 +62,9 @@ export function CourseDetailPage({ courseId, onUnauthorized }: { courseId: strin
 
   return (
     <main className="course">
+      <p>
+        <a href="#/">← My courses</a>
+      </p>
       <header className="course-header">
         <h1>{course.title}</h1>
         <p data-testid="course-progress-text">

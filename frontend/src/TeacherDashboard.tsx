@@ -1,21 +1,12 @@
 import { useEffect, useMemo, useState } from "react";
-import { api, errorHandler, type ClassRow, type Course, type CourseStats, type Retention } from "./api";
-import { clock, percent } from "./format";
-import { ProgressBar } from "./ProgressBar";
+import { api, errorHandler, type Course, type CourseStats, type Retention } from "./api";
+import { ClassTable } from "./ClassTable";
+import { percent } from "./format";
 import { RetentionChart } from "./RetentionChart";
 
-const COLUMNS: { key: string; label: string }[] = [
-  { key: "student_id", label: "Student" },
-  { key: "progress", label: "Progress" },
-  { key: "watched_seconds", label: "Watched" },
-  { key: "last_active", label: "Last active" },
-];
-
-/** The class table (sortable, CSV), course stats and a video's retention curve. */
+/** The class table (whole, sortable and filtered on the server, CSV), course stats and a video's retention curve. */
 export function TeacherDashboard({ courseId, onUnauthorized }: { courseId: string; onUnauthorized: () => void }) {
   const [course, setCourse] = useState<Course | null>(null);
-  const [rows, setRows] = useState<ClassRow[]>([]);
-  const [sort, setSort] = useState("student_id");
   const [stats, setStats] = useState<CourseStats | null>(null);
   const [video, setVideo] = useState<string | null>(null);
   const [retention, setRetention] = useState<Retention | null>(null);
@@ -35,29 +26,8 @@ export function TeacherDashboard({ courseId, onUnauthorized }: { courseId: strin
   }, [courseId, fail]);
 
   useEffect(() => {
-    api.classProgress(courseId, sort).then((page) => setRows(page.rows), fail);
-  }, [courseId, sort, fail]);
-
-  useEffect(() => {
     if (video) api.retention(video).then(setRetention, fail);
   }, [video, fail]);
-
-  async function downloadCsv() {
-    try {
-      const blob = await api.classCsv(courseId);
-      const link = document.createElement("a");
-      link.href = URL.createObjectURL(blob);
-      link.download = `${courseId}-progress.csv`;
-      link.click();
-      URL.revokeObjectURL(link.href);
-    } catch (e) {
-      fail(e);
-    }
-  }
-
-  function sortBy(key: string) {
-    setSort((current) => (current === key ? `-${key}` : key));
-  }
 
   if (error) return <p className="error">{error}</p>;
   if (!course || !stats) return <p>Loading…</p>;
@@ -66,6 +36,9 @@ export function TeacherDashboard({ courseId, onUnauthorized }: { courseId: strin
 
   return (
     <main className="dashboard">
+      <p>
+        <a href="#/">← My classes</a> · <a href={`#/teacher/${encodeURIComponent(courseId)}/matrix`}>Who watched what (matrix)</a>
+      </p>
       <h1>{course.title}: class progress</h1>
       <p className="muted">Updated from stored progress; it may lag the students by up to a flush interval.</p>
       <div className="cards">
@@ -80,43 +53,16 @@ export function TeacherDashboard({ courseId, onUnauthorized }: { courseId: strin
         </div>
       </div>
 
-      <div className="toolbar">
-        <h2>Students</h2>
-        <button onClick={() => void downloadCsv()}>Download CSV</button>
-      </div>
-      <table className="class-table" data-testid="class-table">
-        <thead>
-          <tr>
-            {COLUMNS.map((c) => (
-              <th key={c.key} onClick={() => sortBy(c.key)} className="sortable">
-                {c.label} {sort === c.key ? "▲" : sort === `-${c.key}` ? "▼" : ""}
-              </th>
-            ))}
-          </tr>
-        </thead>
-        <tbody>
-          {rows.map((row) => (
-            <tr key={row.student_id} data-testid={`row-${row.student_id}`}>
-              <td>{row.student_id}</td>
-              <td className="progress-cell">
-                <ProgressBar value={row.progress_percentage} label={`${row.student_id} progress`} />
-                <span>{percent(row.progress_percentage)}</span>
-              </td>
-              <td>{clock(row.watched_seconds)}</td>
-              <td>{row.last_active ? new Date(row.last_active).toLocaleString() : "never"}</td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
+      <ClassTable courseId={courseId} enrolled={stats.enrolled} onUnauthorized={onUnauthorized} />
 
       <h2>Materials</h2>
       <table className="class-table">
         <thead>
           <tr>
-            <th>Material</th>
-            <th>Started</th>
-            <th>Completed</th>
-            <th>Average watched</th>
+            <th scope="col">Material</th>
+            <th scope="col">Started</th>
+            <th scope="col">Completed</th>
+            <th scope="col">Average watched</th>
           </tr>
         </thead>
         <tbody>

@@ -1,6 +1,7 @@
 import { useEffect, useRef, useState } from "react";
 import { session, type Material } from "./api";
 import { clock, percent } from "./format";
+import { attachHls, isHls } from "./hls";
 import { ProgressBar } from "./ProgressBar";
 import { WatchTracker, type ProgressReply } from "./tracker";
 
@@ -44,6 +45,15 @@ export function VideoPlayer({ material, initialWatchTime, initialProgress, initi
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [material.material_id]);
 
+  // An HLS playlist is fed to the element by hls.js (or natively); anything else is its src.
+  const hls = isHls(material.url);
+  useEffect(() => {
+    const video = videoRef.current;
+    if (!video || !hls || !material.url) return;
+    const attachment = attachHls(video, material.url, setError);
+    return () => attachment.detach();
+  }, [hls, material.url]);
+
   function onLoadedMetadata() {
     const video = videoRef.current;
     if (!video) return;
@@ -65,7 +75,7 @@ export function VideoPlayer({ material, initialWatchTime, initialProgress, initi
         </div>
         <video
           ref={videoRef}
-          src={material.url ?? undefined}
+          src={hls ? undefined : (material.url ?? undefined)}
           controls
           preload="metadata"
           data-testid="video"

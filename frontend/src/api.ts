@@ -1,74 +1,79 @@
 /** The progress API, as the pages use it. Errors arrive as ApiError with the contract's code. */
 
-export interface Material {
-  material_id: string;
-  title: string;
-  type: "video" | "pdf" | "link";
-  duration: number | null;
-  url: string | null;
+import type { components } from "./api-schema";
+
+/**
+ * The API's shapes come from its OpenAPI schema (src/api-schema.d.ts, `npm run gen:api`).
+ * Answers always carry every field the schema declares (the server serializes defaults), so
+ * `Sent<>` reads fields with a default as present.
+ */
+type Schemas = components["schemas"];
+export type Sent<T> = T extends (infer U)[] ? Sent<U>[] : T extends object ? { [K in keyof T]-?: Sent<T[K]> } : T;
+
+export type Material = Sent<Schemas["Material"]>;
+export type Module = Sent<Schemas["Module"]>;
+export type Course = Sent<Schemas["Course"]>;
+export type MaterialStatus = Sent<Schemas["MaterialStatus"]>;
+export type CourseStats = Sent<Schemas["CourseStats"]>;
+export type Retention = Sent<Schemas["Retention"]>;
+export type DemoUser = Sent<Schemas["DemoUser"]>;
+
+// Fields the backend's issue-15 routes add; optional until they are in the schema (then
+// regenerate and these intersections change nothing).
+/** A material in a course view; in a teacher's view of one student with the parts played. */
+export type CourseProgressMaterial = Sent<Schemas["MaterialProgress"]> & {
+  /** The parts of the video the student played, in seconds. */
+  watched_ranges?: [number, number][];
+  /** Claimed watching the server could not verify (seconds), beside the credited figures. */
+  unverified_seconds?: number;
+};
+type ModuleProgress = Omit<Sent<Schemas["ModuleProgress"]>, "materials"> & { materials: CourseProgressMaterial[] };
+export type CourseProgress = Omit<Sent<Schemas["CourseProgress"]>, "modules"> & { modules: ModuleProgress[] };
+export type ClassRow = Sent<Schemas["ClassRow"]> & { unverified_seconds?: number };
+
+// The routes below are not in the schema yet (the backend's branch adds them): hand-written
+// from the issue's contract until then.
+export interface Page<T> {
+  rows: T[];
+  next_cursor: string | null;
 }
-export interface Module {
-  module_id: string;
-  title: string;
-  materials: Material[];
-}
-export interface Course {
+/** GET /api/me/courses, a student's entry. */
+export interface StudentCourseSummary {
   course_id: string;
   title: string;
-  teacher_ids: string[];
-  modules: Module[];
-}
-export interface MaterialStatus {
-  material_id: string;
-  course_id: string;
-  watch_time: number;
-  total_duration: number | null;
-  progress_percentage: number;
-  watched_seconds: number;
-  completed: boolean;
-  completed_at: string | null;
-  last_watched: string | null;
-}
-export interface CourseProgress {
-  course_id: string;
-  progress_percentage: number;
-  completed_materials: string[];
-  total_materials: number;
-  videos: { total: number; started: number; completed: number; watched_seconds: number; total_seconds: number };
-  modules: {
-    module_id: string;
-    progress_percentage: number;
-    watched_seconds: number;
-    total_seconds: number;
-    materials: { material_id: string; watch_time: number; progress_percentage: number; completed: boolean }[];
-  }[];
-}
-export interface ClassRow {
-  student_id: string;
   progress_percentage: number;
   completed_materials: number;
-  watched_seconds: number;
+  total_materials: number;
   last_active: string | null;
 }
-export interface CourseStats {
+/** GET /api/me/courses, a teacher's or an admin's entry. */
+export interface TeacherCourseSummary {
   course_id: string;
+  title: string;
   enrolled: number;
   average_progress: number;
   completion_rate: number;
-  materials: { material_id: string; started: number; completed: number; average_watched_percentage: number }[];
 }
-export interface Retention {
-  material_id: string;
-  duration: number;
-  viewers: number;
-  buckets: { start: number; end: number; share: number }[];
+export type CourseSummary = StudentCourseSummary | TeacherCourseSummary;
+export interface MyCourses {
+  courses: CourseSummary[];
+  next_cursor: string | null;
 }
-export interface DemoUser {
-  user_id: string;
-  role: "student" | "teacher" | "admin";
-  course_id: string | null;
+export interface Matrix {
+  course_id: string;
+  materials: { material_id: string; title: string; type: Material["type"] }[];
+  rows: { student_id: string; progress: number[]; completed: boolean[] }[];
+  next_cursor: string | null;
 }
-
+export interface ClassQuery {
+  sort?: string;
+  limit?: number;
+  cursor?: string | null;
+  /** Only students inactive for at least this many days. */
+  inactiveDays?: number | null;
+  /** Student id search. */
+  q?: string | null;
+}
 /** A page's error handler: 401 signs out, anything else is shown. */
 export function errorHandler(onUnauthorized: () => void, show: (message: string) => void) {
   return (e: unknown) => {
@@ -132,6 +137,25 @@ async function json<T>(path: string, init: RequestInit = {}): Promise<T> {
   return (await request(path, init)).json() as Promise<T>;
 }
 
+/** "?a=1&b=x" from the parameters that are set (null, undefined and "" are left out). */
+export function query(params: Record<string, string | number | null | undefined>): string {
+  const search = new URLSearchParams();
+  for (const [key, value] of Object.entries(params)) {
+    if (value !== null && value !== undefined && value !== "") search.set(key, String(value));
+  }
+  const text = search.toString();
+  return text ? `?${text}` : "";
+}
+
+const classParams = (q: ClassQuery) => ({
+  sort: q.sort,
+  limit: q.limit,
+  cursor: q.cursor,
+  inactive_days: q.inactiveDays,
+  q: q.q,
+});
+const teacherCourse = (id: string) => `/api/teacher/courses/${encodeURIComponent(id)}`;
+
 const post = (body: unknown): RequestInit => ({ method: "POST", body: JSON.stringify(body) });
 
 export const api = {
@@ -144,12 +168,19 @@ export const api = {
     ),
   complete: (id: string) =>
     json<{ completed: boolean }>(`/api/progress/material/${encodeURIComponent(id)}/complete`, { method: "POST" }),
-  classProgress: (courseId: string, sort: string) =>
-    json<{ rows: ClassRow[]; next_cursor: string | null }>(
-      `/api/teacher/courses/${encodeURIComponent(courseId)}/progress?limit=1000&sort=${encodeURIComponent(sort)}`,
-    ),
-  classCsv: async (courseId: string) =>
-    (await request(`/api/teacher/courses/${encodeURIComponent(courseId)}/progress?format=csv`)).blob(),
+  myCourses: (page: { limit?: number; cursor?: string | null } = {}) =>
+    json<MyCourses>(`/api/me/courses${query({ limit: page.limit, cursor: page.cursor })}`),
+  /** One page of the class table; follow `next_cursor` for the rest. */
+  classProgress: (courseId: string, q: ClassQuery = {}) =>
+    json<Page<ClassRow>>(`${teacherCourse(courseId)}/progress${query(classParams(q))}`),
+  classCsv: async (courseId: string, q: ClassQuery = {}) =>
+    (await request(`${teacherCourse(courseId)}/progress${query({ ...classParams({ ...q, limit: undefined, cursor: undefined }), format: "csv" })}`)).blob(),
+  studentProgress: (courseId: string, studentId: string) =>
+    json<CourseProgress>(`${teacherCourse(courseId)}/students/${encodeURIComponent(studentId)}/progress`),
+  matrix: (courseId: string, q: { sort?: string; limit?: number; cursor?: string | null } = {}) =>
+    json<Matrix>(`${teacherCourse(courseId)}/matrix${query({ sort: q.sort, limit: q.limit, cursor: q.cursor })}`),
+  matrixCsv: async (courseId: string, sort?: string) =>
+    (await request(`${teacherCourse(courseId)}/matrix${query({ sort, format: "csv" })}`)).blob(),
   stats: (courseId: string) => json<CourseStats>(`/api/teacher/courses/${encodeURIComponent(courseId)}/stats`),
   retention: (materialId: string, buckets = 50) =>
     json<Retention>(`/api/teacher/materials/${encodeURIComponent(materialId)}/retention?buckets=${buckets}`),

@@ -162,17 +162,21 @@ def course_stats(
 
 
 def retention(
-    duration: float, viewers: list[list[list[float]]], buckets: int
+    duration: float, viewers: list[tuple[list[list[float]], float]], buckets: int
 ) -> list[dict[str, float]]:
     """For each of `buckets` equal slices of the video, the share of viewers who watched at
     least half of that slice's seconds. Each viewer's ranges are a union (rewatching a slice
-    counts once)."""
+    counts once), weighted by the share of them verified watching credited: a viewer who
+    claims more than they could have watched counts only that share of each slice, so forged
+    ranges move no slice past half."""
     width = duration / buckets
     curve = []
     for i in range(buckets):
         start, end = i * width, (i + 1) * width
         watched_enough = sum(
-            1 for ranges in viewers if _overlap(ranges, start, end) >= (end - start) / 2
+            1
+            for ranges, credited_share in viewers
+            if credited_share * _overlap(ranges, start, end) >= (end - start) / 2
         )
         curve.append(
             {

@@ -418,8 +418,9 @@ def fold(
     Any arrival order gives the same result for `played` ranges and continuous play (module doc).
     """
     current = WatchState.from_dict(state.to_dict()) if state else WatchState()
-    fold_into(current, heartbeats, duration=duration, threshold=threshold,
-              verification=verification)  # fmt: skip
+    fold_into(
+        current, heartbeats, duration=duration, threshold=threshold, verification=verification
+    )
     return current
 
 

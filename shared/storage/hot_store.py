@@ -161,15 +161,33 @@ def ingest_args(
     item: IngestItem, limits: IngestLimits, want_state: bool
 ) -> tuple[list[str], list[Any]]:
     key = item.key
-    keys = [enrollments_key(key.student_id), key.pending, key.state, DIRTY, PENDING,
-            limits.rate_key(key.student_id), key.stored]  # fmt: skip
+    keys = [
+        enrollments_key(key.student_id),
+        key.pending,
+        key.state,
+        DIRTY,
+        PENDING,
+        limits.rate_key(key.student_id),
+        key.stored,
+    ]
     view = item.cached or NO_VIEW
     offer = item.proposal
     args: list[Any] = [
-        item.course_id, key.member, limits.due_at, limits.max_dirty, limits.max_pending,
-        "1" if want_state else "0", limits.rate_limit, limits.rate_window_s, key.material_id,
-        limits.max_per_key, secrets.token_hex(8), view.epoch, view.version, view.folded,
-    ]  # fmt: skip
+        item.course_id,
+        key.member,
+        limits.due_at,
+        limits.max_dirty,
+        limits.max_pending,
+        "1" if want_state else "0",
+        limits.rate_limit,
+        limits.rate_window_s,
+        key.material_id,
+        limits.max_per_key,
+        secrets.token_hex(8),
+        view.epoch,
+        view.version,
+        view.folded,
+    ]
     if offer is None:
         args += ["", "", "", ""]
     else:
@@ -358,10 +376,16 @@ class HotStore:
         for key, version, completion in written:
             self._finish(
                 keys=[DIRTY, LEASES, key.state, key.pending, key.stored],
-                args=[key.member, version, next_due, ttl_s, "1" if completion else "",
-                      key.material_id],
+                args=[
+                    key.member,
+                    version,
+                    next_due,
+                    ttl_s,
+                    "1" if completion else "",
+                    key.material_id,
+                ],
                 client=pipe,
-            )  # fmt: skip
+            )
         return sum(int(x) for x in pipe.execute())
 
     def release(self, keys: list[ProgressKey], retry_at: float) -> None:

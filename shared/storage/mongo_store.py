@@ -343,17 +343,23 @@ class MongoStore:
     @_unavailable_on_outage
     def watched_ranges(
         self, course_id: str, material_id: str, student_ids: list[str]
-    ) -> list[list[list[float]]]:
-        """The watched ranges of each of the given students who started the material."""
+    ) -> list[tuple[list[list[float]], float]]:
+        """The watched ranges of each of the given students who started the material, with the
+        share of them that verified watching credited (credited / claimed seconds)."""
         cursor = self.progress.find(
             {
                 "course_id": course_id,
                 "material_id": material_id,
                 "student_id": {"$in": student_ids},
             },
-            {"_id": 0, "watched_ranges": 1},
+            {"_id": 0, "watched_ranges": 1, "watched_seconds": 1, "unverified_seconds": 1},
         )
-        return [doc.get("watched_ranges", []) for doc in cursor]
+        viewers = []
+        for doc in cursor:
+            credited = float(doc.get("watched_seconds") or 0.0)
+            claimed = credited + float(doc.get("unverified_seconds") or 0.0)
+            viewers.append((doc.get("watched_ranges", []), credited / claimed if claimed else 1.0))
+        return viewers
 
     # -- enrollments ----------------------------------------------------------------------
 

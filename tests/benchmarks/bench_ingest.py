@@ -573,10 +573,14 @@ def hot_key_mode(args: argparse.Namespace, load: LoadRunner) -> None:
         tokens = {s: f"Bearer {bs.token(s)}" for s in students}
         root = Path(tempfile.mkdtemp(prefix="bench-hotkey-data-"))
         rows = [
-            (f"/api/progress/video/{VIDEOS[0]}/watch-time", tokens[sid],
-             json.dumps(tracker_body(r, time.time() - 3600), separators=(",", ":")))
-            for r in range(40) for sid in students
-        ]  # fmt: skip
+            (
+                f"/api/progress/video/{VIDEOS[0]}/watch-time",
+                tokens[sid],
+                json.dumps(tracker_body(r, time.time() - 3600), separators=(",", ":")),
+            )
+            for r in range(40)
+            for sid in students
+        ]
         single = write_requests(root / "single.tsv", rows)
         refs = write_requests(
             root / "ref.tsv", [(p.replace("/api/progress", "/ref"), a, b) for p, a, b in rows]
@@ -585,8 +589,10 @@ def hot_key_mode(args: argparse.Namespace, load: LoadRunner) -> None:
         ref_env = dict(bs.stack.env, REF_REDIS_URL=bs.settings.redis_url)
         ref = start_procfile_process(
             f"uvicorn --factory tests.benchmarks.bench_ingest:reference_app --host 127.0.0.1 "
-            f"--port {ref_port} --workers 1 --no-access-log", ref_env, bs.stack.root / "ref.log",
-        )  # fmt: skip
+            f"--port {ref_port} --workers 1 --no-access-log",
+            ref_env,
+            bs.stack.root / "ref.log",
+        )
         try:
             wait_for_port(ref_port, 30, ref)
             ref_url = f"http://127.0.0.1:{ref_port}"
@@ -596,8 +602,10 @@ def hot_key_mode(args: argparse.Namespace, load: LoadRunner) -> None:
             )
             results = []
             for _ in range(3):
-                for name, url, data in (("reference (pydantic + RPUSH)", ref_url, refs),
-                                        ("single route, hot keys", bs.url, single)):  # fmt: skip
+                for name, url, data in (
+                    ("reference (pydantic + RPUSH)", ref_url, refs),
+                    ("single route, hot keys", bs.url, single),
+                ):
                     result = load(name, url, data, args.seconds, conns)
                     results.append(result)
                     print_result(result)
@@ -609,6 +617,8 @@ def hot_key_mode(args: argparse.Namespace, load: LoadRunner) -> None:
                 f"\nhot keys: single route {best:,.0f} req/s = {best / best_ref:.2f}x the "
                 f"reference ({best_ref:,.0f} req/s) in the same run (target >= 0.8x)"
             )
+            if args.profile:
+                profile(bs, single, root, args.seconds, conns, load, "single route, hot keys")
         finally:
             ref.terminate()
             ref.wait(15)
@@ -622,8 +632,10 @@ def backlog_mode(count: int = 3000, window: int = 100) -> None:
         cold_port = free_port()  # a second web process: no cached state of the key
         cold = start_procfile_process(
             f"uvicorn --factory ingest.app:create_app --host 127.0.0.1 --port {cold_port} "
-            "--workers 1 --no-access-log", bs.stack.env, bs.stack.root / "web2.log",
-        )  # fmt: skip
+            "--workers 1 --no-access-log",
+            bs.stack.env,
+            bs.stack.root / "web2.log",
+        )
         try:
             wait_for_port(cold_port, 30, cold)
             print(asyncio.run(_backlog(bs.stack.port, cold_port, token, count, window)))
@@ -661,25 +673,28 @@ async def _backlog(port: int, cold_port: int, token: str, count: int, window: in
     late_reads, late_cold = await reads(pool), await reads(other)
     batches = []
     for n in range(30):  # a second key: 100-heartbeat batches onto a growing backlog
-        items = [{"material_id": VIDEOS[1], **tracker_body(n * 100 + j, start, True)}
-                 for j in range(100)]  # fmt: skip
+        items = [
+            {"material_id": VIDEOS[1], **tracker_body(n * 100 + j, start, True)} for j in range(100)
+        ]
         batches.append(await timed(pool, "POST", "/api/progress/heartbeats", {"heartbeats": items}))
     await pool.aclose()
     await other.aclose()
     first, last = percentile(lat[:window], 50), percentile(lat[-window:], 50)
     mid = percentile(lat[2000:2100], 50) if count > 2100 else float("nan")
     b_first, b_last = percentile(batches[:5], 50), percentile(batches[-5:], 50)
-    return "\n".join([
-        f"backlog: one key, no worker, {count:,} heartbeats one at a time (median latency)",
-        f"  heartbeats 1-{window}: {first:.2f} ms   2,001-2,100: {mid:.2f} ms   "
-        f"last {window}: {last:.2f} ms   ratio {last / first:.2f}x (target <= 1.25x)",
-        f"  status read, same process: after {window} {early_reads:.2f} ms, after {count:,} "
-        f"{late_reads:.2f} ms   ratio {late_reads / early_reads:.2f}x",
-        f"  status read, another web process (preview): after {window} {early_cold:.2f} ms, "
-        f"after {count:,} {late_cold:.2f} ms   ratio {late_cold / early_cold:.2f}x",
-        f"  100-heartbeat batch onto a growing backlog: first 5 {b_first:.2f} ms, last 5 "
-        f"(2,500-3,000 waiting) {b_last:.2f} ms   ratio {b_last / b_first:.2f}x",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            f"backlog: one key, no worker, {count:,} heartbeats one at a time (median latency)",
+            f"  heartbeats 1-{window}: {first:.2f} ms   2,001-2,100: {mid:.2f} ms   "
+            f"last {window}: {last:.2f} ms   ratio {last / first:.2f}x (target <= 1.25x)",
+            f"  status read, same process: after {window} {early_reads:.2f} ms, after {count:,} "
+            f"{late_reads:.2f} ms   ratio {late_reads / early_reads:.2f}x",
+            f"  status read, another web process (preview): after {window} {early_cold:.2f} ms, "
+            f"after {count:,} {late_cold:.2f} ms   ratio {late_cold / early_cold:.2f}x",
+            f"  100-heartbeat batch onto a growing backlog: first 5 {b_first:.2f} ms, last 5 "
+            f"(2,500-3,000 waiting) {b_last:.2f} ms   ratio {b_last / b_first:.2f}x",
+        ]
+    )
 
 
 def pending(bs: BenchStack) -> int:

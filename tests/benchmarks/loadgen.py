@@ -938,8 +938,14 @@ async def run(bs: BenchStack, args: argparse.Namespace) -> int:
             t.add_column(col, justify="right")
         for phase in ("before", "during", "after"):
             p = outage[phase]
-            t.add_row(phase, f"{p['seconds']:.0f}", fmt(p["rate"]), fmt(p["p50"], 2),
-                      fmt(p["p99"], 2), f"{p['pending']:,}")  # fmt: skip
+            t.add_row(
+                phase,
+                f"{p['seconds']:.0f}",
+                fmt(p["rate"]),
+                fmt(p["p50"], 2),
+                fmt(p["p99"], 2),
+                f"{p['pending']:,}",
+            )
         console.print(t)
         drained_in = outage["drained_s"]
         console.print(
@@ -1113,9 +1119,13 @@ async def worker_outage(gen: LoadGen, bs: BenchStack, outage_s: float) -> dict[s
         end = gen.loop.time()
         n, lat, _ = gen.m.window(start, end)
         _, pending, _ = await gen.sample_backlog()
-        phases[name] = {"seconds": end - start, "rate": n / max(1e-9, end - start),
-                        "p50": percentile(lat, 50), "p99": percentile(lat, 99),
-                        "pending": pending}  # fmt: skip
+        phases[name] = {
+            "seconds": end - start,
+            "rate": n / max(1e-9, end - start),
+            "p50": percentile(lat, 50),
+            "p99": percentile(lat, 99),
+            "pending": pending,
+        }
         return drained_at
 
     await phase("before", 60.0)
@@ -1173,9 +1183,11 @@ def main() -> None:
     parser.add_argument("--step-factor", type=float, default=1.5)
     parser.add_argument("--step-seconds", type=float, default=60.0)
     parser.add_argument(
-        "--outage-minutes", type=float, default=None,
+        "--outage-minutes",
+        type=float,
+        default=None,
         help="stop the worker tier this long under --start-watchers (default 5 with --capacity)",
-    )  # fmt: skip
+    )
     args = parser.parse_args()
     if args.outage_minutes is None:
         args.outage_minutes = 5.0 if args.capacity else 0.0
