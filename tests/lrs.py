@@ -43,8 +43,11 @@ def ralph_validate(statements: list[dict[str, Any]]) -> subprocess.CompletedProc
     lines = "".join(json.dumps(s) + "\n" for s in statements)
     return subprocess.run(
         [str(ralph_bin("ralph")), "validate", "-f", "xapi", "--fail-on-unknown"],
-        input=lines, text=True, capture_output=True, timeout=120,
-    )  # fmt: skip
+        input=lines,
+        text=True,
+        capture_output=True,
+        timeout=120,
+    )
 
 
 @dataclass
@@ -64,23 +67,47 @@ class RalphLRS:
         return self.root / "data" / "fs_lrs.jsonl"
 
     def _env(self) -> dict[str, str]:
-        return {**os.environ, "RALPH_APP_DIR": str(self.root / "app"),
-                "RALPH_RUNSERVER_BACKEND": "fs"}  # fmt: skip
+        return {
+            **os.environ,
+            "RALPH_APP_DIR": str(self.root / "app"),
+            "RALPH_RUNSERVER_BACKEND": "fs",
+        }
 
     def start(self) -> RalphLRS:
         (self.root / "data").mkdir(parents=True, exist_ok=True)
         if not (self.root / "app" / "auth.json").exists():
             subprocess.run(
-                [str(ralph_bin("ralph")), "auth", "-u", LRS_USER, "-p", LRS_PASSWORD, "-s",
-                 "all", "-M", "mailto:lrs@example.org", "-w"],
-                env=self._env(), check=True, capture_output=True, timeout=120,
-            )  # fmt: skip
+                [
+                    str(ralph_bin("ralph")),
+                    "auth",
+                    "-u",
+                    LRS_USER,
+                    "-p",
+                    LRS_PASSWORD,
+                    "-s",
+                    "all",
+                    "-M",
+                    "mailto:lrs@example.org",
+                    "-w",
+                ],
+                env=self._env(),
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
         log = (self.root / "ralph.log").open("ab")
         self.proc = subprocess.Popen(
-            [str(ralph_bin("python")), str(ROOT / "tests" / "ralph_lrs.py"), str(self.port),
-             str(self.root / "data")],
-            env=self._env(), stdout=log, stderr=log, start_new_session=True,
-        )  # fmt: skip
+            [
+                str(ralph_bin("python")),
+                str(ROOT / "tests" / "ralph_lrs.py"),
+                str(self.port),
+                str(self.root / "data"),
+            ],
+            env=self._env(),
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
         wait_for_port(self.port, 60, self.proc)
         return self
 
@@ -94,8 +121,9 @@ class RalphLRS:
         """Every statement the LRS stores, read back through its API (all pages)."""
         found: list[dict[str, Any]] = []
         url: str | None = self.base_url + "statements?limit=500"
-        with httpx.Client(auth=(LRS_USER, LRS_PASSWORD), timeout=30,
-                          headers={"X-Experience-API-Version": "1.0.3"}) as c:  # fmt: skip
+        with httpx.Client(
+            auth=(LRS_USER, LRS_PASSWORD), timeout=30, headers={"X-Experience-API-Version": "1.0.3"}
+        ) as c:
             while url:
                 page = c.get(url)
                 page.raise_for_status()

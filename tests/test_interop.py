@@ -78,9 +78,10 @@ class World:
     def watch(self, headers: dict[str, str], video: str = "v-100", **body: Any) -> None:
         total = 600 if video == "v-600" else 100
         r = self.client.post(
-            f"/api/progress/video/{video}/watch-time", json={"total_duration": total, **body},
+            f"/api/progress/video/{video}/watch-time",
+            json={"total_duration": total, **body},
             headers=headers,
-        )  # fmt: skip
+        )
         assert r.status_code == 202, r.text
 
     def flush(self) -> None:
@@ -123,8 +124,11 @@ def world_factory(redis_url: str, mongo_url: str, monkeypatch: pytest.MonkeyPatc
 
 
 def lrs_settings(lrs: RalphLRS) -> dict[str, Any]:
-    return {"xapi_lrs_url": lrs.base_url, "xapi_lrs_username": LRS_USER,
-            "xapi_lrs_password": LRS_PASSWORD}  # fmt: skip
+    return {
+        "xapi_lrs_url": lrs.base_url,
+        "xapi_lrs_username": LRS_USER,
+        "xapi_lrs_password": LRS_PASSWORD,
+    }
 
 
 def of_student(statements: list[dict[str, Any]], student: str) -> list[dict[str, Any]]:
@@ -191,9 +195,10 @@ def test_watching_reaches_the_lrs_as_valid_video_profile_statements(
     }
     (paused,) = by_verb(stored, "paused")
     assert paused["result"]["extensions"] == {
-        EXT + "time": 80.0, EXT + "progress": 0.55,
+        EXT + "time": 80.0,
+        EXT + "progress": 0.55,
         EXT + "played-segments": "0.0[.]25.0[,]50.0[.]80.0",
-    }  # fmt: skip
+    }
     (seeked,) = by_verb(stored, "seeked")
     assert seeked["result"]["extensions"] == {EXT + "time-from": 25.0, EXT + "time-to": 50.0}
     (done,) = by_verb(stored, "completed")
@@ -262,8 +267,12 @@ def test_a_refused_statement_is_set_aside_and_the_rest_of_its_batch_is_sent(
     # (409), and with it the whole batch.
     clash = json.loads(json.dumps(statements[3]))
     clash["timestamp"] = "2020-01-01T00:00:00.000Z"
-    r = httpx.post(lrs.base_url + "statements", json=[clash], auth=(LRS_USER, LRS_PASSWORD),
-                   headers={"X-Experience-API-Version": "1.0.3"})  # fmt: skip
+    r = httpx.post(
+        lrs.base_url + "statements",
+        json=[clash],
+        auth=(LRS_USER, LRS_PASSWORD),
+        headers={"X-Experience-API-Version": "1.0.3"},
+    )
     assert r.status_code == 200, r.text
     assert send_due_statements(w.ctx) == {"sent": 5, "retried": 0, "refused": 1}
     dead = {k.decode(): json.loads(v) for k, v in w.ctx.redis.hgetall(XAPI.dead).items()}
@@ -399,10 +408,12 @@ def test_a_receiver_that_fails_twice_gets_the_event_on_the_third_try_with_one_id
     assert state is not None and state.completed_at is not None
     assert events[0]["type"] == "material.completed"
     assert events[0]["data"] == {
-        "student_id": "s-hook", "course_id": COURSE_ID, "material_id": "v-100",
+        "student_id": "s-hook",
+        "course_id": COURSE_ID,
+        "material_id": "v-100",
         "progress_percentage": 85.0,
         "completed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(state.completed_at)),
-    }  # fmt: skip
+    }
     assert events[0]["id"] == receiver.deliveries[0].headers["webhook-id"]
     stats = w.stats()
     assert stats["webhook_sent"] == 1 and stats["webhook_retried"] == 2
@@ -489,8 +500,9 @@ def test_a_student_reads_their_own_data_and_an_admin_anyones(world_factory: Any)
     assert m["current"]["watched_seconds"] == 40.0 and m["current"]["position"] == 40.0
     assert m["stored"]["watched_ranges"] == [[0.0, 30.0]]
     assert [h["watch_time"] for h in m["pending_heartbeats"]] == [40.0]
-    queued_verbs = sorted(e["payload"]["verb"]["display"]["en-US"]
-                          for e in data["outbox"]["xapi"]["queued"])  # fmt: skip
+    queued_verbs = sorted(
+        e["payload"]["verb"]["display"]["en-US"] for e in data["outbox"]["xapi"]["queued"]
+    )
     assert queued_verbs == ["initialized", "paused"]
     xapi = w.client.get("/api/progress/export?format=xapi", headers=me).json()
     assert sorted(verb(s) for s in xapi["statements"]) == ["initialized", "paused"]

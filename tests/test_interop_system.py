@@ -31,10 +31,14 @@ def lrs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RalphLRS]:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, lrs: RalphLRS) -> Iterator[Stack]:
     env = {
-        "XAPI_LRS_URL": lrs.base_url, "XAPI_LRS_USERNAME": LRS_USER,
-        "XAPI_LRS_PASSWORD": LRS_PASSWORD, "OUTBOX_TICK_S": "1", "OUTBOX_RETRY_BASE_S": "1",
-        "OUTBOX_RETRY_MAX_S": "4", "MAX_PLAYBACK_RATE": "0",
-    }  # fmt: skip
+        "XAPI_LRS_URL": lrs.base_url,
+        "XAPI_LRS_USERNAME": LRS_USER,
+        "XAPI_LRS_PASSWORD": LRS_PASSWORD,
+        "OUTBOX_TICK_S": "1",
+        "OUTBOX_RETRY_BASE_S": "1",
+        "OUTBOX_RETRY_MAX_S": "4",
+        "MAX_PLAYBACK_RATE": "0",
+    }
     yield from running_stack(tmp_path_factory, extra_env=env)
 
 
@@ -56,9 +60,14 @@ class Load:
             seq = 0
             while not self.stop.is_set():
                 for student in STUDENTS:
-                    body = {"watch_time": seq + 1, "total_duration": 600, "session_id": "s",
-                            "seq": seq, "played": [[seq, seq + 1]],
-                            "event": "play" if seq % 2 == 0 else "pause"}  # fmt: skip
+                    body = {
+                        "watch_time": seq + 1,
+                        "total_duration": 600,
+                        "session_id": "s",
+                        "seq": seq,
+                        "played": [[seq, seq + 1]],
+                        "event": "play" if seq % 2 == 0 else "pause",
+                    }
                     r = client.post(url, json=body, headers=self.headers[student])
                     if r.status_code == 202:
                         self.accepted[student] += 1
@@ -97,8 +106,9 @@ def test_an_lrs_outage_of_30_s_under_load_loses_and_duplicates_nothing(
     lines = [s for s in lrs.stored_lines() if s["actor"]["account"]["name"] in STUDENTS]
     lost = expected - len(set(ids))
     duplicated = len(lines) - len({s["id"] for s in lines})
-    FAULT_SUMMARY.append(("LRS down 30 s (statements)", 1, expected, len(set(ids)), lost,
-                          duplicated))  # fmt: skip
+    FAULT_SUMMARY.append(
+        ("LRS down 30 s (statements)", 1, expected, len(set(ids)), lost, duplicated)
+    )
     assert lost == 0 and duplicated == 0 and len(ids) == len(set(ids)) == expected
     per_student = {s: 0 for s in STUDENTS}
     for s in stored:

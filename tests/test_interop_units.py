@@ -26,8 +26,12 @@ SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
 def hb(**kw: object) -> Heartbeat:
-    values: dict[str, object] = {"received_at": 1_800_000_000.0, "watch_time": 30.0,
-                                 "session_id": "tab", "seq": 3}  # fmt: skip
+    values: dict[str, object] = {
+        "received_at": 1_800_000_000.0,
+        "watch_time": 30.0,
+        "session_id": "tab",
+        "seq": 3,
+    }
     values.update(kw)
     return Heartbeat(**values)  # type: ignore[arg-type]
 
@@ -39,6 +43,10 @@ def test_statement_ids_depend_on_what_is_stated_only() -> None:
     other = B.from_heartbeat(Video("s-2", "v-100", "Speed", 100.0), hb(event="pause"), STATE)
     assert a is not None and again is not None and later is not None and other is not None
     assert a["id"] == again["id"]
+    # The player sent it again (its answer was lost): received later, the same statement.
+    resent = hb(event="pause", client_ts=1_799_999_999.0, received_at=1_800_000_030.0)
+    first = hb(event="pause", client_ts=1_799_999_999.0)
+    assert B.from_heartbeat(VIDEO, resent, STATE) == B.from_heartbeat(VIDEO, first, STATE)
     assert len({a["id"], later["id"], other["id"]}) == 3
     assert uuid.UUID(a["id"]).version == 5
 
@@ -74,8 +82,14 @@ def test_played_is_where_the_play_began_and_figures_are_the_states() -> None:
 
 
 def test_completed_names_only_the_student_and_video() -> None:
-    done = WatchState(position=90, covered=[[0.0, 45.5], [50.0, 90.0]], progress=85.5,
-                      credited=85.5, completed=True, completed_at=1_800_000_000.0)  # fmt: skip
+    done = WatchState(
+        position=90,
+        covered=[[0.0, 45.5], [50.0, 90.0]],
+        progress=85.5,
+        credited=85.5,
+        completed=True,
+        completed_at=1_800_000_000.0,
+    )
     a, b = B.completed(VIDEO, done), B.completed(VIDEO, done)
     assert a == b
     assert a["result"]["completion"] is True and a["result"]["duration"] == "PT85.5S"
@@ -85,14 +99,19 @@ def test_completed_names_only_the_student_and_video() -> None:
 
 def test_statements_carry_what_was_credited_not_what_was_claimed() -> None:
     """A player claimed 0..60 and 70..100 (90 s); verified watching credited 45 s."""
-    held_back = WatchState(position=100, covered=[[0.0, 60.0], [70.0, 100.0]], progress=45.0,
-                           credited=45.0)  # fmt: skip
+    held_back = WatchState(
+        position=100, covered=[[0.0, 60.0], [70.0, 100.0]], progress=45.0, credited=45.0
+    )
     paused = B.from_heartbeat(VIDEO, hb(event="pause"), held_back)
     assert paused is not None
     assert paused["result"]["extensions"][EXT + "progress"] == 0.45
     assert paused["result"]["extensions"][EXT + "played-segments"] == "0.0[.]45.0"
-    ended = B.terminated(VIDEO, "tab", WatchState(covered=[[0.0, 60.0], [70.0, 100.0]],
-                                                  progress=65.0, credited=65.0), 1.0)  # fmt: skip
+    ended = B.terminated(
+        VIDEO,
+        "tab",
+        WatchState(covered=[[0.0, 60.0], [70.0, 100.0]], progress=65.0, credited=65.0),
+        1.0,
+    )
     assert ended["result"]["extensions"][EXT + "played-segments"] == "0.0[.]60.0[,]70.0[.]75.0"
 
 

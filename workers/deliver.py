@@ -114,8 +114,7 @@ def send_statements(
     if status is not None and 200 <= status < 300:
         return Settled(entries, [], [])
     if status is None or status >= 500 or status in RETRY_STATUSES:
-        log.warning("LRS answered %s (%s); %d statements retried later", status, text,
-                    len(entries))  # fmt: skip
+        log.warning("LRS answered %s (%s); %d statements retried later", status, text, len(entries))
         return Settled([], _retry(entries, now, s), [])
     if len(entries) == 1:
         log.error("LRS refused statement %s: HTTP %s %s", entries[0].id, status, text)
@@ -131,16 +130,23 @@ def end_silent_sessions(ctx: WorkerContext, now: float) -> int:
     state as it is (hot state, else MongoDB's), due at once. Returns how many were ended."""
     s = ctx.settings
     silent: list[tuple[bytes, float]] = ctx.redis.zrangebyscore(  # type: ignore[assignment]
-        XAPI_SESSIONS, "-inf", now - s.xapi_session_timeout_s, start=0, num=SWEEP_LIMIT,
+        XAPI_SESSIONS,
+        "-inf",
+        now - s.xapi_session_timeout_s,
+        start=0,
+        num=SWEEP_LIMIT,
         withscores=True,
-    )  # fmt: skip
+    )
     if not silent:
         return 0
     sessions: list[tuple[list[str], float]] = [(json.loads(m), t) for m, t in silent]
     keys = [ProgressKey(member[1], member[0]) for member, _ in sessions]
     hot = ctx.hot.read(keys)
-    cold = [(k.student_id, k.material_id) for k, e in zip(keys, hot, strict=True)
-            if e is None or e.state is None]  # fmt: skip
+    cold = [
+        (k.student_id, k.material_id)
+        for k, e in zip(keys, hot, strict=True)
+        if e is None or e.state is None
+    ]
     stored = ctx.mongo.find_states(cold) if cold else {}
     catalog, b = ctx.catalog(), builder(s)
     entries = []
@@ -199,9 +205,13 @@ def send_due_webhooks(ctx: WorkerContext, budget_s: float | None = None) -> dict
 
 
 def _attempt_webhook(
-    client: httpx.Client, secret: str, entry: OutboxEntry, failing: set[str], out: Settled,
+    client: httpx.Client,
+    secret: str,
+    entry: OutboxEntry,
+    failing: set[str],
+    out: Settled,
     s: Settings,
-) -> None:  # fmt: skip
+) -> None:
     url, event = entry.payload["url"], entry.payload["event"]
     now = time.time()
     outcome = "receiver failed earlier in this run"
@@ -217,8 +227,13 @@ def _attempt_webhook(
             outcome = f"{type(exc).__name__}: {exc}"
         failing.add(url)
     if now - entry.created_at >= s.webhook_max_age_s:
-        log.error("webhook %s to %s set aside after %d attempts: %s", event["id"], url,
-                  entry.attempts + 1, outcome)  # fmt: skip
+        log.error(
+            "webhook %s to %s set aside after %d attempts: %s",
+            event["id"],
+            url,
+            entry.attempts + 1,
+            outcome,
+        )
         out.dead.append((entry, f"gave up after {s.webhook_max_age_s:.0f} s: {outcome}"))
     else:
         out.retry.extend(_retry([entry], now, s))

@@ -29,9 +29,11 @@ log = logging.getLogger(__name__)
 
 
 def builder(settings: Settings) -> StatementBuilder:
-    return StatementBuilder(XapiConfig(
-        settings.xapi_actor_homepage, settings.xapi_activity_base, settings.completion_threshold
-    ))  # fmt: skip
+    return StatementBuilder(
+        XapiConfig(
+            settings.xapi_actor_homepage, settings.xapi_activity_base, settings.completion_threshold
+        )
+    )
 
 
 def statement_entry(

@@ -44,18 +44,28 @@ class OutboxEntry:
 
     def to_json(self) -> str:
         return json.dumps(
-            {"id": self.id, "student_id": self.student_id, "material_id": self.material_id,
-             "created_at": self.created_at, "payload": self.payload},
-            separators=(",", ":"), sort_keys=True,
-        )  # fmt: skip
+            {
+                "id": self.id,
+                "student_id": self.student_id,
+                "material_id": self.material_id,
+                "created_at": self.created_at,
+                "payload": self.payload,
+            },
+            separators=(",", ":"),
+            sort_keys=True,
+        )
 
     @classmethod
     def from_json(cls, raw: str | bytes, attempts: int = 0) -> OutboxEntry:
         doc = json.loads(raw)
         return cls(
-            doc["id"], doc["student_id"], doc["payload"], doc["created_at"],
-            doc.get("material_id"), attempts,
-        )  # fmt: skip
+            doc["id"],
+            doc["student_id"],
+            doc["payload"],
+            doc["created_at"],
+            doc.get("material_id"),
+            attempts,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +107,9 @@ class Outbox:
         keys, args = self.push_args(entries, max_entries, now)
         return tuple(int(x) for x in self._push(keys=keys, args=args))
 
-    def push_in(self, pipe: redis.client.Pipeline, entries: list[OutboxEntry], max_entries: int,
-                now: float) -> None:  # fmt: skip
+    def push_in(
+        self, pipe: redis.client.Pipeline, entries: list[OutboxEntry], max_entries: int, now: float
+    ) -> None:
         """`push` as a step of the caller's pipeline (one round trip for several outboxes)."""
         if entries:
             keys, args = self.push_args(entries, max_entries, now)
@@ -118,10 +129,20 @@ class Outbox:
         rows: list[tuple[str, OutboxEntry, Any]] = [("sent", e, "") for e in outcome.sent]
         rows += [("retry", e, due) for e, due in outcome.retry]
         rows += [
-            ("dead", e, json.dumps({"entry": json.loads(e.to_json()), "reason": reason,
-                                    "attempts": e.attempts + 1, "at": now}))
+            (
+                "dead",
+                e,
+                json.dumps(
+                    {
+                        "entry": json.loads(e.to_json()),
+                        "reason": reason,
+                        "attempts": e.attempts + 1,
+                        "at": now,
+                    }
+                ),
+            )
             for e, reason in outcome.dead
-        ]  # fmt: skip
+        ]
         if not rows:
             return (0, 0, 0)
         k = self.keys
@@ -157,13 +178,15 @@ class Outbox:
     def entries_of(self, student_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The student's queued and set-aside entries (scans the bounded outbox)."""
         queued = [
-            doc for _, raw in self.redis.hscan_iter(self.keys.entries, count=1000)
+            doc
+            for _, raw in self.redis.hscan_iter(self.keys.entries, count=1000)
             if (doc := json.loads(raw))["student_id"] == student_id
-        ]  # fmt: skip
+        ]
         dead = [
-            doc for _, raw in self.redis.hscan_iter(self.keys.dead, count=1000)
+            doc
+            for _, raw in self.redis.hscan_iter(self.keys.dead, count=1000)
             if (doc := json.loads(raw))["entry"]["student_id"] == student_id
-        ]  # fmt: skip
+        ]
         return queued, dead
 
     def sent_ids(self, student_id: str) -> list[str]:
@@ -200,9 +223,10 @@ class Outbox:
 def forget_sessions(client: redis.Redis, student_id: str, material_id: str | None) -> int:
     """Drop the student's open xAPI sessions (so no `terminated` follows an erasure)."""
     members = [
-        m for m, _ in client.zscan_iter(XAPI_SESSIONS, count=1000)
+        m
+        for m, _ in client.zscan_iter(XAPI_SESSIONS, count=1000)
         if (doc := json.loads(m))[1] == student_id and material_id in (None, doc[0])
-    ]  # fmt: skip
+    ]
     return int(client.zrem(XAPI_SESSIONS, *members)) if members else 0
 
 

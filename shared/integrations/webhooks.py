@@ -38,9 +38,14 @@ def material_completed(
         "id": event_id("material.completed", student_id, material_id),
         "type": "material.completed",
         "timestamp": _iso(completed_at),
-        "data": {"student_id": student_id, "course_id": course_id, "material_id": material_id,
-                 "completed_at": _iso(completed_at), "progress_percentage": round(progress, 2)},
-    }  # fmt: skip
+        "data": {
+            "student_id": student_id,
+            "course_id": course_id,
+            "material_id": material_id,
+            "completed_at": _iso(completed_at),
+            "progress_percentage": round(progress, 2),
+        },
+    }
 
 
 def course_completed(student_id: str, course_id: str, completed_at: float) -> dict[str, Any]:
@@ -49,9 +54,13 @@ def course_completed(student_id: str, course_id: str, completed_at: float) -> di
         "id": event_id("course.completed", student_id, course_id),
         "type": "course.completed",
         "timestamp": _iso(completed_at),
-        "data": {"student_id": student_id, "course_id": course_id,
-                 "completed_at": _iso(completed_at), "progress_percentage": 100.0},
-    }  # fmt: skip
+        "data": {
+            "student_id": student_id,
+            "course_id": course_id,
+            "completed_at": _iso(completed_at),
+            "progress_percentage": 100.0,
+        },
+    }
 
 
 def deliveries(event: dict[str, Any], receivers: list[str], now: float) -> list[OutboxEntry]:

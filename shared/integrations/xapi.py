@@ -119,7 +119,7 @@ class StatementBuilder:
                             "definition": {"type": PROFILE_TYPE},
                         },
                     ]
-                },  # fmt: skip
+                },
                 "extensions": {EXT + "session-id": session},
             },
             "timestamp": _iso(ts),
@@ -151,15 +151,22 @@ class StatementBuilder:
         if verb == "terminated":  # once per session, whether by its final heartbeat or silence
             sid = statement_id("terminated", session)
         else:
-            reading = (str(hb.seq), repr(hb.received_at), repr(hb.watch_time))
+            # The reading as the player made it: a heartbeat the player sent again (a lost 202,
+            # the tracker's outbox) is received again later, and must state the same thing.
+            reading = (
+                str(hb.seq),
+                repr(hb.reading_time if hb.seq is not None else hb.received_at),
+                repr(hb.watch_time),
+            )
             sid = statement_id(verb, session, *reading)
-        stmt = self._base(verb, video, session, hb.received_at, sid)
+        stmt = self._base(verb, video, session, hb.reading_time, sid)
         position = _num(min(hb.watch_time, video.duration))
         if verb == "seeked":
             # The position the player left: the end of the last range it played before seeking.
             before = max((b for _, b in hb.played or ()), default=position)
-            stmt["result"] = {"extensions": {EXT + "time-from": _num(before),
-                                             EXT + "time-to": position}}  # fmt: skip
+            stmt["result"] = {
+                "extensions": {EXT + "time-from": _num(before), EXT + "time-to": position}
+            }
             return stmt
         extensions: dict[str, Any] = {EXT + "time": position}
         if verb != "played":
@@ -175,11 +182,13 @@ class StatementBuilder:
         """A session that fell silent: ended at its last heartbeat, with the state then."""
         session = session_uuid(video, session_id)
         stmt = self._base("terminated", video, session, ts, statement_id("terminated", session))
-        stmt["result"] = {"extensions": {
-            EXT + "time": _num(min(state.position, video.duration)),
-            EXT + "progress": _ratio(state),
-            EXT + "played-segments": played_segments(state),
-        }}  # fmt: skip
+        stmt["result"] = {
+            "extensions": {
+                EXT + "time": _num(min(state.position, video.duration)),
+                EXT + "progress": _ratio(state),
+                EXT + "played-segments": played_segments(state),
+            }
+        }
         return self._browsing(stmt, video)
 
     def completed(self, video: Video, state: WatchState) -> dict[str, Any]:

@@ -32,11 +32,15 @@ def _iso(ts: float | None) -> str | None:
 
 def _heartbeat(hb: Heartbeat) -> dict[str, Any]:
     return {
-        "received_at": _iso(hb.received_at), "watch_time": hb.watch_time,
-        "client_ts": _iso(hb.client_ts), "session_id": hb.session_id, "seq": hb.seq,
+        "received_at": _iso(hb.received_at),
+        "watch_time": hb.watch_time,
+        "client_ts": _iso(hb.client_ts),
+        "session_id": hb.session_id,
+        "seq": hb.seq,
         "played": [list(r) for r in hb.played] if hb.played is not None else None,
-        "event": hb.event, "complete": hb.complete,
-    }  # fmt: skip
+        "event": hb.event,
+        "complete": hb.complete,
+    }
 
 
 def _state(state: WatchState, duration: float | None) -> dict[str, Any]:
@@ -70,9 +74,11 @@ def _materials(
     """Every material the student has data for, in MongoDB or Redis, with its current state."""
     stored_docs = {
         doc["material_id"]: doc
-        for doc in mongo.progress.find({"student_id": student_id}, {"_id": 0, "state": 1,
-                                        "material_id": 1, "course_id": 1, "written_at": 1})
-    }  # fmt: skip
+        for doc in mongo.progress.find(
+            {"student_id": student_id},
+            {"_id": 0, "state": 1, "material_id": 1, "course_id": 1, "written_at": 1},
+        )
+    }
     material_ids = sorted(set(stored_docs) | hot_materials(r, student_id))
     entries = HotStore(r).read([ProgressKey(student_id, m) for m in material_ids])
     found = []
@@ -86,12 +92,18 @@ def _materials(
         if base is None and not pending:
             continue  # erased: a tombstone holds only a version
         current = fold(
-            base, pending, duration=duration, threshold=settings.completion_threshold,
+            base,
+            pending,
+            duration=duration,
+            threshold=settings.completion_threshold,
             verification=settings.verification,
-        )  # fmt: skip
+        )
         course_id = ref.course_id if ref else doc.get("course_id")
-        found.append(_Material(material_id, course_id, duration, current, stored,
-                               doc.get("written_at"), pending))  # fmt: skip
+        found.append(
+            _Material(
+                material_id, course_id, duration, current, stored, doc.get("written_at"), pending
+            )
+        )
     return found
 
 
@@ -122,8 +134,10 @@ def student_export(
         outbox = Outbox(r, box)
         queued, dead = outbox.entries_of(student_id)
         outboxes[box.name] = {
-            "queued": queued, "set_aside": dead, "sent_ids": outbox.sent_ids(student_id)
-        }  # fmt: skip
+            "queued": queued,
+            "set_aside": dead,
+            "sent_ids": outbox.sent_ids(student_id),
+        }
     return {
         "student_id": student_id,
         "generated_at": _iso(datetime.now(UTC).timestamp()),
@@ -139,9 +153,11 @@ def student_export_xapi(
 ) -> dict[str, Any]:
     """The xAPI form: the `completed` statement of each completed video (the very statement,
     same id, that the LRS gets) and every statement still waiting in the outbox."""
-    builder = StatementBuilder(XapiConfig(
-        settings.xapi_actor_homepage, settings.xapi_activity_base, settings.completion_threshold
-    ))  # fmt: skip
+    builder = StatementBuilder(
+        XapiConfig(
+            settings.xapi_actor_homepage, settings.xapi_activity_base, settings.completion_threshold
+        )
+    )
     statements = []
     for m in _materials(settings, mongo, r, catalog, student_id):
         ref = catalog.material(m.material_id)
