@@ -10,7 +10,14 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from ingest import routes_catalog, routes_dev, routes_progress, routes_service, routes_teacher
+from ingest import (
+    routes_catalog,
+    routes_dev,
+    routes_export,
+    routes_progress,
+    routes_service,
+    routes_teacher,
+)
 from ingest.context import AppContext
 from ingest.errors import BodyLimitMiddleware, install_error_handlers
 from ingest.fast_path import WatchTimeFastPath
@@ -58,6 +65,7 @@ def create_app(
     app.include_router(routes_progress.router)
     app.include_router(routes_catalog.router)
     app.include_router(routes_teacher.router)
+    app.include_router(routes_export.router)
     app.include_router(routes_service.router)
     if settings.environment == "development":
         app.include_router(routes_dev.router)
