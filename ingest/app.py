@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from ingest import (
     routes_catalog,
     routes_dev,
+    routes_export,
     routes_matrix,
     routes_me,
     routes_progress,
@@ -68,6 +69,7 @@ def create_app(
     app.include_router(routes_teacher.router)
     app.include_router(routes_matrix.router)
     app.include_router(routes_me.router)
+    app.include_router(routes_export.router)
     app.include_router(routes_service.router)
     if settings.environment == "development":
         app.include_router(routes_dev.router)

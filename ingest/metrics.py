@@ -17,6 +17,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from rq.registry import FailedJobRegistry
 
+from shared.integrations.outbox import OUTBOXES
 from shared.storage.keys import DIRTY, PENDING
 from shared.storage.stats import BATCH_BUCKETS, read_stats
 
@@ -42,6 +43,15 @@ _COUNTERS = {
     "flush_failures": "Flushes postponed because MongoDB was unavailable",
     "quarantined": "Keys set aside in vp:poison because a flush could not process them",
     "overclaimed_heartbeats": "Heartbeats whose claims went over the verified-watching budget",
+    "interop_errors": "Flushes whose xAPI statements could not be queued (the flush went on)",
+}
+
+# Per outbox (label `outbox`: xapi, webhook), from `vp:stats` fields `<outbox>_<field>`.
+_OUTBOX_COUNTERS = {
+    "sent": "Outbox entries delivered (2xx)",
+    "retried": "Delivery attempts that failed and were scheduled again (5xx, timeout, ...)",
+    "dead": "Entries set aside: refused by the LRS (4xx), or webhooks past WEBHOOK_MAX_AGE_S",
+    "dropped": "Entries not queued because the outbox was full (OUTBOX_MAX_ENTRIES)",
 }
 
 
@@ -58,7 +68,10 @@ class SystemCollector(Collector):
         pipe.zcard(DIRTY)
         pipe.get(PENDING)
         pipe.zrange(DIRTY, 0, 0, withscores=True)
-        dirty, pending, oldest = pipe.execute()
+        for box in OUTBOXES:
+            pipe.hlen(box.entries)
+            pipe.hlen(box.dead)
+        dirty, pending, oldest, *outbox_sizes = pipe.execute()
         stats = read_stats(self.redis)
         yield GaugeMetricFamily(
             "videoprogress_failed_jobs",
@@ -83,6 +96,7 @@ class SystemCollector(Collector):
         )
         for name, doc in _COUNTERS.items():
             yield CounterMetricFamily(f"videoprogress_{name}", doc, value=stats.get(name, 0.0))
+        yield from _outbox_metrics(stats, outbox_sizes)
         buckets, running = [], 0.0
         for bound in (*BATCH_BUCKETS, "inf"):
             running += stats.get(f"batch_le_{bound}", 0.0)
@@ -101,6 +115,25 @@ class SystemCollector(Collector):
         yield CounterMetricFamily(
             "videoprogress_mongo_write_seconds", "Time spent in MongoDB bulk writes", value=seconds
         )
+
+
+def _outbox_metrics(stats: dict[str, float], sizes: list[int]) -> Iterator[Metric]:
+    depth = GaugeMetricFamily(
+        "videoprogress_outbox_depth", "Entries waiting in the outbox", labels=["outbox"]
+    )
+    dead = GaugeMetricFamily(
+        "videoprogress_outbox_dead_entries", "Entries set aside for an operator", labels=["outbox"]
+    )
+    for i, box in enumerate(OUTBOXES):
+        depth.add_metric([box.name], sizes[2 * i])
+        dead.add_metric([box.name], sizes[2 * i + 1])
+    yield depth
+    yield dead
+    for field, doc in _OUTBOX_COUNTERS.items():
+        family = CounterMetricFamily(f"videoprogress_outbox_{field}", doc, labels=["outbox"])
+        for box in OUTBOXES:
+            family.add_metric([box.name], stats.get(f"{box.name}_{field}", 0.0))
+        yield family
 
 
 def render(system: CollectorRegistry) -> bytes:

@@ -28,6 +28,11 @@ class HeartbeatBody(_Strict):
         None, max_length=50, description="[start, end] ranges played since the last heartbeat"
     )
     playback_rate: float | None = Field(None, gt=0, le=16)
+    event: Literal["play", "pause", "seek", "ended", "exit"] | None = Field(
+        None,
+        description="The player event that sent this heartbeat (reported to the LRS as xAPI "
+        "played, paused, seeked; exit ends the session); absent for the periodic heartbeat",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> HeartbeatBody:

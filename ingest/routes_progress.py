@@ -81,6 +81,7 @@ def to_heartbeat(body: HeartbeatBody, ref: MaterialRef, received_at: float) -> H
         seq=body.seq,
         played=tuple(body.played) if body.played is not None else None,
         playback_rate=body.playback_rate,
+        event=body.event,
     )
 
 

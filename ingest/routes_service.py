@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from ingest.metrics import render
+from shared.integrations.outbox import OUTBOXES
 
 router = APIRouter(tags=["service"])
 
@@ -23,6 +25,9 @@ async def healthz() -> dict[str, str]:
 class Readiness(BaseModel):
     redis: str
     mongodb: str
+    outbox: dict[str, int] | None = Field(
+        None, description="Entries waiting in each outbox (xapi, webhook); null without Redis"
+    )
 
 
 @router.get(
@@ -36,15 +41,24 @@ async def readyz(request: Request) -> JSONResponse:
     try:
         await asyncio.wait_for(ctx.redis_async.ping(), timeout=2)
         redis_ok = True
+        depths = await asyncio.wait_for(_outbox_depths(ctx.redis_async), timeout=2)
     except Exception:  # any failure means not ready
-        redis_ok = False
+        redis_ok, depths = False, None
     try:
         await asyncio.wait_for(run_in_threadpool(ctx.mongo.ping), timeout=2)
         mongo = "ok"
     except Exception:  # any failure: reported, not a reason to be unready
         mongo = "unavailable"
-    body = {"redis": "ok" if redis_ok else "unavailable", "mongodb": mongo}
+    body = {"redis": "ok" if redis_ok else "unavailable", "mongodb": mongo, "outbox": depths}
     return JSONResponse(body, status_code=200 if redis_ok else 503)
+
+
+async def _outbox_depths(client: Any) -> dict[str, int]:
+    pipe = client.pipeline(transaction=False)
+    for box in OUTBOXES:
+        pipe.hlen(box.entries)
+    sizes = await pipe.execute()
+    return {box.name: int(n) for box, n in zip(OUTBOXES, sizes, strict=True)}
 
 
 @router.get(

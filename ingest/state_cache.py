@@ -24,7 +24,9 @@ from shared.domain.progress import WatchState
 from shared.storage.hot_store import CachedView, HotView, Proposal
 from shared.storage.keys import ProgressKey
 
-CAPACITY = 20_000  # keys; a few KB each at most
+# Keys. A state is a few KB as Python objects, tens of KB at its caps (256 intervals, 4 x 64
+# readings, 64 chains): 10,000 keys stay well under 100 MB even for adversarial keys.
+CAPACITY = 10_000
 PREVIEW_EVERY = 16  # heartbeats between two previews offered to Redis
 
 
@@ -53,11 +55,21 @@ class StateCache:
         return entry
 
     def put(self, key: ProgressKey, view: HotView, state: WatchState) -> None:
-        """Remember `state`, which holds `view`'s base and every heartbeat of its tail."""
+        """Remember `state`, which holds `view`'s base and every heartbeat of its tail. A key
+        without a hash in Redis (never written) is not kept: no view of it can ever match. Nor
+        is a view older than the one kept (a request that started before a worker's fold)."""
+        if not view.epoch:
+            return
+        kept = self._entries.get(key)
+        if kept is not None and kept.view.epoch == view.epoch and _newer(kept.view, view):
+            return
         self._entries[key] = CachedState(view.cached_view(), state, view.preview_folded)
         self._entries.move_to_end(key)
         while len(self._entries) > self.capacity:
             self._entries.popitem(last=False)
+
+    def __contains__(self, key: ProgressKey) -> bool:
+        return key in self._entries
 
     def forget(self, key: ProgressKey) -> None:
         self._entries.pop(key, None)
@@ -67,3 +79,9 @@ class StateCache:
         if entry is None or entry.view.folded - max(entry.preview_folded, 0) < self.preview_every:
             return None
         return Proposal(entry.view, entry.state.to_json())
+
+
+def _newer(kept: CachedView, view: HotView) -> bool:
+    """Whether the kept view is past `view` (a higher version, or more of the same version)."""
+    kept_n, view_n = int(kept.version or 0), int(view.version or 0)
+    return kept_n > view_n or (kept_n == view_n and kept.folded > view.folded)

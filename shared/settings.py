@@ -77,8 +77,39 @@ class Settings(BaseSettings):
     # The built browser pages, served at / when present.
     frontend_dist: Path = Path(__file__).resolve().parent.parent / "frontend" / "dist"
 
+    # Interoperability (README, "Connecting to other systems"). xAPI is off while
+    # XAPI_LRS_URL is unset; webhooks are off while WEBHOOK_URLS is empty.
+    xapi_lrs_url: str | None = None  # the LRS's xAPI base, ending in "/": <base>statements
+    xapi_lrs_username: str | None = None
+    xapi_lrs_password: SecretStr | None = None
+    xapi_actor_homepage: str = "https://idp.example.org"
+    xapi_activity_base: str = "https://videoprogress.example.org/xapi/activities/"
+    xapi_batch_size: int = Field(100, ge=1, le=1000)
+    # A session whose last heartbeat is older than this gets its `terminated` statement.
+    xapi_session_timeout_s: float = Field(1800.0, gt=0)
+    webhook_urls: str = ""  # comma-separated receivers
+    webhook_secret: SecretStr | None = None  # whsec_<base64>, Standard Webhooks
+    webhook_max_age_s: float = Field(24 * 3600.0, gt=0)  # then the event is dead-lettered
+    # Entries waiting in each outbox (Redis); past it new entries are dropped and counted.
+    outbox_max_entries: int = Field(1_000_000, ge=1)
+    outbox_tick_s: int = Field(5, ge=1)  # how often the clock enqueues a delivery job
+    outbox_retry_base_s: float = Field(2.0, gt=0)  # first retry delay, doubled per attempt
+    outbox_retry_max_s: float = Field(600.0, gt=0)  # the longest delay between two attempts
+    delivery_timeout_s: float = Field(10.0, gt=0)  # per HTTP request to an LRS or receiver
+    # Delivered ids kept per student and outbox (~60 bytes each): an id in it is never queued
+    # again, and erasure lists them. 0 keeps none (then only the LRS's own dedupe protects).
+    sent_ids_per_student: int = Field(1_000, ge=0)
+
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
+        if self.webhook_receivers:
+            secret = self.webhook_secret.get_secret_value() if self.webhook_secret else ""
+            if not secret.startswith("whsec_"):
+                raise ValueError(
+                    "WEBHOOK_SECRET must be a whsec_... secret when WEBHOOK_URLS is set"
+                )
+        if self.xapi_lrs_url is not None and not self.xapi_lrs_url.endswith("/"):
+            raise ValueError("XAPI_LRS_URL must end with '/' (statements go to <base>statements)")
         if self.environment != "production":
             return self
         uses_hmac = any(alg.startswith("HS") for alg in self.jwt_algorithms)
@@ -92,6 +123,10 @@ class Settings(BaseSettings):
         if "none" in {alg.lower() for alg in self.jwt_algorithms}:
             raise ValueError("JWT_ALGORITHMS may not contain 'none'")
         return self
+
+    @property
+    def webhook_receivers(self) -> list[str]:
+        return [u.strip() for u in self.webhook_urls.split(",") if u.strip()]
 
     @property
     def mongo_database(self) -> str:

@@ -17,5 +17,8 @@ if ! command -v chromium >/dev/null; then
 fi
 
 bash requirements/install.sh
+# Ralph, the LRS the xAPI tests send statements to, in a venv of its own (tests/lrs.py).
+python3 -m venv .venv-ralph
+.venv-ralph/bin/pip install -q 'ralph-malph[cli,lrs,backend-lrs]==5.1.0' requests
 (cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm run build && npm test)
 .venv/bin/python -m pytest "$@"

@@ -79,12 +79,14 @@ def running_stack(
     environment: str = "production",
     catalog_file: Path | None = None,
     max_playback_rate: float | None = 0.0,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[Stack]:
     """Start a whole system; the caller wraps it in a fixture of the scope it wants.
 
     The catalog is the tests' course (tests/helpers.py) unless `catalog_file` names another.
     Verified watching is off (`max_playback_rate=0`) for tests that replay players faster than
     real time; `None` keeps the product's default (the browser tests play in real time).
+    `extra_env` adds settings (e.g. XAPI_LRS_URL).
     """
     root = tmp_path_factory.mktemp("stack")
     redis_svc = redis_service(root / "redis", appendonly=True).start()
@@ -105,6 +107,7 @@ def running_stack(
     )
     if max_playback_rate is not None:
         env["MAX_PLAYBACK_RATE"] = str(max_playback_rate)
+    env.update(extra_env or {})
     if catalog_file is None:
         catalog_file = root / "catalog.json"
         catalog_file.write_text(json.dumps({"courses": [{"course_id": COURSE_ID, **COURSE}]}))

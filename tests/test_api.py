@@ -560,7 +560,8 @@ def test_states_expired_from_redis_are_read_back_from_mongodb(
 def test_readyz_and_healthz(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     r = client.get("/readyz")
-    assert r.status_code == 200 and r.json() == {"redis": "ok", "mongodb": "ok"}
+    assert r.status_code == 200
+    assert r.json() == {"redis": "ok", "mongodb": "ok", "outbox": {"xapi": 0, "webhook": 0}}
     assert "videoprogress_heartbeats_accepted_total" in client.get("/metrics").text
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 
 import redis
 import redis.asyncio as aioredis
@@ -221,6 +222,13 @@ def view_of(reply: IngestReply) -> HotView:
     return reply.view
 
 
+def view_at(r: redis.Redis, view: HotView, folded: int) -> CachedView:
+    """The view of a process that folded the first `folded` pending heartbeats."""
+    raw = r.lindex(KEY.pending, folded - 1)
+    assert isinstance(raw, bytes)
+    return CachedView(view.epoch, view.version, folded, hashlib.sha1(raw).hexdigest())
+
+
 def test_a_caller_with_a_current_view_gets_only_what_came_after_it(
     redis_url: str, redis_client: redis.Redis
 ) -> None:
@@ -228,11 +236,14 @@ def test_a_caller_with_a_current_view_gets_only_what_came_after_it(
     for t in range(1, 501):  # a worker-tier outage: 500 heartbeats wait for a flush
         last = view_of(append(redis_url, [hb(t)]))
     assert last.mode == "state" and len(last.tail) == 500  # no view: everything
-    mine = CachedView(last.epoch, last.version, 500)
+    mine = last.cached_view()
+    assert mine.folded == 500
     reply = view_of(append(redis_url, [hb(501)], cached=mine))
     assert reply.mode == "cache" and reply.start == 500
     assert [h.received_at for h in reply.tail] == [501]
-    other = view_of(append(redis_url, [hb(502)], cached=CachedView(last.epoch, last.version, 0)))
+    other = view_of(
+        append(redis_url, [hb(502)], cached=CachedView(last.epoch, last.version, 0, ""))
+    )
     assert other.mode == "cache" and len(other.tail) == 502  # an older view: from there
 
 
@@ -243,13 +254,13 @@ def test_a_preview_serves_callers_without_a_view_until_the_hot_state_moves(
     for t in range(1, 301):
         last = view_of(append(redis_url, [hb(t)]))
     preview = WatchState(position=300.0)
-    offer = Proposal(CachedView(last.epoch, last.version, 300), preview.to_json())
+    offer = Proposal(last.cached_view(), preview.to_json())
     stored = view_of(append(redis_url, [hb(301)], proposal=offer))
     assert stored.preview_folded == 300
     cold = view_of(append(redis_url, [hb(302)]))  # another process: no view of its own
     assert cold.mode == "preview" and cold.base == preview and cold.start == 300
     assert [h.received_at for h in cold.tail] == [301, 302]
-    stale = Proposal(CachedView(last.epoch, last.version, 100), "{}")  # behind the preview
+    stale = Proposal(view_at(redis_client, last, 100), "{}")  # behind the preview
     assert view_of(append(redis_url, [hb(303)], proposal=stale)).preview_folded == 300
     # A worker folds: the preview was built on the old hot state and no longer applies.
     store = HotStore(redis_client)
@@ -259,7 +270,7 @@ def test_a_preview_serves_callers_without_a_view_until_the_hot_state_moves(
     after = view_of(append(redis_url, [hb(304)]))
     assert after.mode == "state" and after.version == "303" and after.preview_folded == -1
     assert after.base == WatchState(position=303.0) and [h.received_at for h in after.tail] == [304]
-    old_view = CachedView(last.epoch, last.version, 300)
+    old_view = last.cached_view()
     assert view_of(append(redis_url, [hb(305)], cached=old_view)).mode == "state"
 
 
@@ -284,3 +295,42 @@ def test_a_key_holds_at_most_max_per_key_heartbeats(
     assert redis_client.llen(KEY.pending) == 10
     other = ProgressKey("s1", "v2")
     assert append(redis_url, [hb(1)], max_per_key=10, key=other).status == "ok"  # per key
+
+
+def test_a_view_of_heartbeats_redis_lost_no_longer_matches(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    enroll(redis_client, "s1", "c1")
+    for t in range(1, 8):
+        last = view_of(append(redis_url, [hb(t)]))
+    seen = last.cached_view()  # a process folded all 7
+    redis_client.rpop(KEY.pending, 2)  # a crash between fsyncs: the last two are gone...
+    view_of(append(redis_url, [hb(8)]))  # ...and the list grows back to 7, other heartbeats
+    reply = view_of(append(redis_url, [hb(9)], cached=seen))
+    assert reply.mode == "state"  # not 'cache': the view's last heartbeat is not there
+    assert [h.received_at for h in reply.tail] == [1, 2, 3, 4, 5, 8, 9]
+
+
+def test_an_old_view_behind_the_preview_gets_the_preview(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    enroll(redis_client, "s1", "c1")
+    early = view_of(append(redis_url, [hb(1)])).cached_view()
+    for t in range(2, 402):
+        last = view_of(append(redis_url, [hb(t)]))
+    offer = Proposal(last.cached_view(), WatchState(position=401.0).to_json())
+    view_of(append(redis_url, [hb(402)], proposal=offer))
+    reply = view_of(append(redis_url, [hb(403)], cached=early))
+    assert reply.mode == "preview" and reply.start == 401 and len(reply.tail) == 2
+
+
+def test_refusals_for_bounds_leave_the_rate_allowance_alone(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    enroll(redis_client, "s1", "c1")
+    assert append(redis_url, [hb(1), hb(2)], max_per_key=2, rate_limit=5).status == "ok"
+    for _ in range(10):  # the key is full: refused, and nothing counted
+        assert append(redis_url, [hb(3)], max_per_key=2, rate_limit=5).status == "key_full"
+    other = ProgressKey("s1", "v2")
+    statuses = [append(redis_url, [hb(t)], key=other, rate_limit=5).status for t in range(4)]
+    assert statuses == ["ok", "ok", "ok", "rate_limited"]  # 2 + 3 of 5 used

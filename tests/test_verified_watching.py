@@ -87,6 +87,19 @@ def test_property_whatever_is_claimed_the_credit_stays_within_the_budget(
         assert observed >= 480.0 / RATE - 1e-6
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.floats(0, 40_000), ranges_st), min_size=60, max_size=120))
+def test_property_the_bound_holds_past_the_banked_chains(
+    receipts: list[tuple[float, list[tuple[float, float]]]],
+) -> None:
+    # Sittings spread over 11 hours: more than MAX_CHAINS chains, so the oldest are banked.
+    hbs = [claim(r, ranges) for r, ranges in receipts]
+    state = fold(None, hbs, duration=600.0, threshold=THRESHOLD, verification=STRICT)
+    observed = reference_observed([h.received_at for h in hbs], GAP)
+    assert state.observed_seconds <= observed + 1e-3  # banking only ever counts less
+    assert state.watched_seconds <= RATE * (observed + 1e-3)  # (receive times kept to 1 ms)
+
+
 @PROPS
 @given(st.lists(adversary_st, min_size=1, max_size=25), st.randoms(use_true_random=False))
 def test_property_permutations_and_duplicates_credit_the_same(

@@ -1,9 +1,11 @@
 """`rq cron workers.cron`: enqueue a flush every FLUSH_TICK_S, so that keys nobody writes to
-any more are flushed too, and a maintenance pass every few minutes."""
+any more are flushed too, a maintenance pass every few minutes, and the deliveries of xAPI
+statements and webhooks every OUTBOX_TICK_S when they are configured."""
 
 from rq import cron
 
 from shared.settings import get_settings
+from workers.deliver import deliver_statements, deliver_webhooks
 from workers.flush import flush_pending
 from workers.maintenance import rebuild_rollups, reconcile_completions
 
@@ -29,3 +31,19 @@ cron.register(
     job_timeout=1800,
     result_ttl=600,
 )
+deliveries = [
+    job
+    for job, on in (
+        (deliver_statements, bool(_settings.xapi_lrs_url)),
+        (deliver_webhooks, bool(_settings.webhook_receivers)),
+    )
+    if on
+]
+for delivery in deliveries:  # only what is configured: no idle jobs in the queue
+    cron.register(
+        delivery,
+        queue_name=_settings.queue_name,
+        interval=_settings.outbox_tick_s,
+        job_timeout=300,
+        result_ttl=0,
+    )

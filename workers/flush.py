@@ -26,6 +26,7 @@ from shared.storage.mongo_store import StateWrite, StoredState
 from shared.storage.stats import record_flush
 from workers.completion import record_completions
 from workers.context import WorkerContext, get_context
+from workers.interop import announce_flush
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,7 @@ def _flush_keys(
             "no catalog entry for %d buffered keys, e.g. %s", len(batch.unknown), batch.unknown[0]
         )
         ctx.hot.release(batch.unknown, retry_at=now + 3600)
+    announce_flush(ctx, batch.writes, dict(zip(batch.keys, batch.entries, strict=True)), now)
     committed = ctx.hot.commit(batch.folds)
     for fold_, ok in zip(batch.folds, committed, strict=True):
         if not ok:  # another worker folded first: it holds the key and writes it

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from shared.ops.rollups import rebuild_missing
 from workers.context import get_context
+from workers.interop import announce_completions
 
 RECENT_S = 3600.0
 
@@ -36,7 +37,8 @@ def reconcile_completions(since_s: float = RECENT_S) -> int:
     for (student_id, course_id), material_ids in missing.items():
         course = catalog.courses.get(course_id)
         if course is not None:
-            ctx.mongo.record_completion(student_id, course_id, material_ids, course)
+            progress = ctx.mongo.record_completion(student_id, course_id, material_ids, course)
+            announce_completions(ctx, student_id, course, material_ids, progress)
     return len(missing)
 
 

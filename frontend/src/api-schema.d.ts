@@ -25,6 +25,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/admin/students/{student_id}/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Export Student
+         * @description The same export for any student (admins only; `403` for everyone else).
+         */
+        get: operations["export_student_api_admin_students__student_id__export_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/courses/{course_id}": {
         parameters: {
             query?: never;
@@ -105,6 +125,28 @@ export interface paths {
          * @description Course progress: completed materials / all materials x 100, with per-module detail.
          */
         get: operations["get_course_progress_api_progress_course__course_id__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/progress/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Export Own
+         * @description Everything the service holds about the calling student, as JSON: enrollments, each
+         *     material's state (watched ranges, position, completion, times; MongoDB's copy and the
+         *     current one), heartbeats not yet folded, and outbox entries that name them.
+         */
+        get: operations["export_own_api_progress_export_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -568,6 +610,11 @@ export interface components {
              * @description When the player took the reading
              */
             client_ts?: string | null;
+            /**
+             * Event
+             * @description The player event that sent this heartbeat (reported to the LRS as xAPI played, paused, seeked; exit ends the session); absent for the periodic heartbeat
+             */
+            event?: ("play" | "pause" | "seek" | "ended" | "exit") | null;
             /** Playback Rate */
             playback_rate?: number | null;
             /**
@@ -774,6 +821,13 @@ export interface components {
         Readiness: {
             /** Mongodb */
             mongodb: string;
+            /**
+             * Outbox
+             * @description Entries waiting in each outbox (xapi, webhook); null without Redis
+             */
+            outbox?: {
+                [key: string]: number;
+            } | null;
             /** Redis */
             redis: string;
         };
@@ -879,6 +933,96 @@ export interface operations {
             };
             header?: never;
             path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    export_student_api_admin_students__student_id__export_get: {
+        parameters: {
+            query?: {
+                /** @description `xapi`: the student's data as xAPI statements (completed + queued) */
+                format?: "json" | "xapi";
+            };
+            header?: never;
+            path: {
+                student_id: string;
+            };
             cookie?: never;
         };
         requestBody?: never;
@@ -1430,6 +1574,94 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["CourseProgress"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    export_own_api_progress_export_get: {
+        parameters: {
+            query?: {
+                /** @description `xapi`: the student's data as xAPI statements (completed + queued) */
+                format?: "json" | "xapi";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    };
                 };
             };
             /** @description Unauthorized */

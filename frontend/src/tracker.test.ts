@@ -141,6 +141,34 @@ describe("interval", () => {
     expect(second.body.played).toEqual([]);
   });
 
+  it("names the player event each heartbeat reports", async () => {
+    const { video, calls, tracker, events } = setup();
+    tracker.start();
+    video.play(); // reported at once
+    video.advance(10);
+    await vi.advanceTimersByTimeAsync(10_000); // the periodic heartbeat names none
+    video.advance(2);
+    video.seek(60);
+    video.advance(1);
+    video.pause();
+    video.play();
+    video.currentTime = 120;
+    video.dispatchEvent(new Event("ended"));
+    await vi.advanceTimersByTimeAsync(0);
+    events.dispatchEvent(new Event("pagehide"));
+    await vi.advanceTimersByTimeAsync(0);
+    const sent = watchCalls(calls).map((c) => [c.body.event, c.body.played]);
+    expect(sent).toEqual([
+      ["play", []],
+      [undefined, [[0, 10]]],
+      ["seek", [[10, 12]]],
+      ["pause", [[60, 61]]],
+      ["play", []],
+      ["ended", []],
+      ["exit", []],
+    ]);
+  });
+
   it("sends nothing before the video's duration is known", async () => {
     const { video, calls, tracker } = setup();
     video.duration = Number.NaN;

@@ -6,6 +6,8 @@
  *   since sendBeacon cannot send the bearer token).
  * - Each heartbeat carries `client_ts`, `session_id`, `seq` and the ranges actually played since
  *   the previous one (from `timeupdate`; a seek closes the open range, so seeks never count).
+ * - A heartbeat sent for a player event names it in `event`: `play`, `pause`, `seek`, `ended`,
+ *   `exit` (the page closes or the player stops); the server reports them to the LRS (xAPI).
  * - 5xx, 429 and network errors are retried with exponential backoff and jitter; what still
  *   fails goes to a localStorage outbox, flushed through `POST /api/progress/heartbeats` when
  *   the network is back or on the next page load. 401 hands control to `onUnauthorized` (the
@@ -13,6 +15,9 @@
  */
 
 export type Range = [number, number];
+
+/** The player event a heartbeat reports (sent on to the LRS as xAPI statements). */
+export type PlayerEvent = "play" | "pause" | "seek" | "ended" | "exit";
 
 export interface HeartbeatBody {
   watch_time: number;
@@ -22,6 +27,7 @@ export interface HeartbeatBody {
   seq: number;
   played: Range[];
   playback_rate: number;
+  event?: PlayerEvent;
 }
 
 export interface OutboxItem extends HeartbeatBody {
@@ -219,7 +225,7 @@ export class WatchTracker {
     this.listen(v, "ended", () => this.onEnded());
     if (this.o.events) {
       this.listen(this.o.events, "online", () => void this.flushOutbox());
-      this.listen(this.o.events, "pagehide", () => this.finalUpdate());
+      this.listen(this.o.events, "pagehide", () => this.finalUpdate("exit"));
     }
     const visibility = this.o.visibility;
     if (visibility) {
@@ -233,7 +239,7 @@ export class WatchTracker {
   /** Stop listening and send the last position (the player closed). */
   stop(): void {
     if (!this.started) return;
-    this.finalUpdate();
+    this.finalUpdate("exit");
     this.stopInterval();
     for (const [target, type, handler] of this.listeners) target.removeEventListener(type, handler);
     this.listeners.length = 0;
@@ -241,8 +247,8 @@ export class WatchTracker {
   }
 
   /** Send one heartbeat now (with retries); resolves when it is settled either way. */
-  async heartbeat(): Promise<void> {
-    const body = this.nextBody();
+  async heartbeat(event?: PlayerEvent): Promise<void> {
+    const body = this.nextBody(event);
     if (body) await this.send(body);
   }
 
@@ -265,24 +271,24 @@ export class WatchTracker {
     this.startInterval();
     // Reported at once: the server credits watching by the time over which it hears from the
     // player (verified watching), so the clock must start when playing does.
-    void this.heartbeat();
+    void this.heartbeat("play");
   }
 
   private onPause(): void {
     this.onTimeUpdate();
     this.stopInterval();
-    void this.heartbeat();
+    void this.heartbeat("pause");
   }
 
   private onSeeked(): void {
     this.rangeStart = this.lastPosition = this.o.video.currentTime;
-    void this.heartbeat();
+    void this.heartbeat("seek");
   }
 
   private onEnded(): void {
     this.onTimeUpdate();
     this.stopInterval();
-    void this.heartbeat();
+    void this.heartbeat("ended");
   }
 
   private onTimeUpdate(): void {
@@ -316,7 +322,7 @@ export class WatchTracker {
     return played.map(([a, b]) => [round(a), round(b)] as Range);
   }
 
-  private nextBody(): HeartbeatBody | null {
+  private nextBody(event?: PlayerEvent): HeartbeatBody | null {
     const v = this.o.video;
     const duration = v.duration;
     if (!Number.isFinite(duration) || duration <= 0) return null; // metadata not loaded yet
@@ -328,6 +334,7 @@ export class WatchTracker {
       seq: this.seq++,
       played: this.takePlayed(),
       playback_rate: v.playbackRate || 1,
+      ...(event ? { event } : {}),
     };
   }
 
@@ -345,9 +352,10 @@ export class WatchTracker {
     this.timer = null;
   }
 
-  /** The page is going away: keep the heartbeat in the outbox first, then try keepalive. */
-  private finalUpdate(): void {
-    const body = this.nextBody();
+  /** The page is going away (`exit`: for good; hidden: maybe back): keep the heartbeat in the
+   * outbox first, then try keepalive. */
+  private finalUpdate(event?: PlayerEvent): void {
+    const body = this.nextBody(event);
     if (!body) return;
     const item = { material_id: this.o.materialId, ...body };
     writeOutbox(this.o.storage, [...readOutbox(this.o.storage), item]);

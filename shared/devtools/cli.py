@@ -29,6 +29,7 @@ from shared.devtools.services import (
 )
 from shared.domain import analytics
 from shared.domain.catalog import Catalog
+from shared.integrations.outbox import OUTBOXES, Outbox
 from shared.ops import admin_ops, rollups, teacher_views
 from shared.settings import Settings
 from shared.storage.mongo_store import MongoStore
@@ -58,6 +59,20 @@ def load_catalog(path: Annotated[Path, typer.Argument(exists=True, dir_okay=Fals
     mongo.ensure_indexes()
     data = admin_ops.load_catalog_file(mongo, redis.Redis.from_url(settings.redis_url), path)
     console.print(f"loaded {len(data.courses)} courses, {len(data.enrollments)} enrollments")
+
+
+@app.command("outbox-requeue")
+def outbox_requeue(
+    outbox: Annotated[str, typer.Argument(help="xapi or webhook")],
+    ids: Annotated[list[str] | None, typer.Argument(help="entry ids (default: all)")] = None,
+) -> None:
+    """Send set-aside (dead-letter) outbox entries again, once their cause is fixed."""
+    if outbox not in {box.name for box in OUTBOXES}:
+        raise typer.BadParameter("outbox must be xapi or webhook")
+    box = next(b for b in OUTBOXES if b.name == outbox)
+    client = redis.Redis.from_url(Settings().redis_url)
+    moved = Outbox(client, box).requeue_dead(ids or None, time.time())
+    console.print(f"requeued {moved} entries of the {outbox} outbox")
 
 
 @app.command("class-csv")

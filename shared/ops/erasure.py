@@ -3,11 +3,12 @@ documents in MongoDB, completions in enrollments. Erasure wins over any flush in
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import redis
 
 from shared.domain.catalog import Catalog
+from shared.integrations.outbox import WEBHOOK, XAPI, Outbox, forget_sessions
 from shared.ops.rollups import rebuild_student
 from shared.storage.hot_store import SCRIPTS
 from shared.storage.keys import DIRTY, LEASES, PENDING, ProgressKey, pending_prefix, state_prefix
@@ -25,6 +26,11 @@ class ErasureReport:
     hot_states: int = 0
     queued_heartbeats: int = 0
     enrollments: int = 0
+    outbox_entries: int = 0  # queued or set-aside xAPI statements and webhooks dropped
+    # Delivered before the erasure (whole-student erasure only): erase these in the LRS, and
+    # tell the webhook receivers, as the school's process requires.
+    sent_xapi_statement_ids: list[str] = field(default_factory=list)
+    sent_webhook_ids: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -90,4 +96,17 @@ def erase_progress(
         forget = {material_id}
     report.enrollments = sum(mongo.forget_completions(student_id, forget, c) for c in courses)
     rebuild_student(mongo, courses, student_id)  # the tombstones' versions win in the rollups
+    erase_from_outboxes(r, report)
     return report
+
+
+def erase_from_outboxes(r: redis.Redis, report: ErasureReport) -> None:
+    """Drop the student's (or the material's) entries from the xAPI and webhook outboxes and
+    their open xAPI sessions; list the ids already delivered. Idempotent."""
+    forget_sessions(r, report.student_id, report.material_id)
+    removed, report.sent_xapi_statement_ids = Outbox(r, XAPI).erase_student(
+        report.student_id, report.material_id
+    )
+    more, sent_webhooks = Outbox(r, WEBHOOK).erase_student(report.student_id, report.material_id)
+    report.outbox_entries = removed + more
+    report.sent_webhook_ids = sorted({i.partition("@")[0] for i in sent_webhooks})

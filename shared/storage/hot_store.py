@@ -8,6 +8,8 @@ without losing anything.
 
 from __future__ import annotations
 
+import itertools
+import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +64,7 @@ class CachedView:
     epoch: str
     version: str  # the hash's `n` as text ('' when it has none)
     folded: int
+    mark: str  # SHA-1 of the last pending heartbeat folded ('' when none): the list still holds it
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +91,7 @@ class HotView:
     stored: bool  # MongoDB holds a state for the key
     base: WatchState | None
     start: int  # the pending list's index of the first heartbeat in `tail`
+    mark: str  # SHA-1 of the list's last heartbeat, the last one `tail` reaches
     tail: list[Heartbeat]
 
     @property
@@ -100,7 +104,7 @@ class HotView:
         return self.start + len(self.tail)
 
     def cached_view(self) -> CachedView:
-        return CachedView(self.epoch, self.version, self.folded)
+        return CachedView(self.epoch, self.version, self.folded, self.mark)
 
 
 @dataclass(slots=True)
@@ -125,7 +129,8 @@ def parse_view(reply: list[Any]) -> HotView:
         stored=as_text(reply[4]) == "1",
         base=WatchState.from_json(raw_base) if raw_base else None,
         start=int(reply[6]),
-        tail=[Heartbeat.from_json(raw) for raw in reply[7:]],
+        mark=as_text(reply[7]),
+        tail=[Heartbeat.from_json(raw) for raw in reply[8:]],
     )
 
 
@@ -183,20 +188,32 @@ def ingest_args(
         limits.rate_window_s,
         key.material_id,
         limits.max_per_key,
-        secrets.token_hex(8),
-        view.epoch,
-        view.version,
-        view.folded,
+        new_epoch(),
+        *_view_args(view),
     ]
     if offer is None:
-        args += ["", "", "", ""]
+        args += ["", "", 0, "", ""]
     else:
-        args += [offer.view.epoch, offer.view.version, offer.view.folded, offer.state_json]
+        args += [*_view_args(offer.view), offer.state_json]
     args += [hb.to_json() for hb in item.heartbeats]
     return keys, args
 
 
-NO_VIEW = CachedView("", "", 0)  # an epoch is never '', so this view never matches
+_EPOCHS = itertools.count()
+_epoch_prefix: tuple[int, str] = (0, "")  # (pid, random prefix): renewed in a forked child
+
+
+def new_epoch() -> str:
+    """An epoch for a hash created now: unique across processes (a random prefix per process)
+    and cheaper than random bytes per request (the script uses it only when the hash has none)."""
+    global _epoch_prefix
+    pid = os.getpid()
+    if _epoch_prefix[0] != pid:
+        _epoch_prefix = (pid, secrets.token_hex(6))
+    return f"{_epoch_prefix[1]}{next(_EPOCHS):x}"
+
+
+NO_VIEW = CachedView("", "", 0, "")  # an epoch is never '', so this view never matches
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,7 +322,7 @@ class AsyncHotStore:
 
 def _view_args(view: CachedView | None) -> list[Any]:
     v = view or NO_VIEW
-    return [v.epoch, v.version, v.folded]
+    return [v.epoch, v.version, v.folded, v.mark]
 
 
 class HotStore:

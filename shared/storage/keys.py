@@ -17,6 +17,10 @@ its type; who writes it; when it goes.
   write; erasure removes.
 - `vp:{sid}:rl:<window>` string, heartbeats of the student in this minute (ingest). Expires
   with the window.
+- `vp:{sid}:sent:<outbox>` zset of entry ids delivered from that outbox (`xapi`, `webhook`)
+  scored by when; delivery adds and trims it to `SENT_IDS_PER_STUDENT`. An id in it is never
+  queued again (deterministic ids make a repeated fold or completion a no-op); erasure reads
+  and removes it (the LRS's copies are the school's to erase).
 
 Global:
 
@@ -29,6 +33,17 @@ Global:
 - `vp:catalog` string, the whole catalog (JSON), and `vp:catalog:version`, incremented by each
   publish (a compare-and-set). Replaced by every publish; the version never goes.
 - `vp:stats` hash of the workers' counters, read by /metrics. Never goes.
+- `vp:outbox:<outbox>` hash entry id -> entry JSON (student id, payload), the durable outbox of
+  xAPI statements or webhook deliveries. The flush hook and the completion job add (bounded by
+  `OUTBOX_MAX_ENTRIES`); delivery removes once the receiver answered 2xx, or moves the entry to
+  `vp:outbox:<outbox>:dead` (a hash, same shape plus the reason: refused by the LRS, or a
+  webhook past `WEBHOOK_MAX_AGE_S`), kept for an operator; erasure removes a student's.
+- `vp:outbox:<outbox>:due` zset entry id -> when it is next due. A delivery job leases entries by
+  re-scoring them to the lease's end (another job takes them after it), then removes them or
+  re-scores them by the backoff. `vp:outbox:<outbox>:tries` hash entry id -> failed attempts.
+- `vp:xapi:sessions` zset `<mid>|<sid>|<session>` -> last heartbeat's receive time: open player
+  sessions, so that silence past `XAPI_SESSION_TIMEOUT_S` ends one with `terminated`. The flush
+  hook adds; its final heartbeat or the timeout sweep removes.
 
 RQ's own keys (`rq:*`) live beside these, in the same Redis.
 """
@@ -44,6 +59,7 @@ POISON = "vp:poison"
 CATALOG = "vp:catalog"
 CATALOG_VERSION = "vp:catalog:version"
 STATS = "vp:stats"
+XAPI_SESSIONS = "vp:xapi:sessions"
 ENROLLMENT_LOADED = "*"  # marker member of `vp:{sid}:enr`: the set mirrors MongoDB
 
 
@@ -107,3 +123,29 @@ def enrollments_version_key(student_id: str) -> str:
 
 def rate_limit_key(student_id: str, window: int) -> str:
     return f"{student_tag(student_id)}:rl:{window}"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxKeys:
+    """The Redis keys of one outbox (`xapi` or `webhook`)."""
+
+    name: str
+
+    @property
+    def entries(self) -> str:
+        return f"vp:outbox:{self.name}"
+
+    @property
+    def due(self) -> str:
+        return f"vp:outbox:{self.name}:due"
+
+    @property
+    def tries(self) -> str:
+        return f"vp:outbox:{self.name}:tries"
+
+    @property
+    def dead(self) -> str:
+        return f"vp:outbox:{self.name}:dead"
+
+    def sent(self, student_id: str) -> str:
+        return f"{student_tag(student_id)}:sent:{self.name}"

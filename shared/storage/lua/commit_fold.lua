@@ -6,7 +6,7 @@
 local current = redis.call('HGET', KEYS[1], 'n') or ''
 if current ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'n', ARGV[4])
-redis.call('HDEL', KEYS[1], 'pv', 'pn', 'pl')
+redis.call('HDEL', KEYS[1], 'pv', 'pn', 'pl', 'pm')
 redis.call('PERSIST', KEYS[1])
 local folded = tonumber(ARGV[3])
 if folded > 0 then

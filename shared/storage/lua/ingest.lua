@@ -5,11 +5,14 @@
 -- ARGV: 1 course id, 2 dirty member, 3 due time, 4 max dirty keys, 5 max pending,
 --       6 '1' to reply with the state, 7 rate limit per window (0: none), 8 window seconds,
 --       9 material id, 10 max pending for this key, 11 epoch to set if the hash has none,
---       12-14 the caller's cached view (epoch, n, pending heartbeats folded; '' if none),
---       15-18 a preview to store (epoch, n, pending heartbeats folded, state JSON; '' if none),
---       19.. heartbeat JSON documents
+--       12-15 the caller's cached view (epoch, n, pending heartbeats folded, mark; '' if none),
+--       16-20 a preview to store (epoch, n, pending heartbeats folded, mark, state JSON; '' if
+--       none), 21.. heartbeat JSON documents. A mark is the SHA-1 of the last heartbeat a view
+--       folded: a list that lost its tail (a Redis crash between two fsyncs) and grew back no
+--       longer matches a view of it.
 -- Returns {status} or, when asked, {status, mode, epoch, n, preview folded count or '-1',
--- '1' if MongoDB holds a stored state, base JSON, heartbeats after the base...}, where mode
+-- '1' if MongoDB holds a stored state, base JSON, start index, mark of the list's last
+-- heartbeat, heartbeats from the start index...}, where mode
 -- says what the heartbeats follow: 'cache' (the caller's cached view: base JSON is ''),
 -- 'preview' (a state a web process folded from the hot state and the first pending
 -- heartbeats), or 'state' (the hot state, '' when none). Nothing is written unless status is
@@ -17,8 +20,15 @@
 -- the preview: its cost does not grow with the backlog.
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'enrollment_unknown'} end
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return {'not_enrolled'} end
-local count = #ARGV - 18
-if tonumber(ARGV[7]) > 0 then
+local count = #ARGV - 20
+local len = redis.call('LLEN', KEYS[2])
+if len + count > tonumber(ARGV[10]) then return {'key_full'} end
+if tonumber(redis.call('GET', KEYS[5]) or '0') + count > tonumber(ARGV[5]) then
+  return {'buffer_full'}
+end
+local new_key = not redis.call('ZSCORE', KEYS[4], ARGV[2])
+if new_key and redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[4]) then return {'buffer_full'} end
+if tonumber(ARGV[7]) > 0 then  -- the last check, as it is the one that counts
   local used = redis.call('INCRBY', KEYS[6], count)
   if redis.call('TTL', KEYS[6]) < 0 then redis.call('EXPIRE', KEYS[6], ARGV[8]) end
   if used > tonumber(ARGV[7]) then
@@ -26,40 +36,42 @@ if tonumber(ARGV[7]) > 0 then
     return {'rate_limited', redis.call('TTL', KEYS[6])}
   end
 end
-local len = redis.call('LLEN', KEYS[2])
-if len + count > tonumber(ARGV[10]) then return {'key_full'} end
-if tonumber(redis.call('GET', KEYS[5]) or '0') + count > tonumber(ARGV[5]) then
-  return {'buffer_full'}
-end
-if not redis.call('ZSCORE', KEYS[4], ARGV[2]) then
-  if redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[4]) then return {'buffer_full'} end
-  redis.call('ZADD', KEYS[4], ARGV[3], ARGV[2])
-end
+if new_key then redis.call('ZADD', KEYS[4], ARGV[3], ARGV[2]) end
 local epoch = redis.call('HGET', KEYS[3], 'e')
 if not epoch then
   epoch = ARGV[11]
   redis.call('HSET', KEYS[3], 'e', epoch)
 end
 local n = redis.call('HGET', KEYS[3], 'n') or ''
-if ARGV[18] ~= '' and ARGV[15] == epoch and ARGV[16] == n and tonumber(ARGV[17]) <= len then
-  local pl = tonumber(redis.call('HGET', KEYS[3], 'pl') or '-1')
-  if redis.call('HGET', KEYS[3], 'pn') ~= n or pl < tonumber(ARGV[17]) then
-    redis.call('HSET', KEYS[3], 'pv', ARGV[18], 'pn', n, 'pl', ARGV[17])
-  end
+local function holds(e, v, folded, mark)  -- does the list still hold the view's heartbeats?
+  folded = tonumber(folded)
+  if e ~= epoch or v ~= n or folded > len then return false end
+  if folded == 0 then return mark == '' end
+  return redis.sha1hex(redis.call('LINDEX', KEYS[2], folded - 1)) == mark
 end
-for i = 19, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+local pl = tonumber(redis.call('HGET', KEYS[3], 'pl') or '-1')
+local preview_holds = pl >= 0 and redis.call('HGET', KEYS[3], 'pn') == n
+  and holds(epoch, n, pl, redis.call('HGET', KEYS[3], 'pm'))
+if ARGV[20] ~= '' and tonumber(ARGV[18]) > (preview_holds and pl or -1)
+    and holds(ARGV[16], ARGV[17], ARGV[18], ARGV[19]) then
+  redis.call('HSET', KEYS[3], 'pv', ARGV[20], 'pn', n, 'pl', ARGV[18], 'pm', ARGV[19])
+  pl, preview_holds = tonumber(ARGV[18]), true
+end
+local cached = holds(ARGV[12], ARGV[13], ARGV[14], ARGV[15])
+for i = 21, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
 redis.call('INCRBY', KEYS[5], count)
 if ARGV[6] ~= '1' then return {'ok'} end
 local stored = tostring(redis.call('SISMEMBER', KEYS[7], ARGV[9]))
-local pl = '-1'
-if redis.call('HGET', KEYS[3], 'pn') == n then pl = redis.call('HGET', KEYS[3], 'pl') end
+local last = redis.sha1hex(redis.call('LINDEX', KEYS[2], -1))
+local shown = preview_holds and tostring(pl) or '-1'
 local reply
-if ARGV[12] == epoch and ARGV[13] == n and tonumber(ARGV[14]) <= len then
-  reply = {'ok', 'cache', epoch, n, pl, stored, '', ARGV[14]}
-elseif pl ~= '-1' then
-  reply = {'ok', 'preview', epoch, n, pl, stored, redis.call('HGET', KEYS[3], 'pv'), pl}
+if cached and (not preview_holds or tonumber(ARGV[14]) >= pl) then
+  reply = {'ok', 'cache', epoch, n, shown, stored, '', ARGV[14], last}
+elseif preview_holds then
+  reply = {'ok', 'preview', epoch, n, shown, stored, redis.call('HGET', KEYS[3], 'pv'), shown, last}
 else
-  reply = {'ok', 'state', epoch, n, pl, stored, redis.call('HGET', KEYS[3], 'state') or '', '0'}
+  reply = {'ok', 'state', epoch, n, shown, stored, redis.call('HGET', KEYS[3], 'state') or '', '0',
+           last}
 end
 for _, hb in ipairs(redis.call('LRANGE', KEYS[2], tonumber(reply[8]), -1)) do
   reply[#reply + 1] = hb

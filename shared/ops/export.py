@@ -1,0 +1,171 @@
+"""A student's data export (right of access): everything the service holds about one student.
+
+Blocking (MongoDB and Redis); the routes run it in a thread. Reads only. MongoDB's copy and
+Redis's (hot state, heartbeats not yet folded) are both reported, and each material's current
+figures are the fold of the two, exactly as the student's own status route computes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+from shared.domain.catalog import Catalog
+from shared.domain.progress import Heartbeat, WatchState, fold
+from shared.integrations.outbox import OUTBOXES, XAPI, Outbox
+from shared.integrations.xapi import StatementBuilder, Video, XapiConfig
+from shared.ops.erasure import hot_materials
+from shared.settings import Settings
+from shared.storage.hot_store import HotStore
+from shared.storage.keys import ProgressKey
+from shared.storage.mongo_store import MongoStore, _unavailable_on_outage
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _heartbeat(hb: Heartbeat) -> dict[str, Any]:
+    return {
+        "received_at": _iso(hb.received_at),
+        "watch_time": hb.watch_time,
+        "client_ts": _iso(hb.client_ts),
+        "session_id": hb.session_id,
+        "seq": hb.seq,
+        "played": [list(r) for r in hb.played] if hb.played is not None else None,
+        "event": hb.event,
+        "complete": hb.complete,
+    }
+
+
+def _state(state: WatchState, duration: float | None) -> dict[str, Any]:
+    return {
+        "position": state.position,
+        "watched_ranges": state.covered,  # as the player reported them
+        "watched_seconds": state.watched_seconds,  # credited (verified watching)
+        "unverified_seconds": state.unverified_seconds,  # reported but not credited
+        "progress_percentage": state.progress,
+        "duration": duration,
+        "completed": state.completed,
+        "completed_at": _iso(state.completed_at),
+        "last_watched": _iso(state.last_watched),
+    }
+
+
+@dataclass
+class _Material:
+    material_id: str
+    course_id: str | None
+    duration: float | None
+    current: WatchState
+    stored: WatchState | None
+    stored_at: float | None
+    pending: list[Heartbeat]
+
+
+def _materials(
+    settings: Settings, mongo: MongoStore, r: redis.Redis, catalog: Catalog, student_id: str
+) -> list[_Material]:
+    """Every material the student has data for, in MongoDB or Redis, with its current state."""
+    stored_docs = {
+        doc["material_id"]: doc
+        for doc in mongo.progress.find(
+            {"student_id": student_id},
+            {"_id": 0, "state": 1, "material_id": 1, "course_id": 1, "written_at": 1},
+        )
+    }
+    material_ids = sorted(set(stored_docs) | hot_materials(r, student_id))
+    entries = HotStore(r).read([ProgressKey(student_id, m) for m in material_ids])
+    found = []
+    for material_id, entry in zip(material_ids, entries, strict=True):
+        ref = catalog.material(material_id)
+        duration = ref.material.duration if ref else None
+        doc = stored_docs.get(material_id, {})
+        stored = WatchState.from_dict(doc["state"]) if "state" in doc else None
+        pending = entry.pending if entry else []
+        base = entry.state if entry is not None and entry.state is not None else stored
+        if base is None and not pending:
+            continue  # erased: a tombstone holds only a version
+        current = fold(
+            base,
+            pending,
+            duration=duration,
+            threshold=settings.completion_threshold,
+            verification=settings.verification,
+        )
+        course_id = ref.course_id if ref else doc.get("course_id")
+        found.append(
+            _Material(
+                material_id, course_id, duration, current, stored, doc.get("written_at"), pending
+            )
+        )
+    return found
+
+
+@_unavailable_on_outage
+def student_export(
+    settings: Settings, mongo: MongoStore, r: redis.Redis, catalog: Catalog, student_id: str
+) -> dict[str, Any]:
+    """The export as JSON-ready data: enrollments, each material's state (current, stored,
+    pending heartbeats), and the outbox entries that name the student.
+    Raises `Unavailable` (a 503) while MongoDB is down: an export must be complete."""
+    enrollments = [
+        {**doc, "updated_at": _iso(doc.get("updated_at"))}
+        for doc in mongo.enrollments.find({"student_id": student_id}, {"_id": 0})
+    ]
+    materials = [
+        {
+            "material_id": m.material_id,
+            "course_id": m.course_id,
+            "current": _state(m.current, m.duration),
+            "stored": _state(m.stored, m.duration) if m.stored else None,
+            "stored_at": _iso(m.stored_at),
+            "pending_heartbeats": [_heartbeat(hb) for hb in m.pending],
+        }
+        for m in _materials(settings, mongo, r, catalog, student_id)
+    ]
+    outboxes: dict[str, Any] = {}
+    for box in OUTBOXES:
+        outbox = Outbox(r, box)
+        queued, dead = outbox.entries_of(student_id)
+        outboxes[box.name] = {
+            "queued": queued,
+            "set_aside": dead,
+            "sent_ids": outbox.sent_ids(student_id),
+        }
+    return {
+        "student_id": student_id,
+        "generated_at": _iso(datetime.now(UTC).timestamp()),
+        "enrollments": enrollments,
+        "materials": materials,
+        "outbox": outboxes,
+    }
+
+
+@_unavailable_on_outage
+def student_export_xapi(
+    settings: Settings, mongo: MongoStore, r: redis.Redis, catalog: Catalog, student_id: str
+) -> dict[str, Any]:
+    """The xAPI form: the `completed` statement of each completed video (the very statement,
+    same id, that the LRS gets) and every statement still waiting in the outbox."""
+    builder = StatementBuilder(
+        XapiConfig(
+            settings.xapi_actor_homepage, settings.xapi_activity_base, settings.completion_threshold
+        )
+    )
+    statements = []
+    for m in _materials(settings, mongo, r, catalog, student_id):
+        ref = catalog.material(m.material_id)
+        if ref is None or m.duration is None or not m.current.completed:
+            continue
+        video = Video(student_id, m.material_id, ref.material.title, m.duration)
+        statements.append(builder.completed(video, m.current))
+    ids = {s["id"] for s in statements}
+    queued, _ = Outbox(r, XAPI).entries_of(student_id)
+    statements += [e["payload"] for e in queued if e["id"] not in ids]
+    return {"student_id": student_id, "statements": statements}
