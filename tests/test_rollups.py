@@ -336,3 +336,22 @@ def test_pages_sorted_by_mongodb_equal_pages_of_the_whole_table(ctx: WorkerConte
     assert walk("-progress", 2) == ["gus", "fox", "eli", "ben", "dee", "cal", "ana"]
     # never active first, then 10 (eli, gus), 30 (ana, ben; ben's latest is 30), 40
     assert walk("last_active", 3) == ["cal", "dee", "eli", "gus", "ana", "ben", "fox"]
+
+
+def test_a_students_export_leaves_the_rollup_internals_out(
+    ctx: WorkerContext, settings: Settings
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from ingest.app import create_app
+    from tests.helpers import bearer
+
+    watch(settings, "ana", "v-100", [[0, 100]], 100)
+    flush_batch(ctx, 500)
+    with TestClient(create_app(settings)) as c:
+        r = c.get("/api/progress/export", headers=bearer(settings, "ana"))
+    assert r.status_code == 200, r.text
+    [enrollment] = r.json()["enrollments"]
+    assert not {"rollup", "rollup_ids", "rollup_rev", "rollup_course"} & set(enrollment)
+    assert (enrollment["completed_count"], enrollment["watched_seconds"]) == (1, 100.0)
+    assert enrollment["last_active"].endswith("Z") or "+00:00" in enrollment["last_active"]

@@ -19,6 +19,7 @@ from shared.integrations.outbox import OUTBOXES, XAPI, Outbox
 from shared.integrations.xapi import StatementBuilder, Video, XapiConfig
 from shared.ops.erasure import hot_materials
 from shared.settings import Settings
+from shared.storage import rollup_store
 from shared.storage.hot_store import HotStore
 from shared.storage.keys import ProgressKey
 from shared.storage.mongo_store import MongoStore, _unavailable_on_outage
@@ -115,8 +116,14 @@ def student_export(
     pending heartbeats), and the outbox entries that name the student.
     Raises `Unavailable` (a 503) while MongoDB is down: an export must be complete."""
     enrollments = [
-        {**doc, "updated_at": _iso(doc.get("updated_at"))}
-        for doc in mongo.enrollments.find({"student_id": student_id}, {"_id": 0})
+        {
+            **doc,
+            "updated_at": _iso(doc.get("updated_at")),
+            "last_active": _iso(doc.get("last_active")),
+        }
+        for doc in mongo.enrollments.find(
+            {"student_id": student_id}, {"_id": 0, **rollup_store.INTERNAL_FIELDS}
+        )
     ]
     materials = [
         {

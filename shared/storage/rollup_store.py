@@ -30,6 +30,9 @@ from shared.domain.rollup import Entries, RollupEntry, RollupTotals
 from shared.errors import Unavailable
 from shared.storage.mongo_store import MongoStore, enrollment_id, progress_id
 
+# What only the rollups' own code reads (a student's export leaves these out; the materials'
+# states it holds are the source of them).
+INTERNAL_FIELDS = {"rollup": 0, "rollup_ids": 0, "rollup_rev": 0, "rollup_course": 0}
 ATTEMPTS = 8
 READ_CHUNK = 500  # enrollment ids per `$in`
 TOTAL_FIELDS = {"_id": 0, "student_id": 1, "rollup_course": 1, "completed_count": 1,
