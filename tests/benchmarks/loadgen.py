@@ -852,7 +852,10 @@ async def run(bs: BenchStack, args: argparse.Namespace) -> int:
             if capacity:
                 plan = plan[1:]
         for i, watchers in enumerate(plan):
-            step_s = args.step_seconds * (1.5 if i == 0 else 1.0) if capacity else budget_s
+            if capacity:
+                step_s = args.step_seconds * (1.5 if i == 0 else 1.0)
+            else:  # what the outage phases left of the run
+                step_s = max(10.0, budget_s - (gen.loop.time() - load_t0))
             elapsed = gen.loop.time() - load_t0
             if capacity and elapsed + step_s > budget_s - reserve_s:
                 out_of_time = watchers
