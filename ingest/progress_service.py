@@ -40,9 +40,20 @@ class Submission:
     cached: CachedState | None = None  # this process's state of the key, as the request began
 
 
-def needs_stored_state(view: HotView) -> bool:
-    """A key without hot state whose stored state MongoDB holds (it expired from Redis)."""
+def needs_stored_state(view: HotView, cached: CachedState | None) -> bool:
+    """Whether a view's base is the state MongoDB holds: the key has no hot state (it expired
+    from Redis) and MongoDB holds one, and neither the cache nor a preview stands in for it."""
+    if view.base is not None or (view.mode == "cache" and cached is not None):
+        return False
     return not view.has_hot_state and view.stored
+
+
+def base_of(view: HotView, cached: CachedState | None, stored: WatchState | None) -> WatchState:
+    """What a view's heartbeats fold onto: this process's cached state (folded in place), the
+    preview or hot state the view carries, else the stored state, else nothing yet."""
+    if view.mode == "cache" and cached is not None:
+        return cached.state
+    return view.base or stored or WatchState()
 
 
 def _iso(ts: float | None) -> datetime | None:
@@ -145,35 +156,16 @@ class ProgressService:
 
     async def state_after(self, student_id: str, sub: Submission, view: HotView) -> WatchState:
         """The state as of an accepted heartbeat, from the view the append returned (a bounded
-        number of heartbeats on a known base)."""
+        number of heartbeats on a known base).
+
+        A key without hot state may have a stored state in MongoDB: the reply waits for it at
+        most MONGO_READ_DEADLINE_S; past that it is computed without it and not cached (the
+        heartbeat is safe either way, and the workers merge the stored state)."""
         key = ProgressKey(student_id, sub.material_id)
-        return await self._resolve(key, sub.ref, view, sub.cached, best_effort=True)
-
-    async def _resolve(
-        self,
-        key: ProgressKey,
-        ref: MaterialRef,
-        view: HotView,
-        cached: CachedState | None,
-        best_effort: bool,
-    ) -> WatchState:
-        """Fold a view's heartbeats onto its base and remember the result.
-
-        A key without hot state may have a stored state in MongoDB: a heartbeat's reply waits
-        for it at most MONGO_READ_DEADLINE_S (`best_effort`; the reply is then computed without
-        it and not cached: the heartbeat is safe either way and the workers merge it), a read
-        waits for it (and raises Unavailable when MongoDB is down)."""
-        complete = True
-        if view.mode == "cache" and cached is not None:
-            state = cached.state
-        elif view.base is not None:
-            state = view.base
-        elif needs_stored_state(view):
-            found, complete = await self._stored_state(key, best_effort)
-            state = found or WatchState()
-        else:
-            state = WatchState()
-        return self._fold_view(key, ref, view, state, complete)
+        stored, answered = None, True
+        if needs_stored_state(view, sub.cached):
+            stored, answered = await self._stored_state_quickly(key)
+        return self._fold_view(key, sub.ref, view, base_of(view, sub.cached, stored), answered)
 
     def _fold_view(
         self, key: ProgressKey, ref: MaterialRef, view: HotView, state: WatchState, keep: bool
@@ -189,24 +181,19 @@ class ProgressService:
             self.cache.put(key, view, state)
         return state
 
-    async def _stored_state(
-        self, key: ProgressKey, best_effort: bool
-    ) -> tuple[WatchState | None, bool]:
-        """The state MongoDB holds for a key, and whether MongoDB answered."""
-        pair = (key.student_id, key.material_id)
-        if not best_effort:
-            stored = await run_in_threadpool(self.ctx.mongo.find_states, [pair])
-        elif not self.ctx.breaker.allows():
+    async def _stored_state_quickly(self, key: ProgressKey) -> tuple[WatchState | None, bool]:
+        """The state MongoDB holds for a key, and whether MongoDB answered in time."""
+        if not self.ctx.breaker.allows():
             return None, False
-        else:
-            try:
-                stored = await asyncio.wait_for(
-                    run_in_threadpool(self.ctx.mongo.find_states, [pair]),
-                    timeout=MONGO_READ_DEADLINE_S,
-                )
-            except (Unavailable, TimeoutError):
-                self.ctx.breaker.failed()
-                return None, False
+        pair = (key.student_id, key.material_id)
+        try:
+            stored = await asyncio.wait_for(
+                run_in_threadpool(self.ctx.mongo.find_states, [pair]),
+                timeout=MONGO_READ_DEADLINE_S,
+            )
+        except (Unavailable, TimeoutError):
+            self.ctx.breaker.failed()
+            return None, False
         found = stored.get(pair)
         return (found.state if found else None), True
 
@@ -233,21 +220,15 @@ class ProgressService:
             raise Forbidden("not enrolled in this material's course")
         cold = [
             (k.student_id, k.material_id)
-            for k, v in zip(keys, views, strict=True)
-            if v.mode != "cache" and v.base is None and needs_stored_state(v)
+            for k, v, c in zip(keys, views, cached, strict=True)
+            if needs_stored_state(v, c)
         ]
         stored = await run_in_threadpool(self.ctx.mongo.find_states, cold) if cold else {}
         states = {}
         for key, view, entry in zip(keys, views, cached, strict=True):
-            ref = refs[key.material_id]
-            if view.mode == "cache" and entry is not None:
-                base = entry.state
-            elif view.base is not None:
-                base = view.base
-            else:
-                found = stored.get((key.student_id, key.material_id))
-                base = (found.state if found else None) or WatchState()
-            states[key.material_id] = self._fold_view(key, ref, view, base, True)
+            found = stored.get((key.student_id, key.material_id))
+            base = base_of(view, entry, found.state if found else None)
+            states[key.material_id] = self._fold_view(key, refs[key.material_id], view, base, True)
         return states
 
     async def course_progress(self, student_id: str, course: Course) -> CourseProgress:
