@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from starlette.concurrency import run_in_threadpool
 
 from ingest.metrics import render
@@ -31,11 +32,21 @@ class Readiness(BaseModel):
     responses={503: {"model": Readiness, "description": "Redis is unavailable"}},
 )
 async def readyz(request: Request) -> JSONResponse:
-    """200 while Redis answers (ingest needs nothing else); MongoDB's state is reported only."""
+    """200 while the buffer's Redis answers (ingest needs nothing else); MongoDB's state is
+    reported only. On a Redis Cluster, 200 while any primary answers: a primary that is down
+    refuses only the students whose slots it holds, so the process still serves the others."""
     ctx = request.app.state.ctx
+    client = ctx.redis_async
     try:
-        await asyncio.wait_for(ctx.redis_async.ping(), timeout=2)
-        redis_ok = True
+        if isinstance(client, AsyncRedisCluster):
+            pings = [client.ping(target_nodes=node) for node in client.get_primaries()]
+            answers = await asyncio.wait_for(
+                asyncio.gather(*pings, return_exceptions=True), timeout=2
+            )
+            redis_ok = any(a is True for a in answers)
+        else:
+            await asyncio.wait_for(client.ping(), timeout=2)
+            redis_ok = True
     except Exception:  # any failure means not ready
         redis_ok = False
     try:

@@ -13,7 +13,6 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
-import redis
 import typer
 from rich.console import Console
 
@@ -30,6 +29,7 @@ from shared.devtools.services import (
 from shared.domain import analytics
 from shared.ops import admin_ops, teacher_views
 from shared.settings import Settings
+from shared.storage.clients import buffer_client
 from shared.storage.mongo_store import MongoStore
 from shared.tokens import mint_token
 
@@ -55,8 +55,18 @@ def load_catalog(path: Annotated[Path, typer.Argument(exists=True, dir_okay=Fals
     settings = Settings()
     mongo = MongoStore(settings.mongo_url, settings.mongo_timeout_ms)
     mongo.ensure_indexes()
-    data = admin_ops.load_catalog_file(mongo, redis.Redis.from_url(settings.redis_url), path)
+    data = admin_ops.load_catalog_file(mongo, buffer_client(settings), path)
     console.print(f"loaded {len(data.courses)} courses, {len(data.enrollments)} enrollments")
+
+
+@app.command("rebuild-stored")
+def rebuild_stored() -> None:
+    """Rebuild the buffer's per-student sets of materials MongoDB holds a state for (after the
+    0.7.0 key change, or a lost buffer), so replies merge stored progress from the start."""
+    settings = Settings()
+    mongo = MongoStore(settings.mongo_url, settings.mongo_timeout_ms)
+    added = admin_ops.rebuild_stored_sets(mongo, buffer_client(settings))
+    console.print(f"{added} (student, material) pairs listed")
 
 
 @app.command("class-csv")
@@ -133,7 +143,7 @@ def _run_dev(
         _build_pages(settings.frontend_dist.parent)
     mongo = MongoStore(settings.mongo_url, settings.mongo_timeout_ms)
     mongo.ensure_indexes()
-    admin_ops.load_catalog_file(mongo, redis.Redis.from_url(settings.redis_url), DEMO_CATALOG)
+    admin_ops.load_catalog_file(mongo, buffer_client(settings), DEMO_CATALOG)
     env = child_env(HOST="127.0.0.1")
     children.extend(start_procfile_process(cmd, env) for cmd in procfile_commands().values())
     wait_for_port(port, timeout_s=30, proc=children[0])
