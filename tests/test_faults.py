@@ -25,6 +25,7 @@ import pytest
 from rq import Queue, Retry
 from rq.registry import FailedJobRegistry
 
+from shared.storage.keys import partitions
 from tests.helpers import FAULT_SUMMARY, buffered, lease_expiries, wait_until
 from tests.stack import CLAIM_LEASE_S, Stack, enroll, running_stack, stored
 
@@ -194,6 +195,16 @@ def test_redis_crash_and_restart_from_aof(stack: Stack) -> None:
     during.start()  # these are refused with 503 and retried by the watchers
     time.sleep(3)
     refused = {w.student: w.refusals.get(503, 0) - before[w.student] for w in group}
+    if stack.cluster:  # the process stays ready and says which part of the buffer is away
+        assert httpx.get(f"{stack.url}/readyz", timeout=10).status_code == 200
+        metrics = httpx.get(f"{stack.url}/metrics", timeout=10)
+        assert metrics.status_code == 200
+        away = next(
+            float(line.split()[1])
+            for line in metrics.text.splitlines()
+            if line.startswith("videoprogress_buffer_unreachable_partitions ")
+        )
+        assert away == len(partitions()) // len(stack.cluster.nodes)  # the victim's share
     victim.start()
     during.join()
     assert all(refused[w.student] > 0 for w in hit), refused
