@@ -284,3 +284,17 @@ def test_the_workers_scripts_are_loaded_again_on_every_server(
     folds = [Fold(k, None, WatchState(position=1.0), folded=1, version=1) for k in keys]
     assert store.commit(folds) == [True] * len(keys)
     assert store.finish([(k, 1, False) for k in keys], next_due=1234.0, ttl_s=60) == len(keys)
+
+
+def test_a_claim_fills_its_batch_from_the_partitions_that_hold_the_due_keys(
+    redis_url: str, redis_client: Buffer
+) -> None:
+    enroll(redis_client, "s1", "c1")  # one student: all due keys in one partition
+    keys = [ProgressKey("s1", f"v{i}") for i in range(30)]
+    for key in keys:
+        assert append(redis_url, [hb(1)], key=key).status == "ok"
+    store = HotStore(redis_client)
+    _, first, more = store.claim(now=1000.0, lease_until=2000.0, limit=20)
+    assert len(first) == 20 and more  # not the 1 key that is the partition's equal share
+    _, rest, more = store.claim(now=1000.0, lease_until=2000.0, limit=20)
+    assert sorted(first + rest, key=str) == sorted(keys, key=str) and not more

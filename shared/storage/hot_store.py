@@ -28,6 +28,7 @@ from shared.storage.keys import (
     CATALOG,
     CATALOG_VERSION,
     ENROLLMENT_LOADED,
+    Partition,
     ProgressKey,
     enrollments_key,
     partitions,
@@ -385,11 +386,23 @@ class HotStore:
     def claim(
         self, now: float, lease_until: float, limit: int
     ) -> tuple[int, list[ProgressKey], bool]:
-        """Lease up to about `limit` due keys, an equal share from each partition (one claim
-        script per partition: one slot each); returns (takeovers, keys, whether some partition
-        had more due than its share)."""
+        """Lease up to about `limit` due keys: an equal share from each partition (one claim
+        script per partition: one slot each), then, when some partitions had more due than
+        their share, what is left of `limit` from those (a second round trip). Returns
+        (takeovers, keys, whether a partition still had more due)."""
         parts = partitions()
         share = -(-limit // len(parts))
+        takeovers, keys, full = self._claim_round(parts, now, lease_until, share)
+        if full and len(keys) < limit:  # the due keys sit in a few partitions: fill the batch
+            top_up = -(-(limit - len(keys)) // len(full))
+            more, extra, full = self._claim_round(full, now, lease_until, top_up)
+            takeovers, keys = takeovers + more, keys + extra
+        return takeovers, keys, bool(full)
+
+    def _claim_round(
+        self, parts: list[Partition], now: float, lease_until: float, share: int
+    ) -> tuple[int, list[ProgressKey], list[Partition]]:
+        """Claim up to `share` keys from each partition; also returns those that gave all."""
         calls: list[ScriptCall] = [([p.dirty, p.leases], [now, lease_until, share]) for p in parts]
         replies = run_scripts_per_node(self.client, "claim", calls)
         down = [r for r in replies if isinstance(r, Exception)]
@@ -400,14 +413,15 @@ class HotStore:
             raise down[0]
         if down:  # a cluster primary is down: the others' keys are flushed meanwhile
             log.warning("%d of %d partitions unreachable: %s", len(down), len(parts), down[0])
-        takeovers, keys, more = 0, [], False
-        for reply in replies:
+        takeovers, keys, full = 0, [], []
+        for part, reply in zip(parts, replies, strict=True):
             if isinstance(reply, Exception):
                 continue
             takeovers += int(reply[0])
             keys += [ProgressKey.from_member(m) for m in reply[1:]]
-            more = more or len(reply) - 1 >= share
-        return takeovers, keys, more
+            if len(reply) - 1 >= share:
+                full.append(part)
+        return takeovers, keys, full
 
     def read(self, keys: list[ProgressKey]) -> list[HotEntry | None]:
         """Each key's entry, or None for one whose stored data cannot be parsed."""
