@@ -8,7 +8,6 @@ import logging
 from dataclasses import dataclass, field
 
 import redis
-import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
@@ -21,6 +20,13 @@ from shared.domain.catalog import Catalog, MaterialRef
 from shared.errors import Unavailable
 from shared.ops import admin_ops
 from shared.settings import Settings
+from shared.storage.clients import (
+    AsyncBuffer,
+    Buffer,
+    async_buffer_client,
+    buffer_client,
+    rq_client,
+)
 from shared.storage.hot_store import AsyncHotStore
 from shared.storage.mongo_store import MongoStore
 from shared.tokens import TokenVerifier
@@ -32,7 +38,7 @@ class CatalogCache:
     """The catalog as published in Redis; re-read when its version changes (checked every
     second, and at once, at most twice a second, when asked for an unknown material)."""
 
-    def __init__(self, hot: AsyncHotStore, mongo: MongoStore, r: redis.Redis, clock: Clock) -> None:
+    def __init__(self, hot: AsyncHotStore, mongo: MongoStore, r: Buffer, clock: Clock) -> None:
         self.hot, self.mongo, self.redis_sync, self.clock = hot, mongo, r, clock
         self.current = Catalog([])
         self._last_forced = 0.0
@@ -83,8 +89,9 @@ class MongoReadBreaker:
 class AppContext:
     settings: Settings
     verifier: TokenVerifier
-    redis_async: aioredis.Redis
-    redis_sync: redis.Redis
+    redis_async: AsyncBuffer  # the heartbeat buffer (maybe a cluster)
+    redis_sync: Buffer  # the same, blocking (admin operations, in threads)
+    rq_redis: redis.Redis  # RQ's Redis (/metrics: failed jobs, workers' statistics)
     hot: AsyncHotStore
     mongo: MongoStore
     catalog: CatalogCache
@@ -97,20 +104,21 @@ class AppContext:
     def build(cls, settings: Settings, clock: Clock | None = None) -> AppContext:
         # A connection broken by a Redis restart is retried on a fresh one: repeating an
         # append is harmless (heartbeats are idempotent), failing it would be a needless 503.
-        client = aioredis.Redis.from_url(
-            settings.redis_url,
+        client = async_buffer_client(
+            settings,
             socket_timeout=5,
             socket_connect_timeout=2,
             max_connections=256,
             health_check_interval=30,
             retry=AsyncRetry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
         )
-        sync_client = redis.Redis.from_url(
-            settings.redis_url,
-            socket_timeout=5,
-            socket_connect_timeout=2,
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
-        )
+        sync_options = {
+            "socket_timeout": 5,
+            "socket_connect_timeout": 2,
+            "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
+        }
+        sync_client = buffer_client(settings, **sync_options)
+        rq_redis = rq_client(settings, **sync_options)
         clock = clock or SystemClock()
         hot = AsyncHotStore(client)
         mongo = MongoStore(settings.mongo_url, settings.mongo_timeout_ms)
@@ -119,11 +127,14 @@ class AppContext:
             verifier=TokenVerifier(settings),
             redis_async=client,
             redis_sync=sync_client,
+            rq_redis=rq_redis,
             hot=hot,
             mongo=mongo,
             catalog=CatalogCache(hot, mongo, sync_client, clock),
             breaker=MongoReadBreaker(clock),
-            system_metrics=system_registry(sync_client, settings.due_delay_s, settings.queue_name),
+            system_metrics=system_registry(
+                sync_client, rq_redis, settings.due_delay_s, settings.queue_name
+            ),
             clock=clock,
         )
 
@@ -132,6 +143,10 @@ class AppContext:
             await run_in_threadpool(self.mongo.ensure_indexes)
         except Unavailable:
             log.warning("MongoDB unavailable at start-up; indexes will be created by workers")
+        try:
+            await self.hot.prepare()
+        except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:
+            log.warning("the buffer's Redis is unavailable at start-up: %s", exc)
         with contextlib.suppress(redis.RedisError, Unavailable):
             await self.catalog.refresh()
         self._tasks.append(asyncio.create_task(self.catalog.run()))
@@ -141,4 +156,5 @@ class AppContext:
             task.cancel()
         await self.redis_async.aclose()
         self.redis_sync.close()
+        self.rq_redis.close()
         self.mongo.close()

@@ -63,6 +63,10 @@ _REDIS_DOWN = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     redis.exceptions.ReadOnlyError,
+    # A Redis Cluster whose primary for this student's slot is down or moving.
+    redis.exceptions.ClusterError,
+    redis.exceptions.SlotNotCoveredError,
+    redis.exceptions.TryAgainError,
 )
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import redis
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
@@ -15,10 +16,13 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+from redis.cluster import RedisCluster
 from rq.registry import FailedJobRegistry
 
 from shared.integrations.outbox import OUTBOXES
-from shared.storage.keys import DIRTY, PENDING
+from shared.storage.clients import Buffer
+from shared.storage.hot_store import NODE_DOWN
+from shared.storage.keys import Partition, partitions
 from shared.storage.stats import BATCH_BUCKETS, read_stats
 
 HEARTBEATS_ACCEPTED = Counter(
@@ -41,7 +45,7 @@ _COUNTERS = {
     "takeovers": "Keys taken over from a worker that did not finish",
     "completions": "Materials that crossed the completion threshold",
     "flush_failures": "Flushes postponed because MongoDB was unavailable",
-    "quarantined": "Keys set aside in vp:poison because a flush could not process them",
+    "quarantined": "Keys set aside in the poison sets because a flush could not process them",
     "overclaimed_heartbeats": "Heartbeats whose claims went over the verified-watching budget",
     "interop_errors": "Flushes whose xAPI statements could not be queued (the flush went on)",
 }
@@ -56,22 +60,26 @@ _OUTBOX_COUNTERS = {
 
 
 class SystemCollector(Collector):
-    """Backlog and worker statistics, shared by every process through Redis."""
+    """Backlog (the buffer's partitions, summed) and worker statistics (RQ's Redis), shared by
+    every process through Redis."""
 
-    def __init__(self, r: redis.Redis, due_delay_s: float, queue_name: str) -> None:
+    def __init__(self, buffer: Buffer, r: redis.Redis, due_delay_s: float, queue_name: str) -> None:
+        self.buffer = buffer
         self.redis = r
         self.due_delay_s = due_delay_s
         self.failed_jobs = FailedJobRegistry(name=queue_name, connection=r)
 
     def collect(self) -> Iterator[Metric]:
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.zcard(DIRTY)
-        pipe.get(PENDING)
-        pipe.zrange(DIRTY, 0, 0, withscores=True)
+        replies, unreachable = self._partition_figures()
+        dirty = sum(replies[0::3])
+        pending = sum(int(p or 0) for p in replies[1::3])
+        firsts = [o[0] for o in replies[2::3] if o]
+        oldest = [min(firsts, key=lambda item: item[1])] if firsts else []
+        pipe = self.redis.pipeline(transaction=False)  # the outboxes live on RQ's Redis
         for box in OUTBOXES:
             pipe.hlen(box.entries)
             pipe.hlen(box.dead)
-        dirty, pending, oldest, *outbox_sizes = pipe.execute()
+        outbox_sizes = pipe.execute()
         stats = read_stats(self.redis)
         yield GaugeMetricFamily(
             "videoprogress_failed_jobs",
@@ -84,9 +92,14 @@ class SystemCollector(Collector):
             value=dirty,
         )
         yield GaugeMetricFamily(
+            "videoprogress_buffer_unreachable_partitions",
+            "Buffer partitions whose Redis did not answer (a cluster primary down)",
+            value=unreachable,
+        )
+        yield GaugeMetricFamily(
             "videoprogress_buffer_pending_heartbeats",
             "Accepted heartbeats not yet folded",
-            value=int(pending or 0),
+            value=pending,
         )
         age = max(0.0, time.time() - (oldest[0][1] - self.due_delay_s)) if oldest else 0.0
         yield GaugeMetricFamily(
@@ -116,6 +129,31 @@ class SystemCollector(Collector):
             "videoprogress_mongo_write_seconds", "Time spent in MongoDB bulk writes", value=seconds
         )
 
+    def _partition_figures(self) -> tuple[list[Any], int]:
+        """Each partition's (dirty keys, pending heartbeats, oldest due entry), flattened, in one
+        pipelined read per node; a node that does not answer leaves its partitions out (their
+        number is returned too)."""
+        parts = partitions()
+        groups: dict[str, list[Partition]] = {"": parts}
+        if isinstance(self.buffer, RedisCluster):
+            groups = {}
+            for part in parts:
+                node = self.buffer.get_node_from_key(part.dirty)  # type: ignore[no-untyped-call]  # redis-py
+                groups.setdefault(node.name, []).append(part)
+        replies: list[Any] = []
+        unreachable = 0
+        for group in groups.values():
+            pipe = self.buffer.pipeline(transaction=False)
+            for part in group:
+                pipe.zcard(part.dirty)
+                pipe.get(part.pending)
+                pipe.zrange(part.dirty, 0, 0, withscores=True)
+            try:
+                replies += pipe.execute()
+            except NODE_DOWN:
+                unreachable += len(group)
+        return replies, unreachable
+
 
 def _outbox_metrics(stats: dict[str, float], sizes: list[int]) -> Iterator[Metric]:
     depth = GaugeMetricFamily(
@@ -141,7 +179,9 @@ def render(system: CollectorRegistry) -> bytes:
     return generate_latest(REGISTRY) + generate_latest(system)
 
 
-def system_registry(r: redis.Redis, due_delay_s: float, queue_name: str) -> CollectorRegistry:
+def system_registry(
+    buffer: Buffer, r: redis.Redis, due_delay_s: float, queue_name: str
+) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SystemCollector(r, due_delay_s, queue_name))
+    registry.register(SystemCollector(buffer, r, due_delay_s, queue_name))
     return registry

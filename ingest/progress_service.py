@@ -126,8 +126,8 @@ class ProgressService:
         s, now = self.settings, self.ctx.clock.time()
         limits = IngestLimits(
             due_at=now + s.due_delay_s,
-            max_dirty=s.max_dirty_keys,
-            max_pending=s.max_pending_heartbeats,
+            max_dirty=s.max_dirty_per_partition,
+            max_pending=s.max_pending_per_partition,
             rate_limit=s.rate_limit_per_minute,
             rate_window_s=60,
             now=now,

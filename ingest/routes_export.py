@@ -22,7 +22,13 @@ ExportFormat = Annotated[
 async def _export(ctx: AppContext, student_id: str, fmt: str) -> dict[str, Any]:
     build = student_export_xapi if fmt == "xapi" else student_export
     return await run_in_threadpool(
-        build, ctx.settings, ctx.mongo, ctx.redis_sync, ctx.catalog.current, student_id
+        build,
+        ctx.settings,
+        ctx.mongo,
+        ctx.redis_sync,
+        ctx.rq_redis,
+        ctx.catalog.current,
+        student_id,
     )
 
 

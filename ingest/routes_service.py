@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
+import redis
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from starlette.concurrency import run_in_threadpool
 
 from ingest.metrics import render
@@ -36,14 +37,27 @@ class Readiness(BaseModel):
     responses={503: {"model": Readiness, "description": "Redis is unavailable"}},
 )
 async def readyz(request: Request) -> JSONResponse:
-    """200 while Redis answers (ingest needs nothing else); MongoDB's state is reported only."""
+    """200 while the buffer's Redis answers (ingest needs nothing else); MongoDB's state is
+    reported only. On a Redis Cluster, 200 while any primary answers: a primary that is down
+    refuses only the students whose slots it holds, so the process still serves the others."""
     ctx = request.app.state.ctx
+    client = ctx.redis_async
     try:
-        await asyncio.wait_for(ctx.redis_async.ping(), timeout=2)
-        redis_ok = True
-        depths = await asyncio.wait_for(_outbox_depths(ctx.redis_async), timeout=2)
+        if isinstance(client, AsyncRedisCluster):
+            pings = [client.ping(target_nodes=node) for node in client.get_primaries()]
+            answers = await asyncio.wait_for(
+                asyncio.gather(*pings, return_exceptions=True), timeout=2
+            )
+            redis_ok = any(a is True for a in answers)
+        else:
+            await asyncio.wait_for(client.ping(), timeout=2)
+            redis_ok = True
     except Exception:  # any failure means not ready
-        redis_ok, depths = False, None
+        redis_ok = False
+    try:  # on RQ's Redis: reported, not a reason to be unready
+        depths = await asyncio.wait_for(run_in_threadpool(_outbox_depths, ctx.rq_redis), timeout=2)
+    except Exception:
+        depths = None
     try:
         await asyncio.wait_for(run_in_threadpool(ctx.mongo.ping), timeout=2)
         mongo = "ok"
@@ -53,11 +67,11 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=200 if redis_ok else 503)
 
 
-async def _outbox_depths(client: Any) -> dict[str, int]:
+def _outbox_depths(client: redis.Redis) -> dict[str, int]:
     pipe = client.pipeline(transaction=False)
     for box in OUTBOXES:
         pipe.hlen(box.entries)
-    sizes = await pipe.execute()
+    sizes = pipe.execute()
     return {box.name: int(n) for box, n in zip(OUTBOXES, sizes, strict=True)}
 
 

@@ -173,5 +173,6 @@ async def erase(
         student_id,
         material_id,
         ctx.settings.hot_state_ttl_s,
+        ctx.rq_redis,
     )
     return report.as_dict()

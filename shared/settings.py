@@ -30,7 +30,15 @@ class Settings(BaseSettings):
         "production", validation_alias="APP_ENV"
     )
 
+    # RQ's Redis: queues, scheduler, cron (a plain Redis; RQ does not support Redis Cluster).
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # The heartbeat buffer (README, "Scaling"): REDIS_URL's server unless set; with
+    # BUFFER_REDIS_CLUSTER the URL names one startup node of a Redis Cluster.
+    buffer_redis_url: str | None = None
+    buffer_redis_cluster: bool = False
+    # Partitions of the buffer (each one hash tag, so one cluster slot). Every process must use
+    # the same number; change it only with a drained buffer.
+    buffer_partitions: int = Field(48, ge=1, le=4096)
     mongo_url: str = "mongodb://127.0.0.1:27017/videoprogress"
     mongo_timeout_ms: int = 5000
 
@@ -50,7 +58,8 @@ class Settings(BaseSettings):
     flush_batch_size: int = Field(500, ge=1)
     # A claimed batch not finished within this time is taken over by another worker.
     claim_lease_s: float = Field(60.0, gt=0)
-    # Unflushed-buffer bounds; past them ingest answers 503 instead of exhausting Redis.
+    # Unflushed-buffer bounds; past them ingest answers 503 instead of exhausting Redis. Each
+    # partition holds at most its share (bound / BUFFER_PARTITIONS, rounded up).
     max_dirty_keys: int = Field(1_000_000, ge=1)
     max_pending_heartbeats: int = Field(5_000_000, ge=1)
     hot_state_ttl_s: int = Field(7 * 24 * 3600, ge=60)
@@ -101,6 +110,15 @@ class Settings(BaseSettings):
     sent_ids_per_student: int = Field(1_000, ge=0)
 
     @model_validator(mode="after")
+    def _buffer_cluster_needs_its_own_url(self) -> Settings:
+        if self.buffer_redis_cluster and not self.buffer_redis_url:
+            raise ValueError(
+                "BUFFER_REDIS_CLUSTER=true needs BUFFER_REDIS_URL (a node of the cluster): "
+                "REDIS_URL is RQ's, which must be a plain Redis"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.webhook_receivers:
             secret = self.webhook_secret.get_secret_value() if self.webhook_secret else ""
@@ -135,6 +153,18 @@ class Settings(BaseSettings):
     @property
     def verification(self) -> Verification:
         return Verification(self.max_playback_rate, self.viewing_slack_s, self.viewing_gap_s)
+
+    @property
+    def buffer_url(self) -> str:
+        return self.buffer_redis_url or self.redis_url
+
+    @property
+    def max_dirty_per_partition(self) -> int:
+        return -(-self.max_dirty_keys // self.buffer_partitions)
+
+    @property
+    def max_pending_per_partition(self) -> int:
+        return -(-self.max_pending_heartbeats // self.buffer_partitions)
 
     @property
     def due_delay_s(self) -> float:

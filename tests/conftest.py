@@ -1,6 +1,10 @@
 """Real services for the tests that need them.
 
-Redis: a real `redis-server` started on a free port (or the one `REDIS_URL` names).
+Redis: a real `redis-server` started on a free port (or the one `REDIS_URL` names). Every test
+that uses Redis runs twice: with the heartbeat buffer on that Redis (`single`), and with the
+buffer on a real three-primary Redis Cluster (`cluster`: `BUFFER_REDIS_URL` and
+`BUFFER_REDIS_CLUSTER` set in the environment, which settings read), RQ staying on the plain
+Redis.
 MongoDB: the `nx-27017` wire-protocol server started on a free port, or a real MongoDB when
 `MONGO_URL` is set (each test then gets its own database, dropped afterwards).
 Tests that do not ask for these fixtures cannot reach a service.
@@ -19,7 +23,14 @@ import pymongo
 import pytest
 import redis
 
-from shared.devtools.services import Service, mongo_standin_service, redis_service
+from shared.devtools.services import (
+    RedisCluster,
+    Service,
+    mongo_standin_service,
+    redis_service,
+    start_redis_cluster,
+)
+from shared.storage.clients import Buffer, buffer_client
 
 
 def with_database(url: str, name: str) -> str:
@@ -66,18 +77,63 @@ def mongo_base_url(mongo_server: Service | None) -> str:
     return f"mongodb://127.0.0.1:{mongo_server.port}/videoprogress"
 
 
+@pytest.fixture(scope="session")
+def redis_cluster(services_dir: Path) -> Iterator[RedisCluster]:
+    """Three redis-servers in cluster mode, joined by `redis-cli --cluster create`."""
+    cluster = start_redis_cluster(services_dir / "cluster", primaries=3)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session", params=["single", "cluster"])
+def buffer_kind(request: pytest.FixtureRequest) -> str:
+    kind: str = request.param
+    return kind
+
+
+def flush_buffer(buffer_urls: list[str]) -> None:
+    for url in buffer_urls:
+        client = redis.Redis.from_url(url)
+        client.flushdb()
+        client.close()
+
+
 @pytest.fixture
-def redis_url(redis_base_url: str) -> Iterator[str]:
-    client = redis.Redis.from_url(redis_base_url)
-    client.flushdb()
+def redis_url(
+    redis_base_url: str,
+    buffer_kind: str,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[str]:
+    """RQ's Redis URL, emptied; the buffer (the same Redis, or the cluster) is emptied too."""
+    urls = [redis_base_url]
+    if buffer_kind == "cluster":
+        cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+        monkeypatch.setenv("BUFFER_REDIS_URL", cluster.url)
+        monkeypatch.setenv("BUFFER_REDIS_CLUSTER", "true")
+        urls += [f"redis://127.0.0.1:{node.port}/0" for node in cluster.nodes]
+    else:
+        monkeypatch.delenv("BUFFER_REDIS_URL", raising=False)
+        monkeypatch.delenv("BUFFER_REDIS_CLUSTER", raising=False)
+    flush_buffer(urls)
     yield redis_base_url
-    client.flushdb()
+    flush_buffer(urls)
+
+
+@pytest.fixture
+def rq_client(redis_url: str) -> Iterator[redis.Redis]:
+    """RQ's Redis (always a plain Redis): queues, worker statistics and the outboxes."""
+    client = redis.Redis.from_url(redis_url)
+    yield client
     client.close()
 
 
 @pytest.fixture
-def redis_client(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
+def redis_client(redis_url: str) -> Iterator[Buffer]:
+    """The buffer's client (a cluster client in the `cluster` runs)."""
+    from tests.helpers import make_settings
+
+    client = buffer_client(make_settings(redis_url, "mongodb://127.0.0.1:1/unused"))
     yield client
     client.close()
 
@@ -110,8 +166,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not FAULT_SUMMARY:
         return
     header = ("fault", "injected", "accepted", "stored", "lost", "duplicated")
-    lines = [f"{header[0]:28} " + " ".join(f"{h:>10}" for h in header[1:])]
-    lines += [f"{row[0]:28} " + " ".join(f"{v:>10}" for v in row[1:]) for row in FAULT_SUMMARY]
+    width = max(len(str(row[0])) for row in [header, *FAULT_SUMMARY])
+    lines = [f"{header[0]:{width}} " + " ".join(f"{h:>10}" for h in header[1:])]
+    lines += [f"{row[0]:{width}} " + " ".join(f"{v:>10}" for v in row[1:]) for row in FAULT_SUMMARY]
     terminalreporter.write_sep("=", "fault summary")
     for line in lines:
         terminalreporter.write_line(line)

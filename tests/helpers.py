@@ -7,6 +7,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from shared.settings import Settings
+from shared.storage.clients import AsyncBuffer, Buffer, async_buffer_client
+from shared.storage.keys import ProgressKey, partitions
 from shared.tokens import mint_token
 
 T = TypeVar("T")
@@ -88,3 +90,48 @@ def present(value: T | None) -> T:
     process); fails the test when it is None."""
     assert value is not None
     return value
+
+
+# The buffer as tests look at it (keys are spelled only in shared/storage/keys.py).
+
+
+def async_buffer(redis_url: str) -> AsyncBuffer:
+    """The buffer's asyncio client for tests given RQ's URL (a cluster when the environment
+    says so: BUFFER_REDIS_URL, BUFFER_REDIS_CLUSTER)."""
+    return async_buffer_client(make_settings(redis_url, "mongodb://127.0.0.1:1/unused"))
+
+
+def dirty_score(r: Buffer, student: str, material: str) -> float | None:
+    """When the key is due (None: clean), from its partition's dirty index."""
+    key = ProgressKey(student, material)
+    score: float | None = r.zscore(key.partition.dirty, key.member)
+    return score
+
+
+def leased(r: Buffer, student: str, material: str) -> bool:
+    key = ProgressKey(student, material)
+    return bool(r.hexists(key.partition.leases, key.member))
+
+
+def buffered(r: Buffer) -> tuple[int, int]:
+    """(dirty keys, pending heartbeats), summed over the partitions."""
+    pipe = r.pipeline(transaction=False)
+    for part in partitions():
+        pipe.zcard(part.dirty)
+        pipe.get(part.pending)
+    replies = pipe.execute()
+    return sum(replies[0::2]), sum(int(p or 0) for p in replies[1::2])
+
+
+def lease_expiries(r: Buffer) -> list[float]:
+    pipe = r.pipeline(transaction=False)
+    for part in partitions():
+        pipe.hvals(part.leases)
+    return [float(v) for values in pipe.execute() for v in values]
+
+
+def poisoned(r: Buffer) -> list[bytes]:
+    pipe = r.pipeline(transaction=False)
+    for part in partitions():
+        pipe.zrange(part.poison, 0, -1)
+    return [m for members in pipe.execute() for m in members]

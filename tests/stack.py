@@ -1,5 +1,9 @@
 """A running system for tests: the Procfile's processes over a redis-server and the MongoDB
-stand-in of its own, plus HTTP helpers. Used as a module-scoped fixture."""
+stand-in of its own, plus HTTP helpers. Used as a module-scoped fixture.
+
+`buffer="cluster"` puts the heartbeat buffer on a three-primary Redis Cluster (AOF on), RQ
+staying on the plain redis-server, with two web processes (`WEB_CONCURRENCY=2`) and three
+workers."""
 
 from __future__ import annotations
 
@@ -19,16 +23,21 @@ import pytest
 import redis
 from pymongo.database import Database
 from redis import Redis
+from redis.cluster import RedisCluster as RedisClusterClient
 
 from shared.devtools.services import (
+    RedisCluster,
     Service,
     free_port,
     mongo_standin_service,
     procfile_commands,
     redis_service,
     start_procfile_process,
+    start_redis_cluster,
     wait_for_port,
 )
+from shared.storage.clients import Buffer, buffer_client
+from shared.storage.keys import ProgressKey
 from tests.helpers import COURSE, COURSE_ID, SECRET, make_settings
 from tests.helpers import bearer as _bearer
 
@@ -43,6 +52,8 @@ class Stack:
     mongo: Service
     env: dict[str, str]
     port: int
+    cluster: RedisCluster | None = None
+    workers: int = 2
     procs: dict[str, list[subprocess.Popen[bytes]]] = field(default_factory=dict)
 
     @property
@@ -63,9 +74,27 @@ class Stack:
 
     def settings(self) -> Any:
         rate = float(self.env.get("MAX_PLAYBACK_RATE", "2"))
-        return make_settings(self.env["REDIS_URL"], self.env["MONGO_URL"], max_playback_rate=rate)
+        return make_settings(
+            self.env["REDIS_URL"], self.env["MONGO_URL"], max_playback_rate=rate,
+            buffer_redis_url=self.env.get("BUFFER_REDIS_URL"),
+            buffer_redis_cluster=self.cluster is not None,
+        )  # fmt: skip
 
-    def redis_client(self) -> Redis:
+    def buffer_server(self, student: str) -> Service:
+        """The redis-server holding the student's buffer keys."""
+        if self.cluster is None:
+            return self.redis
+        client = self.redis_client()
+        assert isinstance(client, RedisClusterClient)
+        node = client.get_node_from_key(ProgressKey(student, "").pending)  # type: ignore[no-untyped-call]  # redis-py
+        client.close()
+        return next(n for n in self.cluster.nodes if n.port == node.port)
+
+    def redis_client(self) -> Buffer:
+        """The heartbeat buffer's client (RQ's Redis unless the stack runs a cluster)."""
+        return buffer_client(self.settings(), socket_timeout=5)
+
+    def rq_client(self) -> Redis:
         return redis.Redis.from_url(self.env["REDIS_URL"], socket_timeout=5)
 
     def db(self) -> Database[dict[str, Any]]:
@@ -80,6 +109,7 @@ def running_stack(
     catalog_file: Path | None = None,
     max_playback_rate: float | None = 0.0,
     extra_env: dict[str, str] | None = None,
+    buffer: str = "single",
 ) -> Iterator[Stack]:
     """Start a whole system; the caller wraps it in a fixture of the scope it wants.
 
@@ -108,6 +138,12 @@ def running_stack(
     if max_playback_rate is not None:
         env["MAX_PLAYBACK_RATE"] = str(max_playback_rate)
     env.update(extra_env or {})
+    env.pop("BUFFER_REDIS_URL", None)
+    env.pop("BUFFER_REDIS_CLUSTER", None)
+    cluster, workers = None, 2
+    if buffer == "cluster":
+        cluster, workers = start_redis_cluster(root / "cluster", appendonly=True), 3
+        env.update(BUFFER_REDIS_URL=cluster.url, BUFFER_REDIS_CLUSTER="true", WEB_CONCURRENCY="2")
     if catalog_file is None:
         catalog_file = root / "catalog.json"
         catalog_file.write_text(json.dumps({"courses": [{"course_id": COURSE_ID, **COURSE}]}))
@@ -116,9 +152,9 @@ def running_stack(
         env=env,
         check=True,
     )
-    s = Stack(root, redis_svc, mongo_svc, env, port)
+    s = Stack(root, redis_svc, mongo_svc, env, port, cluster, workers)
     web = s.start("web")
-    for _ in range(2):
+    for _ in range(workers):
         s.start("worker")
     s.start("clock")
     wait_for_port(port, 30, web)
@@ -127,6 +163,8 @@ def running_stack(
         s.kill_all(name, signal.SIGTERM)
     mongo_svc.stop()
     redis_svc.stop()
+    if cluster is not None:
+        cluster.stop()
 
 
 def enroll(stack: Stack, student: str) -> dict[str, str]:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import redis
-
 from shared.domain.catalog import Catalog, Course
 from shared.ops import admin_ops
-from shared.storage.keys import CATALOG, enrollments_key
+from shared.storage.clients import Buffer
+from shared.storage.keys import CATALOG, enrollments_key, stored_key
 from shared.storage.mongo_store import MongoStore
 
 
@@ -16,7 +15,7 @@ def course(course_id: str) -> Course:
     return Course(course_id=course_id, title=course_id, teacher_ids=[], modules=[])
 
 
-def test_enrollment_changes_rewrite_the_mirror(mongo_url: str, redis_client: redis.Redis) -> None:
+def test_enrollment_changes_rewrite_the_mirror(mongo_url: str, redis_client: Buffer) -> None:
     mongo = MongoStore(mongo_url)
     mongo.ensure_indexes()
     key = enrollments_key("ana")
@@ -51,7 +50,7 @@ class RacingMongo(MongoStore):
 
 
 def test_a_mirror_read_before_a_change_cannot_overwrite_it(
-    mongo_url: str, redis_client: redis.Redis
+    mongo_url: str, redis_client: Buffer
 ) -> None:
     mongo = MongoStore(mongo_url)
     enroll = lambda: admin_ops.set_enrollment(mongo, redis_client, "ana", "c1", True)  # noqa: E731
@@ -62,7 +61,7 @@ def test_a_mirror_read_before_a_change_cannot_overwrite_it(
 
 
 def test_an_older_catalog_snapshot_cannot_be_published_over_a_newer_one(
-    mongo_url: str, redis_client: redis.Redis
+    mongo_url: str, redis_client: Buffer
 ) -> None:
     mongo = MongoStore(mongo_url)
     admin_ops.save_course(mongo, redis_client, course("c1"))
@@ -74,3 +73,17 @@ def test_an_older_catalog_snapshot_cannot_be_published_over_a_newer_one(
     assert isinstance(blob, bytes)
     current = Catalog.from_json(blob.decode())
     assert set(current.courses) == {"c1", "c2"}
+
+
+def test_rebuild_stored_lists_every_state_mongodb_holds(
+    mongo_url: str, redis_client: Buffer
+) -> None:
+    mongo = MongoStore(mongo_url)
+    mongo.progress.insert_many([
+        {"_id": "v1|ana", "student_id": "ana", "material_id": "v1"},
+        {"_id": "v2|ana", "student_id": "ana", "material_id": "v2"},
+        {"_id": "v1|bo", "student_id": "bo", "material_id": "v1"},
+    ])  # fmt: skip
+    assert admin_ops.rebuild_stored_sets(mongo, redis_client, batch=2) == 3
+    assert redis_client.smembers(stored_key("ana")) == {b"v1", b"v2"}
+    assert redis_client.smembers(stored_key("bo")) == {b"v1"}

@@ -16,13 +16,23 @@ from typing import Any
 import jwt
 import pymongo
 import pytest
-import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from ingest.app import create_app
 from shared.settings import Settings
-from tests.helpers import COURSE, COURSE_ID, SECRET, bearer, heartbeat, make_settings, present
+from shared.storage.clients import Buffer
+from shared.storage.keys import ProgressKey
+from tests.helpers import (
+    COURSE,
+    COURSE_ID,
+    SECRET,
+    bearer,
+    buffered,
+    heartbeat,
+    make_settings,
+    present,
+)
 from workers.context import build_context
 from workers.flush import flush_batch
 
@@ -270,7 +280,7 @@ def test_a_material_belongs_to_one_course(client: TestClient, settings: Settings
 def test_invalid_heartbeats_get_422_naming_the_field_and_store_nothing(
     client: TestClient,
     as_student: dict[str, str],
-    redis_client: redis.Redis,
+    redis_client: Buffer,
     body: dict[str, Any],
     field: str,
 ) -> None:
@@ -278,13 +288,13 @@ def test_invalid_heartbeats_get_422_naming_the_field_and_store_nothing(
     error = assert_error(r, 422, "invalid")
     assert any(d["field"].startswith(field) for d in error["details"]), error
     assert all(d["rule"] for d in error["details"])
-    assert redis_client.keys("vp:{*}:hb:*") == []
-    assert redis_client.zcard("vp:dirty") == 0
+    assert redis_client.exists(ProgressKey(STUDENT, "v-100").pending) == 0
+    assert buffered(redis_client) == (0, 0)
 
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
 def test_non_finite_numbers_are_refused(
-    client: TestClient, as_student: dict[str, str], redis_client: redis.Redis, literal: str
+    client: TestClient, as_student: dict[str, str], redis_client: Buffer, literal: str
 ) -> None:
     raw = '{"watch_time": ' + literal + ', "total_duration": 100}'
     r = client.post(
@@ -293,7 +303,7 @@ def test_non_finite_numbers_are_refused(
         headers={**as_student, "Content-Type": "application/json"},
     )
     assert_error(r, 422, "invalid")
-    assert redis_client.zcard("vp:dirty") == 0
+    assert buffered(redis_client) == (0, 0)
 
 
 def test_non_json_body_is_422(client: TestClient, as_student: dict[str, str]) -> None:
@@ -452,7 +462,7 @@ def test_completion_at_80_percent_is_sticky(client: TestClient, as_student: dict
 
 
 def test_batch_route_judges_each_item_alone(
-    client: TestClient, as_student: dict[str, str], redis_client: redis.Redis
+    client: TestClient, as_student: dict[str, str], redis_client: Buffer
 ) -> None:
     items = [
         {"material_id": "v-100", **heartbeat(10, played=[[0, 10]])},
@@ -480,7 +490,7 @@ def test_batch_route_judges_each_item_alone(
     assert statuses["unknown"] == ["v-nope"]
     assert statuses["statuses"]["v-100"]["watched_seconds"] == 20.0
     assert statuses["statuses"]["v-600"]["watched_seconds"] == 20.0
-    assert redis_client.llen("vp:{" + STUDENT + "}:hb:v-100") == 2
+    assert redis_client.llen(ProgressKey(STUDENT, "v-100").pending) == 2
 
 
 def test_batch_from_a_student_not_enrolled_accepts_nothing(
@@ -540,11 +550,11 @@ def test_flush_writes_one_document_per_key_with_the_right_values(
 
 
 def test_states_expired_from_redis_are_read_back_from_mongodb(
-    client: TestClient, settings: Settings, as_student: dict[str, str], redis_client: redis.Redis
+    client: TestClient, settings: Settings, as_student: dict[str, str], redis_client: Buffer
 ) -> None:
     watch(client, as_student, **heartbeat(30, played=[[0, 30]]))
     flush(settings)
-    redis_client.delete("vp:{" + STUDENT + "}:ws:v-100")  # as if its TTL ran out
+    redis_client.delete(ProgressKey(STUDENT, "v-100").state)  # as if its TTL ran out
     status = client.get("/api/progress/video/v-100/status", headers=as_student).json()
     assert status["watched_seconds"] == 30.0
     r = watch(client, as_student, **heartbeat(40, played=[[30, 40]]))

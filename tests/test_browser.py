@@ -21,7 +21,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from shared.devtools.demo import DEMO_CATALOG, DEMO_COURSE
 from shared.settings import Settings
 from shared.tokens import mint_token
-from tests.helpers import bearer, wait_until
+from tests.helpers import bearer, buffered, wait_until
 from tests.stack import Stack, running_stack
 
 pytestmark = pytest.mark.system
@@ -218,7 +218,7 @@ def test_teacher_sees_the_class_and_a_retention_chart(stack: Stack, browser: Bro
     body = {"watch_time": 10, "total_duration": 20, "played": [[0, 10]]}
     url = f"{stack.url}/api/progress/video/demo-video-1/watch-time"
     assert httpx.post(url, json=body, headers=headers).status_code == 202
-    wait_until(lambda: stack.redis_client().zcard("vp:dirty") == 0, timeout_s=30)  # flushed
+    wait_until(lambda: buffered(stack.redis_client())[0] == 0, timeout_s=30)  # flushed
 
     page = sign_in(browser, stack, "teacher-1")
     page.goto(f"{stack.url}/#/teacher/{DEMO_COURSE}")

@@ -3,7 +3,9 @@ MongoDB stand-in): workers SIGKILLed at random moments, Redis crashed and restar
 away for 30 s, a poison job. Simulated watchers send heartbeats the way the browser tracker does
 and retry what is refused; at the end every accepted heartbeat must be stored exactly once.
 
-A summary table is printed at the end of the run (and written to test-output/).
+Every test runs twice: the buffer on RQ's redis-server (`single`) and on a three-primary Redis
+Cluster with AOF, two web processes and three workers (`cluster`), where the Redis crash is one
+primary's. A summary table is printed at the end of the run (and written to test-output/).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ import pytest
 from rq import Queue, Retry
 from rq.registry import FailedJobRegistry
 
-from tests.helpers import FAULT_SUMMARY, wait_until
+from shared.storage.keys import partitions
+from tests.helpers import FAULT_SUMMARY, buffered, lease_expiries, wait_until
 from tests.stack import CLAIM_LEASE_S, Stack, enroll, running_stack, stored
 
 pytestmark = pytest.mark.system
@@ -70,9 +73,15 @@ class Watcher:
         raise AssertionError(f"{self.student}: a heartbeat was never accepted")
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    yield from running_stack(tmp_path_factory)
+@pytest.fixture(scope="module", params=["single", "cluster"])
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Stack]:
+    yield from running_stack(tmp_path_factory, buffer=request.param)
+
+
+def on_cluster(stack: Stack, fault: str) -> str:
+    return f"{fault} [cluster]" if stack.cluster else fault
 
 
 def watchers(stack: Stack, prefix: str, n: int) -> list[Watcher]:
@@ -93,9 +102,9 @@ def run_load(stack: Stack, group: list[Watcher], steps: int, pace_s: float = 0.2
             future.result()
 
 
-def supervise(stack: Stack, workers: int = 2) -> None:
+def supervise(stack: Stack) -> None:
     """Restart crashed processes, as a platform's process manager would."""
-    for name, count in (("worker", workers), ("clock", 1), ("web", 1)):
+    for name, count in (("worker", stack.workers), ("clock", 1), ("web", 1)):
         alive = [p for p in stack.procs.get(name, []) if p.poll() is None]
         stack.procs[name] = alive
         for _ in range(count - len(alive)):
@@ -103,8 +112,7 @@ def supervise(stack: Stack, workers: int = 2) -> None:
 
 
 def drained(stack: Stack) -> bool:
-    r = stack.redis_client()
-    return r.zcard("vp:dirty") == 0 and int(r.get("vp:pending") or 0) == 0
+    return buffered(stack.redis_client()) == (0, 0)
 
 
 def check_and_summarise(stack: Stack, fault: str, injected: int, group: list[Watcher]) -> None:
@@ -139,7 +147,7 @@ def test_workers_killed_at_random_moments_lose_and_double_nothing(stack: Stack) 
     def holding_a_batch() -> bool:
         """A worker claimed keys within the last second (a fresh lease), i.e. is flushing."""
         fresh_after = time.time() + CLAIM_LEASE_S - 1.0
-        return any(float(v) > fresh_after for v in r.hvals("vp:leases"))
+        return any(float(v) > fresh_after for v in lease_expiries(r))
 
     def killer() -> None:
         while not stop.is_set():
@@ -168,23 +176,45 @@ def test_workers_killed_at_random_moments_lose_and_double_nothing(stack: Stack) 
     supervise(stack)
     assert kills["holding_a_batch"] >= 1, kills
     fault = f"worker SIGKILLs ({kills['holding_a_batch']} mid-flush)"
-    check_and_summarise(stack, fault, kills["total"], group)
+    check_and_summarise(stack, on_cluster(stack, fault), kills["total"], group)
 
 
 def test_redis_crash_and_restart_from_aof(stack: Stack) -> None:
-    group = watchers(stack, "aof", 6)
+    """The buffer's Redis (on a cluster, one primary) SIGKILLed under load and restarted from
+    its AOF: nothing accepted is lost; while it is down only the students it holds get 503."""
+    group = watchers(stack, "aof", 12 if stack.cluster else 6)
+    victim = stack.buffer_server(group[0].student)
+    hit = [w for w in group if stack.buffer_server(w.student) == victim]
+    spared = [w for w in group if w not in hit]
+    assert len(hit) < len(group) if stack.cluster else not spared
     run_load(stack, group, steps=10, pace_s=0.05)
     time.sleep(1.5)  # everything acknowledged so far is older than one appendfsync
-    stack.redis.stop(signal.SIGKILL)
+    before = {w.student: w.refusals.get(503, 0) for w in group}
+    victim.stop(signal.SIGKILL)
     during = threading.Thread(target=run_load, args=(stack, group, 10, 0.05))
     during.start()  # these are refused with 503 and retried by the watchers
     time.sleep(3)
-    refused_while_down = sum(w.refusals.get(503, 0) for w in group)
-    stack.redis.start()
+    refused = {w.student: w.refusals.get(503, 0) - before[w.student] for w in group}
+    if stack.cluster:  # the process stays ready and says which part of the buffer is away
+        assert httpx.get(f"{stack.url}/readyz", timeout=10).status_code == 200
+        metrics = httpx.get(f"{stack.url}/metrics", timeout=10)
+        assert metrics.status_code == 200
+        away = next(
+            float(line.split()[1])
+            for line in metrics.text.splitlines()
+            if line.startswith("videoprogress_buffer_unreachable_partitions ")
+        )
+        assert away == len(partitions()) // len(stack.cluster.nodes)  # the victim's share
+    victim.start()
     during.join()
-    assert refused_while_down > 0
+    assert all(refused[w.student] > 0 for w in hit), refused
+    assert all(refused[w.student] == 0 for w in spared), refused  # everyone else is served
     supervise(stack)
-    check_and_summarise(stack, "Redis crash + AOF restart", 1, group)
+    if stack.cluster:
+        fault = f"cluster primary SIGKILL + AOF ({len(hit)}/{len(group)} refused)"
+    else:
+        fault = "Redis crash + AOF restart"
+    check_and_summarise(stack, fault, 1, group)
 
 
 def test_mongodb_away_for_30_seconds_under_load(stack: Stack) -> None:
@@ -207,11 +237,12 @@ def test_mongodb_away_for_30_seconds_under_load(stack: Stack) -> None:
         stack.mongo.start()
     load.join()
     assert all(not w.refusals for w in group), [w.refusals for w in group]  # always 202
-    check_and_summarise(stack, "MongoDB stopped 30 s", 1, group)
+    check_and_summarise(stack, on_cluster(stack, "MongoDB stopped 30 s"), 1, group)
 
 
 def test_a_poison_job_fails_for_good_without_blocking_other_work(stack: Stack) -> None:
-    queue = Queue("videoprogress", connection=stack.redis_client())
+    queue = Queue("videoprogress", connection=stack.rq_client())
+    failed_before = FailedJobRegistry(queue=queue).count
     job = queue.enqueue(
         "workers.completion.record_completions",
         "not a list of items",
@@ -224,6 +255,6 @@ def test_a_poison_job_fails_for_good_without_blocking_other_work(stack: Stack) -
     job.refresh()  # type: ignore[no-untyped-call]  # rq: Job.refresh is not annotated
     assert job.retries_left == 0
     metrics = httpx.get(f"{stack.url}/metrics", timeout=10).text
-    assert "videoprogress_failed_jobs 1.0" in metrics
-    check_and_summarise(stack, "poison job (2 retries)", 1, group)
+    assert f"videoprogress_failed_jobs {failed_before + 1}.0" in metrics
+    check_and_summarise(stack, on_cluster(stack, "poison job (2 retries)"), 1, group)
     FailedJobRegistry(queue=queue).remove(job)

@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 
-import redis
-import redis.asyncio as aioredis
-
 from shared.domain.progress import Heartbeat, WatchState
+from shared.storage.clients import Buffer
 from shared.storage.hot_store import (
     AsyncHotStore,
     CachedView,
@@ -20,9 +18,11 @@ from shared.storage.hot_store import (
     IngestReply,
     Proposal,
 )
-from shared.storage.keys import DIRTY, LEASES, PENDING, ProgressKey, enrollments_key
+from shared.storage.keys import ProgressKey, enrollments_key
+from tests.helpers import async_buffer
 
 KEY = ProgressKey("s1", "v1")
+DIRTY, LEASES, PENDING = KEY.partition.dirty, KEY.partition.leases, KEY.partition.pending
 
 
 def append(
@@ -37,7 +37,7 @@ def append(
     max_per_key: int = 5000,
 ) -> IngestReply:
     async def run() -> IngestReply:
-        client = aioredis.Redis.from_url(url)
+        client = async_buffer(url)
         try:
             store = AsyncHotStore(client)
             limits = IngestLimits(
@@ -58,7 +58,7 @@ def append(
     return asyncio.run(run())
 
 
-def enroll(r: redis.Redis, student: str = "s1", *courses: str) -> None:
+def enroll(r: Buffer, student: str = "s1", *courses: str) -> None:
     r.sadd(enrollments_key(student), "*", *courses)
 
 
@@ -67,16 +67,16 @@ def hb(t: float) -> Heartbeat:
 
 
 def test_unknown_enrollment_and_not_enrolled_write_nothing(
-    redis_url: str, redis_client: redis.Redis
+    redis_url: str, redis_client: Buffer
 ) -> None:
     assert append(redis_url, [hb(1)]).status == "enrollment_unknown"
     enroll(redis_client, "s1", "other-course")
     assert append(redis_url, [hb(1)]).status == "not_enrolled"
-    assert redis_client.keys("vp:{s1}:hb:*") == [] and redis_client.zcard(DIRTY) == 0
+    assert redis_client.keys(KEY.pending) == [] and redis_client.zcard(DIRTY) == 0
 
 
 def test_accepted_heartbeats_are_buffered_and_marked_dirty_once(
-    redis_url: str, redis_client: redis.Redis
+    redis_url: str, redis_client: Buffer
 ) -> None:
     enroll(redis_client, "s1", "c1")
     first = append(redis_url, [hb(1)])
@@ -89,7 +89,7 @@ def test_accepted_heartbeats_are_buffered_and_marked_dirty_once(
     assert redis_client.zscore(DIRTY, KEY.member) == 1000.0
 
 
-def test_buffer_bounds_refuse_whole_items(redis_url: str, redis_client: redis.Redis) -> None:
+def test_buffer_bounds_refuse_whole_items(redis_url: str, redis_client: Buffer) -> None:
     enroll(redis_client, "s1", "c1")
     assert append(redis_url, [hb(1), hb(2)], max_pending=3).status == "ok"
     assert append(redis_url, [hb(3), hb(4)], max_pending=3).status == "buffer_full"
@@ -100,7 +100,7 @@ def test_buffer_bounds_refuse_whole_items(redis_url: str, redis_client: redis.Re
 
 
 def test_the_rate_limit_counts_appends_per_student_and_window(
-    redis_url: str, redis_client: redis.Redis
+    redis_url: str, redis_client: Buffer
 ) -> None:
     enroll(redis_client, "s1", "c1")
     assert [append(redis_url, [hb(i)], rate_limit=3).status for i in range(4)] == [
@@ -118,20 +118,20 @@ def test_the_rate_limit_counts_appends_per_student_and_window(
 
 
 def test_claims_are_leased_and_expired_leases_are_taken_over(
-    redis_url: str, redis_client: redis.Redis
+    redis_url: str, redis_client: Buffer
 ) -> None:
     enroll(redis_client, "s1", "c1")
     append(redis_url, [hb(1)])
     store = HotStore(redis_client)
-    assert store.claim(now=999.0, lease_until=2000.0, limit=10) == (0, [])  # not due yet
-    assert store.claim(now=1000.0, lease_until=2000.0, limit=10) == (0, [KEY])
-    assert store.claim(now=1500.0, lease_until=2500.0, limit=10) == (0, [])  # leased
-    assert store.claim(now=2000.0, lease_until=3000.0, limit=10) == (1, [KEY])  # takeover
+    assert store.claim(now=999.0, lease_until=2000.0, limit=10) == (0, [], False)  # not due yet
+    assert store.claim(now=1000.0, lease_until=2000.0, limit=10)[:2] == (0, [KEY])
+    assert store.claim(now=1500.0, lease_until=2500.0, limit=10) == (0, [], False)  # leased
+    assert store.claim(now=2000.0, lease_until=3000.0, limit=10)[:2] == (1, [KEY])  # takeover
     assert redis_client.hexists(LEASES, KEY.member)
 
 
 def test_commit_is_compare_and_set_and_trims_only_what_it_folded(
-    redis_url: str, redis_client: redis.Redis
+    redis_url: str, redis_client: Buffer
 ) -> None:
     enroll(redis_client, "s1", "c1")
     append(redis_url, [hb(1), hb(2)])
@@ -148,7 +148,7 @@ def test_commit_is_compare_and_set_and_trims_only_what_it_folded(
     assert int(redis_client.get(PENDING) or 0) == 1
 
 
-def test_finish_cleans_only_unchanged_keys(redis_url: str, redis_client: redis.Redis) -> None:
+def test_finish_cleans_only_unchanged_keys(redis_url: str, redis_client: Buffer) -> None:
     enroll(redis_client, "s1", "c1")
     append(redis_url, [hb(1)])
     store = HotStore(redis_client)
@@ -165,7 +165,7 @@ def test_finish_cleans_only_unchanged_keys(redis_url: str, redis_client: redis.R
     assert redis_client.hget(KEY.state, "cq") == b"1"
 
 
-def test_erasure_beats_a_fold_read_before_it(redis_url: str, redis_client: redis.Redis) -> None:
+def test_erasure_beats_a_fold_read_before_it(redis_url: str, redis_client: Buffer) -> None:
     from shared.ops.erasure import VERSION_GAP
     from shared.storage.hot_store import SCRIPTS
 
@@ -192,14 +192,14 @@ def test_erasure_beats_a_fold_read_before_it(redis_url: str, redis_client: redis
 
 
 def test_scripts_lost_by_a_redis_restart_are_loaded_again(
-    redis_url: str, redis_client: redis.Redis
+    redis_url: str, redis_client: Buffer
 ) -> None:
     enroll(redis_client, "s1", "c1")
     limits = IngestLimits(1000.0, 100, 100, 0, 60, now=6000.0)
     items = [IngestItem(KEY, "c1", [hb(1)]), IngestItem(ProgressKey("s1", "v2"), "c1", [hb(2)])]
 
     async def run() -> list[str]:
-        client = aioredis.Redis.from_url(redis_url)
+        client = async_buffer(redis_url)
         try:
             store = AsyncHotStore(client)
             redis_client.script_flush()
@@ -222,7 +222,7 @@ def view_of(reply: IngestReply) -> HotView:
     return reply.view
 
 
-def view_at(r: redis.Redis, view: HotView, folded: int) -> CachedView:
+def view_at(r: Buffer, view: HotView, folded: int) -> CachedView:
     """The view of a process that folded the first `folded` pending heartbeats."""
     raw = r.lindex(KEY.pending, folded - 1)
     assert isinstance(raw, bytes)
@@ -230,7 +230,7 @@ def view_at(r: redis.Redis, view: HotView, folded: int) -> CachedView:
 
 
 def test_a_caller_with_a_current_view_gets_only_what_came_after_it(
-    redis_url: str, redis_client: redis.Redis
+    redis_url: str, redis_client: Buffer
 ) -> None:
     enroll(redis_client, "s1", "c1")
     for t in range(1, 501):  # a worker-tier outage: 500 heartbeats wait for a flush
@@ -248,7 +248,7 @@ def test_a_caller_with_a_current_view_gets_only_what_came_after_it(
 
 
 def test_a_preview_serves_callers_without_a_view_until_the_hot_state_moves(
-    redis_url: str, redis_client: redis.Redis
+    redis_url: str, redis_client: Buffer
 ) -> None:
     enroll(redis_client, "s1", "c1")
     for t in range(1, 301):
@@ -274,9 +274,7 @@ def test_a_preview_serves_callers_without_a_view_until_the_hot_state_moves(
     assert view_of(append(redis_url, [hb(305)], cached=old_view)).mode == "state"
 
 
-def test_an_erased_or_expired_key_gets_a_new_epoch(
-    redis_url: str, redis_client: redis.Redis
-) -> None:
+def test_an_erased_or_expired_key_gets_a_new_epoch(redis_url: str, redis_client: Buffer) -> None:
     enroll(redis_client, "s1", "c1")
     first = view_of(append(redis_url, [hb(1)]))
     redis_client.delete(KEY.state, KEY.pending)  # as erasure or expiry leaves it
@@ -285,9 +283,7 @@ def test_an_erased_or_expired_key_gets_a_new_epoch(
     assert [h.received_at for h in again.tail] == [2]
 
 
-def test_a_key_holds_at_most_max_per_key_heartbeats(
-    redis_url: str, redis_client: redis.Redis
-) -> None:
+def test_a_key_holds_at_most_max_per_key_heartbeats(redis_url: str, redis_client: Buffer) -> None:
     enroll(redis_client, "s1", "c1")
     assert append(redis_url, [hb(t) for t in range(1, 9)], max_per_key=10).status == "ok"
     assert append(redis_url, [hb(9), hb(10), hb(11)], max_per_key=10).status == "key_full"
@@ -298,7 +294,7 @@ def test_a_key_holds_at_most_max_per_key_heartbeats(
 
 
 def test_a_view_of_heartbeats_redis_lost_no_longer_matches(
-    redis_url: str, redis_client: redis.Redis
+    redis_url: str, redis_client: Buffer
 ) -> None:
     enroll(redis_client, "s1", "c1")
     for t in range(1, 8):
@@ -312,7 +308,7 @@ def test_a_view_of_heartbeats_redis_lost_no_longer_matches(
 
 
 def test_an_old_view_behind_the_preview_gets_the_preview(
-    redis_url: str, redis_client: redis.Redis
+    redis_url: str, redis_client: Buffer
 ) -> None:
     enroll(redis_client, "s1", "c1")
     early = view_of(append(redis_url, [hb(1)])).cached_view()
@@ -325,7 +321,7 @@ def test_an_old_view_behind_the_preview_gets_the_preview(
 
 
 def test_refusals_for_bounds_leave_the_rate_allowance_alone(
-    redis_url: str, redis_client: redis.Redis
+    redis_url: str, redis_client: Buffer
 ) -> None:
     enroll(redis_client, "s1", "c1")
     assert append(redis_url, [hb(1), hb(2)], max_per_key=2, rate_limit=5).status == "ok"
@@ -334,3 +330,35 @@ def test_refusals_for_bounds_leave_the_rate_allowance_alone(
     other = ProgressKey("s1", "v2")
     statuses = [append(redis_url, [hb(t)], key=other, rate_limit=5).status for t in range(4)]
     assert statuses == ["ok", "ok", "ok", "rate_limited"]  # 2 + 3 of 5 used
+
+
+def test_the_workers_scripts_are_loaded_again_on_every_server(
+    redis_url: str, redis_client: Buffer
+) -> None:
+    students = [f"s{i}" for i in range(12)]  # on a cluster: keys on every primary
+    keys = [ProgressKey(s, "v1") for s in students]
+    for key in keys:
+        enroll(redis_client, key.student_id, "c1")
+        assert append(redis_url, [hb(1)], key=key).status == "ok"
+    store = HotStore(redis_client)
+    redis_client.script_flush()
+    takeovers, claimed, more = store.claim(now=1000.0, lease_until=2000.0, limit=100)
+    assert (takeovers, sorted(claimed, key=str), more) == (0, sorted(keys, key=str), False)
+    redis_client.script_flush()
+    folds = [Fold(k, None, WatchState(position=1.0), folded=1, version=1) for k in keys]
+    assert store.commit(folds) == [True] * len(keys)
+    assert store.finish([(k, 1, False) for k in keys], next_due=1234.0, ttl_s=60) == len(keys)
+
+
+def test_a_claim_fills_its_batch_from_the_partitions_that_hold_the_due_keys(
+    redis_url: str, redis_client: Buffer
+) -> None:
+    enroll(redis_client, "s1", "c1")  # one student: all due keys in one partition
+    keys = [ProgressKey("s1", f"v{i}") for i in range(30)]
+    for key in keys:
+        assert append(redis_url, [hb(1)], key=key).status == "ok"
+    store = HotStore(redis_client)
+    _, first, more = store.claim(now=1000.0, lease_until=2000.0, limit=20)
+    assert len(first) == 20 and more  # not the 1 key that is the partition's equal share
+    _, rest, more = store.claim(now=1000.0, lease_until=2000.0, limit=20)
+    assert sorted(first + rest, key=str) == sorted(keys, key=str) and not more

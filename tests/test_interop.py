@@ -40,8 +40,9 @@ SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # base64 of 24 bytes
 
 
 @pytest.fixture(scope="module")
-def lrs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RalphLRS]:
-    server = RalphLRS(tmp_path_factory.mktemp("ralph")).start()
+def lrs(tmp_path_factory: pytest.TempPathFactory, buffer_kind: str) -> Iterator[RalphLRS]:
+    # One LRS per buffer kind: the two runs send the same deterministic statement ids.
+    server = RalphLRS(tmp_path_factory.mktemp(f"ralph-{buffer_kind}")).start()
     yield server
     server.stop()
 
@@ -360,8 +361,8 @@ def test_the_outbox_is_bounded_and_never_blocks_the_flush(world_factory: Any) ->
     assert 'videoprogress_outbox_dropped_total{outbox="xapi"} 2.0' in metrics
 
 
-def test_two_delivery_jobs_never_hold_the_same_entry(redis_client: redis.Redis) -> None:
-    box = Outbox(redis_client, XAPI)
+def test_two_delivery_jobs_never_hold_the_same_entry(rq_client: redis.Redis) -> None:
+    box = Outbox(rq_client, XAPI)
     entries = [OutboxEntry(f"id-{i}", "s", {"n": i}, 0.0) for i in range(10)]
     assert box.push(entries, 100, now=0.0) == (10, 0, 0)
     first = box.claim(now=1.0, lease_s=30, limit=6)

@@ -87,7 +87,7 @@ def test_an_lrs_outage_of_30_s_under_load_loses_and_duplicates_nothing(
     try:
         wait_until(lambda: len(lrs.statements()) >= len(STUDENTS), timeout_s=30)
         lrs.stop()
-        r = stack.redis_client()
+        r = stack.rq_client()  # vp:stats lives with RQ
         flushed_before = int(float(r.hget("vp:stats", "flushed_heartbeats") or 0))
         time.sleep(OUTAGE_S)
         # Meanwhile the flushes went on and the statements waited.

@@ -11,12 +11,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 from fastapi.testclient import TestClient
 
 from ingest.app import create_app
 from shared.settings import Settings
-from tests.helpers import COURSE, COURSE_ID, bearer, heartbeat, make_settings
+from shared.storage.clients import Buffer
+from shared.storage.keys import DEFAULT_PARTITIONS, ProgressKey
+from tests.helpers import COURSE, COURSE_ID, bearer, buffered, heartbeat, make_settings, poisoned
 from workers.context import build_context
 from workers.flush import flush_batch
 
@@ -33,7 +34,9 @@ def client_for(settings: Settings) -> Iterator[TestClient]:
 
 @pytest.fixture
 def settings(redis_url: str, mongo_url: str) -> Settings:
-    return make_settings(redis_url, mongo_url, rate_limit_per_minute=5, max_pending_heartbeats=8)
+    return make_settings(
+        redis_url, mongo_url, rate_limit_per_minute=5, max_pending_heartbeats=8 * DEFAULT_PARTITIONS
+    )
 
 
 @pytest.fixture
@@ -72,15 +75,16 @@ def test_per_student_rate_limit_is_429_with_retry_after(
 
 
 def test_the_buffer_bound_answers_503_with_retry_after(
-    redis_url: str, mongo_url: str, redis_client: redis.Redis
+    redis_url: str, mongo_url: str, redis_client: Buffer
 ) -> None:
-    settings = make_settings(redis_url, mongo_url, max_pending_heartbeats=3)
+    # The bound is per partition (its share of MAX_PENDING_HEARTBEATS): 3 for this student's.
+    settings = make_settings(redis_url, mongo_url, max_pending_heartbeats=3 * DEFAULT_PARTITIONS)
     for c in client_for(settings):
         statuses = [watch(c, settings, **heartbeat(i)).status_code for i in range(4)]
         assert statuses == [202, 202, 202, 503]
         r = watch(c, settings, **heartbeat(9))
         assert r.json()["error"]["code"] == "buffer_full" and int(r.headers["Retry-After"]) > 0
-        assert int(redis_client.get("vp:pending") or 0) == 3
+        assert buffered(redis_client) == (1, 3)
         flush_batch(build_context(settings), 100)  # a worker drains it: accepted again
         assert watch(c, settings, **heartbeat(10)).status_code == 202
 
@@ -109,17 +113,17 @@ def test_metrics_show_backlog_flushes_and_rejections(
 
 
 def test_a_key_a_flush_cannot_process_is_quarantined_not_blocking(
-    client: TestClient, settings: Settings, redis_client: redis.Redis, mongo_db: Any
+    client: TestClient, settings: Settings, redis_client: Buffer, mongo_db: Any
 ) -> None:
     watch(client, settings, **heartbeat(30, played=[[0, 30]]))
     watch(client, settings, "v-600", **heartbeat(10, 600, played=[[0, 10]]))
-    redis_client.rpush("vp:{" + STUDENT + "}:hb:v-600", "{not json")  # a corrupt entry
+    redis_client.rpush(ProgressKey(STUDENT, "v-600").pending, "{not json")  # a corrupt entry
     report = flush_batch(build_context(settings), 100)
     assert report.quarantined == 1 and report.written == 1
     assert mongo_db.watch_progress.find_one({"material_id": "v-100"})["watched_seconds"] == 30.0
-    assert redis_client.zrange("vp:poison", 0, -1) == [b"v-600|" + STUDENT.encode()]
-    assert redis_client.llen("vp:{" + STUDENT + "}:hb:v-600") == 2  # kept for an operator
-    assert redis_client.zcard("vp:dirty") == 0
+    assert poisoned(redis_client) == [b"v-600|" + STUDENT.encode()]
+    assert redis_client.llen(ProgressKey(STUDENT, "v-600").pending) == 2  # kept for an operator
+    assert buffered(redis_client)[0] == 0
     assert metric(client.get("/metrics").text, "videoprogress_quarantined_total") == 1
 
 
@@ -178,7 +182,7 @@ def test_a_streamed_body_over_the_limit_is_413(client: TestClient, settings: Set
 
 
 def test_redis_out_of_memory_is_503_not_a_crash(
-    client: TestClient, settings: Settings, redis_client: redis.Redis
+    client: TestClient, settings: Settings, redis_client: Buffer
 ) -> None:
     redis_client.config_set("maxmemory", "1")  # noeviction: every write is refused
     try:

@@ -55,6 +55,23 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     assert s.completion_threshold == 90.0 and s.mongo_database == "school"
 
 
+def test_the_buffer_defaults_to_rqs_redis_and_a_cluster_needs_its_own_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("BUFFER_REDIS_URL", raising=False)
+    monkeypatch.delenv("BUFFER_REDIS_CLUSTER", raising=False)
+    s = settings(environment="development", redis_url="redis://rq:6379/0")
+    assert s.buffer_url == "redis://rq:6379/0" and not s.buffer_redis_cluster
+    with pytest.raises(ValidationError, match="BUFFER_REDIS_URL"):
+        settings(environment="development", buffer_redis_cluster=True)
+    monkeypatch.setenv("BUFFER_REDIS_URL", "redis://node-a:7000/0")
+    monkeypatch.setenv("BUFFER_REDIS_CLUSTER", "true")
+    monkeypatch.setenv("MAX_DIRTY_KEYS", "100")
+    s = settings(environment="development", buffer_partitions=48)
+    assert s.buffer_url == "redis://node-a:7000/0" and s.buffer_redis_cluster
+    assert s.max_dirty_per_partition == 3  # the partition's share, rounded up
+
+
 def test_minted_tokens_verify_and_expire() -> None:
     s = settings(environment="production", jwt_secret=SECRET)
     verifier = TokenVerifier(s)

@@ -2,7 +2,9 @@
 the RQ cron clock) over a real redis-server and the MongoDB stand-in, driven through HTTP.
 
 Faults are real: workers are SIGKILLed, MongoDB is frozen or stopped, Redis is stopped and
-restarted from its append-only file.
+restarted from its append-only file. Every test runs twice: the buffer on RQ's redis-server
+(`single`), and on a three-primary Redis Cluster with two web processes and three workers
+(`cluster`).
 """
 
 from __future__ import annotations
@@ -15,16 +17,19 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
-from tests.helpers import COURSE_ID, heartbeat, present, wait_until
+from tests.helpers import COURSE_ID, dirty_score, heartbeat, leased, present, wait_until
 from tests.stack import FLUSH_INTERVAL_S, Stack, enroll, post, running_stack, stored
 
 pytestmark = pytest.mark.system
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    yield from running_stack(tmp_path_factory)
+@pytest.fixture(scope="module", params=["single", "cluster"])
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Stack]:
+    yield from running_stack(tmp_path_factory, buffer=request.param)
 
 
 def test_heartbeats_reach_mongodb_once_per_flush_with_read_your_writes(stack: Stack) -> None:
@@ -38,7 +43,7 @@ def test_heartbeats_reach_mongodb_once_per_flush_with_read_your_writes(stack: St
     assert doc["flushes"] == 1  # eight heartbeats, one MongoDB write
     assert doc["watched_ranges"] == [[0.0, 40.0]] and doc["progress_percentage"] == 40.0
     assert doc["completed"] is False and doc["course_id"] == COURSE_ID
-    wait_until(lambda: stack.redis_client().zscore("vp:dirty", "v-100|sys-a") is None)
+    wait_until(lambda: dirty_score(stack.redis_client(), "sys-a", "v-100") is None)
 
 
 def test_completion_updates_the_enrollment_once(stack: Stack) -> None:
@@ -61,7 +66,7 @@ def test_completion_updates_the_enrollment_once(stack: Stack) -> None:
     from rq import Queue
     from rq.registry import FinishedJobRegistry
 
-    queue = Queue("videoprogress", connection=stack.redis_client())
+    queue = Queue("videoprogress", connection=stack.rq_client())
     registry = FinishedJobRegistry(queue=queue)
     jobs = [queue.fetch_job(job_id) for job_id in registry.get_job_ids()]
     completions = [
@@ -117,7 +122,7 @@ def test_a_worker_killed_while_holding_a_batch_loses_nothing(stack: Stack) -> No
         for i in range(6):
             body = heartbeat(10 * (i + 1), played=[[10 * i, 10 * (i + 1)]])
             assert post(stack, headers, **body).status_code == 202
-        wait_until(lambda: r.hexists("vp:leases", "v-100|sys-c"), timeout_s=30)
+        wait_until(lambda: leased(r, "sys-c", "v-100"), timeout_s=30)
         stack.kill_all("worker")  # SIGKILL, whichever of them holds the batch
     finally:
         present(stack.mongo.proc).send_signal(signal.SIGCONT)
@@ -125,7 +130,7 @@ def test_a_worker_killed_while_holding_a_batch_loses_nothing(stack: Stack) -> No
     stack.start("worker")
     doc = wait_until(lambda: (d := stored(stack, "sys-c")) and d["v"] == 6 and d, timeout_s=40)
     assert doc["watched_seconds"] == 60.0 and doc["watch_time"] == 60.0
-    wait_until(lambda: not r.hexists("vp:leases", "v-100|sys-c"))
+    wait_until(lambda: not leased(r, "sys-c", "v-100"))
     stack.start("worker")
 
 
@@ -139,7 +144,7 @@ def test_mongodb_down_heartbeats_are_accepted_and_drain_after(stack: Stack) -> N
         ready = httpx.get(f"{stack.url}/readyz", timeout=10)
         assert ready.status_code == 200 and ready.json()["mongodb"] == "unavailable"
         time.sleep(FLUSH_INTERVAL_S + 1)  # flushes run and fail meanwhile
-        assert stack.redis_client().zscore("vp:dirty", "v-600|sys-d") is not None
+        assert dirty_score(stack.redis_client(), "sys-d", "v-600") is not None
     finally:
         stack.mongo.start()
     doc = wait_until(lambda: (d := stored(stack, "sys-d", "v-600")) and d["v"] == 5 and d, 60)
@@ -148,17 +153,41 @@ def test_mongodb_down_heartbeats_are_accepted_and_drain_after(stack: Stack) -> N
 
 def test_redis_down_is_503_and_acknowledged_heartbeats_survive_a_restart(stack: Stack) -> None:
     headers = enroll(stack, "sys-e")
+    server = stack.buffer_server("sys-e")
+    others = [s for s in (f"sys-e{i}" for i in range(40)) if stack.buffer_server(s) != server]
+    other = enroll(stack, others[0]) if stack.cluster else None  # a student on another primary
     stack.kill_all("worker", signal.SIGTERM)  # nothing flushes: the heartbeat lives in Redis only
     assert post(stack, headers, **heartbeat(30, played=[[0, 30]])).status_code == 202
     time.sleep(1.5)  # appendfsync everysec
-    stack.redis.stop(signal.SIGKILL)  # a crash, not a clean shutdown
+    server.stop(signal.SIGKILL)  # a crash, not a clean shutdown
     try:
         r = post(stack, headers, **heartbeat(40, played=[[30, 40]]))
         assert r.status_code == 503
         assert r.json()["error"]["code"] == "unavailable" and int(r.headers["Retry-After"]) > 0
-        assert httpx.get(f"{stack.url}/readyz", timeout=10).status_code == 503
+        ready = httpx.get(f"{stack.url}/readyz", timeout=10).status_code
+        if other is None:
+            assert ready == 503  # the one Redis is down: nothing can be served
+        else:  # one primary of three is down: only its students are refused
+            assert ready == 200
+            assert post(stack, other, **heartbeat(10, played=[[0, 10]])).status_code == 202
     finally:
-        stack.redis.start()
+        server.start()
     stack.start("worker")
     doc = wait_until(lambda: (d := stored(stack, "sys-e")) and d, timeout_s=40)
     assert doc["watched_seconds"] == 30.0  # the acknowledged heartbeat, not the refused one
+
+
+def test_buffer_keys_spread_over_every_primary_and_none_reach_rqs_redis(stack: Stack) -> None:
+    if stack.cluster is None:
+        pytest.skip("one Redis: nothing to spread")
+    for i in range(36):
+        headers = enroll(stack, f"spread-{i}")
+        assert post(stack, headers, **heartbeat(5, played=[[0, 5]])).status_code == 202
+    per_node = []
+    for node in stack.cluster.nodes:
+        client = redis.Redis(port=node.port)
+        per_node.append(sum(1 for _ in client.scan_iter(match="vp:{p*}:s:spread-*", count=1000)))
+        client.close()
+    assert all(n > 0 for n in per_node), per_node
+    rq = stack.rq_client()
+    assert [k for k in rq.scan_iter(match="vp:*", count=1000) if k != b"vp:stats"] == []

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import COURSE_ID, bearer, heartbeat, present, wait_until
+from tests.helpers import COURSE_ID, bearer, buffered, heartbeat, leased, present, wait_until
 from tests.stack import Stack, enroll, post, running_stack, stored
 
 pytestmark = pytest.mark.system
@@ -50,6 +50,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 @pytest.fixture(scope="module")
+def cluster_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    yield from running_stack(tmp_path_factory, buffer="cluster")
+
+
+@pytest.fixture(scope="module", params=["single", "cluster"])
+def any_stack(request: pytest.FixtureRequest) -> Stack:
+    """The erasure tests run with the buffer on one Redis and on a Redis Cluster."""
+    found: Stack = request.getfixturevalue(
+        "stack" if request.param == "single" else "cluster_stack"
+    )
+    return found
+
+
+@pytest.fixture(scope="module")
 def klass(stack: Stack) -> Stack:
     """The class above, flushed to MongoDB; plus 'fay', who watched and then left the course."""
     for student, plan in [
@@ -68,7 +82,7 @@ def klass(stack: Stack) -> Stack:
     admin = bearer(stack.settings(), "root", "admin")
     r = httpx.delete(f"{stack.url}/api/courses/{COURSE_ID}/enrollments/fay", headers=admin)
     assert r.status_code == 204
-    wait_until(lambda: stack.redis_client().zcard("vp:dirty") == 0, timeout_s=30)
+    wait_until(lambda: buffered(stack.redis_client())[0] == 0, timeout_s=30)
     return stack
 
 
@@ -375,7 +389,8 @@ def _status(stack: Stack, student: str, video: str = "v-100") -> dict[str, Any]:
     return status
 
 
-def test_erasure_removes_queued_heartbeats_and_nothing_comes_back(stack: Stack) -> None:
+def test_erasure_removes_queued_heartbeats_and_nothing_comes_back(any_stack: Stack) -> None:
+    stack = any_stack
     headers = enroll(stack, "gus")
     assert post(stack, headers, **heartbeat(90, played=[[0, 90]])).status_code == 202
     wait_until(lambda: (d := stored(stack, "gus")) and d.get("completed"))
@@ -416,7 +431,8 @@ def _row(stack: Stack, student: str) -> tuple[Any, ...]:
             row["last_active"])  # fmt: skip
 
 
-def test_erasure_wins_over_a_flush_in_flight(stack: Stack) -> None:
+def test_erasure_wins_over_a_flush_in_flight(any_stack: Stack) -> None:
+    stack = any_stack
     headers = enroll(stack, "hal")
     r = stack.redis_client()
     present(stack.mongo.proc).send_signal(
@@ -425,13 +441,13 @@ def test_erasure_wins_over_a_flush_in_flight(stack: Stack) -> None:
     eraser = threading.Thread(target=lambda: _erase(stack, "hal", "v-100"))
     try:
         assert post(stack, headers, **heartbeat(50, played=[[0, 50]])).status_code == 202
-        wait_until(lambda: r.hexists("vp:leases", "v-100|hal"), timeout_s=30)
+        wait_until(lambda: leased(r, "hal", "v-100"), timeout_s=30)
         eraser.start()
         time.sleep(1)
     finally:
         present(stack.mongo.proc).send_signal(signal.SIGCONT)
     eraser.join(60)
-    wait_until(lambda: not r.hexists("vp:leases", "v-100|hal"), timeout_s=30)
+    wait_until(lambda: not leased(r, "hal", "v-100"), timeout_s=30)
     time.sleep(3)
     assert _status(stack, "hal")["watched_seconds"] == 0.0
     doc = stored(stack, "hal")

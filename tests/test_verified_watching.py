@@ -30,8 +30,15 @@ from shared.domain.progress import (
     join_receipt,
 )
 from shared.settings import Settings
-from shared.storage.keys import DIRTY
-from tests.helpers import COURSE, COURSE_ID, bearer, heartbeat, make_settings, wait_until
+from tests.helpers import (
+    COURSE,
+    COURSE_ID,
+    bearer,
+    dirty_score,
+    heartbeat,
+    make_settings,
+    wait_until,
+)
 from tests.stack import Stack, enroll, running_stack
 
 T0 = 1_700_000_000.0
@@ -311,7 +318,7 @@ def stored_when_flushed(stack: Stack, student: str, video: str) -> dict[str, Any
     doc: dict[str, Any] = {}
 
     def flushed() -> bool:  # clean first, then read: a doc read before a last flush is stale
-        if stack.redis_client().zscore(DIRTY, f"{video}|{student}") is not None:
+        if dirty_score(stack.redis_client(), student, video) is not None:
             return False
         found = stack.db().watch_progress.find_one({"_id": f"{video}|{student}"})
         if found is None:

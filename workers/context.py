@@ -15,6 +15,7 @@ from shared.clock import Clock, SystemClock
 from shared.domain.catalog import Catalog
 from shared.errors import Unavailable
 from shared.settings import Settings, get_settings
+from shared.storage.clients import Buffer, buffer_client, rq_client
 from shared.storage.hot_store import HotStore
 from shared.storage.keys import CATALOG_VERSION
 from shared.storage.mongo_store import MongoStore
@@ -23,7 +24,8 @@ from shared.storage.mongo_store import MongoStore
 @dataclass
 class WorkerContext:
     settings: Settings
-    redis: redis.Redis
+    redis: redis.Redis  # RQ's Redis: queues and `vp:stats`
+    buffer: Buffer  # the heartbeat buffer (maybe a cluster)
     hot: HotStore
     mongo: MongoStore
     queue: Queue
@@ -32,7 +34,7 @@ class WorkerContext:
 
     def catalog(self) -> Catalog:
         """The catalog as last published to Redis (re-read only when its version changed)."""
-        version = int(self.redis.get(CATALOG_VERSION) or 0)
+        version = int(self.buffer.get(CATALOG_VERSION) or 0)
         if version != self._catalog.version:
             version, blob = self.hot.catalog()
             self._catalog = Catalog.from_json(blob, version) if blob else Catalog([], version)
@@ -40,16 +42,18 @@ class WorkerContext:
 
 
 def build_context(settings: Settings, clock: Clock | None = None) -> WorkerContext:
-    client = redis.Redis.from_url(
-        settings.redis_url,
-        socket_timeout=10,
-        health_check_interval=30,
-        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
-    )
+    options = {
+        "socket_timeout": 10,
+        "health_check_interval": 30,
+        "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
+    }
+    client = rq_client(settings, **options)
+    buffer = buffer_client(settings, **options)  # the same server as RQ's unless configured
     return WorkerContext(
         settings=settings,
         redis=client,
-        hot=HotStore(client),
+        buffer=buffer,
+        hot=HotStore(buffer),
         mongo=MongoStore(settings.mongo_url, settings.mongo_timeout_ms),
         queue=Queue(settings.queue_name, connection=client),
         clock=clock or SystemClock(),

@@ -1,6 +1,8 @@
 """The flush job: buffered heartbeats -> hot state -> one MongoDB write per key.
 
-A flush claims a batch of due keys (a lease: another worker takes them over if this one dies),
+A flush claims a batch of due keys, a share from each buffer partition (each claim is one
+script on one partition's keys: one cluster slot), under a lease (another worker takes them over
+if this one dies),
 folds their pending heartbeats into the hot state in Redis (atomically with trimming them),
 writes the states with one unordered bulk write, enqueues one completion job for the keys that
 crossed the threshold, and only then marks the keys clean. Every step can be repeated or run
@@ -20,7 +22,7 @@ from shared.domain.progress import WatchState, fold_into
 from shared.errors import Unavailable
 from shared.ops.rollups import record_flushed
 from shared.settings import Settings
-from shared.storage.hot_store import Fold, HotEntry
+from shared.storage.hot_store import NODE_DOWN, Fold, HotEntry
 from shared.storage.keys import ProgressKey
 from shared.storage.mongo_store import StateWrite, StoredState
 from shared.storage.stats import record_flush
@@ -46,6 +48,7 @@ class FlushReport:
     released: int = 0
     quarantined: int = 0
     overclaimed: int = 0
+    more_due: bool = False  # some partition had more keys due than this flush claimed of it
     errors: list[str] = field(default_factory=list)
 
 
@@ -54,7 +57,7 @@ def flush_pending(limit: int | None = None) -> dict[str, Any]:
     ctx = get_context()
     batch_size = limit or ctx.settings.flush_batch_size
     report = flush_batch(ctx, batch_size)
-    if report.claimed >= batch_size:
+    if report.more_due:
         ctx.queue.enqueue(flush_pending, limit, job_timeout=300, result_ttl=0)
     return report.__dict__
 
@@ -63,7 +66,7 @@ def flush_batch(ctx: WorkerContext, limit: int) -> FlushReport:
     s = ctx.settings
     now = ctx.clock.time()
     report = FlushReport()
-    report.takeovers, keys = ctx.hot.claim(now, now + s.claim_lease_s, limit)
+    report.takeovers, keys, report.more_due = ctx.hot.claim(now, now + s.claim_lease_s, limit)
     report.claimed = len(keys)
     if not keys:
         return report
@@ -76,6 +79,10 @@ def flush_batch(ctx: WorkerContext, limit: int) -> FlushReport:
         report.released = len(keys)
         ctx.hot.release(keys, retry_at=ctx.clock.time() + 2 * s.flush_tick_s)
         log.warning("flush of %d keys postponed: %s", len(keys), exc)
+    except NODE_DOWN as exc:  # a buffer primary went down mid-flush: its keys cannot be released
+        report.errors.append(str(exc))
+        log.warning("flush of %d keys interrupted by the buffer's Redis (%s); their leases "
+                    "expire and a later flush takes them over", len(keys), exc)  # fmt: skip
     record_flush(
         ctx.redis,
         keys=report.claimed,

@@ -32,6 +32,7 @@ from shared.domain.catalog import Catalog
 from shared.integrations.outbox import OUTBOXES, Outbox
 from shared.ops import admin_ops, rollups, teacher_views
 from shared.settings import Settings
+from shared.storage.clients import buffer_client
 from shared.storage.mongo_store import MongoStore
 from shared.tokens import mint_token
 
@@ -57,7 +58,7 @@ def load_catalog(path: Annotated[Path, typer.Argument(exists=True, dir_okay=Fals
     settings = Settings()
     mongo = MongoStore(settings.mongo_url, settings.mongo_timeout_ms)
     mongo.ensure_indexes()
-    data = admin_ops.load_catalog_file(mongo, redis.Redis.from_url(settings.redis_url), path)
+    data = admin_ops.load_catalog_file(mongo, buffer_client(settings), path)
     console.print(f"loaded {len(data.courses)} courses, {len(data.enrollments)} enrollments")
 
 
@@ -73,6 +74,16 @@ def outbox_requeue(
     client = redis.Redis.from_url(Settings().redis_url)
     moved = Outbox(client, box).requeue_dead(ids or None, time.time())
     console.print(f"requeued {moved} entries of the {outbox} outbox")
+
+
+@app.command("rebuild-stored")
+def rebuild_stored() -> None:
+    """Rebuild the buffer's per-student sets of materials MongoDB holds a state for (after the
+    0.7.0 key change, or a lost buffer), so replies merge stored progress from the start."""
+    settings = Settings()
+    mongo = MongoStore(settings.mongo_url, settings.mongo_timeout_ms)
+    added = admin_ops.rebuild_stored_sets(mongo, buffer_client(settings))
+    console.print(f"{added} (student, material) pairs listed")
 
 
 @app.command("class-csv")
@@ -161,7 +172,7 @@ def _run_dev(
         _build_pages(settings.frontend_dist.parent)
     mongo = MongoStore(settings.mongo_url, settings.mongo_timeout_ms)
     mongo.ensure_indexes()
-    admin_ops.load_catalog_file(mongo, redis.Redis.from_url(settings.redis_url), DEMO_CATALOG)
+    admin_ops.load_catalog_file(mongo, buffer_client(settings), DEMO_CATALOG)
     env = child_env(HOST="127.0.0.1")
     children.extend(start_procfile_process(cmd, env) for cmd in procfile_commands().values())
     wait_for_port(port, timeout_s=30, proc=children[0])

@@ -8,6 +8,7 @@ the caller chooses.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -26,6 +27,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def free_cluster_port() -> int:
+    """A free port P at most 55535 whose bus port P + 10000 is free too (Redis Cluster)."""
+    for _ in range(200):
+        port = random.randint(20000, 55000)
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10000))
+        except OSError:
+            continue
+        return port
+    raise ProcessStartError("no free port pair for a cluster node")
 
 
 def wait_for_port(
@@ -103,9 +118,11 @@ class Service:
         return self.proc is not None and self.proc.poll() is None
 
 
-def redis_service(data_dir: Path, port: int | None = None, appendonly: bool = False) -> Service:
+def redis_service(
+    data_dir: Path, port: int | None = None, appendonly: bool = False, cluster: bool = False
+) -> Service:
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
+    port = port or (free_cluster_port() if cluster else free_port())
     # Left as rows of (flag, value) pairs: fmt: skip on the closing bracket.
     argv = [
         redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
@@ -114,7 +131,72 @@ def redis_service(data_dir: Path, port: int | None = None, appendonly: bool = Fa
     ]  # fmt: skip
     if appendonly:
         argv += ["--appendonly", "yes", "--appendfsync", "everysec"]
+    if cluster:
+        argv += ["--cluster-enabled", "yes", "--cluster-config-file", str(data_dir / "nodes.conf"),
+                 "--cluster-node-timeout", "5000",
+                 # A primary that is down stops only its own slots (no replicas here).
+                 "--cluster-require-full-coverage", "no"]  # fmt: skip
     return Service("redis", argv, port, data_dir / "redis.log")
+
+
+@dataclass
+class RedisCluster:
+    """A Redis Cluster of `redis_service`s on loopback, one primary each, no replicas."""
+
+    nodes: list[Service]
+
+    @property
+    def url(self) -> str:
+        """A startup node's URL (`BUFFER_REDIS_URL` with `BUFFER_REDIS_CLUSTER=true`)."""
+        return f"redis://127.0.0.1:{self.nodes[0].port}/0"
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+def redis_cli_binary() -> str:
+    return str(Path(redis_server_binary()).parent / "redis-cli")
+
+
+def cluster_state_ok(port: int) -> bool:
+    out = subprocess.run(
+        [redis_cli_binary(), "-p", str(port), "cluster", "info"],
+        capture_output=True, text=True, timeout=10, check=False,
+    )  # fmt: skip
+    return "cluster_state:ok" in out.stdout
+
+
+def wait_for_cluster(ports: list[int], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not all(cluster_state_ok(p) for p in ports):
+        if time.monotonic() > deadline:
+            raise ProcessStartError(f"cluster on {ports} not ok after {timeout_s}s")
+        time.sleep(0.1)
+
+
+def start_redis_cluster(
+    data_dir: Path, primaries: int = 3, appendonly: bool = False
+) -> RedisCluster:
+    """Start `primaries` cluster-mode redis-servers, join them with `redis-cli --cluster create`
+    (equal slot ranges) and wait for `cluster_state:ok` on every node."""
+    nodes = [
+        redis_service(data_dir / f"node{i}", appendonly=appendonly, cluster=True).start()
+        for i in range(primaries)
+    ]
+    cluster = RedisCluster(nodes)
+    try:
+        subprocess.run(
+            [redis_cli_binary(), "--cluster", "create",
+             *[f"127.0.0.1:{n.port}" for n in nodes],
+             "--cluster-replicas", "0", "--cluster-yes"],
+            capture_output=True, check=True, timeout=60,
+        )  # fmt: skip
+        wait_for_cluster([n.port for n in nodes])
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
 
 
 def mongo_standin_service(data_dir: Path, port: int | None = None) -> Service:

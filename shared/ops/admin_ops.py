@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import redis
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.domain.catalog import Catalog, Course, Identifier
 from shared.errors import InvalidInput, Unavailable
 from shared.storage import rollup_store
+from shared.storage.clients import Buffer
 from shared.storage.hot_store import SCRIPTS, as_text
 from shared.storage.keys import (
     CATALOG,
@@ -19,11 +19,12 @@ from shared.storage.keys import (
     ENROLLMENT_LOADED,
     enrollments_key,
     enrollments_version_key,
+    stored_key,
 )
 from shared.storage.mongo_store import MongoStore
 
 
-def publish_catalog(mongo: MongoStore, r: redis.Redis, attempts: int = 5) -> Catalog:
+def publish_catalog(mongo: MongoStore, r: Buffer, attempts: int = 5) -> Catalog:
     """Copy the whole catalog from MongoDB to Redis, where every process picks it up. Two
     concurrent publishes cannot leave an older snapshot under a newer version."""
     publish = r.register_script(SCRIPTS["publish"])
@@ -37,7 +38,7 @@ def publish_catalog(mongo: MongoStore, r: redis.Redis, attempts: int = 5) -> Cat
     raise Unavailable("the catalog kept changing while being published; retry")
 
 
-def save_course(mongo: MongoStore, r: redis.Redis, course: Course) -> bool:
+def save_course(mongo: MongoStore, r: Buffer, course: Course) -> bool:
     """Create or replace a course; True when new. A material id may belong to one course only.
     Enrollments' progress is recalculated (the course may have gained or lost materials)."""
     conflicts = Catalog([c for c in mongo.all_courses() if c.course_id != course.course_id])
@@ -55,7 +56,7 @@ def save_course(mongo: MongoStore, r: redis.Redis, course: Course) -> bool:
     return created
 
 
-def mirror_enrollments(mongo: MongoStore, r: redis.Redis, student_id: str) -> set[str]:
+def mirror_enrollments(mongo: MongoStore, r: Buffer, student_id: str) -> set[str]:
     """Load a student's enrollments from MongoDB into Redis; returns their course ids. A
     mirror read before a concurrent enrollment change is not written (the next use reloads)."""
     keys = [enrollments_key(student_id), enrollments_version_key(student_id)]
@@ -65,8 +66,23 @@ def mirror_enrollments(mongo: MongoStore, r: redis.Redis, student_id: str) -> se
     return set(courses)
 
 
+def rebuild_stored_sets(mongo: MongoStore, r: Buffer, batch: int = 1000) -> int:
+    """List every (student, material) MongoDB holds a state for in the student's `stored` set
+    (idempotent; pipelined, `batch` SADDs per round trip)."""
+    cursor = mongo.progress.find({}, {"_id": 0, "student_id": 1, "material_id": 1})
+    pipe, count = r.pipeline(transaction=False), 0
+    for doc in cursor:
+        pipe.sadd(stored_key(doc["student_id"]), doc["material_id"])
+        count += 1
+        if count % batch == 0:
+            pipe.execute()
+            pipe = r.pipeline(transaction=False)
+    pipe.execute()
+    return count
+
+
 def set_enrollment(
-    mongo: MongoStore, r: redis.Redis, student_id: str, course_id: str, enrolled: bool
+    mongo: MongoStore, r: Buffer, student_id: str, course_id: str, enrolled: bool
 ) -> bool:
     """Enroll or unenroll; True when something changed. The Redis mirror is rewritten from
     MongoDB at once (so ingest needs no MongoDB read); bumping its version first makes any
@@ -96,7 +112,7 @@ class CatalogFile(BaseModel):
     enrollments: list[EnrollmentEntry] = Field(default_factory=list)
 
 
-def load_catalog_file(mongo: MongoStore, r: redis.Redis, path: Path | str) -> CatalogFile:
+def load_catalog_file(mongo: MongoStore, r: Buffer, path: Path | str) -> CatalogFile:
     data = CatalogFile.model_validate(json.loads(Path(path).read_text()))
     for course in data.courses:
         save_course(mongo, r, course)

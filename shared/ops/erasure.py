@@ -4,14 +4,17 @@ documents in MongoDB, completions in enrollments. Erasure wins over any flush in
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import redis
+from redis.cluster import RedisCluster
 
 from shared.domain.catalog import Catalog
 from shared.integrations.outbox import WEBHOOK, XAPI, Outbox, forget_sessions
 from shared.ops.rollups import rebuild_student
-from shared.storage.hot_store import SCRIPTS
-from shared.storage.keys import DIRTY, LEASES, PENDING, ProgressKey, pending_prefix, state_prefix
+from shared.storage.clients import Buffer
+from shared.storage.hot_store import ScriptCall, run_scripts
+from shared.storage.keys import ProgressKey, pending_prefix, state_prefix
 from shared.storage.mongo_store import MongoStore
 
 # Tombstones jump the version this far: further than any heartbeats still being folded.
@@ -40,25 +43,33 @@ def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
-def hot_materials(r: redis.Redis, student_id: str) -> set[str]:
-    """Materials with a hot state or queued heartbeats for this student in Redis."""
+def hot_materials(r: Buffer, student_id: str) -> set[str]:
+    """Materials with a hot state or queued heartbeats for this student in Redis (on a cluster,
+    scanned on the one node holding the student's slot)."""
     found = set()
     for prefix in (state_prefix(student_id), pending_prefix(student_id)):
-        for key in r.scan_iter(match=_glob_escape(prefix) + "*", count=1000):
+        where: dict[str, Any] = {}
+        if isinstance(r, RedisCluster):
+            node = r.get_node_from_key(prefix)  # type: ignore[no-untyped-call]  # redis-py
+            where["target_nodes"] = node
+        for key in r.scan_iter(match=_glob_escape(prefix) + "*", count=1000, **where):
             found.add(key.decode()[len(prefix) :])
     return found
 
 
 def erase_progress(
     mongo: MongoStore,
-    r: redis.Redis,
+    r: Buffer,
     catalog: Catalog,
     student_id: str,
     material_id: str | None = None,
     tombstone_ttl_s: int = 7 * 24 * 3600,
+    outboxes: redis.Redis | None = None,
 ) -> ErasureReport:
-    """Erase one material's progress, or all of a student's. Idempotent; safe to repeat after
-    a failure part-way (Redis is erased first, so reads never show erased data again)."""
+    """Erase one material's progress, or all of a student's, from the buffer `r`, MongoDB and
+    the outboxes (on RQ's Redis, `outboxes`; `r` itself when that is the same plain Redis).
+    Idempotent; safe to repeat after a failure part-way (Redis is erased first, so reads never
+    show erased data again)."""
     report = ErasureReport(student_id, material_id)
     stored = mongo.stored_versions(student_id, material_id)
     materials = set(stored)
@@ -68,18 +79,18 @@ def erase_progress(
         materials.add(material_id)
     report.documents = sum(holds for _, holds in stored.values())
 
-    erase = r.register_script(SCRIPTS["erase"])
-    pipe = r.pipeline(transaction=False)
     ordered = sorted(materials)
+    calls: list[ScriptCall] = []
     for m in ordered:
         key = ProgressKey(student_id, m)
-        erase(
-            keys=[key.state, key.pending, DIRTY, LEASES, PENDING],
-            args=[key.member, stored.get(m, (0, False))[0], VERSION_GAP, tombstone_ttl_s],
-            client=pipe,
-        )
+        part = key.partition
+        calls.append((
+            [key.state, key.pending, part.dirty, part.leases, part.pending],
+            [key.member, stored.get(m, (0, False))[0], VERSION_GAP, tombstone_ttl_s],
+        ))  # fmt: skip
     versions = {}
-    for m, (version, queued, had_state) in zip(ordered, pipe.execute(), strict=True):
+    replies = run_scripts(r, "erase", calls)
+    for m, (version, queued, had_state) in zip(ordered, replies, strict=True):
         versions[m] = int(version)
         report.queued_heartbeats += int(queued)
         report.hot_states += int(had_state)
@@ -96,7 +107,11 @@ def erase_progress(
         forget = {material_id}
     report.enrollments = sum(mongo.forget_completions(student_id, forget, c) for c in courses)
     rebuild_student(mongo, courses, student_id)  # the tombstones' versions win in the rollups
-    erase_from_outboxes(r, report)
+    if outboxes is None:
+        if not isinstance(r, redis.Redis):
+            raise TypeError("erasing on a cluster buffer needs RQ's Redis for the outboxes")
+        outboxes = r
+    erase_from_outboxes(outboxes, report)
     return report
 
 

@@ -20,6 +20,7 @@ from shared.integrations.xapi import StatementBuilder, Video, XapiConfig
 from shared.ops.erasure import hot_materials
 from shared.settings import Settings
 from shared.storage import rollup_store
+from shared.storage.clients import Buffer
 from shared.storage.hot_store import HotStore
 from shared.storage.keys import ProgressKey
 from shared.storage.mongo_store import MongoStore, _unavailable_on_outage
@@ -70,7 +71,7 @@ class _Material:
 
 
 def _materials(
-    settings: Settings, mongo: MongoStore, r: redis.Redis, catalog: Catalog, student_id: str
+    settings: Settings, mongo: MongoStore, r: Buffer, catalog: Catalog, student_id: str
 ) -> list[_Material]:
     """Every material the student has data for, in MongoDB or Redis, with its current state."""
     stored_docs = {
@@ -110,10 +111,16 @@ def _materials(
 
 @_unavailable_on_outage
 def student_export(
-    settings: Settings, mongo: MongoStore, r: redis.Redis, catalog: Catalog, student_id: str
+    settings: Settings,
+    mongo: MongoStore,
+    r: Buffer,
+    outboxes: redis.Redis,
+    catalog: Catalog,
+    student_id: str,
 ) -> dict[str, Any]:
     """The export as JSON-ready data: enrollments, each material's state (current, stored,
-    pending heartbeats), and the outbox entries that name the student.
+    pending heartbeats; from MongoDB and the buffer `r`), and the outbox entries that name the
+    student (on RQ's Redis, `outboxes`).
     Raises `Unavailable` (a 503) while MongoDB is down: an export must be complete."""
     enrollments = [
         {
@@ -136,11 +143,11 @@ def student_export(
         }
         for m in _materials(settings, mongo, r, catalog, student_id)
     ]
-    outboxes: dict[str, Any] = {}
+    entries: dict[str, Any] = {}
     for box in OUTBOXES:
-        outbox = Outbox(r, box)
+        outbox = Outbox(outboxes, box)
         queued, dead = outbox.entries_of(student_id)
-        outboxes[box.name] = {
+        entries[box.name] = {
             "queued": queued,
             "set_aside": dead,
             "sent_ids": outbox.sent_ids(student_id),
@@ -150,13 +157,18 @@ def student_export(
         "generated_at": _iso(datetime.now(UTC).timestamp()),
         "enrollments": enrollments,
         "materials": materials,
-        "outbox": outboxes,
+        "outbox": entries,
     }
 
 
 @_unavailable_on_outage
 def student_export_xapi(
-    settings: Settings, mongo: MongoStore, r: redis.Redis, catalog: Catalog, student_id: str
+    settings: Settings,
+    mongo: MongoStore,
+    r: Buffer,
+    outboxes: redis.Redis,
+    catalog: Catalog,
+    student_id: str,
 ) -> dict[str, Any]:
     """The xAPI form: the `completed` statement of each completed video (the very statement,
     same id, that the LRS gets) and every statement still waiting in the outbox."""
@@ -173,6 +185,6 @@ def student_export_xapi(
         video = Video(student_id, m.material_id, ref.material.title, m.duration)
         statements.append(builder.completed(video, m.current))
     ids = {s["id"] for s in statements}
-    queued, _ = Outbox(r, XAPI).entries_of(student_id)
+    queued, _ = Outbox(outboxes, XAPI).entries_of(student_id)
     statements += [e["payload"] for e in queued if e["id"] not in ids]
     return {"student_id": student_id, "statements": statements}

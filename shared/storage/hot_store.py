@@ -2,13 +2,18 @@
 
 The keys are mapped in `shared.storage.keys`. A heartbeat is never deleted before the state
 holding it is written (to Redis by a fold, which is atomic with the trim), and a key leaves
-`vp:dirty` only once MongoDB acknowledged its latest version, so a worker may die at any instant
-without losing anything.
+its partition's `dirty` index only once MongoDB acknowledged its latest version, so a worker
+may die at any instant without losing anything.
+
+Every script call touches the keys of one partition (one hash tag), so the buffer may be a
+Redis Cluster; pipelines are split by node by the cluster client.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import logging
 import os
 import secrets
 from dataclasses import dataclass
@@ -16,22 +21,23 @@ from pathlib import Path
 from typing import Any
 
 import redis
-import redis.asyncio as aioredis
-from redis.commands.core import AsyncScript
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.cluster import RedisCluster
 
 from shared.domain.progress import Heartbeat, WatchState
+from shared.storage.clients import AsyncBuffer, Buffer
 from shared.storage.keys import (
     CATALOG,
     CATALOG_VERSION,
-    DIRTY,
     ENROLLMENT_LOADED,
-    LEASES,
-    PENDING,
-    POISON,
+    Partition,
     ProgressKey,
     enrollments_key,
+    partitions,
     rate_limit_key,
 )
+
+log = logging.getLogger(__name__)
 
 
 def _lua(name: str) -> str:
@@ -42,6 +48,79 @@ SCRIPTS = {
     name: _lua(name)
     for name in ("ingest", "read", "claim", "commit_fold", "finish", "erase", "publish", "mirror")
 }
+SHAS = {name: hashlib.sha1(text.encode()).hexdigest() for name, text in SCRIPTS.items()}
+
+ScriptCall = tuple[list[str], list[Any]]  # (KEYS, ARGV), the keys all in one slot
+
+
+NODE_DOWN = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ClusterError,
+    redis.exceptions.SlotNotCoveredError,
+)
+
+
+def _pipelined_scripts(conn: redis.Redis, name: str, calls: list[ScriptCall]) -> list[Any]:
+    """One script many times in one round trip to one server (two if it lost its scripts);
+    errors of single calls are returned in their place."""
+    for attempt in range(2):
+        pipe = conn.pipeline(transaction=False)
+        for keys, args in calls:
+            pipe.execute_command("EVALSHA", SHAS[name], len(keys), *keys, *args)  # type: ignore[no-untyped-call]  # redis-py
+        replies = pipe.execute(raise_on_error=False)
+        if not any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
+            break
+        if attempt == 0:  # Redis restarted without its scripts: load, then the calls again
+            conn.script_load(SCRIPTS[name])
+    return list(replies)
+
+
+def _redirected(reply: Any) -> bool:
+    return isinstance(reply, redis.exceptions.ResponseError) and str(reply).startswith(
+        ("MOVED", "ASK")
+    )
+
+
+def run_scripts_per_node(client: Buffer, name: str, calls: list[ScriptCall]) -> list[Any]:
+    """Run one script many times, one pipeline per server. Each call's keys share a hash tag
+    (one slot); errors of single calls are returned in their place, and on a cluster a primary
+    that is down fails only its own calls (its replies are the error).
+
+    On a cluster the calls are grouped by the node holding their slot and sent over that node's
+    own connection: redis-py's cluster pipeline asks a server `COMMAND GETKEYS` for every
+    EVALSHA in it (one more round trip per call, to one node). A call whose slot moved meanwhile
+    (MOVED) is sent again after the client learns the slots anew."""
+    if not isinstance(client, RedisCluster):
+        return _pipelined_scripts(client, name, calls)
+    replies: list[Any] = [None] * len(calls)
+    todo = list(range(len(calls)))
+    for attempt in range(2):
+        groups: dict[str, tuple[Any, list[int]]] = {}
+        for i in todo:
+            node = client.get_node_from_key(calls[i][0][0])  # type: ignore[no-untyped-call]  # redis-py
+            groups.setdefault(node.name, (node, []))[1].append(i)
+        for node, indexes in groups.values():
+            try:
+                group = _pipelined_scripts(node.redis_connection, name, [calls[i] for i in indexes])
+            except NODE_DOWN as exc:
+                group = [exc] * len(indexes)
+            for i, reply in zip(indexes, group, strict=True):
+                replies[i] = reply
+        todo = [i for i in todo if _redirected(replies[i])]
+        if not todo or attempt == 1:
+            break
+        client.nodes_manager.initialize()
+    return replies
+
+
+def run_scripts(client: Buffer, name: str, calls: list[ScriptCall]) -> list[Any]:
+    """`run_scripts_per_node`, raising the first error."""
+    replies = run_scripts_per_node(client, name, calls)
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
 
 
 @dataclass(slots=True)
@@ -166,12 +245,13 @@ def ingest_args(
     item: IngestItem, limits: IngestLimits, want_state: bool
 ) -> tuple[list[str], list[Any]]:
     key = item.key
+    part = key.partition
     keys = [
         enrollments_key(key.student_id),
         key.pending,
         key.state,
-        DIRTY,
-        PENDING,
+        part.dirty,
+        part.pending,
         limits.rate_key(key.student_id),
         key.stored,
     ]
@@ -227,11 +307,12 @@ class IngestItem:
 
 @dataclass(frozen=True, slots=True)
 class IngestLimits:
-    """Bounds every append is checked against, inside the same atomic step."""
+    """Bounds every append is checked against, inside the same atomic step. The buffer bounds
+    are the partition's (the settings' `max_*_per_partition`)."""
 
     due_at: float
-    max_dirty: int
-    max_pending: int
+    max_dirty: int  # dirty keys in the key's partition
+    max_pending: int  # pending heartbeats in the key's partition
     rate_limit: int  # appends per student per window; 0 disables
     rate_window_s: int = 60
     now: float = 0.0
@@ -255,10 +336,18 @@ class Fold:
 class AsyncHotStore:
     """The ingest tier's view of Redis (asyncio). Every method costs one round trip."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: AsyncBuffer) -> None:
         self.client = client
         self._ingest = client.register_script(SCRIPTS["ingest"])
-        self._read = client.register_script(SCRIPTS["read"])
+
+    async def prepare(self) -> None:
+        """Before the first request: learn a cluster's slots, and load the scripts (on every
+        primary). Without it, the first requests of many concurrent clients race the asyncio
+        cluster client's start-up (MOVED replies, broken connections, a script run twice)."""
+        if isinstance(self.client, AsyncRedisCluster):
+            await self.client.initialize()
+        for name in ("ingest", "read"):
+            await self.client.script_load(SCRIPTS[name])
 
     async def append(
         self, items: list[IngestItem], limits: IngestLimits, want_state: bool = True
@@ -273,14 +362,11 @@ class AsyncHotStore:
         if len(calls) == 1:  # the common case: one EVALSHA, no pipeline, no SCRIPT EXISTS
             keys, args = calls[0]
             return [parse_ingest_reply(await self._ingest(keys=keys, args=args))]
-        replies = await self._pipelined(self._ingest, calls)
+        replies = await self._pipelined("ingest", calls)
         return [parse_ingest_reply(reply) for reply in replies]
 
     async def _pipelined(
-        self,
-        script: AsyncScript,
-        calls: list[tuple[list[str], list[Any]]],
-        members_of: str | None = None,
+        self, name: str, calls: list[ScriptCall], members_of: str | None = None
     ) -> list[Any]:
         """Run one script many times in one round trip (two if Redis lost its scripts), after
         an SMEMBERS of `members_of` when given (its reply comes first)."""
@@ -288,13 +374,13 @@ class AsyncHotStore:
             pipe = self.client.pipeline(transaction=False)
             if members_of is not None:
                 pipe.smembers(members_of)
-            for keys, args in calls:
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            for keys, args in calls:  # the cluster pipeline refuses `evalsha()`: by name
+                pipe.execute_command("EVALSHA", SHAS[name], len(keys), *keys, *args)
             replies = await pipe.execute(raise_on_error=False)
             if not any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
                 break
             if attempt == 0:  # Redis restarted without its scripts: load, then the calls again
-                await self.client.script_load(script.script)
+                await self.client.script_load(SCRIPTS[name])
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
@@ -309,7 +395,7 @@ class AsyncHotStore:
             ([key.pending, key.state, key.stored], [key.material_id, *_view_args(view)])
             for key, view in zip(keys, cached, strict=True)
         ]
-        replies = await self._pipelined(self._read, calls, enrollments_key(student_id))
+        replies = await self._pipelined("read", calls, enrollments_key(student_id))
         return parse_enrollments(replies[0]), [parse_view(r) for r in replies[1:]]
 
     async def catalog(self) -> tuple[int, str | None]:
@@ -326,18 +412,51 @@ def _view_args(view: CachedView | None) -> list[Any]:
 
 
 class HotStore:
-    """The workers' view of Redis (blocking). Every method costs one round trip."""
+    """The workers' view of Redis (blocking). Every method costs one round trip (on a cluster,
+    one per node, sent in turn)."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: Buffer) -> None:
         self.client = client
-        self._claim = client.register_script(SCRIPTS["claim"])
-        self._commit = client.register_script(SCRIPTS["commit_fold"])
-        self._finish = client.register_script(SCRIPTS["finish"])
 
-    def claim(self, now: float, lease_until: float, limit: int) -> tuple[int, list[ProgressKey]]:
-        """Lease up to `limit` due keys; returns (takeovers, keys)."""
-        reply = self._claim(keys=[DIRTY, LEASES], args=[now, lease_until, limit])
-        return int(reply[0]), [ProgressKey.from_member(m) for m in reply[1:]]
+    def claim(
+        self, now: float, lease_until: float, limit: int
+    ) -> tuple[int, list[ProgressKey], bool]:
+        """Lease up to about `limit` due keys: an equal share from each partition (one claim
+        script per partition: one slot each), then, when some partitions had more due than
+        their share, what is left of `limit` from those (a second round trip). Returns
+        (takeovers, keys, whether a partition still had more due)."""
+        parts = partitions()
+        share = -(-limit // len(parts))
+        takeovers, keys, full = self._claim_round(parts, now, lease_until, share)
+        if full and len(keys) < limit:  # the due keys sit in a few partitions: fill the batch
+            top_up = -(-(limit - len(keys)) // len(full))
+            more, extra, full = self._claim_round(full, now, lease_until, top_up)
+            takeovers, keys = takeovers + more, keys + extra
+        return takeovers, keys, bool(full)
+
+    def _claim_round(
+        self, parts: list[Partition], now: float, lease_until: float, share: int
+    ) -> tuple[int, list[ProgressKey], list[Partition]]:
+        """Claim up to `share` keys from each partition; also returns those that gave all."""
+        calls: list[ScriptCall] = [([p.dirty, p.leases], [now, lease_until, share]) for p in parts]
+        replies = run_scripts_per_node(self.client, "claim", calls)
+        down = [r for r in replies if isinstance(r, Exception)]
+        for error in down:
+            if not isinstance(error, NODE_DOWN):
+                raise error
+        if down and len(down) == len(replies):
+            raise down[0]
+        if down:  # a cluster primary is down: the others' keys are flushed meanwhile
+            log.warning("%d of %d partitions unreachable: %s", len(down), len(parts), down[0])
+        takeovers, keys, full = 0, [], []
+        for part, reply in zip(parts, replies, strict=True):
+            if isinstance(reply, Exception):
+                continue
+            takeovers += int(reply[0])
+            keys += [ProgressKey.from_member(m) for m in reply[1:]]
+            if len(reply) - 1 >= share:
+                full.append(part)
+        return takeovers, keys, full
 
     def read(self, keys: list[ProgressKey]) -> list[HotEntry | None]:
         """Each key's entry, or None for one whose stored data cannot be parsed."""
@@ -357,27 +476,28 @@ class HotStore:
 
     def quarantine(self, keys: list[ProgressKey], now: float) -> None:
         """Take keys out of the flush cycle without losing anything: their hot state and
-        heartbeats stay in Redis, listed in `vp:poison` for an operator (README)."""
+        heartbeats stay in Redis, listed in their partition's `poison` set for an operator
+        (README)."""
         if not keys:
             return
         pipe = self.client.pipeline(transaction=False)
         for key in keys:
-            pipe.zrem(DIRTY, key.member)
-            pipe.hdel(LEASES, key.member)
-            pipe.zadd(POISON, {key.member: now})
+            part = key.partition
+            pipe.zrem(part.dirty, key.member)
+            pipe.hdel(part.leases, key.member)
+            pipe.zadd(part.poison, {key.member: now})
         pipe.execute()
 
     def commit(self, folds: list[Fold]) -> list[bool]:
         """Store each fold unless someone else folded that key first (then it is skipped)."""
-        pipe = self.client.pipeline(transaction=False)
+        calls: list[ScriptCall] = []
         for fold in folds:
             expected = "" if fold.expected_version is None else str(fold.expected_version)
-            self._commit(
-                keys=[fold.key.state, fold.key.pending, PENDING],
-                args=[expected, fold.state.to_json(), fold.folded, fold.version],
-                client=pipe,
-            )
-        return [bool(ok) for ok in pipe.execute()]
+            calls.append((
+                [fold.key.state, fold.key.pending, fold.key.partition.pending],
+                [expected, fold.state.to_json(), fold.folded, fold.version],
+            ))  # fmt: skip
+        return [bool(ok) for ok in run_scripts(self.client, "commit_fold", calls)]
 
     def finish(
         self,
@@ -389,21 +509,14 @@ class HotStore:
 
         A key that changed meanwhile stays dirty, due at `next_due`. Returns keys cleaned.
         """
-        pipe = self.client.pipeline(transaction=False)
-        for key, version, completion in written:
-            self._finish(
-                keys=[DIRTY, LEASES, key.state, key.pending, key.stored],
-                args=[
-                    key.member,
-                    version,
-                    next_due,
-                    ttl_s,
-                    "1" if completion else "",
-                    key.material_id,
-                ],
-                client=pipe,
+        calls: list[ScriptCall] = [
+            (
+                [key.partition.dirty, key.partition.leases, key.state, key.pending, key.stored],
+                [key.member, version, next_due, ttl_s, "1" if completion else "", key.material_id],
             )
-        return sum(int(x) for x in pipe.execute())
+            for key, version, completion in written
+        ]
+        return sum(int(x) for x in run_scripts(self.client, "finish", calls))
 
     def release(self, keys: list[ProgressKey], retry_at: float) -> None:
         """Give claimed keys back unfinished (their write failed): due again at `retry_at`."""
@@ -411,8 +524,8 @@ class HotStore:
             return
         pipe = self.client.pipeline(transaction=False)
         for key in keys:
-            pipe.hdel(LEASES, key.member)
-            pipe.zadd(DIRTY, {key.member: retry_at}, xx=True)
+            pipe.hdel(key.partition.leases, key.member)
+            pipe.zadd(key.partition.dirty, {key.member: retry_at}, xx=True)
         pipe.execute()
 
     def catalog(self) -> tuple[int, str | None]:

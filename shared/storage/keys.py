@@ -1,70 +1,168 @@
 """The Redis key schema: every key the service uses is built here, and nowhere else.
 
-Per student, hash-tagged `{sid}` so that one student's keys share a cluster slot. For each key:
-its type; who writes it; when it goes.
+Two Redis roles (README, "Scaling"): RQ's Redis (`REDIS_URL`: queues, scheduler, cron, and
+`vp:stats`) and the buffer (`BUFFER_REDIS_URL`, a plain Redis or a Redis Cluster: every other
+key below). On one Redis both roles are the same server and the layout is the same.
 
-- `vp:{sid}:hb:<mid>` list of pending heartbeats (JSON). Ingest appends; a fold trims them from
-  the head, atomically with storing the state that holds them. Empty once folded; erasure.
-- `vp:{sid}:ws:<mid>` hash, the hot state: `state` (WatchState JSON), `n` (heartbeats ever
-  folded: the version, MongoDB's `v`), `cq` (completion job enqueued). Folds write it (the
+The buffer is split into `BUFFER_PARTITIONS` partitions. A student belongs to partition
+`crc32(student id) mod N`; the partition's hash tag `{<tag>}` is in every key of the student and
+of the partition, so every Lua script touches one cluster slot. The tags are chosen (see
+`partition_tags`) so that each falls in the middle of its 1/N share of the 16,384 slots: with
+`redis-cli --cluster create`'s equal slot ranges, every primary holds the same number of
+partitions, and re-sharding moves whole slots, i.e. whole partitions. Below, `{p}` is the
+student's partition tag. Changing N moves students between partitions: drain the buffer first.
+
+Per student, under `vp:{p}:s:<sid>`. For each key: its type; who writes it; when it goes.
+
+- `vp:{p}:s:<sid>:hb:<mid>` list of pending heartbeats (JSON). Ingest appends; a fold trims
+  them from the head, atomically with storing the state that holds them. Empty once folded;
+  erasure.
+- `vp:{p}:s:<sid>:ws:<mid>` hash, the hot state: `state` (WatchState JSON), `n` (heartbeats
+  ever folded: the version, MongoDB's `v`), `cq` (completion job enqueued). Folds write it (the
   flush, and ingest when a backlog builds up). Expires `HOT_STATE_TTL_S` after the key was last
   flushed clean; erasure leaves a tombstone `n` for 7 days.
-- `vp:{sid}:enr` set of the student's course ids mirrored from MongoDB, plus the marker `*` once
-  loaded. Rewritten on every enrollment change (admin_ops).
-- `vp:{sid}:enr:v` string, bumped by every enrollment change (a mirror load compares-and-sets
-  on it). Never goes (a few bytes per student).
-- `vp:{sid}:stored` set of the materials MongoDB holds a state for. Finish adds, after the
-  write; erasure removes.
-- `vp:{sid}:rl:<window>` string, heartbeats of the student in this minute (ingest). Expires
-  with the window.
-- `vp:{sid}:sent:<outbox>` zset of entry ids delivered from that outbox (`xapi`, `webhook`)
-  scored by when; delivery adds and trims it to `SENT_IDS_PER_STUDENT`. An id in it is never
-  queued again (deterministic ids make a repeated fold or completion a no-op); erasure reads
-  and removes it (the LRS's copies are the school's to erase).
+- `vp:{p}:s:<sid>:enr` set of the student's course ids mirrored from MongoDB, plus the marker
+  `*` once loaded. Rewritten on every enrollment change (admin_ops).
+- `vp:{p}:s:<sid>:enr:v` string, bumped by every enrollment change (a mirror load
+  compares-and-sets on it). Never goes (a few bytes per student).
+- `vp:{p}:s:<sid>:stored` set of the materials MongoDB holds a state for. Finish adds, after
+  the write; erasure removes.
+- `vp:{p}:s:<sid>:rl:<window>` string, heartbeats of the student in this minute (ingest).
+  Expires with the window.
 
-Global:
+Per partition (one of each per tag):
 
-- `vp:dirty` zset of `<mid>|<sid>` scored by when the key is due; claim re-scores it with the
-  lease expiry. Ingest adds; finish removes once MongoDB holds the latest version.
-- `vp:leases` hash member -> lease expiry. Claim writes; finish or release removes.
-- `vp:pending` string, heartbeats buffered and not yet folded (ingest adds, folds subtract).
-- `vp:poison` zset of keys a flush cannot process, kept for an operator (README, "When the
-  backlog grows"), who puts them back in `vp:dirty`.
-- `vp:catalog` string, the whole catalog (JSON), and `vp:catalog:version`, incremented by each
-  publish (a compare-and-set). Replaced by every publish; the version never goes.
-- `vp:stats` hash of the workers' counters, read by /metrics. Never goes.
+- `vp:{p}:dirty` zset of `<mid>|<sid>` scored by when the key is due; claim re-scores it with
+  the lease expiry. Ingest adds; finish removes once MongoDB holds the latest version. At most
+  `MAX_DIRTY_KEYS / N` members (ingest answers 503 past it).
+- `vp:{p}:leases` hash member -> lease expiry. Claim writes; finish or release removes.
+- `vp:{p}:pending` string, the partition's heartbeats buffered and not yet folded (ingest
+  adds, folds subtract), at most `MAX_PENDING_HEARTBEATS / N`.
+- `vp:{p}:poison` zset of keys a flush cannot process, kept for an operator (README, "When the
+  backlog grows"), who puts them back in the partition's `dirty`.
+
+Global, read-mostly:
+
+- `vp:{catalog}` string, the whole catalog (JSON), and `vp:{catalog}:version`, incremented by
+  each publish (a compare-and-set: both share the tag so the script is one slot). Replaced by
+  every publish; the version never goes. On the buffer Redis (on a cluster, on the one primary
+  holding the tag's slot): every process reads the version once a second and the catalog when it
+  changed, never per heartbeat, so that primary serves a few reads a second per process.
+- `vp:stats` hash of the workers' counters, read by /metrics. Never goes. On RQ's Redis (one
+  pipelined write per flush job, not per heartbeat).
+
+On RQ's Redis too (plain Redis; the workers and the API reach them through `REDIS_URL`), the
+outboxes of connections to other systems (README, "Connecting to other systems"):
+
 - `vp:outbox:<outbox>` hash entry id -> entry JSON (student id, payload), the durable outbox of
   xAPI statements or webhook deliveries. The flush hook and the completion job add (bounded by
   `OUTBOX_MAX_ENTRIES`); delivery removes once the receiver answered 2xx, or moves the entry to
   `vp:outbox:<outbox>:dead` (a hash, same shape plus the reason: refused by the LRS, or a
   webhook past `WEBHOOK_MAX_AGE_S`), kept for an operator; erasure removes a student's.
-- `vp:outbox:<outbox>:due` zset entry id -> when it is next due. A delivery job leases entries by
-  re-scoring them to the lease's end (another job takes them after it), then removes them or
+- `vp:outbox:<outbox>:due` zset entry id -> when it is next due. A delivery job leases entries
+  by re-scoring them to the lease's end (another job takes them after it), then removes them or
   re-scores them by the backoff. `vp:outbox:<outbox>:tries` hash entry id -> failed attempts.
+- `vp:outbox:<outbox>:sent:<sid>` zset of entry ids delivered for a student, scored by when;
+  delivery adds and trims it to `SENT_IDS_PER_STUDENT`. An id in it is never queued again;
+  erasure reads and removes it (the LRS's copies are the school's to erase).
 - `vp:xapi:sessions` zset `<mid>|<sid>|<session>` -> last heartbeat's receive time: open player
   sessions, so that silence past `XAPI_SESSION_TIMEOUT_S` ends one with `terminated`. The flush
   hook adds; its final heartbeat or the timeout sweep removes.
 
-RQ's own keys (`rq:*`) live beside these, in the same Redis.
+RQ's own keys (`rq:*`) live on RQ's Redis.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
+from functools import lru_cache
 
-DIRTY = "vp:dirty"
-LEASES = "vp:leases"
-PENDING = "vp:pending"
-POISON = "vp:poison"
-CATALOG = "vp:catalog"
-CATALOG_VERSION = "vp:catalog:version"
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+
+CATALOG = "vp:{catalog}"
+CATALOG_VERSION = "vp:{catalog}:version"
 STATS = "vp:stats"
 XAPI_SESSIONS = "vp:xapi:sessions"
-ENROLLMENT_LOADED = "*"  # marker member of `vp:{sid}:enr`: the set mirrors MongoDB
+ENROLLMENT_LOADED = "*"  # marker member of the student's `enr` set: the set mirrors MongoDB
+DEFAULT_PARTITIONS = 48
+
+_partitions = DEFAULT_PARTITIONS
+
+
+def use_partitions(n: int) -> None:
+    """Set the number of buffer partitions (every process of a deployment must agree: it is
+    `BUFFER_PARTITIONS`, applied by each process's context when it starts)."""
+    global _partitions
+    if n < 1:
+        raise ValueError("BUFFER_PARTITIONS must be at least 1")
+    _partitions = n
+
+
+def partition_count() -> int:
+    return _partitions
+
+
+@lru_cache(maxsize=8)
+def partition_tags(n: int) -> tuple[str, ...]:
+    """One hash tag per partition, the i-th hashing into the middle half of the i-th of n equal
+    slot ranges (found by trying suffixes; deterministic)."""
+    width = REDIS_CLUSTER_HASH_SLOTS / n
+    tags = []
+    for i in range(n):
+        low, high = (i + 0.25) * width, (i + 0.75) * width
+        suffix = 0
+        while True:
+            tag = f"p{i}.{suffix}"
+            if low <= key_slot(tag.encode()) < max(high, low + 1):
+                break
+            suffix += 1
+        tags.append(tag)
+    return tuple(tags)
+
+
+def partition_of(student_id: str) -> int:
+    """The student's partition: a stable hash (the same in every process), not `hash()`."""
+    return zlib.crc32(student_id.encode()) % _partitions
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    """One partition of the buffer, and its keys (all in one cluster slot)."""
+
+    index: int
+
+    @property
+    def tag(self) -> str:
+        return "vp:{" + partition_tags(_partitions)[self.index] + "}"
+
+    @property
+    def dirty(self) -> str:
+        return f"{self.tag}:dirty"
+
+    @property
+    def leases(self) -> str:
+        return f"{self.tag}:leases"
+
+    @property
+    def pending(self) -> str:
+        return f"{self.tag}:pending"
+
+    @property
+    def poison(self) -> str:
+        return f"{self.tag}:poison"
+
+
+def partitions() -> list[Partition]:
+    return [Partition(i) for i in range(_partitions)]
+
+
+def partition_for(student_id: str) -> Partition:
+    return Partition(partition_of(student_id))
 
 
 def student_tag(student_id: str) -> str:
-    return "vp:{" + student_id + "}"
+    return f"{partition_for(student_id).tag}:s:{student_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +171,10 @@ class ProgressKey:
 
     student_id: str
     material_id: str
+
+    @property
+    def partition(self) -> Partition:
+        return partition_for(self.student_id)
 
     @property
     def pending(self) -> str:
@@ -89,7 +191,7 @@ class ProgressKey:
 
     @property
     def member(self) -> str:
-        """The key's name in `vp:dirty`, `vp:leases` and `vp:poison`."""
+        """The key's name in its partition's `dirty`, `leases` and `poison`."""
         return f"{self.material_id}|{self.student_id}"  # material ids never hold '|'
 
     @classmethod
@@ -127,7 +229,7 @@ def rate_limit_key(student_id: str, window: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class OutboxKeys:
-    """The Redis keys of one outbox (`xapi` or `webhook`)."""
+    """The keys of one outbox (`xapi` or `webhook`), on RQ's Redis."""
 
     name: str
 
@@ -148,4 +250,4 @@ class OutboxKeys:
         return f"vp:outbox:{self.name}:dead"
 
     def sent(self, student_id: str) -> str:
-        return f"{student_tag(student_id)}:sent:{self.name}"
+        return f"vp:outbox:{self.name}:sent:{student_id}"

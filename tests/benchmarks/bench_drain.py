@@ -40,7 +40,7 @@ from shared.domain.progress import Heartbeat
 from shared.ops import admin_ops
 from shared.storage import mongo_store
 from shared.storage.hot_store import SCRIPTS, IngestItem, IngestLimits, ingest_args
-from shared.storage.keys import ENROLLMENT_LOADED, PENDING, ProgressKey, enrollments_key
+from shared.storage.keys import ENROLLMENT_LOADED, ProgressKey, enrollments_key, partitions
 from shared.storage.stats import read_stats
 from tests.benchmarks.benchstack import BenchStack, bench_stack, enroll_bulk
 from workers import flush
@@ -115,7 +115,8 @@ def prefill(bs: BenchStack, args: argparse.Namespace, round_no: int) -> int:
         if len(pipe) >= 2000:
             pipe.execute()
     pipe.execute()
-    assert int(bs.r.get(PENDING) or 0) == total, "the ingest script refused heartbeats"
+    pending = sum(int(bs.r.get(p.pending) or 0) for p in partitions())
+    assert pending == total, "the ingest script refused heartbeats"
     return total
 
 

@@ -72,7 +72,7 @@ from shared.domain.catalog import Course
 from shared.domain.progress import WatchState
 from shared.runtime.gc_tuning import settled_heap
 from shared.storage.hot_store import Fold, HotStore
-from shared.storage.keys import DIRTY, PENDING, ProgressKey
+from shared.storage.keys import ProgressKey, partitions
 from tests.benchmarks.benchstack import BenchStack, bench_stack, enroll_bulk, percentile
 from tests.benchmarks.http_pool import HttpPool
 
@@ -387,8 +387,10 @@ def reset_buffer(bs: BenchStack, students: list[str]) -> None:
     for sid in students:
         for video in VIDEOS:
             pipe.delete(ProgressKey(sid, video).pending)
-    pipe.delete(DIRTY, REF_LIST)
-    pipe.set(PENDING, 0)
+    pipe.delete(REF_LIST)
+    for part in partitions():
+        pipe.delete(part.dirty)
+        pipe.set(part.pending, 0)
     pipe.execute()
 
 
@@ -698,7 +700,7 @@ async def _backlog(port: int, cold_port: int, token: str, count: int, window: in
 
 
 def pending(bs: BenchStack) -> int:
-    return int(bs.r.get(PENDING) or 0)
+    return sum(int(bs.r.get(p.pending) or 0) for p in partitions())
 
 
 def print_result(r: LoadResult) -> None:

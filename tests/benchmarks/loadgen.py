@@ -15,10 +15,10 @@ one. `--speedup K` compresses time: 10 simulated seconds take 10/K real seconds 
 clock, client_ts, runs K times faster, in the past so that the server never clamps it).
 
 Every 202 updates the generator's own model of what each student watched. At the end it waits
-until the workers have drained (`vp:dirty` empty, `vp:pending` 0, no RQ job queued or running)
-and compares MongoDB's `watch_progress` and `enrollments` with the model: resume position
-(latest reading by client clock), watched seconds (union of played ranges, within 1 s),
-completion at 80 %, course progress. Any mismatch is printed and makes the exit code 1.
+until the workers have drained (every partition's `dirty` empty and `pending` 0, no RQ job
+queued or running) and compares MongoDB's `watch_progress` and `enrollments` with the model:
+resume position (latest reading by client clock), watched seconds (union of played ranges,
+within 1 s), completion at 80 %, course progress. Any mismatch is printed and makes the exit code 1.
 Each tab also opens with `GET .../status` (as the player does to resume), checked against the
 model too (read-your-writes) when no other tab of the student has that video open.
 
@@ -72,7 +72,7 @@ from rq.registry import StartedJobRegistry
 
 from shared.domain.catalog import Course
 from shared.runtime.gc_tuning import GC_THRESHOLD
-from shared.storage.keys import DIRTY, PENDING
+from shared.storage.keys import partitions
 from shared.storage.mongo_store import progress_id
 from shared.storage.stats import read_stats
 from tests.benchmarks.benchstack import (
@@ -493,13 +493,16 @@ class LoadGen:
     async def sample_backlog(self) -> tuple[int, int, int]:
         overdue_before = time.time() - 2 * self.bs.settings.flush_tick_s
         pipe = self.aredis.pipeline(transaction=False)
-        pipe.zcard(DIRTY)
-        pipe.get(PENDING)
-        pipe.zcount(DIRTY, "-inf", overdue_before)
-        dirty, pending, overdue = await pipe.execute()
-        self.own_redis_calls += 3
+        for part in partitions():
+            pipe.zcard(part.dirty)
+            pipe.get(part.pending)
+            pipe.zcount(part.dirty, "-inf", overdue_before)
+        replies = await pipe.execute()
+        self.own_redis_calls += len(replies)
         self.own_redis_reads += 1
-        sample = (int(dirty), int(pending or 0), int(overdue))
+        dirty, overdue = sum(replies[0::3]), sum(replies[2::3])
+        pending = sum(int(p or 0) for p in replies[1::3])
+        sample = (int(dirty), pending, int(overdue))
         self.backlog.append((self.loop.time(), *sample))
         return sample
 
@@ -680,14 +683,16 @@ async def drain(gen: LoadGen, timeout_s: float) -> float | None:
     t = time.monotonic()
     while time.monotonic() - t < timeout_s:
         pipe = gen.aredis.pipeline(transaction=False)
-        pipe.zcard(DIRTY)
-        pipe.get(PENDING)
         pipe.llen(queue_key)
         pipe.zcard(started_key)
-        dirty, pending, queued, running = await pipe.execute()
-        gen.own_redis_calls += 4
+        for part in partitions():
+            pipe.zcard(part.dirty)
+            pipe.get(part.pending)
+        queued, running, *buffer = await pipe.execute()
+        gen.own_redis_calls += 2 + len(buffer)
         gen.own_redis_reads += 1
-        if not dirty and not int(pending or 0) and not queued and not running:
+        dirty, pending = sum(buffer[0::2]), sum(int(p or 0) for p in buffer[1::2])
+        if not dirty and not pending and not queued and not running:
             return time.monotonic() - t
         await asyncio.sleep(0.5)
     return None

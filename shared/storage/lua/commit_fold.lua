@@ -1,7 +1,7 @@
 -- Replace a hot state by one with the first ARGV[3] pending heartbeats folded in, if nobody
 -- else folded since it was read (compare-and-set on the folded count 'n'). A preview built
 -- on the old state no longer applies and goes.
--- KEYS: 1 hot state hash, 2 pending list, 3 pending counter
+-- KEYS: 1 hot state hash, 2 pending list, 3 the partition's pending counter
 -- ARGV: 1 expected n ('' when the hash did not exist), 2 new state JSON, 3 folded, 4 new n
 local current = redis.call('HGET', KEYS[1], 'n') or ''
 if current ~= ARGV[1] then return 0 end

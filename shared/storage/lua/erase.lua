@@ -1,6 +1,7 @@
 -- Erase one key's hot state and queued heartbeats, leaving a tombstone: a version beyond any
 -- fold or write still in flight (their compare-and-set and versioned upserts then fail).
--- KEYS: 1 hot state hash, 2 pending list, 3 dirty zset, 4 leases hash, 5 pending counter
+-- KEYS: 1 hot state hash, 2 pending list, 3 the partition's dirty zset, 4 its leases hash,
+--       5 its pending counter
 -- ARGV: 1 member, 2 stored (MongoDB) version, 3 version gap, 4 tombstone TTL
 -- Returns {tombstone version (string), heartbeats dropped, 1 if a hot state existed}
 local current = tonumber(redis.call('HGET', KEYS[1], 'n') or '0')

@@ -1,6 +1,6 @@
 -- After MongoDB acknowledged state number ARGV[2]: the key is clean unless it changed since,
 -- in which case it becomes due again at ARGV[3].
--- KEYS: 1 dirty zset, 2 leases hash, 3 hot state hash, 4 pending list, 5 the student's set of
+-- KEYS: 1 the partition's dirty zset, 2 its leases hash, 3 hot state hash, 4 pending list, 5 the student's set of
 --       materials stored in MongoDB
 -- ARGV: 1 member, 2 written n, 3 next due time, 4 hot state TTL, 5 '1' if completion recorded,
 --       6 material id

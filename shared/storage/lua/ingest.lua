@@ -1,8 +1,10 @@
 -- Accept heartbeats for one (student, material) in one atomic step.
--- KEYS: 1 enrollments set, 2 pending list, 3 hot state hash, 4 dirty zset, 5 pending counter,
---       6 the student's rate-limit counter for the current window, 7 the student's set of
---       materials stored in MongoDB
--- ARGV: 1 course id, 2 dirty member, 3 due time, 4 max dirty keys, 5 max pending,
+-- Every key shares the student's partition tag (one cluster slot).
+-- KEYS: 1 enrollments set, 2 pending list, 3 hot state hash, 4 the partition's dirty zset,
+--       5 the partition's pending counter, 6 the student's rate-limit counter for the current
+--       window, 7 the student's set of materials stored in MongoDB
+-- ARGV: 1 course id, 2 dirty member, 3 due time, 4 max dirty keys and 5 max pending (the
+--       partition's),
 --       6 '1' to reply with the state, 7 rate limit per window (0: none), 8 window seconds,
 --       9 material id, 10 max pending for this key, 11 epoch to set if the hash has none,
 --       12-15 the caller's cached view (epoch, n, pending heartbeats folded, mark; '' if none),
