@@ -444,7 +444,9 @@ export interface paths {
         };
         /**
          * Readyz
-         * @description 200 while Redis answers (ingest needs nothing else); MongoDB's state is reported only.
+         * @description 200 while the buffer's Redis answers (ingest needs nothing else); MongoDB's state is
+         *     reported only. On a Redis Cluster, 200 while any primary answers: a primary that is down
+         *     refuses only the students whose slots it holds, so the process still serves the others.
          */
         get: operations["readyz_readyz_get"];
         put?: never;
