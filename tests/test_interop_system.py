@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.helpers import FAULT_SUMMARY, wait_until
+from tests.helpers import FAULT_SUMMARY, buffered, wait_until
 from tests.lrs import LRS_PASSWORD, LRS_USER, RalphLRS
 from tests.stack import Stack, enroll, running_stack
 
@@ -100,7 +100,8 @@ def test_an_lrs_outage_of_30_s_under_load_loses_and_duplicates_nothing(
         load.stop.set()
         load.thread.join(30)
     expected = sum(n + 1 for n in load.accepted.values())  # + one initialized per session
-    wait_until(lambda: r.zcard("vp:dirty") == 0 and outbox_depth(stack) == 0, timeout_s=90)
+    buffer = stack.redis_client()
+    wait_until(lambda: buffered(buffer)[0] == 0 and outbox_depth(stack) == 0, timeout_s=90)
     stored = [s for s in lrs.statements() if s["actor"]["account"]["name"] in STUDENTS]
     ids = [s["id"] for s in stored]
     lines = [s for s in lrs.stored_lines() if s["actor"]["account"]["name"] in STUDENTS]

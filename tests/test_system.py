@@ -177,12 +177,18 @@ def test_redis_down_is_503_and_acknowledged_heartbeats_survive_a_restart(stack: 
     assert doc["watched_seconds"] == 30.0  # the acknowledged heartbeat, not the refused one
 
 
-def test_buffer_keys_spread_over_every_primary_and_none_reach_rqs_redis(stack: Stack) -> None:
-    if stack.cluster is None:
-        pytest.skip("one Redis: nothing to spread")
+def test_buffer_keys_land_where_the_buffer_is(stack: Stack) -> None:
+    """On a cluster: spread over every primary, none on RQ's Redis. On one Redis (both roles
+    on one server, the default): all there."""
     for i in range(36):
         headers = enroll(stack, f"spread-{i}")
         assert post(stack, headers, **heartbeat(5, played=[[0, 5]])).status_code == 202
+    if stack.cluster is None:
+        rq = stack.rq_client()
+        students = {k.split(b":s:")[1].split(b":")[0] for k in rq.scan_iter(
+            match="vp:{p*}:s:spread-*:hb:*", count=1000)}  # fmt: skip
+        assert students == {f"spread-{i}".encode() for i in range(36)}
+        return
     per_node = []
     for node in stack.cluster.nodes:
         client = redis.Redis(port=node.port)
