@@ -186,7 +186,7 @@ def test_buffer_keys_land_where_the_buffer_is(stack: Stack) -> None:
     if stack.cluster is None:
         rq = stack.rq_client()
         students = {k.split(b":s:")[1].split(b":")[0] for k in rq.scan_iter(
-            match="vp:{p*}:s:spread-*:hb:*", count=1000)}  # fmt: skip
+            match="vp:{p*}:s:spread-*:ws:*", count=1000)}  # fmt: skip
         assert students == {f"spread-{i}".encode() for i in range(36)}
         return
     per_node = []
