@@ -3,7 +3,9 @@ heartbeat's `event` field, settings that refuse a misconfiguration."""
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +24,7 @@ from shared.settings import Settings
 B = StatementBuilder(XapiConfig("https://idp.test", "https://videos.test/", 80))
 VIDEO = Video("s-1", "v-100", "Speed", 100.0)
 STATE = WatchState(position=30, covered=[[0.0, 30.0]], progress=30.0, credited=30.0)
-SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+SECRET = "whsec_" + base64.b64encode(os.urandom(24)).decode()  # made per run, never stored
 
 
 def hb(**kw: object) -> Heartbeat:
