@@ -6,7 +6,9 @@ outage under load runs the Procfile's processes (tests/test_interop_system.py).
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -36,7 +38,7 @@ ADMIN = "a-root"
 record_completions_name = "workers.completion.record_completions"
 HOMEPAGE = "https://idp.school.test"
 ACTIVITIES = "https://courses.school.test/videos/"
-SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # base64 of 24 bytes
+SECRET = "whsec_" + base64.b64encode(os.urandom(24)).decode()  # made per run, never stored
 
 
 @pytest.fixture(scope="module")
