@@ -88,10 +88,11 @@ def test_property_whatever_is_claimed_the_credit_stays_within_the_budget(
 ) -> None:
     state = fold(None, hbs, duration=600.0, threshold=THRESHOLD, verification=STRICT)
     observed = reference_observed([h.received_at for h in hbs], GAP)
-    assert state.watched_seconds <= RATE * observed + 1e-6
-    assert state.progress <= RATE * observed / 600.0 * 100.0 + 5e-4  # stored to 3 decimals
+    slack = RATE * 0.001  # receive times and figures are kept to the millisecond
+    assert state.watched_seconds <= RATE * observed + slack
+    assert state.progress <= (RATE * observed + slack) / 600.0 * 100.0 + 5e-4
     if state.completed:  # 80 % of a 10-minute video needs 480 / rate seconds of sending
-        assert observed >= 480.0 / RATE - 1e-6
+        assert observed >= 480.0 / RATE - 0.001
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
