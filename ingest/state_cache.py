@@ -68,12 +68,6 @@ class StateCache:
         while len(self._entries) > self.capacity:
             self._entries.popitem(last=False)
 
-    def __contains__(self, key: ProgressKey) -> bool:
-        return key in self._entries
-
-    def forget(self, key: ProgressKey) -> None:
-        self._entries.pop(key, None)
-
     def proposal(self, entry: CachedState | None) -> Proposal | None:
         """The cached state as the key's next preview, when Redis' preview lags by enough."""
         if entry is None or entry.view.folded - max(entry.preview_folded, 0) < self.preview_every:

@@ -389,14 +389,14 @@ def _apply_in_place(
     if len(state.covered) > MAX_INTERVALS:
         state.covered = close_smallest_gaps(state.covered, MAX_INTERVALS)
 
-    claimed = sum(b - a for a, b in state.covered)
+    claimed = state.claimed_seconds
     # Credit never falls back (a stricter setting later does not take away what was credited).
-    state.credited = max(state.credited, credit(state, _r(claimed), verification))
+    state.credited = max(state.credited, credit(state, claimed, verification))
     percentage = min(100.0, state.credited / duration * 100.0)
     state.progress = max(state.progress, _r(percentage))
     if percentage >= threshold:
         _mark_complete(state, hb)
-    return state.unverified_seconds > unverified_before + 0.001
+    return _r(max(0.0, claimed - state.credited)) > unverified_before + 0.001
 
 
 def _mark_complete(state: WatchState, hb: Heartbeat) -> None:
