@@ -131,7 +131,6 @@ class HotEntry:
     version: int | None  # None: no hot state (never folded, or expired)
     pending: list[Heartbeat]
     completion_recorded: bool = False
-    stored: bool = True  # MongoDB may hold a state (False: known not to, no need to look)
 
 
 @dataclass(frozen=True, slots=True)
