@@ -25,6 +25,7 @@ from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 
 from shared.domain.progress import Heartbeat, WatchState
+from shared.errors import Unavailable
 from shared.storage.clients import AsyncBuffer, Buffer
 from shared.storage.keys import (
     CATALOG,
@@ -32,9 +33,13 @@ from shared.storage.keys import (
     ENROLLMENT_LOADED,
     Partition,
     ProgressKey,
+    buffer_tombstones,
     enrollments_key,
+    key_index,
+    partition_for,
     partitions,
     rate_limit_key,
+    stored_key,
 )
 
 log = logging.getLogger(__name__)
@@ -46,8 +51,10 @@ def _lua(name: str) -> str:
 
 SCRIPTS = {
     name: _lua(name)
-    for name in ("ingest", "read", "claim", "commit_fold", "finish", "erase", "publish", "mirror")
-}
+    for name in (
+        "ingest", "read", "claim", "commit_fold", "finish", "erase", "publish", "mirror",
+    )
+}  # fmt: skip
 SHAS = {name: hashlib.sha1(text.encode()).hexdigest() for name, text in SCRIPTS.items()}
 
 ScriptCall = tuple[list[str], list[Any]]  # (KEYS, ARGV), the keys all in one slot
@@ -253,6 +260,8 @@ def ingest_args(
         part.pending,
         limits.rate_key(key.student_id),
         key.stored,
+        key_index(key.student_id),  # KEYS[8] is another change's (a per-student budget)
+        key_index(key.student_id),
     ]
     view = item.cached or NO_VIEW
     offer = item.proposal
@@ -510,11 +519,12 @@ class HotStore:
         """
         calls: list[ScriptCall] = [
             (
-                [key.partition.dirty, key.partition.leases, key.state, key.pending, key.stored],
+                [key.partition.dirty, key.partition.leases, key.state, key.pending, key.stored,
+                 buffer_tombstones(key.student_id), key_index(key.student_id)],
                 [key.member, version, next_due, ttl_s, "1" if completion else "", key.material_id],
             )
             for key, version, completion in written
-        ]
+        ]  # fmt: skip
         return sum(int(x) for x in run_scripts(self.client, "finish", calls))
 
     def release(self, keys: list[ProgressKey], retry_at: float) -> None:
@@ -530,3 +540,62 @@ class HotStore:
     def catalog(self) -> tuple[int, str | None]:
         version, blob = self.client.mget(CATALOG_VERSION, CATALOG)
         return int(version or 0), as_text(blob) if blob is not None else None
+
+    def indexed_materials(self, student_id: str) -> set[str]:
+        """The materials the student's key index lists (one SMEMBERS: no scan)."""
+        members: set[Any] = self.client.smembers(key_index(student_id))
+        return {as_text(m) for m in members}
+
+    def erase(
+        self, student_id: str, material_id: str | None, stored: dict[str, int], gap: int, ttl_s: int
+    ) -> list[ErasedKey]:
+        """The erasure's cut: in one atomic step, the buffer keys of one material of the
+        student, or of all the materials the key index lists plus those of `stored` (MongoDB's
+        materials and versions), each left with a tombstone version (erase.lua). Run again when
+        the index grew in between. Idempotent. Raises Unavailable when it kept growing."""
+        for _ in range(ERASE_ATTEMPTS):
+            if material_id is not None:
+                materials = [material_id]
+            else:
+                materials = sorted(self.indexed_materials(student_id) | set(stored))
+            call = _erase_call(student_id, materials, stored, gap, ttl_s, material_id is None)
+            [reply] = run_scripts(self.client, "erase", [call])
+            if as_text(reply[0]) == "ok":
+                rows = [reply[1 + 3 * i : 4 + 3 * i] for i in range(len(materials))]
+                return [
+                    ErasedKey(m, int(version), int(queued), had == 1)
+                    for m, (version, queued, had) in zip(materials, rows, strict=True)
+                ]
+        raise Unavailable(f"the buffer keys of {student_id!r} kept changing; retry the erasure")
+
+
+ERASE_ATTEMPTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class ErasedKey:
+    """What the erasure's cut did to one (student, material)."""
+
+    material_id: str
+    tombstone: int  # the version it now holds: beyond any fold or write still in flight
+    queued: int  # pending heartbeats dropped
+    had_state: bool  # a hot state was dropped
+
+
+def _erase_call(
+    student_id: str,
+    materials: list[str],
+    stored: dict[str, int],
+    gap: int,
+    ttl_s: int,
+    whole: bool,
+) -> ScriptCall:
+    part = partition_for(student_id)
+    keys = [key_index(student_id), buffer_tombstones(student_id), stored_key(student_id),
+            part.dirty, part.leases, part.pending, part.poison]  # fmt: skip
+    args: list[Any] = [gap, ttl_s, "1" if whole else "0"]
+    for m in materials:
+        key = ProgressKey(student_id, m)
+        keys += [key.state, key.pending]
+        args += [m, key.member, stored.get(m, 0)]
+    return keys, args

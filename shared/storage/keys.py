@@ -29,6 +29,15 @@ Per student, under `vp:{p}:s:<sid>`. For each key: its type; who writes it; when
   the write; erasure removes.
 - `vp:{p}:s:<sid>:rl:<window>` string, heartbeats of the student in this minute (ingest).
   Expires with the window.
+- `vp:{p}:s:<sid>:keys` set of the materials the student has `hb`/`ws` keys for: the student's
+  key index, so that an export or an erasure looks its keys up instead of scanning. Ingest adds
+  (in the script that creates the keys), finish adds again (keys buffered before the index
+  existed); erasure removes. A material whose clean hot state expired may stay listed (a few
+  bytes per material the student ever watched).
+- `vp:{p}:s:<sid>:erased` hash material id -> the tombstone version an erasure gave that key (a
+  version beyond any fold or write in flight). Erasure writes it in the same step that erases
+  the keys; finish reads it (a flush of erased heartbeats marks nothing). Expires
+  `ERASURE_TOMBSTONE_TTL_S` after the last erasure.
 
 Per partition (one of each per tag):
 
@@ -65,9 +74,18 @@ outboxes of connections to other systems (README, "Connecting to other systems")
 - `vp:outbox:<outbox>:sent:<sid>` zset of entry ids delivered for a student, scored by when;
   delivery adds and trims it to `SENT_IDS_PER_STUDENT`. An id in it is never queued again;
   erasure reads and removes it (the LRS's copies are the school's to erase).
-- `vp:xapi:sessions` zset `<mid>|<sid>|<session>` -> last heartbeat's receive time: open player
-  sessions, so that silence past `XAPI_SESSION_TIMEOUT_S` ends one with `terminated`. The flush
-  hook adds; its final heartbeat or the timeout sweep removes.
+- `vp:outbox:<outbox>:of:<sid>` set of the ids of the student's entries, queued or set aside:
+  the student's entry index (export and erasure read it instead of scanning the outbox). Push
+  adds, atomically with the entry; delivery removes once sent; erasure removes.
+- `vp:xapi:sessions` zset `[<mid>, <sid>, <session>]` (JSON) -> last heartbeat's receive time:
+  open player sessions, so that silence past `XAPI_SESSION_TIMEOUT_S` ends one with
+  `terminated`. The flush hook adds; its final heartbeat or the timeout sweep removes.
+- `vp:xapi:sessions:<sid>` set of the student's members of `vp:xapi:sessions` (the same
+  writers, in the same steps): the student's session index, for erasure.
+- `vp:erased:<sid>` hash material id -> tombstone version, as the buffer's `erased` hash: the
+  outbox push and the session hook refuse what was made from a state at or below it (an
+  erasure answered after that state was read). Erasure writes it before it clears the
+  outboxes. Expires `ERASURE_TOMBSTONE_TTL_S` after the last erasure.
 
 RQ's own keys (`rq:*`) live on RQ's Redis.
 """
@@ -227,6 +245,25 @@ def rate_limit_key(student_id: str, window: int) -> str:
     return f"{student_tag(student_id)}:rl:{window}"
 
 
+def key_index(student_id: str) -> str:
+    """The set of materials the student has buffer keys for (`pending` and `state`)."""
+    return f"{student_tag(student_id)}:keys"
+
+
+def buffer_tombstones(student_id: str) -> str:
+    return f"{student_tag(student_id)}:erased"
+
+
+def outbox_tombstones(student_id: str) -> str:
+    """On RQ's Redis: the student's erasure tombstones, for the outboxes."""
+    return f"vp:erased:{student_id}"
+
+
+def xapi_sessions_of(student_id: str) -> str:
+    """On RQ's Redis: the student's members of `XAPI_SESSIONS`."""
+    return f"{XAPI_SESSIONS}:{student_id}"
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxKeys:
     """The keys of one outbox (`xapi` or `webhook`), on RQ's Redis."""
@@ -251,3 +288,7 @@ class OutboxKeys:
 
     def sent(self, student_id: str) -> str:
         return f"vp:outbox:{self.name}:sent:{student_id}"
+
+    def of(self, student_id: str) -> str:
+        """The ids of the student's entries, queued or set aside."""
+        return f"vp:outbox:{self.name}:of:{student_id}"

@@ -20,6 +20,7 @@
 -- heartbeats), or 'state' (the hot state, '' when none). Nothing is written unless status is
 -- 'ok'. The reply never holds more heartbeats than were appended since the caller's view or
 -- the preview: its cost does not grow with the backlog.
+-- KEYS[9]: the student's key index (export and erasure look it up instead of scanning).
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'enrollment_unknown'} end
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return {'not_enrolled'} end
 local count = #ARGV - 20
@@ -39,6 +40,7 @@ if tonumber(ARGV[7]) > 0 then  -- the last check, as it is the one that counts
   end
 end
 if new_key then redis.call('ZADD', KEYS[4], ARGV[3], ARGV[2]) end
+redis.call('SADD', KEYS[9], ARGV[9])
 local epoch = redis.call('HGET', KEYS[3], 'e')
 if not epoch then
   epoch = ARGV[11]
