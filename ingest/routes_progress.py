@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from ingest.deps import (
     MaterialDep,
     Progress,
+    Reads,
     Student,
     StudentOrAdmin,
     course_or_404,
@@ -172,6 +173,7 @@ def _rejected(index: int, exc: ServiceError) -> ItemResult:
 async def get_status(
     video_id: str,
     principal: StudentOrAdmin,
+    _reads: Reads,
     service: Progress,
     student_id: Annotated[str | None, Query(max_length=256)] = None,
 ) -> MaterialStatus:
@@ -186,6 +188,7 @@ async def get_status(
 async def post_statuses(
     body: StatusRequest,
     principal: StudentOrAdmin,
+    _reads: Reads,
     service: Progress,
     student_id: Annotated[str | None, Query(max_length=256)] = None,
 ) -> StatusBatch:
@@ -228,6 +231,7 @@ async def post_complete(
 async def get_course_progress(
     course_id: str,
     principal: StudentOrAdmin,
+    _reads: Reads,
     service: Progress,
     student_id: Annotated[str | None, Query(max_length=256)] = None,
 ) -> CourseProgress:

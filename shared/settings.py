@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     # Heartbeats per student per minute: a player sends 6 to 12, an outbox flush after a long
     # time offline a few hundred at once. 0 disables the limit.
     rate_limit_per_minute: int = Field(1200, ge=0)
+    # Reads per user per minute (status reads, course views, /api/me/courses; an export counts
+    # as EXPORT_READ_COST of them): a page load makes 1 to 3, a teacher paging through courses a
+    # few a second at most. 0 disables the limit.
+    read_rate_limit_per_minute: int = Field(600, ge=0)
     # How long erasure tombstones live (Redis and MongoDB): what a flush or completion job read
     # before an erasure is refused for this long. At least an hour more than a lease (a flush's
     # lease, then a completion job with its retries: workers/flush.py COMPLETION_RETRY).

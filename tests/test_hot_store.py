@@ -260,6 +260,24 @@ def test_a_flush_of_erased_heartbeats_finishes_without_marking_anything(
     assert redis_client.sismember(KEY.stored, "v1") and store.indexed_materials("s1") == {"v1"}
 
 
+def test_reads_are_counted_per_user_and_window_and_refused_past_the_limit(
+    redis_url: str,
+) -> None:
+    async def run() -> list[bool]:
+        client = async_buffer(redis_url)
+        try:
+            store = AsyncHotStore(client)
+            spent = [await store.spend_reads("u1", 1, 3, 60, 6000.0) for _ in range(4)]
+            spent.append(await store.spend_reads("u1", 30, 3, 60, 6000.0))  # an export
+            spent.append(await store.spend_reads("u2", 3, 3, 60, 6000.0))  # another user
+            spent.append(await store.spend_reads("u1", 3, 3, 60, 6060.0))  # the next minute
+            return spent
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(run()) == [True, True, True, False, False, True, True]
+
+
 def test_scripts_lost_by_a_redis_restart_are_loaded_again(
     redis_url: str, redis_client: Buffer
 ) -> None:

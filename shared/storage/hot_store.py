@@ -39,6 +39,7 @@ from shared.storage.keys import (
     partition_for,
     partitions,
     rate_limit_key,
+    read_limit_key,
     stored_key,
 )
 
@@ -53,6 +54,7 @@ SCRIPTS = {
     name: _lua(name)
     for name in (
         "ingest", "read", "claim", "commit_fold", "finish", "erase", "publish", "mirror",
+        "spend_reads",
     )
 }  # fmt: skip
 SHAS = {name: hashlib.sha1(text.encode()).hexdigest() for name, text in SCRIPTS.items()}
@@ -347,6 +349,7 @@ class AsyncHotStore:
     def __init__(self, client: AsyncBuffer) -> None:
         self.client = client
         self._ingest = client.register_script(SCRIPTS["ingest"])
+        self._spend_reads = client.register_script(SCRIPTS["spend_reads"])
 
     async def prepare(self) -> None:
         """Before the first request: learn a cluster's slots, and load the scripts (on every
@@ -354,7 +357,7 @@ class AsyncHotStore:
         cluster client's start-up (MOVED replies, broken connections, a script run twice)."""
         if isinstance(self.client, AsyncRedisCluster):
             await self.client.initialize()
-        for name in ("ingest", "read"):
+        for name in ("ingest", "read", "spend_reads"):
             await self.client.script_load(SCRIPTS[name])
 
     async def append(
@@ -409,6 +412,14 @@ class AsyncHotStore:
     async def catalog(self) -> tuple[int, str | None]:
         version, blob = await self.client.mget(CATALOG_VERSION, CATALOG)
         return int(version or 0), as_text(blob) if blob is not None else None
+
+    async def spend_reads(
+        self, user_id: str, cost: int, limit: int, window_s: int, now: float
+    ) -> bool:
+        """Count `cost` reads of the user in the window of `window_s` seconds holding `now`,
+        unless that goes over `limit`: False when refused (refused reads do not count)."""
+        keys = [read_limit_key(user_id, int(now // window_s))]
+        return bool(await self._spend_reads(keys=keys, args=[limit, window_s, cost]))
 
     async def catalog_version(self) -> int:
         return int(await self.client.get(CATALOG_VERSION) or 0)

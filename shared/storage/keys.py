@@ -29,6 +29,8 @@ Per student, under `vp:{p}:s:<sid>`. For each key: its type; who writes it; when
   the write; erasure removes.
 - `vp:{p}:s:<sid>:rl:<window>` string, heartbeats of the student in this minute (ingest).
   Expires with the window.
+- `vp:{p}:s:<sid>:rr:<window>` string, reads (status, course views, `/api/me/courses`,
+  exports) of the user in this minute, any role (the read limit). Expires with the window.
 - `vp:{p}:s:<sid>:keys` set of the materials the student has `hb`/`ws` keys for: the student's
   key index, so that an export or an erasure looks its keys up instead of scanning. Ingest adds
   (in the script that creates the keys), finish adds again (keys buffered before the index
@@ -243,6 +245,10 @@ def enrollments_version_key(student_id: str) -> str:
 
 def rate_limit_key(student_id: str, window: int) -> str:
     return f"{student_tag(student_id)}:rl:{window}"
+
+
+def read_limit_key(user_id: str, window: int) -> str:
+    return f"{student_tag(user_id)}:rr:{window}"
 
 
 def key_index(student_id: str) -> str:
