@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ import workers.flush
 from ingest.app import create_app
 from shared.clock import MockedClock
 from shared.integrations.outbox import OUTBOXES, WEBHOOK, XAPI
-from shared.ops.erasure import VERSION_GAP
+from shared.ops.erasure import VERSION_GAP, erase_progress
 from shared.settings import Settings
 from shared.storage.clients import Buffer
 from shared.storage.keys import (
@@ -384,3 +385,127 @@ def test_tombstones_expire_and_then_nothing_of_the_student_is_left(campus: Campu
     assert maintenance.delete_expired_tombstones() == 4
     assert c.ctx.mongo.progress.count_documents({"student_id": STUDENT}) == 0
     watch_again_after_the_erasure(c, who)
+
+
+# ---- export and erasure look up the student's own keys ----------------------------------------
+
+SCANS = {"scan", "hscan", "sscan", "zscan", "keys"}
+# Commands a script or client sends that name no key, or whose keys their own lines show.
+KEYLESS = {"echo", "monitor", "evalsha", "eval", "script", "ping", "info", "cluster", "command",
+           "readonly", "client", "select", "hello", "multi", "exec", "discard"}  # fmt: skip
+# What may be asked of a structure shared by many students: their own members, one by one.
+POINT_COMMANDS = {"zrem", "hdel", "hmget", "hget", "hexists", "zscore", "decrby", "get", "mget"}
+
+
+class Monitor:
+    """Every command one redis-server runs, those of Lua scripts included (MONITOR)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.client = redis.Redis(host=host, port=port)
+        self.conn = redis.Connection(host=host, port=port)  # type: ignore[no-untyped-call]  # redis-py
+        self.conn.send_command("MONITOR")  # type: ignore[no-untyped-call]  # redis-py
+        assert self.conn.read_response() in (b"OK", "OK")
+        self.marker = f"end-of-monitor-{os.urandom(6).hex()}"
+
+    def stop(self) -> list[list[str]]:
+        """The commands seen until now, as lists of their words (command name lower-cased)."""
+        self.client.echo(self.marker)
+        seen: list[list[str]] = []
+        while True:
+            line = self.conn.read_response()
+            text = line.decode() if isinstance(line, bytes) else str(line)
+            words = [w.replace('\\"', '"') for w in re.findall(r'"((?:[^"\\]|\\.)*)"', text)]
+            if words == ["echo", self.marker] or words == ["ECHO", self.marker]:
+                break
+            if words:
+                seen.append([words[0].lower(), *words[1:]])
+        self.conn.disconnect()  # type: ignore[no-untyped-call]  # redis-py
+        self.client.close()
+        return seen
+
+
+def _servers(c: Campus) -> list[tuple[str, int]]:
+    """Every redis-server of the deployment: RQ's, and the buffer's (or the cluster's primaries)."""
+    rq = c.ctx.redis.connection_pool.connection_kwargs
+    servers = [(str(rq["host"]), int(rq["port"]))]
+    if isinstance(c.buffer, RedisCluster):
+        primaries = c.buffer.get_primaries()  # type: ignore[no-untyped-call]  # redis-py
+        servers += [(n.host, int(n.port)) for n in primaries]
+    return servers
+
+
+def _scans(c: Campus) -> int:
+    total = 0
+    for host, port in _servers(c):
+        stats: dict[str, Any] = redis.Redis(host=host, port=port).info("commandstats")
+        total += sum(int(stats.get(f"cmdstat_{cmd}", {}).get("calls", 0)) for cmd in SCANS)
+    return total
+
+
+def _neighbours(student: str, count: int) -> list[str]:
+    """Students in the same buffer partition as `student` (they share its dirty, leases...)."""
+    home = ProgressKey(student, "").partition
+    found = [f"n-{i:04d}" for i in range(5000) if ProgressKey(f"n-{i:04d}", "").partition == home]
+    return found[:count]
+
+
+def test_export_and_erasure_look_up_only_the_students_own_keys(campus: Campus) -> None:
+    c = campus
+    who = c.enroll(STUDENT)
+    others = _neighbours(STUDENT, 4) + [f"o-{i:03d}" for i in range(20)]
+    for other in others:  # other students with stored, pending and outbox data of their own
+        them = c.enroll(other)
+        c.watch(them, "v-100", watch_time=85, played=[[0, 85]], session_id="x", seq=0)
+    watch_everything(c, who)
+    c.flush()
+    c.run_completion_jobs()
+    for other in others:
+        c.watch(bearer(c.settings, other), "v-100", watch_time=90, session_id="x", seq=1)
+    c.watch(who, "v-600", watch_time=10, session_id="p4", seq=0, event="pause")  # pending
+    scans_before = _scans(c)
+    monitors = [Monitor(host, port) for host, port in _servers(c)]
+    exported = c.client.get("/api/progress/export", headers=who)
+    report = c.erase()
+    commands = [words for m in monitors for words in m.stop()]
+    assert _scans(c) == scans_before  # not one SCAN, HSCAN, SSCAN, ZSCAN or KEYS
+    assert exported.status_code == 200 and len(exported.json()["materials"]) == 4
+    assert report["documents"] == 4 and report["queued_heartbeats"] == 1
+    named = [w for words in commands if words[0] not in KEYLESS for w in words[1:]]
+    assert named, "MONITOR saw the export's and the erasure's commands"
+    assert not [w for w in named for other in others if other in w]  # no other student's data
+    for words in commands:
+        name, args = words[0], words[1:]
+        if name in KEYLESS or not args:
+            continue
+        key = args[0]
+        own = f":s:{STUDENT}:" in key or key.endswith(f":{STUDENT}")
+        assert own or name in POINT_COMMANDS, f"{name} {key}: not the student's, nor by member"
+    assert leftovers(c) == []
+
+
+def test_a_heartbeat_taken_after_the_cut_outlives_the_rest_of_the_erasure(
+    campus: Campus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = campus
+    who = c.enroll(STUDENT)
+    watch_everything(c, who)
+    c.flush()
+    c.run_completion_jobs()
+
+    def watch_and_flush() -> None:  # after the buffer's cut, before MongoDB's tombstones
+        c.watch(
+            who, "v-100", watch_time=30, played=[[0, 30]], session_id="p5", seq=0, event="pause"
+        )
+        c.flush()
+
+    erase_between_steps(monkeypatch, c.ctx.mongo, "erase_states", watch_and_flush, after=False)
+    erase_progress(c.ctx.mongo, c.buffer, c.ctx.catalog(), STUDENT, outboxes=c.ctx.redis)
+    doc = present(c.ctx.mongo.progress.find_one({"student_id": STUDENT, "material_id": "v-100"}))
+    assert doc["watched_seconds"] == 30.0 and doc["v"] > VERSION_GAP
+    assert (
+        c.status(who)["watched_seconds"] == 30.0 and c.status(who, "v-600")["watched_seconds"] == 0
+    )
+    verbs = sorted(d["payload"]["verb"]["display"]["en-US"] for d in queued_for(c, XAPI))
+    assert verbs == ["initialized", "paused"]  # the new session's statements stay queued
+    enrollment = present(c.ctx.mongo.enrollment(STUDENT, COURSE_ID))
+    assert enrollment["completed_materials"] == [] and enrollment["watched_seconds"] == 30.0
