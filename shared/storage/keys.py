@@ -20,7 +20,7 @@ Per student, under `vp:{p}:s:<sid>`. For each key: its type; who writes it; when
 - `vp:{p}:s:<sid>:ws:<mid>` hash, the hot state: `state` (WatchState JSON), `n` (heartbeats
   ever folded: the version, MongoDB's `v`), `cq` (completion job enqueued). Folds write it (the
   flush, and ingest when a backlog builds up). Expires `HOT_STATE_TTL_S` after the key was last
-  flushed clean; erasure leaves a tombstone `n` for 7 days.
+  flushed clean; erasure leaves a tombstone `n` for `ERASURE_TOMBSTONE_TTL_S`.
 - `vp:{p}:s:<sid>:enr` set of the student's course ids mirrored from MongoDB, plus the marker
   `*` once loaded. Rewritten on every enrollment change (admin_ops).
 - `vp:{p}:s:<sid>:enr:v` string, bumped by every enrollment change (a mirror load
