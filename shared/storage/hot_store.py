@@ -24,7 +24,7 @@ import redis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 
-from shared.domain.progress import Heartbeat, WatchState
+from shared.domain.progress import Heartbeat, Verification, WatchState, cap_s
 from shared.storage.clients import AsyncBuffer, Buffer
 from shared.storage.keys import (
     CATALOG,
@@ -32,6 +32,7 @@ from shared.storage.keys import (
     ENROLLMENT_LOADED,
     Partition,
     ProgressKey,
+    budget_key,
     enrollments_key,
     partitions,
     rate_limit_key,
@@ -253,6 +254,7 @@ def ingest_args(
         part.pending,
         limits.rate_key(key.student_id),
         key.stored,
+        budget_key(key.student_id),
     ]
     view = item.cached or NO_VIEW
     offer = item.proposal
@@ -274,6 +276,8 @@ def ingest_args(
         args += ["", "", 0, "", ""]
     else:
         args += [*_view_args(offer.view), offer.state_json]
+    v = limits.verification
+    args += [v.max_rate, v.gap_s, cap_s(v), v.slack_s, item.need, limits.now, limits.ledger_ttl_s]
     args += [hb.to_json() for hb in item.heartbeats]
     return keys, args
 
@@ -302,6 +306,7 @@ class IngestItem:
     heartbeats: list[Heartbeat]
     cached: CachedView | None = None
     proposal: Proposal | None = None
+    need: float = 0.0  # seconds of the student's budget the heartbeats ask for
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,6 +321,8 @@ class IngestLimits:
     rate_window_s: int = 60
     now: float = 0.0
     max_per_key: int = 3600  # pending heartbeats one key may hold
+    verification: Verification = Verification()  # the budget's terms (trusted: no budget)
+    ledger_ttl_s: int = 7 * 24 * 3600  # the student's budget outlives their silence this long
 
     def rate_key(self, student_id: str) -> str:
         return rate_limit_key(student_id, int(self.now // self.rate_window_s))

@@ -18,15 +18,20 @@ Per student, under `vp:{p}:s:<sid>`. For each key: its type; who writes it; when
   them from the head, atomically with storing the state that holds them. Empty once folded;
   erasure.
 - `vp:{p}:s:<sid>:ws:<mid>` hash, the hot state: `state` (WatchState JSON), `n` (heartbeats
-  ever folded: the version, MongoDB's `v`), `cq` (completion job enqueued). Folds write it (the
-  flush, and ingest when a backlog builds up). Expires `HOT_STATE_TTL_S` after the key was last
-  flushed clean; erasure leaves a tombstone `n` for 7 days.
+  ever folded: the version, MongoDB's `v`), `cq` (completion job enqueued), `e` (epoch: new
+  whenever the hash is created), `g` (the student budget granted to the key in this epoch).
+  Folds write it (the flush, and ingest when a backlog builds up). Expires `HOT_STATE_TTL_S`
+  after the key was last flushed clean; erasure leaves a tombstone `n` for 7 days.
 - `vp:{p}:s:<sid>:enr` set of the student's course ids mirrored from MongoDB, plus the marker
   `*` once loaded. Rewritten on every enrollment change (admin_ops).
 - `vp:{p}:s:<sid>:enr:v` string, bumped by every enrollment change (a mirror load
   compares-and-sets on it). Never goes (a few bytes per student).
 - `vp:{p}:s:<sid>:stored` set of the materials MongoDB holds a state for. Finish adds, after
   the write; erasure removes.
+- `vp:{p}:s:<sid>:budget` hash, the student's viewing budget (verified watching per student):
+  `t` the latest receipt, `k` the seconds not yet granted. Ingest spends it and stamps each
+  heartbeat with its key's cumulative grant, kept in the hot state's field `g`. Expires
+  `HOT_STATE_TTL_S` after the student's last heartbeat; erasure of the student removes it.
 - `vp:{p}:s:<sid>:rl:<window>` string, heartbeats of the student in this minute (ingest).
   Expires with the window.
 
@@ -221,6 +226,10 @@ def enrollments_key(student_id: str) -> str:
 
 def enrollments_version_key(student_id: str) -> str:
     return f"{student_tag(student_id)}:enr:v"
+
+
+def budget_key(student_id: str) -> str:
+    return f"{student_tag(student_id)}:budget"
 
 
 def rate_limit_key(student_id: str, window: int) -> str:
