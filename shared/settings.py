@@ -101,6 +101,18 @@ class Settings(BaseSettings):
     webhook_max_age_s: float = Field(24 * 3600.0, gt=0)  # then the event is dead-lettered
     # Entries waiting in each outbox (Redis); past it new entries are dropped and counted.
     outbox_max_entries: int = Field(1_000_000, ge=1)
+    # The share of it kept for `completed` statements and completion webhooks: other entries
+    # are dropped once the outbox holds OUTBOX_MAX_ENTRIES x (1 - this).
+    outbox_reserved_share: float = Field(0.1, ge=0, lt=1)
+    # xAPI statements (`completed` aside) one student may queue: a bucket of
+    # OUTBOX_STATEMENTS_BURST refilled at OUTBOX_STATEMENTS_PER_MINUTE (0: no quota). A player
+    # reports a statement per event (play, pause, seek, exit), a few a minute; the burst holds a
+    # whole key's backlog (MAX_PENDING_PER_KEY) after a worker outage or an offline player.
+    outbox_statements_per_minute: int = Field(120, ge=0)
+    outbox_statements_burst: int = Field(3600, ge=1)
+    # New player sessions per (student, video) per hour whose `initialized`/`terminated` are
+    # queued (a page load or tab is a session; 0: no quota).
+    outbox_sessions_per_hour: int = Field(120, ge=0)
     outbox_tick_s: int = Field(5, ge=1)  # how often the clock enqueues a delivery job
     outbox_retry_base_s: float = Field(2.0, gt=0)  # first retry delay, doubled per attempt
     outbox_retry_max_s: float = Field(600.0, gt=0)  # the longest delay between two attempts

@@ -23,7 +23,15 @@ from typing import Any
 import httpx
 
 from shared.integrations import webhooks
-from shared.integrations.outbox import WEBHOOK, XAPI, Outbox, OutboxEntry, Settled, backoff_s
+from shared.integrations.outbox import (
+    WEBHOOK,
+    XAPI,
+    Limits,
+    Outbox,
+    OutboxEntry,
+    Settled,
+    backoff_s,
+)
 from shared.integrations.xapi import Video
 from shared.settings import Settings
 from shared.storage.keys import XAPI_SESSIONS, ProgressKey
@@ -161,7 +169,7 @@ def end_silent_sessions(ctx: WorkerContext, now: float) -> int:
         video = Video(key.student_id, mid, ref.material.title, ref.material.duration)
         entries.append(statement_entry(sid, mid, b.terminated(video, session_id, state, last), now))
     pipe = ctx.redis.pipeline(transaction=False)
-    Outbox(ctx.redis, XAPI).push_in(pipe, entries, s.outbox_max_entries, time.time())
+    Outbox(ctx.redis, XAPI).push_in(pipe, entries, Limits.of(s), time.time())
     pipe.zrem(XAPI_SESSIONS, *(m for m, _ in silent))
     pipe.execute()
     return len(entries)

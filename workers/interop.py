@@ -17,7 +17,7 @@ import redis
 from shared.domain.catalog import Course
 from shared.domain.progress import Heartbeat, WatchState
 from shared.integrations import webhooks
-from shared.integrations.outbox import WEBHOOK, XAPI, Outbox, OutboxEntry
+from shared.integrations.outbox import WEBHOOK, XAPI, Limits, Outbox, OutboxEntry
 from shared.integrations.xapi import StatementBuilder, Video, XapiConfig
 from shared.settings import Settings
 from shared.storage.hot_store import HotEntry
@@ -120,7 +120,7 @@ def _announce_flush(
             pipe.zadd(XAPI_SESSIONS, members, gt=True)
         if ended:
             pipe.zrem(XAPI_SESSIONS, *(session_member(key, sid) for sid in ended))
-    Outbox(ctx.redis, XAPI).push_in(pipe, statements, ctx.settings.outbox_max_entries, now)
+    Outbox(ctx.redis, XAPI).push_in(pipe, statements, Limits.of(ctx.settings), now)
     pipe.execute()
 
 
@@ -164,6 +164,6 @@ def announce_completions(
         deliveries += webhooks.deliveries(event, receivers, now)
     pipe = ctx.redis.pipeline(transaction=False)
     if s.xapi_lrs_url:
-        Outbox(ctx.redis, XAPI).push_in(pipe, statements, s.outbox_max_entries, now)
-    Outbox(ctx.redis, WEBHOOK).push_in(pipe, deliveries, s.outbox_max_entries, now)
+        Outbox(ctx.redis, XAPI).push_in(pipe, statements, Limits.of(s), now)
+    Outbox(ctx.redis, WEBHOOK).push_in(pipe, deliveries, Limits.of(s), now)
     pipe.execute()

@@ -6,6 +6,11 @@ recorded per student), retried (due again after a backoff), or set aside in a de
 Ids are deterministic, so queueing the same entry twice adds nothing, and an id recorded as sent
 is never queued again. Delivery is at-least-once: a job that dies after sending and before
 settling leaves its entries to be sent again after the lease.
+
+What goes in is bounded per student too (`Limits`, judged in the push script), so that one
+student cannot crowd out the others: statements per student per minute, new player sessions per
+(student, video) per hour, and a share of the bound kept for completions (`completed`
+statements and webhooks), which no quota stops. Each drop is counted by reason.
 """
 
 from __future__ import annotations
@@ -17,11 +22,23 @@ from typing import Any
 
 import redis
 
+from shared.integrations.xapi import EXT, VERBS
+from shared.settings import Settings
 from shared.storage.keys import STATS, XAPI_SESSIONS, OutboxKeys
 
 XAPI = OutboxKeys("xapi")
 WEBHOOK = OutboxKeys("webhook")
 OUTBOXES = (XAPI, WEBHOOK)
+
+# Why an entry was not queued (`vp:stats` field `<outbox>_dropped_<reason>`): the student's
+# statements per minute, the video's new sessions per hour, the bound less the completions'
+# reserve, and the whole bound (only completions reach it).
+DROP_REASONS = ("quota_student", "quota_session", "full", "reserve_full")
+SESSION_WINDOW_S = 3600  # OUTBOX_SESSIONS_PER_HOUR counts the sessions let through in it
+SESSION_MEMORY_S = 24 * 3600  # a session's `terminated` after this counts as a new session
+# How the push script judges an entry: a completion, a session statement, any other statement.
+COMPLETION, SESSION, EVENT = "c", "s", "e"
+_SESSION_VERBS = {VERBS["initialized"], VERBS["terminated"]}
 
 
 def _lua(name: str) -> str:
@@ -75,6 +92,42 @@ class Settled:
     dead: list[tuple[OutboxEntry, str]]  # (entry, reason)
 
 
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What a push may queue: the bound, the part of it only completions may use, and the
+    student quotas (0: none)."""
+
+    max_entries: int
+    reserved: int = 0
+    per_minute: int = 0  # statements a student may queue per minute (their bucket's refill)
+    burst: int = 1  # the bucket's size: statements a student may queue at once
+    sessions_per_hour: int = 0  # new player sessions per (student, video) per hour
+
+    @classmethod
+    def of(cls, s: Settings) -> Limits:
+        return cls(
+            s.outbox_max_entries,
+            int(s.outbox_max_entries * s.outbox_reserved_share),
+            s.outbox_statements_per_minute,
+            s.outbox_statements_burst,
+            s.outbox_sessions_per_hour,
+        )
+
+
+def entry_kind(keys: OutboxKeys, entry: OutboxEntry) -> tuple[str, str]:
+    """(kind, session member) as the push script judges it: every webhook and `completed` is a
+    completion; `initialized` and `terminated` name their session as `<material>|<session>`."""
+    if keys == WEBHOOK:
+        return COMPLETION, ""  # webhooks carry only material.completed and course.completed
+    verb = entry.payload.get("verb", {}).get("id")
+    if verb == VERBS["completed"]:
+        return COMPLETION, ""
+    session = entry.payload.get("context", {}).get("extensions", {}).get(EXT + "session-id")
+    if verb in _SESSION_VERBS and session is not None:
+        return SESSION, f"{entry.material_id}|{session}"
+    return EVENT, ""
+
+
 def backoff_s(attempts: int, base_s: float, max_s: float) -> float:
     """Delay before the next attempt after `attempts` failed ones: base, 2x base, 4x... capped."""
     return float(min(max_s, base_s * 2 ** min(max(attempts - 1, 0), 30)))
@@ -90,29 +143,34 @@ class Outbox:
         self._settle = client.register_script(_SETTLE)
 
     def push_args(
-        self, entries: list[OutboxEntry], max_entries: int, now: float
+        self, entries: list[OutboxEntry], limits: Limits, now: float
     ) -> tuple[list[str], list[Any]]:
         k = self.keys
-        keys = [k.entries, k.due, k.dead, STATS] + [k.sent(e.student_id) for e in entries]
-        args: list[Any] = [max_entries, now, k.name]
+        keys = [k.entries, k.due, k.dead, STATS]
+        args: list[Any] = [limits.max_entries, now, k.name, limits.reserved, limits.per_minute]
+        args += [max(1, limits.burst), limits.sessions_per_hour, SESSION_WINDOW_S]
+        args += [SESSION_MEMORY_S]
         for e in entries:
-            args += [e.id, e.to_json()]
+            keys += [k.sent(e.student_id), k.quota(e.student_id), k.sessions(e.student_id)]
+            args += [e.id, e.to_json(), *entry_kind(k, e)]
         return keys, args
 
-    def push(self, entries: list[OutboxEntry], max_entries: int, now: float) -> tuple[int, ...]:
-        """Queue entries, skipping ids already queued, set aside or sent; past `max_entries`
-        new ones are dropped and counted. Returns (added, skipped, dropped)."""
+    def push(self, entries: list[OutboxEntry], limits: Limits, now: float) -> tuple[int, ...]:
+        """Queue entries, skipping ids already queued, set aside or sent; entries past the
+        student's quotas or the bound (less the completions' reserve, for other entries) are
+        dropped and counted by reason (`DROP_REASONS`). Atomic. Returns (added, skipped,
+        dropped)."""
         if not entries:
             return (0, 0, 0)
-        keys, args = self.push_args(entries, max_entries, now)
+        keys, args = self.push_args(entries, limits, now)
         return tuple(int(x) for x in self._push(keys=keys, args=args))
 
     def push_in(
-        self, pipe: redis.client.Pipeline, entries: list[OutboxEntry], max_entries: int, now: float
+        self, pipe: redis.client.Pipeline, entries: list[OutboxEntry], limits: Limits, now: float
     ) -> None:
         """`push` as a step of the caller's pipeline (one round trip for several outboxes)."""
         if entries:
-            keys, args = self.push_args(entries, max_entries, now)
+            keys, args = self.push_args(entries, limits, now)
             self._push(keys=keys, args=args, client=pipe)
 
     def claim(self, now: float, lease_s: float, limit: int) -> list[OutboxEntry]:
@@ -195,9 +253,10 @@ class Outbox:
     def erase_student(
         self, student_id: str, material_id: str | None = None
     ) -> tuple[int, list[str]]:
-        """Remove the student's queued and set-aside entries (only those about `material_id`
-        when given). For a whole student, also forget the record of sent ids and return them
-        (the receiver's copies are the school's to erase). Idempotent.
+        """Remove the student's queued and set-aside entries and the sessions their quota
+        remembers (only those about `material_id` when given). For a whole student, also forget
+        their quota and the record of sent ids, and return those ids (the receiver's copies are
+        the school's to erase). Idempotent.
         Returns (entries removed, ids delivered before this call)."""
         queued, dead = self.entries_of(student_id)
         dead_entries = [d["entry"] for d in dead]
@@ -207,6 +266,7 @@ class Outbox:
         ids = [d["id"] for d in queued]
         dead_ids = [d["id"] for d in dead_entries]
         sent = self.sent_ids(student_id) if material_id is None else []
+        sessions = [] if material_id is None else self._sessions_of(student_id, material_id)
         pipe = self.redis.pipeline(transaction=True)
         if ids:
             pipe.hdel(self.keys.entries, *ids)
@@ -214,10 +274,21 @@ class Outbox:
             pipe.hdel(self.keys.tries, *ids)
         if dead_ids:
             pipe.hdel(self.keys.dead, *dead_ids)
+        if sessions:
+            pipe.zrem(self.keys.sessions(student_id), *sessions)
         if material_id is None:
-            pipe.delete(self.keys.sent(student_id))
+            k = self.keys
+            pipe.delete(k.sent(student_id), k.quota(student_id), k.sessions(student_id))
         pipe.execute()
         return len(ids) + len(dead_ids), sent
+
+    def _sessions_of(self, student_id: str, material_id: str) -> list[bytes]:
+        """The members of the student's quota sessions that are about the material."""
+        return [
+            m
+            for m, _ in self.redis.zscan_iter(self.keys.sessions(student_id), count=1000)
+            if _text(m).rpartition("|")[0] == material_id
+        ]
 
 
 def forget_sessions(client: redis.Redis, student_id: str, material_id: str | None) -> int:

@@ -70,6 +70,14 @@ outboxes of connections to other systems (README, "Connecting to other systems")
 - `vp:outbox:<outbox>:sent:<sid>` zset of entry ids delivered for a student, scored by when;
   delivery adds and trims it to `SENT_IDS_PER_STUDENT`. An id in it is never queued again;
   erasure reads and removes it (the LRS's copies are the school's to erase).
+- `vp:outbox:<outbox>:quota:<sid>` hash `t` (tokens left), `at` (when counted): the student's
+  statement quota, a token bucket (`OUTBOX_STATEMENTS_PER_MINUTE`, `OUTBOX_STATEMENTS_BURST`).
+  The push script reads and writes it; it expires once the bucket would be full again; erasure
+  removes it.
+- `vp:outbox:<outbox>:sessions:<sid>` zset `<mid>|<session uuid>` -> when the session was first
+  let through: the player sessions whose `initialized`/`terminated` may be queued
+  (`OUTBOX_SESSIONS_PER_HOUR` new ones per video per hour). The push script adds and trims it
+  to a day; erasure removes it (or the material's members).
 - `vp:xapi:sessions` zset `<mid>|<sid>|<session>` -> last heartbeat's receive time: open player
   sessions, so that silence past `XAPI_SESSION_TIMEOUT_S` ends one with `terminated`. The flush
   hook adds; its final heartbeat or the timeout sweep removes.
@@ -260,3 +268,9 @@ class OutboxKeys:
 
     def sent(self, student_id: str) -> str:
         return f"vp:outbox:{self.name}:sent:{student_id}"
+
+    def quota(self, student_id: str) -> str:
+        return f"vp:outbox:{self.name}:quota:{student_id}"
+
+    def sessions(self, student_id: str) -> str:
+        return f"vp:outbox:{self.name}:sessions:{student_id}"
