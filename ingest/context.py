@@ -124,7 +124,7 @@ class AppContext:
         mongo = MongoStore(settings.mongo_url, settings.mongo_timeout_ms)
         return cls(
             settings=settings,
-            verifier=TokenVerifier(settings),
+            verifier=TokenVerifier(settings, clock),
             redis_async=client,
             redis_sync=sync_client,
             rq_redis=rq_redis,
@@ -149,11 +149,13 @@ class AppContext:
             log.warning("the buffer's Redis is unavailable at start-up: %s", exc)
         with contextlib.suppress(redis.RedisError, Unavailable):
             await self.catalog.refresh()
+        await self.verifier.start()
         self._tasks.append(asyncio.create_task(self.catalog.run()))
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
+        await self.verifier.close()
         await self.redis_async.aclose()
         self.redis_sync.close()
         self.rq_redis.close()
