@@ -27,6 +27,7 @@ from shared.storage.clients import (
     buffer_client,
     rq_client,
 )
+from shared.storage.durability import log_buffer_durability
 from shared.storage.hot_store import AsyncHotStore
 from shared.storage.mongo_store import MongoStore
 from shared.tokens import TokenVerifier
@@ -147,6 +148,7 @@ class AppContext:
             await self.hot.prepare()
         except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:
             log.warning("the buffer's Redis is unavailable at start-up: %s", exc)
+        await run_in_threadpool(log_buffer_durability, self.redis_sync)
         with contextlib.suppress(redis.RedisError, Unavailable):
             await self.catalog.refresh()
         await self.verifier.start()
