@@ -44,7 +44,10 @@ class Settings(BaseSettings):
 
     jwt_secret: SecretStr | None = None
     jwt_public_key: str | None = None  # PEM text of the identity provider's key (RS256/ES256)
+    # The identity provider's key set (JWKS): keys chosen by the token's `kid` (shared/jwks.py).
+    jwt_jwks_url: str | None = None
     jwt_algorithms: list[str] = ["HS256"]
+    # Checked when set; required with a public key (JWT_PUBLIC_KEY or JWT_JWKS_URL).
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
 
@@ -131,6 +134,27 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _public_keys_need_issuer_and_audience(self) -> Settings:
+        if self.jwt_public_key and self.jwt_jwks_url:
+            raise ValueError("set JWT_PUBLIC_KEY or JWT_JWKS_URL, not both")
+        if not (self.jwt_public_key or self.jwt_jwks_url):
+            return self
+        # Any token the provider signs for another service would pass the signature check.
+        if not (self.jwt_issuer and self.jwt_audience):
+            raise ValueError(
+                "JWT_ISSUER and JWT_AUDIENCE must be set when tokens are verified with a "
+                "public key (JWT_PUBLIC_KEY or JWT_JWKS_URL)"
+            )
+        if not self.public_key_algorithms:
+            raise ValueError(
+                "JWT_ALGORITHMS must name a public-key algorithm (e.g. RS256 or ES256) when "
+                "JWT_PUBLIC_KEY or JWT_JWKS_URL is set"
+            )
+        if self.jwt_jwks_url and urlsplit(self.jwt_jwks_url).scheme not in ("http", "https"):
+            raise ValueError("JWT_JWKS_URL must be an http(s) URL")
+        return self
+
+    @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.webhook_receivers:
             secret = self.webhook_secret.get_secret_value() if self.webhook_secret else ""
@@ -153,6 +177,13 @@ class Settings(BaseSettings):
         if "none" in {alg.lower() for alg in self.jwt_algorithms}:
             raise ValueError("JWT_ALGORITHMS may not contain 'none'")
         return self
+
+    @property
+    def public_key_algorithms(self) -> list[str]:
+        """The configured algorithms that verify with a public key (RS256, ES256, ...)."""
+        return [
+            a for a in self.jwt_algorithms if not a.upper().startswith("HS") and a.lower() != "none"
+        ]
 
     @property
     def webhook_receivers(self) -> list[str]:

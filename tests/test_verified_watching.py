@@ -352,11 +352,11 @@ def clock() -> MockedClock:
 def client(redis_url: str, mongo_url: str, clock: MockedClock) -> Iterator[TestClient]:
     strict = make_settings(redis_url, mongo_url, max_playback_rate=RATE, viewing_gap_s=GAP)
     with TestClient(create_app(strict, clock=clock)) as c:
-        admin = bearer(strict, "admin", "admin")
+        admin = bearer(strict, "admin", "admin", now=clock.time())
         assert c.put(f"/api/courses/{COURSE_ID}", json=COURSE, headers=admin).status_code < 300
         put = c.put(f"/api/courses/{COURSE_ID}/enrollments/s-ana", headers=admin)
         assert put.status_code < 300
-        c.headers.update(bearer(strict, "s-ana"))
+        c.headers.update(bearer(strict, "s-ana", now=clock.time()))
         yield c
 
 
