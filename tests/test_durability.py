@@ -24,6 +24,8 @@ from ingest.app import create_app
 from shared.devtools.services import Service, free_port, redis_service
 from tests.helpers import SECRET, make_settings
 
+pytestmark = pytest.mark.cluster  # what a cluster reports (the weakest primary)
+
 LOGGER = "shared.storage.durability"
 
 

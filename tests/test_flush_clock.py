@@ -17,6 +17,8 @@ from tests.helpers import COURSE, COURSE_ID, bearer, heartbeat, make_settings
 from workers.context import WorkerContext, build_context
 from workers.flush import flush_batch
 
+pytestmark = pytest.mark.cluster  # the claims and their timing, on both layouts
+
 T0 = 1_800_000_000.0
 STUDENT = "s-clock"
 

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import uuid
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,6 +29,8 @@ from shared.storage.hot_store import (
 )
 from shared.storage.keys import ProgressKey, enrollments_key
 from tests.helpers import async_buffer
+
+pytestmark = pytest.mark.cluster  # the scripts and claims, on both layouts
 
 KEY = ProgressKey("s1", "v1")
 DIRTY, LEASES, PENDING = KEY.partition.dirty, KEY.partition.leases, KEY.partition.pending
