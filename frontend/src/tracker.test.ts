@@ -294,7 +294,7 @@ describe("retries", () => {
 
 describe("outbox", () => {
   it("keeps what could not be sent and flushes it when the network is back", async () => {
-    const down = Array.from({ length: 5 }, () => new TypeError("offline"));
+    const down = Array.from({ length: 6 }, () => new TypeError("offline")); // 5 tries, then a flush
     const { video, calls, tracker, storage, events } = setup([reply(202, OK), ...down]);
     tracker.start();
     await vi.advanceTimersByTimeAsync(0);
@@ -302,18 +302,19 @@ describe("outbox", () => {
     video.advance(3);
     video.paused = true; // quietly, so that only this heartbeat is in play
     const sent = tracker.heartbeat();
-    await vi.advanceTimersByTimeAsync(60_000);
+    await vi.advanceTimersByTimeAsync(750 + 1_500 + 3_000 + 6_000); // the backoff between tries
     await sent;
-    expect(watchCalls(calls)).toHaveLength(5); // maxAttempts
+    expect(watchCalls(calls)).toHaveLength(5); // maxAttempts, then handed to a flush
+    const flush = () => calls.filter((c) => c.url === "/api/progress/heartbeats");
+    expect(flush()).toHaveLength(1); // which failed too: it will try again later
     const kept = readOutbox(storage);
     expect(kept).toHaveLength(1);
     expect(kept[0]).toMatchObject({ material_id: "v1", watch_time: 3, played: [[0, 3]] });
 
     events.dispatchEvent(new Event("online"));
     await vi.advanceTimersByTimeAsync(0);
-    const flush = calls.filter((c) => c.url === "/api/progress/heartbeats");
-    expect(flush).toHaveLength(1);
-    expect(flush[0].body).toEqual({ heartbeats: kept });
+    expect(flush()).toHaveLength(2);
+    expect(flush()[1].body).toEqual({ heartbeats: kept });
     expect(readOutbox(storage)).toEqual([]);
   });
 
@@ -588,6 +589,14 @@ describe("batch answers", () => {
     expect(calls).toHaveLength(1); // bob's token never carries alice's
     const first = calls[0].body.heartbeats.length;
     expect(readOutbox(storage).map((i) => i.seq)).toEqual(Array.from({ length: 700 - first }, (_, i) => first + i));
+  });
+
+  it("drops a batch refused as a whole for good (a token that is not a student's)", async () => {
+    const { calls, tracker, storage } = withOutbox([reply(403, { error: { code: "forbidden", message: "no" } })], [1, 2]);
+    tracker.start();
+    await vi.advanceTimersByTimeAsync(120_000);
+    expect(batchCalls(calls)).toHaveLength(1);
+    expect(readOutbox(storage)).toEqual([]);
   });
 
   it("keeps the batch when a 202 cannot be read", async () => {

@@ -184,8 +184,8 @@ let retryTimer: ReturnType<typeof setTimeout> | undefined;
  * time, and only with that user's token. Items the server accepted or refused for good leave
  * the outbox; items refused for a reason that passes (`rate_limited`, `buffer_full`,
  * `unavailable`), and everything on a 5xx, a 429 or a network error, stay and are sent again
- * after `Retry-After` or a growing backoff. One flush at a time per page: a call while one runs
- * gets that one's promise. Never rejects.
+ * after `Retry-After` or a growing backoff (`attempt`: the tries before this one). One flush
+ * at a time per page: a call while one runs gets that one's promise. Never rejects.
  */
 export function flushOutbox(o: FlushOptions, attempt = 0): Promise<void> {
   flushing ??= sendOutbox(o, attempt).finally(() => (flushing = null));
@@ -213,9 +213,11 @@ async function sendOutbox(o: FlushOptions, attempt: number): Promise<void> {
 }
 
 /** The items of a batch the server answered for for good: accepted, or refused for a reason a
- * retry cannot change. None unless the answer is a readable 202. */
+ * retry cannot change (each, or the whole request: a 403 for a token that is not a student's).
+ * None on any other answer, or a 202 that cannot be read. */
 async function settledItems(response: Response | null, batch: OutboxItem[]): Promise<OutboxItem[]> {
   try {
+    if (NOT_RETRIED.has(response?.status ?? 0)) return batch;
     if (response?.status !== 202) return [];
     const { results } = (await response.json()) as { results: { index: number; accepted: boolean; error?: { code: string } }[] };
     return results.filter((r) => r.accepted || !RETRYABLE.has(r.error?.code ?? "")).map((r) => batch[r.index]).filter(Boolean);
@@ -449,7 +451,8 @@ export class WatchTracker {
         else this.o.onError?.(await errorMessage(response!), status);
         return;
       }
-      if (keepalive || attempt + 1 >= this.o.maxAttempts) return; // it waits for a flush
+      if (keepalive) return; // the page is going: the next one's flush sends it
+      if (attempt + 1 >= this.o.maxAttempts) return this.flushOutbox(); // retried there, spaced out
       await sleep(retryDelay(response, attempt, this.o.baseDelayMs, this.o.maxDelayMs, this.o.random));
     }
   }
