@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -583,6 +586,89 @@ def test_an_expired_session_keeps_its_outbox_for_its_student_only(
     assert claimed(stack, "student-1") - before > offline_played - 1
     assert server_status(stack, "student-2", SHARED_VIDEO) == student_2
     assert sent.users_of({i["session_id"] for i in waiting}) == {"student-1"}
+
+
+@contextmanager
+def lms_page(html: str) -> Iterator[str]:
+    """A real HTTP server on 127.0.0.1 serving `html` at every path: the LMS's page."""
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.end_headers()
+            self.wfile.write(html.encode())
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/lesson.html"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_tracker_keeps_working_in_a_frame_that_may_not_use_storage(
+    stack: Stack, browser: Browser
+) -> None:
+    """An LMS page (127.0.0.1) frames the tracker from another site (localhost): Chromium
+    refuses such a frame localStorage. The outbox lives in the frame's memory: what is watched
+    offline reaches the server when the network is back."""
+    page = browser.new_context(viewport={"width": 1000, "height": 900}).new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    framed = (
+        f"http://localhost:{stack.port}/embed-example.html"
+        f"#token={token(stack, 'student-2')}&video=demo-video-3"
+    )
+    html = (
+        '<!doctype html><html lang="en"><head><title>LMS lesson</title></head><body><main>'
+        f'<h1>Lesson</h1><iframe title="Lesson video" src="{framed}" width="960" height="800">'
+        "</iframe></main></body></html>"
+    )
+    with lms_page(html) as lms:
+        page.goto(lms)
+        watch_offline_in_frame(page, stack)
+    check_accessibility(page, "LMS page framing the tracker")
+    assert not errors, errors
+
+
+def watch_offline_in_frame(page: Page, stack: Stack) -> None:
+    """In the framed embed example (student-2, demo-video-3): check that storage is refused,
+    play online, go offline, play and pause, come back: the pause's position reaches the server
+    only then, from the outbox the frame kept in memory."""
+    frame = page.frame_locator("iframe")
+    expect(frame.get_by_test_id("embed-progress")).to_have_text("Tracking demo-video-3.")
+    inner = next(f for f in page.frames if "/embed-example.html" in f.url)
+    refused = (
+        "(() => { try { localStorage.setItem('x', '1'); return 'stored' }"
+        " catch (e) { return e.name } })()"
+    )
+    assert inner.evaluate(refused) == "SecurityError"  # the browser's rule this test is about
+
+    seen = server_status(stack, "student-2", "demo-video-3")["last_watched"]
+    inner.wait_for_function("document.querySelector('video').readyState >= 1")
+    inner.evaluate("document.querySelector('video').play()")
+    wait_until(lambda: server_status(stack, "student-2", "demo-video-3")["last_watched"] != seen)
+    assert server_status(stack, "student-2", "demo-video-3")["watch_time"] < 1  # the play
+    page.context.set_offline(True)
+    inner.wait_for_timeout(3000)  # real-time playback
+    pause = (
+        "(() => { const v = document.querySelector('video'); v.pause(); return v.currentTime })()"
+    )
+    stopped_at = float(inner.evaluate(pause))
+    assert stopped_at > 2
+    assert server_status(stack, "student-2", "demo-video-3")["watch_time"] < 1  # kept, in memory
+
+    page.context.set_offline(False)  # the frame's 'online' handler sends it
+    status = wait_until(
+        lambda: (s := server_status(stack, "student-2", "demo-video-3"))["watch_time"] > 1 and s,
+        timeout_s=15,
+    )
+    assert abs(status["watch_time"] - stopped_at) < 1, (status, stopped_at)
 
 
 def test_the_dev_sign_in_does_not_exist_in_production(redis_url: str, mongo_url: str) -> None:
