@@ -178,7 +178,7 @@ def add_docs(app: FastAPI, settings: Settings) -> None:
     policy that lets it run and nothing more."""
 
     async def docs(request: Request) -> HTMLResponse:
-        openapi_url = request.scope.get("root_path", "") + (app.openapi_url or "")
+        openapi_url = request.scope.get("root_path", "").rstrip("/") + (app.openapi_url or "")
         page = get_swagger_ui_html(
             openapi_url=openapi_url,
             title=f"{app.title} - Swagger UI",

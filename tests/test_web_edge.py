@@ -33,7 +33,6 @@ from shared.storage.mongo_store import MongoStore
 from tests.helpers import COURSE, COURSE_ID, SECRET, bearer, heartbeat, make_settings
 from tests.test_api import flush
 
-
 LMS = "https://lms.school.example"
 ELSEWHERE = "https://attacker.example"
 STUDENT, TEACHER, ADMIN = "s-ana", "t-phys", "a-root"
