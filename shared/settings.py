@@ -88,6 +88,11 @@ class Settings(BaseSettings):
 
     # The built browser pages, served at / when present.
     frontend_dist: Path = Path(__file__).resolve().parent.parent / "frontend" / "dist"
+    # The web edge (README, "Embedding the tracker in an LMS page"): origins whose pages may
+    # call the API (comma-separated, e.g. "https://lms.school.example"), and who may frame the
+    # pages (CSP frame-ancestors sources, separated by spaces as in the directive).
+    cors_origins: str = ""
+    frame_ancestors: str = "'self'"
 
     # Interoperability (README, "Connecting to other systems"). xAPI is off while
     # XAPI_LRS_URL is unset; webhooks are off while WEBHOOK_URLS is empty.
@@ -162,6 +167,17 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "WEBHOOK_SECRET must be a whsec_... secret when WEBHOOK_URLS is set"
                 )
+        for origin in self.cors_origin_list:
+            if not is_origin(origin):
+                raise ValueError(
+                    f"CORS_ORIGINS: {origin!r} is not an origin (scheme://host[:port], no path, "
+                    "as a browser sends it in Origin)"
+                )
+        if not self.frame_ancestors.strip() or set(";,\r\n") & set(self.frame_ancestors):
+            raise ValueError(
+                "FRAME_ANCESTORS: CSP sources separated by spaces (e.g. 'self' "
+                "https://lms.school.example), without ';' or ','"
+            )
         if self.xapi_lrs_url is not None and not self.xapi_lrs_url.endswith("/"):
             raise ValueError("XAPI_LRS_URL must end with '/' (statements go to <base>statements)")
         if self.environment != "production":
@@ -190,6 +206,10 @@ class Settings(BaseSettings):
         return [u.strip() for u in self.webhook_urls.split(",") if u.strip()]
 
     @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    @property
     def mongo_database(self) -> str:
         return urlsplit(self.mongo_url).path.lstrip("/").split("/")[0] or "videoprogress"
 
@@ -213,6 +233,22 @@ class Settings(BaseSettings):
     def due_delay_s(self) -> float:
         """How long a dirty key waits before a flush takes it (interval minus one tick)."""
         return max(0.0, self.flush_interval_s - self.flush_tick_s)
+
+
+def is_origin(value: str) -> bool:
+    """Whether `value` is spelled as a browser sends its Origin header: http(s), a lower-case
+    host, an optional port, nothing after (a trailing slash or a path would never match)."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  # raises ValueError for a port that is not a number in range
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and "@" not in parts.netloc
+        and value == value.lower() == f"{parts.scheme}://{parts.netloc}"
+    )
 
 
 @lru_cache
