@@ -88,8 +88,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     ]
     path = tmp_path_factory.mktemp("catalog") / "catalog.json"
     path.write_text(json.dumps(catalog))
-    # The tracker plays in real time: verified watching stays on, as in production.
-    yield from running_stack(tmp_path_factory, "development", path, max_playback_rate=None)
+    # The tracker plays in real time: verified watching stays on, as in production. The LMS
+    # page of the framing test is served from 127.0.0.1 on a port of its own.
+    framing = {"FRAME_ANCESTORS": "'self' http://127.0.0.1:*"}
+    yield from running_stack(
+        tmp_path_factory, "development", path, max_playback_rate=None, extra_env=framing
+    )
 
 
 @pytest.fixture(scope="module")
@@ -481,7 +485,7 @@ def watch_offline(page: Page, stack: Stack, seconds: float) -> float:
     seen = server_status(stack, "student-1", SHARED_VIDEO)["last_watched"]
     page.goto(f"{stack.url}/#/course/{DEMO_COURSE}")
     page.get_by_test_id(f"material-{SHARED_VIDEO}").get_by_role("button").click()
-    page.wait_for_function("document.querySelector('video').readyState >= 1")
+    page.wait_for_function(VIDEO_READY)
     page.evaluate("document.querySelector('video').play()")
     wait_until(lambda: server_status(stack, "student-1", SHARED_VIDEO)["last_watched"] != seen)
     page.context.set_offline(True)
@@ -654,7 +658,7 @@ def watch_offline_in_frame(page: Page, stack: Stack) -> None:
     assert inner.evaluate(refused) == "SecurityError"  # the browser's rule this test is about
 
     seen = server_status(stack, "student-2", "demo-video-3")["last_watched"]
-    inner.wait_for_function("document.querySelector('video').readyState >= 1")
+    inner.wait_for_function(VIDEO_READY)
     inner.evaluate("document.querySelector('video').play()")
     wait_until(lambda: server_status(stack, "student-2", "demo-video-3")["last_watched"] != seen)
     assert server_status(stack, "student-2", "demo-video-3")["watch_time"] < 1  # the play
