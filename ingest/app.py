@@ -26,6 +26,7 @@ from ingest.fast_path import WatchTimeFastPath
 from ingest.models import ErrorResponse
 from ingest.progress_service import ProgressService
 from ingest.request_log import RequestLogMiddleware
+from ingest.web_edge import WebEdge, add_docs
 from shared.clock import Clock
 from shared.runtime.gc_tuning import settled_heap
 from shared.runtime.logs import configure_logging
@@ -62,7 +63,10 @@ def create_app(
         responses=ERROR_RESPONSES,
         # Metrics are prometheus-client's; FastAPI's OpenTelemetry hooks cost every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        docs_url=None,  # add_docs serves it, with the policy its page needs
+        redoc_url=None,
     )
+    add_docs(app, settings)
     install_error_handlers(app)
     app.include_router(routes_progress.router)
     app.include_router(routes_catalog.router)
@@ -80,4 +84,7 @@ def create_app(
     if fast_path:  # the hottest route, without the framework's per-request cost
         app.add_middleware(WatchTimeFastPath, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestLogMiddleware)
+    # Outermost (added last), around the fast path too: every answer, the request log's 500s
+    # included, carries the CORS and security headers.
+    app.add_middleware(WebEdge, settings=settings)
     return app

@@ -15,12 +15,13 @@ from shared.tokens import Principal, TokenVerifier
 _bearer = HTTPBearer(auto_error=False, description="JWT with sub, role and exp")
 
 
-def bearer_principal(verifier: TokenVerifier, authorization: str | None) -> Principal:
-    """The principal of an `Authorization: Bearer <jwt>` header, or Unauthenticated."""
+async def bearer_principal(verifier: TokenVerifier, authorization: str | None) -> Principal:
+    """The principal of an `Authorization: Bearer <jwt>` header; Unauthenticated, or
+    Unavailable while the identity provider's key set cannot be had."""
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Unauthenticated("missing bearer token")
-    return verifier.verify(token)
+    return await verifier.verify(token)
 
 
 def check_role(principal: Principal, roles: tuple[str, ...]) -> Principal:
@@ -35,7 +36,8 @@ async def current_principal(
     request: Request,
     _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],  # documents the scheme
 ) -> Principal:
-    return bearer_principal(request.app.state.ctx.verifier, request.headers.get("authorization"))
+    verifier = request.app.state.ctx.verifier
+    return await bearer_principal(verifier, request.headers.get("authorization"))
 
 
 def require_role(*roles: str) -> Callable[[Principal], Awaitable[Principal]]:

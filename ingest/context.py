@@ -27,6 +27,7 @@ from shared.storage.clients import (
     buffer_client,
     rq_client,
 )
+from shared.storage.durability import log_buffer_durability
 from shared.storage.hot_store import AsyncHotStore
 from shared.storage.mongo_store import MongoStore
 from shared.tokens import TokenVerifier
@@ -124,7 +125,7 @@ class AppContext:
         mongo = MongoStore(settings.mongo_url, settings.mongo_timeout_ms)
         return cls(
             settings=settings,
-            verifier=TokenVerifier(settings),
+            verifier=TokenVerifier(settings, clock),
             redis_async=client,
             redis_sync=sync_client,
             rq_redis=rq_redis,
@@ -147,13 +148,16 @@ class AppContext:
             await self.hot.prepare()
         except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:
             log.warning("the buffer's Redis is unavailable at start-up: %s", exc)
+        await run_in_threadpool(log_buffer_durability, self.redis_sync)
         with contextlib.suppress(redis.RedisError, Unavailable):
             await self.catalog.refresh()
+        await self.verifier.start()
         self._tasks.append(asyncio.create_task(self.catalog.run()))
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
+        await self.verifier.close()
         await self.redis_async.aclose()
         self.redis_sync.close()
         self.rq_redis.close()

@@ -76,7 +76,8 @@ class WatchTimeFastPath:
                 content_type = value
         raw = decode_body(await read_body(scope, receive, self.max_bytes), content_type)
         state = scope["app"].state
-        student = check_role(bearer_principal(state.ctx.verifier, authorization), ("student",))
+        principal = await bearer_principal(state.ctx.verifier, authorization)
+        student = check_role(principal, ("student",))
         if raw is _MISSING:
             missing = {"type": "missing", "loc": ("body",), "msg": "Field required"}
             raise RequestValidationError([missing])

@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 from redis.cluster import RedisCluster
 from rq.registry import FailedJobRegistry
 
-from shared.integrations.outbox import OUTBOXES
+from shared.integrations.outbox import DROP_REASONS, OUTBOXES
 from shared.storage.clients import Buffer
 from shared.storage.hot_store import NODE_DOWN
 from shared.storage.keys import Partition, partitions
@@ -59,7 +59,6 @@ _OUTBOX_COUNTERS = {
     "sent": "Outbox entries delivered (2xx)",
     "retried": "Delivery attempts that failed and were scheduled again (5xx, timeout, ...)",
     "dead": "Entries set aside: refused by the LRS (4xx), or webhooks past WEBHOOK_MAX_AGE_S",
-    "dropped": "Entries not queued because the outbox was full (OUTBOX_MAX_ENTRIES)",
 }
 
 
@@ -176,6 +175,16 @@ def _outbox_metrics(stats: dict[str, float], sizes: list[int]) -> Iterator[Metri
         for box in OUTBOXES:
             family.add_metric([box.name], stats.get(f"{box.name}_{field}", 0.0))
         yield family
+    dropped = CounterMetricFamily(
+        "videoprogress_outbox_dropped",
+        "Entries not queued, by reason: a student quota (quota_student, quota_session), the "
+        "outbox full for all but completions (full), or full (reserve_full)",
+        labels=["outbox", "reason"],
+    )
+    for box in OUTBOXES:
+        for reason in DROP_REASONS:
+            dropped.add_metric([box.name, reason], stats.get(f"{box.name}_dropped_{reason}", 0.0))
+    yield dropped
 
 
 def render(system: CollectorRegistry) -> bytes:

@@ -19,7 +19,7 @@ from ingest.models import (
 from ingest.state_cache import CachedState, StateCache
 from shared.domain.catalog import Course, MaterialRef
 from shared.domain.course import course_progress, percentage
-from shared.domain.progress import Heartbeat, WatchState, fold_into
+from shared.domain.progress import Heartbeat, WatchState, budget_needed, fold_into
 from shared.errors import BufferFull, Forbidden, RateLimited, ServiceError, Unavailable
 from shared.ops import admin_ops
 from shared.storage.hot_store import HotView, IngestItem, IngestLimits, IngestReply
@@ -110,10 +110,15 @@ class ProgressService:
     async def _append(
         self, student_id: str, submissions: list[Submission], want_state: bool
     ) -> list[IngestReply]:
+        s, now = self.settings, self.ctx.clock.time()
         items = []
         for sub in submissions:
             key = ProgressKey(student_id, sub.material_id)
             cached = sub.cached if want_state else None
+            need = 0.0
+            if not s.verification.trusted:
+                known = sub.cached.state if sub.cached else None
+                need = budget_needed(known, sub.heartbeats, sub.ref.material.duration)
             items.append(
                 IngestItem(
                     key,
@@ -121,9 +126,9 @@ class ProgressService:
                     sub.heartbeats,
                     cached.view if cached else None,
                     self.cache.proposal(cached),
+                    need,
                 )
             )
-        s, now = self.settings, self.ctx.clock.time()
         limits = IngestLimits(
             due_at=now + s.due_delay_s,
             max_dirty=s.max_dirty_per_partition,
@@ -132,6 +137,8 @@ class ProgressService:
             rate_window_s=60,
             now=now,
             max_per_key=s.max_pending_per_key,
+            verification=s.verification,
+            ledger_ttl_s=s.hot_state_ttl_s,
         )
         return await self.ctx.hot.append(items, limits, want_state)
 

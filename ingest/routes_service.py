@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import redis
 from fastapi import APIRouter, Request, Response
@@ -14,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ingest.metrics import render
 from shared.integrations.outbox import OUTBOXES
+from shared.storage.durability import UNKNOWN, buffer_durability
 
 router = APIRouter(tags=["service"])
 
@@ -23,12 +25,23 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+class BufferDurability(BaseModel):
+    aof: bool | None = Field(
+        description="The buffer's Redis has AOF (appendonly yes); null when unknown (CONFIG "
+        "refused, as on managed Redis, or Redis unavailable)"
+    )
+    appendfsync: str | None = Field(
+        description="With AOF: always, everysec or no (on a cluster, the weakest primary's)"
+    )
+
+
 class Readiness(BaseModel):
     redis: str
     mongodb: str
     outbox: dict[str, int] | None = Field(
         None, description="Entries waiting in each outbox (xapi, webhook); null without Redis"
     )
+    buffer_durability: BufferDurability
 
 
 @router.get(
@@ -37,9 +50,10 @@ class Readiness(BaseModel):
     responses={503: {"model": Readiness, "description": "Redis is unavailable"}},
 )
 async def readyz(request: Request) -> JSONResponse:
-    """200 while the buffer's Redis answers (ingest needs nothing else); MongoDB's state is
-    reported only. On a Redis Cluster, 200 while any primary answers: a primary that is down
-    refuses only the students whose slots it holds, so the process still serves the others."""
+    """200 while the buffer's Redis answers (ingest needs nothing else); MongoDB's state, the
+    outboxes' depths and the buffer's durability (AOF) are reported only. On a Redis Cluster,
+    200 while any primary answers: a primary that is down refuses only the students whose
+    slots it holds, so the process still serves the others."""
     ctx = request.app.state.ctx
     client = ctx.redis_async
     try:
@@ -63,7 +77,17 @@ async def readyz(request: Request) -> JSONResponse:
         mongo = "ok"
     except Exception:  # any failure: reported, not a reason to be unready
         mongo = "unavailable"
-    body = {"redis": "ok" if redis_ok else "unavailable", "mongodb": mongo, "outbox": depths}
+    durability = UNKNOWN
+    if redis_ok:  # reported, not a reason to be unready
+        with contextlib.suppress(Exception):
+            work = run_in_threadpool(buffer_durability, ctx.redis_sync)
+            durability, _ = await asyncio.wait_for(work, timeout=2)
+    body = {
+        "redis": "ok" if redis_ok else "unavailable",
+        "mongodb": mongo,
+        "outbox": depths,
+        "buffer_durability": durability.as_dict(),
+    }
     return JSONResponse(body, status_code=200 if redis_ok else 503)
 
 

@@ -44,7 +44,10 @@ class Settings(BaseSettings):
 
     jwt_secret: SecretStr | None = None
     jwt_public_key: str | None = None  # PEM text of the identity provider's key (RS256/ES256)
+    # The identity provider's key set (JWKS): keys chosen by the token's `kid` (shared/jwks.py).
+    jwt_jwks_url: str | None = None
     jwt_algorithms: list[str] = ["HS256"]
+    # Checked when set; required with a public key (JWT_PUBLIC_KEY or JWT_JWKS_URL).
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
 
@@ -93,6 +96,11 @@ class Settings(BaseSettings):
 
     # The built browser pages, served at / when present.
     frontend_dist: Path = Path(__file__).resolve().parent.parent / "frontend" / "dist"
+    # The web edge (README, "Embedding the tracker in an LMS page"): origins whose pages may
+    # call the API (comma-separated, e.g. "https://lms.school.example"), and who may frame the
+    # pages (CSP frame-ancestors sources, separated by spaces as in the directive).
+    cors_origins: str = ""
+    frame_ancestors: str = "'self'"
 
     # Interoperability (README, "Connecting to other systems"). xAPI is off while
     # XAPI_LRS_URL is unset; webhooks are off while WEBHOOK_URLS is empty.
@@ -109,6 +117,18 @@ class Settings(BaseSettings):
     webhook_max_age_s: float = Field(24 * 3600.0, gt=0)  # then the event is dead-lettered
     # Entries waiting in each outbox (Redis); past it new entries are dropped and counted.
     outbox_max_entries: int = Field(1_000_000, ge=1)
+    # The share of it kept for `completed` statements and completion webhooks: other entries
+    # are dropped once the outbox holds OUTBOX_MAX_ENTRIES x (1 - this).
+    outbox_reserved_share: float = Field(0.1, ge=0, lt=1)
+    # xAPI statements (`completed` aside) one student may queue: a bucket of
+    # OUTBOX_STATEMENTS_BURST refilled at OUTBOX_STATEMENTS_PER_MINUTE (0: no quota). A player
+    # reports a statement per event (play, pause, seek, exit), a few a minute; the burst holds a
+    # whole key's backlog (MAX_PENDING_PER_KEY) after a worker outage or an offline player.
+    outbox_statements_per_minute: int = Field(120, ge=0)
+    outbox_statements_burst: int = Field(3600, ge=1)
+    # New player sessions per (student, video) per hour whose `initialized`/`terminated` are
+    # queued (a page load or tab is a session; 0: no quota).
+    outbox_sessions_per_hour: int = Field(120, ge=0)
     outbox_tick_s: int = Field(5, ge=1)  # how often the clock enqueues a delivery job
     outbox_retry_base_s: float = Field(2.0, gt=0)  # first retry delay, doubled per attempt
     outbox_retry_max_s: float = Field(600.0, gt=0)  # the longest delay between two attempts
@@ -136,6 +156,27 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _public_keys_need_issuer_and_audience(self) -> Settings:
+        if self.jwt_public_key and self.jwt_jwks_url:
+            raise ValueError("set JWT_PUBLIC_KEY or JWT_JWKS_URL, not both")
+        if not (self.jwt_public_key or self.jwt_jwks_url):
+            return self
+        # Any token the provider signs for another service would pass the signature check.
+        if not (self.jwt_issuer and self.jwt_audience):
+            raise ValueError(
+                "JWT_ISSUER and JWT_AUDIENCE must be set when tokens are verified with a "
+                "public key (JWT_PUBLIC_KEY or JWT_JWKS_URL)"
+            )
+        if not self.public_key_algorithms:
+            raise ValueError(
+                "JWT_ALGORITHMS must name a public-key algorithm (e.g. RS256 or ES256) when "
+                "JWT_PUBLIC_KEY or JWT_JWKS_URL is set"
+            )
+        if self.jwt_jwks_url and urlsplit(self.jwt_jwks_url).scheme not in ("http", "https"):
+            raise ValueError("JWT_JWKS_URL must be an http(s) URL")
+        return self
+
+    @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.webhook_receivers:
             secret = self.webhook_secret.get_secret_value() if self.webhook_secret else ""
@@ -143,6 +184,17 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "WEBHOOK_SECRET must be a whsec_... secret when WEBHOOK_URLS is set"
                 )
+        for origin in self.cors_origin_list:
+            if not is_origin(origin):
+                raise ValueError(
+                    f"CORS_ORIGINS: {origin!r} is not an origin (scheme://host[:port], no path, "
+                    "as a browser sends it in Origin)"
+                )
+        if not self.frame_ancestors.strip() or set(";,\r\n") & set(self.frame_ancestors):
+            raise ValueError(
+                "FRAME_ANCESTORS: CSP sources separated by spaces (e.g. 'self' "
+                "https://lms.school.example), without ';' or ','"
+            )
         if self.xapi_lrs_url is not None and not self.xapi_lrs_url.endswith("/"):
             raise ValueError("XAPI_LRS_URL must end with '/' (statements go to <base>statements)")
         if self.environment != "production":
@@ -160,8 +212,19 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def public_key_algorithms(self) -> list[str]:
+        """The configured algorithms that verify with a public key (RS256, ES256, ...)."""
+        return [
+            a for a in self.jwt_algorithms if not a.upper().startswith("HS") and a.lower() != "none"
+        ]
+
+    @property
     def webhook_receivers(self) -> list[str]:
         return [u.strip() for u in self.webhook_urls.split(",") if u.strip()]
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
     @property
     def mongo_database(self) -> str:
@@ -187,6 +250,22 @@ class Settings(BaseSettings):
     def due_delay_s(self) -> float:
         """How long a dirty key waits before a flush takes it (interval minus one tick)."""
         return max(0.0, self.flush_interval_s - self.flush_tick_s)
+
+
+def is_origin(value: str) -> bool:
+    """Whether `value` is spelled as a browser sends its Origin header: http(s), a lower-case
+    host, an optional port, nothing after (a trailing slash or a path would never match)."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  # raises ValueError for a port that is not a number in range
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and "@" not in parts.netloc
+        and value == value.lower() == f"{parts.scheme}://{parts.netloc}"
+    )
 
 
 @lru_cache

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 import jwt
+from jwt import PyJWK
 
+from shared.clock import Clock, SystemClock
 from shared.errors import Unauthenticated
+from shared.jwks import JwksKeys
 from shared.settings import Settings
 
 Role = Literal["student", "teacher", "admin"]
 ROLES: frozenset[str] = frozenset({"student", "teacher", "admin"})
+LEEWAY_S = 30.0  # clock skew allowed to `exp`, `nbf` and `iat` (API.md, "Authentication")
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,14 +28,29 @@ class Principal:
     expires_at: float
 
 
+class _UnknownKey(Exception):
+    """The token names a `kid` the held key set lacks (never cached: the set may change)."""
+
+    def __init__(self, kid: str) -> None:
+        super().__init__(kid)
+        self.kid = kid
+
+
 class TokenVerifier:
     """Verifies bearer tokens against the configured key(s) and algorithms only.
 
-    Verified tokens are cached (a decode costs ~36 us); `exp` is rechecked on every hit.
+    Keys: JWT_SECRET for HS algorithms; for the others JWT_PUBLIC_KEY, or the key of the
+    token's `kid` in the provider's key set (JWT_JWKS_URL, shared/jwks.py). With a public key,
+    `iss` and `aud` are required. `exp`, `nbf` and `iat` get LEEWAY_S of clock skew, judged by
+    the injected clock. Verified tokens are cached (a decode costs ~36 us); `exp` (with the
+    leeway) is rechecked on every hit.
     """
 
-    def __init__(self, settings: Settings, cache_size: int = 65536) -> None:
+    def __init__(
+        self, settings: Settings, clock: Clock | None = None, cache_size: int = 65536
+    ) -> None:
         self.algorithms = list(settings.jwt_algorithms)
+        self.clock = clock or SystemClock()
         secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
         # Each algorithm verifies with its own kind of key: never a public key as HMAC secret.
         self.keys: dict[str, str] = {}
@@ -38,47 +58,117 @@ class TokenVerifier:
             key = secret if alg.upper().startswith("HS") else settings.jwt_public_key
             if key:
                 self.keys[alg] = key
-        if not self.keys:
-            raise ValueError("set JWT_SECRET (HS256) or JWT_PUBLIC_KEY with JWT_ALGORITHMS")
+        self.jwks: JwksKeys | None = None
+        if settings.jwt_jwks_url:
+            self.jwks = JwksKeys(settings.jwt_jwks_url, settings.public_key_algorithms, self.clock)
+        if not self.keys and self.jwks is None:
+            raise ValueError(
+                "set JWT_SECRET (HS256), or JWT_PUBLIC_KEY or JWT_JWKS_URL with JWT_ALGORITHMS"
+            )
         self.issuer = settings.jwt_issuer
         self.audience = settings.jwt_audience
+        self.required = ["exp", "sub", "role"]
+        self.required += [c for c, v in (("iss", self.issuer), ("aud", self.audience)) if v]
         self._decode = lru_cache(maxsize=cache_size)(self._verify)
+
+    async def verify(self, token: str) -> Principal:
+        """The token's principal. Raises Unauthenticated for any token that does not verify,
+        Unavailable (503) while the provider's key set cannot be had at all."""
+        try:
+            principal = self._decode(token)
+        except _UnknownKey as unknown:
+            assert self.jwks is not None  # only a key set names keys
+            await self.jwks.fetch_for(unknown.kid)
+            try:
+                principal = self._decode(token)
+            except _UnknownKey:
+                raise Unauthenticated("invalid token: unknown key id (kid)") from None
+        if principal.expires_at <= self.clock.time() - LEEWAY_S:
+            raise Unauthenticated("invalid token: Signature has expired")
+        return principal
+
+    async def start(self) -> None:
+        """Fetch the provider's key set, if one is configured (a failure is logged)."""
+        if self.jwks is not None:
+            await self.jwks.prefetch()
+
+    async def close(self) -> None:
+        if self.jwks is not None:
+            await self.jwks.close()
 
     def _verify(self, token: str) -> Principal:
         try:
-            alg = jwt.get_unverified_header(token).get("alg")
-            if alg not in self.keys:
-                raise jwt.InvalidAlgorithmError("the token's algorithm is not accepted")
+            header = jwt.get_unverified_header(token)
+            alg = header.get("alg")
             claims = jwt.decode(
                 token,
-                self.keys[alg],
-                algorithms=[alg],
+                self._key(alg, header.get("kid")),
+                algorithms=[str(alg)],  # the one `_key` accepted
                 issuer=self.issuer,
                 audience=self.audience,
-                options={"require": ["exp", "sub", "role"]},
+                # Times are checked below, on the injected clock.
+                options={
+                    "require": self.required,
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                },
             )
         except jwt.PyJWTError as exc:
             raise Unauthenticated(f"invalid token: {exc}") from None
+        expires_at = check_times(claims, self.clock.time())
         sub, role = claims.get("sub"), claims.get("role")
         if not isinstance(sub, str) or not sub or len(sub) > 256:
             raise Unauthenticated("invalid token: sub must be a non-empty string")
         if role not in ROLES:
             raise Unauthenticated("invalid token: unknown role")
-        return Principal(sub, role, float(claims["exp"]))
+        return Principal(sub, role, expires_at)
 
-    def verify(self, token: str) -> Principal:
-        principal = self._decode(token)
-        if principal.expires_at <= time.time():
-            raise Unauthenticated("invalid token: Signature has expired")
-        return principal
+    def _key(self, alg: object, kid: object) -> str | PyJWK:
+        """The key that verifies a token of this header; raises _UnknownKey for a `kid` the
+        held key set lacks."""
+        if not isinstance(alg, str) or alg not in self.algorithms:
+            raise jwt.InvalidAlgorithmError("the token's algorithm is not accepted")
+        if alg in self.keys:
+            return self.keys[alg]
+        if self.jwks is None:
+            raise jwt.InvalidAlgorithmError("the token's algorithm is not accepted")
+        if not isinstance(kid, str) or not kid:
+            raise jwt.InvalidKeyError("the token names no key (kid)")
+        key = self.jwks.get(kid)
+        if key is None:
+            raise _UnknownKey(kid)
+        return key
 
 
-def mint_token(settings: Settings, user_id: str, role: Role, ttl_s: int = 8 * 3600) -> str:
-    """An HS256 token for local use (CLI, embedded default, tests)."""
+def check_times(claims: dict[str, Any], now: float) -> float:
+    """`exp` (required), `nbf` and `iat` against `now` with LEEWAY_S, as pyjwt judges them
+    (expired when exp <= now - leeway; too early when nbf or iat > now + leeway). Returns
+    `exp`; raises Unauthenticated."""
+    times: dict[str, float] = {}
+    for claim in ("exp", "nbf", "iat"):
+        value = claims.get(claim)
+        if value is None and claim != "exp":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+            raise Unauthenticated(f"invalid token: {claim} must be a number")
+        times[claim] = float(value)
+    if times["exp"] <= now - LEEWAY_S:
+        raise Unauthenticated("invalid token: Signature has expired")
+    if max(times.get("nbf", -math.inf), times.get("iat", -math.inf)) > now + LEEWAY_S:
+        raise Unauthenticated("invalid token: the token is not yet valid (nbf or iat)")
+    return times["exp"]
+
+
+def mint_token(
+    settings: Settings, user_id: str, role: Role, ttl_s: int = 8 * 3600, now: float | None = None
+) -> str:
+    """An HS256 token for local use (CLI, embedded default, tests); issued at `now` (a test's
+    moved clock) or the system time."""
     if settings.jwt_secret is None:
         raise ValueError("minting needs JWT_SECRET")
-    now = int(time.time())
-    claims: dict[str, object] = {"sub": user_id, "role": role, "iat": now, "exp": now + ttl_s}
+    issued = int(time.time() if now is None else now)
+    claims: dict[str, object] = {"sub": user_id, "role": role, "iat": issued, "exp": issued + ttl_s}
     if settings.jwt_issuer:
         claims["iss"] = settings.jwt_issuer
     if settings.jwt_audience:

@@ -1,10 +1,10 @@
 """Real services for the tests that need them.
 
-Redis: a real `redis-server` started on a free port (or the one `REDIS_URL` names). Every test
-that uses Redis runs twice: with the heartbeat buffer on that Redis (`single`), and with the
-buffer on a real three-primary Redis Cluster (`cluster`: `BUFFER_REDIS_URL` and
-`BUFFER_REDIS_CLUSTER` set in the environment, which settings read), RQ staying on the plain
-Redis.
+Redis: a real `redis-server` started on a free port (or the one `REDIS_URL` names). A test
+that uses Redis runs with the heartbeat buffer on that Redis (`single`); one marked `cluster`
+(it depends on the buffer's layout) runs again with the buffer on a real three-primary Redis
+Cluster (`BUFFER_REDIS_URL` and `BUFFER_REDIS_CLUSTER` set in the environment, which settings
+read), RQ staying on the plain Redis.
 MongoDB: the `nx-27017` wire-protocol server started on a free port, or a real MongoDB when
 `MONGO_URL` is set (each test then gets its own database, dropped afterwards).
 Tests that do not ask for these fixtures cannot reach a service.
@@ -85,10 +85,18 @@ def redis_cluster(services_dir: Path) -> Iterator[RedisCluster]:
     cluster.stop()
 
 
-@pytest.fixture(scope="session", params=["single", "cluster"])
+@pytest.fixture(scope="session")
 def buffer_kind(request: pytest.FixtureRequest) -> str:
-    kind: str = request.param
+    """`single`, or `cluster` in the second run of a test marked `cluster`."""
+    kind: str = getattr(request, "param", "single")
     return kind
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests that depend on the buffer's layout (marked `cluster`: scripts, claims, key spread)
+    run on one Redis and on the cluster; every other test runs once, on one Redis."""
+    if "buffer_kind" in metafunc.fixturenames and metafunc.definition.get_closest_marker("cluster"):
+        metafunc.parametrize("buffer_kind", ["single", "cluster"], indirect=True, scope="session")
 
 
 def flush_buffer(buffer_urls: list[str]) -> None:

@@ -60,8 +60,12 @@ def make_settings(redis_url: str, mongo_url: str, **overrides: Any) -> Settings:
     return Settings(_env_file=None, **values)
 
 
-def bearer(settings: Settings, user_id: str, role: str = "student") -> dict[str, str]:
-    return {"Authorization": f"Bearer {mint_token(settings, user_id, role)}"}  # type: ignore[arg-type]
+def bearer(
+    settings: Settings, user_id: str, role: str = "student", now: float | None = None
+) -> dict[str, str]:
+    """An Authorization header; `now` is the time of an app's moved clock, when it has one."""
+    token = mint_token(settings, user_id, role, now=now)  # type: ignore[arg-type]
+    return {"Authorization": f"Bearer {token}"}
 
 
 def heartbeat(watch_time: float, total: float = 100.0, **extra: Any) -> dict[str, Any]:

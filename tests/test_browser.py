@@ -10,11 +10,15 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
@@ -33,6 +37,9 @@ AXE = ROOT / "frontend" / "node_modules" / "axe-core" / "axe.min.js"
 # (the route's limit is at most 1,000): every row must still be shown.
 BIG_COURSE = "big-class"
 BIG_CLASS = 1001
+# A function, not an expression: Playwright evals an expression in the page, which the pages'
+# Content-Security-Policy forbids.
+VIDEO_READY = "() => document.querySelector('video').readyState >= 1"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -81,8 +88,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     ]
     path = tmp_path_factory.mktemp("catalog") / "catalog.json"
     path.write_text(json.dumps(catalog))
-    # The tracker plays in real time: verified watching stays on, as in production.
-    yield from running_stack(tmp_path_factory, "development", path, max_playback_rate=None)
+    # The tracker plays in real time: verified watching stays on, as in production. The LMS
+    # page of the framing test is served from 127.0.0.1 on a port of its own.
+    framing = {"FRAME_ANCESTORS": "'self' http://127.0.0.1:*"}
+    yield from running_stack(
+        tmp_path_factory, "development", path, max_playback_rate=None, extra_env=framing
+    )
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +116,8 @@ def sign_in(browser: Browser, stack: Stack, user: str) -> Page:
 def check_accessibility(page: Page, name: str) -> None:
     """axe-core on the page as it is: no serious or critical violation."""
     if not page.evaluate("typeof window.axe !== 'undefined'"):
-        page.add_script_tag(path=str(AXE))
+        # evaluated by the browser's devtools side: the page's policy runs no inline <script>
+        page.evaluate(AXE.read_text())
     result = page.evaluate(
         "axe.run(document, {resultTypes: ['violations']})"
         ".then(r => r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,"
@@ -127,7 +139,7 @@ def play_for(page: Page, seconds: float) -> float:
     """Play the open video for `seconds` of real time; returns where it stopped."""
     video = page.get_by_test_id("video")
     expect(video).to_be_visible()
-    page.wait_for_function("document.querySelector('video').readyState >= 1")
+    page.wait_for_function(VIDEO_READY)
     page.evaluate("document.querySelector('video').play()")
     page.wait_for_timeout(seconds * 1000)
     stop = (
@@ -141,6 +153,14 @@ def server_status(stack: Stack, student: str, material: str) -> dict[str, Any]:
     url = f"{stack.url}/api/progress/video/{material}/status"
     status: dict[str, Any] = httpx.get(url, headers=headers, timeout=10).json()
     return status
+
+
+def outbox_of(page: Page, user: str) -> list[dict[str, Any]]:
+    """The heartbeats waiting in `user`'s outbox in this page's browser profile."""
+    items: list[dict[str, Any]] = page.evaluate(
+        "key => JSON.parse(localStorage.getItem(key) || '[]')", f"videoprogress.outbox.{user}"
+    )
+    return items
 
 
 def test_student_watches_closes_and_resumes(stack: Stack, browser: Browser) -> None:
@@ -167,7 +187,7 @@ def test_student_watches_closes_and_resumes(stack: Stack, browser: Browser) -> N
     page.screenshot(path=OUTPUT / "course-page.png", full_page=True)
 
     page.get_by_test_id("material-demo-video-1").get_by_role("button", name="Resume").click()
-    page.wait_for_function("document.querySelector('video').readyState >= 1")
+    page.wait_for_function(VIDEO_READY)
     page.wait_for_timeout(300)
     resumed_at = float(page.evaluate("document.querySelector('video').currentTime"))
     assert abs(resumed_at - stopped_at) < 1.5, (resumed_at, stopped_at)
@@ -184,7 +204,7 @@ def test_heartbeats_sent_offline_reach_the_server_when_back_online(
     page.goto(f"{stack.url}/#/course/{DEMO_COURSE}")
     expect(page.get_by_test_id("material-demo-video-2")).to_be_visible()
     page.get_by_test_id("material-demo-video-2").get_by_role("button", name="Play").click()
-    page.wait_for_function("document.querySelector('video').readyState >= 1")
+    page.wait_for_function(VIDEO_READY)
     # The session begins online (the tracker reports the start of playing), then the network
     # goes: what is played offline keeps its credit (verified watching, README).
     page.evaluate("document.querySelector('video').play()")
@@ -193,7 +213,7 @@ def test_heartbeats_sent_offline_reach_the_server_when_back_online(
     stopped_at = play_for(page, 4)
     page.get_by_role("button", name="Close player").click()
     page.wait_for_timeout(500)
-    outbox = page.evaluate("JSON.parse(localStorage.getItem('videoprogress.outbox') || '[]')")
+    outbox = outbox_of(page, "student-2")
     assert outbox and outbox[-1]["material_id"] == "demo-video-2"
     assert server_status(stack, "student-2", "demo-video-2")["watched_seconds"] == 0.0
 
@@ -205,12 +225,7 @@ def test_heartbeats_sent_offline_reach_the_server_when_back_online(
         timeout_s=15,
     )
     assert abs(status["watch_time"] - stopped_at) < 1.5
-    wait_until(
-        lambda: (
-            page.evaluate("JSON.parse(localStorage.getItem('videoprogress.outbox') || '[]')") == []
-        ),
-        timeout_s=10,
-    )
+    wait_until(lambda: outbox_of(page, "student-2") == [], timeout_s=10)
 
 
 def test_teacher_sees_the_class_and_a_retention_chart(stack: Stack, browser: Browser) -> None:
@@ -249,7 +264,7 @@ def test_teacher_sees_the_class_and_a_retention_chart(stack: Stack, browser: Bro
 def test_the_embedded_tracker_reports_a_bare_video_on_a_plain_page(
     stack: Stack, browser: Browser
 ) -> None:
-    """The <script> bundle around a bare <video>, no React: the heartbeats reach the server."""
+    """The tracker bundle around a bare <video>, no React: the heartbeats reach the server."""
     page = browser.new_context(viewport={"width": 1000, "height": 900}).new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -258,9 +273,9 @@ def test_the_embedded_tracker_reports_a_bare_video_on_a_plain_page(
         f"{stack.url}/embed-example.html#token={token(stack, 'student-2')}&video=demo-video-3"
     )
     assert page.evaluate("typeof window.React") == "undefined"
-    assert page.evaluate("typeof VideoProgress.track") == "function"
+    # the page's script set this once the bundle (the ES module, from /embed/) was loaded
     expect(page.get_by_test_id("embed-progress")).to_have_text("Tracking demo-video-3.")
-    page.wait_for_function("document.querySelector('video').readyState >= 1")
+    page.wait_for_function(VIDEO_READY)
     page.evaluate("document.querySelector('video').play()")
     page.wait_for_timeout(4000)
     pause = (
@@ -441,6 +456,227 @@ def test_the_matrix_shows_every_student_but_renders_only_the_visible_rows(
     lines = Path(download.value.path()).read_text().splitlines()
     assert lines[0].startswith("student_id")
     assert len(lines) == BIG_CLASS + 1
+
+
+# -- issue 19: students sharing one browser -----------------------------------------------------
+# Both sign in on one browser profile (one context: one localStorage), as on a school computer.
+# Student-1 watches demo-video-2 offline; nothing of it may be filed under student-2, and none of
+# it may be lost unless student-1 says so.
+
+SHARED_VIDEO = "demo-video-2"
+
+
+def claimed(stack: Stack, student: str) -> float:
+    """Seconds of SHARED_VIDEO the student's player reported as played, verified or not."""
+    status = server_status(stack, student, SHARED_VIDEO)
+    return float(status["watched_seconds"] + status["unverified_seconds"])
+
+
+def sign_in_here(page: Page, stack: Stack, user: str) -> None:
+    page.goto(stack.url + "/#/")
+    page.get_by_test_id(f"signin-{user}").click()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+
+
+def watch_offline(page: Page, stack: Stack, seconds: float) -> float:
+    """student-1 starts SHARED_VIDEO online (verified watching starts its clock at the server's
+    first heartbeat), goes offline, plays `seconds` more and closes the player; returns where
+    it stopped. The context stays offline."""
+    seen = server_status(stack, "student-1", SHARED_VIDEO)["last_watched"]
+    page.goto(f"{stack.url}/#/course/{DEMO_COURSE}")
+    page.get_by_test_id(f"material-{SHARED_VIDEO}").get_by_role("button").click()
+    page.wait_for_function(VIDEO_READY)
+    page.evaluate("document.querySelector('video').play()")
+    wait_until(lambda: server_status(stack, "student-1", SHARED_VIDEO)["last_watched"] != seen)
+    page.context.set_offline(True)
+    stopped_at = play_for(page, seconds)
+    page.get_by_role("button", name="Close player").click()
+    return stopped_at
+
+
+class Sent:
+    """Every progress request the browser made, with the user of its bearer token."""
+
+    def __init__(self, page: Page) -> None:
+        self.items: list[tuple[str, dict[str, Any]]] = []  # (token's sub, heartbeat)
+        page.context.on("request", self._record)
+
+    def _record(self, request: Any) -> None:
+        if request.method != "POST" or "/api/progress/" not in request.url:
+            return
+        auth = request.headers.get("authorization", "")
+        sub = jwt.decode(auth.removeprefix("Bearer "), options={"verify_signature": False})["sub"]
+        body = request.post_data_json or {}
+        for heartbeat in body.get("heartbeats", [body]):
+            self.items.append((sub, heartbeat))
+
+    def users_of(self, sessions: set[str]) -> set[str]:
+        """Whose tokens carried heartbeats of these player sessions."""
+        return {sub for sub, hb in self.items if hb.get("session_id") in sessions}
+
+
+def test_sign_out_warns_of_unsent_watching_and_sends_it_when_asked(
+    stack: Stack, browser: Browser
+) -> None:
+    page = browser.new_context(viewport={"width": 1000, "height": 800}).new_page()
+    sent = Sent(page)
+    sign_in_here(page, stack, "student-1")
+    student_2 = server_status(stack, "student-2", SHARED_VIDEO)
+    stopped_at = watch_offline(page, stack, 4)
+    before = claimed(stack, "student-1")  # the online start is in
+    waiting = outbox_of(page, "student-1")
+    assert waiting and {i["material_id"] for i in waiting} == {SHARED_VIDEO}
+    offline_played = sum(b - a for i in waiting for a, b in i["played"])
+    assert offline_played > 3
+
+    page.get_by_role("button", name="Sign out").click()
+    dialog = page.get_by_role("dialog", name="Unsent watching")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text(f"{SHARED_VIDEO}: 0:0")  # what would be lost, and how much
+    expect(dialog).to_contain_text("Signing out now deletes them")
+    check_accessibility(page, "sign-out warning")
+    page.screenshot(path=OUTPUT / "sign-out-warning.png")
+    dialog.get_by_role("button", name="Send them now").click()
+    expect(dialog.get_by_test_id("signout-note")).to_contain_text("offline")
+    assert outbox_of(page, "student-1") == waiting  # nothing lost by trying
+
+    page.context.set_offline(False)
+    dialog.get_by_role("button", name="Send them now").click()
+    expect(page.get_by_test_id("signin-student-2")).to_be_visible()  # signed out
+    assert outbox_of(page, "student-1") == []
+    after = server_status(stack, "student-1", SHARED_VIDEO)
+    assert abs(after["watch_time"] - stopped_at) < 1.5, (after, stopped_at)
+    assert claimed(stack, "student-1") - before > offline_played - 1
+
+    sign_in_here(page, stack, "student-2")
+    page.goto(f"{stack.url}/#/course/{DEMO_COURSE}")
+    expect(page.get_by_test_id(f"material-{SHARED_VIDEO}")).to_be_visible()
+    assert server_status(stack, "student-2", SHARED_VIDEO) == student_2
+    assert sent.users_of({i["session_id"] for i in waiting}) == {"student-1"}
+
+
+def test_an_expired_session_keeps_its_outbox_for_its_student_only(
+    stack: Stack, browser: Browser
+) -> None:
+    """The token runs out while student-1 is offline: back online, the 401 ends the session but
+    keeps the outbox. Student-2 signs in, online, on the same profile: none of it is sent with
+    student-2's token. Student-1 signs in again: it is sent, to student-1."""
+    page = browser.new_context(viewport={"width": 1000, "height": 800}).new_page()
+    sent = Sent(page)
+    sign_in_here(page, stack, "student-1")
+    student_2 = server_status(stack, "student-2", SHARED_VIDEO)
+    stopped_at = watch_offline(page, stack, 4)
+    student_1 = server_status(stack, "student-1", SHARED_VIDEO)  # the online start is in
+    before = claimed(stack, "student-1")
+    waiting = outbox_of(page, "student-1")
+    offline_played = sum(b - a for i in waiting for a, b in i["played"])
+    assert offline_played > 3
+    expired = mint_token(stack.settings(), "student-1", "student", ttl_s=-120)
+    page.evaluate("t => localStorage.setItem('videoprogress.token', t)", expired)
+    page.context.set_offline(False)  # the flush is refused (401): back to sign-in
+    expect(page.get_by_test_id("signin-student-2")).to_be_visible(timeout=10_000)
+    assert outbox_of(page, "student-1") == waiting
+
+    sign_in_here(page, stack, "student-2")
+    page.goto(f"{stack.url}/#/course/{DEMO_COURSE}")
+    expect(page.get_by_test_id(f"material-{SHARED_VIDEO}")).to_be_visible()
+    assert outbox_of(page, "student-1") == waiting  # not sent with student-2's token
+    assert server_status(stack, "student-2", SHARED_VIDEO) == student_2
+    assert server_status(stack, "student-1", SHARED_VIDEO) == student_1
+    page.get_by_role("button", name="Sign out").click()  # student-2 has nothing waiting
+    expect(page.get_by_test_id("signin-student-1")).to_be_visible()
+    expect(page.get_by_role("dialog")).to_have_count(0)
+
+    sign_in_here(page, stack, "student-1")  # the outbox goes at sign-in
+    wait_until(lambda: outbox_of(page, "student-1") == [], timeout_s=15)
+    after = server_status(stack, "student-1", SHARED_VIDEO)
+    assert abs(after["watch_time"] - stopped_at) < 1.5, (after, stopped_at)
+    assert claimed(stack, "student-1") - before > offline_played - 1
+    assert server_status(stack, "student-2", SHARED_VIDEO) == student_2
+    assert sent.users_of({i["session_id"] for i in waiting}) == {"student-1"}
+
+
+@contextmanager
+def lms_page(html: str) -> Iterator[str]:
+    """A real HTTP server on 127.0.0.1 serving `html` at every path: the LMS's page."""
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.end_headers()
+            self.wfile.write(html.encode())
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/lesson.html"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_tracker_keeps_working_in_a_frame_that_may_not_use_storage(
+    stack: Stack, browser: Browser
+) -> None:
+    """An LMS page (127.0.0.1) frames the tracker from another site (localhost): Chromium
+    refuses such a frame localStorage. The outbox lives in the frame's memory: what is watched
+    offline reaches the server when the network is back."""
+    page = browser.new_context(viewport={"width": 1000, "height": 900}).new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    framed = (
+        f"http://localhost:{stack.port}/embed-example.html"
+        f"#token={token(stack, 'student-2')}&video=demo-video-3"
+    )
+    html = (
+        '<!doctype html><html lang="en"><head><title>LMS lesson</title></head><body><main>'
+        f'<h1>Lesson</h1><iframe title="Lesson video" src="{framed}" width="960" height="800">'
+        "</iframe></main></body></html>"
+    )
+    with lms_page(html) as lms:
+        page.goto(lms)
+        watch_offline_in_frame(page, stack)
+    check_accessibility(page, "LMS page framing the tracker")
+    assert not errors, errors
+
+
+def watch_offline_in_frame(page: Page, stack: Stack) -> None:
+    """In the framed embed example (student-2, demo-video-3): check that storage is refused,
+    play online, go offline, play and pause, come back: the pause's position reaches the server
+    only then, from the outbox the frame kept in memory."""
+    frame = page.frame_locator("iframe")
+    expect(frame.get_by_test_id("embed-progress")).to_have_text("Tracking demo-video-3.")
+    inner = next(f for f in page.frames if "/embed-example.html" in f.url)
+    refused = (
+        "(() => { try { localStorage.setItem('x', '1'); return 'stored' }"
+        " catch (e) { return e.name } })()"
+    )
+    assert inner.evaluate(refused) == "SecurityError"  # the browser's rule this test is about
+
+    seen = server_status(stack, "student-2", "demo-video-3")["last_watched"]
+    inner.wait_for_function(VIDEO_READY)
+    inner.evaluate("document.querySelector('video').play()")
+    wait_until(lambda: server_status(stack, "student-2", "demo-video-3")["last_watched"] != seen)
+    assert server_status(stack, "student-2", "demo-video-3")["watch_time"] < 1  # the play
+    page.context.set_offline(True)
+    inner.wait_for_timeout(3000)  # real-time playback
+    pause = (
+        "(() => { const v = document.querySelector('video'); v.pause(); return v.currentTime })()"
+    )
+    stopped_at = float(inner.evaluate(pause))
+    assert stopped_at > 2
+    assert server_status(stack, "student-2", "demo-video-3")["watch_time"] < 1  # kept, in memory
+
+    page.context.set_offline(False)  # the frame's 'online' handler sends it
+    status = wait_until(
+        lambda: (s := server_status(stack, "student-2", "demo-video-3"))["watch_time"] > 1 and s,
+        timeout_s=15,
+    )
+    assert abs(status["watch_time"] - stopped_at) < 1, (status, stopped_at)
 
 
 def test_the_dev_sign_in_does_not_exist_in_production(redis_url: str, mongo_url: str) -> None:

@@ -17,6 +17,8 @@ from tests.helpers import COURSE, COURSE_ID, bearer, heartbeat, make_settings
 from workers.context import WorkerContext, build_context
 from workers.flush import flush_batch
 
+pytestmark = pytest.mark.cluster  # the claims and their timing, on both layouts
+
 T0 = 1_800_000_000.0
 STUDENT = "s-clock"
 
@@ -37,10 +39,10 @@ def settings(redis_url: str, mongo_url: str) -> Settings:
 @pytest.fixture
 def client(settings: Settings, clock: MockedClock) -> Iterator[TestClient]:
     with TestClient(create_app(settings, clock=clock)) as c:
-        admin = bearer(settings, "a-root", "admin")
+        admin = bearer(settings, "a-root", "admin", now=clock.time())
         assert c.put(f"/api/courses/{COURSE_ID}", json=COURSE, headers=admin).status_code == 201
         assert c.put(f"/api/courses/{COURSE_ID}/enrollments/{STUDENT}", headers=admin).is_success
-        c.headers.update(bearer(settings, STUDENT))
+        c.headers.update(bearer(settings, STUDENT, now=clock.time()))
         yield c
 
 

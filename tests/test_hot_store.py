@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import uuid
 
-from shared.domain.progress import Heartbeat, WatchState
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from shared.domain.progress import Heartbeat, StudentLedger, Verification, WatchState
 from shared.storage.clients import Buffer
 from shared.storage.hot_store import (
     AsyncHotStore,
@@ -18,9 +23,15 @@ from shared.storage.hot_store import (
     IngestLimits,
     IngestReply,
     Proposal,
+    as_text,
+    ingest_args,
+    parse_ingest_reply,
+    run_scripts,
 )
 from shared.storage.keys import ProgressKey, buffer_tombstones, enrollments_key
 from tests.helpers import async_buffer, buffered
+
+pytestmark = pytest.mark.cluster  # the scripts and claims, on both layouts
 
 KEY = ProgressKey("s1", "v1")
 DIRTY, LEASES, PENDING = KEY.partition.dirty, KEY.partition.leases, KEY.partition.pending
@@ -449,3 +460,55 @@ def test_a_claim_fills_its_batch_from_the_partitions_that_hold_the_due_keys(
     assert len(first) == 20 and more  # not the 1 key that is the partition's equal share
     _, rest, more = store.claim(now=1000.0, lease_until=2000.0, limit=20)
     assert sorted(first + rest, key=str) == sorted(keys, key=str) and not more
+
+
+# -- the student's budget: the script spends it as `StudentLedger` says ------------------------
+
+BUDGET = Verification(max_rate=2.0, slack_s=5.0, gap_s=60.0)
+
+
+FIXTURE_OK = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=FIXTURE_OK)
+@given(
+    st.lists(
+        st.tuples(st.floats(0, 90), st.integers(0, 3), st.floats(0, 200)),  # dt, material, need
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_the_ingest_script_spends_the_budget_as_the_ledger_does(
+    redis_client: Buffer, steps: list[tuple[float, int, float]]
+) -> None:
+    student = f"s-{uuid.uuid4().hex}"  # a fresh ledger for every example
+    enroll(redis_client, student, "c1")
+    ledger, granted, now = StudentLedger(), [0.0] * 4, 6000.0
+    for dt, m, need in steps:
+        now = round(now + dt, 3)
+        key = ProgressKey(student, f"v{m}")
+        limits = IngestLimits(now + 10, 100, 10_000, 0, 60, now=now, verification=BUDGET)
+        item = IngestItem(key, "c1", [Heartbeat(received_at=now, played=())], need=need)
+        [raw] = run_scripts(redis_client, "ingest", [ingest_args(item, limits, True)])
+        reply = parse_ingest_reply(raw)
+        assert reply.view is not None
+        granted[m] = round(granted[m] + ledger.grant(now, need, BUDGET), 3)
+        stamped = reply.view.tail[-1].grant
+        assert stamped is not None and stamped[1] == granted[m]
+    assert sum(granted) <= 2.0 * (now - 6000.0) + 5.0 + 1e-6  # never more than rate x time
+
+
+def test_each_heartbeat_carries_its_keys_grant_through_the_flush(
+    redis_url: str, redis_client: Buffer
+) -> None:
+    enroll(redis_client, "s1", "c1")
+    for t, need in ((6000.0, 0.0), (6010.0, 8.0), (6020.0, 50.0)):
+        limits = IngestLimits(t + 10, 100, 10_000, 0, 60, now=t, verification=BUDGET)
+        item = IngestItem(KEY, "c1", [Heartbeat(received_at=t, played=())], need=need)
+        run_scripts(redis_client, "ingest", [ingest_args(item, limits, False)])
+    # slack 5 at the start; +20 at 6010 (8 taken: 17 left); +20 at 6020 (37 of the 50 asked)
+    [entry] = HotStore(redis_client).read([KEY])
+    assert entry is not None
+    assert [h.grant[1] if h.grant else None for h in entry.pending] == [0.0, 8.0, 45.0]
+    epoch = redis_client.hget(KEY.state, "e")
+    assert {h.grant[0] if h.grant else None for h in entry.pending} == {as_text(epoch)}

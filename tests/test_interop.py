@@ -23,7 +23,7 @@ from standardwebhooks import Webhook
 
 from ingest.app import create_app
 from shared.errors import Unavailable
-from shared.integrations.outbox import WEBHOOK, XAPI, Outbox, OutboxEntry
+from shared.integrations.outbox import WEBHOOK, XAPI, Limits, Outbox, OutboxEntry
 from shared.integrations.xapi import EXT
 from shared.settings import Settings
 from shared.storage.keys import STATS, XAPI_SESSIONS
@@ -357,16 +357,16 @@ def test_the_outbox_is_bounded_and_never_blocks_the_flush(world_factory: Any) ->
         w.watch(me, watch_time=seq, session_id="t", seq=seq, event="pause")
     w.flush()  # 5 statements (initialized + 4 paused) for room for 3
     assert w.ctx.redis.hlen(XAPI.entries) == 3
-    assert w.stats()["xapi_dropped"] == 2
+    assert w.stats()["xapi_dropped_full"] == 2
     assert w.ctx.mongo.find_states([("s-full", "v-100")])[("s-full", "v-100")].version == 4
     metrics = w.client.get("/metrics").text
-    assert 'videoprogress_outbox_dropped_total{outbox="xapi"} 2.0' in metrics
+    assert 'videoprogress_outbox_dropped_total{outbox="xapi",reason="full"} 2.0' in metrics
 
 
 def test_two_delivery_jobs_never_hold_the_same_entry(rq_client: redis.Redis) -> None:
     box = Outbox(rq_client, XAPI)
     entries = [OutboxEntry(f"id-{i}", "s", {"n": i}, 0.0) for i in range(10)]
-    assert box.push(entries, 100, now=0.0) == (10, 0, 0)
+    assert box.push(entries, Limits(100), now=0.0) == (10, 0, 0)
     first = box.claim(now=1.0, lease_s=30, limit=6)
     second = box.claim(now=1.0, lease_s=30, limit=6)
     assert len(first) == 6 and len(second) == 4
@@ -374,7 +374,7 @@ def test_two_delivery_jobs_never_hold_the_same_entry(rq_client: redis.Redis) -> 
     assert box.claim(now=2.0, lease_s=30, limit=10) == []
     # A job that died: its lease runs out and another job takes the entries.
     assert {e.id for e in box.claim(now=32.0, lease_s=30, limit=10)} == {e.id for e in entries}
-    assert box.push(entries, 100, now=0.0) == (0, 10, 0)  # queued already: nothing added
+    assert box.push(entries, Limits(100), now=0.0) == (0, 10, 0)  # queued already: nothing added
 
 
 # ---- webhooks --------------------------------------------------------------------------------

@@ -10,6 +10,8 @@ from redis.crc import key_slot
 from shared.storage import keys
 from shared.storage.keys import ProgressKey, partition_for, partition_tags
 
+pytestmark = pytest.mark.cluster  # where keys land
+
 
 def slot(key: str) -> int:
     return key_slot(key.encode())

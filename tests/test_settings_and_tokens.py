@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -17,9 +18,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import ValidationError
 
+from shared.clock import MockedClock
 from shared.errors import Unauthenticated
 from shared.settings import Settings
-from shared.tokens import TokenVerifier, mint_token
+from shared.tokens import Principal, TokenVerifier, mint_token
 from tests.helpers import SECRET
 
 
@@ -80,29 +82,36 @@ def test_erasure_tombstones_outlive_a_lease_and_a_completion_jobs_retries() -> N
         settings(environment="development", claim_lease_s=600, erasure_tombstone_ttl_s=4199)
 
 
+def verify(verifier: TokenVerifier, token: str) -> Principal:
+    return asyncio.run(verifier.verify(token))
+
+
 def test_minted_tokens_verify_and_expire() -> None:
     s = settings(environment="production", jwt_secret=SECRET)
     verifier = TokenVerifier(s)
-    principal = verifier.verify(mint_token(s, "ana", "student"))
+    principal = verify(verifier, mint_token(s, "ana", "student"))
     assert (principal.user_id, principal.role) == ("ana", "student")
     with pytest.raises(Unauthenticated):
-        verifier.verify(mint_token(s, "ana", "student", ttl_s=-5))
+        verify(verifier, mint_token(s, "ana", "student", ttl_s=-35))  # past the 30 s leeway
 
 
-def test_cached_tokens_are_rechecked_for_expiry(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cached_tokens_are_rechecked_for_expiry_with_the_leeway() -> None:
     s = settings(environment="production", jwt_secret=SECRET)
-    verifier = TokenVerifier(s)
-    token = mint_token(s, "ana", "student", ttl_s=60)
-    verifier.verify(token)  # now cached
-    monkeypatch.setattr(time, "time", lambda: 10**10)
+    clock = MockedClock()
+    verifier = TokenVerifier(s, clock)
+    token = mint_token(s, "ana", "student", ttl_s=60, now=clock.time())
+    verify(verifier, token)  # now cached
+    clock.advance(60 + 29)  # 29 s past exp: within the leeway
+    assert verify(verifier, token).user_id == "ana"
+    clock.advance(2)  # 31 s past exp
     with pytest.raises(Unauthenticated, match="expired"):
-        verifier.verify(token)
+        verify(verifier, token)
 
 
 def test_issuer_and_audience_are_checked_when_configured() -> None:
     s = settings(environment="production", jwt_secret=SECRET, jwt_issuer="idp", jwt_audience="vp")
     verifier = TokenVerifier(s)
-    assert verifier.verify(mint_token(s, "ana", "student")).user_id == "ana"
+    assert verify(verifier, mint_token(s, "ana", "student")).user_id == "ana"
     claims = {
         "sub": "ana",
         "role": "student",
@@ -111,7 +120,7 @@ def test_issuer_and_audience_are_checked_when_configured() -> None:
         "aud": "vp",
     }
     with pytest.raises(Unauthenticated):
-        verifier.verify(jwt.encode(claims, SECRET, algorithm="HS256"))
+        verify(verifier, jwt.encode(claims, SECRET, algorithm="HS256"))
 
 
 def test_rs256_with_a_public_key_and_no_algorithm_confusion() -> None:
@@ -121,17 +130,24 @@ def test_rs256_with_a_public_key_and_no_algorithm_confusion() -> None:
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         .decode()
     )
-    s = settings(environment="production", jwt_public_key=public_pem, jwt_algorithms=["RS256"])
+    s = settings(
+        environment="production",
+        jwt_public_key=public_pem,
+        jwt_algorithms=["RS256"],
+        jwt_issuer="idp",
+        jwt_audience="vp",
+    )
     verifier = TokenVerifier(s)
     claims = {"sub": "ana", "role": "teacher", "exp": int(time.time()) + 60}
-    assert verifier.verify(jwt.encode(claims, key, algorithm="RS256")).role == "teacher"
+    claims |= {"iss": "idp", "aud": "vp"}
+    assert verify(verifier, jwt.encode(claims, key, algorithm="RS256")).role == "teacher"
     # An HS256 token "signed" with the public key as HMAC secret must not pass.
     header = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
     payload = _b64(json.dumps(claims).encode())
     signature = hmac.new(public_pem.encode(), header + b"." + payload, hashlib.sha256).digest()
     forged = b".".join([header, payload, _b64(signature)]).decode()
     with pytest.raises(Unauthenticated):
-        verifier.verify(forged)
+        verify(verifier, forged)
 
 
 def _b64(raw: bytes) -> bytes:
@@ -148,4 +164,4 @@ def test_cli_mints_a_token_that_the_service_accepts(monkeypatch: pytest.MonkeyPa
         check=True,
     )
     s = settings(environment="production", jwt_secret=SECRET)
-    assert TokenVerifier(s).verify(out.stdout.strip()).role == "teacher"
+    assert verify(TokenVerifier(s), out.stdout.strip()).role == "teacher"

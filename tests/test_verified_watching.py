@@ -9,7 +9,11 @@ small independent reference (`reference_observed`), never by the code under test
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +28,10 @@ from shared.clock import MockedClock
 from shared.domain.progress import (
     TRUST_CLIENT,
     Heartbeat,
+    StudentLedger,
     Verification,
     WatchState,
+    budget_needed,
     fold,
     join_receipt,
 )
@@ -45,6 +51,7 @@ T0 = 1_700_000_000.0
 RATE, GAP = 2.0, 60.0
 STRICT = Verification(max_rate=RATE, slack_s=0.0, gap_s=GAP)
 THRESHOLD = 80.0
+VIDEO: dict[str, Any] = {"duration": 600.0, "threshold": THRESHOLD, "verification": STRICT}
 PROPS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -52,6 +59,43 @@ def reference_observed(receipts: list[float], gap: float) -> float:
     """Seconds between consecutive distinct receipts that are no more than `gap` apart."""
     times = sorted({round(r, 3) for r in receipts})
     return sum(b - a for a, b in zip(times, times[1:], strict=False) if b - a <= gap)
+
+
+def metered(
+    items: list[tuple[str, Heartbeat]],
+    duration: float = 600.0,
+    verification: Verification = STRICT,
+    known: dict[str, WatchState] | None = None,
+) -> list[tuple[str, Heartbeat]]:
+    """(material, heartbeat) pairs stamped with their key's grant as the ingest script would:
+    in the order they were received, each asking what its key needs given the key's state so
+    far, from one student's ledger. Returned in the order given."""
+    ledger, states = StudentLedger(), {m: WatchState() for m, _ in items} | (known or {})
+    granted: dict[str, float] = {}
+    stamped: list[tuple[str, Heartbeat]] = list(items)
+    for i in sorted(range(len(items)), key=lambda i: items[i][1].received_at):
+        material, hb = items[i]
+        need = budget_needed(states.get(material), [hb], duration)
+        granted[material] = round(
+            granted.get(material, 0.0) + ledger.grant(hb.received_at, need, verification), 3
+        )
+        stamped[i] = (material, replace(hb, grant=("e1", granted[material])))
+        states[material] = fold(
+            states.get(material),
+            [stamped[i][1]],
+            duration=duration,
+            threshold=THRESHOLD,
+            verification=verification,
+        )
+    return stamped
+
+
+def stamp(
+    hbs: list[Heartbeat], verification: Verification = STRICT, base: WatchState | None = None
+) -> list[Heartbeat]:
+    """One key's heartbeats, stamped as the ingest script would (`metered`)."""
+    known = {"m": base} if base else None
+    return [hb for _, hb in metered([("m", hb) for hb in hbs], 600.0, verification, known)]
 
 
 def claim(received: float, ranges: list[tuple[float, float]], **extra: Any) -> Heartbeat:
@@ -86,7 +130,7 @@ adversary_st = st.builds(
 def test_property_whatever_is_claimed_the_credit_stays_within_the_budget(
     hbs: list[Heartbeat],
 ) -> None:
-    state = fold(None, hbs, duration=600.0, threshold=THRESHOLD, verification=STRICT)
+    state = fold(None, stamp(hbs), duration=600.0, threshold=THRESHOLD, verification=STRICT)
     observed = reference_observed([h.received_at for h in hbs], GAP)
     slack = RATE * 0.001  # receive times and figures are kept to the millisecond
     assert state.watched_seconds <= RATE * observed + slack
@@ -102,7 +146,7 @@ def test_property_the_bound_holds_past_the_banked_chains(
 ) -> None:
     # Sittings spread over 11 hours: more than MAX_CHAINS chains, so the oldest are banked.
     hbs = [claim(r, ranges) for r, ranges in receipts]
-    state = fold(None, hbs, duration=600.0, threshold=THRESHOLD, verification=STRICT)
+    state = fold(None, stamp(hbs), duration=600.0, threshold=THRESHOLD, verification=STRICT)
     observed = reference_observed([h.received_at for h in hbs], GAP)
     assert state.observed_seconds <= observed + 1e-3  # banking only ever counts less
     assert state.watched_seconds <= RATE * (observed + 1e-3)  # (receive times kept to 1 ms)
@@ -113,8 +157,9 @@ def test_property_the_bound_holds_past_the_banked_chains(
 def test_property_permutations_and_duplicates_credit_the_same(
     hbs: list[Heartbeat], rnd: Any
 ) -> None:
-    expected = fold(None, hbs, duration=600.0, threshold=THRESHOLD, verification=STRICT)
-    shuffled = hbs + rnd.sample(hbs, k=min(len(hbs), 5))  # some delivered twice
+    stamped = stamp(hbs)  # stamped once, as they were received; then delivered in any order
+    expected = fold(None, stamped, duration=600.0, threshold=THRESHOLD, verification=STRICT)
+    shuffled = stamped + rnd.sample(stamped, k=min(len(stamped), 5))  # some delivered twice
     rnd.shuffle(shuffled)
     got = fold(None, shuffled, duration=600.0, threshold=THRESHOLD, verification=STRICT)
     assert got.watched_seconds == expected.watched_seconds
@@ -131,10 +176,88 @@ def test_property_a_forger_cannot_complete_ten_minutes_in_under_four(
     # Every request claims the whole video, from any number of sessions: within 240 s of
     # real time (480 s / rate 2) it never completes.
     hbs = [claim(r, [(0, 600)], session_id=f"s{i % 20}") for i, r in enumerate(receipts)]
-    state = fold(None, hbs, duration=600.0, threshold=THRESHOLD, verification=STRICT)
+    state = fold(None, stamp(hbs), duration=600.0, threshold=THRESHOLD, verification=STRICT)
     assert not state.completed
     span = max(receipts) - min(receipts)
     assert state.watched_seconds <= RATE * (span + 0.001)  # receive times are kept to 1 ms
+
+
+materials_st = st.sampled_from([f"m{i}" for i in range(10)])
+
+
+crowded_st = st.tuples(  # three tabs on three videos within five minutes
+    st.sampled_from(["m0", "m1", "m2"]),
+    adversary_st.map(lambda h: replace(h, received_at=T0 + (h.received_at - T0) % 300)),
+)
+
+
+@PROPS
+@given(st.lists(crowded_st, min_size=10, max_size=60))
+def test_property_over_all_materials_the_student_earns_what_one_player_could(
+    items: list[tuple[str, Heartbeat]],
+) -> None:
+    # Ten tabs on ten videos, each claiming anything at any time: their credits together stay
+    # within rate x the student's observed time, and each within its own key's bound.
+    stamped = metered(items)
+    total = 0.0
+    for material in {m for m, _ in items}:
+        hbs = [hb for m, hb in stamped if m == material]
+        state = fold(None, hbs, duration=600.0, threshold=THRESHOLD, verification=STRICT)
+        own = reference_observed([h.received_at for h in hbs], GAP)
+        assert state.watched_seconds <= RATE * own + 0.001 * len(hbs)
+        total += state.watched_seconds
+    observed = reference_observed([hb.received_at for _, hb in items], GAP)
+    assert total <= RATE * observed + 0.001 * len(items)
+
+
+@PROPS
+@given(
+    st.lists(st.tuples(materials_st, st.floats(0, 300), st.sampled_from(["pause", "seek"]))),
+    st.randoms(use_true_random=False),
+)
+def test_property_idle_tabs_spend_nothing_of_an_honest_players_budget(
+    idle: list[tuple[str, float, str]], rnd: Any
+) -> None:
+    honest = [("h", claim(0, [], event="play"))] + [
+        ("h", claim(t, [(t - 10, t)])) for t in range(10, 310, 10)
+    ]
+    noise = [(m, claim(r, [], event=event)) for m, r, event in idle]
+    stamped = metered(honest + noise)
+    mine = [hb for m, hb in stamped if m == "h"]
+    rnd.shuffle(mine)  # and delivered in any order
+    state = fold(None, mine, duration=600.0, threshold=THRESHOLD, verification=STRICT)
+    assert (state.watched_seconds, state.unverified_seconds) == (300.0, 0.0)
+
+
+@PROPS
+@given(st.lists(st.tuples(materials_st, adversary_st), min_size=1, max_size=30))
+def test_property_duplicates_of_heartbeats_taken_change_no_credit(
+    items: list[tuple[str, Heartbeat]],
+) -> None:
+    # Delivered again inside the pipeline (a retried fold, a takeover): the same stamps.
+    stamped = metered(items)
+    for material in {m for m, _ in items}:
+        hbs = [hb for m, hb in stamped if m == material]
+        once = fold(None, hbs, **VIDEO)
+        twice = fold(None, hbs + hbs[::-1], **VIDEO)
+        assert twice.watched_seconds == once.watched_seconds
+        assert twice.granted_seconds == once.granted_seconds
+
+
+def test_ten_tabs_on_ten_videos_earn_what_one_player_could() -> None:
+    # The issue's forgery: a course of ten 60-s videos, each claimed whole in its own tab every
+    # 4 s. Per video that completed all ten in 32 s; per student it earns 2 s a second.
+    items = [
+        (f"m{i}", claim(t + i * 0.01, [(0, 60)], session_id=f"tab{i}"))
+        for t in range(0, 36, 4)
+        for i in range(10)
+    ]
+    stamped = metered(items, duration=60.0)
+    minute = {**VIDEO, "duration": 60.0}
+    states = [fold(None, [hb for m, hb in stamped if m == f"m{i}"], **minute) for i in range(10)]
+    span = 32.09  # the first receipt at 0, the last at 32 + 0.09
+    assert sum(s.watched_seconds for s in states) <= RATE * span
+    assert sum(s.completed for s in states) <= int(RATE * span // 48)  # 80 % of 60 s: 48 s
 
 
 def test_honest_play_at_one_and_two_times_is_credited_in_full() -> None:
@@ -143,14 +266,14 @@ def test_honest_play_at_one_and_two_times_is_credited_in_full() -> None:
         hbs = [claim(0, [])]
         for t in range(10, 310, 10):
             hbs.append(claim(t, [((t - 10) * speed, t * speed)]))
-        state = fold(None, hbs, duration=600.0, threshold=THRESHOLD, verification=STRICT)
+        state = fold(None, stamp(hbs), duration=600.0, threshold=THRESHOLD, verification=STRICT)
         assert state.watched_seconds == 300 * speed  # budget 2 x 300 s covers both speeds
         assert state.unverified_seconds == 0.0
 
 
 def test_a_silence_longer_than_the_gap_is_not_observed() -> None:
     hbs = [claim(0, []), claim(10, [(0, 10)]), claim(20, [(10, 20)]), claim(100, [(20, 600)])]
-    state = fold(None, hbs, duration=600.0, threshold=THRESHOLD, verification=STRICT)
+    state = fold(None, stamp(hbs), duration=600.0, threshold=THRESHOLD, verification=STRICT)
     assert state.observed_seconds == 20.0  # 20 -> 100 is 80 s > 60 s: not counted
     assert state.watched_seconds == 40.0 and state.unverified_seconds == 560.0
 
@@ -158,7 +281,7 @@ def test_a_silence_longer_than_the_gap_is_not_observed() -> None:
 def test_the_slack_and_the_rate_are_the_budget() -> None:
     loose = Verification(max_rate=1.5, slack_s=20.0, gap_s=GAP)
     hbs = [claim(0, []), claim(30, [(0, 600)])]
-    state = fold(None, hbs, duration=600.0, threshold=THRESHOLD, verification=loose)
+    state = fold(None, stamp(hbs, loose), duration=600.0, threshold=THRESHOLD, verification=loose)
     assert state.watched_seconds == 1.5 * 30 + 20  # 65 of the 600 claimed
 
 
@@ -170,10 +293,11 @@ def test_rate_zero_trusts_the_client_as_before() -> None:
 def test_later_watching_credits_earlier_unverified_seconds() -> None:
     # An outbox delivered after a long outage: unverified at first, credited as play goes on.
     hbs = [claim(0, []), claim(10, [(0, 10)]), claim(400, [(10, 100)])]
-    state = fold(None, hbs, duration=600.0, threshold=THRESHOLD, verification=STRICT)
-    assert (state.watched_seconds, state.unverified_seconds) == (20.0, 80.0)
     later = [claim(400 + t, [(100 + t - 10, 100 + t)]) for t in range(10, 70, 10)]
-    state = fold(state, later, duration=600.0, threshold=THRESHOLD, verification=STRICT)
+    stamped = stamp(hbs + later)
+    state = fold(None, stamped[:3], duration=600.0, threshold=THRESHOLD, verification=STRICT)
+    assert (state.watched_seconds, state.unverified_seconds) == (20.0, 80.0)
+    state = fold(state, stamped[3:], duration=600.0, threshold=THRESHOLD, verification=STRICT)
     # observed 10 + 60 s: a budget of 140 s of the 160 claimed; the rest credits as play goes on
     assert (state.watched_seconds, state.unverified_seconds) == (140.0, 20.0)
 
@@ -197,7 +321,11 @@ def test_states_from_before_verified_watching_keep_their_credit() -> None:
     state = WatchState.from_dict(old)
     assert state.watched_seconds == 500.0 and state.legacy_credit == 500.0
     after = fold(
-        state, [claim(0, [(500, 600)])], duration=600.0, threshold=THRESHOLD, verification=STRICT
+        state,
+        stamp([claim(0, [(500, 600)])], base=state),
+        duration=600.0,
+        threshold=THRESHOLD,
+        verification=STRICT,
     )
     assert after.watched_seconds == 500.0 and after.unverified_seconds == 100.0
     assert after.completed and after.progress == 83.333
@@ -208,7 +336,7 @@ def test_the_last_reported_playback_rate_is_kept_never_trusted() -> None:
         claim(0, [], client_ts=T0 + 0, playback_rate=1.0),
         claim(10, [(0, 600)], client_ts=T0 + 10, playback_rate=16.0),
     ]
-    state = fold(None, hbs, duration=600.0, threshold=THRESHOLD, verification=STRICT)
+    state = fold(None, stamp(hbs), duration=600.0, threshold=THRESHOLD, verification=STRICT)
     assert state.playback_rate == 16.0 and state.watched_seconds == 20.0  # rate 2 x 10 s
 
 
@@ -224,11 +352,11 @@ def clock() -> MockedClock:
 def client(redis_url: str, mongo_url: str, clock: MockedClock) -> Iterator[TestClient]:
     strict = make_settings(redis_url, mongo_url, max_playback_rate=RATE, viewing_gap_s=GAP)
     with TestClient(create_app(strict, clock=clock)) as c:
-        admin = bearer(strict, "admin", "admin")
+        admin = bearer(strict, "admin", "admin", now=clock.time())
         assert c.put(f"/api/courses/{COURSE_ID}", json=COURSE, headers=admin).status_code < 300
         put = c.put(f"/api/courses/{COURSE_ID}/enrollments/s-ana", headers=admin)
         assert put.status_code < 300
-        c.headers.update(bearer(strict, "s-ana"))
+        c.headers.update(bearer(strict, "s-ana", now=clock.time()))
         yield c
 
 
@@ -290,6 +418,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     course = json.loads(json.dumps(COURSE))
     course["modules"][0]["materials"].append(
         {"material_id": "v-short", "title": "Short", "type": "video", "duration": SHORT}
+    )
+    course["modules"].append(  # the issue's forged course: ten one-minute videos
+        {
+            "module_id": "tabs",
+            "title": "Ten tabs",
+            "materials": [
+                {"material_id": f"v-tab-{i}", "title": f"Tab {i}", "type": "video", "duration": 60}
+                for i in range(10)
+            ],
+        }
     )
     catalog = Path(tmp_path_factory.mktemp("catalog")) / "catalog.json"
     catalog.write_text(json.dumps({"courses": [{"course_id": COURSE_ID, **course}]}))
@@ -410,10 +548,44 @@ def test_forgery_replaying_an_honest_history(stack: Stack) -> None:
     assert_not_completed_anywhere(stack, "forger-4", headers)
 
 
-@pytest.mark.system
-def test_honest_real_time_play_completes_and_is_stored_as_shown(stack: Stack) -> None:
-    import time
+def forge_ten_tabs(stack: Stack, headers: dict[str, str], stop: threading.Event) -> float:
+    """Claim each of the ten one-minute videos whole, from a tab of its own, every 4 s, until
+    `stop`; return the wall time from the first request sent to the last reply."""
+    started = time.monotonic()
+    while not stop.is_set():
+        for i in range(10):
+            claim_all = {"watch_time": 60, "total_duration": 60, "played": [[0, 60]]}
+            send(stack, headers, f"v-tab-{i}", session_id=f"tab-{i}", **claim_all)
+        stop.wait(4)
+    return time.monotonic() - started
 
+
+@pytest.mark.system
+def test_ten_forging_tabs_against_one_honest_tab(stack: Stack) -> None:
+    # While one student plays a video honestly in real time, another claims ten whole videos
+    # from ten tabs every 4 s (per video, that completed all ten in 32 s). The forger earns at
+    # most what one player at the top rate could in the time it kept sending.
+    forger = enroll(stack, "forger-tabs")
+    stop = threading.Event()
+    with ThreadPoolExecutor(1) as pool:
+        span = pool.submit(forge_ten_tabs, stack, forger, stop)
+        try:
+            honest_real_time_play(stack)
+        finally:
+            stop.set()
+        elapsed = span.result()
+    credited = [status(stack, forger, f"v-tab-{i}") for i in range(10)]
+    assert sum(st["watched_seconds"] for st in credited) <= RATE * elapsed
+    assert not any(st["completed"] for st in credited)  # 2 x ~16 s < the 48 s of one video
+    for i, shown in enumerate(credited):
+        doc = stored_when_flushed(stack, "forger-tabs", f"v-tab-{i}")
+        assert doc["watched_seconds"] == shown["watched_seconds"]
+        assert doc["unverified_seconds"] == shown["unverified_seconds"] > 0
+
+
+def honest_real_time_play(stack: Stack) -> None:
+    """One tab plays the short video at 1x in real time; it completes, credited in full, and
+    what MongoDB stores is what the student was shown."""
     headers = enroll(stack, "honest-1")
     send(
         stack,

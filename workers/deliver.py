@@ -23,7 +23,15 @@ from typing import Any
 import httpx
 
 from shared.integrations import webhooks
-from shared.integrations.outbox import WEBHOOK, XAPI, Outbox, OutboxEntry, Settled, backoff_s
+from shared.integrations.outbox import (
+    WEBHOOK,
+    XAPI,
+    Limits,
+    Outbox,
+    OutboxEntry,
+    Settled,
+    backoff_s,
+)
 from shared.integrations.sessions import drop_in
 from shared.integrations.xapi import Video
 from shared.settings import Settings
@@ -165,7 +173,7 @@ def end_silent_sessions(ctx: WorkerContext, now: float) -> int:
         stmt = b.terminated(video, session_id, state, last)
         entries.append(statement_entry(sid, mid, stmt, now, version))
     pipe = ctx.redis.pipeline(transaction=False)
-    Outbox(ctx.redis, XAPI).push_in(pipe, entries, s.outbox_max_entries, time.time())
+    Outbox(ctx.redis, XAPI).push_in(pipe, entries, Limits.of(s), time.time())
     drop_in(pipe, [m for m, _ in silent])
     pipe.execute()
     return len(entries)

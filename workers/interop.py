@@ -16,7 +16,7 @@ import redis
 from shared.domain.catalog import Course
 from shared.domain.progress import Heartbeat, WatchState
 from shared.integrations import sessions, webhooks
-from shared.integrations.outbox import WEBHOOK, XAPI, Outbox, OutboxEntry
+from shared.integrations.outbox import WEBHOOK, XAPI, Limits, Outbox, OutboxEntry
 from shared.integrations.xapi import StatementBuilder, Video, XapiConfig
 from shared.settings import Settings
 from shared.storage.hot_store import HotEntry
@@ -121,7 +121,7 @@ def _announce_flush(
             statement_entry(key.student_id, key.material_id, st, now, read) for st in found
         ]
         sessions.record_in(pipe, key.material_id, key.student_id, read, open_sessions, ended)
-    Outbox(ctx.redis, XAPI).push_in(pipe, statements, ctx.settings.outbox_max_entries, now)
+    Outbox(ctx.redis, XAPI).push_in(pipe, statements, Limits.of(ctx.settings), now)
     pipe.execute()
 
 
@@ -169,6 +169,6 @@ def announce_completions(
         deliveries += webhooks.deliveries(event, receivers, now, basis)
     pipe = ctx.redis.pipeline(transaction=False)
     if s.xapi_lrs_url:
-        Outbox(ctx.redis, XAPI).push_in(pipe, statements, s.outbox_max_entries, now)
-    Outbox(ctx.redis, WEBHOOK).push_in(pipe, deliveries, s.outbox_max_entries, now)
+        Outbox(ctx.redis, XAPI).push_in(pipe, statements, Limits.of(s), now)
+    Outbox(ctx.redis, WEBHOOK).push_in(pipe, deliveries, Limits.of(s), now)
     pipe.execute()

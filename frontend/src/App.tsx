@@ -4,21 +4,24 @@ import { CourseDetailPage } from "./CourseDetailPage";
 import { HomePage } from "./HomePage";
 import { MatrixPage } from "./MatrixPage";
 import { SignIn } from "./SignIn";
+import { SignOutDialog } from "./SignOutDialog";
+import { pageStorage } from "./storage";
 import { StudentProgressPage } from "./StudentProgressPage";
 import { TeacherDashboard } from "./TeacherDashboard";
 import { flushOutbox } from "./tracker";
 
-/** Heartbeats a closed player could not send wait in the outbox: send them on every page
- * load and whenever the network comes back, whether or not a player is open. */
-function useOutboxFlusher(onUnauthorized: () => void): void {
+/** Heartbeats a closed player could not send wait in the signed-in user's outbox: send them
+ * at sign-in, on every page load and whenever the network comes back, player open or not. */
+function useOutboxFlusher(userId: string | undefined, onUnauthorized: () => void): void {
   useEffect(() => {
+    if (!userId) return;
     const flush = () =>
-      void flushOutbox({ fetch: (...a) => fetch(...a), storage: localStorage, getToken: session.token,
+      void flushOutbox({ fetch: (...a) => fetch(...a), storage: pageStorage, getToken: session.token,
                          isOnline: () => navigator.onLine, onUnauthorized });
     flush();
     window.addEventListener("online", flush);
     return () => window.removeEventListener("online", flush);
-  }, [onUnauthorized]);
+  }, [userId, onUnauthorized]);
 }
 
 /** Hash routes: #/ home (sign-in when signed out), #/course/<id>, #/teacher/<course id>,
@@ -51,15 +54,24 @@ function useHashRoute(): [string[], (path: string) => void] {
 export function App() {
   const [[page, id, sub, subId], go] = useHashRoute();
   const [, signedIn] = useReducer((n: number) => n + 1, 0);
+  const [signingOut, setSigningOut] = useState(false);
   const user = session.user();
-  const signOut = useCallback(() => {
+  // The session ends (signed out, or a 401: the token expired). The user's outbox is not
+  // touched here: after a 401 it waits for their next sign-in, never sent with another's token.
+  const endSession = useCallback(() => {
     session.signOut();
+    setSigningOut(false);
+    signedIn();
     window.location.hash = "/";
   }, []);
-  useOutboxFlusher(signOut);
+  useOutboxFlusher(user?.user_id, endSession);
 
   let content;
-  if (!user)
+  if (user && signingOut)
+    // The pages go first, so that an open player's last heartbeat is in the outbox the
+    // dialog sends or deletes.
+    content = <SignOutDialog onSignedOut={endSession} onCancel={() => setSigningOut(false)} />;
+  else if (!user)
     content = (
       <SignIn
         onSignedIn={() => {
@@ -68,12 +80,12 @@ export function App() {
         }}
       />
     );
-  else if (!page) content = <HomePage key={user.user_id} user={user} onUnauthorized={signOut} />;
-  else if (page === "course" && id && !sub) content = <CourseDetailPage courseId={id} onUnauthorized={signOut} />;
-  else if (page === "teacher" && id && !sub) content = <TeacherDashboard courseId={id} onUnauthorized={signOut} />;
-  else if (page === "teacher" && id && sub === "matrix") content = <MatrixPage courseId={id} onUnauthorized={signOut} />;
+  else if (!page) content = <HomePage key={user.user_id} user={user} onUnauthorized={endSession} />;
+  else if (page === "course" && id && !sub) content = <CourseDetailPage courseId={id} onUnauthorized={endSession} />;
+  else if (page === "teacher" && id && !sub) content = <TeacherDashboard courseId={id} onUnauthorized={endSession} />;
+  else if (page === "teacher" && id && sub === "matrix") content = <MatrixPage courseId={id} onUnauthorized={endSession} />;
   else if (page === "teacher" && id && sub === "student" && subId)
-    content = <StudentProgressPage courseId={id} studentId={subId} onUnauthorized={signOut} />;
+    content = <StudentProgressPage courseId={id} studentId={subId} onUnauthorized={endSession} />;
   else content = <main><p>Nothing here. <a href="#/">Start again</a></p></main>;
 
   return (
@@ -82,7 +94,7 @@ export function App() {
         <a className="brand" href="#/">Course progress</a>
         {user && (
           <span>
-            {user.user_id} ({user.role}) · <button className="link" onClick={signOut}>Sign out</button>
+            {user.user_id} ({user.role}) · <button className="link" onClick={() => setSigningOut(true)}>Sign out</button>
           </span>
         )}
       </nav>

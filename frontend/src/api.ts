@@ -1,6 +1,7 @@
 /** The progress API, as the pages use it. Errors arrive as ApiError with the contract's code. */
 
 import type { components } from "./api-schema";
+import { pageStorage } from "./storage";
 
 /**
  * The API's shapes come from its OpenAPI schema (src/api-schema.d.ts, `npm run gen:api`).
@@ -95,16 +96,18 @@ export class ApiError extends Error {
   }
 }
 
+/** The signed-in user, in localStorage (or this page's memory where the browser refuses it). */
 export const session = {
-  token: (): string | null => localStorage.getItem(TOKEN_KEY),
-  user: (): DemoUser | null => JSON.parse(localStorage.getItem(USER_KEY) ?? "null"),
+  token: (): string | null => pageStorage.getItem(TOKEN_KEY),
+  user: (): DemoUser | null => JSON.parse(pageStorage.getItem(USER_KEY) ?? "null"),
   signIn(token: string, user: DemoUser): void {
-    localStorage.setItem(TOKEN_KEY, token);
-    localStorage.setItem(USER_KEY, JSON.stringify(user));
+    pageStorage.setItem(TOKEN_KEY, token);
+    pageStorage.setItem(USER_KEY, JSON.stringify(user));
   },
+  /** Forget the token; the user's outbox is the caller's business (App's sign-out). */
   signOut(): void {
-    localStorage.removeItem(TOKEN_KEY);
-    localStorage.removeItem(USER_KEY);
+    pageStorage.removeItem(TOKEN_KEY);
+    pageStorage.removeItem(USER_KEY);
   },
 };
 

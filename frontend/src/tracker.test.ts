@@ -1,5 +1,15 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { OUTBOX_KEY, WatchTracker, backoffDelay, readOutbox, type StorageLike } from "./tracker";
+import { jwt } from "./test/jwt";
+import { safeStorage } from "./storage";
+import {
+  OUTBOX_KEY,
+  WatchTracker,
+  backoffDelay,
+  clearOutbox,
+  readOutbox as readOutboxOf,
+  tokenSubject,
+  type StorageLike,
+} from "./tracker";
 
 class FakeVideo extends EventTarget {
   currentTime = 0;
@@ -40,12 +50,23 @@ class MemoryStorage implements StorageLike {
   setItem(key: string, value: string) {
     this.data.set(key, value);
   }
+  removeItem(key: string) {
+    this.data.delete(key);
+  }
 }
+
+const TOKEN = jwt("alice");
+const readOutbox = (storage: StorageLike, owner = "alice") => readOutboxOf(storage, owner);
 
 type Call = { url: string; init: RequestInit; body: any };
 
 function reply(status: number, body: unknown = {}, headers: Record<string, string> = {}) {
   return new Response(JSON.stringify(body), { status, headers });
+}
+
+/** The batch route's answer when it takes every heartbeat of the request. */
+function allAccepted(body: { heartbeats: unknown[] }) {
+  return reply(202, { results: body.heartbeats.map((_, index) => ({ index, accepted: true })) });
 }
 
 const OK = { accepted: true, watch_time: 1, progress_percentage: 1, watched_seconds: 1, completed: false };
@@ -57,7 +78,7 @@ function setup(responses: Array<Response | Error> = [], options: Record<string, 
   const queue = [...responses];
   const fetch = vi.fn(async (url: string, init: RequestInit) => {
     calls.push({ url, init, body: JSON.parse(init.body as string) });
-    const next = queue.shift() ?? reply(202, OK);
+    const next = queue.shift() ?? (url.endsWith("/heartbeats") ? allAccepted(calls.at(-1)!.body) : reply(202, OK));
     if (next instanceof Error) throw next;
     return next;
   });
@@ -65,7 +86,7 @@ function setup(responses: Array<Response | Error> = [], options: Record<string, 
   const tracker = new WatchTracker({
     video,
     materialId: "v1",
-    getToken: () => "tok",
+    getToken: () => TOKEN,
     fetch: fetch as unknown as typeof globalThis.fetch,
     storage,
     events,
@@ -127,7 +148,7 @@ describe("interval", () => {
     await tracker.heartbeat();
     const [first, second] = watchCalls(calls);
     expect(first.url).toBe("/api/progress/video/v1/watch-time");
-    expect((first.init.headers as Record<string, string>).Authorization).toBe("Bearer tok");
+    expect((first.init.headers as Record<string, string>).Authorization).toBe(`Bearer ${TOKEN}`);
     expect(first.body).toEqual({
       watch_time: 4,
       total_duration: 120,
@@ -273,7 +294,7 @@ describe("retries", () => {
 
 describe("outbox", () => {
   it("keeps what could not be sent and flushes it when the network is back", async () => {
-    const down = Array.from({ length: 5 }, () => new TypeError("offline"));
+    const down = Array.from({ length: 6 }, () => new TypeError("offline")); // 5 tries, then a flush
     const { video, calls, tracker, storage, events } = setup([reply(202, OK), ...down]);
     tracker.start();
     await vi.advanceTimersByTimeAsync(0);
@@ -281,18 +302,19 @@ describe("outbox", () => {
     video.advance(3);
     video.paused = true; // quietly, so that only this heartbeat is in play
     const sent = tracker.heartbeat();
-    await vi.advanceTimersByTimeAsync(60_000);
+    await vi.advanceTimersByTimeAsync(750 + 1_500 + 3_000 + 6_000); // the backoff between tries
     await sent;
-    expect(watchCalls(calls)).toHaveLength(5); // maxAttempts
+    expect(watchCalls(calls)).toHaveLength(5); // maxAttempts, then handed to a flush
+    const flush = () => calls.filter((c) => c.url === "/api/progress/heartbeats");
+    expect(flush()).toHaveLength(1); // which failed too: it will try again later
     const kept = readOutbox(storage);
     expect(kept).toHaveLength(1);
     expect(kept[0]).toMatchObject({ material_id: "v1", watch_time: 3, played: [[0, 3]] });
 
     events.dispatchEvent(new Event("online"));
     await vi.advanceTimersByTimeAsync(0);
-    const flush = calls.filter((c) => c.url === "/api/progress/heartbeats");
-    expect(flush).toHaveLength(1);
-    expect(flush[0].body).toEqual({ heartbeats: kept });
+    expect(flush()).toHaveLength(2);
+    expect(flush()[1].body).toEqual({ heartbeats: kept });
     expect(readOutbox(storage)).toEqual([]);
   });
 
@@ -312,7 +334,7 @@ describe("outbox", () => {
     const storage = new MemoryStorage();
     const left = { material_id: "v9", watch_time: 5, total_duration: 120, client_ts: "2026-11-28T09:00:00Z",
                    session_id: "old", seq: 4, played: [[0, 5]], playback_rate: 1 };
-    storage.setItem(OUTBOX_KEY, JSON.stringify([left]));
+    storage.setItem(`${OUTBOX_KEY}.alice`, JSON.stringify([left]));
     const { calls, tracker } = setup([reply(202, { results: [{ index: 0, accepted: true }] })], { storage });
     tracker.start();
     await vi.advanceTimersByTimeAsync(0);
@@ -323,7 +345,7 @@ describe("outbox", () => {
 
   it("keeps the outbox when the flush fails", async () => {
     const storage = new MemoryStorage();
-    storage.setItem(OUTBOX_KEY, JSON.stringify([{ material_id: "v9", seq: 1, session_id: "old" }]));
+    storage.setItem(`${OUTBOX_KEY}.alice`, JSON.stringify([{ material_id: "v9", seq: 1, session_id: "old" }]));
     const { tracker } = setup([reply(503)], { storage });
     tracker.start();
     await vi.advanceTimersByTimeAsync(0);
@@ -341,7 +363,7 @@ describe("final update", () => {
     await vi.advanceTimersByTimeAsync(0);
     const last = watchCalls(calls).at(-1)!;
     expect(last.init.keepalive).toBe(true);
-    expect((last.init.headers as Record<string, string>).Authorization).toBe("Bearer tok");
+    expect((last.init.headers as Record<string, string>).Authorization).toBe(`Bearer ${TOKEN}`);
     expect(last.body).toMatchObject({ watch_time: 6, played: [[0, 6]] });
     expect(readOutbox(storage)).toEqual([]); // acknowledged, so not kept
   });
@@ -378,7 +400,7 @@ describe("outbox batches", () => {
       session_id: "a-long-session-identifier-0123456789", seq, played: [[seq, seq + 1], [seq + 2, seq + 3]],
       playback_rate: 1,
     });
-    storage.setItem(OUTBOX_KEY, JSON.stringify(Array.from({ length: 1200 }, (_, i) => item(i))));
+    storage.setItem(`${OUTBOX_KEY}.alice`, JSON.stringify(Array.from({ length: 1200 }, (_, i) => item(i))));
     const { calls, tracker } = setup([], { storage });
     tracker.start();
     await vi.advanceTimersByTimeAsync(0);
@@ -388,5 +410,217 @@ describe("outbox batches", () => {
       Array.from({ length: 1200 }, (_, i) => i),
     );
     expect(readOutbox(storage)).toEqual([]);
+  });
+});
+
+describe("one outbox per user", () => {
+  const BOB = jwt("bob");
+  const heartbeatsIn = (calls: Call[]) => calls.flatMap((c) => c.body.heartbeats ?? [c.body]);
+  const bearerOf = (c: Call) => (c.init.headers as Record<string, string>).Authorization;
+
+  it("files heartbeats under the token's user and sends them only with that user's token", async () => {
+    let online = false;
+    let token: string | null = TOKEN;
+    const { calls, tracker, storage, video } = setup([], { isOnline: () => online, getToken: () => token });
+    tracker.start();
+    await tracker.heartbeat(); // offline: it waits in alice's outbox
+    expect(readOutbox(storage, "alice")).toHaveLength(1);
+    expect(readOutbox(storage, "bob")).toEqual([]);
+
+    token = BOB; // alice signed out, bob signed in on the same browser, and the network is back
+    online = true;
+    video.advance(2);
+    await tracker.heartbeat(); // alice's player: it waits for alice too
+    await tracker.flushOutbox(); // sends bob's outbox (empty), never alice's
+    expect(calls).toHaveLength(0);
+    expect(readOutbox(storage, "alice").map((i) => i.seq)).toEqual([0, 1]);
+
+    token = TOKEN; // alice again
+    await tracker.flushOutbox();
+    expect(calls.map(bearerOf)).toEqual([`Bearer ${TOKEN}`]);
+    expect(heartbeatsIn(calls).map((h) => h.seq)).toEqual([0, 1]);
+    expect(readOutbox(storage, "alice")).toEqual([]);
+  });
+
+  it("never sends a retry with the token of a user who signed in meanwhile", async () => {
+    let token = TOKEN;
+    const { calls, tracker, storage } = setup([reply(503, {}, { "Retry-After": "5" })], { getToken: () => token });
+    tracker.start();
+    const sent = tracker.heartbeat();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(watchCalls(calls)).toHaveLength(1);
+    token = BOB;
+    await vi.advanceTimersByTimeAsync(60_000);
+    await sent;
+    expect(calls.map(bearerOf)).toEqual([`Bearer ${TOKEN}`]); // the first try only
+    expect(readOutbox(storage, "alice")).toHaveLength(1);
+    expect(readOutbox(storage, "bob")).toEqual([]);
+  });
+
+  it("stops a retry whose heartbeat was deleted at sign-out", async () => {
+    let token: string | null = TOKEN;
+    const { calls, tracker, storage } = setup([reply(503, {}, { "Retry-After": "5" })], { getToken: () => token });
+    tracker.start();
+    const sent = tracker.heartbeat();
+    await vi.advanceTimersByTimeAsync(0);
+    clearOutbox(storage, "alice"); // what the sign-out dialog's "delete" does
+    token = TOKEN; // still signed in, so only the deletion can stop it
+    await vi.advanceTimersByTimeAsync(60_000);
+    await sent;
+    expect(watchCalls(calls)).toHaveLength(1);
+    expect(storage.data.size).toBe(0); // and it did not come back
+  });
+
+  it("files heartbeats made before any token under the first user it sees", async () => {
+    let token: string | null = null;
+    const onUnauthorized = vi.fn();
+    const { calls, tracker, storage, video } = setup([], { getToken: () => token, onUnauthorized });
+    tracker.start();
+    await tracker.heartbeat();
+    expect(onUnauthorized).toHaveBeenCalledOnce();
+    expect(calls).toHaveLength(0);
+    expect(storage.data.size).toBe(0); // whose it is is not known yet: not stored for anyone
+    token = TOKEN;
+    video.advance(1);
+    await tracker.heartbeat();
+    await tracker.flushOutbox();
+    expect(heartbeatsIn(calls).map((h) => h.seq).sort()).toEqual([0, 1]);
+    expect(calls.every((c) => bearerOf(c) === `Bearer ${TOKEN}`)).toBe(true);
+  });
+
+  it("drops the outbox that 0.7 shared between users instead of sending it", async () => {
+    const storage = new MemoryStorage();
+    storage.setItem(OUTBOX_KEY, JSON.stringify([{ material_id: "v9", seq: 1, session_id: "old" }]));
+    const { calls, tracker } = setup([], { storage, getToken: () => BOB });
+    tracker.start();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(calls).toHaveLength(0);
+    expect(storage.getItem(OUTBOX_KEY)).toBeNull();
+  });
+
+  it("clears one user's outbox at sign-out and leaves the others'", () => {
+    const storage = new MemoryStorage();
+    const item = { material_id: "v1", watch_time: 1, total_duration: 120, client_ts: "2026-11-28T09:00:00Z",
+                   session_id: "s", seq: 0, played: [[0, 1]], playback_rate: 1 };
+    storage.setItem(`${OUTBOX_KEY}.alice`, JSON.stringify([item]));
+    storage.setItem(`${OUTBOX_KEY}.bob`, JSON.stringify([item]));
+    clearOutbox(storage, "alice");
+    expect(readOutbox(storage, "alice")).toEqual([]);
+    expect(storage.getItem(`${OUTBOX_KEY}.alice`)).toBeNull();
+    expect(readOutbox(storage, "bob")).toEqual([item]);
+  });
+
+  it("reads the user from the token's sub, whatever its encoding needs", () => {
+    expect(tokenSubject(jwt("student-1"))).toBe("student-1");
+    expect(tokenSubject(jwt("ü?>>"))).toBe(tokenSubject(jwt("ü?>>"))); // base64url '-' '_'
+    expect(tokenSubject(jwt("a"))).not.toBe(tokenSubject(jwt("b")));
+    for (const bad of [null, "", "opaque", "a.b.c", `x.${btoa(JSON.stringify({ sub: 7 }))}.y`]) {
+      expect(tokenSubject(bad)).toBeNull();
+    }
+  });
+});
+
+describe("batch answers", () => {
+  const item = (seq: number) => ({ material_id: "v1", watch_time: seq, total_duration: 120,
+    client_ts: "2026-11-28T09:00:00.000Z", session_id: "old", seq, played: [[seq, seq + 1]], playback_rate: 1 });
+  const refused = (index: number, code: string) => ({ index, accepted: false, error: { code, message: code, details: null } });
+  const batchCalls = (calls: Call[]) => calls.filter((c) => c.url === "/api/progress/heartbeats");
+  const seqsSent = (c: Call) => c.body.heartbeats.map((h: { seq: number }) => h.seq);
+
+  function withOutbox(responses: Array<Response | Error>, seqs: number[]) {
+    const storage = new MemoryStorage();
+    storage.setItem(`${OUTBOX_KEY}.alice`, JSON.stringify(seqs.map(item)));
+    return { ...setup(responses, { storage }), storage };
+  }
+
+  it("keeps items refused for a reason that passes, drops the refused for good, and retries after Retry-After", async () => {
+    const answer = reply(202, { results: [
+      { index: 0, accepted: true }, refused(1, "rate_limited"), refused(2, "invalid"), refused(3, "buffer_full"),
+      refused(4, "forbidden"), refused(5, "unavailable"), refused(6, "not_found"),
+    ] }, { "Retry-After": "7" });
+    const { calls, tracker, storage } = withOutbox([answer], [0, 1, 2, 3, 4, 5, 6]);
+    tracker.start();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(batchCalls(calls)).toHaveLength(1);
+    expect(readOutbox(storage).map((i) => i.seq)).toEqual([1, 3, 5]);
+    await vi.advanceTimersByTimeAsync(6_999);
+    expect(batchCalls(calls)).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(batchCalls(calls).map(seqsSent)).toEqual([[0, 1, 2, 3, 4, 5, 6], [1, 3, 5]]);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(readOutbox(storage)).toEqual([]); // the second answer took them all
+  });
+
+  it("backs off between tries when the server names no delay", async () => {
+    const again = () => reply(202, { results: [refused(0, "unavailable")] });
+    const { calls, tracker, storage } = withOutbox([again(), again(), again()], [4]);
+    tracker.start();
+    await vi.advanceTimersByTimeAsync(0);
+    const times = [Date.now()];
+    for (const expected of [750, 1_500, 3_000]) { // 2^n s, half of it jittered (random 0.5)
+      await vi.advanceTimersByTimeAsync(expected - 1);
+      expect(batchCalls(calls)).toHaveLength(times.length);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(batchCalls(calls)).toHaveLength(times.length + 1);
+      times.push(Date.now());
+    }
+    await vi.advanceTimersByTimeAsync(0);
+    expect(readOutbox(storage)).toEqual([]);
+  });
+
+  it("keeps the whole batch on a 503 and sends it after its Retry-After", async () => {
+    const { calls, tracker, storage } = withOutbox([reply(503, {}, { "Retry-After": "12" })], [1, 2]);
+    tracker.start();
+    await vi.advanceTimersByTimeAsync(11_999);
+    expect(batchCalls(calls)).toHaveLength(1);
+    expect(readOutbox(storage).map((i) => i.seq)).toEqual([1, 2]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(batchCalls(calls).map(seqsSent)).toEqual([[1, 2], [1, 2]]);
+  });
+
+  it("stops between batches when another user signs in", async () => {
+    const storage = new MemoryStorage();
+    storage.setItem(`${OUTBOX_KEY}.alice`, JSON.stringify(Array.from({ length: 700 }, (_, i) => item(i))));
+    const sent: Call[] = [];
+    const { calls, tracker } = setup([], { storage, getToken: () => (sent.length ? jwt("bob") : TOKEN) });
+    const flushed = tracker.flushOutbox();
+    sent.push(...calls); // the first batch is on its way: bob signs in before the next one
+    await flushed;
+    expect(calls).toHaveLength(1); // bob's token never carries alice's
+    const first = calls[0].body.heartbeats.length;
+    expect(readOutbox(storage).map((i) => i.seq)).toEqual(Array.from({ length: 700 - first }, (_, i) => first + i));
+  });
+
+  it("drops a batch refused as a whole for good (a token that is not a student's)", async () => {
+    const { calls, tracker, storage } = withOutbox([reply(403, { error: { code: "forbidden", message: "no" } })], [1, 2]);
+    tracker.start();
+    await vi.advanceTimersByTimeAsync(120_000);
+    expect(batchCalls(calls)).toHaveLength(1);
+    expect(readOutbox(storage)).toEqual([]);
+  });
+
+  it("keeps the batch when a 202 cannot be read", async () => {
+    const { tracker, storage } = withOutbox([reply(202, { nothing: "here" })], [1]);
+    tracker.start();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(readOutbox(storage).map((i) => i.seq)).toEqual([1]);
+  });
+});
+
+describe("storage the browser refuses", () => {
+  it("keeps the outbox in memory and tracks as usual", async () => {
+    const storage = safeStorage(() => {
+      throw new DOMException("Access is denied for this document.", "SecurityError");
+    });
+    let online = false;
+    const { calls, tracker, video } = setup([], { storage, isOnline: () => online });
+    tracker.start();
+    video.advance(3);
+    await tracker.heartbeat();
+    expect(readOutboxOf(storage, "alice")).toHaveLength(1);
+    online = true;
+    await tracker.flushOutbox();
+    expect(calls.map((c) => c.body.heartbeats[0].watch_time)).toEqual([3]);
+    expect(readOutboxOf(storage, "alice")).toEqual([]);
   });
 });

@@ -8,11 +8,20 @@
  *   the previous one (from `timeupdate`; a seek closes the open range, so seeks never count).
  * - A heartbeat sent for a player event names it in `event`: `play`, `pause`, `seek`, `ended`,
  *   `exit` (the page closes or the player stops); the server reports them to the LRS (xAPI).
- * - 5xx, 429 and network errors are retried with exponential backoff and jitter; what still
- *   fails goes to a localStorage outbox, flushed through `POST /api/progress/heartbeats` when
- *   the network is back or on the next page load. 401 hands control to `onUnauthorized` (the
- *   heartbeat waits in the outbox); 403, 404 and 422 are reported and never retried.
+ * - Every heartbeat goes to its user's outbox before it is sent and leaves it once the server
+ *   has answered for it. 5xx, 429 and network errors are retried with exponential backoff and
+ *   jitter (or after `Retry-After`); what still fails waits in the outbox, flushed through
+ *   `POST /api/progress/heartbeats` when the network is back, on the next page load, and again
+ *   after a delay while the server asks for one. 401 hands control to `onUnauthorized` (the
+ *   heartbeat waits); 403, 404 and 422 are reported and never retried.
+ * - One outbox per user (the token's `sub`), in `localStorage` or, where the browser refuses it,
+ *   in memory (`storage.ts`). A tracker belongs to the user of the first token it reads: its
+ *   heartbeats are sent only with a token of that user, so a shared browser never files one
+ *   student's watching under another's.
  */
+import { pageStorage, type StorageLike } from "./storage";
+
+export type { StorageLike } from "./storage";
 
 export type Range = [number, number];
 
@@ -51,11 +60,6 @@ export interface VideoLike extends EventTarget {
   playbackRate: number;
 }
 
-export interface StorageLike {
-  getItem(key: string): string | null;
-  setItem(key: string, value: string): void;
-}
-
 export interface TrackerOptions {
   video: VideoLike;
   materialId: string;
@@ -80,14 +84,19 @@ export interface TrackerOptions {
   onError?: (message: string, status: number) => void;
 }
 
+/** The outbox of user `sub` is `${OUTBOX_KEY}.${sub}`; this key alone was 0.7's shared one. */
 export const OUTBOX_KEY = "videoprogress.outbox";
 export const OUTBOX_LIMIT = 5000; // oldest dropped past this: localStorage is small
 const BATCH_LIMIT = 500;
 /** Stay under the server's 64 KiB body limit whatever the heartbeats look like. */
 const BATCH_BYTES = 48 * 1024;
 const NOT_RETRIED = new Set([400, 403, 404, 409, 413, 422]);
+/** Codes of items refused inside a 202 that a later try can get accepted (shared/errors.py). */
+const RETRYABLE = new Set(["rate_limited", "buffer_full", "unavailable"]);
 /** A forward jump larger than this between two `timeupdate`s was not played (a seek). */
 const MAX_STEP_S = 3;
+const BASE_DELAY_MS = 1_000;
+const MAX_DELAY_MS = 30_000;
 
 /** Exponential backoff with "equal jitter": half fixed, half random, capped. */
 export function backoffDelay(
@@ -100,21 +109,49 @@ export function backoffDelay(
   return ceiling / 2 + (random() * ceiling) / 2;
 }
 
-export function readOutbox(storage: StorageLike): OutboxItem[] {
+/** The server's `Retry-After` (seconds) when it gave one, else the backoff for this attempt. */
+function retryDelay(response: Response | null, attempt: number, base: number, max: number, random: () => number): number {
+  const after = Number(response?.headers.get("Retry-After"));
+  return after > 0 ? after * 1000 : backoffDelay(attempt, base, max, random);
+}
+
+/** The user a token is for (its `sub`), or null when there is none to read. Not verified: the
+ * server does that; this only keeps users' outboxes apart. */
+export function tokenSubject(token: string | null): string | null {
   try {
-    const items = JSON.parse(storage.getItem(OUTBOX_KEY) ?? "[]");
+    const payload = JSON.parse(atob(token!.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+    return typeof payload.sub === "string" && payload.sub ? payload.sub : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The heartbeats waiting to be sent for user `owner` (oldest first). */
+export function readOutbox(storage: StorageLike, owner: string): OutboxItem[] {
+  try {
+    const items = JSON.parse(storage.getItem(`${OUTBOX_KEY}.${owner}`) ?? "[]");
     return Array.isArray(items) ? items : [];
   } catch {
     return [];
   }
 }
 
-function writeOutbox(storage: StorageLike, items: OutboxItem[]): void {
-  storage.setItem(OUTBOX_KEY, JSON.stringify(items.slice(-OUTBOX_LIMIT)));
+function writeOutbox(storage: StorageLike, owner: string, items: OutboxItem[]): void {
+  if (items.length) storage.setItem(`${OUTBOX_KEY}.${owner}`, JSON.stringify(items.slice(-OUTBOX_LIMIT)));
+  else clearOutbox(storage, owner);
 }
 
-function sameItem(a: OutboxItem, b: OutboxItem): boolean {
-  return a.session_id === b.session_id && a.seq === b.seq && a.material_id === b.material_id;
+/** Forget user `owner`'s unsent heartbeats (at sign-out). Idempotent. */
+export function clearOutbox(storage: StorageLike, owner: string): void {
+  storage.removeItem(`${OUTBOX_KEY}.${owner}`);
+}
+
+const itemId = (i: OutboxItem) => `${i.session_id} ${i.seq} ${i.material_id}`;
+
+/** Take `items` out of `owner`'s outbox (those it still holds). */
+function removeFromOutbox(storage: StorageLike, owner: string, items: OutboxItem[]): void {
+  const gone = new Set(items.map(itemId));
+  writeOutbox(storage, owner, readOutbox(storage, owner).filter((i) => !gone.has(itemId(i))));
 }
 
 export interface FlushOptions {
@@ -124,9 +161,8 @@ export interface FlushOptions {
   apiBase?: string;
   isOnline?: () => boolean;
   onUnauthorized?: () => void;
+  random?: () => number;
 }
-
-let flushing = false;
 
 /** The oldest items that fit in one request (by count and by size; at least one). */
 export function takeBatch(items: OutboxItem[]): OutboxItem[] {
@@ -140,39 +176,66 @@ export function takeBatch(items: OutboxItem[]): OutboxItem[] {
   return batch;
 }
 
+let flushing: Promise<void> | null = null;
+let retryTimer: ReturnType<typeof setTimeout> | undefined;
+
 /**
- * Send everything in the outbox through the batch route, 500 at a time. Items the server
- * answered for (accepted or refused: retrying cannot help) leave the outbox; on a network error
- * or a 5xx everything stays for the next try. One flush at a time per page.
+ * Send the outbox of the user whose token `getToken` gives, through the batch route, 500 at a
+ * time, and only with that user's token. Items the server accepted or refused for good leave
+ * the outbox; items refused for a reason that passes (`rate_limited`, `buffer_full`,
+ * `unavailable`), and everything on a 5xx, a 429 or a network error, stay and are sent again
+ * after `Retry-After` or a growing backoff (`attempt`: the tries before this one). One flush
+ * at a time per page: a call while one runs gets that one's promise. Never rejects.
  */
-export async function flushOutbox(o: FlushOptions): Promise<void> {
-  if (flushing || !(o.isOnline?.() ?? true)) return;
-  flushing = true;
-  try {
-    while (true) {
-      const batch = takeBatch(readOutbox(o.storage));
-      const token = o.getToken();
-      if (batch.length === 0 || !token) return; // signed out: keep them for the next sign-in
-      let response: Response | null;
-      try {
-        response = await o.fetch(`${o.apiBase ?? ""}/api/progress/heartbeats`, {
-          method: "POST",
-          headers: { "Content-Type": "application/json", ...(token ? { Authorization: `Bearer ${token}` } : {}) },
-          body: JSON.stringify({ heartbeats: batch }),
-        });
-      } catch {
-        response = null;
-      }
-      if (response?.status === 401) {
-        o.onUnauthorized?.();
-        return;
-      }
-      if (!response || response.status !== 202) return;
-      const left = readOutbox(o.storage).filter((item) => !batch.some((b) => sameItem(b, item)));
-      writeOutbox(o.storage, left);
+export function flushOutbox(o: FlushOptions, attempt = 0): Promise<void> {
+  flushing ??= sendOutbox(o, attempt).finally(() => (flushing = null));
+  return flushing;
+}
+
+async function sendOutbox(o: FlushOptions, attempt: number): Promise<void> {
+  o.storage.removeItem(OUTBOX_KEY); // 0.7's outbox shared by every user: whose it is is unknown
+  const owner = tokenSubject(o.getToken());
+  while (owner && (o.isOnline?.() ?? true)) {
+    const token = o.getToken();
+    const batch = takeBatch(readOutbox(o.storage, owner));
+    if (batch.length === 0 || tokenSubject(token) !== owner) return; // done, or signed out
+    const response = await post(o.fetch, `${o.apiBase ?? ""}/api/progress/heartbeats`, token, { heartbeats: batch });
+    if (response?.status === 401) return o.onUnauthorized?.();
+    const settled = await settledItems(response, batch);
+    removeFromOutbox(o.storage, owner, settled);
+    if (settled.length < batch.length) {
+      clearTimeout(retryTimer);
+      const delay = retryDelay(response, attempt, BASE_DELAY_MS, MAX_DELAY_MS, o.random ?? Math.random);
+      retryTimer = setTimeout(() => void flushOutbox(o, attempt + 1), delay);
+      return;
     }
-  } finally {
-    flushing = false;
+  }
+}
+
+/** The items of a batch the server answered for for good: accepted, or refused for a reason a
+ * retry cannot change (each, or the whole request: a 403 for a token that is not a student's).
+ * None on any other answer, or a 202 that cannot be read. */
+async function settledItems(response: Response | null, batch: OutboxItem[]): Promise<OutboxItem[]> {
+  try {
+    if (NOT_RETRIED.has(response?.status ?? 0)) return batch;
+    if (response?.status !== 202) return [];
+    const { results } = (await response.json()) as { results: { index: number; accepted: boolean; error?: { code: string } }[] };
+    return results.filter((r) => r.accepted || !RETRYABLE.has(r.error?.code ?? "")).map((r) => batch[r.index]).filter(Boolean);
+  } catch {
+    return [];
+  }
+}
+
+async function post(f: typeof fetch, url: string, token: string | null, body: unknown, keepalive = false): Promise<Response | null> {
+  try {
+    return await f(url, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", ...(token ? { Authorization: `Bearer ${token}` } : {}) },
+      body: JSON.stringify(body),
+      keepalive,
+    });
+  } catch {
+    return null; // network error
   }
 }
 
@@ -190,6 +253,8 @@ export class WatchTracker {
   private timer: ReturnType<typeof setInterval> | null = null;
   private started = false;
   private readonly listeners: [EventTarget, string, EventListener][] = [];
+  private owner: string | null = null;
+  private readonly unowned: OutboxItem[] = [];
 
   constructor(options: TrackerOptions) {
     this.o = {
@@ -199,7 +264,7 @@ export class WatchTracker {
       baseDelayMs: 1_000,
       maxDelayMs: 30_000,
       fetch: (...args) => globalThis.fetch(...args),
-      storage: globalThis.localStorage,
+      storage: pageStorage,
       now: () => Date.now(),
       random: Math.random,
       isOnline: () => globalThis.navigator?.onLine ?? true,
@@ -233,6 +298,7 @@ export class WatchTracker {
         if (visibility.visibilityState === "hidden") this.finalUpdate();
       });
     }
+    this.ownerNow();
     void this.flushOutbox();
   }
 
@@ -261,6 +327,7 @@ export class WatchTracker {
       apiBase: this.o.apiBase,
       isOnline: this.o.isOnline,
       onUnauthorized: this.o.onUnauthorized,
+      random: this.o.random,
     });
   }
 
@@ -352,67 +419,56 @@ export class WatchTracker {
     this.timer = null;
   }
 
-  /** The page is going away (`exit`: for good; hidden: maybe back): keep the heartbeat in the
-   * outbox first, then try keepalive. */
+  /** The page is going away (`exit`: for good; hidden: maybe back): one keepalive try, the
+   * heartbeat already safe in the outbox. */
   private finalUpdate(event?: PlayerEvent): void {
     const body = this.nextBody(event);
-    if (!body) return;
-    const item = { material_id: this.o.materialId, ...body };
-    writeOutbox(this.o.storage, [...readOutbox(this.o.storage), item]);
-    void this.post(this.watchPath(), body, true).then((response) => {
-      if (response?.status === 202 || (response && NOT_RETRIED.has(response.status))) {
-        writeOutbox(this.o.storage, readOutbox(this.o.storage).filter((i) => !sameItem(i, item)));
-      }
-    });
+    if (body) void this.send(body, true);
   }
 
-  private async send(body: HeartbeatBody): Promise<void> {
+  /** Put the heartbeat in its user's outbox (synchronously), then send it while that user is
+   * signed in, retrying; it leaves the outbox once the server has answered for it. */
+  private async send(body: HeartbeatBody, keepalive = false): Promise<void> {
+    const item = { material_id: this.o.materialId, ...body };
+    const owner = this.ownerNow();
+    if (!owner) {
+      this.unowned.push(item); // filed under the first user whose token this tracker sees
+      return this.o.onUnauthorized?.();
+    }
+    const storage = this.o.storage;
+    writeOutbox(storage, owner, [...readOutbox(storage, owner), item]);
     for (let attempt = 0; ; attempt++) {
-      if (!this.o.isOnline()) return this.keep(body);
-      const response = await this.post(this.watchPath(), body);
-      if (response?.status === 202) {
-        this.o.onProgress?.((await response.json()) as ProgressReply);
+      const waiting = readOutbox(storage, owner).some((i) => itemId(i) === itemId(item));
+      if (!this.o.isOnline() || !waiting) return; // offline, it waits; gone: sent by a flush or signed out
+      const token = this.o.getToken();
+      if (tokenSubject(token) !== owner) return token ? undefined : this.o.onUnauthorized?.(); // waits for its user
+      const response = await post(this.o.fetch, this.o.apiBase + this.watchPath(), token, body, keepalive);
+      const status = response?.status ?? 0;
+      if (status === 401) return this.o.onUnauthorized?.();
+      if (status === 202 || NOT_RETRIED.has(status)) {
+        removeFromOutbox(storage, owner, [item]);
+        if (status === 202) this.o.onProgress?.((await response!.json()) as ProgressReply);
+        else this.o.onError?.(await errorMessage(response!), status);
         return;
       }
-      if (response?.status === 401) {
-        this.keep(body);
-        this.o.onUnauthorized?.();
-        return;
-      }
-      if (response && NOT_RETRIED.has(response.status)) {
-        this.o.onError?.(await errorMessage(response), response.status);
-        return;
-      }
-      if (attempt + 1 >= this.o.maxAttempts) return this.keep(body);
-      const retryAfter = Number(response?.headers.get("Retry-After"));
-      const delay = retryAfter > 0 ? retryAfter * 1000 : backoffDelay(attempt, this.o.baseDelayMs, this.o.maxDelayMs, this.o.random);
-      await sleep(delay);
+      if (keepalive) return; // the page is going: the next one's flush sends it
+      if (attempt + 1 >= this.o.maxAttempts) return this.flushOutbox(); // retried there, spaced out
+      await sleep(retryDelay(response, attempt, this.o.baseDelayMs, this.o.maxDelayMs, this.o.random));
     }
   }
 
-  private keep(body: HeartbeatBody): void {
-    writeOutbox(this.o.storage, [...readOutbox(this.o.storage), { material_id: this.o.materialId, ...body }]);
+  /** The user this tracker reports for: the `sub` of the first token it reads. Heartbeats made
+   * before there was one are filed under that user then. */
+  private ownerNow(): string | null {
+    if (this.owner === null && (this.owner = tokenSubject(this.o.getToken()))) {
+      const storage = this.o.storage;
+      writeOutbox(storage, this.owner, [...readOutbox(storage, this.owner), ...this.unowned.splice(0)]);
+    }
+    return this.owner;
   }
 
   private watchPath(): string {
     return `/api/progress/video/${encodeURIComponent(this.o.materialId)}/watch-time`;
-  }
-
-  private async post(path: string, body: unknown, keepalive = false): Promise<Response | null> {
-    const token = this.o.getToken();
-    try {
-      return await this.o.fetch(`${this.o.apiBase}${path}`, {
-        method: "POST",
-        headers: {
-          "Content-Type": "application/json",
-          ...(token ? { Authorization: `Bearer ${token}` } : {}),
-        },
-        body: JSON.stringify(body),
-        keepalive,
-      });
-    } catch {
-      return null; // network error
-    }
   }
 
   private listen(target: EventTarget, type: string, handler: EventListener): void {

@@ -15,6 +15,7 @@ from typing import Annotated
 
 import redis
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from shared.devtools.demo import DEMO_CATALOG, DEMO_USERS
@@ -58,7 +59,13 @@ def load_catalog(path: Annotated[Path, typer.Argument(exists=True, dir_okay=Fals
     settings = Settings()
     mongo = MongoStore(settings.mongo_url, settings.mongo_timeout_ms)
     mongo.ensure_indexes()
-    data = admin_ops.load_catalog_file(mongo, buffer_client(settings), path)
+    try:
+        data = admin_ops.load_catalog_file(mongo, buffer_client(settings), path)
+    except ValidationError as exc:  # the whole file is checked before anything is stored
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"]) or "file"
+            console.print(f"{path}: {field}: {error['msg']}", highlight=False)
+        raise typer.Exit(2) from None
     console.print(f"loaded {len(data.courses)} courses, {len(data.enrollments)} enrollments")
 
 

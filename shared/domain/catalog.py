@@ -4,16 +4,32 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 # Ids appear in Redis keys and URLs: letters, digits and `_ . : -` only (never `|`).
 ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
 Identifier = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 DURATION_TOLERANCE_S = 2.0
 DURATION_TOLERANCE_RATIO = 0.02
+# Validation context for documents this service stored itself: a course stored before a rule
+# existed still loads (one old material url must not stop the whole catalog); input is checked.
+STORED = {"stored": True}
+# Browsers drop tabs and newlines inside a URL and read `\` as `/`: "/\t/x" or "/\x" would
+# leave this service for the host x.
+_UNSAFE_IN_URL = re.compile(r"[\x00-\x1f\x7f\\]")
 
 
 class Material(BaseModel):
@@ -24,6 +40,13 @@ class Material(BaseModel):
     type: Literal["video", "pdf", "link"]
     duration: float | None = Field(None, gt=0, le=24 * 3600)
     url: str | None = Field(None, max_length=2000)
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_http_or_on_this_service(cls, url: str | None, info: ValidationInfo) -> str | None:
+        if url is None or (info.context or {}).get("stored"):
+            return url
+        return checked_url(url)
 
     @model_validator(mode="after")
     def _video_needs_duration(self) -> Material:
@@ -65,9 +88,41 @@ class CourseBody(BaseModel):
 class Course(CourseBody):
     course_id: Identifier
 
+    @classmethod
+    def from_stored(cls, doc: object) -> Course:
+        """A course as this service stored it (rules added since are not applied again)."""
+        return cls.model_validate(doc, context=STORED)
+
     @property
     def materials(self) -> list[Material]:
         return [m for mod in self.modules for m in mod.materials]
+
+
+def checked_url(url: str) -> str:
+    """`url` when it is an absolute http(s) URL or a path on this service (a single leading
+    `/`); raises ValueError otherwise (`javascript:`, `//host`, a relative path...)."""
+    if _UNSAFE_IN_URL.search(url) is None:
+        if url.startswith("/") and not url.startswith("//"):
+            return url
+        if _is_absolute_http(url):
+            return url
+    raise ValueError(
+        "a material url is an absolute http(s) URL or a path on this service starting with a "
+        "single '/', without control characters or backslashes"
+    )
+
+
+def _is_absolute_http(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return False
+    scheme = parts.scheme.lower()
+    return (
+        scheme in ("http", "https")
+        and url[len(scheme) :].startswith("://")
+        and bool(parts.hostname)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +156,7 @@ class Catalog:
 
     @classmethod
     def from_json(cls, blob: str, version: int = 0) -> Catalog:
-        return cls([Course.model_validate(doc) for doc in json.loads(blob)], version)
+        return cls([Course.from_stored(doc) for doc in json.loads(blob)], version)
 
     def conflicts(self, course: Course) -> list[str]:
         """Material ids of `course` that already belong to another course."""

@@ -18,6 +18,17 @@ The rules are API.md's "Progress semantics":
 continuous play, independent of arrival order: the state is a join of its heartbeats. The claimed
 coverage and the observed receipts are each joins, and credited = min(claimed, budget), so
 verification keeps both properties at O(1) per heartbeat.
+
+Verified watching is also bounded per student (API.md, "Verified watching (per student)"): ten
+tabs on ten videos must earn what one player at the top rate could. That budget is shared by
+all of a student's keys, so it cannot be a join of one key's heartbeats: which key gets a second
+of it depends on the order of all of them. The order is decided once, by the ingest script,
+which keeps the student's budget (`StudentLedger` is its arithmetic) and spends it atomically
+as heartbeats arrive; each heartbeat is stamped with its key's cumulative grant (`Grant`: the
+hot hash's epoch and the seconds granted to the key in it). A state's grant is the sum over
+epochs of the highest stamp seen in each: a join again, so the fold stays idempotent and
+order-independent at O(1) per heartbeat, whoever folds it (web reply, worker, rebuild), and the
+sum of all keys' grants can never pass what the ledger gave out.
 To bound a state's size, position-only readings are kept for the last MAX_READINGS_PER_SESSION
 readings of the last MAX_SESSIONS sessions: a reading later than that is paired with the oldest
 one kept, and a reading of a session already forgotten infers nothing. Players that send
@@ -42,6 +53,8 @@ MAX_SESSIONS = 4
 # sending thousands of tiny ranges cannot grow a state without bound.
 MAX_INTERVALS = 256
 MAX_CHAINS = 64  # observed receipt chains kept; older ones are banked as a sum
+IDLE = ("pause", "seek")  # events of a player that is not playing
+MAX_GRANT_EPOCHS = 16  # grant stamps of this many hot-hash epochs kept; older ones are banked
 _DIGITS = 3  # millisecond precision keeps stored states small
 
 
@@ -83,6 +96,9 @@ class Heartbeat:
     complete: bool = False  # a non-video material opened or downloaded
     playback_rate: float | None = None  # as the player reports it: shown, never trusted
     event: str | None = None  # player event that sent it (play, pause, seek, ended, exit)
+    # The student budget granted to this key so far, stamped by the ingest script: (the hot
+    # hash's epoch, cumulative seconds granted in that epoch). None: not metered (trusted).
+    grant: tuple[str, float] | None = None
 
     @property
     def reading_time(self) -> float:
@@ -109,12 +125,15 @@ class Heartbeat:
             doc["pr"] = self.playback_rate
         if self.event is not None:
             doc["e"] = self.event
+        if self.grant is not None:
+            doc["g"] = list(self.grant)
         return to_json(doc).decode()  # pydantic-core's encoder: a sixth of json.dumps' time
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Heartbeat:
         doc = from_json(raw)  # pydantic-core's parser: a third of json.loads' time
         played = doc.get("p")
+        grant = doc.get("g")
         return cls(
             received_at=doc["r"],
             watch_time=doc["w"],
@@ -125,6 +144,7 @@ class Heartbeat:
             complete=bool(doc.get("c")),
             playback_rate=doc.get("pr"),
             event=doc.get("e"),
+            grant=(str(grant[0]), float(grant[1])) if grant is not None else None,
         )
 
 
@@ -150,6 +170,10 @@ class WatchState:
     horizon: float | None = None
     legacy_credit: float = 0.0
     credited: float = 0.0  # watched seconds credited, as of the last fold
+    # The student budget granted to this key: [epoch, highest cumulative stamp] per hot-hash
+    # epoch (a list, never a document's field names), and the grants of older epochs banked.
+    grants: list[list[Any]] = field(default_factory=list)
+    grants_banked: float = 0.0
     playback_rate: float | None = None  # as last reported, for display only
     rate_key: tuple[float, int, float] | None = None
 
@@ -172,6 +196,11 @@ class WatchState:
     def observed_seconds(self) -> float:
         return _r(self.observed_banked + sum((b - a for a, b in self.observed), 0.0))
 
+    @property
+    def granted_seconds(self) -> float:
+        """The student budget granted to this key (see the module doc)."""
+        return _r(self.grants_banked + sum((g for _, g in self.grants), 0.0))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "position": self.position,
@@ -187,6 +216,8 @@ class WatchState:
             "horizon": self.horizon,
             "legacy": self.legacy_credit,
             "credited": self.credited,
+            "grants": self.grants,
+            "grants_banked": self.grants_banked,
             "rate": self.playback_rate,
             "rate_key": list(self.rate_key) if self.rate_key else None,
         }
@@ -198,6 +229,8 @@ class WatchState:
         if "obs" not in doc:  # written before verified watching: it keeps the credit it had
             legacy = _r(sum((b - a for a, b in covered), 0.0))
             doc = {**doc, "obs": [], "legacy": legacy, "credited": legacy}
+        if "grants" not in doc:  # credited before the per-student budget: kept as it was
+            doc = {**doc, "legacy": max(doc.get("legacy", 0.0), doc.get("credited", 0.0))}
         rate_key = doc.get("rate_key")
         return cls(
             position=doc.get("position", 0.0),
@@ -213,6 +246,8 @@ class WatchState:
             horizon=doc.get("horizon"),
             legacy_credit=doc.get("legacy", 0.0),
             credited=doc.get("credited", 0.0),
+            grants=[[str(e), float(g)] for e, g in doc.get("grants", [])],
+            grants_banked=doc.get("grants_banked", 0.0),
             playback_rate=doc.get("rate"),
             rate_key=(rate_key[0], int(rate_key[1]), rate_key[2]) if rate_key else None,
         )
@@ -347,14 +382,100 @@ def _observe(state: WatchState, received_at: float, gap_s: float) -> None:
         state.horizon = b + gap_s
 
 
+def _join_grant(state: WatchState, grant: tuple[str, float]) -> None:
+    """Keep the highest stamp of the grant's epoch (a join: repeats and order change nothing)."""
+    epoch, granted = grant
+    for entry in state.grants:
+        if entry[0] == epoch:
+            entry[1] = max(entry[1], granted)
+            return
+    state.grants.append([epoch, granted])
+    if len(state.grants) > MAX_GRANT_EPOCHS:  # an epoch is a hot hash's life: rarely many
+        state.grants_banked = _r(state.grants_banked + state.grants.pop(0)[1])
+
+
+@dataclass(slots=True)
+class StudentLedger:
+    """One student's viewing budget, as the ingest script keeps it (`ingest.lua`; this is the
+    same arithmetic, for the tests and the reasoning). Shared by all of the student's keys.
+
+    Every receipt of the student's heartbeats extends the student's observed time when it comes
+    within `gap_s` of the previous one, and the budget grows by `max_rate` x that time; a
+    heartbeat then takes what its key needs (claimed seconds not yet granted), up to what is
+    there. Unspent budget is capped at `cap_s(verification)`: one gap's worth at the top rate,
+    so budget saved up while watching slowly cannot complete other videos in a burst.
+    """
+
+    last: float | None = None  # the latest receipt (server time)
+    tokens: float = 0.0
+
+    def grant(self, now: float, need: float, verification: Verification) -> float:
+        """Spend up to `need` seconds at receipt time `now`; return the seconds granted."""
+        if self.last is None:
+            self.last, self.tokens = now, verification.slack_s
+        elif now > self.last:
+            if now - self.last <= verification.gap_s:
+                earned = _floor_ms(verification.max_rate * (now - self.last))
+                self.tokens = min(cap_s(verification), self.tokens + earned)
+            self.last = now
+        granted = _floor_ms(max(0.0, min(self.tokens, need)))
+        self.tokens = _r(self.tokens - granted)
+        return granted
+
+
+def cap_s(verification: Verification) -> float:
+    """The most unspent student budget kept: `max_rate x gap_s + slack_s` (README)."""
+    return verification.max_rate * verification.gap_s + verification.slack_s
+
+
+def _floor_ms(x: float) -> float:
+    return int(x * 1000 + 1e-6) / 1000
+
+
+def budget_needed(
+    state: WatchState | None, heartbeats: list[Heartbeat], duration: float | None
+) -> float:
+    """What these heartbeats ask of the student's budget: the claimed seconds they bring the key
+    to, less what it was credited or granted already, as far as `state` (this process's latest
+    state of the key, possibly behind) knows. Coverage only grows, so a state that is behind
+    asks too little, never too much of the new seconds; a later heartbeat asks again for what
+    is still missing. O(intervals) per heartbeat, no copy of the state.
+
+    Heartbeats of an idle player (a pause or a seek that played nothing) ask for nothing.
+    Without a state (a process that has not seen the key yet) the need is unknown: it asks for
+    a whole video. That can only give this key budget that the student's other keys would have
+    had; the student's total stays bounded, and the key's own receipts still bound its credit.
+    """
+    if duration is None or all(hb.played == () and hb.event in IDLE for hb in heartbeats):
+        return 0.0
+    if state is None:
+        return duration
+    covered = [list(iv) for iv in state.covered]
+    last = {s: rs[-1] for s, rs in state.readings.items() if rs}
+    for hb in heartbeats:
+        position = _clamp(hb.watch_time, duration)
+        if hb.played is not None:
+            ranges = [(_clamp(a, duration), _clamp(b, duration)) for a, b in hb.played]
+        else:  # a position-only reading: what it infers against its session's latest one
+            reading = [hb.reading_time, hb.seq if hb.seq is not None else -1, position]
+            before = last.get(hb.session_id or "")
+            iv = _inferred(before, reading) if before and before < reading else None
+            ranges = [iv] if iv else []
+            last[hb.session_id or ""] = reading
+        for a, b in ranges:
+            covered = add_interval(covered, a, b)
+    claimed = sum((b - a for a, b in covered), 0.0)
+    return _r(max(0.0, claimed - state.legacy_credit - state.granted_seconds))
+
+
 def credit(state: WatchState, claimed: float, verification: Verification) -> float:
-    """The watched seconds credited: what is claimed, up to the budget the receipts allow."""
+    """The watched seconds credited: what is claimed, up to the key's own budget (its receipts)
+    and up to what the student's budget granted it."""
     if verification.trusted:
         return claimed
-    budget = (
-        verification.max_rate * state.observed_seconds + verification.slack_s + state.legacy_credit
-    )
-    return _r(min(claimed, budget))
+    own = verification.max_rate * state.observed_seconds + verification.slack_s
+    granted = state.granted_seconds
+    return _r(min(claimed, state.legacy_credit + min(own, granted)))
 
 
 def _apply_in_place(
@@ -374,6 +495,8 @@ def _apply_in_place(
     unverified_before = state.unverified_seconds
 
     _observe(state, hb.received_at, verification.gap_s)
+    if hb.grant is not None:
+        _join_grant(state, hb.grant)
     position = _clamp(hb.watch_time, duration)
     if state.position_key is None or hb.order_key > state.position_key:
         state.position, state.position_key = position, hb.order_key

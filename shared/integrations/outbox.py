@@ -12,6 +12,12 @@ push refuses an entry made from a state an erasure has since replaced (a version
 student's tombstone for that material, `vp:erased:<sid>`), in the same atomic step: the producer
 read the state before the erasure's cut, and whatever it pushes after the erasure answered is
 dropped. Each student's entries are indexed (`OutboxKeys.of`), so export and erasure never scan.
+
+What goes in is bounded per student too (`Limits`, judged in the push script), so that one
+student cannot crowd out the others: statements per student per minute, new player sessions per
+(student, video) per hour, and a share of the bound kept for completions (`completed`
+statements and webhooks), which no quota stops. Each drop is counted by reason. An entry an
+erasure refused spends no quota.
 """
 
 from __future__ import annotations
@@ -23,11 +29,23 @@ from typing import Any
 
 import redis
 
+from shared.integrations.xapi import EXT, VERBS
+from shared.settings import Settings
 from shared.storage.keys import STATS, OutboxKeys, outbox_tombstones
 
 XAPI = OutboxKeys("xapi")
 WEBHOOK = OutboxKeys("webhook")
 OUTBOXES = (XAPI, WEBHOOK)
+
+# Why an entry was not queued (`vp:stats` field `<outbox>_dropped_<reason>`): the student's
+# statements per minute, the video's new sessions per hour, the bound less the completions'
+# reserve, and the whole bound (only completions reach it).
+DROP_REASONS = ("quota_student", "quota_session", "full", "reserve_full")
+SESSION_WINDOW_S = 3600  # OUTBOX_SESSIONS_PER_HOUR counts the sessions let through in it
+SESSION_MEMORY_S = 24 * 3600  # a session's `terminated` after this counts as a new session
+# How the push script judges an entry: a completion, a session statement, any other statement.
+COMPLETION, SESSION, EVENT = "c", "s", "e"
+_SESSION_VERBS = {VERBS["initialized"], VERBS["terminated"]}
 
 
 def _lua(name: str) -> str:
@@ -84,6 +102,42 @@ class Settled:
     dead: list[tuple[OutboxEntry, str]]  # (entry, reason)
 
 
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What a push may queue: the bound, the part of it only completions may use, and the
+    student quotas (0: none)."""
+
+    max_entries: int
+    reserved: int = 0
+    per_minute: int = 0  # statements a student may queue per minute (their bucket's refill)
+    burst: int = 1  # the bucket's size: statements a student may queue at once
+    sessions_per_hour: int = 0  # new player sessions per (student, video) per hour
+
+    @classmethod
+    def of(cls, s: Settings) -> Limits:
+        return cls(
+            s.outbox_max_entries,
+            int(s.outbox_max_entries * s.outbox_reserved_share),
+            s.outbox_statements_per_minute,
+            s.outbox_statements_burst,
+            s.outbox_sessions_per_hour,
+        )
+
+
+def entry_kind(keys: OutboxKeys, entry: OutboxEntry) -> tuple[str, str]:
+    """(kind, session member) as the push script judges it: every webhook and `completed` is a
+    completion; `initialized` and `terminated` name their session as `<material>|<session>`."""
+    if keys == WEBHOOK:
+        return COMPLETION, ""  # webhooks carry only material.completed and course.completed
+    verb = entry.payload.get("verb", {}).get("id")
+    if verb == VERBS["completed"]:
+        return COMPLETION, ""
+    session = entry.payload.get("context", {}).get("extensions", {}).get(EXT + "session-id")
+    if verb in _SESSION_VERBS and session is not None:
+        return SESSION, f"{entry.material_id}|{session}"
+    return EVENT, ""
+
+
 def backoff_s(attempts: int, base_s: float, max_s: float) -> float:
     """Delay before the next attempt after `attempts` failed ones: base, 2x base, 4x... capped."""
     return float(min(max_s, base_s * 2 ** min(max(attempts - 1, 0), 30)))
@@ -99,31 +153,36 @@ class Outbox:
         self._settle = client.register_script(_SETTLE)
 
     def push_args(
-        self, entries: list[OutboxEntry], max_entries: int, now: float
+        self, entries: list[OutboxEntry], limits: Limits, now: float
     ) -> tuple[list[str], list[Any]]:
         k = self.keys
         keys = [k.entries, k.due, k.dead, STATS]
-        args: list[Any] = [max_entries, now, k.name]
+        args: list[Any] = [limits.max_entries, now, k.name, limits.reserved, limits.per_minute]
+        args += [max(1, limits.burst), limits.sessions_per_hour, SESSION_WINDOW_S]
+        args += [SESSION_MEMORY_S]
         for e in entries:
             keys += [k.sent(e.student_id), k.of(e.student_id), outbox_tombstones(e.student_id)]
-            args += [e.id, e.to_json(), len(e.basis), *(x for pair in e.basis for x in pair)]
+            keys += [k.quota(e.student_id), k.sessions(e.student_id)]
+            args += [e.id, e.to_json(), *entry_kind(k, e)]
+            args += [len(e.basis), *(x for pair in e.basis for x in pair)]
         return keys, args
 
-    def push(self, entries: list[OutboxEntry], max_entries: int, now: float) -> tuple[int, ...]:
+    def push(self, entries: list[OutboxEntry], limits: Limits, now: float) -> tuple[int, ...]:
         """Queue entries, skipping ids already queued, set aside or sent and entries made from
-        erased states; past `max_entries` new ones are dropped and counted.
-        Returns (added, skipped, dropped)."""
+        erased states; entries past the student's quotas or the bound (less the completions'
+        reserve, for other entries) are dropped and counted by reason (`DROP_REASONS`). A
+        skipped entry spends no quota. Atomic. Returns (added, skipped, dropped)."""
         if not entries:
             return (0, 0, 0)
-        keys, args = self.push_args(entries, max_entries, now)
+        keys, args = self.push_args(entries, limits, now)
         return tuple(int(x) for x in self._push(keys=keys, args=args))
 
     def push_in(
-        self, pipe: redis.client.Pipeline, entries: list[OutboxEntry], max_entries: int, now: float
+        self, pipe: redis.client.Pipeline, entries: list[OutboxEntry], limits: Limits, now: float
     ) -> None:
         """`push` as a step of the caller's pipeline (one round trip for several outboxes)."""
         if entries:
-            keys, args = self.push_args(entries, max_entries, now)
+            keys, args = self.push_args(entries, limits, now)
             self._push(keys=keys, args=args, client=pipe)
 
     def claim(self, now: float, lease_s: float, limit: int) -> list[OutboxEntry]:
@@ -217,15 +276,18 @@ class Outbox:
     ) -> tuple[int, list[str]]:
         """Remove the student's queued and set-aside entries made from erased states (a basis
         at or below `tombstones`, the versions the erasure gave each material); entries made
-        since from newer states stay. With `whole` (the whole student is erased) also entries
-        that name no basis, and the record of sent ids is forgotten and returned (the
-        receiver's copies are the school's to erase). Call it after the student's outbox
-        tombstones are set, so that nothing erased is pushed after it. Idempotent.
+        since from newer states stay. Also the sessions the student's quota remembers for the
+        erased materials. With `whole` (the whole student is erased) also entries that name no
+        basis, and the student's quota, and the record of sent ids is forgotten and returned
+        (the receiver's copies are the school's to erase). Call it after the student's outbox
+        tombstones are set, so that nothing erased is pushed after it (and no refused push
+        writes the quota again). Looks up the student's own keys only. Idempotent.
         Returns (entries removed, ids delivered before this call)."""
         queued, dead = self.entries_of(student_id)
         ids = [d["id"] for d in queued if _erased(d, tombstones, whole)]
         dead_ids = [d["entry"]["id"] for d in dead if _erased(d["entry"], tombstones, whole)]
         sent = self.sent_ids(student_id) if whole else []
+        sessions = [] if whole else self._sessions_of(student_id, set(tombstones))
         pipe = self.redis.pipeline(transaction=True)
         if ids:
             pipe.hdel(self.keys.entries, *ids)
@@ -235,10 +297,20 @@ class Outbox:
             pipe.hdel(self.keys.dead, *dead_ids)
         if ids or dead_ids:
             pipe.srem(self.keys.of(student_id), *ids, *dead_ids)
+        if sessions:
+            pipe.zrem(self.keys.sessions(student_id), *sessions)
         if whole:
-            pipe.delete(self.keys.sent(student_id))
+            k = self.keys
+            pipe.delete(k.sent(student_id), k.quota(student_id), k.sessions(student_id))
         pipe.execute()
         return len(ids) + len(dead_ids), sent
+
+    def _sessions_of(self, student_id: str, material_ids: set[str]) -> list[bytes]:
+        """The members of the student's quota sessions that are about these materials (one
+        read of the student's own zset, which the push trims to a day)."""
+        key = self.keys.sessions(student_id)
+        members: list[bytes] = self.redis.zrange(key, 0, -1)  # type: ignore[assignment]
+        return [m for m in members if _text(m).rpartition("|")[0] in material_ids]
 
 
 def set_tombstones(

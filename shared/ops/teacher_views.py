@@ -3,7 +3,6 @@ stats (all three from the enrollment rollups, one find), retention (watched rang
 
 from __future__ import annotations
 
-import csv
 import io
 import math
 from array import array
@@ -17,6 +16,7 @@ from shared.domain.analytics import ClassRow, class_row, course_stats, retention
 from shared.domain.catalog import Course
 from shared.domain.course import percentage
 from shared.domain.rollup import COMPLETED, LAST, PROGRESS, Columns, RollupTotals
+from shared.ops.safe_csv import SafeWriter
 from shared.storage import rollup_store
 from shared.storage.mongo_store import MongoStore
 
@@ -84,9 +84,9 @@ def row_dict(row: ClassRow) -> dict[str, Any]:
 def csv_lines(rows: Iterable[ClassRow]) -> Iterator[str]:
     """The class table as CSV text, a few hundred lines at a time (for streaming)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    return _chunked(buffer, (writer.writerow(row_dict(row)) for row in rows))
+    writer = SafeWriter(buffer)
+    writer.writerow(CSV_FIELDS)
+    return _chunked(buffer, (writer.writerow(row_dict(row).values()) for row in rows))
 
 
 CSV_CHUNK_ROWS = 500  # one ASGI message per row cost more than writing the rows
@@ -204,7 +204,7 @@ def matrix(mongo: MongoStore, course: Course) -> tuple[list[dict[str, Any]], lis
 def matrix_csv_lines(material_ids: list[str], rows: Iterable[MatrixRow]) -> Iterator[str]:
     """`student_id,<material_id>...` with each material's progress percentage."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = SafeWriter(buffer)
     writer.writerow(["student_id", *material_ids])
     return _chunked(buffer, (writer.writerow([r.row.student_id, *r.progress]) for r in rows))
 

@@ -24,7 +24,7 @@ import redis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 
-from shared.domain.progress import Heartbeat, WatchState
+from shared.domain.progress import Heartbeat, Verification, WatchState, cap_s
 from shared.errors import Unavailable
 from shared.storage.clients import AsyncBuffer, Buffer
 from shared.storage.keys import (
@@ -33,6 +33,7 @@ from shared.storage.keys import (
     ENROLLMENT_LOADED,
     Partition,
     ProgressKey,
+    budget_key,
     buffer_tombstones,
     enrollments_key,
     key_index,
@@ -262,7 +263,7 @@ def ingest_args(
         part.pending,
         limits.rate_key(key.student_id),
         key.stored,
-        key_index(key.student_id),  # KEYS[8] is another change's (a per-student budget)
+        budget_key(key.student_id),
         key_index(key.student_id),
     ]
     view = item.cached or NO_VIEW
@@ -285,6 +286,8 @@ def ingest_args(
         args += ["", "", 0, "", ""]
     else:
         args += [*_view_args(offer.view), offer.state_json]
+    v = limits.verification
+    args += [v.max_rate, v.gap_s, cap_s(v), v.slack_s, item.need, limits.now, limits.ledger_ttl_s]
     args += [hb.to_json() for hb in item.heartbeats]
     return keys, args
 
@@ -313,6 +316,7 @@ class IngestItem:
     heartbeats: list[Heartbeat]
     cached: CachedView | None = None
     proposal: Proposal | None = None
+    need: float = 0.0  # seconds of the student's budget the heartbeats ask for
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,6 +331,8 @@ class IngestLimits:
     rate_window_s: int = 60
     now: float = 0.0
     max_per_key: int = 3600  # pending heartbeats one key may hold
+    verification: Verification = Verification()  # the budget's terms (trusted: no budget)
+    ledger_ttl_s: int = 7 * 24 * 3600  # the student's budget outlives their silence this long
 
     def rate_key(self, student_id: str) -> str:
         return rate_limit_key(student_id, int(self.now // self.rate_window_s))

@@ -18,15 +18,21 @@ Per student, under `vp:{p}:s:<sid>`. For each key: its type; who writes it; when
   them from the head, atomically with storing the state that holds them. Empty once folded;
   erasure.
 - `vp:{p}:s:<sid>:ws:<mid>` hash, the hot state: `state` (WatchState JSON), `n` (heartbeats
-  ever folded: the version, MongoDB's `v`), `cq` (completion job enqueued). Folds write it (the
-  flush, and ingest when a backlog builds up). Expires `HOT_STATE_TTL_S` after the key was last
-  flushed clean; erasure leaves a tombstone `n` for `ERASURE_TOMBSTONE_TTL_S`.
+  ever folded: the version, MongoDB's `v`), `cq` (completion job enqueued), `e` (epoch: new
+  whenever the hash is created), `g` (the student budget granted to the key in this epoch).
+  Folds write it (the flush, and ingest when a backlog builds up). Expires `HOT_STATE_TTL_S`
+  after the key was last flushed clean; erasure leaves a tombstone `n` for
+  `ERASURE_TOMBSTONE_TTL_S`.
 - `vp:{p}:s:<sid>:enr` set of the student's course ids mirrored from MongoDB, plus the marker
   `*` once loaded. Rewritten on every enrollment change (admin_ops).
 - `vp:{p}:s:<sid>:enr:v` string, bumped by every enrollment change (a mirror load
   compares-and-sets on it). Never goes (a few bytes per student).
 - `vp:{p}:s:<sid>:stored` set of the materials MongoDB holds a state for. Finish adds, after
   the write; erasure removes.
+- `vp:{p}:s:<sid>:budget` hash, the student's viewing budget (verified watching per student):
+  `t` the latest receipt, `k` the seconds not yet granted. Ingest spends it and stamps each
+  heartbeat with its key's cumulative grant, kept in the hot state's field `g`. Expires
+  `HOT_STATE_TTL_S` after the student's last heartbeat; erasure of the student removes it.
 - `vp:{p}:s:<sid>:rl:<window>` string, heartbeats of the student in this minute (ingest).
   Expires with the window.
 - `vp:{p}:s:<sid>:rr:<window>` string, reads (status, course views, `/api/me/courses`,
@@ -79,6 +85,15 @@ outboxes of connections to other systems (README, "Connecting to other systems")
 - `vp:outbox:<outbox>:of:<sid>` set of the ids of the student's entries, queued or set aside:
   the student's entry index (export and erasure read it instead of scanning the outbox). Push
   adds, atomically with the entry; delivery removes once sent; erasure removes.
+- `vp:outbox:<outbox>:quota:<sid>` hash `t` (tokens left), `at` (when counted): the student's
+  statement quota, a token bucket (`OUTBOX_STATEMENTS_PER_MINUTE`, `OUTBOX_STATEMENTS_BURST`).
+  The push script reads and writes it (not for an entry an erasure refused); it expires once
+  the bucket would be full again; erasure of the student removes it.
+- `vp:outbox:<outbox>:sessions:<sid>` zset `<mid>|<session uuid>` -> when the session was first
+  let through: the player sessions whose `initialized`/`terminated` may be queued
+  (`OUTBOX_SESSIONS_PER_HOUR` new ones per video per hour). The push script adds (not for an
+  entry an erasure refused) and trims it to a day; erasure removes it (or the material's
+  members).
 - `vp:xapi:sessions` zset `[<mid>, <sid>, <session>]` (JSON) -> last heartbeat's receive time:
   open player sessions, so that silence past `XAPI_SESSION_TIMEOUT_S` ends one with
   `terminated`. The flush hook adds; its final heartbeat or the timeout sweep removes.
@@ -243,6 +258,10 @@ def enrollments_version_key(student_id: str) -> str:
     return f"{student_tag(student_id)}:enr:v"
 
 
+def budget_key(student_id: str) -> str:
+    return f"{student_tag(student_id)}:budget"
+
+
 def rate_limit_key(student_id: str, window: int) -> str:
     return f"{student_tag(student_id)}:rl:{window}"
 
@@ -298,3 +317,9 @@ class OutboxKeys:
     def of(self, student_id: str) -> str:
         """The ids of the student's entries, queued or set aside."""
         return f"vp:outbox:{self.name}:of:{student_id}"
+
+    def quota(self, student_id: str) -> str:
+        return f"vp:outbox:{self.name}:quota:{student_id}"
+
+    def sessions(self, student_id: str) -> str:
+        return f"vp:outbox:{self.name}:sessions:{student_id}"

@@ -455,8 +455,8 @@ class MongoStore:
     @_unavailable_on_outage
     def course(self, course_id: str) -> Course | None:
         doc = self.courses.find_one({"_id": course_id}, {"_id": 0})
-        return Course.model_validate(doc) if doc else None
+        return Course.from_stored(doc) if doc else None
 
     @_unavailable_on_outage
     def all_courses(self) -> list[Course]:
-        return [Course.model_validate(doc) for doc in self.courses.find({}, {"_id": 0})]
+        return [Course.from_stored(doc) for doc in self.courses.find({}, {"_id": 0})]

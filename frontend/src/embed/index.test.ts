@@ -1,6 +1,10 @@
 // @vitest-environment happy-dom
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { jwt } from "../test/jwt";
 import { track } from "./index";
+
+const TOKEN = jwt("student-7");
+const OUTBOX = "videoprogress.outbox.student-7";
 
 afterEach(() => {
   vi.unstubAllGlobals();
@@ -22,7 +26,7 @@ describe("track (the embeddable tracker)", () => {
     vi.stubGlobal("fetch", fetch);
     const video = fakeVideo();
     const onProgress = vi.fn();
-    const handle = track(video, { apiBase: "https://progress.example/", videoId: "vid 1", getToken: () => "tok", onProgress });
+    const handle = track(video, { apiBase: "https://progress.example/", videoId: "vid 1", getToken: () => TOKEN, onProgress });
     video.paused = false;
     video.dispatchEvent(new Event("play"));
     video.currentTime = 2;
@@ -34,7 +38,7 @@ describe("track (the embeddable tracker)", () => {
     await vi.waitFor(() => expect(onProgress).toHaveBeenCalled());
     const [url, init] = fetch.mock.calls.at(-1) as unknown as [string, RequestInit];
     expect(url).toBe("https://progress.example/api/progress/video/vid%201/watch-time");
-    expect((init.headers as Record<string, string>).Authorization).toBe("Bearer tok");
+    expect((init.headers as Record<string, string>).Authorization).toBe(`Bearer ${TOKEN}`);
     const body = JSON.parse(String(init.body));
     expect(body.watch_time).toBe(5);
     expect(body.played).toEqual([[0, 5]]);
@@ -50,10 +54,10 @@ describe("track (the embeddable tracker)", () => {
     vi.stubGlobal("fetch", vi.fn(async () => reply(401, { error: { code: "unauthenticated", message: "expired" } })));
     const video = fakeVideo();
     const onUnauthorized = vi.fn();
-    const handle = track(video, { videoId: "v1", getToken: () => "old", onUnauthorized });
+    const handle = track(video, { videoId: "v1", getToken: () => TOKEN, onUnauthorized });
     await handle.heartbeat();
     expect(onUnauthorized).toHaveBeenCalledOnce();
-    expect(JSON.parse(localStorage.getItem("videoprogress.outbox") ?? "[]")).toHaveLength(1);
+    expect(JSON.parse(localStorage.getItem(OUTBOX) ?? "[]")).toHaveLength(1);
     handle.stop();
   });
 
@@ -68,13 +72,13 @@ describe("flush (the embeddable outbox sender)", () => {
   it("sends what an earlier page left through the batch route of apiBase", async () => {
     const { flush } = await import("./index");
     localStorage.setItem(
-      "videoprogress.outbox",
+      OUTBOX,
       JSON.stringify([{ material_id: "v1", watch_time: 3, total_duration: 60, client_ts: "2026-12-01T00:00:00Z", session_id: "s", seq: 0, played: [[0, 3]], playback_rate: 1 }]),
     );
     const fetch = vi.fn(async () => reply(202, { results: [{ index: 0, accepted: true }] }));
     vi.stubGlobal("fetch", fetch);
-    await flush({ apiBase: "https://progress.example", getToken: () => "tok" });
+    await flush({ apiBase: "https://progress.example", getToken: () => TOKEN });
     expect((fetch.mock.calls[0] as unknown as [string])[0]).toBe("https://progress.example/api/progress/heartbeats");
-    expect(JSON.parse(localStorage.getItem("videoprogress.outbox") ?? "null")).toEqual([]);
+    expect(localStorage.getItem(OUTBOX)).toBeNull(); // an emptied outbox leaves no key
   });
 });

@@ -5,9 +5,11 @@
  * `<script>` bundle (`dist/embed/videoprogress-tracker.iife.js`, global `VideoProgress`).
  *
  * It wraps `WatchTracker` unchanged (interval, pause/seek/end/hide sends, retries with backoff,
- * the localStorage outbox and the 401 hand-off), wired to the page's window and document.
+ * the per-user outbox, in memory where the browser refuses localStorage, and the 401
+ * hand-off), wired to the page's window and document.
  */
-import { flushOutbox, WatchTracker, type ProgressReply, type VideoLike } from "../tracker";
+import { pageStorage } from "../storage";
+import { clearOutbox, flushOutbox, tokenSubject, WatchTracker, type ProgressReply, type VideoLike } from "../tracker";
 
 export type { ProgressReply } from "../tracker";
 
@@ -66,10 +68,17 @@ export function track(video: VideoLike, options: TrackOptions): TrackHandle {
 export function flush(options: Pick<TrackOptions, "apiBase" | "getToken" | "onUnauthorized">): Promise<void> {
   return flushOutbox({
     fetch: (...a) => fetch(...a),
-    storage: localStorage,
+    storage: pageStorage,
     getToken: options.getToken,
     apiBase: (options.apiBase ?? "").replace(/\/+$/, ""),
     isOnline: () => navigator.onLine,
     onUnauthorized: options.onUnauthorized,
   });
+}
+
+/** The user of `token` signs out: forget their heartbeats not sent yet (send them first with
+ * `flush` if they should count). */
+export function forget(token: string): void {
+  const owner = tokenSubject(token);
+  if (owner) clearOutbox(pageStorage, owner);
 }

@@ -2,14 +2,17 @@
 -- Every key shares the student's partition tag (one cluster slot).
 -- KEYS: 1 enrollments set, 2 pending list, 3 hot state hash, 4 the partition's dirty zset,
 --       5 the partition's pending counter, 6 the student's rate-limit counter for the current
---       window, 7 the student's set of materials stored in MongoDB
+--       window, 7 the student's set of materials stored in MongoDB, 8 the student's budget
+--       ledger, 9 the student's key index (export and erasure look it up instead of scanning)
 -- ARGV: 1 course id, 2 dirty member, 3 due time, 4 max dirty keys and 5 max pending (the
 --       partition's),
 --       6 '1' to reply with the state, 7 rate limit per window (0: none), 8 window seconds,
 --       9 material id, 10 max pending for this key, 11 epoch to set if the hash has none,
 --       12-15 the caller's cached view (epoch, n, pending heartbeats folded, mark; '' if none),
 --       16-20 a preview to store (epoch, n, pending heartbeats folded, mark, state JSON; '' if
---       none), 21.. heartbeat JSON documents. A mark is the SHA-1 of the last heartbeat a view
+--       none), 21-27 the student's budget (max rate, '0' when off; gap seconds; cap; slack;
+--       seconds this key needs; receipt time; ledger TTL), 28.. heartbeat JSON documents,
+--       stamped here with the key's grant when the budget is on. A mark is the SHA-1 of the last heartbeat a view
 --       folded: a list that lost its tail (a Redis crash between two fsyncs) and grew back no
 --       longer matches a view of it.
 -- Returns {status} or, when asked, {status, mode, epoch, n, preview folded count or '-1',
@@ -20,10 +23,10 @@
 -- heartbeats), or 'state' (the hot state, '' when none). Nothing is written unless status is
 -- 'ok'. The reply never holds more heartbeats than were appended since the caller's view or
 -- the preview: its cost does not grow with the backlog.
--- KEYS[9]: the student's key index (export and erasure look it up instead of scanning).
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'enrollment_unknown'} end
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return {'not_enrolled'} end
-local count = #ARGV - 20
+local FIRST = 28  -- ARGV index of the first heartbeat
+local count = #ARGV - FIRST + 1
 local len = redis.call('LLEN', KEYS[2])
 if len + count > tonumber(ARGV[10]) then return {'key_full'} end
 if tonumber(redis.call('GET', KEYS[5]) or '0') + count > tonumber(ARGV[5]) then
@@ -62,7 +65,37 @@ if ARGV[20] ~= '' and tonumber(ARGV[18]) > (preview_holds and pl or -1)
   pl, preview_holds = tonumber(ARGV[18]), true
 end
 local cached = holds(ARGV[12], ARGV[13], ARGV[14], ARGV[15])
-for i = 21, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+local stamp = '}'
+if tonumber(ARGV[21]) > 0 then
+  -- The student's budget (progress.StudentLedger is the same arithmetic): the receipt extends
+  -- the observed time when within the gap, the budget grows by rate x that time up to the cap,
+  -- and this key takes what it needs. Each heartbeat carries the key's cumulative grant.
+  local rate, gap, cap = tonumber(ARGV[21]), tonumber(ARGV[22]), tonumber(ARGV[23])
+  local now = tonumber(ARGV[26])
+  local ledger = redis.call('HMGET', KEYS[8], 't', 'k')
+  local last, tokens = tonumber(ledger[1]), tonumber(ledger[2])
+  if not last then
+    last, tokens = now, tonumber(ARGV[24])
+  elseif now > last then
+    if now - last <= gap then
+      tokens = math.min(cap, tokens + math.floor(rate * (now - last) * 1000 + 1e-6) / 1000)
+    end
+    last = now
+  end
+  local granted = math.floor(math.max(0, math.min(tokens, tonumber(ARGV[25]))) * 1000 + 1e-6)
+    / 1000
+  redis.call('HSET', KEYS[8], 't', string.format('%.17g', last),
+             'k', string.format('%.3f', tokens - granted))
+  redis.call('EXPIRE', KEYS[8], ARGV[27])
+  local total = string.format('%.3f', tonumber(redis.call('HGET', KEYS[3], 'g') or '0') + granted)
+  if granted > 0 then redis.call('HSET', KEYS[3], 'g', total) end
+  stamp = ',"g":["' .. epoch .. '",' .. total .. ']}'
+end
+for i = FIRST, #ARGV do
+  local hb = ARGV[i]
+  if stamp ~= '}' then hb = string.sub(hb, 1, -2) .. stamp end
+  redis.call('RPUSH', KEYS[2], hb)
+end
 redis.call('INCRBY', KEYS[5], count)
 if ARGV[6] ~= '1' then return {'ok'} end
 local stored = tostring(redis.call('SISMEMBER', KEYS[7], ARGV[9]))
