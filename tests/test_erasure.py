@@ -284,6 +284,8 @@ FLUSH_STEPS = [
 ]
 
 
+# The cut against the flush's scripts (read, commit, finish) on the student's partition.
+@pytest.mark.cluster
 @pytest.mark.parametrize(("where", "step", "after"), FLUSH_STEPS)
 def test_an_erasure_at_any_step_of_a_flush_leaves_nothing(
     campus: Campus, monkeypatch: pytest.MonkeyPatch, where: str, step: str, after: bool
@@ -366,6 +368,7 @@ def test_erasing_one_material_mid_job_drops_what_it_states_and_keeps_the_rest(
     assert c.status(who, "v-600")["watched_seconds"] == 600.0
 
 
+@pytest.mark.cluster  # the whole student's keys, on the node holding their slot
 def test_tombstones_expire_and_then_nothing_of_the_student_is_left(campus: Campus) -> None:
     c = campus
     who = c.enroll(STUDENT)
@@ -384,6 +387,7 @@ def test_tombstones_expire_and_then_nothing_of_the_student_is_left(campus: Campu
     c.clock.advance(2)
     assert maintenance.delete_expired_tombstones() == 4
     assert c.ctx.mongo.progress.count_documents({"student_id": STUDENT}) == 0
+    who = bearer(c.settings, STUDENT, now=c.clock.time())  # tokens expire by the app's clock
     watch_again_after_the_erasure(c, who)
 
 
@@ -449,6 +453,7 @@ def _neighbours(student: str, count: int) -> list[str]:
     return found[:count]
 
 
+@pytest.mark.cluster  # MONITOR on every node of the buffer
 def test_export_and_erasure_look_up_only_the_students_own_keys(campus: Campus) -> None:
     c = campus
     who = c.enroll(STUDENT)
@@ -483,6 +488,7 @@ def test_export_and_erasure_look_up_only_the_students_own_keys(campus: Campus) -
     assert leftovers(c) == []
 
 
+@pytest.mark.cluster  # ingest and a flush between the buffer's cut and MongoDB's
 def test_a_heartbeat_taken_after_the_cut_outlives_the_rest_of_the_erasure(
     campus: Campus, monkeypatch: pytest.MonkeyPatch
 ) -> None:
