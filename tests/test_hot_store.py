@@ -28,7 +28,7 @@ from shared.storage.hot_store import (
     parse_ingest_reply,
     run_scripts,
 )
-from shared.storage.keys import ProgressKey, buffer_tombstones, enrollments_key
+from shared.storage.keys import ProgressKey, budget_key, buffer_tombstones, enrollments_key
 from tests.helpers import async_buffer, buffered
 
 pytestmark = pytest.mark.cluster  # the scripts and claims, on both layouts
@@ -512,3 +512,33 @@ def test_each_heartbeat_carries_its_keys_grant_through_the_flush(
     assert [h.grant[1] if h.grant else None for h in entry.pending] == [0.0, 8.0, 45.0]
     epoch = redis_client.hget(KEY.state, "e")
     assert {h.grant[0] if h.grant else None for h in entry.pending} == {as_text(epoch)}
+
+
+def test_erasing_the_whole_student_deletes_their_budget_and_a_materials_erasure_keeps_it(
+    redis_client: Buffer,
+) -> None:
+    enroll(redis_client, "s1", "c1")
+    enroll(redis_client, "s2", "c1")
+
+    def spend(student: str, material: str, t: float, need: float) -> float:
+        limits = IngestLimits(t + 10, 100, 10_000, 0, 60, now=t, verification=BUDGET)
+        key = ProgressKey(student, material)
+        item = IngestItem(key, "c1", [Heartbeat(received_at=t)], need=need)
+        [raw] = run_scripts(redis_client, "ingest", [ingest_args(item, limits, True)])
+        view = parse_ingest_reply(raw).view
+        assert view is not None and view.tail[-1].grant is not None
+        return view.tail[-1].grant[1]
+
+    # The slack, 5, at 6000, all taken by v1; 2 x 10 s = 20 more at 6010: v2 takes 10 of them.
+    assert spend("s1", "v1", 6000.0, 5.0) == 5.0
+    assert spend("s1", "v2", 6010.0, 10.0) == 10.0
+    spend("s2", "v1", 6000.0, 1.0)  # another student's ledger
+    store = HotStore(redis_client)
+    store.erase("s1", "v1", {}, 100, 60)
+    assert redis_client.hget(budget_key("s1"), "k") == b"10.000"  # one material: kept
+    store.erase("s1", None, {}, 100, 60)
+    assert redis_client.exists(budget_key("s1")) == 0  # the whole student: gone
+    assert redis_client.exists(budget_key("s2")) == 1
+    # Erasure is no ban: the next heartbeat opens a new ledger with the slack alone (the old
+    # one would have granted its 10 left plus 2 x 10 s).
+    assert spend("s1", "v1", 6020.0, 50.0) == 5.0

@@ -568,8 +568,9 @@ class HotStore:
     ) -> list[ErasedKey]:
         """The erasure's cut: in one atomic step, the buffer keys of one material of the
         student, or of all the materials the key index lists plus those of `stored` (MongoDB's
-        materials and versions), each left with a tombstone version (erase.lua). Run again when
-        the index grew in between. Idempotent. Raises Unavailable when it kept growing."""
+        materials and versions), each left with a tombstone version (erase.lua); erasing all,
+        the student's budget ledger too. Run again when the index grew in between. Idempotent.
+        Raises Unavailable when it kept growing."""
         for _ in range(ERASE_ATTEMPTS):
             if material_id is not None:
                 materials = [material_id]
@@ -609,7 +610,8 @@ def _erase_call(
 ) -> ScriptCall:
     part = partition_for(student_id)
     keys = [key_index(student_id), buffer_tombstones(student_id), stored_key(student_id),
-            part.dirty, part.leases, part.pending, part.poison]  # fmt: skip
+            part.dirty, part.leases, part.pending, part.poison,
+            budget_key(student_id)]  # fmt: skip
     args: list[Any] = [gap, ttl_s, "1" if whole else "0"]
     for m in materials:
         key = ProgressKey(student_id, m)
