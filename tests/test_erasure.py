@@ -227,7 +227,8 @@ def _outbox_leftovers(r: redis.Redis, student: str) -> list[str]:
                 entry = doc.get("entry", doc)
                 if entry["student_id"] == student:
                     found.append(f"{name}: {entry['id']} {entry.get('payload', {}).get('type')}")
-        found += [k for k in (box.of(student), box.sent(student)) if r.exists(k)]
+        owned = (box.of(student), box.sent(student), box.quota(student), box.sessions(student))
+        found += [k for k in owned if r.exists(k)]
     members: list[Any] = r.zrange(XAPI_SESSIONS, 0, -1)
     found += [f"session {m!r}" for m in members if json.loads(m)[1] == student]
     if r.exists(xapi_sessions_of(student)):

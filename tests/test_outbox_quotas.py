@@ -5,6 +5,7 @@ expected figure is worked out in the comments from the limits, not read from the
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,7 +14,14 @@ import redis
 
 from shared.domain.progress import Heartbeat, WatchState
 from shared.integrations import webhooks
-from shared.integrations.outbox import WEBHOOK, XAPI, Limits, Outbox, OutboxEntry
+from shared.integrations.outbox import (
+    WEBHOOK,
+    XAPI,
+    Limits,
+    Outbox,
+    OutboxEntry,
+    set_tombstones,
+)
 from shared.integrations.xapi import StatementBuilder, Video, XapiConfig
 from shared.storage.stats import read_stats
 from tests.helpers import make_settings
@@ -63,6 +71,12 @@ def completed(student: str, material: str = "v-600") -> OutboxEntry:
     state = WatchState(position=500, covered=[[0.0, 500.0]], progress=83.3, credited=500.0)
     state.completed, state.completed_at = True, T0
     return entry(student, B.completed(video(student, material), state), material)
+
+
+def with_basis(e: OutboxEntry, version: int) -> OutboxEntry:
+    """The entry as made from version `version` of its material's state."""
+    assert e.material_id is not None
+    return dataclasses.replace(e, basis=((e.material_id, version),))
 
 
 def drops(r: redis.Redis, outbox: str = "xapi") -> dict[str, int]:
@@ -249,3 +263,24 @@ def test_erasure_forgets_what_the_quotas_remember(r: redis.Redis) -> None:
     # The whole student: the bucket and every session are forgotten.
     box.erase_student("ana", {}, whole=True)
     assert r.exists(XAPI.quota("ana"), XAPI.sessions("ana")) == 0
+
+
+def test_an_entry_an_erasure_refused_spends_no_quota(r: redis.Redis) -> None:
+    box = Outbox(r, XAPI)
+    limits = Limits(1000, per_minute=1, burst=1, sessions_per_hour=1)
+    set_tombstones(r, "ana", {"v-600": 50}, 3600)
+    # Made from state 49 of v-600, read before the erasure's cut (tombstone 50): refused,
+    # and neither the session slot nor the one token is spent, nor any quota key written.
+    stale = with_basis(initialized("ana", "t1"), 49)
+    assert box.push([stale], limits, T0) == (0, 1, 0)
+    assert r.exists(XAPI.quota("ana"), XAPI.sessions("ana"), XAPI.of("ana")) == 0
+    # Made from state 51 (a heartbeat after the cut): the session and the token are there.
+    fresh = with_basis(initialized("ana", "t2"), 51)
+    assert box.push([fresh], limits, T0) == (1, 0, 0)
+    members: list[bytes] = r.zrange(XAPI.sessions("ana"), 0, -1)  # type: ignore[assignment]
+    assert [m.split(b"|")[0] for m in members] == [b"v-600"] and r.hexists(XAPI.quota("ana"), "t")
+    assert r.smembers(XAPI.of("ana")) == {fresh.id.encode()}
+    # Only now are both spent: a third session, or another statement, is past the quota.
+    assert box.push([with_basis(initialized("ana", "t3"), 52)], limits, T0) == (0, 0, 1)
+    assert box.push([with_basis(paused("ana", 0), 52)], limits, T0) == (0, 0, 1)
+    assert drops(r) == {"quota_session": 1, "quota_student": 1}
