@@ -62,10 +62,15 @@ class Campus:
     buffer: Buffer
 
     def enroll(self, student: str) -> dict[str, str]:
-        admin = bearer(self.settings, ADMIN, "admin")
+        admin = self.token(ADMIN, "admin")
         r = self.client.put(f"/api/courses/{COURSE_ID}/enrollments/{student}", headers=admin)
         assert r.status_code == 201, r.text
-        return bearer(self.settings, student)
+        return self.token(student)
+
+    def token(self, user: str, role: str = "student") -> dict[str, str]:
+        """A token issued at the app's clock, which judges `iat` and `exp` (30 s leeway): one
+        issued at the system time would depend on how long the tests took to get here."""
+        return bearer(self.settings, user, role, now=self.clock.time())
 
     def watch(self, who: dict[str, str], video: str, **body: Any) -> None:
         total = 600 if video == "v-600" else 100
@@ -93,7 +98,7 @@ class Campus:
 
     def erase(self, material: str | None = None) -> dict[str, Any]:
         params = {"student_id": STUDENT} | ({"material_id": material} if material else {})
-        admin = bearer(self.settings, ADMIN, "admin")
+        admin = self.token(ADMIN, "admin")
         r = self.client.delete("/api/admin/progress", params=params, headers=admin)
         assert r.status_code == 200, r.text
         report: dict[str, Any] = r.json()
@@ -135,7 +140,7 @@ def campus(
     for module in (completion, maintenance):
         monkeypatch.setattr(module, "get_context", lambda: ctx)
     with TestClient(create_app(settings, clock=clock)) as client:
-        admin = bearer(settings, ADMIN, "admin")
+        admin = bearer(settings, ADMIN, "admin", now=clock.time())
         assert client.put(f"/api/courses/{COURSE_ID}", json=COURSE, headers=admin).is_success
         yield Campus(settings, client, ctx, clock, redis_client)
     ctx.mongo.close()
@@ -388,7 +393,7 @@ def test_tombstones_expire_and_then_nothing_of_the_student_is_left(campus: Campu
     c.clock.advance(2)
     assert maintenance.delete_expired_tombstones() == 4
     assert c.ctx.mongo.progress.count_documents({"student_id": STUDENT}) == 0
-    who = bearer(c.settings, STUDENT, now=c.clock.time())  # tokens expire by the app's clock
+    who = c.token(STUDENT)  # the day-old one expired by the app's clock
     watch_again_after_the_erasure(c, who)
 
 
@@ -466,7 +471,7 @@ def test_export_and_erasure_look_up_only_the_students_own_keys(campus: Campus) -
     c.flush()
     c.run_completion_jobs()
     for other in others:
-        c.watch(bearer(c.settings, other), "v-100", watch_time=90, session_id="x", seq=1)
+        c.watch(c.token(other), "v-100", watch_time=90, session_id="x", seq=1)
     c.watch(who, "v-600", watch_time=10, session_id="p4", seq=0, event="pause")  # pending
     scans_before = _scans(c)
     monitors = [Monitor(host, port) for host, port in _servers(c)]
