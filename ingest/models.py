@@ -260,6 +260,20 @@ class TaughtCourse(BaseModel):
     completion_rate: float
 
 
+class SetAsideRow(BaseModel):
+    key: str = Field(description="`<material_id>|<student_id>`, as `poison retry --key` takes it")
+    student_id: str
+    material_id: str
+    set_aside_at: datetime = Field(description="when a flush last set it aside")
+    reason: Literal["unreadable", "invalid_document", "write_error"]
+    error: str = Field(description="the error as it was raised")
+
+
+class SetAsidePage(BaseModel):
+    rows: list[SetAsideRow]
+    next_cursor: str | None
+
+
 class MyCourses(BaseModel):
     courses: list[StudentCourse] | list[TaughtCourse]
     next_cursor: str | None
