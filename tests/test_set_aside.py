@@ -41,6 +41,7 @@ from tests.helpers import (
     buffered,
     dirty_score,
     heartbeat,
+    inject_pending,
     make_settings,
     present,
 )
@@ -77,15 +78,6 @@ def watch(c: TestClient, settings: Settings, student: str, **body: Any) -> None:
 def honest_heartbeats(c: TestClient, settings: Settings) -> None:
     for n, student in enumerate(HONEST):
         watch(c, settings, student, **heartbeat(10.0 * (n + 1), played=[[0, 10.0 * (n + 1)]]))
-
-
-def inject_pending(r: Buffer, student: str, raw: dict[str, Any], material: str = "v-100") -> None:
-    """A pending heartbeat written straight into the buffer, as an older version could have
-    left it: counted and due like one ingest appended, but never checked."""
-    key = ProgressKey(student, material)
-    r.rpush(key.pending, json.dumps(raw))
-    r.incr(key.partition.pending)
-    r.zadd(key.partition.dirty, {key.member: 0}, nx=True)
 
 
 def flush(settings: Settings) -> FlushReport:
