@@ -426,7 +426,7 @@ def test_out_of_order_readings_keep_the_latest_position(
 def test_duplicate_heartbeats_change_nothing(
     client: TestClient, as_student: dict[str, str]
 ) -> None:
-    body = heartbeat(40, played=[[20, 40]], seq=3, session_id="p", client_ts="2026-11-28T10:00:00Z")
+    body = heartbeat(40, played=[[20, 40]], seq=3, session_id="p", client_ts=iso_ago(3600))
     first = watch(client, as_student, **body).json()
     again = watch(client, as_student, **body).json()
     assert first == again == {**first, "watched_seconds": 20.0, "watch_time": 40.0}

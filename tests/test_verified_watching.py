@@ -408,7 +408,7 @@ def test_forgery_replaying_an_honest_history(stack: Stack) -> None:
             "session_id": "rec",
             "seq": t // 10,
             "played": [[t - 10, t]],
-            "client_ts": f"2026-11-30T09:{t // 60:02d}:{t % 60:02d}Z",
+            "client_ts": iso(time.time() - 86400 + t),  # recorded a day ago
         }
         for t in range(10, 610, 10)
     ]
