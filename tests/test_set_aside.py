@@ -261,6 +261,26 @@ def test_a_stored_document_that_cannot_be_read_is_set_aside_alone(
     assert entry.why.error.startswith("its stored document: ValueError")
 
 
+def test_an_enrollment_mongodb_refuses_to_roll_up_holds_up_no_one(
+    client: TestClient, settings: Settings, redis_client: Buffer, mongo_db: Any
+) -> None:
+    # The flush's second write, the enrollments' rollups: one document's revision is text, so
+    # MongoDB refuses its `$inc`. Before, that failed the whole flush, at every takeover.
+    mongo_db.enrollments.update_one({"student_id": ODD}, {"$set": {"rollup_rev": "x"}})
+    watch(client, settings, ODD, **heartbeat(30, played=[[0, 30]]))
+    honest_heartbeats(client, settings)
+
+    report = flush(settings)
+
+    assert (report.written, report.cleaned, report.quarantined) == (5, 5, 0), report
+    assert buffered(redis_client) == (0, 0)
+    assert present(stored_doc(mongo_db, ODD))["watched_seconds"] == 30.0
+    for n, student in enumerate(HONEST):
+        enrollment = present(mongo_db.enrollments.find_one({"student_id": student}))
+        assert enrollment["watched_seconds"] == 10.0 * (n + 1), student
+    assert present(mongo_db.enrollments.find_one({"student_id": ODD}))["rollup_rev"] == "x"
+
+
 def test_erasure_takes_a_key_off_the_list(
     client: TestClient, settings: Settings, redis_client: Buffer
 ) -> None:
