@@ -184,6 +184,10 @@ def test_the_export_answers_whatever_is_stored(
         {"_id": progress_id(STUDENT, "v-600"), "student_id": STUDENT, "material_id": "v-600",
          "course_id": COURSE_ID, "v": 3, "state": {"position_key": 5}, "written_at": "monday"}
     )  # fmt: skip
+    mongo_db.watch_progress.insert_one(  # parses, but its ranges are no numbers
+        {"_id": progress_id(STUDENT, "pdf-1"), "student_id": STUDENT, "material_id": "pdf-1",
+         "course_id": COURSE_ID, "v": 1, "state": {"covered": [["a", "b"]], "obs": []}}
+    )  # fmt: skip
     mongo_db.enrollments.update_one(
         {"student_id": STUDENT}, {"$set": {"progress_percentage": float("nan"), "updated_at": 1e20}}
     )
@@ -199,6 +203,7 @@ def test_the_export_answers_whatever_is_stored(
         (None, None),  # NaN is no JSON number
     ]
     assert by_material["v-600"]["unreadable"].startswith("TypeError")
+    assert by_material["pdf-1"]["unreadable"].startswith("TypeError")
     [enrollment] = export["enrollments"]
     assert enrollment["progress_percentage"] is None and enrollment["updated_at"] == 1e20
     for url in ("/api/progress/export?format=xapi", f"/api/admin/students/{STUDENT}/export"):

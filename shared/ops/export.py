@@ -162,6 +162,24 @@ def _material(
     )
 
 
+def _exported(m: _Material | _Unreadable, student_id: str) -> dict[str, Any]:
+    """One material as the export shows it (its figures, or why they cannot be read)."""
+    if isinstance(m, _Material):
+        try:
+            return {
+                "material_id": m.material_id,
+                "course_id": m.course_id,
+                "current": _state(m.current, m.duration),
+                "stored": _state(m.stored, m.duration) if m.stored else None,
+                "stored_at": _iso(m.stored_at),
+                "pending_heartbeats": [_heartbeat(hb) for hb in m.pending],
+            }
+        except Exception as exc:  # figures of odd stored values: listed with the error
+            log.warning("export of %s|%s: %s", m.material_id, student_id, describe(exc))
+            m = _Unreadable(m.material_id, m.course_id, describe(exc))
+    return {"material_id": m.material_id, "course_id": m.course_id, "unreadable": m.error}
+
+
 @_unavailable_on_outage
 def student_export(
     settings: Settings,
@@ -186,17 +204,7 @@ def student_export(
         )
     ]
     materials = [
-        {
-            "material_id": m.material_id,
-            "course_id": m.course_id,
-            "current": _state(m.current, m.duration),
-            "stored": _state(m.stored, m.duration) if m.stored else None,
-            "stored_at": _iso(m.stored_at),
-            "pending_heartbeats": [_heartbeat(hb) for hb in m.pending],
-        }
-        if isinstance(m, _Material)
-        else {"material_id": m.material_id, "course_id": m.course_id, "unreadable": m.error}
-        for m in _materials(settings, mongo, r, catalog, student_id)
+        _exported(m, student_id) for m in _materials(settings, mongo, r, catalog, student_id)
     ]
     entries: dict[str, Any] = {}
     for box in OUTBOXES:
