@@ -19,9 +19,9 @@ from pydantic_core import PydanticCustomError
 
 from shared.domain.analytics import ClassRow
 from shared.domain.catalog import Identifier
+from shared.errors import ClientTsOutOfRange
 
 Seconds = Annotated[float, Field(ge=0, le=24 * 3600)]
-CLIENT_TS_OUT_OF_RANGE = "client_ts_out_of_range"  # the error code API.md gives it
 
 
 def _client_date(value: Any, handler: ValidatorFunctionWrapHandler) -> datetime:
@@ -31,7 +31,7 @@ def _client_date(value: Any, handler: ValidatorFunctionWrapHandler) -> datetime:
         return handler(value)  # type: ignore[no-any-return]  # pydantic's handler is untyped
     except ValidationError as exc:
         raise PydanticCustomError(
-            CLIENT_TS_OUT_OF_RANGE,
+            ClientTsOutOfRange.code,  # the error code API.md gives it
             "client_ts must be an ISO 8601 date and time with a time zone ({reason})",
             {"reason": exc.errors()[0]["msg"]},
         ) from None
