@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
 from ingest.context import AppContext
-from ingest.deps import Admin, Ctx, Student
+from ingest.deps import Admin, Ctx, Student, StudentId
 from shared.ops.export import student_export, student_export_xapi
 
 router = APIRouter(tags=["data export"])
@@ -42,7 +42,7 @@ async def export_own(student: Student, ctx: Ctx, format: ExportFormat = "json") 
 
 @router.get("/api/admin/students/{student_id}/export")
 async def export_student(
-    student_id: str, admin: Admin, ctx: Ctx, format: ExportFormat = "json"
+    student_id: StudentId, admin: Admin, ctx: Ctx, format: ExportFormat = "json"
 ) -> dict[str, Any]:
     """The same export for any student (admins only; `403` for everyone else)."""
     return await _export(ctx, student_id, format)

@@ -34,6 +34,7 @@ pytestmark = pytest.mark.cluster  # the scripts and claims, on both layouts
 
 KEY = ProgressKey("s1", "v1")
 DIRTY, LEASES, PENDING = KEY.partition.dirty, KEY.partition.leases, KEY.partition.pending
+POISON = [KEY.partition.poison, KEY.partition.poison_why]
 
 
 def append(
@@ -188,7 +189,7 @@ def test_erasure_beats_a_fold_read_before_it(redis_url: str, redis_client: Buffe
     [seen] = store.read([KEY])  # a worker reads version 1 and two pending heartbeats...
     erase = redis_client.register_script(SCRIPTS["erase"])
     version, queued, had_state = erase(
-        keys=[KEY.state, KEY.pending, DIRTY, LEASES, PENDING],
+        keys=[KEY.state, KEY.pending, DIRTY, LEASES, PENDING, *POISON],
         args=[KEY.member, 0, VERSION_GAP, 60],
     )
     assert (int(version), queued, had_state) == (1 + VERSION_GAP, 2, 1)

@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from shared.domain.catalog import Course
+from shared.domain.catalog import Course, Material
 from shared.domain.progress import Heartbeat, WatchState
 from shared.integrations import webhooks
 from shared.integrations.outbox import WEBHOOK, XAPI, Limits, Outbox, OutboxEntry
@@ -113,7 +113,12 @@ def _announce_flush(
         if entry is None or not entry.pending or ref is None or w.duration is None:
             continue
         video = Video(key.student_id, key.material_id, ref.material.title, w.duration)
-        found, open_sessions, ended = fold_statements(b, video, entry.pending, w.state)
+        try:  # one key's odd heartbeat (a date no calendar holds) never drops the others'
+            found, open_sessions, ended = fold_statements(b, video, entry.pending, w.state)
+        except Exception:
+            log.exception("no xAPI statements for %s", key.member)
+            pipe.hincrby(STATS, "interop_errors", 1)
+            continue
         statements += [statement_entry(key.student_id, key.material_id, st, now) for st in found]
         if open_sessions:
             members = {session_member(key, sid): t for sid, t in open_sessions.items()}
@@ -148,17 +153,14 @@ def announce_completions(
         material = durations.get(material_id)
         if state is None or not state.completed or material is None:
             continue  # erased since, or not complete: nothing to announce
-        completed_at = state.completed_at or now
-        latest = max(latest, completed_at)
-        if material.duration is not None:
-            video = Video(student_id, material_id, material.title, material.duration)
-            stmt = b.completed(video, state)
-            statements.append(statement_entry(student_id, material_id, stmt, now))
-        credited = state.progress if material.duration is not None else 100.0
-        event = webhooks.material_completed(
-            student_id, course.course_id, material_id, completed_at, credited
-        )
-        deliveries += webhooks.deliveries(event, receivers, now)
+        try:  # one material's odd stored state never drops the others' statements and events
+            stmts, events = _completion(b, student_id, course, material, state, receivers, now)
+        except Exception:
+            log.exception("no completion statement or event for %s|%s", material_id, student_id)
+            continue
+        statements += stmts
+        deliveries += events
+        latest = max(latest, state.completed_at or now)
     if progress >= 100.0:
         event = webhooks.course_completed(student_id, course.course_id, latest or now)
         deliveries += webhooks.deliveries(event, receivers, now)
@@ -167,3 +169,25 @@ def announce_completions(
         Outbox(ctx.redis, XAPI).push_in(pipe, statements, Limits.of(s), now)
     Outbox(ctx.redis, WEBHOOK).push_in(pipe, deliveries, Limits.of(s), now)
     pipe.execute()
+
+
+def _completion(
+    b: StatementBuilder,
+    student_id: str,
+    course: Course,
+    material: Material,
+    state: WatchState,
+    receivers: list[str],
+    now: float,
+) -> tuple[list[OutboxEntry], list[OutboxEntry]]:
+    """One completed material's `completed` statement (videos) and webhook deliveries."""
+    statements = []
+    if material.duration is not None:
+        video = Video(student_id, material.material_id, material.title, material.duration)
+        stmt = b.completed(video, state)
+        statements.append(statement_entry(student_id, material.material_id, stmt, now))
+    credited = state.progress if material.duration is not None else 100.0
+    event = webhooks.material_completed(
+        student_id, course.course_id, material.material_id, state.completed_at or now, credited
+    )
+    return statements, webhooks.deliveries(event, receivers, now)

@@ -85,7 +85,8 @@ def erase_progress(
         key = ProgressKey(student_id, m)
         part = key.partition
         calls.append((
-            [key.state, key.pending, part.dirty, part.leases, part.pending],
+            [key.state, key.pending, part.dirty, part.leases, part.pending, part.poison,
+             part.poison_why],  # fmt: skip
             [key.member, stored.get(m, (0, False))[0], VERSION_GAP, tombstone_ttl_s],
         ))  # fmt: skip
     versions = {}

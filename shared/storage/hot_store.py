@@ -37,6 +37,7 @@ from shared.storage.keys import (
     partitions,
     rate_limit_key,
 )
+from shared.storage.set_aside import UNREADABLE, SetAside, describe
 
 log = logging.getLogger(__name__)
 
@@ -466,33 +467,23 @@ class HotStore:
 
     def read(self, keys: list[ProgressKey]) -> list[HotEntry | None]:
         """Each key's entry, or None for one whose stored data cannot be parsed."""
+        return [e if isinstance(e, HotEntry) else None for e in self.read_entries(keys)]
+
+    def read_entries(self, keys: list[ProgressKey]) -> list[HotEntry | SetAside]:
+        """Each key's entry, or why one whose stored data cannot be parsed is unreadable."""
         pipe = self.client.pipeline(transaction=False)
         for key in keys:
             pipe.hmget(key.state, HOT_FIELDS)  # not the preview: only web processes read it
             pipe.lrange(key.pending, 0, -1)
         replies = pipe.execute()
-        entries: list[HotEntry | None] = []
+        entries: list[HotEntry | SetAside] = []
         for i in range(0, len(replies), 2):
             try:
                 fields = {f: v for f, v in zip(HOT_FIELDS, replies[i], strict=True) if v}
                 entries.append(parse_entry(fields, replies[i + 1]))
-            except (ValueError, KeyError, TypeError):
-                entries.append(None)
+            except (ValueError, KeyError, TypeError, IndexError) as exc:
+                entries.append(SetAside(UNREADABLE, "its buffered data: " + describe(exc)))
         return entries
-
-    def quarantine(self, keys: list[ProgressKey], now: float) -> None:
-        """Take keys out of the flush cycle without losing anything: their hot state and
-        heartbeats stay in Redis, listed in their partition's `poison` set for an operator
-        (README)."""
-        if not keys:
-            return
-        pipe = self.client.pipeline(transaction=False)
-        for key in keys:
-            part = key.partition
-            pipe.zrem(part.dirty, key.member)
-            pipe.hdel(part.leases, key.member)
-            pipe.zadd(part.poison, {key.member: now})
-        pipe.execute()
 
     def commit(self, folds: list[Fold]) -> list[bool]:
         """Store each fold unless someone else folded that key first (then it is skipped)."""
@@ -517,7 +508,15 @@ class HotStore:
         """
         calls: list[ScriptCall] = [
             (
-                [key.partition.dirty, key.partition.leases, key.state, key.pending, key.stored],
+                [
+                    key.partition.dirty,
+                    key.partition.leases,
+                    key.state,
+                    key.pending,
+                    key.stored,
+                    key.partition.poison,
+                    key.partition.poison_why,
+                ],  # fmt: skip
                 [key.member, version, next_due, ttl_s, "1" if completion else "", key.material_id],
             )
             for key, version, completion in written
