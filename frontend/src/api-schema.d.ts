@@ -466,9 +466,10 @@ export interface paths {
         };
         /**
          * Readyz
-         * @description 200 while the buffer's Redis answers (ingest needs nothing else); MongoDB's state is
-         *     reported only. On a Redis Cluster, 200 while any primary answers: a primary that is down
-         *     refuses only the students whose slots it holds, so the process still serves the others.
+         * @description 200 while the buffer's Redis answers (ingest needs nothing else); MongoDB's state, the
+         *     outboxes' depths and the buffer's durability (AOF) are reported only. On a Redis Cluster,
+         *     200 while any primary answers: a primary that is down refuses only the students whose
+         *     slots it holds, so the process still serves the others.
          */
         get: operations["readyz_readyz_get"];
         put?: never;
@@ -487,6 +488,19 @@ export interface components {
         BatchResults: {
             /** Results */
             results: components["schemas"]["ItemResult"][];
+        };
+        /** BufferDurability */
+        BufferDurability: {
+            /**
+             * Aof
+             * @description The buffer's Redis has AOF (appendonly yes); null when unknown (CONFIG refused, as on managed Redis, or Redis unavailable)
+             */
+            aof: boolean | null;
+            /**
+             * Appendfsync
+             * @description With AOF: always, everysec or no (on a cluster, the weakest primary's)
+             */
+            appendfsync: string | null;
         };
         /** ClassPage */
         ClassPage: {
@@ -846,6 +860,7 @@ export interface components {
         };
         /** Readiness */
         Readiness: {
+            buffer_durability: components["schemas"]["BufferDurability"];
             /** Mongodb */
             mongodb: string;
             /**
