@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import random
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,6 +57,15 @@ class Ledger:
         self.heartbeats += n
 
 
+@dataclass
+class Outcome:
+    """What the hostile students got: replies by status (and error code), the 5xx, ledgers."""
+
+    replies: Counter[str] = field(default_factory=Counter)
+    server_errors: list[str] = field(default_factory=list)
+    ledgers: dict[str, Ledger] = field(default_factory=dict)
+
+
 class Adversary:
     """Hostile students sending at the same time as the honest ones, on their own connections
     (so the generator's own concurrency bound never shields or slows the honest load)."""
@@ -74,9 +84,9 @@ class Adversary:
         self.videos = videos
         self.max_body_bytes = max_body_bytes
         self.rng = random.Random(f"{seed}:adversary")
-        self.replies: Counter[str] = Counter()
-        self.server_errors: list[str] = []
-        self.ledgers = {sid: Ledger() for sid in tokens}
+        self.outcome = Outcome(ledgers={sid: Ledger() for sid in tokens})
+        self.replies, self.server_errors = self.outcome.replies, self.outcome.server_errors
+        self.ledgers = self.outcome.ledgers
         self.tasks: list[asyncio.Task[None]] = []
         self.stopping = False
         self.roles = roles
@@ -259,8 +269,46 @@ def _garbage_cases(mid: str, d: float) -> list[tuple[str, bytes]]:
     ]
 
 
+class AdversaryProcess:
+    """The hostile students in a process of their own, so that building and parsing their
+    bodies never stalls the generator's event loop (which times the honest requests)."""
+
+    def __init__(self, host: str, port: int, *args: Any) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.stopping = ctx.Event()
+        self.results, child = ctx.Pipe(duplex=False)
+        self.proc = ctx.Process(target=_child, args=(host, port, args, self.stopping, child))
+        self.child = child
+        self.hostile = len(args[0])
+
+    def start(self) -> None:
+        self.proc.start()
+        self.child.close()  # ours closed: recv raises EOFError if the process dies
+
+    async def stop(self) -> Outcome:
+        """Stop sending; what they got (raises if the process died without a word)."""
+        self.stopping.set()
+        outcome: Outcome = await asyncio.to_thread(self.results.recv)
+        await asyncio.to_thread(self.proc.join, 30.0)
+        return outcome
+
+
+def _child(host: str, port: int, args: tuple[Any, ...], stopping: Any, results: Any) -> None:
+    async def main() -> Outcome:
+        http = HttpPool(host, port)
+        adversary = Adversary(http, *args)
+        adversary.start()
+        while not stopping.is_set():
+            await asyncio.sleep(0.2)
+        await adversary.stop()
+        await http.aclose()
+        return adversary.outcome
+
+    results.send(asyncio.run(main()))
+
+
 def credit_report(
-    adversary: Adversary, progress_docs: list[dict[str, Any]], max_rate: float
+    adversary: Outcome, progress_docs: list[dict[str, Any]], max_rate: float
 ) -> tuple[float, list[str]]:
     """(the worst credited / bound ratio over hostile students, the students over it).
 
