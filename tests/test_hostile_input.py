@@ -33,7 +33,7 @@ def settings(redis_url: str, mongo_url: str) -> Settings:
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings, clock=MockedClock(NOW))) as c:
-        admin = bearer(settings, "root", "admin")
+        admin = bearer(settings, "root", "admin", now=NOW)
         assert c.put(f"/api/courses/{COURSE_ID}", json=COURSE, headers=admin).status_code == 201
         r = c.put(f"/api/courses/{COURSE_ID}/enrollments/{STUDENT}", headers=admin)
         assert r.status_code == 201
@@ -83,7 +83,10 @@ def test_ids_in_paths_and_queries_are_refused_on_every_route(
     for method, path, role, field in ROUTES:
         body = {"material_ids": ["v-100"]} if path.startswith("/api/progress/videos") else None
         r = client.request(
-            method, path.format(raw), json=body, headers=bearer(settings, USERS[role], role)
+            method,
+            path.format(raw),
+            json=body,
+            headers=bearer(settings, USERS[role], role, now=NOW),
         )
         assert r.status_code == 422, (method, path, r.text)
         error = r.json()["error"]
@@ -95,19 +98,19 @@ def test_ids_in_paths_and_queries_are_refused_on_every_route(
 def test_ids_of_128_printable_characters_are_looked_up(
     client: TestClient, settings: Settings
 ) -> None:
-    headers = bearer(settings, STUDENT)
+    headers = bearer(settings, STUDENT, now=NOW)
     for unknown in ("x" * 128, "an id with spaces", "élève-ß"):
         r = client.get(f"/api/progress/video/{unknown}/status", headers=headers)
         assert r.status_code == 404, (unknown, r.text)  # allowed, and not in the catalog
 
 
 def test_the_role_is_checked_before_the_id(client: TestClient, settings: Settings) -> None:
-    r = client.get("/api/teacher/courses/a%00b/stats", headers=bearer(settings, STUDENT))
+    r = client.get("/api/teacher/courses/a%00b/stats", headers=bearer(settings, STUDENT, now=NOW))
     assert r.status_code == 403
 
 
 def test_a_course_names_printable_teacher_ids(client: TestClient, settings: Settings) -> None:
-    admin = bearer(settings, "root", "admin")
+    admin = bearer(settings, "root", "admin", now=NOW)
     course = {**COURSE, "teacher_ids": ["t-phys", "t\x00x"]}
     r = client.put("/api/courses/c-new", json=course, headers=admin)
     assert r.status_code == 422
@@ -117,7 +120,9 @@ def test_a_course_names_printable_teacher_ids(client: TestClient, settings: Sett
 
 def watch(c: TestClient, settings: Settings, **body: Any) -> Any:
     return c.post(
-        "/api/progress/video/v-100/watch-time", json=body, headers=bearer(settings, STUDENT)
+        "/api/progress/video/v-100/watch-time",
+        json=body,
+        headers=bearer(settings, STUDENT, now=NOW),
     )
 
 
@@ -149,7 +154,9 @@ def test_the_batch_route_judges_each_item_by_the_same_rules(
         {"material_id": "v-600", **heartbeat(7, total=600, client_ts=iso(NOW - 60))},
     ]
     r = client.post(
-        "/api/progress/heartbeats", json={"heartbeats": items}, headers=bearer(settings, STUDENT)
+        "/api/progress/heartbeats",
+        json={"heartbeats": items},
+        headers=bearer(settings, STUDENT, now=NOW),
     )
     assert r.status_code == 202, r.text
     got = [(x["index"], x["accepted"], (x["error"] or {}).get("code")) for x in r.json()["results"]]
@@ -192,7 +199,7 @@ def test_the_export_answers_whatever_is_stored(
         {"student_id": STUDENT}, {"$set": {"progress_percentage": float("nan"), "updated_at": 1e20}}
     )
 
-    r = client.get("/api/progress/export", headers=bearer(settings, STUDENT))
+    r = client.get("/api/progress/export", headers=bearer(settings, STUDENT, now=NOW))
 
     assert r.status_code == 200, r.text
     export = r.json()
@@ -209,4 +216,6 @@ def test_the_export_answers_whatever_is_stored(
     for url in ("/api/progress/export?format=xapi", f"/api/admin/students/{STUDENT}/export"):
         role = "admin" if "admin" in url else "student"
         user = "root" if role == "admin" else STUDENT
-        assert client.get(url, headers=bearer(settings, user, role)).status_code == 200, url
+        assert client.get(url, headers=bearer(settings, user, role, now=NOW)).status_code == 200, (
+            url
+        )
