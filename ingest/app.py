@@ -16,6 +16,7 @@ from ingest import (
     routes_export,
     routes_matrix,
     routes_me,
+    routes_poison,
     routes_progress,
     routes_service,
     routes_teacher,
@@ -74,6 +75,7 @@ def create_app(
     app.include_router(routes_matrix.router)
     app.include_router(routes_me.router)
     app.include_router(routes_export.router)
+    app.include_router(routes_poison.router)
     app.include_router(routes_service.router)
     if settings.environment == "development":
         app.include_router(routes_dev.router)

@@ -7,6 +7,11 @@ the role, and a route whose query can be refused (422) before the lookup (404) c
 Every dependency is `async def`: FastAPI runs plain `def` ones in a thread pool.
 `Reads` and `ExportReads` count the caller's reads against READ_RATE_LIMIT_PER_MINUTE; they go
 after the role, so that a caller without the role gets its 403 first.
+
+Ids a client names in a path or a query (`CourseId`, `MaterialId`, `StudentId`,
+`StudentIdQuery`) are 1-128 printable characters (API.md, "Hostile input"), else `422`. A
+dependency that takes one declares it with the same alias, so a refused id never reaches its
+lookup (FastAPI skips a dependency whose own parameters failed).
 """
 
 from __future__ import annotations
@@ -15,13 +20,13 @@ import math
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request
 
 from ingest.auth import current_principal, require_role
 from ingest.context import AppContext, CatalogCache
 from ingest.metrics import READS_RATE_LIMITED
 from ingest.progress_service import ProgressService
-from shared.domain.catalog import Course, MaterialRef
+from shared.domain.catalog import Course, MaterialRef, PrintableId
 from shared.errors import Forbidden, NotFound, RateLimited
 from shared.tokens import Principal
 
@@ -39,6 +44,14 @@ async def get_ctx(request: Request) -> AppContext:
 async def get_progress_service(request: Request) -> ProgressService:
     return request.app.state.progress  # type: ignore[no-any-return]  # starlette's State
 
+
+_PRINTABLE = "1-128 printable characters"
+CourseId = Annotated[PrintableId, Path(description=f"the course id ({_PRINTABLE})")]
+MaterialId = Annotated[PrintableId, Path(description=f"the material id ({_PRINTABLE})")]
+StudentId = Annotated[PrintableId, Path(description=f"the student id ({_PRINTABLE})")]
+StudentIdQuery = Annotated[
+    PrintableId | None, Query(description=f"admins: the student ({_PRINTABLE})")
+]
 
 Ctx = Annotated[AppContext, Depends(get_ctx)]
 Progress = Annotated[ProgressService, Depends(get_progress_service)]
@@ -93,11 +106,11 @@ def check_teaches(principal: Principal, course: Course) -> Course:
     return course
 
 
-async def path_course(course_id: str, ctx: Ctx) -> Course:
+async def path_course(course_id: CourseId, ctx: Ctx) -> Course:
     return course_or_404(ctx.catalog, course_id)
 
 
-async def path_material(material_id: str, ctx: Ctx) -> MaterialRef:
+async def path_material(material_id: MaterialId, ctx: Ctx) -> MaterialRef:
     return await material_or_404(ctx.catalog, material_id)
 
 

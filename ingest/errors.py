@@ -15,7 +15,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ingest.metrics import HEARTBEATS_REJECTED
-from shared.errors import RetryLater, ServiceError, Unauthenticated
+from shared.errors import ClientTsOutOfRange, RetryLater, ServiceError, Unauthenticated
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +43,17 @@ def validation_details(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, An
     ]
 
 
-def invalid_response(errors: Iterable[Mapping[str, Any]]) -> JSONResponse:
-    details = validation_details(errors)
+# Validation rules that API.md gives an error code of their own (when the first error's).
+_CODED_RULES = {ClientTsOutOfRange.code}
+
+
+def invalid_response(errors: Iterable[Mapping[str, Any]]) -> tuple[JSONResponse, str]:
+    """The 422 for validation errors (each named once), and its error code."""
+    details = list({(d["field"], d["rule"]): d for d in validation_details(errors)}.values())
     first = details[0] if details else {"field": "body", "rule": "invalid"}
     message = f"{first['field']}: {first.get('message') or first['rule']}"
-    return error_response(422, "invalid", message, details)
+    code = first["rule"] if first["rule"] in _CODED_RULES else "invalid"
+    return error_response(422, code, message, details), code
 
 
 def _unavailable() -> JSONResponse:
@@ -82,7 +88,7 @@ def response_for(exc: Exception, method: str, path: str) -> tuple[JSONResponse, 
             headers = {"Retry-After": str(exc.retry_after_s)}
         return error_response(exc.status, exc.code, exc.message, exc.details, headers), exc.code
     if isinstance(exc, RequestValidationError):  # the request's, not a bug's ValidationError
-        return invalid_response(exc.errors()), "invalid"
+        return invalid_response(exc.errors())
     if isinstance(exc, StarletteHTTPException):
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers), code

@@ -4,7 +4,8 @@
 10 s. Through FastAPI about half of its time went to the framework's per-request machinery
 (routing, dependency solving, exit stacks, exception wrappers: see README, Performance). This
 middleware answers it with the same steps in the same order as FastAPI takes them (body limit,
-JSON decoding, bearer token and role, body schema, then `record_heartbeat`) and the same error
+JSON decoding, bearer token and role, the path's id and the body schema, then
+`record_heartbeat`) and the same error
 shape, and passes every other request on. The FastAPI route stays declared, for the schema and
 for an app built with `create_app(fast_path=False)`; tests/test_fast_path.py holds the two to
 the same answers.
@@ -18,7 +19,7 @@ import time
 from typing import Any
 
 from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from pydantic_core import to_json
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
@@ -30,9 +31,11 @@ from ingest.errors import TooLarge, answer_error, count_refusal, read_body, too_
 from ingest.metrics import INGEST_SECONDS
 from ingest.models import HeartbeatBody
 from ingest.routes_progress import record_heartbeat
+from shared.domain.catalog import PrintableId
 
 ROUTE = re.compile(r"/api/progress/video/([^/]+)/watch-time")
 _MISSING = object()
+_VIDEO_ID: TypeAdapter[str] = TypeAdapter(PrintableId)  # the route's `video_id: MaterialId`
 
 
 class WatchTimeFastPath:
@@ -78,14 +81,25 @@ class WatchTimeFastPath:
         state = scope["app"].state
         principal = await bearer_principal(state.ctx.verifier, authorization)
         student = check_role(principal, ("student",))
+        errors = _path_errors(video_id)  # FastAPI reports the path's errors, then the body's
         if raw is _MISSING:
-            missing = {"type": "missing", "loc": ("body",), "msg": "Field required"}
-            raise RequestValidationError([missing])
-        try:
-            body = HeartbeatBody.model_validate(raw, from_attributes=True)  # as FastAPI does
-        except ValidationError as exc:
-            raise RequestValidationError(exc.errors()) from None
+            errors.append({"type": "missing", "loc": ("body",), "msg": "Field required"})
+        else:
+            try:
+                body = HeartbeatBody.model_validate(raw, from_attributes=True)  # as FastAPI does
+            except ValidationError as exc:
+                errors += exc.errors()
+        if errors:
+            raise RequestValidationError(errors)
         return to_json(await record_heartbeat(state.progress, student, video_id, body))
+
+
+def _path_errors(video_id: str) -> list[Any]:
+    try:
+        _VIDEO_ID.validate_python(video_id)
+    except ValidationError as exc:
+        return [{**err, "loc": ("path", "video_id", *err["loc"])} for err in exc.errors()]
+    return []
 
 
 def decode_body(body: bytes, content_type: bytes | None) -> Any:

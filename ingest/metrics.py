@@ -23,6 +23,7 @@ from shared.integrations.outbox import DROP_REASONS, OUTBOXES
 from shared.storage.clients import Buffer
 from shared.storage.hot_store import NODE_DOWN
 from shared.storage.keys import Partition, partitions
+from shared.storage.set_aside import REASONS
 from shared.storage.stats import BATCH_BUCKETS, read_stats
 
 HEARTBEATS_ACCEPTED = Counter(
@@ -49,7 +50,6 @@ _COUNTERS = {
     "takeovers": "Keys taken over from a worker that did not finish",
     "completions": "Materials that crossed the completion threshold",
     "flush_failures": "Flushes postponed because MongoDB was unavailable",
-    "quarantined": "Keys set aside in the poison sets because a flush could not process them",
     "overclaimed_heartbeats": "Heartbeats whose claims went over the verified-watching budget",
     "interop_errors": "Flushes whose xAPI statements could not be queued (the flush went on)",
 }
@@ -112,6 +112,14 @@ class SystemCollector(Collector):
         )
         for name, doc in _COUNTERS.items():
             yield CounterMetricFamily(f"videoprogress_{name}", doc, value=stats.get(name, 0.0))
+        set_aside = CounterMetricFamily(
+            "videoprogress_quarantined",
+            "Keys set aside in the poison sets (a flush could not store them), by reason",
+            labels=["reason"],
+        )
+        for reason in REASONS:
+            set_aside.add_metric([reason], stats.get(f"quarantined:{reason}", 0.0))
+        yield set_aside
         yield from _outbox_metrics(stats, outbox_sizes)
         buckets, running = [], 0.0
         for bound in (*BATCH_BUCKETS, "inf"):

@@ -5,12 +5,39 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from shared.domain.analytics import ClassRow
 from shared.domain.catalog import Identifier
+from shared.errors import ClientTsOutOfRange
 
 Seconds = Annotated[float, Field(ge=0, le=24 * 3600)]
+
+
+def _client_date(value: Any, handler: ValidatorFunctionWrapHandler) -> datetime:
+    """Any refusal of `client_ts` is `client_ts_out_of_range` (its age is checked by the route,
+    which knows the server's time)."""
+    try:
+        return handler(value)  # type: ignore[no-any-return]  # pydantic's handler is untyped
+    except ValidationError as exc:
+        raise PydanticCustomError(
+            ClientTsOutOfRange.code,  # the error code API.md gives it
+            "client_ts must be an ISO 8601 date and time with a time zone ({reason})",
+            {"reason": exc.errors()[0]["msg"]},
+        ) from None
+
+
+ClientTs = Annotated[AwareDatetime, WrapValidator(_client_date)]
 
 
 class _Strict(BaseModel):
@@ -21,8 +48,14 @@ class _Strict(BaseModel):
 class HeartbeatBody(_Strict):
     watch_time: Seconds = Field(description="The player's current position, in seconds")
     total_duration: float = Field(gt=0, le=24 * 3600, description="The video's duration")
-    client_ts: AwareDatetime | None = Field(None, description="When the player took the reading")
-    session_id: str | None = Field(None, min_length=1, max_length=128)
+    client_ts: ClientTs | None = Field(
+        None,
+        description="When the player took the reading; at most MAX_CLIENT_AGE_S (30 days) old, "
+        "clamped to 60 s ahead of the server's clock",
+    )
+    session_id: Identifier | None = Field(
+        None, description="One per page load: 1-128 of A-Z a-z 0-9 - _ . :"
+    )
     seq: int | None = Field(None, ge=0, le=2**53)
     played: list[tuple[Seconds, Seconds]] | None = Field(
         None, max_length=50, description="[start, end] ranges played since the last heartbeat"
@@ -225,6 +258,20 @@ class TaughtCourse(BaseModel):
     enrolled: int
     average_progress: float
     completion_rate: float
+
+
+class SetAsideRow(BaseModel):
+    key: str = Field(description="`<material_id>|<student_id>`, as `poison retry --key` takes it")
+    student_id: str
+    material_id: str
+    set_aside_at: datetime = Field(description="when a flush last set it aside")
+    reason: Literal["unreadable", "invalid_document", "write_error"]
+    error: str = Field(description="the error as it was raised")
+
+
+class SetAsidePage(BaseModel):
+    rows: list[SetAsideRow]
+    next_cursor: str | None
 
 
 class MyCourses(BaseModel):

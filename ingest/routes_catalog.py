@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from ingest.deps import Admin, AnyUser, CourseDep, Ctx, Progress
+from ingest.deps import Admin, AnyUser, CourseDep, CourseId, Ctx, Progress, StudentId
 from shared.domain.catalog import ID_PATTERN, Course, CourseBody
 from shared.errors import Forbidden, NotFound
 from shared.ops import admin_ops
@@ -44,7 +44,7 @@ async def put_course(
 
 @router.get("/{course_id}", response_model=Course)
 async def get_course(
-    course_id: str, principal: AnyUser, course: CourseDep, progress: Progress
+    course_id: CourseId, principal: AnyUser, course: CourseDep, progress: Progress
 ) -> Course:
     """The course, for its enrolled students, its teachers and admins."""
     if principal.role == "teacher" and principal.user_id not in course.teacher_ids:
@@ -61,7 +61,12 @@ async def get_course(
     responses={200: {"model": Enrollment, "description": "Already enrolled"}},
 )
 async def enroll(
-    course_id: str, student_id: str, admin: Admin, _: CourseDep, ctx: Ctx, response: Response
+    course_id: CourseId,
+    student_id: StudentId,
+    admin: Admin,
+    _: CourseDep,
+    ctx: Ctx,
+    response: Response,
 ) -> Enrollment:
     """Enroll a student (201 when new, 200 when already enrolled)."""
     created = await run_in_threadpool(
@@ -73,7 +78,7 @@ async def enroll(
 
 @router.delete("/{course_id}/enrollments/{student_id}", status_code=204)
 async def unenroll(
-    course_id: str, student_id: str, admin: Admin, _: CourseDep, ctx: Ctx
+    course_id: CourseId, student_id: StudentId, admin: Admin, _: CourseDep, ctx: Ctx
 ) -> Response:
     """Unenroll a student (404 when they were not enrolled)."""
     removed = await run_in_threadpool(

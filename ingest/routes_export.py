@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
 from ingest.context import AppContext
-from ingest.deps import Admin, Ctx, ExportReads, Student
+from ingest.deps import Admin, Ctx, ExportReads, Student, StudentId
 from shared.ops.export import student_export, student_export_xapi
 
 router = APIRouter(tags=["data export"])
@@ -45,7 +45,11 @@ async def export_own(
 
 @router.get("/api/admin/students/{student_id}/export")
 async def export_student(
-    student_id: str, admin: Admin, _reads: ExportReads, ctx: Ctx, format: ExportFormat = "json"
+    student_id: StudentId,
+    admin: Admin,
+    _reads: ExportReads,
+    ctx: Ctx,
+    format: ExportFormat = "json",
 ) -> dict[str, Any]:
     """The same export for any student (admins only; `403` for everyone else), counted against
     the admin's read limit."""

@@ -10,7 +10,7 @@ from fastapi.responses import StreamingResponse
 from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
 
-from ingest.deps import Ctx, TeacherOrAdmin, check_teaches, course_or_404
+from ingest.deps import CourseId, Ctx, TeacherOrAdmin, check_teaches, course_or_404
 from ingest.models import ProgressMatrix
 from ingest.routes_teacher import SortParam
 from shared.domain import analytics
@@ -28,7 +28,7 @@ MAX_ROWS = 5000
     responses={200: {"content": {"text/csv": {}}}},
 )
 async def progress_matrix(
-    course_id: str,
+    course_id: CourseId,
     principal: TeacherOrAdmin,
     ctx: Ctx,
     sort: SortParam = "student_id",

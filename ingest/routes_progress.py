@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from ingest.deps import (
+    CourseId,
     MaterialDep,
+    MaterialId,
     Progress,
     Reads,
     Student,
+    StudentIdQuery,
     StudentOrAdmin,
     course_or_404,
     material_or_404,
@@ -36,7 +39,7 @@ from ingest.models import (
 from ingest.progress_service import ProgressService, Submission, material_status
 from shared.domain.catalog import MaterialRef, durations_agree
 from shared.domain.progress import Heartbeat
-from shared.errors import Forbidden, InvalidInput, ServiceError
+from shared.errors import ClientTsOutOfRange, Forbidden, InvalidInput, ServiceError
 from shared.tokens import Principal
 
 router = APIRouter(prefix="/api/progress", tags=["student progress"])
@@ -58,8 +61,26 @@ def subject_of(principal: Principal, student_id: str | None) -> str:
     return principal.user_id
 
 
-def to_heartbeat(body: HeartbeatBody, ref: MaterialRef, received_at: float) -> Heartbeat:
-    """Validate against the catalog (which wins over the player) and stamp the receive time."""
+def client_time(body: HeartbeatBody, received_at: float, max_age_s: float) -> float | None:
+    """The reading's time by the player's clock, clamped to CLIENT_CLOCK_AHEAD_S ahead of ours;
+    ClientTsOutOfRange when it is more than `max_age_s` old."""
+    if body.client_ts is None:
+        return None
+    client_ts = body.client_ts.timestamp()
+    if client_ts < received_at - max_age_s:
+        raise ClientTsOutOfRange(
+            f"client_ts is more than {max_age_s:g} s before the server's time",
+            [{"field": "client_ts", "rule": ClientTsOutOfRange.code, "max_age_s": max_age_s}],
+        )
+    return min(client_ts, received_at + CLIENT_CLOCK_AHEAD_S)
+
+
+def to_heartbeat(
+    body: HeartbeatBody, ref: MaterialRef, received_at: float, max_client_age_s: float
+) -> Heartbeat:
+    """Validate against the catalog (which wins over the player) and the server's clock, and
+    stamp the receive time."""
+    client_ts = client_time(body, received_at, max_client_age_s)
     duration = ref.material.duration
     if ref.material.type != "video" or duration is None:
         raise InvalidInput(
@@ -71,9 +92,6 @@ def to_heartbeat(body: HeartbeatBody, ref: MaterialRef, received_at: float) -> H
             f"total_duration {body.total_duration} disagrees with the catalog's {duration}",
             [{"field": "total_duration", "rule": "catalog_mismatch", "catalog": duration}],
         )
-    client_ts = body.client_ts.timestamp() if body.client_ts else None
-    if client_ts is not None:
-        client_ts = min(client_ts, received_at + CLIENT_CLOCK_AHEAD_S)
     return Heartbeat(
         received_at=received_at,
         watch_time=min(body.watch_time, duration),
@@ -88,7 +106,7 @@ def to_heartbeat(body: HeartbeatBody, ref: MaterialRef, received_at: float) -> H
 
 @router.post("/video/{video_id}/watch-time", status_code=202, response_model=HeartbeatAccepted)
 async def post_watch_time(
-    video_id: str, body: HeartbeatBody, student: Student, service: Progress
+    video_id: MaterialId, body: HeartbeatBody, student: Student, service: Progress
 ) -> JSONResponse:
     """Record one heartbeat. `202` means it is durably buffered; the reply is the state as of
     this heartbeat.
@@ -106,7 +124,8 @@ async def record_heartbeat(
     """Buffer one heartbeat and return the reply's body (HeartbeatAccepted's shape, built
     directly: this is the hottest path); raises the ServiceError that refused it."""
     ref = await material_or_404(service.ctx.catalog, video_id)
-    hb = to_heartbeat(body, ref, service.ctx.clock.time())
+    ctx = service.ctx
+    hb = to_heartbeat(body, ref, ctx.clock.time(), ctx.settings.max_client_age_s)
     submission = service.submission(student.user_id, ref, video_id, [hb])
     [outcome] = await service.submit(student.user_id, [submission], want_state=True)
     if isinstance(outcome, ServiceError):
@@ -136,7 +155,7 @@ async def post_heartbeats(
         try:
             item = _validate_item(raw)
             ref = await material_or_404(service.ctx.catalog, item.material_id)
-            hb = to_heartbeat(item, ref, now)
+            hb = to_heartbeat(item, ref, now, service.ctx.settings.max_client_age_s)
         except ServiceError as exc:
             results[index] = _rejected(index, exc)
             continue
@@ -160,7 +179,9 @@ def _validate_item(raw: Any) -> HeartbeatItem:
         return HeartbeatItem.model_validate(raw)
     except ValidationError as exc:
         details = validation_details(exc.errors())
-        raise InvalidInput(f"{details[0]['field']}: {details[0]['message']}", details) from None
+        coded = details[0]["rule"] == ClientTsOutOfRange.code
+        refusal = ClientTsOutOfRange if coded else InvalidInput
+        raise refusal(f"{details[0]['field']}: {details[0]['message']}", details) from None
 
 
 def _rejected(index: int, exc: ServiceError) -> ItemResult:
@@ -171,11 +192,11 @@ def _rejected(index: int, exc: ServiceError) -> ItemResult:
 
 @router.get("/video/{video_id}/status", response_model=MaterialStatus)
 async def get_status(
-    video_id: str,
+    video_id: MaterialId,
     principal: StudentOrAdmin,
     _reads: Reads,
     service: Progress,
-    student_id: Annotated[str | None, Query(max_length=256)] = None,
+    student_id: StudentIdQuery = None,
 ) -> MaterialStatus:
     """Where to resume and how much was watched; reflects every accepted heartbeat."""
     subject = subject_of(principal, student_id)  # a refused ?student_id= answers before a 404
@@ -190,7 +211,7 @@ async def post_statuses(
     principal: StudentOrAdmin,
     _reads: Reads,
     service: Progress,
-    student_id: Annotated[str | None, Query(max_length=256)] = None,
+    student_id: StudentIdQuery = None,
 ) -> StatusBatch:
     """Many statuses in one request (the course page's one request instead of N)."""
     subject = subject_of(principal, student_id)
@@ -211,7 +232,7 @@ async def post_statuses(
 
 @router.post("/material/{material_id}/complete", status_code=202, response_model=CompletionAccepted)
 async def post_complete(
-    material_id: str, student: Student, ref: MaterialDep, service: Progress
+    material_id: MaterialId, student: Student, ref: MaterialDep, service: Progress
 ) -> CompletionAccepted:
     """Mark a non-video material (pdf, link) complete; sticky and idempotent."""
     if ref.material.type == "video":
@@ -229,11 +250,11 @@ async def post_complete(
 
 @router.get("/course/{course_id}", response_model=CourseProgress)
 async def get_course_progress(
-    course_id: str,
+    course_id: CourseId,
     principal: StudentOrAdmin,
     _reads: Reads,
     service: Progress,
-    student_id: Annotated[str | None, Query(max_length=256)] = None,
+    student_id: StudentIdQuery = None,
 ) -> CourseProgress:
     """Course progress: completed materials / all materials x 100, with per-module detail."""
     subject = subject_of(principal, student_id)  # a refused ?student_id= answers before a 404

@@ -13,8 +13,11 @@ from starlette.concurrency import run_in_threadpool
 
 from ingest.deps import (
     Admin,
+    CourseId,
     Ctx,
+    MaterialId,
     Progress,
+    StudentId,
     TaughtCourseDep,
     TeacherOrAdmin,
     check_teaches,
@@ -23,7 +26,7 @@ from ingest.deps import (
 )
 from ingest.models import ClassPage, CourseProgress, CourseStats, Retention
 from shared.domain import analytics
-from shared.domain.catalog import ID_PATTERN
+from shared.domain.catalog import ID_PATTERN, PrintableId
 from shared.errors import InvalidInput
 from shared.ops import teacher_views
 from shared.ops.erasure import erase_progress
@@ -56,7 +59,7 @@ def inactive_since(now: float, days: int | None) -> float | None:
     responses={200: {"content": {"text/csv": {}}}},
 )
 async def class_progress(
-    course_id: str,
+    course_id: CourseId,
     principal: TeacherOrAdmin,
     ctx: Ctx,
     request: Request,
@@ -113,8 +116,8 @@ async def class_progress(
     response_model=CourseProgress,
 )
 async def student_progress(
-    course_id: str,  # declared here too, so the schema lists it first, as the path does
-    student_id: str,
+    course_id: CourseId,  # declared here too, so the schema lists it first, as the path does
+    student_id: StudentId,
     principal: TeacherOrAdmin,
     course: TaughtCourseDep,
     service: Progress,
@@ -133,7 +136,7 @@ async def course_stats(
 
 @router.get("/api/teacher/materials/{material_id}/retention", response_model=Retention)
 async def material_retention(
-    material_id: str,
+    material_id: MaterialId,
     principal: TeacherOrAdmin,
     ctx: Ctx,
     buckets: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -160,7 +163,7 @@ async def material_retention(
 async def erase(
     admin: Admin,
     ctx: Ctx,
-    student_id: Annotated[str, Query(min_length=1, max_length=256)],
+    student_id: Annotated[PrintableId, Query(description="the student")],
     material_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
 ) -> dict[str, Any]:
     """Erase a student's progress (one material, or all) from MongoDB, Redis hot state and

@@ -35,6 +35,12 @@ class InvalidInput(ServiceError):
     code = "invalid"
 
 
+class ClientTsOutOfRange(InvalidInput):
+    """A heartbeat's `client_ts` is older than MAX_CLIENT_AGE_S, or not a date."""
+
+    code = "client_ts_out_of_range"
+
+
 class RetryLater(ServiceError):
     """The request was fine but cannot be served now; the client retries after a delay."""
 

@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     # a player's heartbeats (one per 10 s), so an outage of the worker tier of that long costs
     # at most ~1 MB per key; past it ingest answers 503 for that key only.
     max_pending_per_key: int = Field(3600, ge=10)
+    # A heartbeat's client_ts older than this is refused (422 client_ts_out_of_range): a
+    # tracker's outbox keeps heartbeats for days, never for a month.
+    max_client_age_s: float = Field(30 * 24 * 3600.0, gt=0)
 
     # Verified watching (README, "What counts as watched"): credited watched seconds are at most
     # MAX_PLAYBACK_RATE x the server time over which heartbeats arrived + VIEWING_SLACK_S, a

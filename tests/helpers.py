@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -132,6 +133,15 @@ def lease_expiries(r: Buffer) -> list[float]:
     for part in partitions():
         pipe.hvals(part.leases)
     return [float(v) for values in pipe.execute() for v in values]
+
+
+def inject_pending(r: Buffer, student: str, raw: dict[str, Any], material: str = "v-100") -> None:
+    """A pending heartbeat written straight into the buffer, as an older version could have
+    left it: counted and due at once like one ingest appended, but never checked."""
+    key = ProgressKey(student, material)
+    r.rpush(key.pending, json.dumps(raw))
+    r.incr(key.partition.pending)
+    r.zadd(key.partition.dirty, {key.member: 0}, nx=True)
 
 
 def poisoned(r: Buffer) -> list[bytes]:

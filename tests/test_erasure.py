@@ -279,7 +279,7 @@ def watch_again_after_the_erasure(c: Campus, who: dict[str, str]) -> None:
 
 
 FLUSH_STEPS = [
-    pytest.param("hot", "read", True, id="keys read"),
+    pytest.param("hot", "read_entries", True, id="keys read"),
     pytest.param("flush", "announce_flush", True, id="statements queued"),
     pytest.param("hot", "commit", True, id="fold committed"),
     pytest.param("mongo", "write_states", False, id="write on the wire"),

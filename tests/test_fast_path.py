@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -192,6 +193,54 @@ def test_refusals_are_the_same(
     assert set(got["body"]) == {"error"} and got["body"]["error"]["message"]
     if status == 401:
         assert got["headers"]["www-authenticate"] == "Bearer"
+
+
+A_MONTH_AGO = (datetime.now(UTC) - timedelta(days=31)).isoformat()
+# API.md, "Hostile input": one row per rule, with the error code each answer must carry.
+HOSTILE = [
+    case("session id with a NUL", body(watch_time=1, session_id="a\x00b"), 422, "invalid"),
+    case("session id with a space", body(watch_time=1, session_id="a b"), 422, "invalid"),
+    case("session id of 129", body(watch_time=1, session_id="s" * 129), 422, "invalid"),
+    case("empty session id", body(watch_time=1, session_id=""), 422, "invalid"),
+    case("client_ts in year 1", body(watch_time=1, client_ts="0001-01-01T00:00:00+01:00"),
+         422, "client_ts_out_of_range"),
+    case("client_ts a month old", body(watch_time=1, client_ts=A_MONTH_AGO), 422,
+         "client_ts_out_of_range"),
+    case("client_ts not a date", body(watch_time=1, client_ts="2026-13-45T00:00:00Z"), 422,
+         "client_ts_out_of_range"),
+    case("client_ts without a zone", body(watch_time=1, client_ts="2026-01-01T00:00:00"), 422,
+         "client_ts_out_of_range"),
+    case("video id with a NUL", body(watch_time=1), 422, "invalid", video="a%00b"),
+    case("video id with a newline", body(watch_time=1), 422, "invalid", video="a%0Ab"),
+    case("video id of 129", body(watch_time=1), 422, "invalid", video="v" * 129),
+    case("video id and body both bad", body(watch_time=150), 422, "invalid", video="a%00b"),
+    case("video id bad, body missing", "", 422, "invalid", video="a%00b"),
+    # FastAPI checks the token, then the path and the body together: so does the fast path.
+    case("video id bad, no token", body(watch_time=1), 401, "unauthenticated", video="a%00b",
+         **NO_TOKEN),
+    case("video id bad, malformed JSON", '{"watch_time": ', 422, "invalid", video="a%00b"),
+    case("unknown video of 128", body(watch_time=1), 404, "not_found", video="v" * 128),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("content", "request_", "status", "code"), HOSTILE)
+def test_hostile_input_is_refused_alike(
+    clients: dict[bool, TestClient],
+    settings: Settings,
+    content: str,
+    request_: dict[str, Any],
+    status: int,
+    code: str,
+) -> None:
+    got = both(clients, settings, content=content, expect_reason=code, **request_)
+    assert (got["status"], got["body"]["error"]["code"]) == (status, code), got
+
+
+def test_both_name_every_refused_field(clients: dict[bool, TestClient], settings: Settings) -> None:
+    content = body(watch_time=1, session_id="a b", playback_rate=99)
+    got = both(clients, settings, "a%00b", content, expect_reason="invalid")
+    fields = [d["field"] for d in got["body"]["error"]["details"]]
+    assert fields == ["path.video_id", "session_id", "playback_rate"]  # the path's first
 
 
 def test_json_with_a_parameter_in_the_content_type_is_json(

@@ -26,6 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from bson.errors import InvalidDocument
 from pymongo import ASCENDING, DESCENDING, ReplaceOne, UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
@@ -525,7 +526,76 @@ def test_binary_round_trips_as_bytes(mongo_db: Database[dict[str, Any]]) -> None
     assert isinstance(doc["rollup"], bytes) and doc["rollup"] == data
 
 
-# Erasure (shared/storage/mongo_store.py): tombstones replace documents only below their
+# 10. what a flush sets aside, and rewriting the states 0.7 stored
+
+
+def test_a_field_name_with_a_nul_fails_its_whole_batch_before_it_is_sent(
+    progress: Collection[dict[str, Any]],
+) -> None:
+    # pymongo refuses it while encoding: nothing of the batch lands (so halving it is safe).
+    ops = [
+        UpdateOne({"_id": "a"}, {"$set": {"n": 1}}, upsert=True),
+        UpdateOne({"_id": "b"}, {"$set": {"readings": {"a\x00b": [1.0]}}}, upsert=True),
+    ]
+    with pytest.raises(InvalidDocument):
+        progress.bulk_write(ops, ordered=False)
+    assert progress.count_documents({}) == 0
+
+
+def test_a_nul_in_a_string_value_round_trips(progress: Collection[dict[str, Any]]) -> None:
+    progress.insert_one({"_id": "a", "readings": [["a\x00b", [[1.0, 0, 5.0]]]]})
+    assert present(progress.find_one({"_id": "a"}))["readings"] == [["a\x00b", [[1.0, 0, 5.0]]]]
+
+
+def test_inc_of_a_non_numeric_field_fails_that_write_alone(
+    progress: Collection[dict[str, Any]],
+) -> None:
+    progress.insert_one({"_id": "a", "student_id": "s1", "material_id": "m1", "v": 0, "n": "x"})
+    ops = [
+        UpdateOne({"_id": "a", "v": {"$lt": 1}}, {"$set": {"v": 1}, "$inc": {"n": 1}}, upsert=True),
+        UpdateOne({"_id": "b"}, {"$set": {"v": 1}, "$inc": {"n": 1}}, upsert=True),
+    ]
+    with pytest.raises(BulkWriteError) as excinfo:
+        progress.bulk_write(ops, ordered=False)
+    [error] = excinfo.value.details["writeErrors"]
+    assert error["index"] == 0 and error["code"] != 11000  # MongoDB: 14, TypeMismatch
+    assert "$inc" in error["errmsg"]
+    assert strip_id(progress.find_one({"_id": "a"})) == {
+        "student_id": "s1", "material_id": "m1", "v": 0, "n": "x"
+    }  # fmt: skip
+    assert strip_id(progress.find_one({"_id": "b"})) == {"v": 1, "n": 1}
+
+
+def test_type_object_finds_a_subdocument_not_an_array(progress: Collection[dict[str, Any]]) -> None:
+    progress.insert_many(
+        [
+            {"_id": "old", "state": {"readings": {"tab": [[1.0, 0, 5.0]]}}},
+            {"_id": "empty", "state": {"readings": {}}},
+            {"_id": "new", "state": {"readings": [["tab", [[1.0, 0, 5.0]]]]}},
+            {"_id": "none", "state": {}},
+            {"_id": "tombstone", "v": 3},
+        ]
+    )
+    found = progress.find({"state.readings": {"$type": "object"}}, {"_id": 1})
+    assert sorted(d["_id"] for d in found) == ["empty", "old"]
+
+
+def test_set_of_a_dotted_path_replaces_that_field_only(
+    progress: Collection[dict[str, Any]],
+) -> None:
+    progress.insert_one({"_id": "a", "v": 2, "state": {"position": 5.0, "readings": {"t": []}}})
+    result = progress.update_one(
+        {"_id": "a", "v": 2}, {"$set": {"state.readings": [["t", [[1.0, 0, 5.0]]]]}}
+    )
+    assert result.modified_count == 1
+    assert present(progress.find_one({"_id": "a"}))["state"] == {
+        "position": 5.0,
+        "readings": [["t", [[1.0, 0, 5.0]]]],
+    }
+    assert progress.update_one({"_id": "a", "v": 1}, {"$set": {"v": 9}}).matched_count == 0
+
+
+# 11. erasure (shared/storage/mongo_store.py): tombstones replace documents only below their
 # version, a completion's updates name the enrollment's erasure count, expired tombstones go.
 
 

@@ -24,7 +24,7 @@ def test_versioned_writes_never_go_backwards(mongo_url: str) -> None:
     store.ensure_indexes()
     assert store.write_states([write(3, position=30.0)]) == WriteOutcome()
     outcome = store.write_states([write(2, position=20.0), write(1, student="s2")])
-    assert outcome.stale == [0] and outcome.retry == [] and outcome.refused == []
+    assert outcome.stale == [0] and outcome.retry == [] and outcome.refused == {}
     doc = present(store.progress.find_one({"student_id": "s1"}))
     assert doc["v"] == 3 and doc["watch_time"] == 30.0 and doc["flushes"] == 1
     assert present(store.progress.find_one({"student_id": "s2"}))["v"] == 1
@@ -36,7 +36,7 @@ def test_an_older_write_of_a_new_document_in_the_same_batch_is_stale(mongo_url: 
     store = MongoStore(mongo_url)
     store.ensure_indexes()
     outcome = store.write_states([write(5, position=50.0), write(2, position=20.0)])
-    assert outcome.stale == [1] and outcome.retry == [] and outcome.refused == []
+    assert outcome.stale == [1] and outcome.retry == [] and outcome.refused == {}
     doc = present(store.progress.find_one({"student_id": "s1"}))
     assert doc["v"] == 5 and doc["watch_time"] == 50.0 and doc["flushes"] == 1
 
@@ -50,7 +50,7 @@ def test_a_duplicate_key_without_a_newer_stored_state_is_written_again(mongo_url
     store.ensure_indexes()
     store.progress.insert_one({"_id": "racer", "student_id": "s1", "material_id": "v1", "v": 1})
     outcome = store.write_states([write(5), write(2, student="s2")])
-    assert outcome.retry == [0] and outcome.stale == [] and outcome.refused == []
+    assert outcome.retry == [0] and outcome.stale == [] and outcome.refused == {}
     assert present(store.progress.find_one({"student_id": "s2"}))["v"] == 2
 
 

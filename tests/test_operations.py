@@ -124,7 +124,9 @@ def test_a_key_a_flush_cannot_process_is_quarantined_not_blocking(
     assert poisoned(redis_client) == [b"v-600|" + STUDENT.encode()]
     assert redis_client.llen(ProgressKey(STUDENT, "v-600").pending) == 2  # kept for an operator
     assert buffered(redis_client)[0] == 0
-    assert metric(client.get("/metrics").text, "videoprogress_quarantined_total") == 1
+    metrics = client.get("/metrics").text
+    assert metric(metrics, 'videoprogress_quarantined_total{reason="unreadable"}') == 1
+    assert metric(metrics, 'videoprogress_quarantined_total{reason="write_error"}') == 0
 
 
 def test_requests_are_logged_with_an_id_and_never_a_token(

@@ -877,3 +877,27 @@ def test_coverage_is_capped_by_closing_the_smallest_gaps() -> None:
     # 300 intervals -> 256: 44 gaps of 2 s closed, all others kept.
     assert state.watched_seconds == 300.0 + 44 * 2.0
     assert state.covered[0] == [0.0, 3.0 * 44 + 1]  # the first gaps (ties) closed first
+
+
+def test_readings_are_stored_as_session_pairs_never_as_field_names() -> None:
+    # A session id is the client's string: the stored shape holds it as a value only.
+    state = WatchState(readings={"a\x00b": [[T0, 1, 5.0]], "$x.y": [[T0 + 1, -1, 7.0]]})
+    assert state.to_dict()["readings"] == [
+        ["a\x00b", [[T0, 1, 5.0]]],
+        ["$x.y", [[T0 + 1, -1, 7.0]]],
+    ]
+    assert WatchState.from_dict(state.to_dict()) == state
+
+
+def test_readings_of_the_shape_before_0_8_are_read() -> None:
+    # What 0.7 stored: an object keyed by session id, here with a NUL that MongoDB refused.
+    old = {"obs": [], "readings": {"a\x00b": [[T0, 1, 5.0]], "": [[T0 + 2, -1, 9.0]]}}
+    state = WatchState.from_dict(old)
+    assert state.readings == {"a\x00b": [[T0, 1, 5.0]], "": [[T0 + 2, -1, 9.0]]}
+    assert state.to_dict()["readings"] == [["a\x00b", [[T0, 1, 5.0]]], ["", [[T0 + 2, -1, 9.0]]]]
+    # ...and a position-only reading of the same session is still paired with the old one:
+    # 5 s of video in 10 s of player time is play, so [5, 10] is inferred.
+    after = apply_heartbeat(
+        state, pos(10, 10.0, session="a\x00b", seq=2), duration=100.0, threshold=THRESHOLD
+    )
+    assert after.covered == [[5.0, 10.0]]

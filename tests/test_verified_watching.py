@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,12 @@ from tests.helpers import (
 from tests.stack import Stack, enroll, running_stack
 
 T0 = 1_700_000_000.0
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
 RATE, GAP = 2.0, 60.0
 STRICT = Verification(max_rate=RATE, slack_s=0.0, gap_s=GAP)
 THRESHOLD = 80.0
@@ -396,7 +403,7 @@ def test_a_backdated_batch_is_credited_by_when_it_arrived(
                 played=[[t - 5, t]],
                 session_id="b",
                 seq=t,
-                client_ts=f"2020-01-01T00:01:{t % 60:02d}Z",
+                client_ts=iso(T0 - 86400 + t),  # a day back (within MAX_CLIENT_AGE_S)
             ),
         }
         for t in range(5, 105, 5)
@@ -497,7 +504,7 @@ def test_forgery_a_backdated_history_through_the_batch_route(stack: Stack) -> No
             "session_id": "h",
             "seq": t,
             "played": [[t - 10, t]],
-            "client_ts": f"2026-01-01T10:{t // 60:02d}:00Z",
+            "client_ts": iso(time.time() - 86400 + t),  # a day back, within MAX_CLIENT_AGE_S
         }
         for t in range(10, 610, 10)
     ]
@@ -538,7 +545,7 @@ def test_forgery_replaying_an_honest_history(stack: Stack) -> None:
             "session_id": "rec",
             "seq": t // 10,
             "played": [[t - 10, t]],
-            "client_ts": f"2026-11-30T09:{t // 60:02d}:{t % 60:02d}Z",
+            "client_ts": iso(time.time() - 86400 + t),  # recorded a day ago
         }
         for t in range(10, 610, 10)
     ]

@@ -7,7 +7,12 @@ from rq import cron
 from shared.settings import get_settings
 from workers.deliver import deliver_statements, deliver_webhooks
 from workers.flush import flush_pending
-from workers.maintenance import delete_expired_tombstones, rebuild_rollups, reconcile_completions
+from workers.maintenance import (
+    delete_expired_tombstones,
+    migrate_states,
+    rebuild_rollups,
+    reconcile_completions,
+)
 
 _settings = get_settings()
 cron.register(
@@ -36,6 +41,13 @@ cron.register(
     queue_name=_settings.queue_name,
     interval=600,
     job_timeout=1800,
+    result_ttl=600,
+)
+cron.register(  # runs when the clock starts (after an upgrade), then daily
+    migrate_states,
+    queue_name=_settings.queue_name,
+    interval=86400,
+    job_timeout=3600,
     result_ttl=600,
 )
 deliveries = [

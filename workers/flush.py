@@ -7,6 +7,11 @@ folds their pending heartbeats into the hot state in Redis (atomically with trim
 writes the states with one unordered bulk write, enqueues one completion job for the keys that
 crossed the threshold, and only then marks the keys clean. Every step can be repeated or run
 concurrently without effect: folds are compare-and-set, MongoDB writes are versioned.
+
+One key never holds up the others: a key whose data cannot be read or folded, or whose document
+cannot be stored, is set aside alone, with the error (shared/storage/set_aside.py); every other
+key of the flush is stored. A MongoDB outage or a transient write error sets nothing aside: the
+keys are given back and a later flush writes them.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from shared.settings import Settings
 from shared.storage.hot_store import NODE_DOWN, Fold, HotEntry
 from shared.storage.keys import ProgressKey
 from shared.storage.mongo_store import StateWrite, StoredState
+from shared.storage.set_aside import UNREADABLE, SetAside, describe, quarantine
 from shared.storage.stats import record_flush
 from workers.completion import record_completions
 from workers.context import WorkerContext, get_context
@@ -47,6 +53,7 @@ class FlushReport:
     completions: int = 0
     released: int = 0
     quarantined: int = 0
+    set_aside: dict[str, int] = field(default_factory=dict)  # reason -> keys
     overclaimed: int = 0
     more_due: bool = False  # some partition had more keys due than this flush claimed of it
     errors: list[str] = field(default_factory=list)
@@ -93,7 +100,7 @@ def flush_batch(ctx: WorkerContext, limit: int) -> FlushReport:
         completions=report.completions,
         failed=bool(report.errors),
         mongo_seconds=report.mongo_seconds,
-        quarantined=report.quarantined,
+        set_aside=report.set_aside,
         overclaimed=report.overclaimed,
     )
     return report
@@ -108,7 +115,7 @@ class _Batch:
     folds: list[Fold] = field(default_factory=list)
     writes: dict[ProgressKey, StateWrite] = field(default_factory=dict)
     unknown: list[ProgressKey] = field(default_factory=list)
-    poisoned: list[ProgressKey] = field(default_factory=list)
+    poisoned: dict[ProgressKey, SetAside] = field(default_factory=dict)
     overclaimed: dict[ProgressKey, tuple[int, float]] = field(default_factory=dict)
 
 
@@ -129,15 +136,21 @@ def _flush_keys(
             batch.overclaimed.pop(fold_.key, None)
     _report_overclaims(batch.overclaimed, now, report)
     _write(ctx, batch, now, report)
-    if batch.poisoned:
-        log.error(
-            "quarantined %d keys a flush cannot process, e.g. %s",
-            len(batch.poisoned),
-            batch.poisoned[0],
-        )
-        ctx.hot.quarantine(batch.poisoned, now)
-        report.quarantined = len(batch.poisoned)
+    _set_aside(ctx, batch.poisoned, now, report)
     _finish(ctx, batch, now, report)
+
+
+def _set_aside(
+    ctx: WorkerContext, poisoned: dict[ProgressKey, SetAside], now: float, report: FlushReport
+) -> None:
+    """Take the keys that cannot be stored out of the cycle, each with its error."""
+    if not poisoned:
+        return
+    for key, why in poisoned.items():
+        log.error("set aside %s (%s): %s", key.member, why.reason, why.error)
+        report.set_aside[why.reason] = report.set_aside.get(why.reason, 0) + 1
+    quarantine(ctx.hot.client, poisoned, now)
+    report.quarantined = len(poisoned)
 
 
 _last_overclaim_log = 0.0
@@ -168,7 +181,8 @@ def _report_overclaims(
 
 def _fold_batch(ctx: WorkerContext, keys: list[ProgressKey], report: FlushReport) -> _Batch:
     """Read the keys and fold their pending heartbeats in memory (nothing is written yet)."""
-    batch = _Batch(keys, ctx.hot.read(keys))
+    read = ctx.hot.read_entries(keys)
+    batch = _Batch(keys, [e if isinstance(e, HotEntry) else None for e in read])
     cold = [
         (k.student_id, k.material_id)
         for k, e in zip(keys, batch.entries, strict=True)
@@ -176,17 +190,24 @@ def _fold_batch(ctx: WorkerContext, keys: list[ProgressKey], report: FlushReport
     ]
     stored = ctx.mongo.find_states(cold) if cold else {}
     catalog = ctx.catalog()
-    for key, entry in zip(keys, batch.entries, strict=True):
+    for key, entry in zip(keys, read, strict=True):
         ref = catalog.material(key.material_id)
-        if entry is None:
-            batch.poisoned.append(key)
+        base = stored.get((key.student_id, key.material_id))
+        if isinstance(entry, SetAside):
+            batch.poisoned[key] = entry
+            continue
+        if base is not None and base.unreadable is not None:
+            batch.poisoned[key] = base.unreadable
             continue
         if ref is None:
             batch.unknown.append(key)
             continue
         duration = ref.material.duration
-        base = stored.get((key.student_id, key.material_id))
-        f, overclaimed = _fold_entry(key, entry, base, duration, ctx.settings)
+        try:
+            f, overclaimed = _fold_entry(key, entry, base, duration, ctx.settings)
+        except Exception as exc:  # one key's odd data must not stop the others
+            batch.poisoned[key] = SetAside(UNREADABLE, "its fold: " + describe(exc))
+            continue
         if overclaimed:
             batch.overclaimed[key] = (overclaimed, f.state.unverified_seconds)
         if f.folded or entry.version is None:
@@ -206,12 +227,15 @@ def _write(ctx: WorkerContext, batch: _Batch, now: float, report: FlushReport) -
     report.mongo_seconds = time.perf_counter() - started
     report.stale = len(outcome.stale)
     retry = [ordered[i] for i in outcome.retry]
-    refused = [ordered[i] for i in outcome.refused]
-    for key in retry + refused:
+    transient = [ordered[i] for i in outcome.transient]
+    refused = {ordered[i]: why for i, why in outcome.refused.items()}
+    for key in [*retry, *transient, *refused]:
         del batch.writes[key]
     if retry:  # lost an insert race to an older write: write again on the next tick
         ctx.hot.release(retry, retry_at=now)
-    batch.poisoned += refused
+    if transient:  # MongoDB could not take them now: a later flush writes them
+        ctx.hot.release(transient, retry_at=now + 2 * ctx.settings.flush_tick_s)
+    batch.poisoned.update(refused)
     report.written = len(batch.writes)
     # Stale writes are rolled up too: a flush taken over after its MongoDB write needs them.
     record_flushed(ctx.mongo, ctx.catalog(), batch.writes.values())

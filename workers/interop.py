@@ -13,7 +13,7 @@ from typing import Any
 
 import redis
 
-from shared.domain.catalog import Course
+from shared.domain.catalog import Course, Material
 from shared.domain.progress import Heartbeat, WatchState
 from shared.integrations import sessions, webhooks
 from shared.integrations.outbox import WEBHOOK, XAPI, Limits, Outbox, OutboxEntry
@@ -115,7 +115,12 @@ def _announce_flush(
         if entry is None or not entry.pending or ref is None or w.duration is None:
             continue
         video = Video(key.student_id, key.material_id, ref.material.title, w.duration)
-        found, open_sessions, ended = fold_statements(b, video, entry.pending, w.state)
+        try:  # one key's odd heartbeat (a date no calendar holds) never drops the others'
+            found, open_sessions, ended = fold_statements(b, video, entry.pending, w.state)
+        except Exception:
+            log.exception("no xAPI statements for %s", key.member)
+            pipe.hincrby(STATS, "interop_errors", 1)
+            continue
         read = (entry.version or 0) + len(entry.pending)
         statements += [
             statement_entry(key.student_id, key.material_id, st, now, read) for st in found
@@ -152,17 +157,16 @@ def announce_completions(
         material = durations.get(material_id)
         if found is None or state is None or not state.completed or material is None:
             continue  # erased since, or not complete: nothing to announce
-        completed_at = state.completed_at or now
-        latest = max(latest, completed_at)
-        if material.duration is not None:
-            video = Video(student_id, material_id, material.title, material.duration)
-            stmt = b.completed(video, state)
-            statements.append(statement_entry(student_id, material_id, stmt, now, found.version))
-        credited = state.progress if material.duration is not None else 100.0
-        event = webhooks.material_completed(
-            student_id, course.course_id, material_id, completed_at, credited
-        )
-        deliveries += webhooks.deliveries(event, receivers, now, {material_id: found.version})
+        try:  # one material's odd stored state never drops the others' statements and events
+            stmts, events = _completion(
+                b, student_id, course, material, (state, found.version), receivers, now
+            )
+        except Exception:
+            log.exception("no completion statement or event for %s|%s", material_id, student_id)
+            continue
+        statements += stmts
+        deliveries += events
+        latest = max(latest, state.completed_at or now)
     if progress >= 100.0:
         event = webhooks.course_completed(student_id, course.course_id, latest or now)
         basis = {m: found.version for (_, m), found in stored.items()}
@@ -172,3 +176,27 @@ def announce_completions(
         Outbox(ctx.redis, XAPI).push_in(pipe, statements, Limits.of(s), now)
     Outbox(ctx.redis, WEBHOOK).push_in(pipe, deliveries, Limits.of(s), now)
     pipe.execute()
+
+
+def _completion(
+    b: StatementBuilder,
+    student_id: str,
+    course: Course,
+    material: Material,
+    stored: tuple[WatchState, int],
+    receivers: list[str],
+    now: float,
+) -> tuple[list[OutboxEntry], list[OutboxEntry]]:
+    """One completed material's `completed` statement (videos) and webhook deliveries, made
+    from its stored state `(state, version)` (their basis)."""
+    (state, version), mid = stored, material.material_id
+    statements = []
+    if material.duration is not None:
+        video = Video(student_id, mid, material.title, material.duration)
+        stmt = b.completed(video, state)
+        statements.append(statement_entry(student_id, mid, stmt, now, version))
+    credited = state.progress if material.duration is not None else 100.0
+    event = webhooks.material_completed(
+        student_id, course.course_id, mid, state.completed_at or now, credited
+    )
+    return statements, webhooks.deliveries(event, receivers, now, {mid: version})

@@ -1,5 +1,5 @@
-"""Periodic repair: completions whose job was lost still reach the enrollment; rollups
-rebuilt; expired erasure tombstones deleted."""
+"""Periodic repair: completions whose job was lost still reach the enrollment; rollups and
+stored states of older versions are brought up to date; expired erasure tombstones deleted."""
 
 from __future__ import annotations
 
@@ -41,6 +41,13 @@ def reconcile_completions(since_s: float = RECENT_S) -> int:
             progress = ctx.mongo.record_completion(student_id, course_id, material_ids, course)
             announce_completions(ctx, student_id, course, material_ids, progress)
     return len(missing)
+
+
+def migrate_states() -> int:
+    """RQ job: rewrite stored states of the shape before 0.8.0 (readings keyed by session id,
+    a client's string as a MongoDB field name). Idempotent; safe beside flushes. Returns how
+    many documents it rewrote. Also `videoprogress migrate-states`."""
+    return get_context().mongo.migrate_readings()
 
 
 def rebuild_rollups() -> int:

@@ -4,6 +4,28 @@
  */
 
 export interface paths {
+    "/api/admin/poison": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Set Aside Keys
+         * @description Every (student, material) a flush set aside because its document cannot be stored or its
+         *     data cannot be read, with the reason and the error, by key. Nothing of theirs is lost: once
+         *     the cause is fixed, `videoprogress poison retry` stores them.
+         */
+        get: operations["set_aside_keys_api_admin_poison_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/admin/progress": {
         parameters: {
             query?: never;
@@ -626,7 +648,7 @@ export interface components {
         HeartbeatBody: {
             /**
              * Client Ts
-             * @description When the player took the reading
+             * @description When the player took the reading; at most MAX_CLIENT_AGE_S (30 days) old, clamped to 60 s ahead of the server's clock
              */
             client_ts?: string | null;
             /**
@@ -646,7 +668,10 @@ export interface components {
             ][] | null;
             /** Seq */
             seq?: number | null;
-            /** Session Id */
+            /**
+             * Session Id
+             * @description One per page load: 1-128 of A-Z a-z 0-9 - _ . :
+             */
             session_id?: string | null;
             /**
              * Total Duration
@@ -871,6 +896,41 @@ export interface components {
             /** Start */
             start: number;
         };
+        /** SetAsidePage */
+        SetAsidePage: {
+            /** Next Cursor */
+            next_cursor: string | null;
+            /** Rows */
+            rows: components["schemas"]["SetAsideRow"][];
+        };
+        /** SetAsideRow */
+        SetAsideRow: {
+            /**
+             * Error
+             * @description the error as it was raised
+             */
+            error: string;
+            /**
+             * Key
+             * @description `<material_id>|<student_id>`, as `poison retry --key` takes it
+             */
+            key: string;
+            /** Material Id */
+            material_id: string;
+            /**
+             * Reason
+             * @enum {string}
+             */
+            reason: "unreadable" | "invalid_document" | "write_error";
+            /**
+             * Set Aside At
+             * Format: date-time
+             * @description when a flush last set it aside
+             */
+            set_aside_at: string;
+            /** Student Id */
+            student_id: string;
+        };
         /** StatusBatch */
         StatusBatch: {
             /** Statuses */
@@ -945,10 +1005,97 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    set_aside_keys_api_admin_poison_get: {
+        parameters: {
+            query?: {
+                cursor?: string | null;
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SetAsidePage"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
     erase_api_admin_progress_delete: {
         parameters: {
             query: {
                 material_id?: string | null;
+                /** @description the student */
                 student_id: string;
             };
             header?: never;
@@ -1041,6 +1188,7 @@ export interface operations {
             };
             header?: never;
             path: {
+                /** @description the student id (1-128 printable characters) */
                 student_id: string;
             };
             cookie?: never;
@@ -1128,6 +1276,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description the course id (1-128 printable characters) */
                 course_id: string;
             };
             cookie?: never;
@@ -1312,7 +1461,9 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description the course id (1-128 printable characters) */
                 course_id: string;
+                /** @description the student id (1-128 printable characters) */
                 student_id: string;
             };
             cookie?: never;
@@ -1407,7 +1558,9 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description the course id (1-128 printable characters) */
                 course_id: string;
+                /** @description the student id (1-128 printable characters) */
                 student_id: string;
             };
             cookie?: never;
@@ -1577,10 +1730,12 @@ export interface operations {
     get_course_progress_api_progress_course__course_id__get: {
         parameters: {
             query?: {
+                /** @description admins: the student (1-128 printable characters) */
                 student_id?: string | null;
             };
             header?: never;
             path: {
+                /** @description the course id (1-128 printable characters) */
                 course_id: string;
             };
             cookie?: never;
@@ -1841,6 +1996,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description the material id (1-128 printable characters) */
                 material_id: string;
             };
             cookie?: never;
@@ -1924,10 +2080,12 @@ export interface operations {
     get_status_api_progress_video__video_id__status_get: {
         parameters: {
             query?: {
+                /** @description admins: the student (1-128 printable characters) */
                 student_id?: string | null;
             };
             header?: never;
             path: {
+                /** @description the material id (1-128 printable characters) */
                 video_id: string;
             };
             cookie?: never;
@@ -2013,6 +2171,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description the material id (1-128 printable characters) */
                 video_id: string;
             };
             cookie?: never;
@@ -2100,6 +2259,7 @@ export interface operations {
     post_statuses_api_progress_videos_status_post: {
         parameters: {
             query?: {
+                /** @description admins: the student (1-128 printable characters) */
                 student_id?: string | null;
             };
             header?: never;
@@ -2197,6 +2357,7 @@ export interface operations {
             };
             header?: never;
             path: {
+                /** @description the course id (1-128 printable characters) */
                 course_id: string;
             };
             cookie?: never;
@@ -2293,6 +2454,7 @@ export interface operations {
             };
             header?: never;
             path: {
+                /** @description the course id (1-128 printable characters) */
                 course_id: string;
             };
             cookie?: never;
@@ -2379,6 +2541,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description the course id (1-128 printable characters) */
                 course_id: string;
             };
             cookie?: never;
@@ -2464,7 +2627,9 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description the course id (1-128 printable characters) */
                 course_id: string;
+                /** @description the student id (1-128 printable characters) */
                 student_id: string;
             };
             cookie?: never;
@@ -2552,6 +2717,7 @@ export interface operations {
             };
             header?: never;
             path: {
+                /** @description the material id (1-128 printable characters) */
                 material_id: string;
             };
             cookie?: never;

@@ -33,11 +33,15 @@ from shared.domain.catalog import Catalog
 from shared.integrations.outbox import OUTBOXES, Outbox
 from shared.ops import admin_ops, rollups, teacher_views
 from shared.settings import Settings
+from shared.storage import set_aside
 from shared.storage.clients import buffer_client
+from shared.storage.keys import ProgressKey
 from shared.storage.mongo_store import MongoStore
 from shared.tokens import mint_token
 
 app = typer.Typer(help="Video progress tracking for online courses.", no_args_is_help=True)
+poison = typer.Typer(help="Keys a flush set aside (README, 'When the backlog grows').")
+app.add_typer(poison, name="poison")
 console = Console()
 
 
@@ -91,6 +95,42 @@ def rebuild_stored() -> None:
     mongo = MongoStore(settings.mongo_url, settings.mongo_timeout_ms)
     added = admin_ops.rebuild_stored_sets(mongo, buffer_client(settings))
     console.print(f"{added} (student, material) pairs listed")
+
+
+@app.command("migrate-states")
+def migrate_states() -> None:
+    """Rewrite stored states of the shape before 0.8.0 (readings keyed by session id) in the
+    current one. Idempotent; safe while workers run (the maintenance job does the same daily)."""
+    settings = Settings()
+    mongo = MongoStore(settings.mongo_url, settings.mongo_timeout_ms)
+    console.print(f"{mongo.migrate_readings()} stored states rewritten")
+
+
+@poison.command("list")
+def poison_list() -> None:
+    """Every key set aside, with why (the same as GET /api/admin/poison)."""
+    for k in set_aside.listed(buffer_client(Settings())):
+        console.print(
+            f"{k.key.member}\t{k.why.reason}\t{k.why.error}", highlight=False, soft_wrap=True
+        )
+
+
+@poison.command("retry")
+def poison_retry(
+    key: Annotated[
+        list[str] | None, typer.Option(help="<material_id>|<student_id>, as listed; repeatable")
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="every key set aside")] = False,
+) -> None:
+    """Make keys set aside due again, once the cause is fixed: the next flush stores them (and
+    takes them off the list) or sets them aside again with the new error."""
+    if all_ == bool(key):
+        raise typer.BadParameter("give --all or at least one --key")
+    wanted = None if all_ else [ProgressKey.from_member(k) for k in key or []]
+    retried = set_aside.retry(buffer_client(Settings()), wanted, time.time())
+    for k in set(wanted or []) - set(retried):
+        console.print(f"not set aside: {k.member}", highlight=False)
+    console.print(f"{len(retried)} keys due again; they leave the list once stored")
 
 
 @app.command("class-csv")

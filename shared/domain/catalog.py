@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -18,10 +19,26 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 # Ids appear in Redis keys and URLs: letters, digits and `_ . : -` only (never `|`).
 ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
 Identifier = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+
+
+def _printable(value: str) -> str:
+    """Refuse what `str.isprintable` refuses: control and format characters, surrogates,
+    unassigned code points, separators other than the space."""
+    if not value.isprintable():
+        raise PydanticCustomError("not_printable", "must hold printable characters only")
+    return value
+
+
+# An id a client names that is not a catalog id (a student's, a teacher's), or one not yet
+# looked up in the catalog (a path's): API.md, "Hostile input".
+PrintableId = Annotated[
+    str, StringConstraints(min_length=1, max_length=128), AfterValidator(_printable)
+]
 DURATION_TOLERANCE_S = 2.0
 DURATION_TOLERANCE_RATIO = 0.02
 # Validation context for documents this service stored itself: a course stored before a rule
@@ -71,7 +88,7 @@ class CourseBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     title: str = Field(min_length=1, max_length=300)
-    teacher_ids: list[str] = Field(default_factory=list, max_length=1000)
+    teacher_ids: list[PrintableId] = Field(default_factory=list, max_length=1000)
     modules: list[Module] = Field(default_factory=list, max_length=1000)
 
     @model_validator(mode="after")
@@ -87,6 +104,9 @@ class CourseBody(BaseModel):
 
 class Course(CourseBody):
     course_id: Identifier
+    # Read as stored: the ids were checked when they came in (a course stored before that check
+    # must still load, or no catalog would).
+    teacher_ids: list[str] = Field(default_factory=list, max_length=1000)
 
     @classmethod
     def from_stored(cls, doc: object) -> Course:

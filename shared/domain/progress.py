@@ -206,7 +206,8 @@ class WatchState:
             "position": self.position,
             "position_key": list(self.position_key) if self.position_key else None,
             "covered": self.covered,
-            "readings": self.readings,
+            # [session id, readings] pairs: a session id is the client's string, never a key
+            "readings": [[session, rs] for session, rs in self.readings.items()],
             "progress": self.progress,
             "completed": self.completed,
             "completed_at": self.completed_at,
@@ -236,7 +237,7 @@ class WatchState:
             position=doc.get("position", 0.0),
             position_key=(key[0], int(key[1]), key[2]) if key else None,
             covered=covered,
-            readings={s: [list(r) for r in rs] for s, rs in doc.get("readings", {}).items()},
+            readings=_readings(doc.get("readings", [])),
             progress=doc.get("progress", 0.0),
             completed=bool(doc.get("completed", False)),
             completed_at=doc.get("completed_at"),
@@ -258,6 +259,13 @@ class WatchState:
     @classmethod
     def from_json(cls, raw: str | bytes) -> WatchState:
         return cls.from_dict(from_json(raw))
+
+
+def _readings(stored: Any) -> dict[str, list[list[float]]]:
+    """The readings of a stored state: [session, readings] pairs, or the session-keyed object
+    that states written before 0.8.0 hold."""
+    pairs = stored.items() if isinstance(stored, dict) else stored
+    return {session: [list(r) for r in rs] for session, rs in pairs}
 
 
 def add_interval(covered: list[list[float]], start: float, end: float) -> list[list[float]]:

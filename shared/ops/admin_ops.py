@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.domain.catalog import Catalog, Course, Identifier
+from shared.domain.catalog import Catalog, Course, CourseBody, Identifier, PrintableId
 from shared.errors import InvalidInput, Unavailable
 from shared.storage import rollup_store
 from shared.storage.clients import Buffer
@@ -99,7 +99,11 @@ def set_enrollment(
 
 
 class EnrollmentEntry(BaseModel):
-    student_id: str = Field(min_length=1, max_length=256)
+    student_id: PrintableId
+    course_id: Identifier
+
+
+class CourseEntry(CourseBody):
     course_id: Identifier
 
 
@@ -108,14 +112,14 @@ class CatalogFile(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    courses: list[Course]
+    courses: list[CourseEntry]
     enrollments: list[EnrollmentEntry] = Field(default_factory=list)
 
 
 def load_catalog_file(mongo: MongoStore, r: Buffer, path: Path | str) -> CatalogFile:
     data = CatalogFile.model_validate(json.loads(Path(path).read_text()))
     for course in data.courses:
-        save_course(mongo, r, course)
+        save_course(mongo, r, Course.model_validate(course.model_dump()))
     for entry in data.enrollments:
         set_enrollment(mongo, r, entry.student_id, entry.course_id, True)
     return data

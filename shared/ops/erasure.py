@@ -8,15 +8,18 @@ How, in order (each step idempotent, so a failed erasure is simply repeated):
    student's key index lists (or the one material's) loses its hot state and queued heartbeats
    and keeps a tombstone version T, 2^32 beyond any version a fold or write in flight can hold
    (MongoDB's, read just before, included); T is also recorded in the student's buffer
-   tombstones. A heartbeat accepted after the cut continues from T: erasure is no ban.
+   tombstones. A key set aside leaves the list; erasing the whole student also deletes their
+   viewing budget. A heartbeat accepted after the cut continues from T: erasure is no ban.
 2. The outbox tombstones (RQ's Redis) get the same versions. From here on, an outbox push or a
-   session record made from a state at or below T is refused atomically.
+   session record made from a state at or below T is refused atomically (before any quota is
+   spent).
 3. MongoDB's documents are replaced by tombstones holding only T (and `erased_at`), unless a
    write after the cut already holds more than T.
 4. Enrollments: the erased completions are removed and the erasure counted (`erasures`), then
    the rollups are rebuilt from the tombstones.
-5. The outboxes: the student's entries made from erased states (and, erasing the whole
-   student, the record of sent ids and the open sessions) go, found by the student's indexes.
+5. The outboxes: the student's entries made from erased states, the open sessions and the
+   sessions the quota remembers of the erased materials (and, erasing the whole student, the
+   quota and the record of sent ids) go, found by the student's indexes and keys.
 
 Why nothing erased comes back after the answer:
 - A flush that read the keys before the cut: its fold's compare-and-set on the version fails

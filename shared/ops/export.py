@@ -5,32 +5,59 @@ Redis's (hot state, heartbeats not yet folded) are both reported, and each mater
 figures are the fold of the two, exactly as the student's own status route computes them.
 It costs look-ups of the student's own data only: MongoDB by student, the student's key index
 in the buffer and entry indexes in the outboxes; never a scan of the buffer or an outbox.
+
+Whatever is stored, the export answers: a time no calendar holds is given as stored (epoch
+seconds), a material whose data cannot be read is listed with the error, and values JSON cannot
+carry (NaN, a type of BSON's own) are made plain.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import redis
 
-from shared.domain.catalog import Catalog
+from shared.domain.catalog import Catalog, MaterialRef
 from shared.domain.progress import Heartbeat, WatchState, fold
 from shared.integrations.outbox import OUTBOXES, XAPI, Outbox
 from shared.integrations.xapi import StatementBuilder, Video, XapiConfig
 from shared.settings import Settings
 from shared.storage import rollup_store
 from shared.storage.clients import Buffer
-from shared.storage.hot_store import HotStore
+from shared.storage.hot_store import HotEntry, HotStore
 from shared.storage.keys import ProgressKey
 from shared.storage.mongo_store import MongoStore, _unavailable_on_outage
+from shared.storage.set_aside import describe
+
+log = logging.getLogger(__name__)
 
 
-def _iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+def _iso(ts: Any) -> Any:
+    """Epoch seconds as ISO 8601; anything else (a year 0, a string) as it is stored."""
+    try:
+        return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+    except (TypeError, ValueError, OverflowError, OSError):
+        return ts
+
+
+def _json_safe(value: Any) -> Any:
+    """`value` with what JSON cannot carry made plain: non-finite numbers are null, strings
+    lose unpaired surrogates, other types (BSON's own) become their text."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if value is None or isinstance(value, int):
+        return value
+    return str(value)
 
 
 def _heartbeat(hb: Heartbeat) -> dict[str, Any]:
@@ -71,9 +98,18 @@ class _Material:
     pending: list[Heartbeat]
 
 
+@dataclass
+class _Unreadable:
+    """A material whose stored data the export cannot read: listed, with the error."""
+
+    material_id: str
+    course_id: Any
+    error: str
+
+
 def _materials(
     settings: Settings, mongo: MongoStore, r: Buffer, catalog: Catalog, student_id: str
-) -> list[_Material]:
+) -> list[_Material | _Unreadable]:
     """Every material the student has data for, in MongoDB or Redis, with its current state."""
     stored_docs = {
         doc["material_id"]: doc
@@ -85,30 +121,65 @@ def _materials(
     hot = HotStore(r)
     material_ids = sorted(set(stored_docs) | hot.indexed_materials(student_id))
     entries = hot.read([ProgressKey(student_id, m) for m in material_ids])
-    found = []
+    found: list[_Material | _Unreadable] = []
     for material_id, entry in zip(material_ids, entries, strict=True):
         ref = catalog.material(material_id)
-        duration = ref.material.duration if ref else None
         doc = stored_docs.get(material_id, {})
-        stored = WatchState.from_dict(doc["state"]) if "state" in doc else None
-        pending = entry.pending if entry else []
-        base = entry.state if entry is not None and entry.state is not None else stored
-        if base is None and not pending:
-            continue  # erased: a tombstone holds only a version
-        current = fold(
-            base,
-            pending,
-            duration=duration,
-            threshold=settings.completion_threshold,
-            verification=settings.verification,
-        )
         course_id = ref.course_id if ref else doc.get("course_id")
-        found.append(
-            _Material(
-                material_id, course_id, duration, current, stored, doc.get("written_at"), pending
-            )
-        )
+        try:
+            material = _material(settings, ref, material_id, course_id, doc, entry)
+        except Exception as exc:  # an odd stored value: listed with the error, never a 500
+            log.warning("export of %s|%s: %s", material_id, student_id, describe(exc))
+            found.append(_Unreadable(material_id, course_id, describe(exc)))
+            continue
+        if material is not None:
+            found.append(material)
     return found
+
+
+def _material(
+    settings: Settings,
+    ref: MaterialRef | None,
+    material_id: str,
+    course_id: Any,
+    doc: dict[str, Any],
+    entry: HotEntry | None,
+) -> _Material | None:
+    """One material's states (None when erased: a tombstone holds only a version)."""
+    duration = ref.material.duration if ref else None
+    stored = WatchState.from_dict(doc["state"]) if "state" in doc else None
+    pending = entry.pending if entry else []
+    base = entry.state if entry is not None and entry.state is not None else stored
+    if base is None and not pending:
+        return None
+    current = fold(
+        base,
+        pending,
+        duration=duration,
+        threshold=settings.completion_threshold,
+        verification=settings.verification,
+    )
+    return _Material(
+        material_id, course_id, duration, current, stored, doc.get("written_at"), pending
+    )
+
+
+def _exported(m: _Material | _Unreadable, student_id: str) -> dict[str, Any]:
+    """One material as the export shows it (its figures, or why they cannot be read)."""
+    if isinstance(m, _Material):
+        try:
+            return {
+                "material_id": m.material_id,
+                "course_id": m.course_id,
+                "current": _state(m.current, m.duration),
+                "stored": _state(m.stored, m.duration) if m.stored else None,
+                "stored_at": _iso(m.stored_at),
+                "pending_heartbeats": [_heartbeat(hb) for hb in m.pending],
+            }
+        except Exception as exc:  # figures of odd stored values: listed with the error
+            log.warning("export of %s|%s: %s", m.material_id, student_id, describe(exc))
+            m = _Unreadable(m.material_id, m.course_id, describe(exc))
+    return {"material_id": m.material_id, "course_id": m.course_id, "unreadable": m.error}
 
 
 @_unavailable_on_outage
@@ -135,15 +206,7 @@ def student_export(
         )
     ]
     materials = [
-        {
-            "material_id": m.material_id,
-            "course_id": m.course_id,
-            "current": _state(m.current, m.duration),
-            "stored": _state(m.stored, m.duration) if m.stored else None,
-            "stored_at": _iso(m.stored_at),
-            "pending_heartbeats": [_heartbeat(hb) for hb in m.pending],
-        }
-        for m in _materials(settings, mongo, r, catalog, student_id)
+        _exported(m, student_id) for m in _materials(settings, mongo, r, catalog, student_id)
     ]
     entries: dict[str, Any] = {}
     for box in OUTBOXES:
@@ -157,9 +220,9 @@ def student_export(
     return {
         "student_id": student_id,
         "generated_at": _iso(datetime.now(UTC).timestamp()),
-        "enrollments": enrollments,
-        "materials": materials,
-        "outbox": entries,
+        "enrollments": _json_safe(enrollments),
+        "materials": _json_safe(materials),
+        "outbox": _json_safe(entries),
     }
 
 
@@ -182,11 +245,16 @@ def student_export_xapi(
     statements = []
     for m in _materials(settings, mongo, r, catalog, student_id):
         ref = catalog.material(m.material_id)
-        if ref is None or m.duration is None or not m.current.completed:
+        if not isinstance(m, _Material) or ref is None or m.duration is None:
+            continue
+        if not m.current.completed:
             continue
         video = Video(student_id, m.material_id, ref.material.title, m.duration)
-        statements.append(builder.completed(video, m.current))
+        try:
+            statements.append(builder.completed(video, m.current))
+        except Exception as exc:  # a completion time no calendar holds: left out, not a 500
+            log.warning("export of %s|%s: %s", m.material_id, student_id, describe(exc))
     ids = {s["id"] for s in statements}
     queued, _ = Outbox(outboxes, XAPI).entries_of(student_id)
     statements += [e["payload"] for e in queued if e["id"] not in ids]
-    return {"student_id": student_id, "statements": statements}
+    return {"student_id": student_id, "statements": _json_safe(statements)}

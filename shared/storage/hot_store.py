@@ -43,6 +43,7 @@ from shared.storage.keys import (
     read_limit_key,
     stored_key,
 )
+from shared.storage.set_aside import UNREADABLE, SetAside, describe
 
 log = logging.getLogger(__name__)
 
@@ -485,33 +486,23 @@ class HotStore:
 
     def read(self, keys: list[ProgressKey]) -> list[HotEntry | None]:
         """Each key's entry, or None for one whose stored data cannot be parsed."""
+        return [e if isinstance(e, HotEntry) else None for e in self.read_entries(keys)]
+
+    def read_entries(self, keys: list[ProgressKey]) -> list[HotEntry | SetAside]:
+        """Each key's entry, or why one whose stored data cannot be parsed is unreadable."""
         pipe = self.client.pipeline(transaction=False)
         for key in keys:
             pipe.hmget(key.state, HOT_FIELDS)  # not the preview: only web processes read it
             pipe.lrange(key.pending, 0, -1)
         replies = pipe.execute()
-        entries: list[HotEntry | None] = []
+        entries: list[HotEntry | SetAside] = []
         for i in range(0, len(replies), 2):
             try:
                 fields = {f: v for f, v in zip(HOT_FIELDS, replies[i], strict=True) if v}
                 entries.append(parse_entry(fields, replies[i + 1]))
-            except (ValueError, KeyError, TypeError):
-                entries.append(None)
+            except (ValueError, KeyError, TypeError, IndexError) as exc:
+                entries.append(SetAside(UNREADABLE, "its buffered data: " + describe(exc)))
         return entries
-
-    def quarantine(self, keys: list[ProgressKey], now: float) -> None:
-        """Take keys out of the flush cycle without losing anything: their hot state and
-        heartbeats stay in Redis, listed in their partition's `poison` set for an operator
-        (README)."""
-        if not keys:
-            return
-        pipe = self.client.pipeline(transaction=False)
-        for key in keys:
-            part = key.partition
-            pipe.zrem(part.dirty, key.member)
-            pipe.hdel(part.leases, key.member)
-            pipe.zadd(part.poison, {key.member: now})
-        pipe.execute()
 
     def commit(self, folds: list[Fold]) -> list[bool]:
         """Store each fold unless someone else folded that key first (then it is skipped)."""
@@ -537,7 +528,8 @@ class HotStore:
         calls: list[ScriptCall] = [
             (
                 [key.partition.dirty, key.partition.leases, key.state, key.pending, key.stored,
-                 buffer_tombstones(key.student_id), key_index(key.student_id)],
+                 buffer_tombstones(key.student_id), key_index(key.student_id),
+                 key.partition.poison, key.partition.poison_why],
                 [key.member, version, next_due, ttl_s, "1" if completion else "", key.material_id],
             )
             for key, version, completion in written
@@ -610,7 +602,7 @@ def _erase_call(
 ) -> ScriptCall:
     part = partition_for(student_id)
     keys = [key_index(student_id), buffer_tombstones(student_id), stored_key(student_id),
-            part.dirty, part.leases, part.pending, part.poison,
+            part.dirty, part.leases, part.pending, part.poison, part.poison_why,
             budget_key(student_id)]  # fmt: skip
     args: list[Any] = [gap, ttl_s, "1" if whole else "0"]
     for m in materials:

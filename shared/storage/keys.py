@@ -55,8 +55,12 @@ Per partition (one of each per tag):
 - `vp:{p}:leases` hash member -> lease expiry. Claim writes; finish or release removes.
 - `vp:{p}:pending` string, the partition's heartbeats buffered and not yet folded (ingest
   adds, folds subtract), at most `MAX_PENDING_HEARTBEATS / N`.
-- `vp:{p}:poison` zset of keys a flush cannot process, kept for an operator (README, "When the
-  backlog grows"), who puts them back in the partition's `dirty`.
+- `vp:{p}:poison` zset of keys set aside (`<mid>|<sid>` -> when): keys a flush cannot process
+  or whose document MongoDB refuses, and `vp:{p}:poison:why` hash member -> JSON `{reason,
+  error}`. The flush adds (shared/storage/set_aside.py); the flush that stores the key at last
+  (finish) or its erasure removes. An operator lists them (`GET /api/admin/poison`,
+  `videoprogress poison list`) and, once the cause is fixed, makes them due again
+  (`videoprogress poison retry`).
 
 Global, read-mostly:
 
@@ -186,6 +190,10 @@ class Partition:
     @property
     def poison(self) -> str:
         return f"{self.tag}:poison"
+
+    @property
+    def poison_why(self) -> str:
+        return f"{self.tag}:poison:why"
 
 
 def partitions() -> list[Partition]:

@@ -13,10 +13,13 @@ constant-time where any other filter scans the collection (5 ms per upsert at 10
 `watch_progress` documents carry `v`, the version of the hot state they were written from; a
 write only lands when its `v` is higher than the stored one (a stale conditional upsert fails with
 duplicate key 11000), so concurrent or repeated flushes can never move a document backwards.
+
+No string a client sends is a field name here: ids and session ids are values only.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -24,16 +27,34 @@ from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
 import pymongo
+from bson.errors import BSONError
 from pymongo import ASCENDING, ReplaceOne, UpdateOne
-from pymongo.errors import BulkWriteError, ConnectionFailure
+from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError
 
 from shared.domain.catalog import Course
 from shared.domain.course import course_progress
 from shared.domain.progress import WatchState
 from shared.errors import Unavailable
+from shared.storage.set_aside import (
+    INVALID_DOCUMENT,
+    MAX_ERROR_CHARS,
+    UNREADABLE,
+    WRITE_ERROR,
+    SetAside,
+    describe,
+)
+
+log = logging.getLogger(__name__)
 
 DUPLICATE_KEY = 11000
 ATTEMPTS = 8  # rounds of a compare-and-set on an enrollment before giving up (Unavailable)
+# Write errors that mean "not now" rather than "not this document": the retryable writes spec's
+# codes (pymongo's list: not primary, shutting down, network), timeouts and write conflicts.
+TRANSIENT_CODES = frozenset(
+    {6, 7, 50, 64, 89, 91, 112, 134, 189, 262, 9001, 10058, 10107, 11600, 11602, 13435, 13436}
+)
+# What pymongo raises while encoding one document (before anything of its batch is sent).
+ENCODING_ERRORS = (BSONError, OverflowError, UnicodeError)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -65,11 +86,13 @@ class StateWrite:
 @dataclass
 class WriteOutcome:
     """Indexes of writes that did not land: `stale` (a newer version is stored: fine),
-    `retry` (lost an insert race: write again), `refused` (MongoDB will not take it)."""
+    `retry` (lost an insert race: write again), `transient` (MongoDB could not take it now: a
+    later flush writes it), `refused` (this document cannot be stored, and why)."""
 
     stale: list[int] = field(default_factory=list)
     retry: list[int] = field(default_factory=list)
-    refused: list[int] = field(default_factory=list)
+    transient: list[int] = field(default_factory=list)
+    refused: dict[int, SetAside] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +100,18 @@ class StoredState:
     course_id: str | None
     state: WatchState | None  # None: erased (a tombstone that only holds the version)
     version: int
+    unreadable: SetAside | None = None  # the document is there, but cannot be read
+
+
+def _stored_state(doc: dict[str, Any]) -> StoredState:
+    """A `watch_progress` document as read back; an odd one (a value of the wrong type, a state
+    no version wrote) is reported as unreadable instead of raising."""
+    try:
+        state = WatchState.from_dict(doc["state"]) if "state" in doc else None
+        return StoredState(doc.get("course_id"), state, int(doc["v"]))
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        why = SetAside(UNREADABLE, "its stored document: " + describe(exc))
+        return StoredState(None, None, -1, why)
 
 
 # Material and course ids never hold "|" (catalog.ID_PATTERN), a student id may: with the
@@ -167,10 +202,12 @@ class MongoStore:
 
     @_unavailable_on_outage
     def write_states(self, writes: list[StateWrite]) -> WriteOutcome:
-        """One unordered bulk upsert of versioned states (see WriteOutcome).
+        """One unordered bulk upsert of versioned states (see WriteOutcome): every document
+        that can be stored is, whatever the others hold.
 
         A write not newer than the stored version changes nothing, so repeating one is harmless.
-        Raises Unavailable when MongoDB cannot be reached or did not confirm the write concern.
+        Raises Unavailable when MongoDB cannot be reached, did not confirm the write concern, or
+        failed the whole write (no document is to blame then).
         """
         outcome = WriteOutcome()
         if not writes:
@@ -186,19 +223,45 @@ class MongoStore:
             )
             for w in writes
         ]
+        duplicates: list[int] = []
+        self._bulk(ops, list(range(len(ops))), outcome, duplicates)
+        self._classify_duplicates(writes, duplicates, outcome)
+        return outcome
+
+    def _bulk(
+        self, ops: list[UpdateOne], indexes: list[int], outcome: WriteOutcome, dup: list[int]
+    ) -> None:
+        """Write `ops[i]` for each i in `indexes`, sorting each write error into `outcome` (or
+        `dup`). pymongo refuses a whole batch when it cannot encode one of its documents: then
+        the batch is halved until that document is alone (sending a versioned write again is
+        harmless)."""
         try:
-            self.progress.bulk_write(ops, ordered=False)
+            self.progress.bulk_write([ops[i] for i in indexes], ordered=False)
+        except ENCODING_ERRORS as exc:
+            if len(indexes) == 1:
+                outcome.refused[indexes[0]] = SetAside(INVALID_DOCUMENT, describe(exc))
+                return
+            half = len(indexes) // 2
+            self._bulk(ops, indexes[:half], outcome, dup)
+            self._bulk(ops, indexes[half:], outcome, dup)
         except BulkWriteError as exc:
             if exc.details.get("writeConcernErrors"):
                 raise Unavailable("MongoDB did not confirm the write concern") from exc
-            duplicates = []
+            if exc.has_error_label("RetryableWriteError"):
+                raise Unavailable(f"MongoDB could not write now: {describe(exc)}") from exc
             for error in exc.details.get("writeErrors", []):
-                if error.get("code") == DUPLICATE_KEY:
-                    duplicates.append(error["index"])
+                i, code = indexes[error["index"]], error.get("code")
+                if code == DUPLICATE_KEY:
+                    dup.append(i)
+                elif code in TRANSIENT_CODES:
+                    outcome.transient.append(i)
                 else:
-                    outcome.refused.append(error["index"])
-            self._classify_duplicates(writes, duplicates, outcome)
-        return outcome
+                    text = f"MongoDB error {code}: {error.get('errmsg', '')}"
+                    outcome.refused[i] = SetAside(WRITE_ERROR, text[:MAX_ERROR_CHARS])
+        except PyMongoError as exc:
+            if isinstance(exc, ConnectionFailure):
+                raise  # Unavailable, by the decorator
+            raise Unavailable(f"MongoDB failed the whole bulk write: {describe(exc)}") from exc
 
     def _classify_duplicates(
         self, writes: list[StateWrite], indexes: list[int], outcome: WriteOutcome
@@ -211,14 +274,17 @@ class MongoStore:
         stored = self.find_states((writes[i].student_id, writes[i].material_id) for i in indexes)
         for i in indexes:
             found = stored.get((writes[i].student_id, writes[i].material_id))
-            if found is not None and found.version >= writes[i].version:
+            if found is not None and found.unreadable is not None:
+                outcome.refused[i] = found.unreadable
+            elif found is not None and found.version >= writes[i].version:
                 outcome.stale.append(i)
             else:
                 outcome.retry.append(i)
 
     @_unavailable_on_outage
     def find_states(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], StoredState]:
-        """Stored states by (student_id, material_id); absent keys are left out."""
+        """Stored states by (student_id, material_id); absent keys are left out, unreadable
+        ones say why."""
         ids = [progress_id(student_id, material_id) for student_id, material_id in keys]
         found: dict[tuple[str, str], StoredState] = {}
         if not ids:
@@ -228,11 +294,42 @@ class MongoStore:
             {"_id": 0, "student_id": 1, "material_id": 1, "course_id": 1, "state": 1, "v": 1},
         )
         for doc in cursor:
-            state = WatchState.from_dict(doc["state"]) if "state" in doc else None
-            found[(doc["student_id"], doc["material_id"])] = StoredState(
-                doc.get("course_id"), state, int(doc["v"])
-            )
+            found[(doc["student_id"], doc["material_id"])] = _stored_state(doc)
         return found
+
+    @_unavailable_on_outage
+    def migrate_readings(self, batch: int = 500) -> int:
+        """Rewrite stored states whose `readings` have the shape before 0.8.0 (an object keyed by
+        session id: a client's string as a field name) as [session, readings] pairs. Each
+        update names the version it read, so a state a flush wrote meanwhile is left as that
+        flush wrote it (in the new shape). Idempotent; safe while workers run. Returns how many
+        documents it rewrote."""
+        cursor = self.progress.find(
+            {"state.readings": {"$type": "object"}}, {"_id": 1, "student_id": 1, "v": 1, "state": 1}
+        )
+        rewritten, ops = 0, []
+        for doc in cursor:
+            state = _stored_state(doc).state
+            if state is None:  # unreadable: a flush sets such a key aside when it comes by
+                continue
+            flt = {"_id": doc["_id"], "student_id": doc.get("student_id"), "v": doc["v"]}
+            ops.append(UpdateOne(flt, {"$set": {"state.readings": state.to_dict()["readings"]}}))
+            if len(ops) == batch:
+                rewritten, ops = rewritten + self._rewrite(ops), []
+        return rewritten + self._rewrite(ops)
+
+    def _rewrite(self, ops: list[UpdateOne]) -> int:
+        """Documents the updates changed; one MongoDB refuses is logged and left as it is."""
+        if not ops:
+            return 0
+        try:
+            return self.progress.bulk_write(ops, ordered=False).modified_count
+        except BulkWriteError as exc:
+            if exc.details.get("writeConcernErrors"):
+                raise Unavailable("MongoDB did not confirm the write concern") from exc
+            for error in exc.details.get("writeErrors", []):
+                log.error("state not rewritten: MongoDB error %s", error.get("errmsg"))
+            return int(exc.details.get("nModified", 0))
 
     @_unavailable_on_outage
     def erase_states(self, student_id: str, versions: dict[str, int], now: float) -> None:

@@ -12,11 +12,14 @@ totals and writes everything with one unordered bulk write whose filters name th
 read. An update that lost a race to another writer matched nothing; those documents are read
 and merged again (at most `ATTEMPTS` rounds). Since merging is a join, a repeated, reordered or
 concurrent write (a flush taken over after SIGKILL, a rebuild beside a flush) ends in the same
-document. Students who are not enrolled have no document and get no rollup.
+document. Students who are not enrolled have no document and get no rollup. An enrollment whose
+document MongoDB refuses to update, or whose rollup cannot be read, is left as it is and
+logged: the others are written (one student's document never holds up another's).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +31,9 @@ from shared.domain import rollup
 from shared.domain.catalog import Course
 from shared.domain.rollup import Entries, RollupEntry, RollupTotals
 from shared.errors import Unavailable
-from shared.storage.mongo_store import MongoStore, enrollment_id, progress_id
+from shared.storage.mongo_store import TRANSIENT_CODES, MongoStore, enrollment_id, progress_id
+
+log = logging.getLogger(__name__)
 
 # What only the rollups' own code reads (a student's export leaves these out; the materials'
 # states it holds are the source of them).
@@ -66,11 +71,14 @@ def apply_entries(
         ops, expected = _merge_ops(mongo, pending, courses)
         if not ops:
             return changed
-        result = _bulk(mongo, ops)
+        result, refused = _bulk(mongo, ops)
         changed += result
-        if result == len(ops):
+        for i in refused:
+            log.error("rollup of %s not written: %s", enrollment_id(*expected[i]), refused[i])
+        if result + len(refused) == len(ops):
             return changed
-        pending = {key: pending[key] for key in expected}  # read again: who won, and merge
+        # Read again (who won, and merge); a refused document is not tried again now.
+        pending = {key: pending[key] for i, key in enumerate(expected) if i not in refused}
     raise Unavailable("enrollment rollups kept changing; retry")
 
 
@@ -92,7 +100,11 @@ def _merge_ops(
             if doc is None:  # not enrolled: nothing to roll up
                 continue
             course = courses[key[1]]
-            stored = rollup.entries_of(doc)
+            try:
+                stored = rollup.entries_of(doc)
+            except (ValueError, TypeError, AttributeError) as exc:
+                log.error("rollup of %s cannot be read: %s", enrollment_id(*key), exc)
+                continue
             merged = rollup.merge(stored, pending[key])
             fingerprint = rollup.course_fingerprint(course)
             if merged == stored and doc.get("rollup_course") == fingerprint:
@@ -117,16 +129,24 @@ def _cas_update(
     )  # fmt: skip
 
 
-def _bulk(mongo: MongoStore, ops: list[UpdateOne]) -> int:
+def _bulk(mongo: MongoStore, ops: list[UpdateOne]) -> tuple[int, dict[int, str]]:
+    """Documents updated, and the indexes of those MongoDB refused for good, with why.
+    Raises Unavailable for an outage or a transient error (the flush is retried)."""
     try:
         result = mongo.enrollments.bulk_write(ops, ordered=False)
     except ConnectionFailure as exc:
         raise Unavailable("MongoDB is unavailable (enrollment rollups)", retry_after_s=5) from exc
     except BulkWriteError as exc:
-        if exc.details.get("writeConcernErrors"):
-            raise Unavailable("MongoDB did not confirm the write concern") from exc
-        raise
-    return int(result.matched_count)
+        errors = exc.details.get("writeErrors", [])
+        if (
+            exc.details.get("writeConcernErrors")
+            or exc.has_error_label("RetryableWriteError")
+            or any(e.get("code") in TRANSIENT_CODES for e in errors)
+        ):
+            raise Unavailable("MongoDB could not write the enrollment rollups now") from exc
+        refused = {e["index"]: f"MongoDB error {e.get('code')}: {e.get('errmsg')}" for e in errors}
+        return int(exc.details.get("nMatched", 0)), refused
+    return int(result.matched_count), {}
 
 
 def _find(mongo: MongoStore, query: dict[str, Any], fields: dict[str, Any]) -> list[dict[str, Any]]:

@@ -3,6 +3,8 @@ workers on any number of hosts add up; the API's /metrics exposes them."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import redis
 
 from shared.storage.keys import STATS
@@ -21,10 +23,11 @@ def record_flush(
     completions: int,
     failed: bool,
     mongo_seconds: float,
-    quarantined: int = 0,
+    set_aside: Mapping[str, int] | None = None,
     overclaimed: int = 0,
 ) -> None:
-    """Add one flush's figures (one round trip). A flush that claimed nothing is not counted."""
+    """Add one flush's figures (one round trip). A flush that claimed nothing is not counted.
+    `set_aside`: keys set aside by reason (`quarantined:<reason>`, and their sum)."""
     if keys == 0:
         return
     pipe = r.pipeline(transaction=False)
@@ -35,7 +38,9 @@ def record_flush(
     pipe.hincrby(STATS, "takeovers", takeovers)
     pipe.hincrby(STATS, "completions", completions)
     pipe.hincrby(STATS, "flush_failures", int(failed))
-    pipe.hincrby(STATS, "quarantined", quarantined)
+    for reason, count in (set_aside or {}).items():
+        pipe.hincrby(STATS, "quarantined", count)
+        pipe.hincrby(STATS, f"quarantined:{reason}", count)
     pipe.hincrby(STATS, "overclaimed_heartbeats", overclaimed)
     if written:
         pipe.hincrby(STATS, "mongo_writes", 1)

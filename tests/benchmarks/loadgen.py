@@ -3,6 +3,7 @@
     .venv/bin/python -m tests.benchmarks.loadgen --watchers 1000 --minutes 3 --speedup 1
     .venv/bin/python -m tests.benchmarks.loadgen --watchers 300 --minutes 2 --speedup 30
     .venv/bin/python -m tests.benchmarks.loadgen --capacity [--max-minutes 15]
+    .venv/bin/python -m tests.benchmarks.loadgen --watchers 300 --minutes 2 --adversaries 20
 
 Starts a stack of its own (redis-server with AOF, nx-27017, the Procfile's web, worker and
 clock processes; product flush settings unless `--flush-interval`/`--flush-tick` say otherwise),
@@ -39,6 +40,20 @@ compressed time more heartbeats fall into one flush interval).
 Verified watching is off (`MAX_PLAYBACK_RATE=0`) for the generator's stack: its students replay
 players faster than real time with `--speedup`, and its tabs do not report the start of playing
 as the browser tracker does, so the bound would (rightly) credit less than the model expects.
+
+`--adversaries N` (adversary.py): a baseline phase of `--minutes` with the honest watchers
+alone, then as long again with N hostile students beside them (forgeries, ten tabs, bad ids
+and bodies, oversized bodies, floods; `--hostile-roles` picks which). It runs at speedup 1 with
+verified watching on (`MAX_PLAYBACK_RATE=2`), and the honest tabs then behave like the browser
+tracker: a heartbeat at once on play (and on resume), every 10 s while playing, on pause, seek,
+end and exit, each naming its `event`, so that the bound credits exactly what they claim. A
+second tab of a student is left out in this mode: two players of one student playing at once
+may claim up to twice what one could, and the per-student budget rightly credits less. It
+prints the honest p50/p99 of both phases and their ratio, what the hostile requests got (by
+status and error code; a 5xx fails the run), and the worst hostile credit ratio (credited
+watched_seconds over all videos / (MAX_PLAYBACK_RATE x wall time from the student's first to
+last accepted request + 1 ms per heartbeat); over 1 fails the run). The oracle still checks
+every honest watcher; hostile students' documents are left to that ratio.
 """
 
 from __future__ import annotations
@@ -75,6 +90,7 @@ from shared.runtime.gc_tuning import GC_THRESHOLD
 from shared.storage.keys import partitions
 from shared.storage.mongo_store import progress_id
 from shared.storage.stats import read_stats
+from tests.benchmarks.adversary import ROLES, AdversaryProcess, Outcome, credit_report
 from tests.benchmarks.benchstack import (
     BenchStack,
     RedisCounters,
@@ -282,6 +298,9 @@ class LoadGen:
         self.own_redis_calls = 0
         self.own_redis_reads = 0
         self.open_tabs: Counter[tuple[str, str]] = Counter()
+        # With adversaries verified watching is on: tabs behave as the browser tracker does.
+        self.tracker = args.adversaries > 0
+        self.hostile: set[str] = set()  # hostile students' ids (not in the model)
 
     # -- clock ----------------------------------------------------------------------------
 
@@ -532,7 +551,9 @@ class LoadGen:
             if rng.random() < 0.05 and not self.key(sid, PDF_ID).opened:
                 await self.complete_pdf(sid)
             video = self.pick_video(sid, rng)
-            if rng.random() < 0.08:  # a second tab, for a while
+            # A second tab, for a while; not under verified watching: two players of one
+            # student at once may rightly be credited less than they claim.
+            if rng.random() < 0.08 and not self.tracker:
                 other = video if rng.random() < 0.5 else rng.choice(list(VIDEOS))
                 tab_rng = random.Random(rng.random())
                 limit = rng.uniform(60.0, 300.0)
@@ -564,10 +585,11 @@ class LoadGen:
         range_start = position
         played: list[tuple[float, float]] = []
         next_tick = t + HEARTBEAT_S
+        beat_at_play = self.tracker  # the tracker reports at once when playing starts
 
-        async def beat(at: float, watch_time: float) -> None:
+        async def beat(at: float, watch_time: float, event: str | None) -> None:
             nonlocal seq, played
-            body = {
+            body: dict[str, Any] = {
                 "watch_time": r3(watch_time),
                 "total_duration": duration,
                 "client_ts": iso(r3(at)),
@@ -576,9 +598,14 @@ class LoadGen:
                 "played": [[r3(a), r3(b)] for a, b in played if r3(b) > r3(a)],
                 "playback_rate": rate,
             }
+            if self.tracker and event is not None:
+                body["event"] = event
             seq += 1
             played = []
             await self.send(sid, mid, body, self.real_of(at))
+
+        if beat_at_play:
+            await beat(t, position, "play")
 
         while True:
             t_end = t + (duration - position) / rate
@@ -589,17 +616,17 @@ class LoadGen:
             t = t_next
             if self.stopping or t_next >= deadline:  # tab closed (pagehide)
                 played.append((range_start, position))
-                await beat(t, position)
+                await beat(t, position, "exit")
                 return
             if t_next == t_end:  # ended
                 played.append((range_start, duration))
-                await beat(t, duration)
+                await beat(t, duration, "ended")
                 return
             if t_next == next_tick:  # the interval timer, while playing
                 played.append((range_start, position))
                 range_start = position
                 next_tick += HEARTBEAT_S
-                await beat(t, position)
+                await beat(t, position, None)  # the timer: no event
                 continue
             event = rng.choices(
                 ["pause", "back", "forward", "close", "rate"], [0.35, 0.25, 0.2, 0.12, 0.08]
@@ -611,18 +638,20 @@ class LoadGen:
                 continue
             if event == "close":
                 played.append((range_start, position))
-                await beat(t, position)
+                await beat(t, position, "exit")
                 return
             if event == "pause":
                 played.append((range_start, position))
                 range_start = position
-                await beat(t, position)
+                await beat(t, position, "pause")
                 t += rng.uniform(3.0, MAX_PAUSE_S)
                 await self.until(t)
                 if self.stopping:  # closing a paused tab: pagehide sends the position
-                    await beat(t, position)
+                    await beat(t, position, "exit")
                     return
                 next_tick = t + HEARTBEAT_S  # play restarts the interval timer
+                if beat_at_play:
+                    await beat(t, position, "play")
                 continue
             # a seek: 'seeking' closes the open range, 'seeked' sends the new position
             played.append((range_start, position))
@@ -631,7 +660,7 @@ class LoadGen:
             else:
                 position = min(duration - 1.0, position + rng.uniform(5.0, 180.0))
             range_start = position
-            await beat(t, position)
+            await beat(t, position, "seek")
 
     async def stop_students(self, grace_s: float) -> None:
         self.stopping = True
@@ -745,7 +774,7 @@ def verify(gen: LoadGen) -> tuple[list[str], list[str]]:
             problems.append(f"{sid}/{mid}: " + ", ".join(bad))
     uncertain = {k for k, km in gen.model.items() if km.uncertain}
     for key in docs:
-        if key not in uncertain:
+        if key not in uncertain and key[0] not in gen.hostile:  # theirs: `credit_report`
             problems.append(f"{key[0]}/{key[1]}: unexpected document (nothing was accepted)")
     course = load_course()
     total = len(course.materials)
@@ -814,6 +843,9 @@ async def run(bs: BenchStack, args: argparse.Namespace) -> int:
     await gen.open()
     capacity = args.capacity
     budget_s = args.max_minutes * 60.0 if capacity else args.minutes * 60.0
+    adversary = await start_adversary(gen, bs, args) if args.adversaries else None
+    if adversary:  # a baseline phase, then the same load beside the hostile students
+        budget_s *= 2
     reserve_s = args.drain_timeout + 30.0 if capacity else 0.0
     gen.start_clock(budget_s + 120.0)
     pids = bs.pids()
@@ -826,6 +858,8 @@ async def run(bs: BenchStack, args: argparse.Namespace) -> int:
     idle_rate = idle.total / 5.0
 
     plan = capacity_plan(args) if capacity else [args.watchers]
+    if adversary:
+        plan = [args.watchers, args.watchers]
     steps: list[Step] = []
     outage: dict[str, Any] | None = None
     redis0 = RedisCounters.take(bs.r)
@@ -859,6 +893,8 @@ async def run(bs: BenchStack, args: argparse.Namespace) -> int:
         for i, watchers in enumerate(plan):
             if capacity:
                 step_s = args.step_seconds * (1.5 if i == 0 else 1.0)
+            elif adversary:
+                step_s = args.minutes * 60.0
             else:  # what the outage phases left of the run
                 step_s = max(10.0, budget_s - (gen.loop.time() - load_t0))
             elapsed = gen.loop.time() - load_t0
@@ -866,7 +902,8 @@ async def run(bs: BenchStack, args: argparse.Namespace) -> int:
                 out_of_time = watchers
                 break
             new = students_range(enrolled, watchers - enrolled)
-            await asyncio.to_thread(enroll_bulk, bs, new, COURSE_ID)
+            if new:
+                await asyncio.to_thread(enroll_bulk, bs, new, COURSE_ID)
             gen.own_redis_calls += 2 * len(new)  # the enrollment mirror: DEL + SADD each
             gen.own_redis_reads += math.ceil(len(new) / 5000)
             gen.add_students(new)
@@ -877,7 +914,10 @@ async def run(bs: BenchStack, args: argparse.Namespace) -> int:
             stats0 = flush_stats(gen)
             errors0 = sum(gen.m.errors.values())
             gen.spawn(new, spread_s=min(20.0, step_s / 3))
-            progress.update(bar, description=f"{watchers:,} watchers")
+            if adversary and i == 1:
+                adversary.start()
+            hostile = f" + {adversary.hostile} hostile" if adversary and i == 1 else ""
+            progress.update(bar, description=f"{watchers:,} watchers{hostile}")
             end = step.start + step_s
             mid_overdue = None
             while (now := gen.loop.time()) < end:
@@ -912,6 +952,7 @@ async def run(bs: BenchStack, args: argparse.Namespace) -> int:
                     break
     load_s = gen.loop.time() - load_t0
     accepted_in_load = gen.m.accepted + gen.m.completes
+    outcome = await adversary.stop() if adversary else None
     console.print(f"stopping {enrolled:,} watchers (tabs close: a last heartbeat each)...")
     await gen.stop_students(grace_s=min(30.0, MAX_PAUSE_S / gen.k + 5.0))
     drain_started = time.time()
@@ -925,6 +966,14 @@ async def run(bs: BenchStack, args: argparse.Namespace) -> int:
     problems, enrollment_problems = await verify_with_patience(gen)
     flushes, documents = await asyncio.to_thread(mongo_flushes, gen)
     stats = delta(flush_stats(gen), stats_run0)
+    hostile_failed = False
+    if outcome:
+        docs = await asyncio.to_thread(
+            lambda: list(
+                gen.bs.mongo.progress.find({}, {"_id": 0, "student_id": 1, "watched_seconds": 1})
+            )
+        )
+        hostile_failed = report_adversary(steps, outcome, docs, bs.settings.max_playback_rate)
     await gen.close()
 
     # -- report ---------------------------------------------------------------------------
@@ -1098,13 +1147,65 @@ async def run(bs: BenchStack, args: argparse.Namespace) -> int:
         console.print(f"[red]error example:[/] {text}")
     for line in (gen.m.ryw_mismatches + problems + enrollment_problems)[:40]:
         console.print(f"[red]mismatch:[/] {line}")
-    failed = bool(
+    failed = hostile_failed or bool(
         problems or enrollment_problems or gen.m.ryw_mismatches or drained is None or gen.m.errors
     )
     console.print(
         "[red]FAILED[/]" if failed else "[green]OK: the stored state matches the model[/]"
     )
     return 1 if failed else 0
+
+
+async def start_adversary(
+    gen: LoadGen, bs: BenchStack, args: argparse.Namespace
+) -> AdversaryProcess:
+    """Enroll the hostile students (ids apart from the honest ones'); not started yet."""
+    ids = [f"x{i:04d}" for i in range(args.adversaries)]
+    await asyncio.to_thread(enroll_bulk, bs, ids, COURSE_ID)
+    gen.hostile.update(ids)
+    url = urlsplit(bs.url)
+    tokens = {sid: bs.token(sid) for sid in ids}
+    roles = tuple(args.hostile_roles.split(","))
+    return AdversaryProcess(
+        url.hostname or "127.0.0.1",
+        url.port or 80,
+        tokens,
+        VIDEOS,
+        bs.settings.max_body_bytes,
+        args.seed,
+        roles,
+    )
+
+
+def report_adversary(
+    steps: list[Step], adversary: Outcome, docs: list[dict[str, Any]], max_rate: float
+) -> bool:
+    """Print the honest latencies without and with the hostile students, what the hostile
+    requests got and the worst hostile credit ratio; True when something failed."""
+    base, hostile = steps[0], steps[1] if len(steps) > 1 else steps[0]
+    ratio = hostile.p99 / base.p99 if base.p99 > 0 else math.nan
+    console.print(
+        f"honest ingest latency, baseline p50 / p99 {fmt(base.p50, 2)} / {fmt(base.p99, 2)} ms"
+        f" ({base.accepted:,} accepted); beside {len(adversary.ledgers)} hostile students "
+        f"{fmt(hostile.p50, 2)} / {fmt(hostile.p99, 2)} ms ({hostile.accepted:,} accepted); "
+        f"p99 ratio {fmt(ratio, 2)} (target <= 1.5)"
+    )
+    if not ratio <= 1.5:
+        console.print("[bold yellow]the honest p99 rose more than 1.5x beside the hostile ones[/]")
+    replies = ", ".join(f"{k}: {v:,}" for k, v in sorted(adversary.replies.items()))
+    console.print(f"hostile requests ({sum(adversary.replies.values()):,}): {replies}")
+    worst, over = credit_report(adversary, docs, max_rate)
+    console.print(
+        f"hostile credit: worst credited / (MAX_PLAYBACK_RATE {max_rate:g} x accepted span "
+        f"+ 1 ms per heartbeat) = {worst:.3f}"
+    )
+    for line in over:
+        console.print(f"[red]hostile student credited past the budget:[/] {line}")
+    for line in adversary.server_errors[:20]:
+        console.print(f"[bold red]5xx FOR HOSTILE INPUT (a bug):[/] {line}")
+    if adversary.server_errors:
+        console.print(f"[bold red]{len(adversary.server_errors)} hostile requests got a 5xx[/]")
+    return bool(over or adversary.server_errors)
 
 
 async def worker_outage(gen: LoadGen, bs: BenchStack, outage_s: float) -> dict[str, Any]:
@@ -1184,6 +1285,18 @@ def main() -> None:
     parser.add_argument("--flush-tick", type=int, default=5, help="FLUSH_TICK_S")
     parser.add_argument("--drain-timeout", type=float, default=150.0)
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument(
+        "--adversaries",
+        type=int,
+        default=0,
+        help="hostile students: a baseline phase of --minutes, then as long beside them "
+        "(speedup 1, verified watching on)",
+    )
+    parser.add_argument(
+        "--hostile-roles",
+        default=",".join(ROLES),
+        help=f"comma-separated, taken in turn by the hostile students (of {', '.join(ROLES)})",
+    )
     parser.add_argument("--capacity", action="store_true", help="step up until it breaks")
     parser.add_argument("--max-minutes", type=float, default=15.0, help="capacity: whole run")
     parser.add_argument("--start-watchers", type=int, default=1000)
@@ -1206,15 +1319,22 @@ def main() -> None:
     gc.set_threshold(*GC_THRESHOLD)
     if args.capacity:
         args.workers = 1
+    if args.adversaries and (args.capacity or args.outage_minutes):
+        parser.error("--adversaries runs alone (not with --capacity or --outage-minutes)")
+    if not set(args.hostile_roles.split(",")) <= set(ROLES):
+        parser.error(f"--hostile-roles: each of {', '.join(ROLES)}")
+    if args.adversaries:
+        args.speedup = 1.0  # verified watching bounds players to real time
     # The per-student rate limit counts real minutes: scale it with the compressed time.
     rate_limit = str(math.ceil(240 * max(1.0, args.speedup)))
+    max_rate = "2" if args.adversaries else "0"  # the product default when it is measured
     with bench_stack(
         "loadgen-",
         [load_course()],
         workers=args.workers,
         flush_interval_s=args.flush_interval,
         flush_tick_s=args.flush_tick,
-        extra_env={"RATE_LIMIT_PER_MINUTE": rate_limit, "MAX_PLAYBACK_RATE": "0"},
+        extra_env={"RATE_LIMIT_PER_MINUTE": rate_limit, "MAX_PLAYBACK_RATE": max_rate},
     ) as bs:
         try:
             import uvloop
