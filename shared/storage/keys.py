@@ -39,9 +39,9 @@ Per student, under `vp:{p}:s:<sid>`. For each key: its type; who writes it; when
   exports) of the user in this minute, any role (the read limit). Expires with the window.
 - `vp:{p}:s:<sid>:keys` set of the materials the student has `hb`/`ws` keys for: the student's
   key index, so that an export or an erasure looks its keys up instead of scanning. Ingest adds
-  (in the script that creates the keys), finish adds again (keys buffered before the index
-  existed); erasure removes. A material whose clean hot state expired may stay listed (a few
-  bytes per material the student ever watched).
+  (in the script that creates the keys), finish and setting a key aside add again (keys
+  buffered before the index existed); erasure removes. A material whose clean hot state
+  expired may stay listed (a few bytes per material the student ever watched).
 - `vp:{p}:s:<sid>:erased` hash material id -> the tombstone version an erasure gave that key (a
   version beyond any fold or write in flight). Erasure writes it in the same step that erases
   the keys; finish reads it (a flush of erased heartbeats marks nothing). Expires
