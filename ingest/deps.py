@@ -5,6 +5,8 @@ the route's own query and body. So a lookup dependency (`CourseDep`, `MaterialDe
 the role, and a route whose query can be refused (422) before the lookup (404) calls
 `course_or_404` / `material_or_404` in its body instead, so every answer stays the same.
 Every dependency is `async def`: FastAPI runs plain `def` ones in a thread pool.
+`Reads` and `ExportReads` count the caller's reads against READ_RATE_LIMIT_PER_MINUTE; they go
+after the role, so that a caller without the role gets its 403 first.
 
 Ids a client names in a path or a query (`CourseId`, `MaterialId`, `StudentId`,
 `StudentIdQuery`) are 1-128 printable characters (API.md, "Hostile input"), else `422`. A
@@ -14,15 +16,18 @@ lookup (FastAPI skips a dependency whose own parameters failed).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
 
 from ingest.auth import current_principal, require_role
 from ingest.context import AppContext, CatalogCache
+from ingest.metrics import READS_RATE_LIMITED
 from ingest.progress_service import ProgressService
 from shared.domain.catalog import Course, MaterialRef, PrintableId
-from shared.errors import Forbidden, NotFound
+from shared.errors import Forbidden, NotFound, RateLimited
 from shared.tokens import Principal
 
 AnyUser = Annotated[Principal, Depends(current_principal)]
@@ -50,6 +55,32 @@ StudentIdQuery = Annotated[
 
 Ctx = Annotated[AppContext, Depends(get_ctx)]
 Progress = Annotated[ProgressService, Depends(get_progress_service)]
+
+READ_WINDOW_S = 60
+EXPORT_READ_COST = 30  # an export reads everything held about a student: it counts as this many
+
+
+def read_quota(cost: int) -> Callable[[Principal, AppContext], Awaitable[None]]:
+    """A dependency counting `cost` reads of the caller (any role) in the current minute, in
+    Redis (so the limit holds across API processes); past the limit it raises RateLimited
+    (429, `Retry-After`: when the minute ends) and counts nothing."""
+
+    async def spend_reads(principal: AnyUser, ctx: Ctx) -> None:
+        limit = ctx.settings.read_rate_limit_per_minute
+        if limit == 0:
+            return
+        now = ctx.clock.time()
+        if await ctx.hot.spend_reads(principal.user_id, cost, limit, READ_WINDOW_S, now):
+            return
+        READS_RATE_LIMITED.inc()
+        retry_after = max(1, math.ceil(READ_WINDOW_S - now % READ_WINDOW_S))
+        raise RateLimited("too many reads from this user; retry later", retry_after)
+
+    return spend_reads
+
+
+Reads = Annotated[None, Depends(read_quota(1))]
+ExportReads = Annotated[None, Depends(read_quota(EXPORT_READ_COST))]
 
 
 def course_or_404(catalog: CatalogCache, course_id: str) -> Course:

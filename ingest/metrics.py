@@ -32,6 +32,10 @@ HEARTBEATS_ACCEPTED = Counter(
 HEARTBEATS_REJECTED = Counter(
     "videoprogress_heartbeats_rejected_total", "Heartbeats refused, by reason", ["reason"]
 )
+READS_RATE_LIMITED = Counter(
+    "videoprogress_reads_rate_limited_total",
+    "Reads and exports refused by the per-user read limit (429)",
+)
 INGEST_SECONDS = Histogram(
     "videoprogress_ingest_seconds",
     "Time to answer a single-heartbeat request",

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
 from ingest.context import AppContext
-from ingest.deps import Admin, Ctx, Student, StudentId
+from ingest.deps import Admin, Ctx, ExportReads, Student, StudentId
 from shared.ops.export import student_export, student_export_xapi
 
 router = APIRouter(tags=["data export"])
@@ -33,16 +33,24 @@ async def _export(ctx: AppContext, student_id: str, fmt: str) -> dict[str, Any]:
 
 
 @router.get("/api/progress/export")
-async def export_own(student: Student, ctx: Ctx, format: ExportFormat = "json") -> dict[str, Any]:
+async def export_own(
+    student: Student, _reads: ExportReads, ctx: Ctx, format: ExportFormat = "json"
+) -> dict[str, Any]:
     """Everything the service holds about the calling student, as JSON: enrollments, each
     material's state (watched ranges, position, completion, times; MongoDB's copy and the
-    current one), heartbeats not yet folded, and outbox entries that name them."""
+    current one), heartbeats not yet folded, and outbox entries that name them. Counts as
+    30 reads of the read limit (429 with `Retry-After` past it)."""
     return await _export(ctx, student.user_id, format)
 
 
 @router.get("/api/admin/students/{student_id}/export")
 async def export_student(
-    student_id: StudentId, admin: Admin, ctx: Ctx, format: ExportFormat = "json"
+    student_id: StudentId,
+    admin: Admin,
+    _reads: ExportReads,
+    ctx: Ctx,
+    format: ExportFormat = "json",
 ) -> dict[str, Any]:
-    """The same export for any student (admins only; `403` for everyone else)."""
+    """The same export for any student (admins only; `403` for everyone else), counted against
+    the admin's read limit."""
     return await _export(ctx, student_id, format)

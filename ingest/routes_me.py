@@ -19,7 +19,7 @@ from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
 from ingest.context import AppContext
-from ingest.deps import AnyUser, Ctx, Progress
+from ingest.deps import AnyUser, Ctx, Progress, Reads
 from ingest.models import MyCourses, StudentCourse, TaughtCourse
 from ingest.progress_service import ProgressService
 from shared.domain.catalog import ID_PATTERN, Course
@@ -34,6 +34,7 @@ router = APIRouter(tags=["me"])
 @router.get("/api/me/courses", response_model=MyCourses)
 async def my_courses(
     principal: AnyUser,
+    _reads: Reads,
     ctx: Ctx,
     service: Progress,
     limit: Annotated[int, Query(ge=1, le=500, description="admins: courses per page")] = 50,

@@ -13,6 +13,7 @@ from ingest.deps import (
     MaterialDep,
     MaterialId,
     Progress,
+    Reads,
     Student,
     StudentIdQuery,
     StudentOrAdmin,
@@ -193,6 +194,7 @@ def _rejected(index: int, exc: ServiceError) -> ItemResult:
 async def get_status(
     video_id: MaterialId,
     principal: StudentOrAdmin,
+    _reads: Reads,
     service: Progress,
     student_id: StudentIdQuery = None,
 ) -> MaterialStatus:
@@ -207,6 +209,7 @@ async def get_status(
 async def post_statuses(
     body: StatusRequest,
     principal: StudentOrAdmin,
+    _reads: Reads,
     service: Progress,
     student_id: StudentIdQuery = None,
 ) -> StatusBatch:
@@ -249,6 +252,7 @@ async def post_complete(
 async def get_course_progress(
     course_id: CourseId,
     principal: StudentOrAdmin,
+    _reads: Reads,
     service: Progress,
     student_id: StudentIdQuery = None,
 ) -> CourseProgress:

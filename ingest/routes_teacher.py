@@ -167,7 +167,8 @@ async def erase(
     material_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
 ) -> dict[str, Any]:
     """Erase a student's progress (one material, or all) from MongoDB, Redis hot state and
-    queued heartbeats; a flush already in flight cannot bring it back. Returns counts."""
+    queued heartbeats, enrollments and the outboxes; nothing in flight (a flush, a completion
+    job) can bring it back after this answers. Returns counts."""
     report = await run_in_threadpool(
         erase_progress,
         ctx.mongo,
@@ -175,7 +176,8 @@ async def erase(
         ctx.catalog.current,
         student_id,
         material_id,
-        ctx.settings.hot_state_ttl_s,
+        ctx.settings.erasure_tombstone_ttl_s,
         ctx.rq_redis,
+        ctx.clock.time(),
     )
     return report.as_dict()

@@ -69,6 +69,14 @@ class Settings(BaseSettings):
     # Heartbeats per student per minute: a player sends 6 to 12, an outbox flush after a long
     # time offline a few hundred at once. 0 disables the limit.
     rate_limit_per_minute: int = Field(1200, ge=0)
+    # Reads per user per minute (status reads, course views, /api/me/courses; an export counts
+    # as EXPORT_READ_COST of them): a page load makes 1 to 3, a teacher paging through courses a
+    # few a second at most. 0 disables the limit.
+    read_rate_limit_per_minute: int = Field(600, ge=0)
+    # How long erasure tombstones live (Redis and MongoDB): what a flush or completion job read
+    # before an erasure is refused for this long. At least an hour more than a lease (a flush's
+    # lease, then a completion job with its retries: workers/flush.py COMPLETION_RETRY).
+    erasure_tombstone_ttl_s: int = Field(24 * 3600, ge=3600)
     # Heartbeats one (student, video) may hold in Redis while waiting for a worker: 10 hours of
     # a player's heartbeats (one per 10 s), so an outage of the worker tier of that long costs
     # at most ~1 MB per key; past it ingest answers 503 for that key only.
@@ -138,6 +146,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 "BUFFER_REDIS_CLUSTER=true needs BUFFER_REDIS_URL (a node of the cluster): "
                 "REDIS_URL is RQ's, which must be a plain Redis"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _tombstones_outlive_work_in_flight(self) -> Settings:
+        if self.erasure_tombstone_ttl_s < self.claim_lease_s + 3600:
+            raise ValueError(
+                "ERASURE_TOMBSTONE_TTL_S must be at least CLAIM_LEASE_S + 3600: a flush and a "
+                "completion job with its retries may still be in flight that long"
             )
         return self
 

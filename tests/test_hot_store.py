@@ -15,6 +15,7 @@ from shared.storage.clients import Buffer
 from shared.storage.hot_store import (
     AsyncHotStore,
     CachedView,
+    ErasedKey,
     Fold,
     HotStore,
     HotView,
@@ -27,14 +28,13 @@ from shared.storage.hot_store import (
     parse_ingest_reply,
     run_scripts,
 )
-from shared.storage.keys import ProgressKey, enrollments_key
-from tests.helpers import async_buffer
+from shared.storage.keys import ProgressKey, budget_key, buffer_tombstones, enrollments_key
+from tests.helpers import async_buffer, buffered
 
 pytestmark = pytest.mark.cluster  # the scripts and claims, on both layouts
 
 KEY = ProgressKey("s1", "v1")
 DIRTY, LEASES, PENDING = KEY.partition.dirty, KEY.partition.leases, KEY.partition.pending
-POISON = [KEY.partition.poison, KEY.partition.poison_why]
 
 
 def append(
@@ -179,7 +179,6 @@ def test_finish_cleans_only_unchanged_keys(redis_url: str, redis_client: Buffer)
 
 def test_erasure_beats_a_fold_read_before_it(redis_url: str, redis_client: Buffer) -> None:
     from shared.ops.erasure import VERSION_GAP
-    from shared.storage.hot_store import SCRIPTS
 
     enroll(redis_client, "s1", "c1")
     store = HotStore(redis_client)
@@ -187,12 +186,8 @@ def test_erasure_beats_a_fold_read_before_it(redis_url: str, redis_client: Buffe
     store.commit([Fold(KEY, None, WatchState(position=1.0), folded=1, version=1)])
     append(redis_url, [hb(2), hb(3)])
     [seen] = store.read([KEY])  # a worker reads version 1 and two pending heartbeats...
-    erase = redis_client.register_script(SCRIPTS["erase"])
-    version, queued, had_state = erase(
-        keys=[KEY.state, KEY.pending, DIRTY, LEASES, PENDING, *POISON],
-        args=[KEY.member, 0, VERSION_GAP, 60],
-    )
-    assert (int(version), queued, had_state) == (1 + VERSION_GAP, 2, 1)
+    [cut] = store.erase("s1", None, {}, VERSION_GAP, 60)
+    assert cut == ErasedKey("v1", 1 + VERSION_GAP, 2, True)
     # ...and commits after the erasure: it must lose, or the erased heartbeats come back.
     assert seen is not None
     late = Fold(KEY, seen.version, WatchState(position=3.0), folded=2, version=3)
@@ -201,6 +196,97 @@ def test_erasure_beats_a_fold_read_before_it(redis_url: str, redis_client: Buffe
     assert after is not None
     assert after.state is None and after.pending == [] and after.version == 1 + VERSION_GAP
     assert int(redis_client.get(PENDING) or 0) == 0 and redis_client.zcard(DIRTY) == 0
+
+
+def test_the_key_index_lists_every_material_ingest_buffered(
+    redis_url: str, redis_client: Buffer
+) -> None:
+    enroll(redis_client, "s1", "c1")
+    for material in ("v1", "v2", "v1"):
+        assert append(redis_url, [hb(1)], key=ProgressKey("s1", material)).status == "ok"
+    assert HotStore(redis_client).indexed_materials("s1") == {"v1", "v2"}
+    assert HotStore(redis_client).indexed_materials("s2") == set()
+    assert append(redis_url, [hb(1)], key=ProgressKey("s3", "v9")).status != "ok"
+    assert HotStore(redis_client).indexed_materials("s3") == set()  # refused: nothing indexed
+
+
+def test_erasing_a_student_takes_every_indexed_key_and_mongodbs_in_one_step(
+    redis_url: str, redis_client: Buffer
+) -> None:
+    enroll(redis_client, "s1", "c1")
+    enroll(redis_client, "s2", "c1")
+    append(redis_url, [hb(1), hb(2)], key=ProgressKey("s1", "v1"))
+    append(redis_url, [hb(1)], key=ProgressKey("s1", "v2"))
+    append(redis_url, [hb(1)], key=ProgressKey("s2", "v1"))  # another student: untouched
+    store = HotStore(redis_client)
+    store.commit([Fold(ProgressKey("s1", "v2"), None, WatchState(), folded=1, version=7)])
+    cut = store.erase("s1", None, {"v3": 40}, 100, 60)  # v3: only MongoDB holds it, at 40
+    assert cut == [
+        ErasedKey("v1", 100, 2, False),
+        ErasedKey("v2", 107, 0, True),
+        ErasedKey("v3", 140, 0, False),
+    ]
+    assert store.indexed_materials("s1") == set()
+    tombstones = redis_client.hgetall(buffer_tombstones("s1"))
+    assert tombstones == {b"v1": b"100", b"v2": b"107", b"v3": b"140"}
+    assert 0 < redis_client.ttl(buffer_tombstones("s1")) <= 60
+    left = store.read([ProgressKey("s1", "v1"), ProgressKey("s2", "v1")])
+    assert [(e.pending, e.version) for e in left if e] == [([], 100), ([hb(1)], None)]
+    assert buffered(redis_client) == (1, 1)  # the other student's key and heartbeat
+
+
+def test_an_erasure_of_all_is_refused_when_the_index_grew_since_it_was_read(
+    redis_url: str, redis_client: Buffer
+) -> None:
+    from shared.storage.hot_store import SCRIPTS, _erase_call
+
+    enroll(redis_client, "s1", "c1")
+    append(redis_url, [hb(1)], key=ProgressKey("s1", "v1"))
+    stale = _erase_call("s1", [], {}, 100, 60, whole=True)  # read before v1 was indexed
+    erase = redis_client.register_script(SCRIPTS["erase"])
+    assert erase(keys=stale[0], args=stale[1]) == [b"retry"]
+    assert redis_client.llen(KEY.pending) == 1  # nothing erased
+    assert HotStore(redis_client).erase("s1", None, {}, 100, 60)[0].queued == 1  # reads again
+
+
+def test_a_flush_of_erased_heartbeats_finishes_without_marking_anything(
+    redis_url: str, redis_client: Buffer
+) -> None:
+    enroll(redis_client, "s1", "c1")
+    append(redis_url, [hb(1)])
+    store = HotStore(redis_client)
+    store.claim(now=1000.0, lease_until=2000.0, limit=10)
+    store.commit([Fold(KEY, None, WatchState(position=1.0), folded=1, version=1)])
+    store.erase("s1", "v1", {}, 100, 60)  # while the flush writes MongoDB
+    assert store.finish([(KEY, 1, True)], next_due=1234.0, ttl_s=600) == 0
+    assert redis_client.zscore(DIRTY, KEY.member) is None  # not due again
+    assert redis_client.hgetall(KEY.state) == {b"n": b"101"}  # no completion flag
+    assert not redis_client.sismember(KEY.stored, "v1")
+    assert store.indexed_materials("s1") == set()
+    # A heartbeat after the erasure is no erased one: taken, folded from the tombstone, finished.
+    assert append(redis_url, [hb(5)]).status == "ok"
+    store.claim(now=1000.0, lease_until=2000.0, limit=10)
+    store.commit([Fold(KEY, 101, WatchState(position=5.0), folded=1, version=102)])
+    assert store.finish([(KEY, 102, False)], next_due=1234.0, ttl_s=600) == 1
+    assert redis_client.sismember(KEY.stored, "v1") and store.indexed_materials("s1") == {"v1"}
+
+
+def test_reads_are_counted_per_user_and_window_and_refused_past_the_limit(
+    redis_url: str,
+) -> None:
+    async def run() -> list[bool]:
+        client = async_buffer(redis_url)
+        try:
+            store = AsyncHotStore(client)
+            spent = [await store.spend_reads("u1", 1, 3, 60, 6000.0) for _ in range(4)]
+            spent.append(await store.spend_reads("u1", 30, 3, 60, 6000.0))  # an export
+            spent.append(await store.spend_reads("u2", 3, 3, 60, 6000.0))  # another user
+            spent.append(await store.spend_reads("u1", 3, 3, 60, 6060.0))  # the next minute
+            return spent
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(run()) == [True, True, True, False, False, True, True]
 
 
 def test_scripts_lost_by_a_redis_restart_are_loaded_again(
@@ -426,3 +512,33 @@ def test_each_heartbeat_carries_its_keys_grant_through_the_flush(
     assert [h.grant[1] if h.grant else None for h in entry.pending] == [0.0, 8.0, 45.0]
     epoch = redis_client.hget(KEY.state, "e")
     assert {h.grant[0] if h.grant else None for h in entry.pending} == {as_text(epoch)}
+
+
+def test_erasing_the_whole_student_deletes_their_budget_and_a_materials_erasure_keeps_it(
+    redis_client: Buffer,
+) -> None:
+    enroll(redis_client, "s1", "c1")
+    enroll(redis_client, "s2", "c1")
+
+    def spend(student: str, material: str, t: float, need: float) -> float:
+        limits = IngestLimits(t + 10, 100, 10_000, 0, 60, now=t, verification=BUDGET)
+        key = ProgressKey(student, material)
+        item = IngestItem(key, "c1", [Heartbeat(received_at=t)], need=need)
+        [raw] = run_scripts(redis_client, "ingest", [ingest_args(item, limits, True)])
+        view = parse_ingest_reply(raw).view
+        assert view is not None and view.tail[-1].grant is not None
+        return view.tail[-1].grant[1]
+
+    # The slack, 5, at 6000, all taken by v1; 2 x 10 s = 20 more at 6010: v2 takes 10 of them.
+    assert spend("s1", "v1", 6000.0, 5.0) == 5.0
+    assert spend("s1", "v2", 6010.0, 10.0) == 10.0
+    spend("s2", "v1", 6000.0, 1.0)  # another student's ledger
+    store = HotStore(redis_client)
+    store.erase("s1", "v1", {}, 100, 60)
+    assert redis_client.hget(budget_key("s1"), "k") == b"10.000"  # one material: kept
+    store.erase("s1", None, {}, 100, 60)
+    assert redis_client.exists(budget_key("s1")) == 0  # the whole student: gone
+    assert redis_client.exists(budget_key("s2")) == 1
+    # Erasure is no ban: the next heartbeat opens a new ledger with the slack alone (the old
+    # one would have granted its 10 left plus 2 x 10 s).
+    assert spend("s1", "v1", 6020.0, 50.0) == 5.0

@@ -128,7 +128,7 @@ def test_webhook_event_ids_and_a_signature_the_library_verifies() -> None:
     assert headers["webhook-id"] == event["id"]
     with pytest.raises(WebhookVerificationError):
         Webhook(SECRET).verify(body.replace(b"85.0", b"99.0"), headers)
-    two = webhooks.deliveries(event, ["https://a.test/h", "https://b.test/h"], now)
+    two = webhooks.deliveries(event, ["https://a.test/h", "https://b.test/h"], now, {"v-100": 4})
     assert len({d.id for d in two}) == 2 and {d.payload["event"]["id"] for d in two} == {
         event["id"]
     }

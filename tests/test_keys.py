@@ -23,6 +23,8 @@ def test_a_students_keys_and_their_partitions_keys_share_one_slot() -> None:
         part = key.partition
         names = [key.pending, key.state, key.stored, keys.enrollments_key(student),
                  keys.enrollments_version_key(student), keys.rate_limit_key(student, 7),
+                 keys.read_limit_key(student, 7), keys.key_index(student),
+                 keys.buffer_tombstones(student), keys.budget_key(student),
                  part.dirty, part.leases, part.pending, part.poison]  # fmt: skip
         assert {slot(n) for n in names} == {slot(part.dirty)}, student
     assert slot(keys.CATALOG) == slot(keys.CATALOG_VERSION)

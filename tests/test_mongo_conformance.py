@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 from bson.errors import InvalidDocument
-from pymongo import ASCENDING, DESCENDING, UpdateOne
+from pymongo import ASCENDING, DESCENDING, ReplaceOne, UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -593,3 +593,67 @@ def test_set_of_a_dotted_path_replaces_that_field_only(
         "readings": [["t", [[1.0, 0, 5.0]]]],
     }
     assert progress.update_one({"_id": "a", "v": 1}, {"$set": {"v": 9}}).matched_count == 0
+
+
+# 11. erasure (shared/storage/mongo_store.py): tombstones replace documents only below their
+# version, a completion's updates name the enrollment's erasure count, expired tombstones go.
+
+
+def test_conditional_replace_upsert_keeps_a_newer_document(
+    progress: Collection[dict[str, Any]],
+) -> None:
+    key = {"_id": "m1|s1", "student_id": "s1"}
+    newer = {"_id": "m2|s1", "student_id": "s1", "material_id": "m2", "v": 9}
+    progress.insert_many([{**key, "material_id": "m1", "v": 3, "state": {"p": 1}}, newer])
+    ops = [ReplaceOne({**key, "v": {"$lt": 5}}, {**key, "material_id": "m1", "v": 5}, upsert=True),
+           ReplaceOne({"_id": "m2|s1", "student_id": "s1", "v": {"$lt": 5}},
+                      {"_id": "m2|s1", "student_id": "s1", "material_id": "m2", "v": 5},
+                      upsert=True)]  # fmt: skip
+    with pytest.raises(BulkWriteError) as caught:
+        progress.bulk_write(ops, ordered=False)
+    assert [(e["index"], e["code"]) for e in caught.value.details["writeErrors"]] == [(1, 11000)]
+    docs = {d["_id"]: d for d in progress.find({})}
+    assert docs["m1|s1"] == {**key, "material_id": "m1", "v": 5}  # the state went
+    assert docs["m2|s1"]["v"] == 9
+
+
+def test_one_update_pulls_listed_values_increments_and_sets(
+    mongo_db: Database[dict[str, Any]],
+) -> None:
+    coll = mongo_db["enrollments"]
+    coll.insert_one({"_id": "c|a", "student_id": "a", "done": ["m1", "m2", "m3"]})
+    change = {"$pull": {"done": {"$in": ["m1", "m3", "m9"]}}, "$inc": {"erasures": 1},
+              "$set": {"at": 2.0}}  # fmt: skip
+    assert coll.update_one({"_id": "c|a", "student_id": "a"}, change).matched_count == 1
+    assert strip_id(coll.find_one({"_id": "c|a"})) == {
+        "student_id": "a", "done": ["m2"], "erasures": 1, "at": 2.0
+    }  # fmt: skip
+
+
+def test_an_update_naming_a_count_matches_only_while_it_holds(
+    mongo_db: Database[dict[str, Any]],
+) -> None:
+    coll = mongo_db["enrollments"]
+    coll.insert_one({"_id": "c|a", "student_id": "a", "done": []})
+    key = {"_id": "c|a", "student_id": "a"}
+    add = {"$addToSet": {"done": {"$each": ["m1"]}}}
+    assert coll.update_one({**key, "erasures": {"$exists": False}}, add).matched_count == 1
+    coll.update_one(key, {"$inc": {"erasures": 1}, "$set": {"done": []}})  # an erasure
+    assert coll.update_one({**key, "erasures": {"$exists": False}}, add).matched_count == 0
+    assert coll.update_one({**key, "erasures": 1}, {"$max": {"p": 50.0}}).matched_count == 1
+    assert strip_id(coll.find_one(key)) == {"student_id": "a", "done": [], "erasures": 1, "p": 50.0}
+
+
+def test_delete_many_by_a_time_before_and_a_missing_field(
+    progress: Collection[dict[str, Any]],
+) -> None:
+    progress.insert_many([
+        {"student_id": "s1", "material_id": "m1", "v": 5, "erased_at": 100.0},  # expired
+        {"student_id": "s1", "material_id": "m2", "v": 5, "erased_at": 300.0},  # not yet
+        {"student_id": "s2", "material_id": "m1", "v": 7, "erased_at": 100.0, "state": {}},
+        {"student_id": "s3", "material_id": "m1", "v": 2},
+    ])  # fmt: skip
+    query = {"erased_at": {"$lt": 200.0}, "state": {"$exists": False}}
+    assert progress.delete_many(query).deleted_count == 1
+    left = sorted((d["student_id"], d["material_id"]) for d in progress.find({}))
+    assert left == [("s1", "m2"), ("s2", "m1"), ("s3", "m1")]

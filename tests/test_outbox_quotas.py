@@ -5,6 +5,7 @@ expected figure is worked out in the comments from the limits, not read from the
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,7 +14,14 @@ import redis
 
 from shared.domain.progress import Heartbeat, WatchState
 from shared.integrations import webhooks
-from shared.integrations.outbox import WEBHOOK, XAPI, Limits, Outbox, OutboxEntry
+from shared.integrations.outbox import (
+    WEBHOOK,
+    XAPI,
+    Limits,
+    Outbox,
+    OutboxEntry,
+    set_tombstones,
+)
 from shared.integrations.xapi import StatementBuilder, Video, XapiConfig
 from shared.storage.stats import read_stats
 from tests.helpers import make_settings
@@ -63,6 +71,12 @@ def completed(student: str, material: str = "v-600") -> OutboxEntry:
     state = WatchState(position=500, covered=[[0.0, 500.0]], progress=83.3, credited=500.0)
     state.completed, state.completed_at = True, T0
     return entry(student, B.completed(video(student, material), state), material)
+
+
+def with_basis(e: OutboxEntry, version: int) -> OutboxEntry:
+    """The entry as made from version `version` of its material's state."""
+    assert e.material_id is not None
+    return dataclasses.replace(e, basis=((e.material_id, version),))
 
 
 def drops(r: redis.Redis, outbox: str = "xapi") -> dict[str, int]:
@@ -142,7 +156,11 @@ def test_webhooks_are_completions_and_use_the_whole_bound(r: redis.Redis) -> Non
     box = Outbox(r, WEBHOOK)
     limits = Limits(5, reserved=4, per_minute=1, burst=1, sessions_per_hour=1)
     events = [webhooks.material_completed("ana", "c-1", f"v-{i}", T0, 100.0) for i in range(6)]
-    deliveries = [d for e in events for d in webhooks.deliveries(e, ["http://lms.test/h"], T0)]
+    deliveries = [
+        d
+        for i, e in enumerate(events)
+        for d in webhooks.deliveries(e, ["http://lms.test/h"], T0, {f"v-{i}": 1})
+    ]
     # No quota stops them (one student, one token): 5 of 6 fill the whole bound.
     assert box.push(deliveries, limits, T0) == (5, 0, 1)
     assert drops(r, "webhook") == {"reserve_full": 1}
@@ -237,10 +255,32 @@ def test_erasure_forgets_what_the_quotas_remember(r: redis.Redis) -> None:
     limits = Limits(1000, per_minute=60, burst=10, sessions_per_hour=1)
     batch = [initialized("ana", "t1"), initialized("ana", "t2", "v-100"), paused("ana", 0)]
     assert box.push(batch, limits, T0) == (3, 0, 0)
-    # One material: its sessions go (a new session of it is let through again), not the other's.
-    assert box.erase_student("ana", "v-600")[0] == 2
+    # One material: its entries and sessions go (a new session of it is let through again), not
+    # the other's. (These entries name no basis: the material's are erased whatever its version.)
+    assert box.erase_student("ana", {"v-600": 1}, whole=False)[0] == 2
     assert box.push([initialized("ana", "t3")], limits, T0) == (1, 0, 0)
     assert box.push([initialized("ana", "t4", "v-100")], limits, T0) == (0, 0, 1)
     # The whole student: the bucket and every session are forgotten.
-    box.erase_student("ana")
+    box.erase_student("ana", {}, whole=True)
     assert r.exists(XAPI.quota("ana"), XAPI.sessions("ana")) == 0
+
+
+def test_an_entry_an_erasure_refused_spends_no_quota(r: redis.Redis) -> None:
+    box = Outbox(r, XAPI)
+    limits = Limits(1000, per_minute=1, burst=1, sessions_per_hour=1)
+    set_tombstones(r, "ana", {"v-600": 50}, 3600)
+    # Made from state 49 of v-600, read before the erasure's cut (tombstone 50): refused,
+    # and neither the session slot nor the one token is spent, nor any quota key written.
+    stale = with_basis(initialized("ana", "t1"), 49)
+    assert box.push([stale], limits, T0) == (0, 1, 0)
+    assert r.exists(XAPI.quota("ana"), XAPI.sessions("ana"), XAPI.of("ana")) == 0
+    # Made from state 51 (a heartbeat after the cut): the session and the token are there.
+    fresh = with_basis(initialized("ana", "t2"), 51)
+    assert box.push([fresh], limits, T0) == (1, 0, 0)
+    members: list[bytes] = r.zrange(XAPI.sessions("ana"), 0, -1)  # type: ignore[assignment]
+    assert [m.split(b"|")[0] for m in members] == [b"v-600"] and r.hexists(XAPI.quota("ana"), "t")
+    assert r.smembers(XAPI.of("ana")) == {fresh.id.encode()}
+    # Only now are both spent: a third session, or another statement, is past the quota.
+    assert box.push([with_basis(initialized("ana", "t3"), 52)], limits, T0) == (0, 0, 1)
+    assert box.push([with_basis(paused("ana", 0), 52)], limits, T0) == (0, 0, 1)
+    assert drops(r) == {"quota_session": 1, "quota_student": 1}

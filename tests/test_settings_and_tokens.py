@@ -74,6 +74,14 @@ def test_the_buffer_defaults_to_rqs_redis_and_a_cluster_needs_its_own_url(
     assert s.max_dirty_per_partition == 3  # the partition's share, rounded up
 
 
+def test_erasure_tombstones_outlive_a_lease_and_a_completion_jobs_retries() -> None:
+    s = settings(environment="development")
+    assert s.erasure_tombstone_ttl_s == 86_400 and s.read_rate_limit_per_minute == 600
+    assert settings(environment="development", claim_lease_s=600, erasure_tombstone_ttl_s=4200)
+    with pytest.raises(ValidationError, match="ERASURE_TOMBSTONE_TTL_S"):
+        settings(environment="development", claim_lease_s=600, erasure_tombstone_ttl_s=4199)
+
+
 def verify(verifier: TokenVerifier, token: str) -> Principal:
     return asyncio.run(verifier.verify(token))
 

@@ -7,7 +7,12 @@ from rq import cron
 from shared.settings import get_settings
 from workers.deliver import deliver_statements, deliver_webhooks
 from workers.flush import flush_pending
-from workers.maintenance import migrate_states, rebuild_rollups, reconcile_completions
+from workers.maintenance import (
+    delete_expired_tombstones,
+    migrate_states,
+    rebuild_rollups,
+    reconcile_completions,
+)
 
 _settings = get_settings()
 cron.register(
@@ -26,6 +31,13 @@ cron.register(
 )
 cron.register(
     rebuild_rollups,
+    queue_name=_settings.queue_name,
+    interval=600,
+    job_timeout=1800,
+    result_ttl=600,
+)
+cron.register(
+    delete_expired_tombstones,
     queue_name=_settings.queue_name,
     interval=600,
     job_timeout=1800,

@@ -32,6 +32,7 @@ from shared.integrations.outbox import (
     Settled,
     backoff_s,
 )
+from shared.integrations.sessions import drop_in
 from shared.integrations.xapi import Video
 from shared.settings import Settings
 from shared.storage.keys import XAPI_SESSIONS, ProgressKey
@@ -160,17 +161,20 @@ def end_silent_sessions(ctx: WorkerContext, now: float) -> int:
     entries = []
     for (member, last), key, entry in zip(sessions, keys, hot, strict=True):
         mid, sid, session_id = member[0], member[1], member[2]
-        state = entry.state if entry is not None and entry.state is not None else None
-        if state is None and (found := stored.get((sid, mid))) is not None:
-            state = found.state
+        state, version = None, 0
+        if entry is not None and entry.state is not None and entry.version is not None:
+            state, version = entry.state, entry.version
+        elif (found := stored.get((sid, mid))) is not None:
+            state, version = found.state, found.version
         ref = catalog.material(mid)
         if state is None or ref is None or ref.material.duration is None:
             continue  # erased or removed from the catalog: nothing to report
         video = Video(key.student_id, mid, ref.material.title, ref.material.duration)
-        entries.append(statement_entry(sid, mid, b.terminated(video, session_id, state, last), now))
+        stmt = b.terminated(video, session_id, state, last)
+        entries.append(statement_entry(sid, mid, stmt, now, version))
     pipe = ctx.redis.pipeline(transaction=False)
     Outbox(ctx.redis, XAPI).push_in(pipe, entries, Limits.of(s), time.time())
-    pipe.zrem(XAPI_SESSIONS, *(m for m, _ in silent))
+    drop_in(pipe, [m for m, _ in silent])
     pipe.execute()
     return len(entries)
 

@@ -6,7 +6,6 @@ completions, and completion webhooks. Producers only: they queue entries in the 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Mapping
@@ -16,12 +15,12 @@ import redis
 
 from shared.domain.catalog import Course, Material
 from shared.domain.progress import Heartbeat, WatchState
-from shared.integrations import webhooks
+from shared.integrations import sessions, webhooks
 from shared.integrations.outbox import WEBHOOK, XAPI, Limits, Outbox, OutboxEntry
 from shared.integrations.xapi import StatementBuilder, Video, XapiConfig
 from shared.settings import Settings
 from shared.storage.hot_store import HotEntry
-from shared.storage.keys import STATS, XAPI_SESSIONS, ProgressKey
+from shared.storage.keys import STATS, ProgressKey
 from shared.storage.mongo_store import StateWrite
 from workers.context import WorkerContext
 
@@ -37,13 +36,11 @@ def builder(settings: Settings) -> StatementBuilder:
 
 
 def statement_entry(
-    student_id: str, material_id: str, statement: dict[str, Any], now: float
+    student_id: str, material_id: str, statement: dict[str, Any], now: float, version: int
 ) -> OutboxEntry:
-    return OutboxEntry(statement["id"], student_id, statement, now, material_id)
-
-
-def session_member(key: ProgressKey, session_id: str) -> str:
-    return json.dumps([key.material_id, key.student_id, session_id])
+    """A statement about the state of version `version` of the material (its basis)."""
+    basis = ((material_id, version),)
+    return OutboxEntry(statement["id"], student_id, statement, now, material_id, basis=basis)
 
 
 def fold_statements(
@@ -87,7 +84,12 @@ def announce_flush(
     Called after the fold and before its commit: the commit trims the pending heartbeats, so
     after it a failed MongoDB write (the flush postponed) or a lost insert race would leave no
     later flush to see them. Before it, a fold that does not commit (another worker folded
-    first, or this one died) is folded again, and the same heartbeats give the same ids."""
+    first, or this one died) is folded again, and the same heartbeats give the same ids.
+
+    Each statement's basis is the hot state's version as the flush read it plus the heartbeats
+    folded: below the tombstone of an erasure whose cut came after that read, above it for
+    heartbeats taken after the cut (not the write's version, which for a key without a hot state
+    comes from MongoDB, read later, maybe from the erasure's own tombstone)."""
     s = ctx.settings
     if not s.xapi_lrs_url:
         return
@@ -119,12 +121,11 @@ def _announce_flush(
             log.exception("no xAPI statements for %s", key.member)
             pipe.hincrby(STATS, "interop_errors", 1)
             continue
-        statements += [statement_entry(key.student_id, key.material_id, st, now) for st in found]
-        if open_sessions:
-            members = {session_member(key, sid): t for sid, t in open_sessions.items()}
-            pipe.zadd(XAPI_SESSIONS, members, gt=True)
-        if ended:
-            pipe.zrem(XAPI_SESSIONS, *(session_member(key, sid) for sid in ended))
+        read = (entry.version or 0) + len(entry.pending)
+        statements += [
+            statement_entry(key.student_id, key.material_id, st, now, read) for st in found
+        ]
+        sessions.record_in(pipe, key.material_id, key.student_id, read, open_sessions, ended)
     Outbox(ctx.redis, XAPI).push_in(pipe, statements, Limits.of(ctx.settings), now)
     pipe.execute()
 
@@ -134,14 +135,17 @@ def announce_completions(
 ) -> None:
     """Queue the `completed` statements and `material.completed` webhooks of these materials,
     and `course.completed` when the course reached 100 %. Ids name only (student, video) or
-    (student, course): repeats (RQ retries, maintenance repairs) queue nothing new.
+    (student, course): repeats (RQ retries, maintenance repairs) queue nothing new. Each entry
+    names the versions of the states it is made of (`course.completed`: every material of the
+    course), so that the push drops it if an erasure replaced one of them since.
     Raises on a Redis or MongoDB error (the completion job is retried by RQ)."""
     s = ctx.settings
     receivers = s.webhook_receivers
     if not s.xapi_lrs_url and not receivers:
         return
     now = time.time()
-    stored = ctx.mongo.find_states([(student_id, m) for m in material_ids])
+    read = [m.material_id for m in course.materials] if progress >= 100.0 else material_ids
+    stored = ctx.mongo.find_states([(student_id, m) for m in {*read, *material_ids}])
     durations = {m.material_id: m for m in course.materials}
     b = builder(s)
     statements: list[OutboxEntry] = []
@@ -151,10 +155,12 @@ def announce_completions(
         found = stored.get((student_id, material_id))
         state = found.state if found else None
         material = durations.get(material_id)
-        if state is None or not state.completed or material is None:
+        if found is None or state is None or not state.completed or material is None:
             continue  # erased since, or not complete: nothing to announce
         try:  # one material's odd stored state never drops the others' statements and events
-            stmts, events = _completion(b, student_id, course, material, state, receivers, now)
+            stmts, events = _completion(
+                b, student_id, course, material, (state, found.version), receivers, now
+            )
         except Exception:
             log.exception("no completion statement or event for %s|%s", material_id, student_id)
             continue
@@ -163,7 +169,8 @@ def announce_completions(
         latest = max(latest, state.completed_at or now)
     if progress >= 100.0:
         event = webhooks.course_completed(student_id, course.course_id, latest or now)
-        deliveries += webhooks.deliveries(event, receivers, now)
+        basis = {m: found.version for (_, m), found in stored.items()}
+        deliveries += webhooks.deliveries(event, receivers, now, basis)
     pipe = ctx.redis.pipeline(transaction=False)
     if s.xapi_lrs_url:
         Outbox(ctx.redis, XAPI).push_in(pipe, statements, Limits.of(s), now)
@@ -176,18 +183,20 @@ def _completion(
     student_id: str,
     course: Course,
     material: Material,
-    state: WatchState,
+    stored: tuple[WatchState, int],
     receivers: list[str],
     now: float,
 ) -> tuple[list[OutboxEntry], list[OutboxEntry]]:
-    """One completed material's `completed` statement (videos) and webhook deliveries."""
+    """One completed material's `completed` statement (videos) and webhook deliveries, made
+    from its stored state `(state, version)` (their basis)."""
+    (state, version), mid = stored, material.material_id
     statements = []
     if material.duration is not None:
-        video = Video(student_id, material.material_id, material.title, material.duration)
+        video = Video(student_id, mid, material.title, material.duration)
         stmt = b.completed(video, state)
-        statements.append(statement_entry(student_id, material.material_id, stmt, now))
+        statements.append(statement_entry(student_id, mid, stmt, now, version))
     credited = state.progress if material.duration is not None else 100.0
     event = webhooks.material_completed(
-        student_id, course.course_id, material.material_id, state.completed_at or now, credited
+        student_id, course.course_id, mid, state.completed_at or now, credited
     )
-    return statements, webhooks.deliveries(event, receivers, now)
+    return statements, webhooks.deliveries(event, receivers, now, {mid: version})

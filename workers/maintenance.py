@@ -1,5 +1,5 @@
 """Periodic repair: completions whose job was lost still reach the enrollment; rollups and
-stored states of older versions are brought up to date."""
+stored states of older versions are brought up to date; expired erasure tombstones deleted."""
 
 from __future__ import annotations
 
@@ -56,3 +56,11 @@ def rebuild_rollups() -> int:
     Returns how many enrollments changed. Also `videoprogress rebuild-rollups`."""
     ctx = get_context()
     return rebuild_missing(ctx.mongo, ctx.catalog())
+
+
+def delete_expired_tombstones() -> int:
+    """RQ job: delete MongoDB's erasure tombstones older than ERASURE_TOMBSTONE_TTL_S (those in
+    Redis expire by themselves). Idempotent. Returns how many went."""
+    ctx = get_context()
+    before = ctx.clock.time() - ctx.settings.erasure_tombstone_ttl_s
+    return ctx.mongo.delete_expired_tombstones(before)

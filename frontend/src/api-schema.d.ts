@@ -39,7 +39,8 @@ export interface paths {
         /**
          * Erase
          * @description Erase a student's progress (one material, or all) from MongoDB, Redis hot state and
-         *     queued heartbeats; a flush already in flight cannot bring it back. Returns counts.
+         *     queued heartbeats, enrollments and the outboxes; nothing in flight (a flush, a completion
+         *     job) can bring it back after this answers. Returns counts.
          */
         delete: operations["erase_api_admin_progress_delete"];
         options?: never;
@@ -56,7 +57,8 @@ export interface paths {
         };
         /**
          * Export Student
-         * @description The same export for any student (admins only; `403` for everyone else).
+         * @description The same export for any student (admins only; `403` for everyone else), counted against
+         *     the admin's read limit.
          */
         get: operations["export_student_api_admin_students__student_id__export_get"];
         put?: never;
@@ -166,7 +168,8 @@ export interface paths {
          * Export Own
          * @description Everything the service holds about the calling student, as JSON: enrollments, each
          *     material's state (watched ranges, position, completion, times; MongoDB's copy and the
-         *     current one), heartbeats not yet folded, and outbox entries that name them.
+         *     current one), heartbeats not yet folded, and outbox entries that name them. Counts as
+         *     30 reads of the read limit (429 with `Retry-After` past it).
          */
         get: operations["export_own_api_progress_export_get"];
         put?: never;

@@ -7,10 +7,17 @@ Ids are deterministic, so queueing the same entry twice adds nothing, and an id 
 is never queued again. Delivery is at-least-once: a job that dies after sending and before
 settling leaves its entries to be sent again after the lease.
 
+Each entry names the states it was made from (`basis`: material id -> the state's version). A
+push refuses an entry made from a state an erasure has since replaced (a version at or below the
+student's tombstone for that material, `vp:erased:<sid>`), in the same atomic step: the producer
+read the state before the erasure's cut, and whatever it pushes after the erasure answered is
+dropped. Each student's entries are indexed (`OutboxKeys.of`), so export and erasure never scan.
+
 What goes in is bounded per student too (`Limits`, judged in the push script), so that one
 student cannot crowd out the others: statements per student per minute, new player sessions per
 (student, video) per hour, and a share of the bound kept for completions (`completed`
-statements and webhooks), which no quota stops. Each drop is counted by reason.
+statements and webhooks), which no quota stops. Each drop is counted by reason. An entry an
+erasure refused spends no quota.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import redis
 
 from shared.integrations.xapi import EXT, VERBS
 from shared.settings import Settings
-from shared.storage.keys import STATS, XAPI_SESSIONS, OutboxKeys
+from shared.storage.keys import STATS, OutboxKeys, outbox_tombstones
 
 XAPI = OutboxKeys("xapi")
 WEBHOOK = OutboxKeys("webhook")
@@ -58,6 +65,7 @@ class OutboxEntry:
     created_at: float
     material_id: str | None = None  # the material it is about (None: a course's event)
     attempts: int = 0  # failed attempts so far (filled in by `claim`)
+    basis: tuple[tuple[str, int], ...] = ()  # (material id, version) of the states it states
 
     def to_json(self) -> str:
         return json.dumps(
@@ -67,6 +75,7 @@ class OutboxEntry:
                 "material_id": self.material_id,
                 "created_at": self.created_at,
                 "payload": self.payload,
+                "basis": dict(self.basis),
             },
             separators=(",", ":"),
             sort_keys=True,
@@ -82,6 +91,7 @@ class OutboxEntry:
             doc["created_at"],
             doc.get("material_id"),
             attempts,
+            tuple(doc.get("basis", {}).items()),
         )
 
 
@@ -151,15 +161,17 @@ class Outbox:
         args += [max(1, limits.burst), limits.sessions_per_hour, SESSION_WINDOW_S]
         args += [SESSION_MEMORY_S]
         for e in entries:
-            keys += [k.sent(e.student_id), k.quota(e.student_id), k.sessions(e.student_id)]
+            keys += [k.sent(e.student_id), k.of(e.student_id), outbox_tombstones(e.student_id)]
+            keys += [k.quota(e.student_id), k.sessions(e.student_id)]
             args += [e.id, e.to_json(), *entry_kind(k, e)]
+            args += [len(e.basis), *(x for pair in e.basis for x in pair)]
         return keys, args
 
     def push(self, entries: list[OutboxEntry], limits: Limits, now: float) -> tuple[int, ...]:
-        """Queue entries, skipping ids already queued, set aside or sent; entries past the
-        student's quotas or the bound (less the completions' reserve, for other entries) are
-        dropped and counted by reason (`DROP_REASONS`). Atomic. Returns (added, skipped,
-        dropped)."""
+        """Queue entries, skipping ids already queued, set aside or sent and entries made from
+        erased states; entries past the student's quotas or the bound (less the completions'
+        reserve, for other entries) are dropped and counted by reason (`DROP_REASONS`). A
+        skipped entry spends no quota. Atomic. Returns (added, skipped, dropped)."""
         if not entries:
             return (0, 0, 0)
         keys, args = self.push_args(entries, limits, now)
@@ -205,7 +217,7 @@ class Outbox:
             return (0, 0, 0)
         k = self.keys
         keys = [k.entries, k.due, k.tries, k.dead, STATS]
-        keys += [k.sent(e.student_id) for _, e, _ in rows]
+        keys += [key for _, e, _ in rows for key in (k.sent(e.student_id), k.of(e.student_id))]
         args: list[Any] = [now, sent_ids_kept, k.name]
         for op, e, detail in rows:
             args += [op, e.id, detail]
@@ -213,8 +225,19 @@ class Outbox:
 
     def requeue_dead(self, ids: list[str] | None = None, now: float = 0.0) -> int:
         """Put set-aside entries (all, or those named) back in the outbox, due at `now`, after
-        an operator fixed the cause. Returns how many were moved."""
-        raw: dict[bytes, bytes] = self.redis.hgetall(self.keys.dead)  # type: ignore[assignment]
+        an operator fixed the cause. Returns how many were moved. Watches the dead-letter hash:
+        an erasure between the read and the move makes it read again, so erased entries stay
+        erased."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(self.keys.dead)  # type: ignore[no-untyped-call]  # redis-py
+                    return self._requeue(pipe, ids, now)
+                except redis.WatchError:
+                    continue
+
+    def _requeue(self, pipe: redis.client.Pipeline, ids: list[str] | None, now: float) -> int:
+        raw: dict[bytes, bytes] = pipe.hgetall(self.keys.dead)  # type: ignore[assignment]
         moved = {
             _text(k): json.dumps(json.loads(v)["entry"], separators=(",", ":"), sort_keys=True)
             for k, v in raw.items()
@@ -222,7 +245,7 @@ class Outbox:
         }
         if not moved:
             return 0
-        pipe = self.redis.pipeline(transaction=True)
+        pipe.multi()
         pipe.hset(self.keys.entries, mapping=moved)  # type: ignore[arg-type]
         pipe.zadd(self.keys.due, dict.fromkeys(moved, now))
         pipe.hdel(self.keys.tries, *moved)
@@ -234,39 +257,37 @@ class Outbox:
         return int(self.redis.hlen(self.keys.entries))
 
     def entries_of(self, student_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """The student's queued and set-aside entries (scans the bounded outbox)."""
-        queued = [
-            doc
-            for _, raw in self.redis.hscan_iter(self.keys.entries, count=1000)
-            if (doc := json.loads(raw))["student_id"] == student_id
-        ]
-        dead = [
-            doc
-            for _, raw in self.redis.hscan_iter(self.keys.dead, count=1000)
-            if (doc := json.loads(raw))["entry"]["student_id"] == student_id
-        ]
-        return queued, dead
+        """The student's queued and set-aside entries, found by the student's entry index (no
+        scan of the outbox)."""
+        ids = sorted(_text(i) for i in self.redis.smembers(self.keys.of(student_id)))
+        if not ids:
+            return [], []
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hmget(self.keys.entries, ids)
+        pipe.hmget(self.keys.dead, ids)
+        queued, dead = pipe.execute()
+        return [json.loads(r) for r in queued if r], [json.loads(r) for r in dead if r]
 
     def sent_ids(self, student_id: str) -> list[str]:
         return [_text(m) for m in self.redis.zrange(self.keys.sent(student_id), 0, -1)]
 
     def erase_student(
-        self, student_id: str, material_id: str | None = None
+        self, student_id: str, tombstones: dict[str, int], whole: bool
     ) -> tuple[int, list[str]]:
-        """Remove the student's queued and set-aside entries and the sessions their quota
-        remembers (only those about `material_id` when given). For a whole student, also forget
-        their quota and the record of sent ids, and return those ids (the receiver's copies are
-        the school's to erase). Idempotent.
+        """Remove the student's queued and set-aside entries made from erased states (a basis
+        at or below `tombstones`, the versions the erasure gave each material); entries made
+        since from newer states stay. Also the sessions the student's quota remembers for the
+        erased materials. With `whole` (the whole student is erased) also entries that name no
+        basis, and the student's quota, and the record of sent ids is forgotten and returned
+        (the receiver's copies are the school's to erase). Call it after the student's outbox
+        tombstones are set, so that nothing erased is pushed after it (and no refused push
+        writes the quota again). Looks up the student's own keys only. Idempotent.
         Returns (entries removed, ids delivered before this call)."""
         queued, dead = self.entries_of(student_id)
-        dead_entries = [d["entry"] for d in dead]
-        if material_id is not None:
-            queued = [d for d in queued if d.get("material_id") == material_id]
-            dead_entries = [d for d in dead_entries if d.get("material_id") == material_id]
-        ids = [d["id"] for d in queued]
-        dead_ids = [d["id"] for d in dead_entries]
-        sent = self.sent_ids(student_id) if material_id is None else []
-        sessions = [] if material_id is None else self._sessions_of(student_id, material_id)
+        ids = [d["id"] for d in queued if _erased(d, tombstones, whole)]
+        dead_ids = [d["entry"]["id"] for d in dead if _erased(d["entry"], tombstones, whole)]
+        sent = self.sent_ids(student_id) if whole else []
+        sessions = [] if whole else self._sessions_of(student_id, set(tombstones))
         pipe = self.redis.pipeline(transaction=True)
         if ids:
             pipe.hdel(self.keys.entries, *ids)
@@ -274,31 +295,43 @@ class Outbox:
             pipe.hdel(self.keys.tries, *ids)
         if dead_ids:
             pipe.hdel(self.keys.dead, *dead_ids)
+        if ids or dead_ids:
+            pipe.srem(self.keys.of(student_id), *ids, *dead_ids)
         if sessions:
             pipe.zrem(self.keys.sessions(student_id), *sessions)
-        if material_id is None:
+        if whole:
             k = self.keys
             pipe.delete(k.sent(student_id), k.quota(student_id), k.sessions(student_id))
         pipe.execute()
         return len(ids) + len(dead_ids), sent
 
-    def _sessions_of(self, student_id: str, material_id: str) -> list[bytes]:
-        """The members of the student's quota sessions that are about the material."""
-        return [
-            m
-            for m, _ in self.redis.zscan_iter(self.keys.sessions(student_id), count=1000)
-            if _text(m).rpartition("|")[0] == material_id
-        ]
+    def _sessions_of(self, student_id: str, material_ids: set[str]) -> list[bytes]:
+        """The members of the student's quota sessions that are about these materials (one
+        read of the student's own zset, which the push trims to a day)."""
+        key = self.keys.sessions(student_id)
+        members: list[bytes] = self.redis.zrange(key, 0, -1)  # type: ignore[assignment]
+        return [m for m in members if _text(m).rpartition("|")[0] in material_ids]
 
 
-def forget_sessions(client: redis.Redis, student_id: str, material_id: str | None) -> int:
-    """Drop the student's open xAPI sessions (so no `terminated` follows an erasure)."""
-    members = [
-        m
-        for m, _ in client.zscan_iter(XAPI_SESSIONS, count=1000)
-        if (doc := json.loads(m))[1] == student_id and material_id in (None, doc[0])
-    ]
-    return int(client.zrem(XAPI_SESSIONS, *members)) if members else 0
+def set_tombstones(
+    client: redis.Redis, student_id: str, tombstones: dict[str, int], ttl_s: int
+) -> None:
+    """Record an erasure's tombstone versions where the outbox push and the session hook check
+    them (RQ's Redis), for `ttl_s`. Call it before clearing the outboxes."""
+    if not tombstones:
+        return
+    pipe = client.pipeline(transaction=True)
+    pipe.hset(outbox_tombstones(student_id), mapping=tombstones)  # type: ignore[arg-type]
+    pipe.expire(outbox_tombstones(student_id), ttl_s)
+    pipe.execute()
+
+
+def _erased(doc: dict[str, Any], tombstones: dict[str, int], whole: bool) -> bool:
+    """Whether an entry (as stored) was made from a state the erasure replaced."""
+    basis: dict[str, int] = doc.get("basis") or {}
+    if not basis:  # queued before entries named their basis
+        return whole or doc.get("material_id") in tombstones
+    return any(m in tombstones and v <= tombstones[m] for m, v in basis.items())
 
 
 def _text(value: Any) -> str:

@@ -63,8 +63,11 @@ def course_completed(student_id: str, course_id: str, completed_at: float) -> di
     }
 
 
-def deliveries(event: dict[str, Any], receivers: list[str], now: float) -> list[OutboxEntry]:
-    """One outbox entry per receiver; the entry id adds the receiver to the event id."""
+def deliveries(
+    event: dict[str, Any], receivers: list[str], now: float, basis: dict[str, int]
+) -> list[OutboxEntry]:
+    """One outbox entry per receiver; the entry id adds the receiver to the event id. `basis`:
+    the (material id -> version) of the states the event states (see OutboxEntry)."""
     data = event["data"]
     return [
         OutboxEntry(
@@ -73,6 +76,7 @@ def deliveries(event: dict[str, Any], receivers: list[str], now: float) -> list[
             {"url": url, "event": event},
             now,
             data.get("material_id"),
+            basis=tuple(sorted(basis.items())),
         )
         for url in receivers
     ]

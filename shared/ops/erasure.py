@@ -1,20 +1,57 @@
 """Erasing a student's progress everywhere it lives: hot state and queued heartbeats in Redis,
-documents in MongoDB, completions in enrollments. Erasure wins over any flush in flight."""
+documents in MongoDB, completions in enrollments, entries in the outboxes. Erasure wins over
+everything in flight.
+
+How, in order (each step idempotent, so a failed erasure is simply repeated):
+
+1. The cut (erase.lua, one atomic step on the student's partition): every buffer key the
+   student's key index lists (or the one material's) loses its hot state and queued heartbeats
+   and keeps a tombstone version T, 2^32 beyond any version a fold or write in flight can hold
+   (MongoDB's, read just before, included); T is also recorded in the student's buffer
+   tombstones. A key set aside leaves the list; erasing the whole student also deletes their
+   viewing budget. A heartbeat accepted after the cut continues from T: erasure is no ban.
+2. The outbox tombstones (RQ's Redis) get the same versions. From here on, an outbox push or a
+   session record made from a state at or below T is refused atomically (before any quota is
+   spent).
+3. MongoDB's documents are replaced by tombstones holding only T (and `erased_at`), unless a
+   write after the cut already holds more than T.
+4. Enrollments: the erased completions are removed and the erasure counted (`erasures`), then
+   the rollups are rebuilt from the tombstones.
+5. The outboxes: the student's entries made from erased states, the open sessions and the
+   sessions the quota remembers of the erased materials (and, erasing the whole student, the
+   quota and the record of sent ids) go, found by the student's indexes and keys.
+
+Why nothing erased comes back after the answer:
+- A flush that read the keys before the cut: its fold's compare-and-set on the version fails
+  (the cut rewrote it), so it writes nothing; if it committed before the cut, its MongoDB write
+  (version < T) lands before step 3, which replaces it, or after, when the tombstone refuses it
+  as stale; a write still on the wire after the answer is refused the same way, as long as the
+  tombstone lives. Its rollup entries lose to T in the rollups (higher version wins); its
+  `finish` sees the buffer tombstone and marks nothing (no stored flag, no completion flag, no
+  dirty key); its statements and sessions are refused by step 2 or removed by step 5.
+- A completion job: it reads the enrollment's `erasures` count before it checks that the
+  stored states are complete, and its updates name that count. Step 4 counts the erasure after
+  step 3 erased the states, so the job either saw the erased states, or its updates match
+  nothing (and it reads again), or it wrote before step 4, which removes it. Its statements and
+  webhooks name the versions of the states they state: refused by step 2, or removed by step 5.
+- Tombstones expire after `ERASURE_TOMBSTONE_TTL_S` (a day by default; at least an hour more
+  than a lease: longer than a flush and a completion job with its retries can be in flight).
+"""
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import redis
-from redis.cluster import RedisCluster
 
 from shared.domain.catalog import Catalog
-from shared.integrations.outbox import WEBHOOK, XAPI, Outbox, forget_sessions
+from shared.integrations import sessions
+from shared.integrations.outbox import WEBHOOK, XAPI, Outbox, set_tombstones
 from shared.ops.rollups import rebuild_student
 from shared.storage.clients import Buffer
-from shared.storage.hot_store import ScriptCall, run_scripts
-from shared.storage.keys import ProgressKey, pending_prefix, state_prefix
+from shared.storage.hot_store import HotStore
 from shared.storage.mongo_store import MongoStore
 
 # Tombstones jump the version this far: further than any heartbeats still being folded.
@@ -35,26 +72,8 @@ class ErasureReport:
     sent_xapi_statement_ids: list[str] = field(default_factory=list)
     sent_webhook_ids: list[str] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _glob_escape(text: str) -> str:
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
-
-
-def hot_materials(r: Buffer, student_id: str) -> set[str]:
-    """Materials with a hot state or queued heartbeats for this student in Redis (on a cluster,
-    scanned on the one node holding the student's slot)."""
-    found = set()
-    for prefix in (state_prefix(student_id), pending_prefix(student_id)):
-        where: dict[str, Any] = {}
-        if isinstance(r, RedisCluster):
-            node = r.get_node_from_key(prefix)  # type: ignore[no-untyped-call]  # redis-py
-            where["target_nodes"] = node
-        for key in r.scan_iter(match=_glob_escape(prefix) + "*", count=1000, **where):
-            found.add(key.decode()[len(prefix) :])
-    return found
 
 
 def erase_progress(
@@ -63,40 +82,37 @@ def erase_progress(
     catalog: Catalog,
     student_id: str,
     material_id: str | None = None,
-    tombstone_ttl_s: int = 7 * 24 * 3600,
+    tombstone_ttl_s: int = 24 * 3600,
     outboxes: redis.Redis | None = None,
+    now: float | None = None,
 ) -> ErasureReport:
     """Erase one material's progress, or all of a student's, from the buffer `r`, MongoDB and
-    the outboxes (on RQ's Redis, `outboxes`; `r` itself when that is the same plain Redis).
-    Idempotent; safe to repeat after a failure part-way (Redis is erased first, so reads never
-    show erased data again)."""
+    the outboxes (on RQ's Redis, `outboxes`; `r` itself when that is the same plain Redis), in
+    the order the module's docstring explains. Looks up the student's own keys (the key index,
+    MongoDB by student, the outbox indexes); never scans. Idempotent; repeat it after a failure
+    part-way. Raises Unavailable while MongoDB or the buffer cannot be reached."""
+    if outboxes is None:
+        if not isinstance(r, redis.Redis):
+            raise TypeError("erasing on a cluster buffer needs RQ's Redis for the outboxes")
+        outboxes = r
     report = ErasureReport(student_id, material_id)
     stored = mongo.stored_versions(student_id, material_id)
-    materials = set(stored)
-    if material_id is None:
-        materials |= hot_materials(r, student_id)
-    else:
-        materials.add(material_id)
     report.documents = sum(holds for _, holds in stored.values())
+    versions = {m: v for m, (v, _) in stored.items()}
+    cut = HotStore(r).erase(student_id, material_id, versions, VERSION_GAP, tombstone_ttl_s)
+    tombstones = {key.material_id: key.tombstone for key in cut}
+    report.queued_heartbeats = sum(key.queued for key in cut)
+    report.hot_states = sum(key.had_state for key in cut)
+    set_tombstones(outboxes, student_id, tombstones, tombstone_ttl_s)
+    mongo.erase_states(student_id, tombstones, time.time() if now is None else now)
+    _forget_completions(mongo, catalog, report)
+    erase_from_outboxes(outboxes, report, tombstones)
+    return report
 
-    ordered = sorted(materials)
-    calls: list[ScriptCall] = []
-    for m in ordered:
-        key = ProgressKey(student_id, m)
-        part = key.partition
-        calls.append((
-            [key.state, key.pending, part.dirty, part.leases, part.pending, part.poison,
-             part.poison_why],  # fmt: skip
-            [key.member, stored.get(m, (0, False))[0], VERSION_GAP, tombstone_ttl_s],
-        ))  # fmt: skip
-    versions = {}
-    replies = run_scripts(r, "erase", calls)
-    for m, (version, queued, had_state) in zip(ordered, replies, strict=True):
-        versions[m] = int(version)
-        report.queued_heartbeats += int(queued)
-        report.hot_states += int(had_state)
-    mongo.erase_states(student_id, versions)
 
+def _forget_completions(mongo: MongoStore, catalog: Catalog, report: ErasureReport) -> None:
+    """Step 4: the enrollments forget the erased completions; their rollups are rebuilt."""
+    student_id, material_id = report.student_id, report.material_id
     if material_id is None:
         courses = [
             c for cid in mongo.enrolled_courses(student_id) if (c := catalog.courses.get(cid))
@@ -108,21 +124,18 @@ def erase_progress(
         forget = {material_id}
     report.enrollments = sum(mongo.forget_completions(student_id, forget, c) for c in courses)
     rebuild_student(mongo, courses, student_id)  # the tombstones' versions win in the rollups
-    if outboxes is None:
-        if not isinstance(r, redis.Redis):
-            raise TypeError("erasing on a cluster buffer needs RQ's Redis for the outboxes")
-        outboxes = r
-    erase_from_outboxes(outboxes, report)
-    return report
 
 
-def erase_from_outboxes(r: redis.Redis, report: ErasureReport) -> None:
-    """Drop the student's (or the material's) entries from the xAPI and webhook outboxes and
-    their open xAPI sessions; list the ids already delivered. Idempotent."""
-    forget_sessions(r, report.student_id, report.material_id)
+def erase_from_outboxes(r: redis.Redis, report: ErasureReport, tombstones: dict[str, int]) -> None:
+    """Step 5: drop the entries made from the erased states from the xAPI and webhook outboxes,
+    and the student's open xAPI sessions of the erased materials; erasing the whole student,
+    list the ids already delivered (and forget them). Call it after the outbox tombstones are
+    set. Idempotent."""
+    whole = report.material_id is None
+    sessions.forget(r, report.student_id, report.material_id)
     removed, report.sent_xapi_statement_ids = Outbox(r, XAPI).erase_student(
-        report.student_id, report.material_id
+        report.student_id, tombstones, whole
     )
-    more, sent_webhooks = Outbox(r, WEBHOOK).erase_student(report.student_id, report.material_id)
+    more, sent_webhooks = Outbox(r, WEBHOOK).erase_student(report.student_id, tombstones, whole)
     report.outbox_entries = removed + more
     report.sent_webhook_ids = sorted({i.partition("@")[0] for i in sent_webhooks})

@@ -3,6 +3,8 @@
 Blocking (MongoDB and Redis); the routes run it in a thread. Reads only. MongoDB's copy and
 Redis's (hot state, heartbeats not yet folded) are both reported, and each material's current
 figures are the fold of the two, exactly as the student's own status route computes them.
+It costs look-ups of the student's own data only: MongoDB by student, the student's key index
+in the buffer and entry indexes in the outboxes; never a scan of the buffer or an outbox.
 
 Whatever is stored, the export answers: a time no calendar holds is given as stored (epoch
 seconds), a material whose data cannot be read is listed with the error, and values JSON cannot
@@ -23,7 +25,6 @@ from shared.domain.catalog import Catalog, MaterialRef
 from shared.domain.progress import Heartbeat, WatchState, fold
 from shared.integrations.outbox import OUTBOXES, XAPI, Outbox
 from shared.integrations.xapi import StatementBuilder, Video, XapiConfig
-from shared.ops.erasure import hot_materials
 from shared.settings import Settings
 from shared.storage import rollup_store
 from shared.storage.clients import Buffer
@@ -117,8 +118,9 @@ def _materials(
             {"_id": 0, "state": 1, "material_id": 1, "course_id": 1, "written_at": 1},
         )
     }
-    material_ids = sorted(set(stored_docs) | hot_materials(r, student_id))
-    entries = HotStore(r).read([ProgressKey(student_id, m) for m in material_ids])
+    hot = HotStore(r)
+    material_ids = sorted(set(stored_docs) | hot.indexed_materials(student_id))
+    entries = hot.read([ProgressKey(student_id, m) for m in material_ids])
     found: list[_Material | _Unreadable] = []
     for material_id, entry in zip(material_ids, entries, strict=True):
         ref = catalog.material(material_id)

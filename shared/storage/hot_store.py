@@ -25,6 +25,7 @@ from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 
 from shared.domain.progress import Heartbeat, Verification, WatchState, cap_s
+from shared.errors import Unavailable
 from shared.storage.clients import AsyncBuffer, Buffer
 from shared.storage.keys import (
     CATALOG,
@@ -33,9 +34,14 @@ from shared.storage.keys import (
     Partition,
     ProgressKey,
     budget_key,
+    buffer_tombstones,
     enrollments_key,
+    key_index,
+    partition_for,
     partitions,
     rate_limit_key,
+    read_limit_key,
+    stored_key,
 )
 from shared.storage.set_aside import UNREADABLE, SetAside, describe
 
@@ -48,8 +54,11 @@ def _lua(name: str) -> str:
 
 SCRIPTS = {
     name: _lua(name)
-    for name in ("ingest", "read", "claim", "commit_fold", "finish", "erase", "publish", "mirror")
-}
+    for name in (
+        "ingest", "read", "claim", "commit_fold", "finish", "erase", "publish", "mirror",
+        "spend_reads",
+    )
+}  # fmt: skip
 SHAS = {name: hashlib.sha1(text.encode()).hexdigest() for name, text in SCRIPTS.items()}
 
 ScriptCall = tuple[list[str], list[Any]]  # (KEYS, ARGV), the keys all in one slot
@@ -256,6 +265,7 @@ def ingest_args(
         limits.rate_key(key.student_id),
         key.stored,
         budget_key(key.student_id),
+        key_index(key.student_id),
     ]
     view = item.cached or NO_VIEW
     offer = item.proposal
@@ -346,6 +356,7 @@ class AsyncHotStore:
     def __init__(self, client: AsyncBuffer) -> None:
         self.client = client
         self._ingest = client.register_script(SCRIPTS["ingest"])
+        self._spend_reads = client.register_script(SCRIPTS["spend_reads"])
 
     async def prepare(self) -> None:
         """Before the first request: learn a cluster's slots, and load the scripts (on every
@@ -353,7 +364,7 @@ class AsyncHotStore:
         cluster client's start-up (MOVED replies, broken connections, a script run twice)."""
         if isinstance(self.client, AsyncRedisCluster):
             await self.client.initialize()
-        for name in ("ingest", "read"):
+        for name in ("ingest", "read", "spend_reads"):
             await self.client.script_load(SCRIPTS[name])
 
     async def append(
@@ -408,6 +419,14 @@ class AsyncHotStore:
     async def catalog(self) -> tuple[int, str | None]:
         version, blob = await self.client.mget(CATALOG_VERSION, CATALOG)
         return int(version or 0), as_text(blob) if blob is not None else None
+
+    async def spend_reads(
+        self, user_id: str, cost: int, limit: int, window_s: int, now: float
+    ) -> bool:
+        """Count `cost` reads of the user in the window of `window_s` seconds holding `now`,
+        unless that goes over `limit`: False when refused (refused reads do not count)."""
+        keys = [read_limit_key(user_id, int(now // window_s))]
+        return bool(await self._spend_reads(keys=keys, args=[limit, window_s, cost]))
 
     async def catalog_version(self) -> int:
         return int(await self.client.get(CATALOG_VERSION) or 0)
@@ -508,19 +527,13 @@ class HotStore:
         """
         calls: list[ScriptCall] = [
             (
-                [
-                    key.partition.dirty,
-                    key.partition.leases,
-                    key.state,
-                    key.pending,
-                    key.stored,
-                    key.partition.poison,
-                    key.partition.poison_why,
-                ],  # fmt: skip
+                [key.partition.dirty, key.partition.leases, key.state, key.pending, key.stored,
+                 buffer_tombstones(key.student_id), key_index(key.student_id),
+                 key.partition.poison, key.partition.poison_why],
                 [key.member, version, next_due, ttl_s, "1" if completion else "", key.material_id],
             )
             for key, version, completion in written
-        ]
+        ]  # fmt: skip
         return sum(int(x) for x in run_scripts(self.client, "finish", calls))
 
     def release(self, keys: list[ProgressKey], retry_at: float) -> None:
@@ -536,3 +549,64 @@ class HotStore:
     def catalog(self) -> tuple[int, str | None]:
         version, blob = self.client.mget(CATALOG_VERSION, CATALOG)
         return int(version or 0), as_text(blob) if blob is not None else None
+
+    def indexed_materials(self, student_id: str) -> set[str]:
+        """The materials the student's key index lists (one SMEMBERS: no scan)."""
+        members: set[Any] = self.client.smembers(key_index(student_id))
+        return {as_text(m) for m in members}
+
+    def erase(
+        self, student_id: str, material_id: str | None, stored: dict[str, int], gap: int, ttl_s: int
+    ) -> list[ErasedKey]:
+        """The erasure's cut: in one atomic step, the buffer keys of one material of the
+        student, or of all the materials the key index lists plus those of `stored` (MongoDB's
+        materials and versions), each left with a tombstone version (erase.lua); erasing all,
+        the student's budget ledger too. Run again when the index grew in between. Idempotent.
+        Raises Unavailable when it kept growing."""
+        for _ in range(ERASE_ATTEMPTS):
+            if material_id is not None:
+                materials = [material_id]
+            else:
+                materials = sorted(self.indexed_materials(student_id) | set(stored))
+            call = _erase_call(student_id, materials, stored, gap, ttl_s, material_id is None)
+            [reply] = run_scripts(self.client, "erase", [call])
+            if as_text(reply[0]) == "ok":
+                rows = [reply[1 + 3 * i : 4 + 3 * i] for i in range(len(materials))]
+                return [
+                    ErasedKey(m, int(version), int(queued), had == 1)
+                    for m, (version, queued, had) in zip(materials, rows, strict=True)
+                ]
+        raise Unavailable(f"the buffer keys of {student_id!r} kept changing; retry the erasure")
+
+
+ERASE_ATTEMPTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class ErasedKey:
+    """What the erasure's cut did to one (student, material)."""
+
+    material_id: str
+    tombstone: int  # the version it now holds: beyond any fold or write still in flight
+    queued: int  # pending heartbeats dropped
+    had_state: bool  # a hot state was dropped
+
+
+def _erase_call(
+    student_id: str,
+    materials: list[str],
+    stored: dict[str, int],
+    gap: int,
+    ttl_s: int,
+    whole: bool,
+) -> ScriptCall:
+    part = partition_for(student_id)
+    keys = [key_index(student_id), buffer_tombstones(student_id), stored_key(student_id),
+            part.dirty, part.leases, part.pending, part.poison, part.poison_why,
+            budget_key(student_id)]  # fmt: skip
+    args: list[Any] = [gap, ttl_s, "1" if whole else "0"]
+    for m in materials:
+        key = ProgressKey(student_id, m)
+        keys += [key.state, key.pending]
+        args += [m, key.member, stored.get(m, 0)]
+    return keys, args

@@ -21,7 +21,8 @@ Per student, under `vp:{p}:s:<sid>`. For each key: its type; who writes it; when
   ever folded: the version, MongoDB's `v`), `cq` (completion job enqueued), `e` (epoch: new
   whenever the hash is created), `g` (the student budget granted to the key in this epoch).
   Folds write it (the flush, and ingest when a backlog builds up). Expires `HOT_STATE_TTL_S`
-  after the key was last flushed clean; erasure leaves a tombstone `n` for 7 days.
+  after the key was last flushed clean; erasure leaves a tombstone `n` for
+  `ERASURE_TOMBSTONE_TTL_S`.
 - `vp:{p}:s:<sid>:enr` set of the student's course ids mirrored from MongoDB, plus the marker
   `*` once loaded. Rewritten on every enrollment change (admin_ops).
 - `vp:{p}:s:<sid>:enr:v` string, bumped by every enrollment change (a mirror load
@@ -34,6 +35,17 @@ Per student, under `vp:{p}:s:<sid>`. For each key: its type; who writes it; when
   `HOT_STATE_TTL_S` after the student's last heartbeat; erasure of the student removes it.
 - `vp:{p}:s:<sid>:rl:<window>` string, heartbeats of the student in this minute (ingest).
   Expires with the window.
+- `vp:{p}:s:<sid>:rr:<window>` string, reads (status, course views, `/api/me/courses`,
+  exports) of the user in this minute, any role (the read limit). Expires with the window.
+- `vp:{p}:s:<sid>:keys` set of the materials the student has `hb`/`ws` keys for: the student's
+  key index, so that an export or an erasure looks its keys up instead of scanning. Ingest adds
+  (in the script that creates the keys), finish and setting a key aside add again (keys
+  buffered before the index existed); erasure removes. A material whose clean hot state
+  expired may stay listed (a few bytes per material the student ever watched).
+- `vp:{p}:s:<sid>:erased` hash material id -> the tombstone version an erasure gave that key (a
+  version beyond any fold or write in flight). Erasure writes it in the same step that erases
+  the keys; finish reads it (a flush of erased heartbeats marks nothing). Expires
+  `ERASURE_TOMBSTONE_TTL_S` after the last erasure.
 
 Per partition (one of each per tag):
 
@@ -74,17 +86,27 @@ outboxes of connections to other systems (README, "Connecting to other systems")
 - `vp:outbox:<outbox>:sent:<sid>` zset of entry ids delivered for a student, scored by when;
   delivery adds and trims it to `SENT_IDS_PER_STUDENT`. An id in it is never queued again;
   erasure reads and removes it (the LRS's copies are the school's to erase).
+- `vp:outbox:<outbox>:of:<sid>` set of the ids of the student's entries, queued or set aside:
+  the student's entry index (export and erasure read it instead of scanning the outbox). Push
+  adds, atomically with the entry; delivery removes once sent; erasure removes.
 - `vp:outbox:<outbox>:quota:<sid>` hash `t` (tokens left), `at` (when counted): the student's
   statement quota, a token bucket (`OUTBOX_STATEMENTS_PER_MINUTE`, `OUTBOX_STATEMENTS_BURST`).
-  The push script reads and writes it; it expires once the bucket would be full again; erasure
-  removes it.
+  The push script reads and writes it (not for an entry an erasure refused); it expires once
+  the bucket would be full again; erasure of the student removes it.
 - `vp:outbox:<outbox>:sessions:<sid>` zset `<mid>|<session uuid>` -> when the session was first
   let through: the player sessions whose `initialized`/`terminated` may be queued
-  (`OUTBOX_SESSIONS_PER_HOUR` new ones per video per hour). The push script adds and trims it
-  to a day; erasure removes it (or the material's members).
-- `vp:xapi:sessions` zset `<mid>|<sid>|<session>` -> last heartbeat's receive time: open player
-  sessions, so that silence past `XAPI_SESSION_TIMEOUT_S` ends one with `terminated`. The flush
-  hook adds; its final heartbeat or the timeout sweep removes.
+  (`OUTBOX_SESSIONS_PER_HOUR` new ones per video per hour). The push script adds (not for an
+  entry an erasure refused) and trims it to a day; erasure removes it (or the material's
+  members).
+- `vp:xapi:sessions` zset `[<mid>, <sid>, <session>]` (JSON) -> last heartbeat's receive time:
+  open player sessions, so that silence past `XAPI_SESSION_TIMEOUT_S` ends one with
+  `terminated`. The flush hook adds; its final heartbeat or the timeout sweep removes.
+- `vp:xapi:sessions:<sid>` set of the student's members of `vp:xapi:sessions` (the same
+  writers, in the same steps): the student's session index, for erasure.
+- `vp:erased:<sid>` hash material id -> tombstone version, as the buffer's `erased` hash: the
+  outbox push and the session hook refuse what was made from a state at or below it (an
+  erasure answered after that state was read). Erasure writes it before it clears the
+  outboxes. Expires `ERASURE_TOMBSTONE_TTL_S` after the last erasure.
 
 RQ's own keys (`rq:*`) live on RQ's Redis.
 """
@@ -252,6 +274,29 @@ def rate_limit_key(student_id: str, window: int) -> str:
     return f"{student_tag(student_id)}:rl:{window}"
 
 
+def read_limit_key(user_id: str, window: int) -> str:
+    return f"{student_tag(user_id)}:rr:{window}"
+
+
+def key_index(student_id: str) -> str:
+    """The set of materials the student has buffer keys for (`pending` and `state`)."""
+    return f"{student_tag(student_id)}:keys"
+
+
+def buffer_tombstones(student_id: str) -> str:
+    return f"{student_tag(student_id)}:erased"
+
+
+def outbox_tombstones(student_id: str) -> str:
+    """On RQ's Redis: the student's erasure tombstones, for the outboxes."""
+    return f"vp:erased:{student_id}"
+
+
+def xapi_sessions_of(student_id: str) -> str:
+    """On RQ's Redis: the student's members of `XAPI_SESSIONS`."""
+    return f"{XAPI_SESSIONS}:{student_id}"
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxKeys:
     """The keys of one outbox (`xapi` or `webhook`), on RQ's Redis."""
@@ -276,6 +321,10 @@ class OutboxKeys:
 
     def sent(self, student_id: str) -> str:
         return f"vp:outbox:{self.name}:sent:{student_id}"
+
+    def of(self, student_id: str) -> str:
+        """The ids of the student's entries, queued or set aside."""
+        return f"vp:outbox:{self.name}:of:{student_id}"
 
     def quota(self, student_id: str) -> str:
         return f"vp:outbox:{self.name}:quota:{student_id}"

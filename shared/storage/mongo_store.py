@@ -47,6 +47,7 @@ from shared.storage.set_aside import (
 log = logging.getLogger(__name__)
 
 DUPLICATE_KEY = 11000
+ATTEMPTS = 8  # rounds of a compare-and-set on an enrollment before giving up (Unavailable)
 # Write errors that mean "not now" rather than "not this document": the retryable writes spec's
 # codes (pymongo's list: not primary, shutting down, network), timeouts and write conflicts.
 TRANSIENT_CODES = frozenset(
@@ -191,6 +192,7 @@ class MongoStore:
         self.progress.create_index([("course_id", ASCENDING), ("student_id", ASCENDING)])
         self.progress.create_index([("material_id", ASCENDING)])
         self.progress.create_index([("written_at", ASCENDING)])
+        self.progress.create_index([("erased_at", ASCENDING)])
         self.enrollments.create_index(
             [("student_id", ASCENDING), ("course_id", ASCENDING)], unique=True
         )
@@ -330,25 +332,42 @@ class MongoStore:
             return int(exc.details.get("nModified", 0))
 
     @_unavailable_on_outage
-    def erase_states(self, student_id: str, versions: dict[str, int]) -> None:
+    def erase_states(self, student_id: str, versions: dict[str, int], now: float) -> None:
         """Replace each material's document by a tombstone holding only a version beyond any
         write still in flight, so that a late flush fails as stale instead of resurrecting the
-        erased progress (and a later heartbeat continues from that version)."""
+        erased progress (and a later heartbeat continues from that version). A document a
+        later write already holds beyond the tombstone is kept (heartbeats accepted after the
+        erasure's cut). The tombstone is deleted once expired (`delete_expired_tombstones`).
+        Idempotent."""
         if not versions:
             return
         ops = [
             ReplaceOne(
-                _progress_key(student_id, material_id),
+                {**_progress_key(student_id, material_id), "v": {"$lt": version}},
                 {
                     **_progress_key(student_id, material_id),
                     "material_id": material_id,
                     "v": version,
+                    "erased_at": now,
                 },
                 upsert=True,
             )
             for material_id, version in versions.items()
         ]
-        self.progress.bulk_write(ops, ordered=False)
+        try:
+            self.progress.bulk_write(ops, ordered=False)
+        except BulkWriteError as exc:  # duplicate key: a newer (or the same) version is stored
+            if exc.details.get("writeConcernErrors"):
+                raise Unavailable("MongoDB did not confirm the write concern") from exc
+            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                raise
+
+    @_unavailable_on_outage
+    def delete_expired_tombstones(self, before: float) -> int:
+        """Delete the tombstones of erasures made before `before` (documents that got a state
+        from a later write are no tombstones). Idempotent. Returns how many went."""
+        query = {"erased_at": {"$lt": before}, "state": {"$exists": False}}
+        return int(self.progress.delete_many(query).deleted_count)
 
     @_unavailable_on_outage
     def stored_versions(
@@ -430,27 +449,42 @@ class MongoStore:
     ) -> float:
         """Add completed materials to the enrollment and raise its course progress to match.
 
-        Idempotent ($addToSet, $max): repeating it changes nothing. Returns the new progress.
-        """
+        Idempotent ($addToSet, $max): repeating it changes nothing. Only materials whose stored
+        state is complete count, and both updates name the enrollment's `erasures` count as read
+        before that check: an erasure counts itself there only after it erased the states, so
+        an erasure in between makes them match nothing and the attempt is made again: what an
+        erasure removed never comes back. Returns the new progress (0.0 when not enrolled).
+        Raises Unavailable when erasures kept coming in between (RQ retries the job)."""
         key = _enrollment_key(student_id, course_id)
+        for _ in range(ATTEMPTS):
+            doc = self.enrollments.find_one(key, {"_id": 0, "erasures": 1})
+            if doc is None:
+                return 0.0
+            guard = {**key, "erasures": doc.get("erasures", {"$exists": False})}
+            confirmed = self._completed(student_id, material_ids)
+            add = {"$addToSet": {"completed_materials": {"$each": confirmed}}}
+            if confirmed and not self.enrollments.update_one(guard, add).matched_count:
+                continue
+            doc = self.enrollments.find_one(key, {"_id": 0, "completed_materials": 1}) or {}
+            progress = course_progress(set(doc.get("completed_materials", [])), course)
+            raise_to = {
+                "$max": {"progress_percentage": progress},
+                "$set": {"updated_at": time.time()},
+            }
+            if self.enrollments.update_one(guard, raise_to).matched_count:
+                return progress
+        raise Unavailable("the enrollment kept being erased meanwhile; retry", retry_after_s=5)
+
+    def _completed(self, student_id: str, material_ids: list[str]) -> list[str]:
+        """Those of the materials whose stored state is complete (erased ones are not)."""
         ids = [progress_id(student_id, m) for m in material_ids]
-        confirmed = [  # an erasure since the completion was queued must not be undone
+        return [
             doc["material_id"]
             for doc in self.progress.find(
                 {"_id": {"$in": ids}, "student_id": student_id, "completed": True},
                 {"_id": 0, "material_id": 1},
             )
         ]
-        if confirmed:
-            self.enrollments.update_one(
-                key, {"$addToSet": {"completed_materials": {"$each": confirmed}}}, upsert=False
-            )
-        doc = self.enrollments.find_one(key, {"_id": 0, "completed_materials": 1}) or {}
-        progress = course_progress(set(doc.get("completed_materials", [])), course)
-        self.enrollments.update_one(
-            key, {"$max": {"progress_percentage": progress}, "$set": {"updated_at": time.time()}}
-        )
-        return progress
 
     @_unavailable_on_outage
     def recalculate_course(self, course: Course) -> int:
@@ -477,29 +511,33 @@ class MongoStore:
     def forget_completions(
         self, student_id: str, material_ids: set[str] | None, course: Course
     ) -> bool:
-        """Remove materials (all when None) from an enrollment's completions and recalculate
-        its progress. Returns False when the student is not enrolled."""
+        """Remove materials (all when None) from an enrollment's completions, count the
+        erasure in its `erasures` in the same update (a completion job that read the count
+        before then changes nothing: see record_completion), and recalculate its progress.
+        Call it after the states are erased. Idempotent. Returns False when not enrolled."""
         key = _enrollment_key(student_id, course.course_id)
-        doc = self.enrollments.find_one(key, {"_id": 0, "completed_materials": 1})
-        if doc is None:
+        change: dict[str, Any] = {"$inc": {"erasures": 1}, "$set": {"updated_at": time.time()}}
+        if material_ids is None:
+            change["$set"]["completed_materials"] = []
+        else:
+            change["$pull"] = {"completed_materials": {"$in": sorted(material_ids)}}
+        if not self.enrollments.update_one(key, change).matched_count:
             return False
-        kept = (
-            []
-            if material_ids is None
-            else [m for m in doc.get("completed_materials", []) if m not in material_ids]
-        )
-        progress = course_progress(set(kept), course)
-        self.enrollments.update_one(
-            key,
-            {
-                "$set": {
-                    "completed_materials": kept,
-                    "progress_percentage": progress,
-                    "updated_at": time.time(),
-                }
-            },
-        )
+        self._settle_progress(key, course)
         return True
+
+    def _settle_progress(self, key: dict[str, Any], course: Course) -> None:
+        """Set the progress from the completions (it may go down), again while a completion
+        job added one in between (after its own addition, such a job raises it with `$max`)."""
+        seen: list[str] | None = None
+        for _ in range(ATTEMPTS):
+            doc = self.enrollments.find_one(key, {"_id": 0, "completed_materials": 1})
+            completed = None if doc is None else list(doc.get("completed_materials", []))
+            if completed is None or completed == seen:
+                return
+            progress = course_progress(set(completed), course)
+            self.enrollments.update_one(key, {"$set": {"progress_percentage": progress}})
+            seen = completed
 
     # -- courses --------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.storage.clients import Buffer
-from shared.storage.keys import ProgressKey, partitions
+from shared.storage.keys import ProgressKey, key_index, partitions
 
 UNREADABLE = "unreadable"  # its buffered data or stored document cannot be parsed or folded
 INVALID_DOCUMENT = "invalid_document"  # pymongo cannot encode its document as BSON
@@ -50,7 +50,9 @@ def describe(exc: BaseException) -> str:
 
 def quarantine(client: Buffer, keys: Mapping[ProgressKey, SetAside], now: float) -> None:
     """Take keys out of the flush cycle, keeping their data and why (idempotent: setting a key
-    aside again replaces its time and error)."""
+    aside again replaces its time and error). Each key is listed in its student's key index,
+    which an erasure reads: a key buffered before the index existed is never finished while it
+    is set aside, so finish would not index it."""
     if not keys:
         return
     pipe = client.pipeline(transaction=False)
@@ -60,6 +62,7 @@ def quarantine(client: Buffer, keys: Mapping[ProgressKey, SetAside], now: float)
         pipe.hdel(part.leases, key.member)
         pipe.zadd(part.poison, {key.member: now})
         pipe.hset(part.poison_why, key.member, json.dumps([why.reason, why.error]))
+        pipe.sadd(key_index(key.student_id), key.material_id)
     pipe.execute()
 
 

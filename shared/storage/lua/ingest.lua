@@ -2,7 +2,8 @@
 -- Every key shares the student's partition tag (one cluster slot).
 -- KEYS: 1 enrollments set, 2 pending list, 3 hot state hash, 4 the partition's dirty zset,
 --       5 the partition's pending counter, 6 the student's rate-limit counter for the current
---       window, 7 the student's set of materials stored in MongoDB
+--       window, 7 the student's set of materials stored in MongoDB, 8 the student's budget
+--       ledger, 9 the student's key index (export and erasure look it up instead of scanning)
 -- ARGV: 1 course id, 2 dirty member, 3 due time, 4 max dirty keys and 5 max pending (the
 --       partition's),
 --       6 '1' to reply with the state, 7 rate limit per window (0: none), 8 window seconds,
@@ -42,6 +43,7 @@ if tonumber(ARGV[7]) > 0 then  -- the last check, as it is the one that counts
   end
 end
 if new_key then redis.call('ZADD', KEYS[4], ARGV[3], ARGV[2]) end
+redis.call('SADD', KEYS[9], ARGV[9])
 local epoch = redis.call('HGET', KEYS[3], 'e')
 if not epoch then
   epoch = ARGV[11]
