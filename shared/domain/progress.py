@@ -24,11 +24,11 @@ tabs on ten videos must earn what one player at the top rate could. That budget 
 all of a student's keys, so it cannot be a join of one key's heartbeats: which key gets a second
 of it depends on the order of all of them. The order is decided once, by the ingest script,
 which keeps the student's budget (`StudentLedger` is its arithmetic) and spends it atomically
-as heartbeats arrive; each heartbeat is stamped with its key's cumulative grant (`Grant`: the
-hot hash's epoch and the seconds granted to the key in it). A state's grant is the sum over
-epochs of the highest stamp seen in each: a join again, so the fold stays idempotent and
-order-independent at O(1) per heartbeat, whoever folds it (web reply, worker, rebuild), and the
-sum of all keys' grants can never pass what the ledger gave out.
+as heartbeats arrive; each heartbeat is stamped with its key's cumulative grant
+(`Heartbeat.grant`: the hot hash's epoch and the seconds granted to the key in it). A state's
+grant is the sum over epochs of the highest stamp seen in each: a join again, so the fold stays
+idempotent and order-independent at O(1) per heartbeat, whoever folds it (web reply, worker,
+rebuild), and the sum of all keys' grants can never pass what the ledger gave out.
 To bound a state's size, position-only readings are kept for the last MAX_READINGS_PER_SESSION
 readings of the last MAX_SESSIONS sessions: a reading later than that is paired with the oldest
 one kept, and a reading of a session already forgotten infers nothing. Players that send
@@ -445,9 +445,10 @@ def budget_needed(
 ) -> float:
     """What these heartbeats ask of the student's budget: the claimed seconds they bring the key
     to, less what it was credited or granted already, as far as `state` (this process's latest
-    state of the key, possibly behind) knows. Coverage only grows, so a state that is behind
-    asks too little, never too much of the new seconds; a later heartbeat asks again for what
-    is still missing. O(intervals) per heartbeat, no copy of the state.
+    state of the key, possibly behind) knows. A state that is behind may ask again for seconds
+    another process's heartbeats were already granted (the excess stays with this key, within
+    its own receipts' bound); one that asks too little asks again with a later heartbeat.
+    O(intervals) per heartbeat, no copy of the state.
 
     Heartbeats of an idle player (a pause or a seek that played nothing) ask for nothing.
     Without a state (a process that has not seen the key yet) the need is unknown: it asks for
@@ -458,7 +459,7 @@ def budget_needed(
         return 0.0
     if state is None:
         return duration
-    covered = [list(iv) for iv in state.covered]
+    covered = state.covered  # add_interval returns a new list: the state is only read
     last = {s: rs[-1] for s, rs in state.readings.items() if rs}
     for hb in heartbeats:
         position = _clamp(hb.watch_time, duration)
