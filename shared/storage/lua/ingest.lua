@@ -12,9 +12,9 @@
 --       16-20 a preview to store (epoch, n, pending heartbeats folded, mark, state JSON; '' if
 --       none), 21-27 the student's budget (max rate, '0' when off; gap seconds; cap; slack;
 --       seconds this key needs; receipt time; ledger TTL), 28.. heartbeat JSON documents,
---       stamped here with the key's grant when the budget is on. A mark is the SHA-1 of the last heartbeat a view
---       folded: a list that lost its tail (a Redis crash between two fsyncs) and grew back no
---       longer matches a view of it.
+--       stamped here with the key's grant when the budget is on. A mark is the SHA-1 of the
+--       last heartbeat a view folded: a list that lost its tail (a Redis crash between two
+--       fsyncs) and grew back no longer matches a view of it.
 -- Returns {status} or, when asked, {status, mode, epoch, n, preview folded count or '-1',
 -- '1' if MongoDB holds a stored state, base JSON, start index, mark of the list's last
 -- heartbeat, heartbeats from the start index...}, where mode
@@ -65,7 +65,7 @@ if ARGV[20] ~= '' and tonumber(ARGV[18]) > (preview_holds and pl or -1)
   pl, preview_holds = tonumber(ARGV[18]), true
 end
 local cached = holds(ARGV[12], ARGV[13], ARGV[14], ARGV[15])
-local stamp = '}'
+local stamp  -- the key's grant, appended to each heartbeat's JSON (nil: budget off)
 if tonumber(ARGV[21]) > 0 then
   -- The student's budget (progress.StudentLedger is the same arithmetic): the receipt extends
   -- the observed time when within the gap, the budget grows by rate x that time up to the cap,
@@ -93,7 +93,7 @@ if tonumber(ARGV[21]) > 0 then
 end
 for i = FIRST, #ARGV do
   local hb = ARGV[i]
-  if stamp ~= '}' then hb = string.sub(hb, 1, -2) .. stamp end
+  if stamp then hb = string.sub(hb, 1, -2) .. stamp end
   redis.call('RPUSH', KEYS[2], hb)
 end
 redis.call('INCRBY', KEYS[5], count)
