@@ -69,7 +69,8 @@ def client_time(body: HeartbeatBody, received_at: float, max_age_s: float) -> fl
     client_ts = body.client_ts.timestamp()
     if client_ts < received_at - max_age_s:
         raise ClientTsOutOfRange(
-            f"client_ts is more than {max_age_s:g} s before the server's time",
+            f"client_ts is more than {max_age_s:.0f} s ({max_age_s / 86400:.3g} days) before "
+            "the server's time",
             [{"field": "client_ts", "rule": ClientTsOutOfRange.code, "max_age_s": max_age_s}],
         )
     return min(client_ts, received_at + CLIENT_CLOCK_AHEAD_S)
