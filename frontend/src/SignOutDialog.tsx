@@ -1,8 +1,8 @@
 import { useEffect, useRef, useState } from "react";
 import { session } from "./api";
 import { clock } from "./format";
-import { pageStorage } from "./storage";
-import { clearOutbox, flushOutbox, readOutbox, tokenSubject, type OutboxItem } from "./tracker";
+import { pageStorage } from "./tracker/storage";
+import { clearOutbox, flushOutbox, readOutbox, tokenSubject, type OutboxItem } from "./tracker/tracker";
 
 interface Props {
   /** Signing out may go on: the outbox is sent or deleted (the token is the caller's). */

@@ -3,7 +3,7 @@ import { session, type Material } from "./api";
 import { clock, percent } from "./format";
 import { attachHls, isHls } from "./hls";
 import { ProgressBar } from "./ProgressBar";
-import { WatchTracker, type ProgressReply } from "./tracker";
+import { WatchTracker, type ProgressReply } from "./tracker/tracker";
 
 interface Props {
   material: Material;

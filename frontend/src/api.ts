@@ -1,7 +1,7 @@
 /** The progress API, as the pages use it. Errors arrive as ApiError with the contract's code. */
 
 import type { components } from "./api-schema";
-import { pageStorage } from "./storage";
+import { pageStorage } from "./tracker/storage";
 
 /**
  * The API's shapes come from its OpenAPI schema (src/api-schema.d.ts, `npm run gen:api`).

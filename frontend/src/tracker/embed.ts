@@ -8,10 +8,10 @@
  * the per-user outbox, in memory where the browser refuses localStorage, and the 401
  * hand-off), wired to the page's window and document.
  */
-import { pageStorage } from "../storage";
-import { clearOutbox, flushOutbox, tokenSubject, WatchTracker, type ProgressReply, type VideoLike } from "../tracker";
+import { pageStorage } from "./storage";
+import { clearOutbox, flushOutbox, tokenSubject, WatchTracker, type ProgressReply, type VideoLike } from "./tracker";
 
-export type { ProgressReply } from "../tracker";
+export type { ProgressReply } from "./tracker";
 
 export interface TrackOptions {
   /** Where the progress API lives, e.g. "https://progress.school.example" ("" = this origin). */
