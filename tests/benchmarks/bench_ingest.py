@@ -124,7 +124,7 @@ def iso(ts: float) -> str:
 
 
 def tracker_body(i: int, now: float, compact: bool = False) -> dict[str, Any]:
-    """A heartbeat as frontend/src/tracker.ts sends it (the i-th of its session)."""
+    """A heartbeat as frontend/src/tracker/tracker.ts sends it (the i-th of its session)."""
     w = round(10.0 * (i % 59) + 5.0, 3)
     if compact:
         return {"watch_time": w, "total_duration": DURATION, "client_ts": iso(now + i), "seq": i}

@@ -10,9 +10,9 @@ clock processes; product flush settings unless `--flush-interval`/`--flush-tick`
 creates a course of 8 videos and a pdf, enrolls N students and lets each watch like people do:
 play, pause, seek forward and back, change speed, rewatch, close the tab mid-video, sometimes a
 second tab (a second session_id). Heartbeats are sent as the browser tracker
-(frontend/src/tracker.ts) sends them: every 10 s of *simulated* time while playing and on pause,
-seek, end and tab close, with client_ts, session_id, seq and the ranges played since the last
-one. `--speedup K` compresses time: 10 simulated seconds take 10/K real seconds (the player's
+(frontend/src/tracker/tracker.ts) sends them: every 10 s of *simulated* time while playing and on
+pause, seek, end and tab close, with client_ts, session_id, seq and the ranges played since the
+last one. `--speedup K` compresses time: 10 simulated seconds take 10/K real seconds (the player's
 clock, client_ts, runs K times faster, in the past so that the server never clamps it).
 
 Every 202 updates the generator's own model of what each student watched. At the end it waits
