@@ -153,6 +153,10 @@ def partition_tags(n: int) -> tuple[str, ...]:
     return tuple(tags)
 
 
+def _hash_tag(count: int, index: int) -> str:
+    return "vp:{" + partition_tags(count)[index] + "}"
+
+
 @dataclass(frozen=True, slots=True)
 class Partition:
     """One of the `count` partitions of the buffer, and its keys (all in one cluster slot)."""
@@ -162,7 +166,7 @@ class Partition:
 
     @property
     def tag(self) -> str:
-        return "vp:{" + partition_tags(self.count)[self.index] + "}"
+        return _hash_tag(self.count, self.index)
 
     @property
     def dirty(self) -> str:
@@ -213,7 +217,8 @@ class KeySchema:
         return Partition(self.partition_of(student_id), self.partition_count)
 
     def student_tag(self, student_id: str) -> str:
-        return f"{self.partition_for(student_id).tag}:s:{student_id}"
+        # No Partition built: this runs several times per heartbeat.
+        return f"{_hash_tag(self.partition_count, self.partition_of(student_id))}:s:{student_id}"
 
     def pending_prefix(self, student_id: str) -> str:
         """What every pending list of the student starts with (the material id follows)."""
