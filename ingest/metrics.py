@@ -22,7 +22,7 @@ from rq.registry import FailedJobRegistry
 from shared.integrations.outbox import DROP_REASONS, OUTBOXES
 from shared.storage.clients import Buffer
 from shared.storage.hot_store import NODE_DOWN
-from shared.storage.keys import Partition, partitions
+from shared.storage.keys import KeySchema, Partition
 from shared.storage.set_aside import REASONS
 from shared.storage.stats import BATCH_BUCKETS, read_stats
 
@@ -66,8 +66,10 @@ class SystemCollector(Collector):
     """Backlog (the buffer's partitions, summed) and worker statistics (RQ's Redis), shared by
     every process through Redis."""
 
-    def __init__(self, buffer: Buffer, r: redis.Redis, due_delay_s: float, queue_name: str) -> None:
-        self.buffer = buffer
+    def __init__(
+        self, buffer: Buffer, schema: KeySchema, r: redis.Redis, due_delay_s: float, queue_name: str
+    ) -> None:
+        self.buffer, self.schema = buffer, schema
         self.redis = r
         self.due_delay_s = due_delay_s
         self.failed_jobs = FailedJobRegistry(name=queue_name, connection=r)
@@ -144,7 +146,7 @@ class SystemCollector(Collector):
         """Each partition's (dirty keys, pending heartbeats, oldest due entry), flattened, in one
         pipelined read per node; a node that does not answer leaves its partitions out (their
         number is returned too)."""
-        parts = partitions()
+        parts = self.schema.partitions()
         groups: dict[str, list[Partition]] = {"": parts}
         if isinstance(self.buffer, RedisCluster):
             groups = {}
@@ -201,8 +203,8 @@ def render(system: CollectorRegistry) -> bytes:
 
 
 def system_registry(
-    buffer: Buffer, r: redis.Redis, due_delay_s: float, queue_name: str
+    buffer: Buffer, schema: KeySchema, r: redis.Redis, due_delay_s: float, queue_name: str
 ) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SystemCollector(buffer, r, due_delay_s, queue_name))
+    registry.register(SystemCollector(buffer, schema, r, due_delay_s, queue_name))
     return registry

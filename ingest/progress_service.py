@@ -88,7 +88,7 @@ class ProgressService:
         self, student_id: str, ref: MaterialRef, material_id: str, heartbeats: list[Heartbeat]
     ) -> Submission:
         """Heartbeats to submit, with this process's cached state of the key (if any)."""
-        cached = self.cache.get(ProgressKey(student_id, material_id))
+        cached = self.cache.get(ProgressKey(student_id, material_id, self.ctx.key_schema))
         return Submission(ref, material_id, heartbeats, cached)
 
     async def submit(
@@ -99,7 +99,11 @@ class ProgressService:
         replies = await self._append(student_id, submissions, want_state)
         if any(r.status == "enrollment_unknown" for r in replies):
             await run_in_threadpool(
-                admin_ops.mirror_enrollments, self.ctx.mongo, self.ctx.redis_sync, student_id
+                admin_ops.mirror_enrollments,
+                self.ctx.mongo,
+                self.ctx.redis_sync,
+                self.ctx.key_schema,
+                student_id,
             )
             retry = [i for i, r in enumerate(replies) if r.status == "enrollment_unknown"]
             again = await self._append(student_id, [submissions[i] for i in retry], want_state)
@@ -113,7 +117,7 @@ class ProgressService:
         s, now = self.settings, self.ctx.clock.time()
         items = []
         for sub in submissions:
-            key = ProgressKey(student_id, sub.material_id)
+            key = ProgressKey(student_id, sub.material_id, self.ctx.key_schema)
             cached = sub.cached if want_state else None
             need = 0.0
             if not s.verification.trusted:
@@ -168,7 +172,7 @@ class ProgressService:
         A key without hot state may have a stored state in MongoDB: the reply waits for it at
         most MONGO_READ_DEADLINE_S; past that it is computed without it and not cached (the
         heartbeat is safe either way, and the workers merge the stored state)."""
-        key = ProgressKey(student_id, sub.material_id)
+        key = ProgressKey(student_id, sub.material_id, self.ctx.key_schema)
         stored, answered = None, True
         if needs_stored_state(view, sub.cached):
             stored, answered = await self._stored_state_quickly(key)
@@ -214,13 +218,17 @@ class ProgressService:
         Raises Forbidden when the student is not enrolled in one of the materials' courses
         (or of `course_ids`).
         """
-        keys = [ProgressKey(student_id, m) for m in refs]
+        keys = [ProgressKey(student_id, m, self.ctx.key_schema) for m in refs]
         cached = [self.cache.get(key) for key in keys]
         views_of = [c.view if c else None for c in cached]
         enrolled, views = await self.ctx.hot.read(student_id, keys, views_of)
         if enrolled is None:
             enrolled = await run_in_threadpool(
-                admin_ops.mirror_enrollments, self.ctx.mongo, self.ctx.redis_sync, student_id
+                admin_ops.mirror_enrollments,
+                self.ctx.mongo,
+                self.ctx.redis_sync,
+                self.ctx.key_schema,
+                student_id,
             )
         required = {ref.course_id for ref in refs.values()} | set(course_ids)
         if not required <= enrolled:

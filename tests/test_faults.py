@@ -25,8 +25,7 @@ import pytest
 from rq import Queue, Retry
 from rq.registry import FailedJobRegistry
 
-from shared.storage.keys import partitions
-from tests.helpers import FAULT_SUMMARY, buffered, lease_expiries, wait_until
+from tests.helpers import FAULT_SUMMARY, KEY_SCHEMA, buffered, lease_expiries, wait_until
 from tests.stack import CLAIM_LEASE_S, Stack, enroll, running_stack, stored
 
 pytestmark = pytest.mark.system
@@ -204,7 +203,7 @@ def test_redis_crash_and_restart_from_aof(stack: Stack) -> None:
             for line in metrics.text.splitlines()
             if line.startswith("videoprogress_buffer_unreachable_partitions ")
         )
-        assert away == len(partitions()) // len(stack.cluster.nodes)  # the victim's share
+        assert away == KEY_SCHEMA.partition_count // len(stack.cluster.nodes)  # the victim's share
     victim.start()
     during.join()
     assert all(refused[w.student] > 0 for w in hit), refused

@@ -31,17 +31,9 @@ from shared.storage.keys import (
     CATALOG,
     CATALOG_VERSION,
     ENROLLMENT_LOADED,
+    KeySchema,
     Partition,
     ProgressKey,
-    budget_key,
-    buffer_tombstones,
-    enrollments_key,
-    key_index,
-    partition_for,
-    partitions,
-    rate_limit_key,
-    read_limit_key,
-    stored_key,
 )
 from shared.storage.set_aside import UNREADABLE, SetAside, describe
 
@@ -257,15 +249,15 @@ def ingest_args(
     key = item.key
     part = key.partition
     keys = [
-        enrollments_key(key.student_id),
+        key.schema.enrollments_key(key.student_id),
         key.pending,
         key.state,
         part.dirty,
         part.pending,
-        limits.rate_key(key.student_id),
+        limits.rate_key(key),
         key.stored,
-        budget_key(key.student_id),
-        key_index(key.student_id),
+        key.schema.budget_key(key.student_id),
+        key.schema.key_index(key.student_id),
     ]
     view = item.cached or NO_VIEW
     offer = item.proposal
@@ -335,8 +327,8 @@ class IngestLimits:
     verification: Verification = Verification()  # the budget's terms (trusted: no budget)
     ledger_ttl_s: int = 7 * 24 * 3600  # the student's budget outlives their silence this long
 
-    def rate_key(self, student_id: str) -> str:
-        return rate_limit_key(student_id, int(self.now // self.rate_window_s))
+    def rate_key(self, key: ProgressKey) -> str:
+        return key.schema.rate_limit_key(key.student_id, int(self.now // self.rate_window_s))
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,8 +345,8 @@ class Fold:
 class AsyncHotStore:
     """The ingest tier's view of Redis (asyncio). Every method costs one round trip."""
 
-    def __init__(self, client: AsyncBuffer) -> None:
-        self.client = client
+    def __init__(self, client: AsyncBuffer, schema: KeySchema) -> None:
+        self.client, self.schema = client, schema
         self._ingest = client.register_script(SCRIPTS["ingest"])
         self._spend_reads = client.register_script(SCRIPTS["spend_reads"])
 
@@ -413,7 +405,7 @@ class AsyncHotStore:
             ([key.pending, key.state, key.stored], [key.material_id, *_view_args(view)])
             for key, view in zip(keys, cached, strict=True)
         ]
-        replies = await self._pipelined("read", calls, enrollments_key(student_id))
+        replies = await self._pipelined("read", calls, self.schema.enrollments_key(student_id))
         return parse_enrollments(replies[0]), [parse_view(r) for r in replies[1:]]
 
     async def catalog(self) -> tuple[int, str | None]:
@@ -425,7 +417,7 @@ class AsyncHotStore:
     ) -> bool:
         """Count `cost` reads of the user in the window of `window_s` seconds holding `now`,
         unless that goes over `limit`: False when refused (refused reads do not count)."""
-        keys = [read_limit_key(user_id, int(now // window_s))]
+        keys = [self.schema.read_limit_key(user_id, int(now // window_s))]
         return bool(await self._spend_reads(keys=keys, args=[limit, window_s, cost]))
 
     async def catalog_version(self) -> int:
@@ -441,8 +433,8 @@ class HotStore:
     """The workers' view of Redis (blocking). Every method costs one round trip (on a cluster,
     one per node, sent in turn)."""
 
-    def __init__(self, client: Buffer) -> None:
-        self.client = client
+    def __init__(self, client: Buffer, schema: KeySchema) -> None:
+        self.client, self.schema = client, schema
 
     def claim(
         self, now: float, lease_until: float, limit: int
@@ -451,7 +443,7 @@ class HotStore:
         script per partition: one slot each), then, when some partitions had more due than
         their share, what is left of `limit` from those (a second round trip). Returns
         (takeovers, keys, whether a partition still had more due)."""
-        parts = partitions()
+        parts = self.schema.partitions()
         share = -(-limit // len(parts))
         takeovers, keys, full = self._claim_round(parts, now, lease_until, share)
         if full and len(keys) < limit:  # the due keys sit in a few partitions: fill the batch
@@ -479,7 +471,7 @@ class HotStore:
             if isinstance(reply, Exception):
                 continue
             takeovers += int(reply[0])
-            keys += [ProgressKey.from_member(m) for m in reply[1:]]
+            keys += [ProgressKey.from_member(m, self.schema) for m in reply[1:]]
             if len(reply) - 1 >= share:
                 full.append(part)
         return takeovers, keys, full
@@ -528,7 +520,7 @@ class HotStore:
         calls: list[ScriptCall] = [
             (
                 [key.partition.dirty, key.partition.leases, key.state, key.pending, key.stored,
-                 buffer_tombstones(key.student_id), key_index(key.student_id),
+                 key.schema.buffer_tombstones(key.student_id), key.schema.key_index(key.student_id),
                  key.partition.poison, key.partition.poison_why],
                 [key.member, version, next_due, ttl_s, "1" if completion else "", key.material_id],
             )
@@ -552,7 +544,7 @@ class HotStore:
 
     def indexed_materials(self, student_id: str) -> set[str]:
         """The materials the student's key index lists (one SMEMBERS: no scan)."""
-        members: set[Any] = self.client.smembers(key_index(student_id))
+        members: set[Any] = self.client.smembers(self.schema.key_index(student_id))
         return {as_text(m) for m in members}
 
     def erase(
@@ -568,7 +560,9 @@ class HotStore:
                 materials = [material_id]
             else:
                 materials = sorted(self.indexed_materials(student_id) | set(stored))
-            call = _erase_call(student_id, materials, stored, gap, ttl_s, material_id is None)
+            call = _erase_call(
+                self.schema, student_id, materials, stored, gap, ttl_s, material_id is None
+            )
             [reply] = run_scripts(self.client, "erase", [call])
             if as_text(reply[0]) == "ok":
                 rows = [reply[1 + 3 * i : 4 + 3 * i] for i in range(len(materials))]
@@ -593,6 +587,7 @@ class ErasedKey:
 
 
 def _erase_call(
+    schema: KeySchema,
     student_id: str,
     materials: list[str],
     stored: dict[str, int],
@@ -600,13 +595,14 @@ def _erase_call(
     ttl_s: int,
     whole: bool,
 ) -> ScriptCall:
-    part = partition_for(student_id)
-    keys = [key_index(student_id), buffer_tombstones(student_id), stored_key(student_id),
+    part = schema.partition_for(student_id)
+    keys = [schema.key_index(student_id), schema.buffer_tombstones(student_id),
+            schema.stored_key(student_id),
             part.dirty, part.leases, part.pending, part.poison, part.poison_why,
-            budget_key(student_id)]  # fmt: skip
+            schema.budget_key(student_id)]  # fmt: skip
     args: list[Any] = [gap, ttl_s, "1" if whole else "0"]
     for m in materials:
-        key = ProgressKey(student_id, m)
+        key = ProgressKey(student_id, m, schema)
         keys += [key.state, key.pending]
         args += [m, key.member, stored.get(m, 0)]
     return keys, args

@@ -87,7 +87,6 @@ from rq.registry import StartedJobRegistry
 
 from shared.domain.catalog import Course
 from shared.runtime.gc_tuning import GC_THRESHOLD
-from shared.storage.keys import partitions
 from shared.storage.mongo_store import progress_id
 from shared.storage.stats import read_stats
 from tests.benchmarks.adversary import ROLES, AdversaryProcess, Outcome, credit_report
@@ -512,7 +511,7 @@ class LoadGen:
     async def sample_backlog(self) -> tuple[int, int, int]:
         overdue_before = time.time() - 2 * self.bs.settings.flush_tick_s
         pipe = self.aredis.pipeline(transaction=False)
-        for part in partitions():
+        for part in self.bs.key_schema.partitions():
             pipe.zcard(part.dirty)
             pipe.get(part.pending)
             pipe.zcount(part.dirty, "-inf", overdue_before)
@@ -714,7 +713,7 @@ async def drain(gen: LoadGen, timeout_s: float) -> float | None:
         pipe = gen.aredis.pipeline(transaction=False)
         pipe.llen(queue_key)
         pipe.zcard(started_key)
-        for part in partitions():
+        for part in gen.bs.key_schema.partitions():
             pipe.zcard(part.dirty)
             pipe.get(part.pending)
         queued, running, *buffer = await pipe.execute()
