@@ -23,9 +23,11 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+import redis
 from rq import Queue, Retry
 from rq.registry import FailedJobRegistry
 
+from shared.devtools.services import Service
 from shared.storage.keys import partitions
 from tests.helpers import FAULT_SUMMARY, buffered, lease_expiries, wait_until
 from tests.stack import CLAIM_LEASE_S, Stack, enroll, running_stack, stored
@@ -140,6 +142,16 @@ def drained(stack: Stack) -> bool:
     return buffered(stack.redis_client()) == (0, 0)
 
 
+def aof_has_every_write(server: Service) -> bool:
+    """Every write the redis-server acknowledged is in its AOF file, i.e. handed to the
+    operating system: a crash of the process alone (not of the machine) loses none of them."""
+    client = redis.Redis(host="127.0.0.1", port=server.port, socket_timeout=5)
+    try:
+        return client.info("persistence")["aof_buffer_length"] == 0
+    finally:
+        client.close()
+
+
 def check_and_summarise(stack: Stack, fault: str, injected: int, group: list[Watcher]) -> None:
     wait_until(lambda: drained(stack), timeout_s=90, step_s=0.5)
     accepted = sum(w.accepted for w in group)
@@ -215,7 +227,7 @@ def test_redis_crash_and_restart_from_aof(stack: Stack) -> None:
     spared = [w for w in group if w not in hit]
     assert spared if stack.cluster else not spared
     run_load(stack, group, steps=10, pace_s=0.05)
-    time.sleep(1.5)  # everything acknowledged so far is older than one appendfsync
+    wait_until(lambda: aof_has_every_write(victim))  # an everysec write may be postponed
     victim.stop(signal.SIGKILL)  # returns once the process is gone
     down_since = time.monotonic()
     during = threading.Thread(target=run_load, args=(stack, group, 10, 0.05))
