@@ -147,7 +147,7 @@ def aof_has_every_write(server: Service) -> bool:
     operating system: a crash of the process alone (not of the machine) loses none of them."""
     client = redis.Redis(host="127.0.0.1", port=server.port, socket_timeout=5)
     try:
-        return client.info("persistence")["aof_buffer_length"] == 0
+        return int(client.info("persistence")["aof_buffer_length"]) == 0
     finally:
         client.close()
 
