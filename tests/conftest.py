@@ -31,6 +31,7 @@ from shared.devtools.services import (
     start_redis_cluster,
 )
 from shared.storage.clients import Buffer, buffer_client
+from tests.stack import Stack, running_stack
 
 
 def with_database(url: str, name: str) -> str:
@@ -97,6 +98,29 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     run on one Redis and on the cluster; every other test runs once, on one Redis."""
     if "buffer_kind" in metafunc.fixturenames and metafunc.definition.get_closest_marker("cluster"):
         metafunc.parametrize("buffer_kind", ["single", "cluster"], indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def system_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The Procfile's processes over a redis-server and the MongoDB stand-in, shared by the
+    system tests (tests/test_system.py, tests/test_teacher.py: one work unit under xdist).
+    A test that stops a part of it starts it again; the fault tests have stacks of their own."""
+    yield from running_stack(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def cluster_system_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The same with the buffer on a three-primary Redis Cluster, two web processes and three
+    workers: for the system tests marked `cluster`."""
+    yield from running_stack(tmp_path_factory, buffer="cluster")
+
+
+@pytest.fixture
+def stack(buffer_kind: str, request: pytest.FixtureRequest) -> Stack:
+    """The shared system stack of the test's buffer kind (both, for a test marked `cluster`)."""
+    name = "cluster_system_stack" if buffer_kind == "cluster" else "system_stack"
+    found: Stack = request.getfixturevalue(name)
+    return found
 
 
 def flush_buffer(buffer_urls: list[str]) -> None:
@@ -168,15 +192,58 @@ def mongo_db(mongo_url: str) -> Iterator[pymongo.database.Database[dict[str, Any
     client.close()
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    from tests.helpers import FAULT_SUMMARY
+# Work units for pytest-xdist (`--dist loadgroup --no-loadscope-reorder`, tests/run.sh): a module
+# is one unit, so its module-scoped fixtures start once; the modules sharing the system stack
+# (`system_stack` below) are one unit; units start longest first (measured with --durations),
+# so the last to finish is a short one.
+SHARED_STACK_MODULES = {"test_system", "test_teacher"}
+LONGEST_FIRST = [
+    "test_faults", "test_browser", "system-stack", "test_hot_store", "test_interop_system",
+    "test_verified_watching", "test_interop", "test_outbox_quota_system", "test_api",
+    "test_fast_path", "test_erasure", "test_browser_edge", "test_progress",
+]  # fmt: skip
 
+
+def work_unit(item: pytest.Item) -> str:
+    module = item.path.stem
+    return "system-stack" if module in SHARED_STACK_MODULES else module
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {unit: i for i, unit in enumerate(LONGEST_FIRST)}
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(work_unit(item)))
+    items.sort(key=lambda item: rank.get(work_unit(item), len(rank)))  # stable: order kept inside
+
+
+FAULT_SUMMARY: list[Any] = []  # rows reported by the tests, gathered where the run ends
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Rows the test added to `tests.helpers.FAULT_ROWS` travel with its report (to the
+    controller under xdist)."""
+    from tests.helpers import FAULT_ROWS
+
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    while FAULT_ROWS:
+        report.user_properties.append(("fault_row", FAULT_ROWS.pop(0)))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    FAULT_SUMMARY.extend(v for k, v in report.user_properties if k == "fault_row")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not FAULT_SUMMARY:
         return
+    rows = sorted(FAULT_SUMMARY, key=lambda row: str(row[0]))
     header = ("fault", "injected", "accepted", "stored", "lost", "duplicated")
-    width = max(len(str(row[0])) for row in [header, *FAULT_SUMMARY])
+    width = max(len(str(row[0])) for row in [header, *rows])
     lines = [f"{header[0]:{width}} " + " ".join(f"{h:>10}" for h in header[1:])]
-    lines += [f"{row[0]:{width}} " + " ".join(f"{v:>10}" for v in row[1:]) for row in FAULT_SUMMARY]
+    lines += [f"{row[0]:{width}} " + " ".join(f"{v:>10}" for v in row[1:]) for row in rows]
     terminalreporter.write_sep("=", "fault summary")
     for line in lines:
         terminalreporter.write_line(line)

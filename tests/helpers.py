@@ -42,6 +42,20 @@ COURSE = {
 COURSE_ID = "phys-101"
 
 
+def course_copy(prefix: str) -> dict[str, Any]:
+    """COURSE again with every material id prefixed (material ids are unique in a catalog): a
+    course of a test module's own on a stack shared with other modules."""
+    copy: dict[str, Any] = json.loads(json.dumps(COURSE))
+    for module in copy["modules"]:
+        for material in module["materials"]:
+            material["material_id"] = prefix + material["material_id"]
+    return copy
+
+
+# The class of tests/test_teacher.py, on the system stack it shares with tests/test_system.py.
+CLASS_COURSE_ID, CLASS_COURSE = "phys-201", course_copy("k-")
+
+
 def make_settings(redis_url: str, mongo_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "environment": "production",
@@ -93,7 +107,7 @@ def wait_until(predicate: Callable[[], Any], timeout_s: float = 20.0, step_s: fl
 
 # Rows of the fault suite's summary: (fault, injected, accepted, stored, lost, duplicated);
 # printed by conftest.py at the end of the run.
-FAULT_SUMMARY: list[tuple[str, int, int, int, int, int]] = []
+FAULT_ROWS: list[tuple[str, int, int, int, int, int]] = []  # see tests/conftest.py
 
 
 def present(value: T | None) -> T:

@@ -3,7 +3,8 @@
 # Python packages, the npm packages, and, as root, Debian's Chromium when it is missing),
 # builds the browser pages, runs the frontend unit tests (Vitest), then everything else
 # (pytest: unit, API, real-process system tests and the end-to-end browser tests).
-# Extra arguments go to pytest, e.g. `bash tests/run.sh -k teacher`.
+# Extra arguments go to pytest, e.g. `bash tests/run.sh -k teacher`; TEST_PROCESSES sets how
+# many test processes run at once (default 4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,4 +22,7 @@ bash requirements/install.sh
 python3 -m venv .venv-ralph
 .venv-ralph/bin/pip install -q 'ralph-malph[cli,lrs,backend-lrs]==5.1.0' requests
 (cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm run build && npm test)
-.venv/bin/python -m pytest "$@"
+# Four test processes on two cores: most of the suite waits (on real processes, flush intervals,
+# outages), so the waits overlap; each work unit (a module, or the modules sharing a stack) runs
+# whole in one process (tests/conftest.py). `-n 0` runs everything in this process.
+.venv/bin/python -m pytest -n "${TEST_PROCESSES:-4}" --dist loadgroup --no-loadscope-reorder "$@"

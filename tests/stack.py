@@ -38,7 +38,15 @@ from shared.devtools.services import (
 )
 from shared.storage.clients import Buffer, buffer_client
 from shared.storage.keys import ProgressKey
-from tests.helpers import COURSE, COURSE_ID, KEY_SCHEMA, SECRET, make_settings
+from tests.helpers import (
+    CLASS_COURSE,
+    CLASS_COURSE_ID,
+    COURSE,
+    COURSE_ID,
+    KEY_SCHEMA,
+    SECRET,
+    make_settings,
+)
 from tests.helpers import bearer as _bearer
 
 FLUSH_INTERVAL_S = 3  # heartbeats sent within ~2 s of each other share one MongoDB write
@@ -57,6 +65,11 @@ class Stack:
     procs: dict[str, list[subprocess.Popen[bytes]]] = field(default_factory=dict)
 
     @property
+    def kind(self) -> str:
+        """The buffer's kind: `single` or `cluster`."""
+        return "single" if self.cluster is None else "cluster"
+
+    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
@@ -65,6 +78,12 @@ class Stack:
         proc = start_procfile_process(command, self.env, self.root / f"{name}.log")
         self.procs.setdefault(name, []).append(proc)
         return proc
+
+    def restart_workers(self) -> None:
+        """As many workers as the stack started with (after a test stopped them)."""
+        self.procs["worker"] = [p for p in self.procs.get("worker", []) if p.poll() is None]
+        for _ in range(self.workers - len(self.procs["worker"])):
+            self.start("worker")
 
     def kill_all(self, name: str, sig: int = signal.SIGKILL) -> None:
         for proc in self.procs.pop(name, []):
@@ -113,7 +132,7 @@ def running_stack(
 ) -> Iterator[Stack]:
     """Start a whole system; the caller wraps it in a fixture of the scope it wants.
 
-    The catalog is the tests' course (tests/helpers.py) unless `catalog_file` names another.
+    The catalog is the tests' two courses (tests/helpers.py) unless `catalog_file` names another.
     Verified watching is off (`max_playback_rate=0`) for tests that replay players faster than
     real time; `None` keeps the product's default (the browser tests play in real time).
     `extra_env` adds settings (e.g. XAPI_LRS_URL).
@@ -146,7 +165,11 @@ def running_stack(
         env.update(BUFFER_REDIS_URL=cluster.url, BUFFER_REDIS_CLUSTER="true", WEB_CONCURRENCY="2")
     if catalog_file is None:
         catalog_file = root / "catalog.json"
-        catalog_file.write_text(json.dumps({"courses": [{"course_id": COURSE_ID, **COURSE}]}))
+        courses = [
+            {"course_id": COURSE_ID, **COURSE},
+            {"course_id": CLASS_COURSE_ID, **CLASS_COURSE},
+        ]
+        catalog_file.write_text(json.dumps({"courses": courses}))
     subprocess.run(
         [sys.executable, "-m", "shared.devtools.cli", "load-catalog", str(catalog_file)],
         env=env,
@@ -167,9 +190,9 @@ def running_stack(
         cluster.stop()
 
 
-def enroll(stack: Stack, student: str) -> dict[str, str]:
+def enroll(stack: Stack, student: str, course_id: str = COURSE_ID) -> dict[str, str]:
     admin = _bearer(stack.settings(), "admin", "admin")
-    r = httpx.put(f"{stack.url}/api/courses/{COURSE_ID}/enrollments/{student}", headers=admin)
+    r = httpx.put(f"{stack.url}/api/courses/{course_id}/enrollments/{student}", headers=admin)
     assert r.status_code == 201, r.text
     return _bearer(stack.settings(), student)
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.helpers import FAULT_SUMMARY, buffered, wait_until
+from tests.helpers import FAULT_ROWS, buffered, wait_until
 from tests.lrs import LRS_PASSWORD, LRS_USER, RalphLRS
 from tests.stack import Stack, enroll, running_stack
 
@@ -107,9 +107,7 @@ def test_an_lrs_outage_of_30_s_under_load_loses_and_duplicates_nothing(
     lines = [s for s in lrs.stored_lines() if s["actor"]["account"]["name"] in STUDENTS]
     lost = expected - len(set(ids))
     duplicated = len(lines) - len({s["id"] for s in lines})
-    FAULT_SUMMARY.append(
-        ("LRS down 30 s (statements)", 1, expected, len(set(ids)), lost, duplicated)
-    )
+    FAULT_ROWS.append(("LRS down 30 s (statements)", 1, expected, len(set(ids)), lost, duplicated))
     assert lost == 0 and duplicated == 0 and len(ids) == len(set(ids)) == expected
     per_student = {s: 0 for s in STUDENTS}
     for s in stored:

@@ -2,9 +2,9 @@
 the RQ cron clock) over a real redis-server and the MongoDB stand-in, driven through HTTP.
 
 Faults are real: workers are SIGKILLed, MongoDB is frozen or stopped, Redis is stopped and
-restarted from its append-only file. Every test runs twice: the buffer on RQ's redis-server
-(`single`), and on a three-primary Redis Cluster with two web processes and three workers
-(`cluster`).
+restarted from its append-only file. The tests share one stack per buffer kind with
+tests/test_teacher.py (`system_stack` in conftest.py); those marked `cluster` also run with the
+buffer on a three-primary Redis Cluster with two web processes and three workers.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -32,25 +33,39 @@ from tests.helpers import (
     present,
     wait_until,
 )
-from tests.stack import FLUSH_INTERVAL_S, Stack, enroll, post, running_stack, stored
+from tests.stack import FLUSH_INTERVAL_S, Stack, enroll, post, stored
 
 pytestmark = pytest.mark.system
 
 
-@pytest.fixture(scope="module", params=["single", "cluster"])
-def stack(
-    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
-) -> Iterator[Stack]:
-    yield from running_stack(tmp_path_factory, buffer=request.param)
+@contextmanager
+def no_flush_started(stack: Stack) -> Iterator[None]:
+    """The clock stopped (SIGSTOP) and every flush it enqueued finished: no flush can start
+    until the block ends, however slow the machine."""
+    from rq import Queue
+    from rq.registry import StartedJobRegistry
+
+    queue = Queue("videoprogress", connection=stack.rq_client())
+    clocks = [p for p in stack.procs["clock"] if p.poll() is None]
+    for clock in clocks:
+        clock.send_signal(signal.SIGSTOP)
+    try:
+        wait_until(lambda: queue.count == 0 and StartedJobRegistry(queue=queue).count == 0)
+        yield
+    finally:
+        for clock in clocks:
+            clock.send_signal(signal.SIGCONT)
 
 
+@pytest.mark.cluster
 def test_heartbeats_reach_mongodb_once_per_flush_with_read_your_writes(stack: Stack) -> None:
     headers = enroll(stack, "sys-a")
-    for i in range(8):
-        r = post(stack, headers, **heartbeat(5 * (i + 1), played=[[5 * i, 5 * (i + 1)]], seq=i))
-        assert r.status_code == 202
-    status = httpx.get(f"{stack.url}/api/progress/video/v-100/status", headers=headers).json()
-    assert status["watched_seconds"] == 40.0 and status["watch_time"] == 40.0  # before any flush
+    with no_flush_started(stack):  # eight heartbeats within one flush interval, on any machine
+        for i in range(8):
+            body = heartbeat(5 * (i + 1), played=[[5 * i, 5 * (i + 1)]], seq=i)
+            assert post(stack, headers, **body).status_code == 202
+        status = httpx.get(f"{stack.url}/api/progress/video/v-100/status", headers=headers)
+        assert status.json()["watched_seconds"] == 40.0 and status.json()["watch_time"] == 40.0
     doc = wait_until(lambda: (d := stored(stack, "sys-a")) and d["v"] == 8 and d)
     assert doc["flushes"] == 1  # eight heartbeats, one MongoDB write
     assert doc["watched_ranges"] == [[0.0, 40.0]] and doc["progress_percentage"] == 40.0
@@ -196,6 +211,7 @@ def test_redis_down_is_503_and_acknowledged_heartbeats_survive_a_restart(stack: 
         stack.start("clock")
 
 
+@pytest.mark.cluster
 def test_buffer_keys_land_where_the_buffer_is(stack: Stack) -> None:
     """On a cluster: spread over every primary, none on RQ's Redis. On one Redis (both roles
     on one server, the default): all there."""
@@ -237,6 +253,7 @@ def quarantined(stack: Stack, reason: str | None = None) -> float:
     )
 
 
+@pytest.mark.cluster
 def test_a_key_mongodb_refuses_is_set_aside_alone_and_stored_once_fixed(stack: Stack) -> None:
     """One student's document MongoDB refuses (its stored counter is text: every `$inc` of it
     fails) while other students watch, and one student's heartbeat left in Redis by 0.7 holds

@@ -1,8 +1,8 @@
 """Teacher and admin views through HTTP, over real RQ workers, Redis and the MongoDB stand-in.
 
 A class with hand-chosen watched ranges; every expected number below is worked out by hand
-from the table in `CLASS` (course phys-101: v-100 is 100 s, v-600 is 600 s, plus pdf-1 and
-link-1, so 4 materials).
+from the table in `CLASS` (course phys-101: k-v-100 is 100 s, k-v-600 is 600 s, plus k-pdf-1 and
+k-link-1, so 4 materials).
 """
 
 from __future__ import annotations
@@ -12,63 +12,62 @@ import io
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.helpers import COURSE_ID, bearer, buffered, heartbeat, leased, present, wait_until
-from tests.stack import Stack, enroll, post, running_stack, stored
+from tests.helpers import CLASS_COURSE_ID, bearer, buffered, heartbeat, leased, present, wait_until
+from tests.stack import Stack
+from tests.stack import enroll as enroll_in
+from tests.stack import post as post_to
+from tests.stack import stored as stored_in
 
 pytestmark = pytest.mark.system
 
 # student -> heartbeats as (video, duration, played ranges) and completed non-video materials
 CLASS: dict[str, dict[str, Any]] = {
-    "ana": {"watch": [("v-100", 100, [[0, 100]]), ("v-600", 600, [[0, 60]])], "open": []},
-    "ben": {"watch": [("v-100", 100, [[0, 30]]), ("v-100", 100, [[0, 30]])], "open": ["pdf-1"]},
-    "cat": {"watch": [("v-100", 100, [[60, 100]])], "open": []},
+    "ana": {"watch": [("k-v-100", 100, [[0, 100]]), ("k-v-600", 600, [[0, 60]])], "open": []},
+    "ben": {
+        "watch": [("k-v-100", 100, [[0, 30]]), ("k-v-100", 100, [[0, 30]])],
+        "open": ["k-pdf-1"],
+    },
+    "cat": {"watch": [("k-v-100", 100, [[60, 100]])], "open": []},
     "dan": {"watch": [], "open": []},
     "eve": {
-        "watch": [("v-100", 100, [[0, 100]]), ("v-600", 600, [[0, 600]])],
-        "open": ["pdf-1", "link-1"],
+        "watch": [("k-v-100", 100, [[0, 100]]), ("k-v-600", 600, [[0, 600]])],
+        "open": ["k-pdf-1", "k-link-1"],
     },
 }
 # Worked out by hand: (progress %, completed materials, watched seconds)
 EXPECTED_ROWS = {
-    "ana": (25.0, 1, 160.0),  # v-100 complete; v-600 at 10 %
-    "ben": (25.0, 1, 30.0),  # rewatching [0, 30] counts once; pdf-1 complete
+    "ana": (25.0, 1, 160.0),  # k-v-100 complete; k-v-600 at 10 %
+    "ben": (25.0, 1, 30.0),  # rewatching [0, 30] counts once; k-pdf-1 complete
     "cat": (0.0, 0, 40.0),
     "dan": (0.0, 0, 0.0),
     "eve": (100.0, 4, 700.0),
 }
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    yield from running_stack(tmp_path_factory)
+def enroll(stack: Stack, student: str) -> dict[str, str]:
+    return enroll_in(stack, student, CLASS_COURSE_ID)
 
 
-@pytest.fixture(scope="module")
-def cluster_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    yield from running_stack(tmp_path_factory, buffer="cluster")
+def post(stack: Stack, headers: dict[str, str], video: str = "k-v-100", **body: Any) -> Any:
+    return post_to(stack, headers, video, **body)
 
 
-@pytest.fixture(scope="module", params=["single", "cluster"])
-def any_stack(request: pytest.FixtureRequest) -> Stack:
-    """The erasure tests run with the buffer on one Redis and on a Redis Cluster."""
-    found: Stack = request.getfixturevalue(
-        "stack" if request.param == "single" else "cluster_stack"
-    )
-    return found
+def stored(stack: Stack, student: str, video: str = "k-v-100") -> dict[str, Any] | None:
+    return stored_in(stack, student, video)
 
 
-@pytest.fixture(scope="module")
-def klass(stack: Stack) -> Stack:
+@pytest.fixture(scope="session")
+def klass(system_stack: Stack) -> Stack:
     """The class above, flushed to MongoDB; plus 'fay', who watched and then left the course."""
+    stack = system_stack
     for student, plan in [
         *CLASS.items(),
-        ("fay", {"watch": [("v-100", 100, [[0, 100]])], "open": []}),
+        ("fay", {"watch": [("k-v-100", 100, [[0, 100]])], "open": []}),
     ]:
         headers = enroll(stack, student)
         for video, duration, played in plan["watch"]:
@@ -80,7 +79,7 @@ def klass(stack: Stack) -> Stack:
             )
             assert r.status_code == 202
     admin = bearer(stack.settings(), "root", "admin")
-    r = httpx.delete(f"{stack.url}/api/courses/{COURSE_ID}/enrollments/fay", headers=admin)
+    r = httpx.delete(f"{stack.url}/api/courses/{CLASS_COURSE_ID}/enrollments/fay", headers=admin)
     assert r.status_code == 204
     wait_until(lambda: buffered(stack.redis_client())[0] == 0, timeout_s=30)
     return stack
@@ -95,7 +94,7 @@ def get(stack: Stack, path: str, headers: dict[str, str], **params: Any) -> http
 
 
 def test_class_table_has_one_exact_row_per_enrolled_student(klass: Stack) -> None:
-    r = get(klass, f"/api/teacher/courses/{COURSE_ID}/progress", teacher(klass))
+    r = get(klass, f"/api/teacher/courses/{CLASS_COURSE_ID}/progress", teacher(klass))
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["next_cursor"] is None
@@ -113,7 +112,9 @@ def test_pages_cover_every_student_once_in_order(klass: Stack) -> None:
     cursor = None
     for _ in range(10):
         params = {"sort": "-progress", "limit": 2, **({"cursor": cursor} if cursor else {})}
-        body = get(klass, f"/api/teacher/courses/{COURSE_ID}/progress", teacher(klass), **params)
+        body = get(
+            klass, f"/api/teacher/courses/{CLASS_COURSE_ID}/progress", teacher(klass), **params
+        )
         body = body.json()
         assert len(body["rows"]) <= 2
         seen += [row["student_id"] for row in body["rows"]]
@@ -122,12 +123,12 @@ def test_pages_cover_every_student_once_in_order(klass: Stack) -> None:
             break
     # progress descending; ties by student id descending (the order is total)
     assert seen == ["eve", "ben", "ana", "dan", "cat"]
-    r = get(klass, f"/api/teacher/courses/{COURSE_ID}/progress", teacher(klass), sort="bogus")
+    r = get(klass, f"/api/teacher/courses/{CLASS_COURSE_ID}/progress", teacher(klass), sort="bogus")
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid"
 
 
 def test_csv_parses_back_to_the_same_rows(klass: Stack) -> None:
-    path = f"/api/teacher/courses/{COURSE_ID}/progress"
+    path = f"/api/teacher/courses/{CLASS_COURSE_ID}/progress"
     as_json = get(klass, path, teacher(klass)).json()["rows"]
     for response in (
         get(klass, path, teacher(klass), format="csv"),
@@ -155,7 +156,15 @@ def test_cli_writes_the_class_table_as_csv(klass: Stack, tmp_path: Any) -> None:
 
     out = tmp_path / "class.csv"
     subprocess.run(
-        [sys.executable, "-m", "shared.devtools.cli", "class-csv", COURSE_ID, "--output", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "shared.devtools.cli",
+            "class-csv",
+            CLASS_COURSE_ID,
+            "--output",
+            str(out),
+        ],
         env=klass.env,
         check=True,
     )
@@ -171,29 +180,29 @@ def test_cli_writes_the_class_table_as_csv(klass: Stack, tmp_path: Any) -> None:
 
 
 def test_stats_match_the_class(klass: Stack) -> None:
-    stats = get(klass, f"/api/teacher/courses/{COURSE_ID}/stats", teacher(klass)).json()
+    stats = get(klass, f"/api/teacher/courses/{CLASS_COURSE_ID}/stats", teacher(klass)).json()
     assert stats["enrolled"] == 5
     assert stats["average_progress"] == 30.0  # (25 + 25 + 0 + 0 + 100) / 5
     assert stats["completion_rate"] == 0.2  # eve only
     by_material = {m["material_id"]: m for m in stats["materials"]}
-    assert by_material["v-100"] == {  # ana 100, ben 30, cat 40, eve 100 (fay left)
-        "material_id": "v-100",
+    assert by_material["k-v-100"] == {  # ana 100, ben 30, cat 40, eve 100 (fay left)
+        "material_id": "k-v-100",
         "started": 4,
         "completed": 2,
         "average_watched_percentage": 67.5,
     }
-    assert by_material["v-600"] == {  # ana 10, eve 100
-        "material_id": "v-600",
+    assert by_material["k-v-600"] == {  # ana 10, eve 100
+        "material_id": "k-v-600",
         "started": 2,
         "completed": 1,
         "average_watched_percentage": 55.0,
     }
-    assert (by_material["pdf-1"]["started"], by_material["pdf-1"]["completed"]) == (2, 2)
-    assert (by_material["link-1"]["started"], by_material["link-1"]["completed"]) == (1, 1)
+    assert (by_material["k-pdf-1"]["started"], by_material["k-pdf-1"]["completed"]) == (2, 2)
+    assert (by_material["k-link-1"]["started"], by_material["k-link-1"]["completed"]) == (1, 1)
 
 
 def test_retention_counts_each_viewer_once_per_slice(klass: Stack) -> None:
-    r = get(klass, "/api/teacher/materials/v-100/retention", teacher(klass), buckets=4)
+    r = get(klass, "/api/teacher/materials/k-v-100/retention", teacher(klass), buckets=4)
     body = r.json()
     assert body["viewers"] == 4 and body["duration"] == 100.0
     # slices of 25 s; a viewer counts when they watched >= 12.5 s of it:
@@ -204,7 +213,7 @@ def test_retention_counts_each_viewer_once_per_slice(klass: Stack) -> None:
         (50.0, 75.0, 0.75),
         (75.0, 100.0, 0.75),
     ]
-    r = get(klass, "/api/teacher/materials/pdf-1/retention", teacher(klass))
+    r = get(klass, "/api/teacher/materials/k-pdf-1/retention", teacher(klass))
     assert r.status_code == 422
 
 
@@ -213,19 +222,23 @@ def test_views_agree_with_the_students_own_numbers(klass: Stack) -> None:
     state) against the student's own course view (hot state): the same numbers."""
     matrix = {
         row["student_id"]: (row["progress"], row["completed"])
-        for row in get(klass, f"/api/teacher/courses/{COURSE_ID}/matrix", teacher(klass))
+        for row in get(klass, f"/api/teacher/courses/{CLASS_COURSE_ID}/matrix", teacher(klass))
         .json()["rows"]
     }  # fmt: skip
     rows = {
         row["student_id"]: row
-        for row in get(klass, f"/api/teacher/courses/{COURSE_ID}/progress", teacher(klass)).json()[
-            "rows"
-        ]
+        for row in get(
+            klass, f"/api/teacher/courses/{CLASS_COURSE_ID}/progress", teacher(klass)
+        ).json()["rows"]
     }
     for student in ("ana", "ben", "cat", "dan", "eve"):
-        own = get(klass, f"/api/progress/course/{COURSE_ID}", bearer(klass.settings(), student))
+        own = get(
+            klass, f"/api/progress/course/{CLASS_COURSE_ID}", bearer(klass.settings(), student)
+        )
         seen = get(
-            klass, f"/api/teacher/courses/{COURSE_ID}/students/{student}/progress", teacher(klass)
+            klass,
+            f"/api/teacher/courses/{CLASS_COURSE_ID}/students/{student}/progress",
+            teacher(klass),
         )
         assert seen.json() == own.json()
         assert own.json()["progress_percentage"] == rows[student]["progress_percentage"]
@@ -243,11 +256,11 @@ def test_views_agree_with_the_students_own_numbers(klass: Stack) -> None:
 @pytest.mark.parametrize(
     "path",
     [
-        f"/api/teacher/courses/{COURSE_ID}/progress",
-        f"/api/teacher/courses/{COURSE_ID}/students/ana/progress",
-        f"/api/teacher/courses/{COURSE_ID}/stats",
-        f"/api/teacher/courses/{COURSE_ID}/matrix",
-        "/api/teacher/materials/v-100/retention",
+        f"/api/teacher/courses/{CLASS_COURSE_ID}/progress",
+        f"/api/teacher/courses/{CLASS_COURSE_ID}/students/ana/progress",
+        f"/api/teacher/courses/{CLASS_COURSE_ID}/stats",
+        f"/api/teacher/courses/{CLASS_COURSE_ID}/matrix",
+        "/api/teacher/materials/k-v-100/retention",
     ],
 )
 @pytest.mark.parametrize(
@@ -264,7 +277,7 @@ def test_who_sees_teacher_views(klass: Stack, path: str, user: str, role: str, s
     assert r.status_code == status, r.text
 
 
-# The matrix, by hand from CLASS: materials v-100 (100 s), v-600 (600 s), pdf-1, link-1.
+# The matrix, by hand from CLASS: materials k-v-100 (100 s), k-v-600 (600 s), k-pdf-1, k-link-1.
 EXPECTED_MATRIX = {
     "ana": ([100.0, 10.0, 0.0, 0.0], [True, False, False, False]),
     "ben": ([30.0, 0.0, 100.0, 0.0], [False, False, True, False]),
@@ -275,15 +288,15 @@ EXPECTED_MATRIX = {
 
 
 def test_matrix_has_a_cell_per_student_and_material(klass: Stack) -> None:
-    r = get(klass, f"/api/teacher/courses/{COURSE_ID}/matrix", teacher(klass))
+    r = get(klass, f"/api/teacher/courses/{CLASS_COURSE_ID}/matrix", teacher(klass))
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["course_id"] == COURSE_ID and body["next_cursor"] is None
+    assert body["course_id"] == CLASS_COURSE_ID and body["next_cursor"] is None
     assert body["materials"] == [
-        {"material_id": "v-100", "title": "Speed", "type": "video"},
-        {"material_id": "v-600", "title": "Forces", "type": "video"},
-        {"material_id": "pdf-1", "title": "Notes", "type": "pdf"},
-        {"material_id": "link-1", "title": "More", "type": "link"},
+        {"material_id": "k-v-100", "title": "Speed", "type": "video"},
+        {"material_id": "k-v-600", "title": "Forces", "type": "video"},
+        {"material_id": "k-pdf-1", "title": "Notes", "type": "pdf"},
+        {"material_id": "k-link-1", "title": "More", "type": "link"},
     ]
     assert {row["student_id"]: (row["progress"], row["completed"]) for row in body["rows"]} \
         == EXPECTED_MATRIX  # fmt: skip
@@ -291,7 +304,7 @@ def test_matrix_has_a_cell_per_student_and_material(klass: Stack) -> None:
 
 
 def test_matrix_pages_in_the_class_tables_order_and_streams_csv(klass: Stack) -> None:
-    path = f"/api/teacher/courses/{COURSE_ID}/matrix"
+    path = f"/api/teacher/courses/{CLASS_COURSE_ID}/matrix"
     seen, cursor = [], None
     for _ in range(5):
         params = {"sort": "-progress", "limit": 2, **({"cursor": cursor} if cursor else {})}
@@ -304,7 +317,7 @@ def test_matrix_pages_in_the_class_tables_order_and_streams_csv(klass: Stack) ->
     r = get(klass, path, teacher(klass), format="csv", sort="student_id")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     lines = list(csv.reader(io.StringIO(r.text)))
-    assert lines[0] == ["student_id", "v-100", "v-600", "pdf-1", "link-1"]
+    assert lines[0] == ["student_id", "k-v-100", "k-v-600", "k-pdf-1", "k-link-1"]
     assert lines[1] == ["ana", "100.0", "10.0", "0.0", "0.0"]
     assert {line[0]: [float(x) for x in line[1:]] for line in lines[1:]} == {
         s: progress for s, (progress, _) in EXPECTED_MATRIX.items()
@@ -315,7 +328,7 @@ def test_matrix_pages_in_the_class_tables_order_and_streams_csv(klass: Stack) ->
 
 
 def test_class_table_filters_by_inactivity_and_student_id(klass: Stack) -> None:
-    path = f"/api/teacher/courses/{COURSE_ID}/progress"
+    path = f"/api/teacher/courses/{CLASS_COURSE_ID}/progress"
 
     def ids(**params: Any) -> list[str]:
         r = get(klass, path, teacher(klass), **params)
@@ -338,22 +351,24 @@ def test_class_table_filters_by_inactivity_and_student_id(klass: Stack) -> None:
 
 
 def test_drill_down_shows_each_videos_watched_ranges(klass: Stack) -> None:
-    path = f"/api/teacher/courses/{COURSE_ID}/students/cat/progress"
+    path = f"/api/teacher/courses/{CLASS_COURSE_ID}/students/cat/progress"
     view = get(klass, path, teacher(klass)).json()
     materials = {m["material_id"]: m for mod in view["modules"] for m in mod["materials"]}
-    assert materials["v-100"]["watched_ranges"] == [[60.0, 100.0]]
-    assert (materials["v-100"]["title"], materials["v-100"]["type"]) == ("Speed", "video")
-    assert materials["v-600"]["watched_ranges"] == []
-    assert (materials["pdf-1"]["title"], materials["pdf-1"]["type"]) == ("Notes", "pdf")
-    ana = get(klass, f"/api/teacher/courses/{COURSE_ID}/students/ana/progress", teacher(klass))
+    assert materials["k-v-100"]["watched_ranges"] == [[60.0, 100.0]]
+    assert (materials["k-v-100"]["title"], materials["k-v-100"]["type"]) == ("Speed", "video")
+    assert materials["k-v-600"]["watched_ranges"] == []
+    assert (materials["k-pdf-1"]["title"], materials["k-pdf-1"]["type"]) == ("Notes", "pdf")
+    ana = get(
+        klass, f"/api/teacher/courses/{CLASS_COURSE_ID}/students/ana/progress", teacher(klass)
+    )
     ana_materials = {m["material_id"]: m for mod in ana.json()["modules"]
                      for m in mod["materials"]}  # fmt: skip
-    assert ana_materials["v-600"]["watched_ranges"] == [[0.0, 60.0]]
+    assert ana_materials["k-v-600"]["watched_ranges"] == [[0.0, 60.0]]
     assert all(isinstance(m["unverified_seconds"], float) for m in ana_materials.values())
 
 
 def test_a_teacher_cannot_view_a_student_outside_the_course(klass: Stack) -> None:
-    r = get(klass, f"/api/teacher/courses/{COURSE_ID}/students/fay/progress", teacher(klass))
+    r = get(klass, f"/api/teacher/courses/{CLASS_COURSE_ID}/students/fay/progress", teacher(klass))
     assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
 
 
@@ -383,14 +398,14 @@ def _erase(stack: Stack, student: str, material: str | None = None) -> dict[str,
     return report
 
 
-def _status(stack: Stack, student: str, video: str = "v-100") -> dict[str, Any]:
+def _status(stack: Stack, student: str, video: str = "k-v-100") -> dict[str, Any]:
     path = f"/api/progress/video/{video}/status"
     status: dict[str, Any] = get(stack, path, bearer(stack.settings(), student)).json()
     return status
 
 
-def test_erasure_removes_queued_heartbeats_and_nothing_comes_back(any_stack: Stack) -> None:
-    stack = any_stack
+@pytest.mark.cluster
+def test_erasure_removes_queued_heartbeats_and_nothing_comes_back(stack: Stack) -> None:
     headers = enroll(stack, "gus")
     assert post(stack, headers, **heartbeat(90, played=[[0, 90]])).status_code == 202
     wait_until(lambda: (d := stored(stack, "gus")) and d.get("completed"))
@@ -404,14 +419,14 @@ def test_erasure_removes_queued_heartbeats_and_nothing_comes_back(any_stack: Sta
     try:
         for end in (20, 40):
             body = heartbeat(end, 600, played=[[end - 20, end]])
-            assert post(stack, headers, "v-600", **body).status_code == 202
+            assert post(stack, headers, "k-v-600", **body).status_code == 202
         report = _erase(stack, "gus")
     finally:
-        stack.start("worker")
+        stack.restart_workers()
     assert report["queued_heartbeats"] == 2 and report["documents"] == 1
     assert report["enrollments"] == 1
     time.sleep(3)  # flushes run: none may bring anything back
-    for video in ("v-100", "v-600"):
+    for video in ("k-v-100", "k-v-600"):
         assert _status(stack, "gus", video)["watched_seconds"] == 0.0
         doc = stored(stack, "gus", video)
         assert doc is None or "course_id" not in doc  # a tombstone holds only a version
@@ -425,29 +440,29 @@ def test_erasure_removes_queued_heartbeats_and_nothing_comes_back(any_stack: Sta
 
 
 def _row(stack: Stack, student: str) -> tuple[Any, ...]:
-    r = get(stack, f"/api/teacher/courses/{COURSE_ID}/progress", teacher(stack), q=student)
+    r = get(stack, f"/api/teacher/courses/{CLASS_COURSE_ID}/progress", teacher(stack), q=student)
     [row] = [row for row in r.json()["rows"] if row["student_id"] == student]
     return (row["progress_percentage"], row["completed_materials"], row["watched_seconds"],
             row["last_active"])  # fmt: skip
 
 
-def test_erasure_wins_over_a_flush_in_flight(any_stack: Stack) -> None:
-    stack = any_stack
+@pytest.mark.cluster
+def test_erasure_wins_over_a_flush_in_flight(stack: Stack) -> None:
     headers = enroll(stack, "hal")
     r = stack.redis_client()
     present(stack.mongo.proc).send_signal(
         signal.SIGSTOP
     )  # a flush will hang while holding hal's batch
-    eraser = threading.Thread(target=lambda: _erase(stack, "hal", "v-100"))
+    eraser = threading.Thread(target=lambda: _erase(stack, "hal", "k-v-100"))
     try:
         assert post(stack, headers, **heartbeat(50, played=[[0, 50]])).status_code == 202
-        wait_until(lambda: leased(r, "hal", "v-100"), timeout_s=30)
+        wait_until(lambda: leased(r, "hal", "k-v-100"), timeout_s=30)
         eraser.start()
         time.sleep(1)
     finally:
         present(stack.mongo.proc).send_signal(signal.SIGCONT)
     eraser.join(60)
-    wait_until(lambda: not leased(r, "hal", "v-100"), timeout_s=30)
+    wait_until(lambda: not leased(r, "hal", "k-v-100"), timeout_s=30)
     time.sleep(3)
     assert _status(stack, "hal")["watched_seconds"] == 0.0
     doc = stored(stack, "hal")
