@@ -29,7 +29,6 @@ from tests.helpers import (
     dirty_score,
     heartbeat,
     inject_pending,
-    leased,
     present,
     wait_until,
 )
@@ -110,13 +109,14 @@ def test_completion_updates_the_enrollment_once(stack: Stack) -> None:
 def test_a_key_watched_for_several_intervals_is_written_at_most_once_per_interval(
     stack: Stack,
 ) -> None:
-    # A heartbeat every 0.5 s for 4 flush intervals (12 s), through the real clock and workers.
+    # The one real-time test of the flush's cadence (tests/test_flush_clock.py proves the due
+    # times on a moved clock): a heartbeat every 0.5 s for 3 flush intervals (9 s).
     # A key is due FLUSH_INTERVAL_S - FLUSH_TICK_S = 2 s after its first unflushed heartbeat,
     # so two writes of it are never closer than that; a write every tick (1 s) would fail here.
     # Writes are observed as changes of the document's `flushes` counter, polled every 50 ms.
     headers = enroll(stack, "sys-cadence")
     due_delay = FLUSH_INTERVAL_S - 1  # the stack's FLUSH_TICK_S is 1
-    watched_for = 4 * FLUSH_INTERVAL_S
+    watched_for = 3 * FLUSH_INTERVAL_S
     writes: list[float] = []  # when each write was first seen
     seen, sent, start = 0, 0, time.monotonic()
     while (now := time.monotonic()) - start < watched_for + FLUSH_INTERVAL_S + 2:
@@ -133,82 +133,12 @@ def test_a_key_watched_for_several_intervals_is_written_at_most_once_per_interva
             seen = flushes
         time.sleep(0.05)
     gaps = [round(b - a, 2) for a, b in zip(writes, writes[1:], strict=False)]
-    assert len(writes) >= 4, gaps  # one write per interval, not one at the end
+    assert len(writes) >= 3, gaps  # one write per interval, not one at the end
     assert len(writes) <= watched_for / due_delay + 1, gaps
     assert all(gap >= due_delay - 0.5 for gap in gaps), gaps  # 0.5 s: polling and job latency
     doc = present(stored(stack, "sys-cadence"))
     assert doc["v"] == sent and doc["watch_time"] == 0.5 * sent  # the last write holds them all
     assert doc["watched_seconds"] == 0.5 * sent
-
-
-def test_a_worker_killed_while_holding_a_batch_loses_nothing(stack: Stack) -> None:
-    headers = enroll(stack, "sys-c")
-    r = stack.redis_client()
-    present(stack.mongo.proc).send_signal(signal.SIGSTOP)  # MongoDB hangs: a flush blocks mid-write
-    try:
-        for i in range(6):
-            body = heartbeat(10 * (i + 1), played=[[10 * i, 10 * (i + 1)]])
-            assert post(stack, headers, **body).status_code == 202
-        wait_until(lambda: leased(r, "sys-c", "v-100"), timeout_s=30)
-        stack.kill_all("worker")  # SIGKILL, whichever of them holds the batch
-    finally:
-        present(stack.mongo.proc).send_signal(signal.SIGCONT)
-    assert (doc := stored(stack, "sys-c")) is None or doc["v"] < 6
-    stack.start("worker")
-    doc = wait_until(lambda: (d := stored(stack, "sys-c")) and d["v"] == 6 and d, timeout_s=40)
-    assert doc["watched_seconds"] == 60.0 and doc["watch_time"] == 60.0
-    wait_until(lambda: not leased(r, "sys-c", "v-100"))
-    stack.start("worker")
-    assert set_aside_rows(stack) == []  # a hung MongoDB is no fault of any key
-
-
-def test_mongodb_down_heartbeats_are_accepted_and_drain_after(stack: Stack) -> None:
-    headers = enroll(stack, "sys-d")
-    stack.mongo.stop()
-    try:
-        bodies = [heartbeat(20 * (i + 1), 600, played=[[20 * i, 20 * (i + 1)]]) for i in range(5)]
-        accepted = [post(stack, headers, "v-600", **body) for body in bodies]
-        assert [a.status_code for a in accepted] == [202] * 5
-        ready = httpx.get(f"{stack.url}/readyz", timeout=10)
-        assert ready.status_code == 200 and ready.json()["mongodb"] == "unavailable"
-        time.sleep(FLUSH_INTERVAL_S + 1)  # flushes run and fail meanwhile
-        assert dirty_score(stack.redis_client(), "sys-d", "v-600") is not None
-    finally:
-        stack.mongo.start()
-    doc = wait_until(lambda: (d := stored(stack, "sys-d", "v-600")) and d["v"] == 5 and d, 60)
-    assert doc["watched_seconds"] == 100.0
-    assert set_aside_rows(stack) == []  # an outage sets nothing aside
-    assert quarantined(stack) == 0
-
-
-def test_redis_down_is_503_and_acknowledged_heartbeats_survive_a_restart(stack: Stack) -> None:
-    headers = enroll(stack, "sys-e")
-    server = stack.buffer_server("sys-e")
-    others = [s for s in (f"sys-e{i}" for i in range(40)) if stack.buffer_server(s) != server]
-    other = enroll(stack, others[0]) if stack.cluster else None  # a student on another primary
-    stack.kill_all("worker", signal.SIGTERM)  # nothing flushes: the heartbeat lives in Redis only
-    assert post(stack, headers, **heartbeat(30, played=[[0, 30]])).status_code == 202
-    time.sleep(1.5)  # appendfsync everysec
-    server.stop(signal.SIGKILL)  # a crash, not a clean shutdown
-    try:
-        r = post(stack, headers, **heartbeat(40, played=[[30, 40]]))
-        assert r.status_code == 503
-        assert r.json()["error"]["code"] == "unavailable" and int(r.headers["Retry-After"]) > 0
-        ready = httpx.get(f"{stack.url}/readyz", timeout=10).status_code
-        if other is None:
-            assert ready == 503  # the one Redis is down: nothing can be served
-        else:  # one primary of three is down: only its students are refused
-            assert ready == 200
-            assert post(stack, other, **heartbeat(10, played=[[0, 10]])).status_code == 202
-    finally:
-        server.start()
-    stack.start("worker")
-    doc = wait_until(lambda: (d := stored(stack, "sys-e")) and d, timeout_s=40)
-    assert doc["watched_seconds"] == 30.0  # the acknowledged heartbeat, not the refused one
-    # The clock exits when RQ's Redis goes away; a process manager starts it again.
-    if all(p.poll() is not None for p in stack.procs.get("clock", [])):
-        stack.procs["clock"] = []
-        stack.start("clock")
 
 
 @pytest.mark.cluster
@@ -231,7 +161,7 @@ def test_buffer_keys_land_where_the_buffer_is(stack: Stack) -> None:
         client.close()
     assert all(n > 0 for n in per_node), per_node
     rq = stack.rq_client()
-    assert [k for k in rq.scan_iter(match="vp:*", count=1000) if k != b"vp:stats"] == []
+    assert list(rq.scan_iter(match="vp:{*", count=1000)) == []  # no buffer key (hash-tagged)
 
 
 def set_aside_rows(stack: Stack) -> list[dict[str, Any]]:
