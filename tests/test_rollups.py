@@ -6,6 +6,7 @@ the tests' course (phys-101: v-100 is 100 s, v-600 is 600 s, pdf-1, link-1)."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from typing import Any, cast
 
 import pytest
 
+from shared.clock import MockedClock
 from shared.domain import analytics, rollup
 from shared.domain.catalog import Course
 from shared.domain.rollup import RollupEntry
@@ -162,13 +164,15 @@ def test_a_flush_that_died_after_its_progress_write_is_rolled_up_by_the_takeover
     def crash(*_: Any) -> int:
         raise Crash
 
+    clock = MockedClock(time.time())  # the dead worker's lease runs out when the clock moves
+    ctx = dataclasses.replace(ctx, clock=clock)
     monkeypatch.setattr(flush_module, "record_flushed", crash)
     with pytest.raises(Crash):
         flush_batch(ctx, 500)
     assert ctx.mongo.progress.count_documents({"student_id": "ben"}) == 1  # the state landed
     assert rollup.entries_of(stored_rollup(ctx.mongo, "ben")) == {}  # its rollup did not
     monkeypatch.undo()
-    time.sleep(settings.claim_lease_s + 0.2)  # the dead worker's lease runs out
+    clock.advance(settings.claim_lease_s + 0.2)
     report = flush_batch(ctx, 500)
     assert report.takeovers == 1 and report.stale == 1  # its state was written already...
     assert rows(ctx)["ben"] == (0.0, 0, 40.0)  # ...and the takeover rolls it up
