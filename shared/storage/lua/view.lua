@@ -42,11 +42,12 @@ local function view_reply(reply, k, stored, pl, preview_holds, cached, cached_fo
   else
     mode, base, start = 'state', redis.call('HGET', k.hash, 'state') or '', '0'
   end
-  for _, v in ipairs({mode, k.epoch, k.n, shown, stored, base, start, last}) do
-    reply[#reply + 1] = v
-  end
-  for _, hb in ipairs(redis.call('LRANGE', k.list, tonumber(start), -1)) do
-    reply[#reply + 1] = hb
+  local i = #reply
+  reply[i + 1], reply[i + 2], reply[i + 3], reply[i + 4] = mode, k.epoch, k.n, shown
+  reply[i + 5], reply[i + 6], reply[i + 7], reply[i + 8] = stored, base, start, last
+  i = i + 8
+  for j, hb in ipairs(redis.call('LRANGE', k.list, tonumber(start), -1)) do
+    reply[i + j] = hb
   end
   return reply
 end
