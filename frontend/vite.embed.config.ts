@@ -10,7 +10,7 @@ export default defineConfig({
     emptyOutDir: true,
     sourcemap: true,
     lib: {
-      entry: "src/embed/index.ts",
+      entry: "src/tracker/embed.ts",
       name: "VideoProgress",
       formats: ["es", "iife"],
       fileName: (format) => (format === "es" ? "videoprogress-tracker.js" : `videoprogress-tracker.${format}.js`),

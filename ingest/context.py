@@ -29,6 +29,7 @@ from shared.storage.clients import (
 )
 from shared.storage.durability import log_buffer_durability
 from shared.storage.ingest_store import AsyncHotStore
+from shared.storage.keys import KeySchema
 from shared.storage.mongo_store import MongoStore
 from shared.tokens import TokenVerifier
 
@@ -93,6 +94,7 @@ class AppContext:
     redis_async: AsyncBuffer  # the heartbeat buffer (maybe a cluster)
     redis_sync: Buffer  # the same, blocking (admin operations, in threads)
     rq_redis: redis.Redis  # RQ's Redis (/metrics: failed jobs, workers' statistics)
+    key_schema: KeySchema  # the buffer's key names (BUFFER_PARTITIONS)
     hot: AsyncHotStore
     mongo: MongoStore
     catalog: CatalogCache
@@ -121,7 +123,8 @@ class AppContext:
         sync_client = buffer_client(settings, **sync_options)
         rq_redis = rq_client(settings, **sync_options)
         clock = clock or SystemClock()
-        hot = AsyncHotStore(client)
+        key_schema = KeySchema.from_settings(settings)
+        hot = AsyncHotStore(client, key_schema)
         mongo = MongoStore(settings.mongo_url, settings.mongo_timeout_ms)
         return cls(
             settings=settings,
@@ -129,12 +132,13 @@ class AppContext:
             redis_async=client,
             redis_sync=sync_client,
             rq_redis=rq_redis,
+            key_schema=key_schema,
             hot=hot,
             mongo=mongo,
             catalog=CatalogCache(hot, mongo, sync_client, clock),
             breaker=MongoReadBreaker(clock),
             system_metrics=system_registry(
-                sync_client, rq_redis, settings.due_delay_s, settings.queue_name
+                sync_client, key_schema, rq_redis, settings.due_delay_s, settings.queue_name
             ),
             clock=clock,
         )

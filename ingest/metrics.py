@@ -20,7 +20,7 @@ from rq.registry import FailedJobRegistry
 
 from shared.integrations.outbox import DROP_REASONS, OUTBOXES
 from shared.storage.clients import Buffer
-from shared.storage.keys import partitions
+from shared.storage.keys import KeySchema
 from shared.storage.scripts import NODE_DOWN, by_node
 from shared.storage.set_aside import REASONS
 from shared.storage.stats import BATCH_BUCKETS, read_stats
@@ -65,8 +65,10 @@ class SystemCollector(Collector):
     """Backlog (the buffer's partitions, summed) and worker statistics (RQ's Redis), shared by
     every process through Redis."""
 
-    def __init__(self, buffer: Buffer, r: redis.Redis, due_delay_s: float, queue_name: str) -> None:
-        self.buffer = buffer
+    def __init__(
+        self, buffer: Buffer, schema: KeySchema, r: redis.Redis, due_delay_s: float, queue_name: str
+    ) -> None:
+        self.buffer, self.schema = buffer, schema
         self.redis = r
         self.due_delay_s = due_delay_s
         self.failed_jobs = FailedJobRegistry(name=queue_name, connection=r)
@@ -143,7 +145,7 @@ class SystemCollector(Collector):
         """Each partition's (dirty keys, pending heartbeats, oldest due entry), flattened, in one
         pipelined read per node; a node that does not answer leaves its partitions out (their
         number is returned too)."""
-        parts = partitions()
+        parts = self.schema.partitions()
         replies: list[Any] = []
         unreachable = 0
         for _, group in by_node(self.buffer, [part.dirty for part in parts]):
@@ -194,8 +196,8 @@ def render(system: CollectorRegistry) -> bytes:
 
 
 def system_registry(
-    buffer: Buffer, r: redis.Redis, due_delay_s: float, queue_name: str
+    buffer: Buffer, schema: KeySchema, r: redis.Redis, due_delay_s: float, queue_name: str
 ) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SystemCollector(buffer, r, due_delay_s, queue_name))
+    registry.register(SystemCollector(buffer, schema, r, due_delay_s, queue_name))
     return registry

@@ -78,7 +78,7 @@ class ProgressService:
         A key without hot state may have a stored state in MongoDB: the reply waits for it at
         most MONGO_READ_DEADLINE_S; past that it is computed without it and not cached (the
         heartbeat is safe either way, and the workers merge the stored state)."""
-        key = ProgressKey(student_id, material_id)
+        key = ProgressKey(student_id, material_id, self.ctx.key_schema)
         sub = Submission(ref, material_id, [heartbeat], self.cache.get(key))
         [reply] = await self._submit(student_id, [sub], want_state=True)
         if isinstance(reply, ServiceError):
@@ -106,7 +106,11 @@ class ProgressService:
         replies = await self._append(student_id, submissions, want_state)
         if any(r.status == "enrollment_unknown" for r in replies):
             await run_in_threadpool(
-                admin_ops.mirror_enrollments, self.ctx.mongo, self.ctx.redis_sync, student_id
+                admin_ops.mirror_enrollments,
+                self.ctx.mongo,
+                self.ctx.redis_sync,
+                self.ctx.key_schema,
+                student_id,
             )
             retry = [i for i, r in enumerate(replies) if r.status == "enrollment_unknown"]
             again = await self._append(student_id, [submissions[i] for i in retry], want_state)
@@ -120,7 +124,7 @@ class ProgressService:
         s, now = self.settings, self.ctx.clock.time()
         items = []
         for sub in submissions:
-            key = ProgressKey(student_id, sub.material_id)
+            key = ProgressKey(student_id, sub.material_id, self.ctx.key_schema)
             cached = sub.cached if want_state else None
             need = 0.0
             if not s.verification.trusted:
@@ -200,12 +204,16 @@ class ProgressService:
         Raises Forbidden when the student is not enrolled in one of the materials' courses
         (or of `course_ids`).
         """
-        keys = [ProgressKey(student_id, m) for m in refs]
+        keys = [ProgressKey(student_id, m, self.ctx.key_schema) for m in refs]
         cached = [self.cache.get(key) for key in keys]
         enrolled, views = await self.ctx.hot.read(student_id, keys, cached)
         if enrolled is None:
             enrolled = await run_in_threadpool(
-                admin_ops.mirror_enrollments, self.ctx.mongo, self.ctx.redis_sync, student_id
+                admin_ops.mirror_enrollments,
+                self.ctx.mongo,
+                self.ctx.redis_sync,
+                self.ctx.key_schema,
+                student_id,
             )
         required = {ref.course_id for ref in refs.values()} | set(course_ids)
         if not required <= enrolled:

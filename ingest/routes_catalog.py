@@ -70,7 +70,13 @@ async def enroll(
 ) -> Enrollment:
     """Enroll a student (201 when new, 200 when already enrolled)."""
     created = await run_in_threadpool(
-        admin_ops.set_enrollment, ctx.mongo, ctx.redis_sync, student_id, course_id, True
+        admin_ops.set_enrollment,
+        ctx.mongo,
+        ctx.redis_sync,
+        ctx.key_schema,
+        student_id,
+        course_id,
+        True,
     )
     response.status_code = 201 if created else 200
     return Enrollment(course_id=course_id, student_id=student_id, enrolled=True)
@@ -82,7 +88,13 @@ async def unenroll(
 ) -> Response:
     """Unenroll a student (404 when they were not enrolled)."""
     removed = await run_in_threadpool(
-        admin_ops.set_enrollment, ctx.mongo, ctx.redis_sync, student_id, course_id, False
+        admin_ops.set_enrollment,
+        ctx.mongo,
+        ctx.redis_sync,
+        ctx.key_schema,
+        student_id,
+        course_id,
+        False,
     )
     if not removed:
         raise NotFound("the student is not enrolled in this course", {"student_id": student_id})

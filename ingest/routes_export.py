@@ -26,6 +26,7 @@ async def _export(ctx: AppContext, student_id: str, fmt: str) -> dict[str, Any]:
         ctx.settings,
         ctx.mongo,
         ctx.redis_sync,
+        ctx.key_schema,
         ctx.rq_redis,
         ctx.catalog.current,
         student_id,

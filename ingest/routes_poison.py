@@ -29,7 +29,7 @@ async def set_aside_keys(
     data cannot be read, with the reason and the error, by key. Nothing of theirs is lost: once
     the cause is fixed, `videoprogress poison retry` stores them."""
     after = _decode_cursor(cursor) if cursor else None
-    listed = await run_in_threadpool(set_aside.listed, ctx.redis_sync)
+    listed = await run_in_threadpool(set_aside.listed, ctx.redis_sync, ctx.key_schema)
     rest = [k for k in listed if after is None or k.key.member > after]
     chunk = rest[:limit]
     more = len(rest) > limit

@@ -173,6 +173,7 @@ async def erase(
         erase_progress,
         ctx.mongo,
         ctx.redis_sync,
+        ctx.key_schema,
         ctx.catalog.current,
         student_id,
         material_id,

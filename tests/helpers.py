@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from shared.settings import Settings
 from shared.storage.clients import AsyncBuffer, Buffer, async_buffer_client
-from shared.storage.keys import ProgressKey, partitions
+from shared.storage.keys import KeySchema, ProgressKey
 from shared.tokens import mint_token
 
 T = TypeVar("T")
@@ -61,6 +61,12 @@ def make_settings(redis_url: str, mongo_url: str, **overrides: Any) -> Settings:
     return Settings(_env_file=None, **values)
 
 
+# The tests' key schema, built as every process of theirs builds its own (from make_settings).
+KEY_SCHEMA = KeySchema.from_settings(
+    make_settings("redis://127.0.0.1:1/0", "mongodb://127.0.0.1:1/x")
+)
+
+
 def bearer(
     settings: Settings, user_id: str, role: str = "student", now: float | None = None
 ) -> dict[str, str]:
@@ -108,20 +114,20 @@ def async_buffer(redis_url: str) -> AsyncBuffer:
 
 def dirty_score(r: Buffer, student: str, material: str) -> float | None:
     """When the key is due (None: clean), from its partition's dirty index."""
-    key = ProgressKey(student, material)
+    key = ProgressKey(student, material, KEY_SCHEMA)
     score: float | None = r.zscore(key.partition.dirty, key.member)
     return score
 
 
 def leased(r: Buffer, student: str, material: str) -> bool:
-    key = ProgressKey(student, material)
+    key = ProgressKey(student, material, KEY_SCHEMA)
     return bool(r.hexists(key.partition.leases, key.member))
 
 
 def buffered(r: Buffer) -> tuple[int, int]:
     """(dirty keys, pending heartbeats), summed over the partitions."""
     pipe = r.pipeline(transaction=False)
-    for part in partitions():
+    for part in KEY_SCHEMA.partitions():
         pipe.zcard(part.dirty)
         pipe.get(part.pending)
     replies = pipe.execute()
@@ -130,7 +136,7 @@ def buffered(r: Buffer) -> tuple[int, int]:
 
 def lease_expiries(r: Buffer) -> list[float]:
     pipe = r.pipeline(transaction=False)
-    for part in partitions():
+    for part in KEY_SCHEMA.partitions():
         pipe.hvals(part.leases)
     return [float(v) for values in pipe.execute() for v in values]
 
@@ -138,7 +144,7 @@ def lease_expiries(r: Buffer) -> list[float]:
 def inject_pending(r: Buffer, student: str, raw: dict[str, Any], material: str = "v-100") -> None:
     """A pending heartbeat written straight into the buffer, as an older version could have
     left it: counted and due at once like one ingest appended, but never checked."""
-    key = ProgressKey(student, material)
+    key = ProgressKey(student, material, KEY_SCHEMA)
     r.rpush(key.pending, json.dumps(raw))
     r.incr(key.partition.pending)
     r.zadd(key.partition.dirty, {key.member: 0}, nx=True)
@@ -146,6 +152,6 @@ def inject_pending(r: Buffer, student: str, raw: dict[str, Any], material: str =
 
 def poisoned(r: Buffer) -> list[bytes]:
     pipe = r.pipeline(transaction=False)
-    for part in partitions():
+    for part in KEY_SCHEMA.partitions():
         pipe.zrange(part.poison, 0, -1)
     return [m for members in pipe.execute() for m in members]

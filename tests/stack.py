@@ -38,7 +38,7 @@ from shared.devtools.services import (
 )
 from shared.storage.clients import Buffer, buffer_client
 from shared.storage.keys import ProgressKey
-from tests.helpers import COURSE, COURSE_ID, SECRET, make_settings
+from tests.helpers import COURSE, COURSE_ID, KEY_SCHEMA, SECRET, make_settings
 from tests.helpers import bearer as _bearer
 
 FLUSH_INTERVAL_S = 3  # heartbeats sent within ~2 s of each other share one MongoDB write
@@ -86,7 +86,7 @@ class Stack:
             return self.redis
         client = self.redis_client()
         assert isinstance(client, RedisClusterClient)
-        node = client.get_node_from_key(ProgressKey(student, "").pending)  # type: ignore[no-untyped-call]  # redis-py
+        node = client.get_node_from_key(ProgressKey(student, "", KEY_SCHEMA).pending)  # type: ignore[no-untyped-call]  # redis-py
         client.close()
         return next(n for n in self.cluster.nodes if n.port == node.port)
 

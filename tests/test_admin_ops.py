@@ -7,8 +7,9 @@ from collections.abc import Callable
 from shared.domain.catalog import Catalog, Course
 from shared.ops import admin_ops
 from shared.storage.clients import Buffer
-from shared.storage.keys import CATALOG, enrollments_key, stored_key
+from shared.storage.keys import CATALOG
 from shared.storage.mongo_store import MongoStore
+from tests.helpers import KEY_SCHEMA
 
 
 def course(course_id: str) -> Course:
@@ -18,10 +19,10 @@ def course(course_id: str) -> Course:
 def test_enrollment_changes_rewrite_the_mirror(mongo_url: str, redis_client: Buffer) -> None:
     mongo = MongoStore(mongo_url)
     mongo.ensure_indexes()
-    key = enrollments_key("ana")
-    admin_ops.set_enrollment(mongo, redis_client, "ana", "c1", True)
+    key = KEY_SCHEMA.enrollments_key("ana")
+    admin_ops.set_enrollment(mongo, redis_client, KEY_SCHEMA, "ana", "c1", True)
     assert redis_client.smembers(key) == {b"*", b"c1"}
-    admin_ops.set_enrollment(mongo, redis_client, "ana", "c1", False)
+    admin_ops.set_enrollment(mongo, redis_client, KEY_SCHEMA, "ana", "c1", False)
     assert redis_client.smembers(key) == {b"*"}
 
 
@@ -53,11 +54,13 @@ def test_a_mirror_read_before_a_change_cannot_overwrite_it(
     mongo_url: str, redis_client: Buffer
 ) -> None:
     mongo = MongoStore(mongo_url)
-    enroll = lambda: admin_ops.set_enrollment(mongo, redis_client, "ana", "c1", True)  # noqa: E731
+    enroll = lambda: admin_ops.set_enrollment(mongo, redis_client, KEY_SCHEMA, "ana", "c1", True)  # noqa: E731
     racing = RacingMongo(mongo_url, enroll)
-    loaded = admin_ops.mirror_enrollments(racing, redis_client, "ana")  # reads [], then c1 lands
+    # The loader reads [], then c1 lands.
+    loaded = admin_ops.mirror_enrollments(racing, redis_client, KEY_SCHEMA, "ana")
     assert loaded == set()  # what the loader saw...
-    assert redis_client.smembers(enrollments_key("ana")) == {b"*", b"c1"}  # ...is not written
+    mirror = KEY_SCHEMA.enrollments_key("ana")
+    assert redis_client.smembers(mirror) == {b"*", b"c1"}  # ...is not written
 
 
 def test_an_older_catalog_snapshot_cannot_be_published_over_a_newer_one(
@@ -84,6 +87,6 @@ def test_rebuild_stored_lists_every_state_mongodb_holds(
         {"_id": "v2|ana", "student_id": "ana", "material_id": "v2"},
         {"_id": "v1|bo", "student_id": "bo", "material_id": "v1"},
     ])  # fmt: skip
-    assert admin_ops.rebuild_stored_sets(mongo, redis_client, batch=2) == 3
-    assert redis_client.smembers(stored_key("ana")) == {b"v1", b"v2"}
-    assert redis_client.smembers(stored_key("bo")) == {b"v1"}
+    assert admin_ops.rebuild_stored_sets(mongo, redis_client, KEY_SCHEMA, batch=2) == 3
+    assert redis_client.smembers(KEY_SCHEMA.stored_key("ana")) == {b"v1", b"v2"}
+    assert redis_client.smembers(KEY_SCHEMA.stored_key("bo")) == {b"v1"}

@@ -26,6 +26,7 @@ from shared.storage.keys import ProgressKey
 from tests.helpers import (
     COURSE,
     COURSE_ID,
+    KEY_SCHEMA,
     SECRET,
     bearer,
     buffered,
@@ -289,7 +290,7 @@ def test_invalid_heartbeats_get_422_naming_the_field_and_store_nothing(
     error = assert_error(r, 422, "client_ts_out_of_range" if field == "client_ts" else "invalid")
     assert any(d["field"].startswith(field) for d in error["details"]), error
     assert all(d["rule"] for d in error["details"])
-    assert redis_client.exists(ProgressKey(STUDENT, "v-100").pending) == 0
+    assert redis_client.exists(ProgressKey(STUDENT, "v-100", KEY_SCHEMA).pending) == 0
     assert buffered(redis_client) == (0, 0)
 
 
@@ -491,7 +492,7 @@ def test_batch_route_judges_each_item_alone(
     assert statuses["unknown"] == ["v-nope"]
     assert statuses["statuses"]["v-100"]["watched_seconds"] == 20.0
     assert statuses["statuses"]["v-600"]["watched_seconds"] == 20.0
-    assert redis_client.llen(ProgressKey(STUDENT, "v-100").pending) == 2
+    assert redis_client.llen(ProgressKey(STUDENT, "v-100", KEY_SCHEMA).pending) == 2
 
 
 def test_batch_from_a_student_not_enrolled_accepts_nothing(
@@ -555,7 +556,7 @@ def test_states_expired_from_redis_are_read_back_from_mongodb(
 ) -> None:
     watch(client, as_student, **heartbeat(30, played=[[0, 30]]))
     flush(settings)
-    redis_client.delete(ProgressKey(STUDENT, "v-100").state)  # as if its TTL ran out
+    redis_client.delete(ProgressKey(STUDENT, "v-100", KEY_SCHEMA).state)  # as if its TTL ran out
     status = client.get("/api/progress/video/v-100/status", headers=as_student).json()
     assert status["watched_seconds"] == 30.0
     r = watch(client, as_student, **heartbeat(40, played=[[30, 40]]))

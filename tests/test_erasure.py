@@ -34,10 +34,9 @@ from shared.storage.keys import (
     XAPI_SESSIONS,
     ProgressKey,
     outbox_tombstones,
-    partitions,
     xapi_sessions_of,
 )
-from tests.helpers import COURSE, COURSE_ID, bearer, make_settings, present
+from tests.helpers import COURSE, COURSE_ID, KEY_SCHEMA, bearer, make_settings, present
 from workers import completion, maintenance
 from workers.context import WorkerContext, build_context
 from workers.deliver import end_silent_sessions
@@ -204,7 +203,7 @@ def leftovers(c: Campus, student: str = STUDENT) -> list[str]:
 
 def _buffer_leftovers(buffer: Buffer, student: str) -> list[str]:
     found = []
-    tag = ProgressKey(student, "").pending.removesuffix(":hb:")
+    tag = ProgressKey(student, "", KEY_SCHEMA).pending.removesuffix(":hb:")
     for key in _keys(buffer, f"*:s:{student}:*"):
         kind = key.removeprefix(tag + ":")
         if kind.startswith("ws:"):
@@ -214,7 +213,7 @@ def _buffer_leftovers(buffer: Buffer, student: str) -> list[str]:
                 found.append(f"{key}: {sorted(fields)}")
         elif not kind.startswith(("erased", "enr", "rl:", "rr:")):
             found.append(key)
-    for part in partitions():
+    for part in KEY_SCHEMA.partitions():
         for name in (part.dirty, part.leases, part.poison):
             members: list[Any] = (
                 buffer.hkeys(name) if name == part.leases else buffer.zrange(name, 0, -1)
@@ -454,8 +453,8 @@ def _scans(c: Campus) -> int:
 
 def _neighbours(student: str, count: int) -> list[str]:
     """Students in the same buffer partition as `student` (they share its dirty, leases...)."""
-    home = ProgressKey(student, "").partition
-    found = [f"n-{i:04d}" for i in range(5000) if ProgressKey(f"n-{i:04d}", "").partition == home]
+    home = KEY_SCHEMA.partition_of(student)
+    found = [f"n-{i:04d}" for i in range(5000) if KEY_SCHEMA.partition_of(f"n-{i:04d}") == home]
     return found[:count]
 
 
@@ -511,7 +510,9 @@ def test_a_heartbeat_taken_after_the_cut_outlives_the_rest_of_the_erasure(
         c.flush()
 
     erase_between_steps(monkeypatch, c.ctx.mongo, "erase_states", watch_and_flush, after=False)
-    erase_progress(c.ctx.mongo, c.buffer, c.ctx.catalog(), STUDENT, outboxes=c.ctx.redis)
+    erase_progress(
+        c.ctx.mongo, c.buffer, c.ctx.key_schema, c.ctx.catalog(), STUDENT, outboxes=c.ctx.redis
+    )
     doc = present(c.ctx.mongo.progress.find_one({"student_id": STUDENT, "material_id": "v-100"}))
     assert doc["watched_seconds"] == 30.0 and doc["v"] > VERSION_GAP
     assert (

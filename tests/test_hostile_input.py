@@ -17,9 +17,9 @@ from ingest.app import create_app
 from shared.clock import MockedClock
 from shared.settings import Settings
 from shared.storage.clients import Buffer
-from shared.storage.keys import ProgressKey, key_index
+from shared.storage.keys import ProgressKey
 from shared.storage.mongo_store import progress_id
-from tests.helpers import COURSE, COURSE_ID, bearer, buffered, heartbeat, make_settings
+from tests.helpers import COURSE, COURSE_ID, KEY_SCHEMA, bearer, buffered, heartbeat, make_settings
 
 STUDENT = "s-ana"
 NOW = 1_800_000_000.0  # the mocked server clock
@@ -181,7 +181,7 @@ def test_the_export_answers_whatever_is_stored(
     # Left by older versions, or by hand: a pending heartbeat read in year 0 and one whose
     # position is not a number; a stored state no version wrote, a write time as text; an
     # enrollment figure that is NaN.
-    key = ProgressKey(STUDENT, "v-100")
+    key = ProgressKey(STUDENT, "v-100", KEY_SCHEMA)
     for raw in (
         json.dumps({"r": NOW, "w": 5.0, "t": -62135600400.0, "s": "tab", "q": 1, "e": "pause"}),
         '{"r": 1800000001.0, "w": NaN}',
@@ -189,7 +189,7 @@ def test_the_export_answers_whatever_is_stored(
         redis_client.rpush(key.pending, raw)
     # Listed in the student's key index, as ingest, a flush or setting the key aside leaves it
     # (README, 0.8.0 upgrade note): the export looks the student's keys up there.
-    redis_client.sadd(key_index(STUDENT), "v-100")
+    redis_client.sadd(KEY_SCHEMA.key_index(STUDENT), "v-100")
     mongo_db.watch_progress.insert_one(
         {"_id": progress_id(STUDENT, "v-600"), "student_id": STUDENT, "material_id": "v-600",
          "course_id": COURSE_ID, "v": 3, "state": {"position_key": 5}, "written_at": "monday"}

@@ -14,14 +14,14 @@ from shared.domain.progress import Heartbeat, StudentLedger, Verification, Watch
 from shared.storage.clients import Buffer
 from shared.storage.flush_store import ErasedKey, Fold, HotStore, erase_call
 from shared.storage.ingest_store import AsyncHotStore, IngestItem, IngestLimits, ingest_args
-from shared.storage.keys import ProgressKey, budget_key, buffer_tombstones, enrollments_key
+from shared.storage.keys import ProgressKey
 from shared.storage.scripts import SCRIPTS, as_text, run_scripts
 from shared.storage.views import CachedState, HotView, IngestReply
-from tests.helpers import async_buffer, buffered
+from tests.helpers import KEY_SCHEMA, async_buffer, buffered
 
 pytestmark = pytest.mark.cluster  # the scripts and claims, on both layouts
 
-KEY = ProgressKey("s1", "v1")
+KEY = ProgressKey("s1", "v1", KEY_SCHEMA)
 DIRTY, LEASES, PENDING = KEY.partition.dirty, KEY.partition.leases, KEY.partition.pending
 
 
@@ -39,7 +39,7 @@ def append(
     async def run() -> IngestReply:
         client = async_buffer(url)
         try:
-            store = AsyncHotStore(client)
+            store = AsyncHotStore(client, KEY_SCHEMA)
             limits = IngestLimits(
                 1000.0,
                 max_dirty,
@@ -59,7 +59,7 @@ def append(
 
 
 def enroll(r: Buffer, student: str = "s1", *courses: str) -> None:
-    r.sadd(enrollments_key(student), "*", *courses)
+    r.sadd(KEY_SCHEMA.enrollments_key(student), "*", *courses)
 
 
 def hb(t: float) -> Heartbeat:
@@ -94,7 +94,7 @@ def test_buffer_bounds_refuse_whole_items(redis_url: str, redis_client: Buffer) 
     assert append(redis_url, [hb(1), hb(2)], max_pending=3).status == "ok"
     assert append(redis_url, [hb(3), hb(4)], max_pending=3).status == "buffer_full"
     assert redis_client.llen(KEY.pending) == 2
-    other = ProgressKey("s1", "v2")
+    other = ProgressKey("s1", "v2", KEY_SCHEMA)
     assert append(redis_url, [hb(1)], max_dirty=1, key=other).status == "buffer_full"
     assert append(redis_url, [hb(3)], max_dirty=1).status == "ok"  # already dirty: no new key
 
@@ -112,7 +112,7 @@ def test_the_rate_limit_counts_appends_per_student_and_window(
     refused = append(redis_url, [hb(9)], rate_limit=3)
     assert 1 <= refused.retry_after_s <= 60
     assert redis_client.llen(KEY.pending) == 3  # the refused ones wrote nothing
-    other = ProgressKey("s2", "v1")
+    other = ProgressKey("s2", "v1", KEY_SCHEMA)
     enroll(redis_client, "s2", "c1")
     assert append(redis_url, [hb(1)], rate_limit=3, key=other).status == "ok"  # per student
 
@@ -122,7 +122,7 @@ def test_claims_are_leased_and_expired_leases_are_taken_over(
 ) -> None:
     enroll(redis_client, "s1", "c1")
     append(redis_url, [hb(1)])
-    store = HotStore(redis_client)
+    store = HotStore(redis_client, KEY_SCHEMA)
     assert store.claim(now=999.0, lease_until=2000.0, limit=10) == (0, [], False)  # not due yet
     assert store.claim(now=1000.0, lease_until=2000.0, limit=10)[:2] == (0, [KEY])
     assert store.claim(now=1500.0, lease_until=2500.0, limit=10) == (0, [], False)  # leased
@@ -135,7 +135,7 @@ def test_commit_is_compare_and_set_and_trims_only_what_it_folded(
 ) -> None:
     enroll(redis_client, "s1", "c1")
     append(redis_url, [hb(1), hb(2)])
-    store = HotStore(redis_client)
+    store = HotStore(redis_client, KEY_SCHEMA)
     [entry] = store.read([KEY])
     append(redis_url, [hb(3)])  # arrives after the read
     folded = Fold(KEY, None, WatchState(position=2.0), folded=2, version=2)
@@ -151,7 +151,7 @@ def test_commit_is_compare_and_set_and_trims_only_what_it_folded(
 def test_finish_cleans_only_unchanged_keys(redis_url: str, redis_client: Buffer) -> None:
     enroll(redis_client, "s1", "c1")
     append(redis_url, [hb(1)])
-    store = HotStore(redis_client)
+    store = HotStore(redis_client, KEY_SCHEMA)
     store.claim(now=1000.0, lease_until=2000.0, limit=10)
     store.commit([Fold(KEY, None, WatchState(position=1.0), folded=1, version=1)])
     append(redis_url, [hb(2)])  # arrives while MongoDB is being written
@@ -169,7 +169,7 @@ def test_erasure_beats_a_fold_read_before_it(redis_url: str, redis_client: Buffe
     from shared.ops.erasure import VERSION_GAP
 
     enroll(redis_client, "s1", "c1")
-    store = HotStore(redis_client)
+    store = HotStore(redis_client, KEY_SCHEMA)
     append(redis_url, [hb(1)])
     store.commit([Fold(KEY, None, WatchState(position=1.0), folded=1, version=1)])
     append(redis_url, [hb(2), hb(3)])
@@ -191,11 +191,13 @@ def test_the_key_index_lists_every_material_ingest_buffered(
 ) -> None:
     enroll(redis_client, "s1", "c1")
     for material in ("v1", "v2", "v1"):
-        assert append(redis_url, [hb(1)], key=ProgressKey("s1", material)).status == "ok"
-    assert HotStore(redis_client).indexed_materials("s1") == {"v1", "v2"}
-    assert HotStore(redis_client).indexed_materials("s2") == set()
-    assert append(redis_url, [hb(1)], key=ProgressKey("s3", "v9")).status != "ok"
-    assert HotStore(redis_client).indexed_materials("s3") == set()  # refused: nothing indexed
+        key = ProgressKey("s1", material, KEY_SCHEMA)
+        assert append(redis_url, [hb(1)], key=key).status == "ok"
+    store = HotStore(redis_client, KEY_SCHEMA)
+    assert store.indexed_materials("s1") == {"v1", "v2"}
+    assert store.indexed_materials("s2") == set()
+    assert append(redis_url, [hb(1)], key=ProgressKey("s3", "v9", KEY_SCHEMA)).status != "ok"
+    assert store.indexed_materials("s3") == set()  # refused: nothing indexed
 
 
 def test_erasing_a_student_takes_every_indexed_key_and_mongodbs_in_one_step(
@@ -203,11 +205,13 @@ def test_erasing_a_student_takes_every_indexed_key_and_mongodbs_in_one_step(
 ) -> None:
     enroll(redis_client, "s1", "c1")
     enroll(redis_client, "s2", "c1")
-    append(redis_url, [hb(1), hb(2)], key=ProgressKey("s1", "v1"))
-    append(redis_url, [hb(1)], key=ProgressKey("s1", "v2"))
-    append(redis_url, [hb(1)], key=ProgressKey("s2", "v1"))  # another student: untouched
-    store = HotStore(redis_client)
-    store.commit([Fold(ProgressKey("s1", "v2"), None, WatchState(), folded=1, version=7)])
+    append(redis_url, [hb(1), hb(2)], key=ProgressKey("s1", "v1", KEY_SCHEMA))
+    append(redis_url, [hb(1)], key=ProgressKey("s1", "v2", KEY_SCHEMA))
+    append(redis_url, [hb(1)], key=ProgressKey("s2", "v1", KEY_SCHEMA))  # another student
+    store = HotStore(redis_client, KEY_SCHEMA)
+    store.commit(
+        [Fold(ProgressKey("s1", "v2", KEY_SCHEMA), None, WatchState(), folded=1, version=7)]
+    )
     cut = store.erase("s1", None, {"v3": 40}, 100, 60)  # v3: only MongoDB holds it, at 40
     assert cut == [
         ErasedKey("v1", 100, 2, False),
@@ -215,10 +219,10 @@ def test_erasing_a_student_takes_every_indexed_key_and_mongodbs_in_one_step(
         ErasedKey("v3", 140, 0, False),
     ]
     assert store.indexed_materials("s1") == set()
-    tombstones = redis_client.hgetall(buffer_tombstones("s1"))
+    tombstones = redis_client.hgetall(KEY_SCHEMA.buffer_tombstones("s1"))
     assert tombstones == {b"v1": b"100", b"v2": b"107", b"v3": b"140"}
-    assert 0 < redis_client.ttl(buffer_tombstones("s1")) <= 60
-    left = store.read([ProgressKey("s1", "v1"), ProgressKey("s2", "v1")])
+    assert 0 < redis_client.ttl(KEY_SCHEMA.buffer_tombstones("s1")) <= 60
+    left = store.read([ProgressKey("s1", "v1", KEY_SCHEMA), ProgressKey("s2", "v1", KEY_SCHEMA)])
     assert [(e.pending, e.version) for e in left if e] == [([], 100), ([hb(1)], None)]
     assert buffered(redis_client) == (1, 1)  # the other student's key and heartbeat
 
@@ -227,12 +231,13 @@ def test_an_erasure_of_all_is_refused_when_the_index_grew_since_it_was_read(
     redis_url: str, redis_client: Buffer
 ) -> None:
     enroll(redis_client, "s1", "c1")
-    append(redis_url, [hb(1)], key=ProgressKey("s1", "v1"))
-    stale = erase_call("s1", [], {}, 100, 60, whole=True)  # read before v1 was indexed
+    append(redis_url, [hb(1)], key=ProgressKey("s1", "v1", KEY_SCHEMA))
+    stale = erase_call(KEY_SCHEMA, "s1", [], {}, 100, 60, whole=True)  # read before v1 indexed
     erase = redis_client.register_script(SCRIPTS["erase"])
     assert erase(keys=stale[0], args=stale[1]) == [b"retry"]
     assert redis_client.llen(KEY.pending) == 1  # nothing erased
-    assert HotStore(redis_client).erase("s1", None, {}, 100, 60)[0].queued == 1  # reads again
+    store = HotStore(redis_client, KEY_SCHEMA)
+    assert store.erase("s1", None, {}, 100, 60)[0].queued == 1  # reads again
 
 
 def test_a_flush_of_erased_heartbeats_finishes_without_marking_anything(
@@ -240,7 +245,7 @@ def test_a_flush_of_erased_heartbeats_finishes_without_marking_anything(
 ) -> None:
     enroll(redis_client, "s1", "c1")
     append(redis_url, [hb(1)])
-    store = HotStore(redis_client)
+    store = HotStore(redis_client, KEY_SCHEMA)
     store.claim(now=1000.0, lease_until=2000.0, limit=10)
     store.commit([Fold(KEY, None, WatchState(position=1.0), folded=1, version=1)])
     store.erase("s1", "v1", {}, 100, 60)  # while the flush writes MongoDB
@@ -263,7 +268,7 @@ def test_reads_are_counted_per_user_and_window_and_refused_past_the_limit(
     async def run() -> list[bool]:
         client = async_buffer(redis_url)
         try:
-            store = AsyncHotStore(client)
+            store = AsyncHotStore(client, KEY_SCHEMA)
             spent = [await store.spend_reads("u1", 1, 3, 60, 6000.0) for _ in range(4)]
             spent.append(await store.spend_reads("u1", 30, 3, 60, 6000.0))  # an export
             spent.append(await store.spend_reads("u2", 3, 3, 60, 6000.0))  # another user
@@ -280,12 +285,15 @@ def test_scripts_lost_by_a_redis_restart_are_loaded_again(
 ) -> None:
     enroll(redis_client, "s1", "c1")
     limits = IngestLimits(1000.0, 100, 100, 0, 60, now=6000.0)
-    items = [IngestItem(KEY, "c1", [hb(1)]), IngestItem(ProgressKey("s1", "v2"), "c1", [hb(2)])]
+    items = [
+        IngestItem(KEY, "c1", [hb(1)]),
+        IngestItem(ProgressKey("s1", "v2", KEY_SCHEMA), "c1", [hb(2)]),
+    ]
 
     async def run() -> list[str]:
         client = async_buffer(redis_url)
         try:
-            store = AsyncHotStore(client)
+            store = AsyncHotStore(client, KEY_SCHEMA)
             redis_client.script_flush()
             batch = await store.append(items, limits)
             redis_client.script_flush()
@@ -348,7 +356,7 @@ def test_a_preview_serves_callers_without_a_view_until_the_hot_state_moves(
     late = view_of(append(redis_url, [hb(303)], cached=stale, offer_preview=True))
     assert late.preview_folded == 300
     # A worker folds: the preview was built on the old hot state and no longer applies.
-    store = HotStore(redis_client)
+    store = HotStore(redis_client, KEY_SCHEMA)
     [entry] = store.read([KEY])
     assert entry is not None
     assert store.commit([Fold(KEY, None, WatchState(position=303.0), 303, 303)]) == [True]
@@ -374,7 +382,7 @@ def test_a_key_holds_at_most_max_per_key_heartbeats(redis_url: str, redis_client
     assert append(redis_url, [hb(9), hb(10), hb(11)], max_per_key=10).status == "key_full"
     assert append(redis_url, [hb(9), hb(10)], max_per_key=10).status == "ok"
     assert redis_client.llen(KEY.pending) == 10
-    other = ProgressKey("s1", "v2")
+    other = ProgressKey("s1", "v2", KEY_SCHEMA)
     assert append(redis_url, [hb(1)], max_per_key=10, key=other).status == "ok"  # per key
 
 
@@ -411,7 +419,7 @@ def read(url: str, cached: CachedState | None, student: str = "s1") -> HotView:
     async def run() -> HotView:
         client = async_buffer(url)
         try:
-            _, [view] = await AsyncHotStore(client).read(student, [KEY], [cached])
+            _, [view] = await AsyncHotStore(client, KEY_SCHEMA).read(student, [KEY], [cached])
             return view
         finally:
             await client.aclose()
@@ -475,7 +483,7 @@ def test_refusals_for_bounds_leave_the_rate_allowance_alone(
     assert append(redis_url, [hb(1), hb(2)], max_per_key=2, rate_limit=5).status == "ok"
     for _ in range(10):  # the key is full: refused, and nothing counted
         assert append(redis_url, [hb(3)], max_per_key=2, rate_limit=5).status == "key_full"
-    other = ProgressKey("s1", "v2")
+    other = ProgressKey("s1", "v2", KEY_SCHEMA)
     statuses = [append(redis_url, [hb(t)], key=other, rate_limit=5).status for t in range(4)]
     assert statuses == ["ok", "ok", "ok", "rate_limited"]  # 2 + 3 of 5 used
 
@@ -484,11 +492,11 @@ def test_the_workers_scripts_are_loaded_again_on_every_server(
     redis_url: str, redis_client: Buffer
 ) -> None:
     students = [f"s{i}" for i in range(12)]  # on a cluster: keys on every primary
-    keys = [ProgressKey(s, "v1") for s in students]
+    keys = [ProgressKey(s, "v1", KEY_SCHEMA) for s in students]
     for key in keys:
         enroll(redis_client, key.student_id, "c1")
         assert append(redis_url, [hb(1)], key=key).status == "ok"
-    store = HotStore(redis_client)
+    store = HotStore(redis_client, KEY_SCHEMA)
     redis_client.script_flush()
     takeovers, claimed, more = store.claim(now=1000.0, lease_until=2000.0, limit=100)
     assert (takeovers, sorted(claimed, key=str), more) == (0, sorted(keys, key=str), False)
@@ -502,10 +510,10 @@ def test_a_claim_fills_its_batch_from_the_partitions_that_hold_the_due_keys(
     redis_url: str, redis_client: Buffer
 ) -> None:
     enroll(redis_client, "s1", "c1")  # one student: all due keys in one partition
-    keys = [ProgressKey("s1", f"v{i}") for i in range(30)]
+    keys = [ProgressKey("s1", f"v{i}", KEY_SCHEMA) for i in range(30)]
     for key in keys:
         assert append(redis_url, [hb(1)], key=key).status == "ok"
-    store = HotStore(redis_client)
+    store = HotStore(redis_client, KEY_SCHEMA)
     _, first, more = store.claim(now=1000.0, lease_until=2000.0, limit=20)
     assert len(first) == 20 and more  # not the 1 key that is the partition's equal share
     _, rest, more = store.claim(now=1000.0, lease_until=2000.0, limit=20)
@@ -536,7 +544,7 @@ def test_the_ingest_script_spends_the_budget_as_the_ledger_does(
     ledger, granted, now = StudentLedger(), [0.0] * 4, 6000.0
     for dt, m, need in steps:
         now = round(now + dt, 3)
-        key = ProgressKey(student, f"v{m}")
+        key = ProgressKey(student, f"v{m}", KEY_SCHEMA)
         limits = IngestLimits(now + 10, 100, 10_000, 0, 60, now=now, verification=BUDGET)
         item = IngestItem(key, "c1", [Heartbeat(received_at=now, played=())], need=need)
         [raw] = run_scripts(redis_client, "ingest", [ingest_args(item, limits, True)])
@@ -557,7 +565,7 @@ def test_each_heartbeat_carries_its_keys_grant_through_the_flush(
         item = IngestItem(KEY, "c1", [Heartbeat(received_at=t, played=())], need=need)
         run_scripts(redis_client, "ingest", [ingest_args(item, limits, False)])
     # slack 5 at the start; +20 at 6010 (8 taken: 17 left); +20 at 6020 (37 of the 50 asked)
-    [entry] = HotStore(redis_client).read([KEY])
+    [entry] = HotStore(redis_client, KEY_SCHEMA).read([KEY])
     assert entry is not None
     assert [h.grant[1] if h.grant else None for h in entry.pending] == [0.0, 8.0, 45.0]
     epoch = redis_client.hget(KEY.state, "e")
@@ -572,7 +580,7 @@ def test_erasing_the_whole_student_deletes_their_budget_and_a_materials_erasure_
 
     def spend(student: str, material: str, t: float, need: float) -> float:
         limits = IngestLimits(t + 10, 100, 10_000, 0, 60, now=t, verification=BUDGET)
-        key = ProgressKey(student, material)
+        key = ProgressKey(student, material, KEY_SCHEMA)
         item = IngestItem(key, "c1", [Heartbeat(received_at=t)], need=need)
         [raw] = run_scripts(redis_client, "ingest", [ingest_args(item, limits, True)])
         view = IngestReply.parse(raw).view
@@ -583,12 +591,12 @@ def test_erasing_the_whole_student_deletes_their_budget_and_a_materials_erasure_
     assert spend("s1", "v1", 6000.0, 5.0) == 5.0
     assert spend("s1", "v2", 6010.0, 10.0) == 10.0
     spend("s2", "v1", 6000.0, 1.0)  # another student's ledger
-    store = HotStore(redis_client)
+    store = HotStore(redis_client, KEY_SCHEMA)
     store.erase("s1", "v1", {}, 100, 60)
-    assert redis_client.hget(budget_key("s1"), "k") == b"10.000"  # one material: kept
+    assert redis_client.hget(KEY_SCHEMA.budget_key("s1"), "k") == b"10.000"  # one material: kept
     store.erase("s1", None, {}, 100, 60)
-    assert redis_client.exists(budget_key("s1")) == 0  # the whole student: gone
-    assert redis_client.exists(budget_key("s2")) == 1
+    assert redis_client.exists(KEY_SCHEMA.budget_key("s1")) == 0  # the whole student: gone
+    assert redis_client.exists(KEY_SCHEMA.budget_key("s2")) == 1
     # Erasure is no ban: the next heartbeat opens a new ledger with the slack alone (the old
     # one would have granted its 10 left plus 2 x 10 s).
     assert spend("s1", "v1", 6020.0, 50.0) == 5.0

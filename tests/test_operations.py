@@ -17,7 +17,16 @@ from ingest.app import create_app
 from shared.settings import Settings
 from shared.storage.clients import Buffer
 from shared.storage.keys import DEFAULT_PARTITIONS, ProgressKey
-from tests.helpers import COURSE, COURSE_ID, bearer, buffered, heartbeat, make_settings, poisoned
+from tests.helpers import (
+    COURSE,
+    COURSE_ID,
+    KEY_SCHEMA,
+    bearer,
+    buffered,
+    heartbeat,
+    make_settings,
+    poisoned,
+)
 from workers.context import build_context
 from workers.flush import flush_batch
 
@@ -117,12 +126,13 @@ def test_a_key_a_flush_cannot_process_is_quarantined_not_blocking(
 ) -> None:
     watch(client, settings, **heartbeat(30, played=[[0, 30]]))
     watch(client, settings, "v-600", **heartbeat(10, 600, played=[[0, 10]]))
-    redis_client.rpush(ProgressKey(STUDENT, "v-600").pending, "{not json")  # a corrupt entry
+    corrupt = ProgressKey(STUDENT, "v-600", KEY_SCHEMA)
+    redis_client.rpush(corrupt.pending, "{not json")  # a corrupt entry
     report = flush_batch(build_context(settings), 100)
     assert report.quarantined == 1 and report.written == 1
     assert mongo_db.watch_progress.find_one({"material_id": "v-100"})["watched_seconds"] == 30.0
     assert poisoned(redis_client) == [b"v-600|" + STUDENT.encode()]
-    assert redis_client.llen(ProgressKey(STUDENT, "v-600").pending) == 2  # kept for an operator
+    assert redis_client.llen(corrupt.pending) == 2  # kept for an operator
     assert buffered(redis_client)[0] == 0
     metrics = client.get("/metrics").text
     assert metric(metrics, 'videoprogress_quarantined_total{reason="unreadable"}') == 1

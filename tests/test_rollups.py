@@ -39,7 +39,9 @@ def ctx(settings: Settings) -> Iterator[WorkerContext]:
     context.mongo.ensure_indexes()
     admin_ops.save_course(context.mongo, context.redis, course())
     for student in ("ana", "ben"):
-        admin_ops.set_enrollment(context.mongo, context.redis, student, COURSE_ID, True)
+        admin_ops.set_enrollment(
+            context.mongo, context.redis, context.key_schema, student, COURSE_ID, True
+        )
     yield context
     context.mongo.close()
 
@@ -178,7 +180,7 @@ def test_erasure_empties_the_rollup_and_a_late_entry_cannot_refill_it(
     watch(settings, "ana", "v-100", [[0, 100]], 100)
     flush_batch(ctx, 500)
     before = rollup.entries_of(stored_rollup(ctx.mongo, "ana"))["v-100"]
-    erase_progress(ctx.mongo, ctx.redis, ctx.catalog(), "ana")
+    erase_progress(ctx.mongo, ctx.redis, ctx.key_schema, ctx.catalog(), "ana")
     assert rows(ctx)["ana"] == (0.0, 0, 0.0)
     # The flush that wrote `before` repeats its rollup write late: the tombstone's version wins.
     rollup_store.apply_entries(ctx.mongo, {("ana", COURSE_ID): {"v-100": before}},
@@ -192,9 +194,9 @@ def test_a_re_enrolled_student_counts_again_without_a_new_flush(
 ) -> None:
     watch(settings, "ben", "v-600", [[0, 600]], 600)
     flush_batch(ctx, 500)
-    admin_ops.set_enrollment(ctx.mongo, ctx.redis, "ben", COURSE_ID, False)
+    admin_ops.set_enrollment(ctx.mongo, ctx.redis, ctx.key_schema, "ben", COURSE_ID, False)
     assert "ben" not in rows(ctx)
-    admin_ops.set_enrollment(ctx.mongo, ctx.redis, "ben", COURSE_ID, True)
+    admin_ops.set_enrollment(ctx.mongo, ctx.redis, ctx.key_schema, "ben", COURSE_ID, True)
     assert rows(ctx)["ben"] == (25.0, 1, 600.0)
 
 
@@ -297,7 +299,7 @@ def test_pages_sorted_by_mongodb_equal_pages_of_the_whole_table(ctx: WorkerConte
     }  # fmt: skip
     for student in plan:
         if student not in ("ana", "ben"):
-            admin_ops.set_enrollment(ctx.mongo, ctx.redis, student, COURSE_ID, True)
+            admin_ops.set_enrollment(ctx.mongo, ctx.redis, ctx.key_schema, student, COURSE_ID, True)
     rollup_store.apply_entries(
         ctx.mongo, {(s, COURSE_ID): e for s, e in plan.items()}, {COURSE_ID: c}
     )

@@ -36,6 +36,7 @@ from shared.storage.mongo_store import MongoStore, StateWrite, progress_id
 from tests.helpers import (
     COURSE,
     COURSE_ID,
+    KEY_SCHEMA,
     SECRET,
     bearer,
     buffered,
@@ -119,7 +120,7 @@ def test_a_session_id_with_a_nul_left_by_an_older_version_is_stored(
     inject_pending(redis_client, ODD, {"r": now, "w": 10.0, "t": now, "s": "a\x00b", "q": 1})
     old = WatchState(position=5.0, position_key=(now - 10, 0, 5.0), last_watched=now - 10)
     old_dict = {**old.to_dict(), "readings": {"b\x00c": [[now - 10, 0, 5.0]]}}
-    key = ProgressKey(HONEST[0], "v-600")
+    key = ProgressKey(HONEST[0], "v-600", KEY_SCHEMA)
     redis_client.hset(key.state, mapping={"state": json.dumps(old_dict), "n": 1})
     redis_client.zadd(key.partition.dirty, {key.member: 0})
     honest_heartbeats(client, settings)
@@ -133,7 +134,7 @@ def test_a_session_id_with_a_nul_left_by_an_older_version_is_stored(
     migrated = present(stored_doc(mongo_db, HONEST[0], "v-600"))
     assert migrated["state"]["readings"] == [["b\x00c", [[now - 10, 0, 5.0]]]]
     assert migrated["watch_time"] == 5.0 and migrated["v"] == 1
-    assert set_aside.listed(redis_client) == [] and buffered(redis_client) == (0, 0)
+    assert set_aside.listed(redis_client, KEY_SCHEMA) == [] and buffered(redis_client) == (0, 0)
 
 
 # -- a document MongoDB refuses ---------------------------------------------------------------
@@ -157,8 +158,8 @@ def test_a_document_mongodb_refuses_is_set_aside_alone_listed_counted_and_retrie
     assert report.set_aside == {"write_error": 1}
     assert_honest_stored(mongo_db)
     assert present(stored_doc(mongo_db, ODD))["v"] == 0  # untouched
-    [entry] = set_aside.listed(redis_client)
-    assert entry.key == ProgressKey(ODD, "v-100") and entry.why.reason == "write_error"
+    [entry] = set_aside.listed(redis_client, KEY_SCHEMA)
+    assert entry.key == ProgressKey(ODD, "v-100", KEY_SCHEMA) and entry.why.reason == "write_error"
     assert "Cannot apply $inc" in entry.why.error
     # Listed for admins (and only them), counted by reason.
     admin = bearer(settings, "root", "admin")
@@ -187,7 +188,7 @@ def test_a_document_mongodb_refuses_is_set_aside_alone_listed_counted_and_retrie
     assert (report.written, report.quarantined) == (1, 0)
     doc = present(stored_doc(mongo_db, ODD))
     assert (doc["v"], doc["watched_seconds"], doc["flushes"]) == (1, 30.0, 1)
-    assert set_aside.listed(redis_client) == []  # stored: off the list
+    assert set_aside.listed(redis_client, KEY_SCHEMA) == []  # stored: off the list
     assert client.get("/api/admin/poison", headers=admin).json()["rows"] == []
 
 
@@ -223,7 +224,7 @@ def test_a_document_pymongo_cannot_encode_is_set_aside_alone(
     assert (report.written, report.set_aside) == (4, {"invalid_document": 1}), report
     assert_honest_stored(mongo_db)
     assert stored_doc(mongo_db, ODD) is None
-    [entry] = set_aside.listed(redis_client)
+    [entry] = set_aside.listed(redis_client, KEY_SCHEMA)
     assert entry.why.reason == "invalid_document" and "8-byte ints" in entry.why.error
 
 
@@ -237,9 +238,10 @@ def test_a_heartbeat_that_cannot_be_folded_is_set_aside_alone(
 
     assert (report.written, report.set_aside) == (4, {"unreadable": 1}), report
     assert_honest_stored(mongo_db)
-    [entry] = set_aside.listed(redis_client)
+    [entry] = set_aside.listed(redis_client, KEY_SCHEMA)
     assert entry.why.error.startswith("its fold: ValueError")
-    assert redis_client.llen(ProgressKey(ODD, "v-100").pending) == 1  # kept for an operator
+    odd = ProgressKey(ODD, "v-100", KEY_SCHEMA)
+    assert redis_client.llen(odd.pending) == 1  # kept for an operator
 
 
 def test_a_stored_document_that_cannot_be_read_is_set_aside_alone(
@@ -257,7 +259,7 @@ def test_a_stored_document_that_cannot_be_read_is_set_aside_alone(
 
     assert (report.written, report.set_aside) == (4, {"unreadable": 1}), report
     assert_honest_stored(mongo_db)
-    [entry] = set_aside.listed(redis_client)
+    [entry] = set_aside.listed(redis_client, KEY_SCHEMA)
     assert entry.why.error.startswith("its stored document: ValueError")
 
 
@@ -289,7 +291,7 @@ def test_erasure_takes_a_key_off_the_list(
     admin = bearer(settings, "root", "admin")
     r = client.delete(f"/api/admin/progress?student_id={ODD}", headers=admin)
     assert r.status_code == 200, r.text
-    assert set_aside.listed(redis_client) == []
+    assert set_aside.listed(redis_client, KEY_SCHEMA) == []
     # Buffered as 0.7 left it (never indexed, never finished): the erasure found it all the same.
     assert r.json()["queued_heartbeats"] == 1 and buffered(redis_client) == (0, 0)
 
@@ -323,7 +325,7 @@ def test_a_transient_write_error_gives_the_key_back_for_a_later_flush(
     started = time.time()
     report = flush_batch(ctx, 500)
     assert (report.written, report.quarantined) == (3, 0), report
-    assert set_aside.listed(redis_client) == []
+    assert set_aside.listed(redis_client, KEY_SCHEMA) == []
     refused = [s for s in HONEST if stored_doc(mongo_db, s) is None]
     assert len(refused) == 1
     due = present(dirty_score(redis_client, refused[0], "v-100"))
@@ -331,7 +333,9 @@ def test_a_transient_write_error_gives_the_key_back_for_a_later_flush(
     ctx.mongo.close()
     # The next flush (MongoDB has a primary again) writes it.
     ctx = build_context(settings)
-    redis_client.zadd(ProgressKey(refused[0], "v-100").partition.dirty, {f"v-100|{refused[0]}": 0})
+    redis_client.zadd(
+        ProgressKey(refused[0], "v-100", KEY_SCHEMA).partition.dirty, {f"v-100|{refused[0]}": 0}
+    )
     assert flush_batch(ctx, 500).written == 1
     ctx.mongo.close()
     assert_honest_stored(mongo_db)

@@ -17,7 +17,7 @@ from shared.errors import Unavailable
 from shared.settings import Settings, get_settings
 from shared.storage.clients import Buffer, buffer_client, rq_client
 from shared.storage.flush_store import HotStore
-from shared.storage.keys import CATALOG_VERSION
+from shared.storage.keys import CATALOG_VERSION, KeySchema
 from shared.storage.mongo_store import MongoStore
 
 
@@ -26,6 +26,7 @@ class WorkerContext:
     settings: Settings
     redis: redis.Redis  # RQ's Redis: queues and `vp:stats`
     buffer: Buffer  # the heartbeat buffer (maybe a cluster)
+    key_schema: KeySchema  # the buffer's key names (BUFFER_PARTITIONS)
     hot: HotStore
     mongo: MongoStore
     queue: Queue
@@ -49,11 +50,13 @@ def build_context(settings: Settings, clock: Clock | None = None) -> WorkerConte
     }
     client = rq_client(settings, **options)
     buffer = buffer_client(settings, **options)  # the same server as RQ's unless configured
+    key_schema = KeySchema.from_settings(settings)
     return WorkerContext(
         settings=settings,
         redis=client,
         buffer=buffer,
-        hot=HotStore(buffer),
+        key_schema=key_schema,
+        hot=HotStore(buffer, key_schema),
         mongo=MongoStore(settings.mongo_url, settings.mongo_timeout_ms),
         queue=Queue(settings.queue_name, connection=client),
         clock=clock or SystemClock(),

@@ -149,7 +149,7 @@ def end_silent_sessions(ctx: WorkerContext, now: float) -> int:
     if not silent:
         return 0
     sessions: list[tuple[list[str], float]] = [(json.loads(m), t) for m, t in silent]
-    keys = [ProgressKey(member[1], member[0]) for member, _ in sessions]
+    keys = [ProgressKey(member[1], member[0], ctx.key_schema) for member, _ in sessions]
     hot = ctx.hot.read(keys)
     cold = [
         (k.student_id, k.material_id)

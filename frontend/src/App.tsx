@@ -5,10 +5,10 @@ import { HomePage } from "./HomePage";
 import { MatrixPage } from "./MatrixPage";
 import { SignIn } from "./SignIn";
 import { SignOutDialog } from "./SignOutDialog";
-import { pageStorage } from "./storage";
+import { pageStorage } from "./tracker/storage";
 import { StudentProgressPage } from "./StudentProgressPage";
 import { TeacherDashboard } from "./TeacherDashboard";
-import { flushOutbox } from "./tracker";
+import { flushOutbox } from "./tracker/tracker";
 
 /** Heartbeats a closed player could not send wait in the signed-in user's outbox: send them
  * at sign-in, on every page load and whenever the network comes back, player open or not. */

@@ -2,21 +2,20 @@ import { useEffect, useMemo, useState } from "react";
 import {
   api,
   errorHandler,
-  type CourseSummary,
   type DemoUser,
-  type StudentCourseSummary,
-  type TeacherCourseSummary,
+  type StudentCourse,
+  type TaughtCourse,
 } from "./api";
 import { percent } from "./format";
 import { ProgressBar } from "./ProgressBar";
 
 export const ADMIN_PAGE_SIZE = 50;
 
-const isStudentEntry = (c: CourseSummary): c is StudentCourseSummary => "progress_percentage" in c;
+const isStudentEntry = (c: StudentCourse | TaughtCourse): c is StudentCourse => "progress_percentage" in c;
 
 /** Each role's courses: a student's own progress; a teacher's (or, paged, an admin's) classes. */
 export function HomePage({ user, onUnauthorized }: { user: DemoUser; onUnauthorized: () => void }) {
-  const [courses, setCourses] = useState<CourseSummary[] | null>(null);
+  const [courses, setCourses] = useState<(StudentCourse | TaughtCourse)[] | null>(null);
   const [next, setNext] = useState<string | null>(null);
   const [loadingMore, setLoadingMore] = useState(false);
   const [error, setError] = useState<string | null>(null);
@@ -64,7 +63,7 @@ export function HomePage({ user, onUnauthorized }: { user: DemoUser; onUnauthori
           ))}
         </ul>
       ) : (
-        courses.length > 0 && <TeacherCourseTable courses={courses as TeacherCourseSummary[]} />
+        courses.length > 0 && <TeacherCourseTable courses={courses as TaughtCourse[]} />
       )}
       {paged && next && (
         <button onClick={() => void loadMore()} disabled={loadingMore} data-testid="more-courses">
@@ -75,7 +74,7 @@ export function HomePage({ user, onUnauthorized }: { user: DemoUser; onUnauthori
   );
 }
 
-function StudentCourseCard({ course }: { course: StudentCourseSummary }) {
+function StudentCourseCard({ course }: { course: StudentCourse }) {
   return (
     <li className="course-card" data-testid={`course-${course.course_id}`}>
       <h2>
@@ -91,7 +90,7 @@ function StudentCourseCard({ course }: { course: StudentCourseSummary }) {
   );
 }
 
-function TeacherCourseTable({ courses }: { courses: TeacherCourseSummary[] }) {
+function TeacherCourseTable({ courses }: { courses: TaughtCourse[] }) {
   return (
     <table className="class-table" data-testid="course-table">
       <caption className="visually-hidden">Courses with enrolment and progress</caption>

@@ -1,5 +1,5 @@
 import { useEffect, useMemo, useRef, useState } from "react";
-import { api, errorHandler, type Matrix } from "./api";
+import { api, errorHandler, type ProgressMatrix } from "./api";
 import { saveBlob } from "./download";
 import { visibleRange } from "./virtual";
 
@@ -25,12 +25,12 @@ export function heat(pct: number, completed: boolean): string {
   return `hsl(217 80% ${light}%)`;
 }
 
-type Row = Matrix["rows"][number];
+type Row = ProgressMatrix["rows"][number];
 
 /** Who watched what: every student × every material as a heatmap, rows virtualized. */
 export function MatrixPage({ courseId, onUnauthorized }: { courseId: string; onUnauthorized: () => void }) {
   const [sort, setSort] = useState("student_id");
-  const [materials, setMaterials] = useState<Matrix["materials"] | null>(null);
+  const [materials, setMaterials] = useState<ProgressMatrix["materials"] | null>(null);
   const [rows, setRows] = useState<Row[]>([]);
   const [complete, setComplete] = useState(false);
   const [error, setError] = useState<string | null>(null);
@@ -47,7 +47,7 @@ export function MatrixPage({ courseId, onUnauthorized }: { courseId: string; onU
     (async () => {
       let cursor: string | null = null;
       do {
-        const page: Matrix = await api.matrix(courseId, { sort, limit: MATRIX_PAGE_SIZE, cursor });
+        const page: ProgressMatrix = await api.matrix(courseId, { sort, limit: MATRIX_PAGE_SIZE, cursor });
         if (cancelled) return;
         setMaterials(page.materials);
         const first = cursor === null; // read now: `cursor` moves on before React applies this

@@ -5,8 +5,8 @@ import { session } from "./api";
 import { SignOutDialog } from "./SignOutDialog";
 import { fakeApi } from "./test/fakeApi";
 import { jwt } from "./test/jwt";
-import { OUTBOX_KEY, readOutbox } from "./tracker";
-import { pageStorage } from "./storage";
+import { OUTBOX_KEY, readOutbox } from "./tracker/tracker";
+import { pageStorage } from "./tracker/storage";
 
 const ALICE = `${OUTBOX_KEY}.student-1`;
 const BOB = `${OUTBOX_KEY}.student-2`;

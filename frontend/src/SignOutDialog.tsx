@@ -1,8 +1,8 @@
 import { useEffect, useRef, useState } from "react";
-import { session } from "./api";
+import { session, type HeartbeatItem } from "./api";
 import { clock } from "./format";
-import { pageStorage } from "./storage";
-import { clearOutbox, flushOutbox, readOutbox, tokenSubject, type OutboxItem } from "./tracker";
+import { pageStorage } from "./tracker/storage";
+import { clearOutbox, flushOutbox, readOutbox, tokenSubject } from "./tracker/tracker";
 
 interface Props {
   /** Signing out may go on: the outbox is sent or deleted (the token is the caller's). */
@@ -14,7 +14,7 @@ const flush = () =>
   flushOutbox({ fetch: (...a) => fetch(...a), storage: pageStorage, getToken: session.token, isOnline: () => navigator.onLine });
 
 /** Each material with unsent heartbeats, and the seconds they report as played. */
-function summary(items: OutboxItem[]): [string, number][] {
+function summary(items: HeartbeatItem[]): [string, number][] {
   const played = new Map<string, number>();
   for (const item of items) {
     const seconds = (item.played ?? []).reduce((sum, [a, b]) => sum + Math.max(0, b - a), 0);
@@ -30,12 +30,12 @@ function summary(items: OutboxItem[]): [string, number][] {
  */
 export function SignOutDialog({ onSignedOut, onCancel }: Props) {
   const owner = tokenSubject(session.token());
-  const [left, setLeft] = useState<OutboxItem[] | null>(null);
+  const [left, setLeft] = useState<HeartbeatItem[] | null>(null);
   const [note, setNote] = useState("");
   const dialog = useRef<HTMLDialogElement>(null);
 
   /** Try to send the outbox; what is still in it after. */
-  async function trySending(): Promise<OutboxItem[]> {
+  async function trySending(): Promise<HeartbeatItem[]> {
     await flush();
     return owner ? readOutbox(pageStorage, owner) : [];
   }

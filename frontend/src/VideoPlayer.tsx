@@ -1,9 +1,9 @@
 import { useEffect, useRef, useState } from "react";
-import { session, type Material } from "./api";
+import { session, type HeartbeatAccepted, type Material } from "./api";
 import { clock, percent } from "./format";
 import { attachHls, isHls } from "./hls";
 import { ProgressBar } from "./ProgressBar";
-import { WatchTracker, type ProgressReply } from "./tracker";
+import { WatchTracker } from "./tracker/tracker";
 
 interface Props {
   material: Material;
@@ -20,7 +20,7 @@ export function VideoPlayer({ material, initialWatchTime, initialProgress, initi
   const resumed = useRef(false);
   const [position, setPosition] = useState(initialWatchTime);
   const [duration, setDuration] = useState(material.duration ?? 0);
-  const [server, setServer] = useState<Pick<ProgressReply, "progress_percentage" | "completed">>({
+  const [server, setServer] = useState<Pick<HeartbeatAccepted, "progress_percentage" | "completed">>({
     progress_percentage: initialProgress,
     completed: initialCompleted,
   });

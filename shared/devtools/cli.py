@@ -35,7 +35,7 @@ from shared.ops import admin_ops, rollups, teacher_views
 from shared.settings import Settings
 from shared.storage import set_aside
 from shared.storage.clients import buffer_client
-from shared.storage.keys import ProgressKey
+from shared.storage.keys import KeySchema, ProgressKey
 from shared.storage.mongo_store import MongoStore
 from shared.tokens import mint_token
 
@@ -64,7 +64,9 @@ def load_catalog(path: Annotated[Path, typer.Argument(exists=True, dir_okay=Fals
     mongo = MongoStore(settings.mongo_url, settings.mongo_timeout_ms)
     mongo.ensure_indexes()
     try:
-        data = admin_ops.load_catalog_file(mongo, buffer_client(settings), path)
+        data = admin_ops.load_catalog_file(
+            mongo, buffer_client(settings), KeySchema.from_settings(settings), path
+        )
     except ValidationError as exc:  # the whole file is checked before anything is stored
         for error in exc.errors():
             field = ".".join(str(part) for part in error["loc"]) or "file"
@@ -93,7 +95,9 @@ def rebuild_stored() -> None:
     0.7.0 key change, or a lost buffer), so replies merge stored progress from the start."""
     settings = Settings()
     mongo = MongoStore(settings.mongo_url, settings.mongo_timeout_ms)
-    added = admin_ops.rebuild_stored_sets(mongo, buffer_client(settings))
+    added = admin_ops.rebuild_stored_sets(
+        mongo, buffer_client(settings), KeySchema.from_settings(settings)
+    )
     console.print(f"{added} (student, material) pairs listed")
 
 
@@ -109,7 +113,8 @@ def migrate_states() -> None:
 @poison.command("list")
 def poison_list() -> None:
     """Every key set aside, with why (the same as GET /api/admin/poison)."""
-    for k in set_aside.listed(buffer_client(Settings())):
+    settings = Settings()
+    for k in set_aside.listed(buffer_client(settings), KeySchema.from_settings(settings)):
         console.print(
             f"{k.key.member}\t{k.why.reason}\t{k.why.error}", highlight=False, soft_wrap=True
         )
@@ -126,8 +131,10 @@ def poison_retry(
     takes them off the list) or sets them aside again with the new error."""
     if all_ == bool(key):
         raise typer.BadParameter("give --all or at least one --key")
-    wanted = None if all_ else [ProgressKey.from_member(k) for k in key or []]
-    retried = set_aside.retry(buffer_client(Settings()), wanted, time.time())
+    settings = Settings()
+    schema = KeySchema.from_settings(settings)
+    wanted = None if all_ else [ProgressKey.from_member(k, schema) for k in key or []]
+    retried = set_aside.retry(buffer_client(settings), schema, wanted, time.time())
     for k in set(wanted or []) - set(retried):
         console.print(f"not set aside: {k.member}", highlight=False)
     console.print(f"{len(retried)} keys due again; they leave the list once stored")
@@ -219,7 +226,9 @@ def _run_dev(
         _build_pages(settings.frontend_dist.parent)
     mongo = MongoStore(settings.mongo_url, settings.mongo_timeout_ms)
     mongo.ensure_indexes()
-    admin_ops.load_catalog_file(mongo, buffer_client(settings), DEMO_CATALOG)
+    admin_ops.load_catalog_file(
+        mongo, buffer_client(settings), KeySchema.from_settings(settings), DEMO_CATALOG
+    )
     env = child_env(HOST="127.0.0.1")
     children.extend(start_procfile_process(cmd, env) for cmd in procfile_commands().values())
     wait_for_port(port, timeout_s=30, proc=children[0])

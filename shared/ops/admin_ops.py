@@ -16,9 +16,7 @@ from shared.storage.keys import (
     CATALOG,
     CATALOG_VERSION,
     ENROLLMENT_LOADED,
-    enrollments_key,
-    enrollments_version_key,
-    stored_key,
+    KeySchema,
 )
 from shared.storage.mongo_store import MongoStore
 from shared.storage.scripts import SCRIPTS, as_text
@@ -56,23 +54,25 @@ def save_course(mongo: MongoStore, r: Buffer, course: Course) -> bool:
     return created
 
 
-def mirror_enrollments(mongo: MongoStore, r: Buffer, student_id: str) -> set[str]:
+def mirror_enrollments(
+    mongo: MongoStore, r: Buffer, schema: KeySchema, student_id: str
+) -> set[str]:
     """Load a student's enrollments from MongoDB into Redis; returns their course ids. A
     mirror read before a concurrent enrollment change is not written (the next use reloads)."""
-    keys = [enrollments_key(student_id), enrollments_version_key(student_id)]
+    keys = [schema.enrollments_key(student_id), schema.enrollments_version_key(student_id)]
     version = as_text(r.get(keys[1]) or b"0")
     courses = mongo.enrolled_courses(student_id)
     r.register_script(SCRIPTS["mirror"])(keys=keys, args=[version, ENROLLMENT_LOADED, *courses])
     return set(courses)
 
 
-def rebuild_stored_sets(mongo: MongoStore, r: Buffer, batch: int = 1000) -> int:
+def rebuild_stored_sets(mongo: MongoStore, r: Buffer, schema: KeySchema, batch: int = 1000) -> int:
     """List every (student, material) MongoDB holds a state for in the student's `stored` set
     (idempotent; pipelined, `batch` SADDs per round trip)."""
     cursor = mongo.progress.find({}, {"_id": 0, "student_id": 1, "material_id": 1})
     pipe, count = r.pipeline(transaction=False), 0
     for doc in cursor:
-        pipe.sadd(stored_key(doc["student_id"]), doc["material_id"])
+        pipe.sadd(schema.stored_key(doc["student_id"]), doc["material_id"])
         count += 1
         if count % batch == 0:
             pipe.execute()
@@ -82,7 +82,7 @@ def rebuild_stored_sets(mongo: MongoStore, r: Buffer, batch: int = 1000) -> int:
 
 
 def set_enrollment(
-    mongo: MongoStore, r: Buffer, student_id: str, course_id: str, enrolled: bool
+    mongo: MongoStore, r: Buffer, schema: KeySchema, student_id: str, course_id: str, enrolled: bool
 ) -> bool:
     """Enroll or unenroll; True when something changed. The Redis mirror is rewritten from
     MongoDB at once (so ingest needs no MongoDB read); bumping its version first makes any
@@ -90,8 +90,8 @@ def set_enrollment(
     changed = (
         mongo.enroll(student_id, course_id) if enrolled else mongo.unenroll(student_id, course_id)
     )
-    r.incr(enrollments_version_key(student_id))
-    mirror_enrollments(mongo, r, student_id)
+    r.incr(schema.enrollments_version_key(student_id))
+    mirror_enrollments(mongo, r, schema, student_id)
     if enrolled and changed and (course := mongo.course(course_id)) is not None:
         # Progress stored before an earlier unenrollment counts again, as in the course view.
         rollup_store.rebuild(mongo, course, [student_id])
@@ -116,10 +116,12 @@ class CatalogFile(BaseModel):
     enrollments: list[EnrollmentEntry] = Field(default_factory=list)
 
 
-def load_catalog_file(mongo: MongoStore, r: Buffer, path: Path | str) -> CatalogFile:
+def load_catalog_file(
+    mongo: MongoStore, r: Buffer, schema: KeySchema, path: Path | str
+) -> CatalogFile:
     data = CatalogFile.model_validate(json.loads(Path(path).read_text()))
     for course in data.courses:
         save_course(mongo, r, Course.model_validate(course.model_dump()))
     for entry in data.enrollments:
-        set_enrollment(mongo, r, entry.student_id, entry.course_id, True)
+        set_enrollment(mongo, r, schema, entry.student_id, entry.course_id, True)
     return data

@@ -52,6 +52,7 @@ from shared.integrations.outbox import WEBHOOK, XAPI, Outbox, set_tombstones
 from shared.ops.rollups import rebuild_student
 from shared.storage.clients import Buffer
 from shared.storage.flush_store import HotStore
+from shared.storage.keys import KeySchema
 from shared.storage.mongo_store import MongoStore
 
 # Tombstones jump the version this far: further than any heartbeats still being folded.
@@ -79,6 +80,7 @@ class ErasureReport:
 def erase_progress(
     mongo: MongoStore,
     r: Buffer,
+    schema: KeySchema,
     catalog: Catalog,
     student_id: str,
     material_id: str | None = None,
@@ -86,11 +88,12 @@ def erase_progress(
     outboxes: redis.Redis | None = None,
     now: float | None = None,
 ) -> ErasureReport:
-    """Erase one material's progress, or all of a student's, from the buffer `r`, MongoDB and
-    the outboxes (on RQ's Redis, `outboxes`; `r` itself when that is the same plain Redis), in
-    the order the module's docstring explains. Looks up the student's own keys (the key index,
-    MongoDB by student, the outbox indexes); never scans. Idempotent; repeat it after a failure
-    part-way. Raises Unavailable while MongoDB or the buffer cannot be reached."""
+    """Erase one material's progress, or all of a student's, from the buffer `r` (its keys as
+    `schema` names them), MongoDB and the outboxes (on RQ's Redis, `outboxes`; `r` itself when
+    that is the same plain Redis), in the order the module's docstring explains. Looks up the
+    student's own keys (the key index, MongoDB by student, the outbox indexes); never scans.
+    Idempotent; repeat it after a failure part-way. Raises Unavailable while MongoDB or the
+    buffer cannot be reached."""
     if outboxes is None:
         if not isinstance(r, redis.Redis):
             raise TypeError("erasing on a cluster buffer needs RQ's Redis for the outboxes")
@@ -99,7 +102,7 @@ def erase_progress(
     stored = mongo.stored_versions(student_id, material_id)
     report.documents = sum(holds for _, holds in stored.values())
     versions = {m: v for m, (v, _) in stored.items()}
-    cut = HotStore(r).erase(student_id, material_id, versions, VERSION_GAP, tombstone_ttl_s)
+    cut = HotStore(r, schema).erase(student_id, material_id, versions, VERSION_GAP, tombstone_ttl_s)
     tombstones = {key.material_id: key.tombstone for key in cut}
     report.queued_heartbeats = sum(key.queued for key in cut)
     report.hot_states = sum(key.had_state for key in cut)

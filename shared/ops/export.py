@@ -29,7 +29,7 @@ from shared.settings import Settings
 from shared.storage import rollup_store
 from shared.storage.clients import Buffer
 from shared.storage.flush_store import HotEntry, HotStore
-from shared.storage.keys import ProgressKey
+from shared.storage.keys import KeySchema, ProgressKey
 from shared.storage.mongo_store import MongoStore, _unavailable_on_outage
 from shared.storage.set_aside import describe
 
@@ -108,7 +108,12 @@ class _Unreadable:
 
 
 def _materials(
-    settings: Settings, mongo: MongoStore, r: Buffer, catalog: Catalog, student_id: str
+    settings: Settings,
+    mongo: MongoStore,
+    r: Buffer,
+    schema: KeySchema,
+    catalog: Catalog,
+    student_id: str,
 ) -> list[_Material | _Unreadable]:
     """Every material the student has data for, in MongoDB or Redis, with its current state."""
     stored_docs = {
@@ -118,9 +123,9 @@ def _materials(
             {"_id": 0, "state": 1, "material_id": 1, "course_id": 1, "written_at": 1},
         )
     }
-    hot = HotStore(r)
+    hot = HotStore(r, schema)
     material_ids = sorted(set(stored_docs) | hot.indexed_materials(student_id))
-    entries = hot.read([ProgressKey(student_id, m) for m in material_ids])
+    entries = hot.read([ProgressKey(student_id, m, schema) for m in material_ids])
     found: list[_Material | _Unreadable] = []
     for material_id, entry in zip(material_ids, entries, strict=True):
         ref = catalog.material(material_id)
@@ -187,13 +192,14 @@ def student_export(
     settings: Settings,
     mongo: MongoStore,
     r: Buffer,
+    schema: KeySchema,
     outboxes: redis.Redis,
     catalog: Catalog,
     student_id: str,
 ) -> dict[str, Any]:
     """The export as JSON-ready data: enrollments, each material's state (current, stored,
-    pending heartbeats; from MongoDB and the buffer `r`), and the outbox entries that name the
-    student (on RQ's Redis, `outboxes`).
+    pending heartbeats; from MongoDB and the buffer `r`, its keys named by `schema`), and the
+    outbox entries that name the student (on RQ's Redis, `outboxes`).
     Raises `Unavailable` (a 503) while MongoDB is down: an export must be complete."""
     enrollments = [
         {
@@ -206,7 +212,8 @@ def student_export(
         )
     ]
     materials = [
-        _exported(m, student_id) for m in _materials(settings, mongo, r, catalog, student_id)
+        _exported(m, student_id)
+        for m in _materials(settings, mongo, r, schema, catalog, student_id)
     ]
     entries: dict[str, Any] = {}
     for box in OUTBOXES:
@@ -231,6 +238,7 @@ def student_export_xapi(
     settings: Settings,
     mongo: MongoStore,
     r: Buffer,
+    schema: KeySchema,
     outboxes: redis.Redis,
     catalog: Catalog,
     student_id: str,
@@ -243,7 +251,7 @@ def student_export_xapi(
         )
     )
     statements = []
-    for m in _materials(settings, mongo, r, catalog, student_id):
+    for m in _materials(settings, mongo, r, schema, catalog, student_id):
         ref = catalog.material(m.material_id)
         if not isinstance(m, _Material) or ref is None or m.duration is None:
             continue

@@ -17,7 +17,6 @@ from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 
 from shared.settings import Settings
-from shared.storage.keys import use_partitions
 
 Buffer = redis.Redis | RedisCluster
 AsyncBuffer = aioredis.Redis | AsyncRedisCluster
@@ -33,8 +32,7 @@ def rq_client(settings: Settings, **options: Any) -> redis.Redis:
 
 
 def buffer_client(settings: Settings, **options: Any) -> Buffer:
-    """The buffer's client (blocking). Also applies `BUFFER_PARTITIONS` to the key schema."""
-    use_partitions(settings.buffer_partitions)
+    """The buffer's client (blocking); building it changes nothing else."""
     if settings.buffer_redis_cluster:
         options.pop("health_check_interval", None)  # per node, managed by the cluster client
         return RedisCluster.from_url(settings.buffer_url, **_NO_SETINFO, **options)
@@ -42,8 +40,7 @@ def buffer_client(settings: Settings, **options: Any) -> Buffer:
 
 
 def async_buffer_client(settings: Settings, **options: Any) -> AsyncBuffer:
-    """The buffer's client (asyncio). Also applies `BUFFER_PARTITIONS` to the key schema."""
-    use_partitions(settings.buffer_partitions)
+    """The buffer's client (asyncio); building it changes nothing else."""
     if settings.buffer_redis_cluster:
         options.pop("health_check_interval", None)
         options.pop("max_connections", None)

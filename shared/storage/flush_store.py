@@ -21,14 +21,9 @@ from shared.storage.clients import Buffer
 from shared.storage.keys import (
     CATALOG,
     CATALOG_VERSION,
+    KeySchema,
     Partition,
     ProgressKey,
-    budget_key,
-    buffer_tombstones,
-    key_index,
-    partition_for,
-    partitions,
-    stored_key,
 )
 from shared.storage.scripts import NODE_DOWN, ScriptCall, as_text, run_scripts, run_scripts_per_node
 from shared.storage.set_aside import UNREADABLE, SetAside, describe
@@ -73,8 +68,8 @@ class HotStore:
     """The workers' view of Redis (blocking). Every method costs one round trip (on a cluster,
     one per node, sent in turn)."""
 
-    def __init__(self, client: Buffer) -> None:
-        self.client = client
+    def __init__(self, client: Buffer, schema: KeySchema) -> None:
+        self.client, self.schema = client, schema
 
     def claim(
         self, now: float, lease_until: float, limit: int
@@ -83,7 +78,7 @@ class HotStore:
         script per partition: one slot each), then, when some partitions had more due than
         their share, what is left of `limit` from those (a second round trip). Returns
         (takeovers, keys, whether a partition still had more due)."""
-        parts = partitions()
+        parts = self.schema.partitions()
         share = -(-limit // len(parts))
         takeovers, keys, full = self._claim_round(parts, now, lease_until, share)
         if full and len(keys) < limit:  # the due keys sit in a few partitions: fill the batch
@@ -111,7 +106,7 @@ class HotStore:
             if isinstance(reply, Exception):
                 continue
             takeovers += int(reply[0])
-            keys += [ProgressKey.from_member(m) for m in reply[1:]]
+            keys += [ProgressKey.from_member(m, self.schema) for m in reply[1:]]
             if len(reply) - 1 >= share:
                 full.append(part)
         return takeovers, keys, full
@@ -160,7 +155,7 @@ class HotStore:
         calls: list[ScriptCall] = [
             (
                 [key.partition.dirty, key.partition.leases, key.state, key.pending, key.stored,
-                 buffer_tombstones(key.student_id), key_index(key.student_id),
+                 key.schema.buffer_tombstones(key.student_id), key.schema.key_index(key.student_id),
                  key.partition.poison, key.partition.poison_why],
                 [key.member, version, next_due, ttl_s, "1" if completion else "", key.material_id],
             )
@@ -184,7 +179,7 @@ class HotStore:
 
     def indexed_materials(self, student_id: str) -> set[str]:
         """The materials the student's key index lists (one SMEMBERS: no scan)."""
-        members: set[Any] = self.client.smembers(key_index(student_id))
+        members: set[Any] = self.client.smembers(self.schema.key_index(student_id))
         return {as_text(m) for m in members}
 
     def erase(
@@ -200,7 +195,9 @@ class HotStore:
                 materials = [material_id]
             else:
                 materials = sorted(self.indexed_materials(student_id) | set(stored))
-            call = erase_call(student_id, materials, stored, gap, ttl_s, material_id is None)
+            call = erase_call(
+                self.schema, student_id, materials, stored, gap, ttl_s, material_id is None
+            )
             [reply] = run_scripts(self.client, "erase", [call])
             if as_text(reply[0]) == "ok":
                 rows = [reply[1 + 3 * i : 4 + 3 * i] for i in range(len(materials))]
@@ -225,6 +222,7 @@ class ErasedKey:
 
 
 def erase_call(
+    schema: KeySchema,
     student_id: str,
     materials: list[str],
     stored: dict[str, int],
@@ -234,13 +232,14 @@ def erase_call(
 ) -> ScriptCall:
     """erase.lua's KEYS and ARGV for these materials of the student (`whole`: all of them,
     refused unless the key index still lists only `materials`)."""
-    part = partition_for(student_id)
-    keys = [key_index(student_id), buffer_tombstones(student_id), stored_key(student_id),
+    part = schema.partition_for(student_id)
+    keys = [schema.key_index(student_id), schema.buffer_tombstones(student_id),
+            schema.stored_key(student_id),
             part.dirty, part.leases, part.pending, part.poison, part.poison_why,
-            budget_key(student_id)]  # fmt: skip
+            schema.budget_key(student_id)]  # fmt: skip
     args: list[Any] = [gap, ttl_s, "1" if whole else "0"]
     for m in materials:
-        key = ProgressKey(student_id, m)
+        key = ProgressKey(student_id, m, schema)
         keys += [key.state, key.pending]
         args += [m, key.member, stored.get(m, 0)]
     return keys, args

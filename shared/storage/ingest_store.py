@@ -23,12 +23,8 @@ from shared.storage.keys import (
     CATALOG,
     CATALOG_VERSION,
     ENROLLMENT_LOADED,
+    KeySchema,
     ProgressKey,
-    budget_key,
-    enrollments_key,
-    key_index,
-    rate_limit_key,
-    read_limit_key,
 )
 from shared.storage.scripts import SCRIPTS, SHAS, ScriptCall, as_text
 from shared.storage.views import CachedState, HotView, IngestReply, view_args
@@ -62,8 +58,8 @@ class IngestLimits:
     verification: Verification = Verification()  # the budget's terms (trusted: no budget)
     ledger_ttl_s: int = 7 * 24 * 3600  # the student's budget outlives their silence this long
 
-    def rate_key(self, student_id: str) -> str:
-        return rate_limit_key(student_id, int(self.now // self.rate_window_s))
+    def rate_key(self, key: ProgressKey) -> str:
+        return key.schema.rate_limit_key(key.student_id, int(self.now // self.rate_window_s))
 
 
 NO_PREVIEW = ["", "", 0, "", ""]
@@ -74,15 +70,15 @@ def ingest_args(item: IngestItem, limits: IngestLimits, want_state: bool) -> Scr
     key = item.key
     part = key.partition
     keys = [
-        enrollments_key(key.student_id),
+        key.schema.enrollments_key(key.student_id),
         key.pending,
         key.state,
         part.dirty,
         part.pending,
-        limits.rate_key(key.student_id),
+        limits.rate_key(key),
         key.stored,
-        budget_key(key.student_id),
-        key_index(key.student_id),
+        key.schema.budget_key(key.student_id),
+        key.schema.key_index(key.student_id),
     ]
     args: list[Any] = [
         item.course_id,
@@ -133,8 +129,8 @@ def parse_enrollments(members: set[Any]) -> set[str] | None:
 class AsyncHotStore:
     """The ingest tier's view of Redis (asyncio). Every method costs one round trip."""
 
-    def __init__(self, client: AsyncBuffer) -> None:
-        self.client = client
+    def __init__(self, client: AsyncBuffer, schema: KeySchema) -> None:
+        self.client, self.schema = client, schema
         self._ingest = client.register_script(SCRIPTS["ingest"])
         self._spend_reads = client.register_script(SCRIPTS["spend_reads"])
 
@@ -193,7 +189,7 @@ class AsyncHotStore:
             ([key.pending, key.state, key.stored], [key.material_id, *view_args(entry)])
             for key, entry in zip(keys, cached, strict=True)
         ]
-        replies = await self._pipelined("read", calls, enrollments_key(student_id))
+        replies = await self._pipelined("read", calls, self.schema.enrollments_key(student_id))
         return parse_enrollments(replies[0]), [HotView.parse(r) for r in replies[1:]]
 
     async def catalog(self) -> tuple[int, str | None]:
@@ -205,7 +201,7 @@ class AsyncHotStore:
     ) -> bool:
         """Count `cost` reads of the user in the window of `window_s` seconds holding `now`,
         unless that goes over `limit`: False when refused (refused reads do not count)."""
-        keys = [read_limit_key(user_id, int(now // window_s))]
+        keys = [self.schema.read_limit_key(user_id, int(now // window_s))]
         return bool(await self._spend_reads(keys=keys, args=[limit, window_s, cost]))
 
     async def catalog_version(self) -> int:

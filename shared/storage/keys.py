@@ -12,6 +12,10 @@ of the partition, so every Lua script touches one cluster slot. The tags are cho
 partitions, and re-sharding moves whole slots, i.e. whole partitions. Below, `{p}` is the
 student's partition tag. Changing N moves students between partitions: drain the buffer first.
 
+Every key below that holds `{p}` is named by a `KeySchema` (N is its `partition_count`): each
+process builds one from its settings (`KeySchema.from_settings`) where it builds its context and
+passes it to whoever names those keys. Nothing else sets N: building a client changes nothing.
+
 Per student, under `vp:{p}:s:<sid>`. For each key: its type; who writes it; when it goes.
 
 - `vp:{p}:s:<sid>:hb:<mid>` list of pending heartbeats (JSON). Ingest appends; a fold trims
@@ -116,8 +120,12 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 CATALOG = "vp:{catalog}"
 CATALOG_VERSION = "vp:{catalog}:version"
@@ -125,21 +133,6 @@ STATS = "vp:stats"
 XAPI_SESSIONS = "vp:xapi:sessions"
 ENROLLMENT_LOADED = "*"  # marker member of the student's `enr` set: the set mirrors MongoDB
 DEFAULT_PARTITIONS = 48
-
-_partitions = DEFAULT_PARTITIONS
-
-
-def use_partitions(n: int) -> None:
-    """Set the number of buffer partitions (every process of a deployment must agree: it is
-    `BUFFER_PARTITIONS`, applied by each process's context when it starts)."""
-    global _partitions
-    if n < 1:
-        raise ValueError("BUFFER_PARTITIONS must be at least 1")
-    _partitions = n
-
-
-def partition_count() -> int:
-    return _partitions
 
 
 @lru_cache(maxsize=8)
@@ -160,20 +153,20 @@ def partition_tags(n: int) -> tuple[str, ...]:
     return tuple(tags)
 
 
-def partition_of(student_id: str) -> int:
-    """The student's partition: a stable hash (the same in every process), not `hash()`."""
-    return zlib.crc32(student_id.encode()) % _partitions
+def _hash_tag(count: int, index: int) -> str:
+    return "vp:{" + partition_tags(count)[index] + "}"
 
 
 @dataclass(frozen=True, slots=True)
 class Partition:
-    """One partition of the buffer, and its keys (all in one cluster slot)."""
+    """One of the `count` partitions of the buffer, and its keys (all in one cluster slot)."""
 
     index: int
+    count: int
 
     @property
     def tag(self) -> str:
-        return "vp:{" + partition_tags(_partitions)[self.index] + "}"
+        return _hash_tag(self.count, self.index)
 
     @property
     def dirty(self) -> str:
@@ -196,41 +189,96 @@ class Partition:
         return f"{self.tag}:poison:why"
 
 
-def partitions() -> list[Partition]:
-    return [Partition(i) for i in range(_partitions)]
+@dataclass(frozen=True, slots=True)
+class KeySchema:
+    """The names of the buffer's keys for `partition_count` partitions (`BUFFER_PARTITIONS`):
+    every key of a student or of a partition. Immutable, and nothing global: schemas of
+    different counts coexist, and each names its keys alone. Every process of a deployment
+    must use the same count."""
 
+    partition_count: int
 
-def partition_for(student_id: str) -> Partition:
-    return Partition(partition_of(student_id))
+    def __post_init__(self) -> None:
+        if self.partition_count < 1:
+            raise ValueError("BUFFER_PARTITIONS must be at least 1")
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> KeySchema:
+        return cls(settings.buffer_partitions)
 
-def student_tag(student_id: str) -> str:
-    return f"{partition_for(student_id).tag}:s:{student_id}"
+    def partition_of(self, student_id: str) -> int:
+        """The student's partition: a stable hash (the same in every process), not `hash()`."""
+        return zlib.crc32(student_id.encode()) % self.partition_count
+
+    def partitions(self) -> list[Partition]:
+        return [Partition(i, self.partition_count) for i in range(self.partition_count)]
+
+    def partition_for(self, student_id: str) -> Partition:
+        return Partition(self.partition_of(student_id), self.partition_count)
+
+    def student_tag(self, student_id: str) -> str:
+        # No Partition built: this runs several times per heartbeat.
+        return f"{_hash_tag(self.partition_count, self.partition_of(student_id))}:s:{student_id}"
+
+    def pending_prefix(self, student_id: str) -> str:
+        """What every pending list of the student starts with (the material id follows)."""
+        return f"{self.student_tag(student_id)}:hb:"
+
+    def state_prefix(self, student_id: str) -> str:
+        """What every hot state of the student starts with (the material id follows)."""
+        return f"{self.student_tag(student_id)}:ws:"
+
+    def stored_key(self, student_id: str) -> str:
+        return f"{self.student_tag(student_id)}:stored"
+
+    def enrollments_key(self, student_id: str) -> str:
+        return f"{self.student_tag(student_id)}:enr"
+
+    def enrollments_version_key(self, student_id: str) -> str:
+        return f"{self.student_tag(student_id)}:enr:v"
+
+    def budget_key(self, student_id: str) -> str:
+        return f"{self.student_tag(student_id)}:budget"
+
+    def rate_limit_key(self, student_id: str, window: int) -> str:
+        return f"{self.student_tag(student_id)}:rl:{window}"
+
+    def read_limit_key(self, user_id: str, window: int) -> str:
+        return f"{self.student_tag(user_id)}:rr:{window}"
+
+    def key_index(self, student_id: str) -> str:
+        """The set of materials the student has buffer keys for (`pending` and `state`)."""
+        return f"{self.student_tag(student_id)}:keys"
+
+    def buffer_tombstones(self, student_id: str) -> str:
+        return f"{self.student_tag(student_id)}:erased"
 
 
 @dataclass(frozen=True, slots=True)
 class ProgressKey:
-    """One student's progress on one material, and the Redis keys that hold it."""
+    """One student's progress on one material, and the Redis keys that hold it (as `schema`
+    names them)."""
 
     student_id: str
     material_id: str
+    schema: KeySchema
 
     @property
     def partition(self) -> Partition:
-        return partition_for(self.student_id)
+        return self.schema.partition_for(self.student_id)
 
     @property
     def pending(self) -> str:
-        return f"{student_tag(self.student_id)}:hb:{self.material_id}"
+        return f"{self.schema.student_tag(self.student_id)}:hb:{self.material_id}"
 
     @property
     def state(self) -> str:
-        return f"{student_tag(self.student_id)}:ws:{self.material_id}"
+        return f"{self.schema.student_tag(self.student_id)}:ws:{self.material_id}"
 
     @property
     def stored(self) -> str:
         """The student's set of materials that MongoDB holds a state for."""
-        return stored_key(self.student_id)
+        return self.schema.stored_key(self.student_id)
 
     @property
     def member(self) -> str:
@@ -238,53 +286,10 @@ class ProgressKey:
         return f"{self.material_id}|{self.student_id}"  # material ids never hold '|'
 
     @classmethod
-    def from_member(cls, member: str | bytes) -> ProgressKey:
+    def from_member(cls, member: str | bytes, schema: KeySchema) -> ProgressKey:
         text = member.decode() if isinstance(member, bytes) else member
         material_id, _, student_id = text.partition("|")
-        return cls(student_id, material_id)
-
-
-def pending_prefix(student_id: str) -> str:
-    """What every pending list of the student starts with (the material id follows)."""
-    return f"{student_tag(student_id)}:hb:"
-
-
-def state_prefix(student_id: str) -> str:
-    """What every hot state of the student starts with (the material id follows)."""
-    return f"{student_tag(student_id)}:ws:"
-
-
-def stored_key(student_id: str) -> str:
-    return f"{student_tag(student_id)}:stored"
-
-
-def enrollments_key(student_id: str) -> str:
-    return f"{student_tag(student_id)}:enr"
-
-
-def enrollments_version_key(student_id: str) -> str:
-    return f"{student_tag(student_id)}:enr:v"
-
-
-def budget_key(student_id: str) -> str:
-    return f"{student_tag(student_id)}:budget"
-
-
-def rate_limit_key(student_id: str, window: int) -> str:
-    return f"{student_tag(student_id)}:rl:{window}"
-
-
-def read_limit_key(user_id: str, window: int) -> str:
-    return f"{student_tag(user_id)}:rr:{window}"
-
-
-def key_index(student_id: str) -> str:
-    """The set of materials the student has buffer keys for (`pending` and `state`)."""
-    return f"{student_tag(student_id)}:keys"
-
-
-def buffer_tombstones(student_id: str) -> str:
-    return f"{student_tag(student_id)}:erased"
+        return cls(student_id, material_id, schema)
 
 
 def outbox_tombstones(student_id: str) -> str:

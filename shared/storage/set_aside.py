@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.storage.clients import Buffer
-from shared.storage.keys import ProgressKey, key_index, partitions
+from shared.storage.keys import KeySchema, ProgressKey
 
 UNREADABLE = "unreadable"  # its buffered data or stored document cannot be parsed or folded
 INVALID_DOCUMENT = "invalid_document"  # pymongo cannot encode its document as BSON
@@ -62,15 +62,15 @@ def quarantine(client: Buffer, keys: Mapping[ProgressKey, SetAside], now: float)
         pipe.hdel(part.leases, key.member)
         pipe.zadd(part.poison, {key.member: now})
         pipe.hset(part.poison_why, key.member, json.dumps([why.reason, why.error]))
-        pipe.sadd(key_index(key.student_id), key.material_id)
+        pipe.sadd(key.schema.key_index(key.student_id), key.material_id)
     pipe.execute()
 
 
-def listed(client: Buffer) -> list[SetAsideKey]:
+def listed(client: Buffer, schema: KeySchema) -> list[SetAsideKey]:
     """Every key set aside, by member (`<material>|<student>`; one pipelined read of each
     partition's two keys)."""
     pipe = client.pipeline(transaction=False)
-    for part in partitions():
+    for part in schema.partitions():
         pipe.zrange(part.poison, 0, -1, withscores=True)
         pipe.hgetall(part.poison_why)
     replies = pipe.execute()
@@ -79,7 +79,9 @@ def listed(client: Buffer) -> list[SetAsideKey]:
         why = {as_text(m): as_text(v) for m, v in reasons.items()}
         for member, since in members:
             text = as_text(member)
-            found.append(SetAsideKey(ProgressKey.from_member(text), since, _why(why.get(text))))
+            found.append(
+                SetAsideKey(ProgressKey.from_member(text, schema), since, _why(why.get(text)))
+            )
     return sorted(found, key=lambda k: k.key.member)
 
 
@@ -95,10 +97,12 @@ def _why(raw: str | None) -> SetAside:
         return SetAside(UNREADABLE, "no error was recorded")
 
 
-def retry(client: Buffer, keys: Iterable[ProgressKey] | None, now: float) -> list[ProgressKey]:
+def retry(
+    client: Buffer, schema: KeySchema, keys: Iterable[ProgressKey] | None, now: float
+) -> list[ProgressKey]:
     """Make keys set aside due at once (all of them when `keys` is None); returns those that
     were set aside. They stay listed until a flush stores them. Idempotent."""
-    wanted = {k.key for k in listed(client)}
+    wanted = {k.key for k in listed(client, schema)}
     if keys is not None:
         wanted &= set(keys)
     ordered = sorted(wanted, key=lambda k: k.member)

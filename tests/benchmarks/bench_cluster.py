@@ -32,7 +32,7 @@ from shared.settings import Settings
 from shared.storage.clients import Buffer, async_buffer_client, buffer_client
 from shared.storage.flush_store import Fold, HotStore
 from shared.storage.ingest_store import AsyncHotStore, IngestItem, IngestLimits
-from shared.storage.keys import ENROLLMENT_LOADED, ProgressKey, enrollments_key
+from shared.storage.keys import ENROLLMENT_LOADED, KeySchema, ProgressKey
 
 COURSE_ID = "bench-cluster"
 VIDEO = "v-bench"
@@ -69,16 +69,18 @@ def settings_for(url: str, cluster: bool) -> Settings:
     )
 
 
-def enroll(r: Buffer, students: list[str]) -> None:
+def enroll(r: Buffer, schema: KeySchema, students: list[str]) -> None:
     pipe = r.pipeline(transaction=False)
     for sid in students:
-        pipe.sadd(enrollments_key(sid), ENROLLMENT_LOADED, COURSE_ID)
+        pipe.sadd(schema.enrollments_key(sid), ENROLLMENT_LOADED, COURSE_ID)
     pipe.execute()
 
 
-async def ingest(settings: Settings, students: list[str], per_student: int, conc: int) -> float:
+async def ingest(
+    settings: Settings, schema: KeySchema, students: list[str], per_student: int, conc: int
+) -> float:
     client = async_buffer_client(settings, max_connections=conc + 8)
-    store = AsyncHotStore(client)
+    store = AsyncHotStore(client, schema)
     await store.prepare()  # as the web process does at start-up
     limits = IngestLimits(due_at=0.0, max_dirty=10**9, max_pending=10**9, rate_limit=1200,
                           now=time.time())  # fmt: skip
@@ -92,8 +94,8 @@ async def ingest(settings: Settings, students: list[str], per_student: int, conc
             for i in range(per_student):
                 hb = Heartbeat(received_at=time.time(), watch_time=10.0 * (i + 1),
                                played=((10.0 * i, 10.0 * (i + 1)),))  # fmt: skip
-                [reply] = await store.append([IngestItem(ProgressKey(sid, VIDEO), COURSE_ID,
-                                                         [hb])], limits)  # fmt: skip
+                item = IngestItem(ProgressKey(sid, VIDEO, schema), COURSE_ID, [hb])
+                [reply] = await store.append([item], limits)
                 assert reply.status == "ok", reply.status
 
     started = time.perf_counter()
@@ -103,9 +105,9 @@ async def ingest(settings: Settings, students: list[str], per_student: int, conc
     return elapsed
 
 
-def flush_all(r: Buffer) -> int:
+def flush_all(r: Buffer, schema: KeySchema) -> int:
     """Claim, read, commit and finish every dirty key (as a worker, without MongoDB)."""
-    hot, folded = HotStore(r), 0
+    hot, folded = HotStore(r, schema), 0
     while True:
         _, keys, _ = hot.claim(time.time(), time.time() + 60, 500)
         if not keys:
@@ -123,16 +125,16 @@ def flush_all(r: Buffer) -> int:
 
 def run(name: str, settings: Settings, ports: list[int], args: argparse.Namespace) -> None:
     students = [f"bench-{i}" for i in range(args.students)]
-    r = buffer_client(settings)
-    enroll(r, students)
+    r, schema = buffer_client(settings), KeySchema.from_settings(settings)
+    enroll(r, schema, students)
     idle = {p: node_counters(p)[1] for p in ports}
     time.sleep(IDLE_S)  # what the servers spend doing nothing (cron, cluster bus): set apart
     idle = {p: (node_counters(p)[1] - idle[p]) / IDLE_S for p in ports}
     before = {p: node_counters(p) for p in ports}
     window = time.perf_counter()
-    seconds = asyncio.run(ingest(settings, students, args.heartbeats, args.concurrency))
+    seconds = asyncio.run(ingest(settings, schema, students, args.heartbeats, args.concurrency))
     heartbeats = len(students) * args.heartbeats
-    folded = flush_all(r)
+    folded = flush_all(r, schema)
     assert folded == heartbeats, f"the flush folded {folded} of {heartbeats} heartbeats"
     after = {p: node_counters(p) for p in ports}
     window = time.perf_counter() - window

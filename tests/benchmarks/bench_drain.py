@@ -40,7 +40,7 @@ from shared.domain.progress import Heartbeat
 from shared.ops import admin_ops
 from shared.storage import mongo_store
 from shared.storage.ingest_store import IngestItem, IngestLimits, ingest_args
-from shared.storage.keys import ENROLLMENT_LOADED, ProgressKey, enrollments_key, partitions
+from shared.storage.keys import ENROLLMENT_LOADED, ProgressKey
 from shared.storage.scripts import SCRIPTS
 from shared.storage.stats import read_stats
 from tests.benchmarks.benchstack import BenchStack, bench_stack, enroll_bulk
@@ -109,14 +109,16 @@ def prefill(bs: BenchStack, args: argparse.Namespace, round_no: int) -> int:
                 for k in range(args.heartbeats)
             ]
             keys, argv = ingest_args(
-                IngestItem(ProgressKey(sid, video), COURSE_ID, hbs), limits, want_state=False
+                IngestItem(ProgressKey(sid, video, bs.key_schema), COURSE_ID, hbs),
+                limits,
+                want_state=False,
             )
             script(keys=keys, args=argv, client=pipe)
             total += len(hbs)
         if len(pipe) >= 2000:
             pipe.execute()
     pipe.execute()
-    pending = sum(int(bs.r.get(p.pending) or 0) for p in partitions())
+    pending = sum(int(bs.r.get(p.pending) or 0) for p in bs.key_schema.partitions())
     assert pending == total, "the ingest script refused heartbeats"
     return total
 
@@ -241,7 +243,7 @@ def reset(bs: BenchStack, crs: Course, args: argparse.Namespace) -> None:
     admin_ops.publish_catalog(bs.mongo, bs.r)
     pipe = bs.r.pipeline(transaction=False)
     for sid in students(args.students):
-        pipe.sadd(enrollments_key(sid), ENROLLMENT_LOADED, COURSE_ID)
+        pipe.sadd(bs.key_schema.enrollments_key(sid), ENROLLMENT_LOADED, COURSE_ID)
     pipe.execute()
 
 

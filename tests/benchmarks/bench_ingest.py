@@ -72,7 +72,7 @@ from shared.domain.catalog import Course
 from shared.domain.progress import WatchState
 from shared.runtime.gc_tuning import settled_heap
 from shared.storage.flush_store import Fold, HotStore
-from shared.storage.keys import ProgressKey, partitions
+from shared.storage.keys import ProgressKey
 from tests.benchmarks.benchstack import BenchStack, bench_stack, enroll_bulk, percentile
 from tests.benchmarks.http_pool import HttpPool
 
@@ -124,7 +124,7 @@ def iso(ts: float) -> str:
 
 
 def tracker_body(i: int, now: float, compact: bool = False) -> dict[str, Any]:
-    """A heartbeat as frontend/src/tracker.ts sends it (the i-th of its session)."""
+    """A heartbeat as frontend/src/tracker/tracker.ts sends it (the i-th of its session)."""
     w = round(10.0 * (i % 59) + 5.0, 3)
     if compact:
         return {"watch_time": w, "total_duration": DURATION, "client_ts": iso(now + i), "seq": i}
@@ -364,7 +364,7 @@ def course() -> Course:
 
 def seed_hot_states(bs: BenchStack, students: list[str]) -> None:
     """Give every key the hot state a worker leaves after flushing ~30 heartbeats."""
-    hot = HotStore(bs.r)
+    hot = HotStore(bs.r, bs.key_schema)
     folds = []
     for i, sid in enumerate(students):
         for j, video in enumerate(VIDEOS):
@@ -376,7 +376,7 @@ def seed_hot_states(bs: BenchStack, students: list[str]) -> None:
                 progress=round((30.0 + 120.0) / DURATION * 100, 3),
                 last_watched=time.time() - 7200,
             )
-            folds.append(Fold(ProgressKey(sid, video), None, state, 0, 30))
+            folds.append(Fold(ProgressKey(sid, video, bs.key_schema), None, state, 0, 30))
     for k in range(0, len(folds), 1000):
         hot.commit(folds[k : k + 1000])
 
@@ -386,9 +386,9 @@ def reset_buffer(bs: BenchStack, students: list[str]) -> None:
     pipe = bs.r.pipeline(transaction=False)
     for sid in students:
         for video in VIDEOS:
-            pipe.delete(ProgressKey(sid, video).pending)
+            pipe.delete(ProgressKey(sid, video, bs.key_schema).pending)
     pipe.delete(REF_LIST)
-    for part in partitions():
+    for part in bs.key_schema.partitions():
         pipe.delete(part.dirty)
         pipe.set(part.pending, 0)
     pipe.execute()
@@ -611,7 +611,10 @@ def hot_key_mode(args: argparse.Namespace, load: LoadRunner) -> None:
                     result = load(name, url, data, args.seconds, conns)
                     results.append(result)
                     print_result(result)
-                    backlog = max(bs.r.llen(ProgressKey(s, VIDEOS[0]).pending) for s in students)
+                    backlog = max(
+                        bs.r.llen(ProgressKey(s, VIDEOS[0], bs.key_schema).pending)
+                        for s in students
+                    )
                     print(f"    longest pending list now: {backlog} heartbeats")
             best_ref = max(r.rps for r in results if r.name.startswith("reference"))
             best = max(r.rps for r in results if r.name.startswith("single"))
@@ -701,7 +704,7 @@ async def _backlog(port: int, cold_port: int, token: str, count: int, window: in
 
 
 def pending(bs: BenchStack) -> int:
-    return sum(int(bs.r.get(p.pending) or 0) for p in partitions())
+    return sum(int(bs.r.get(p.pending) or 0) for p in bs.key_schema.partitions())
 
 
 def print_result(r: LoadResult) -> None:

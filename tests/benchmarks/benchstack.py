@@ -31,7 +31,7 @@ from shared.devtools.services import (
 from shared.domain.catalog import Course
 from shared.ops import admin_ops
 from shared.settings import Settings
-from shared.storage.keys import ENROLLMENT_LOADED, enrollments_key
+from shared.storage.keys import ENROLLMENT_LOADED, KeySchema
 from shared.storage.mongo_store import MongoStore, enrollment_id
 from shared.tokens import mint_token
 from tests.helpers import SECRET, present
@@ -44,6 +44,7 @@ class BenchStack:
     settings: Settings
     mongo: MongoStore
     r: redis.Redis
+    key_schema: KeySchema
 
     @property
     def url(self) -> str:
@@ -114,7 +115,7 @@ def bench_stack(
             stack.start("clock")
         if web:
             wait_for_port(port, 30, proc)
-        yield BenchStack(stack, settings, mongo, r)
+        yield BenchStack(stack, settings, mongo, r, KeySchema.from_settings(settings))
     finally:
         for name in list(stack.procs):
             stack.kill_all(name, signal.SIGTERM)
@@ -146,7 +147,7 @@ def enroll_bulk(bs: BenchStack, students: list[str], course_id: str) -> None:
         )
         pipe = bs.r.pipeline(transaction=False)
         for s in chunk:
-            key = enrollments_key(s)
+            key = bs.key_schema.enrollments_key(s)
             pipe.delete(key)
             pipe.sadd(key, ENROLLMENT_LOADED, course_id)
         pipe.execute()

@@ -10,9 +10,9 @@ clock processes; product flush settings unless `--flush-interval`/`--flush-tick`
 creates a course of 8 videos and a pdf, enrolls N students and lets each watch like people do:
 play, pause, seek forward and back, change speed, rewatch, close the tab mid-video, sometimes a
 second tab (a second session_id). Heartbeats are sent as the browser tracker
-(frontend/src/tracker.ts) sends them: every 10 s of *simulated* time while playing and on pause,
-seek, end and tab close, with client_ts, session_id, seq and the ranges played since the last
-one. `--speedup K` compresses time: 10 simulated seconds take 10/K real seconds (the player's
+(frontend/src/tracker/tracker.ts) sends them: every 10 s of *simulated* time while playing and on
+pause, seek, end and tab close, with client_ts, session_id, seq and the ranges played since the
+last one. `--speedup K` compresses time: 10 simulated seconds take 10/K real seconds (the player's
 clock, client_ts, runs K times faster, in the past so that the server never clamps it).
 
 Every 202 updates the generator's own model of what each student watched. At the end it waits
@@ -87,7 +87,6 @@ from rq.registry import StartedJobRegistry
 
 from shared.domain.catalog import Course
 from shared.runtime.gc_tuning import GC_THRESHOLD
-from shared.storage.keys import partitions
 from shared.storage.mongo_store import progress_id
 from shared.storage.stats import read_stats
 from tests.benchmarks.adversary import ROLES, AdversaryProcess, Outcome, credit_report
@@ -512,7 +511,7 @@ class LoadGen:
     async def sample_backlog(self) -> tuple[int, int, int]:
         overdue_before = time.time() - 2 * self.bs.settings.flush_tick_s
         pipe = self.aredis.pipeline(transaction=False)
-        for part in partitions():
+        for part in self.bs.key_schema.partitions():
             pipe.zcard(part.dirty)
             pipe.get(part.pending)
             pipe.zcount(part.dirty, "-inf", overdue_before)
@@ -714,7 +713,7 @@ async def drain(gen: LoadGen, timeout_s: float) -> float | None:
         pipe = gen.aredis.pipeline(transaction=False)
         pipe.llen(queue_key)
         pipe.zcard(started_key)
-        for part in partitions():
+        for part in gen.bs.key_schema.partitions():
             pipe.zcard(part.dirty)
             pipe.get(part.pending)
         queued, running, *buffer = await pipe.execute()

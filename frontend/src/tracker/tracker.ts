@@ -19,37 +19,10 @@
  *   heartbeats are sent only with a token of that user, so a shared browser never files one
  *   student's watching under another's.
  */
+import type { BatchResults, HeartbeatAccepted, HeartbeatBody, HeartbeatItem, PlayerEvent, Range } from "../api-types";
 import { pageStorage, type StorageLike } from "./storage";
 
 export type { StorageLike } from "./storage";
-
-export type Range = [number, number];
-
-/** The player event a heartbeat reports (sent on to the LRS as xAPI statements). */
-export type PlayerEvent = "play" | "pause" | "seek" | "ended" | "exit";
-
-export interface HeartbeatBody {
-  watch_time: number;
-  total_duration: number;
-  client_ts: string;
-  session_id: string;
-  seq: number;
-  played: Range[];
-  playback_rate: number;
-  event?: PlayerEvent;
-}
-
-export interface OutboxItem extends HeartbeatBody {
-  material_id: string;
-}
-
-export interface ProgressReply {
-  accepted: boolean;
-  watch_time: number;
-  progress_percentage: number;
-  watched_seconds: number;
-  completed: boolean;
-}
 
 /** The parts of an HTMLVideoElement the tracker uses (a real element satisfies it). */
 export interface VideoLike extends EventTarget {
@@ -79,7 +52,7 @@ export interface TrackerOptions {
   /** Where `visibilitychange` is listened for, with its `visibilityState` (the document). */
   visibility?: EventTarget & { visibilityState: string };
   sessionId?: string;
-  onProgress?: (reply: ProgressReply) => void;
+  onProgress?: (reply: HeartbeatAccepted) => void;
   onUnauthorized?: () => void;
   onError?: (message: string, status: number) => void;
 }
@@ -127,7 +100,7 @@ export function tokenSubject(token: string | null): string | null {
 }
 
 /** The heartbeats waiting to be sent for user `owner` (oldest first). */
-export function readOutbox(storage: StorageLike, owner: string): OutboxItem[] {
+export function readOutbox(storage: StorageLike, owner: string): HeartbeatItem[] {
   try {
     const items = JSON.parse(storage.getItem(`${OUTBOX_KEY}.${owner}`) ?? "[]");
     return Array.isArray(items) ? items : [];
@@ -136,7 +109,7 @@ export function readOutbox(storage: StorageLike, owner: string): OutboxItem[] {
   }
 }
 
-function writeOutbox(storage: StorageLike, owner: string, items: OutboxItem[]): void {
+function writeOutbox(storage: StorageLike, owner: string, items: HeartbeatItem[]): void {
   if (items.length) storage.setItem(`${OUTBOX_KEY}.${owner}`, JSON.stringify(items.slice(-OUTBOX_LIMIT)));
   else clearOutbox(storage, owner);
 }
@@ -146,10 +119,10 @@ export function clearOutbox(storage: StorageLike, owner: string): void {
   storage.removeItem(`${OUTBOX_KEY}.${owner}`);
 }
 
-const itemId = (i: OutboxItem) => `${i.session_id} ${i.seq} ${i.material_id}`;
+const itemId = (i: HeartbeatItem) => `${i.session_id} ${i.seq} ${i.material_id}`;
 
 /** Take `items` out of `owner`'s outbox (those it still holds). */
-function removeFromOutbox(storage: StorageLike, owner: string, items: OutboxItem[]): void {
+function removeFromOutbox(storage: StorageLike, owner: string, items: HeartbeatItem[]): void {
   const gone = new Set(items.map(itemId));
   writeOutbox(storage, owner, readOutbox(storage, owner).filter((i) => !gone.has(itemId(i))));
 }
@@ -165,8 +138,8 @@ export interface FlushOptions {
 }
 
 /** The oldest items that fit in one request (by count and by size; at least one). */
-export function takeBatch(items: OutboxItem[]): OutboxItem[] {
-  const batch: OutboxItem[] = [];
+export function takeBatch(items: HeartbeatItem[]): HeartbeatItem[] {
+  const batch: HeartbeatItem[] = [];
   let bytes = 0;
   for (const item of items.slice(0, BATCH_LIMIT)) {
     bytes += JSON.stringify(item).length + 1;
@@ -215,11 +188,11 @@ async function sendOutbox(o: FlushOptions, attempt: number): Promise<void> {
 /** The items of a batch the server answered for for good: accepted, or refused for a reason a
  * retry cannot change (each, or the whole request: a 403 for a token that is not a student's).
  * None on any other answer, or a 202 that cannot be read. */
-async function settledItems(response: Response | null, batch: OutboxItem[]): Promise<OutboxItem[]> {
+async function settledItems(response: Response | null, batch: HeartbeatItem[]): Promise<HeartbeatItem[]> {
   try {
     if (NOT_RETRIED.has(response?.status ?? 0)) return batch;
     if (response?.status !== 202) return [];
-    const { results } = (await response.json()) as { results: { index: number; accepted: boolean; error?: { code: string } }[] };
+    const { results } = (await response.json()) as BatchResults;
     return results.filter((r) => r.accepted || !RETRYABLE.has(r.error?.code ?? "")).map((r) => batch[r.index]).filter(Boolean);
   } catch {
     return [];
@@ -254,7 +227,7 @@ export class WatchTracker {
   private started = false;
   private readonly listeners: [EventTarget, string, EventListener][] = [];
   private owner: string | null = null;
-  private readonly unowned: OutboxItem[] = [];
+  private readonly unowned: HeartbeatItem[] = [];
 
   constructor(options: TrackerOptions) {
     this.o = {
@@ -447,7 +420,7 @@ export class WatchTracker {
       if (status === 401) return this.o.onUnauthorized?.();
       if (status === 202 || NOT_RETRIED.has(status)) {
         removeFromOutbox(storage, owner, [item]);
-        if (status === 202) this.o.onProgress?.((await response!.json()) as ProgressReply);
+        if (status === 202) this.o.onProgress?.((await response!.json()) as HeartbeatAccepted);
         else this.o.onError?.(await errorMessage(response!), status);
         return;
       }

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { jwt } from "./test/jwt";
+import { jwt } from "../test/jwt";
 import { safeStorage } from "./storage";
 import {
   OUTBOX_KEY,

@@ -8,10 +8,9 @@
  * the per-user outbox, in memory where the browser refuses localStorage, and the 401
  * hand-off), wired to the page's window and document.
  */
-import { pageStorage } from "../storage";
-import { clearOutbox, flushOutbox, tokenSubject, WatchTracker, type ProgressReply, type VideoLike } from "../tracker";
-
-export type { ProgressReply } from "../tracker";
+import type { HeartbeatAccepted } from "../api-types";
+import { pageStorage } from "./storage";
+import { clearOutbox, flushOutbox, tokenSubject, WatchTracker, type VideoLike } from "./tracker";
 
 export interface TrackOptions {
   /** Where the progress API lives, e.g. "https://progress.school.example" ("" = this origin). */
@@ -23,7 +22,7 @@ export interface TrackOptions {
   /** 401: the token expired or is missing. Heartbeats wait in the outbox; sign in again. */
   onUnauthorized?: () => void;
   /** The server's answer to each heartbeat: progress, watched seconds, completion. */
-  onProgress?: (reply: ProgressReply) => void;
+  onProgress?: (reply: HeartbeatAccepted) => void;
   /** 403/404/422 and the like: not retried, reported here. */
   onError?: (message: string, status: number) => void;
   /** Heartbeat interval while playing (default 10 000 ms). */

@@ -1,10 +1,5 @@
-import { afterEach, describe, expect, it, vi } from "vitest";
-import { session } from "./api";
+import { describe, expect, it } from "vitest";
 import { safeStorage, type StorageLike } from "./storage";
-
-afterEach(() => {
-  vi.unstubAllGlobals();
-});
 
 const refused = () => new DOMException("Access is denied for this document.", "SecurityError");
 
@@ -71,19 +66,5 @@ describe("safeStorage", () => {
     expect(storage.getItem("big")).toBe("b2");
     storage.removeItem("big");
     expect([data.has("big"), storage.getItem("big")]).toEqual([false, null]);
-  });
-});
-
-describe("the page's storage (token and outbox)", () => {
-  it("keeps the signed-in user in memory where localStorage throws SecurityError", () => {
-    const throwing = new Proxy({}, { get: () => () => { throw refused(); } });
-    vi.stubGlobal("localStorage", throwing);
-    expect(() => localStorage.getItem("x")).toThrow(/denied/); // the browser's own refuses
-    expect(session.token()).toBeNull();
-    session.signIn("a.b.c", { user_id: "student-1", role: "student", course_id: null });
-    expect(session.token()).toBe("a.b.c");
-    expect(session.user()?.user_id).toBe("student-1");
-    session.signOut();
-    expect([session.token(), session.user()]).toEqual([null, null]);
   });
 });

@@ -1,7 +1,7 @@
 // @vitest-environment happy-dom
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { jwt } from "../test/jwt";
-import { track } from "./index";
+import { track } from "./embed";
 
 const TOKEN = jwt("student-7");
 const OUTBOX = "videoprogress.outbox.student-7";
@@ -70,7 +70,7 @@ describe("track (the embeddable tracker)", () => {
 
 describe("flush (the embeddable outbox sender)", () => {
   it("sends what an earlier page left through the batch route of apiBase", async () => {
-    const { flush } = await import("./index");
+    const { flush } = await import("./embed");
     localStorage.setItem(
       OUTBOX,
       JSON.stringify([{ material_id: "v1", watch_time: 3, total_duration: 60, client_ts: "2026-12-01T00:00:00Z", session_id: "s", seq: 0, played: [[0, 3]], playback_rate: 1 }]),
