@@ -29,7 +29,7 @@ from rq import Queue, Retry
 from rq.registry import FailedJobRegistry
 
 from shared.devtools.services import Service
-from tests.helpers import FAULT_ROWS, KEY_SCHEMA, buffered, lease_expiries, wait_until
+from tests.helpers import FAULT_SUMMARY, KEY_SCHEMA, buffered, lease_expiries, wait_until
 from tests.stack import CLAIM_LEASE_S, Stack, enroll, running_stack, stored
 
 pytestmark = pytest.mark.system
@@ -169,7 +169,7 @@ def check_and_summarise(stack: Stack, fault: str, injected: int, group: list[Wat
         max(0, w.accepted - (stored(stack, w.student, VIDEO) or {}).get("v", 0)) for w in group
     )
     duplicated = max(0, stored_counts - accepted)
-    FAULT_ROWS.append((fault, injected, accepted, stored_counts, lost, duplicated))
+    FAULT_SUMMARY.append((fault, injected, accepted, stored_counts, lost, duplicated))
     assert not problems, problems
     assert lost == 0 and duplicated == 0
 
