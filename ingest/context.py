@@ -28,7 +28,7 @@ from shared.storage.clients import (
     rq_client,
 )
 from shared.storage.durability import log_buffer_durability
-from shared.storage.hot_store import AsyncHotStore
+from shared.storage.ingest_store import AsyncHotStore
 from shared.storage.keys import KeySchema
 from shared.storage.mongo_store import MongoStore
 from shared.tokens import TokenVerifier

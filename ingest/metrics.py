@@ -16,13 +16,12 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from redis.cluster import RedisCluster
 from rq.registry import FailedJobRegistry
 
 from shared.integrations.outbox import DROP_REASONS, OUTBOXES
 from shared.storage.clients import Buffer
-from shared.storage.hot_store import NODE_DOWN
-from shared.storage.keys import KeySchema, Partition
+from shared.storage.keys import KeySchema
+from shared.storage.scripts import NODE_DOWN, by_node
 from shared.storage.set_aside import REASONS
 from shared.storage.stats import BATCH_BUCKETS, read_stats
 
@@ -147,17 +146,11 @@ class SystemCollector(Collector):
         pipelined read per node; a node that does not answer leaves its partitions out (their
         number is returned too)."""
         parts = self.schema.partitions()
-        groups: dict[str, list[Partition]] = {"": parts}
-        if isinstance(self.buffer, RedisCluster):
-            groups = {}
-            for part in parts:
-                node = self.buffer.get_node_from_key(part.dirty)  # type: ignore[no-untyped-call]  # redis-py
-                groups.setdefault(node.name, []).append(part)
         replies: list[Any] = []
         unreachable = 0
-        for group in groups.values():
-            pipe = self.buffer.pipeline(transaction=False)
-            for part in group:
+        for _, group in by_node(self.buffer, [part.dirty for part in parts]):
+            pipe = self.buffer.pipeline(transaction=False)  # the client's: it follows a MOVED
+            for part in (parts[i] for i in group):
                 pipe.zcard(part.dirty)
                 pipe.get(part.pending)
                 pipe.zrange(part.dirty, 0, 0, withscores=True)

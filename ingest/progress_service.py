@@ -16,14 +16,14 @@ from ingest.models import (
     ModuleProgress,
     VideoTotals,
 )
-from ingest.state_cache import CachedState, StateCache
 from shared.domain.catalog import Course, MaterialRef
 from shared.domain.course import course_progress, percentage
 from shared.domain.progress import Heartbeat, WatchState, budget_needed, fold_into
 from shared.errors import BufferFull, Forbidden, RateLimited, ServiceError, Unavailable
 from shared.ops import admin_ops
-from shared.storage.hot_store import HotView, IngestItem, IngestLimits, IngestReply
+from shared.storage.ingest_store import IngestItem, IngestLimits
 from shared.storage.keys import ProgressKey
+from shared.storage.views import CachedState, HotView, IngestReply, StateCache
 
 # A heartbeat's reply waits at most this long for MongoDB (only for a state that expired from
 # Redis); past it the reply is computed without the stored state, which the workers still merge.
@@ -38,22 +38,6 @@ class Submission:
     material_id: str
     heartbeats: list[Heartbeat]
     cached: CachedState | None = None  # this process's state of the key, as the request began
-
-
-def needs_stored_state(view: HotView, cached: CachedState | None) -> bool:
-    """Whether a view's base is the state MongoDB holds: the key has no hot state (it expired
-    from Redis) and MongoDB holds one, and neither the cache nor a preview stands in for it."""
-    if view.base is not None or (view.mode == "cache" and cached is not None):
-        return False
-    return not view.has_hot_state and view.stored
-
-
-def base_of(view: HotView, cached: CachedState | None, stored: WatchState | None) -> WatchState:
-    """What a view's heartbeats fold onto: this process's cached state (folded in place), the
-    preview or hot state the view carries, else the stored state, else nothing yet."""
-    if view.mode == "cache" and cached is not None:
-        return cached.state
-    return view.base or stored or WatchState()
 
 
 def _iso(ts: float | None) -> datetime | None:
@@ -84,18 +68,41 @@ class ProgressService:
 
     # -- writes ---------------------------------------------------------------------------
 
-    def submission(
-        self, student_id: str, ref: MaterialRef, material_id: str, heartbeats: list[Heartbeat]
-    ) -> Submission:
-        """Heartbeats to submit, with this process's cached state of the key (if any)."""
-        cached = self.cache.get(ProgressKey(student_id, material_id, self.ctx.key_schema))
-        return Submission(ref, material_id, heartbeats, cached)
+    async def record(
+        self, student_id: str, ref: MaterialRef, material_id: str, heartbeat: Heartbeat
+    ) -> WatchState:
+        """Buffer one heartbeat durably (one Redis round trip) and return the key's state as
+        of it; raises the ServiceError that refused it.
 
-    async def submit(
+        The state folds a bounded number of heartbeats on a known base (shared.storage.views).
+        A key without hot state may have a stored state in MongoDB: the reply waits for it at
+        most MONGO_READ_DEADLINE_S; past that it is computed without it and not cached (the
+        heartbeat is safe either way, and the workers merge the stored state)."""
+        key = ProgressKey(student_id, material_id, self.ctx.key_schema)
+        sub = Submission(ref, material_id, [heartbeat], self.cache.get(key))
+        [reply] = await self._submit(student_id, [sub], want_state=True)
+        if isinstance(reply, ServiceError):
+            raise reply
+        if reply.view is None:  # asked for with want_state=True, so never: a bug if it happens
+            raise RuntimeError("the ingest script did not return the state")
+        view, stored, answered = reply.view, None, True
+        if view.needs_stored_state(sub.cached):
+            stored, answered = await self._stored_state_quickly(key)
+        return self._fold_view(key, ref, view, view.base_state(sub.cached, stored), answered)
+
+    async def record_many(
+        self, student_id: str, submissions: list[Submission]
+    ) -> list[ServiceError | None]:
+        """Buffer each submission durably (one Redis round trip for all of them), without
+        computing states: None for each one accepted, else the ServiceError that refused it."""
+        replies = await self._submit(student_id, submissions, want_state=False)
+        return [r if isinstance(r, ServiceError) else None for r in replies]
+
+    async def _submit(
         self, student_id: str, submissions: list[Submission], want_state: bool
     ) -> list[IngestReply | ServiceError]:
-        """Buffer each submission durably (one Redis round trip for all of them), or say why
-        not. A student whose enrollments Redis does not mirror yet costs one MongoDB read."""
+        """Buffer each submission, or say why not. A student whose enrollments Redis does not
+        mirror yet costs one MongoDB read."""
         replies = await self._append(student_id, submissions, want_state)
         if any(r.status == "enrollment_unknown" for r in replies):
             await run_in_threadpool(
@@ -123,16 +130,8 @@ class ProgressService:
             if not s.verification.trusted:
                 known = sub.cached.state if sub.cached else None
                 need = budget_needed(known, sub.heartbeats, sub.ref.material.duration)
-            items.append(
-                IngestItem(
-                    key,
-                    sub.ref.course_id,
-                    sub.heartbeats,
-                    cached.view if cached else None,
-                    self.cache.proposal(cached),
-                    need,
-                )
-            )
+            offer = self.cache.offers_preview(cached)
+            items.append(IngestItem(key, sub.ref.course_id, sub.heartbeats, cached, offer, need))
         limits = IngestLimits(
             due_at=now + s.due_delay_s,
             max_dirty=s.max_dirty_per_partition,
@@ -164,19 +163,6 @@ class ProgressService:
                 "too many heartbeats from this student; retry later", reply.retry_after_s
             )
         return Unavailable(f"could not buffer the heartbeat ({reply.status}); retry later")
-
-    async def state_after(self, student_id: str, sub: Submission, view: HotView) -> WatchState:
-        """The state as of an accepted heartbeat, from the view the append returned (a bounded
-        number of heartbeats on a known base).
-
-        A key without hot state may have a stored state in MongoDB: the reply waits for it at
-        most MONGO_READ_DEADLINE_S; past that it is computed without it and not cached (the
-        heartbeat is safe either way, and the workers merge the stored state)."""
-        key = ProgressKey(student_id, sub.material_id, self.ctx.key_schema)
-        stored, answered = None, True
-        if needs_stored_state(view, sub.cached):
-            stored, answered = await self._stored_state_quickly(key)
-        return self._fold_view(key, sub.ref, view, base_of(view, sub.cached, stored), answered)
 
     def _fold_view(
         self, key: ProgressKey, ref: MaterialRef, view: HotView, state: WatchState, keep: bool
@@ -220,8 +206,7 @@ class ProgressService:
         """
         keys = [ProgressKey(student_id, m, self.ctx.key_schema) for m in refs]
         cached = [self.cache.get(key) for key in keys]
-        views_of = [c.view if c else None for c in cached]
-        enrolled, views = await self.ctx.hot.read(student_id, keys, views_of)
+        enrolled, views = await self.ctx.hot.read(student_id, keys, cached)
         if enrolled is None:
             enrolled = await run_in_threadpool(
                 admin_ops.mirror_enrollments,
@@ -236,13 +221,13 @@ class ProgressService:
         cold = [
             (k.student_id, k.material_id)
             for k, v, c in zip(keys, views, cached, strict=True)
-            if needs_stored_state(v, c)
+            if v.needs_stored_state(c)
         ]
         stored = await run_in_threadpool(self.ctx.mongo.find_states, cold) if cold else {}
         states = {}
         for key, view, entry in zip(keys, views, cached, strict=True):
             found = stored.get((key.student_id, key.material_id))
-            base = base_of(view, entry, found.state if found else None)
+            base = view.base_state(entry, found.state if found else None)
             states[key.material_id] = self._fold_view(key, refs[key.material_id], view, base, True)
         return states
 

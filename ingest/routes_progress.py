@@ -127,14 +127,8 @@ async def record_heartbeat(
     ref = await material_or_404(service.ctx.catalog, video_id)
     ctx = service.ctx
     hb = to_heartbeat(body, ref, ctx.clock.time(), ctx.settings.max_client_age_s)
-    submission = service.submission(student.user_id, ref, video_id, [hb])
-    [outcome] = await service.submit(student.user_id, [submission], want_state=True)
-    if isinstance(outcome, ServiceError):
-        raise outcome  # counted by the error handler
+    state = await service.record(student.user_id, ref, video_id, hb)  # refusals: the handler
     HEARTBEATS_ACCEPTED.inc()
-    if outcome.view is None:  # asked for with want_state=True, so never: a bug if it happens
-        raise RuntimeError("the ingest script did not return the state")
-    state = await service.state_after(student.user_id, submission, outcome.view)
     return {
         "accepted": True,
         "watch_time": state.position,
@@ -164,11 +158,11 @@ async def post_heartbeats(
         entry[1].append(hb)
         entry[2].append(index)
     submissions = [Submission(ref, m, hbs) for m, (ref, hbs, _) in by_material.items()]
-    outcomes = await service.submit(student.user_id, submissions, want_state=False)
-    for (_, _, indexes), outcome in zip(by_material.values(), outcomes, strict=True):
+    refusals = await service.record_many(student.user_id, submissions)
+    for (_, _, indexes), refusal in zip(by_material.values(), refusals, strict=True):
         for index in indexes:
-            if isinstance(outcome, ServiceError):
-                results[index] = _rejected(index, outcome)
+            if refusal is not None:
+                results[index] = _rejected(index, refusal)
             else:
                 HEARTBEATS_ACCEPTED.inc()
                 results[index] = ItemResult(index=index, accepted=True)
@@ -243,9 +237,9 @@ async def post_complete(
     submission = Submission(
         ref, material_id, [Heartbeat(received_at=service.ctx.clock.time(), complete=True)]
     )
-    [outcome] = await service.submit(student.user_id, [submission], want_state=False)
-    if isinstance(outcome, ServiceError):
-        raise outcome
+    [refusal] = await service.record_many(student.user_id, [submission])
+    if refusal is not None:
+        raise refusal
     return CompletionAccepted(material_id=material_id, completed=True)
 
 

@@ -12,23 +12,11 @@ from hypothesis import strategies as st
 
 from shared.domain.progress import Heartbeat, StudentLedger, Verification, WatchState
 from shared.storage.clients import Buffer
-from shared.storage.hot_store import (
-    AsyncHotStore,
-    CachedView,
-    ErasedKey,
-    Fold,
-    HotStore,
-    HotView,
-    IngestItem,
-    IngestLimits,
-    IngestReply,
-    Proposal,
-    as_text,
-    ingest_args,
-    parse_ingest_reply,
-    run_scripts,
-)
+from shared.storage.flush_store import ErasedKey, Fold, HotStore, erase_call
+from shared.storage.ingest_store import AsyncHotStore, IngestItem, IngestLimits, ingest_args
 from shared.storage.keys import ProgressKey
+from shared.storage.scripts import SCRIPTS, as_text, run_scripts
+from shared.storage.views import CachedState, HotView, IngestReply
 from tests.helpers import KEY_SCHEMA, async_buffer, buffered
 
 pytestmark = pytest.mark.cluster  # the scripts and claims, on both layouts
@@ -44,8 +32,8 @@ def append(
     max_pending: int = 10_000,
     key: ProgressKey = KEY,
     rate_limit: int = 0,
-    cached: CachedView | None = None,
-    proposal: Proposal | None = None,
+    cached: CachedState | None = None,
+    offer_preview: bool = False,
     max_per_key: int = 5000,
 ) -> IngestReply:
     async def run() -> IngestReply:
@@ -61,7 +49,7 @@ def append(
                 now=6000.0,
                 max_per_key=max_per_key,
             )
-            item = IngestItem(key, "c1", heartbeats, cached, proposal)
+            item = IngestItem(key, "c1", heartbeats, cached, offer_preview)
             [reply] = await store.append([item], limits)
             return reply
         finally:
@@ -242,11 +230,9 @@ def test_erasing_a_student_takes_every_indexed_key_and_mongodbs_in_one_step(
 def test_an_erasure_of_all_is_refused_when_the_index_grew_since_it_was_read(
     redis_url: str, redis_client: Buffer
 ) -> None:
-    from shared.storage.hot_store import SCRIPTS, _erase_call
-
     enroll(redis_client, "s1", "c1")
     append(redis_url, [hb(1)], key=ProgressKey("s1", "v1", KEY_SCHEMA))
-    stale = _erase_call(KEY_SCHEMA, "s1", [], {}, 100, 60, whole=True)  # read before v1 indexed
+    stale = erase_call(KEY_SCHEMA, "s1", [], {}, 100, 60, whole=True)  # read before v1 indexed
     erase = redis_client.register_script(SCRIPTS["erase"])
     assert erase(keys=stale[0], args=stale[1]) == [b"retry"]
     assert redis_client.llen(KEY.pending) == 1  # nothing erased
@@ -328,11 +314,13 @@ def view_of(reply: IngestReply) -> HotView:
     return reply.view
 
 
-def view_at(r: Buffer, view: HotView, folded: int) -> CachedView:
-    """The view of a process that folded the first `folded` pending heartbeats."""
+def view_at(r: Buffer, view: HotView, folded: int) -> CachedState:
+    """The cached state of a process that folded the first `folded` pending heartbeats."""
     raw = r.lindex(KEY.pending, folded - 1)
     assert isinstance(raw, bytes)
-    return CachedView(view.epoch, view.version, folded, hashlib.sha1(raw).hexdigest())
+    return CachedState(
+        view.epoch, view.version, folded, hashlib.sha1(raw).hexdigest(), WatchState()
+    )
 
 
 def test_a_caller_with_a_current_view_gets_only_what_came_after_it(
@@ -342,14 +330,13 @@ def test_a_caller_with_a_current_view_gets_only_what_came_after_it(
     for t in range(1, 501):  # a worker-tier outage: 500 heartbeats wait for a flush
         last = view_of(append(redis_url, [hb(t)]))
     assert last.mode == "state" and len(last.tail) == 500  # no view: everything
-    mine = last.cached_view()
+    mine = last.cached(WatchState())
     assert mine.folded == 500
     reply = view_of(append(redis_url, [hb(501)], cached=mine))
     assert reply.mode == "cache" and reply.start == 500
     assert [h.received_at for h in reply.tail] == [501]
-    other = view_of(
-        append(redis_url, [hb(502)], cached=CachedView(last.epoch, last.version, 0, ""))
-    )
+    older = CachedState(last.epoch, last.version, 0, "", WatchState())
+    other = view_of(append(redis_url, [hb(502)], cached=older))
     assert other.mode == "cache" and len(other.tail) == 502  # an older view: from there
 
 
@@ -360,14 +347,14 @@ def test_a_preview_serves_callers_without_a_view_until_the_hot_state_moves(
     for t in range(1, 301):
         last = view_of(append(redis_url, [hb(t)]))
     preview = WatchState(position=300.0)
-    offer = Proposal(last.cached_view(), preview.to_json())
-    stored = view_of(append(redis_url, [hb(301)], proposal=offer))
+    stored = view_of(append(redis_url, [hb(301)], cached=last.cached(preview), offer_preview=True))
     assert stored.preview_folded == 300
     cold = view_of(append(redis_url, [hb(302)]))  # another process: no view of its own
     assert cold.mode == "preview" and cold.base == preview and cold.start == 300
     assert [h.received_at for h in cold.tail] == [301, 302]
-    stale = Proposal(view_at(redis_client, last, 100), "{}")  # behind the preview
-    assert view_of(append(redis_url, [hb(303)], proposal=stale)).preview_folded == 300
+    stale = view_at(redis_client, last, 100)  # behind the preview: not stored
+    late = view_of(append(redis_url, [hb(303)], cached=stale, offer_preview=True))
+    assert late.preview_folded == 300
     # A worker folds: the preview was built on the old hot state and no longer applies.
     store = HotStore(redis_client, KEY_SCHEMA)
     [entry] = store.read([KEY])
@@ -376,7 +363,7 @@ def test_a_preview_serves_callers_without_a_view_until_the_hot_state_moves(
     after = view_of(append(redis_url, [hb(304)]))
     assert after.mode == "state" and after.version == "303" and after.preview_folded == -1
     assert after.base == WatchState(position=303.0) and [h.received_at for h in after.tail] == [304]
-    old_view = last.cached_view()
+    old_view = last.cached(WatchState())
     assert view_of(append(redis_url, [hb(305)], cached=old_view)).mode == "state"
 
 
@@ -384,7 +371,7 @@ def test_an_erased_or_expired_key_gets_a_new_epoch(redis_url: str, redis_client:
     enroll(redis_client, "s1", "c1")
     first = view_of(append(redis_url, [hb(1)]))
     redis_client.delete(KEY.state, KEY.pending)  # as erasure or expiry leaves it
-    again = view_of(append(redis_url, [hb(2)], cached=first.cached_view()))
+    again = view_of(append(redis_url, [hb(2)], cached=first.cached(WatchState())))
     assert again.epoch != first.epoch and again.mode == "state"
     assert [h.received_at for h in again.tail] == [2]
 
@@ -405,7 +392,7 @@ def test_a_view_of_heartbeats_redis_lost_no_longer_matches(
     enroll(redis_client, "s1", "c1")
     for t in range(1, 8):
         last = view_of(append(redis_url, [hb(t)]))
-    seen = last.cached_view()  # a process folded all 7
+    seen = last.cached(WatchState())  # a process folded all 7
     redis_client.rpop(KEY.pending, 2)  # a crash between fsyncs: the last two are gone...
     view_of(append(redis_url, [hb(8)]))  # ...and the list grows back to 7, other heartbeats
     reply = view_of(append(redis_url, [hb(9)], cached=seen))
@@ -417,13 +404,76 @@ def test_an_old_view_behind_the_preview_gets_the_preview(
     redis_url: str, redis_client: Buffer
 ) -> None:
     enroll(redis_client, "s1", "c1")
-    early = view_of(append(redis_url, [hb(1)])).cached_view()
+    early = view_of(append(redis_url, [hb(1)])).cached(WatchState())
     for t in range(2, 402):
         last = view_of(append(redis_url, [hb(t)]))
-    offer = Proposal(last.cached_view(), WatchState(position=401.0).to_json())
-    view_of(append(redis_url, [hb(402)], proposal=offer))
+    offer = last.cached(WatchState(position=401.0))
+    view_of(append(redis_url, [hb(402)], cached=offer, offer_preview=True))
     reply = view_of(append(redis_url, [hb(403)], cached=early))
     assert reply.mode == "preview" and reply.start == 401 and len(reply.tail) == 2
+
+
+def read(url: str, cached: CachedState | None, student: str = "s1") -> HotView:
+    """read.lua's view of KEY for a caller holding `cached` (through AsyncHotStore.read)."""
+
+    async def run() -> HotView:
+        client = async_buffer(url)
+        try:
+            _, [view] = await AsyncHotStore(client, KEY_SCHEMA).read(student, [KEY], [cached])
+            return view
+        finally:
+            await client.aclose()
+
+    return asyncio.run(run())
+
+
+def test_a_read_answers_the_view_an_append_answers_without_the_new_heartbeat(
+    redis_url: str, redis_client: Buffer
+) -> None:
+    enroll(redis_client, "s1", "c1")
+    for t in range(1, 41):
+        last = view_of(append(redis_url, [hb(t)]))
+    offer = last.cached(WatchState(position=40.0))
+    view_of(append(redis_url, [hb(41)], cached=offer, offer_preview=True))  # preview at 40
+    callers = {
+        "none": None,
+        "current": view_at(redis_client, last, 41),
+        "behind the preview": view_at(redis_client, last, 10),
+        "of another epoch": CachedState("other", last.version, 3, "", WatchState()),
+    }
+    modes = {}
+    for t, (who, cached) in enumerate(callers.items(), start=42):
+        seen = read(redis_url, cached)
+        appended = view_of(append(redis_url, [hb(t)], cached=cached))
+        newest = redis_client.lindex(KEY.pending, -1)
+        assert isinstance(newest, bytes)
+        expected_mark = hashlib.sha1(newest).hexdigest()
+        assert (seen.mode, seen.start, seen.base, seen.preview_folded, seen.epoch) == (
+            appended.mode, appended.start, appended.base, appended.preview_folded,
+            appended.epoch,
+        ), who  # fmt: skip
+        assert seen.tail + [hb(t)] == appended.tail and appended.mark == expected_mark, who
+        modes[who] = seen.mode
+    assert modes == {
+        "none": "preview",
+        "current": "cache",
+        "behind the preview": "preview",
+        "of another epoch": "preview",
+    }
+
+
+def test_a_view_without_an_epoch_never_holds(redis_url: str, redis_client: Buffer) -> None:
+    enroll(redis_client, "s1", "c1")
+    no_hash = HotView("state", "", "", -1, False, None, 0, "", [])  # no epoch, version, base
+    assert read(redis_url, None) == no_hash
+    for t in range(1, 4):
+        view_of(append(redis_url, [hb(t)]))
+    redis_client.hdel(KEY.state, "e")  # the hash gone, its pending heartbeats still there
+    no_epoch = view_at(redis_client, no_hash, 3)  # its 3 heartbeats, with the right mark
+    seen = read(redis_url, no_epoch)
+    assert seen.mode == "state" and seen.epoch == "" and len(seen.tail) == 3
+    appended = view_of(append(redis_url, [hb(4)], cached=no_epoch))
+    assert appended.mode == "state" and appended.epoch != "" and len(appended.tail) == 4
 
 
 def test_refusals_for_bounds_leave_the_rate_allowance_alone(
@@ -498,7 +548,7 @@ def test_the_ingest_script_spends_the_budget_as_the_ledger_does(
         limits = IngestLimits(now + 10, 100, 10_000, 0, 60, now=now, verification=BUDGET)
         item = IngestItem(key, "c1", [Heartbeat(received_at=now, played=())], need=need)
         [raw] = run_scripts(redis_client, "ingest", [ingest_args(item, limits, True)])
-        reply = parse_ingest_reply(raw)
+        reply = IngestReply.parse(raw)
         assert reply.view is not None
         granted[m] = round(granted[m] + ledger.grant(now, need, BUDGET), 3)
         stamped = reply.view.tail[-1].grant
@@ -533,7 +583,7 @@ def test_erasing_the_whole_student_deletes_their_budget_and_a_materials_erasure_
         key = ProgressKey(student, material, KEY_SCHEMA)
         item = IngestItem(key, "c1", [Heartbeat(received_at=t)], need=need)
         [raw] = run_scripts(redis_client, "ingest", [ingest_args(item, limits, True)])
-        view = parse_ingest_reply(raw).view
+        view = IngestReply.parse(raw).view
         assert view is not None and view.tail[-1].grant is not None
         return view.tail[-1].grant[1]
 

@@ -16,7 +16,7 @@ from shared.domain.catalog import Catalog
 from shared.errors import Unavailable
 from shared.settings import Settings, get_settings
 from shared.storage.clients import Buffer, buffer_client, rq_client
-from shared.storage.hot_store import HotStore
+from shared.storage.flush_store import HotStore
 from shared.storage.keys import CATALOG_VERSION, KeySchema
 from shared.storage.mongo_store import MongoStore
 

@@ -27,9 +27,10 @@ from shared.domain.progress import WatchState, fold_into
 from shared.errors import Unavailable
 from shared.ops.rollups import record_flushed
 from shared.settings import Settings
-from shared.storage.hot_store import NODE_DOWN, Fold, HotEntry
+from shared.storage.flush_store import Fold, HotEntry
 from shared.storage.keys import ProgressKey
 from shared.storage.mongo_store import StateWrite, StoredState
+from shared.storage.scripts import NODE_DOWN
 from shared.storage.set_aside import UNREADABLE, SetAside, describe, quarantine
 from shared.storage.stats import record_flush
 from workers.completion import record_completions

@@ -19,7 +19,7 @@ from shared.integrations import sessions, webhooks
 from shared.integrations.outbox import WEBHOOK, XAPI, Limits, Outbox, OutboxEntry
 from shared.integrations.xapi import StatementBuilder, Video, XapiConfig
 from shared.settings import Settings
-from shared.storage.hot_store import HotEntry
+from shared.storage.flush_store import HotEntry
 from shared.storage.keys import STATS, ProgressKey
 from shared.storage.mongo_store import StateWrite
 from workers.context import WorkerContext

@@ -12,7 +12,6 @@ from shared.domain.catalog import Catalog, Course, CourseBody, Identifier, Print
 from shared.errors import InvalidInput, Unavailable
 from shared.storage import rollup_store
 from shared.storage.clients import Buffer
-from shared.storage.hot_store import SCRIPTS, as_text
 from shared.storage.keys import (
     CATALOG,
     CATALOG_VERSION,
@@ -20,6 +19,7 @@ from shared.storage.keys import (
     KeySchema,
 )
 from shared.storage.mongo_store import MongoStore
+from shared.storage.scripts import SCRIPTS, as_text
 
 
 def publish_catalog(mongo: MongoStore, r: Buffer, attempts: int = 5) -> Catalog:

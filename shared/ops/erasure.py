@@ -51,7 +51,7 @@ from shared.integrations import sessions
 from shared.integrations.outbox import WEBHOOK, XAPI, Outbox, set_tombstones
 from shared.ops.rollups import rebuild_student
 from shared.storage.clients import Buffer
-from shared.storage.hot_store import HotStore
+from shared.storage.flush_store import HotStore
 from shared.storage.keys import KeySchema
 from shared.storage.mongo_store import MongoStore
 

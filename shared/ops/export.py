@@ -28,7 +28,7 @@ from shared.integrations.xapi import StatementBuilder, Video, XapiConfig
 from shared.settings import Settings
 from shared.storage import rollup_store
 from shared.storage.clients import Buffer
-from shared.storage.hot_store import HotEntry, HotStore
+from shared.storage.flush_store import HotEntry, HotStore
 from shared.storage.keys import KeySchema, ProgressKey
 from shared.storage.mongo_store import MongoStore, _unavailable_on_outage
 from shared.storage.set_aside import describe

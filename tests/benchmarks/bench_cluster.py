@@ -30,7 +30,8 @@ from shared.devtools.services import redis_service, start_redis_cluster
 from shared.domain.progress import Heartbeat, WatchState
 from shared.settings import Settings
 from shared.storage.clients import Buffer, async_buffer_client, buffer_client
-from shared.storage.hot_store import AsyncHotStore, Fold, HotStore, IngestItem, IngestLimits
+from shared.storage.flush_store import Fold, HotStore
+from shared.storage.ingest_store import AsyncHotStore, IngestItem, IngestLimits
 from shared.storage.keys import ENROLLMENT_LOADED, KeySchema, ProgressKey
 
 COURSE_ID = "bench-cluster"

@@ -39,8 +39,9 @@ from shared.domain.catalog import Course
 from shared.domain.progress import Heartbeat
 from shared.ops import admin_ops
 from shared.storage import mongo_store
-from shared.storage.hot_store import SCRIPTS, IngestItem, IngestLimits, ingest_args
+from shared.storage.ingest_store import IngestItem, IngestLimits, ingest_args
 from shared.storage.keys import ENROLLMENT_LOADED, ProgressKey
+from shared.storage.scripts import SCRIPTS
 from shared.storage.stats import read_stats
 from tests.benchmarks.benchstack import BenchStack, bench_stack, enroll_bulk
 from workers import flush

@@ -71,7 +71,7 @@ from shared.devtools.services import free_port, start_procfile_process, wait_for
 from shared.domain.catalog import Course
 from shared.domain.progress import WatchState
 from shared.runtime.gc_tuning import settled_heap
-from shared.storage.hot_store import Fold, HotStore
+from shared.storage.flush_store import Fold, HotStore
 from shared.storage.keys import ProgressKey
 from tests.benchmarks.benchstack import BenchStack, bench_stack, enroll_bulk, percentile
 from tests.benchmarks.http_pool import HttpPool

@@ -12,17 +12,9 @@
 --       16-20 a preview to store (epoch, n, pending heartbeats folded, mark, state JSON; '' if
 --       none), 21-27 the student's budget (max rate, '0' when off; gap seconds; cap; slack;
 --       seconds this key needs; receipt time; ledger TTL), 28.. heartbeat JSON documents,
---       stamped here with the key's grant when the budget is on. A mark is the SHA-1 of the
---       last heartbeat a view folded: a list that lost its tail (a Redis crash between two
---       fsyncs) and grew back no longer matches a view of it.
--- Returns {status} or, when asked, {status, mode, epoch, n, preview folded count or '-1',
--- '1' if MongoDB holds a stored state, base JSON, start index, mark of the list's last
--- heartbeat, heartbeats from the start index...}, where mode
--- says what the heartbeats follow: 'cache' (the caller's cached view: base JSON is ''),
--- 'preview' (a state a web process folded from the hot state and the first pending
--- heartbeats), or 'state' (the hot state, '' when none). Nothing is written unless status is
--- 'ok'. The reply never holds more heartbeats than were appended since the caller's view or
--- the preview: its cost does not grow with the backlog.
+--       stamped here with the key's grant when the budget is on.
+-- Returns {status} or, when asked, {status, the key's view (view.lua's `view_reply`)...}.
+-- Nothing is written unless status is 'ok'. Loaded after view.lua (scripts.py prepends it).
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'enrollment_unknown'} end
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return {'not_enrolled'} end
 local FIRST = 28  -- ARGV index of the first heartbeat
@@ -50,21 +42,14 @@ if not epoch then
   redis.call('HSET', KEYS[3], 'e', epoch)
 end
 local n = redis.call('HGET', KEYS[3], 'n') or ''
-local function holds(e, v, folded, mark)  -- does the list still hold the view's heartbeats?
-  folded = tonumber(folded)
-  if e ~= epoch or v ~= n or folded > len then return false end
-  if folded == 0 then return mark == '' end
-  return redis.sha1hex(redis.call('LINDEX', KEYS[2], folded - 1)) == mark
-end
-local pl = tonumber(redis.call('HGET', KEYS[3], 'pl') or '-1')
-local preview_holds = pl >= 0 and redis.call('HGET', KEYS[3], 'pn') == n
-  and holds(epoch, n, pl, redis.call('HGET', KEYS[3], 'pm'))
+local k = {hash = KEYS[3], list = KEYS[2], epoch = epoch, n = n, len = len}
+local pl, preview_holds = preview_of(k)
 if ARGV[20] ~= '' and tonumber(ARGV[18]) > (preview_holds and pl or -1)
-    and holds(ARGV[16], ARGV[17], ARGV[18], ARGV[19]) then
+    and view_holds(k, ARGV[16], ARGV[17], ARGV[18], ARGV[19]) then
   redis.call('HSET', KEYS[3], 'pv', ARGV[20], 'pn', n, 'pl', ARGV[18], 'pm', ARGV[19])
   pl, preview_holds = tonumber(ARGV[18]), true
 end
-local cached = holds(ARGV[12], ARGV[13], ARGV[14], ARGV[15])
+local cached = view_holds(k, ARGV[12], ARGV[13], ARGV[14], ARGV[15])
 local stamp  -- the key's grant, appended to each heartbeat's JSON (nil: budget off)
 if tonumber(ARGV[21]) > 0 then
   -- The student's budget (progress.StudentLedger is the same arithmetic): the receipt extends
@@ -99,18 +84,5 @@ end
 redis.call('INCRBY', KEYS[5], count)
 if ARGV[6] ~= '1' then return {'ok'} end
 local stored = tostring(redis.call('SISMEMBER', KEYS[7], ARGV[9]))
-local last = redis.sha1hex(redis.call('LINDEX', KEYS[2], -1))
-local shown = preview_holds and tostring(pl) or '-1'
-local reply
-if cached and (not preview_holds or tonumber(ARGV[14]) >= pl) then
-  reply = {'ok', 'cache', epoch, n, shown, stored, '', ARGV[14], last}
-elseif preview_holds then
-  reply = {'ok', 'preview', epoch, n, shown, stored, redis.call('HGET', KEYS[3], 'pv'), shown, last}
-else
-  reply = {'ok', 'state', epoch, n, shown, stored, redis.call('HGET', KEYS[3], 'state') or '', '0',
-           last}
-end
-for _, hb in ipairs(redis.call('LRANGE', KEYS[2], tonumber(reply[8]), -1)) do
-  reply[#reply + 1] = hb
-end
-return reply
+k.len = len + count
+return view_reply({'ok'}, k, stored, pl, preview_holds, cached, ARGV[14])

@@ -1,0 +1,208 @@
+"""The ingest tier's view of Redis (asyncio): the durable heartbeat buffer and the reads that
+see every write (`shared.storage.views`).
+
+The keys are mapped in `shared.storage.keys`. A heartbeat is accepted in one atomic step
+(ingest.lua) that checks the enrollment and every bound, appends it, marks the key dirty and
+answers with the key's view, so the caller can compute the state as of it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+
+from shared.domain.progress import Heartbeat, Verification, cap_s
+from shared.storage.clients import AsyncBuffer
+from shared.storage.keys import (
+    CATALOG,
+    CATALOG_VERSION,
+    ENROLLMENT_LOADED,
+    KeySchema,
+    ProgressKey,
+)
+from shared.storage.scripts import SCRIPTS, SHAS, ScriptCall, as_text
+from shared.storage.views import CachedState, HotView, IngestReply, view_args
+
+
+@dataclass(frozen=True, slots=True)
+class IngestItem:
+    """Heartbeats for one key. With `offer_preview`, `cached`'s state is offered to Redis as
+    the key's preview (stored when it reaches further than the preview Redis holds)."""
+
+    key: ProgressKey
+    course_id: str
+    heartbeats: list[Heartbeat]
+    cached: CachedState | None = None  # what the caller already folded of the key
+    offer_preview: bool = False
+    need: float = 0.0  # seconds of the student's budget the heartbeats ask for
+
+
+@dataclass(frozen=True, slots=True)
+class IngestLimits:
+    """Bounds every append is checked against, inside the same atomic step. The buffer bounds
+    are the partition's (the settings' `max_*_per_partition`)."""
+
+    due_at: float
+    max_dirty: int  # dirty keys in the key's partition
+    max_pending: int  # pending heartbeats in the key's partition
+    rate_limit: int  # appends per student per window; 0 disables
+    rate_window_s: int = 60
+    now: float = 0.0
+    max_per_key: int = 3600  # pending heartbeats one key may hold
+    verification: Verification = Verification()  # the budget's terms (trusted: no budget)
+    ledger_ttl_s: int = 7 * 24 * 3600  # the student's budget outlives their silence this long
+
+    def rate_key(self, key: ProgressKey) -> str:
+        return key.schema.rate_limit_key(key.student_id, int(self.now // self.rate_window_s))
+
+
+NO_PREVIEW = ["", "", 0, "", ""]
+
+
+def ingest_args(item: IngestItem, limits: IngestLimits, want_state: bool) -> ScriptCall:
+    """ingest.lua's KEYS and ARGV (its header says what each is), in that order."""
+    key = item.key
+    part = key.partition
+    keys = [
+        key.schema.enrollments_key(key.student_id),
+        key.pending,
+        key.state,
+        part.dirty,
+        part.pending,
+        limits.rate_key(key),
+        key.stored,
+        key.schema.budget_key(key.student_id),
+        key.schema.key_index(key.student_id),
+    ]
+    args: list[Any] = [
+        item.course_id,
+        key.member,
+        limits.due_at,
+        limits.max_dirty,
+        limits.max_pending,
+        "1" if want_state else "0",
+        limits.rate_limit,
+        limits.rate_window_s,
+        key.material_id,
+        limits.max_per_key,
+        new_epoch(),
+    ]
+    args += view_args(item.cached)  # 12-15
+    cached = item.cached
+    if item.offer_preview and cached is not None:  # 16-20
+        args += [*view_args(cached), cached.state.to_json()]
+    else:
+        args += NO_PREVIEW
+    v = limits.verification  # 21-27
+    args += [v.max_rate, v.gap_s, cap_s(v), v.slack_s, item.need, limits.now, limits.ledger_ttl_s]
+    args += [hb.to_json() for hb in item.heartbeats]
+    return keys, args
+
+
+_EPOCHS = itertools.count()
+_epoch_prefix: tuple[int, str] = (0, "")  # (pid, random prefix): renewed in a forked child
+
+
+def new_epoch() -> str:
+    """An epoch for a hash created now: unique across processes (a random prefix per process)
+    and cheaper than random bytes per request (the script uses it only when the hash has none)."""
+    global _epoch_prefix
+    pid = os.getpid()
+    if _epoch_prefix[0] != pid:
+        _epoch_prefix = (pid, secrets.token_hex(6))
+    return f"{_epoch_prefix[1]}{next(_EPOCHS):x}"
+
+
+def parse_enrollments(members: set[Any]) -> set[str] | None:
+    courses = {as_text(m) for m in members}
+    if ENROLLMENT_LOADED not in courses:
+        return None
+    return courses - {ENROLLMENT_LOADED}
+
+
+class AsyncHotStore:
+    """The ingest tier's view of Redis (asyncio). Every method costs one round trip."""
+
+    def __init__(self, client: AsyncBuffer, schema: KeySchema) -> None:
+        self.client, self.schema = client, schema
+        self._ingest = client.register_script(SCRIPTS["ingest"])
+        self._spend_reads = client.register_script(SCRIPTS["spend_reads"])
+
+    async def prepare(self) -> None:
+        """Before the first request: learn a cluster's slots, and load the scripts (on every
+        primary). Without it, the first requests of many concurrent clients race the asyncio
+        cluster client's start-up (MOVED replies, broken connections, a script run twice)."""
+        if isinstance(self.client, AsyncRedisCluster):
+            await self.client.initialize()
+        for name in ("ingest", "read", "spend_reads"):
+            await self.client.script_load(SCRIPTS[name])
+
+    async def append(
+        self, items: list[IngestItem], limits: IngestLimits, want_state: bool = True
+    ) -> list[IngestReply]:
+        """Durably buffer each item's heartbeats, or refuse it whole (see IngestReply.status).
+
+        With `want_state`, each reply carries a view of the key from the same atomic step (a
+        base and the heartbeats after it), so the caller can compute the state as of this
+        heartbeat at a cost that does not grow with the backlog.
+        """
+        calls = [ingest_args(item, limits, want_state) for item in items]
+        if len(calls) == 1:  # the common case: one EVALSHA, no pipeline, no SCRIPT EXISTS
+            keys, args = calls[0]
+            return [IngestReply.parse(await self._ingest(keys=keys, args=args))]
+        replies = await self._pipelined("ingest", calls)
+        return [IngestReply.parse(reply) for reply in replies]
+
+    async def _pipelined(
+        self, name: str, calls: list[ScriptCall], members_of: str | None = None
+    ) -> list[Any]:
+        """Run one script many times in one round trip (two if Redis lost its scripts), after
+        an SMEMBERS of `members_of` when given (its reply comes first)."""
+        for attempt in range(2):
+            pipe = self.client.pipeline(transaction=False)
+            if members_of is not None:
+                pipe.smembers(members_of)
+            for keys, args in calls:  # the cluster pipeline refuses `evalsha()`: by name
+                pipe.execute_command("EVALSHA", SHAS[name], len(keys), *keys, *args)
+            replies = await pipe.execute(raise_on_error=False)
+            if not any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
+                break
+            if attempt == 0:  # Redis restarted without its scripts: load, then the calls again
+                await self.client.script_load(SCRIPTS[name])
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return list(replies)
+
+    async def read(
+        self, student_id: str, keys: list[ProgressKey], cached: list[CachedState | None]
+    ) -> tuple[set[str] | None, list[HotView]]:
+        """The student's enrolled course ids (None when not mirrored) and each key's view
+        (relative to the caller's cached state of it, when that still holds)."""
+        calls = [
+            ([key.pending, key.state, key.stored], [key.material_id, *view_args(entry)])
+            for key, entry in zip(keys, cached, strict=True)
+        ]
+        replies = await self._pipelined("read", calls, self.schema.enrollments_key(student_id))
+        return parse_enrollments(replies[0]), [HotView.parse(r) for r in replies[1:]]
+
+    async def catalog(self) -> tuple[int, str | None]:
+        version, blob = await self.client.mget(CATALOG_VERSION, CATALOG)
+        return int(version or 0), as_text(blob) if blob is not None else None
+
+    async def spend_reads(
+        self, user_id: str, cost: int, limit: int, window_s: int, now: float
+    ) -> bool:
+        """Count `cost` reads of the user in the window of `window_s` seconds holding `now`,
+        unless that goes over `limit`: False when refused (refused reads do not count)."""
+        keys = [self.schema.read_limit_key(user_id, int(now // window_s))]
+        return bool(await self._spend_reads(keys=keys, args=[limit, window_s, cost]))
+
+    async def catalog_version(self) -> int:
+        return int(await self.client.get(CATALOG_VERSION) or 0)
