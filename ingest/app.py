@@ -23,10 +23,10 @@ from ingest import (
 )
 from ingest.context import AppContext
 from ingest.errors import BodyLimitMiddleware, install_error_handlers
-from ingest.fast_path import WatchTimeFastPath
 from ingest.models import ErrorResponse
 from ingest.progress_service import ProgressService
 from ingest.request_log import RequestLogMiddleware
+from ingest.routes_watch_time import add_watch_time_route
 from ingest.web_edge import WebEdge, add_docs
 from shared.clock import Clock
 from shared.runtime.gc_tuning import settled_heap
@@ -38,11 +38,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def create_app(
-    settings: Settings | None = None, fast_path: bool = True, clock: Clock | None = None
-) -> FastAPI:
-    """The service; `fast_path=False` serves the heartbeat route through FastAPI as well;
-    `clock` replaces the system clock (tests move a MockedClock instead of sleeping)."""
+def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
+    """The service; `clock` replaces the system clock (tests move a MockedClock instead of
+    sleeping)."""
     settings = settings or get_settings()
     configure_logging(json_lines=settings.environment == "production", level=settings.log_level)
 
@@ -67,6 +65,7 @@ def create_app(
         docs_url=None,  # add_docs serves it, with the policy its page needs
         redoc_url=None,
     )
+    add_watch_time_route(app)  # the hottest route, tried first
     add_docs(app, settings)
     install_error_handlers(app)
     app.include_router(routes_progress.router)
@@ -83,10 +82,8 @@ def create_app(
         app.mount("/", StaticFiles(directory=settings.frontend_dist, html=True), name="pages")
     # Ours, not FastAPI's max_body_size: that one answers in plain text, not the error shape.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    if fast_path:  # the hottest route, without the framework's per-request cost
-        app.add_middleware(WatchTimeFastPath, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestLogMiddleware)
-    # Outermost (added last), around the fast path too: every answer, the request log's 500s
-    # included, carries the CORS and security headers.
+    # Outermost (added last): every answer, the request log's 500s included, carries the CORS
+    # and security headers.
     app.add_middleware(WebEdge, settings=settings)
     return app

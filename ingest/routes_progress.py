@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from ingest.deps import (
@@ -21,12 +20,11 @@ from ingest.deps import (
     material_or_404,
 )
 from ingest.errors import validation_details
-from ingest.metrics import HEARTBEATS_ACCEPTED, HEARTBEATS_REJECTED, INGEST_SECONDS
+from ingest.metrics import HEARTBEATS_ACCEPTED, HEARTBEATS_REJECTED
 from ingest.models import (
     BatchResults,
     CompletionAccepted,
     CourseProgress,
-    HeartbeatAccepted,
     HeartbeatBatch,
     HeartbeatBody,
     HeartbeatItem,
@@ -103,20 +101,6 @@ def to_heartbeat(
         playback_rate=body.playback_rate,
         event=body.event,
     )
-
-
-@router.post("/video/{video_id}/watch-time", status_code=202, response_model=HeartbeatAccepted)
-async def post_watch_time(
-    video_id: MaterialId, body: HeartbeatBody, student: Student, service: Progress
-) -> JSONResponse:
-    """Record one heartbeat. `202` means it is durably buffered; the reply is the state as of
-    this heartbeat.
-
-    In the running service this route is answered by `ingest.fast_path` (the same checks and
-    `record_heartbeat`, without the framework's per-request machinery); it is declared here
-    for the schema, and serves when the app is built without the fast path."""
-    with INGEST_SECONDS.time():
-        return JSONResponse(await record_heartbeat(service, student, video_id, body), 202)
 
 
 async def record_heartbeat(

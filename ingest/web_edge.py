@@ -7,8 +7,8 @@
 - `X-Content-Type-Options: nosniff` on every response; the HTML pages carry a
   `Content-Security-Policy` and `Referrer-Policy: same-origin`.
 
-`ingest/app.py` adds `WebEdge` outside the heartbeat's fast path, so its answers get the same
-headers as every FastAPI route's.
+`ingest/app.py` adds `WebEdge` outermost, so the heartbeat route (a bare ASGI app) and the
+request log's 500s get the same headers as every FastAPI route's.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ RawHeaders = list[tuple[bytes, bytes]]
 
 
 class WebEdge:
-    """The headers of the module docstring on every response, the fast path's included.
+    """The headers of the module docstring on every response, the heartbeat route's included.
 
     Preflights are answered by Starlette's CORS rules (`Preflights`); the other answers get
     their few headers appended here. Measured on a bare ASGI app, a request with an Origin:

@@ -1,7 +1,8 @@
 """API.md, "Hostile input (every route)": ids in paths and queries, session ids and client
 times are refused at the door with a 422 that names them, leaving nothing half-stored; and what
 is already stored, however odd, never makes an export fail. In-process over real Redis and the
-MongoDB stand-in (the single-heartbeat route's fast path: tests/test_fast_path.py)."""
+MongoDB stand-in (the single-heartbeat route's refusals, in FastAPI's order:
+tests/test_fast_path.py)."""
 
 from __future__ import annotations
 

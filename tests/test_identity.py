@@ -1,5 +1,5 @@
 """Tokens of the school's identity provider (API.md, "Authentication"), through the HTTP routes:
-the heartbeat route (the ASGI fast path) and a FastAPI route (the status read).
+the heartbeat route (a bare ASGI app) and a FastAPI route (the status read).
 
 The provider is a real HTTP server of the test's own on loopback serving a key set (JWKS) of
 RS256 and ES256 keys made with `cryptography`, which the tests rotate; it counts the requests it
@@ -180,7 +180,7 @@ def client(settings: Settings, clock: MockedClock) -> Iterator[TestClient]:
 
 
 def send(client: TestClient, token: str, watched: float = 5.0) -> Response:
-    """A heartbeat through the fast path."""
+    """A heartbeat, through the bare ASGI route."""
     body = heartbeat(watched, played=[[0, watched]])
     r: Response = client.post(WATCH, json=body, headers={"Authorization": f"Bearer {token}"})
     return r

@@ -202,7 +202,7 @@ def test_the_answers_name_only_a_listed_origin(client: TestClient, settings: Set
                             (ELSEWHERE, None)):  # fmt: skip
         headers = {**student, "Origin": origin}
         answers = [
-            client.post(HEARTBEAT, json=heartbeat(5), headers=headers),  # fast path
+            client.post(HEARTBEAT, json=heartbeat(5), headers=headers),  # the bare ASGI route
             client.post(HEARTBEAT, json={"watch_time": -1}, headers=headers),  # its 422
             client.get(STATUS, headers=headers),
             client.get("/api/progress/video/nope/status", headers=headers),  # a 404

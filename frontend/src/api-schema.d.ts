@@ -253,10 +253,6 @@ export interface paths {
          * Post Watch Time
          * @description Record one heartbeat. `202` means it is durably buffered; the reply is the state as of
          *     this heartbeat.
-         *
-         *     In the running service this route is answered by `ingest.fast_path` (the same checks and
-         *     `record_heartbeat`, without the framework's per-request machinery); it is declared here
-         *     for the schema, and serves when the app is built without the fast path.
          */
         post: operations["post_watch_time_api_progress_video__video_id__watch_time_post"];
         delete?: never;
