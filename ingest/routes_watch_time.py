@@ -2,16 +2,16 @@
 10 s, served by a bare ASGI app.
 
 Through FastAPI's request handler about half of this route's time went to the framework's
-per-request machinery (dependency solving, exit stacks, exception wrappers: see README,
-Performance). So the route is an `APIRoute` whose app is `answer_watch_time`: FastAPI documents
-it from `post_watch_time`'s signature like any other route, the router hands it its requests,
-and `answer_watch_time` takes FastAPI's steps in FastAPI's order (JSON decoding, bearer token
-and role, the path's id and the body's schema together, then `record_heartbeat`), answering
-every refusal in the error shape. The app's BodyLimitMiddleware has refused a body over
-MAX_BODY_BYTES before routing. Being routed still costs it Starlette's exception middleware,
-FastAPI's exit stack and the router's match (about 20 us a request on the 2-core dev machine,
-~5 % of an accepted heartbeat's CPU in-process). tests/test_fast_path.py holds the route to
-API.md's refusals.
+per-request machinery (dependency solving, exit stacks, exception wrappers: see
+docs/performance.md, "0.6.0 and before"). So the route is an `APIRoute` whose app is
+`answer_watch_time`: FastAPI documents it from `post_watch_time`'s signature like any other
+route, the router hands it its requests, and `answer_watch_time` takes FastAPI's steps in
+FastAPI's order (JSON decoding, bearer token and role, the path's id and the body's schema
+together, then `record_heartbeat`), answering every refusal in the error shape. The app's
+BodyLimitMiddleware has refused a body over MAX_BODY_BYTES before routing. Being routed still
+costs it Starlette's exception middleware, FastAPI's exit stack and the router's match (about
+20 us a request on the 2-core dev machine, ~5 % of an accepted heartbeat's CPU in-process).
+tests/test_fast_path.py holds the route to API.md's refusals.
 """
 
 from __future__ import annotations

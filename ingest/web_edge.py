@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ingest.errors import error_response
 from shared.settings import Settings
 
-EMBED_PREFIX = "/embed/"  # the tracker bundle, for any page (README, "Embedding the tracker")
+EMBED_PREFIX = "/embed/"  # the tracker bundle, for any page (docs/browser.md)
 CORS_METHODS = ("GET", "POST", "PUT", "DELETE")
 CORS_REQUEST_HEADERS = ("Authorization", "Content-Type")
 CORS_EXPOSED_HEADERS = ("Retry-After",)  # the tracker waits as long as a 429 or 503 asks

@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     # tracker's outbox keeps heartbeats for days, never for a month.
     max_client_age_s: float = Field(30 * 24 * 3600.0, gt=0)
 
-    # Verified watching (README, "What counts as watched"): credited watched seconds are at most
+    # Verified watching (docs/verified-watching.md): credited watched seconds are at most
     # MAX_PLAYBACK_RATE x the server time over which heartbeats arrived + VIEWING_SLACK_S, a
     # silence longer than VIEWING_GAP_S not counting. 0 trusts the client (no bound).
     max_playback_rate: float = Field(2.0, ge=0, le=16)
@@ -99,13 +99,13 @@ class Settings(BaseSettings):
 
     # The built browser pages, served at / when present.
     frontend_dist: Path = Path(__file__).resolve().parent.parent / "frontend" / "dist"
-    # The web edge (README, "Embedding the tracker in an LMS page"): origins whose pages may
-    # call the API (comma-separated, e.g. "https://lms.school.example"), and who may frame the
-    # pages (CSP frame-ancestors sources, separated by spaces as in the directive).
+    # The web edge (docs/browser.md, "Embedding the tracker in an LMS page"): origins whose
+    # pages may call the API (comma-separated, e.g. "https://lms.school.example"), and who may
+    # frame the pages (CSP frame-ancestors sources, separated by spaces as in the directive).
     cors_origins: str = ""
     frame_ancestors: str = "'self'"
 
-    # Interoperability (README, "Connecting to other systems"). xAPI is off while
+    # Interoperability (docs/interop.md). xAPI is off while
     # XAPI_LRS_URL is unset; webhooks are off while WEBHOOK_URLS is empty.
     xapi_lrs_url: str | None = None  # the LRS's xAPI base, ending in "/": <base>statements
     xapi_lrs_username: str | None = None

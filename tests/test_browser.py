@@ -206,7 +206,7 @@ def test_heartbeats_sent_offline_reach_the_server_when_back_online(
     page.get_by_test_id("material-demo-video-2").get_by_role("button", name="Play").click()
     page.wait_for_function(VIDEO_READY)
     # The session begins online (the tracker reports the start of playing), then the network
-    # goes: what is played offline keeps its credit (verified watching, README).
+    # goes: what is played offline keeps its credit (docs/verified-watching.md).
     page.evaluate("document.querySelector('video').play()")
     wait_until(lambda: server_status(stack, "student-2", "demo-video-2")["last_watched"])
     page.context.set_offline(True)

@@ -1,7 +1,7 @@
-"""The web edge in real headless Chromium against the real stack (README, "Embedding the
-tracker in an LMS page"): the embed example served by a second HTTP server of this test's own,
-as an LMS page would be, on an origin the API lists in `CORS_ORIGINS` and on one it does not;
-and the service's own pages under their Content-Security-Policy.
+"""The web edge in real headless Chromium against the real stack (docs/browser.md, "Embedding
+the tracker in an LMS page"): the embed example served by a second HTTP server of this test's
+own, as an LMS page would be, on an origin the API lists in `CORS_ORIGINS` and on one it does
+not; and the service's own pages under their Content-Security-Policy.
 
 The second server answers at two origins: `http://127.0.0.1:<port>` (listed in CORS_ORIGINS and
 FRAME_ANCESTORS) and `http://localhost:<port>` (in neither).

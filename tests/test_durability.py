@@ -1,8 +1,8 @@
-"""The buffer's durability (README, "Redis in production"): the web process and the worker log at
-start-up whether the buffer's Redis has AOF, and `/readyz` reports it, without changing its
-status rules. Against real redis-servers: the suite's (no AOF; also as a 3-primary cluster),
-one of this module's own with AOF, and that one again for a user whose ACL denies CONFIG (as
-managed Redis services do), where the durability is unknown, not guessed."""
+"""The buffer's durability (docs/operations.md, "Redis durability"): the web process and the
+worker log at start-up whether the buffer's Redis has AOF, and `/readyz` reports it, without
+changing its status rules. Against real redis-servers: the suite's (no AOF; also as a
+3-primary cluster), one of this module's own with AOF, and that one again for a user whose ACL
+denies CONFIG (as managed Redis services do), where the durability is unknown, not guessed."""
 
 from __future__ import annotations
 

@@ -189,7 +189,7 @@ def test_the_export_answers_whatever_is_stored(
     ):
         redis_client.rpush(key.pending, raw)
     # Listed in the student's key index, as ingest, a flush or setting the key aside leaves it
-    # (README, 0.8.0 upgrade note): the export looks the student's keys up there.
+    # (CHANGELOG.md, 0.8.0): the export looks the student's keys up there.
     redis_client.sadd(KEY_SCHEMA.key_index(STUDENT), "v-100")
     mongo_db.watch_progress.insert_one(
         {"_id": progress_id(STUDENT, "v-600"), "student_id": STUDENT, "material_id": "v-600",

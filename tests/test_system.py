@@ -1,10 +1,10 @@
 """The whole system as it runs in production: the Procfile's processes (uvicorn, RQ workers,
 the RQ cron clock) over a real redis-server and the MongoDB stand-in, driven through HTTP.
 
-Faults are real: workers are SIGKILLed, MongoDB is frozen or stopped, Redis is stopped and
-restarted from its append-only file. The tests share one stack per buffer kind with
-tests/test_teacher.py (`system_stack` in conftest.py); those marked `cluster` also run with the
-buffer on a three-primary Redis Cluster with two web processes and three workers.
+The tests share one stack per buffer kind with tests/test_teacher.py (`system_stack` in
+conftest.py); those marked `cluster` also run with the buffer on a three-primary Redis Cluster
+with two web processes and three workers. Outages (workers SIGKILLed, Redis crashed, MongoDB
+away) are tests/test_faults.py's, on stacks of their own.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Verified watching: progress no client can forge (README, "What counts as watched").
+"""Verified watching: progress no client can forge (docs/verified-watching.md).
 
 Three levels: the pure arithmetic with an adversary (hypothesis), the HTTP API in-process with a
 moved clock (no sleeps), and the Procfile's real processes, where each forgery of the issue fails

@@ -40,7 +40,7 @@ from shared.storage.mongo_store import MongoStore
 from shared.tokens import mint_token
 
 app = typer.Typer(help="Video progress tracking for online courses.", no_args_is_help=True)
-poison = typer.Typer(help="Keys a flush set aside (README, 'When the backlog grows').")
+poison = typer.Typer(help="Keys a flush set aside (docs/operations.md, 'A non-empty poison set').")
 app.add_typer(poison, name="poison")
 console = Console()
 

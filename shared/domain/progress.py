@@ -60,7 +60,7 @@ _DIGITS = 3  # millisecond precision keeps stored states small
 
 @dataclass(frozen=True, slots=True)
 class Verification:
-    """The bound on credited watching (README, "What counts as watched").
+    """The bound on credited watching (docs/verified-watching.md).
 
     `max_rate`: the fastest playback credited (0: the client is trusted, no bound);
     `slack_s`: seconds credited beyond the bound; `gap_s`: the longest silence between two
@@ -432,7 +432,8 @@ class StudentLedger:
 
 
 def cap_s(verification: Verification) -> float:
-    """The most unspent student budget kept: `max_rate x gap_s + slack_s` (README)."""
+    """The most unspent student budget kept: `max_rate x gap_s + slack_s`
+    (docs/verified-watching.md)."""
     return verification.max_rate * verification.gap_s + verification.slack_s
 
 

@@ -77,7 +77,7 @@ Global, read-mostly:
   pipelined write per flush job, not per heartbeat).
 
 On RQ's Redis too (plain Redis; the workers and the API reach them through `REDIS_URL`), the
-outboxes of connections to other systems (README, "Connecting to other systems"):
+outboxes of connections to other systems (docs/interop.md):
 
 - `vp:outbox:<outbox>` hash entry id -> entry JSON (student id, payload), the durable outbox of
   xAPI statements or webhook deliveries. The flush hook and the completion job add (bounded by

@@ -131,7 +131,8 @@ def _catalog_part(catalog_id: str) -> str:
 
 
 # Write filters name `student_id` beside the `_id`: sharded on {student_id: "hashed"} (see
-# README, Operations), MongoDB routes a write, and accepts an upsert, only with the shard key.
+# docs/operations.md, "MongoDB in production"), MongoDB routes a write, and accepts an
+# upsert, only with the shard key.
 def _progress_key(student_id: str, material_id: str) -> dict[str, Any]:
     return {"_id": progress_id(student_id, material_id), "student_id": student_id}
 

@@ -1,5 +1,5 @@
-"""Keys a flush set aside (README, "When the backlog grows"): why, who they are, and putting
-them back.
+"""Keys a flush set aside (docs/operations.md, "A non-empty poison set"): why, who they are,
+and putting them back.
 
 A flush sets a key aside, alone, when its buffered data cannot be read or folded, or when its
 document cannot be stored (pymongo cannot encode it, or MongoDB refuses it for good); every

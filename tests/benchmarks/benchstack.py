@@ -77,7 +77,7 @@ def bench_stack(
     flush_tick_s: int = 5,
     extra_env: dict[str, str] | None = None,
 ) -> Iterator[BenchStack]:
-    """Start redis-server (AOF everysec, as the README recommends), nx-27017, publish the
+    """Start redis-server (AOF everysec, as docs/operations.md recommends), nx-27017, publish the
     courses, then the Procfile's web, `workers` workers and clock; stop them all at the end."""
     root = Path(tempfile.mkdtemp(prefix=prefix))
     redis_svc = redis_service(root / "redis", appendonly=True).start()
