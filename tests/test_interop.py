@@ -457,24 +457,27 @@ def test_a_receiver_that_is_down_gets_the_event_set_aside_after_the_max_age(
     with WebhookReceiver() as receiver:
         url = receiver.url
     # The receiver is gone: connections are refused.
-    w = world_factory(webhook_urls=url, webhook_secret=SECRET, webhook_max_age_s=7)
+    w = world_factory(
+        webhook_urls=url, webhook_secret=SECRET, webhook_max_age_s=7, outbox_retry_max_s=2
+    )
     me = w.enroll("s-gone")
     complete_v100(w, me)  # the event is queued at the clock's time
-    # Tried at 0, 1 and 3 s (backoffs of 1 s, then 2 s), each younger than the max age...
-    for wait in (0.0, 1.0, 2.0):
-        w.clock.advance(wait)
-        assert send_due_webhooks(w.ctx) == {"sent": 0, "retried": 1, "dead": 0}
-    # ... then 4 s later, at 7 s: the max age, so it is set aside rather than retried.
-    w.clock.advance(3.5)
-    assert send_due_webhooks(w.ctx) == {"sent": 0, "retried": 0, "dead": 0}
-    w.clock.advance(0.5)
-    assert send_due_webhooks(w.ctx) == {"sent": 0, "retried": 0, "dead": 1}
+    nothing, retried = {"sent": 0, "retried": 0, "dead": 0}, {"sent": 0, "retried": 1, "dead": 0}
+    assert send_due_webhooks(w.ctx) == retried
+    # Tried again 1, 3 and 5 s later (backoffs of 1 s, 2 s doubled, 2 s capped), younger than
+    # the max age each time, and never before it is due; at 7 s, its max age, set aside instead.
+    waits = [(1.0, retried), (2.0, retried), (2.0, retried), (2.0, {**nothing, "dead": 1})]
+    for backoff, outcome in waits:
+        w.clock.advance(backoff - 0.5)
+        assert send_due_webhooks(w.ctx) == nothing
+        w.clock.advance(0.5)
+        assert send_due_webhooks(w.ctx) == outcome
     assert w.ctx.redis.hlen(WEBHOOK.entries) == 0
     (dead,) = [json.loads(v) for v in w.ctx.redis.hvals(WEBHOOK.dead)]
     assert dead["entry"]["payload"]["event"]["type"] == "material.completed"
-    assert "ConnectError" in dead["reason"] and dead["attempts"] == 4
+    assert "ConnectError" in dead["reason"] and dead["attempts"] == 5
     stats = w.stats()
-    assert stats["webhook_dead"] == 1 and stats["webhook_retried"] == 3
+    assert stats["webhook_dead"] == 1 and stats["webhook_retried"] == 4
     metrics = w.client.get("/metrics").text
     assert 'videoprogress_outbox_dead_total{outbox="webhook"} 1.0' in metrics
 
