@@ -1,7 +1,8 @@
 """Interoperability against real parts: Ralph's LRS (xAPI), a real HTTP webhook receiver, a
 real Redis and the MongoDB stand-in. The workers' steps (flush, completion job, deliveries) are
 called in-process, in order, so that each expected number can be worked out by hand; the
-outage under load runs the Procfile's processes (tests/test_interop_system.py).
+outage under load runs the Procfile's processes (tests/test_interop_system.py). The app and the
+workers share a `MockedClock`, moved past each backoff, due time and max age instead of sleeping.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from fastapi.testclient import TestClient
 from standardwebhooks import Webhook
 
 from ingest.app import create_app
+from shared.clock import MockedClock
 from shared.errors import Unavailable
 from shared.integrations.outbox import WEBHOOK, XAPI, Limits, Outbox, OutboxEntry
 from shared.integrations.xapi import EXT
@@ -53,8 +55,9 @@ def interop_settings(redis_url: str, mongo_url: str, **overrides: Any) -> Settin
     values: dict[str, Any] = {
         "xapi_actor_homepage": HOMEPAGE,
         "xapi_activity_base": ACTIVITIES,
-        "outbox_retry_base_s": 0.05,
-        "outbox_retry_max_s": 0.2,
+        # Whole seconds, so that the moved clock lands exactly on each due time.
+        "outbox_retry_base_s": 1.0,
+        "outbox_retry_max_s": 4.0,
         # Verified watching (when it lands) bounds credit by server time; these tests send
         # whole ranges at once, so they trust the client, as MAX_PLAYBACK_RATE=0 says.
         "max_playback_rate": 0,
@@ -64,19 +67,28 @@ def interop_settings(redis_url: str, mongo_url: str, **overrides: Any) -> Settin
 
 
 class World:
-    """The app, a worker context, and the steps of the workers, run by hand."""
+    """The app, a worker context on the app's clock, and the steps of the workers, run by hand."""
 
-    def __init__(self, settings: Settings, client: TestClient, monkeypatch: pytest.MonkeyPatch):
-        self.settings, self.client = settings, client
-        self.ctx: WorkerContext = build_context(settings)
+    def __init__(
+        self,
+        settings: Settings,
+        client: TestClient,
+        clock: MockedClock,
+        monkeypatch: pytest.MonkeyPatch,
+    ):
+        self.settings, self.client, self.clock = settings, client, clock
+        self.ctx: WorkerContext = build_context(settings, clock)
         for module in (completion, maintenance):
             monkeypatch.setattr(module, "get_context", lambda: self.ctx)
 
+    def token(self, user: str, role: str = "student") -> dict[str, str]:
+        return bearer(self.settings, user, role, now=self.clock.time())
+
     def enroll(self, student: str) -> dict[str, str]:
-        admin = bearer(self.settings, ADMIN, "admin")
+        admin = self.token(ADMIN, "admin")
         r = self.client.put(f"/api/courses/{COURSE_ID}/enrollments/{student}", headers=admin)
         assert r.status_code == 201, r.text
-        return bearer(self.settings, student)
+        return self.token(student)
 
     def watch(self, headers: dict[str, str], video: str = "v-100", **body: Any) -> None:
         total = 600 if video == "v-600" else 100
@@ -110,14 +122,17 @@ def world_factory(redis_url: str, mongo_url: str, monkeypatch: pytest.MonkeyPatc
 
     def make(**overrides: Any) -> World:
         settings = interop_settings(redis_url, mongo_url, **overrides)
-        cm = TestClient(create_app(settings))
+        # Started at the real time (the webhook receiver checks signatures against it), on a
+        # whole second so that moves by whole and half seconds add up exactly.
+        clock = MockedClock(float(int(time.time())))
+        cm = TestClient(create_app(settings, clock=clock))
         client = cm.__enter__()
-        admin = bearer(settings, ADMIN, "admin")
+        world = World(settings, client, clock, monkeypatch)
+        made.append((world, cm))
+        admin = world.token(ADMIN, "admin")
         assert (
             client.put(f"/api/courses/{COURSE_ID}", json=COURSE, headers=admin).status_code == 201
         )
-        world = World(settings, client, monkeypatch)
-        made.append((world, cm))
         return world
 
     yield make
@@ -182,7 +197,7 @@ def test_watching_reaches_the_lrs_as_valid_video_profile_statements(
     w.flush()
     assert w.run_completion_jobs() == 1
     # tab-2 falls silent: the sweep ends it (timeout passed: look an hour ahead).
-    assert end_silent_sessions(w.ctx, time.time() + 3601) == 1
+    assert end_silent_sessions(w.ctx, w.clock.time() + 3601) == 1
     waiting = Counter(verb(s) for s in queued(w.ctx.redis))
     assert waiting == {"initialized": 1, "completed": 1, "terminated": 1}
     assert send_due_statements(w.ctx) == {"sent": 3, "retried": 0, "refused": 0}
@@ -290,7 +305,7 @@ def test_a_refused_statement_is_set_aside_and_the_rest_of_its_batch_is_sent(
     # Never retried: the next run has nothing to do.
     assert send_due_statements(w.ctx) == {"sent": 0, "retried": 0, "refused": 0}
     # An operator puts it back (e.g. after deleting the clash in the LRS): refused again.
-    assert Outbox(w.ctx.redis, XAPI).requeue_dead(None, time.time()) == 1
+    assert Outbox(w.ctx.redis, XAPI).requeue_dead(None, w.clock.time()) == 1
     assert w.ctx.redis.hlen(XAPI.entries) == 1 and w.ctx.redis.hlen(XAPI.dead) == 0
     assert send_due_statements(w.ctx) == {"sent": 0, "retried": 0, "refused": 1}
 
@@ -303,15 +318,22 @@ def test_an_lrs_that_is_down_delays_statements_and_loses_none(
     me = w.enroll("s-down")
     w.watch(me, watch_time=0, session_id="t", seq=0, event="play")
     w.flush()  # the flush does not need the LRS
+    nothing = {"sent": 0, "retried": 0, "refused": 0}  # what a run with nothing due returns
     assert send_due_statements(w.ctx) == {"sent": 0, "retried": 2, "refused": 0}
     assert w.client.get("/readyz").json()["outbox"] == {"xapi": 2, "webhook": 0}
-    time.sleep(0.1)
+    # Retried OUTBOX_RETRY_BASE_S (1 s) after the first attempt, not before.
+    w.clock.advance(0.5)
+    assert send_due_statements(w.ctx) == nothing
+    w.clock.advance(0.5)
     assert send_due_statements(w.ctx)["retried"] == 2
     tries = {k.decode(): int(v) for k, v in w.ctx.redis.hgetall(XAPI.tries).items()}
     assert sorted(tries.values()) == [2, 2]  # counted per attempt: the backoff doubles
+    # The second retry waits 2 s: still not due 1.5 s later.
+    w.clock.advance(1.5)
+    assert send_due_statements(w.ctx) == nothing
     down.start()
     try:
-        time.sleep(0.3)  # the longest backoff (OUTBOX_RETRY_MAX_S) has passed
+        w.clock.advance(0.5)
         assert send_due_statements(w.ctx) == {"sent": 2, "retried": 0, "refused": 0}
         assert {verb(s) for s in down.statements()} == {"initialized", "played"}
     finally:
@@ -344,7 +366,10 @@ def test_a_flush_that_mongodb_postponed_still_reports_its_heartbeats_once(
         "paused": 1,
     }
     monkeypatch.setattr(w.ctx.mongo, "write_states", write_states)
-    time.sleep(2.1)  # the postponed keys are due again after two ticks
+    # The postponed keys are due again two ticks (FLUSH_TICK_S = 1 s) later, not before.
+    w.clock.advance(1.5)
+    assert flush_batch(w.ctx, 500).claimed == 0
+    w.clock.advance(0.5)
     w.flush()
     assert w.ctx.mongo.find_states([("s-mongo", "v-100")])[("s-mongo", "v-100")].version == 2
     assert w.ctx.redis.hlen(XAPI.entries) == 3
@@ -400,9 +425,12 @@ def test_a_receiver_that_fails_twice_gets_the_event_on_the_third_try_with_one_id
         me = w.enroll("s-hook")
         complete_v100(w, me)
         completed_at = w.ctx.mongo.find_states([("s-hook", "v-100")])[("s-hook", "v-100")]
-        for _ in range(3):
+        assert send_due_webhooks(w.ctx) == {"sent": 0, "retried": 1, "dead": 0}
+        for backoff in (1.0, 2.0):  # OUTBOX_RETRY_BASE_S, then doubled; never tried before
+            w.clock.advance(backoff - 0.5)
+            assert send_due_webhooks(w.ctx) == {"sent": 0, "retried": 0, "dead": 0}
+            w.clock.advance(0.5)
             send_due_webhooks(w.ctx)
-            time.sleep(0.25)  # past the backoff
     assert [d.status for d in receiver.deliveries] == [500, 500, 204]
     events = [verified(d) for d in receiver.deliveries]
     assert len({d.headers["webhook-id"] for d in receiver.deliveries}) == 1
@@ -429,19 +457,27 @@ def test_a_receiver_that_is_down_gets_the_event_set_aside_after_the_max_age(
     with WebhookReceiver() as receiver:
         url = receiver.url
     # The receiver is gone: connections are refused.
-    w = world_factory(webhook_urls=url, webhook_secret=SECRET, webhook_max_age_s=1)
+    w = world_factory(
+        webhook_urls=url, webhook_secret=SECRET, webhook_max_age_s=7, outbox_retry_max_s=2
+    )
     me = w.enroll("s-gone")
-    complete_v100(w, me)
-    deadline = time.monotonic() + 10
-    while w.ctx.redis.hlen(WEBHOOK.entries) and time.monotonic() < deadline:
-        send_due_webhooks(w.ctx)
-        time.sleep(0.1)
+    complete_v100(w, me)  # the event is queued at the clock's time
+    nothing, retried = {"sent": 0, "retried": 0, "dead": 0}, {"sent": 0, "retried": 1, "dead": 0}
+    assert send_due_webhooks(w.ctx) == retried
+    # Tried again 1, 3 and 5 s later (backoffs of 1 s, 2 s doubled, 2 s capped), younger than
+    # the max age each time, and never before it is due; at 7 s, its max age, set aside instead.
+    waits = [(1.0, retried), (2.0, retried), (2.0, retried), (2.0, {**nothing, "dead": 1})]
+    for backoff, outcome in waits:
+        w.clock.advance(backoff - 0.5)
+        assert send_due_webhooks(w.ctx) == nothing
+        w.clock.advance(0.5)
+        assert send_due_webhooks(w.ctx) == outcome
     assert w.ctx.redis.hlen(WEBHOOK.entries) == 0
     (dead,) = [json.loads(v) for v in w.ctx.redis.hvals(WEBHOOK.dead)]
     assert dead["entry"]["payload"]["event"]["type"] == "material.completed"
-    assert "ConnectError" in dead["reason"] and dead["attempts"] >= 2
+    assert "ConnectError" in dead["reason"] and dead["attempts"] == 5
     stats = w.stats()
-    assert stats["webhook_dead"] == 1 and stats["webhook_retried"] == dead["attempts"] - 1
+    assert stats["webhook_dead"] == 1 and stats["webhook_retried"] == 4
     metrics = w.client.get("/metrics").text
     assert 'videoprogress_outbox_dead_total{outbox="webhook"} 1.0' in metrics
 
@@ -510,13 +546,13 @@ def test_a_student_reads_their_own_data_and_an_admin_anyones(world_factory: Any)
     xapi = w.client.get("/api/progress/export?format=xapi", headers=me).json()
     assert sorted(verb(s) for s in xapi["statements"]) == ["initialized", "paused"]
 
-    admin = bearer(w.settings, ADMIN, "admin")
+    admin = w.token(ADMIN, "admin")
     as_admin = w.client.get("/api/admin/students/s-exp/export", headers=admin).json()
     assert as_admin["materials"] == data["materials"]
     for who, role in (("s-exp", "student"), ("t-phys", "teacher")):
-        r = w.client.get("/api/admin/students/s-exp/export", headers=bearer(w.settings, who, role))
+        r = w.client.get("/api/admin/students/s-exp/export", headers=w.token(who, role))
         assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
-    r = w.client.get("/api/progress/export", headers=bearer(w.settings, "t-phys", "teacher"))
+    r = w.client.get("/api/progress/export", headers=w.token("t-phys", "teacher"))
     assert r.status_code == 403
 
 
@@ -534,7 +570,7 @@ def test_erasure_clears_the_outboxes_and_returns_the_sent_ids(
         w.watch(me, "v-600", watch_time=10, session_id="u", seq=0, event="pause")
         w.flush()  # two more statements wait in the outbox
         assert len(queued(w.ctx.redis)) == 2
-        admin = bearer(w.settings, ADMIN, "admin")
+        admin = w.token(ADMIN, "admin")
         r = w.client.delete("/api/admin/progress?student_id=s-erase", headers=admin)
         assert r.status_code == 200, r.text
     report = r.json()

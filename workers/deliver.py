@@ -11,13 +11,15 @@ job that dies leaves its entries to the next one after the lease.
 - Any other 4xx from the LRS: the statements endpoint refuses a whole batch for one bad
   statement, so the batch is split in halves until the refused statements are alone; those are
   set aside in the dead-letter hash and counted, the others are sent.
+
+Every time here (due times, leases, a webhook's age and signature, a job's budget) is read
+from the context's clock, so that tests move a `MockedClock` past a backoff instead of sleeping.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from typing import Any
 
 import httpx
@@ -81,22 +83,22 @@ def send_due_statements(ctx: WorkerContext, budget_s: float | None = None) -> di
     s = ctx.settings
     if not s.xapi_lrs_url:
         return {}
-    end_silent_sessions(ctx, time.time())
+    end_silent_sessions(ctx, ctx.clock.time())
     outbox = Outbox(ctx.redis, XAPI)
     totals = {"sent": 0, "retried": 0, "refused": 0}
     auth = None
     if s.xapi_lrs_username is not None:
         password = s.xapi_lrs_password.get_secret_value() if s.xapi_lrs_password else ""
         auth = httpx.BasicAuth(s.xapi_lrs_username, password)
-    started = time.monotonic()
+    clock, started = ctx.clock, ctx.clock.monotonic()
     with httpx.Client(timeout=s.delivery_timeout_s, auth=auth) as client:
-        while budget_s is None or time.monotonic() - started < budget_s:
-            now = time.time()
+        while budget_s is None or clock.monotonic() - started < budget_s:
+            now = clock.time()
             batch = outbox.claim(now, lease_s(s), s.xapi_batch_size)
             if not batch:
                 break
             settled = send_statements(client, s.xapi_lrs_url + "statements", batch, now, s)
-            sent, retried, dead = outbox.settle(settled, time.time(), s.sent_ids_per_student)
+            sent, retried, dead = outbox.settle(settled, clock.time(), s.sent_ids_per_student)
             totals["sent"] += sent
             totals["retried"] += retried
             totals["refused"] += dead
@@ -173,7 +175,7 @@ def end_silent_sessions(ctx: WorkerContext, now: float) -> int:
         stmt = b.terminated(video, session_id, state, last)
         entries.append(statement_entry(sid, mid, stmt, now, version))
     pipe = ctx.redis.pipeline(transaction=False)
-    Outbox(ctx.redis, XAPI).push_in(pipe, entries, Limits.of(s), time.time())
+    Outbox(ctx.redis, XAPI).push_in(pipe, entries, Limits.of(s), ctx.clock.time())
     drop_in(pipe, [m for m, _ in silent])
     pipe.execute()
     return len(entries)
@@ -198,16 +200,16 @@ def send_due_webhooks(ctx: WorkerContext, budget_s: float | None = None) -> dict
     outbox = Outbox(ctx.redis, WEBHOOK)
     totals = {"sent": 0, "retried": 0, "dead": 0}
     failing: set[str] = set()
-    started = time.monotonic()
+    clock, started = ctx.clock, ctx.clock.monotonic()
     with httpx.Client(timeout=s.delivery_timeout_s) as client:
-        while budget_s is None or time.monotonic() - started < budget_s:
-            batch = outbox.claim(time.time(), lease_s(s), WEBHOOK_BATCH)
+        while budget_s is None or clock.monotonic() - started < budget_s:
+            batch = outbox.claim(clock.time(), lease_s(s), WEBHOOK_BATCH)
             if not batch:
                 break
             settled = Settled([], [], [])
-            for entry in batch:
-                _attempt_webhook(client, secret, entry, failing, settled, s)
-            sent, retried, dead = outbox.settle(settled, time.time(), s.sent_ids_per_student)
+            for entry in batch:  # each signed, and judged for its age, at its own attempt
+                _attempt_webhook(client, secret, entry, failing, settled, s, clock.time())
+            sent, retried, dead = outbox.settle(settled, clock.time(), s.sent_ids_per_student)
             totals["sent"] += sent
             totals["retried"] += retried
             totals["dead"] += dead
@@ -223,9 +225,9 @@ def _attempt_webhook(
     failing: set[str],
     out: Settled,
     s: Settings,
+    now: float,
 ) -> None:
     url, event = entry.payload["url"], entry.payload["event"]
-    now = time.time()
     outcome = "receiver failed earlier in this run"
     if url not in failing:
         body, headers = webhooks.signed_request(secret, event, now)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -143,7 +142,7 @@ def announce_completions(
     receivers = s.webhook_receivers
     if not s.xapi_lrs_url and not receivers:
         return
-    now = time.time()
+    now = ctx.clock.time()
     read = [m.material_id for m in course.materials] if progress >= 100.0 else material_ids
     stored = ctx.mongo.find_states([(student_id, m) for m in {*read, *material_ids}])
     durations = {m.material_id: m for m in course.materials}
