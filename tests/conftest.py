@@ -56,8 +56,11 @@ def redis_server(services_dir: Path) -> Iterator[Service | None]:
 
 @pytest.fixture(scope="session")
 def redis_base_url(redis_server: Service | None) -> str:
+    """A Redis database of this test process's own: the redis-server it started, or, when
+    `REDIS_URL` names one, database n of it for xdist's worker gw<n> (they empty it per test)."""
     if redis_server is None:
-        return os.environ["REDIS_URL"]
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+        return with_database(os.environ["REDIS_URL"], worker.removeprefix("gw"))
     return f"redis://127.0.0.1:{redis_server.port}/0"
 
 
