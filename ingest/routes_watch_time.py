@@ -27,6 +27,7 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic_core import to_json
 from starlette.datastructures import State
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 from starlette.types import Receive, Scope, Send
 
 from ingest.auth import bearer_principal, check_role
@@ -57,6 +58,12 @@ class WatchTimeRoute(APIRoute):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.app = answer_watch_time
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        """The path with another method is this route's too: `handle` answers it 405 with
+        `Allow: POST`, before the pages' mount at `/` could take it as a file (404)."""
+        match, child = super().matches(scope)
+        return (Match.FULL if match is Match.PARTIAL else match), child
 
 
 def add_watch_time_route(app: FastAPI) -> None:
