@@ -195,29 +195,40 @@ def mongo_db(mongo_url: str) -> Iterator[pymongo.database.Database[dict[str, Any
     client.close()
 
 
-# Work units for pytest-xdist (`--dist loadgroup --no-loadscope-reorder`, tests/run.sh): a module
-# is one unit, so its module-scoped fixtures start once; the modules sharing the system stack
-# (`system_stack` below) are one unit; units start longest first (measured with --durations),
-# so the last to finish is a short one.
+# Work units for pytest-xdist (tests/run.sh): a module is one unit, so its module-scoped fixtures
+# start once; the modules sharing the system stack (`system_stack` above) are one unit; units
+# start longest first (measured with --durations), so the last to finish is a short one.
 SHARED_STACK_MODULES = {"test_system", "test_teacher"}
 LONGEST_FIRST = [
-    "test_faults", "test_browser", "system-stack", "test_hot_store", "test_interop_system",
-    "test_verified_watching", "test_interop", "test_outbox_quota_system", "test_api",
+    "test_browser", "test_faults", "system-stack", "test_hot_store", "test_interop_system",
+    "test_verified_watching", "test_outbox_quota_system", "test_interop", "test_api",
     "test_fast_path", "test_erasure", "test_browser_edge", "test_progress",
 ]  # fmt: skip
 
 
-def work_unit(item: pytest.Item) -> str:
-    module = item.path.stem
+def work_unit(path: str) -> str:
+    module = Path(path.split("::")[0]).stem
     return "system-stack" if module in SHARED_STACK_MODULES else module
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Units in LONGEST_FIRST's order (the order xdist hands them out), tests kept in order."""
     rank = {unit: i for i, unit in enumerate(LONGEST_FIRST)}
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(work_unit(item)))
-    items.sort(key=lambda item: rank.get(work_unit(item), len(rank)))  # stable: order kept inside
+    items.sort(key=lambda item: rank.get(work_unit(item.nodeid), len(rank)))
+
+
+@pytest.hookimpl(optionalhook=True)  # xdist may be off (-p no:xdist)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist's scope scheduling over `work_unit` (xdist_group marks do not reach pytest 9's
+    node ids), handing units out in collection order."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class WorkUnits(LoadScopeScheduling):  # type: ignore[misc]  # xdist is untyped here
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    config.option.loadscopereorder = False
+    return WorkUnits(config, log)
 
 
 FAULT_SUMMARY: list[Any] = []  # rows reported by the tests, gathered where the run ends
