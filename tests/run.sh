@@ -18,11 +18,20 @@ if ! command -v chromium >/dev/null; then
 fi
 
 bash requirements/install.sh
-# Ralph, the LRS the xAPI tests send statements to, in a venv of its own (tests/lrs.py).
-python3 -m venv .venv-ralph
-.venv-ralph/bin/pip install -q 'ralph-malph[cli,lrs,backend-lrs]==5.1.0' requests
-(cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm run build && npm test)
+# Ralph, the LRS the xAPI tests send statements to, in a venv of its own (tests/lrs.py):
+# installed in the background while the pages build and their unit tests run.
+ralph_log=$(mktemp)
+(python3 -m venv .venv-ralph &&
+  .venv-ralph/bin/pip install -q 'ralph-malph[cli,lrs,backend-lrs]==5.1.0' requests) >"$ralph_log" 2>&1 &
+ralph=$!
+# npm ci again only when package-lock.json changed since node_modules was installed.
+(cd frontend &&
+  { [ node_modules/.package-lock.json -nt package-lock.json ] ||
+    npm ci --no-audit --no-fund --loglevel=error; } &&
+  npm run build && npm test)
+wait "$ralph" || { cat "$ralph_log" >&2; exit 1; }
+rm -f "$ralph_log"
 # Four test processes on two cores: most of the suite waits (on real processes, flush intervals,
 # outages), so the waits overlap; each work unit (a module, or the modules sharing a stack) runs
 # whole in one process (tests/conftest.py). `-n 0` runs everything in this process.
-.venv/bin/python -m pytest -n "${TEST_PROCESSES:-4}" --dist loadgroup --no-loadscope-reorder "$@"
+.venv/bin/python -m pytest -n "${TEST_PROCESSES:-4}" --dist loadscope "$@"
