@@ -12,14 +12,23 @@ from ingest.context import AppContext
 from ingest.drilldown import material_progress
 from ingest.models import (
     CourseProgress,
+    HeartbeatBody,
     MaterialStatus,
     ModuleProgress,
     VideoTotals,
 )
-from shared.domain.catalog import Course, MaterialRef
+from shared.domain.catalog import Course, MaterialRef, durations_agree
 from shared.domain.course import course_progress, percentage
 from shared.domain.progress import Heartbeat, WatchState, budget_needed, fold_into
-from shared.errors import BufferFull, Forbidden, RateLimited, ServiceError, Unavailable
+from shared.errors import (
+    BufferFull,
+    ClientTsOutOfRange,
+    Forbidden,
+    InvalidInput,
+    RateLimited,
+    ServiceError,
+    Unavailable,
+)
 from shared.ops import admin_ops
 from shared.storage.ingest_store import IngestItem, IngestLimits
 from shared.storage.keys import ProgressKey
@@ -57,6 +66,53 @@ def material_status(material_id: str, ref: MaterialRef, state: WatchState) -> Ma
         completed_at=_iso(state.completed_at),
         last_watched=_iso(state.last_watched),
         playback_rate=state.playback_rate,
+    )
+
+
+CLIENT_CLOCK_AHEAD_S = 60.0  # a player clock further ahead than this is clamped to ours
+
+
+def client_time(body: HeartbeatBody, received_at: float, max_age_s: float) -> float | None:
+    """The reading's time by the player's clock, clamped to CLIENT_CLOCK_AHEAD_S ahead of ours;
+    ClientTsOutOfRange when it is more than `max_age_s` old."""
+    if body.client_ts is None:
+        return None
+    client_ts = body.client_ts.timestamp()
+    if client_ts < received_at - max_age_s:
+        raise ClientTsOutOfRange(
+            f"client_ts is more than {max_age_s:.0f} s ({max_age_s / 86400:.3g} days) before "
+            "the server's time",
+            [{"field": "client_ts", "rule": ClientTsOutOfRange.code, "max_age_s": max_age_s}],
+        )
+    return min(client_ts, received_at + CLIENT_CLOCK_AHEAD_S)
+
+
+def to_heartbeat(
+    body: HeartbeatBody, ref: MaterialRef, received_at: float, max_client_age_s: float
+) -> Heartbeat:
+    """Validate against the catalog (which wins over the player) and the server's clock, and
+    stamp the receive time."""
+    client_ts = client_time(body, received_at, max_client_age_s)
+    duration = ref.material.duration
+    if ref.material.type != "video" or duration is None:
+        raise InvalidInput(
+            "heartbeats are for videos; use /complete for other materials",
+            [{"field": "material_id", "rule": "not_a_video"}],
+        )
+    if not durations_agree(body.total_duration, duration):
+        raise InvalidInput(
+            f"total_duration {body.total_duration} disagrees with the catalog's {duration}",
+            [{"field": "total_duration", "rule": "catalog_mismatch", "catalog": duration}],
+        )
+    return Heartbeat(
+        received_at=received_at,
+        watch_time=min(body.watch_time, duration),
+        client_ts=client_ts,
+        session_id=body.session_id,
+        seq=body.seq,
+        played=tuple(body.played) if body.played is not None else None,
+        playback_rate=body.playback_rate,
+        event=body.event,
     )
 
 

@@ -26,7 +26,6 @@ from ingest.models import (
     CompletionAccepted,
     CourseProgress,
     HeartbeatBatch,
-    HeartbeatBody,
     HeartbeatItem,
     ItemError,
     ItemResult,
@@ -34,15 +33,13 @@ from ingest.models import (
     StatusBatch,
     StatusRequest,
 )
-from ingest.progress_service import ProgressService, Submission, material_status
-from shared.domain.catalog import MaterialRef, durations_agree
+from ingest.progress_service import Submission, material_status, to_heartbeat
+from shared.domain.catalog import MaterialRef
 from shared.domain.progress import Heartbeat
 from shared.errors import ClientTsOutOfRange, Forbidden, InvalidInput, ServiceError
 from shared.tokens import Principal
 
 router = APIRouter(prefix="/api/progress", tags=["student progress"])
-
-CLIENT_CLOCK_AHEAD_S = 60.0  # a player clock further ahead than this is clamped to ours
 
 
 def subject_of(principal: Principal, student_id: str | None) -> str:
@@ -57,69 +54,6 @@ def subject_of(principal: Principal, student_id: str | None) -> str:
     if student_id and student_id != principal.user_id:
         raise Forbidden("a student can only read their own progress")
     return principal.user_id
-
-
-def client_time(body: HeartbeatBody, received_at: float, max_age_s: float) -> float | None:
-    """The reading's time by the player's clock, clamped to CLIENT_CLOCK_AHEAD_S ahead of ours;
-    ClientTsOutOfRange when it is more than `max_age_s` old."""
-    if body.client_ts is None:
-        return None
-    client_ts = body.client_ts.timestamp()
-    if client_ts < received_at - max_age_s:
-        raise ClientTsOutOfRange(
-            f"client_ts is more than {max_age_s:.0f} s ({max_age_s / 86400:.3g} days) before "
-            "the server's time",
-            [{"field": "client_ts", "rule": ClientTsOutOfRange.code, "max_age_s": max_age_s}],
-        )
-    return min(client_ts, received_at + CLIENT_CLOCK_AHEAD_S)
-
-
-def to_heartbeat(
-    body: HeartbeatBody, ref: MaterialRef, received_at: float, max_client_age_s: float
-) -> Heartbeat:
-    """Validate against the catalog (which wins over the player) and the server's clock, and
-    stamp the receive time."""
-    client_ts = client_time(body, received_at, max_client_age_s)
-    duration = ref.material.duration
-    if ref.material.type != "video" or duration is None:
-        raise InvalidInput(
-            "heartbeats are for videos; use /complete for other materials",
-            [{"field": "material_id", "rule": "not_a_video"}],
-        )
-    if not durations_agree(body.total_duration, duration):
-        raise InvalidInput(
-            f"total_duration {body.total_duration} disagrees with the catalog's {duration}",
-            [{"field": "total_duration", "rule": "catalog_mismatch", "catalog": duration}],
-        )
-    return Heartbeat(
-        received_at=received_at,
-        watch_time=min(body.watch_time, duration),
-        client_ts=client_ts,
-        session_id=body.session_id,
-        seq=body.seq,
-        played=tuple(body.played) if body.played is not None else None,
-        playback_rate=body.playback_rate,
-        event=body.event,
-    )
-
-
-async def record_heartbeat(
-    service: ProgressService, student: Principal, video_id: str, body: HeartbeatBody
-) -> dict[str, Any]:
-    """Buffer one heartbeat and return the reply's body (HeartbeatAccepted's shape, built
-    directly: this is the hottest path); raises the ServiceError that refused it."""
-    ref = await material_or_404(service.ctx.catalog, video_id)
-    ctx = service.ctx
-    hb = to_heartbeat(body, ref, ctx.clock.time(), ctx.settings.max_client_age_s)
-    state = await service.record(student.user_id, ref, video_id, hb)  # refusals: the handler
-    HEARTBEATS_ACCEPTED.inc()
-    return {
-        "accepted": True,
-        "watch_time": state.position,
-        "progress_percentage": state.progress,
-        "watched_seconds": state.watched_seconds,
-        "completed": state.completed,
-    }
 
 
 @router.post("/heartbeats", status_code=202, response_model=BatchResults)
