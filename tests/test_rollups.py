@@ -287,8 +287,9 @@ def test_a_redis_only_student_has_no_rollup_document(ctx: WorkerContext) -> None
 
 def test_pages_sorted_by_mongodb_equal_pages_of_the_whole_table(ctx: WorkerContext) -> None:
     """The class table's and the matrix's fast path (MongoDB sorts and cuts one page) against
-    sorting all rows in Python, for every sort key, both directions, several page sizes, with ties and students
-    who never started; and again while one enrollment's totals are stale (the fallback)."""
+    sorting all rows in Python, for every sort key, both directions, several page sizes, with
+    ties and students who never started; and again while one enrollment's totals are stale
+    (the fallback)."""
     c = course()
     plan: dict[str, dict[str, RollupEntry]] = {  # ties on every key; cal and dee never active
         "ana": {"v-100": RollupEntry(1, 50.0, 5.0, 50.0, False, 30.0)},

@@ -6,17 +6,10 @@ constant, not the class."""
 from __future__ import annotations
 
 import random
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from pymongo.monitoring import (
-    CommandFailedEvent,
-    CommandListener,
-    CommandStartedEvent,
-    CommandSucceededEvent,
-)
 
 from shared.domain import analytics
 from shared.domain.catalog import Course
@@ -24,31 +17,11 @@ from shared.domain.rollup import RollupEntry
 from shared.ops import teacher_views
 from shared.storage import rollup_store
 from shared.storage.mongo_store import MongoStore
+from tests.helpers import DocumentsRead
 
 STUDENTS = 260  # more than a 200-row matrix page and a 50-row class page, plus their constants
 MATERIALS = 12
 CONSTANT = 5  # the stale probe and the page's extra row, with room to spare
-
-
-class DocumentsRead(CommandListener):
-    """Counts the documents MongoDB returned in cursor replies."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._lock = threading.Lock()
-
-    def started(self, event: CommandStartedEvent) -> None:
-        pass
-
-    def succeeded(self, event: CommandSucceededEvent) -> None:
-        cursor = event.reply.get("cursor") if isinstance(event.reply, dict) else None
-        if isinstance(cursor, dict):
-            batch = cursor.get("firstBatch", cursor.get("nextBatch", []))
-            with self._lock:
-                self.count += len(batch)
-
-    def failed(self, event: CommandFailedEvent) -> None:
-        pass
 
 
 def the_course() -> Course:
@@ -107,7 +80,7 @@ def test_a_class_page_reads_one_page_of_documents(
     cursor, pages = None, 0
     while pages == 0 or cursor is not None:
         (chunk, cursor), n = reads(
-            listener, lambda: teacher_views.class_page(store, course, sort, 50, cursor)
+            listener, lambda c=cursor: teacher_views.class_page(store, course, sort, 50, c)
         )
         assert n <= 50 + CONSTANT, (sort, pages, n)
         pages += 1
@@ -127,7 +100,7 @@ def test_a_matrix_page_reads_one_page_of_documents_and_equals_the_whole_matrix(
     cursor = None
     for _ in range(3):
         (chunk, cursor), n = reads(
-            listener, lambda: teacher_views.matrix_page(store, course, sort, 200, cursor)
+            listener, lambda c=cursor: teacher_views.matrix_page(store, course, sort, 200, c)
         )
         assert n <= 200 + CONSTANT, (sort, n)
         seen += chunk
