@@ -192,7 +192,7 @@ class DocumentsRead(CommandListener):
     def succeeded(self, event: CommandSucceededEvent) -> None:
         cursor = event.reply.get("cursor") if isinstance(event.reply, dict) else None
         if isinstance(cursor, dict):
-            batch = cursor.get("firstBatch", cursor.get("nextBatch", []))
+            batch: list[Any] = cursor.get("firstBatch", cursor.get("nextBatch")) or []
             with self._lock:
                 self.count += len(batch)
 
