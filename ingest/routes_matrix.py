@@ -1,5 +1,6 @@
 """The progress matrix of a course: per enrolled student, each material's progress and
-completion, from the enrollment rollups (one find). Teachers of the course and admins."""
+completion, from the enrollment rollups (a page of them with `?limit=`, else one find of the
+class). Teachers of the course and admins."""
 
 from __future__ import annotations
 
@@ -14,12 +15,28 @@ from ingest.deps import CourseId, Ctx, TeacherOrAdmin, check_teaches, course_or_
 from ingest.models import ProgressMatrix
 from ingest.routes_teacher import SortParam
 from shared.domain import analytics
+from shared.domain.catalog import Course
 from shared.errors import InvalidInput
 from shared.ops import teacher_views
+from shared.storage.mongo_store import MongoStore
 
 router = APIRouter(tags=["teacher and admin"])
 
 MAX_ROWS = 5000
+
+
+def _matrix_rows(
+    mongo: MongoStore, course: Course, sort: str, limit: int | None, cursor: str | None
+) -> tuple[list[dict[str, Any]], list[teacher_views.MatrixRow], str | None]:
+    """A page read by MongoDB when `limit` is given (one page of documents); else all rows,
+    sorted here. Raises ValueError for a bad cursor."""
+    if limit is not None:
+        rows, next_cursor = teacher_views.matrix_page(mongo, course, sort, limit, cursor)
+        return teacher_views.matrix_header(course), rows, next_cursor
+    materials, every = teacher_views.matrix(mongo, course)
+    by_student = {r.row.student_id: r for r in every}
+    chunk, next_cursor = analytics.page([r.row for r in every], sort, max(len(every), 1), cursor)
+    return materials, [by_student[r.student_id] for r in chunk], next_cursor
 
 
 @router.get(
@@ -45,15 +62,12 @@ async def progress_matrix(
         analytics.parse_sort(sort)
     except ValueError as exc:
         raise InvalidInput(str(exc), [{"field": "sort", "rule": "one_of"}]) from None
-    materials, rows = await run_in_threadpool(teacher_views.matrix, ctx.mongo, course)
-    by_student = {r.row.student_id: r for r in rows}
     try:
-        chunk, next_cursor = analytics.page(
-            [r.row for r in rows], sort, limit or max(len(rows), 1), cursor
+        materials, ordered, next_cursor = await run_in_threadpool(
+            _matrix_rows, ctx.mongo, course, sort, limit, cursor
         )
     except ValueError as exc:
         raise InvalidInput(str(exc), [{"field": "cursor", "rule": "invalid"}]) from None
-    ordered = [by_student[r.student_id] for r in chunk]
     if format == "csv":
         return StreamingResponse(
             teacher_views.matrix_csv_lines([m["material_id"] for m in materials], ordered),

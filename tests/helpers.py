@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
+
+from pymongo.monitoring import (
+    CommandFailedEvent,
+    CommandListener,
+    CommandStartedEvent,
+    CommandSucceededEvent,
+)
 
 from shared.settings import Settings
 from shared.storage.clients import AsyncBuffer, Buffer, async_buffer_client
@@ -169,3 +177,24 @@ def poisoned(r: Buffer) -> list[bytes]:
     for part in KEY_SCHEMA.partitions():
         pipe.zrange(part.poison, 0, -1)
     return [m for members in pipe.execute() for m in members]
+
+
+class DocumentsRead(CommandListener):
+    """Counts the documents MongoDB returned in cursor replies."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def started(self, event: CommandStartedEvent) -> None:
+        pass
+
+    def succeeded(self, event: CommandSucceededEvent) -> None:
+        cursor = event.reply.get("cursor") if isinstance(event.reply, dict) else None
+        if isinstance(cursor, dict):
+            batch: list[Any] = cursor.get("firstBatch", cursor.get("nextBatch")) or []
+            with self._lock:
+                self.count += len(batch)
+
+    def failed(self, event: CommandFailedEvent) -> None:
+        pass

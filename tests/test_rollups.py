@@ -286,9 +286,10 @@ def test_a_redis_only_student_has_no_rollup_document(ctx: WorkerContext) -> None
 
 
 def test_pages_sorted_by_mongodb_equal_pages_of_the_whole_table(ctx: WorkerContext) -> None:
-    """The class table's fast path (MongoDB sorts and cuts one page) against sorting all rows
-    in Python, for every sort key, both directions, several page sizes, with ties and students
-    who never started; and again while one enrollment's totals are stale (the fallback)."""
+    """The class table's and the matrix's fast path (MongoDB sorts and cuts one page) against
+    sorting all rows in Python, for every sort key, both directions, several page sizes, with
+    ties and students who never started; and again while one enrollment's totals are stale
+    (the fallback)."""
     c = course()
     plan: dict[str, dict[str, RollupEntry]] = {  # ties on every key; cal and dee never active
         "ana": {"v-100": RollupEntry(1, 50.0, 5.0, 50.0, False, 30.0)},
@@ -317,6 +318,17 @@ def test_pages_sorted_by_mongodb_equal_pages_of_the_whole_table(ctx: WorkerConte
                 return seen
         raise AssertionError("did not end")
 
+    def walk_matrix(sort: str, limit: int) -> list[str]:
+        seen, cursor = [], None
+        cells = {r.row.student_id: r for r in teacher_views.matrix(ctx.mongo, c)[1]}
+        for _ in range(20):
+            chunk, cursor = teacher_views.matrix_page(ctx.mongo, c, sort, limit, cursor)
+            assert all(r == cells[r.row.student_id] for r in chunk)  # the whole matrix's rows
+            seen += [r.row.student_id for r in chunk]
+            if cursor is None:
+                return seen
+        raise AssertionError("did not end")
+
     whole = class_table(ctx.mongo, c)
     for stale in (False, True):
         if stale:
@@ -327,6 +339,7 @@ def test_pages_sorted_by_mongodb_equal_pages_of_the_whole_table(ctx: WorkerConte
                 expected = [r.student_id for r in analytics.page(whole, sort, 100, None)[0]]
                 for limit in (1, 2, 3, 100):
                     assert walk(sort, limit) == expected, (sort, limit, stale)
+                    assert walk_matrix(sort, limit) == expected, (sort, limit, stale)
         # The inactivity filter done by MongoDB keeps the rows the whole table's filter keeps.
         for before in (5.0, 10.0, 15.0, 30.0, 35.0, 50.0):
             for q in (None, "a", "E"):

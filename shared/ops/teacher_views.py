@@ -1,5 +1,6 @@
 """Teacher views over MongoDB: the class table (also as CSV), the progress matrix, course
-stats (all three from the enrollment rollups, one find), retention (watched ranges)."""
+stats (all three from the enrollment rollups; a page of the table or the matrix reads one page
+of documents, sorted and cut by MongoDB), retention (watched ranges)."""
 
 from __future__ import annotations
 
@@ -52,25 +53,38 @@ def class_page(
     """One page of the class table, sorted and cut by MongoDB (one page of documents read);
     the same rows and cursors as sorting the whole table (`analytics.page`), which it falls back
     to while some enrollment's totals are stale. Raises ValueError for a bad sort or cursor."""
-    key, descending = analytics.parse_sort(sort)
-    after = analytics.decode_cursor(cursor, sort) if cursor else None
-    field = rollup_store.SORT_FIELDS[key]
-    total = len(course.materials)
-    db_after: tuple[Any, str] | None = None
-    if after is not None:
-        value, student_id = after
-        if key == "progress":  # the cursor holds the percentage, MongoDB sorts the count
-            try:
-                value = round(float(value) * total / 100.0) if total else 0
-            except (TypeError, ValueError):
-                raise ValueError("malformed cursor") from None
-        elif key == "last_active" and value == float("-inf"):
-            value = None
-        db_after = (value, str(student_id))
+    field, descending, db_after = _db_position(course, sort, cursor)
     found = rollup_store.page_totals(mongo, course, field, descending, limit + 1, db_after)
     if found is None:
         return analytics.page(class_table(mongo, course), sort, limit, cursor)
-    rows = [_row(r.student_id, r.totals, total) for r in found]
+    total = len(course.materials)
+    return _cut([_row(r.student_id, r.totals, total) for r in found], sort, limit)
+
+
+def _db_position(
+    course: Course, sort: str, cursor: str | None
+) -> tuple[str, bool, tuple[Any, str] | None]:
+    """(rollup field MongoDB sorts on, descending, the cursor's position in stored values).
+    Raises ValueError for a bad sort or cursor."""
+    key, descending = analytics.parse_sort(sort)
+    after = analytics.decode_cursor(cursor, sort) if cursor else None
+    field = rollup_store.SORT_FIELDS[key]
+    if after is None:
+        return field, descending, None
+    value, student_id = after
+    if key == "progress":  # the cursor holds the percentage, MongoDB sorts the count
+        total = len(course.materials)
+        try:
+            value = round(float(value) * total / 100.0) if total else 0
+        except (TypeError, ValueError):
+            raise ValueError("malformed cursor") from None
+    elif key == "last_active" and value == float("-inf"):
+        value = None
+    return field, descending, (value, str(student_id))
+
+
+def _cut(rows: list[ClassRow], sort: str, limit: int) -> tuple[list[ClassRow], str | None]:
+    """The first `limit` of `limit + 1` rows read, and the next page's cursor if there is one."""
     chunk = rows[:limit]
     more = len(rows) > limit
     return chunk, analytics.encode_cursor(chunk[-1], sort) if more and chunk else None
@@ -186,19 +200,43 @@ class MatrixRow:
 def matrix(mongo: MongoStore, course: Course) -> tuple[list[dict[str, Any]], list[MatrixRow]]:
     """The course's materials and, per enrolled student, each material's progress and
     completion (in the materials' order), with the student's class-table row for sorting."""
-    materials = course.materials
-    ids = [m.material_id for m in materials]
+    return matrix_header(course), _matrix_rows(rollup_store.course_rollups(mongo, course), course)
+
+
+def matrix_page(
+    mongo: MongoStore, course: Course, sort: str, limit: int, cursor: str | None
+) -> tuple[list[MatrixRow], str | None]:
+    """One page of the matrix in the class table's order, sorted and cut by MongoDB (one page
+    of documents read); the same rows and cursors as paging the whole matrix, which it falls
+    back to while some enrollment's totals are stale. Raises ValueError for a bad cursor."""
+    field, descending, db_after = _db_position(course, sort, cursor)
+    found = rollup_store.page_rollups(mongo, course, field, descending, limit + 1, db_after)
+    rows = _matrix_rows(found, course) if found is not None else matrix(mongo, course)[1]
+    by_student = {r.row.student_id: r for r in rows}
+    if found is not None:
+        chunk, next_cursor = _cut([r.row for r in rows], sort, limit)
+    else:
+        chunk, next_cursor = analytics.page([r.row for r in rows], sort, limit, cursor)
+    return [by_student[r.student_id] for r in chunk], next_cursor
+
+
+def matrix_header(course: Course) -> list[dict[str, Any]]:
+    return [{"material_id": m.material_id, "title": m.title, "type": m.type}
+            for m in course.materials]  # fmt: skip
+
+
+def _matrix_rows(found: Iterable[rollup_store.StudentRollup], course: Course) -> list[MatrixRow]:
+    ids = [m.material_id for m in course.materials]
     course_ids = ",".join(ids)
-    rows = [
-        MatrixRow(
-            _row(r.student_id, r.totals, len(ids)),
-            _cells(r.columns, course_ids, ids, PROGRESS),
-            [c == 1.0 for c in _cells(r.columns, course_ids, ids, COMPLETED)],
-        )
-        for r in rollup_store.course_rollups(mongo, course)
-    ]
-    header = [{"material_id": m.material_id, "title": m.title, "type": m.type} for m in materials]
-    return header, rows
+    return [_matrix_row(r, ids, course_ids) for r in found]
+
+
+def _matrix_row(r: rollup_store.StudentRollup, ids: list[str], course_ids: str) -> MatrixRow:
+    return MatrixRow(
+        _row(r.student_id, r.totals, len(ids)),
+        _cells(r.columns, course_ids, ids, PROGRESS),
+        [c == 1.0 for c in _cells(r.columns, course_ids, ids, COMPLETED)],
+    )
 
 
 def matrix_csv_lines(material_ids: list[str], rows: Iterable[MatrixRow]) -> Iterator[str]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
@@ -30,6 +30,7 @@ import pymongo
 from bson.errors import BSONError
 from pymongo import ASCENDING, ReplaceOne, UpdateOne
 from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError
+from pymongo.monitoring import CommandListener
 
 from shared.domain.catalog import Course
 from shared.domain.course import course_progress
@@ -163,9 +164,13 @@ def progress_document(w: StateWrite) -> dict[str, Any]:
 
 
 class MongoStore:
-    def __init__(self, url: str, timeout_ms: int = 5000) -> None:
+    def __init__(
+        self, url: str, timeout_ms: int = 5000, listeners: Sequence[CommandListener] = ()
+    ) -> None:
+        """`listeners`: pymongo command listeners (a test counts the documents read)."""
         self.client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
             url,
+            event_listeners=list(listeners),
             serverSelectionTimeoutMS=timeout_ms,
             connectTimeoutMS=timeout_ms,
             socketTimeoutMS=timeout_ms * 2,  # unlimited by default: a hung server would hang us
@@ -198,6 +203,14 @@ class MongoStore:
             [("student_id", ASCENDING), ("course_id", ASCENDING)], unique=True
         )
         self.enrollments.create_index([("course_id", ASCENDING), ("student_id", ASCENDING)])
+        # The class table's and the matrix's pages: MongoDB sorts and cuts on these (walked
+        # backwards for a descending sort); docs/teacher-views.md lists the queries.
+        for total in ("completed_count", "last_active", "watched_seconds", "unverified_seconds"):
+            self.enrollments.create_index(
+                [("course_id", ASCENDING), (total, ASCENDING), ("student_id", ASCENDING)]
+            )
+        # Whether some enrollment's totals are stale: only the stale ones are in the range.
+        self.enrollments.create_index([("course_id", ASCENDING), ("rollup_course", ASCENDING)])
 
     # -- watch progress -------------------------------------------------------------------
 

@@ -247,9 +247,7 @@ def inactive_totals(
 ) -> list[EnrollmentRollup] | None:
     """The totals of students last active before `before` or never, read by MongoDB's filter
     (two finds, only the matching documents); None while some enrollment's totals are stale."""
-    stale = {"course_id": course.course_id,
-             "rollup_course": {"$ne": rollup.course_fingerprint(course)}}  # fmt: skip
-    if mongo.enrollments.find_one(stale, {"_id": 1}) is not None:
+    if _any_stale(mongo, course):
         return None
     found = []
     for condition in (None, {"$lt": before}):  # never active; active before
@@ -304,9 +302,49 @@ def page_totals(
 
     `after` is (field value, student_id) of the last row shown; a None value (never active)
     sorts before every number, as in MongoDB."""
+    docs = _page_docs(mongo, course, field, descending, limit, after, TOTAL_FIELDS)
+    if docs is None:
+        return None
+    return [EnrollmentRollup(d["student_id"], _totals_of(d)) for d in docs]
+
+
+def page_rollups(
+    mongo: MongoStore,
+    course: Course,
+    field: str,
+    descending: bool,
+    limit: int,
+    after: tuple[Any, str] | None,
+) -> list[StudentRollup] | None:
+    """As `page_totals`, with each student's per-material columns (the matrix's page): one
+    page of documents read, or None while some enrollment's totals are stale."""
+    fields = {**TOTAL_FIELDS, "rollup": 1, "rollup_ids": 1}
+    docs = _page_docs(mongo, course, field, descending, limit, after, fields)
+    if docs is None:
+        return None
+    return [StudentRollup(d["student_id"], _totals_of(d), rollup.columns(d)) for d in docs]
+
+
+def _any_stale(mongo: MongoStore, course: Course) -> bool:
+    """Whether some enrollment's totals were computed for another version of the course (or
+    it has no rollup yet); served by the (course_id, rollup_course) index."""
     stale = {"course_id": course.course_id,
              "rollup_course": {"$ne": rollup.course_fingerprint(course)}}  # fmt: skip
-    if mongo.enrollments.find_one(stale, {"_id": 1}) is not None:
+    return mongo.enrollments.find_one(stale, {"_id": 1}) is not None
+
+
+def _page_docs(
+    mongo: MongoStore,
+    course: Course,
+    field: str,
+    descending: bool,
+    limit: int,
+    after: tuple[Any, str] | None,
+    fields: dict[str, Any],
+) -> list[dict[str, Any]] | None:
+    """The page's documents (see `page_totals`), each query served by the (course_id, field,
+    student_id) index; None while some enrollment's totals are stale."""
+    if _any_stale(mongo, course):
         return None
     d = -1 if descending else 1
     beyond = "$lt" if descending else "$gt"
@@ -325,22 +363,19 @@ def page_totals(
                 queries.append(({field: None}, [("student_id", d)]))
         elif not descending:  # after the never-active students come all the others
             queries.append(({field: {"$gte": 0}}, order))
-    found: list[EnrollmentRollup] = []
+    found: list[dict[str, Any]] = []
     for query, sort in queries:
         if len(found) >= limit:
             break
-        cursor = mongo.enrollments.find({"course_id": course.course_id, **query}, TOTAL_FIELDS)
-        for doc in cursor.sort(sort).limit(limit - len(found)):
-            found.append(EnrollmentRollup(doc["student_id"], _totals_of(doc)))
+        cursor = mongo.enrollments.find({"course_id": course.course_id, **query}, fields)
+        found += cursor.sort(sort).limit(limit - len(found))
     return found
 
 
 def completed_histogram(mongo: MongoStore, course: Course) -> dict[int, int] | None:
     """Completed-material count -> how many enrolled students have it, from one `$group` of
     the rollup totals; None while some enrollment's totals are stale (see `page_totals`)."""
-    stale = {"course_id": course.course_id,
-             "rollup_course": {"$ne": rollup.course_fingerprint(course)}}  # fmt: skip
-    if mongo.enrollments.find_one(stale, {"_id": 1}) is not None:
+    if _any_stale(mongo, course):
         return None
     rows = mongo.enrollments.aggregate(
         [{"$match": {"course_id": course.course_id}},

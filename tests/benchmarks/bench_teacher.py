@@ -1,11 +1,15 @@
 """Benchmark: the teacher routes over 2,000 students x 50 videos on the MongoDB stand-in.
 
-    .venv/bin/python -m tests.benchmarks.bench_teacher [--students 2000] [--videos 50]
+    .venv/bin/python -m tests.benchmarks.bench_teacher [--students 200,2000] [--videos 50]
     .venv/bin/python -m tests.benchmarks.bench_teacher --videos 100 --rollups-only  # the matrix
 
 Starts its own redis-server, nx-27017 and uvicorn, seeds the data directly into MongoDB
 (watch_progress documents and enrollment rollups shaped exactly as the flush writes them), then
-times each route over HTTP and prints the median and max of several runs beside its target.
+times each route over HTTP and prints the median and max of several runs beside its target,
+and the documents MongoDB returns for one request of the routes that read the rollups (counted
+by pymongo's command monitoring around the view the route calls). Each class size in
+`--students` gets fresh services. "matrix, all rows" is how a 200-row page was read before
+`?limit=` was served by MongoDB.
 Numbers are for this machine and the stand-in. `--rollups-only` skips the watch_progress
 documents (slow to seed at 100 videos) and the routes that read them.
 """
@@ -34,7 +38,7 @@ from shared.devtools.services import (
 from shared.domain import rollup
 from shared.domain.catalog import Course
 from shared.domain.progress import WatchState
-from shared.ops import admin_ops
+from shared.ops import admin_ops, teacher_views
 from shared.ops.rollups import entry_of
 from shared.settings import Settings
 from shared.storage.mongo_store import (
@@ -45,14 +49,13 @@ from shared.storage.mongo_store import (
     progress_id,
 )
 from shared.tokens import mint_token
+from tests.helpers import DocumentsRead
 
 SECRET = "bench-" + "0123456789abcdef" * 3
 
 
-def seed(
-    mongo: MongoStore, r: redis.Redis, students: int, videos: int, progress_docs: bool = True
-) -> None:
-    course = Course(
+def bench_course(videos: int) -> Course:
+    return Course(
         course_id="bench",
         title="Benchmark course",
         teacher_ids=["t-bench"],
@@ -72,6 +75,12 @@ def seed(
             }
         ],
     )
+
+
+def seed(
+    mongo: MongoStore, r: redis.Redis, students: int, videos: int, progress_docs: bool = True
+) -> None:
+    course = bench_course(videos)
     admin_ops.save_course(mongo, r, course)
     rng = random.Random(7)
     now = time.time()
@@ -122,9 +131,32 @@ def timed(
     return statistics.median(times), max(times), size
 
 
+# The view each counted route calls, as the route calls it.
+VIEWS = {
+    "class table, first page of 100": lambda m, c: teacher_views.class_page(
+        m, c, "student_id", 100, None),
+    "class table, page of 50 by -progress": lambda m, c: teacher_views.class_page(
+        m, c, "-progress", 50, None),
+    "course stats": teacher_views.stats,
+    "matrix, page of 200 by -progress": lambda m, c: teacher_views.matrix_page(
+        m, c, "-progress", 200, None),
+    "matrix, all rows": teacher_views.matrix,
+    "teacher's /api/me/courses": teacher_views.summary,
+}  # fmt: skip
+
+
+def documents_read(store: MongoStore, listener: DocumentsRead, name: str, course: Course) -> str:
+    view = VIEWS.get(name)
+    if view is None:
+        return ""
+    before = listener.count
+    view(store, course)
+    return str(listener.count - before)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--students", type=int, default=2000)
+    parser.add_argument("--students", default="2000", help="class sizes, comma-separated")
     parser.add_argument("--videos", type=int, default=50)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument(
@@ -133,6 +165,11 @@ def main() -> None:
         help="seed no watch_progress documents; time only the rollup routes",
     )
     args = parser.parse_args()
+    for students in (int(n) for n in args.students.split(",")):
+        run_size(students, args.videos, args.runs, args.rollups_only)
+
+
+def run_size(students: int, videos: int, runs: int, rollups_only: bool) -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-teacher-"))
     rsvc = redis_service(root / "redis").start()
     msvc = mongo_standin_service(root / "mongo").start()
@@ -152,14 +189,14 @@ def main() -> None:
     mongo = MongoStore(settings.mongo_url, settings.mongo_timeout_ms)
     mongo.ensure_indexes()
     t = time.perf_counter()
-    seed(mongo, redis.Redis.from_url(settings.redis_url), args.students, args.videos,
-         progress_docs=not args.rollups_only)  # fmt: skip
-    documents = args.students * args.videos
+    seed(mongo, redis.Redis.from_url(settings.redis_url), students, videos,
+         progress_docs=not rollups_only)  # fmt: skip
+    documents = students * videos
     elapsed = time.perf_counter() - t
-    print(
-        f"seeded {args.students} students x {args.videos} videos ({documents} docs)"
-        f" in {elapsed:.1f}s"
-    )
+    print(f"\nseeded {students} students x {videos} videos ({documents} docs) in {elapsed:.1f}s")
+    listener = DocumentsRead()
+    counted = MongoStore(settings.mongo_url, settings.mongo_timeout_ms, listeners=[listener])
+    course = bench_course(videos)
     web = start_procfile_process(procfile_commands()["web"], env, root / "web.log")
     try:
         wait_for_port(port, 30, web)
@@ -167,34 +204,39 @@ def main() -> None:
         headers = {"Authorization": f"Bearer {token}"}
         base = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=base, headers=headers, timeout=300) as client:
+            matrix = "/api/teacher/courses/bench/matrix"
             routes: list[tuple[str, str, dict[str, str | int], str | None]] = [
                 ("class table, first page of 100", "/api/teacher/courses/bench/progress", {},
                  "page"),
-                ("class table, by -progress", "/api/teacher/courses/bench/progress",
-                 {"sort": "-progress"}, "page"),
+                ("class table, page of 50 by -progress", "/api/teacher/courses/bench/progress",
+                 {"sort": "-progress", "limit": 50}, "page"),
                 ("class table, inactive 7 days, q=s01", "/api/teacher/courses/bench/progress",
                  {"inactive_days": 7, "q": "s01"}, "page"),
                 ("class table as CSV (all rows)", "/api/teacher/courses/bench/progress",
                  {"format": "csv"}, None),
                 ("course stats", "/api/teacher/courses/bench/stats", {}, "stats"),
-                (f"matrix, all rows x {args.videos}", "/api/teacher/courses/bench/matrix", {},
-                 "matrix"),
-                ("matrix as CSV", "/api/teacher/courses/bench/matrix", {"format": "csv"},
-                 "matrix"),
+                ("matrix, page of 200 by -progress", matrix, {"sort": "-progress", "limit": 200},
+                 "page"),
+                ("matrix, all rows", matrix, {}, "matrix"),
+                ("matrix as CSV", matrix, {"format": "csv"}, "matrix"),
                 ("teacher's /api/me/courses", "/api/me/courses", {}, None),
             ]  # fmt: skip
-            if not args.rollups_only:
+            if not rollups_only:
                 routes += [
                     ("retention, 100 buckets", "/api/teacher/materials/v000/retention", {}, None),
                     ("one student's course view",
                      "/api/teacher/courses/bench/students/s00042/progress", {}, None),
                 ]  # fmt: skip
-            print(f"\n{'route':38} {'median ms':>10} {'max ms':>9} {'bytes':>9} {'target':>8}")
+            print(f"{'route':38} {'median ms':>10} {'max ms':>9} {'bytes':>9} {'target':>8}"
+                  f" {'docs read':>10}")  # fmt: skip
             for name, path, params, target in routes:
-                median, worst, size = timed(client, path, args.runs, **params)
+                median, worst, size = timed(client, path, runs, **params)
                 goal = f"{TARGET_MS[target]:.0f}" if target else ""
-                print(f"{name:38} {median:10.1f} {worst:9.1f} {size:9d} {goal:>8}")
+                read = documents_read(counted, listener, name, course)
+                print(f"{name:38} {median:10.1f} {worst:9.1f} {size:9d} {goal:>8} {read:>10}")
     finally:
+        counted.close()
+        mongo.close()
         web.terminate()
         web.wait()
         msvc.stop()
