@@ -12,7 +12,7 @@ refusal in the error shape. The app's BodyLimitMiddleware has refused a body ove
 before routing. Being routed still costs it Starlette's exception middleware, FastAPI's exit
 stack and the router's match (about 20 us a request on the 2-core dev machine, ~5 % of an
 accepted heartbeat's CPU in-process).
-tests/test_fast_path.py holds the route to API.md's refusals.
+tests/test_watch_time_route.py holds the route to API.md's refusals.
 """
 
 from __future__ import annotations

@@ -57,10 +57,15 @@ def redis_server(services_dir: Path) -> Iterator[Service | None]:
 @pytest.fixture(scope="session")
 def redis_base_url(redis_server: Service | None) -> str:
     """A Redis database of this test process's own: the redis-server it started, or, when
-    `REDIS_URL` names one, database n of it for xdist's worker gw<n> (they empty it per test)."""
+    `REDIS_URL` names one, its database (under xdist, that database + n for worker gw<n>: the
+    tests empty it)."""
     if redis_server is None:
-        worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-        return with_database(os.environ["REDIS_URL"], worker.removeprefix("gw"))
+        url = os.environ["REDIS_URL"]
+        worker = os.environ.get("PYTEST_XDIST_WORKER")
+        if worker is None:
+            return url
+        base = int(urlsplit(url).path.strip("/") or 0)
+        return with_database(url, str(base + int(worker.removeprefix("gw"))))
     return f"redis://127.0.0.1:{redis_server.port}/0"
 
 
@@ -120,7 +125,10 @@ def cluster_system_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
 
 @pytest.fixture
 def stack(buffer_kind: str, request: pytest.FixtureRequest) -> Stack:
-    """The shared system stack of the test's buffer kind (both, for a test marked `cluster`)."""
+    """The shared system stack of the test's buffer kind (both, for a test marked `cluster`);
+    only for the modules of its work unit, which xdist runs in one process."""
+    module = request.node.path.stem
+    assert module in SHARED_STACK_MODULES, f"{module}: add it to SHARED_STACK_MODULES first"
     name = "cluster_system_stack" if buffer_kind == "cluster" else "system_stack"
     found: Stack = request.getfixturevalue(name)
     return found
@@ -202,7 +210,7 @@ SHARED_STACK_MODULES = {"test_system", "test_teacher"}
 LONGEST_FIRST = [
     "test_browser", "test_faults", "system-stack", "test_hot_store", "test_interop_system",
     "test_verified_watching", "test_outbox_quota_system", "test_interop", "test_api",
-    "test_fast_path", "test_erasure", "test_browser_edge", "test_progress",
+    "test_watch_time_route", "test_erasure", "test_browser_edge", "test_progress",
 ]  # fmt: skip
 
 

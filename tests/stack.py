@@ -65,11 +65,6 @@ class Stack:
     procs: dict[str, list[subprocess.Popen[bytes]]] = field(default_factory=dict)
 
     @property
-    def kind(self) -> str:
-        """The buffer's kind: `single` or `cluster`."""
-        return "single" if self.cluster is None else "cluster"
-
-    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 

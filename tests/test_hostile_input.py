@@ -2,7 +2,7 @@
 times are refused at the door with a 422 that names them, leaving nothing half-stored; and what
 is already stored, however odd, never makes an export fail. In-process over real Redis and the
 MongoDB stand-in (the single-heartbeat route's refusals, in FastAPI's order:
-tests/test_fast_path.py)."""
+tests/test_watch_time_route.py)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from ingest.app import create_app
 from shared.settings import Settings
 from shared.storage.clients import Buffer
-from shared.storage.keys import DEFAULT_PARTITIONS, ProgressKey
+from shared.storage.keys import ProgressKey
 from tests.helpers import (
     COURSE,
     COURSE_ID,
@@ -44,7 +44,10 @@ def client_for(settings: Settings) -> Iterator[TestClient]:
 @pytest.fixture
 def settings(redis_url: str, mongo_url: str) -> Settings:
     return make_settings(
-        redis_url, mongo_url, rate_limit_per_minute=5, max_pending_heartbeats=8 * DEFAULT_PARTITIONS
+        redis_url,
+        mongo_url,
+        rate_limit_per_minute=5,
+        max_pending_heartbeats=8 * KEY_SCHEMA.partition_count,
     )
 
 
@@ -87,7 +90,9 @@ def test_the_buffer_bound_answers_503_with_retry_after(
     redis_url: str, mongo_url: str, redis_client: Buffer
 ) -> None:
     # The bound is per partition (its share of MAX_PENDING_HEARTBEATS): 3 for this student's.
-    settings = make_settings(redis_url, mongo_url, max_pending_heartbeats=3 * DEFAULT_PARTITIONS)
+    settings = make_settings(
+        redis_url, mongo_url, max_pending_heartbeats=3 * KEY_SCHEMA.partition_count
+    )
     for c in client_for(settings):
         statuses = [watch(c, settings, **heartbeat(i)).status_code for i in range(4)]
         assert statuses == [202, 202, 202, 503]

@@ -132,7 +132,6 @@ CATALOG_VERSION = "vp:{catalog}:version"
 STATS = "vp:stats"
 XAPI_SESSIONS = "vp:xapi:sessions"
 ENROLLMENT_LOADED = "*"  # marker member of the student's `enr` set: the set mirrors MongoDB
-DEFAULT_PARTITIONS = 48
 
 
 @lru_cache(maxsize=8)
