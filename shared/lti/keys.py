@@ -42,6 +42,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from shared.clock import Clock
+from shared.errors import Unavailable
 from shared.settings import Settings
 from shared.storage.mongo_store import unavailable_on_outage
 
@@ -192,11 +193,17 @@ class ToolKeys:
         if self.clock.monotonic() - self._read_at >= max_age_s or not self._cached:
             docs = self._read()
             if not docs:
-                self._insert(1, new_private_pem(), self.clock.time())  # or adopt the winner's
+                self.make_first_key()
                 docs = self._read()
             self._cached = self._tool_keys(docs)
             self._read_at = self.clock.monotonic()
         return self._cached
+
+    def make_first_key(self) -> str:
+        """Insert generation 1, signing at once, unless it exists: of processes making it at
+        the same time one insert lands, and all of them get that key's `kid`."""
+        self._insert(1, new_private_pem(), self.clock.time())
+        return str(self._generation_1()["kid"])
 
     def _tool_keys(self, docs: list[dict[str, Any]]) -> list[ToolKey]:
         docs = sorted(docs, key=lambda d: int(d["_id"]))
@@ -218,6 +225,13 @@ class ToolKeys:
     @unavailable_on_outage
     def _read(self) -> list[dict[str, Any]]:
         return list(self.keys.find({}))
+
+    @unavailable_on_outage
+    def _generation_1(self) -> dict[str, Any]:
+        doc = self.keys.find_one({"_id": 1})
+        if doc is None:  # retired and deleted between the insert and this read: try again
+            raise Unavailable("the tool's key set changed meanwhile", retry_after_s=1)
+        return doc
 
     @unavailable_on_outage
     def _insert(self, generation: int, pem: bytes, signs_from: float) -> bool:
