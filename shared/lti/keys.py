@@ -162,10 +162,10 @@ class ToolKeys:
             return [self.configured]
         keys = self._keys(max_age_s=0)
         now = self.clock.time()
-        gone = [k for k in keys if k.unpublish_at is not None and k.unpublish_at <= now]
-        for key in gone:
-            self._delete(key.generation)
-        return [k for k in keys if k not in gone]
+        gone = {k.generation for k in keys if k.unpublish_at is not None and k.unpublish_at <= now}
+        for generation in gone:
+            self._delete(generation)
+        return [k for k in keys if k.generation not in gone]
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         return {"keys": [key.public_jwk() for key in self.published()]}
