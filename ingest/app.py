@@ -14,6 +14,8 @@ from ingest import (
     routes_catalog,
     routes_dev,
     routes_export,
+    routes_lti,
+    routes_lti_admin,
     routes_matrix,
     routes_me,
     routes_poison,
@@ -76,6 +78,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.include_router(routes_export.router)
     app.include_router(routes_poison.router)
     app.include_router(routes_service.router)
+    app.include_router(routes_lti_admin.router)
+    app.include_router(routes_lti.router)
     if settings.environment == "development":
         app.include_router(routes_dev.router)
     if settings.frontend_dist.is_dir():  # the built pages (frontend/: npm run build)

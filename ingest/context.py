@@ -18,6 +18,8 @@ from ingest.metrics import system_registry
 from shared.clock import Clock, SystemClock
 from shared.domain.catalog import Catalog, MaterialRef
 from shared.errors import Unavailable
+from shared.lti.keys import ToolKeys
+from shared.lti.registry import PlatformRegistry
 from shared.ops import admin_ops
 from shared.settings import Settings
 from shared.storage.clients import (
@@ -101,6 +103,8 @@ class AppContext:
     breaker: MongoReadBreaker
     system_metrics: CollectorRegistry
     clock: Clock
+    lti_platforms: PlatformRegistry
+    lti_keys: ToolKeys  # the tool's signing keys (made on first use, not at start)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -141,11 +145,14 @@ class AppContext:
                 sync_client, key_schema, rq_redis, settings.due_delay_s, settings.queue_name
             ),
             clock=clock,
+            lti_platforms=PlatformRegistry(mongo.db),
+            lti_keys=ToolKeys(settings, mongo.db, clock),
         )
 
     async def start(self) -> None:
         try:
             await run_in_threadpool(self.mongo.ensure_indexes)
+            await run_in_threadpool(self.lti_platforms.ensure_indexes)
         except Unavailable:
             log.warning("MongoDB unavailable at start-up; indexes will be created by workers")
         try:

@@ -20,6 +20,7 @@ from pydantic_core import PydanticCustomError
 from shared.domain.analytics import ClassRow
 from shared.domain.catalog import Identifier
 from shared.errors import ClientTsOutOfRange
+from shared.lti.registry import Platform
 
 Seconds = Annotated[float, Field(ge=0, le=24 * 3600)]
 
@@ -277,3 +278,20 @@ class SetAsidePage(BaseModel):
 class MyCourses(BaseModel):
     courses: list[StudentCourse] | list[TaughtCourse]
     next_cursor: str | None
+
+
+class LtiPlatforms(BaseModel):
+    rows: list[Platform]
+
+
+class Jwk(BaseModel):
+    kty: Literal["RSA"]
+    alg: Literal["RS256"]
+    use: Literal["sig"]
+    kid: str = Field(description="the RFC 7638 thumbprint of the key")
+    n: str
+    e: str
+
+
+class Jwks(BaseModel):
+    keys: list[Jwk] = Field(description="the signing key, and during a rotation the other one")

@@ -65,3 +65,10 @@ class Unavailable(RetryLater):
 
 class BufferFull(Unavailable):
     code = "buffer_full"
+
+
+class DuplicatePlatform(InvalidInput):
+    """Another LTI platform is registered with the same (`issuer`, `client_id`): a launch
+    could not tell them apart."""
+
+    code = "duplicate_platform"

@@ -15,6 +15,7 @@ from shared.domain.progress import Verification
 # Values people paste from examples; production start-up refuses them.
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "changethis", "secret", "jwt-secret", "dev"}
 MIN_SECRET_LENGTH = 32
+PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
 class Settings(BaseSettings):
@@ -140,6 +141,18 @@ class Settings(BaseSettings):
     # again, and erasure lists them. 0 keeps none (then only the LRS's own dedupe protects).
     sent_ids_per_student: int = Field(1_000, ge=0)
 
+    # LTI 1.3 (docs/lti.md): nothing here is needed to start. Without a key the tool makes one
+    # on first use and keeps it in MongoDB; LTI_PRIVATE_KEY_FILE (a PEM RSA key of 2048 bits
+    # or more, kept outside the repository) makes that key the only one instead.
+    lti_private_key_file: Path | None = None
+    # `videoprogress lti rotate-key` publishes a new key at once and signs with it this much
+    # later: platforms cache the tool's JWKS. At least a minute (processes re-read the key set
+    # every KEYSET_REFRESH_S, shared/lti/keys.py).
+    lti_key_grace_s: float = Field(3600.0, ge=60)
+    # The longest lifetime (exp - iat) of any JWT the tool signs; a key that stopped signing
+    # stays published this much longer (plus a minute of clock skew).
+    lti_signed_lifetime_s: float = Field(3600.0, gt=0, le=24 * 3600)
+
     @model_validator(mode="after")
     def _buffer_cluster_needs_its_own_url(self) -> Settings:
         if self.buffer_redis_cluster and not self.buffer_redis_url:
@@ -177,6 +190,17 @@ class Settings(BaseSettings):
             )
         if self.jwt_jwks_url and urlsplit(self.jwt_jwks_url).scheme not in ("http", "https"):
             raise ValueError("JWT_JWKS_URL must be an http(s) URL")
+        return self
+
+    @model_validator(mode="after")
+    def _lti_key_outside_the_repository(self) -> Settings:
+        path = self.lti_private_key_file
+        if path is None:
+            return self
+        if not path.is_file():
+            raise ValueError(f"LTI_PRIVATE_KEY_FILE: no file at {path}")
+        if path.resolve().is_relative_to(PROJECT_DIR):  # it would end up in a commit or image
+            raise ValueError("LTI_PRIVATE_KEY_FILE must be outside the project's directory")
         return self
 
     @model_validator(mode="after")

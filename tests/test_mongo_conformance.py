@@ -657,3 +657,43 @@ def test_delete_many_by_a_time_before_and_a_missing_field(
     assert progress.delete_many(query).deleted_count == 1
     left = sorted((d["student_id"], d["material_id"]) for d in progress.find({}))
     assert left == [("s1", "m2"), ("s2", "m1"), ("s3", "m1")]
+
+
+# LTI (shared/lti/): platform registrations are upserts under a unique (issuer, client_id)
+# index; the tool's keys are inserted only if absent, by an integer `_id` (their generation).
+
+
+def test_an_upsert_breaking_a_unique_compound_index_fails_and_changes_nothing(
+    mongo_db: Database[dict[str, Any]],
+) -> None:
+    col = mongo_db["lti_platforms"]
+    col.create_index([("issuer", ASCENDING), ("client_id", ASCENDING)], unique=True)
+
+    def put(pid: str, issuer: str, client: str) -> UpdateResult:
+        update = {"$set": {"issuer": issuer, "client_id": client}, "$setOnInsert": {"at": 1.0}}
+        return col.update_one({"_id": pid}, update, upsert=True)
+
+    assert put("a", "https://i", "1").upserted_id == "a"
+    assert put("b", "https://i", "2").upserted_id == "b"  # same issuer, other client: fine
+    with pytest.raises(DuplicateKeyError) as inserting:  # a new id with a's pair
+        put("c", "https://i", "1")
+    with pytest.raises(DuplicateKeyError) as updating:  # b moved onto a's pair
+        put("b", "https://i", "1")
+    assert inserting.value.code == updating.value.code == 11000
+    assert sorted((d["_id"], d["client_id"]) for d in col.find({})) == [("a", "1"), ("b", "2")]
+    assert put("a", "https://j", "1").matched_count == 1  # a's own pair may change
+    assert col.find_one({"issuer": "https://j", "client_id": "1"}, {"_id": 1}) == {"_id": "a"}
+
+
+def test_insert_of_an_existing_integer_id_fails_and_keeps_the_first(
+    mongo_db: Database[dict[str, Any]],
+) -> None:
+    col = mongo_db["lti_keys"]
+    col.insert_one({"_id": 1, "kid": "first", "signs_from": 10.0})
+    with pytest.raises(DuplicateKeyError) as excinfo:
+        col.insert_one({"_id": 1, "kid": "second", "signs_from": 11.0})
+    assert excinfo.value.code == 11000
+    col.insert_one({"_id": 2, "kid": "next", "signs_from": 20.0})
+    assert sorted((d["_id"], d["kid"]) for d in col.find({})) == [(1, "first"), (2, "next")]
+    assert col.delete_one({"_id": 1}).deleted_count == 1
+    assert [d["_id"] for d in col.find({})] == [2]

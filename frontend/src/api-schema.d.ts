@@ -4,6 +4,51 @@
  */
 
 export interface paths {
+    "/api/admin/lti/platforms": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Platforms
+         * @description Every registered platform, by platform id.
+         */
+        get: operations["list_platforms_api_admin_lti_platforms_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/lti/platforms/{platform_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Put Platform
+         * @description Register (201) or replace (200) a platform. 422 `duplicate_platform` when another
+         *     platform has the same issuer and client_id (a launch is matched by that pair).
+         */
+        put: operations["put_platform_api_admin_lti_platforms__platform_id__put"];
+        post?: never;
+        /**
+         * Delete Platform
+         * @description Remove a registration (404 when there is none): its launches are refused from then on.
+         */
+        delete: operations["delete_platform_api_admin_lti_platforms__platform_id__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/admin/poison": {
         parameters: {
             query?: never;
@@ -436,6 +481,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/lti/jwks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Jwks
+         * @description The tool's public keys (Security Framework 1.0 §6.3), read at each request: a key
+         *     added by `videoprogress lti rotate-key` is here at once, before it signs anything. The
+         *     first request makes the tool's first key when none is configured.
+         */
+        get: operations["jwks_lti_jwks_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/metrics": {
         parameters: {
             query?: never;
@@ -697,6 +764,46 @@ export interface components {
             /** Index */
             index: number;
         };
+        /** Jwk */
+        Jwk: {
+            /**
+             * Alg
+             * @constant
+             */
+            alg: "RS256";
+            /** E */
+            e: string;
+            /**
+             * Kid
+             * @description the RFC 7638 thumbprint of the key
+             */
+            kid: string;
+            /**
+             * Kty
+             * @constant
+             */
+            kty: "RSA";
+            /** N */
+            n: string;
+            /**
+             * Use
+             * @constant
+             */
+            use: "sig";
+        };
+        /** Jwks */
+        Jwks: {
+            /**
+             * Keys
+             * @description the signing key, and during a rotation the other one
+             */
+            keys: components["schemas"]["Jwk"][];
+        };
+        /** LtiPlatforms */
+        LtiPlatforms: {
+            /** Rows */
+            rows: components["schemas"]["Platform"][];
+        };
         /** Material */
         Material: {
             /** Duration */
@@ -845,6 +952,91 @@ export interface components {
             courses: components["schemas"]["StudentCourse"][] | components["schemas"]["TaughtCourse"][];
             /** Next Cursor */
             next_cursor: string | null;
+        };
+        /** Platform */
+        Platform: {
+            /**
+             * Auth Login Url
+             * @description the platform's OIDC authorization URL
+             */
+            auth_login_url: string;
+            /**
+             * Auth Token Url
+             * @description the platform's OAuth 2 token URL
+             */
+            auth_token_url: string;
+            /**
+             * Client Id
+             * @description the tool's client id on that platform
+             */
+            client_id: string;
+            /**
+             * Deployment Ids
+             * @description deployments accepted; empty: any, each recorded on its first launch
+             */
+            deployment_ids: string[];
+            /**
+             * Frame Origins
+             * @description origins of the LMS pages that frame the tool (added to frame-ancestors)
+             */
+            frame_origins?: string[];
+            /**
+             * Issuer
+             * @description the platform's `iss` (https URL, no query)
+             */
+            issuer: string;
+            /**
+             * Jwks Url
+             * @description the platform's public key set
+             */
+            jwks_url: string;
+            /** Name */
+            name: string;
+            /** Platform Id */
+            platform_id: string;
+        };
+        /**
+         * PlatformBody
+         * @description A platform as PUT by an admin or added from the CLI (the id comes from the URL).
+         */
+        PlatformBody: {
+            /**
+             * Auth Login Url
+             * @description the platform's OIDC authorization URL
+             */
+            auth_login_url: string;
+            /**
+             * Auth Token Url
+             * @description the platform's OAuth 2 token URL
+             */
+            auth_token_url: string;
+            /**
+             * Client Id
+             * @description the tool's client id on that platform
+             */
+            client_id: string;
+            /**
+             * Deployment Ids
+             * @description deployments accepted; empty: any, each recorded on its first launch
+             */
+            deployment_ids: string[];
+            /**
+             * Frame Origins
+             * @description origins of the LMS pages that frame the tool (added to frame-ancestors)
+             */
+            frame_origins?: string[];
+            /**
+             * Issuer
+             * @description the platform's `iss` (https URL, no query)
+             */
+            issuer: string;
+            /**
+             * Jwks Url
+             * @description the platform's public key set
+             */
+            jwks_url: string;
+            /** Name */
+            name: string;
         };
         /** ProgressMatrix */
         ProgressMatrix: {
@@ -1001,6 +1193,272 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    list_platforms_api_admin_lti_platforms_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LtiPlatforms"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    put_platform_api_admin_lti_platforms__platform_id__put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the platform id (letters, digits, _ . : -) */
+                platform_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PlatformBody"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Platform"];
+                };
+            };
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Platform"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    delete_platform_api_admin_lti_platforms__platform_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the platform id (letters, digits, _ . : -) */
+                platform_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
     set_aside_keys_api_admin_poison_get: {
         parameters: {
             query?: {
@@ -2984,6 +3442,89 @@ export interface operations {
                     "application/json": {
                         [key: string]: string;
                     };
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    jwks_lti_jwks_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Jwks"];
                 };
             };
             /** @description Unauthorized */

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -18,6 +19,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from shared.clock import SystemClock
 from shared.devtools.demo import DEMO_CATALOG, DEMO_USERS
 from shared.devtools.services import (
     Service,
@@ -29,8 +31,11 @@ from shared.devtools.services import (
     wait_for_port,
 )
 from shared.domain import analytics
-from shared.domain.catalog import Catalog
+from shared.domain.catalog import ID_PATTERN, Catalog
+from shared.errors import DuplicatePlatform
 from shared.integrations.outbox import OUTBOXES, Outbox
+from shared.lti.keys import RotationRefused, ToolKeys
+from shared.lti.registry import PlatformBody, PlatformRegistry
 from shared.ops import admin_ops, rollups, teacher_views
 from shared.settings import Settings
 from shared.storage import set_aside
@@ -42,6 +47,8 @@ from shared.tokens import mint_token
 app = typer.Typer(help="Video progress tracking for online courses.", no_args_is_help=True)
 poison = typer.Typer(help="Keys a flush set aside (docs/operations.md, 'A non-empty poison set').")
 app.add_typer(poison, name="poison")
+lti = typer.Typer(help="LTI 1.3: platforms and the tool's keys (docs/lti.md).")
+app.add_typer(lti, name="lti")
 console = Console()
 
 
@@ -138,6 +145,94 @@ def poison_retry(
     for k in set(wanted or []) - set(retried):
         console.print(f"not set aside: {k.member}", highlight=False)
     console.print(f"{len(retried)} keys due again; they leave the list once stored")
+
+
+def _mongo(settings: Settings) -> MongoStore:
+    return MongoStore(settings.mongo_url, settings.mongo_timeout_ms)
+
+
+@lti.command("add-platform")
+def lti_add_platform(
+    platform_id: Annotated[str, typer.Argument(help="an id of your choice: A-Z a-z 0-9 _ . : -")],
+    name: Annotated[str, typer.Option(help="shown to admins")],
+    issuer: Annotated[str, typer.Option(help="the platform's iss (https URL)")],
+    client_id: Annotated[str, typer.Option(help="the tool's client id on that platform")],
+    auth_login_url: Annotated[str, typer.Option(help="the platform's OIDC auth URL")],
+    auth_token_url: Annotated[str, typer.Option(help="the platform's OAuth 2 token URL")],
+    jwks_url: Annotated[str, typer.Option(help="the platform's key set URL")],
+    deployment_id: Annotated[
+        list[str] | None, typer.Option(help="a deployment accepted; repeatable; none: any")
+    ] = None,
+    frame_origin: Annotated[
+        list[str] | None, typer.Option(help="an origin framing the tool; repeatable")
+    ] = None,
+) -> None:
+    """Register or replace a platform (the same as PUT /api/admin/lti/platforms/{id})."""
+    if re.fullmatch(ID_PATTERN, platform_id) is None:
+        raise typer.BadParameter("1-128 of A-Z a-z 0-9 _ . : -", param_hint="PLATFORM_ID")
+    try:
+        body = PlatformBody(
+            name=name,
+            issuer=issuer,
+            client_id=client_id,
+            auth_login_url=auth_login_url,
+            auth_token_url=auth_token_url,
+            jwks_url=jwks_url,
+            deployment_ids=deployment_id or [],
+            frame_origins=frame_origin or [],
+        )
+    except ValidationError as exc:
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"])
+            console.print(f"{field}: {error['msg']}", highlight=False)
+        raise typer.Exit(2) from None
+    settings = Settings()
+    try:
+        created = PlatformRegistry(_mongo(settings).db).save(platform_id, body, time.time())
+    except DuplicatePlatform as exc:
+        console.print(exc.message, highlight=False)
+        raise typer.Exit(2) from None
+    console.print(f"{'registered' if created else 'replaced'} platform {platform_id}")
+
+
+@lti.command("list-platforms")
+def lti_list_platforms() -> None:
+    """Every platform, one JSON object a line (the rows of GET /api/admin/lti/platforms)."""
+    for platform in PlatformRegistry(_mongo(Settings()).db).all():
+        typer.echo(platform.model_dump_json())
+
+
+@lti.command("remove-platform")
+def lti_remove_platform(platform_id: Annotated[str, typer.Argument()]) -> None:
+    """Remove a registration: its launches are refused from then on."""
+    if not PlatformRegistry(_mongo(Settings()).db).remove(platform_id):
+        console.print(f"no platform {platform_id}", highlight=False)
+        raise typer.Exit(1)
+    console.print(f"removed platform {platform_id}", highlight=False)
+
+
+@lti.command("rotate-key")
+def lti_rotate_key() -> None:
+    """Publish a new key at /lti/jwks now; it signs after LTI_KEY_GRACE_S, and the old key is
+    published until nothing it signed can still be in use (docs/lti.md, "Tool keys")."""
+    settings = Settings()
+    keys = ToolKeys(settings, _mongo(settings).db, SystemClock())
+    try:
+        key = keys.rotate()
+    except RotationRefused as exc:
+        console.print(str(exc), highlight=False)
+        raise typer.Exit(2) from None
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(key.signs_from))
+    console.print(f"published key {key.kid}; it signs from {when}", highlight=False)
+
+
+@lti.command("keys")
+def lti_keys() -> None:
+    """The published keys: kid, signs from, leaves the key set (epoch seconds; - for never)."""
+    settings = Settings()
+    for key in ToolKeys(settings, _mongo(settings).db, SystemClock()).published():
+        until = "-" if key.unpublish_at is None else f"{key.unpublish_at:.0f}"
+        typer.echo(f"{key.kid}\t{key.signs_from:.0f}\t{until}")
 
 
 @app.command("class-csv")

@@ -74,6 +74,9 @@ def _unavailable_on_outage(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+unavailable_on_outage = _unavailable_on_outage  # for the stores of other collections (shared/lti/)
+
+
 @dataclass(frozen=True, slots=True)
 class StateWrite:
     student_id: str

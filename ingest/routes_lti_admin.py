@@ -1,0 +1,49 @@
+"""LTI platform registration (admin): API.md, "LTI 1.3 Advantage", Registration."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
+from starlette.concurrency import run_in_threadpool
+
+from ingest.deps import Admin, Ctx
+from ingest.models import LtiPlatforms
+from shared.domain.catalog import ID_PATTERN
+from shared.errors import NotFound
+from shared.lti.registry import Platform, PlatformBody
+
+router = APIRouter(prefix="/api/admin/lti", tags=["lti"])
+
+PlatformId = Annotated[
+    str, Path(pattern=ID_PATTERN, description="the platform id (letters, digits, _ . : -)")
+]
+
+
+@router.put(
+    "/platforms/{platform_id}",
+    response_model=Platform,
+    responses={201: {"model": Platform, "description": "Created"}},
+)
+async def put_platform(
+    platform_id: PlatformId, body: PlatformBody, admin: Admin, ctx: Ctx, response: Response
+) -> Platform:
+    """Register (201) or replace (200) a platform. 422 `duplicate_platform` when another
+    platform has the same issuer and client_id (a launch is matched by that pair)."""
+    created = await run_in_threadpool(ctx.lti_platforms.save, platform_id, body, ctx.clock.time())
+    response.status_code = 201 if created else 200
+    return Platform(platform_id=platform_id, **body.model_dump())
+
+
+@router.get("/platforms", response_model=LtiPlatforms)
+async def list_platforms(admin: Admin, ctx: Ctx) -> LtiPlatforms:
+    """Every registered platform, by platform id."""
+    return LtiPlatforms(rows=await run_in_threadpool(ctx.lti_platforms.all))
+
+
+@router.delete("/platforms/{platform_id}", status_code=204)
+async def delete_platform(platform_id: PlatformId, admin: Admin, ctx: Ctx) -> Response:
+    """Remove a registration (404 when there is none): its launches are refused from then on."""
+    if not await run_in_threadpool(ctx.lti_platforms.remove, platform_id):
+        raise NotFound(f"unknown platform '{platform_id}'", {"platform_id": platform_id})
+    return Response(status_code=204)
