@@ -15,9 +15,11 @@ import pymongo
 import pytest
 from fastapi.testclient import TestClient
 from pymongo.database import Database
+from typer.testing import CliRunner, Result
 
 from ingest.app import create_app
 from shared.clock import MockedClock
+from shared.devtools.cli import app as cli_app
 from shared.settings import Settings
 from tests.helpers import SECRET, bearer, make_settings
 
@@ -204,16 +206,26 @@ def test_the_unique_index_exists_once_the_app_started(
 # -- the CLI ------------------------------------------------------------------------------
 
 
-def cli(mongo_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MONGO_URL": mongo_url, "APP_ENV": "production", "JWT_SECRET": SECRET}
+def cli_env(mongo_url: str) -> dict[str, str]:
+    return {**os.environ, "MONGO_URL": mongo_url, "APP_ENV": "production", "JWT_SECRET": SECRET}
+
+
+def cli_process(mongo_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`videoprogress lti ...` as an operator runs it: a process of its own."""
     return subprocess.run(
         [sys.executable, "-m", "shared.devtools.cli", "lti", *args],
         cwd=ROOT,
-        env=env,
+        env=cli_env(mongo_url),
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def cli(mongo_url: str, *args: str) -> Result:
+    """The same command in this process (Typer's runner): the rest of the CLI's answers
+    without a Python start-up each."""
+    return CliRunner().invoke(cli_app, ["lti", *args], env=cli_env(mongo_url))
 
 
 def add_args(pid: str, body: dict[str, Any]) -> list[str]:
@@ -228,22 +240,22 @@ def add_args(pid: str, body: dict[str, Any]) -> list[str]:
 def test_the_cli_adds_lists_and_removes_platforms_the_api_sees(
     client: TestClient, admin: dict[str, str], mongo_url: str
 ) -> None:
-    added = cli(mongo_url, *add_args("canvas-north", CANVAS))
+    added = cli_process(mongo_url, *add_args("canvas-north", CANVAS))
     assert added.returncode == 0, added.stderr + added.stdout
     assert rows(client, admin) == [{"platform_id": "canvas-north", **CANVAS}]
     assert put(client, admin, "moodle-local", LOCAL_MOODLE).status_code == 201
 
     listed = cli(mongo_url, "list-platforms")
-    assert listed.returncode == 0, listed.stderr
+    assert listed.exit_code == 0, listed.output
     assert [json.loads(line) for line in listed.stdout.splitlines()] == rows(client, admin)
 
     duplicate = cli(mongo_url, *add_args("canvas-copy", CANVAS))
-    assert duplicate.returncode == 2 and "canvas-north" in duplicate.stdout
+    assert duplicate.exit_code == 2 and "canvas-north" in duplicate.stdout
     insecure = cli(mongo_url, *add_args("p2", {**CANVAS, "jwks_url": "http://lms.example/j"}))
-    assert insecure.returncode == 2 and "jwks_url" in insecure.stdout
-    assert cli(mongo_url, *add_args("bad id", CANVAS)).returncode == 2
+    assert insecure.exit_code == 2 and "jwks_url" in insecure.stdout
+    assert cli(mongo_url, *add_args("bad id", CANVAS)).exit_code == 2
     assert len(rows(client, admin)) == 2
 
-    assert cli(mongo_url, "remove-platform", "canvas-north").returncode == 0
-    assert cli(mongo_url, "remove-platform", "canvas-north").returncode == 1
+    assert cli(mongo_url, "remove-platform", "canvas-north").exit_code == 0
+    assert cli(mongo_url, "remove-platform", "canvas-north").exit_code == 1
     assert [row["platform_id"] for row in rows(client, admin)] == ["moodle-local"]
