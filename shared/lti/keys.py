@@ -167,6 +167,10 @@ class ToolKeys:
             self._delete(generation)
         return [k for k in keys if k.generation not in gone]
 
+    def public_keys(self) -> dict[str, rsa.RSAPublicKey]:
+        """The published keys' public halves by `kid` (what verifies the tool's tokens)."""
+        return {k.kid: k.private_key.public_key() for k in self.published()}
+
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         return {"keys": [key.public_jwk() for key in self.published()]}
 
