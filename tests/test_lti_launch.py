@@ -27,6 +27,7 @@ from pymongo.database import Database
 
 from ingest.app import create_app
 from shared.clock import MockedClock
+from shared.lti.identity import role_of, user_id_of
 from shared.settings import Settings
 from tests.helpers import COURSE, COURSE_ID, bearer, heartbeat, make_settings
 
@@ -276,9 +277,7 @@ def test_a_learners_launch_enrolls_them_and_its_session_token_reads_progress(
     assert enrollments == 1 and record == {"last_launch_at": pytest.approx(clock.time())}
 
 
-def test_the_same_lms_user_maps_to_one_id_and_another_platform_to_another(
-    client: TestClient, lms: Lms
-) -> None:
+def test_the_same_lms_user_maps_to_one_id(client: TestClient, lms: Lms) -> None:
     tokens = [session_token(post_launch(client, lms.authorize(login(client, lms))).text)]
     tokens.append(session_token(post_launch(client, lms.authorize(login(client, lms))).text))
     subs = [client.get("/api/me", headers={"Authorization": f"Bearer {t}"}).json() for t in tokens]
@@ -374,3 +373,28 @@ def test_a_deployment_is_recorded_on_first_launch_where_the_registration_names_n
         assert platform["deployment_ids"] == []  # the admin's field is left alone
     finally:
         c.__exit__(None, None, None)
+
+
+def test_user_ids_of_two_platforms_never_collide_even_when_ids_hold_the_separator() -> None:
+    pairs = [("a:b", "c"), ("a", "b:c"), ("a", "b\x00c"), ("a\x00b", "c")]
+    ids = {user_id_of(platform_id, sub) for platform_id, sub in pairs}
+    assert len(ids) == len(pairs)
+    assert all(re.fullmatch(r"lti-[a-z2-7]{32}", i) for i in ids)
+
+
+@pytest.mark.parametrize(
+    ("roles", "role"),
+    [
+        (["Learner"], "student"),
+        (["http://purl.imsglobal.org/vocab/lis/v2/membership#learner"], "student"),
+        (
+            ["http://purl.imsglobal.org/vocab/lis/v2/membership/Instructor#TeachingAssistant"],
+            "teacher",
+        ),
+        (["ContentDeveloper", "Learner"], "teacher"),
+        (["http://purl.imsglobal.org/vocab/lis/v2/system/person#Administrator"], None),
+        (["http://purl.imsglobal.org/vocab/lis/v2/membership#Administrator"], None),
+    ],
+)
+def test_context_roles_decide_the_role(roles: list[str], role: str | None) -> None:
+    assert role_of(roles) == role

@@ -22,9 +22,10 @@ TEACHER_ROLES = frozenset({"instructor", "teachingassistant", "contentdeveloper"
 
 
 def user_id_of(platform_id: str, sub: str) -> str:
-    """`lti-` + 32 base32 characters of SHA-256(platform id, NUL, sub): the same person always
-    maps to the same id, and different (platform, sub) pairs never share one."""
-    digest = hashlib.sha256(f"{platform_id}\x00{sub}".encode()).digest()
+    """`lti-` + 32 base32 characters (160 bits) of SHA-256 of the length-prefixed platform id
+    and the sub: the same person always maps to the same id, and different (platform, sub)
+    pairs hash different strings, whatever characters they hold."""
+    digest = hashlib.sha256(f"{len(platform_id)}:{platform_id}:{sub}".encode()).digest()
     return "lti-" + base64.b32encode(digest).decode().rstrip("=").lower()[:32]
 
 
