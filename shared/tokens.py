@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -14,9 +15,11 @@ import jwt
 from jwt import PyJWK
 
 from shared.clock import Clock, SystemClock
-from shared.errors import Unauthenticated
+from shared.errors import Unauthenticated, Unavailable
 from shared.jwks import JwksKeys
 from shared.settings import Settings
+
+log = logging.getLogger(__name__)
 
 Role = Literal["student", "teacher", "admin"]
 ROLES: frozenset[str] = frozenset({"student", "teacher", "admin"})
@@ -57,7 +60,10 @@ class ToolTrust:
         if now - self._read_at < TOOL_KEYS_REFRESH_S:
             return
         self._read_at = now
-        self.keys = await asyncio.to_thread(self._published)
+        try:
+            self.keys = await asyncio.to_thread(self._published)
+        except Unavailable:  # MongoDB down: the keys held serve; an unknown kid stays a 401
+            log.warning("could not read the tool's keys to verify an LTI session token")
 
 
 class TokenVerifier:

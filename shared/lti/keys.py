@@ -168,8 +168,10 @@ class ToolKeys:
         return [k for k in keys if k.generation not in gone]
 
     def public_keys(self) -> dict[str, rsa.RSAPublicKey]:
-        """The published keys' public halves by `kid` (what verifies the tool's tokens)."""
-        return {k.kid: k.private_key.public_key() for k in self.published()}
+        """The stored keys' public halves by `kid`, read now (what verifies the tokens the tool
+        signed); makes no key and deletes none."""
+        keys = [self.configured] if self.configured else self._tool_keys(self._read())
+        return {k.kid: k.private_key.public_key() for k in keys if k is not None}
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         return {"keys": [key.public_jwk() for key in self.published()]}
