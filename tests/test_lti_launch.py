@@ -278,10 +278,24 @@ def test_a_learners_launch_enrolls_them_and_its_session_token_reads_progress(
 
 
 def test_the_same_lms_user_maps_to_one_id(client: TestClient, lms: Lms) -> None:
-    tokens = [session_token(post_launch(client, lms.authorize(login(client, lms))).text)]
-    tokens.append(session_token(post_launch(client, lms.authorize(login(client, lms))).text))
-    subs = [client.get("/api/me", headers={"Authorization": f"Bearer {t}"}).json() for t in tokens]
-    assert subs[0] == subs[1]
+    """Two launches of one LMS user: the second session resumes where the first stopped, and
+    another user of the same platform starts from nothing."""
+    first = session_token(post_launch(client, lms.authorize(login(client, lms))).text)
+    r = client.post(
+        f"/api/progress/video/{VIDEO}/watch-time",
+        json=heartbeat(42),
+        headers={"Authorization": f"Bearer {first}"},
+    )
+    assert r.status_code == 202, r.text
+    again = session_token(post_launch(client, lms.authorize(login(client, lms))).text)
+    other = session_token(post_launch(client, lms.authorize(login(client, lms), sub="u-7")).text)
+    seen = [
+        client.get(
+            f"/api/progress/video/{VIDEO}/status", headers={"Authorization": f"Bearer {t}"}
+        ).json()["watch_time"]
+        for t in (again, other)
+    ]
+    assert seen == [42, 0]
 
 
 def test_an_instructor_is_a_teacher_and_an_administrator_is_not_an_admin(
@@ -398,3 +412,24 @@ def test_user_ids_of_two_platforms_never_collide_even_when_ids_hold_the_separato
 )
 def test_context_roles_decide_the_role(roles: list[str], role: str | None) -> None:
     assert role_of(roles) == role
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"role": "admin"},  # no launch makes an admin, and no token of the tool's does either
+        {"aud": "a-platform"},  # what the tool signs for platforms is no session
+        {"iss": "tool-client-1"},
+    ],
+)
+def test_the_tool_signed_tokens_the_api_refuses(
+    client: TestClient, lms: Lms, claims: dict[str, str]
+) -> None:
+    session = session_token(post_launch(client, lms.authorize(login(client, lms))).text)
+    me = client.get("/api/me/courses", headers={"Authorization": f"Bearer {session}"})
+    assert me.status_code == 200, me.text
+    base = {"iss": "urn:videoprogress:lti-session", "aud": "urn:videoprogress:lti-session"}
+    keys = client.app.state.ctx.lti_keys  # type: ignore[attr-defined]  # Starlette's state
+    token = keys.sign({**base, "sub": "lti-x", "role": "student", **claims}, 60)
+    r = client.get("/api/me/courses", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 401, r.text

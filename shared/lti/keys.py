@@ -170,8 +170,12 @@ class ToolKeys:
     def public_keys(self) -> dict[str, rsa.RSAPublicKey]:
         """The stored keys' public halves by `kid`, read now (what verifies the tokens the tool
         signed); makes no key and deletes none."""
-        keys = [self.configured] if self.configured else self._tool_keys(self._read())
-        return {k.kid: k.private_key.public_key() for k in keys if k is not None}
+        if self.configured is not None:
+            keys = [self.configured]
+        else:
+            docs = self._read()
+            keys = self._tool_keys(docs) if docs else []
+        return {k.kid: k.private_key.public_key() for k in keys}
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         return {"keys": [key.public_jwk() for key in self.published()]}
