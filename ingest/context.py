@@ -19,6 +19,7 @@ from shared.clock import Clock, SystemClock
 from shared.domain.catalog import Catalog, MaterialRef
 from shared.errors import Unavailable
 from shared.lti.keys import ToolKeys
+from shared.lti.launch import LaunchValidator, PlatformKeySets
 from shared.lti.registry import PlatformRegistry
 from shared.ops import admin_ops
 from shared.settings import Settings
@@ -33,7 +34,7 @@ from shared.storage.durability import log_buffer_durability
 from shared.storage.ingest_store import AsyncHotStore
 from shared.storage.keys import KeySchema
 from shared.storage.mongo_store import MongoStore
-from shared.tokens import TokenVerifier
+from shared.tokens import TokenVerifier, ToolTrust
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,7 @@ class AppContext:
     clock: Clock
     lti_platforms: PlatformRegistry
     lti_keys: ToolKeys  # the tool's signing keys (made on first use, not at start)
+    lti_launches: LaunchValidator  # the launch checks, with the platforms' cached key sets
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -130,9 +132,14 @@ class AppContext:
         key_schema = KeySchema.from_settings(settings)
         hot = AsyncHotStore(client, key_schema)
         mongo = MongoStore(settings.mongo_url, settings.mongo_timeout_ms)
+        lti_keys = ToolKeys(settings, mongo.db, clock)
+        verifier = TokenVerifier(settings, clock)
+        # The sessions LTI launches mint are signed with the tool's keys: trusted beside the
+        # identity provider's tokens.
+        verifier.trust_tool(ToolTrust(lti_keys.public_keys, clock))
         return cls(
             settings=settings,
-            verifier=TokenVerifier(settings, clock),
+            verifier=verifier,
             redis_async=client,
             redis_sync=sync_client,
             rq_redis=rq_redis,
@@ -146,7 +153,8 @@ class AppContext:
             ),
             clock=clock,
             lti_platforms=PlatformRegistry(mongo.db),
-            lti_keys=ToolKeys(settings, mongo.db, clock),
+            lti_keys=lti_keys,
+            lti_launches=LaunchValidator(PlatformKeySets(clock), client, clock),
         )
 
     async def start(self) -> None:
@@ -169,6 +177,7 @@ class AppContext:
         for task in self._tasks:
             task.cancel()
         await self.verifier.close()
+        await self.lti_launches.key_sets.close()
         await self.redis_async.aclose()
         self.redis_sync.close()
         self.rq_redis.close()

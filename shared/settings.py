@@ -152,6 +152,11 @@ class Settings(BaseSettings):
     # The longest lifetime (exp - iat) of any JWT the tool signs; a key that stopped signing
     # stays published this much longer (plus a minute of clock skew).
     lti_signed_lifetime_s: float = Field(3600.0, gt=0, le=24 * 3600)
+    # How long a login's state and nonce wait for the platform's launch (the nonce's TTL in
+    # Redis, the state cookie's Max-Age).
+    lti_login_ttl_s: int = Field(600, ge=10, le=3600)
+    # The base of the URLs the tool hands out (`redirect_uri`); default: the request's own.
+    public_base_url: str | None = None
 
     @model_validator(mode="after")
     def _buffer_cluster_needs_its_own_url(self) -> Settings:

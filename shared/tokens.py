@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
@@ -12,13 +15,18 @@ import jwt
 from jwt import PyJWK
 
 from shared.clock import Clock, SystemClock
-from shared.errors import Unauthenticated
+from shared.errors import Unauthenticated, Unavailable
 from shared.jwks import JwksKeys
 from shared.settings import Settings
+
+log = logging.getLogger(__name__)
 
 Role = Literal["student", "teacher", "admin"]
 ROLES: frozenset[str] = frozenset({"student", "teacher", "admin"})
 LEEWAY_S = 30.0  # clock skew allowed to `exp`, `nbf` and `iat` (API.md, "Authentication")
+# The `iss` and `aud` of the session tokens an LTI launch mints (shared/lti/launch.py).
+TOOL_SESSION_ISSUER = "urn:videoprogress:lti-session"
+TOOL_KEYS_REFRESH_S = 5.0  # an unknown `kid` reads the tool's keys again at most this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +42,28 @@ class _UnknownKey(Exception):
     def __init__(self, kid: str) -> None:
         super().__init__(kid)
         self.kid = kid
+
+
+class ToolTrust:
+    """The tool's own public keys (its LTI signing keys, shared/lti/keys.py), trusted for
+    tokens with `iss` and `aud` TOOL_SESSION_ISSUER: the sessions LTI launches mint."""
+
+    def __init__(self, published: Callable[[], dict[str, Any]], clock: Clock) -> None:
+        self._published = published  # kid -> public key; blocking (reads MongoDB)
+        self._clock = clock
+        self.keys: dict[str, Any] = {}
+        self._read_at = -math.inf
+
+    async def refresh(self) -> None:
+        """Read the keys again (in a thread), at most every TOOL_KEYS_REFRESH_S."""
+        now = self._clock.monotonic()
+        if now - self._read_at < TOOL_KEYS_REFRESH_S:
+            return
+        self._read_at = now
+        try:
+            self.keys = await asyncio.to_thread(self._published)
+        except Unavailable:  # MongoDB down: the keys held serve; an unknown kid stays a 401
+            log.warning("could not read the tool's keys to verify an LTI session token")
 
 
 class TokenVerifier:
@@ -69,7 +99,12 @@ class TokenVerifier:
         self.audience = settings.jwt_audience
         self.required = ["exp", "sub", "role"]
         self.required += [c for c, v in (("iss", self.issuer), ("aud", self.audience)) if v]
+        self.tool: ToolTrust | None = None
         self._decode = lru_cache(maxsize=cache_size)(self._verify)
+
+    def trust_tool(self, tool: ToolTrust) -> None:
+        """Accept, beside the provider's tokens, the LTI session tokens the tool signs."""
+        self.tool = tool
 
     async def verify(self, token: str) -> Principal:
         """The token's principal. Raises Unauthenticated for any token that does not verify,
@@ -77,8 +112,10 @@ class TokenVerifier:
         try:
             principal = self._decode(token)
         except _UnknownKey as unknown:
-            assert self.jwks is not None  # only a key set names keys
-            await self.jwks.fetch_for(unknown.kid)
+            if self.tool is not None:
+                await self.tool.refresh()
+            if self.jwks is not None:
+                await self.jwks.fetch_for(unknown.kid)
             try:
                 principal = self._decode(token)
             except _UnknownKey:
@@ -99,16 +136,23 @@ class TokenVerifier:
     def _verify(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
-            alg = header.get("alg")
+            alg, kid = header.get("alg"), header.get("kid")
+            issuer, audience, required = self.issuer, self.audience, self.required
+            if self.tool is not None and isinstance(kid, str) and kid in self.tool.keys:
+                key: str | PyJWK | Any = self.tool.keys[kid]
+                alg, issuer = "RS256", TOOL_SESSION_ISSUER  # the tool signs RS256 only
+                audience, required = TOOL_SESSION_ISSUER, ["exp", "sub", "role", "iss", "aud"]
+            else:
+                key = self._key(alg, kid)
             claims = jwt.decode(
                 token,
-                self._key(alg, header.get("kid")),
-                algorithms=[str(alg)],  # the one `_key` accepted
-                issuer=self.issuer,
-                audience=self.audience,
+                key,
+                algorithms=[str(alg)],  # the one accepted above
+                issuer=issuer,
+                audience=audience,
                 # Times are checked below, on the injected clock.
                 options={
-                    "require": self.required,
+                    "require": required,
                     "verify_exp": False,
                     "verify_nbf": False,
                     "verify_iat": False,
@@ -120,13 +164,18 @@ class TokenVerifier:
         sub, role = claims.get("sub"), claims.get("role")
         if not isinstance(sub, str) or not sub or len(sub) > 256:
             raise Unauthenticated("invalid token: sub must be a non-empty string")
-        if role not in ROLES:
-            raise Unauthenticated("invalid token: unknown role")
+        if role not in ROLES or (issuer == TOOL_SESSION_ISSUER and role == "admin"):
+            raise Unauthenticated("invalid token: unknown role")  # LTI never makes an admin
         return Principal(sub, role, expires_at)
 
     def _key(self, alg: object, kid: object) -> str | PyJWK:
         """The key that verifies a token of this header; raises _UnknownKey for a `kid` the
         held key set lacks."""
+        provider_may = isinstance(alg, str) and alg in self.algorithms
+        provider_may = provider_may and (alg in self.keys or self.jwks is not None)
+        tool_kid = self.tool is not None and alg == "RS256" and isinstance(kid, str) and kid
+        if tool_kid and not provider_may:
+            raise _UnknownKey(str(kid))  # maybe a tool key this process has not read yet
         if not isinstance(alg, str) or alg not in self.algorithms:
             raise jwt.InvalidAlgorithmError("the token's algorithm is not accepted")
         if alg in self.keys:

@@ -167,6 +167,16 @@ class ToolKeys:
             self._delete(generation)
         return [k for k in keys if k.generation not in gone]
 
+    def public_keys(self) -> dict[str, rsa.RSAPublicKey]:
+        """The stored keys' public halves by `kid`, read now (what verifies the tokens the tool
+        signed); makes no key and deletes none."""
+        if self.configured is not None:
+            keys = [self.configured]
+        else:
+            docs = self._read()
+            keys = self._tool_keys(docs) if docs else []
+        return {k.kid: k.private_key.public_key() for k in keys}
+
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         return {"keys": [key.public_jwk() for key in self.published()]}
 

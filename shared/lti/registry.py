@@ -174,6 +174,34 @@ class PlatformRegistry:
         return None if doc is None else _platform(doc)
 
     @unavailable_on_outage
+    def record_launch(self, platform_id: str, deployment_id: str | None, now: float) -> None:
+        """A launch passed: its time, and (`deployment_id` given: the registration accepts any)
+        the deployment in `seen_deployment_ids`, apart from the admin's `deployment_ids`."""
+        update: dict[str, Any] = {"$set": {"last_launch_at": now}}
+        if deployment_id is not None:
+            # The array first: the tests' MongoDB stand-in (nx-27017 0.8) adds to an existing
+            # array only; on MongoDB this is a no-op beside $addToSet's own creation.
+            missing = {"_id": platform_id, "seen_deployment_ids": {"$exists": False}}
+            self.platforms.update_one(missing, {"$set": {"seen_deployment_ids": []}})
+            update["$addToSet"] = {"seen_deployment_ids": deployment_id}
+        self.platforms.update_one({"_id": platform_id}, update)
+
+    @unavailable_on_outage
+    def seen_deployments(self, platform_id: str) -> list[str]:
+        """The deployments recorded at launch (registrations that accept any)."""
+        doc = self.platforms.find_one({"_id": platform_id}, {"seen_deployment_ids": 1})
+        return list(doc.get("seen_deployment_ids", [])) if doc else []
+
+    @unavailable_on_outage
+    def find_for_login(self, issuer: str, client_id: str | None) -> Platform | None:
+        """The platform a third-party login names (Core 1.3 §5.1.1: `client_id` is optional):
+        by both when given, else the issuer's only registration (None when it has several)."""
+        if client_id:
+            return self.find(issuer, client_id)
+        docs = list(self.platforms.find({"issuer": issuer}).limit(2))
+        return _platform(docs[0]) if len(docs) == 1 else None
+
+    @unavailable_on_outage
     def remove(self, platform_id: str) -> bool:
         """Delete a registration; False when there was none."""
         return self.platforms.delete_one({"_id": platform_id}).deleted_count == 1

@@ -291,6 +291,12 @@ class ProgressKey:
         return cls(student_id, material_id, schema)
 
 
+def lti_nonce(nonce: str) -> str:
+    """On the buffer's Redis: a nonce an LTI login issued, holding its state, until the launch
+    uses it (GETDEL) or its TTL ends (shared/lti/launch.py)."""
+    return f"vp:lti:nonce:{nonce}"
+
+
 def outbox_tombstones(student_id: str) -> str:
     """On RQ's Redis: the student's erasure tombstones, for the outboxes."""
     return f"vp:erased:{student_id}"

@@ -1,0 +1,435 @@
+"""LTI 1.3 login and launch (API.md, "LTI 1.3 Advantage"; shared/lti/launch.py) against a real
+third-party platform implementation: `lti1p3platform` builds the id_token from the tool's
+authentication request and signs it with its key; a small HTTP server of the tests' own
+publishes that key set, as an LMS does. Time moves on a MockedClock: no test sleeps."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi.testclient import TestClient
+from lti1p3platform.ltiplatform import LTI1P3PlatformConfAbstract
+from lti1p3platform.message_launch import MessageLaunchAbstract
+from lti1p3platform.registration import Registration
+from lti1p3platform.request import Request, TRequest
+from pymongo.database import Database
+
+from ingest.app import create_app
+from shared.clock import MockedClock
+from shared.lti.identity import role_of, user_id_of
+from shared.settings import Settings
+from tests.helpers import COURSE, COURSE_ID, bearer, heartbeat, make_settings
+
+CLIENT_ID, DEPLOYMENT, PLATFORM_ID = "tool-client-1", "dep-1", "moodle-test"
+MESSAGE_TYPE = "https://purl.imsglobal.org/spec/lti/claim/message_type"
+LEARNER = "http://purl.imsglobal.org/vocab/lis/v2/membership#Learner"
+VIDEO = "v-100"  # COURSE's, in COURSE_ID
+
+
+def new_key_pem() -> tuple[str, str]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private, public
+
+
+class Lms:
+    """The platform: lti1p3platform's registration, keys and launch, and a key set server."""
+
+    def __init__(self) -> None:
+        self.fetches = 0
+        self.registration = Registration()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.base = f"http://127.0.0.1:{self.server.server_port}"
+        self.registration.set_iss(self.base).set_client_id(CLIENT_ID)
+        self.registration.set_deployment_id(DEPLOYMENT)
+        self.registration.set_launch_url("https://testserver/lti/launch")
+        self.registration.set_oidc_login_url("https://testserver/lti/login")
+        self.rotate()
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def rotate(self) -> None:
+        """A new platform key; the old one leaves the published set at once."""
+        private, public = new_key_pem()
+        self.registration.set_platform_private_key(private)
+        self.registration.set_platform_public_key(public)
+
+    @property
+    def kid(self) -> str | None:
+        kid: str | None = self.registration.get_kid()
+        return kid
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        lms = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # http.server's name
+                lms.fetches += 1
+                body = json.dumps({"keys": lms.registration.get_jwks()}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        return Handler
+
+    def registration_body(self, deployment_ids: list[str]) -> dict[str, Any]:
+        return {
+            "name": "Moodle (test)",
+            "issuer": self.base,
+            "client_id": CLIENT_ID,
+            "auth_login_url": f"{self.base}/auth",
+            "auth_token_url": f"{self.base}/token",
+            "jwks_url": f"{self.base}/jwks",
+            "deployment_ids": deployment_ids,
+        }
+
+    def authorize(self, auth_request: dict[str, str], **claims: Any) -> dict[str, str]:
+        """The platform's answer to the tool's authentication request: the form post of
+        `id_token` and `state` (lti1p3platform's MessageLaunch), `claims` overriding its own."""
+        conf = _Conf(registration=self.registration)
+        launch = _Launch(_Req(auth_request), conf)
+        launch.set_user_data(claims.pop("sub", "u-42"), claims.pop("roles", [LEARNER]))
+        launch.set_resource_link_claim("rl-1", title="Speed")
+        launch.set_launch_context_claim("ctx-1", context_title="Physics")
+        launch.set_custom_parameters_claim({"material_id": claims.pop("material_id", VIDEO)})
+        launch.set_extra_claims(claims)
+        form: dict[str, str] = launch.lti_launch()
+        return form
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class _Conf(LTI1P3PlatformConfAbstract):  # type: ignore[misc]  # untyped package
+    def init_platform_config(self, **kwargs: Any) -> None:
+        self._registration = kwargs["registration"]
+
+    def get_registration_by_params(self, **kwargs: Any) -> Registration:
+        return self._registration
+
+
+class _Req(Request):  # type: ignore[misc]
+    def build_metadata(self, request: Any) -> TRequest:
+        return {"method": "GET", "get_data": request, "form_data": {}, "path": "/auth"}
+
+
+class _Launch(MessageLaunchAbstract):  # type: ignore[misc]
+    def render_launch_form(self, launch_data: dict[str, Any], **kwargs: Any) -> dict[str, str]:
+        return {"id_token": launch_data["id_token"], "state": launch_data["state"]}
+
+
+@pytest.fixture
+def lms() -> Iterator[Lms]:
+    platform = Lms()
+    yield platform
+    platform.close()
+
+
+@pytest.fixture
+def settings(redis_url: str, mongo_url: str) -> Settings:
+    return make_settings(redis_url, mongo_url)
+
+
+@pytest.fixture
+def clock() -> MockedClock:
+    return MockedClock(time.time())  # lti1p3platform stamps iat/exp with the system time
+
+
+def open_app(settings: Settings, clock: MockedClock, lms: Lms, deployments: list[str]) -> Any:
+    client = TestClient(create_app(settings, clock=clock), base_url="https://testserver")
+    client.__enter__()
+    admin = bearer(settings, "admin-1", "admin", now=clock.time())
+    assert client.put(f"/api/courses/{COURSE_ID}", json=COURSE, headers=admin).status_code == 201
+    r = client.put(
+        f"/api/admin/lti/platforms/{PLATFORM_ID}",
+        json=lms.registration_body(deployments),
+        headers=admin,
+    )
+    assert r.status_code == 201, r.text
+    return client
+
+
+@pytest.fixture
+def client(settings: Settings, clock: MockedClock, lms: Lms) -> Iterator[TestClient]:
+    c = open_app(settings, clock, lms, [DEPLOYMENT])
+    yield c
+    c.__exit__(None, None, None)
+
+
+def login(client: TestClient, lms: Lms) -> dict[str, str]:
+    """The LMS starts a login; the tool's 302 carries its authentication request."""
+    r = client.get(
+        "/lti/login",
+        params={
+            "iss": lms.base,
+            "login_hint": "u-42",
+            "target_link_uri": "https://testserver/lti/launch",
+            "lti_message_hint": "rl-1",
+            "client_id": CLIENT_ID,
+        },
+        follow_redirects=False,
+    )
+    assert r.status_code == 302, r.text
+    location = urlsplit(r.headers["location"])
+    assert f"{location.scheme}://{location.netloc}{location.path}" == f"{lms.base}/auth"
+    return dict(parse_qsl(location.query))
+
+
+def post_launch(client: TestClient, form: dict[str, str]) -> Any:
+    return client.post("/lti/launch", data=form, follow_redirects=False)
+
+
+def session_token(page: str) -> str:
+    found = re.search(r'href="/#/launch/([^/"]+)/student/course/' + COURSE_ID + '"', page)
+    assert found, page
+    return found.group(1)
+
+
+def stored(mongo_db: Database[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
+    """What a launch stores: enrollments, and the platform's launch record."""
+    platform = mongo_db["lti_platforms"].find_one({"_id": PLATFORM_ID}) or {}
+    record: dict[str, Any] = {
+        k: platform[k] for k in ("last_launch_at", "seen_deployment_ids") if k in platform
+    }
+    return mongo_db["enrollments"].count_documents({}), record
+
+
+# -- login --------------------------------------------------------------------------------
+
+
+def test_login_redirects_with_the_authentication_request_and_keeps_state_in_a_cookie(
+    client: TestClient, lms: Lms
+) -> None:
+    r = client.post(
+        "/lti/login",
+        data={"iss": lms.base, "login_hint": "u-42", "target_link_uri": "https://x/lti/launch"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 302
+    query = dict(parse_qsl(urlsplit(r.headers["location"]).query))
+    fixed = {k: query.pop(k) for k in ("state", "nonce")}
+    assert query == {
+        "scope": "openid",
+        "response_type": "id_token",
+        "response_mode": "form_post",
+        "prompt": "none",
+        "client_id": CLIENT_ID,
+        "redirect_uri": "https://testserver/lti/launch",
+        "login_hint": "u-42",
+    }  # no lti_message_hint: the login had none
+    cookie = r.headers["set-cookie"]
+    assert cookie.startswith(f"lti1p3-state-{fixed['state']}={fixed['state']};")
+    for attribute in ("HttpOnly", "Secure", "SameSite=none", "Path=/lti"):
+        assert attribute.lower() in cookie.lower()
+
+
+def test_login_from_an_unknown_platform_is_refused(client: TestClient) -> None:
+    r = client.get(
+        "/lti/login",
+        params={"iss": "https://nobody.test", "login_hint": "u", "target_link_uri": "https://x"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 401 and "no platform is registered" in r.text
+
+
+# -- launch -------------------------------------------------------------------------------
+
+
+def test_a_learners_launch_enrolls_them_and_its_session_token_reads_progress(
+    client: TestClient, lms: Lms, clock: MockedClock, mongo_db: Database[dict[str, Any]]
+) -> None:
+    r = post_launch(client, lms.authorize(login(client, lms)))
+    assert r.status_code == 200, r.text
+    headers = {"Authorization": f"Bearer {session_token(r.text)}"}
+    status = client.get(f"/api/progress/video/{VIDEO}/status", headers=headers)
+    assert status.status_code == 200, status.text
+    assert status.json()["material_id"] == VIDEO
+    watched = client.post(
+        f"/api/progress/video/{VIDEO}/watch-time", json=heartbeat(5), headers=headers
+    )
+    assert watched.status_code == 202, watched.text  # enrolled: a stranger gets 403
+    enrollments, record = stored(mongo_db)
+    assert enrollments == 1 and record == {"last_launch_at": pytest.approx(clock.time())}
+
+
+def test_the_same_lms_user_maps_to_one_id(client: TestClient, lms: Lms) -> None:
+    """Two launches of one LMS user: the second session resumes where the first stopped, and
+    another user of the same platform starts from nothing."""
+    first = session_token(post_launch(client, lms.authorize(login(client, lms))).text)
+    r = client.post(
+        f"/api/progress/video/{VIDEO}/watch-time",
+        json=heartbeat(42),
+        headers={"Authorization": f"Bearer {first}"},
+    )
+    assert r.status_code == 202, r.text
+    again = session_token(post_launch(client, lms.authorize(login(client, lms))).text)
+    other = session_token(post_launch(client, lms.authorize(login(client, lms), sub="u-7")).text)
+    seen = [
+        client.get(
+            f"/api/progress/video/{VIDEO}/status", headers={"Authorization": f"Bearer {t}"}
+        ).json()["watch_time"]
+        for t in (again, other)
+    ]
+    assert seen == [42, 0]
+
+
+def test_an_instructor_is_a_teacher_and_an_administrator_is_not_an_admin(
+    client: TestClient, lms: Lms, mongo_db: Database[dict[str, Any]]
+) -> None:
+    teacher = ["http://purl.imsglobal.org/vocab/lis/v2/membership#INSTRUCTOR"]
+    r = post_launch(client, lms.authorize(login(client, lms), roles=teacher))
+    assert r.status_code == 200 and "/teacher/" + COURSE_ID in r.text
+    admin = ["http://purl.imsglobal.org/vocab/lis/v2/institution/person#Administrator"]
+    r = post_launch(client, lms.authorize(login(client, lms), roles=admin))
+    assert r.status_code == 403 and "neither learner nor instructor" in r.text
+    assert stored(mongo_db)[0] == 0  # an instructor is not enrolled as a learner
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("replayed nonce", "used already"),
+        ("wrong aud", "no platform is registered"),
+        ("unknown deployment", "deployment 'dep-other' is not registered"),
+        ("bad message type", "is not one this tool accepts"),
+        ("state mismatch", "the state does not match"),
+        ("expired token", "out of date"),
+        ("rotated-out key", "a key the platform does not publish"),
+    ],
+)
+def test_refused_launches_get_401_and_store_nothing(
+    case: str,
+    reason: str,
+    client: TestClient,
+    lms: Lms,
+    clock: MockedClock,
+    mongo_db: Database[dict[str, Any]],
+) -> None:
+    claims: dict[str, Any] = {
+        "wrong aud": {"aud": "another-tool", "azp": "another-tool"},
+        "unknown deployment": {
+            "https://purl.imsglobal.org/spec/lti/claim/deployment_id": "dep-other"
+        },
+        "bad message type": {MESSAGE_TYPE: "LtiSubmissionReviewRequest"},
+    }.get(case, {})
+    request = login(client, lms)
+    form = lms.authorize(request, **claims)
+    if case == "replayed nonce":
+        assert post_launch(client, form).status_code == 200
+        client.cookies.set(f"lti1p3-state-{form['state']}", form["state"], path="/lti")
+    before = stored(mongo_db)
+    if case == "state mismatch":
+        client.cookies.clear()
+    elif case == "expired token":
+        clock.advance(300 + 30 + 1)  # lti1p3platform's 5-minute id_token, and our leeway
+    elif case == "rotated-out key":
+        post_launch(client, lms.authorize(login(client, lms)))  # the set with the old key held
+        lms.rotate()
+        clock.advance(3600)  # an hour on: the held set is stale, fetched again
+        before = stored(mongo_db)
+    r = post_launch(client, form)
+    assert r.status_code == 401, r.text
+    assert r.headers["content-type"].startswith("text/html")
+    assert reason in html.unescape(r.text)
+    assert stored(mongo_db) == before
+
+
+def test_a_new_platform_key_after_rotation_is_fetched_once(
+    client: TestClient, lms: Lms, clock: MockedClock
+) -> None:
+    assert post_launch(client, lms.authorize(login(client, lms))).status_code == 200
+    assert lms.fetches == 1
+    old_kid = lms.kid
+    lms.rotate()
+    assert lms.kid != old_kid
+    clock.advance(10)  # the platform rotates later than the last fetch's rate limit
+    assert post_launch(client, lms.authorize(login(client, lms))).status_code == 200
+    assert lms.fetches == 2  # the unknown kid fetched the set again, once
+    assert post_launch(client, lms.authorize(login(client, lms))).status_code == 200
+    assert lms.fetches == 2  # and it is cached again
+
+
+def test_a_deployment_is_recorded_on_first_launch_where_the_registration_names_none(
+    settings: Settings, clock: MockedClock, lms: Lms, mongo_db: Database[dict[str, Any]]
+) -> None:
+    c = open_app(settings, clock, lms, [])
+    try:
+        assert post_launch(c, lms.authorize(login(c, lms))).status_code == 200
+        assert stored(mongo_db)[1].get("seen_deployment_ids") == [DEPLOYMENT], stored(mongo_db)
+        platform = c.get(
+            "/api/admin/lti/platforms", headers=bearer(settings, "a", "admin", now=clock.time())
+        ).json()["rows"][0]
+        assert platform["deployment_ids"] == []  # the admin's field is left alone
+    finally:
+        c.__exit__(None, None, None)
+
+
+def test_user_ids_of_two_platforms_never_collide_even_when_ids_hold_the_separator() -> None:
+    pairs = [("a:b", "c"), ("a", "b:c"), ("a", "b\x00c"), ("a\x00b", "c")]
+    ids = {user_id_of(platform_id, sub) for platform_id, sub in pairs}
+    assert len(ids) == len(pairs)
+    assert all(re.fullmatch(r"lti-[a-z2-7]{32}", i) for i in ids)
+
+
+@pytest.mark.parametrize(
+    ("roles", "role"),
+    [
+        (["Learner"], "student"),
+        (["http://purl.imsglobal.org/vocab/lis/v2/membership#learner"], "student"),
+        (
+            ["http://purl.imsglobal.org/vocab/lis/v2/membership/Instructor#TeachingAssistant"],
+            "teacher",
+        ),
+        (["ContentDeveloper", "Learner"], "teacher"),
+        (["http://purl.imsglobal.org/vocab/lis/v2/system/person#Administrator"], None),
+        (["http://purl.imsglobal.org/vocab/lis/v2/membership#Administrator"], None),
+    ],
+)
+def test_context_roles_decide_the_role(roles: list[str], role: str | None) -> None:
+    assert role_of(roles) == role
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"role": "admin"},  # no launch makes an admin, and no token of the tool's does either
+        {"aud": "a-platform"},  # what the tool signs for platforms is no session
+        {"iss": "tool-client-1"},
+    ],
+)
+def test_the_tool_signed_tokens_the_api_refuses(
+    client: TestClient, lms: Lms, claims: dict[str, str]
+) -> None:
+    session = session_token(post_launch(client, lms.authorize(login(client, lms))).text)
+    me = client.get("/api/me/courses", headers={"Authorization": f"Bearer {session}"})
+    assert me.status_code == 200, me.text
+    base = {"iss": "urn:videoprogress:lti-session", "aud": "urn:videoprogress:lti-session"}
+    keys = client.app.state.ctx.lti_keys  # type: ignore[attr-defined]  # Starlette's state
+    token = keys.sign({**base, "sub": "lti-x", "role": "student", **claims}, 60)
+    r = client.get("/api/me/courses", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 401, r.text
