@@ -69,8 +69,8 @@ def main() -> None:
     args = parser.parse_args()
     r = redis.Redis(port=args.port)
     ports = process_of_ports()
-    conn = r.connection_pool.get_connection("MONITOR")
-    conn.send_command("MONITOR")
+    conn = r.connection_pool.get_connection()
+    conn.send_command("MONITOR")  # type: ignore[no-untyped-call]  # redis-py
     conn.read_response()
     scripts: Counter[str] = Counter()
     inside: dict[str, Counter[str]] = defaultdict(Counter)
