@@ -1296,6 +1296,12 @@ def main() -> None:
         default=",".join(ROLES),
         help=f"comma-separated, taken in turn by the hostile students (of {', '.join(ROLES)})",
     )
+    parser.add_argument(
+        "--max-playback-rate",
+        default=None,
+        help="MAX_PLAYBACK_RATE for the stack (default 0, 2 with --adversaries): e.g. 2 to count "
+        "the per-student budget's Redis commands (the oracle may then see less credited)",
+    )
     parser.add_argument("--capacity", action="store_true", help="step up until it breaks")
     parser.add_argument("--max-minutes", type=float, default=15.0, help="capacity: whole run")
     parser.add_argument("--start-watchers", type=int, default=1000)
@@ -1327,6 +1333,8 @@ def main() -> None:
     # The per-student rate limit counts real minutes: scale it with the compressed time.
     rate_limit = str(math.ceil(240 * max(1.0, args.speedup)))
     max_rate = "2" if args.adversaries else "0"  # the product default when it is measured
+    if args.max_playback_rate is not None:
+        max_rate = str(args.max_playback_rate)
     with bench_stack(
         "loadgen-",
         [load_course()],

@@ -13,8 +13,9 @@ if tombstone and tonumber(ARGV[2]) <= tonumber(tombstone) then return 0 end
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('SADD', KEYS[5], ARGV[6])
 redis.call('SADD', KEYS[7], ARGV[6])
-redis.call('ZREM', KEYS[8], ARGV[1])
-redis.call('HDEL', KEYS[9], ARGV[1])
+if redis.call('ZREM', KEYS[8], ARGV[1]) == 1 then  -- a why is only ever beside its member
+  redis.call('HDEL', KEYS[9], ARGV[1])
+end
 if ARGV[5] == '1' then redis.call('HSET', KEYS[3], 'cq', '1') end
 if redis.call('HGET', KEYS[3], 'n') == ARGV[2] and redis.call('LLEN', KEYS[4]) == 0 then
   redis.call('ZREM', KEYS[1], ARGV[1])

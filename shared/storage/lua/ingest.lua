@@ -15,8 +15,10 @@
 --       stamped here with the key's grant when the budget is on.
 -- Returns {status} or, when asked, {status, the key's view (view.lua's `view_reply`)...}.
 -- Nothing is written unless status is 'ok'. Loaded after view.lua (scripts.py prepends it).
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'enrollment_unknown'} end
-if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return {'not_enrolled'} end
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then  -- then, whether it is mirrored at all
+  if redis.call('EXISTS', KEYS[1]) == 0 then return {'enrollment_unknown'} end
+  return {'not_enrolled'}
+end
 local FIRST = 28  -- ARGV index of the first heartbeat
 local count = #ARGV - FIRST + 1
 local len = redis.call('LLEN', KEYS[2])
@@ -28,21 +30,25 @@ local new_key = not redis.call('ZSCORE', KEYS[4], ARGV[2])
 if new_key and redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[4]) then return {'buffer_full'} end
 if tonumber(ARGV[7]) > 0 then  -- the last check, as it is the one that counts
   local used = redis.call('INCRBY', KEYS[6], count)
-  if redis.call('TTL', KEYS[6]) < 0 then redis.call('EXPIRE', KEYS[6], ARGV[8]) end
+  -- A counter above `count` was there before: this script gave it its TTL when it made it.
+  if used == count and redis.call('TTL', KEYS[6]) < 0 then
+    redis.call('EXPIRE', KEYS[6], ARGV[8])
+  end
   if used > tonumber(ARGV[7]) then
     redis.call('DECRBY', KEYS[6], count)  -- refused heartbeats do not use up the allowance
     return {'rate_limited', redis.call('TTL', KEYS[6])}
   end
 end
 if new_key then redis.call('ZADD', KEYS[4], ARGV[3], ARGV[2]) end
-redis.call('SADD', KEYS[9], ARGV[9])
-local epoch = redis.call('HGET', KEYS[3], 'e')
-if not epoch then
-  epoch = ARGV[11]
-  redis.call('HSET', KEYS[3], 'e', epoch)
+local k = key_of(KEYS[3], KEYS[2], len)
+if not k.epoch then
+  -- The key index gets the material with the epoch: only the erasure takes either away, both
+  -- in one step (a hash with an epoch is listed; a hash expires or is erased whole).
+  k.epoch = ARGV[11]
+  redis.call('HSET', KEYS[3], 'e', k.epoch)
+  redis.call('SADD', KEYS[9], ARGV[9])
 end
-local n = redis.call('HGET', KEYS[3], 'n') or ''
-local k = {hash = KEYS[3], list = KEYS[2], epoch = epoch, n = n, len = len}
+local epoch, n = k.epoch, k.n
 local pl, preview_holds = preview_of(k)
 if ARGV[20] ~= '' and tonumber(ARGV[18]) > (preview_holds and pl or -1)
     and view_holds(k, ARGV[16], ARGV[17], ARGV[18], ARGV[19]) then
@@ -72,15 +78,20 @@ if tonumber(ARGV[21]) > 0 then
   redis.call('HSET', KEYS[8], 't', string.format('%.17g', last),
              'k', string.format('%.3f', tokens - granted))
   redis.call('EXPIRE', KEYS[8], ARGV[27])
-  local total = string.format('%.3f', tonumber(redis.call('HGET', KEYS[3], 'g') or '0') + granted)
+  local total = string.format('%.3f', tonumber(k.g or '0') + granted)
   if granted > 0 then redis.call('HSET', KEYS[3], 'g', total) end
   stamp = ',"g":["' .. epoch .. '",' .. total .. ']}'
 end
+local hbs = {}
 for i = FIRST, #ARGV do
   local hb = ARGV[i]
   if stamp then hb = string.sub(hb, 1, -2) .. stamp end
-  redis.call('RPUSH', KEYS[2], hb)
+  hbs[#hbs + 1] = hb
 end
+for i = 1, #hbs, 1000 do  -- one RPUSH per thousand (unpack's stack is bounded)
+  redis.call('RPUSH', KEYS[2], unpack(hbs, i, math.min(i + 999, #hbs)))
+end
+if count > 0 then k.last = redis.sha1hex(hbs[#hbs]) end  -- the reply's mark, without a LINDEX
 redis.call('INCRBY', KEYS[5], count)
 if ARGV[6] ~= '1' then return {'ok'} end
 local stored = tostring(redis.call('SISMEMBER', KEYS[7], ARGV[9]))
