@@ -1,4 +1,5 @@
-"""The identity provider's signing keys, from its key set (`JWT_JWKS_URL`), chosen by `kid`.
+"""Signing keys from a published key set, chosen by `kid`: the identity provider's
+(`JWT_JWKS_URL`), and each LTI platform's (shared.lti.launch).
 
 pyjwt's `PyJWKClient` fetches and parses the set here; when to fetch is decided here, because
 PyJWKClient's own caching does not fit an async hot path: it fetches in the caller's thread
@@ -43,13 +44,24 @@ FETCH_TIMEOUT_S = 5.0
 
 
 class JwksKeys:
-    """The signing keys of one key set URL, by `kid`; lives on one event loop."""
+    """The signing keys of one key set URL, by `kid`; lives on one event loop. `name` says
+    whose keys they are in logs and errors; `refetch_interval_s` bounds the fetches an unknown
+    `kid` makes."""
 
-    def __init__(self, url: str, algorithms: Iterable[str], clock: Clock) -> None:
+    def __init__(
+        self,
+        url: str,
+        algorithms: Iterable[str],
+        clock: Clock,
+        name: str = "the identity provider's keys (JWT_JWKS_URL)",
+        refetch_interval_s: float = REFETCH_INTERVAL_S,
+    ) -> None:
         # The client only fetches (no redirects, http(s) only) and parses; it caches nothing.
         self._client = PyJWKClient(url, cache_jwk_set=False, timeout=FETCH_TIMEOUT_S)
         self._algorithms = frozenset(algorithms)
         self._clock = clock
+        self._name = name
+        self._refetch_interval_s = refetch_interval_s
         self._keys: dict[str, PyJWK] | None = None  # None until a set was fetched
         self._fetched_at = -math.inf  # monotonic time the held set arrived
         self._tried_at = -math.inf  # monotonic time the last fetch started
@@ -73,9 +85,14 @@ class JwksKeys:
         await self._wait()
         if self._keys is None:
             raise Unavailable(
-                "the identity provider's keys (JWT_JWKS_URL) cannot be fetched; retry later",
-                retry_after_s=RETRY_WITHOUT_KEYS_S,
+                f"{self._name} cannot be fetched; retry later", retry_after_s=RETRY_WITHOUT_KEYS_S
             )
+
+    async def settled(self) -> None:
+        """Wait for the fetch under way, if any (at most FETCH_TIMEOUT_S): after `get` started
+        the refresh of a set older than MAX_AGE_S, a caller that must not verify with a
+        withdrawn key waits here."""
+        await self._wait()
 
     async def prefetch(self) -> None:
         """The start-up fetch; a failure is logged, not raised (tokens then get 503)."""
@@ -92,7 +109,7 @@ class JwksKeys:
         """A fetch in the background, unless one is under way or the last began too lately."""
         if self._fetch is not None and not self._fetch.done():
             return
-        interval = REFETCH_INTERVAL_S if self._keys is not None else RETRY_WITHOUT_KEYS_S
+        interval = self._refetch_interval_s if self._keys is not None else RETRY_WITHOUT_KEYS_S
         now = self._clock.monotonic()
         if now - self._tried_at < interval:
             return
@@ -109,11 +126,11 @@ class JwksKeys:
         try:
             fetched = await asyncio.to_thread(self._client.get_jwk_set, True)
         except Exception as exc:  # network, HTTP status, not JSON, no usable key: keep the set
-            log.warning("could not fetch the identity provider's keys (JWT_JWKS_URL): %s", exc)
+            log.warning("could not fetch %s: %s", self._name, exc)
             return
         keys = {k.key_id: k for k in fetched.keys if k.key_id and self._usable(k)}
         if not keys:
-            log.warning("JWT_JWKS_URL lists no signing key with a kid for JWT_ALGORITHMS")
+            log.warning("%s: no signing key with a kid for the accepted algorithms", self._name)
         self._keys = keys
         self._fetched_at = self._clock.monotonic()
 

@@ -12,21 +12,19 @@ format, registration, signature, times, nonce, deployment, message).
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import math
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-import httpx
 import jwt
-from jwt import PyJWK, PyJWKSet
+from jwt import PyJWK
 
 from shared.clock import Clock
 from shared.errors import Unauthenticated, Unavailable
+from shared.jwks import JwksKeys
 from shared.lti.registry import Platform
 from shared.storage.clients import AsyncBuffer
 from shared.storage.keys import lti_nonce
@@ -44,9 +42,7 @@ ROLES, CUSTOM, CONTEXT = CLAIM + "roles", CLAIM + "custom", CLAIM + "context"
 RESOURCE_LINK, DEEP_LINKING = "LtiResourceLinkRequest", "LtiDeepLinkingRequest"
 ALGORITHMS = ["RS256"]  # Security Framework 1.0 §5.1.3 step 6 (RS256 only: §6.1)
 STATE_COOKIE = "lti1p3-state-"  # + the state: two logins in two tabs keep their own cookie
-MAX_AGE_S = 300.0  # a platform's key set is fetched again after this
 REFETCH_MIN_S = 5.0  # an unknown `kid` fetches again at most this often per key set
-FETCH_TIMEOUT_S = 5.0
 
 
 class LaunchRefused(Exception):
@@ -89,53 +85,34 @@ async def start_login(
     return Login(f"{base}{'&' if urlsplit(base).query else '?'}{urlencode(query)}", state)
 
 
-@dataclass
-class _KeySet:
-    keys: dict[str, PyJWK] = field(default_factory=dict)
-    fetched_at: float = -math.inf
-    tried_at: float = -math.inf
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-
 class PlatformKeySets:
-    """The platforms' public keys by key set URL (Security Framework 1.0 §6.3), cached for
-    MAX_AGE_S and fetched again once for a `kid` the held set lacks (at most every
-    REFETCH_MIN_S per set): a platform that rotates keys (D2L, hourly) is followed at once,
-    which pylti1p3 never does (pylti1.3#90). Lives on one event loop."""
+    """The platforms' public keys by key set URL (Security Framework 1.0 §6.3), each a
+    `shared.jwks.JwksKeys`: fetched again after its MAX_AGE_S (a launch waits for that fetch, so a
+    key the platform withdrew stops verifying) and once for a `kid` the held set lacks (at
+    most every REFETCH_MIN_S per set), so a platform that rotates keys (D2L, hourly) is
+    followed at once, which pylti1p3 never does (pylti1.3#90). Lives on one event loop."""
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
-        self._sets: dict[str, _KeySet] = {}
-        self._http = httpx.AsyncClient(timeout=FETCH_TIMEOUT_S, follow_redirects=False)
+        self._sets: dict[str, JwksKeys] = {}
 
     async def key(self, url: str, kid: str) -> PyJWK | None:
         """The key named `kid` in the set at `url`, or None when the platform does not publish
         it. Raises Unavailable when no set could ever be fetched from `url`."""
-        held = self._sets.setdefault(url, _KeySet())
-        async with held.lock:
-            now = self.clock.monotonic()
-            stale = now - held.fetched_at >= MAX_AGE_S
-            unknown = kid not in held.keys and now - held.tried_at >= REFETCH_MIN_S
-            if stale or unknown:
-                await self._fetch(url, held)
-        if held.fetched_at == -math.inf:
-            raise Unavailable("the platform's public keys cannot be fetched; try again later")
-        return held.keys.get(kid)
-
-    async def _fetch(self, url: str, held: _KeySet) -> None:
-        held.tried_at = self.clock.monotonic()
-        try:
-            response = await self._http.get(url)
-            response.raise_for_status()
-            jwks = PyJWKSet.from_dict(response.json())
-        except (httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:  # keep the held set
-            log.warning("could not fetch the LTI platform's keys at %s: %s", url, exc)
-            return
-        held.keys = {k.key_id: k for k in jwks.keys if k.key_id}
-        held.fetched_at = self.clock.monotonic()
+        keys = self._sets.get(url)
+        if keys is None:
+            name = f"the LTI platform's keys at {url}"
+            keys = self._sets[url] = JwksKeys(url, ["RS256"], self.clock, name, REFETCH_MIN_S)
+        keys.get(kid)  # starts the fetch of a set older than MAX_AGE_S
+        await keys.settled()
+        if (found := keys.get(kid)) is None:
+            await keys.fetch_for(kid)
+            found = keys.get(kid)
+        return found
 
     async def close(self) -> None:
-        await self._http.aclose()
+        for keys in self._sets.values():
+            await keys.close()
 
 
 @dataclass(frozen=True)
