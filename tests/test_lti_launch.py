@@ -1,28 +1,20 @@
 """LTI 1.3 login and launch (API.md, "LTI 1.3 Advantage"; shared/lti/launch.py) against a real
 third-party platform implementation: `lti1p3platform` builds the id_token from the tool's
-authentication request and signs it with its key; a small HTTP server of the tests' own
-publishes that key set, as an LMS does. Time moves on a MockedClock: no test sleeps."""
+authentication request and signs it with its key; the suite's platform server
+(tests/lti_platform.py) publishes that key set, as an LMS does. Time moves on a MockedClock:
+no test sleeps."""
 
 from __future__ import annotations
 
 import html
-import json
 import re
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
-from lti1p3platform.ltiplatform import LTI1P3PlatformConfAbstract
-from lti1p3platform.message_launch import MessageLaunchAbstract
-from lti1p3platform.registration import Registration
-from lti1p3platform.request import Request, TRequest
 from pymongo.database import Database
 
 from ingest.app import create_app
@@ -30,117 +22,7 @@ from shared.clock import MockedClock
 from shared.lti.identity import role_of, user_id_of
 from shared.settings import Settings
 from tests.helpers import COURSE, COURSE_ID, bearer, heartbeat, make_settings
-
-CLIENT_ID, DEPLOYMENT, PLATFORM_ID = "tool-client-1", "dep-1", "moodle-test"
-MESSAGE_TYPE = "https://purl.imsglobal.org/spec/lti/claim/message_type"
-LEARNER = "http://purl.imsglobal.org/vocab/lis/v2/membership#Learner"
-VIDEO = "v-100"  # COURSE's, in COURSE_ID
-
-
-def new_key_pem() -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private, public
-
-
-class Lms:
-    """The platform: lti1p3platform's registration, keys and launch, and a key set server."""
-
-    def __init__(self) -> None:
-        self.fetches = 0
-        self.registration = Registration()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.base = f"http://127.0.0.1:{self.server.server_port}"
-        self.registration.set_iss(self.base).set_client_id(CLIENT_ID)
-        self.registration.set_deployment_id(DEPLOYMENT)
-        self.registration.set_launch_url("https://testserver/lti/launch")
-        self.registration.set_oidc_login_url("https://testserver/lti/login")
-        self.rotate()
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def rotate(self) -> None:
-        """A new platform key; the old one leaves the published set at once."""
-        private, public = new_key_pem()
-        self.registration.set_platform_private_key(private)
-        self.registration.set_platform_public_key(public)
-
-    @property
-    def kid(self) -> str | None:
-        kid: str | None = self.registration.get_kid()
-        return kid
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        lms = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # http.server's name
-                lms.fetches += 1
-                body = json.dumps({"keys": lms.registration.get_jwks()}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        return Handler
-
-    def registration_body(self, deployment_ids: list[str]) -> dict[str, Any]:
-        return {
-            "name": "Moodle (test)",
-            "issuer": self.base,
-            "client_id": CLIENT_ID,
-            "auth_login_url": f"{self.base}/auth",
-            "auth_token_url": f"{self.base}/token",
-            "jwks_url": f"{self.base}/jwks",
-            "deployment_ids": deployment_ids,
-        }
-
-    def authorize(self, auth_request: dict[str, str], **claims: Any) -> dict[str, str]:
-        """The platform's answer to the tool's authentication request: the form post of
-        `id_token` and `state` (lti1p3platform's MessageLaunch), `claims` overriding its own."""
-        conf = _Conf(registration=self.registration)
-        launch = _Launch(_Req(auth_request), conf)
-        launch.set_user_data(claims.pop("sub", "u-42"), claims.pop("roles", [LEARNER]))
-        launch.set_resource_link_claim("rl-1", title="Speed")
-        launch.set_launch_context_claim("ctx-1", context_title="Physics")
-        launch.set_custom_parameters_claim({"material_id": claims.pop("material_id", VIDEO)})
-        launch.set_extra_claims(claims)
-        form: dict[str, str] = launch.lti_launch()
-        return form
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-class _Conf(LTI1P3PlatformConfAbstract):  # type: ignore[misc]  # untyped package
-    def init_platform_config(self, **kwargs: Any) -> None:
-        self._registration = kwargs["registration"]
-
-    def get_registration_by_params(self, **kwargs: Any) -> Registration:
-        return self._registration
-
-
-class _Req(Request):  # type: ignore[misc]
-    def build_metadata(self, request: Any) -> TRequest:
-        return {"method": "GET", "get_data": request, "form_data": {}, "path": "/auth"}
-
-
-class _Launch(MessageLaunchAbstract):  # type: ignore[misc]
-    def render_launch_form(self, launch_data: dict[str, Any], **kwargs: Any) -> dict[str, str]:
-        return {"id_token": launch_data["id_token"], "state": launch_data["state"]}
+from tests.lti_platform import CLIENT_ID, DEPLOYMENT, MESSAGE_TYPE, PLATFORM_ID, VIDEO, Lms
 
 
 @pytest.fixture

@@ -1,0 +1,187 @@
+"""The LMS of the LTI tests: a real third-party platform implementation, `lti1p3platform`
+0.1.8 (OpenLearning's, derived from Open edX's LTI code), builds and signs the id_token from
+the tool's authentication request; a small HTTP server of the suite's own serves what an LMS
+serves over HTTP beside it (the key set today). A test adds an endpoint with `lms.route(...)`:
+each is a function of the request that answers (status, headers, body)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from lti1p3platform.ltiplatform import LTI1P3PlatformConfAbstract
+from lti1p3platform.message_launch import MessageLaunchAbstract
+from lti1p3platform.registration import Registration
+from lti1p3platform.request import Request, TRequest
+
+CLIENT_ID, DEPLOYMENT, PLATFORM_ID = "tool-client-1", "dep-1", "moodle-test"
+MESSAGE_TYPE = "https://purl.imsglobal.org/spec/lti/claim/message_type"
+LEARNER = "http://purl.imsglobal.org/vocab/lis/v2/membership#Learner"
+INSTRUCTOR = "http://purl.imsglobal.org/vocab/lis/v2/membership#Instructor"
+VIDEO = "v-100"  # tests.helpers.COURSE's, in COURSE_ID
+
+
+def new_key_pem() -> tuple[str, str]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private, public
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """What the platform's HTTP server received."""
+
+    method: str
+    path: str  # without the query
+    query: str
+    headers: dict[str, str]  # names in lower case
+    body: bytes
+
+
+@dataclass
+class HttpAnswer:
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(cls, value: Any, status: int = 200, **headers: str) -> HttpAnswer:
+        kind = {"Content-Type": "application/json"}
+        return cls(status, json.dumps(value).encode(), {**kind, **headers})
+
+
+Endpoint = Callable[[HttpRequest], HttpAnswer]
+
+
+class Lms:
+    """The platform: lti1p3platform's registration, keys and launch, and an HTTP server whose
+    endpoints are `routes` by (method, path); GET /jwks is the platform's key set."""
+
+    def __init__(self) -> None:
+        self.fetches = 0
+        self.requests: list[HttpRequest] = []
+        self.routes: dict[tuple[str, str], Endpoint] = {}
+        self.registration = Registration()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.base = f"http://127.0.0.1:{self.server.server_port}"
+        self.registration.set_iss(self.base).set_client_id(CLIENT_ID)
+        self.registration.set_deployment_id(DEPLOYMENT)
+        self.registration.set_launch_url("https://testserver/lti/launch")
+        self.registration.set_oidc_login_url("https://testserver/lti/login")
+        self.rotate()
+        self.route("GET", "/jwks", self._jwks)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def route(self, method: str, path: str, endpoint: Endpoint) -> None:
+        self.routes[(method, path)] = endpoint
+
+    def rotate(self) -> None:
+        """A new platform key; the old one leaves the published set at once."""
+        private, public = new_key_pem()
+        self.registration.set_platform_private_key(private)
+        self.registration.set_platform_public_key(public)
+
+    @property
+    def kid(self) -> str | None:
+        kid: str | None = self.registration.get_kid()
+        return kid
+
+    def _jwks(self, _: HttpRequest) -> HttpAnswer:
+        self.fetches += 1
+        return HttpAnswer.json({"keys": self.registration.get_jwks()})
+
+    def _answer(self, request: HttpRequest) -> HttpAnswer:
+        self.requests.append(request)
+        endpoint = self.routes.get((request.method, request.path))
+        return endpoint(request) if endpoint else HttpAnswer.json({"error": "not found"}, 404)
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        lms = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _serve(self) -> None:
+                url = urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                request = HttpRequest(
+                    self.command,
+                    url.path,
+                    url.query,
+                    {k.lower(): v for k, v in self.headers.items()},
+                    self.rfile.read(length) if length else b"",
+                )
+                answer = lms._answer(request)
+                self.send_response(answer.status)
+                for name, value in answer.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(answer.body)))
+                self.end_headers()
+                self.wfile.write(answer.body)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _serve  # http.server's names
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        return Handler
+
+    def registration_body(self, deployment_ids: list[str]) -> dict[str, Any]:
+        return {
+            "name": "Moodle (test)",
+            "issuer": self.base,
+            "client_id": CLIENT_ID,
+            "auth_login_url": f"{self.base}/auth",
+            "auth_token_url": f"{self.base}/token",
+            "jwks_url": f"{self.base}/jwks",
+            "deployment_ids": deployment_ids,
+        }
+
+    def authorize(self, auth_request: dict[str, str], **claims: Any) -> dict[str, str]:
+        """The platform's answer to the tool's authentication request: the form post of
+        `id_token` and `state` (lti1p3platform's MessageLaunch), `claims` overriding its own."""
+        conf = _Conf(registration=self.registration)
+        launch = _Launch(_Req(auth_request), conf)
+        launch.set_user_data(claims.pop("sub", "u-42"), claims.pop("roles", [LEARNER]))
+        launch.set_resource_link_claim("rl-1", title="Speed")
+        launch.set_launch_context_claim("ctx-1", context_title="Physics")
+        launch.set_custom_parameters_claim({"material_id": claims.pop("material_id", VIDEO)})
+        launch.set_extra_claims(claims)
+        form: dict[str, str] = launch.lti_launch()
+        return form
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class _Conf(LTI1P3PlatformConfAbstract):  # type: ignore[misc]  # untyped package
+    def init_platform_config(self, **kwargs: Any) -> None:
+        self._registration = kwargs["registration"]
+
+    def get_registration_by_params(self, **kwargs: Any) -> Registration:
+        return self._registration
+
+
+class _Req(Request):  # type: ignore[misc]
+    def build_metadata(self, request: Any) -> TRequest:
+        return {"method": "GET", "get_data": request, "form_data": {}, "path": "/auth"}
+
+
+class _Launch(MessageLaunchAbstract):  # type: ignore[misc]
+    def render_launch_form(self, launch_data: dict[str, Any], **kwargs: Any) -> dict[str, str]:
+        return {"id_token": launch_data["id_token"], "state": launch_data["state"]}
