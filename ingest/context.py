@@ -149,7 +149,7 @@ class AppContext:
             catalog=CatalogCache(hot, mongo, sync_client, clock),
             breaker=MongoReadBreaker(clock),
             system_metrics=system_registry(
-                sync_client, key_schema, rq_redis, settings.due_delay_s, settings.queue_name
+                sync_client, key_schema, rq_redis, settings.due_delay_s, settings.queue_name, clock
             ),
             clock=clock,
             lti_platforms=PlatformRegistry(mongo.db),
