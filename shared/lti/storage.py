@@ -11,6 +11,14 @@ repeat `lti_storage_target`: the tool looks the login up here by the launch's `s
 
 The record also keeps the login's parameters, so a launch whose cookie did not arrive can offer
 the same login again in a new window, where the tool's cookies are first-party.
+
+Compared with the libraries: pylti1p3 2.0 has no platform storage; its optional
+`enable_check_cookies` answers the login with a page that tests `document.cookie` and offers a
+new window (`lti1p3_new_window=1`) before the platform is asked. ltijs keeps the state in a
+cookie only (`state<state>`), and its dev mode skips the check. Here the launch itself sees
+whether the cookie came back, so a browser that lets a test cookie be written yet drops it
+across the platform's cross-site post still gets the offer, and a login with platform storage
+never needs a cookie.
 """
 
 from __future__ import annotations
