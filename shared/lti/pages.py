@@ -3,14 +3,14 @@ them). Their script is one file, `lti_pages.js` beside this module, served at PA
 the pages' Content-Security-Policy runs no inline script. Each page hands the script what it
 needs as a JSON data block (`<script type="application/json">`, never executed).
 
-- `storage_login_page`: lti-cs-oidc v0p1 §3 (the login with `lti_storage_target`): ask the
+- `storage_login_page`: lti-cs-oidc v0p1, its login with `lti_storage_target`: ask the
   storage frame for `lti.capabilities` (lti-cs-pm v0p1), put the state and the nonce with
   `lti.put_data` (lti-pm-s v0p1), then go to the authentication request. Every message goes to
   the origin of the platform's `auth_login_url` (lti-pm-s: the storage frame is served from the
   OIDC authorization origin) and only replies from that origin with our `message_id` count.
   Without an answer (no such frame, no storage offered, STORAGE_TIMEOUT_MS) the page starts the
   same login the cookie way instead.
-- `storage_check_page`: lti-cs-oidc v0p1 §4 (the launch): `lti.get_data` of both keys from the
+- `storage_check_page`: lti-cs-oidc v0p1, its launch: `lti.get_data` of both keys from the
   same frame; only when both hold what the login put does the page post the launch again
   (`lti_storage_checked`), which is when the tool uses the nonce and stores anything. Otherwise
   the page shows the refusal.

@@ -2,7 +2,7 @@
 (1EdTech's LTI Client Side postMessages draft, lti-cs-pm v0p1; postMessage Platform Storage,
 lti-pm-s v0p1; OIDC login with LTI Client Side postMessages, lti-cs-oidc v0p1).
 
-A login names a storage frame with `lti_storage_target` (lti-cs-oidc §3: `_parent`, or the name
+A login names a storage frame with `lti_storage_target` (lti-cs-oidc v0p1: `_parent`, or the name
 of a frame of the LMS page, Canvas's `post_message_forwarding`). The tool then answers a page
 (shared/lti/pages.py) that asks that frame for `lti.capabilities` and stores the state and
 nonce there with `lti.put_data` (keys `state-<state>` and `nonce-<nonce>`, each holding its
@@ -139,7 +139,7 @@ async def check_launch(
       same login in a new window (Interim).
     - Storage login, first post (the platform's form post): every server check, the nonce only
       read (`use_nonce=False`); the answer is the page that reads the state and nonce back with
-      `lti.get_data` (lti-cs-oidc v0p1 §4). The state check is that page's: a server cannot
+      `lti.get_data` (lti-cs-oidc v0p1, the launch). The state check is that page's: a server cannot
       read the platform's storage (lti-pm-s: it lives in the browser's LMS frame).
     - Storage login, second post (`lti_storage_checked`, by that page once both values
       matched): only the tool's own page may make it (`same_origin`: a cross-site page
