@@ -80,10 +80,12 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
     return Tls(paths.ca, paths.cert, paths.key, b64encode(hashlib.sha256(spki).digest()).decode())
 
 
-# The LMS's storage frame (as Canvas's post_message_forwarding): keeps what each tool origin
+# The LMS's platform storage, in its storage frame (as Canvas's post_message_forwarding) or in
+# the course page itself (`_parent`, as Moodle and Brightspace): keeps what each tool origin
 # puts, answers only that origin, and logs every request for the test.
-STORAGE_PAGE = """<!doctype html><title>storage</title><script>
+STORAGE_SCRIPT = """<script>
 const data = new Map();
+const where = window.parent !== window ? {frame: window.name} : {};
 window.received = [];
 addEventListener("message", (event) => {
   const m = event.data;
@@ -94,8 +96,7 @@ addEventListener("message", (event) => {
   const key = event.origin + " " + m.key;
   if (m.subject === "lti.capabilities") {
     reply({supported_messages: [{subject: "lti.capabilities"},
-      {subject: "lti.put_data", frame: "post_message_forwarding"},
-      {subject: "lti.get_data", frame: "post_message_forwarding"}]});
+      {subject: "lti.put_data", ...where}, {subject: "lti.get_data", ...where}]});
   } else if (m.subject === "lti.put_data") {
     data.set(key, m.value);
     reply({key: m.key, value: m.value});
@@ -105,6 +106,7 @@ addEventListener("message", (event) => {
   }
 });
 </script>"""
+STORAGE_PAGE = f"<!doctype html><title>storage</title>{STORAGE_SCRIPT}"
 
 # The course page: the storage frame first (when the LMS offers it), then the tool's frame.
 COURSE_PAGE = """<!doctype html><title>Physics: lesson</title><h1>Physics</h1>{storage}
@@ -183,10 +185,11 @@ def tool(tmp_path_factory: pytest.TempPathFactory, tls: Tls, lms: Lms) -> Iterat
 
 
 def course_page(
-    lms: Lms, tool: Tool, user: str, storage: bool, storage_frame: bool | None = None
+    lms: Lms, tool: Tool, user: str, target: str | None, storage: bool | None = None
 ) -> str:
-    """Serves the LMS course page for `user` (its own path) and returns its URL. `storage`:
-    the login names the storage frame; `storage_frame`: the page has one (default: the same)."""
+    """Serves the LMS course page for `user` (its own path) and returns its URL. `target`: the
+    login's `lti_storage_target` (None: none); `storage`: whether the LMS answers there
+    (default: when there is a target)."""
     params = {
         "iss": lms.base,
         "login_hint": user,
@@ -194,12 +197,14 @@ def course_page(
         "lti_message_hint": "rl-1",
         "client_id": CLIENT_ID,
     }
-    if storage:
-        params["lti_storage_target"] = STORAGE_FRAME
-    frame = f'<iframe name="{STORAGE_FRAME}" src="/storage-frame" hidden></iframe>'
+    if target is not None:
+        params["lti_storage_target"] = target
+    answering = ""
+    if (target is not None) if storage is None else storage:
+        frame = f'<iframe name="{STORAGE_FRAME}" src="/storage-frame" hidden></iframe>'
+        answering = STORAGE_SCRIPT if target == "_parent" else frame
     text = COURSE_PAGE.format(
-        storage=frame if (storage if storage_frame is None else storage_frame) else "",
-        login=html.escape(f"{tool.base}/lti/login?{urlencode(params)}"),
+        storage=answering, login=html.escape(f"{tool.base}/lti/login?{urlencode(params)}")
     )
     lms.route("GET", f"/course/{user}", lambda _: html_page(text))
     return f"{lms.public_base}/course/{user}"
@@ -263,7 +268,7 @@ def test_a_learner_launches_with_cookies_blocked_through_platform_storage_and_pl
 ) -> None:
     page = blocking.new_page()
     started = time.perf_counter()
-    page.goto(course_page(lms, tool, "learner-a", storage=True))
+    page.goto(course_page(lms, tool, "learner-a", STORAGE_FRAME))
     frame = player_ready(page, started, "cookies blocked, platform storage")
     # The frame really is third-party here: its storage is refused, and no cookie was kept.
     refused = frame.evaluate(
@@ -299,13 +304,32 @@ def test_a_learner_launches_with_cookies_allowed_and_no_platform_storage(
     try:
         page = context.new_page()
         started = time.perf_counter()
-        page.goto(course_page(lms, tool, "learner-b", storage=False))
+        page.goto(course_page(lms, tool, "learner-b", None))
         frame = player_ready(page, started, "cookies allowed, no platform storage")
         assert frame.evaluate("() => localStorage.getItem('videoprogress.token')") is None
         play_a_little(frame)
-        wait_until(lambda: learner_state(tool, "learner-b")["watch_time"] > 0, timeout_s=15)
+        stopped = wait_until(lambda: learner_state(tool, "learner-b")["watch_time"], timeout_s=15)
+        # The next launch of the same learner resumes where they stopped.
+        page.reload()
+        frame = player_ready(page, time.perf_counter(), "cookies allowed, second launch")
+        position = float(frame.evaluate("() => document.querySelector('video').currentTime"))
+        assert abs(position - stopped) < 0.5, (position, stopped)
     finally:
         context.close()
+
+
+def test_a_learner_launches_with_the_lms_page_itself_as_platform_storage(
+    lms: Lms, tool: Tool, blocking: BrowserContext
+) -> None:
+    """`lti_storage_target=_parent` (as Moodle and Brightspace): the course page answers."""
+    page = blocking.new_page()
+    started = time.perf_counter()
+    page.goto(course_page(lms, tool, "learner-d", "_parent"))
+    player_ready(page, started, "cookies blocked, the LMS page as storage")
+    received = page.evaluate("() => window.received")
+    subjects = [m["subject"] for m in received if m["origin"] == tool.base]
+    assert subjects == ["lti.capabilities", *["lti.put_data"] * 2, "lti.capabilities",
+                        *["lti.get_data"] * 2], received  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -318,7 +342,8 @@ def test_without_cookies_or_platform_storage_the_launch_offers_a_new_window(
     after its wait; the cookie is refused too, so the launch offers the new window."""
     user = f"learner-c-{storage_target}"
     page = blocking.new_page()
-    page.goto(course_page(lms, tool, user, storage=storage_target, storage_frame=False))
+    target = STORAGE_FRAME if storage_target else None
+    page.goto(course_page(lms, tool, user, target, storage=False))
     offer = page.frame_locator("#tool").locator("#new-window")
     expect(offer).to_be_visible(timeout=15_000)
     with blocking.expect_page() as opened:
