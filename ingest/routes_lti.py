@@ -9,7 +9,7 @@ why, and stores nothing.
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import parse_qsl, quote
 
 from fastapi import APIRouter, Request
@@ -19,6 +19,10 @@ from starlette.concurrency import run_in_threadpool
 from ingest.context import AppContext
 from ingest.deps import Ctx
 from ingest.models import Jwks
+from ingest.web_edge import content_security_policy
+from shared.domain.catalog import Catalog
+from shared.lti.deep_linking import DeepLinking, DeepLinkRefused
+from shared.lti.deep_linking import Page as DeepLinkPage
 from shared.lti.identity import role_of, user_id_of
 from shared.lti.launch import (
     CUSTOM,
@@ -129,7 +133,8 @@ async def launch(request: Request, ctx: Ctx) -> Response:
     except LaunchRefused as exc:
         return refused(str(exc))
     if checked.message_type == DEEP_LINKING:
-        answer = page("Deep linking", "<p>Picking videos from the LMS comes soon.</p>")
+        action = f"{_base(ctx, request)}/lti/deep-link"
+        answer = await _deep_linking(ctx, lambda dl, catalog: dl.picker(checked, catalog, action))
     else:
         answer = await _resource_link(ctx, checked)
     if answer.status_code == 200:
@@ -142,6 +147,32 @@ async def launch(request: Request, ctx: Ctx) -> Response:
         )
     answer.delete_cookie(STATE_COOKIE + state, path="/lti", secure=True, samesite="none")
     return answer
+
+
+@router.post("/deep-link", include_in_schema=False)
+async def deep_link(request: Request, ctx: Ctx) -> Response:
+    """The picker's form post (Deep Linking 2.0): the page that posts the signed response to
+    the platform's `deep_link_return_url` (shared/lti/deep_linking.py)."""
+    form = parse_qsl((await request.body()).decode("utf-8", "replace"))  # repeated ids kept
+    launch_url = f"{_base(ctx, request)}/lti/launch"
+    return await _deep_linking(ctx, lambda dl, catalog: dl.respond(form, catalog, launch_url))
+
+
+async def _deep_linking(
+    ctx: AppContext, step: Callable[[DeepLinking, Catalog], Awaitable[DeepLinkPage]]
+) -> HTMLResponse:
+    """A deep-linking step's page, on the current catalog; a refusal's page says why."""
+    await ctx.catalog.refresh()
+    dl = DeepLinking(ctx.redis_async, ctx.lti_keys, ctx.settings.lti_deep_link_ttl_s)
+    try:
+        answer = await step(dl, ctx.catalog.current)
+    except DeepLinkRefused as exc:
+        return page("The videos could not be added", f"<p>{html.escape(str(exc))}</p>", exc.status)
+    response = page(answer.title, answer.body, answer.status)
+    if answer.script_hash:
+        policy = content_security_policy(ctx.settings, {"script-src": [answer.script_hash]})
+        response.headers["Content-Security-Policy"] = policy
+    return response
 
 
 async def _resource_link(ctx: AppContext, checked: Launch) -> HTMLResponse:

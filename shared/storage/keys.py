@@ -297,6 +297,13 @@ def lti_nonce(nonce: str) -> str:
     return f"vp:lti:nonce:{nonce}"
 
 
+def lti_deep_link(ticket: str) -> str:
+    """On the buffer's Redis: a verified deep-linking launch's context (platform, deployment,
+    return URL, `data`), named by the ticket its picker page carries, until the instructor's
+    choice uses it or LTI_DEEP_LINK_TTL_S ends (shared/lti/deep_linking.py)."""
+    return f"vp:lti:deeplink:{ticket}"
+
+
 def outbox_tombstones(student_id: str) -> str:
     """On RQ's Redis: the student's erasure tombstones, for the outboxes."""
     return f"vp:erased:{student_id}"
