@@ -10,6 +10,7 @@ import time
 from base64 import b64encode
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from hashlib import sha256
 from html.parser import HTMLParser
 from typing import Any
@@ -326,6 +327,13 @@ def test_a_launch_and_a_deep_link_work_under_each_platform_profile(
             expected_seen = [] if profile.registered_deployments else [profile.deployment_id]
             assert doc.get("seen_deployment_ids", []) == expected_seen
         assert len(set(learners)) == len(ids)  # one sub, two registrations: two people
+        admin = bearer(settings, "admin-1", "admin", now=clock.time())
+        listed = client.get("/api/admin/lti/platforms", headers=admin).json()["rows"]
+        launched = {p["platform_id"]: p["last_launch_at"] for p in listed}
+        assert set(launched) == set(ids.values())
+        for at in launched.values():  # the clock never moved: every launch at its time
+            parsed = datetime.fromisoformat(at)
+            assert parsed.tzinfo is not None and parsed.timestamp() == pytest.approx(clock.time())
     finally:
         client.__exit__(None, None, None)
         lms.close()

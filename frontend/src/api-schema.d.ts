@@ -802,7 +802,7 @@ export interface components {
         /** LtiPlatforms */
         LtiPlatforms: {
             /** Rows */
-            rows: components["schemas"]["Platform"][];
+            rows: components["schemas"]["RegisteredPlatform"][];
         };
         /** Material */
         Material: {
@@ -1063,6 +1063,61 @@ export interface components {
             } | null;
             /** Redis */
             redis: string;
+        };
+        /**
+         * RegisteredPlatform
+         * @description A registration as the admin's list shows it: with what its launches recorded.
+         */
+        RegisteredPlatform: {
+            /**
+             * Auth Login Url
+             * @description the platform's OIDC authorization URL
+             */
+            auth_login_url: string;
+            /**
+             * Auth Token Url
+             * @description the platform's OAuth 2 token URL
+             */
+            auth_token_url: string;
+            /**
+             * Client Id
+             * @description the tool's client id on that platform
+             */
+            client_id: string;
+            /**
+             * Deployment Ids
+             * @description deployments accepted; empty: any, each recorded on its first launch
+             */
+            deployment_ids: string[];
+            /**
+             * Frame Origins
+             * @description origins of the LMS pages that frame the tool (added to frame-ancestors)
+             */
+            frame_origins?: string[];
+            /**
+             * Issuer
+             * @description the platform's `iss` (https URL, no query)
+             */
+            issuer: string;
+            /**
+             * Jwks Url
+             * @description the platform's public key set
+             */
+            jwks_url: string;
+            /**
+             * Last Launch At
+             * @description the last launch that passed every check (none yet: null)
+             */
+            last_launch_at?: string | null;
+            /** Name */
+            name: string;
+            /** Platform Id */
+            platform_id: string;
+            /**
+             * Seen Deployment Ids
+             * @description deployments recorded at launch (deployment_ids [])
+             */
+            seen_deployment_ids?: string[];
         };
         /** Retention */
         Retention: {
