@@ -367,6 +367,37 @@ def test_a_teacher_home_lists_their_classes_and_an_admin_sees_all(
     admin.screenshot(path=OUTPUT / "home-admin.png", full_page=True)
 
 
+def test_an_admin_registers_and_removes_an_lms_in_the_lti_panel(
+    stack: Stack, browser: Browser
+) -> None:
+    """The admin page's LTI panel, through the real API: the form's fields, the listed row, its
+    removal; axe-core on the panel with a row and with a removal being confirmed."""
+    page = sign_in(browser, stack, "admin-1")
+    panel = page.get_by_role("region", name="LMS platforms (LTI 1.3)")
+    expect(panel.get_by_test_id("no-platforms")).to_be_visible()
+    fields = {
+        "Platform ID": "moodle-browser",
+        "Name": "Moodle (browser test)",
+        "Issuer": "https://moodle.school.test",
+        "Client ID": "aW9zZ3",
+        "Authorization URL": "https://moodle.school.test/mod/lti/auth.php",
+        "Token URL": "https://moodle.school.test/mod/lti/token.php",
+        "Key set URL": "https://moodle.school.test/mod/lti/certs.php",
+        "Deployment IDs": "1",
+    }
+    for label, value in fields.items():
+        panel.get_by_label(label, exact=True).fill(value)
+    panel.get_by_role("button", name="Register platform").click()
+    row = panel.get_by_test_id("lti-platform-moodle-browser")
+    expect(row).to_contain_text("Moodle (browser test)")
+    expect(row.locator("td").nth(2)).to_have_text("never")
+    check_accessibility(page, "admin home with an LTI platform")
+    row.get_by_role("button", name="Remove Moodle (browser test)").click()
+    check_accessibility(page, "admin home confirming a removal")
+    row.get_by_role("button", name="Remove Moodle (browser test) now").click()
+    expect(panel.get_by_test_id("no-platforms")).to_be_visible()
+
+
 def test_the_class_table_shows_a_class_larger_than_a_page_whole(
     stack: Stack, browser: Browser
 ) -> None:

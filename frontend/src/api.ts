@@ -9,6 +9,8 @@ import type {
   CourseStats,
   DemoUser,
   DevToken,
+  LtiPlatformBody,
+  LtiPlatforms,
   MatrixQuery,
   MyCourses,
   MyCoursesQuery,
@@ -111,6 +113,7 @@ const classParams = (q: ClassQuery): ClassProgressQuery => ({
 });
 const teacherCourse = (id: string) => `/api/teacher/courses/${encodeURIComponent(id)}`;
 
+const ltiPlatform = (id: string) => `/api/admin/lti/platforms/${encodeURIComponent(id)}`;
 const post = (body: unknown): RequestInit => ({ method: "POST", body: JSON.stringify(body) });
 
 export const api = {
@@ -136,6 +139,11 @@ export const api = {
   stats: (courseId: string) => json<CourseStats>(`/api/teacher/courses/${encodeURIComponent(courseId)}/stats`),
   retention: (materialId: string, buckets = 50) =>
     json<Retention>(`/api/teacher/materials/${encodeURIComponent(materialId)}/retention?buckets=${buckets}`),
+  ltiPlatforms: () => json<LtiPlatforms>("/api/admin/lti/platforms"),
+  /** Register (or replace) the platform `id`. */
+  putLtiPlatform: (id: string, body: LtiPlatformBody) =>
+    request(ltiPlatform(id), { method: "PUT", body: JSON.stringify(body) }),
+  deleteLtiPlatform: (id: string) => request(ltiPlatform(id), { method: "DELETE" }),
   devUsers: () => json<DemoUser[]>("/dev/users"),
   devToken: (user: DemoUser) => json<DevToken>("/dev/token", post({ user_id: user.user_id, role: user.role } satisfies TokenRequest)),
 };
