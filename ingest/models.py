@@ -284,6 +284,11 @@ class LtiPlatforms(BaseModel):
     rows: list[RegisteredPlatform]
 
 
+class LtiRegistrationInvite(BaseModel):
+    url: str = Field(description="paste into the LMS's dynamic registration (used once)")
+    expires_at: datetime
+
+
 class Jwk(BaseModel):
     kty: Literal["RSA"]
     alg: Literal["RS256"]

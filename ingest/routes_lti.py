@@ -12,6 +12,7 @@ import html
 from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import parse_qsl, quote
 
+import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -21,8 +22,10 @@ from ingest.deps import Ctx
 from ingest.models import Jwks
 from ingest.web_edge import content_security_policy
 from shared.domain.catalog import Catalog
+from shared.lti import dynamic_registration
 from shared.lti.deep_linking import DeepLinking, DeepLinkRefused
 from shared.lti.deep_linking import Page as DeepLinkPage
+from shared.lti.dynamic_registration import DynamicRegistration, RegistrationRefused
 from shared.lti.identity import role_of, user_id_of
 from shared.lti.launch import (
     CUSTOM,
@@ -165,14 +168,59 @@ async def _deep_linking(
     await ctx.catalog.refresh()
     dl = DeepLinking(ctx.redis_async, ctx.lti_keys, ctx.settings.lti_deep_link_ttl_s)
     try:
-        answer = await step(dl, ctx.catalog.current)
+        return _page_of(ctx, await step(dl, ctx.catalog.current))
     except DeepLinkRefused as exc:
         return page("The videos could not be added", f"<p>{html.escape(str(exc))}</p>", exc.status)
+
+
+def _page_of(ctx: AppContext, answer: DeepLinkPage) -> HTMLResponse:
+    """A step's page; one that runs an inline script gets the pages' policy allowing it."""
     response = page(answer.title, answer.body, answer.status)
     if answer.script_hash:
         policy = content_security_policy(ctx.settings, {"script-src": [answer.script_hash]})
         response.headers["Content-Security-Policy"] = policy
     return response
+
+
+@router.get("/register", include_in_schema=False)
+async def register(
+    request: Request,
+    ctx: Ctx,
+    invite: str = "",
+    openid_configuration: str = "",
+    registration_token: str | None = None,
+) -> Response:
+    """LTI Dynamic Registration 1.0, steps 1-2: the page to confirm the registration
+    (shared/lti/dynamic_registration.py)."""
+    action = f"{_base(ctx, request)}/lti/register"
+    return await _registering(
+        ctx, lambda dr: dr.discover(invite, openid_configuration, registration_token, action)
+    )
+
+
+@router.post("/register", include_in_schema=False)
+async def register_confirmed(request: Request, ctx: Ctx) -> Response:
+    """LTI Dynamic Registration 1.0, steps 3-4: registered, and the page closing the LMS's."""
+    ticket, base, now = (
+        (await _form(request)).get("ticket", ""),
+        _base(ctx, request),
+        ctx.clock.time(),
+    )
+    return await _registering(
+        ctx, lambda dr: dynamic_registration.complete(dr, ticket, base, ctx.lti_platforms, now)
+    )
+
+
+async def _registering(
+    ctx: AppContext, step: Callable[[DynamicRegistration], Awaitable[DeepLinkPage]]
+) -> HTMLResponse:
+    async with httpx.AsyncClient() as http:
+        dr = DynamicRegistration(ctx.redis_async, http, ctx.settings.lti_login_ttl_s)
+        try:
+            return _page_of(ctx, await step(dr))
+        except RegistrationRefused as exc:
+            body = f"<p>{html.escape(str(exc))}</p>"
+            return page("The registration did not go through", body, exc.status)
 
 
 async def _resource_link(ctx: AppContext, checked: Launch) -> HTMLResponse:

@@ -32,6 +32,7 @@ INSTRUCTOR = "http://purl.imsglobal.org/vocab/lis/v2/membership#Instructor"
 VIDEO = "v-100"  # tests.helpers.COURSE's, in COURSE_ID
 DL_CLAIM = "https://purl.imsglobal.org/spec/lti-dl/claim/"
 DEEP_LINK_RETURN = "/deep-link-return"
+TOOL_CONFIGURATION = "https://purl.imsglobal.org/spec/lti-tool-configuration"
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ class Lms:
         self.profile = profile
         self.deep_links: list[dict[str, Any]] = []  # the responses accepted, as claims
         self.deep_link_data: Any = None  # the `data` of the last deep-linking request
+        self.tool_registrations: list[dict[str, Any]] = []  # dynamic registrations accepted
         self.requests: list[HttpRequest] = []
         self.routes: dict[tuple[str, str], Endpoint] = {}
         self.registration = Registration()
@@ -306,9 +308,79 @@ class Lms:
             return HttpAnswer(400, str(exc).encode(), {"Content-Type": "text/plain"})
         return HttpAnswer(200, f"added {len(items)}".encode(), {"Content-Type": "text/plain"})
 
+    # -- dynamic registration ---------------------------------------------------------------
+
+    def serve_dynamic_registration(
+        self, client_id: str, deployment_id: str | None, token: str | None, issuer: str = ""
+    ) -> str:
+        """The platform's side of LTI Dynamic Registration 1.0: its OpenID configuration
+        (issuer: this site, unless `issuer`) and a registration endpoint that wants `token` as
+        the bearer token (when not None), checks the tool's registration as Moodle does, and
+        answers `client_id` (and `deployment_id`). Returns the openid_configuration URL."""
+        config = {
+            "issuer": issuer or self.base,
+            "authorization_endpoint": f"{self.base}/auth",
+            "token_endpoint": f"{self.base}/token",
+            "jwks_uri": f"{self.base}/jwks",
+            "registration_endpoint": f"{self.base}/register",
+            "scopes_supported": ["openid"],
+            "response_types_supported": ["id_token"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "https://purl.imsglobal.org/spec/lti-platform-configuration": {
+                "product_family_code": "moodle",
+                "version": "4.3",
+                "messages_supported": [
+                    {"type": "LtiResourceLinkRequest"},
+                    {"type": "LtiDeepLinkingRequest"},
+                ],
+            },
+        }
+        self.route("GET", "/.well-known/openid-configuration", lambda _: HttpAnswer.json(config))
+
+        def register(request: HttpRequest) -> HttpAnswer:
+            if token is not None and request.headers.get("authorization") != f"Bearer {token}":
+                return HttpAnswer.json({"error": "invalid_token"}, 401)
+            body = json.loads(request.body or b"null")
+            problems = _registration_problems(body)
+            if problems:
+                return HttpAnswer.json(
+                    {"error": "invalid_client_metadata", "error_description": problems}, 400
+                )
+            self.tool_registrations.append(body)
+            self.registration.set_client_id(client_id)
+            tool = {**body[TOOL_CONFIGURATION]}
+            if deployment_id is not None:
+                tool["deployment_id"] = deployment_id
+                self.registration.set_deployment_id(deployment_id)
+            return HttpAnswer.json({**body, "client_id": client_id, TOOL_CONFIGURATION: tool})
+
+        self.route("POST", "/register", register)
+        return f"{self.base}/.well-known/openid-configuration"
+
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def _registration_problems(body: Any) -> str:
+    """What a platform refuses in a tool's client registration (LTI Dynamic Registration 1.0
+    §3.5.2): the OpenID fields an LTI tool must send, and the LTI tool configuration."""
+    if not isinstance(body, dict):
+        return "not a JSON object"
+    tool = body.get(TOOL_CONFIGURATION)
+    checks = {
+        "application_type": body.get("application_type") == "web",
+        "response_types": body.get("response_types") == ["id_token"],
+        "grant_types": {"implicit", "client_credentials"} <= set(body.get("grant_types", [])),
+        "initiate_login_uri": str(body.get("initiate_login_uri", "")).startswith("https://"),
+        "redirect_uris": bool(body.get("redirect_uris")),
+        "jwks_uri": str(body.get("jwks_uri", "")).startswith("https://"),
+        "token_endpoint_auth_method": body.get("token_endpoint_auth_method") == "private_key_jwt",
+        "tool configuration": isinstance(tool, dict)
+        and bool(tool.get("domain"))
+        and bool(tool.get("target_link_uri")),
+    }
+    return ", ".join(name for name, held in checks.items() if not held)
 
 
 class _Conf(LTI1P3PlatformConfAbstract):  # type: ignore[misc]  # untyped package
