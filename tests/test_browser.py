@@ -396,6 +396,10 @@ def test_an_admin_registers_and_removes_an_lms_in_the_lti_panel(
     check_accessibility(page, "admin home confirming a removal")
     row.get_by_role("button", name="Remove Moodle (browser test) now").click()
     expect(panel.get_by_test_id("no-platforms")).to_be_visible()
+    panel.get_by_role("button", name="Create a registration link").click()
+    link = panel.get_by_label("Registration link")
+    expect(link).to_have_value(re.compile(r"^http://127\.0\.0\.1:\d+/lti/register\?invite=\S+$"))
+    check_accessibility(page, "admin home with a registration link")
 
 
 def test_the_class_table_shows_a_class_larger_than_a_page_whole(

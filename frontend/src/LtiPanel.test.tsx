@@ -40,6 +40,7 @@ function platformsApi(initial: LtiPlatform[]) {
   let rows = [...initial];
   const bodies: unknown[] = [];
   const fake = fakeApi({
+    "POST /api/admin/lti/registration-invites": () => ({ url: "https://t.test/lti/register?invite=x", expires_at: "2026-12-13T18:00:00Z" }),
     "GET /api/admin/lti/platforms": () => ({ rows }),
     [`DELETE /api/admin/lti/platforms/${CANVAS.platform_id}`]: () => {
       rows = rows.filter((p) => p.platform_id !== CANVAS.platform_id);
@@ -157,8 +158,25 @@ describe("LtiPanel", () => {
     platformsApi([CANVAS, MOODLE]);
     const { container } = render(<main><LtiPanel onUnauthorized={() => {}} /></main>);
     fireEvent.click(await screen.findByRole("button", { name: "Remove Moodle" }));
+    fireEvent.click(screen.getByRole("button", { name: "Create a registration link" }));
+    await screen.findByLabelText("Registration link");
     const found = await axe.run(container, { resultTypes: ["violations"] });
     expect(found.violations.map((v) => `${v.id}: ${v.help}`)).toEqual([]);
+  });
+
+  it("makes a registration link to paste into an LMS", async () => {
+    const url = "https://tool.test/lti/register?invite=abc";
+    fakeApi({
+      "GET /api/admin/lti/platforms": () => ({ rows: [] }),
+      "POST /api/admin/lti/registration-invites": () =>
+        new Response(JSON.stringify({ url, expires_at: "2026-12-13T18:00:00Z" }), { status: 201 }),
+    });
+    render(<LtiPanel onUnauthorized={() => {}} />);
+    fireEvent.click(await screen.findByRole("button", { name: "Create a registration link" }));
+    const link = (await screen.findByLabelText("Registration link")) as HTMLInputElement;
+    expect(link.value).toBe(url);
+    expect(link.readOnly).toBe(true);
+    expect(document.querySelector("time[datetime='2026-12-13T18:00:00Z']")).toBeTruthy();
   });
 
   it("hands a 401 to sign-in", async () => {

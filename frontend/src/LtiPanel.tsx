@@ -1,5 +1,5 @@
 import { useCallback, useEffect, useId, useMemo, useState, type FormEvent } from "react";
-import { api, errorHandler, type LtiPlatform, type LtiPlatformBody } from "./api";
+import { api, errorHandler, type LtiPlatform, type LtiPlatformBody, type LtiRegistrationInvite } from "./api";
 
 /** The registration form's fields, in the order an LMS's tool settings show them. */
 const FIELDS = [
@@ -72,6 +72,7 @@ export function LtiPanel({ onUnauthorized }: { onUnauthorized: () => void }) {
       ) : (
         <PlatformTable platforms={platforms} onRemove={(p) => void remove(p)} />
       )}
+      <RegistrationLink onError={fail} />
       <RegisterForm
         existing={platforms ?? []}
         onError={(e) => {
@@ -162,6 +163,39 @@ export function PlatformHealth({ platform }: { platform: LtiPlatform }) {
     <span className="muted" data-testid={`lti-health-${platform.platform_id}`}>
       not reported yet
     </span>
+  );
+}
+
+/** LTI Dynamic Registration: a link for an LMS admin to paste, used once. */
+function RegistrationLink({ onError }: { onError: (e: unknown) => void }) {
+  const [invite, setInvite] = useState<LtiRegistrationInvite | null>(null);
+  const id = useId();
+  async function create() {
+    try {
+      setInvite(await api.ltiRegistrationInvite());
+    } catch (e) {
+      onError(e);
+    }
+  }
+  return (
+    <div className="lti-register">
+      <h3>Register by a link</h3>
+      <p className="muted">
+        Moodle 4 and Canvas can register the tool from one URL (LTI Dynamic Registration). Each link registers one LMS.
+      </p>
+      <button type="button" onClick={() => void create()}>
+        Create a registration link
+      </button>
+      {invite && (
+        <p className="field">
+          <label htmlFor={`${id}-url`}>Registration link</label>
+          <input id={`${id}-url`} readOnly value={invite.url} onFocus={(e) => e.target.select()} aria-describedby={`${id}-until`} />
+          <span id={`${id}-until`} className="muted">
+            usable once, until <time dateTime={invite.expires_at}>{new Date(invite.expires_at).toLocaleString()}</time>
+          </span>
+        </p>
+      )}
+    </div>
   );
 }
 

@@ -46,6 +46,8 @@ export type LtiPlatform = Sent<Schemas["RegisteredPlatform"]>;
 export type LtiPlatforms = Sent<Schemas["LtiPlatforms"]>;
 /** PUT /api/admin/lti/platforms/{platform_id}: a registration (the id goes in the URL). */
 export type LtiPlatformBody = Schemas["PlatformBody"];
+/** POST /api/admin/lti/registration-invites: a URL to paste into an LMS (LTI Dynamic Registration). */
+export type LtiRegistrationInvite = Sent<Schemas["LtiRegistrationInvite"]>;
 
 // -- the tracker -----------------------------------------------------------------------------
 export type HeartbeatBody = Schemas["HeartbeatBody"];

@@ -11,6 +11,7 @@ import type {
   DevToken,
   LtiPlatformBody,
   LtiPlatforms,
+  LtiRegistrationInvite,
   MatrixQuery,
   MyCourses,
   MyCoursesQuery,
@@ -144,6 +145,8 @@ export const api = {
   putLtiPlatform: (id: string, body: LtiPlatformBody) =>
     request(ltiPlatform(id), { method: "PUT", body: JSON.stringify(body) }),
   deleteLtiPlatform: (id: string) => request(ltiPlatform(id), { method: "DELETE" }),
+  ltiRegistrationInvite: () =>
+    json<LtiRegistrationInvite>("/api/admin/lti/registration-invites", { method: "POST" }),
   devUsers: () => json<DemoUser[]>("/dev/users"),
   devToken: (user: DemoUser) => json<DevToken>("/dev/token", post({ user_id: user.user_id, role: user.role } satisfies TokenRequest)),
 };
