@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from pymongo.database import Database
 
 from shared.clock import MockedClock
+from shared.lti.dynamic_registration import RegistrationRefused, parse_configuration
 from shared.settings import Settings
 from tests.helpers import bearer, make_settings
 from tests.lti_platform import TOOL_CONFIGURATION, Lms
@@ -186,3 +187,46 @@ def test_refused_registrations_store_nothing(
         r = client.post(confirm.action, data=confirm.hidden)
     assert (r.status_code, reason in html.unescape(r.text)) == (status, True), r.text
     assert mongo_db["lti_platforms"].count_documents({}) == 0
+
+
+def configuration(issuer: str) -> dict[str, Any]:
+    site = "https://lms.test"
+    return {
+        "issuer": issuer,
+        "authorization_endpoint": f"{site}/auth",
+        "token_endpoint": f"{site}/token",
+        "jwks_uri": f"{site}/jwks",
+        "registration_endpoint": f"{site}/register",
+    }
+
+
+@pytest.mark.parametrize(
+    ("config_url", "issuer", "accepted"),
+    [
+        (
+            "https://moodle.school.test/mod/lti/openid-configuration.php",
+            "https://moodle.school.test",
+            True,
+        ),
+        # Canvas: the shared issuer, the configuration on the school's own host
+        (
+            "https://north.instructure.com/api/lti/security/openid-configuration",
+            "https://canvas.instructure.com",
+            True,
+        ),
+        ("https://evil.test/openid-configuration", "https://canvas.instructure.com", False),
+        ("https://instructure.com.evil.test/c", "https://canvas.instructure.com", False),
+        ("http://127.0.0.2:80/c", "http://127.0.0.1:80", False),
+        ("https://lms.test/c", "https://lms.test?x=1", False),  # an issuer has no query
+    ],
+)
+def test_a_configuration_must_come_from_its_issuers_site(
+    config_url: str, issuer: str, accepted: bool
+) -> None:
+    """Dynamic Registration 1.0 §3.5.1 (issuer and OpenID configuration URL match)."""
+    try:
+        parsed = parse_configuration(configuration(issuer), config_url)
+    except RegistrationRefused:
+        assert not accepted
+    else:
+        assert accepted and parsed.issuer == issuer and parsed.product == "LMS"

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import ipaddress
 import json
 import re
 import secrets
@@ -93,8 +94,15 @@ def _same_site(config_url: str, issuer: str) -> bool:
     config_host, issuer_host = urlsplit(config_url).hostname, urlsplit(issuer).hostname
     if not config_host or not issuer_host:
         return False
+    if config_host == issuer_host:
+        return True
+    try:
+        ipaddress.ip_address(issuer_host)
+        return False  # an address has no parent domain
+    except ValueError:
+        pass
     parent = issuer_host.split(".", 1)[1] if issuer_host.count(".") >= 2 else issuer_host
-    return config_host == issuer_host or config_host.endswith("." + parent)
+    return config_host.endswith("." + parent)
 
 
 def parse_configuration(doc: object, config_url: str) -> PlatformConfiguration:
