@@ -6,6 +6,7 @@ each is a function of the request that answers (status, headers, body)."""
 
 from __future__ import annotations
 
+import html
 import json
 import threading
 from collections.abc import Callable
@@ -269,6 +270,26 @@ class Lms:
         launch.set_extra_claims({MESSAGE_TYPE: "LtiDeepLinkingRequest", **claim, **claims})
         form: dict[str, str] = launch.lti_launch()
         return form
+
+    def serve_browser_deep_linking(self) -> None:
+        """GET /auth as a browser meets it: the platform answers the tool's authentication
+        request with a page that posts the `LtiDeepLinkingRequest` (`id_token`, `state`) to the
+        request's `redirect_uri` by itself, as an LMS does."""
+
+        def auth(request: HttpRequest) -> HttpAnswer:
+            query = dict(parse_qsl(request.query))
+            form = self.authorize_deep_link(query)
+            fields = "".join(
+                f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
+                for k, v in form.items()
+            )
+            page = (
+                f'<!doctype html><form method="post" action="{html.escape(query["redirect_uri"])}">'
+                f"{fields}</form><script>document.forms[0].submit()</script>"
+            )
+            return HttpAnswer(200, page.encode(), {"Content-Type": "text/html"})
+
+        self.route("GET", "/auth", auth)
 
     def trust_tool_keys(self, jwks: dict[str, Any]) -> None:
         """The tool's key set as the platform holds it (from the tool's /lti/jwks)."""

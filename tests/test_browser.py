@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import jwt
@@ -26,6 +27,7 @@ from shared.devtools.demo import DEMO_CATALOG, DEMO_COURSE
 from shared.settings import Settings
 from shared.tokens import mint_token
 from tests.helpers import bearer, buffered, wait_until
+from tests.lti_platform import CLIENT_ID, DEPLOYMENT, DL_CLAIM, Lms
 from tests.stack import Stack, running_stack
 
 pytestmark = pytest.mark.system
@@ -400,6 +402,36 @@ def test_an_admin_registers_and_removes_an_lms_in_the_lti_panel(
     link = panel.get_by_label("Registration link")
     expect(link).to_have_value(re.compile(r"^http://127\.0\.0\.1:\d+/lti/register\?invite=\S+$"))
     check_accessibility(page, "admin home with a registration link")
+
+
+def test_an_instructor_deep_links_a_video_from_the_lms_in_chromium(
+    stack: Stack, browser: Browser
+) -> None:
+    """Deep Linking 2.0 in a real browser: the LMS's login, its form post of the deep-linking
+    request, the picker, and the return page's own script posting the signed answer to the LMS
+    (another origin) under the page's Content-Security-Policy; the LMS accepts the items."""
+    lms = Lms()
+    try:
+        lms.serve_browser_deep_linking()
+        admin = {"Authorization": f"Bearer {token(stack, 'admin-1', 'admin')}"}
+        body = lms.registration_body([DEPLOYMENT])
+        r = httpx.put(f"{stack.url}/api/admin/lti/platforms/browser-lms", json=body, headers=admin)
+        assert r.status_code == 201, r.text
+        lms.trust_tool_keys(httpx.get(f"{stack.url}/lti/jwks").json())
+        page = browser.new_context().new_page()
+        login = {"iss": lms.base, "login_hint": "t-1", "target_link_uri": f"{stack.url}/lti/launch"}
+        page.goto(f"{stack.url}/lti/login?{urlencode({**login, 'client_id': CLIENT_ID})}")
+        expect(page.get_by_role("heading", name="Add videos to your course")).to_be_visible()
+        check_accessibility(page, "deep-linking picker")
+        page.get_by_label("Lecture 2", exact=True).check()
+        page.get_by_role("button", name=re.compile("^Add")).click()
+        expect(page.locator("body")).to_have_text("added 1")  # the LMS's answer to the post
+        [items] = [claims[DL_CLAIM + "content_items"] for claims in lms.deep_links]
+        assert [(i["title"], i["custom"], i["lineItem"]["scoreMaximum"]) for i in items] == [
+            ("Lecture 2", {"material_id": "big-video-2"}, 100)
+        ]
+    finally:
+        lms.close()
 
 
 def test_the_class_table_shows_a_class_larger_than_a_page_whole(
