@@ -24,7 +24,6 @@ from ingest.web_edge import content_security_policy
 from shared.domain.catalog import Catalog
 from shared.lti import dynamic_registration
 from shared.lti.deep_linking import DeepLinking, DeepLinkRefused
-from shared.lti.deep_linking import Page as DeepLinkPage
 from shared.lti.dynamic_registration import DynamicRegistration, RegistrationRefused
 from shared.lti.identity import role_of, user_id_of
 from shared.lti.launch import (
@@ -36,6 +35,7 @@ from shared.lti.launch import (
     LaunchRefused,
     start_login,
 )
+from shared.lti.page import Page as StepPage
 from shared.lti.registry import Platform
 from shared.ops import admin_ops
 from shared.tokens import TOOL_SESSION_ISSUER
@@ -162,7 +162,7 @@ async def deep_link(request: Request, ctx: Ctx) -> Response:
 
 
 async def _deep_linking(
-    ctx: AppContext, step: Callable[[DeepLinking, Catalog], Awaitable[DeepLinkPage]]
+    ctx: AppContext, step: Callable[[DeepLinking, Catalog], Awaitable[StepPage]]
 ) -> HTMLResponse:
     """A deep-linking step's page, on the current catalog; a refusal's page says why."""
     await ctx.catalog.refresh()
@@ -173,7 +173,7 @@ async def _deep_linking(
         return page("The videos could not be added", f"<p>{html.escape(str(exc))}</p>", exc.status)
 
 
-def _page_of(ctx: AppContext, answer: DeepLinkPage) -> HTMLResponse:
+def _page_of(ctx: AppContext, answer: StepPage) -> HTMLResponse:
     """A step's page; one that runs an inline script gets the pages' policy allowing it."""
     response = page(answer.title, answer.body, answer.status)
     if answer.script_hash:
@@ -212,7 +212,7 @@ async def register_confirmed(request: Request, ctx: Ctx) -> Response:
 
 
 async def _registering(
-    ctx: AppContext, step: Callable[[DynamicRegistration], Awaitable[DeepLinkPage]]
+    ctx: AppContext, step: Callable[[DynamicRegistration], Awaitable[StepPage]]
 ) -> HTMLResponse:
     async with httpx.AsyncClient() as http:
         dr = DynamicRegistration(ctx.redis_async, http, ctx.settings.lti_login_ttl_s)

@@ -31,6 +31,7 @@ from shared.errors import Unavailable
 from shared.lti.identity import role_of
 from shared.lti.keys import ToolKeys
 from shared.lti.launch import DEPLOYMENT, MESSAGE_TYPE, ROLES, VERSION, Launch
+from shared.lti.page import Page
 from shared.lti.registry import PlatformUrl
 from shared.storage.clients import AsyncBuffer
 from shared.storage.keys import lti_deep_link
@@ -60,17 +61,6 @@ class DeepLinkRefused(Exception):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
-
-
-@dataclass(frozen=True)
-class Page:
-    """An HTML page to answer: its title, its body (HTML), its status; `script_hash` is the CSP
-    source of the one inline script it runs, if any."""
-
-    title: str
-    body: str
-    status: int = 200
-    script_hash: str | None = None
 
 
 @dataclass(frozen=True)

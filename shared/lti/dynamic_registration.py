@@ -37,7 +37,7 @@ import httpx
 from pydantic import TypeAdapter, ValidationError
 
 from shared.errors import DuplicatePlatform, Unavailable
-from shared.lti.deep_linking import Page
+from shared.lti.page import Page
 from shared.lti.registry import Issuer, PlatformBody, PlatformRegistry, PlatformUrl
 from shared.storage.clients import AsyncBuffer
 from shared.storage.keys import lti_registration, lti_registration_invite
