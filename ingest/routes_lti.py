@@ -11,10 +11,11 @@ frontend) are shared/lti/pages.py's.
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from urllib.parse import parse_qsl, quote
 
+import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -22,7 +23,11 @@ from starlette.concurrency import run_in_threadpool
 from ingest.context import AppContext
 from ingest.deps import AnyUser, Ctx
 from ingest.models import Jwks, SessionToken
-from shared.lti import pages, session, storage
+from ingest.web_edge import content_security_policy
+from shared.domain.catalog import Catalog
+from shared.lti import dynamic_registration, pages, session, storage
+from shared.lti.deep_linking import DeepLinking, DeepLinkRefused
+from shared.lti.dynamic_registration import DynamicRegistration, RegistrationRefused
 from shared.lti.identity import role_of, user_id_of
 from shared.lti.launch import (
     CUSTOM,
@@ -33,6 +38,7 @@ from shared.lti.launch import (
     LaunchRefused,
     start_login,
 )
+from shared.lti.page import Page as StepPage
 from shared.lti.registry import Platform
 from shared.ops import admin_ops
 
@@ -160,7 +166,8 @@ async def launch(request: Request, ctx: Ctx) -> Response:
     if isinstance(checked, storage.Interim):
         return HTMLResponse(checked.html, checked.status, headers=NO_STORE)
     if checked.message_type == DEEP_LINKING:
-        answer = page("Deep linking", "<p>Picking videos from the LMS comes soon.</p>")
+        action = f"{_base(ctx, request)}/lti/deep-link"
+        answer = await _deep_linking(ctx, lambda dl, catalog: dl.picker(checked, catalog, action))
     else:
         answer = await _resource_link(ctx, checked)
     if answer.status_code == 200:
@@ -173,6 +180,77 @@ async def launch(request: Request, ctx: Ctx) -> Response:
         )
     answer.delete_cookie(STATE_COOKIE + state, path="/lti", secure=True, samesite="none")
     return answer
+
+
+@router.post("/deep-link", include_in_schema=False)
+async def deep_link(request: Request, ctx: Ctx) -> Response:
+    """The picker's form post (Deep Linking 2.0): the page that posts the signed response to
+    the platform's `deep_link_return_url` (shared/lti/deep_linking.py)."""
+    form = parse_qsl((await request.body()).decode("utf-8", "replace"))  # repeated ids kept
+    launch_url = f"{_base(ctx, request)}/lti/launch"
+    return await _deep_linking(ctx, lambda dl, catalog: dl.respond(form, catalog, launch_url))
+
+
+async def _deep_linking(
+    ctx: AppContext, step: Callable[[DeepLinking, Catalog], Awaitable[StepPage]]
+) -> HTMLResponse:
+    """A deep-linking step's page, on the current catalog; a refusal's page says why."""
+    await ctx.catalog.refresh()
+    dl = DeepLinking(ctx.redis_async, ctx.lti_keys, ctx.settings.lti_deep_link_ttl_s)
+    try:
+        return _page_of(ctx, await step(dl, ctx.catalog.current))
+    except DeepLinkRefused as exc:
+        return page("The videos could not be added", f"<p>{html.escape(str(exc))}</p>", exc.status)
+
+
+def _page_of(ctx: AppContext, answer: StepPage) -> HTMLResponse:
+    """A step's page; one that runs an inline script gets the pages' policy allowing it."""
+    response = page(answer.title, answer.body, answer.status)
+    if answer.script_hash:
+        policy = content_security_policy(ctx.settings, {"script-src": [answer.script_hash]})
+        response.headers["Content-Security-Policy"] = policy
+    return response
+
+
+@router.get("/register", include_in_schema=False)
+async def register(
+    request: Request,
+    ctx: Ctx,
+    invite: str = "",
+    openid_configuration: str = "",
+    registration_token: str | None = None,
+) -> Response:
+    """LTI Dynamic Registration 1.0, steps 1-2: the page to confirm the registration
+    (shared/lti/dynamic_registration.py)."""
+    action = f"{_base(ctx, request)}/lti/register"
+    return await _registering(
+        ctx, lambda dr: dr.discover(invite, openid_configuration, registration_token, action)
+    )
+
+
+@router.post("/register", include_in_schema=False)
+async def register_confirmed(request: Request, ctx: Ctx) -> Response:
+    """LTI Dynamic Registration 1.0, steps 3-4: registered, and the page closing the LMS's."""
+    ticket, base, now = (
+        (await _form(request)).get("ticket", ""),
+        _base(ctx, request),
+        ctx.clock.time(),
+    )
+    return await _registering(
+        ctx, lambda dr: dynamic_registration.complete(dr, ticket, base, ctx.lti_platforms, now)
+    )
+
+
+async def _registering(
+    ctx: AppContext, step: Callable[[DynamicRegistration], Awaitable[StepPage]]
+) -> HTMLResponse:
+    async with httpx.AsyncClient() as http:
+        dr = DynamicRegistration(ctx.redis_async, http, ctx.settings.lti_login_ttl_s)
+        try:
+            return _page_of(ctx, await step(dr))
+        except RegistrationRefused as exc:
+            body = f"<p>{html.escape(str(exc))}</p>"
+            return page("The registration did not go through", body, exc.status)
 
 
 async def _resource_link(ctx: AppContext, checked: Launch) -> HTMLResponse:

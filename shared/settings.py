@@ -155,6 +155,11 @@ class Settings(BaseSettings):
     # How long a login's state and nonce wait for the platform's launch (the nonce's TTL in
     # Redis, the state cookie's Max-Age).
     lti_login_ttl_s: int = Field(600, ge=10, le=3600)
+    # How long a deep-linking launch's picker waits for the instructor's choice (its context,
+    # kept in Redis, is used once).
+    lti_deep_link_ttl_s: int = Field(1800, ge=60, le=24 * 3600)
+    # How long an invitation to register by LTI Dynamic Registration stays usable (once).
+    lti_registration_invite_ttl_s: int = Field(7 * 24 * 3600, ge=60, le=30 * 24 * 3600)
     # The base of the URLs the tool hands out (`redirect_uri`); default: the request's own.
     public_base_url: str | None = None
 

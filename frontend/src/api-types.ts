@@ -42,6 +42,15 @@ export type ClassProgressQuery = Query<"class_progress_api_teacher_courses__cour
 export type MatrixQuery = Query<"progress_matrix_api_teacher_courses__course_id__matrix_get">;
 export type MyCoursesQuery = Query<"my_courses_api_me_courses_get">;
 
+// -- the admin page's LTI panel ----------------------------------------------------------------
+/** A registered LMS platform with what its launches recorded (GET /api/admin/lti/platforms). */
+export type LtiPlatform = Sent<Schemas["RegisteredPlatform"]>;
+export type LtiPlatforms = Sent<Schemas["LtiPlatforms"]>;
+/** PUT /api/admin/lti/platforms/{platform_id}: a registration (the id goes in the URL). */
+export type LtiPlatformBody = Schemas["PlatformBody"];
+/** POST /api/admin/lti/registration-invites: a URL to paste into an LMS (LTI Dynamic Registration). */
+export type LtiRegistrationInvite = Sent<Schemas["LtiRegistrationInvite"]>;
+
 // -- the tracker -----------------------------------------------------------------------------
 export type HeartbeatBody = Schemas["HeartbeatBody"];
 /** The player event a heartbeat reports (sent on to the LRS as xAPI statements). */

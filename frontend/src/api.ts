@@ -9,6 +9,9 @@ import type {
   CourseStats,
   DemoUser,
   DevToken,
+  LtiPlatformBody,
+  LtiPlatforms,
+  LtiRegistrationInvite,
   MatrixQuery,
   MyCourses,
   MyCoursesQuery,
@@ -127,6 +130,7 @@ const classParams = (q: ClassQuery): ClassProgressQuery => ({
 });
 const teacherCourse = (id: string) => `/api/teacher/courses/${encodeURIComponent(id)}`;
 
+const ltiPlatform = (id: string) => `/api/admin/lti/platforms/${encodeURIComponent(id)}`;
 const post = (body: unknown): RequestInit => ({ method: "POST", body: JSON.stringify(body) });
 
 export const api = {
@@ -154,6 +158,13 @@ export const api = {
     json<Retention>(`/api/teacher/materials/${encodeURIComponent(materialId)}/retention?buckets=${buckets}`),
   /** A launch's session token, renewed (`POST /lti/session` with the current one). */
   renewSession: () => json<SessionToken>("/lti/session", { method: "POST" }),
+  ltiPlatforms: () => json<LtiPlatforms>("/api/admin/lti/platforms"),
+  /** Register (or replace) the platform `id`. */
+  putLtiPlatform: (id: string, body: LtiPlatformBody) =>
+    request(ltiPlatform(id), { method: "PUT", body: JSON.stringify(body) }),
+  deleteLtiPlatform: (id: string) => request(ltiPlatform(id), { method: "DELETE" }),
+  ltiRegistrationInvite: () =>
+    json<LtiRegistrationInvite>("/api/admin/lti/registration-invites", { method: "POST" }),
   devUsers: () => json<DemoUser[]>("/dev/users"),
   devToken: (user: DemoUser) => json<DevToken>("/dev/token", post({ user_id: user.user_id, role: user.role } satisfies TokenRequest)),
 };

@@ -15,6 +15,7 @@ Registration fields are written with `$set`, so fields a later step keeps in the
 from __future__ import annotations
 
 import ipaddress
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -115,12 +116,32 @@ class Platform(PlatformBody):
     platform_id: str
 
 
+class RegisteredPlatform(Platform):
+    """A registration as the admin's list shows it: with what its launches recorded."""
+
+    last_launch_at: datetime | None = Field(
+        None, description="the last launch that passed every check (none yet: null)"
+    )
+    seen_deployment_ids: list[str] = Field(
+        default_factory=list, description="deployments recorded at launch (deployment_ids [])"
+    )
+
+
 REGISTRATION_FIELDS = tuple(PlatformBody.model_fields)
 
 
 def _platform(doc: dict[str, Any]) -> Platform:
     return Platform.model_validate(
         {"platform_id": doc["_id"], **{f: doc[f] for f in REGISTRATION_FIELDS if f in doc}}
+    )
+
+
+def _registered(doc: dict[str, Any]) -> RegisteredPlatform:
+    at = doc.get("last_launch_at")
+    return RegisteredPlatform(
+        **_platform(doc).model_dump(),
+        last_launch_at=None if at is None else datetime.fromtimestamp(at, UTC),
+        seen_deployment_ids=list(doc.get("seen_deployment_ids", [])),
     )
 
 
@@ -163,9 +184,9 @@ class PlatformRegistry:
         raise DuplicatePlatform("the registration changed meanwhile; try again")
 
     @unavailable_on_outage
-    def all(self) -> list[Platform]:
-        """Every registration, by platform id."""
-        return sorted(map(_platform, self.platforms.find({})), key=lambda p: p.platform_id)
+    def all(self) -> list[RegisteredPlatform]:
+        """Every registration, by platform id, with its last launch and recorded deployments."""
+        return sorted(map(_registered, self.platforms.find({})), key=lambda p: p.platform_id)
 
     @unavailable_on_outage
     def find(self, issuer: str, client_id: str) -> Platform | None:
