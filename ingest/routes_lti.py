@@ -39,7 +39,7 @@ from shared.lti.launch import (
     start_login,
 )
 from shared.lti.page import Page as StepPage
-from shared.lti.registry import Platform
+from shared.lti.registry import AmbiguousIssuer, Platform
 from shared.ops import admin_ops
 
 router = APIRouter(prefix="/lti", tags=["lti"])
@@ -107,9 +107,12 @@ async def login(request: Request, ctx: Ctx) -> Response:
         record = storage.login_record(params)
     except ValueError as exc:
         return refused(str(exc), 400)
-    platform: Platform | None = await run_in_threadpool(
-        ctx.lti_platforms.find_for_login, params["iss"], params.get("client_id")
-    )
+    try:
+        platform: Platform | None = await run_in_threadpool(
+            ctx.lti_platforms.find_for_login, params["iss"], params.get("client_id")
+        )
+    except AmbiguousIssuer as exc:
+        return refused(str(exc))
     if platform is None:
         return refused("no platform is registered with this issuer (and client_id)")
     ctx.lti_frame_origins.add(platform.frame_origins)

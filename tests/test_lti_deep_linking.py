@@ -337,3 +337,24 @@ def test_a_launch_and_a_deep_link_work_under_each_platform_profile(
     finally:
         client.__exit__(None, None, None)
         lms.close()
+
+
+def test_a_login_without_client_id_for_a_shared_issuer_says_why_it_is_refused(
+    settings: Settings, clock: MockedClock, mongo_db: Database[dict[str, Any]]
+) -> None:
+    """Canvas's issuer is every school's: without `client_id` the login cannot tell which
+    registration it is for, and says so (not "no platform is registered"); nothing is kept."""
+    lms = Lms(CANVAS)
+    ids = {cid: f"canvas-{n}" for n, cid in enumerate(CANVAS.client_ids)}
+    client = open_app(settings, clock, {ids[c]: lms.profile_registration(c) for c in ids})
+    try:
+        params = lms.login_params(LAUNCH_URL, storage=False)
+        del params["client_id"]
+        r = client.get("/lti/login", params=params, follow_redirects=False)
+        assert r.status_code == 401, r.text
+        assert "must name its client_id" in r.text and "set-cookie" not in r.headers
+        params["client_id"] = CANVAS.client_ids[1]
+        assert client.get("/lti/login", params=params, follow_redirects=False).status_code == 302
+    finally:
+        client.__exit__(None, None, None)
+        lms.close()

@@ -145,6 +145,10 @@ def _registered(doc: dict[str, Any]) -> RegisteredPlatform:
     )
 
 
+class AmbiguousIssuer(Exception):
+    """A login names an issuer several registrations share, and no client_id."""
+
+
 class PlatformRegistry:
     """Platform registrations; every method raises Unavailable when MongoDB is unreachable."""
 
@@ -216,11 +220,17 @@ class PlatformRegistry:
     @unavailable_on_outage
     def find_for_login(self, issuer: str, client_id: str | None) -> Platform | None:
         """The platform a third-party login names (Core 1.3 §5.1.1: `client_id` is optional):
-        by both when given, else the issuer's only registration (None when it has several)."""
+        by both when given, else the issuer's only registration. AmbiguousIssuer when it has
+        several (Canvas's one issuer for every school): only the client id tells them apart."""
         if client_id:
             return self.find(issuer, client_id)
         docs = list(self.platforms.find({"issuer": issuer}).limit(2))
-        return _platform(docs[0]) if len(docs) == 1 else None
+        if len(docs) > 1:
+            raise AmbiguousIssuer(
+                "several platforms share this issuer (as Canvas's schools do): the login must "
+                "name its client_id"
+            )
+        return _platform(docs[0]) if docs else None
 
     @unavailable_on_outage
     def remove(self, platform_id: str) -> bool:
