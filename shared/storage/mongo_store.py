@@ -401,8 +401,10 @@ class MongoStore:
     # -- teacher views --------------------------------------------------------------------
 
     @_unavailable_on_outage
-    def enrolled_students(self, course_id: str) -> list[str]:
-        cursor = self.enrollments.find({"course_id": course_id}, {"_id": 0, "student_id": 1})
+    def enrolled_students(self, course_id: str, class_id: str | None = None) -> list[str]:
+        """The course's students (one LMS class's with `class_id`: shared/lti/classes.py)."""
+        query = {"course_id": course_id} | ({"classes": class_id} if class_id else {})
+        cursor = self.enrollments.find(query, {"_id": 0, "student_id": 1})
         return [doc["student_id"] for doc in cursor]
 
     @_unavailable_on_outage
