@@ -233,6 +233,7 @@ class MatrixMaterial(BaseModel):
 
 class MatrixRow(BaseModel):
     student_id: str
+    name: str | None = Field(None, description="the LMS roster's name, for display")
     progress: list[float] = Field(description="per material, in `materials` order")
     completed: list[bool] = Field(description="per material, in `materials` order")
 
@@ -282,6 +283,20 @@ class MyCourses(BaseModel):
 
 class LtiPlatforms(BaseModel):
     rows: list[Platform]
+
+
+class LtiContext(BaseModel):
+    platform_id: str
+    context_id: str = Field(description="as the LMS sent it")
+    title: str | None
+    course_id: str | None = Field(
+        description="the course whose teacher routes show the context's class (None until a "
+        "launch links a material)"
+    )
+
+
+class LtiContexts(BaseModel):
+    rows: list[LtiContext]
 
 
 class Jwk(BaseModel):

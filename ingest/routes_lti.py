@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from ingest.context import AppContext
 from ingest.deps import Ctx
 from ingest.models import Jwks
+from shared.lti import classes, roster
 from shared.lti.identity import role_of, user_id_of
 from shared.lti.launch import (
     CUSTOM,
@@ -30,7 +31,6 @@ from shared.lti.launch import (
     start_login,
 )
 from shared.lti.registry import Platform
-from shared.ops import admin_ops
 from shared.tokens import TOOL_SESSION_ISSUER
 
 router = APIRouter(prefix="/lti", tags=["lti"])
@@ -130,6 +130,8 @@ async def launch(request: Request, ctx: Ctx) -> Response:
         return refused(str(exc))
     if checked.message_type == DEEP_LINKING:
         answer = page("Deep linking", "<p>Picking videos from the LMS comes soon.</p>")
+        if context := classes.context_of(checked.platform.platform_id, checked.claims):
+            await run_in_threadpool(ctx.lti_classes.record_context, context, None, ctx.clock.time())
     else:
         answer = await _resource_link(ctx, checked)
     if answer.status_code == 200:
@@ -145,8 +147,9 @@ async def launch(request: Request, ctx: Ctx) -> Response:
 
 
 async def _resource_link(ctx: AppContext, checked: Launch) -> HTMLResponse:
-    """A learner is enrolled in the material's course and gets the player; an instructor the
-    course's class. Either way the page hands the frontend a session token the tool signed."""
+    """A learner is enrolled in the material's course (a member of the context's class) and
+    gets the player; an instructor their class, its roster synced in the background. Either
+    way the page hands the frontend a session token the tool signed."""
     custom = checked.claims.get(CUSTOM)
     material_id = custom.get("material_id") if isinstance(custom, Mapping) else None
     if not isinstance(material_id, str) or not material_id:
@@ -158,18 +161,17 @@ async def _resource_link(ctx: AppContext, checked: Launch) -> HTMLResponse:
     role = role_of(roles if isinstance(roles, list) else [])
     if role is None:
         return refused("your role in this course is neither learner nor instructor", 403)
-    user_id = user_id_of(checked.platform.platform_id, str(checked.claims["sub"]))
-    if role == "student":
-        await run_in_threadpool(
-            admin_ops.set_enrollment,
-            ctx.mongo,
-            ctx.redis_sync,
-            ctx.key_schema,
-            user_id,
-            ref.course_id,
-            True,
-        )
+    sub = str(checked.claims["sub"])
+    user_id = user_id_of(checked.platform.platform_id, sub)
+    context = classes.context_of(checked.platform.platform_id, checked.claims)
+    student = classes.member_of(user_id, sub, checked.claims) if role == "student" else None
+    await run_in_threadpool(
+        ctx.lti_classes.launched, context, ref.course_id, student, ctx.clock.time()
+    )
     claims = {"iss": TOOL_SESSION_ISSUER, "aud": TOOL_SESSION_ISSUER, "sub": user_id, "role": role}
+    if role == "teacher":
+        claims |= classes.session_claims(context, ref.course_id)
+        await roster.request_sync(ctx.rq_redis, ctx.settings, context)
     lifetime = min(SESSION_S, ctx.settings.lti_signed_lifetime_s)
     token = await run_in_threadpool(ctx.lti_keys.sign, claims, lifetime)
     course = quote(ref.course_id, safe="")

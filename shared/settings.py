@@ -155,6 +155,10 @@ class Settings(BaseSettings):
     # How long a login's state and nonce wait for the platform's launch (the nonce's TTL in
     # Redis, the state cookie's Max-Age).
     lti_login_ttl_s: int = Field(600, ge=10, le=3600)
+    # NRPS rosters (docs/lti.md): each class's roster is read again this often (and at every
+    # instructor launch); a roster longer than this many pages is refused, changing nothing.
+    lti_roster_sync_interval_s: int = Field(3600, ge=1)
+    lti_roster_max_pages: int = Field(1000, ge=1)
     # The base of the URLs the tool hands out (`redirect_uri`); default: the request's own.
     public_base_url: str | None = None
 
