@@ -331,3 +331,21 @@ def test_the_instructor_flow_with_real_workers(system_stack: Any, lms: Lms) -> N
 
     wait_until(lambda: shown() == expected, timeout_s=30)
     assert lms.roster_pages_read(ROSTER_PATH) == 3
+
+
+# -- erasure and export ---------------------------------------------------------------------
+
+
+def test_export_shows_and_erasure_removes_the_identity_mapping_and_roster_entries(
+    client: TestClient, lms: Lms, settings: Settings, clock: MockedClock
+) -> None:
+    launch(client, lms, sub="u-1", name="Ada Lovelace", context=("ctx-1", "Physics A"))
+    admin = bearer(settings, "root", "admin", now=clock.time())
+    export = f"/api/admin/students/{uid('u-1')}/export"
+    shown = client.get(export, headers=admin).json()["lti_memberships"]
+    assert [(m["platform_id"], m["sub"], m["name"], m["context_id"], m["active"])
+            for m in shown] == [(PLATFORM_ID, "u-1", "Ada Lovelace", "ctx-1", True)]  # fmt: skip
+    r = client.delete("/api/admin/progress", headers=admin, params={"student_id": uid("u-1")})
+    assert r.status_code == 200 and r.json()["lti_members"] == 1, r.text
+    assert client.get(export, headers=admin).json()["lti_memberships"] == []
+    assert table(client, admin) == [(uid("u-1"), None)]  # still enrolled, no name kept

@@ -307,15 +307,21 @@ class ClassStore:
         key = {"_id": enrollment_id(user_id, course_id), "classes": class_id}
         return self.mongo.enrollments.find_one(key, {"_id": 1}) is not None
 
-    @unavailable_on_outage
-    def memberships(self, user_id: str) -> list[dict[str, Any]]:
-        """A user's member entries (export): class, platform, `sub`, names, status."""
-        found = self.members.find({"user_id": user_id}, {"_id": 0})
-        return sorted(found, key=lambda d: str(d.get("class_id")))
 
-    @unavailable_on_outage
-    def forget(self, user_id: str) -> int:
-        """Erase a user's member entries (the identity mapping and the names) and the names on
-        their enrollments. Returns how many entries went."""
-        self.mongo.enrollments.update_many({"student_id": user_id}, {"$unset": {"name": ""}})
-        return int(self.members.delete_many({"user_id": user_id}).deleted_count)
+def memberships(mongo: MongoStore, user_id: str) -> list[dict[str, Any]]:
+    """A user's member entries (their export): class, platform, `sub` (the identity
+    mapping), names, whether active; with each class's context id and title."""
+    found = list(mongo.db[MEMBERS].find({"user_id": user_id}, {"_id": 0}))
+    ids = [d["class_id"] for d in found]
+    contexts = {d["_id"]: d for d in mongo.db[CONTEXTS].find({"_id": {"$in": ids}})}
+    for d in found:
+        context = contexts.get(d["class_id"], {})
+        d |= {"context_id": context.get("context_id"), "context_title": context.get("title")}
+    return sorted(found, key=lambda d: str(d["class_id"]))
+
+
+def forget_member(mongo: MongoStore, user_id: str) -> int:
+    """Erase a user's member entries (the identity mapping and the names) and the names on
+    their enrollments. Returns how many entries went. Idempotent."""
+    mongo.enrollments.update_many({"student_id": user_id}, {"$unset": {"name": ""}})
+    return int(mongo.db[MEMBERS].delete_many({"user_id": user_id}).deleted_count)
