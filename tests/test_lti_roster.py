@@ -75,6 +75,7 @@ def clock() -> MockedClock:
 def client(settings: Settings, clock: MockedClock, lms: Lms) -> Iterator[TestClient]:
     c = open_app(settings, clock, lms, ["dep-1"])
     lms.serve_service_tokens(lambda: c.get("/lti/jwks").json())
+    lms.now = clock.time  # the platform's time is the tool's
     yield c
     c.__exit__(None, None, None)
 
@@ -349,3 +350,23 @@ def test_export_shows_and_erasure_removes_the_identity_mapping_and_roster_entrie
     assert r.status_code == 200 and r.json()["lti_members"] == 1, r.text
     assert client.get(export, headers=admin).json()["lti_memberships"] == []
     assert table(client, admin) == [(uid("u-1"), None)]  # still enrolled, no name kept
+
+
+def test_a_class_is_due_for_its_next_sync_one_interval_after_the_last(
+    client: TestClient, lms: Lms, worker: WorkerContext, clock: MockedClock
+) -> None:
+    url = lms.serve_roster(ROSTER_PATH, roster_of(2), page_size=5)
+    launch(client, lms, sub="u-1", context=("ctx-0", "No roster"))  # never due: no roster URL
+    launch(client, lms, sub="t-1", roles=TEACHER, memberships_url=url)
+    classes = client.app.state.ctx.lti_classes  # type: ignore[attr-defined]  # Starlette's state
+    class_id, interval = class_id_of(PLATFORM_ID, "ctx-1"), 3600
+    assert classes.due_for_sync(clock.time() - interval) == [class_id]  # never synced
+    run_sync(worker, class_id)
+    clock.advance(interval - 1)
+    assert classes.due_for_sync(clock.time() - interval) == []
+    clock.advance(2)
+    assert classes.due_for_sync(clock.time() - interval) == [class_id]
+    lms.failing_pages.add(1)
+    with pytest.raises(RosterUnreadable):
+        run_sync(worker, class_id)
+    assert classes.due_for_sync(clock.time() - interval) == [class_id]  # a failure is no sync

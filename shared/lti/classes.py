@@ -35,8 +35,6 @@ from shared.tokens import CLASS_CLAIM
 
 CONTEXTS, MEMBERS = "lti_contexts", "lti_members"
 NRPS_CLAIM = "https://purl.imsglobal.org/spec/lti-nrps/claim/namesroleservice"
-SORT_TOTALS = ("student_id", "completed_count", "last_active", "watched_seconds",
-               "unverified_seconds")  # fmt: skip
 MAX_TITLE = 300
 
 
@@ -132,19 +130,14 @@ class ClassStore:
     @unavailable_on_outage
     def ensure_indexes(self) -> None:
         """Idempotent. Contexts by (platform, context id) and by last sync (the hourly pass);
-        members by class and status (a sync's read) and by user (erasure, export); the
-        enrollments' `classes` with each sort total (a class-scoped page, docs/lti.md)."""
+        members by class and status (a sync's read) and by user (erasure, export). (The
+        enrollments' `classes` indexes are MongoStore's, with the other enrollment indexes.)"""
         self.contexts.create_index(
             [("platform_id", ASCENDING), ("context_id", ASCENDING)], unique=True
         )
         self.contexts.create_index([("roster_synced_at", ASCENDING)])
         self.members.create_index([("class_id", ASCENDING), ("active", ASCENDING)])
         self.members.create_index([("user_id", ASCENDING)])
-        for total in SORT_TOTALS:
-            keys = [("classes", ASCENDING), (total, ASCENDING)]
-            self.mongo.enrollments.create_index(
-                keys if total == "student_id" else [*keys, ("student_id", ASCENDING)]
-            )
 
     @unavailable_on_outage
     def record_context(self, context: Context, course_id: str | None, now: float) -> None:

@@ -214,6 +214,12 @@ class MongoStore:
             )
         # Whether some enrollment's totals are stale: only the stale ones are in the range.
         self.enrollments.create_index([("course_id", ASCENDING), ("rollup_course", ASCENDING)])
+        # One LMS class's page (shared/lti/classes.py): its id in `classes`, then the sort.
+        self.enrollments.create_index([("classes", ASCENDING), ("student_id", ASCENDING)])
+        for total in ("completed_count", "last_active", "watched_seconds", "unverified_seconds"):
+            self.enrollments.create_index(
+                [("classes", ASCENDING), (total, ASCENDING), ("student_id", ASCENDING)]
+            )
 
     # -- watch progress -------------------------------------------------------------------
 
