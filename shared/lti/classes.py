@@ -230,45 +230,65 @@ class ClassStore:
         return len(listed), len(gone)
 
     def _keep_members(self, context: Context, members: list[Member], now: float) -> None:
-        ops = [
-            UpdateOne(
-                {"_id": f"{context.class_id}|{m.user_id}"},
-                {"$set": {"class_id": context.class_id, "user_id": m.user_id,
-                          "platform_id": context.platform_id, "sub": m.sub, "name": m.name,
-                          "given_name": m.given_name, "family_name": m.family_name,
-                          "active": True, "updated_at": now}},
-                upsert=True,
-            )
-            for m in members
-        ]  # fmt: skip
+        """Upsert the member entries that are new or changed (one read of the class's)."""
+        held = {
+            d["user_id"]: d
+            for d in self.members.find({"class_id": context.class_id}, {"_id": 0, "updated_at": 0})
+        }
+        ops = []
+        for m in members:
+            fields = {
+                "class_id": context.class_id,
+                "user_id": m.user_id,
+                "platform_id": context.platform_id,
+                "sub": m.sub,
+                "name": m.name,
+                "given_name": m.given_name,
+                "family_name": m.family_name,
+                "active": True,
+            }
+            if held.get(m.user_id) != fields:
+                key = {"_id": f"{context.class_id}|{m.user_id}"}
+                ops.append(UpdateOne(key, {"$set": {**fields, "updated_at": now}}, upsert=True))
         for i in range(0, len(ops), 1000):
             self.members.bulk_write(ops[i : i + 1000], ordered=False)
 
     def _activate(self, class_id: str, course_id: str, members: list[Member]) -> None:
-        """Enroll who is not yet enrolled (one by one: the Redis mirror and the rollup go with
-        each), then the class id and the name on every enrollment, in bulk."""
-        enrolled = set()
+        """Enroll who is not yet enrolled, in the class and named (admin_ops.enroll_many: the
+        Redis mirror and the rollups go with them), then put the class id and the name on every
+        other enrollment that lacks them."""
+        held: dict[str, dict[str, Any]] = {}
         for i in range(0, len(members), 1000):
             ids = [enrollment_id(m.user_id, course_id) for m in members[i : i + 1000]]
-            found = self.mongo.enrollments.find({"_id": {"$in": ids}}, {"student_id": 1})
-            enrolled |= {d["student_id"] for d in found}
-        for m in members:
-            if m.user_id not in enrolled:
-                admin_ops.set_enrollment(
-                    self.mongo, self.redis, self.schema, m.user_id, course_id, True
-                )
-        ids = [enrollment_id(m.user_id, course_id) for m in members]
+            found = self.mongo.enrollments.find(
+                {"_id": {"$in": ids}}, {"student_id": 1, "classes": 1, "name": 1}
+            )
+            held |= {d["student_id"]: d for d in found}
+        extra = {m.user_id: {"classes": [class_id], "name": m.name}
+                 for m in members if m.user_id not in held}  # fmt: skip
+        new = admin_ops.enroll_many(
+            self.mongo, self.redis, self.schema, list(extra), course_id, extra
+        )
+        held |= {s: {"student_id": s, **extra[s]} for s in new}
+        stale = [
+            m for m in members
+            if class_id not in (held.get(m.user_id, {}).get("classes") or [])
+            or held[m.user_id].get("name") != m.name
+        ]  # fmt: skip
+        ids = [enrollment_id(m.user_id, course_id) for m in stale]
         # The array first: the tests' MongoDB stand-in adds to an existing array only
         # (test_mongo_conformance pins both steps).
-        self.mongo.enrollments.update_many(
-            {"_id": {"$in": ids}, "classes": {"$exists": False}}, {"$set": {"classes": []}}
-        )
+        for i in range(0, len(ids), 1000):
+            self.mongo.enrollments.update_many(
+                {"_id": {"$in": ids[i : i + 1000]}, "classes": {"$exists": False}},
+                {"$set": {"classes": []}},
+            )
         ops = [
             UpdateOne(
                 {"_id": enrollment_id(m.user_id, course_id)},
                 {"$addToSet": {"classes": class_id}, "$set": {"name": m.name}},
             )
-            for m in members
+            for m in stale
         ]
         for i in range(0, len(ops), 1000):
             self.mongo.enrollments.bulk_write(ops[i : i + 1000], ordered=False)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
@@ -143,6 +143,21 @@ def _progress_key(student_id: str, material_id: str) -> dict[str, Any]:
 
 def _enrollment_key(student_id: str, course_id: str) -> dict[str, Any]:
     return {"_id": enrollment_id(student_id, course_id), "student_id": student_id}
+
+
+def _new_enrollment(
+    student_id: str, course_id: str, extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    return {
+        "$setOnInsert": {
+            **(extra or {}),
+            "student_id": student_id,
+            "course_id": course_id,
+            "completed_materials": [],
+            "progress_percentage": 0.0,
+            "enrolled_at": time.time(),
+        }
+    }
 
 
 def progress_document(w: StateWrite) -> dict[str, Any]:
@@ -441,18 +456,34 @@ class MongoStore:
         """Enroll (idempotent); True when the enrollment is new."""
         result = self.enrollments.update_one(
             _enrollment_key(student_id, course_id),
-            {
-                "$setOnInsert": {
-                    "student_id": student_id,
-                    "course_id": course_id,
-                    "completed_materials": [],
-                    "progress_percentage": 0.0,
-                    "enrolled_at": time.time(),
-                }
-            },
+            _new_enrollment(student_id, course_id),
             upsert=True,
         )
         return result.upserted_id is not None
+
+    @_unavailable_on_outage
+    def enroll_many(
+        self,
+        student_ids: list[str],
+        course_id: str,
+        extra: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> list[str]:
+        """Enroll each (idempotent), with unordered bulk upserts, a new enrollment holding the
+        student's `extra` fields too; returns the students newly enrolled."""
+        new: list[str] = []
+        for i in range(0, len(student_ids), 1000):
+            chunk = student_ids[i : i + 1000]
+            ops = [
+                UpdateOne(
+                    _enrollment_key(s, course_id),
+                    _new_enrollment(s, course_id, (extra or {}).get(s, {})),
+                    upsert=True,
+                )
+                for s in chunk
+            ]
+            result = self.enrollments.bulk_write(ops, ordered=False)
+            new += [chunk[index] for index in result.upserted_ids or {}]
+        return new
 
     @_unavailable_on_outage
     def unenroll(self, student_id: str, course_id: str) -> bool:
