@@ -308,5 +308,10 @@ class Jwk(BaseModel):
     e: str
 
 
+class SessionToken(BaseModel):
+    token: str = Field(description="the renewed session token (bearer), signed by the tool")
+    expires_at: float = Field(description="when it expires (epoch seconds): renew before")
+
+
 class Jwks(BaseModel):
     keys: list[Jwk] = Field(description="the signing key, and during a rotation the other one")

@@ -1,25 +1,28 @@
 """The tool's LTI endpoints at the fixed paths a school enters into its LMS (API.md, "LTI 1.3
-Advantage"): `GET /lti/jwks`, `GET|POST /lti/login`, `POST /lti/launch`.
+Advantage"): `GET /lti/jwks`, `GET|POST /lti/login`, `POST /lti/launch`; and the pages'
+`POST /lti/session` (a launch's session renewed) and `GET /lti/pages.js`.
 
 Login and launch answer HTML pages (they are browser navigations from the LMS, not API calls):
 they are left out of the OpenAPI schema. A refused launch answers `401` with a page saying
-why, and stores nothing.
+why, and stores nothing. The pages that act in the browser (platform storage, opening the
+frontend) are shared/lti/pages.py's.
 """
 
 from __future__ import annotations
 
 import html
 from collections.abc import Mapping
+from pathlib import Path
 from urllib.parse import parse_qsl, quote
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from ingest.context import AppContext
-from ingest.deps import Ctx
-from ingest.models import Jwks
-from shared.lti import classes, roster
+from ingest.deps import AnyUser, Ctx
+from ingest.models import Jwks, SessionToken
+from shared.lti import classes, pages, roster, session, storage
 from shared.lti.identity import role_of, user_id_of
 from shared.lti.launch import (
     CUSTOM,
@@ -31,12 +34,11 @@ from shared.lti.launch import (
     start_login,
 )
 from shared.lti.registry import Platform
-from shared.tokens import TOOL_SESSION_ISSUER
 
 router = APIRouter(prefix="/lti", tags=["lti"])
 
-SESSION_S = 900.0  # the launch's session token; the page renews it (a later slice)
 NO_STORE = {"Cache-Control": "no-store"}
+PAGES_JS = Path(pages.__file__).with_name("lti_pages.js")
 
 
 @router.get("/jwks", response_model=Jwks)
@@ -86,19 +88,37 @@ def _base(ctx: AppContext, request: Request) -> str:
 async def login(request: Request, ctx: Ctx) -> Response:
     """Third-party initiated login (Core 1.3 §5.1.1): `302` to the platform's
     `auth_login_url` with the authentication request, the state in a cookie (`SameSite=None;
-    Secure; HttpOnly`, for the platform's cross-site form post back)."""
+    Secure; HttpOnly`, for the platform's cross-site form post back). With
+    `lti_storage_target` (lti-cs-oidc v0p1), a page that keeps the state and nonce in the
+    platform's storage instead, then goes there. Either way the tool remembers, per state,
+    which way the login went (shared/lti/storage.py)."""
     params = await _params(request)
     missing = [p for p in ("iss", "login_hint", "target_link_uri") if not params.get(p)]
     if missing:
         return refused(f"the login lacks {', '.join(missing)}", 400)
+    try:
+        record = storage.login_record(params)
+    except ValueError as exc:
+        return refused(str(exc), 400)
     platform: Platform | None = await run_in_threadpool(
         ctx.lti_platforms.find_for_login, params["iss"], params.get("client_id")
     )
     if platform is None:
         return refused("no platform is registered with this issuer (and client_id)")
-    ttl = ctx.settings.lti_login_ttl_s
-    redirect_uri = f"{_base(ctx, request)}/lti/launch"
-    started = await start_login(ctx.redis_async, platform, params, redirect_uri, ttl)
+    ctx.lti_frame_origins.add(platform.frame_origins)
+    ttl, base = ctx.settings.lti_login_ttl_s, _base(ctx, request)
+    started = await start_login(ctx.redis_async, platform, params, f"{base}/lti/launch", ttl)
+    await storage.remember(ctx.redis_async, started.state, record, ttl)
+    if record.storage_target is not None:
+        text = pages.storage_login_page(
+            record.storage_target,
+            storage.origin_of(platform.auth_login_url),
+            started.state,
+            started.nonce,
+            started.redirect_url,
+            record.relogin_url(base),
+        )
+        return HTMLResponse(text, headers=NO_STORE)
     response = RedirectResponse(started.redirect_url, status_code=302, headers=NO_STORE)
     response.set_cookie(
         STATE_COOKIE + started.state,
@@ -115,7 +135,8 @@ async def login(request: Request, ctx: Ctx) -> Response:
 @router.post("/launch", include_in_schema=False)
 async def launch(request: Request, ctx: Ctx) -> Response:
     """The platform's form post of `id_token` and `state` (Core 1.3 §5.1.2): `401` with a page
-    unless every check holds (shared/lti/launch.py); a resource link then opens the player."""
+    unless every check holds (shared/lti/launch.py, the state's by the login's way:
+    shared/lti/storage.py); a resource link then opens the player."""
     form = await _form(request)
     id_token, state = form.get("id_token"), form.get("state")
     if not id_token or not state:
@@ -125,9 +146,18 @@ async def launch(request: Request, ctx: Ctx) -> Response:
         return await run_in_threadpool(ctx.lti_platforms.find, iss, client_id)
 
     try:
-        checked = await ctx.lti_launches.validate(id_token, state, request.cookies, find)
+        checked = await storage.check_launch(
+            ctx.lti_launches,
+            ctx.redis_async,
+            form,
+            (dict(request.headers), request.cookies),
+            find,
+            _base(ctx, request),
+        )
     except LaunchRefused as exc:
         return refused(str(exc))
+    if isinstance(checked, storage.Interim):
+        return HTMLResponse(checked.html, checked.status, headers=NO_STORE)
     if checked.message_type == DEEP_LINKING:
         answer = page("Deep linking", "<p>Picking videos from the LMS comes soon.</p>")
         if context := classes.context_of(checked.platform.platform_id, checked.claims):
@@ -168,14 +198,32 @@ async def _resource_link(ctx: AppContext, checked: Launch) -> HTMLResponse:
     await run_in_threadpool(
         ctx.lti_classes.launched, context, ref.course_id, student, ctx.clock.time()
     )
-    claims = {"iss": TOOL_SESSION_ISSUER, "aud": TOOL_SESSION_ISSUER, "sub": user_id, "role": role}
+    claims = session.session_claims(user_id, role)
     if role == "teacher":
         claims |= classes.session_claims(context, ref.course_id)
         await roster.request_sync(ctx.rq_redis, ctx.settings, context)
-    lifetime = min(SESSION_S, ctx.settings.lti_signed_lifetime_s)
+    lifetime = min(session.SESSION_S, ctx.settings.lti_signed_lifetime_s)
     token = await run_in_threadpool(ctx.lti_keys.sign, claims, lifetime)
-    course = quote(ref.course_id, safe="")
-    route = f"course/{course}" if role == "student" else f"teacher/{course}"
-    href = html.escape(f"/#/launch/{token}/{role}/{route}")
-    body = f'<p><a id="open" href="{href}">Open {html.escape(ref.material.title)}</a></p>'
-    return page("Opening the video", body)
+    course, material = quote(ref.course_id, safe=""), quote(material_id, safe="")
+    route = f"course/{course}/play/{material}" if role == "student" else f"teacher/{course}"
+    text = pages.open_page(f"/#/launch/{token}/{role}/{route}", ref.material.title)
+    return HTMLResponse(text, headers=NO_STORE)
+
+
+@router.get("/pages.js", include_in_schema=False)
+async def pages_script() -> FileResponse:
+    """The script of the login and launch pages (shared/lti/pages.py)."""
+    return FileResponse(PAGES_JS, media_type="text/javascript")
+
+
+@router.post("/session", response_model=SessionToken)
+async def renew_session(request: Request, principal: AnyUser, ctx: Ctx) -> SessionToken:
+    """A launch's session token (bearer), signed again with a new `jti` and lifetime: every
+    other claim is kept. Only the tool's own session tokens are renewed (`403` for the
+    identity provider's); an expired one is `401`, as everywhere."""
+    bearer = request.headers["authorization"].partition(" ")[2]  # as AnyUser read and checked it
+    keys = await run_in_threadpool(ctx.lti_keys.public_keys)
+    claims = session.tool_session_claims(bearer, keys, ctx.clock.time())
+    lifetime = min(session.SESSION_S, ctx.settings.lti_signed_lifetime_s)
+    token = await run_in_threadpool(session.renewed, claims, ctx.lti_keys.sign, lifetime)
+    return SessionToken(token=token, expires_at=ctx.clock.time() + lifetime)

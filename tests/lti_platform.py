@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -79,9 +80,13 @@ Endpoint = Callable[[HttpRequest], HttpAnswer]
 
 class Lms:
     """The platform: lti1p3platform's registration, keys and launch, and an HTTP server whose
-    endpoints are `routes` by (method, path); GET /jwks is the platform's key set."""
+    endpoints are `routes` by (method, path); GET /jwks is the platform's key set.
 
-    def __init__(self) -> None:
+    `public=(host, tls)` also serves the same endpoints over TLS at `public_base`
+    (`https://<host>:<port>`, the host mapped to 127.0.0.1 by the browser): the pages a browser
+    opens. `base` (plain HTTP on loopback) stays the issuer and what the tool fetches."""
+
+    def __init__(self, public: tuple[str, ssl.SSLContext] | None = None) -> None:
         self.fetches = 0
         self.requests: list[HttpRequest] = []
         self.routes: dict[tuple[str, str], Endpoint] = {}
@@ -94,7 +99,16 @@ class Lms:
         self.registration.set_oidc_login_url("https://testserver/lti/login")
         self.rotate()
         self.route("GET", "/jwks", self._jwks)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.servers = [self.server]
+        self.public_base = self.base
+        if public is not None:
+            host, tls = public
+            secure = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+            secure.socket = tls.wrap_socket(secure.socket, server_side=True)
+            self.public_base = f"https://{host}:{secure.server_port}"
+            self.servers.append(secure)
+        for server in self.servers:
+            threading.Thread(target=server.serve_forever, daemon=True).start()
 
     def route(self, method: str, path: str, endpoint: Endpoint) -> None:
         self.routes[(method, path)] = endpoint
@@ -270,8 +284,9 @@ class Lms:
         return sum(1 for r in self.requests if r.method == "GET" and r.path == path)
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        for server in self.servers:
+            server.shutdown()
+            server.server_close()
 
 
 class _Conf(LTI1P3PlatformConfAbstract):  # type: ignore[misc]  # untyped package

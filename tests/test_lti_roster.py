@@ -160,6 +160,8 @@ def test_an_instructor_sees_their_class_only_by_roster_names(
     assert [r["student_id"] for r in paged["rows"]] == [uid("u-1")]
     stats = client.get(f"/api/teacher/courses/{COURSE_ID}/stats", headers=teacher).json()
     assert stats["enrolled"] == 1
+    course = client.get(f"/api/courses/{COURSE_ID}", headers=teacher)  # the dashboard's read
+    assert course.status_code == 200, course.text
     drill = f"/api/teacher/courses/{COURSE_ID}/students/{{}}/progress"
     assert client.get(drill.format(uid("u-1")), headers=teacher).status_code == 200
     assert client.get(drill.format(uid("u-2")), headers=teacher).status_code == 404
@@ -171,6 +173,15 @@ def test_an_instructor_sees_their_class_only_by_roster_names(
     assert client.put(other, json=CLASS_COURSE, headers=admin).status_code == 201
     r = client.get(f"/api/teacher/courses/{CLASS_COURSE_ID}/progress", headers=teacher)
     assert r.status_code == 403, r.text  # their class is in another course
+
+
+def test_a_renewed_instructor_session_keeps_its_class(client: TestClient, lms: Lms) -> None:
+    launch(client, lms, sub="u-1", name="Ada Lovelace", context=("ctx-1", "Physics A"))
+    launch(client, lms, sub="u-2", name="Alan Turing", context=("ctx-2", "Physics B"))
+    token = launch(client, lms, sub="t-1", roles=TEACHER, context=("ctx-2", "Physics B"))
+    renewed = client.post("/lti/session", headers=auth(token))
+    assert renewed.status_code == 200, renewed.text
+    assert table(client, auth(renewed.json()["token"])) == [(uid("u-2"), "Alan Turing")]
 
 
 def test_a_class_claim_in_an_identity_provider_token_is_ignored(

@@ -144,7 +144,8 @@ export interface paths {
         };
         /**
          * Get Course
-         * @description The course, for its enrolled students, its teachers and admins.
+         * @description The course, for its enrolled students, its teachers (an LMS class's instructor: the
+         *     course of their class) and admins.
          */
         get: operations["get_course_api_courses__course_id__get"];
         /**
@@ -521,6 +522,28 @@ export interface paths {
         get: operations["jwks_lti_jwks_get"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/lti/session": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Renew Session
+         * @description A launch's session token (bearer), signed again with a new `jti` and lifetime: every
+         *     other claim is kept. Only the tool's own session tokens are renewed (`403` for the
+         *     identity provider's); an expired one is `401`, as everywhere.
+         */
+        post: operations["renew_session_lti_session_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1136,6 +1159,19 @@ export interface components {
             share: number;
             /** Start */
             start: number;
+        };
+        /** SessionToken */
+        SessionToken: {
+            /**
+             * Expires At
+             * @description when it expires (epoch seconds): renew before
+             */
+            expires_at: number;
+            /**
+             * Token
+             * @description the renewed session token (bearer), signed by the tool
+             */
+            token: string;
         };
         /** SetAsidePage */
         SetAsidePage: {
@@ -3661,6 +3697,89 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Jwks"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    renew_session_lti_session_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionToken"];
                 };
             };
             /** @description Unauthorized */

@@ -33,6 +33,8 @@ export type MyCourses = Sent<Schemas["MyCourses"]>;
 export type StudentCourse = Sent<Schemas["StudentCourse"]>;
 export type TaughtCourse = Sent<Schemas["TaughtCourse"]>;
 export type DemoUser = Sent<Schemas["DemoUser"]>;
+/** A launch's renewed session token (`POST /lti/session`). */
+export type SessionToken = Sent<Schemas["SessionToken"]>;
 export type TokenRequest = Schemas["TokenRequest"];
 /** POST /dev/token's answer: the route declares `dict[str, str]` (the `token`), no model. */
 export type DevToken = operations["demo_token_dev_token_post"]["responses"][200]["content"]["application/json"];

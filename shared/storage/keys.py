@@ -297,6 +297,14 @@ def lti_nonce(nonce: str) -> str:
     return f"vp:lti:nonce:{nonce}"
 
 
+def lti_login(state: str) -> str:
+    """On the buffer's Redis: string (JSON), how the login that issued `state` went (the state
+    cookie or the platform's storage, its storage frame) and its parameters (a new-window
+    login). The login writes it with the nonce's TTL (LTI_LOGIN_TTL_S); the launch reads it;
+    it goes with its TTL (shared/lti/storage.py)."""
+    return f"vp:lti:login:{state}"
+
+
 def outbox_tombstones(student_id: str) -> str:
     """On RQ's Redis: the student's erasure tombstones, for the outboxes."""
     return f"vp:erased:{student_id}"
