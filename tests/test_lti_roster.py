@@ -40,6 +40,7 @@ from tests.lti_platform import (
     CLIENT_ID,
     INSTRUCTOR,
     LEARNER,
+    MESSAGE_TYPE,
     NRPS_SCOPE,
     PLATFORM_ID,
     VIDEO,
@@ -138,6 +139,18 @@ def test_every_launch_context_is_listed_for_admins_with_its_course(
     }  # fmt: skip
     teacher = bearer(settings, "t-1", "teacher", now=clock.time())
     assert client.get("/api/admin/lti/contexts", headers=teacher).status_code == 403
+
+
+def test_a_deep_linking_launch_keeps_its_context_before_any_material_is_linked(
+    client: TestClient, lms: Lms, settings: Settings, clock: MockedClock
+) -> None:
+    kind = {MESSAGE_TYPE: "LtiDeepLinkingRequest"}
+    form = lms.authorize(login(client, lms), roles=TEACHER, context=("ctx-new", "New"), **kind)
+    assert post_launch(client, form).status_code == 200
+    admin = bearer(settings, "root", "admin", now=clock.time())
+    rows = client.get("/api/admin/lti/contexts", headers=admin).json()["rows"]
+    assert rows == [{"platform_id": PLATFORM_ID, "context_id": "ctx-new", "title": "New",
+                     "course_id": None}]  # fmt: skip
 
 
 # -- classes ------------------------------------------------------------------------------
@@ -283,6 +296,11 @@ def test_a_learner_who_left_the_roster_is_hidden_and_keeps_their_progress(
     run_sync(worker, class_id)
     rows = client.get(f"/api/teacher/courses/{COURSE_ID}/progress", headers=teacher).json()["rows"]
     assert {row["student_id"]: row["watched_seconds"] for row in rows} == watched
+
+    roster[2] = {**roster[2], "status": "Inactive"}  # listed, but no longer active
+    outcome = run_sync(worker, class_id)
+    assert outcome is not None and (outcome.active, outcome.deactivated) == (2, 1)
+    assert [s for s, _ in table(client, teacher)] == [uid("r-00"), uid("r-01")]
 
 
 def test_only_a_token_with_the_nrps_scope_reads_the_roster(
