@@ -129,13 +129,12 @@ class ClassStore:
 
     @unavailable_on_outage
     def ensure_indexes(self) -> None:
-        """Idempotent. Contexts by (platform, context id) and by last sync (the hourly pass);
-        members by class and status (a sync's read) and by user (erasure, export). (The
-        enrollments' `classes` indexes are MongoStore's, with the other enrollment indexes.)"""
+        """Idempotent. Contexts by (platform, context id); members by class and status (a
+        sync's read of who was active) and by user (erasure, export). (The enrollments'
+        `classes` indexes are MongoStore's, with the other enrollment indexes.)"""
         self.contexts.create_index(
             [("platform_id", ASCENDING), ("context_id", ASCENDING)], unique=True
         )
-        self.contexts.create_index([("roster_synced_at", ASCENDING)])
         self.members.create_index([("class_id", ASCENDING), ("active", ASCENDING)])
         self.members.create_index([("user_id", ASCENDING)])
 
@@ -230,11 +229,13 @@ class ClassStore:
         return len(listed), len(gone)
 
     def _keep_members(self, context: Context, members: list[Member], now: float) -> None:
-        """Upsert the member entries that are new or changed (one read of the class's)."""
-        held = {
-            d["user_id"]: d
-            for d in self.members.find({"class_id": context.class_id}, {"_id": 0, "updated_at": 0})
-        }
+        """Upsert the member entries that are new or changed (a launch reads its own entry,
+        not the class's)."""
+        held: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(members), 1000):
+            ids = [f"{context.class_id}|{m.user_id}" for m in members[i : i + 1000]]
+            found = self.members.find({"_id": {"$in": ids}}, {"_id": 0, "updated_at": 0})
+            held |= {d["user_id"]: d for d in found}
         ops = []
         for m in members:
             fields = {
