@@ -293,6 +293,10 @@ class LtiContext(BaseModel):
         description="the course whose teacher routes show the context's class (None until a "
         "launch links a material)"
     )
+    roster_synced_at: float | None = Field(
+        None, description="epoch seconds of the last complete NRPS roster sync (None: never)"
+    )
+    roster_error: str | None = Field(None, description="why the last roster sync failed, if it did")
 
 
 class LtiContexts(BaseModel):

@@ -14,7 +14,7 @@ export interface paths {
         /**
          * List Contexts
          * @description Every LMS context the tool has seen at a launch, by platform and context id, with the
-         *     course whose teacher routes show its class.
+         *     course whose teacher routes show its class, and its NRPS roster's last sync and error.
          */
         get: operations["list_contexts_api_admin_lti_contexts_get"];
         put?: never;
@@ -862,6 +862,16 @@ export interface components {
             course_id: string | null;
             /** Platform Id */
             platform_id: string;
+            /**
+             * Roster Error
+             * @description why the last roster sync failed, if it did
+             */
+            roster_error?: string | null;
+            /**
+             * Roster Synced At
+             * @description epoch seconds of the last complete NRPS roster sync (None: never)
+             */
+            roster_synced_at?: number | null;
             /** Title */
             title: string | null;
         };

@@ -159,8 +159,9 @@ class ClassStore:
 
     @unavailable_on_outage
     def all_contexts(self) -> list[dict[str, Any]]:
-        """Every context seen, by (platform id, context id)."""
-        fields = {"_id": 0, "platform_id": 1, "context_id": 1, "title": 1, "course_id": 1}
+        """Every context seen, by (platform id, context id), with its roster's health."""
+        fields = {"_id": 0, "platform_id": 1, "context_id": 1, "title": 1, "course_id": 1,
+                  "roster_synced_at": 1, "roster_error": 1}  # fmt: skip
         docs = self.contexts.find({}, fields).sort([("platform_id", 1), ("context_id", 1)])
         return [{"title": None, "course_id": None, **d} for d in docs]
 
