@@ -18,6 +18,7 @@ from ingest.metrics import system_registry
 from shared.clock import Clock, SystemClock
 from shared.domain.catalog import Catalog, MaterialRef
 from shared.errors import Unavailable
+from shared.lti.classes import ClassStore
 from shared.lti.frames import FrameOrigins
 from shared.lti.keys import ToolKeys
 from shared.lti.launch import LaunchValidator, PlatformKeySets
@@ -108,6 +109,7 @@ class AppContext:
     lti_platforms: PlatformRegistry
     lti_keys: ToolKeys  # the tool's signing keys (made on first use, not at start)
     lti_launches: LaunchValidator  # the launch checks, with the platforms' cached key sets
+    lti_classes: ClassStore  # LMS contexts, their classes and members
     lti_frame_origins: FrameOrigins  # the platforms' frame_origins, for frame-ancestors
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -158,6 +160,7 @@ class AppContext:
             lti_platforms=lti_platforms,
             lti_keys=lti_keys,
             lti_launches=LaunchValidator(PlatformKeySets(clock), client, clock),
+            lti_classes=ClassStore(mongo, sync_client, key_schema),
             lti_frame_origins=FrameOrigins(lti_platforms, clock),
         )
 
@@ -165,6 +168,7 @@ class AppContext:
         try:
             await run_in_threadpool(self.mongo.ensure_indexes)
             await run_in_threadpool(self.lti_platforms.ensure_indexes)
+            await run_in_threadpool(self.lti_classes.ensure_indexes)
         except Unavailable:
             log.warning("MongoDB unavailable at start-up; indexes will be created by workers")
         try:

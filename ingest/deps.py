@@ -100,8 +100,16 @@ async def material_or_404(catalog: CatalogCache, material_id: str) -> MaterialRe
 
 
 def check_teaches(principal: Principal, course: Course) -> Course:
-    """The course, if this teacher teaches it (admins see all); Forbidden otherwise."""
-    if principal.role != "admin" and principal.user_id not in course.teacher_ids:
+    """The course, if this teacher teaches it (admins see all), or if it holds the LMS class
+    their session is scoped to (they then see that class only: `principal.class_id`);
+    Forbidden otherwise."""
+    if principal.role == "admin":
+        return course
+    if principal.class_id is not None:
+        if principal.class_course_id != course.course_id:
+            raise Forbidden("your LMS class is not in this course")
+        return course
+    if principal.user_id not in course.teacher_ids:
         raise Forbidden("you do not teach this course")
     return course
 

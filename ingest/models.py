@@ -233,6 +233,7 @@ class MatrixMaterial(BaseModel):
 
 class MatrixRow(BaseModel):
     student_id: str
+    name: str | None = Field(None, description="the LMS roster's name, for display")
     progress: list[float] = Field(description="per material, in `materials` order")
     completed: list[bool] = Field(description="per material, in `materials` order")
 
@@ -287,6 +288,24 @@ class LtiPlatforms(BaseModel):
 class LtiRegistrationInvite(BaseModel):
     url: str = Field(description="paste into the LMS's dynamic registration (used once)")
     expires_at: datetime
+
+
+class LtiContext(BaseModel):
+    platform_id: str
+    context_id: str = Field(description="as the LMS sent it")
+    title: str | None
+    course_id: str | None = Field(
+        description="the course whose teacher routes show the context's class (None until a "
+        "launch links a material)"
+    )
+    roster_synced_at: float | None = Field(
+        None, description="epoch seconds of the last complete NRPS roster sync (None: never)"
+    )
+    roster_error: str | None = Field(None, description="why the last roster sync failed, if it did")
+
+
+class LtiContexts(BaseModel):
+    rows: list[LtiContext]
 
 
 class Jwk(BaseModel):

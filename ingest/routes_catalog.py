@@ -8,9 +8,18 @@ from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from ingest.deps import Admin, AnyUser, CourseDep, CourseId, Ctx, Progress, StudentId
+from ingest.deps import (
+    Admin,
+    AnyUser,
+    CourseDep,
+    CourseId,
+    Ctx,
+    Progress,
+    StudentId,
+    check_teaches,
+)
 from shared.domain.catalog import ID_PATTERN, Course, CourseBody
-from shared.errors import Forbidden, NotFound
+from shared.errors import NotFound
 from shared.ops import admin_ops
 
 router = APIRouter(prefix="/api/courses", tags=["catalog"])
@@ -46,9 +55,10 @@ async def put_course(
 async def get_course(
     course_id: CourseId, principal: AnyUser, course: CourseDep, progress: Progress
 ) -> Course:
-    """The course, for its enrolled students, its teachers and admins."""
-    if principal.role == "teacher" and principal.user_id not in course.teacher_ids:
-        raise Forbidden("you do not teach this course")
+    """The course, for its enrolled students, its teachers (an LMS class's instructor: the
+    course of their class) and admins."""
+    if principal.role == "teacher":
+        check_teaches(principal, course)
     if principal.role == "student":
         await progress.check_enrolled(principal.user_id, course_id)
     return course

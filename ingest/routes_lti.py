@@ -25,7 +25,7 @@ from ingest.deps import AnyUser, Ctx
 from ingest.models import Jwks, SessionToken
 from ingest.web_edge import content_security_policy
 from shared.domain.catalog import Catalog
-from shared.lti import dynamic_registration, pages, session, storage
+from shared.lti import classes, dynamic_registration, pages, roster, session, storage
 from shared.lti.deep_linking import DeepLinking, DeepLinkRefused
 from shared.lti.dynamic_registration import DynamicRegistration, RegistrationRefused
 from shared.lti.identity import role_of, user_id_of
@@ -40,7 +40,6 @@ from shared.lti.launch import (
 )
 from shared.lti.page import Page as StepPage
 from shared.lti.registry import AmbiguousIssuer, Platform
-from shared.ops import admin_ops
 
 router = APIRouter(prefix="/lti", tags=["lti"])
 
@@ -171,6 +170,8 @@ async def launch(request: Request, ctx: Ctx) -> Response:
     if checked.message_type == DEEP_LINKING:
         action = f"{_base(ctx, request)}/lti/deep-link"
         answer = await _deep_linking(ctx, lambda dl, catalog: dl.picker(checked, catalog, action))
+        if context := classes.context_of(checked.platform.platform_id, checked.claims):
+            await run_in_threadpool(ctx.lti_classes.record_context, context, None, ctx.clock.time())
     else:
         answer = await _resource_link(ctx, checked)
     if answer.status_code == 200:
@@ -257,8 +258,9 @@ async def _registering(
 
 
 async def _resource_link(ctx: AppContext, checked: Launch) -> HTMLResponse:
-    """A learner is enrolled in the material's course and gets the player; an instructor the
-    course's class. Either way the page hands the frontend a session token the tool signed."""
+    """A learner is enrolled in the material's course (a member of the context's class) and
+    gets the player; an instructor their class, its roster synced in the background. Either
+    way the page hands the frontend a session token the tool signed."""
     custom = checked.claims.get(CUSTOM)
     material_id = custom.get("material_id") if isinstance(custom, Mapping) else None
     if not isinstance(material_id, str) or not material_id:
@@ -270,18 +272,17 @@ async def _resource_link(ctx: AppContext, checked: Launch) -> HTMLResponse:
     role = role_of(roles if isinstance(roles, list) else [])
     if role is None:
         return refused("your role in this course is neither learner nor instructor", 403)
-    user_id = user_id_of(checked.platform.platform_id, str(checked.claims["sub"]))
-    if role == "student":
-        await run_in_threadpool(
-            admin_ops.set_enrollment,
-            ctx.mongo,
-            ctx.redis_sync,
-            ctx.key_schema,
-            user_id,
-            ref.course_id,
-            True,
-        )
+    sub = str(checked.claims["sub"])
+    user_id = user_id_of(checked.platform.platform_id, sub)
+    context = classes.context_of(checked.platform.platform_id, checked.claims)
+    student = classes.member_of(user_id, sub, checked.claims) if role == "student" else None
+    await run_in_threadpool(
+        ctx.lti_classes.launched, context, ref.course_id, student, ctx.clock.time()
+    )
     claims = session.session_claims(user_id, role)
+    if role == "teacher":
+        claims |= classes.session_claims(context, ref.course_id)
+        await roster.request_sync(ctx.rq_redis, ctx.settings, context)
     lifetime = min(session.SESSION_S, ctx.settings.lti_signed_lifetime_s)
     token = await run_in_threadpool(ctx.lti_keys.sign, claims, lifetime)
     course, material = quote(ref.course_id, safe=""), quote(material_id, safe="")

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from ingest.deps import Admin, Ctx
-from ingest.models import LtiPlatforms, LtiRegistrationInvite
+from ingest.models import LtiContext, LtiContexts, LtiPlatforms, LtiRegistrationInvite
 from shared.domain.catalog import ID_PATTERN
 from shared.errors import NotFound
 from shared.lti.dynamic_registration import invite
@@ -60,3 +60,11 @@ async def delete_platform(platform_id: PlatformId, admin: Admin, ctx: Ctx) -> Re
     if not await run_in_threadpool(ctx.lti_platforms.remove, platform_id):
         raise NotFound(f"unknown platform '{platform_id}'", {"platform_id": platform_id})
     return Response(status_code=204)
+
+
+@router.get("/contexts", response_model=LtiContexts)
+async def list_contexts(admin: Admin, ctx: Ctx) -> LtiContexts:
+    """Every LMS context the tool has seen at a launch, by platform and context id, with the
+    course whose teacher routes show its class, and its NRPS roster's last sync and error."""
+    rows = await run_in_threadpool(ctx.lti_classes.all_contexts)
+    return LtiContexts(rows=[LtiContext.model_validate(r) for r in rows])

@@ -26,14 +26,19 @@ MAX_ROWS = 5000
 
 
 def _matrix_rows(
-    mongo: MongoStore, course: Course, sort: str, limit: int | None, cursor: str | None
+    mongo: MongoStore,
+    course: Course,
+    sort: str,
+    limit: int | None,
+    cursor: str | None,
+    class_id: str | None,
 ) -> tuple[list[dict[str, Any]], list[teacher_views.MatrixRow], str | None]:
     """A page read by MongoDB when `limit` is given (one page of documents); else all rows,
-    sorted here. Raises ValueError for a bad cursor."""
+    sorted here; one LMS class's with `class_id`. Raises ValueError for a bad cursor."""
     if limit is not None:
-        rows, next_cursor = teacher_views.matrix_page(mongo, course, sort, limit, cursor)
+        rows, next_cursor = teacher_views.matrix_page(mongo, course, sort, limit, cursor, class_id)
         return teacher_views.matrix_header(course), rows, next_cursor
-    materials, every = teacher_views.matrix(mongo, course)
+    materials, every = teacher_views.matrix(mongo, course, class_id)
     by_student = {r.row.student_id: r for r in every}
     chunk, next_cursor = analytics.page([r.row for r in every], sort, max(len(every), 1), cursor)
     return materials, [by_student[r.student_id] for r in chunk], next_cursor
@@ -55,7 +60,8 @@ async def progress_matrix(
 ) -> Response:
     """Materials in course order and one row per enrolled student with each material's
     progress percentage and completion, sorted like the class table; all rows unless
-    `?limit=`; `?format=csv` streams `student_id,<material_id>...` with the percentages."""
+    `?limit=`; `?format=csv` streams `student_id,<material_id>...` with the percentages. A
+    teacher launched from an LMS class sees that class's students, with the roster's `name`."""
     # looked up here, not as a dependency: a refused ?limit= answers before a 404
     course = check_teaches(principal, course_or_404(ctx.catalog, course_id))
     try:
@@ -64,7 +70,7 @@ async def progress_matrix(
         raise InvalidInput(str(exc), [{"field": "sort", "rule": "one_of"}]) from None
     try:
         materials, ordered, next_cursor = await run_in_threadpool(
-            _matrix_rows, ctx.mongo, course, sort, limit, cursor
+            _matrix_rows, ctx.mongo, course, sort, limit, cursor, principal.class_id
         )
     except ValueError as exc:
         raise InvalidInput(str(exc), [{"field": "cursor", "rule": "invalid"}]) from None
@@ -78,7 +84,12 @@ async def progress_matrix(
         "course_id": course_id,
         "materials": materials,
         "rows": [
-            {"student_id": r.row.student_id, "progress": r.progress, "completed": r.completed}
+            {
+                "student_id": r.row.student_id,
+                "name": r.row.name,
+                "progress": r.progress,
+                "completed": r.completed,
+            }
             for r in ordered
         ],
         "next_cursor": next_cursor,

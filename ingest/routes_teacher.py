@@ -27,7 +27,7 @@ from ingest.deps import (
 from ingest.models import ClassPage, CourseProgress, CourseStats, Retention
 from shared.domain import analytics
 from shared.domain.catalog import ID_PATTERN, PrintableId
-from shared.errors import InvalidInput
+from shared.errors import InvalidInput, NotFound
 from shared.ops import teacher_views
 from shared.ops.erasure import erase_progress
 
@@ -72,7 +72,8 @@ async def class_progress(
 ) -> ClassPage | StreamingResponse:
     """One row per enrolled student (those without progress at 0), sorted and paginated, or
     the whole table as CSV with `?format=csv` or `Accept: text/csv`; `?inactive_days=` and
-    `?q=` narrow both."""
+    `?q=` narrow both. A teacher launched from an LMS class sees that class's students, each
+    with the roster's `name`."""
     # looked up here, not as a dependency: a refused ?limit= or ?format= answers before a 404
     course = check_teaches(principal, course_or_404(ctx.catalog, course_id))
     try:
@@ -85,7 +86,13 @@ async def class_progress(
     if not wants_csv and inactive_days is None and q is None:  # one page read, not the class
         try:
             chunk, next_cursor = await run_in_threadpool(
-                teacher_views.class_page, ctx.mongo, course, sort, limit, cursor
+                teacher_views.class_page,
+                ctx.mongo,
+                course,
+                sort,
+                limit,
+                cursor,
+                principal.class_id,
             )
         except ValueError as exc:
             raise InvalidInput(str(exc), [{"field": "cursor", "rule": "invalid"}]) from None
@@ -96,6 +103,7 @@ async def class_progress(
         course,
         inactive_since(ctx.clock.time(), inactive_days),
         q,
+        principal.class_id,
     )
     if wants_csv:
         ordered, _ = analytics.page(rows, sort, max(len(rows), 1), None)
@@ -121,8 +129,14 @@ async def student_progress(
     principal: TeacherOrAdmin,
     course: TaughtCourseDep,
     service: Progress,
+    ctx: Ctx,
 ) -> CourseProgress:
-    """A student's course view: the same shape and numbers the student sees."""
+    """A student's course view: the same shape and numbers the student sees. A teacher
+    launched from an LMS class sees only that class's active students (404 for others)."""
+    if principal.class_id is not None and not await run_in_threadpool(
+        ctx.lti_classes.is_active_member, principal.class_id, student_id, course.course_id
+    ):
+        raise NotFound(f"no student '{student_id}' in your class", {"student_id": student_id})
     return await service.course_progress(student_id, course)
 
 
@@ -131,7 +145,7 @@ async def course_stats(
     principal: TeacherOrAdmin, course: TaughtCourseDep, ctx: Ctx
 ) -> dict[str, Any]:
     """Enrolled, average progress, completion rate, and per material started/completed."""
-    return await run_in_threadpool(teacher_views.stats, ctx.mongo, course)
+    return await run_in_threadpool(teacher_views.stats, ctx.mongo, course, principal.class_id)
 
 
 @router.get("/api/teacher/materials/{material_id}/retention", response_model=Retention)
@@ -156,6 +170,7 @@ async def material_retention(
         material_id,
         ref.material.duration,
         buckets,
+        principal.class_id,
     )
 
 

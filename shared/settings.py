@@ -160,6 +160,10 @@ class Settings(BaseSettings):
     lti_deep_link_ttl_s: int = Field(1800, ge=60, le=24 * 3600)
     # How long an invitation to register by LTI Dynamic Registration stays usable (once).
     lti_registration_invite_ttl_s: int = Field(7 * 24 * 3600, ge=60, le=30 * 24 * 3600)
+    # NRPS rosters (docs/lti.md): each class's roster is read again this often (and at every
+    # instructor launch); a roster longer than this many pages is refused, changing nothing.
+    lti_roster_sync_interval_s: int = Field(3600, ge=1)
+    lti_roster_max_pages: int = Field(1000, ge=1)
     # The base of the URLs the tool hands out (`redirect_uri`); default: the request's own.
     public_base_url: str | None = None
 

@@ -26,6 +26,9 @@ ROLES: frozenset[str] = frozenset({"student", "teacher", "admin"})
 LEEWAY_S = 30.0  # clock skew allowed to `exp`, `nbf` and `iat` (API.md, "Authentication")
 # The `iss` and `aud` of the session tokens an LTI launch mints (shared/lti/launch.py).
 TOOL_SESSION_ISSUER = "urn:videoprogress:lti-session"
+# A teacher's tool session scoped to one LMS class: {"id": class id, "course_id": its course}
+# (shared/lti/classes.py); honoured in the tool's own tokens only.
+CLASS_CLAIM = "lti_class"
 TOOL_KEYS_REFRESH_S = 5.0  # an unknown `kid` reads the tool's keys again at most this often
 
 
@@ -34,6 +37,8 @@ class Principal:
     user_id: str
     role: Role
     expires_at: float
+    class_id: str | None = None  # a teacher who sees this LMS class only...
+    class_course_id: str | None = None  # ...which lives in this course
 
 
 class _UnknownKey(Exception):
@@ -166,6 +171,8 @@ class TokenVerifier:
             raise Unauthenticated("invalid token: sub must be a non-empty string")
         if role not in ROLES or (issuer == TOOL_SESSION_ISSUER and role == "admin"):
             raise Unauthenticated("invalid token: unknown role")  # LTI never makes an admin
+        if issuer == TOOL_SESSION_ISSUER and CLASS_CLAIM in claims:
+            return Principal(sub, role, expires_at, *_class_scope(claims[CLASS_CLAIM]))
         return Principal(sub, role, expires_at)
 
     def _key(self, alg: object, kid: object) -> str | PyJWK:
@@ -188,6 +195,15 @@ class TokenVerifier:
         if key is None:
             raise _UnknownKey(kid)
         return key
+
+
+def _class_scope(claim: Any) -> tuple[str, str]:
+    """(class id, course id) of a session's class claim; Unauthenticated when malformed."""
+    if isinstance(claim, dict):
+        class_id, course_id = claim.get("id"), claim.get("course_id")
+        if isinstance(class_id, str) and class_id and isinstance(course_id, str) and course_id:
+            return class_id, course_id
+    raise Unauthenticated("invalid token: malformed class claim")
 
 
 def check_times(claims: dict[str, Any], now: float) -> float:

@@ -1,15 +1,18 @@
 """The LMS of the LTI tests: a real third-party platform implementation, `lti1p3platform`
 0.1.8 (OpenLearning's, derived from Open edX's LTI code), builds and signs the id_token from
 the tool's authentication request; a small HTTP server of the suite's own serves what an LMS
-serves over HTTP beside it (the key set today). A test adds an endpoint with `lms.route(...)`:
-each is a function of the request that answers (status, headers, body)."""
+serves over HTTP beside it (the key set; service tokens and a paged NRPS roster on request). A
+test adds an endpoint with `lms.route(...)`: each is a function of the request that answers
+(status, headers, body)."""
 
 from __future__ import annotations
 
 import html
 import json
+import secrets
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,11 +25,15 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from lti1p3platform.deep_linking import LtiDeepLinking
 from lti1p3platform.exceptions import LtiDeepLinkingResponseException, LtiException
 from lti1p3platform.ltiplatform import LTI1P3PlatformConfAbstract
-from lti1p3platform.message_launch import MessageLaunchAbstract
+from lti1p3platform.message_launch import LTIAdvantageMessageLaunchAbstract
 from lti1p3platform.registration import Registration
 from lti1p3platform.request import Request, TRequest
 
 CLIENT_ID, DEPLOYMENT, PLATFORM_ID = "tool-client-1", "dep-1", "moodle-test"
+NRPS_SCOPE = "https://purl.imsglobal.org/spec/lti-nrps/scope/contextmembership.readonly"
+AGS_SCORE_SCOPE = "https://purl.imsglobal.org/spec/lti-ags/scope/score"
+MEMBERSHIPS = "application/vnd.ims.lti-nrps.v2.membershipcontainer+json"
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 MESSAGE_TYPE = "https://purl.imsglobal.org/spec/lti/claim/message_type"
 CLAIM = "https://purl.imsglobal.org/spec/lti/claim/"
 LEARNER = "http://purl.imsglobal.org/vocab/lis/v2/membership#Learner"
@@ -218,9 +225,14 @@ class Lms:
         `id_token` and `state` (lti1p3platform's MessageLaunch), `claims` overriding its own."""
         conf = _Conf(registration=self.registration)
         launch = _Launch(_Req(auth_request), conf)
-        launch.set_user_data(claims.pop("sub", "u-42"), claims.pop("roles", [LEARNER]))
+        launch.set_user_data(
+            claims.pop("sub", "u-42"), claims.pop("roles", [LEARNER]), claims.pop("name", None)
+        )
         launch.set_resource_link_claim("rl-1", title="Speed")
-        launch.set_launch_context_claim("ctx-1", context_title="Physics")
+        context_id, title = claims.pop("context", ("ctx-1", "Physics"))
+        launch.set_launch_context_claim(context_id, context_title=title)
+        if memberships_url := claims.pop("memberships_url", None):
+            launch.set_nrps(memberships_url)
         launch.set_custom_parameters_claim({"material_id": claims.pop("material_id", VIDEO)})
         launch.set_extra_claims(claims)
         form: dict[str, str] = launch.lti_launch()
@@ -267,6 +279,7 @@ class Lms:
         accept_types: tuple[str, ...] = ("ltiResourceLink",),
         accept_multiple: bool = True,
         data: Any = None,
+        context: tuple[str, str] = ("ctx-1", "Physics"),
         **claims: Any,
     ) -> dict[str, str]:
         """An `LtiDeepLinkingRequest` answering the tool's authentication request: its
@@ -282,7 +295,7 @@ class Lms:
         self.deep_link_data = data
         launch = _Launch(_Req(auth_request), _Conf(registration=self.registration))
         launch.set_user_data(claims.pop("sub", "t-1"), claims.pop("roles", [INSTRUCTOR]))
-        launch.set_launch_context_claim("ctx-1", context_title="Physics")
+        launch.set_launch_context_claim(context[0], context_title=context[1])
         launch.set_extra_claims({MESSAGE_TYPE: "LtiDeepLinkingRequest", **claim, **claims})
         form: dict[str, str] = launch.lti_launch()
         return form
@@ -394,6 +407,98 @@ class Lms:
         self.route("POST", "/register", register)
         return f"{self.base}/.well-known/openid-configuration"
 
+    # -- services: tokens (Security Framework 1.0 §4.1) and the roster (NRPS 2.0) ----------
+
+    def serve_service_tokens(self, tool_jwks: Callable[[], dict[str, Any]]) -> None:
+        """POST /token: client_credentials with a JWT client assertion, checked strictly
+        (signature by a key of `tool_jwks()`, `iss` = `sub` = the client id, `aud` this URL,
+        `exp`, a `jti` never seen before); the token holds the scopes asked for among those
+        this platform offers. `self.tokens`: token -> its scopes."""
+        self.tokens: dict[str, set[str]] = {}
+        self.jtis: set[str] = set()
+        self.now: Callable[[], float] = time.time  # a test may give the tool's MockedClock
+
+        def token(request: HttpRequest) -> HttpAnswer:
+            form = dict(parse_qsl(request.body.decode()))
+            if form.get("grant_type") != "client_credentials" or (
+                form.get("client_assertion_type") != ASSERTION_TYPE
+            ):
+                return HttpAnswer.json({"error": "unsupported_grant_type"}, 400)
+            try:
+                claims = self._assertion(form.get("client_assertion", ""), tool_jwks())
+            except (jwt.PyJWTError, ValueError) as exc:
+                return HttpAnswer.json({"error": "invalid_client", "detail": str(exc)}, 401)
+            scopes = set(form.get("scope", "").split()) & {NRPS_SCOPE, AGS_SCORE_SCOPE}
+            if not scopes:
+                return HttpAnswer.json({"error": "invalid_scope"}, 400)
+            issued = secrets.token_urlsafe(16)
+            self.tokens[issued] = scopes
+            self.jtis.add(claims["jti"])
+            return HttpAnswer.json(
+                {
+                    "access_token": issued,
+                    "token_type": "Bearer",
+                    "expires_in": 3600,
+                    "scope": " ".join(sorted(scopes)),
+                }  # fmt: skip
+            )
+
+        self.route("POST", "/token", token)
+
+    def _assertion(self, assertion: str, jwks: dict[str, Any]) -> dict[str, Any]:
+        kid = jwt.get_unverified_header(assertion).get("kid")
+        keys = {k.key_id: k for k in jwt.PyJWKSet.from_dict(jwks).keys}
+        if kid not in keys:
+            raise ValueError("the assertion's kid is not in the tool's key set")
+        claims: dict[str, Any] = jwt.decode(
+            assertion,
+            keys[kid],
+            algorithms=["RS256"],
+            audience=f"{self.base}/token",
+            options={"require": ["iss", "sub", "aud", "exp", "iat", "jti"],
+                     "verify_exp": False, "verify_iat": False},
+        )  # fmt: skip
+        now, leeway = self.now(), 60.0  # clock skew, as platforms allow
+        if not claims["iat"] - leeway <= now < claims["exp"] + leeway:
+            raise ValueError("the assertion is expired or not yet valid")
+        if claims["iss"] != CLIENT_ID or claims["sub"] != CLIENT_ID:
+            raise ValueError("iss and sub must be the client id")
+        if claims["jti"] in self.jtis:
+            raise ValueError("jti replayed")
+        return claims
+
+    def serve_roster(self, path: str, members: list[dict[str, Any]], page_size: int) -> str:
+        """GET `path` (NRPS 2.0 §3.6): the membership container, `page_size` members a page,
+        `?page=N` (from 1), a `Link: <...>; rel="next"` header on every page but the last;
+        a token with the NRPS scope only (401 unknown, 403 without the scope). Pages in
+        `self.failing_pages` answer 500. `members` may change between requests. Returns the
+        URL."""
+        self.failing_pages: set[int] = set()
+        url = f"{self.base}{path}"
+
+        def roster(request: HttpRequest) -> HttpAnswer:
+            token = request.headers.get("authorization", "").removeprefix("Bearer ")
+            if token not in getattr(self, "tokens", {}):
+                return HttpAnswer.json({"error": "unknown token"}, 401)
+            if NRPS_SCOPE not in self.tokens[token]:
+                return HttpAnswer.json({"error": "scope"}, 403)
+            number = int(dict(parse_qsl(request.query)).get("page", "1"))
+            if number in self.failing_pages:
+                return HttpAnswer.json({"error": "page failed"}, 500)
+            start = (number - 1) * page_size
+            body = {"id": url, "context": {"id": path.rsplit("/", 1)[-1]},
+                    "members": members[start : start + page_size]}  # fmt: skip
+            headers = {"Content-Type": MEMBERSHIPS}
+            if start + page_size < len(members):
+                headers["Link"] = f'<{url}?page={number + 1}>; rel="next"'
+            return HttpAnswer(200, json.dumps(body).encode(), headers)
+
+        self.route("GET", path, roster)
+        return url
+
+    def roster_pages_read(self, path: str) -> int:
+        return sum(1 for r in self.requests if r.method == "GET" and r.path == path)
+
     def close(self) -> None:
         for server in self.servers:
             server.shutdown()
@@ -434,6 +539,6 @@ class _Req(Request):  # type: ignore[misc]
         return {"method": "GET", "get_data": request, "form_data": {}, "path": "/auth"}
 
 
-class _Launch(MessageLaunchAbstract):  # type: ignore[misc]
+class _Launch(LTIAdvantageMessageLaunchAbstract):  # type: ignore[misc]
     def render_launch_form(self, launch_data: dict[str, Any], **kwargs: Any) -> dict[str, str]:
         return {"id_token": launch_data["id_token"], "state": launch_data["state"]}

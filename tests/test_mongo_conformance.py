@@ -697,3 +697,69 @@ def test_insert_of_an_existing_integer_id_fails_and_keeps_the_first(
     assert sorted((d["_id"], d["kid"]) for d in col.find({})) == [(1, "first"), (2, "next")]
     assert col.delete_one({"_id": 1}).deleted_count == 1
     assert [d["_id"] for d in col.find({})] == [2]
+
+
+# 12. LTI classes (shared/lti/classes.py): class ids in an enrollment's `classes` array
+
+
+def test_an_array_set_only_where_missing_then_added_to_and_pulled_from(
+    mongo_db: Database[dict[str, Any]],
+) -> None:
+    """The classes' two steps: `$set: []` where the field is missing (an enrollment made
+    before classes existed; one that has the array keeps it), then `$addToSet` in bulk; a
+    class leaving is a `$pull`."""
+    col = mongo_db["enrollments"]
+    col.insert_many([{"_id": "a"}, {"_id": "b", "classes": ["k0"]}, {"_id": "c"}])
+    missing = {"_id": {"$in": ["a", "b"]}, "classes": {"$exists": False}}
+    assert col.update_many(missing, {"$set": {"classes": []}}).modified_count == 1
+    col.bulk_write(
+        [
+            UpdateOne({"_id": i}, {"$addToSet": {"classes": "k1"}, "$set": {"name": i.upper()}})
+            for i in ("a", "b", "a")
+        ],  # fmt: skip
+        ordered=False,
+    )
+    assert [(d["_id"], d.get("classes"), d.get("name")) for d in col.find({}).sort("_id")] == [
+        ("a", ["k1"], "A"),
+        ("b", ["k0", "k1"], "B"),
+        ("c", None, None),
+    ]
+    col.update_one({"_id": "b"}, {"$pull": {"classes": "k0"}})
+    col.update_one({"_id": "a"}, {"$pull": {"classes": "k1"}})
+    assert [d.get("classes") for d in col.find({}).sort("_id")] == [[], ["k1"], None]
+
+
+def test_equality_on_an_array_field_matches_an_element_sorted_and_cut(
+    mongo_db: Database[dict[str, Any]],
+) -> None:
+    """A class page: `{course_id, classes: k}` (an element match) sorted on a total and the
+    student id, after a position, limited; served by a multikey index."""
+    col = mongo_db["enrollments"]
+    col.create_index([("classes", ASCENDING), ("done", ASCENDING), ("student_id", ASCENDING)])
+    col.insert_many(
+        [
+            {"student_id": "s1", "course_id": "c", "classes": ["k1", "k2"], "done": 3},
+            {"student_id": "s2", "course_id": "c", "classes": ["k2"], "done": 1},
+            {"student_id": "s3", "course_id": "c", "classes": ["k1"], "done": 1},
+            {"student_id": "s4", "course_id": "c", "classes": [], "done": 0},
+            {"student_id": "s5", "course_id": "c", "done": 2},
+            {"student_id": "s6", "course_id": "d", "classes": ["k1"], "done": 0},
+        ]
+    )
+    k1 = {"course_id": "c", "classes": "k1"}
+    order = [("done", DESCENDING), ("student_id", DESCENDING)]
+    assert [d["student_id"] for d in col.find(k1).sort(order).limit(5)] == ["s1", "s3"]
+    after = {**k1, "done": 1, "student_id": {"$lt": "s3"}}
+    assert list(col.find(after)) == []
+    k2_first = col.find({"course_id": "c", "classes": "k2"}).sort("student_id").limit(1)
+    assert [d["student_id"] for d in k2_first] == ["s1"]
+    assert col.count_documents({"course_id": "c"}) == 5
+
+
+def test_unset_removes_the_field_from_every_match(mongo_db: Database[dict[str, Any]]) -> None:
+    col = mongo_db["enrollments"]
+    col.insert_many(
+        [{"_id": 1, "s": "x", "name": "N"}, {"_id": 2, "s": "x"}, {"_id": 3, "s": "y", "name": "M"}]
+    )
+    col.update_many({"s": "x"}, {"$unset": {"name": ""}})
+    assert [d.get("name") for d in col.find({}).sort("_id")] == [None, None, "M"]

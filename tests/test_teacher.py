@@ -154,6 +154,7 @@ def test_csv_parses_back_to_the_same_rows(klass: Stack) -> None:
                 "watched_seconds": float(row["watched_seconds"]),
                 "unverified_seconds": float(row["unverified_seconds"]),
                 "last_active": row["last_active"] or None,
+                "name": row["name"] or None,  # an empty cell: no roster name
             }
             for row in parsed
         ] == as_json

@@ -108,3 +108,28 @@ def test_a_matrix_page_reads_one_page_of_documents_and_equals_the_whole_matrix(
             break
     assert cursor is None and len(seen) == STUDENTS
     assert seen == [by_student[r.student_id] for r in expected]
+
+
+@pytest.mark.parametrize("sort", ["student_id", "-progress", "last_active"])
+def test_a_class_scoped_page_reads_one_page_of_its_class(
+    counted: tuple[MongoStore, DocumentsRead], sort: str
+) -> None:
+    """An LMS class (shared/lti/classes.py): half the course, by the enrollments' `classes`
+    array; its pages read one page of documents and hold exactly that class's students."""
+    store, listener = counted
+    course = the_course()
+    ids = [f"s{i:04d}" for i in range(STUDENTS)]
+    store.enrollments.update_many({"student_id": {"$in": ids[::2]}}, {"$set": {"classes": ["k1"]}})
+    store.enrollments.update_many({"student_id": {"$in": ids[1::2]}}, {"$set": {"classes": ["k2"]}})
+    seen: list[str] = []
+    cursor, pages = None, 0
+    while pages == 0 or cursor is not None:
+        (chunk, cursor), n = reads(
+            listener,
+            lambda c=cursor: teacher_views.class_page(store, course, sort, 50, c, "k1"),
+        )
+        assert n <= 50 + CONSTANT, (sort, pages, n)
+        seen += [row.student_id for row in chunk]
+        pages += 1
+    assert sorted(seen) == ids[::2] and len(seen) == len(set(seen))
+    assert pages == -(-len(ids[::2]) // 50)

@@ -1,6 +1,7 @@
 """`rq cron workers.cron`: enqueue a flush every FLUSH_TICK_S, so that keys nobody writes to
 any more are flushed too, a maintenance pass every few minutes, and the deliveries of xAPI
-statements and webhooks every OUTBOX_TICK_S when they are configured."""
+statements and webhooks every OUTBOX_TICK_S when they are configured, and the LTI roster syncs
+that are due (LTI_ROSTER_SYNC_INTERVAL_S)."""
 
 from rq import cron
 
@@ -13,6 +14,7 @@ from workers.maintenance import (
     rebuild_rollups,
     reconcile_completions,
 )
+from workers.roster import sync_rosters
 
 _settings = get_settings()
 cron.register(
@@ -48,6 +50,13 @@ cron.register(  # runs when the clock starts (after an upgrade), then daily
     queue_name=_settings.queue_name,
     interval=86400,
     job_timeout=3600,
+    result_ttl=600,
+)
+cron.register(  # each pass enqueues the classes whose roster is older than the interval
+    sync_rosters,
+    queue_name=_settings.queue_name,
+    interval=min(600, _settings.lti_roster_sync_interval_s),
+    job_timeout=300,
     result_ttl=600,
 )
 deliveries = [

@@ -21,6 +21,7 @@ const student = (i: number): ClassRow => ({
   watched_seconds: i,
   unverified_seconds: i % 7,
   last_active: null,
+  name: null,
 });
 
 /** A server holding `n` students, paged by an opaque cursor (the offset), sorted by id. */
@@ -56,6 +57,15 @@ describe("ClassTable", () => {
     expect(screen.queryByTestId("class-more")).toBeNull();
     expect(screen.getByTestId("class-count").textContent).toBe("Showing 1001 of 1001 students");
     expect(calls.map((u) => u.searchParams.get("cursor"))).toEqual([null, "400", "800"]);
+  });
+
+  it("shows the roster's name where the row has one, else the student id", async () => {
+    const rows = [student(1), { ...student(2), name: "Ada Lovelace" }, student(3)];
+    fakeApi({ "GET /api/teacher/courses/c1/progress": () => ({ rows, next_cursor: null }) });
+    render(<ClassTable courseId="c1" enrolled={3} pageSize={10} onUnauthorized={() => {}} />);
+    await waitFor(() => expect(rowIds()).toHaveLength(3));
+    const links = screen.getAllByRole("row").slice(1).map((r) => r.querySelector("a")?.textContent);
+    expect(links).toEqual(["s-0001", "Ada Lovelace", "s-0003"]);
   });
 
   it("sorts on the server from header buttons and says so with aria-sort", async () => {

@@ -179,11 +179,13 @@ export function ClassTable({
               }}
             >
               <td>
-                <a href={studentHref(courseId, row.student_id)}>{row.student_id}</a>
+                <a href={studentHref(courseId, row.student_id)} title={row.student_id}>
+                  {row.name ?? row.student_id}
+                </a>
               </td>
               <td>
                 <div className="progress-cell">
-                  <ProgressBar value={row.progress_percentage} label={`${row.student_id} progress`} />
+                  <ProgressBar value={row.progress_percentage} label={`${row.name ?? row.student_id} progress`} />
                   <span>{percent(row.progress_percentage)}</span>
                 </div>
               </td>

@@ -144,7 +144,7 @@ export function MatrixPage({ courseId, onUnauthorized }: { courseId: string; onU
                   >
                     <div role="rowheader" className="matrix-name" style={{ width: NAME_W }}>
                       <a href={`#/teacher/${encodeURIComponent(courseId)}/student/${encodeURIComponent(row.student_id)}`}>
-                        {row.student_id}
+                        {row.name ?? row.student_id}
                       </a>
                     </div>
                     {materials.map((m, j) => {

@@ -4,6 +4,27 @@
  */
 
 export interface paths {
+    "/api/admin/lti/contexts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Contexts
+         * @description Every LMS context the tool has seen at a launch, by platform and context id, with the
+         *     course whose teacher routes show its class, and its NRPS roster's last sync and error.
+         */
+        get: operations["list_contexts_api_admin_lti_contexts_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/admin/lti/platforms": {
         parameters: {
             query?: never;
@@ -144,7 +165,8 @@ export interface paths {
         };
         /**
          * Get Course
-         * @description The course, for its enrolled students, its teachers and admins.
+         * @description The course, for its enrolled students, its teachers (an LMS class's instructor: the
+         *     course of their class) and admins.
          */
         get: operations["get_course_api_courses__course_id__get"];
         /**
@@ -358,7 +380,8 @@ export interface paths {
          * Progress Matrix
          * @description Materials in course order and one row per enrolled student with each material's
          *     progress percentage and completion, sorted like the class table; all rows unless
-         *     `?limit=`; `?format=csv` streams `student_id,<material_id>...` with the percentages.
+         *     `?limit=`; `?format=csv` streams `student_id,<material_id>...` with the percentages. A
+         *     teacher launched from an LMS class sees that class's students, with the roster's `name`.
          */
         get: operations["progress_matrix_api_teacher_courses__course_id__matrix_get"];
         put?: never;
@@ -380,7 +403,8 @@ export interface paths {
          * Class Progress
          * @description One row per enrolled student (those without progress at 0), sorted and paginated, or
          *     the whole table as CSV with `?format=csv` or `Accept: text/csv`; `?inactive_days=` and
-         *     `?q=` narrow both.
+         *     `?q=` narrow both. A teacher launched from an LMS class sees that class's students, each
+         *     with the roster's `name`.
          */
         get: operations["class_progress_api_teacher_courses__course_id__progress_get"];
         put?: never;
@@ -420,7 +444,8 @@ export interface paths {
         };
         /**
          * Student Progress
-         * @description A student's course view: the same shape and numbers the student sees.
+         * @description A student's course view: the same shape and numbers the student sees. A teacher
+         *     launched from an LMS class sees only that class's active students (404 for others).
          */
         get: operations["student_progress_api_teacher_courses__course_id__students__student_id__progress_get"];
         put?: never;
@@ -624,6 +649,8 @@ export interface components {
             completed_materials: number;
             /** Last Active */
             last_active: string | null;
+            /** Name */
+            name?: string | null;
             /** Progress Percentage */
             progress_percentage: number;
             /** Student Id */
@@ -842,6 +869,38 @@ export interface components {
              */
             keys: components["schemas"]["Jwk"][];
         };
+        /** LtiContext */
+        LtiContext: {
+            /**
+             * Context Id
+             * @description as the LMS sent it
+             */
+            context_id: string;
+            /**
+             * Course Id
+             * @description the course whose teacher routes show the context's class (None until a launch links a material)
+             */
+            course_id: string | null;
+            /** Platform Id */
+            platform_id: string;
+            /**
+             * Roster Error
+             * @description why the last roster sync failed, if it did
+             */
+            roster_error?: string | null;
+            /**
+             * Roster Synced At
+             * @description epoch seconds of the last complete NRPS roster sync (None: never)
+             */
+            roster_synced_at?: number | null;
+            /** Title */
+            title: string | null;
+        };
+        /** LtiContexts */
+        LtiContexts: {
+            /** Rows */
+            rows: components["schemas"]["LtiContext"][];
+        };
         /** LtiPlatforms */
         LtiPlatforms: {
             /** Rows */
@@ -972,6 +1031,11 @@ export interface components {
              * @description per material, in `materials` order
              */
             completed: boolean[];
+            /**
+             * Name
+             * @description the LMS roster's name, for display
+             */
+            name?: string | null;
             /**
              * Progress
              * @description per material, in `materials` order
@@ -1317,6 +1381,89 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    list_contexts_api_admin_lti_contexts_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LtiContexts"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
     list_platforms_api_admin_lti_platforms_get: {
         parameters: {
             query?: never;

@@ -46,6 +46,7 @@ class ClassRow(BaseModel):
     last_active: Annotated[
         float | None, PlainSerializer(as_datetime, return_type=datetime | None, when_used="json")
     ]
+    name: str | None = None  # the LMS roster's name, for display (LTI classes)
 
 
 def class_row(
@@ -55,6 +56,7 @@ def class_row(
     watched_seconds: float,
     unverified_seconds: float,
     last_active: float | None,
+    name: str | None = None,
 ) -> ClassRow:
     """A student's row: progress is completed materials / materials of the course."""
     return ClassRow(
@@ -64,6 +66,7 @@ def class_row(
         watched_seconds=round(watched_seconds, 3),
         last_active=last_active,
         unverified_seconds=round(unverified_seconds, 3),
+        name=name,
     )
 
 

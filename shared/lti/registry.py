@@ -199,6 +199,12 @@ class PlatformRegistry:
         return None if doc is None else _platform(doc)
 
     @unavailable_on_outage
+    def by_id(self, platform_id: str) -> Platform | None:
+        """The registration of this platform id (a background job's lookup)."""
+        doc = self.platforms.find_one({"_id": platform_id})
+        return None if doc is None else _platform(doc)
+
+    @unavailable_on_outage
     def record_launch(self, platform_id: str, deployment_id: str | None, now: float) -> None:
         """A launch passed: its time, and (`deployment_id` given: the registration accepts any)
         the deployment in `seen_deployment_ids`, apart from the admin's `deployment_ids`."""

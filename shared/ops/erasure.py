@@ -49,6 +49,7 @@ import redis
 from shared.domain.catalog import Catalog
 from shared.integrations import sessions
 from shared.integrations.outbox import WEBHOOK, XAPI, Outbox, set_tombstones
+from shared.lti.classes import forget_member
 from shared.ops.rollups import rebuild_student
 from shared.storage.clients import Buffer
 from shared.storage.flush_store import HotStore
@@ -68,6 +69,7 @@ class ErasureReport:
     queued_heartbeats: int = 0
     enrollments: int = 0
     outbox_entries: int = 0  # queued or set-aside xAPI statements and webhooks dropped
+    lti_members: int = 0  # LMS class memberships (names, the platform's user id) erased
     # Delivered before the erasure (whole-student erasure only): erase these in the LRS, and
     # tell the webhook receivers, as the school's process requires.
     sent_xapi_statement_ids: list[str] = field(default_factory=list)
@@ -110,6 +112,8 @@ def erase_progress(
     mongo.erase_states(student_id, tombstones, time.time() if now is None else now)
     _forget_completions(mongo, catalog, report)
     erase_from_outboxes(outboxes, report, tombstones)
+    if material_id is None:  # the person, not one material: their LMS identity goes too
+        report.lti_members = forget_member(mongo, student_id)
     return report
 
 

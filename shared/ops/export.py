@@ -25,6 +25,7 @@ from shared.domain.catalog import Catalog, MaterialRef
 from shared.domain.progress import Heartbeat, WatchState, fold
 from shared.integrations.outbox import OUTBOXES, XAPI, Outbox
 from shared.integrations.xapi import StatementBuilder, Video, XapiConfig
+from shared.lti.classes import memberships
 from shared.settings import Settings
 from shared.storage import rollup_store
 from shared.storage.clients import Buffer
@@ -230,6 +231,7 @@ def student_export(
         "enrollments": _json_safe(enrollments),
         "materials": _json_safe(materials),
         "outbox": _json_safe(entries),
+        "lti_memberships": _json_safe(memberships(mongo, student_id)),
     }
 
 

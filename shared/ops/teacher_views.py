@@ -24,41 +24,54 @@ from shared.storage.mongo_store import MongoStore
 CSV_FIELDS = list(ClassRow.model_fields)  # the API's row, in its order
 
 
-def class_table(mongo: MongoStore, course: Course) -> list[ClassRow]:
-    """One row per enrolled student, from the enrollments' rollups (one indexed find)."""
+def class_table(mongo: MongoStore, course: Course, class_id: str | None = None) -> list[ClassRow]:
+    """One row per enrolled student (of one LMS class with `class_id`), from the enrollments'
+    rollups (one indexed find)."""
     total = len(course.materials)
-    return [_row(r.student_id, r.totals, total) for r in rollup_store.course_totals(mongo, course)]
+    found = rollup_store.course_totals(mongo, course, class_id)
+    return [_row(r.student_id, r.totals, total, r.name) for r in found]
 
 
 def filtered_table(
-    mongo: MongoStore, course: Course, inactive_before: float | None, q: str | None
+    mongo: MongoStore,
+    course: Course,
+    inactive_before: float | None,
+    q: str | None,
+    class_id: str | None = None,
 ) -> list[ClassRow]:
     """The class table narrowed to students inactive since `inactive_before` (or never active)
     and whose id contains `q`; MongoDB does the inactivity filter, so only those are read."""
     found = (
-        rollup_store.inactive_totals(mongo, course, inactive_before)
+        rollup_store.inactive_totals(mongo, course, inactive_before, class_id)
         if inactive_before is not None
         else None
     )
     if found is None:
-        rows = class_table(mongo, course)
+        rows = class_table(mongo, course, class_id)
     else:
-        rows = [_row(r.student_id, r.totals, len(course.materials)) for r in found]
+        rows = [_row(r.student_id, r.totals, len(course.materials), r.name) for r in found]
     return analytics.keep_rows(rows, inactive_before, q)
 
 
 def class_page(
-    mongo: MongoStore, course: Course, sort: str, limit: int, cursor: str | None
+    mongo: MongoStore,
+    course: Course,
+    sort: str,
+    limit: int,
+    cursor: str | None,
+    class_id: str | None = None,
 ) -> tuple[list[ClassRow], str | None]:
     """One page of the class table, sorted and cut by MongoDB (one page of documents read);
     the same rows and cursors as sorting the whole table (`analytics.page`), which it falls back
     to while some enrollment's totals are stale. Raises ValueError for a bad sort or cursor."""
     field, descending, db_after = _db_position(course, sort, cursor)
-    found = rollup_store.page_totals(mongo, course, field, descending, limit + 1, db_after)
+    found = rollup_store.page_totals(
+        mongo, course, field, descending, limit + 1, db_after, class_id
+    )
     if found is None:
-        return analytics.page(class_table(mongo, course), sort, limit, cursor)
+        return analytics.page(class_table(mongo, course, class_id), sort, limit, cursor)
     total = len(course.materials)
-    return _cut([_row(r.student_id, r.totals, total) for r in found], sort, limit)
+    return _cut([_row(r.student_id, r.totals, total, r.name) for r in found], sort, limit)
 
 
 def _db_position(
@@ -116,10 +129,10 @@ def _chunked(buffer: io.StringIO, writes: Iterator[Any]) -> Iterator[str]:
     yield buffer.getvalue()
 
 
-def stats(mongo: MongoStore, course: Course) -> dict[str, Any]:
-    """Course stats from the rollups (one find): the same numbers as the class table and the
-    students' course views."""
-    rollups = rollup_store.course_rollups(mongo, course)
+def stats(mongo: MongoStore, course: Course, class_id: str | None = None) -> dict[str, Any]:
+    """Course stats (of one LMS class with `class_id`) from the rollups (one find): the same
+    numbers as the class table and the students' course views."""
+    rollups = rollup_store.course_rollups(mongo, course, class_id)
     material_ids = [m.material_id for m in course.materials]
     return {
         "course_id": course.course_id,
@@ -131,9 +144,11 @@ def stats(mongo: MongoStore, course: Course) -> dict[str, Any]:
     }
 
 
-def _row(student_id: str, t: RollupTotals, total_materials: int) -> ClassRow:
+def _row(
+    student_id: str, t: RollupTotals, total_materials: int, name: str | None = None
+) -> ClassRow:
     return class_row(student_id, t.completed_materials, total_materials, t.watched_seconds,
-                     t.unverified_seconds, t.last_active)  # fmt: skip
+                     t.unverified_seconds, t.last_active, name)  # fmt: skip
 
 
 def summary(mongo: MongoStore, course: Course) -> dict[str, Any]:
@@ -197,21 +212,32 @@ class MatrixRow:
     completed: list[bool]
 
 
-def matrix(mongo: MongoStore, course: Course) -> tuple[list[dict[str, Any]], list[MatrixRow]]:
-    """The course's materials and, per enrolled student, each material's progress and
-    completion (in the materials' order), with the student's class-table row for sorting."""
-    return matrix_header(course), _matrix_rows(rollup_store.course_rollups(mongo, course), course)
+def matrix(
+    mongo: MongoStore, course: Course, class_id: str | None = None
+) -> tuple[list[dict[str, Any]], list[MatrixRow]]:
+    """The course's materials and, per enrolled student (of one LMS class with `class_id`),
+    each material's progress and completion (in the materials' order), with the student's
+    class-table row for sorting."""
+    found = rollup_store.course_rollups(mongo, course, class_id)
+    return matrix_header(course), _matrix_rows(found, course)
 
 
 def matrix_page(
-    mongo: MongoStore, course: Course, sort: str, limit: int, cursor: str | None
+    mongo: MongoStore,
+    course: Course,
+    sort: str,
+    limit: int,
+    cursor: str | None,
+    class_id: str | None = None,
 ) -> tuple[list[MatrixRow], str | None]:
     """One page of the matrix in the class table's order, sorted and cut by MongoDB (one page
     of documents read); the same rows and cursors as paging the whole matrix, which it falls
     back to while some enrollment's totals are stale. Raises ValueError for a bad cursor."""
     field, descending, db_after = _db_position(course, sort, cursor)
-    found = rollup_store.page_rollups(mongo, course, field, descending, limit + 1, db_after)
-    rows = _matrix_rows(found, course) if found is not None else matrix(mongo, course)[1]
+    found = rollup_store.page_rollups(
+        mongo, course, field, descending, limit + 1, db_after, class_id
+    )
+    rows = _matrix_rows(found, course) if found is not None else matrix(mongo, course, class_id)[1]
     by_student = {r.row.student_id: r for r in rows}
     if found is not None:
         chunk, next_cursor = _cut([r.row for r in rows], sort, limit)
@@ -233,7 +259,7 @@ def _matrix_rows(found: Iterable[rollup_store.StudentRollup], course: Course) ->
 
 def _matrix_row(r: rollup_store.StudentRollup, ids: list[str], course_ids: str) -> MatrixRow:
     return MatrixRow(
-        _row(r.student_id, r.totals, len(ids)),
+        _row(r.student_id, r.totals, len(ids), r.name),
         _cells(r.columns, course_ids, ids, PROGRESS),
         [c == 1.0 for c in _cells(r.columns, course_ids, ids, COMPLETED)],
     )
@@ -248,9 +274,15 @@ def matrix_csv_lines(material_ids: list[str], rows: Iterable[MatrixRow]) -> Iter
 
 
 def retention_curve(
-    mongo: MongoStore, course: Course, material_id: str, duration: float, buckets: int
+    mongo: MongoStore,
+    course: Course,
+    material_id: str,
+    duration: float,
+    buckets: int,
+    class_id: str | None = None,
 ) -> dict[str, Any]:
-    students = mongo.enrolled_students(course.course_id)
+    """The curve over the course's viewers (one LMS class's with `class_id`)."""
+    students = mongo.enrolled_students(course.course_id, class_id)
     viewers = mongo.watched_ranges(course.course_id, material_id, students) if students else []
     return {
         "material_id": material_id,

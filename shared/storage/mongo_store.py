@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
@@ -145,6 +145,21 @@ def _enrollment_key(student_id: str, course_id: str) -> dict[str, Any]:
     return {"_id": enrollment_id(student_id, course_id), "student_id": student_id}
 
 
+def _new_enrollment(
+    student_id: str, course_id: str, extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    return {
+        "$setOnInsert": {
+            **(extra or {}),
+            "student_id": student_id,
+            "course_id": course_id,
+            "completed_materials": [],
+            "progress_percentage": 0.0,
+            "enrolled_at": time.time(),
+        }
+    }
+
+
 def progress_document(w: StateWrite) -> dict[str, Any]:
     """The flat, queryable fields of a watch_progress document, plus the full state."""
     s = w.state
@@ -214,6 +229,12 @@ class MongoStore:
             )
         # Whether some enrollment's totals are stale: only the stale ones are in the range.
         self.enrollments.create_index([("course_id", ASCENDING), ("rollup_course", ASCENDING)])
+        # One LMS class's page (shared/lti/classes.py): its id in `classes`, then the sort.
+        self.enrollments.create_index([("classes", ASCENDING), ("student_id", ASCENDING)])
+        for total in ("completed_count", "last_active", "watched_seconds", "unverified_seconds"):
+            self.enrollments.create_index(
+                [("classes", ASCENDING), (total, ASCENDING), ("student_id", ASCENDING)]
+            )
 
     # -- watch progress -------------------------------------------------------------------
 
@@ -401,8 +422,10 @@ class MongoStore:
     # -- teacher views --------------------------------------------------------------------
 
     @_unavailable_on_outage
-    def enrolled_students(self, course_id: str) -> list[str]:
-        cursor = self.enrollments.find({"course_id": course_id}, {"_id": 0, "student_id": 1})
+    def enrolled_students(self, course_id: str, class_id: str | None = None) -> list[str]:
+        """The course's students (one LMS class's with `class_id`: shared/lti/classes.py)."""
+        query = {"course_id": course_id} | ({"classes": class_id} if class_id else {})
+        cursor = self.enrollments.find(query, {"_id": 0, "student_id": 1})
         return [doc["student_id"] for doc in cursor]
 
     @_unavailable_on_outage
@@ -433,18 +456,34 @@ class MongoStore:
         """Enroll (idempotent); True when the enrollment is new."""
         result = self.enrollments.update_one(
             _enrollment_key(student_id, course_id),
-            {
-                "$setOnInsert": {
-                    "student_id": student_id,
-                    "course_id": course_id,
-                    "completed_materials": [],
-                    "progress_percentage": 0.0,
-                    "enrolled_at": time.time(),
-                }
-            },
+            _new_enrollment(student_id, course_id),
             upsert=True,
         )
         return result.upserted_id is not None
+
+    @_unavailable_on_outage
+    def enroll_many(
+        self,
+        student_ids: list[str],
+        course_id: str,
+        extra: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> list[str]:
+        """Enroll each (idempotent), with unordered bulk upserts, a new enrollment holding the
+        student's `extra` fields too; returns the students newly enrolled."""
+        new: list[str] = []
+        for i in range(0, len(student_ids), 1000):
+            chunk = student_ids[i : i + 1000]
+            ops = [
+                UpdateOne(
+                    _enrollment_key(s, course_id),
+                    _new_enrollment(s, course_id, (extra or {}).get(s, {})),
+                    upsert=True,
+                )
+                for s in chunk
+            ]
+            result = self.enrollments.bulk_write(ops, ordered=False)
+            new += [chunk[index] for index in result.upserted_ids or {}]
+        return new
 
     @_unavailable_on_outage
     def unenroll(self, student_id: str, course_id: str) -> bool:

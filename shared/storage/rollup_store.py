@@ -41,13 +41,24 @@ INTERNAL_FIELDS = {"rollup": 0, "rollup_ids": 0, "rollup_rev": 0, "rollup_course
 ATTEMPTS = 8
 READ_CHUNK = 500  # enrollment ids per `$in`
 TOTAL_FIELDS = {"_id": 0, "student_id": 1, "rollup_course": 1, "completed_count": 1,
-                "watched_seconds": 1, "unverified_seconds": 1, "last_active": 1}  # fmt: skip
+                "watched_seconds": 1, "unverified_seconds": 1, "last_active": 1,
+                "name": 1}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
 class EnrollmentRollup:
     student_id: str
     totals: RollupTotals
+    name: str | None = None  # the LMS roster's name for display (shared/lti/classes.py)
+
+
+def scope(course: Course, class_id: str | None) -> dict[str, Any]:
+    """The enrollments a view reads: the course's, or one LMS class's within it (an array
+    element match on `classes`, indexed with each sort total)."""
+    found: dict[str, Any] = {"course_id": course.course_id}
+    if class_id is not None:
+        found["classes"] = class_id
+    return found
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
@@ -207,43 +218,50 @@ class StudentRollup:
     student_id: str
     totals: RollupTotals
     columns: rollup.Columns
+    name: str | None = None
 
 
-def course_rollups(mongo: MongoStore, course: Course) -> list[StudentRollup]:
+def course_rollups(
+    mongo: MongoStore, course: Course, class_id: str | None = None
+) -> list[StudentRollup]:
     """Every enrolled student's rollup, from one find (whole documents: on the stand-in a
     projection costs more than it saves). Totals computed for another version of the course
-    are recomputed from the entries; an enrollment without a rollup yet reads as empty."""
+    are recomputed from the entries; an enrollment without a rollup yet reads as empty.
+    `class_id`: one LMS class's students only."""
     fingerprint = rollup.course_fingerprint(course)
     found = []
-    for doc in _find(mongo, {"course_id": course.course_id}, {}):
+    for doc in _find(mongo, scope(course, class_id), {}):
         fresh = doc.get("rollup_course") == fingerprint
         totals = _totals_of(doc) if fresh else rollup.totals(rollup.entries_of(doc), course)
-        found.append(StudentRollup(doc["student_id"], totals, rollup.columns(doc)))
+        found.append(StudentRollup(doc["student_id"], totals, rollup.columns(doc), doc.get("name")))
     return found
 
 
-def course_totals(mongo: MongoStore, course: Course) -> list[EnrollmentRollup]:
-    """Each enrolled student's totals from one find of small fields; a document whose totals
-    were computed for another version of the course is recomputed from its entries."""
+def course_totals(
+    mongo: MongoStore, course: Course, class_id: str | None = None
+) -> list[EnrollmentRollup]:
+    """Each enrolled student's totals (of one LMS class with `class_id`) from one find of small
+    fields; a document whose totals were computed for another version of the course is
+    recomputed from its entries."""
     fingerprint = rollup.course_fingerprint(course)
     rows: list[EnrollmentRollup] = []
     stale: list[str] = []
-    for doc in _find(mongo, {"course_id": course.course_id}, TOTAL_FIELDS):
+    for doc in _find(mongo, scope(course, class_id), TOTAL_FIELDS):
         if doc.get("rollup_course") != fingerprint:
             stale.append(doc["student_id"])
             continue
-        rows.append(EnrollmentRollup(doc["student_id"], _totals_of(doc)))
+        rows.append(EnrollmentRollup(doc["student_id"], _totals_of(doc), doc.get("name")))
     for chunk in _chunks(stale, READ_CHUNK):
         ids = [enrollment_id(s, course.course_id) for s in chunk]
-        fields = {"student_id": 1, "rollup": 1, "rollup_ids": 1}
+        fields = {"student_id": 1, "rollup": 1, "rollup_ids": 1, "name": 1}
         for doc in _find(mongo, {"_id": {"$in": ids}}, fields):
             totals = rollup.totals(rollup.entries_of(doc), course)
-            rows.append(EnrollmentRollup(doc["student_id"], totals))
+            rows.append(EnrollmentRollup(doc["student_id"], totals, doc.get("name")))
     return rows
 
 
 def inactive_totals(
-    mongo: MongoStore, course: Course, before: float
+    mongo: MongoStore, course: Course, before: float, class_id: str | None = None
 ) -> list[EnrollmentRollup] | None:
     """The totals of students last active before `before` or never, read by MongoDB's filter
     (two finds, only the matching documents); None while some enrollment's totals are stale."""
@@ -251,8 +269,8 @@ def inactive_totals(
         return None
     found = []
     for condition in (None, {"$lt": before}):  # never active; active before
-        query = {"course_id": course.course_id, "last_active": condition}
-        found += [EnrollmentRollup(d["student_id"], _totals_of(d))
+        query = {**scope(course, class_id), "last_active": condition}
+        found += [EnrollmentRollup(d["student_id"], _totals_of(d), d.get("name"))
                   for d in _find(mongo, query, TOTAL_FIELDS)]  # fmt: skip
     return found
 
@@ -295,6 +313,7 @@ def page_totals(
     descending: bool,
     limit: int,
     after: tuple[Any, str] | None,
+    class_id: str | None = None,
 ) -> list[EnrollmentRollup] | None:
     """Up to `limit` students' totals in (field, student_id) order after `after`, sorted and
     cut by MongoDB, so only one page of documents is read. None when some enrollment's totals
@@ -302,10 +321,10 @@ def page_totals(
 
     `after` is (field value, student_id) of the last row shown; a None value (never active)
     sorts before every number, as in MongoDB."""
-    docs = _page_docs(mongo, course, field, descending, limit, after, TOTAL_FIELDS)
+    docs = _page_docs(mongo, course, field, descending, limit, after, TOTAL_FIELDS, class_id)
     if docs is None:
         return None
-    return [EnrollmentRollup(d["student_id"], _totals_of(d)) for d in docs]
+    return [EnrollmentRollup(d["student_id"], _totals_of(d), d.get("name")) for d in docs]
 
 
 def page_rollups(
@@ -315,14 +334,16 @@ def page_rollups(
     descending: bool,
     limit: int,
     after: tuple[Any, str] | None,
+    class_id: str | None = None,
 ) -> list[StudentRollup] | None:
     """As `page_totals`, with each student's per-material columns (the matrix's page): one
     page of documents read, or None while some enrollment's totals are stale."""
     fields = {**TOTAL_FIELDS, "rollup": 1, "rollup_ids": 1}
-    docs = _page_docs(mongo, course, field, descending, limit, after, fields)
+    docs = _page_docs(mongo, course, field, descending, limit, after, fields, class_id)
     if docs is None:
         return None
-    return [StudentRollup(d["student_id"], _totals_of(d), rollup.columns(d)) for d in docs]
+    return [StudentRollup(d["student_id"], _totals_of(d), rollup.columns(d), d.get("name"))
+            for d in docs]  # fmt: skip
 
 
 def _any_stale(mongo: MongoStore, course: Course) -> bool:
@@ -341,9 +362,11 @@ def _page_docs(
     limit: int,
     after: tuple[Any, str] | None,
     fields: dict[str, Any],
+    class_id: str | None = None,
 ) -> list[dict[str, Any]] | None:
     """The page's documents (see `page_totals`), each query served by the (course_id, field,
-    student_id) index; None while some enrollment's totals are stale."""
+    student_id) index (with `class_id`, the (classes, field, student_id) one); None while some
+    enrollment's totals are stale."""
     if _any_stale(mongo, course):
         return None
     d = -1 if descending else 1
@@ -367,7 +390,7 @@ def _page_docs(
     for query, sort in queries:
         if len(found) >= limit:
             break
-        cursor = mongo.enrollments.find({"course_id": course.course_id, **query}, fields)
+        cursor = mongo.enrollments.find({**scope(course, class_id), **query}, fields)
         found += cursor.sort(sort).limit(limit - len(found))
     return found
 

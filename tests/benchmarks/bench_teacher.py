@@ -22,6 +22,7 @@ import random
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -132,7 +133,7 @@ def timed(
 
 
 # The view each counted route calls, as the route calls it.
-VIEWS = {
+VIEWS: dict[str, Callable[[MongoStore, Course], object]] = {
     "class table, first page of 100": lambda m, c: teacher_views.class_page(
         m, c, "student_id", 100, None),
     "class table, page of 50 by -progress": lambda m, c: teacher_views.class_page(

@@ -1,0 +1,403 @@
+"""LMS contexts, classes and NRPS rosters (API.md, "LTI 1.3 Advantage": Classes, Roster;
+shared/lti/classes.py, shared/lti/roster.py) against the suite's LMS (tests/lti_platform.py):
+lti1p3platform signs the launches; the platform's server issues service tokens (strict client
+assertion checks, scopes per endpoint) and serves the roster in pages linked by `Link`
+headers. The sync job's function runs here in the test (workers/roster.py `run_sync`); the
+system test at the end runs it in real RQ worker processes. Time moves on a MockedClock."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from fastapi.testclient import TestClient
+from pymongo.database import Database
+
+from shared.clock import MockedClock
+from shared.lti.classes import class_id_of
+from shared.lti.identity import user_id_of
+from shared.lti.roster import RosterUnreadable
+from shared.lti.service_token import ServiceTokens
+from shared.settings import Settings
+from tests.helpers import (
+    CLASS_COURSE,
+    CLASS_COURSE_ID,
+    COURSE_ID,
+    bearer,
+    heartbeat,
+    make_settings,
+    present,
+    wait_until,
+)
+from tests.lti_platform import (
+    AGS_SCORE_SCOPE,
+    CLIENT_ID,
+    INSTRUCTOR,
+    LEARNER,
+    NRPS_SCOPE,
+    PLATFORM_ID,
+    VIDEO,
+    Lms,
+)
+from tests.test_lti_launch import login, open_app, post_launch
+from workers.context import WorkerContext, build_context
+from workers.flush import flush_batch
+from workers.roster import run_sync
+
+ROSTER_PATH = "/nrps/ctx-1"
+TEACHER = [INSTRUCTOR]
+
+
+@pytest.fixture
+def lms() -> Iterator[Lms]:
+    platform = Lms()
+    yield platform
+    platform.close()
+
+
+@pytest.fixture
+def settings(redis_url: str, mongo_url: str) -> Settings:
+    return make_settings(redis_url, mongo_url)
+
+
+@pytest.fixture
+def clock() -> MockedClock:
+    return MockedClock(time.time())  # lti1p3platform stamps iat/exp with the system time
+
+
+@pytest.fixture
+def client(settings: Settings, clock: MockedClock, lms: Lms) -> Iterator[TestClient]:
+    c = open_app(settings, clock, lms, ["dep-1"])
+    lms.serve_service_tokens(lambda: c.get("/lti/jwks").json())
+    lms.now = clock.time  # the platform's time is the tool's
+    yield c
+    c.__exit__(None, None, None)
+
+
+@pytest.fixture
+def worker(settings: Settings, clock: MockedClock) -> Iterator[WorkerContext]:
+    ctx = build_context(settings, clock)
+    yield ctx
+    ctx.mongo.close()
+
+
+def member(sub: str, name: str, roles: list[str] | None = None, **extra: Any) -> dict[str, Any]:
+    given, family = name.split(" ", 1)
+    return {"user_id": sub, "name": name, "given_name": given, "family_name": family,
+            "roles": roles or [LEARNER], **extra}  # fmt: skip
+
+
+def launch(client: TestClient, lms: Lms, **claims: Any) -> str:
+    """A launch through login and the platform; the session token its page hands over."""
+    r = post_launch(client, lms.authorize(login(client, lms), **claims))
+    assert r.status_code == 200, r.text
+    found = re.search(r'href="/#/launch/([^/"]+)/', r.text)
+    assert found, r.text
+    return found.group(1)
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def table(client: TestClient, headers: dict[str, str], **params: Any) -> list[tuple[str, Any]]:
+    r = client.get(f"/api/teacher/courses/{COURSE_ID}/progress", headers=headers, params=params)
+    assert r.status_code == 200, r.text
+    return [(row["student_id"], row["name"]) for row in r.json()["rows"]]
+
+
+def uid(sub: str) -> str:
+    return user_id_of(PLATFORM_ID, sub)
+
+
+# -- contexts -----------------------------------------------------------------------------
+
+
+def test_every_launch_context_is_listed_for_admins_with_its_course(
+    client: TestClient, lms: Lms, settings: Settings, clock: MockedClock
+) -> None:
+    launch(client, lms, context=("ctx-1", "Physics"))
+    launch(client, lms, context=("ctx:2/b", "Optics"), sub="u-9", roles=TEACHER)
+    launch(client, lms, context=("ctx-1", "Physics (renamed)"), sub="u-8")
+    admin = bearer(settings, "root", "admin", now=clock.time())
+    r = client.get("/api/admin/lti/contexts", headers=admin)
+    assert r.status_code == 200, r.text
+    never = {"roster_synced_at": None, "roster_error": None}
+    assert r.json() == {
+        "rows": [
+            {"platform_id": PLATFORM_ID, "context_id": "ctx-1", "title": "Physics (renamed)",
+             "course_id": COURSE_ID, **never},
+            {"platform_id": PLATFORM_ID, "context_id": "ctx:2/b", "title": "Optics",
+             "course_id": COURSE_ID, **never},
+        ]
+    }  # fmt: skip
+    teacher = bearer(settings, "t-1", "teacher", now=clock.time())
+    assert client.get("/api/admin/lti/contexts", headers=teacher).status_code == 403
+
+
+def test_a_deep_linking_launch_keeps_its_context_before_any_material_is_linked(
+    client: TestClient, lms: Lms, settings: Settings, clock: MockedClock
+) -> None:
+    form = lms.authorize_deep_link(login(client, lms), roles=TEACHER, context=("ctx-new", "New"))
+    assert post_launch(client, form).status_code == 200
+    admin = bearer(settings, "root", "admin", now=clock.time())
+    rows = client.get("/api/admin/lti/contexts", headers=admin).json()["rows"]
+    never = {"roster_synced_at": None, "roster_error": None}
+    assert rows == [{"platform_id": PLATFORM_ID, "context_id": "ctx-new", "title": "New",
+                     "course_id": None, **never}]  # fmt: skip
+
+
+# -- classes ------------------------------------------------------------------------------
+
+
+def test_an_instructor_sees_their_class_only_by_roster_names(
+    client: TestClient, lms: Lms, settings: Settings, clock: MockedClock
+) -> None:
+    launch(client, lms, sub="u-1", name="Ada Lovelace", context=("ctx-1", "Physics A"))
+    launch(client, lms, sub="u-2", name="Alan Turing", context=("ctx-2", "Physics B"))
+    token = launch(client, lms, sub="t-1", roles=TEACHER, context=("ctx-1", "Physics A"))
+    teacher = auth(token)
+    assert table(client, teacher) == [(uid("u-1"), "Ada Lovelace")]
+    assert table(client, teacher, format="json", q="lti") == [(uid("u-1"), "Ada Lovelace")]
+    matrix = client.get(f"/api/teacher/courses/{COURSE_ID}/matrix", headers=teacher).json()
+    assert [(r["student_id"], r["name"]) for r in matrix["rows"]] == [(uid("u-1"), "Ada Lovelace")]
+    paged = client.get(
+        f"/api/teacher/courses/{COURSE_ID}/matrix", headers=teacher, params={"limit": 10}
+    ).json()
+    assert [r["student_id"] for r in paged["rows"]] == [uid("u-1")]
+    stats = client.get(f"/api/teacher/courses/{COURSE_ID}/stats", headers=teacher).json()
+    assert stats["enrolled"] == 1
+    course = client.get(f"/api/courses/{COURSE_ID}", headers=teacher)  # the dashboard's read
+    assert course.status_code == 200, course.text
+    drill = f"/api/teacher/courses/{COURSE_ID}/students/{{}}/progress"
+    assert client.get(drill.format(uid("u-1")), headers=teacher).status_code == 200
+    assert client.get(drill.format(uid("u-2")), headers=teacher).status_code == 404
+    admin = bearer(settings, "root", "admin", now=clock.time())
+    assert sorted(table(client, admin)) == sorted(
+        [(uid("u-1"), "Ada Lovelace"), (uid("u-2"), "Alan Turing")]
+    )
+    other = f"/api/courses/{CLASS_COURSE_ID}"
+    assert client.put(other, json=CLASS_COURSE, headers=admin).status_code == 201
+    r = client.get(f"/api/teacher/courses/{CLASS_COURSE_ID}/progress", headers=teacher)
+    assert r.status_code == 403, r.text  # their class is in another course
+
+
+def test_a_renewed_instructor_session_keeps_its_class(client: TestClient, lms: Lms) -> None:
+    launch(client, lms, sub="u-1", name="Ada Lovelace", context=("ctx-1", "Physics A"))
+    launch(client, lms, sub="u-2", name="Alan Turing", context=("ctx-2", "Physics B"))
+    token = launch(client, lms, sub="t-1", roles=TEACHER, context=("ctx-2", "Physics B"))
+    renewed = client.post("/lti/session", headers=auth(token))
+    assert renewed.status_code == 200, renewed.text
+    assert table(client, auth(renewed.json()["token"])) == [(uid("u-2"), "Alan Turing")]
+
+
+def test_a_class_claim_in_an_identity_provider_token_is_ignored(
+    client: TestClient, lms: Lms, settings: Settings, clock: MockedClock
+) -> None:
+    """Only the tool's own sessions scope a teacher to a class: a school token claiming one
+    teaches nothing it did not teach before."""
+    launch(client, lms, sub="u-1", name="Ada Lovelace")
+    scope = {"id": class_id_of(PLATFORM_ID, "ctx-1"), "course_id": COURSE_ID}
+    claims = {"sub": "t-x", "role": "teacher", "exp": clock.time() + 600, "lti_class": scope}
+    forged = jwt.encode(claims, present(settings.jwt_secret).get_secret_value(), "HS256")
+    r = client.get(f"/api/teacher/courses/{COURSE_ID}/progress", headers=auth(forged))
+    assert r.status_code == 403, r.text
+
+
+# -- rosters ------------------------------------------------------------------------------
+
+
+def roster_of(n: int) -> list[dict[str, Any]]:
+    return [member(f"r-{i:02d}", f"Learner{i:02d} Roster") for i in range(n)]
+
+
+def test_an_instructor_launch_syncs_every_learner_over_three_pages(
+    client: TestClient, lms: Lms, worker: WorkerContext, mongo_db: Database[dict[str, Any]]
+) -> None:
+    learners = roster_of(7)
+    others = [
+        member("t-1", "Grace Hopper", [INSTRUCTOR]),
+        member("r-gone", "Old Student", [LEARNER], status="Inactive"),
+    ]
+    url = lms.serve_roster(ROSTER_PATH, [*learners[:3], *others, *learners[3:]], page_size=3)
+    launch(client, lms, sub="r-00", name="Learner00 Roster")  # one of them launched before
+    token = launch(client, lms, sub="t-1", roles=TEACHER, memberships_url=url)
+    class_id = class_id_of(PLATFORM_ID, "ctx-1")
+    outcome = run_sync(worker, class_id)
+    assert outcome is not None and (outcome.active, outcome.deactivated) == (7, 0)
+    assert lms.roster_pages_read(ROSTER_PATH) == 3
+    expected = sorted((uid(m["user_id"]), m["name"]) for m in learners)
+    assert table(client, auth(token), limit=1000) == expected
+    assert mongo_db["lti_contexts"].find_one({"_id": class_id})["roster_error"] is None  # type: ignore[index]
+    assert len(lms.jtis) == 1  # one token, its assertion checked strictly by the platform
+
+
+def test_a_failed_page_changes_nothing(
+    client: TestClient, lms: Lms, worker: WorkerContext, settings: Settings, clock: MockedClock
+) -> None:
+    roster = roster_of(7)
+    url = lms.serve_roster(ROSTER_PATH, roster, page_size=3)
+    token = launch(client, lms, sub="t-1", roles=TEACHER, memberships_url=url)
+    class_id = class_id_of(PLATFORM_ID, "ctx-1")
+    run_sync(worker, class_id)
+    synced_at = clock.time()
+    before = table(client, auth(token), limit=1000)
+    assert len(before) == 7
+    roster[:] = roster_of(5) + [member("n-1", "New Comer")]  # two pages: two left, one came
+    lms.failing_pages.add(2)
+    with pytest.raises(RosterUnreadable):
+        run_sync(worker, class_id)
+    assert table(client, auth(token), limit=1000) == before
+    admin = bearer(settings, "root", "admin", now=clock.time())
+    (row,) = client.get("/api/admin/lti/contexts", headers=admin).json()["rows"]
+    assert "page 2" in row["roster_error"] and row["roster_synced_at"] == pytest.approx(synced_at)
+
+
+def test_a_learner_who_left_the_roster_is_hidden_and_keeps_their_progress(
+    client: TestClient,
+    lms: Lms,
+    worker: WorkerContext,
+    clock: MockedClock,
+    settings: Settings,
+    mongo_db: Database[dict[str, Any]],
+) -> None:
+    roster = roster_of(3)
+    url = lms.serve_roster(ROSTER_PATH, roster, page_size=2)
+    learner = launch(client, lms, sub="r-01", name="Learner01 Roster")
+    r = client.post(
+        f"/api/progress/video/{VIDEO}/watch-time",
+        json=heartbeat(40, played=[[0, 40]]),
+        headers=auth(learner),
+    )
+    assert r.status_code == 202, r.text
+    clock.advance(settings.flush_interval_s + 1)
+    flush_batch(worker, 1000)
+    teacher = auth(launch(client, lms, sub="t-1", roles=TEACHER, memberships_url=url))
+    class_id = class_id_of(PLATFORM_ID, "ctx-1")
+    run_sync(worker, class_id)
+    rows = client.get(f"/api/teacher/courses/{COURSE_ID}/progress", headers=teacher).json()["rows"]
+    watched = {row["student_id"]: row["watched_seconds"] for row in rows}
+    assert watched == {uid("r-00"): 0.0, uid("r-01"): 40.0, uid("r-02"): 0.0}
+
+    del roster[1]  # r-01 left the course in the LMS
+    outcome = run_sync(worker, class_id)
+    assert outcome is not None and (outcome.active, outcome.deactivated) == (2, 1)
+    assert [s for s, _ in table(client, teacher)] == [uid("r-00"), uid("r-02")]
+    admin = bearer(settings, "root", "admin", now=clock.time())
+    assert uid("r-01") not in [s for s, _ in table(client, admin)]
+    kept = mongo_db["watch_progress"].find_one({"student_id": uid("r-01"), "material_id": VIDEO})
+    assert kept is not None and kept["watched_seconds"] == 40.0
+
+    roster.insert(1, member("r-01", "Learner01 Roster"))  # back on the roster
+    run_sync(worker, class_id)
+    rows = client.get(f"/api/teacher/courses/{COURSE_ID}/progress", headers=teacher).json()["rows"]
+    assert {row["student_id"]: row["watched_seconds"] for row in rows} == watched
+
+    roster[2] = {**roster[2], "status": "Inactive"}  # listed, but no longer active
+    outcome = run_sync(worker, class_id)
+    assert outcome is not None and (outcome.active, outcome.deactivated) == (2, 1)
+    assert [s for s, _ in table(client, teacher)] == [uid("r-00"), uid("r-01")]
+
+
+def test_only_a_token_with_the_nrps_scope_reads_the_roster(
+    client: TestClient, lms: Lms, settings: Settings, clock: MockedClock
+) -> None:
+    url = lms.serve_roster(ROSTER_PATH, roster_of(2), page_size=5)
+    launch(client, lms)  # the tool's key exists
+    keys = client.app.state.ctx.lti_keys  # type: ignore[attr-defined]  # Starlette's state
+    platform = client.app.state.ctx.lti_platforms.by_id(PLATFORM_ID)  # type: ignore[attr-defined]
+
+    async def token(scope: str) -> str:
+        async with httpx.AsyncClient() as http:
+            return await ServiceTokens(keys, http).access_token(platform, [scope])
+
+    ags_only = asyncio.run(token(AGS_SCORE_SCOPE))
+    assert lms.tokens[ags_only] == {AGS_SCORE_SCOPE}
+    assert httpx.get(url, headers=auth(ags_only)).status_code == 403
+    assert httpx.get(url).status_code == 401
+    nrps = asyncio.run(token(NRPS_SCOPE))
+    assert httpx.get(url, headers=auth(nrps)).status_code == 200
+
+
+# -- the system: launch over HTTP, the sync in a real worker process ------------------------
+
+
+@pytest.mark.system
+def test_the_instructor_flow_with_real_workers(system_stack: Any, lms: Lms) -> None:
+    """An instructor's launch over HTTP enqueues the sync; a worker process reads the three
+    roster pages and the instructor's class shows every learner, including ones who never
+    launched."""
+    stack = system_stack
+    base = stack.url
+    admin = bearer(stack.settings(), "root", "admin")
+    body = lms.registration_body(["dep-1"])
+    r = httpx.put(f"{base}/api/admin/lti/platforms/sys-{lms.server.server_port}", json=body,
+                  headers=admin)  # fmt: skip
+    assert r.status_code == 201, r.text
+    lms.serve_service_tokens(lambda: httpx.get(f"{base}/lti/jwks").json())
+    roster = roster_of(8)
+    url = lms.serve_roster(ROSTER_PATH, roster, page_size=3)
+    query = {"iss": lms.base, "login_hint": "t-1", "target_link_uri": f"{base}/lti/launch",
+             "client_id": CLIENT_ID}  # fmt: skip
+    started = httpx.get(f"{base}/lti/login", params=query)
+    assert started.status_code == 302, started.text
+    auth_request = dict(httpx.URL(started.headers["location"]).params)
+    form = lms.authorize(auth_request, sub="t-1", roles=TEACHER, memberships_url=url)
+    cookie = f"lti1p3-state-{form['state']}={form['state']}"
+    answer = httpx.post(f"{base}/lti/launch", data=form, headers={"Cookie": cookie})
+    assert answer.status_code == 200, answer.text
+    token = re.search(r'href="/#/launch/([^/"]+)/', answer.text).group(1)  # type: ignore[union-attr]
+    path = f"{base}/api/teacher/courses/{COURSE_ID}/progress"
+    platform_id = f"sys-{lms.server.server_port}"
+    expected = sorted((user_id_of(platform_id, m["user_id"]), m["name"]) for m in roster)
+
+    def shown() -> list[tuple[str, Any]]:
+        rows = httpx.get(path, headers=auth(token), params={"limit": 100}).json()["rows"]
+        return [(row["student_id"], row["name"]) for row in rows]
+
+    wait_until(lambda: shown() == expected, timeout_s=30)
+    assert lms.roster_pages_read(ROSTER_PATH) == 3
+
+
+# -- erasure and export ---------------------------------------------------------------------
+
+
+def test_export_shows_and_erasure_removes_the_identity_mapping_and_roster_entries(
+    client: TestClient, lms: Lms, settings: Settings, clock: MockedClock
+) -> None:
+    launch(client, lms, sub="u-1", name="Ada Lovelace", context=("ctx-1", "Physics A"))
+    admin = bearer(settings, "root", "admin", now=clock.time())
+    export = f"/api/admin/students/{uid('u-1')}/export"
+    shown = client.get(export, headers=admin).json()["lti_memberships"]
+    assert [(m["platform_id"], m["sub"], m["name"], m["context_id"], m["active"])
+            for m in shown] == [(PLATFORM_ID, "u-1", "Ada Lovelace", "ctx-1", True)]  # fmt: skip
+    r = client.delete("/api/admin/progress", headers=admin, params={"student_id": uid("u-1")})
+    assert r.status_code == 200 and r.json()["lti_members"] == 1, r.text
+    assert client.get(export, headers=admin).json()["lti_memberships"] == []
+    assert table(client, admin) == [(uid("u-1"), None)]  # still enrolled, no name kept
+
+
+def test_a_class_is_due_for_its_next_sync_one_interval_after_the_last(
+    client: TestClient, lms: Lms, worker: WorkerContext, clock: MockedClock
+) -> None:
+    url = lms.serve_roster(ROSTER_PATH, roster_of(2), page_size=5)
+    launch(client, lms, sub="u-1", context=("ctx-0", "No roster"))  # never due: no roster URL
+    launch(client, lms, sub="t-1", roles=TEACHER, memberships_url=url)
+    classes = client.app.state.ctx.lti_classes  # type: ignore[attr-defined]  # Starlette's state
+    class_id, interval = class_id_of(PLATFORM_ID, "ctx-1"), 3600
+    assert classes.due_for_sync(clock.time() - interval) == [class_id]  # never synced
+    run_sync(worker, class_id)
+    clock.advance(interval - 1)
+    assert classes.due_for_sync(clock.time() - interval) == []
+    clock.advance(2)
+    assert classes.due_for_sync(clock.time() - interval) == [class_id]
+    lms.failing_pages.add(1)
+    with pytest.raises(RosterUnreadable):
+        run_sync(worker, class_id)
+    assert classes.due_for_sync(clock.time() - interval) == [class_id]  # a failure is no sync
