@@ -5,7 +5,8 @@ rebuild after erasure, enrolment or a course change, an unenrolment). Stats read
 
 An aggregate: `{_id: course_id, seq, sums: [[key, n], ...], pending: [{e, rev, del, d}]}`. An
 enrollment written by the protocol carries `agg_seq` (it is folded: the aggregate holds its
-contribution as stored); one a batch named but never reached may carry `agg_fence`.
+contribution as stored). Only folded enrollments are deleted by the protocol, and those always
+hold a `rollup_rev`; a new enrollment has none until the protocol writes it.
 
 A batch of enrollment writes of one course goes in three steps:
 1. read the enrollments (`rollup_rev`) and compute each one's delta: its new contribution
@@ -16,15 +17,15 @@ A batch of enrollment writes of one course goes in three steps:
 3. write each enrollment with the filter `{rollup_rev: read}`, stamping `agg_seq: q + 1`.
 
 Resolving batch q: an enrollment it named landed when it holds `agg_seq` q (a delete: when it
-is gone, or is a new enrollment). One that did not is fenced first (`rollup_rev` + 1 where it
-still holds the one read, and `agg_fence` q), so that a stalled writer's late write cannot land
-any more, and read again; the deltas of those that did not land are taken back. Writers of a
-course are serialised by the compare-and-set on `seq`, and a batch writes enrollments only after
-its commit, which resolved the batch before it: so whatever step a writer dies in (SIGKILL
-between 2 and 3, or inside 3), no delta is counted twice, and one that did not land is taken
-back by the next commit of the course (the takeover of the dead flush, the next flush, the
-maintenance job's `recount`). Until then the stats may count a batch still in flight, and fall
-back to reading the class while some enrollment is not folded or is stale.
+is gone, or is a new enrollment, without `rollup_rev`). One that did not is fenced first
+(`rollup_rev` + 1 where it still holds the one read), so that a stalled writer's late write
+cannot land any more, and read again; the deltas of those that did not land are taken back.
+Writers of a course are serialised by the compare-and-set on `seq`, and a batch writes
+enrollments only after its commit, which resolved the batch before it: so whatever step a
+writer dies in (SIGKILL between 2 and 3, or inside 3), no delta is counted twice, and one that
+did not land is taken back by the next commit of the course (the takeover of the dead flush,
+the next flush, the maintenance job's `recount`). Until then the stats may count a batch still
+in flight; they fall back to reading the class while some enrollment is not folded or stale.
 """
 
 from __future__ import annotations
@@ -149,7 +150,7 @@ def resolve(mongo: MongoStore, agg: Aggregate) -> Contribution:
     for p in unlanded:  # a no-op where the write landed meanwhile
         mongo.enrollments.update_one(
             {"_id": p["e"], "rollup_rev": rev_token(p["rev"])},
-            {"$inc": {"rollup_rev": 1}, "$set": {"agg_fence": agg.seq}},
+            {"$inc": {"rollup_rev": 1}},
         )
     docs = _states(mongo, [p["e"] for p in unlanded])
     back: Contribution = {}
@@ -160,13 +161,13 @@ def resolve(mongo: MongoStore, agg: Aggregate) -> Contribution:
 
 
 def _landed(p: dict[str, Any], doc: dict[str, Any] | None, seq: int) -> bool:
-    if p.get("del"):  # gone, or a new enrollment (never the one read, nor fenced)
-        return doc is None or (doc.get("rollup_rev") != p["rev"] and doc.get("agg_fence") != seq)
+    if p.get("del"):  # gone, or a new enrollment: no writer reached it before this resolution
+        return doc is None or doc.get("rollup_rev") is None
     return doc is not None and doc.get("agg_seq") == seq
 
 
 def _states(mongo: MongoStore, ids: list[str]) -> dict[str, dict[str, Any]]:
-    fields = {"rollup_rev": 1, "agg_seq": 1, "agg_fence": 1}
+    fields = {"rollup_rev": 1, "agg_seq": 1}
     return {d["_id"]: d for d in mongo.enrollments.find({"_id": {"$in": ids}}, fields)}
 
 

@@ -6,7 +6,7 @@ Fields an enrollment document gains:
 - `rollup_rev`: incremented by every rollup write, the compare-and-set token;
 - `rollup_course`: the fingerprint of the course's materials the totals were computed for;
 - `completed_count`, `watched_seconds`, `unverified_seconds`, `last_active`: the totals;
-- `agg_seq` (and `agg_fence`): its fold into the course aggregate (aggregate_store.py).
+- `agg_seq`: the batch that folded it into the course aggregate (aggregate_store.py).
 
 A write reads the documents (by `_id`), merges its entries (higher version wins), computes the
 totals, commits their change to each course's aggregate (aggregate_store.py) and writes
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 # What only the rollups' own code reads (a student's export leaves these out; the materials'
 # states it holds are the source of them).
 INTERNAL_FIELDS = {"rollup": 0, "rollup_ids": 0, "rollup_rev": 0, "rollup_course": 0,
-                   "agg_seq": 0, "agg_fence": 0}  # fmt: skip
+                   "agg_seq": 0}  # fmt: skip
 ATTEMPTS = 8
 READ_CHUNK = 500  # enrollment ids per `$in`
 TOTAL_FIELDS = {"_id": 0, "student_id": 1, "rollup_course": 1, "completed_count": 1,
@@ -161,6 +161,8 @@ def write_rollups(
 ) -> tuple[int, dict[int, str]]:
     """Step 3: one unordered bulk write of the enrollments, each naming the `rollup_rev` read.
     Returns how many landed, and the indexes MongoDB refused for good, with why."""
+    if not writes:
+        return 0, {}
     ops = [
         UpdateOne(
             {"_id": enrollment_id(*w.key), "student_id": w.key[0],
