@@ -451,8 +451,14 @@ def test_stats_fall_back_to_the_class_while_an_enrollment_is_not_folded(
     assert aggregate_stats(ctx.mongo, course())["enrolled"] == 3
 
 
+@pytest.fixture
+def no_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dead writer's batch is fenced at once (the tests kill writers on purpose)."""
+    monkeypatch.setattr(aggregate_store, "LANDING_GRACE_S", 0.0)
+
+
 def test_a_flush_killed_between_the_aggregate_and_the_enrollments_counts_once(
-    ctx: WorkerContext, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    ctx: WorkerContext, settings: Settings, monkeypatch: pytest.MonkeyPatch, no_grace: None
 ) -> None:
     watch(settings, "ben", "v-100", [[0, 100]], 100)
 
@@ -476,6 +482,30 @@ def test_a_flush_killed_between_the_aggregate_and_the_enrollments_counts_once(
     assert stats["materials"][0]["completed"] == 1  # once, not twice
 
 
+def test_a_commit_lets_the_batch_before_it_land_instead_of_fencing_it(
+    ctx: WorkerContext,
+) -> None:
+    c = course()
+    entry = RollupEntry(1, 30.0, 0.0, 30.0, False, 5.0)
+    first, stamps = rollup_store.commit_rollups(ctx.mongo, {("ana", COURSE_ID): {"v-100": entry}},
+                                                {COURSE_ID: c})  # fmt: skip
+    landed: list[tuple[int, dict[int, str]]] = []
+    # The first writer is still writing when a second one commits: it lands 0.3 s later.
+    writer = threading.Timer(
+        0.3, lambda: landed.append(rollup_store.write_rollups(ctx.mongo, first, stamps))
+    )
+    writer.start()
+    second, stamps2 = rollup_store.commit_rollups(ctx.mongo,
+                                                  {("ben", COURSE_ID): {"v-600": entry}},
+                                                  {COURSE_ID: c})  # fmt: skip
+    rollup_store.write_rollups(ctx.mongo, second, stamps2)
+    writer.join(10)
+    assert landed == [(1, {})]  # not fenced: ana's write landed after the second commit
+    assert rollup.entries_of(stored_rollup(ctx.mongo, "ana")) == {"v-100": entry}
+    assert aggregate_stats(ctx.mongo, c) == recounted_stats(ctx.mongo, c)
+    assert [m["started"] for m in aggregate_stats(ctx.mongo, c)["materials"]] == [1, 1, 0, 0]
+
+
 # The property test's operations: (kind, student, material, version, progress).
 STUDENTS = ("p0", "p1", "p2")
 OPS = st.tuples(
@@ -495,7 +525,7 @@ EXAMPLES = iter(range(10**6))
 # A writer killed after its commit, then an unenrolment that found the enrollment fenced.
 @example(ops=[("crash", 0, 1, 5, 0.0), ("unenroll", 0, 3, 3, 33.333), ("shrink", 1, 2, 5, 0.0)])
 def test_the_aggregate_equals_a_recount_whatever_the_writers_do(
-    ctx: WorkerContext, ops: list[tuple[str, int, int, int, float]]
+    ctx: WorkerContext, ops: list[tuple[str, int, int, int, float]], no_grace: None
 ) -> None:
     """Random rollup writes, writers killed after their aggregate commit (some of their
     enrollment writes never made, or made late, after another writer fenced them),
@@ -526,8 +556,7 @@ def test_the_aggregate_equals_a_recount_whatever_the_writers_do(
         if kind == "apply":
             rollup_store.apply_entries(ctx.mongo, incoming, {cid: current})
         elif kind in ("crash", "partial"):  # killed after its commit, before or in its write
-            writes = rollup_store.plan_writes(ctx.mongo, incoming, {cid: current})
-            stamps = rollup_store.commit_writes(ctx.mongo, writes) if writes else {}
+            writes, stamps = rollup_store.commit_rollups(ctx.mongo, incoming, {cid: current})
             if kind == "partial":
                 rollup_store.write_rollups(ctx.mongo, writes[:1], stamps)
             stalled.append((writes, stamps))
@@ -540,7 +569,7 @@ def test_the_aggregate_equals_a_recount_whatever_the_writers_do(
             admin_ops.save_course(ctx.mongo, ctx.redis, current)
         elif kind == "recount":
             aggregate_store.recount(ctx.mongo, cid)
-    aggregate_store.commit(ctx.mongo, cid, [])  # the next writer resolves the last batch
+    aggregate_store.commit(ctx.mongo, cid, list)  # the next writer resolves the last batch
     counted = recounted_stats(ctx.mongo, current)
     assert aggregate_stats(ctx.mongo, current) == counted
     assert teacher_views.stats(ctx.mongo, current) == counted

@@ -9,8 +9,9 @@ Fields an enrollment document gains:
 - `agg_seq`: the batch that folded it into the course aggregate (aggregate_store.py).
 
 A write reads the documents (by `_id`), merges its entries (higher version wins), computes the
-totals, commits their change to each course's aggregate (aggregate_store.py) and writes
-everything with one unordered bulk write whose filters name the `rollup_rev` read. An update
+totals, commits their change to each course's aggregate (aggregate_store.py: the reads happen
+inside the commit) and writes everything with one unordered bulk write whose filters name the
+`rollup_rev` read. An update
 that lost a race to another writer matched nothing; those documents are read and merged again
 (at most `ATTEMPTS` rounds). Since merging is a join, a repeated, reordered or
 concurrent write (a flush taken over after SIGKILL, a rebuild beside a flush) ends in the same
@@ -34,7 +35,7 @@ from shared.domain.catalog import Course
 from shared.domain.rollup import Contribution, Entries, RollupEntry, RollupTotals
 from shared.errors import Unavailable
 from shared.storage import aggregate_store
-from shared.storage.aggregate_store import CONTRIBUTION_FIELDS
+from shared.storage.aggregate_store import CONTRIBUTION_FIELDS, Change
 from shared.storage.mongo_store import TRANSIENT_CODES, MongoStore, enrollment_id, progress_id
 
 log = logging.getLogger(__name__)
@@ -75,10 +76,10 @@ def apply_entries(
     for _ in range(ATTEMPTS):
         if not pending:
             return changed
-        writes = plan_writes(mongo, pending, courses)
+        writes, stamps = commit_rollups(mongo, pending, courses)
         if not writes:
             return changed
-        result, refused = write_rollups(mongo, writes, commit_writes(mongo, writes))
+        result, refused = write_rollups(mongo, writes, stamps)
         changed += result
         for i in refused:
             log.error("rollup of %s not written: %s", enrollment_id(*writes[i].key), refused[i])
@@ -99,12 +100,16 @@ class RollupWrite:
     fields: dict[str, Any]
     delta: Contribution
 
+    @property
+    def change(self) -> Change:
+        return Change(enrollment_id(*self.key), self.rev, self.delta)
+
 
 def plan_writes(
     mongo: MongoStore, pending: dict[tuple[str, str], Entries], courses: dict[str, Course]
 ) -> list[RollupWrite]:
-    """Step 1: read the enrollments and merge `pending` into them (nothing written). An
-    enrollment whose rollup and fold are already current needs no write."""
+    """Read the enrollments and merge `pending` into them (nothing written). An enrollment
+    whose rollup and fold are already current needs no write."""
     writes: list[RollupWrite] = []
     for chunk in _chunks(sorted(pending), READ_CHUNK):
         ids = [enrollment_id(s, c) for s, c in chunk]
@@ -146,14 +151,23 @@ def _planned(
     return RollupWrite(key, doc.get("rollup_rev"), fields, delta)
 
 
-def commit_writes(mongo: MongoStore, writes: list[RollupWrite]) -> dict[str, int]:
-    """Step 2: each course's aggregate takes its writes' deltas (one commit per course).
-    Returns the stamp per course id. Raises Unavailable."""
-    by_course: dict[str, list[aggregate_store.Change]] = {}
-    for w in writes:
-        change = aggregate_store.Change(enrollment_id(*w.key), w.rev, w.delta)
-        by_course.setdefault(w.key[1], []).append(change)
-    return {cid: aggregate_store.commit(mongo, cid, changes) for cid, changes in by_course.items()}
+def commit_rollups(
+    mongo: MongoStore, pending: dict[tuple[str, str], Entries], courses: dict[str, Course]
+) -> tuple[list[RollupWrite], dict[str, int]]:
+    """Steps 1 and 2, one commit per course: each course's aggregate resolves the batch before
+    this one, then `plan_writes` reads and merges, and the aggregate takes the deltas. Returns
+    the writes to make and the stamp per course id. Raises Unavailable."""
+    writes: list[RollupWrite] = []
+    stamps: dict[str, int] = {}
+    for course_id in sorted({cid for _, cid in pending}):
+        part = {key: e for key, e in pending.items() if key[1] == course_id}
+
+        def plan(part: dict[tuple[str, str], Entries] = part) -> list[tuple[Change, RollupWrite]]:
+            return [(w.change, w) for w in plan_writes(mongo, part, courses)]
+
+        stamps[course_id], planned = aggregate_store.commit(mongo, course_id, plan)
+        writes += planned
+    return writes, stamps
 
 
 def write_rollups(
@@ -178,23 +192,30 @@ def remove_enrollment(mongo: MongoStore, student_id: str, course_id: str) -> boo
     """Unenrol: delete the enrollment, its contribution leaving the course's aggregate by the
     same protocol as a rollup write. True when it was enrolled. Raises Unavailable."""
     key = {"_id": enrollment_id(student_id, course_id)}
+    fields = {"rollup_rev": 1, "agg_seq": 1, **CONTRIBUTION_FIELDS}
+
+    def plan() -> list[tuple[Change, int | None]]:
+        found = _find(mongo, key, fields)
+        if not found or "agg_seq" not in found[0]:
+            return []
+        doc = found[0]
+        delta = rollup.difference({}, rollup.contribution_of(doc))
+        return [
+            (Change(key["_id"], doc.get("rollup_rev"), delta, delete=True), doc.get("rollup_rev"))
+        ]
+
     for _ in range(ATTEMPTS):
-        found = _find(mongo, key, {"rollup_rev": 1, "agg_seq": 1, **CONTRIBUTION_FIELDS})
+        found = _find(mongo, key, fields)
         if not found:
             return False
-        doc = found[0]
-        if "agg_seq" not in doc:  # not folded: the aggregate holds nothing of it
+        if "agg_seq" not in found[0]:  # not folded: the aggregate holds nothing of it
             if _delete(mongo, {**key, "agg_seq": {"$exists": False}}):
                 return True
             continue
-        rev = doc.get("rollup_rev")
-        change = aggregate_store.Change(
-            key["_id"], rev, rollup.difference({}, rollup.contribution_of(doc)), delete=True
-        )
-        aggregate_store.commit(mongo, course_id, [change])
-        if _delete(mongo, {**key, "rollup_rev": aggregate_store.rev_token(rev)}):
+        _, planned = aggregate_store.commit(mongo, course_id, plan)
+        if planned and _delete(mongo, {**key, "rollup_rev": aggregate_store.rev_token(planned[0])}):
             return True
-        # Lost to another writer: the next commit takes this delta back; read again.
+        # Gone, unfolded or lost meanwhile: read again (a commit takes a lost delta back).
     raise Unavailable("the enrollment kept changing; retry")
 
 
