@@ -19,7 +19,10 @@ Every 202 updates the generator's own model of what each student watched. At the
 until the workers have drained (every partition's `dirty` empty and `pending` 0, no RQ job
 queued or running) and compares MongoDB's `watch_progress` and `enrollments` with the model:
 resume position (latest reading by client clock), watched seconds (union of played ranges,
-within 1 s), completion at 80 %, course progress. Any mismatch is printed and makes the exit code 1.
+within 1 s), completion at 80 %, course progress; and the course's aggregate (what the stats
+read) with a count of its enrollments' contributions from scratch. Any mismatch is printed and
+makes the exit code 1. MongoDB's documents written are counted per collection by a wire proxy
+(mongo_wire.py; `--no-count-writes` to leave it out).
 Each tab also opens with `GET .../status` (as the player does to resume), checked against the
 model too (read-your-writes) when no other tab of the student has that video open.
 
@@ -87,6 +90,7 @@ from rq.registry import StartedJobRegistry
 
 from shared.domain.catalog import Course
 from shared.runtime.gc_tuning import GC_THRESHOLD
+from shared.storage import aggregate_store
 from shared.storage.mongo_store import progress_id
 from shared.storage.stats import read_stats
 from tests.benchmarks.adversary import ROLES, AdversaryProcess, Outcome, credit_report
@@ -806,6 +810,13 @@ async def verify_with_patience(gen: LoadGen, attempts: int = 10) -> tuple[list[s
     return problems, enrollment
 
 
+def aggregate_equals_a_count(gen: LoadGen) -> bool:
+    """Whether the course's aggregate (what the stats read) holds exactly the contributions of
+    its folded enrollments, as a count from scratch finds them, once every flush is done."""
+    mongo = gen.bs.mongo
+    return aggregate_store.sums(mongo, COURSE_ID) == aggregate_store.count(mongo, COURSE_ID)
+
+
 def mongo_flushes(gen: LoadGen) -> tuple[int, int]:
     """(sum of `flushes` over watch_progress documents, number of documents)."""
     rows = list(
@@ -1000,6 +1011,7 @@ async def run(bs: BenchStack, args: argparse.Namespace) -> int:
     total_wall = time.time() - wall0
     wire = wire_delta(await wire_counts(bs), wire0)
     problems, enrollment_problems = await verify_with_patience(gen)
+    aggregate_held = await asyncio.to_thread(aggregate_equals_a_count, gen)
     flushes, documents = await asyncio.to_thread(mongo_flushes, gen)
     stats = delta(flush_stats(gen), stats_run0)
     hostile_failed = False
@@ -1165,6 +1177,7 @@ async def run(bs: BenchStack, args: argparse.Namespace) -> int:
         ),
         ("watch_progress mismatches", str(len(problems))),
         ("enrollment mismatches", str(len(enrollment_problems))),
+        ("course aggregate equal to a count of the enrollments", "yes" if aggregate_held else "NO"),
     ]
     for what, value in rows:
         t.add_row(what, value)
@@ -1184,8 +1197,16 @@ async def run(bs: BenchStack, args: argparse.Namespace) -> int:
         console.print(f"[red]error example:[/] {text}")
     for line in (gen.m.ryw_mismatches + problems + enrollment_problems)[:40]:
         console.print(f"[red]mismatch:[/] {line}")
-    failed = hostile_failed or bool(
-        problems or enrollment_problems or gen.m.ryw_mismatches or drained is None or gen.m.errors
+    failed = (
+        hostile_failed
+        or not aggregate_held
+        or bool(
+            problems
+            or enrollment_problems
+            or gen.m.ryw_mismatches
+            or drained is None
+            or gen.m.errors
+        )
     )
     console.print(
         "[red]FAILED[/]" if failed else "[green]OK: the stored state matches the model[/]"
