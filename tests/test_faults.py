@@ -32,7 +32,10 @@ from rq import Queue, Retry
 from rq.registry import FailedJobRegistry
 
 from shared.devtools.services import Service
+from shared.storage import aggregate_store
+from shared.storage.mongo_store import MongoStore
 from tests.helpers import (
+    COURSE_ID,
     FAULT_ROWS,
     KEY_SCHEMA,
     bearer,
@@ -238,6 +241,13 @@ def test_workers_killed_at_random_moments_lose_and_double_nothing(stack: Stack) 
     assert kills["holding_a_batch"] >= 1, kills
     fault = f"worker SIGKILLs ({kills['holding_a_batch']} mid-flush)"
     check_and_summarise(stack, fault, kills["total"], group)
+    # The course aggregate holds every landed rollup write once, whatever the kills cut between
+    # a commit and its enrollment writes (the takeovers' commits resolved those).
+    mongo = MongoStore(stack.settings().mongo_url)
+    try:
+        assert aggregate_store.sums(mongo, COURSE_ID) == aggregate_store.count(mongo, COURSE_ID)
+    finally:
+        mongo.close()
 
 
 @pytest.mark.cluster

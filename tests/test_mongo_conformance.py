@@ -763,3 +763,51 @@ def test_unset_removes_the_field_from_every_match(mongo_db: Database[dict[str, A
     )
     col.update_many({"s": "x"}, {"$unset": {"name": ""}})
     assert [d.get("name") for d in col.find({}).sort("_id")] == [None, None, "M"]
+
+
+# 13. course aggregates (shared/storage/aggregate_store.py): a compare-and-set on `seq` that
+# replaces lists of [key, count] pairs, `$exists` true and false beside another condition (the
+# unfolded probe and the recount), and a delete that names the revision it read.
+
+
+def test_a_compare_and_set_on_a_sequence_replaces_pairs_while_it_holds(
+    mongo_db: Database[dict[str, Any]],
+) -> None:
+    coll = mongo_db["course_aggregates"]
+    coll.update_one({"_id": "c"}, {"$setOnInsert": {"seq": 0, "sums": [], "pending": []}},
+                    upsert=True)  # fmt: skip
+    pending = [{"e": "c|a", "rev": None, "del": False, "d": [["h:0", 1]]}]
+    change = {"$set": {"seq": 1, "sums": [["h:0", 2], ["p:m.1", 12500]], "pending": pending}}
+    assert coll.update_one({"_id": "c", "seq": 0}, change).matched_count == 1
+    assert coll.update_one({"_id": "c", "seq": 0}, change).matched_count == 0  # lost: seq moved
+    doc = coll.find_one({"_id": "c"}, {"sums": 1})
+    assert doc == {"_id": "c", "sums": [["h:0", 2], ["p:m.1", 12500]]}
+
+
+def test_exists_true_and_false_beside_another_field(mongo_db: Database[dict[str, Any]]) -> None:
+    coll = mongo_db["enrollments"]
+    coll.insert_many([
+        {"_id": "c|a", "course_id": "c", "agg_seq": 0},
+        {"_id": "c|b", "course_id": "c"},
+        {"_id": "d|a", "course_id": "d"},
+        {"_id": "d|b", "course_id": "d", "agg_seq": 3},
+    ])  # fmt: skip
+    assert [d["_id"] for d in coll.find({"course_id": "c", "agg_seq": {"$exists": True}})] == [
+        "c|a"
+    ]
+    assert coll.find_one({"course_id": "c", "agg_seq": {"$exists": False}}, {"_id": 1}) == {
+        "_id": "c|b"
+    }
+    coll.delete_one({"_id": "c|b"})
+    assert coll.find_one({"course_id": "c", "agg_seq": {"$exists": False}}) is None
+
+
+def test_a_delete_naming_a_revision_deletes_only_while_it_holds(
+    mongo_db: Database[dict[str, Any]],
+) -> None:
+    coll = mongo_db["enrollments"]
+    coll.insert_one({"_id": "c|a", "student_id": "a", "rollup_rev": 4})
+    assert coll.update_one({"_id": "c|a", "rollup_rev": 4},
+                           {"$inc": {"rollup_rev": 1}}).matched_count == 1  # a fence  # fmt: skip
+    assert coll.delete_one({"_id": "c|a", "rollup_rev": 4}).deleted_count == 0
+    assert coll.delete_one({"_id": "c|a", "rollup_rev": 5}).deleted_count == 1

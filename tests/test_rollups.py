@@ -1,7 +1,9 @@
-"""Enrollment rollups over real Redis and the MongoDB stand-in: a flush keeps them, and they
-end the same whatever happens to the flush (repeated, concurrent, taken over after a crash
-between its two MongoDB writes), after an erasure, a re-enrollment, a course change, and when
-rebuilt for data stored before rollups existed. Expected numbers are worked out by hand from
+"""Enrollment rollups and the course aggregates over real Redis and the MongoDB stand-in: a
+flush keeps them, and they end the same whatever happens to the flush (repeated, concurrent,
+taken over after a crash between its MongoDB writes), after an erasure, a re-enrollment, a
+course change, and when rebuilt for data stored before rollups existed; the aggregate stays
+equal to a recount from scratch (a property test drives random writers, crashes and late
+writes). Expected numbers are worked out by hand from
 the tests' course (phys-101: v-100 is 100 s, v-600 is 600 s, pdf-1, link-1)."""
 
 from __future__ import annotations
@@ -9,10 +11,13 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import pytest
+from hypothesis import HealthCheck, example, given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 
 from shared.clock import MockedClock
 from shared.domain import analytics, rollup
@@ -22,7 +27,7 @@ from shared.ops import admin_ops, rollups, teacher_views
 from shared.ops.erasure import erase_progress
 from shared.ops.teacher_views import class_page, class_table, filtered_table
 from shared.settings import Settings
-from shared.storage import rollup_store
+from shared.storage import aggregate_store, rollup_store
 from shared.storage.mongo_store import MongoStore, enrollment_id
 from tests.helpers import COURSE, COURSE_ID, heartbeat, make_settings
 from workers import flush as flush_module
@@ -371,6 +376,209 @@ def test_a_students_export_leaves_the_rollup_internals_out(
         r = c.get("/api/progress/export", headers=bearer(settings, "ana"))
     assert r.status_code == 200, r.text
     [enrollment] = r.json()["enrollments"]
-    assert not {"rollup", "rollup_ids", "rollup_rev", "rollup_course"} & set(enrollment)
+    internals = {"rollup", "rollup_ids", "rollup_rev", "rollup_course", "agg_seq"}
+    assert not internals & set(enrollment)
     assert (enrollment["completed_count"], enrollment["watched_seconds"]) == (1, 100.0)
     assert enrollment["last_active"].endswith("Z") or "+00:00" in enrollment["last_active"]
+
+
+def recounted_stats(mongo: MongoStore, c: Course) -> dict[str, Any]:
+    """The course stats counted from scratch from every enrollment (what the aggregate must
+    equal)."""
+    sums = teacher_views.class_sums(rollup_store.course_rollups(mongo, c), c)
+    return {"course_id": c.course_id,
+            **analytics.course_stats(sums, [m.material_id for m in c.materials])}  # fmt: skip
+
+
+def aggregate_stats(mongo: MongoStore, c: Course) -> dict[str, Any]:
+    sums = rollup_store.course_sums(mongo, c)
+    assert sums is not None, "the stats would not read the aggregate"
+    return {"course_id": c.course_id,
+            **analytics.course_stats(sums, [m.material_id for m in c.materials])}  # fmt: skip
+
+
+def test_the_aggregate_follows_flushes_enrolment_erasure_unenrolment_and_course_changes(
+    ctx: WorkerContext, settings: Settings
+) -> None:
+    watch(settings, "ana", "v-100", [[0, 100]], 100)
+    watch(settings, "ben", "v-600", [[0, 60]], 600)
+    flush_batch(ctx, 500)
+    c = course()
+    # By hand: ana completed v-100 (1 of 4: 25 %), ben is at 10 % of v-600 (0 %).
+    stats = aggregate_stats(ctx.mongo, c)
+    assert (stats["enrolled"], stats["average_progress"], stats["completion_rate"]) == (
+        2, 12.5, 0.0
+    )  # fmt: skip
+    assert [(m["started"], m["completed"], m["average_watched_percentage"])
+            for m in stats["materials"]] == [(1, 1, 100.0), (1, 0, 10.0), (0, 0, 0.0),
+                                             (0, 0, 0.0)]  # fmt: skip
+    assert teacher_views.stats(ctx.mongo, c) == stats == recounted_stats(ctx.mongo, c)
+    steps: list[Callable[[], object]] = [
+        lambda: admin_ops.set_enrollment(ctx.mongo, ctx.redis, ctx.key_schema, "cal",
+                                         COURSE_ID, True),
+        lambda: erase_progress(ctx.mongo, ctx.redis, ctx.key_schema, ctx.catalog(), "ana"),
+        lambda: admin_ops.set_enrollment(ctx.mongo, ctx.redis, ctx.key_schema, "ben",
+                                         COURSE_ID, False),
+        lambda: admin_ops.set_enrollment(ctx.mongo, ctx.redis, ctx.key_schema, "ben",
+                                         COURSE_ID, True),
+    ]  # fmt: skip
+    for step in steps:
+        step()
+        assert aggregate_stats(ctx.mongo, c) == recounted_stats(ctx.mongo, c)
+    # cal new, ana erased, ben back with his 10 %: 3 enrolled, nobody at a completed material.
+    stats = aggregate_stats(ctx.mongo, c)
+    assert (stats["enrolled"], stats["average_progress"]) == (3, 0.0)
+    assert [m["started"] for m in stats["materials"]] == [0, 1, 0, 0]
+    modules = cast(list[dict[str, Any]], COURSE["modules"])
+    smaller = course(modules=[{**modules[0], "materials": modules[0]["materials"][1:]},
+                              modules[1]])  # fmt: skip
+    admin_ops.save_course(ctx.mongo, ctx.redis, smaller)  # v-100 leaves the course
+    assert aggregate_stats(ctx.mongo, smaller) == recounted_stats(ctx.mongo, smaller)
+    assert not rollups.rebuild_missing(ctx.mongo, ctx.catalog())  # the job: nothing to change
+    assert not aggregate_store.recount(ctx.mongo, COURSE_ID)  # and nothing to correct
+
+
+def test_stats_fall_back_to_the_class_while_an_enrollment_is_not_folded(
+    ctx: WorkerContext, settings: Settings
+) -> None:
+    watch(settings, "ana", "v-100", [[0, 100]], 100)
+    flush_batch(ctx, 500)
+    ctx.mongo.enroll("cal", COURSE_ID)  # as an enrolment that died before its rebuild
+    assert rollup_store.course_sums(ctx.mongo, course()) is None
+    assert teacher_views.stats(ctx.mongo, course())["enrolled"] == 3
+    rollups.rebuild_missing(ctx.mongo, ctx.catalog())  # the maintenance job folds it
+    assert aggregate_stats(ctx.mongo, course()) == recounted_stats(ctx.mongo, course())
+    assert aggregate_stats(ctx.mongo, course())["enrolled"] == 3
+
+
+@pytest.fixture
+def no_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dead writer's batch is fenced at once (the tests kill writers on purpose)."""
+    monkeypatch.setattr(aggregate_store, "LANDING_GRACE_S", 0.0)
+
+
+def test_a_flush_killed_between_the_aggregate_and_the_enrollments_counts_once(
+    ctx: WorkerContext, settings: Settings, monkeypatch: pytest.MonkeyPatch, no_grace: None
+) -> None:
+    watch(settings, "ben", "v-100", [[0, 100]], 100)
+
+    def crash(*_: Any) -> Any:
+        raise Crash
+
+    clock = MockedClock(time.time())
+    ctx = dataclasses.replace(ctx, clock=clock)
+    monkeypatch.setattr(rollup_store, "write_rollups", crash)
+    with pytest.raises(Crash):
+        flush_batch(ctx, 500)
+    # The aggregate took ben's completion, his enrollment did not: the stats count it early.
+    assert aggregate_stats(ctx.mongo, course())["materials"][0]["completed"] == 1
+    assert rows(ctx)["ben"] == (0.0, 0, 0.0)
+    monkeypatch.undo()
+    clock.advance(settings.claim_lease_s + 0.2)
+    assert flush_batch(ctx, 500).takeovers == 1
+    assert rows(ctx)["ben"] == (25.0, 1, 100.0)
+    stats = aggregate_stats(ctx.mongo, course())
+    assert stats == recounted_stats(ctx.mongo, course())
+    assert stats["materials"][0]["completed"] == 1  # once, not twice
+
+
+def test_a_commit_lets_the_batch_before_it_land_instead_of_fencing_it(
+    ctx: WorkerContext,
+) -> None:
+    c = course()
+    entry = RollupEntry(1, 30.0, 0.0, 30.0, False, 5.0)
+    first, stamps = rollup_store.commit_rollups(ctx.mongo, {("ana", COURSE_ID): {"v-100": entry}},
+                                                {COURSE_ID: c})  # fmt: skip
+    landed: list[tuple[int, dict[int, str]]] = []
+    # The first writer is still writing when a second one commits: it lands 0.3 s later.
+    writer = threading.Timer(
+        0.3, lambda: landed.append(rollup_store.write_rollups(ctx.mongo, first, stamps))
+    )
+    writer.start()
+    second, stamps2 = rollup_store.commit_rollups(ctx.mongo,
+                                                  {("ben", COURSE_ID): {"v-600": entry}},
+                                                  {COURSE_ID: c})  # fmt: skip
+    rollup_store.write_rollups(ctx.mongo, second, stamps2)
+    writer.join(10)
+    assert landed == [(1, {})]  # not fenced: ana's write landed after the second commit
+    assert rollup.entries_of(stored_rollup(ctx.mongo, "ana")) == {"v-100": entry}
+    assert aggregate_stats(ctx.mongo, c) == recounted_stats(ctx.mongo, c)
+    assert [m["started"] for m in aggregate_stats(ctx.mongo, c)["materials"]] == [1, 1, 0, 0]
+
+
+# The property test's operations: (kind, student, material, version, progress).
+STUDENTS = ("p0", "p1", "p2")
+OPS = st.tuples(
+    st.sampled_from(["apply", "crash", "partial", "late", "enroll", "unenroll", "shrink",
+                     "grow", "recount"]),
+    st.integers(0, len(STUDENTS) - 1),
+    st.integers(0, 3),
+    st.integers(1, 6),
+    st.sampled_from([0.0, 12.5, 33.333, 80.0, 100.0]),
+)  # fmt: skip
+EXAMPLES = iter(range(10**6))
+
+
+@hyp_settings(max_examples=30, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(ops=st.lists(OPS, max_size=14))
+# A writer killed after its commit, then an unenrolment that found the enrollment fenced.
+@example(ops=[("crash", 0, 1, 5, 0.0), ("unenroll", 0, 3, 3, 33.333), ("shrink", 1, 2, 5, 0.0)])
+def test_the_aggregate_equals_a_recount_whatever_the_writers_do(
+    ctx: WorkerContext, ops: list[tuple[str, int, int, int, float]], no_grace: None
+) -> None:
+    """Random rollup writes, writers killed after their aggregate commit (some of their
+    enrollment writes never made, or made late, after another writer fenced them),
+    enrolments, unenrolments, course changes and recounts: once the next writer has resolved
+    the last batch, the aggregate equals a recount from scratch and the stats read it."""
+    n = next(EXAMPLES)
+    ids = [f"h{n}-v{i}" for i in range(4)]
+    materials = [{"material_id": m, "title": m, "type": "video", "duration": 100} for m in ids]
+    full = Course.model_validate({"course_id": f"prop-{n}", "title": "P", "teacher_ids": [],
+                                  "modules": [{"module_id": "m", "title": "M",
+                                               "materials": materials}]})  # fmt: skip
+    current = full
+    admin_ops.save_course(ctx.mongo, ctx.redis, full)
+    cid = full.course_id
+    stalled: list[tuple[list[rollup_store.RollupWrite], dict[str, int]]] = []
+
+    def enrol(student: str, yes: bool) -> None:
+        admin_ops.set_enrollment(ctx.mongo, ctx.redis, ctx.key_schema, student, cid, yes)
+
+    for student in STUDENTS:
+        enrol(student, True)
+    for kind, s, m, version, progress in ops:
+        student, material = STUDENTS[s], ids[m]
+        entry = RollupEntry(version, progress, 0.0, progress, progress == 100.0,
+                            None if progress == 0.0 else float(version))  # fmt: skip
+        incoming = {(student, cid): {material: entry},
+                    (STUDENTS[(s + 1) % 3], cid): {ids[(m + 1) % 4]: entry}}  # fmt: skip
+        if kind == "apply":
+            rollup_store.apply_entries(ctx.mongo, incoming, {cid: current})
+        elif kind in ("crash", "partial"):  # killed after its commit, before or in its write
+            writes, stamps = rollup_store.commit_rollups(ctx.mongo, incoming, {cid: current})
+            if kind == "partial":
+                rollup_store.write_rollups(ctx.mongo, writes[:1], stamps)
+            stalled.append((writes, stamps))
+        elif kind == "late" and stalled:  # the stalled writer wakes up
+            rollup_store.write_rollups(ctx.mongo, *stalled.pop(0))
+        elif kind in ("enroll", "unenroll"):
+            enrol(student, kind == "enroll")
+        elif kind in ("shrink", "grow"):
+            current = course_with(full, ids[: m + 1] if kind == "shrink" else ids)
+            admin_ops.save_course(ctx.mongo, ctx.redis, current)
+        elif kind == "recount":
+            aggregate_store.recount(ctx.mongo, cid)
+    aggregate_store.commit(ctx.mongo, cid, list)  # the next writer resolves the last batch
+    counted = recounted_stats(ctx.mongo, current)
+    assert aggregate_stats(ctx.mongo, current) == counted
+    assert teacher_views.stats(ctx.mongo, current) == counted
+    assert rollup_store.course_sums(ctx.mongo, current) == aggregate_store.count(ctx.mongo, cid)
+    assert not aggregate_store.recount(ctx.mongo, cid)
+
+
+def course_with(full: Course, ids: list[str]) -> Course:
+    data = full.model_dump()
+    module = data["modules"][0]
+    module["materials"] = [x for x in module["materials"] if x["material_id"] in ids]
+    return Course.model_validate(data)

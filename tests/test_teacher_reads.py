@@ -33,6 +33,21 @@ def the_course() -> Course:
                                                "materials": materials}]})  # fmt: skip
 
 
+def class_plan() -> dict[tuple[str, str], dict[str, RollupEntry]]:
+    """Each student's entries: random progress on about 60 % of the materials."""
+    course = the_course()
+    rng = random.Random(22)
+    plan: dict[tuple[str, str], dict[str, RollupEntry]] = {}
+    for i in range(STUDENTS):
+        plan[(f"s{i:04d}", course.course_id)] = {
+            m.material_id: RollupEntry(1, watched_seconds=p, progress=p, completed=p >= 90.0,
+                                       last_watched=float(rng.randint(1, 50)))
+            for m in course.materials
+            if (p := float(rng.randint(0, 100))) and rng.random() < 0.6
+        }  # fmt: skip
+    return plan
+
+
 @pytest.fixture
 def counted(mongo_url: str) -> Iterator[tuple[MongoStore, DocumentsRead]]:
     """A class of STUDENTS with random progress, and a store whose reads are counted."""
@@ -40,17 +55,9 @@ def counted(mongo_url: str) -> Iterator[tuple[MongoStore, DocumentsRead]]:
     seeder = MongoStore(mongo_url)
     seeder.ensure_indexes()
     seeder.put_course(course)
-    rng = random.Random(22)
-    plan: dict[tuple[str, str], dict[str, RollupEntry]] = {}
-    for i in range(STUDENTS):
-        student = f"s{i:04d}"
-        seeder.enroll(student, course.course_id)
-        plan[(student, course.course_id)] = {
-            m.material_id: RollupEntry(1, watched_seconds=p, progress=p, completed=p >= 90.0,
-                                       last_watched=float(rng.randint(1, 50)))
-            for m in course.materials
-            if (p := float(rng.randint(0, 100))) and rng.random() < 0.6
-        }  # fmt: skip
+    plan = class_plan()
+    for student, course_id in plan:
+        seeder.enroll(student, course_id)
     rollup_store.apply_entries(seeder, plan, {course.course_id: course})
     seeder.close()
     listener = DocumentsRead()
@@ -133,3 +140,36 @@ def test_a_class_scoped_page_reads_one_page_of_its_class(
         pages += 1
     assert sorted(seen) == ids[::2] and len(seen) == len(set(seen))
     assert pages == -(-len(ids[::2]) // 50)
+
+
+def test_stats_read_a_constant_number_of_documents(
+    counted: tuple[MongoStore, DocumentsRead],
+) -> None:
+    store, listener = counted
+    course = the_course()
+    stats, n = reads(listener, lambda: teacher_views.stats(store, course))
+    assert n <= CONSTANT  # the two probes and the aggregate, not the class
+    # Worked out from the plan, not from the stored rollups.
+    plan = class_plan()
+    done = [sum(e.completed for e in entries.values()) for entries in plan.values()]
+    assert stats["enrolled"] == STUDENTS
+    assert stats["average_progress"] == pytest.approx(
+        sum(100 * d / MATERIALS for d in done) / STUDENTS, abs=0.001
+    )
+    assert stats["completion_rate"] == round(done.count(MATERIALS) / STUDENTS, 4)
+    for m, got in zip(course.materials, stats["materials"], strict=True):
+        seen = [e[m.material_id] for e in plan.values() if m.material_id in e]
+        assert (got["started"], got["completed"]) == (len(seen), sum(e.completed for e in seen))
+        average = sum(e.progress for e in seen) / len(seen)
+        assert got["average_watched_percentage"] == pytest.approx(average, abs=0.001)
+
+
+def test_stats_read_the_class_while_an_enrollment_is_stale(
+    counted: tuple[MongoStore, DocumentsRead],
+) -> None:
+    store, listener = counted
+    course = the_course()
+    fast = teacher_views.stats(store, course)
+    store.enrollments.update_one({"student_id": "s0007"}, {"$set": {"rollup_course": "old"}})
+    slow, n = reads(listener, lambda: teacher_views.stats(store, course))
+    assert n >= STUDENTS and slow == fast  # the fallback counts the class: the same numbers

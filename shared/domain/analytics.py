@@ -162,29 +162,30 @@ def class_summary(students_at: Mapping[float, int]) -> dict[str, Any]:
     }
 
 
-def course_stats(
-    rows: list[ClassRow], materials: list[str], per_material: dict[str, dict[str, float]]
-) -> dict[str, Any]:
-    """Enrolled, average course progress, share at 100 %, and per material counts.
-
-    `per_material`: material -> {started, completed, average} over enrolled students.
-    """
+def course_stats(sums: Mapping[str, int], materials: list[str]) -> dict[str, Any]:
+    """Enrolled, average course progress, share at 100 %, and per material counts, from the
+    sums of the enrolled students' contributions (shared/domain/rollup.py: `h:<completed>`,
+    `s:`/`c:`/`p:<material>`), whether read from the course's aggregate or counted from the
+    class: integers, so both give the same floats."""
+    students_at: Counter[float] = Counter()
+    for key, n in sums.items():
+        if key.startswith("h:"):
+            students_at[percentage(int(key[2:]), len(materials))] += n
     return {
-        **class_summary(Counter(r.progress_percentage for r in rows)),
-        "materials": [
-            asdict(
-                MaterialStats(
-                    material_id=m,
-                    started=int(per_material.get(m, {}).get("started", 0)),
-                    completed=int(per_material.get(m, {}).get("completed", 0)),
-                    average_watched_percentage=round(
-                        per_material.get(m, {}).get("average", 0.0), 3
-                    ),
-                )
-            )
-            for m in materials
-        ],
+        **class_summary(students_at),
+        "materials": [asdict(_material_stats(sums, m)) for m in materials],
     }
+
+
+def _material_stats(sums: Mapping[str, int], material_id: str) -> MaterialStats:
+    started = sums.get(f"s:{material_id}", 0)
+    milli = sums.get(f"p:{material_id}", 0)  # thousandths of a percent
+    return MaterialStats(
+        material_id=material_id,
+        started=started,
+        completed=sums.get(f"c:{material_id}", 0),
+        average_watched_percentage=round(milli / 1000 / started, 3) if started else 0.0,
+    )
 
 
 def retention(

@@ -171,3 +171,49 @@ def course_fingerprint(course: Course) -> str:
     another fingerprint were computed for another catalog and are recomputed on read."""
     text = "|".join(f"{m.material_id}:{m.type}" for m in course.materials)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# A course aggregate (the course stats' sums) is a sum of one contribution per enrollment,
+# integers only, so that adding and taking away in any order ends exactly where a recount does:
+# `h:<completed count>` 1; per material `s:<id>` 1 when started, `c:<id>` 1 when completed and
+# `p:<id>` its progress in thousandths of a percent (states store it to 3 decimals).
+Contribution = dict[str, int]
+MILLI = 1000
+
+
+def contribution(completed_count: int, cols: Columns) -> Contribution:
+    """What one enrollment (its completed count and its rollup's columns) adds to its course's
+    aggregate; zero entries are left out."""
+    found: Contribution = {f"h:{completed_count}": 1}
+    if not cols.size:
+        return found
+    last, done, percent = cols.column(LAST), cols.column(COMPLETED), cols.column(PROGRESS)
+    for i, m in enumerate(cols.ids.split(",")):
+        if not math.isnan(last[i]):
+            found[f"s:{m}"] = 1
+        if done[i] == 1.0:
+            found[f"c:{m}"] = 1
+        if milli := round(percent[i] * MILLI):
+            found[f"p:{m}"] = milli
+    return found
+
+
+def contribution_of(doc: dict[str, Any]) -> Contribution:
+    """The contribution of an enrollment document as stored (its totals and columns)."""
+    return contribution(int(doc.get("completed_count") or 0), columns(doc))
+
+
+def add(into: Contribution, delta: Contribution, sign: int = 1) -> Contribution:
+    """`into` + sign x `delta`, in place; entries that reach zero are dropped."""
+    for key, value in delta.items():
+        total = into.get(key, 0) + sign * value
+        if total:
+            into[key] = total
+        else:
+            into.pop(key, None)
+    return into
+
+
+def difference(new: Contribution, old: Contribution) -> Contribution:
+    """new - old (zero entries left out)."""
+    return add(dict(new), old, -1)

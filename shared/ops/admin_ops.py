@@ -90,7 +90,9 @@ def set_enrollment(
     MongoDB at once (so ingest needs no MongoDB read); bumping its version first makes any
     mirror load that read MongoDB before this change lose its compare-and-set."""
     changed = (
-        mongo.enroll(student_id, course_id) if enrolled else mongo.unenroll(student_id, course_id)
+        mongo.enroll(student_id, course_id)
+        if enrolled
+        else rollup_store.remove_enrollment(mongo, student_id, course_id)
     )
     r.incr(schema.enrollments_version_key(student_id))
     mirror_enrollments(mongo, r, schema, student_id)

@@ -1,6 +1,7 @@
-"""Teacher views over MongoDB: the class table (also as CSV), the progress matrix, course
-stats (all three from the enrollment rollups; a page of the table or the matrix reads one page
-of documents, sorted and cut by MongoDB), retention (watched ranges)."""
+"""Teacher views over MongoDB: the class table (also as CSV), the progress matrix (both from
+the enrollment rollups; a page of the table or the matrix reads one page of documents, sorted
+and cut by MongoDB), course stats (the course's aggregate: one document), retention (watched
+ranges)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from shared.domain import analytics
+from shared.domain import analytics, rollup
 from shared.domain.analytics import ClassRow, class_row, course_stats, retention
 from shared.domain.catalog import Course
 from shared.domain.course import percentage
-from shared.domain.rollup import COMPLETED, LAST, PROGRESS, Columns, RollupTotals
+from shared.domain.rollup import COMPLETED, LAST, PROGRESS, Columns, Contribution, RollupTotals
 from shared.ops.safe_csv import SafeWriter
 from shared.storage import rollup_store
 from shared.storage.mongo_store import MongoStore
@@ -130,18 +131,27 @@ def _chunked(buffer: io.StringIO, writes: Iterator[Any]) -> Iterator[str]:
 
 
 def stats(mongo: MongoStore, course: Course, class_id: str | None = None) -> dict[str, Any]:
-    """Course stats (of one LMS class with `class_id`) from the rollups (one find): the same
-    numbers as the class table and the students' course views."""
-    rollups = rollup_store.course_rollups(mongo, course, class_id)
-    material_ids = [m.material_id for m in course.materials]
-    return {
-        "course_id": course.course_id,
-        **course_stats(
-            [_row(r.student_id, r.totals, len(material_ids)) for r in rollups],
-            material_ids,
-            material_stats([r.columns for r in rollups], material_ids),
-        ),
-    }
+    """Course stats from the course's aggregate (one document read), or, while some enrollment
+    is stale or not folded into it, counted from every enrollment's rollup: the same numbers,
+    and the same as the class table's and the students' course views. One LMS class's
+    (`class_id`) are counted from its members' rollups (one find over the class)."""
+    sums = None if class_id else rollup_store.course_sums(mongo, course)
+    if sums is None:
+        sums = class_sums(rollup_store.course_rollups(mongo, course, class_id), course)
+    ids = [m.material_id for m in course.materials]
+    return {"course_id": course.course_id, **course_stats(sums, ids)}
+
+
+def class_sums(rollups: list[rollup_store.StudentRollup], course: Course) -> Contribution:
+    """The sum of the contributions of `rollups` to the course's aggregate (what a recount from
+    scratch gives), for the course's current materials."""
+    ids = [m.material_id for m in course.materials]
+    sums: Contribution = {}
+    for count, n in Counter(r.totals.completed_materials for r in rollups).items():
+        sums[f"h:{count}"] = n
+    for m, (started, completed, milli) in material_sums([r.columns for r in rollups], ids).items():
+        rollup.add(sums, {f"s:{m}": started, f"c:{m}": completed, f"p:{m}": milli})
+    return sums
 
 
 def _row(
@@ -177,13 +187,14 @@ def _cells(cols: Columns, course_ids: str, ids: list[str], field: int) -> list[f
     return [column[at[m]] if m in at else absent for m in ids]
 
 
-def material_stats(rollups: list[Columns], ids: list[str]) -> dict[str, dict[str, float]]:
-    """Material -> {started, completed, average progress over the students who started it}
-    (started: the stored state has an activity; an erased one has none, and a material nobody
-    started has progress 0, so summing over all students adds only zeros to the started).
+def material_sums(rollups: list[Columns], ids: list[str]) -> dict[str, tuple[int, int, int]]:
+    """Material -> (started, completed, the sum of progress in thousandths of a percent) over
+    the students (started: the stored state has an activity; an erased one has none, and a
+    material nobody started has progress 0, so summing over all students adds only zeros).
 
     The class's columns are laid end to end, so each material's values are one strided slice
-    summed in C rather than a Python loop over 2,000 x 100 cells."""
+    summed in C rather than a Python loop over 2,000 x 100 cells; `fsum` is exact, so with
+    progress stored to 3 decimals its thousandths are the sum of each one's."""
     n = len(ids)
     course_ids = ",".join(ids)
     last, done, percent = array("d"), array("d"), array("d")
@@ -196,12 +207,11 @@ def material_stats(rollups: list[Columns], ids: list[str]) -> dict[str, dict[str
     found = {}
     for i, m in enumerate(ids):
         activity = last[i::n]
-        started = len(activity) - sum(map(math.isnan, activity))
-        found[m] = {
-            "started": started,
-            "completed": int(sum(done[i::n])),
-            "average": sum(percent[i::n]) / started if started else 0.0,
-        }
+        found[m] = (
+            len(activity) - sum(map(math.isnan, activity)),
+            int(sum(done[i::n])),
+            round(math.fsum(percent[i::n]) * rollup.MILLI),
+        )
     return found
 
 

@@ -1,4 +1,5 @@
-"""MongoDB: the stored state (`watch_progress`, `enrollments`, `courses`).
+"""MongoDB: the stored state (`watch_progress`, `enrollments`, `courses`, and the course
+aggregates of shared/storage/aggregate_store.py).
 
 Only operators that behave the same on MongoDB 6+ and on the nx-27017 stand-in are used
 (pinned in tests/test_mongo_conformance.py). Times are stored as epoch seconds (floats): the
@@ -198,6 +199,7 @@ class MongoStore:
         self.progress = self.db["watch_progress"]
         self.enrollments = self.db["enrollments"]
         self.courses = self.db["courses"]
+        self.aggregates = self.db["course_aggregates"]  # see shared/storage/aggregate_store.py
 
     def close(self) -> None:
         self.client.close()
@@ -235,6 +237,9 @@ class MongoStore:
             self.enrollments.create_index(
                 [("classes", ASCENDING), (total, ASCENDING), ("student_id", ASCENDING)]
             )
+        # Whether some enrollment is not folded into its course's aggregate yet (`agg_seq`
+        # missing), and the aggregate's recount of the folded ones.
+        self.enrollments.create_index([("course_id", ASCENDING), ("agg_seq", ASCENDING)])
 
     # -- watch progress -------------------------------------------------------------------
 
@@ -484,11 +489,6 @@ class MongoStore:
             result = self.enrollments.bulk_write(ops, ordered=False)
             new += [chunk[index] for index in result.upserted_ids or {}]
         return new
-
-    @_unavailable_on_outage
-    def unenroll(self, student_id: str, course_id: str) -> bool:
-        result = self.enrollments.delete_one(_enrollment_key(student_id, course_id))
-        return result.deleted_count > 0
 
     @_unavailable_on_outage
     def enrolled_courses(self, student_id: str) -> list[str]:

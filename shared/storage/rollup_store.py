@@ -5,12 +5,15 @@ Fields an enrollment document gains:
   shared/domain/rollup.py) and the material ids they are for;
 - `rollup_rev`: incremented by every rollup write, the compare-and-set token;
 - `rollup_course`: the fingerprint of the course's materials the totals were computed for;
-- `completed_count`, `watched_seconds`, `unverified_seconds`, `last_active`: the totals.
+- `completed_count`, `watched_seconds`, `unverified_seconds`, `last_active`: the totals;
+- `agg_seq`: the batch that folded it into the course aggregate (aggregate_store.py).
 
 A write reads the documents (by `_id`), merges its entries (higher version wins), computes the
-totals and writes everything with one unordered bulk write whose filters name the `rollup_rev`
-read. An update that lost a race to another writer matched nothing; those documents are read
-and merged again (at most `ATTEMPTS` rounds). Since merging is a join, a repeated, reordered or
+totals, commits their change to each course's aggregate (aggregate_store.py: the reads happen
+inside the commit) and writes everything with one unordered bulk write whose filters name the
+`rollup_rev` read. An update
+that lost a race to another writer matched nothing; those documents are read and merged again
+(at most `ATTEMPTS` rounds). Since merging is a join, a repeated, reordered or
 concurrent write (a flush taken over after SIGKILL, a rebuild beside a flush) ends in the same
 document. Students who are not enrolled have no document and get no rollup. An enrollment whose
 document MongoDB refuses to update, or whose rollup cannot be read, is left as it is and
@@ -29,15 +32,18 @@ from pymongo.errors import BulkWriteError, ConnectionFailure
 
 from shared.domain import rollup
 from shared.domain.catalog import Course
-from shared.domain.rollup import Entries, RollupEntry, RollupTotals
+from shared.domain.rollup import Contribution, Entries, RollupEntry, RollupTotals
 from shared.errors import Unavailable
+from shared.storage import aggregate_store
+from shared.storage.aggregate_store import CONTRIBUTION_FIELDS, Change
 from shared.storage.mongo_store import TRANSIENT_CODES, MongoStore, enrollment_id, progress_id
 
 log = logging.getLogger(__name__)
 
 # What only the rollups' own code reads (a student's export leaves these out; the materials'
 # states it holds are the source of them).
-INTERNAL_FIELDS = {"rollup": 0, "rollup_ids": 0, "rollup_rev": 0, "rollup_course": 0}
+INTERNAL_FIELDS = {"rollup": 0, "rollup_ids": 0, "rollup_rev": 0, "rollup_course": 0,
+                   "agg_seq": 0}  # fmt: skip
 ATTEMPTS = 8
 READ_CHUNK = 500  # enrollment ids per `$in`
 TOTAL_FIELDS = {"_id": 0, "student_id": 1, "rollup_course": 1, "completed_count": 1,
@@ -70,7 +76,9 @@ def apply_entries(
     mongo: MongoStore, incoming: dict[tuple[str, str], Entries], courses: dict[str, Course]
 ) -> int:
     """Merge entries into the rollups of the (student_id, course_id) enrollments and store the
-    recomputed totals. Idempotent and order-independent. Returns how many documents changed.
+    recomputed totals, their courses' aggregates moving with them (exactly once, see
+    shared/storage/aggregate_store.py). Idempotent and order-independent. Returns how many
+    documents changed.
 
     Raises Unavailable when MongoDB is unreachable or the documents kept changing under us.
     """
@@ -79,65 +87,154 @@ def apply_entries(
     for _ in range(ATTEMPTS):
         if not pending:
             return changed
-        ops, expected = _merge_ops(mongo, pending, courses)
-        if not ops:
+        writes, stamps = commit_rollups(mongo, pending, courses)
+        if not writes:
             return changed
-        result, refused = _bulk(mongo, ops)
+        result, refused = write_rollups(mongo, writes, stamps)
         changed += result
         for i in refused:
-            log.error("rollup of %s not written: %s", enrollment_id(*expected[i]), refused[i])
-        if result + len(refused) == len(ops):
+            log.error("rollup of %s not written: %s", enrollment_id(*writes[i].key), refused[i])
+        if result + len(refused) == len(writes):
             return changed
         # Read again (who won, and merge); a refused document is not tried again now.
-        pending = {key: pending[key] for i, key in enumerate(expected) if i not in refused}
+        pending = {w.key: pending[w.key] for i, w in enumerate(writes) if i not in refused}
     raise Unavailable("enrollment rollups kept changing; retry")
 
 
-def _merge_ops(
+@dataclass(frozen=True, slots=True)
+class RollupWrite:
+    """One enrollment's rollup write: the `rollup_rev` read, the fields to set, and the change
+    it makes to its course's aggregate."""
+
+    key: tuple[str, str]
+    rev: int | None
+    fields: dict[str, Any]
+    delta: Contribution
+
+    @property
+    def change(self) -> Change:
+        return Change(enrollment_id(*self.key), self.rev, self.delta)
+
+
+def plan_writes(
     mongo: MongoStore, pending: dict[tuple[str, str], Entries], courses: dict[str, Course]
-) -> tuple[list[UpdateOne], list[tuple[str, str]]]:
-    ops: list[UpdateOne] = []
-    keys: list[tuple[str, str]] = []
+) -> list[RollupWrite]:
+    """Read the enrollments and merge `pending` into them (nothing written). An enrollment
+    whose rollup and fold are already current needs no write."""
+    writes: list[RollupWrite] = []
     for chunk in _chunks(sorted(pending), READ_CHUNK):
         ids = [enrollment_id(s, c) for s, c in chunk]
         found = {
             (doc["student_id"], doc["course_id"]): doc
             for doc in _find(mongo, {"_id": {"$in": ids}},
                              {"student_id": 1, "course_id": 1, "rollup": 1, "rollup_ids": 1,
-                              "rollup_rev": 1, "rollup_course": 1})
+                              "rollup_rev": 1, "rollup_course": 1, "completed_count": 1,
+                              "agg_seq": 1})
         }  # fmt: skip
         for key in chunk:
             doc = found.get(key)
             if doc is None:  # not enrolled: nothing to roll up
                 continue
-            course = courses[key[1]]
             try:
-                stored = rollup.entries_of(doc)
+                write = _planned(key, doc, pending[key], courses[key[1]])
             except (ValueError, TypeError, AttributeError) as exc:
                 log.error("rollup of %s cannot be read: %s", enrollment_id(*key), exc)
                 continue
-            merged = rollup.merge(stored, pending[key])
-            fingerprint = rollup.course_fingerprint(course)
-            if merged == stored and doc.get("rollup_course") == fingerprint:
-                continue  # a repeat: nothing to do
-            ops.append(_cas_update(key, doc.get("rollup_rev"), merged, course, fingerprint))
-            keys.append(key)
-    return ops, keys
+            if write is not None:
+                writes.append(write)
+    return writes
 
 
-def _cas_update(
-    key: tuple[str, str], rev: int | None, entries: Entries, course: Course, fingerprint: str
-) -> UpdateOne:
-    student_id, course_id = key
-    token: dict[str, Any] | int = {"$exists": False} if rev is None else rev
-    ids, data = rollup.encode(entries, course)
-    return UpdateOne(
-        {"_id": enrollment_id(student_id, course_id), "student_id": student_id,
-         "rollup_rev": token},
-        {"$set": {"rollup": data, "rollup_ids": ids, "rollup_course": fingerprint,
-                  **rollup.totals(entries, course).as_fields()},
-         "$inc": {"rollup_rev": 1}},
-    )  # fmt: skip
+def _planned(
+    key: tuple[str, str], doc: dict[str, Any], incoming: Entries, course: Course
+) -> RollupWrite | None:
+    stored = rollup.entries_of(doc)
+    merged = rollup.merge(stored, incoming)
+    fingerprint = rollup.course_fingerprint(course)
+    folded = "agg_seq" in doc
+    if merged == stored and doc.get("rollup_course") == fingerprint and folded:
+        return None  # a repeat: nothing to do
+    ids, data = rollup.encode(merged, course)
+    fields = {"rollup": data, "rollup_ids": ids, "rollup_course": fingerprint,
+              **rollup.totals(merged, course).as_fields()}  # fmt: skip
+    before = rollup.contribution_of(doc) if folded else {}
+    delta = rollup.difference(rollup.contribution_of(fields), before)
+    return RollupWrite(key, doc.get("rollup_rev"), fields, delta)
+
+
+def commit_rollups(
+    mongo: MongoStore, pending: dict[tuple[str, str], Entries], courses: dict[str, Course]
+) -> tuple[list[RollupWrite], dict[str, int]]:
+    """Steps 1 and 2, one commit per course: each course's aggregate resolves the batch before
+    this one, then `plan_writes` reads and merges, and the aggregate takes the deltas. Returns
+    the writes to make and the stamp per course id. Raises Unavailable."""
+    writes: list[RollupWrite] = []
+    stamps: dict[str, int] = {}
+    for course_id in sorted({cid for _, cid in pending}):
+        part = {key: e for key, e in pending.items() if key[1] == course_id}
+
+        def plan(part: dict[tuple[str, str], Entries] = part) -> list[tuple[Change, RollupWrite]]:
+            return [(w.change, w) for w in plan_writes(mongo, part, courses)]
+
+        stamps[course_id], planned = aggregate_store.commit(mongo, course_id, plan)
+        writes += planned
+    return writes, stamps
+
+
+def write_rollups(
+    mongo: MongoStore, writes: list[RollupWrite], stamps: dict[str, int]
+) -> tuple[int, dict[int, str]]:
+    """Step 3: one unordered bulk write of the enrollments, each naming the `rollup_rev` read.
+    Returns how many landed, and the indexes MongoDB refused for good, with why."""
+    if not writes:
+        return 0, {}
+    ops = [
+        UpdateOne(
+            {"_id": enrollment_id(*w.key), "student_id": w.key[0],
+             "rollup_rev": aggregate_store.rev_token(w.rev)},
+            {"$set": {**w.fields, "agg_seq": stamps[w.key[1]]}, "$inc": {"rollup_rev": 1}},
+        )
+        for w in writes
+    ]  # fmt: skip
+    return _bulk(mongo, ops)
+
+
+def remove_enrollment(mongo: MongoStore, student_id: str, course_id: str) -> bool:
+    """Unenrol: delete the enrollment, its contribution leaving the course's aggregate by the
+    same protocol as a rollup write. True when it was enrolled. Raises Unavailable."""
+    key = {"_id": enrollment_id(student_id, course_id)}
+    fields = {"rollup_rev": 1, "agg_seq": 1, **CONTRIBUTION_FIELDS}
+
+    def plan() -> list[tuple[Change, int | None]]:
+        found = _find(mongo, key, fields)
+        if not found or "agg_seq" not in found[0]:
+            return []
+        doc = found[0]
+        delta = rollup.difference({}, rollup.contribution_of(doc))
+        return [
+            (Change(key["_id"], doc.get("rollup_rev"), delta, delete=True), doc.get("rollup_rev"))
+        ]
+
+    for _ in range(ATTEMPTS):
+        found = _find(mongo, key, fields)
+        if not found:
+            return False
+        if "agg_seq" not in found[0]:  # not folded: the aggregate holds nothing of it
+            if _delete(mongo, {**key, "agg_seq": {"$exists": False}}):
+                return True
+            continue
+        _, planned = aggregate_store.commit(mongo, course_id, plan)
+        if planned and _delete(mongo, {**key, "rollup_rev": aggregate_store.rev_token(planned[0])}):
+            return True
+        # Gone, unfolded or lost meanwhile: read again (a commit takes a lost delta back).
+    raise Unavailable("the enrollment kept changing; retry")
+
+
+def _delete(mongo: MongoStore, query: dict[str, Any]) -> bool:
+    try:
+        return mongo.enrollments.delete_one(query).deleted_count > 0
+    except ConnectionFailure as exc:
+        raise Unavailable("MongoDB is unavailable (enrollments)", retry_after_s=5) from exc
 
 
 def _bulk(mongo: MongoStore, ops: list[UpdateOne]) -> tuple[int, dict[int, str]]:
@@ -195,16 +292,17 @@ def rebuild(mongo: MongoStore, course: Course, student_ids: Iterable[str] | None
 
 
 def rebuild_missing(mongo: MongoStore, courses: Iterable[Course]) -> int:
-    """Rebuild the rollups of enrollments that have none (data written before rollups existed)
-    or whose totals were computed for another version of the course. Idempotent."""
+    """Rebuild the rollups of enrollments that have none (data written before rollups existed),
+    whose totals were computed for another version of the course, or that are not folded into
+    the course's aggregate yet. Idempotent."""
     changed = 0
     for course in courses:
         fingerprint = rollup.course_fingerprint(course)
         stale = [
             doc["student_id"]
             for doc in _find(mongo, {"course_id": course.course_id},
-                             {"student_id": 1, "rollup_course": 1})
-            if doc.get("rollup_course") != fingerprint
+                             {"student_id": 1, "rollup_course": 1, "agg_seq": 1})
+            if doc.get("rollup_course") != fingerprint or "agg_seq" not in doc
         ]  # fmt: skip
         if stale:
             changed += rebuild(mongo, course, stale)
@@ -344,6 +442,15 @@ def page_rollups(
         return None
     return [StudentRollup(d["student_id"], _totals_of(d), rollup.columns(d), d.get("name"))
             for d in docs]  # fmt: skip
+
+
+def course_sums(mongo: MongoStore, course: Course) -> Contribution | None:
+    """The course's aggregate sums (one document read), or None while some enrollment's
+    totals are stale or it is not folded yet (then only a count of the class is right)."""
+    unfolded = {"course_id": course.course_id, "agg_seq": {"$exists": False}}
+    if _any_stale(mongo, course) or mongo.enrollments.find_one(unfolded, {"_id": 1}):
+        return None
+    return aggregate_store.sums(mongo, course.course_id)
 
 
 def _any_stale(mongo: MongoStore, course: Course) -> bool:

@@ -13,6 +13,9 @@ Passes:
 - `stand-in`: the flush function the RQ job runs (`workers.flush.flush_batch`, batches of
   FLUSH_BATCH_SIZE) in a loop in this process, against nx-27017, with each step timed apart
   (MongoDB write, MongoDB read, Redis, and the rest: decoding, folding, encoding);
+- `stand-in, no rollups`: the same with the rollups' step (`record_flushed`: the enrollments and
+  the course aggregate) skipped, the flush as it was before rollups: the ratio of the two is
+  what the rollups cost, in one run;
 - `no MongoDB write`: the same with `MongoStore.write_states` (and the cold-key read) replaced
   by no-ops, so the pipeline's own rate is visible apart from the stand-in's slowness;
 - `rq worker --burst`: the Procfile's worker line with `--burst`, one process, after one
@@ -170,8 +173,14 @@ class Round:
         return self.heartbeats / self.seconds
 
 
-def drain_in_process(ctx: WorkerContext, no_mongo: bool, time_limit_s: float) -> Round:
+def drain_in_process(
+    ctx: WorkerContext, no_mongo: bool, time_limit_s: float, rollups: bool = True
+) -> Round:
     timers = Timers()
+    if rollups:
+        timers.wrap(flush, "record_flushed", "rollups and aggregate")
+    else:  # the flush as it was before rollups: watch_progress only
+        timers.wrap(flush, "record_flushed", "rollups and aggregate", lambda *a: 0)
     if no_mongo:
         timers.wrap(ctx.mongo, "write_states", "MongoDB write", lambda writes: NOTHING_REFUSED())
         timers.wrap(ctx.mongo, "find_states", "MongoDB read", lambda keys: {})
@@ -260,11 +269,13 @@ def main() -> None:
         enroll_bulk(bs, students(args.students), COURSE_ID)
         ctx = build_context(bs.settings)
         rows: list[tuple[str, Round]] = []
-        for label, no_mongo in (("stand-in", False), ("no MongoDB write", True)):
+        passes = (("stand-in", False, True), ("stand-in, no rollups", False, False),
+                  ("no MongoDB write", True, True))  # fmt: skip
+        for label, no_mongo, rollups in passes:
             reset(bs, crs, args)
             for round_no, what in ((0, "new keys"), (1, "same keys")):
                 n = prefill(bs, args, round_no)
-                result = drain_in_process(ctx, no_mongo, args.time_limit)
+                result = drain_in_process(ctx, no_mongo, args.time_limit, rollups)
                 result.name = f"{label}, {what}"
                 assert result.heartbeats == n, f"drained {result.heartbeats} of {n}"
                 rows.append((label, result))

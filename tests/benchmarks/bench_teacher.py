@@ -7,7 +7,8 @@ Starts its own redis-server, nx-27017 and uvicorn, seeds the data directly into 
 (watch_progress documents and enrollment rollups shaped exactly as the flush writes them), then
 times each route over HTTP and prints the median and max of several runs beside its target,
 and the documents MongoDB returns for one request of the routes that read the rollups (counted
-by pymongo's command monitoring around the view the route calls). Each class size in
+by pymongo's command monitoring around the view the route calls). The stats are also timed in
+process beside the whole-class read they replaced (before/after in one run). Each class size in
 `--students` gets fresh services. "matrix, all rows" is how a 200-row page was read before
 `?limit=` was served by MongoDB.
 Numbers are for this machine and the stand-in. `--rollups-only` skips the watch_progress
@@ -24,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import redis
@@ -37,11 +39,13 @@ from shared.devtools.services import (
     wait_for_port,
 )
 from shared.domain import rollup
+from shared.domain.analytics import course_stats
 from shared.domain.catalog import Course
 from shared.domain.progress import WatchState
 from shared.ops import admin_ops, teacher_views
 from shared.ops.rollups import entry_of
 from shared.settings import Settings
+from shared.storage import aggregate_store, rollup_store
 from shared.storage.mongo_store import (
     MongoStore,
     StateWrite,
@@ -110,8 +114,10 @@ def seed(
             {"_id": enrollment_id(f"s{i:05d}", "bench"), "student_id": f"s{i:05d}",
              "course_id": "bench", "completed_materials": [], "progress_percentage": 0.0,
              "rollup": data, "rollup_ids": ids, "rollup_rev": 1, "rollup_course": fingerprint,
-             **rollup.totals(entries, course).as_fields()}
+             "agg_seq": 0, **rollup.totals(entries, course).as_fields()}
         )  # fmt: skip
+
+    aggregate_store.recount(mongo, "bench")  # the seeded enrollments are folded: count them
 
 
 # Targets (issue 15), on this machine and the stand-in.
@@ -139,11 +145,35 @@ VIEWS: dict[str, Callable[[MongoStore, Course], object]] = {
     "class table, page of 50 by -progress": lambda m, c: teacher_views.class_page(
         m, c, "-progress", 50, None),
     "course stats": teacher_views.stats,
+    "course stats from the whole class (before)": lambda m, c: whole_class_stats(m, c),
     "matrix, page of 200 by -progress": lambda m, c: teacher_views.matrix_page(
         m, c, "-progress", 200, None),
     "matrix, all rows": teacher_views.matrix,
     "teacher's /api/me/courses": teacher_views.summary,
 }  # fmt: skip
+
+
+def whole_class_stats(mongo: MongoStore, course: Course) -> dict[str, Any]:
+    """The stats as they were read before the course aggregate: every enrollment's rollup."""
+    sums = teacher_views.class_sums(rollup_store.course_rollups(mongo, course), course)
+    return course_stats(sums, [m.material_id for m in course.materials])
+
+
+def in_process(
+    store: MongoStore, listener: DocumentsRead, course: Course, runs: int
+) -> list[tuple[str, float, int]]:
+    """(view, median ms, documents read) of the stats view and its whole-class predecessor,
+    called in this process (no HTTP), in one run so that their ratio is meaningful."""
+    found = []
+    for name in ("course stats from the whole class (before)", "course stats"):
+        times = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            VIEWS[name](store, course)
+            times.append((time.perf_counter() - t) * 1000)
+        found.append((name, statistics.median(times), int(documents_read(store, listener, name,
+                                                                        course))))  # fmt: skip
+    return found
 
 
 def documents_read(store: MongoStore, listener: DocumentsRead, name: str, course: Course) -> str:
@@ -235,6 +265,12 @@ def run_size(students: int, videos: int, runs: int, rollups_only: bool) -> None:
                 goal = f"{TARGET_MS[target]:.0f}" if target else ""
                 read = documents_read(counted, listener, name, course)
                 print(f"{name:38} {median:10.1f} {worst:9.1f} {size:9d} {goal:>8} {read:>10}")
+            (before_name, before_ms, before_n), (_, after_ms, after_n) = in_process(
+                counted, listener, course, runs
+            )
+            print(f"in process: stats {after_ms:.1f} ms / {after_n} docs read, from the whole "
+                  f"class (before) {before_ms:.1f} ms / {before_n} docs read: "
+                  f"{before_ms / max(after_ms, 1e-6):.0f}x faster")  # fmt: skip
     finally:
         counted.close()
         mongo.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -45,6 +46,7 @@ class BenchStack:
     mongo: MongoStore
     r: redis.Redis
     key_schema: KeySchema
+    wire_counts: Path | None = None  # the write-counting proxy's totals (mongo_wire.py)
 
     @property
     def url(self) -> str:
@@ -76,18 +78,28 @@ def bench_stack(
     flush_interval_s: float = 30.0,
     flush_tick_s: int = 5,
     extra_env: dict[str, str] | None = None,
+    count_writes: bool = False,
 ) -> Iterator[BenchStack]:
     """Start redis-server (AOF everysec, as docs/operations.md recommends), nx-27017, publish the
-    courses, then the Procfile's web, `workers` workers and clock; stop them all at the end."""
+    courses, then the Procfile's web, `workers` workers and clock; stop them all at the end.
+    `count_writes`: the stack's processes reach nx-27017 through mongo_wire.py's proxy, which
+    counts the documents written per collection (this process's own reads and writes bypass
+    it)."""
     root = Path(tempfile.mkdtemp(prefix=prefix))
     redis_svc = redis_service(root / "redis", appendonly=True).start()
     mongo_svc = mongo_standin_service(root / "mongo").start()
     started: list[Service] = [mongo_svc, redis_svc]
+    mongo_port, wire_counts = mongo_svc.port, None
+    if count_writes:
+        mongo_port, wire_counts = free_port(), root / "wire-counts.json"
+        argv = [sys.executable, "-m", "tests.benchmarks.mongo_wire", "--port", str(mongo_port),
+                "--upstream", str(mongo_svc.port), "--out", str(wire_counts)]  # fmt: skip
+        started.insert(0, Service("mongo-wire", argv, mongo_port, root / "mongo-wire.log").start())
     port = free_port()
     env = dict(os.environ)
     env.update(
         REDIS_URL=f"redis://127.0.0.1:{redis_svc.port}/0",
-        MONGO_URL=f"mongodb://127.0.0.1:{mongo_svc.port}/videoprogress",
+        MONGO_URL=f"mongodb://127.0.0.1:{mongo_port}/videoprogress",
         APP_ENV="production",
         JWT_SECRET=SECRET,
         FLUSH_INTERVAL_S=str(flush_interval_s),
@@ -100,7 +112,8 @@ def bench_stack(
     env.update(extra_env or {})
     os.environ.update(env)  # this process reads the same settings as the stack's processes
     settings = Settings(_env_file=None)
-    mongo = MongoStore(settings.mongo_url, settings.mongo_timeout_ms)
+    direct = f"mongodb://127.0.0.1:{mongo_svc.port}/videoprogress"
+    mongo = MongoStore(direct, settings.mongo_timeout_ms)
     r = redis.Redis.from_url(settings.redis_url, socket_timeout=30)
     stack = Stack(root, redis_svc, mongo_svc, env, port)
     try:
@@ -115,7 +128,7 @@ def bench_stack(
             stack.start("clock")
         if web:
             wait_for_port(port, 30, proc)
-        yield BenchStack(stack, settings, mongo, r, KeySchema.from_settings(settings))
+        yield BenchStack(stack, settings, mongo, r, KeySchema.from_settings(settings), wire_counts)
     finally:
         for name in list(stack.procs):
             stack.kill_all(name, signal.SIGTERM)

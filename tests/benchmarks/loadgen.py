@@ -19,7 +19,10 @@ Every 202 updates the generator's own model of what each student watched. At the
 until the workers have drained (every partition's `dirty` empty and `pending` 0, no RQ job
 queued or running) and compares MongoDB's `watch_progress` and `enrollments` with the model:
 resume position (latest reading by client clock), watched seconds (union of played ranges,
-within 1 s), completion at 80 %, course progress. Any mismatch is printed and makes the exit code 1.
+within 1 s), completion at 80 %, course progress; and the course's aggregate (what the stats
+read) with a count of its enrollments' contributions from scratch. Any mismatch is printed and
+makes the exit code 1. MongoDB's documents written are counted per collection by a wire proxy
+(mongo_wire.py; `--no-count-writes` to leave it out).
 Each tab also opens with `GET .../status` (as the player does to resume), checked against the
 model too (read-your-writes) when no other tab of the student has that video open.
 
@@ -87,6 +90,7 @@ from rq.registry import StartedJobRegistry
 
 from shared.domain.catalog import Course
 from shared.runtime.gc_tuning import GC_THRESHOLD
+from shared.storage import aggregate_store
 from shared.storage.mongo_store import progress_id
 from shared.storage.stats import read_stats
 from tests.benchmarks.adversary import ROLES, AdversaryProcess, Outcome, credit_report
@@ -100,6 +104,7 @@ from tests.benchmarks.benchstack import (
     percentile,
 )
 from tests.benchmarks.http_pool import HttpError, HttpPool
+from tests.benchmarks.mongo_wire import read_counts
 
 console = Console() if sys.stdout.isatty() else Console(width=220)  # logs: no wrapping
 
@@ -805,6 +810,13 @@ async def verify_with_patience(gen: LoadGen, attempts: int = 10) -> tuple[list[s
     return problems, enrollment
 
 
+def aggregate_equals_a_count(gen: LoadGen) -> bool:
+    """Whether the course's aggregate (what the stats read) holds exactly the contributions of
+    its folded enrollments, as a count from scratch finds them, once every flush is done."""
+    mongo = gen.bs.mongo
+    return aggregate_store.sums(mongo, COURSE_ID) == aggregate_store.count(mongo, COURSE_ID)
+
+
 def mongo_flushes(gen: LoadGen) -> tuple[int, int]:
     """(sum of `flushes` over watch_progress documents, number of documents)."""
     rows = list(
@@ -815,6 +827,40 @@ def mongo_flushes(gen: LoadGen) -> tuple[int, int]:
     if not rows:
         return 0, 0
     return int(rows[0]["flushes"] or 0), int(rows[0]["docs"] or 0)
+
+
+async def wire_counts(bs: BenchStack) -> dict[str, dict[str, int]] | None:
+    """The write-counting proxy's totals, once it has written all it saw (None without it)."""
+    if bs.wire_counts is None:
+        return None
+    await asyncio.sleep(1.5)  # it writes its totals every second
+    return read_counts(bs.wire_counts)
+
+
+def wire_delta(
+    after: dict[str, dict[str, int]] | None, before: dict[str, dict[str, int]] | None
+) -> dict[str, dict[str, int]] | None:
+    if after is None or before is None:
+        return None
+    return {
+        c: {k: v - before.get(c, {}).get(k, 0) for k, v in row.items()} for c, row in after.items()
+    }
+
+
+def wire_rows(wire: dict[str, dict[str, int]] | None, accepted: int) -> list[tuple[str, str]]:
+    """Documents written per accepted heartbeat, per collection and in total, as the database
+    reported them (the write-counting proxy), with the write operations sent beside them."""
+    if wire is None:
+        return [("MongoDB documents written per heartbeat", "not counted (--no-count-writes)")]
+    n = max(1, accepted)
+    docs = sum(row["docs"] for row in wire.values())
+    ops = sum(row["ops"] for row in wire.values())
+    rows = [("MongoDB documents written per heartbeat, all collections (at the database)",
+             f"{docs / n:.3f}  ({docs:,} documents, {ops:,} write operations sent)")]  # fmt: skip
+    for collection, row in sorted(wire.items(), key=lambda kv: -kv[1]["docs"]):
+        docs_ops = f"({row['docs']:,} documents, {row['ops']:,} ops)"
+        rows.append((f"  {collection}", f"{row['docs'] / n:.3f}  {docs_ops}"))
+    return rows
 
 
 def fmt(x: float, digits: int = 1) -> str:
@@ -863,6 +909,7 @@ async def run(bs: BenchStack, args: argparse.Namespace) -> int:
     outage: dict[str, Any] | None = None
     redis0 = RedisCounters.take(bs.r)
     stats_run0 = flush_stats(gen)
+    wire0 = await wire_counts(bs)
     wall0 = time.time()
     load_t0 = gen.loop.time()
     poller = asyncio.create_task(gen.lag_poller())
@@ -962,7 +1009,9 @@ async def run(bs: BenchStack, args: argparse.Namespace) -> int:
     await gen.poll_lag()  # samples made visible by the last flushes
     redis_delta = RedisCounters.take(bs.r).minus(redis0)
     total_wall = time.time() - wall0
+    wire = wire_delta(await wire_counts(bs), wire0)
     problems, enrollment_problems = await verify_with_patience(gen)
+    aggregate_held = await asyncio.to_thread(aggregate_equals_a_count, gen)
     flushes, documents = await asyncio.to_thread(mongo_flushes, gen)
     stats = delta(flush_stats(gen), stats_run0)
     hostile_failed = False
@@ -1091,9 +1140,10 @@ async def run(bs: BenchStack, args: argparse.Namespace) -> int:
         ),
         ("drained after stop", "NOT within timeout" if drained is None else f"{drained:.1f} s"),
         (
-            "MongoDB writes per heartbeat (Σ flushes / accepted)",
+            "watch_progress writes per heartbeat (Σ flushes / accepted)",
             f"{flushes / max(1, accepted):.3f}  ({flushes:,} writes, {documents:,} docs)",
         ),
+        *wire_rows(wire, accepted),
         (
             "documents per bulk write (worker stats)",
             f"{fmt(per_bulk(stats))}  ({int(stats.get('mongo_writes', 0)):,} bulk writes, "
@@ -1127,6 +1177,7 @@ async def run(bs: BenchStack, args: argparse.Namespace) -> int:
         ),
         ("watch_progress mismatches", str(len(problems))),
         ("enrollment mismatches", str(len(enrollment_problems))),
+        ("course aggregate equal to a count of the enrollments", "yes" if aggregate_held else "NO"),
     ]
     for what, value in rows:
         t.add_row(what, value)
@@ -1146,8 +1197,16 @@ async def run(bs: BenchStack, args: argparse.Namespace) -> int:
         console.print(f"[red]error example:[/] {text}")
     for line in (gen.m.ryw_mismatches + problems + enrollment_problems)[:40]:
         console.print(f"[red]mismatch:[/] {line}")
-    failed = hostile_failed or bool(
-        problems or enrollment_problems or gen.m.ryw_mismatches or drained is None or gen.m.errors
+    failed = (
+        hostile_failed
+        or not aggregate_held
+        or bool(
+            problems
+            or enrollment_problems
+            or gen.m.ryw_mismatches
+            or drained is None
+            or gen.m.errors
+        )
     )
     console.print(
         "[red]FAILED[/]" if failed else "[green]OK: the stored state matches the model[/]"
@@ -1303,6 +1362,12 @@ def main() -> None:
         "the per-student budget's Redis commands (the oracle may then see less credited)",
     )
     parser.add_argument("--capacity", action="store_true", help="step up until it breaks")
+    parser.add_argument(
+        "--count-writes",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="count the documents MongoDB writes, per collection, through a wire proxy",
+    )
     parser.add_argument("--max-minutes", type=float, default=15.0, help="capacity: whole run")
     parser.add_argument("--start-watchers", type=int, default=1000)
     parser.add_argument("--max-watchers", type=int, default=20000)
@@ -1342,6 +1407,7 @@ def main() -> None:
         flush_interval_s=args.flush_interval,
         flush_tick_s=args.flush_tick,
         extra_env={"RATE_LIMIT_PER_MINUTE": rate_limit, "MAX_PLAYBACK_RATE": max_rate},
+        count_writes=args.count_writes,
     ) as bs:
         try:
             import uvloop
