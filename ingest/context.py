@@ -18,6 +18,7 @@ from ingest.metrics import system_registry
 from shared.clock import Clock, SystemClock
 from shared.domain.catalog import Catalog, MaterialRef
 from shared.errors import Unavailable
+from shared.lti.grades import GradeTargets
 from shared.lti.keys import ToolKeys
 from shared.lti.launch import LaunchValidator, PlatformKeySets
 from shared.lti.registry import PlatformRegistry
@@ -107,6 +108,7 @@ class AppContext:
     lti_platforms: PlatformRegistry
     lti_keys: ToolKeys  # the tool's signing keys (made on first use, not at start)
     lti_launches: LaunchValidator  # the launch checks, with the platforms' cached key sets
+    lti_grades: GradeTargets  # what learners' launches record to grade (AGS)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -155,6 +157,7 @@ class AppContext:
             lti_platforms=PlatformRegistry(mongo.db),
             lti_keys=lti_keys,
             lti_launches=LaunchValidator(PlatformKeySets(clock), client, clock),
+            lti_grades=GradeTargets(mongo.db),
         )
 
     async def start(self) -> None:

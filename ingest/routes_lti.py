@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from ingest.context import AppContext
 from ingest.deps import Ctx
 from ingest.models import Jwks
+from shared.lti.grades import record_launch
 from shared.lti.identity import role_of, user_id_of
 from shared.lti.launch import (
     CUSTOM,
@@ -168,6 +169,15 @@ async def _resource_link(ctx: AppContext, checked: Launch) -> HTMLResponse:
             user_id,
             ref.course_id,
             True,
+        )
+        await run_in_threadpool(
+            record_launch,
+            ctx.lti_grades,
+            checked,
+            user_id,
+            material_id,
+            ref.material.title,
+            ctx.clock.time(),
         )
     claims = {"iss": TOOL_SESSION_ISSUER, "aud": TOOL_SESSION_ISSUER, "sub": user_id, "role": role}
     lifetime = min(SESSION_S, ctx.settings.lti_signed_lifetime_s)
