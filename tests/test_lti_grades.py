@@ -415,3 +415,36 @@ def test_a_30_s_score_outage_under_200_learners_loses_lowers_and_repeats_nothing
         given = [s["scoreGiven"] for s in world.scores(item, sub)]
         assert given == [20.0, final[sub]], sub  # the final once, nothing lower after higher
     assert world.book.conflicts == 0  # every timestamp rose
+
+
+# -- erasure and export -----------------------------------------------------------------------
+
+
+def test_export_and_erasure_cover_grade_targets_and_scores_queued_and_sent(world: World) -> None:
+    item = world.book.add_line_item("Speed")
+    user = world.launch("u-1", **world.book.claim(item))
+    other = world.launch("u-2", **world.book.claim(item))
+    for who in (user, other):
+        world.watch(who, 30)
+    world.flush()
+    world.deliver(INTERVAL_S)  # 30 sent for both
+    world.watch(user, 50)
+    world.flush()  # 50 queued for u-1
+    admin = bearer(world.settings, "admin-1", "admin", now=world.clock.time())
+    r = world.client.get(f"/api/admin/students/{user}/export", headers=admin)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    (target,) = body["lti_grades"]
+    assert (target["lineitem"], target["sub"], target["sent"]["score"]) == (item, "u-1", 30.0)
+    (queued,) = body["outbox"]["grade"]["queued"]
+    assert queued["payload"]["target"] == target["_id"]
+    r = world.client.delete(f"/api/admin/progress?student_id={user}", headers=admin)
+    assert r.status_code == 200, r.text
+    report = r.json()
+    assert report["grade_targets"] == 1 and report["outbox_entries"] == 1
+    assert report["sent_grades"] == [{"platform_id": PLATFORM_ID, "lineitem": item, "user": "u-1"}]
+    left = world.client.get(f"/api/admin/students/{user}/export", headers=admin).json()
+    assert left["lti_grades"] == [] and left["outbox"]["grade"]["queued"] == []
+    assert [t["user_id"] for t in targets(world.db)] == [other]  # the other learner's kept
+    world.deliver_over(2 * INTERVAL_S)
+    assert [s["scoreGiven"] for s in world.scores(item, "u-1")] == [30.0]  # nothing after

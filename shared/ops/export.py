@@ -25,6 +25,7 @@ from shared.domain.catalog import Catalog, MaterialRef
 from shared.domain.progress import Heartbeat, WatchState, fold
 from shared.integrations.outbox import OUTBOXES, XAPI, Outbox
 from shared.integrations.xapi import StatementBuilder, Video, XapiConfig
+from shared.lti.grades import GradeTargets
 from shared.settings import Settings
 from shared.storage import rollup_store
 from shared.storage.clients import Buffer
@@ -198,8 +199,10 @@ def student_export(
     student_id: str,
 ) -> dict[str, Any]:
     """The export as JSON-ready data: enrollments, each material's state (current, stored,
-    pending heartbeats; from MongoDB and the buffer `r`, its keys named by `schema`), and the
-    outbox entries that name the student (on RQ's Redis, `outboxes`).
+    pending heartbeats; from MongoDB and the buffer `r`, its keys named by `schema`), the
+    outbox entries that name the student (on RQ's Redis, `outboxes`: statements, webhooks and
+    LTI scores) and the student's LTI grade targets (the line items they are graded on and the
+    score last sent to each).
     Raises `Unavailable` (a 503) while MongoDB is down: an export must be complete."""
     enrollments = [
         {
@@ -230,6 +233,7 @@ def student_export(
         "enrollments": _json_safe(enrollments),
         "materials": _json_safe(materials),
         "outbox": _json_safe(entries),
+        "lti_grades": _json_safe(GradeTargets(mongo.db).of_student(student_id)),
     }
 
 
