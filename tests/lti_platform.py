@@ -218,11 +218,11 @@ class Gradebook:
     """The platform's token endpoint and gradebook, on the Lms's server.
 
     - `POST /token`: lti1p3platform's `get_access_token` (grant type, required fields, the
-      client assertion's signature against the tool's key set, fetched again at each request
-      from `tool_jwks`), plus what it lacks: `aud` = this token URL, `iss` = `sub` = the
-      client id, a `jti` used once, `iat` and `exp` present and holding on `now()`, and only
-      scopes this platform offers (`offered`; else `400 invalid_scope`). `expires_in` is
-      `token_lifetime_s`.
+      client assertion's signature against the tool's key set, read again at each request
+      from `tool_jwks`: the tool's JWKS URL, or a function giving the set), plus what it
+      lacks: `aud` = this token URL, `iss` = `sub` = the client id, a `jti` used once,
+      `iat` and `exp` present and holding on `now()`, and only scopes this platform offers
+      (`offered`; else `400 invalid_scope`). `expires_in` is `token_lifetime_s`.
     - Line items (`GET|POST /lineitems`, filtered by `resource_link_id` and `tag`) need the
       `lineitem` scope (GET: or `lineitem.readonly`); scores (`POST <line item>/scores`) the
       `score` scope, else `403`; no valid token: `401`.
@@ -236,12 +236,17 @@ class Gradebook:
     def __init__(
         self,
         lms: Lms,
-        tool_jwks: Callable[[], dict[str, Any]],
+        tool_jwks: Callable[[], dict[str, Any]] | str,
         offered: tuple[str, ...] = (LINEITEM, SCORE, LINEITEM_READ, NRPS_SCOPE),
         now: Callable[[], float] = time.time,
     ) -> None:
-        self.lms, self.tool_jwks, self.offered, self.now = lms, tool_jwks, offered, now
+        self.lms, self.offered, self.now = lms, offered, now
         self.conf = _Conf(registration=lms.registration)
+        self.tool_jwks: Callable[[], Any] = (
+            (lambda: self.conf.fetch_public_key(tool_jwks))  # the tool's /lti/jwks, over HTTP
+            if isinstance(tool_jwks, str)
+            else tool_jwks
+        )
         # lti1p3platform checks times against the system clock, without leeway: the harness
         # checks them on `now()` instead (tests move a MockedClock).
         self.conf._jwt_verify_options = {
