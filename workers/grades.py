@@ -125,6 +125,14 @@ class _Run:
     totals: dict[str, int] = field(
         default_factory=lambda: dict.fromkeys(("posted", "unchanged", "retried", "refused"), 0)
     )
+    tokens_held: dict[tuple[str, tuple[str, ...]], str] = field(default_factory=dict)
+
+    def token(self, platform: Platform, scopes: list[str]) -> str:
+        """The service token, asked of the shared cache once per run."""
+        key = (platform.platform_id, tuple(scopes))
+        if key not in self.tokens_held:
+            self.tokens_held[key] = self.tokens.access_token(platform, scopes)
+        return self.tokens_held[key]
 
 
 def lease_s(timeout_s: float) -> float:
@@ -168,13 +176,17 @@ def _attempt_batch(run: _Run, batch: list[OutboxEntry], out: Settled, lease: flo
         pairs = {(t.user_id, t.material_id) for t in targets.values() if not t.refused}
         states = run.ctx.mongo.find_states(pairs)
         _read_holds(run, {t.platform_id for t in targets.values()}, now)
+        scores = []
         for target_id in leased:
             target = targets.get(target_id)
             if target is None or target.refused:  # erased, or refused meanwhile: nothing to send
                 out.sent.extend(groups[target_id])
                 continue
             stored = states.get((target.user_id, target.material_id))
-            _attempt_target(run, target, stored.state if stored else None, groups[target_id], out)
+            state = stored.state if stored else None
+            if (planned := _plan(run, target, state, groups[target_id], out)) is not None:
+                scores.append(planned)
+        _post_all(run, scores, out)
     finally:
         _release_targets(run, leased)
 
@@ -215,31 +227,83 @@ def _read_holds(run: _Run, platform_ids: set[str], now: float) -> None:
             run.failing[platform_id] = float(until)
 
 
-def _attempt_target(
+@dataclass
+class _Score:
+    """A score to post: what, where, with which token and timestamp."""
+
+    target: GradeTarget
+    platform: Platform
+    entries: list[OutboxEntry]
+    score: float
+    completed: bool
+    lineitem: str
+    token: str
+    ts: float = 0.0
+
+
+def _plan(
     run: _Run,
     target: GradeTarget,
     state: WatchState | None,
     entries: list[OutboxEntry],
     out: Settled,
-) -> None:
-    """Post one leased target's score, or say when to try again."""
+) -> _Score | None:
+    """The score to post for one leased target; None when it is settled already (nothing
+    new to say, the platform held or gone, no token or line item to be had)."""
     now = run.ctx.clock.time()
     platform = run.platforms.get(target.platform_id)
     if platform is None:
         out.dead.extend((e, "the platform is no longer registered") for e in entries)
-        return
+        return None
     hold = run.failing.get(platform.platform_id, 0.0)
     if target.sent_at is not None:  # at most one post per interval
         hold = max(hold, target.sent_at + run.ctx.settings.lti_score_interval_s)
     if hold > now:
         out.retry.extend((e, hold) for e in entries)
-        return
-    outcome: str | PlatformCallFailed
+        return None
+    if state is None:  # erased (a tombstone), or never stored
+        _settle_target(run, platform, target, entries, "unchanged", out)
+        return None
+    score = round(max(state.progress, target.sent_score or 0.0), 2)
+    completed = state.completed or target.sent_completed
+    if target.sent_score is not None and (score, completed) == (
+        target.sent_score,
+        target.sent_completed,
+    ):
+        _settle_target(run, platform, target, entries, "unchanged", out)
+        return None
     try:
-        outcome = _post(run, platform, target, state)
+        token = run.token(platform, _scopes(target))
+        lineitem = target.lineitem or _line_item(run, platform, target, token)
     except PlatformCallFailed as exc:
-        outcome = exc
-    _settle_target(run, platform, target, entries, outcome, out)
+        _settle_target(run, platform, target, entries, exc, out)
+        return None
+    return _Score(target, platform, entries, score, completed, lineitem, token)
+
+
+def _post_all(run: _Run, scores: list[_Score], out: Settled) -> None:
+    """Stamp the scores (strictly after each target's last timestamp, recorded first), post
+    them one by one, record those accepted. A platform that fails is not called again."""
+    now = run.ctx.clock.time()
+    for s in scores:
+        s.ts = next_timestamp(now, s.target.last_ts)
+    run.store.use_timestamps({s.target.id: s.ts for s in scores})
+    accepted = []
+    for s in scores:
+        if (hold := run.failing.get(s.platform.platform_id)) is not None:
+            out.retry.extend((e, hold) for e in s.entries)
+            continue
+        headers = {"Authorization": f"Bearer {s.token}", "Content-Type": SCORE_TYPE}
+        body = score_body(s.target.sub, s.score, s.completed, s.ts)
+        try:
+            _call(run, "POST", scores_url(s.lineitem), "score", headers=headers, json=body)
+        except PlatformCallFailed as exc:
+            _settle_target(run, s.platform, s.target, s.entries, exc, out)
+            continue
+        accepted.append(s)
+    run.store.record_sent((s.target.id, s.score, s.completed, s.ts) for s in accepted)
+    for s in accepted:
+        _settle_target(run, s.platform, s.target, s.entries, "posted", out)
 
 
 def _settle_target(
@@ -276,6 +340,7 @@ def _settle_target(
         run.failing[platform.platform_id] = due  # not called again in this run
     if status == 401:
         run.tokens.forget(platform, _scopes(target))
+        run.tokens_held.pop((platform.platform_id, tuple(_scopes(target))), None)
     run.store.record_error(target.id, str(outcome), now)
     run.totals["retried"] += 1
     out.retry.extend((e, due) for e in entries)
@@ -284,34 +349,6 @@ def _settle_target(
 def _scopes(target: GradeTarget) -> list[str]:
     """The token's scopes: what the tool uses of what the launch offered."""
     return sorted(set(target.scopes) & USED_SCOPES)
-
-
-def _post(run: _Run, platform: Platform, target: GradeTarget, state: WatchState | None) -> str:
-    """Post the target's score; "posted", or "unchanged" when there is nothing new to say.
-    Raises PlatformCallFailed with the platform's answer."""
-    if state is None:
-        return "unchanged"  # erased (a tombstone), or never stored
-    score = round(max(state.progress, target.sent_score or 0.0), 2)
-    completed = state.completed or target.sent_completed
-    if target.sent_score is not None and (score, completed) == (
-        target.sent_score,
-        target.sent_completed,
-    ):
-        return "unchanged"
-    token = run.tokens.access_token(platform, _scopes(target))
-    try:
-        lineitem = target.lineitem or _line_item(run, platform, target, token)
-    except PlatformCallFailed as exc:  # the column's trouble, not the learner's: retried
-        if exc.status in REFUSED:
-            raise PlatformCallFailed("line item", None, str(exc)) from None
-        raise
-    ts = next_timestamp(run.ctx.clock.time(), target.last_ts)
-    run.store.use_timestamp(target.id, ts)
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": SCORE_TYPE}
-    body = score_body(target.sub, score, completed, ts)
-    _call(run, "POST", scores_url(lineitem), "score", headers=headers, json=body)
-    run.store.record_sent(target.id, score, completed, ts)
-    return "posted"
 
 
 def _call(run: _Run, method: str, url: str, what: str, **kwargs: object) -> httpx.Response:

@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, UpdateOne
 from pymongo.database import Database
 
 from shared.lti.launch import CLAIM, CONTEXT, ROLES, Launch
@@ -229,15 +229,31 @@ class GradeTargets:
         return {d["_id"]: GradeTarget.from_doc(d) for d in docs}
 
     @unavailable_on_outage
-    def use_timestamp(self, target: str, ts: float) -> None:
-        """Record a timestamp about to be posted (before the post: a retry takes a later one
-        even when the answer was lost)."""
-        self.targets.update_one({"_id": target}, {"$max": {"last_ts": ts}})
+    def use_timestamps(self, stamps: Mapping[str, float]) -> None:
+        """Record the timestamps about to be posted (before the posts: a retry takes a later
+        one even when an answer was lost). One unordered bulk write."""
+        if stamps:
+            ops = [UpdateOne({"_id": t}, {"$max": {"last_ts": ts}}) for t, ts in stamps.items()]
+            self.targets.bulk_write(ops, ordered=False)
 
     @unavailable_on_outage
-    def record_sent(self, target: str, score: float, completed: bool, ts: float) -> None:
-        sent = {"score": score, "completed": completed, "timestamp": iso(ts), "at": ts}
-        self.targets.update_one({"_id": target}, {"$set": {"sent": sent, "last_error": None}})
+    def record_sent(self, rows: Iterable[tuple[str, float, bool, float]]) -> None:
+        """(target, score, completed, timestamp) of scores the platform accepted; a target
+        erased meanwhile stays erased (no upsert). One unordered bulk write."""
+        ops = [
+            UpdateOne(
+                {"_id": target},
+                {
+                    "$set": {
+                        "sent": {"score": score, "completed": done, "timestamp": iso(ts), "at": ts},
+                        "last_error": None,
+                    }
+                },
+            )
+            for target, score, done, ts in rows
+        ]
+        if ops:
+            self.targets.bulk_write(ops, ordered=False)
 
     @unavailable_on_outage
     def record_error(self, target: str, error: str, now: float) -> None:
