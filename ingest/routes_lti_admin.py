@@ -8,9 +8,10 @@ from fastapi import APIRouter, Path, Response
 from starlette.concurrency import run_in_threadpool
 
 from ingest.deps import Admin, Ctx
-from ingest.models import LtiPlatforms
+from ingest.models import LtiGrades, LtiPlatforms
 from shared.domain.catalog import ID_PATTERN
 from shared.errors import NotFound
+from shared.integrations.outbox import GRADE
 from shared.lti.registry import Platform, PlatformBody
 
 router = APIRouter(prefix="/api/admin/lti", tags=["lti"])
@@ -47,3 +48,18 @@ async def delete_platform(platform_id: PlatformId, admin: Admin, ctx: Ctx) -> Re
     if not await run_in_threadpool(ctx.lti_platforms.remove, platform_id):
         raise NotFound(f"unknown platform '{platform_id}'", {"platform_id": platform_id})
     return Response(status_code=204)
+
+
+@router.get("/platforms/{platform_id}/grades", response_model=LtiGrades)
+async def platform_grades(platform_id: PlatformId, admin: Admin, ctx: Ctx) -> LtiGrades:
+    """The platform's grades back (AGS): learners graded, those it refused (recorded, not
+    retried), the latest error, and the grade outbox's depth and dead letters."""
+    known = await run_in_threadpool(ctx.lti_platforms.all)
+    if platform_id not in {p.platform_id for p in known}:
+        raise NotFound(f"unknown platform '{platform_id}'", {"platform_id": platform_id})
+    health = await run_in_threadpool(ctx.lti_grades.health, platform_id)
+    pipe = ctx.rq_redis.pipeline(transaction=False)
+    pipe.hlen(GRADE.entries)
+    pipe.hlen(GRADE.dead)
+    queued, dead = await run_in_threadpool(pipe.execute)
+    return LtiGrades(platform_id=platform_id, queued=queued, dead=dead, **health)

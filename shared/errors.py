@@ -83,5 +83,5 @@ class PlatformCallFailed(Exception):
     def __init__(
         self, what: str, status: int | None, detail: str, retry_after_s: float | None = None
     ) -> None:
-        super().__init__(f"{what}: {'HTTP ' + str(status) if status else 'no answer'} {detail}")
+        super().__init__(f"{what}: HTTP {status} {detail}" if status else f"{what}: {detail}")
         self.status, self.detail, self.retry_after_s = status, detail, retry_after_s

@@ -331,8 +331,12 @@ def test_a_learner_the_platform_refuses_is_recorded_and_not_retried(world: World
     assert posts == 2 and world.scores(item, "u-ok")[-1]["scoreGiven"] == 40.0
     outbox = Outbox(world.ctx.redis, GRADE)
     assert len(outbox.entries_of(refused)[1]) == 1  # set aside, with the reason
-    health = GradeTargets(world.db).health(PLATFORM_ID)
+    admin = bearer(world.settings, "admin-1", "admin", now=world.clock.time())
+    url = f"/api/admin/lti/platforms/{PLATFORM_ID}/grades"
+    health = world.client.get(url, headers=admin).json()
     assert [(r["user_id"], r["status"]) for r in health["refused"]] == [(refused, 422)]
+    assert (health["targets"], health["queued"], health["dead"]) == (2, 0, 1)
+    assert world.client.get(url, headers=bearer(world.settings, refused)).status_code == 403
     world.watch(refused, 60)  # more watching queues nothing for them
     world.flush()
     world.deliver(INTERVAL_S)
@@ -343,6 +347,24 @@ def test_a_learner_the_platform_refuses_is_recorded_and_not_retried(world: World
     world.flush()
     world.deliver(INTERVAL_S)
     assert [s["scoreGiven"] for s in world.scores(item, "u-no")] == [70.0]
+
+
+def test_a_token_the_platform_refuses_refuses_no_learner_and_is_retried(world: World) -> None:
+    item = world.book.add_line_item("Speed")
+    user = world.launch("u-1", **world.book.claim(item, scopes=(SCORE,)))
+    world.book.offered = (LINEITEM,)  # the registration lost its score scope
+    world.watch(user, 40)
+    world.flush()
+    world.deliver(INTERVAL_S)
+    assert world.book.score_posts == 0 and world.book.token_refusals == [f"scope {[SCORE]}"]
+    admin = bearer(world.settings, "admin-1", "admin", now=world.clock.time())
+    health = world.client.get(f"/api/admin/lti/platforms/{PLATFORM_ID}/grades", headers=admin)
+    assert (
+        health.json()["refused"] == [] and "invalid_scope" in health.json()["last_error"]["error"]
+    )
+    world.book.offered = (LINEITEM, SCORE)  # fixed: the retry goes through
+    world.deliver_over(5)
+    assert [s["scoreGiven"] for s in world.scores(item, "u-1")] == [40.0]
 
 
 # -- a grade outage ---------------------------------------------------------------------------

@@ -276,6 +276,8 @@ def _plan(
         token = run.token(platform, _scopes(target))
         lineitem = target.lineitem or _line_item(run, platform, target, token)
     except PlatformCallFailed as exc:
+        if exc.status in REFUSED:  # the token's or the column's trouble, not the learner's
+            exc = PlatformCallFailed(str(exc), None, "(the platform's setup: retried)")
         _settle_target(run, platform, target, entries, exc, out)
         return None
     return _Score(target, platform, entries, score, completed, lineitem, token)
