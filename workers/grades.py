@@ -59,8 +59,13 @@ log = logging.getLogger(__name__)
 LTI_USER_PREFIX = "lti-"  # shared/lti/identity.py: every LTI user's id
 GRADE_BATCH = 50
 BUSY_RETRY_S = 1.0  # another worker is posting the same target
-REFUSED = frozenset({400, 403, 404, 422})  # the platform will not grade this user
+# 4xx that say "not now" (a token, a timeout, a timestamp, a rate); any other 4xx (400, 403,
+# 404, 422 above all) says the platform will not take this score.
 RETRIED_4XX = frozenset({401, 408, 409, 425, 429})
+
+
+def refuses(status: int | None) -> bool:
+    return status is not None and 400 <= status < 500 and status not in RETRIED_4XX
 
 
 def window(target_id: str, now: float, interval_s: float) -> tuple[int, float]:
@@ -276,7 +281,7 @@ def _plan(
         token = run.token(platform, _scopes(target))
         lineitem = target.lineitem or _line_item(run, platform, target, token)
     except PlatformCallFailed as exc:
-        if exc.status in REFUSED:  # the token's or the column's trouble, not the learner's
+        if refuses(exc.status):  # the token's or the column's trouble, not the learner's
             exc = PlatformCallFailed(str(exc), None, "(the platform's setup: retried)")
         _settle_target(run, platform, target, entries, exc, out)
         return None
@@ -322,7 +327,7 @@ def _settle_target(
         out.sent.extend(entries)
         return
     status = outcome.status
-    if status is not None and status in REFUSED:
+    if refuses(status):
         log.warning(
             "platform %s refused the grade of %s: %s", platform.platform_id, target.user_id, outcome
         )
