@@ -295,6 +295,44 @@ def test_the_platform_checks_every_client_assertion(world: World) -> None:
     }
 
 
+def test_the_platform_checks_each_endpoints_scope(world: World) -> None:
+    platform = present(PlatformRegistry(world.db).find(world.lms.base, CLIENT_ID))
+    item = world.book.add_line_item("Speed")
+
+    def token(scope: str) -> str:
+        answer = httpx.post(
+            world.book.token_url, data=token_form(world.ctx.lti_keys, platform, scope)
+        )
+        assert answer.status_code == 200, answer.text
+        return str(answer.json()["access_token"])
+
+    kind = {"Content-Type": "application/vnd.ims.lis.v1.score+json"}
+    score = {
+        "userId": "u-1",
+        "scoreGiven": 1,
+        "scoreMaximum": 100,
+        "timestamp": "2026-12-06T10:00:00+00:00",
+        "activityProgress": "InProgress",
+        "gradingProgress": "FullyGraded",
+    }
+
+    def post_score(bearer_token: str) -> int:
+        auth = {"Authorization": f"Bearer {bearer_token}", **kind}
+        return httpx.post(f"{item}/scores", json=score, headers=auth).status_code
+
+    assert post_score(token(LINEITEM)) == 403
+    assert post_score("not-a-token") == 401
+    assert post_score(token(SCORE)) == 204
+    lineitems = world.book.line_items_url
+    assert (
+        httpx.get(lineitems, headers={"Authorization": f"Bearer {token(SCORE)}"}).status_code == 403
+    )
+    assert (
+        httpx.get(lineitems, headers={"Authorization": f"Bearer {token(LINEITEM)}"}).status_code
+        == 200
+    )
+
+
 def assertion_claims(token: str) -> dict[str, Any]:
     claims = jwt.decode(token, options={"verify_signature": False})
     assert claims["exp"] - claims["iat"] == 300 and len(claims["jti"]) >= 16
