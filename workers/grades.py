@@ -112,9 +112,14 @@ def announce_grades(ctx: WorkerContext, writes: Iterable[StateWrite], now: float
 
 
 def deliver_grades() -> dict[str, int]:
-    """RQ job: `send_due_grades` with this process's connections."""
+    """RQ job: `send_due_grades` with this process's connections, for half a tick (the flush
+    jobs of the tick are not kept waiting); when it stopped with scores still due, a follow-up
+    job goes on at once (a backlog after an outage drains at a worker's rate, not a tick's)."""
     ctx = get_context()
-    return send_due_grades(ctx, max(1.0, ctx.settings.outbox_tick_s / 2))
+    totals = send_due_grades(ctx, max(1.0, ctx.settings.outbox_tick_s / 2))
+    if totals["more_due"]:
+        ctx.queue.enqueue(deliver_grades, job_timeout=300, result_ttl=0)
+    return totals
 
 
 @dataclass
@@ -128,7 +133,9 @@ class _Run:
     platforms: dict[str, Platform] = field(default_factory=dict)
     failing: dict[str, float] = field(default_factory=dict)  # platform -> retry from
     totals: dict[str, int] = field(
-        default_factory=lambda: dict.fromkeys(("posted", "unchanged", "retried", "refused"), 0)
+        default_factory=lambda: dict.fromkeys(
+            ("posted", "unchanged", "retried", "refused", "more_due"), 0
+        )
     )
     tokens_held: dict[tuple[str, tuple[str, ...]], str] = field(default_factory=dict)
 
@@ -148,13 +155,17 @@ def lease_s(timeout_s: float) -> float:
 
 def send_due_grades(ctx: WorkerContext, budget_s: float | None = None) -> dict[str, int]:
     """Post due scores until none is due or the time budget is spent. A platform that fails
-    or asks to wait is not called again in the same run. Returns the counts."""
+    or asks to wait is not called again in the same run. Returns the counts, and `more_due`
+    1 when the budget ran out with scores still due."""
     outbox = Outbox(ctx.redis, GRADE)
     clock, started = ctx.clock, ctx.clock.monotonic()
     lease = lease_s(ctx.settings.delivery_timeout_s)
     http = ctx.lti_http
     run = _Run(ctx, http, ServiceTokens(ctx.redis, ctx.lti_keys, clock, http), ctx.lti_grades)
-    while budget_s is None or clock.monotonic() - started < budget_s:
+    while True:
+        if budget_s is not None and clock.monotonic() - started >= budget_s:
+            run.totals["more_due"] = int(outbox.redis.zcount(GRADE.due, "-inf", clock.time()) > 0)
+            break
         batch = outbox.claim(clock.time(), lease, GRADE_BATCH)
         if not batch:
             break
