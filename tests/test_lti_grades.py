@@ -42,6 +42,7 @@ from tests.lti_platform import (
     Lms,
     new_key_pem,
 )
+from workers import grades
 from workers.context import WorkerContext, build_context
 from workers.flush import flush_batch
 from workers.grades import send_due_grades
@@ -403,6 +404,26 @@ def test_a_token_the_platform_refuses_refuses_no_learner_and_is_retried(world: W
     world.book.offered = (LINEITEM, SCORE)  # fixed: the retry goes through
     world.deliver_over(5)
     assert [s["scoreGiven"] for s in world.scores(item, "u-1")] == [40.0]
+
+
+def test_a_delivery_out_of_time_with_scores_due_hands_over_to_a_follow_up(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    item = world.book.add_line_item("Speed")
+    user = world.launch("u-1", **world.book.claim(item))
+    world.watch(user, 40)
+    world.flush()
+    world.clock.advance(INTERVAL_S)
+    assert send_due_grades(world.ctx, budget_s=0)["more_due"] == 1  # nothing done, say so
+    assert world.book.score_posts == 0
+    monkeypatch.setattr(grades, "send_due_grades", lambda ctx, budget_s: {"more_due": 1})
+    monkeypatch.setattr(grades, "get_context", lambda: world.ctx)
+    queued = world.ctx.queue.count
+    grades.deliver_grades()
+    assert world.ctx.queue.count == queued + 1
+    assert world.ctx.queue.jobs[-1].func_name == "workers.grades.deliver_grades"
+    assert send_due_grades(world.ctx)["posted"] == 1  # the follow-up's work
+    assert send_due_grades(world.ctx, budget_s=0)["more_due"] == 0
 
 
 # -- a grade outage ---------------------------------------------------------------------------
