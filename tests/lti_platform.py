@@ -222,7 +222,8 @@ class Gradebook:
       from `tool_jwks`: the tool's JWKS URL, or a function giving the set), plus what it
       lacks: `aud` = this token URL, `iss` = `sub` = the client id, a `jti` used once,
       `iat` and `exp` present and holding on `now()`, and only scopes this platform offers
-      (`offered`; else `400 invalid_scope`). `expires_in` is `token_lifetime_s`.
+      (`offered`; else `400 invalid_scope`), granting them less `withheld` (the answer's
+      `scope` says which). `expires_in` is `token_lifetime_s`.
     - Line items (`GET|POST /lineitems`, filtered by `resource_link_id` and `tag`) need the
       `lineitem` scope (GET: or `lineitem.readonly`); scores (`POST <line item>/scores`) the
       `score` scope, else `403`; no valid token: `401`.
@@ -256,6 +257,7 @@ class Gradebook:
         }
         self.lock = threading.Lock()
         self.token_lifetime_s = 3600
+        self.withheld: set[str] = set()  # scopes asked for and offered, but not granted
         self.jtis: set[str] = set()
         self.tokens_issued: list[str] = []  # the scope string of each token issued
         self.token_refusals: list[str] = []
@@ -312,7 +314,8 @@ class Gradebook:
         if not asked or any(scope not in self.offered for scope in asked):
             self.token_refusals.append(f"scope {asked}")
             return HttpAnswer.json({"error": "invalid_scope"}, 400)
-        answer = dict(self.conf.get_access_token(form))
+        granted = [scope for scope in asked if scope not in self.withheld]
+        answer = dict(self.conf.get_access_token({**form, "scope": " ".join(granted)}))
         answer["expires_in"] = self.token_lifetime_s
         self.tokens_issued.append(answer["scope"])
         return HttpAnswer.json(answer)

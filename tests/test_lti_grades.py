@@ -401,7 +401,13 @@ def test_a_token_the_platform_refuses_refuses_no_learner_and_is_retried(world: W
     assert (
         health.json()["refused"] == [] and "invalid_scope" in health.json()["last_error"]["error"]
     )
-    world.book.offered = (LINEITEM, SCORE)  # fixed: the retry goes through
+    world.book.offered = (LINEITEM, SCORE)
+    world.book.withheld = {SCORE}  # asked, offered, not granted: no call it would refuse
+    world.deliver_over(2)
+    assert world.book.score_posts == 0 and len(world.book.tokens_issued) == 1
+    health = world.client.get(f"/api/admin/lti/platforms/{PLATFORM_ID}/grades", headers=admin)
+    assert health.json()["refused"] == [] and SCORE in health.json()["last_error"]["error"]
+    world.book.withheld = set()  # fixed: the retry goes through
     world.deliver_over(5)
     assert [s["scoreGiven"] for s in world.scores(item, "u-1")] == [40.0]
 

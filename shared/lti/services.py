@@ -72,19 +72,25 @@ def token_form(keys: ToolKeys, platform: Platform, scope: str) -> dict[str, str]
     }
 
 
-def read_token_answer(reply: httpx.Response, now: float) -> tuple[str, float]:
-    """(access token, when it stops being used) from the token endpoint's answer (RFC 6749
-    §5.1); PlatformCallFailed for anything else."""
+def read_token_answer(reply: httpx.Response, scope: str, now: float) -> tuple[str, float]:
+    """(access token, when it stops being used) from the token endpoint's answer to a request
+    for `scope` (RFC 6749 §5.1); PlatformCallFailed for anything else, and with status 403
+    when the platform granted fewer scopes than asked (§5.1: `scope` says so when it differs),
+    so that no call is made that it would refuse for want of a scope."""
     if reply.status_code != 200:
         raise PlatformCallFailed("token request refused", reply.status_code, reply.text[:300])
     try:
         body: dict[str, Any] = reply.json()
         token = body["access_token"]
         expires = float(body.get("expires_in") or DEFAULT_EXPIRES_S)
+        said = body.get("scope")  # absent: what was asked (RFC 6749 §5.1)
+        granted = set((scope if said is None else str(said)).split())
     except (ValueError, KeyError, TypeError):
         raise PlatformCallFailed("token answer unreadable", 200, reply.text[:300]) from None
     if not isinstance(token, str) or not token or expires <= 0:
         raise PlatformCallFailed("token answer unreadable", 200, reply.text[:300])
+    if missing := set(scope.split()) - granted:
+        raise PlatformCallFailed("token lacks scopes", 403, " ".join(sorted(missing)))
     return token, now + expires - min(MARGIN_S, expires / 10)
 
 
@@ -120,7 +126,7 @@ class ServiceTokens:
         except httpx.HTTPError as exc:
             raise PlatformCallFailed("token request", None, type(exc).__name__) from None
         now = self.clock.time()
-        token, expires_at = read_token_answer(reply, now)
+        token, expires_at = read_token_answer(reply, scope, now)
         doc = json.dumps({"access_token": token, "expires_at": expires_at})
         self.redis.set(key, doc, ex=_ttl(expires_at, now))
         return token
