@@ -22,7 +22,15 @@ from pymongo.database import Database
 from ingest.app import create_app
 from shared.clock import MockedClock
 from shared.integrations.outbox import GRADE, Outbox
-from shared.lti.grades import TEST_USER, GradeTargets, record_launch
+from shared.lti.grades import (
+    TEST_USER,
+    GradeTargets,
+    iso,
+    next_timestamp,
+    record_launch,
+    score_body,
+    scores_url,
+)
 from shared.lti.identity import user_id_of
 from shared.lti.keys import load_private_key
 from shared.lti.launch import CLAIM, ROLES, Launch
@@ -535,3 +543,40 @@ def test_export_and_erasure_cover_grade_targets_and_scores_queued_and_sent(world
     assert [t["user_id"] for t in targets(world.db)] == [other]  # the other learner's kept
     world.deliver_over(2 * INTERVAL_S)
     assert [s["scoreGiven"] for s in world.scores(item, "u-1")] == [30.0]  # nothing after
+
+
+# -- the score's shape --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("lineitem", "scores"),
+    [
+        (
+            "https://moodle.test/mod/lti/services.php/2/lineitems/5/lineitem?type_id=1",
+            "https://moodle.test/mod/lti/services.php/2/lineitems/5/lineitem/scores?type_id=1",
+        ),
+        (
+            "https://school.instructure.com/api/lti/courses/7/line_items/9/",
+            "https://school.instructure.com/api/lti/courses/7/line_items/9/scores",
+        ),
+    ],
+)
+def test_scores_go_to_the_line_item_path_plus_scores_keeping_its_query(
+    lineitem: str, scores: str
+) -> None:
+    assert scores_url(lineitem) == scores
+
+
+def test_timestamps_are_zoned_milliseconds_and_rise_past_the_last_one() -> None:
+    assert iso(1_767_000_000.1234) == "2025-12-29T09:20:00.123+00:00"
+    assert next_timestamp(100.0, 0.0) == 100.0
+    assert next_timestamp(100.0, 100.0) == 100.001  # the same millisecond: one later
+    assert next_timestamp(99.0, 100.0) == 100.001  # a worker whose clock is behind
+    assert score_body("u-1", 81.5, True, 100.0) == {
+        "userId": "u-1",
+        "scoreGiven": 81.5,
+        "scoreMaximum": 100,
+        "activityProgress": "Completed",
+        "gradingProgress": "FullyGraded",
+        "timestamp": "1970-01-01T00:01:40.000+00:00",
+    }
