@@ -40,6 +40,12 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _frame_origins(app: FastAPI) -> tuple[str, ...]:
+    """The registered LTI platforms' frame origins (none before the context is built)."""
+    ctx: AppContext | None = getattr(app.state, "ctx", None)
+    return ctx.lti_frame_origins.current() if ctx is not None else ()
+
+
 def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
     """The service; `clock` replaces the system clock (tests move a MockedClock instead of
     sleeping)."""
@@ -89,5 +95,5 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.add_middleware(RequestLogMiddleware)
     # Outermost (added last): every answer, the request log's 500s included, carries the CORS
     # and security headers.
-    app.add_middleware(WebEdge, settings=settings)
+    app.add_middleware(WebEdge, settings=settings, registered=lambda: _frame_origins(app))
     return app

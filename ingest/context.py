@@ -18,6 +18,7 @@ from ingest.metrics import system_registry
 from shared.clock import Clock, SystemClock
 from shared.domain.catalog import Catalog, MaterialRef
 from shared.errors import Unavailable
+from shared.lti.frames import FrameOrigins
 from shared.lti.grades import GradeTargets
 from shared.lti.keys import ToolKeys
 from shared.lti.launch import LaunchValidator, PlatformKeySets
@@ -109,6 +110,7 @@ class AppContext:
     lti_keys: ToolKeys  # the tool's signing keys (made on first use, not at start)
     lti_launches: LaunchValidator  # the launch checks, with the platforms' cached key sets
     lti_grades: GradeTargets  # what learners' launches record to grade (AGS)
+    lti_frame_origins: FrameOrigins  # the platforms' frame_origins, for frame-ancestors
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -135,6 +137,7 @@ class AppContext:
         hot = AsyncHotStore(client, key_schema)
         mongo = MongoStore(settings.mongo_url, settings.mongo_timeout_ms)
         lti_keys = ToolKeys(settings, mongo.db, clock)
+        lti_platforms = PlatformRegistry(mongo.db)
         verifier = TokenVerifier(settings, clock)
         # The sessions LTI launches mint are signed with the tool's keys: trusted beside the
         # identity provider's tokens.
@@ -151,13 +154,14 @@ class AppContext:
             catalog=CatalogCache(hot, mongo, sync_client, clock),
             breaker=MongoReadBreaker(clock),
             system_metrics=system_registry(
-                sync_client, key_schema, rq_redis, settings.due_delay_s, settings.queue_name
+                sync_client, key_schema, rq_redis, settings.due_delay_s, settings.queue_name, clock
             ),
             clock=clock,
-            lti_platforms=PlatformRegistry(mongo.db),
+            lti_platforms=lti_platforms,
             lti_keys=lti_keys,
             lti_launches=LaunchValidator(PlatformKeySets(clock), client, clock),
             lti_grades=GradeTargets(mongo.db),
+            lti_frame_origins=FrameOrigins(lti_platforms, clock),
         )
 
     async def start(self) -> None:
@@ -174,6 +178,7 @@ class AppContext:
         with contextlib.suppress(redis.RedisError, Unavailable):
             await self.catalog.refresh()
         await self.verifier.start()
+        await self.lti_frame_origins.refresh()
         self._tasks.append(asyncio.create_task(self.catalog.run()))
 
     async def stop(self) -> None:
@@ -181,6 +186,7 @@ class AppContext:
             task.cancel()
         await self.verifier.close()
         await self.lti_launches.key_sets.close()
+        await self.lti_frame_origins.close()
         await self.redis_async.aclose()
         self.redis_sync.close()
         self.rq_redis.close()

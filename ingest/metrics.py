@@ -3,7 +3,6 @@ backlog and the workers' flush statistics, read from Redis at scrape time."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +17,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from rq.registry import FailedJobRegistry
 
+from shared.clock import Clock
 from shared.integrations.outbox import DROP_REASONS, OUTBOXES
 from shared.storage.clients import Buffer
 from shared.storage.keys import KeySchema
@@ -66,9 +66,15 @@ class SystemCollector(Collector):
     every process through Redis."""
 
     def __init__(
-        self, buffer: Buffer, schema: KeySchema, r: redis.Redis, due_delay_s: float, queue_name: str
+        self,
+        buffer: Buffer,
+        schema: KeySchema,
+        r: redis.Redis,
+        due_delay_s: float,
+        queue_name: str,
+        clock: Clock,
     ) -> None:
-        self.buffer, self.schema = buffer, schema
+        self.buffer, self.schema, self.clock = buffer, schema, clock
         self.redis = r
         self.due_delay_s = due_delay_s
         self.failed_jobs = FailedJobRegistry(name=queue_name, connection=r)
@@ -105,7 +111,7 @@ class SystemCollector(Collector):
             "Accepted heartbeats not yet folded",
             value=pending,
         )
-        age = max(0.0, time.time() - (oldest[0][1] - self.due_delay_s)) if oldest else 0.0
+        age = max(0.0, self.clock.time() - (oldest[0][1] - self.due_delay_s)) if oldest else 0.0
         yield GaugeMetricFamily(
             "videoprogress_buffer_oldest_unflushed_seconds",
             "About how long the longest-waiting dirty key has waited for MongoDB",
@@ -196,8 +202,15 @@ def render(system: CollectorRegistry) -> bytes:
 
 
 def system_registry(
-    buffer: Buffer, schema: KeySchema, r: redis.Redis, due_delay_s: float, queue_name: str
+    buffer: Buffer,
+    schema: KeySchema,
+    r: redis.Redis,
+    due_delay_s: float,
+    queue_name: str,
+    clock: Clock,
 ) -> CollectorRegistry:
+    """The system's figures, read at scrape time; ages are measured on `clock`, the one the
+    ingest stamps the buffer with."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SystemCollector(buffer, schema, r, due_delay_s, queue_name))
+    registry.register(SystemCollector(buffer, schema, r, due_delay_s, queue_name, clock))
     return registry

@@ -20,7 +20,7 @@ from pydantic_core import PydanticCustomError
 from shared.domain.analytics import ClassRow
 from shared.domain.catalog import Identifier
 from shared.errors import ClientTsOutOfRange
-from shared.lti.registry import Platform
+from shared.lti.registry import RegisteredPlatform
 
 Seconds = Annotated[float, Field(ge=0, le=24 * 3600)]
 
@@ -281,7 +281,12 @@ class MyCourses(BaseModel):
 
 
 class LtiPlatforms(BaseModel):
-    rows: list[Platform]
+    rows: list[RegisteredPlatform]
+
+
+class LtiRegistrationInvite(BaseModel):
+    url: str = Field(description="paste into the LMS's dynamic registration (used once)")
+    expires_at: datetime
 
 
 class Jwk(BaseModel):
@@ -291,6 +296,11 @@ class Jwk(BaseModel):
     kid: str = Field(description="the RFC 7638 thumbprint of the key")
     n: str
     e: str
+
+
+class SessionToken(BaseModel):
+    token: str = Field(description="the renewed session token (bearer), signed by the tool")
+    expires_at: float = Field(description="when it expires (epoch seconds): renew before")
 
 
 class Jwks(BaseModel):

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from ingest.deps import Admin, Ctx
-from ingest.models import LtiGrades, LtiPlatforms
+from ingest.models import LtiGrades, LtiPlatforms, LtiRegistrationInvite
 from shared.domain.catalog import ID_PATTERN
 from shared.errors import NotFound
 from shared.integrations.outbox import GRADE
+from shared.lti.dynamic_registration import invite
 from shared.lti.registry import Platform, PlatformBody
 
 router = APIRouter(prefix="/api/admin/lti", tags=["lti"])
@@ -40,6 +42,17 @@ async def put_platform(
 async def list_platforms(admin: Admin, ctx: Ctx) -> LtiPlatforms:
     """Every registered platform, by platform id."""
     return LtiPlatforms(rows=await run_in_threadpool(ctx.lti_platforms.all))
+
+
+@router.post("/registration-invites", status_code=201, response_model=LtiRegistrationInvite)
+async def registration_invite(request: Request, admin: Admin, ctx: Ctx) -> LtiRegistrationInvite:
+    """An invitation to register an LMS by LTI Dynamic Registration: the URL its admin pastes
+    into the LMS, usable once within LTI_REGISTRATION_INVITE_TTL_S."""
+    ttl = ctx.settings.lti_registration_invite_ttl_s
+    token = await invite(ctx.redis_async, ttl)
+    base = (ctx.settings.public_base_url or str(request.base_url)).rstrip("/")
+    expires = datetime.fromtimestamp(ctx.clock.time() + ttl, UTC)
+    return LtiRegistrationInvite(url=f"{base}/lti/register?invite={token}", expires_at=expires)
 
 
 @router.delete("/platforms/{platform_id}", status_code=204)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from base64 import b64encode
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from hashlib import sha256
 
 from fastapi import FastAPI, Request
@@ -58,20 +58,24 @@ SWAGGER_ICON_SITE = "https://fastapi.tiangolo.com"
 INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 
 
-def frame_ancestors(settings: Settings) -> list[str]:
-    """Who may frame the pages: `FRAME_ANCESTORS`, as CSP sources. The one place that decides,
-    so frame origins registered later (an LMS's) are added here."""
-    return settings.frame_ancestors.split()
+def frame_ancestors(settings: Settings, registered: Iterable[str] = ()) -> list[str]:
+    """Who may frame the pages: `FRAME_ANCESTORS`, as CSP sources, then the `frame_origins`
+    of the registered LTI platforms (`registered`, shared/lti/frames.py). The one place that
+    decides."""
+    sources = settings.frame_ancestors.split()
+    return [*sources, *(o for o in registered if o not in sources)]
 
 
 def content_security_policy(
-    settings: Settings, extra: Mapping[str, Iterable[str]] | None = None
+    settings: Settings,
+    extra: Mapping[str, Iterable[str]] | None = None,
+    registered: Iterable[str] = (),
 ) -> str:
     """The pages' policy, with `extra` sources added to its directives (a page that loads more,
-    like the API docs)."""
+    like the API docs), framed by `frame_ancestors`."""
     extra = extra or {}
     directives = {name: [*sources, *extra.get(name, ())] for name, sources in PAGE_POLICY.items()}
-    directives["frame-ancestors"] = frame_ancestors(settings)
+    directives["frame-ancestors"] = frame_ancestors(settings, registered)
     return "; ".join(f"{name} {' '.join(sources)}" for name, sources in directives.items())
 
 
@@ -112,9 +116,15 @@ class WebEdge:
     Starlette's CORS middleware added 26 us (a sixth of a heartbeat at 6,300 req/s), this 5.5.
     """
 
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: Settings,
+        registered: Callable[[], Iterable[str]] = tuple,
+    ) -> None:
         self.app = app
         self.settings = settings
+        self.registered = registered  # the LTI platforms' frame origins, held in memory
         self.origins = frozenset(origin.encode() for origin in settings.cors_origin_list)
         self.preflights = Preflights(
             app,
@@ -168,7 +178,7 @@ class WebEdge:
         if not html:
             return
         if not has_policy:
-            policy = content_security_policy(self.settings)
+            policy = content_security_policy(self.settings, registered=self.registered())
             headers.append((b"content-security-policy", policy.encode()))
         headers.append((b"referrer-policy", b"same-origin"))
 

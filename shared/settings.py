@@ -158,6 +158,11 @@ class Settings(BaseSettings):
     # AGS scores (docs/lti.md, Grades): at most one post per learner and line item per this
     # many seconds; a score carries the highest credited figure reached by then.
     lti_score_interval_s: float = Field(60.0, gt=0)
+    # How long a deep-linking launch's picker waits for the instructor's choice (its context,
+    # kept in Redis, is used once).
+    lti_deep_link_ttl_s: int = Field(1800, ge=60, le=24 * 3600)
+    # How long an invitation to register by LTI Dynamic Registration stays usable (once).
+    lti_registration_invite_ttl_s: int = Field(7 * 24 * 3600, ge=60, le=30 * 24 * 3600)
     # The base of the URLs the tool hands out (`redirect_uri`); default: the request's own.
     public_base_url: str | None = None
 

@@ -6,8 +6,10 @@ each is a function of the request that answers (status, headers, body)."""
 
 from __future__ import annotations
 
+import html
 import json
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -19,7 +21,8 @@ from urllib.parse import parse_qsl, urlsplit
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from lti1p3platform.exceptions import LtiException
+from lti1p3platform.deep_linking import LtiDeepLinking
+from lti1p3platform.exceptions import LtiDeepLinkingResponseException, LtiException
 from lti1p3platform.ltiplatform import LTI1P3PlatformConfAbstract
 from lti1p3platform.message_launch import MessageLaunchAbstract
 from lti1p3platform.registration import Registration
@@ -27,9 +30,42 @@ from lti1p3platform.request import Request, TRequest
 
 CLIENT_ID, DEPLOYMENT, PLATFORM_ID = "tool-client-1", "dep-1", "moodle-test"
 MESSAGE_TYPE = "https://purl.imsglobal.org/spec/lti/claim/message_type"
+CLAIM = "https://purl.imsglobal.org/spec/lti/claim/"
 LEARNER = "http://purl.imsglobal.org/vocab/lis/v2/membership#Learner"
 INSTRUCTOR = "http://purl.imsglobal.org/vocab/lis/v2/membership#Instructor"
 VIDEO = "v-100"  # tests.helpers.COURSE's, in COURSE_ID
+DL_CLAIM = "https://purl.imsglobal.org/spec/lti-dl/claim/"
+DEEP_LINK_RETURN = "/deep-link-return"
+TOOL_CONFIGURATION = "https://purl.imsglobal.org/spec/lti-tool-configuration"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How an LMS registers and launches the tool, as a test parameter (docs/lti.md, "Platform
+    profiles"): its issuer (None: the site's own URL), the client ids of its registrations,
+    the deployment its launches name, the deployments an admin registers (empty: any, recorded
+    at the first launch) and the `lti_storage_target` its logins send."""
+
+    name: str
+    issuer: str | None
+    client_ids: tuple[str, ...]
+    deployment_id: str
+    registered_deployments: tuple[str, ...]
+    storage_target: str | None
+
+
+# Canvas: one issuer for every school, one registration (developer key) per school told apart
+# by client id, deployments learned at launch, logins asking for platform storage.
+CANVAS = Profile(
+    "canvas-like",
+    "https://canvas.instructure.com",
+    ("10000000000001", "10000000000002"),
+    "7:8865aa05b4b79b64a91a86042e43af5ea8ae79eb",
+    (),
+    "post_message_forwarding",
+)
+# Moodle: the issuer is the site's URL, the tool's one deployment is "1".
+MOODLE = Profile("moodle-like", None, ("aW9zZ3JhcGh5MTIz",), "1", ("1",), None)
 
 
 def new_key_pem() -> tuple[str, str]:
@@ -75,10 +111,20 @@ Endpoint = Callable[[HttpRequest], HttpAnswer]
 
 class Lms:
     """The platform: lti1p3platform's registration, keys and launch, and an HTTP server whose
-    endpoints are `routes` by (method, path); GET /jwks is the platform's key set."""
+    endpoints are `routes` by (method, path); GET /jwks is the platform's key set.
 
-    def __init__(self) -> None:
+    `public=(host, tls)` also serves the same endpoints over TLS at `public_base`
+    (`https://<host>:<port>`, the host mapped to 127.0.0.1 by the browser): the pages a browser
+    opens. `base` (plain HTTP on loopback) stays the issuer and what the tool fetches."""
+
+    def __init__(
+        self, profile: Profile | None = None, public: tuple[str, ssl.SSLContext] | None = None
+    ) -> None:
         self.fetches = 0
+        self.profile = profile
+        self.deep_links: list[dict[str, Any]] = []  # the responses accepted, as claims
+        self.deep_link_data: Any = None  # the `data` of the last deep-linking request
+        self.tool_registrations: list[dict[str, Any]] = []  # dynamic registrations accepted
         self.requests: list[HttpRequest] = []
         self.routes: dict[tuple[str, str], Endpoint] = {}
         self.registration = Registration()
@@ -90,7 +136,21 @@ class Lms:
         self.registration.set_oidc_login_url("https://testserver/lti/login")
         self.rotate()
         self.route("GET", "/jwks", self._jwks)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.route("POST", DEEP_LINK_RETURN, self._deep_link_return)
+        if profile is not None:
+            self.registration.set_iss(profile.issuer or self.base)
+            self.registration.set_client_id(profile.client_ids[0])
+            self.registration.set_deployment_id(profile.deployment_id)
+        self.servers = [self.server]
+        self.public_base = self.base
+        if public is not None:
+            host, tls = public
+            secure = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+            secure.socket = tls.wrap_socket(secure.socket, server_side=True)
+            self.public_base = f"https://{host}:{secure.server_port}"
+            self.servers.append(secure)
+        for server in self.servers:
+            threading.Thread(target=server.serve_forever, daemon=True).start()
 
     def route(self, method: str, path: str, endpoint: Endpoint) -> None:
         self.routes[(method, path)] = endpoint
@@ -172,9 +232,199 @@ class Lms:
         form: dict[str, str] = launch.lti_launch()
         return form
 
+    # -- platform profiles ----------------------------------------------------------------
+
+    def use_client(self, client_id: str) -> None:
+        """Launch as the registration of `client_id` (Canvas: one issuer, one key set, several
+        registrations)."""
+        self.registration.set_client_id(client_id)
+
+    def profile_registration(self, client_id: str) -> dict[str, Any]:
+        """The registration an admin enters for the profile's registration `client_id`."""
+        assert self.profile is not None
+        return {
+            **self.registration_body(list(self.profile.registered_deployments)),
+            "name": f"{self.profile.name} ({client_id})",
+            "issuer": self.profile.issuer or self.base,
+            "client_id": client_id,
+        }
+
+    def login_params(self, target_link_uri: str, storage: bool) -> dict[str, str]:
+        """The third-party login the profile starts (Core 1.3 §5.1.1), `lti_storage_target`
+        only when `storage` (the storage-target login is another slice's)."""
+        assert self.profile is not None
+        params = {
+            "iss": self.profile.issuer or self.base,
+            "login_hint": "u-42",
+            "target_link_uri": target_link_uri,
+            "lti_message_hint": "hint-1",
+            "client_id": str(self.registration.get_client_id()),
+            "lti_deployment_id": self.profile.deployment_id,
+        }
+        if storage and self.profile.storage_target:
+            params["lti_storage_target"] = self.profile.storage_target
+        return params
+
+    # -- deep linking ---------------------------------------------------------------------
+
+    def authorize_deep_link(
+        self,
+        auth_request: dict[str, str],
+        accept_types: tuple[str, ...] = ("ltiResourceLink",),
+        accept_multiple: bool = True,
+        data: Any = None,
+        **claims: Any,
+    ) -> dict[str, str]:
+        """An `LtiDeepLinkingRequest` answering the tool's authentication request: its
+        `deep_linking_settings` built by lti1p3platform's LtiDeepLinking (return URL: this
+        server's DEEP_LINK_RETURN), with `accept_multiple` and `data` as given (no `data` when
+        None); an instructor by default."""
+        dl = LtiDeepLinking(self.base + DEEP_LINK_RETURN)
+        claim = dl.get_lti_deep_linking_launch_claim("Add videos", "", set(accept_types))
+        settings = claim[DL_CLAIM + "deep_linking_settings"]
+        settings["accept_multiple"] = accept_multiple
+        if data is not None:
+            settings["data"] = data
+        self.deep_link_data = data
+        launch = _Launch(_Req(auth_request), _Conf(registration=self.registration))
+        launch.set_user_data(claims.pop("sub", "t-1"), claims.pop("roles", [INSTRUCTOR]))
+        launch.set_launch_context_claim("ctx-1", context_title="Physics")
+        launch.set_extra_claims({MESSAGE_TYPE: "LtiDeepLinkingRequest", **claim, **claims})
+        form: dict[str, str] = launch.lti_launch()
+        return form
+
+    def serve_browser_deep_linking(self) -> None:
+        """GET /auth as a browser meets it: the platform answers the tool's authentication
+        request with a page that posts the `LtiDeepLinkingRequest` (`id_token`, `state`) to the
+        request's `redirect_uri` by itself, as an LMS does."""
+
+        def auth(request: HttpRequest) -> HttpAnswer:
+            query = dict(parse_qsl(request.query))
+            form = self.authorize_deep_link(query)
+            fields = "".join(
+                f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
+                for k, v in form.items()
+            )
+            page = (
+                f'<!doctype html><form method="post" action="{html.escape(query["redirect_uri"])}">'
+                f"{fields}</form><script>document.forms[0].submit()</script>"
+            )
+            return HttpAnswer(200, page.encode(), {"Content-Type": "text/html"})
+
+        self.route("GET", "/auth", auth)
+
+    def trust_tool_keys(self, jwks: dict[str, Any]) -> None:
+        """The tool's key set as the platform holds it (from the tool's /lti/jwks)."""
+        self.registration.set_tool_key_set(jwks)
+
+    def accept_deep_link(self, token: str) -> list[dict[str, Any]]:
+        """A deep-linking response checked as a platform does: lti1p3platform verifies the
+        signature by the tool's key of its `kid`, `exp`, the message type and the item types;
+        then what it leaves out: `iss` = the client id, `aud` = the issuer, the deployment,
+        the version, a `nonce`, and `data` echoed exactly (absent when none was sent).
+        LtiException names what fails; the items otherwise."""
+        conf = _Conf(registration=self.registration)
+        items: list[dict[str, Any]] = conf.validate_deeplinking_resp({"JWT": token})
+        claims = conf.tool_validate_and_decode(token)
+        aud = claims.get("aud")
+        checks = {
+            "iss": claims.get("iss") == self.registration.get_client_id(),
+            "aud": self.registration.get_iss() in (aud if isinstance(aud, list) else [aud]),
+            "deployment_id": claims.get(CLAIM + "deployment_id")
+            == self.registration.get_deployment_id(),
+            "version": claims.get(CLAIM + "version") == "1.3.0",
+            "nonce": isinstance(claims.get("nonce"), str) and bool(claims["nonce"]),
+            "data": claims.get(DL_CLAIM + "data") == self.deep_link_data
+            and ((DL_CLAIM + "data") in claims) == (self.deep_link_data is not None),
+        }
+        failed = [name for name, held in checks.items() if not held]
+        if failed:
+            raise LtiException(f"the deep-linking response fails: {', '.join(failed)}")
+        self.deep_links.append(claims)
+        return items
+
+    def _deep_link_return(self, request: HttpRequest) -> HttpAnswer:
+        token = dict(parse_qsl(request.body.decode())).get("JWT", "")
+        try:
+            items = self.accept_deep_link(token)
+        except (LtiException, LtiDeepLinkingResponseException, jwt.PyJWTError) as exc:
+            return HttpAnswer(400, str(exc).encode(), {"Content-Type": "text/plain"})
+        return HttpAnswer(200, f"added {len(items)}".encode(), {"Content-Type": "text/plain"})
+
+    # -- dynamic registration ---------------------------------------------------------------
+
+    def serve_dynamic_registration(
+        self, client_id: str, deployment_id: str | None, token: str | None, issuer: str = ""
+    ) -> str:
+        """The platform's side of LTI Dynamic Registration 1.0: its OpenID configuration
+        (issuer: this site, unless `issuer`) and a registration endpoint that wants `token` as
+        the bearer token (when not None), checks the tool's registration as Moodle does, and
+        answers `client_id` (and `deployment_id`). Returns the openid_configuration URL."""
+        config = {
+            "issuer": issuer or self.base,
+            "authorization_endpoint": f"{self.base}/auth",
+            "token_endpoint": f"{self.base}/token",
+            "jwks_uri": f"{self.base}/jwks",
+            "registration_endpoint": f"{self.base}/register",
+            "scopes_supported": ["openid"],
+            "response_types_supported": ["id_token"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "https://purl.imsglobal.org/spec/lti-platform-configuration": {
+                "product_family_code": "moodle",
+                "version": "4.3",
+                "messages_supported": [
+                    {"type": "LtiResourceLinkRequest"},
+                    {"type": "LtiDeepLinkingRequest"},
+                ],
+            },
+        }
+        self.route("GET", "/.well-known/openid-configuration", lambda _: HttpAnswer.json(config))
+
+        def register(request: HttpRequest) -> HttpAnswer:
+            if token is not None and request.headers.get("authorization") != f"Bearer {token}":
+                return HttpAnswer.json({"error": "invalid_token"}, 401)
+            body = json.loads(request.body or b"null")
+            problems = _registration_problems(body)
+            if problems:
+                return HttpAnswer.json(
+                    {"error": "invalid_client_metadata", "error_description": problems}, 400
+                )
+            self.tool_registrations.append(body)
+            self.registration.set_client_id(client_id)
+            tool = {**body[TOOL_CONFIGURATION]}
+            if deployment_id is not None:
+                tool["deployment_id"] = deployment_id
+                self.registration.set_deployment_id(deployment_id)
+            return HttpAnswer.json({**body, "client_id": client_id, TOOL_CONFIGURATION: tool})
+
+        self.route("POST", "/register", register)
+        return f"{self.base}/.well-known/openid-configuration"
+
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        for server in self.servers:
+            server.shutdown()
+            server.server_close()
+
+
+def _registration_problems(body: Any) -> str:
+    """What a platform refuses in a tool's client registration (LTI Dynamic Registration 1.0
+    §3.5.2): the OpenID fields an LTI tool must send, and the LTI tool configuration."""
+    if not isinstance(body, dict):
+        return "not a JSON object"
+    tool = body.get(TOOL_CONFIGURATION)
+    checks = {
+        "application_type": body.get("application_type") == "web",
+        "response_types": body.get("response_types") == ["id_token"],
+        "grant_types": {"implicit", "client_credentials"} <= set(body.get("grant_types", [])),
+        "initiate_login_uri": str(body.get("initiate_login_uri", "")).startswith("https://"),
+        "redirect_uris": bool(body.get("redirect_uris")),
+        "jwks_uri": str(body.get("jwks_uri", "")).startswith("https://"),
+        "token_endpoint_auth_method": body.get("token_endpoint_auth_method") == "private_key_jwt",
+        "tool configuration": isinstance(tool, dict)
+        and bool(tool.get("domain"))
+        and bool(tool.get("target_link_uri")),
+    }
+    return ", ".join(name for name, held in checks.items() if not held)
 
 
 class _Conf(LTI1P3PlatformConfAbstract):  # type: ignore[misc]  # untyped package
@@ -333,7 +583,8 @@ class Gradebook:
         now = self.now()
         if claims.get("aud") != self.token_url and self.token_url not in (claims.get("aud") or []):
             return "aud"
-        if claims.get("iss") != CLIENT_ID or claims.get("sub") != CLIENT_ID:
+        client_id = self.lms.registration.get_client_id()  # the registration launching
+        if claims.get("iss") != client_id or claims.get("sub") != client_id:
             return "iss/sub"
         if not isinstance(claims.get("iat"), int) or claims["iat"] > now + 5:
             return "iat"

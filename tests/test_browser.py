@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import jwt
@@ -26,6 +27,7 @@ from shared.devtools.demo import DEMO_CATALOG, DEMO_COURSE
 from shared.settings import Settings
 from shared.tokens import mint_token
 from tests.helpers import bearer, buffered, wait_until
+from tests.lti_platform import CLIENT_ID, DEPLOYMENT, DL_CLAIM, Lms
 from tests.stack import Stack, running_stack
 
 pytestmark = pytest.mark.system
@@ -365,6 +367,71 @@ def test_a_teacher_home_lists_their_classes_and_an_admin_sees_all(
     expect(admin.get_by_test_id(f"course-{DEMO_COURSE}")).to_be_visible()
     check_accessibility(admin, "admin home")
     admin.screenshot(path=OUTPUT / "home-admin.png", full_page=True)
+
+
+def test_an_admin_registers_and_removes_an_lms_in_the_lti_panel(
+    stack: Stack, browser: Browser
+) -> None:
+    """The admin page's LTI panel, through the real API: the form's fields, the listed row, its
+    removal; axe-core on the panel with a row and with a removal being confirmed."""
+    page = sign_in(browser, stack, "admin-1")
+    panel = page.get_by_role("region", name="LMS platforms (LTI 1.3)")
+    expect(panel.get_by_test_id("no-platforms")).to_be_visible()
+    fields = {
+        "Platform ID": "moodle-browser",
+        "Name": "Moodle (browser test)",
+        "Issuer": "https://moodle.school.test",
+        "Client ID": "aW9zZ3",
+        "Authorization URL": "https://moodle.school.test/mod/lti/auth.php",
+        "Token URL": "https://moodle.school.test/mod/lti/token.php",
+        "Key set URL": "https://moodle.school.test/mod/lti/certs.php",
+        "Deployment IDs": "1",
+    }
+    for label, value in fields.items():
+        panel.get_by_label(label, exact=True).fill(value)
+    panel.get_by_role("button", name="Register platform").click()
+    row = panel.get_by_test_id("lti-platform-moodle-browser")
+    expect(row).to_contain_text("Moodle (browser test)")
+    expect(row.locator("td").nth(2)).to_have_text("never")
+    check_accessibility(page, "admin home with an LTI platform")
+    row.get_by_role("button", name="Remove Moodle (browser test)").click()
+    check_accessibility(page, "admin home confirming a removal")
+    row.get_by_role("button", name="Remove Moodle (browser test) now").click()
+    expect(panel.get_by_test_id("no-platforms")).to_be_visible()
+    panel.get_by_role("button", name="Create a registration link").click()
+    link = panel.get_by_label("Registration link")
+    expect(link).to_have_value(re.compile(r"^http://127\.0\.0\.1:\d+/lti/register\?invite=\S+$"))
+    check_accessibility(page, "admin home with a registration link")
+
+
+def test_an_instructor_deep_links_a_video_from_the_lms_in_chromium(
+    stack: Stack, browser: Browser
+) -> None:
+    """Deep Linking 2.0 in a real browser: the LMS's login, its form post of the deep-linking
+    request, the picker, and the return page's own script posting the signed answer to the LMS
+    (another origin) under the page's Content-Security-Policy; the LMS accepts the items."""
+    lms = Lms()
+    try:
+        lms.serve_browser_deep_linking()
+        admin = {"Authorization": f"Bearer {token(stack, 'admin-1', 'admin')}"}
+        body = lms.registration_body([DEPLOYMENT])
+        r = httpx.put(f"{stack.url}/api/admin/lti/platforms/browser-lms", json=body, headers=admin)
+        assert r.status_code == 201, r.text
+        lms.trust_tool_keys(httpx.get(f"{stack.url}/lti/jwks").json())
+        page = browser.new_context().new_page()
+        login = {"iss": lms.base, "login_hint": "t-1", "target_link_uri": f"{stack.url}/lti/launch"}
+        page.goto(f"{stack.url}/lti/login?{urlencode({**login, 'client_id': CLIENT_ID})}")
+        expect(page.get_by_role("heading", name="Add videos to your course")).to_be_visible()
+        check_accessibility(page, "deep-linking picker")
+        page.get_by_label("Lecture 2", exact=True).check()
+        page.get_by_role("button", name=re.compile("^Add")).click()
+        expect(page.locator("body")).to_have_text("added 1")  # the LMS's answer to the post
+        [items] = [claims[DL_CLAIM + "content_items"] for claims in lms.deep_links]
+        assert [(i["title"], i["custom"], i["lineItem"]["scoreMaximum"]) for i in items] == [
+            ("Lecture 2", {"material_id": "big-video-2"}, 100)
+        ]
+    finally:
+        lms.close()
 
 
 def test_the_class_table_shows_a_class_larger_than_a_page_whole(

@@ -87,7 +87,7 @@ def post_launch(client: TestClient, form: dict[str, str]) -> Any:
 
 
 def session_token(page: str) -> str:
-    found = re.search(r'href="/#/launch/([^/"]+)/student/course/' + COURSE_ID + '"', page)
+    found = re.search(rf'href="/#/launch/([^/"]+)/student/course/{COURSE_ID}/play/{VIDEO}"', page)
     assert found, page
     return found.group(1)
 

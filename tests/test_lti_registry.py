@@ -80,14 +80,18 @@ def test_register_list_replace_and_remove(client: TestClient, admin: dict[str, s
     assert r.json() == {"platform_id": "canvas-north", **CANVAS}
     r = put(client, admin, "moodle-local", LOCAL_MOODLE)  # http on loopback names: accepted
     assert r.status_code == 201, r.text
+    never: dict[str, Any] = {
+        "last_launch_at": None,
+        "seen_deployment_ids": [],
+    }  # what launches record: none
     assert rows(client, admin) == [
-        {"platform_id": "canvas-north", **CANVAS},
-        {"platform_id": "moodle-local", "frame_origins": [], **LOCAL_MOODLE},
+        {"platform_id": "canvas-north", **CANVAS, **never},
+        {"platform_id": "moodle-local", "frame_origins": [], **LOCAL_MOODLE, **never},
     ]
     replaced = {**CANVAS, "deployment_ids": ["6:8865aa05b4b79b64a91a86042e43af5ea8ae79eb"]}
     assert put(client, admin, "canvas-north", replaced).status_code == 200
     assert client.delete("/api/admin/lti/platforms/moodle-local", headers=admin).status_code == 204
-    assert rows(client, admin) == [{"platform_id": "canvas-north", **replaced}]
+    assert rows(client, admin) == [{"platform_id": "canvas-north", **replaced, **never}]
     r = client.delete("/api/admin/lti/platforms/moodle-local", headers=admin)
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
 
@@ -242,7 +246,8 @@ def test_the_cli_adds_lists_and_removes_platforms_the_api_sees(
 ) -> None:
     added = cli_process(mongo_url, *add_args("canvas-north", CANVAS))
     assert added.returncode == 0, added.stderr + added.stdout
-    assert rows(client, admin) == [{"platform_id": "canvas-north", **CANVAS}]
+    never: dict[str, Any] = {"last_launch_at": None, "seen_deployment_ids": []}
+    assert rows(client, admin) == [{"platform_id": "canvas-north", **CANVAS, **never}]
     assert put(client, admin, "moodle-local", LOCAL_MOODLE).status_code == 201
 
     listed = cli(mongo_url, "list-platforms")

@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ingest.app import create_app
+from shared.clock import MockedClock
 from shared.settings import Settings
 from shared.storage.clients import Buffer
 from shared.storage.keys import ProgressKey
@@ -124,6 +125,22 @@ def test_metrics_show_backlog_flushes_and_rejections(
     assert metric(after, 'videoprogress_flush_batch_documents_bucket{le="1"}') == 1
     assert metric(after, "videoprogress_mongo_bulk_writes_total") == 1
     assert metric(after, "videoprogress_failed_jobs") == 0
+
+
+def test_the_oldest_unflushed_age_is_measured_on_the_ingests_clock(settings: Settings) -> None:
+    """The gauge's age is the time since the oldest dirty key's first heartbeat, on the clock
+    the ingest stamped it with: moving that clock is the only way it grows here."""
+    clock = MockedClock(1_000_000.0)
+    with TestClient(create_app(settings, clock=clock)) as c:
+        admin = bearer(settings, "root", "admin", now=clock.time())
+        assert c.put(f"/api/courses/{COURSE_ID}", json=COURSE, headers=admin).status_code == 201
+        assert c.put(f"/api/courses/{COURSE_ID}/enrollments/{STUDENT}", headers=admin).is_success
+        url = "/api/progress/video/v-100/watch-time"
+        token = bearer(settings, STUDENT, now=clock.time())
+        assert c.post(url, json=heartbeat(5), headers=token).status_code == 202
+        clock.advance(42.0)
+        text = c.get("/metrics").text
+    assert metric(text, "videoprogress_buffer_oldest_unflushed_seconds") == pytest.approx(42.0)
 
 
 def test_a_key_a_flush_cannot_process_is_quarantined_not_blocking(

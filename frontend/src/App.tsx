@@ -1,7 +1,8 @@
 import { useCallback, useEffect, useReducer, useState } from "react";
-import { session } from "./api";
+import { api, session } from "./api";
 import { CourseDetailPage } from "./CourseDetailPage";
 import { HomePage } from "./HomePage";
+import { keepRenewed, readLaunch } from "./launch";
 import { MatrixPage } from "./MatrixPage";
 import { SignIn } from "./SignIn";
 import { SignOutDialog } from "./SignOutDialog";
@@ -24,8 +25,32 @@ function useOutboxFlusher(userId: string | undefined, onUnauthorized: () => void
   }, [userId, onUnauthorized]);
 }
 
-/** Hash routes: #/ home (sign-in when signed out), #/course/<id>, #/teacher/<course id>,
- * #/teacher/<course id>/student/<student id>, #/teacher/<course id>/matrix. */
+/** A launch's session renewed while the page is open (launch.ts); a 401 ends it. */
+function useLaunchRenewal(userId: string | undefined, onExpired: () => void): void {
+  useEffect(() => {
+    if (!userId || !session.isLaunch()) return;
+    // One schedule per session: renewals replace the token without restarting it.
+    return keepRenewed({
+      getToken: session.token,
+      renew: async () => (await api.renewSession()).token,
+      setToken: session.renewed,
+      onExpired,
+    });
+  }, [userId, onExpired]);
+}
+
+/** A launch route (`#/launch/<token>/<role>/<route>`, from the tool's launch page) becomes the
+ * session, in memory; the address keeps only the route, so the token is in no history entry. */
+function adoptLaunch(): void {
+  const launch = readLaunch(window.location.hash);
+  if (!launch) return;
+  session.launch(launch.token, launch.user);
+  window.history.replaceState(null, "", launch.hash);
+}
+
+/** Hash routes: #/ home (sign-in when signed out), #/course/<id>, #/course/<id>/play/<material
+ * id> (its player open), #/teacher/<course id>, #/teacher/<course id>/student/<student id>,
+ * #/teacher/<course id>/matrix; #/launch/... (adoptLaunch). */
 export function parseHash(hash: string): string[] {
   return hash
     .replace(/^#\/?/, "")
@@ -41,7 +66,10 @@ export function parseHash(hash: string): string[] {
 }
 
 function useHashRoute(): [string[], (path: string) => void] {
-  const read = () => parseHash(window.location.hash);
+  const read = () => {
+    adoptLaunch();
+    return parseHash(window.location.hash);
+  };
   const [parts, setParts] = useState(read);
   useEffect(() => {
     const update = () => setParts(read());
@@ -55,22 +83,27 @@ export function App() {
   const [[page, id, sub, subId], go] = useHashRoute();
   const [, signedIn] = useReducer((n: number) => n + 1, 0);
   const [signingOut, setSigningOut] = useState(false);
+  const [launchEnded, setLaunchEnded] = useState(false);
   const user = session.user();
   // The session ends (signed out, or a 401: the token expired). The user's outbox is not
   // touched here: after a 401 it waits for their next sign-in, never sent with another's token.
   const endSession = useCallback(() => {
+    if (session.isLaunch()) setLaunchEnded(true);
     session.signOut();
     setSigningOut(false);
     signedIn();
     window.location.hash = "/";
   }, []);
   useOutboxFlusher(user?.user_id, endSession);
+  useLaunchRenewal(user?.user_id, endSession);
 
   let content;
   if (user && signingOut)
     // The pages go first, so that an open player's last heartbeat is in the outbox the
     // dialog sends or deletes.
     content = <SignOutDialog onSignedOut={endSession} onCancel={() => setSigningOut(false)} />;
+  else if (!user && launchEnded)
+    content = <main><p>Your session has ended. Open the video again from your course in the LMS.</p></main>;
   else if (!user)
     content = (
       <SignIn
@@ -82,6 +115,8 @@ export function App() {
     );
   else if (!page) content = <HomePage key={user.user_id} user={user} onUnauthorized={endSession} />;
   else if (page === "course" && id && !sub) content = <CourseDetailPage courseId={id} onUnauthorized={endSession} />;
+  else if (page === "course" && id && sub === "play" && subId)
+    content = <CourseDetailPage courseId={id} play={subId} onUnauthorized={endSession} />;
   else if (page === "teacher" && id && !sub) content = <TeacherDashboard courseId={id} onUnauthorized={endSession} />;
   else if (page === "teacher" && id && sub === "matrix") content = <MatrixPage courseId={id} onUnauthorized={endSession} />;
   else if (page === "teacher" && id && sub === "student" && subId)

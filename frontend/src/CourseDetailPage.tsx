@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useMemo, useState } from "react";
+import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 import { api, errorHandler, type Course, type CourseProgress, type Material, type MaterialStatus } from "./api";
 import { percent, watchedWords } from "./format";
 import { ProgressBar } from "./ProgressBar";
@@ -6,8 +6,10 @@ import { VideoPlayer } from "./VideoPlayer";
 
 const KINDS = { video: "Video", pdf: "PDF", link: "Link" } as const;
 
-/** A course's modules and materials with progress bars; Play opens the resuming player. */
-export function CourseDetailPage({ courseId, onUnauthorized }: { courseId: string; onUnauthorized: () => void }) {
+/** A course's modules and materials with progress bars; Play opens the resuming player.
+ * `play` (a material id, an LTI launch's) opens that video's player as soon as the page has its
+ * status, once. */
+export function CourseDetailPage({ courseId, play, onUnauthorized }: { courseId: string; play?: string; onUnauthorized: () => void }) {
   const [course, setCourse] = useState<Course | null>(null);
   const [statuses, setStatuses] = useState<Record<string, MaterialStatus>>({});
   const [progress, setProgress] = useState<CourseProgress | null>(null);
@@ -15,6 +17,7 @@ export function CourseDetailPage({ courseId, onUnauthorized }: { courseId: strin
   const [error, setError] = useState<string | null>(null);
 
   const fail = useMemo(() => errorHandler(onUnauthorized, setError), [onUnauthorized]);
+  const opened = useRef(false);
 
   /** One request for every material's status (not N), plus the course summary. */
   const refresh = useCallback(
@@ -41,6 +44,13 @@ export function CourseDetailPage({ courseId, onUnauthorized }: { courseId: strin
       cancelled = true;
     };
   }, [courseId, refresh, fail]);
+
+  useEffect(() => {
+    if (!play || opened.current || !course || !progress) return;
+    const material = course.modules.flatMap((m) => m.materials).find((m) => m.material_id === play);
+    opened.current = true; // once: closing the player leaves the course page
+    if (material?.type === "video" && material.url) setPlaying(material);
+  }, [play, course, progress]);
 
   async function open(material: Material) {
     try {

@@ -49,7 +49,8 @@ describe("HomePage", () => {
   });
 
   it("pages an admin's courses by the cursor", async () => {
-    const { calls } = fakeApi({
+    const { calls: all } = fakeApi({
+      "GET /api/admin/lti/platforms": () => ({ rows: [] }),
       "GET /api/me/courses": (url) =>
         url.searchParams.get("cursor") === "p2"
           ? { courses: [{ course_id: "c2", title: "Two", enrolled: 1, average_progress: 0, completion_rate: 0 }], next_cursor: null }
@@ -57,12 +58,24 @@ describe("HomePage", () => {
     });
     render(<HomePage user={{ user_id: "a1", role: "admin", course_id: null }} onUnauthorized={() => {}} />);
     await screen.findByTestId("course-c1");
-    expect(calls[0].searchParams.get("limit")).toBe("50");
+    const calls = () => all.filter((url) => url.pathname === "/api/me/courses"); // not the LTI panel's
+    expect(calls()[0].searchParams.get("limit")).toBe("50");
     fireEvent.click(screen.getByTestId("more-courses"));
     await screen.findByTestId("course-c2");
     expect(screen.getByTestId("course-c1")).toBeTruthy(); // appended, not replaced
-    expect(calls[1].searchParams.get("cursor")).toBe("p2");
+    expect(calls()[1].searchParams.get("cursor")).toBe("p2");
     await waitFor(() => expect(screen.queryByTestId("more-courses")).toBeNull());
+  });
+
+  it("shows the LTI panel to an admin only", async () => {
+    const courses = { courses: [], next_cursor: null };
+    fakeApi({ "GET /api/me/courses": () => courses, "GET /api/admin/lti/platforms": () => ({ rows: [] }) });
+    render(<HomePage user={{ user_id: "a1", role: "admin", course_id: null }} onUnauthorized={() => {}} />);
+    expect(await screen.findByRole("region", { name: "LMS platforms (LTI 1.3)" })).toBeTruthy();
+    cleanup();
+    render(<HomePage user={{ user_id: "t1", role: "teacher", course_id: null }} onUnauthorized={() => {}} />);
+    await screen.findByTestId("no-courses");
+    expect(screen.queryByTestId("lti-panel")).toBeNull();
   });
 
   it("hands a 401 to sign-in", async () => {

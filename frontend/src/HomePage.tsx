@@ -7,6 +7,7 @@ import {
   type TaughtCourse,
 } from "./api";
 import { percent } from "./format";
+import { LtiPanel } from "./LtiPanel";
 import { ProgressBar } from "./ProgressBar";
 
 export const ADMIN_PAGE_SIZE = 50;
@@ -70,6 +71,7 @@ export function HomePage({ user, onUnauthorized }: { user: DemoUser; onUnauthori
           {loadingMore ? "Loading…" : "Show more courses"}
         </button>
       )}
+      {user.role === "admin" && <LtiPanel onUnauthorized={onUnauthorized} />}
     </main>
   );
 }

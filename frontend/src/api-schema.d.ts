@@ -49,6 +49,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/admin/lti/registration-invites": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Registration Invite
+         * @description An invitation to register an LMS by LTI Dynamic Registration: the URL its admin pastes
+         *     into the LMS, usable once within LTI_REGISTRATION_INVITE_TTL_S.
+         */
+        post: operations["registration_invite_api_admin_lti_registration_invites_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/admin/poison": {
         parameters: {
             query?: never;
@@ -503,6 +524,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/lti/session": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Renew Session
+         * @description A launch's session token (bearer), signed again with a new `jti` and lifetime: every
+         *     other claim is kept. Only the tool's own session tokens are renewed (`403` for the
+         *     identity provider's); an expired one is `401`, as everywhere.
+         */
+        post: operations["renew_session_lti_session_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/metrics": {
         parameters: {
             query?: never;
@@ -802,7 +845,20 @@ export interface components {
         /** LtiPlatforms */
         LtiPlatforms: {
             /** Rows */
-            rows: components["schemas"]["Platform"][];
+            rows: components["schemas"]["RegisteredPlatform"][];
+        };
+        /** LtiRegistrationInvite */
+        LtiRegistrationInvite: {
+            /**
+             * Expires At
+             * Format: date-time
+             */
+            expires_at: string;
+            /**
+             * Url
+             * @description paste into the LMS's dynamic registration (used once)
+             */
+            url: string;
         };
         /** Material */
         Material: {
@@ -1064,6 +1120,61 @@ export interface components {
             /** Redis */
             redis: string;
         };
+        /**
+         * RegisteredPlatform
+         * @description A registration as the admin's list shows it: with what its launches recorded.
+         */
+        RegisteredPlatform: {
+            /**
+             * Auth Login Url
+             * @description the platform's OIDC authorization URL
+             */
+            auth_login_url: string;
+            /**
+             * Auth Token Url
+             * @description the platform's OAuth 2 token URL
+             */
+            auth_token_url: string;
+            /**
+             * Client Id
+             * @description the tool's client id on that platform
+             */
+            client_id: string;
+            /**
+             * Deployment Ids
+             * @description deployments accepted; empty: any, each recorded on its first launch
+             */
+            deployment_ids: string[];
+            /**
+             * Frame Origins
+             * @description origins of the LMS pages that frame the tool (added to frame-ancestors)
+             */
+            frame_origins?: string[];
+            /**
+             * Issuer
+             * @description the platform's `iss` (https URL, no query)
+             */
+            issuer: string;
+            /**
+             * Jwks Url
+             * @description the platform's public key set
+             */
+            jwks_url: string;
+            /**
+             * Last Launch At
+             * @description the last launch that passed every check (none yet: null)
+             */
+            last_launch_at?: string | null;
+            /** Name */
+            name: string;
+            /** Platform Id */
+            platform_id: string;
+            /**
+             * Seen Deployment Ids
+             * @description deployments recorded at launch (deployment_ids [])
+             */
+            seen_deployment_ids?: string[];
+        };
         /** Retention */
         Retention: {
             /** Buckets */
@@ -1083,6 +1194,19 @@ export interface components {
             share: number;
             /** Start */
             start: number;
+        };
+        /** SessionToken */
+        SessionToken: {
+            /**
+             * Expires At
+             * @description when it expires (epoch seconds): renew before
+             */
+            expires_at: number;
+            /**
+             * Token
+             * @description the renewed session token (bearer), signed by the tool
+             */
+            token: string;
         };
         /** SetAsidePage */
         SetAsidePage: {
@@ -1393,6 +1517,89 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    registration_invite_api_admin_lti_registration_invites_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LtiRegistrationInvite"];
+                };
             };
             /** @description Unauthorized */
             401: {
@@ -3525,6 +3732,89 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Jwks"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    renew_session_lti_session_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionToken"];
                 };
             };
             /** @description Unauthorized */

@@ -33,12 +33,23 @@ export type MyCourses = Sent<Schemas["MyCourses"]>;
 export type StudentCourse = Sent<Schemas["StudentCourse"]>;
 export type TaughtCourse = Sent<Schemas["TaughtCourse"]>;
 export type DemoUser = Sent<Schemas["DemoUser"]>;
+/** A launch's renewed session token (`POST /lti/session`). */
+export type SessionToken = Sent<Schemas["SessionToken"]>;
 export type TokenRequest = Schemas["TokenRequest"];
 /** POST /dev/token's answer: the route declares `dict[str, str]` (the `token`), no model. */
 export type DevToken = operations["demo_token_dev_token_post"]["responses"][200]["content"]["application/json"];
 export type ClassProgressQuery = Query<"class_progress_api_teacher_courses__course_id__progress_get">;
 export type MatrixQuery = Query<"progress_matrix_api_teacher_courses__course_id__matrix_get">;
 export type MyCoursesQuery = Query<"my_courses_api_me_courses_get">;
+
+// -- the admin page's LTI panel ----------------------------------------------------------------
+/** A registered LMS platform with what its launches recorded (GET /api/admin/lti/platforms). */
+export type LtiPlatform = Sent<Schemas["RegisteredPlatform"]>;
+export type LtiPlatforms = Sent<Schemas["LtiPlatforms"]>;
+/** PUT /api/admin/lti/platforms/{platform_id}: a registration (the id goes in the URL). */
+export type LtiPlatformBody = Schemas["PlatformBody"];
+/** POST /api/admin/lti/registration-invites: a URL to paste into an LMS (LTI Dynamic Registration). */
+export type LtiRegistrationInvite = Sent<Schemas["LtiRegistrationInvite"]>;
 
 // -- the tracker -----------------------------------------------------------------------------
 export type HeartbeatBody = Schemas["HeartbeatBody"];

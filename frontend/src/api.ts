@@ -9,11 +9,15 @@ import type {
   CourseStats,
   DemoUser,
   DevToken,
+  LtiPlatformBody,
+  LtiPlatforms,
+  LtiRegistrationInvite,
   MatrixQuery,
   MyCourses,
   MyCoursesQuery,
   ProgressMatrix,
   Retention,
+  SessionToken,
   StatusBatch,
   StatusRequest,
   TokenRequest,
@@ -48,16 +52,31 @@ export class ApiError extends Error {
   }
 }
 
-/** The signed-in user, in localStorage (or this page's memory where the browser refuses it). */
+/** An LTI launch's session (launch.ts): in this page's memory only, never in storage. */
+let launched: { token: string; user: DemoUser } | null = null;
+
+/** The signed-in user: an LTI launch's, held in memory, or else a sign-in's, in localStorage (or
+ * this page's memory where the browser refuses it). */
 export const session = {
-  token: (): string | null => pageStorage.getItem(TOKEN_KEY),
-  user: (): DemoUser | null => JSON.parse(pageStorage.getItem(USER_KEY) ?? "null"),
+  token: (): string | null => (launched ? launched.token : pageStorage.getItem(TOKEN_KEY)),
+  user: (): DemoUser | null => (launched ? launched.user : JSON.parse(pageStorage.getItem(USER_KEY) ?? "null")),
+  /** Whether the session is an LTI launch's (renewed while the page is open). */
+  isLaunch: (): boolean => launched !== null,
   signIn(token: string, user: DemoUser): void {
     pageStorage.setItem(TOKEN_KEY, token);
     pageStorage.setItem(USER_KEY, JSON.stringify(user));
   },
+  /** A launch's session: memory only, so it ends with the page. */
+  launch(token: string, user: DemoUser): void {
+    launched = { token, user };
+  },
+  /** The launch's renewed token. */
+  renewed(token: string): void {
+    if (launched) launched = { ...launched, token };
+  },
   /** Forget the token; the user's outbox is the caller's business (App's sign-out). */
   signOut(): void {
+    launched = null;
     pageStorage.removeItem(TOKEN_KEY);
     pageStorage.removeItem(USER_KEY);
   },
@@ -111,6 +130,7 @@ const classParams = (q: ClassQuery): ClassProgressQuery => ({
 });
 const teacherCourse = (id: string) => `/api/teacher/courses/${encodeURIComponent(id)}`;
 
+const ltiPlatform = (id: string) => `/api/admin/lti/platforms/${encodeURIComponent(id)}`;
 const post = (body: unknown): RequestInit => ({ method: "POST", body: JSON.stringify(body) });
 
 export const api = {
@@ -136,6 +156,15 @@ export const api = {
   stats: (courseId: string) => json<CourseStats>(`/api/teacher/courses/${encodeURIComponent(courseId)}/stats`),
   retention: (materialId: string, buckets = 50) =>
     json<Retention>(`/api/teacher/materials/${encodeURIComponent(materialId)}/retention?buckets=${buckets}`),
+  /** A launch's session token, renewed (`POST /lti/session` with the current one). */
+  renewSession: () => json<SessionToken>("/lti/session", { method: "POST" }),
+  ltiPlatforms: () => json<LtiPlatforms>("/api/admin/lti/platforms"),
+  /** Register (or replace) the platform `id`. */
+  putLtiPlatform: (id: string, body: LtiPlatformBody) =>
+    request(ltiPlatform(id), { method: "PUT", body: JSON.stringify(body) }),
+  deleteLtiPlatform: (id: string) => request(ltiPlatform(id), { method: "DELETE" }),
+  ltiRegistrationInvite: () =>
+    json<LtiRegistrationInvite>("/api/admin/lti/registration-invites", { method: "POST" }),
   devUsers: () => json<DemoUser[]>("/dev/users"),
   devToken: (user: DemoUser) => json<DevToken>("/dev/token", post({ user_id: user.user_id, role: user.role } satisfies TokenRequest)),
 };

@@ -55,6 +55,7 @@ class Login:
 
     redirect_url: str
     state: str
+    nonce: str
 
 
 async def start_login(
@@ -82,7 +83,7 @@ async def start_login(
     if params.get("lti_message_hint"):
         query["lti_message_hint"] = params["lti_message_hint"]
     base = platform.auth_login_url
-    return Login(f"{base}{'&' if urlsplit(base).query else '?'}{urlencode(query)}", state)
+    return Login(f"{base}{'&' if urlsplit(base).query else '?'}{urlencode(query)}", state, nonce)
 
 
 class PlatformKeySets:
@@ -176,10 +177,24 @@ class LaunchValidator:
         cookies: Mapping[str, str],
         find: Callable[[str, str], Awaitable[Platform | None]],
     ) -> Launch:
-        """Every check of API.md's launch; `find(iss, client_id)` is the registry's lookup
-        (awaitable). LaunchRefused names the first that fails; the nonce is used only once
-        every other check held, so a refused launch changes nothing."""
+        """Every check of API.md's launch, the state by its cookie; `find(iss, client_id)` is
+        the registry's lookup (awaitable). LaunchRefused names the first that fails; the nonce
+        is used only once every other check held, so a refused launch changes nothing."""
         check_state(state, cookies)
+        return await self.verify(id_token, state, find, use_nonce=True)
+
+    async def verify(
+        self,
+        id_token: str,
+        state: str,
+        find: Callable[[str, str], Awaitable[Platform | None]],
+        *,
+        use_nonce: bool,
+    ) -> Launch:
+        """Every check but the state's own (its cookie, or the platform's storage, which the
+        launch page reads: shared/lti/storage.py), in the same order. The nonce must be one
+        this tool issued for `state`; `use_nonce` takes it (once only), else it is only read,
+        so that the same launch can be checked again once the page has read the storage."""
         header, unverified = _unverified(id_token)
         iss = unverified.get("iss")
         if not isinstance(iss, str):
@@ -191,7 +206,9 @@ class LaunchValidator:
         claims = await self._verified(id_token, header, platform, client_id)
         deployment, new = self._deployment(claims, platform)
         self._message(claims)
-        if await self.redis.getdel(lti_nonce(str(claims.get("nonce", "")))) != state.encode():
+        nonce = lti_nonce(str(claims.get("nonce", "")))
+        issued = await (self.redis.getdel(nonce) if use_nonce else self.redis.get(nonce))
+        if issued != state.encode():
             raise LaunchRefused("the nonce was not issued by this tool, or was used already")
         return Launch(platform, claims, deployment, new)
 

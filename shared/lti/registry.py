@@ -15,6 +15,7 @@ Registration fields are written with `$set`, so fields a later step keeps in the
 from __future__ import annotations
 
 import ipaddress
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -115,6 +116,17 @@ class Platform(PlatformBody):
     platform_id: str
 
 
+class RegisteredPlatform(Platform):
+    """A registration as the admin's list shows it: with what its launches recorded."""
+
+    last_launch_at: datetime | None = Field(
+        None, description="the last launch that passed every check (none yet: null)"
+    )
+    seen_deployment_ids: list[str] = Field(
+        default_factory=list, description="deployments recorded at launch (deployment_ids [])"
+    )
+
+
 REGISTRATION_FIELDS = tuple(PlatformBody.model_fields)
 
 
@@ -122,6 +134,19 @@ def _platform(doc: dict[str, Any]) -> Platform:
     return Platform.model_validate(
         {"platform_id": doc["_id"], **{f: doc[f] for f in REGISTRATION_FIELDS if f in doc}}
     )
+
+
+def _registered(doc: dict[str, Any]) -> RegisteredPlatform:
+    at = doc.get("last_launch_at")
+    return RegisteredPlatform(
+        **_platform(doc).model_dump(),
+        last_launch_at=None if at is None else datetime.fromtimestamp(at, UTC),
+        seen_deployment_ids=list(doc.get("seen_deployment_ids", [])),
+    )
+
+
+class AmbiguousIssuer(Exception):
+    """A login names an issuer several registrations share, and no client_id."""
 
 
 class PlatformRegistry:
@@ -163,9 +188,9 @@ class PlatformRegistry:
         raise DuplicatePlatform("the registration changed meanwhile; try again")
 
     @unavailable_on_outage
-    def all(self) -> list[Platform]:
-        """Every registration, by platform id."""
-        return sorted(map(_platform, self.platforms.find({})), key=lambda p: p.platform_id)
+    def all(self) -> list[RegisteredPlatform]:
+        """Every registration, by platform id, with its last launch and recorded deployments."""
+        return sorted(map(_registered, self.platforms.find({})), key=lambda p: p.platform_id)
 
     @unavailable_on_outage
     def find(self, issuer: str, client_id: str) -> Platform | None:
@@ -195,11 +220,17 @@ class PlatformRegistry:
     @unavailable_on_outage
     def find_for_login(self, issuer: str, client_id: str | None) -> Platform | None:
         """The platform a third-party login names (Core 1.3 §5.1.1: `client_id` is optional):
-        by both when given, else the issuer's only registration (None when it has several)."""
+        by both when given, else the issuer's only registration. AmbiguousIssuer when it has
+        several (Canvas's one issuer for every school): only the client id tells them apart."""
         if client_id:
             return self.find(issuer, client_id)
         docs = list(self.platforms.find({"issuer": issuer}).limit(2))
-        return _platform(docs[0]) if len(docs) == 1 else None
+        if len(docs) > 1:
+            raise AmbiguousIssuer(
+                "several platforms share this issuer (as Canvas's schools do): the login must "
+                "name its client_id"
+            )
+        return _platform(docs[0]) if docs else None
 
     @unavailable_on_outage
     def remove(self, platform_id: str) -> bool:

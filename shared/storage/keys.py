@@ -332,6 +332,34 @@ def lti_grade_hold(platform_id: str) -> str:
     return f"vp:lti:grade:hold:{platform_id}"
 
 
+def lti_login(state: str) -> str:
+    """On the buffer's Redis: string (JSON), how the login that issued `state` went (the state
+    cookie or the platform's storage, its storage frame) and its parameters (a new-window
+    login). The login writes it with the nonce's TTL (LTI_LOGIN_TTL_S); the launch reads it;
+    it goes with its TTL (shared/lti/storage.py)."""
+    return f"vp:lti:login:{state}"
+
+
+def lti_deep_link(ticket: str) -> str:
+    """On the buffer's Redis: a verified deep-linking launch's context (platform, deployment,
+    return URL, `data`), named by the ticket its picker page carries, until the instructor's
+    choice uses it or LTI_DEEP_LINK_TTL_S ends (shared/lti/deep_linking.py)."""
+    return f"vp:lti:deeplink:{ticket}"
+
+
+def lti_registration_invite(token: str) -> str:
+    """On the buffer's Redis: an invitation to register a platform by LTI Dynamic
+    Registration, until used or LTI_REGISTRATION_INVITE_TTL_S ends
+    (shared/lti/dynamic_registration.py)."""
+    return f"vp:lti:invite:{token}"
+
+
+def lti_registration(ticket: str) -> str:
+    """On the buffer's Redis: a platform's OpenID configuration, fetched and checked, waiting
+    for the LMS admin to confirm the registration (LTI_LOGIN_TTL_S)."""
+    return f"vp:lti:registration:{ticket}"
+
+
 def outbox_tombstones(student_id: str) -> str:
     """On RQ's Redis: the student's erasure tombstones, for the outboxes."""
     return f"vp:erased:{student_id}"

@@ -1,0 +1,255 @@
+import { useCallback, useEffect, useId, useMemo, useState, type FormEvent } from "react";
+import { api, errorHandler, type LtiPlatform, type LtiPlatformBody, type LtiRegistrationInvite } from "./api";
+
+/** The registration form's fields, in the order an LMS's tool settings show them. */
+const FIELDS = [
+  { name: "platform_id", label: "Platform ID", hint: "yours to choose: letters, digits, _ . : -" },
+  { name: "name", label: "Name", hint: "shown here, e.g. Canvas (Northside)" },
+  { name: "issuer", label: "Issuer", hint: "the LMS's iss, e.g. https://canvas.instructure.com" },
+  { name: "client_id", label: "Client ID", hint: "the id the LMS gave this tool" },
+  { name: "auth_login_url", label: "Authorization URL", hint: "the LMS's OIDC auth endpoint" },
+  { name: "auth_token_url", label: "Token URL", hint: "the LMS's OAuth 2 token endpoint" },
+  { name: "jwks_url", label: "Key set URL", hint: "the LMS's public JWKS" },
+  { name: "deployment_ids", label: "Deployment IDs", hint: "space-separated; empty: any, recorded at first launch" },
+  { name: "frame_origins", label: "Frame origins", hint: "optional, space-separated, e.g. https://school.instructure.com" },
+] as const;
+type FieldName = (typeof FIELDS)[number]["name"];
+type Draft = Record<FieldName, string>;
+const EMPTY = Object.fromEntries(FIELDS.map((f) => [f.name, ""])) as Draft;
+const LISTS: readonly FieldName[] = ["deployment_ids", "frame_origins"];
+const words = (text: string) => text.split(/\s+/).filter(Boolean);
+
+/** The form's draft as the API's body (the id goes in the URL). */
+export function registration(draft: Draft): LtiPlatformBody {
+  return {
+    name: draft.name.trim(),
+    issuer: draft.issuer.trim(),
+    client_id: draft.client_id.trim(),
+    auth_login_url: draft.auth_login_url.trim(),
+    auth_token_url: draft.auth_token_url.trim(),
+    jwks_url: draft.jwks_url.trim(),
+    deployment_ids: words(draft.deployment_ids),
+    frame_origins: words(draft.frame_origins),
+  };
+}
+
+/**
+ * The admin page's LTI panel: the registered LMS platforms with their last launch, a form to
+ * register one (or replace one, by its id) and a button to remove one.
+ */
+export function LtiPanel({ onUnauthorized }: { onUnauthorized: () => void }) {
+  const [platforms, setPlatforms] = useState<LtiPlatform[] | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [status, setStatus] = useState("");
+  const fail = useMemo(() => errorHandler(onUnauthorized, setError), [onUnauthorized]);
+
+  const reload = useCallback(
+    () => api.ltiPlatforms().then((list) => setPlatforms(list.rows), fail),
+    [fail],
+  );
+  useEffect(() => void reload(), [reload]);
+
+  async function remove(platform: LtiPlatform) {
+    setError(null);
+    try {
+      await api.deleteLtiPlatform(platform.platform_id);
+      setStatus(`Removed ${platform.name}.`);
+      await reload();
+    } catch (e) {
+      fail(e);
+    }
+  }
+
+  return (
+    <section className="lti-panel" aria-labelledby="lti-heading" data-testid="lti-panel">
+      <h2 id="lti-heading">LMS platforms (LTI 1.3)</h2>
+      <p role="status" className="muted">{status}</p>
+      {error && <p className="error" role="alert">{error}</p>}
+      {platforms === null ? (
+        <p>Loading…</p>
+      ) : platforms.length === 0 ? (
+        <p data-testid="no-platforms">No LMS is registered yet.</p>
+      ) : (
+        <PlatformTable platforms={platforms} onRemove={(p) => void remove(p)} />
+      )}
+      <RegistrationLink onError={fail} />
+      <RegisterForm
+        existing={platforms ?? []}
+        onError={(e) => {
+          setStatus("");
+          fail(e);
+        }}
+        onRegistered={(message) => {
+          setError(null);
+          setStatus(message);
+          void reload();
+        }}
+      />
+    </section>
+  );
+}
+
+function deployments(p: LtiPlatform): string {
+  if (p.deployment_ids.length > 0) return p.deployment_ids.join(", ");
+  const seen = p.seen_deployment_ids.length > 0 ? ` (seen: ${p.seen_deployment_ids.join(", ")})` : " (none seen yet)";
+  return `any${seen}`;
+}
+
+function PlatformTable({ platforms, onRemove }: { platforms: LtiPlatform[]; onRemove: (p: LtiPlatform) => void }) {
+  const [confirming, setConfirming] = useState<string | null>(null);
+  return (
+    <table className="class-table" data-testid="lti-platforms">
+      <caption className="visually-hidden">Registered LMS platforms</caption>
+      <thead>
+        <tr>
+          <th scope="col">Platform</th>
+          <th scope="col">Issuer and client ID</th>
+          <th scope="col">Deployments</th>
+          <th scope="col">Last launch</th>
+          <th scope="col">Grades and rosters</th>
+          <th scope="col">
+            <span className="visually-hidden">Actions</span>
+          </th>
+        </tr>
+      </thead>
+      <tbody>
+        {platforms.map((p) => (
+          <tr key={p.platform_id} data-testid={`lti-platform-${p.platform_id}`}>
+            <th scope="row">
+              {p.name}
+              <div className="muted">{p.platform_id}</div>
+            </th>
+            <td>
+              {p.issuer}
+              <div className="muted">{p.client_id}</div>
+            </td>
+            <td>{deployments(p)}</td>
+            <td>
+              {p.last_launch_at ? (
+                <time dateTime={p.last_launch_at}>{new Date(p.last_launch_at).toLocaleString()}</time>
+              ) : (
+                "never"
+              )}
+            </td>
+            <td>
+              <PlatformHealth platform={p} />
+            </td>
+            <td>
+              {confirming === p.platform_id ? (
+                <span className="dialog-actions">
+                  <button className="danger" onClick={() => onRemove(p)}>{`Remove ${p.name} now`}</button>
+                  <button className="secondary" onClick={() => setConfirming(null)}>Keep it</button>
+                </span>
+              ) : (
+                <button className="secondary" aria-label={`Remove ${p.name}`} onClick={() => setConfirming(p.platform_id)}>
+                  Remove
+                </button>
+              )}
+            </td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
+/**
+ * A platform's grade and roster health: the AGS score outbox's depth, its last error and its
+ * dead letters, the last NRPS sync. The API does not report these yet (the grades and roster
+ * work adds them to each platform's row): until then this says so, and shows no figure.
+ */
+export function PlatformHealth({ platform }: { platform: LtiPlatform }) {
+  return (
+    <span className="muted" data-testid={`lti-health-${platform.platform_id}`}>
+      not reported yet
+    </span>
+  );
+}
+
+/** LTI Dynamic Registration: a link for an LMS admin to paste, used once. */
+function RegistrationLink({ onError }: { onError: (e: unknown) => void }) {
+  const [invite, setInvite] = useState<LtiRegistrationInvite | null>(null);
+  const id = useId();
+  async function create() {
+    try {
+      setInvite(await api.ltiRegistrationInvite());
+    } catch (e) {
+      onError(e);
+    }
+  }
+  return (
+    <div className="lti-register">
+      <h3>Register by a link</h3>
+      <p className="muted">
+        Moodle 4 and Canvas can register the tool from one URL (LTI Dynamic Registration). Each link registers one LMS.
+      </p>
+      <button type="button" onClick={() => void create()}>
+        Create a registration link
+      </button>
+      {invite && (
+        <p className="field">
+          <label htmlFor={`${id}-url`}>Registration link</label>
+          <input id={`${id}-url`} readOnly value={invite.url} onFocus={(e) => e.target.select()} aria-describedby={`${id}-until`} />
+          <span id={`${id}-until`} className="muted">
+            usable once, until <time dateTime={invite.expires_at}>{new Date(invite.expires_at).toLocaleString()}</time>
+          </span>
+        </p>
+      )}
+    </div>
+  );
+}
+
+function RegisterForm({
+  existing,
+  onRegistered,
+  onError,
+}: {
+  existing: LtiPlatform[];
+  onRegistered: (message: string) => void;
+  onError: (e: unknown) => void;
+}) {
+  const [draft, setDraft] = useState<Draft>(EMPTY);
+  const [busy, setBusy] = useState(false);
+  const id = useId();
+  const replacing = existing.some((p) => p.platform_id === draft.platform_id.trim());
+
+  async function submit(event: FormEvent) {
+    event.preventDefault();
+    setBusy(true);
+    try {
+      const platformId = draft.platform_id.trim();
+      const created = (await api.putLtiPlatform(platformId, registration(draft))).status === 201;
+      setDraft(EMPTY);
+      onRegistered(`${created ? "Registered" : "Replaced"} ${platformId}.`);
+    } catch (e) {
+      onError(e);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  return (
+    <form className="lti-register" onSubmit={(e) => void submit(e)} aria-labelledby={`${id}-title`}>
+      <h3 id={`${id}-title`}>Register a platform</h3>
+      {FIELDS.map((f) => (
+        <p key={f.name} className="field">
+          <label htmlFor={`${id}-${f.name}`}>{f.label}</label>
+          <input
+            id={`${id}-${f.name}`}
+            name={f.name}
+            value={draft[f.name]}
+            required={!LISTS.includes(f.name)}
+            aria-describedby={`${id}-${f.name}-hint`}
+            onChange={(e) => setDraft({ ...draft, [f.name]: e.target.value })}
+          />
+          <span id={`${id}-${f.name}-hint`} className="muted">
+            {f.hint}
+          </span>
+        </p>
+      ))}
+      <button type="submit" disabled={busy}>
+        {replacing ? "Replace platform" : "Register platform"}
+      </button>
+    </form>
+  );
+}

@@ -1,0 +1,355 @@
+"""LTI launches in real headless Chromium across two sites: the LMS (tests/lti_platform.py's
+Lms, lti1p3platform signing its id_tokens) serves a course page on `https://lms.test:<port>`
+that frames a resource link of the tool, the real stack, on `https://tool.test:<port>`. Both
+names map to 127.0.0.1 (Chromium's `--host-resolver-rules`); both serve TLS with a certificate
+from `trustme`, which Chromium trusts by its public key (`--ignore-certificate-errors-spki-list`,
+no other certificate error is ignored). So the tool's frame is third-party, as in a school.
+
+- Third-party cookies blocked (Debian's Chromium's default in a frame, like Safari): the LMS
+  page's storage frame (`post_message_forwarding`, as Canvas) answers `lti.capabilities`,
+  `lti.put_data` and `lti.get_data`; the learner lands on the player and plays it to the end.
+- Cookies allowed (a profile preference, ARCHITECTURE.md facts of 2026-12-06), no platform
+  storage: the state cookie carries the login.
+- Neither: the launch offers a new window, where the login works first-party.
+
+Needs `frontend/dist` and /usr/bin/chromium, like tests/test_browser.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import re
+import ssl
+import time
+from base64 import b64encode
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import httpx
+import pytest
+import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from playwright.sync_api import BrowserContext, Frame, Page, Playwright, expect, sync_playwright
+
+from shared.devtools.demo import DEMO_CATALOG
+from shared.lti.identity import user_id_of
+from shared.settings import Settings
+from tests.helpers import bearer, wait_until
+from tests.lti_platform import CLIENT_ID, PLATFORM_ID, HttpAnswer, HttpRequest, Lms
+from tests.stack import Stack, running_stack
+from tests.test_browser import CHROMIUM_ARGS, chromium_path
+
+pytestmark = pytest.mark.system
+
+VIDEO = "demo-video-1"  # 20 s of /media/demo.webm, in the demo course
+LEARNER = "http://purl.imsglobal.org/vocab/lis/v2/membership#Learner"
+STORAGE_FRAME = "post_message_forwarding"  # Canvas's name for its storage frame
+# The frame goes through several pages before the player: wait for its video, then its data.
+VIDEO_READY = "() => { const v = document.querySelector('video'); return !!v && v.readyState >= 1 }"
+# Third-party cookies allowed, in a persistent profile (ARCHITECTURE.md, 2026-12-06).
+COOKIES_ALLOWED = {"profile": {"block_third_party_cookies": False, "cookie_controls_mode": 0}}
+
+
+@dataclass(frozen=True)
+class Tls:
+    ca: Path
+    cert: Path
+    key: Path
+    spki: str  # base64 SHA-256 of the certificate's public key, as Chromium's flag takes it
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
+    root = tmp_path_factory.mktemp("tls")
+    ca = trustme.CA()
+    issued = ca.issue_cert("tool.test", "lms.test", "127.0.0.1")
+    paths = Tls(root / "ca.pem", root / "cert.pem", root / "key.pem", "")
+    ca.cert_pem.write_to_path(str(paths.ca))
+    issued.private_key_pem.write_to_path(str(paths.key))
+    paths.cert.write_bytes(b"".join(blob.bytes() for blob in issued.cert_chain_pems))
+    leaf = x509.load_pem_x509_certificate(issued.cert_chain_pems[0].bytes())
+    spki = leaf.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return Tls(paths.ca, paths.cert, paths.key, b64encode(hashlib.sha256(spki).digest()).decode())
+
+
+# The LMS's platform storage, in its storage frame (as Canvas's post_message_forwarding) or in
+# the course page itself (`_parent`, as Moodle and Brightspace): keeps what each tool origin
+# puts, answers only that origin, and logs every request for the test.
+STORAGE_SCRIPT = """<script>
+const data = new Map();
+const where = window.parent !== window ? {frame: window.name} : {};
+window.received = [];
+addEventListener("message", (event) => {
+  const m = event.data;
+  if (!m || typeof m !== "object" || typeof m.subject !== "string") return;
+  window.received.push({origin: event.origin, subject: m.subject, key: m.key});
+  const reply = (extra) => event.source.postMessage(
+    {subject: m.subject + ".response", message_id: m.message_id, ...extra}, event.origin);
+  const key = event.origin + " " + m.key;
+  if (m.subject === "lti.capabilities") {
+    reply({supported_messages: [{subject: "lti.capabilities"},
+      {subject: "lti.put_data", ...where}, {subject: "lti.get_data", ...where}]});
+  } else if (m.subject === "lti.put_data") {
+    data.set(key, m.value);
+    reply({key: m.key, value: m.value});
+  } else if (m.subject === "lti.get_data") {
+    if (data.has(key)) reply({key: m.key, value: data.get(key)});
+    else reply({key: m.key, error: {code: "not_found", message: "no such key"}});
+  }
+});
+</script>"""
+STORAGE_PAGE = f"<!doctype html><title>storage</title>{STORAGE_SCRIPT}"
+
+# The course page: the storage frame first (when the LMS offers it), then the tool's frame.
+COURSE_PAGE = """<!doctype html><title>Physics: lesson</title><h1>Physics</h1>{storage}
+<iframe name="tool" id="tool" title="Video tool" width="960" height="720"
+ allow="autoplay" src="{login}"></iframe>"""
+
+# The OIDC authorization endpoint's answer: the id_token form-posted to the tool.
+AUTH_PAGE = """<!doctype html><title>Signing in</title><form method="post" action="{action}">
+{fields}</form><script>document.forms[0].submit()</script>"""
+
+
+def html_page(text: str) -> HttpAnswer:
+    return HttpAnswer(200, text.encode(), {"Content-Type": "text/html; charset=utf-8"})
+
+
+@dataclass
+class Tool:
+    stack: Stack
+    base: str  # https://tool.test:<port>
+    tls: Tls
+
+    def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        url = f"https://127.0.0.1:{self.stack.port}{path}"
+        return httpx.request(method, url, verify=str(self.tls.ca), timeout=15, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def lms(tls: Tls) -> Iterator[Lms]:
+    context = trustme_server_context(tls)
+    platform = Lms(public=("lms.test", context))
+    platform.route("GET", "/storage-frame", lambda _: html_page(STORAGE_PAGE))
+    platform.route("GET", "/auth", lambda request: authorize(platform, request))
+    yield platform
+    platform.close()
+
+
+def trustme_server_context(tls: Tls) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(tls.cert), str(tls.key))
+    return context
+
+
+def authorize(lms: Lms, request: HttpRequest) -> HttpAnswer:
+    """The platform's authorization endpoint: the user named by `login_hint` launches VIDEO."""
+    query = dict(parse_qsl(request.query))
+    form = lms.authorize(query, sub=query["login_hint"], roles=[LEARNER], material_id=VIDEO)
+    fields = "".join(
+        f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
+        for k, v in form.items()
+    )
+    return html_page(AUTH_PAGE.format(action=html.escape(query["redirect_uri"]), fields=fields))
+
+
+@pytest.fixture(scope="module")
+def tool(tmp_path_factory: pytest.TempPathFactory, tls: Tls, lms: Lms) -> Iterator[Tool]:
+    if not Settings.model_fields["frontend_dist"].default.is_dir():
+        raise RuntimeError("frontend/dist is missing: run tests/run.sh (it builds the pages)")
+    # The tool's URLs are the request's own (https://tool.test:<port>): no PUBLIC_BASE_URL.
+    env = {"UVICORN_SSL_KEYFILE": str(tls.key), "UVICORN_SSL_CERTFILE": str(tls.cert)}
+    # Real-time playing: verified watching stays on (max_playback_rate=None, the default).
+    for stack in running_stack(
+        tmp_path_factory, "production", DEMO_CATALOG, max_playback_rate=None, extra_env=env
+    ):
+        base = f"https://tool.test:{stack.port}"
+        running = Tool(stack, base, tls)
+        body = {
+            **lms.registration_body(["dep-1"]),
+            "auth_login_url": f"{lms.public_base}/auth",  # the browser goes there
+            "frame_origins": [lms.public_base],  # the course page frames the tool
+        }
+        admin = bearer(stack.settings(), "admin-1", "admin")
+        r = running.api("PUT", f"/api/admin/lti/platforms/{PLATFORM_ID}", json=body, headers=admin)
+        assert r.status_code == 201, r.text
+        lms.registration.set_launch_url(f"{base}/lti/launch")
+        yield running
+
+
+def course_page(
+    lms: Lms, tool: Tool, user: str, target: str | None, storage: bool | None = None
+) -> str:
+    """Serves the LMS course page for `user` (its own path) and returns its URL. `target`: the
+    login's `lti_storage_target` (None: none); `storage`: whether the LMS answers there
+    (default: when there is a target)."""
+    params = {
+        "iss": lms.base,
+        "login_hint": user,
+        "target_link_uri": f"{tool.base}/lti/launch",
+        "lti_message_hint": "rl-1",
+        "client_id": CLIENT_ID,
+    }
+    if target is not None:
+        params["lti_storage_target"] = target
+    answering = ""
+    if (target is not None) if storage is None else storage:
+        frame = f'<iframe name="{STORAGE_FRAME}" src="/storage-frame" hidden></iframe>'
+        answering = STORAGE_SCRIPT if target == "_parent" else frame
+    text = COURSE_PAGE.format(
+        storage=answering, login=html.escape(f"{tool.base}/lti/login?{urlencode(params)}")
+    )
+    lms.route("GET", f"/course/{user}", lambda _: html_page(text))
+    return f"{lms.public_base}/course/{user}"
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as p:
+        yield p
+
+
+def chromium_args(tls: Tls) -> list[str]:
+    return [
+        *CHROMIUM_ARGS,
+        "--host-resolver-rules=MAP lms.test 127.0.0.1, MAP tool.test 127.0.0.1",
+        f"--ignore-certificate-errors-spki-list={tls.spki}",
+    ]
+
+
+@pytest.fixture(scope="module")
+def blocking(playwright: Playwright, tls: Tls) -> Iterator[BrowserContext]:
+    """Debian Chromium's default profile: third-party cookies (and storage) refused."""
+    browser = playwright.chromium.launch(executable_path=chromium_path(), args=chromium_args(tls))
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    yield context
+    browser.close()
+
+
+def tool_frame(page: Page) -> Frame:
+    frame = page.frame(name="tool")
+    assert frame is not None
+    return frame
+
+
+def player_ready(page: Page, started: float, case: str) -> Frame:
+    """Waits for the tool frame's player to have its video; prints launch -> player ready."""
+    frame = tool_frame(page)
+    frame.wait_for_function(VIDEO_READY, timeout=30_000)
+    print(f"\nlaunch -> player ready ({case}): {time.perf_counter() - started:.2f} s")
+    return frame
+
+
+def play_a_little(frame: Frame | Page) -> None:
+    """Play past the first second, then pause: the pause sends a heartbeat at once."""
+    frame.evaluate("() => document.querySelector('video').play()")
+    frame.wait_for_function("() => document.querySelector('video').currentTime > 1")
+    frame.evaluate("() => document.querySelector('video').pause()")
+
+
+def learner_state(tool: Tool, user: str) -> dict[str, Any]:
+    """What the service holds for the LTI user's VIDEO (the status API, as the learner)."""
+    headers = bearer(tool.stack.settings(), user_id_of(PLATFORM_ID, user))
+    r = tool.api("GET", f"/api/progress/video/{VIDEO}/status", headers=headers)
+    assert r.status_code == 200, r.text
+    state: dict[str, Any] = r.json()
+    return state
+
+
+def test_a_learner_launches_with_cookies_blocked_through_platform_storage_and_plays_to_the_end(
+    lms: Lms, tool: Tool, blocking: BrowserContext
+) -> None:
+    page = blocking.new_page()
+    started = time.perf_counter()
+    page.goto(course_page(lms, tool, "learner-a", STORAGE_FRAME))
+    frame = player_ready(page, started, "cookies blocked, platform storage")
+    # The frame really is third-party here: its storage is refused, and no cookie was kept.
+    refused = frame.evaluate(
+        "() => { try { localStorage.getItem('x'); return false } catch (e) { return e.name } }"
+    )
+    assert refused == "SecurityError"
+    assert not [c for c in blocking.cookies() if c["domain"] == "tool.test"]
+    storage = page.frame(name=STORAGE_FRAME)
+    assert storage is not None
+    received = storage.evaluate("() => window.received")
+    subjects = [m["subject"] for m in received if m["origin"] == tool.base]
+    assert subjects.count("lti.put_data") == 2 and subjects.count("lti.get_data") == 2, received
+    assert re.search(r"^#/course/[^/]+/play/" + VIDEO + "$", frame.evaluate("location.hash"))
+
+    frame.evaluate("() => document.querySelector('video').play()")
+    frame.wait_for_function("() => document.querySelector('video').ended", timeout=60_000)
+    expect(frame.get_by_test_id("player-completed")).to_be_visible(timeout=15_000)
+    state = wait_until(lambda: (s := learner_state(tool, "learner-a"))["completed"] and s)
+    assert state["progress_percentage"] >= 80
+    # AGS (another branch): the platform's gradebook is to hold a score >= 80 with `Completed`
+    # for learner-a here, once grades are sent.
+
+
+def test_a_learner_launches_with_cookies_allowed_and_no_platform_storage(
+    lms: Lms, tool: Tool, playwright: Playwright, tls: Tls, tmp_path: Path
+) -> None:
+    profile = tmp_path / "profile"
+    (profile / "Default").mkdir(parents=True)
+    (profile / "Default" / "Preferences").write_text(json.dumps(COOKIES_ALLOWED))
+    context = playwright.chromium.launch_persistent_context(
+        str(profile), executable_path=chromium_path(), args=chromium_args(tls)
+    )
+    try:
+        page = context.new_page()
+        started = time.perf_counter()
+        page.goto(course_page(lms, tool, "learner-b", None))
+        frame = player_ready(page, started, "cookies allowed, no platform storage")
+        assert frame.evaluate("() => localStorage.getItem('videoprogress.token')") is None
+        play_a_little(frame)
+        stopped = wait_until(lambda: learner_state(tool, "learner-b")["watch_time"], timeout_s=15)
+        # The next launch of the same learner resumes where they stopped.
+        page.reload()
+        frame = player_ready(page, time.perf_counter(), "cookies allowed, second launch")
+        position = float(frame.evaluate("() => document.querySelector('video').currentTime"))
+        assert abs(position - stopped) < 0.5, (position, stopped)
+    finally:
+        context.close()
+
+
+def test_a_learner_launches_with_the_lms_page_itself_as_platform_storage(
+    lms: Lms, tool: Tool, blocking: BrowserContext
+) -> None:
+    """`lti_storage_target=_parent` (as Moodle and Brightspace): the course page answers."""
+    page = blocking.new_page()
+    started = time.perf_counter()
+    page.goto(course_page(lms, tool, "learner-d", "_parent"))
+    player_ready(page, started, "cookies blocked, the LMS page as storage")
+    received = page.evaluate("() => window.received")
+    subjects = [m["subject"] for m in received if m["origin"] == tool.base]
+    assert subjects == ["lti.capabilities", *["lti.put_data"] * 2, "lti.capabilities",
+                        *["lti.get_data"] * 2], received  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "storage_target", [False, True], ids=["no storage target", "a storage frame that is missing"]
+)
+def test_without_cookies_or_platform_storage_the_launch_offers_a_new_window(
+    lms: Lms, tool: Tool, blocking: BrowserContext, storage_target: bool
+) -> None:
+    """With a storage target but no frame to answer, the login page starts the cookie way
+    after its wait; the cookie is refused too, so the launch offers the new window."""
+    user = f"learner-c-{storage_target}"
+    page = blocking.new_page()
+    target = STORAGE_FRAME if storage_target else None
+    page.goto(course_page(lms, tool, user, target, storage=False))
+    offer = page.frame_locator("#tool").locator("#new-window")
+    expect(offer).to_be_visible(timeout=15_000)
+    with blocking.expect_page() as opened:
+        offer.click()
+    window = opened.value  # top level: the tool's cookies are first-party here
+    window.wait_for_function(VIDEO_READY, timeout=30_000)
+    assert window.url.startswith(f"{tool.base}/#/course/")
+    play_a_little(window)
+    wait_until(lambda: learner_state(tool, user)["watch_time"] > 0, timeout_s=15)
