@@ -7,6 +7,7 @@ HTTP on loopback. Expected scores are the seconds sent over the video's 100 s.""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -35,7 +36,7 @@ from shared.lti.identity import user_id_of
 from shared.lti.keys import load_private_key
 from shared.lti.launch import CLAIM, ROLES, Launch
 from shared.lti.registry import Platform, PlatformRegistry
-from shared.lti.services import client_assertion, token_form
+from shared.lti.services import AsyncServiceTokens, client_assertion, token_form
 from shared.settings import Settings
 from tests.helpers import COURSE, COURSE_ID, bearer, make_settings, present
 from tests.lti_platform import (
@@ -44,6 +45,7 @@ from tests.lti_platform import (
     INSTRUCTOR,
     LEARNER,
     LINEITEM,
+    NRPS_SCOPE,
     PLATFORM_ID,
     SCORE,
     Gradebook,
@@ -262,6 +264,18 @@ def test_the_token_asks_only_offered_scopes_and_is_fetched_again_once_expired(
     assert world.book.tokens_issued == [SCORE, SCORE]
     assert [s["scoreGiven"] for s in world.scores(item, "u-1")] == [10.0, 20.0, 30.0, 40.0]
     assert world.book.token_refusals == []
+
+
+def test_the_async_interface_shares_the_workers_cached_token(world: World) -> None:
+    """What the roster sync uses: `access_token(platform, scopes)`, async, from the same cache
+    as the workers' (one token for the platform and scope set)."""
+    platform = present(PlatformRegistry(world.db).find(world.lms.base, CLIENT_ID))
+    tokens = AsyncServiceTokens(world.ctx.lti_tokens)
+    first = asyncio.run(tokens.access_token(platform, [NRPS_SCOPE]))
+    assert world.ctx.lti_tokens.access_token(platform, [NRPS_SCOPE]) == first
+    assert world.book.tokens_issued == [NRPS_SCOPE]
+    assert asyncio.run(tokens.access_token(platform, [SCORE])) != first  # another scope set
+    assert world.book.tokens_issued == [NRPS_SCOPE, SCORE]
 
 
 def test_the_platform_checks_every_client_assertion(world: World) -> None:

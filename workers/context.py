@@ -17,6 +17,7 @@ from shared.domain.catalog import Catalog
 from shared.errors import Unavailable
 from shared.lti.grades import GradeTargets
 from shared.lti.keys import ToolKeys
+from shared.lti.services import ServiceTokens
 from shared.settings import Settings, get_settings
 from shared.storage.clients import Buffer, buffer_client, rq_client
 from shared.storage.flush_store import HotStore
@@ -49,6 +50,11 @@ class WorkerContext:
         if self._lti_http is None:
             self._lti_http = httpx.Client(timeout=self.settings.delivery_timeout_s)
         return self._lti_http
+
+    @property
+    def lti_tokens(self) -> ServiceTokens:
+        """Platforms' service tokens (AGS, NRPS), cached in RQ's Redis for every worker."""
+        return ServiceTokens(self.redis, self.lti_keys, self.clock, self.lti_http)
 
     @property
     def lti_keys(self) -> ToolKeys:

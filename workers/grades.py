@@ -161,7 +161,7 @@ def send_due_grades(ctx: WorkerContext, budget_s: float | None = None) -> dict[s
     clock, started = ctx.clock, ctx.clock.monotonic()
     lease = lease_s(ctx.settings.delivery_timeout_s)
     http = ctx.lti_http
-    run = _Run(ctx, http, ServiceTokens(ctx.redis, ctx.lti_keys, clock, http), ctx.lti_grades)
+    run = _Run(ctx, http, ctx.lti_tokens, ctx.lti_grades)
     while True:
         if budget_s is not None and clock.monotonic() - started >= budget_s:
             run.totals["more_due"] = int(outbox.redis.zcount(GRADE.due, "-inf", clock.time()) > 0)
