@@ -20,9 +20,11 @@ from shared.domain.catalog import Catalog, MaterialRef
 from shared.errors import Unavailable
 from shared.lti.classes import ClassStore
 from shared.lti.frames import FrameOrigins
+from shared.lti.grades import GradeTargets
 from shared.lti.keys import ToolKeys
 from shared.lti.launch import LaunchValidator, PlatformKeySets
 from shared.lti.registry import PlatformRegistry
+from shared.lti.services import AsyncServiceTokens, ServiceTokens
 from shared.ops import admin_ops
 from shared.settings import Settings
 from shared.storage.clients import (
@@ -110,6 +112,8 @@ class AppContext:
     lti_keys: ToolKeys  # the tool's signing keys (made on first use, not at start)
     lti_launches: LaunchValidator  # the launch checks, with the platforms' cached key sets
     lti_classes: ClassStore  # LMS contexts, their classes and members
+    lti_grades: GradeTargets  # what learners' launches record to grade (AGS)
+    lti_tokens: AsyncServiceTokens  # platforms' service tokens (AGS, NRPS), cached in RQ's Redis
     lti_frame_origins: FrameOrigins  # the platforms' frame_origins, for frame-ancestors
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -161,6 +165,8 @@ class AppContext:
             lti_keys=lti_keys,
             lti_launches=LaunchValidator(PlatformKeySets(clock), client, clock),
             lti_classes=ClassStore(mongo, sync_client, key_schema),
+            lti_grades=GradeTargets(mongo.db),
+            lti_tokens=AsyncServiceTokens(ServiceTokens(rq_redis, lti_keys, clock)),
             lti_frame_origins=FrameOrigins(lti_platforms, clock),
         )
 
@@ -188,6 +194,7 @@ class AppContext:
         await self.verifier.close()
         await self.lti_launches.key_sets.close()
         await self.lti_frame_origins.close()
+        self.lti_tokens.tokens.http.close()
         await self.redis_async.aclose()
         self.redis_sync.close()
         self.rq_redis.close()

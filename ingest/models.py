@@ -324,3 +324,28 @@ class SessionToken(BaseModel):
 
 class Jwks(BaseModel):
     keys: list[Jwk] = Field(description="the signing key, and during a rotation the other one")
+
+
+class LtiGradeRefusal(BaseModel):
+    user_id: str
+    material_id: str
+    status: int | None = Field(description="the platform's HTTP answer to the score")
+    detail: str
+    at: float
+
+
+class LtiGradeError(BaseModel):
+    at: float
+    error: str
+
+
+class LtiGrades(BaseModel):
+    platform_id: str
+    targets: int = Field(description="learners on line items of this platform (grade targets)")
+    refused: list[LtiGradeRefusal] = Field(
+        description="learners whose scores the platform refused: not sent again until they "
+        "launch again"
+    )
+    last_error: LtiGradeError | None = Field(description="the latest failed call, retried")
+    queued: int = Field(description="scores waiting in the grade outbox (every platform)")
+    dead: int = Field(description="scores set aside (every platform)")

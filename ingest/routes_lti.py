@@ -28,6 +28,7 @@ from shared.domain.catalog import Catalog
 from shared.lti import classes, dynamic_registration, pages, roster, session, storage
 from shared.lti.deep_linking import DeepLinking, DeepLinkRefused
 from shared.lti.dynamic_registration import DynamicRegistration, RegistrationRefused
+from shared.lti.grades import record_launch
 from shared.lti.identity import role_of, user_id_of
 from shared.lti.launch import (
     CUSTOM,
@@ -279,6 +280,16 @@ async def _resource_link(ctx: AppContext, checked: Launch) -> HTMLResponse:
     await run_in_threadpool(
         ctx.lti_classes.launched, context, ref.course_id, student, ctx.clock.time()
     )
+    if role == "student":
+        await run_in_threadpool(
+            record_launch,
+            ctx.lti_grades,
+            checked,
+            user_id,
+            material_id,
+            ref.material.title,
+            ctx.clock.time(),
+        )
     claims = session.session_claims(user_id, role)
     if role == "teacher":
         claims |= classes.session_claims(context, ref.course_id)

@@ -9,9 +9,10 @@ from fastapi import APIRouter, Path, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from ingest.deps import Admin, Ctx
-from ingest.models import LtiContext, LtiContexts, LtiPlatforms, LtiRegistrationInvite
+from ingest.models import LtiContext, LtiContexts, LtiGrades, LtiPlatforms, LtiRegistrationInvite
 from shared.domain.catalog import ID_PATTERN
 from shared.errors import NotFound
+from shared.integrations.outbox import GRADE
 from shared.lti.dynamic_registration import invite
 from shared.lti.registry import Platform, PlatformBody
 
@@ -68,3 +69,18 @@ async def list_contexts(admin: Admin, ctx: Ctx) -> LtiContexts:
     course whose teacher routes show its class, and its NRPS roster's last sync and error."""
     rows = await run_in_threadpool(ctx.lti_classes.all_contexts)
     return LtiContexts(rows=[LtiContext.model_validate(r) for r in rows])
+
+
+@router.get("/platforms/{platform_id}/grades", response_model=LtiGrades)
+async def platform_grades(platform_id: PlatformId, admin: Admin, ctx: Ctx) -> LtiGrades:
+    """The platform's grades back (AGS): learners graded, those it refused (recorded, not
+    retried), the latest error, and the grade outbox's depth and dead letters."""
+    known = await run_in_threadpool(ctx.lti_platforms.all)
+    if platform_id not in {p.platform_id for p in known}:
+        raise NotFound(f"unknown platform '{platform_id}'", {"platform_id": platform_id})
+    health = await run_in_threadpool(ctx.lti_grades.health, platform_id)
+    pipe = ctx.rq_redis.pipeline(transaction=False)
+    pipe.hlen(GRADE.entries)
+    pipe.hlen(GRADE.dead)
+    queued, dead = await run_in_threadpool(pipe.execute)
+    return LtiGrades(platform_id=platform_id, queued=queued, dead=dead, **health)

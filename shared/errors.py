@@ -72,3 +72,16 @@ class DuplicatePlatform(InvalidInput):
     could not tell them apart."""
 
     code = "duplicate_platform"
+
+
+class PlatformCallFailed(Exception):
+    """An LTI platform's service (token, line items, scores) did not do what the tool asked:
+    `status` is its HTTP answer (None: no answer, a network error or timeout), `retry_after_s`
+    what a `429` asked for. Not an HTTP error of this service: the workers decide from it
+    whether to retry."""
+
+    def __init__(
+        self, what: str, status: int | None, detail: str, retry_after_s: float | None = None
+    ) -> None:
+        super().__init__(f"{what}: HTTP {status} {detail}" if status else f"{what}: {detail}")
+        self.status, self.detail, self.retry_after_s = status, detail, retry_after_s

@@ -155,6 +155,9 @@ class Settings(BaseSettings):
     # How long a login's state and nonce wait for the platform's launch (the nonce's TTL in
     # Redis, the state cookie's Max-Age).
     lti_login_ttl_s: int = Field(600, ge=10, le=3600)
+    # AGS scores (docs/lti.md, Grades): at most one post per learner and line item per this
+    # many seconds; a score carries the highest credited figure reached by then.
+    lti_score_interval_s: float = Field(60.0, gt=0)
     # How long a deep-linking launch's picker waits for the instructor's choice (its context,
     # kept in Redis, is used once).
     lti_deep_link_ttl_s: int = Field(1800, ge=60, le=24 * 3600)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import json
 import secrets
+import socket
 import ssl
 import threading
 import time
@@ -195,6 +196,10 @@ class Lms:
                     self.rfile.read(length) if length else b"",
                 )
                 answer = lms._answer(request)
+                if answer.status == 0:  # the platform drops the connection unanswered
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 self.send_response(answer.status)
                 for name, value in answer.headers.items():
                     self.send_header(name, value)
@@ -542,3 +547,230 @@ class _Req(Request):  # type: ignore[misc]
 class _Launch(LTIAdvantageMessageLaunchAbstract):  # type: ignore[misc]
     def render_launch_form(self, launch_data: dict[str, Any], **kwargs: Any) -> dict[str, str]:
         return {"id_token": launch_data["id_token"], "state": launch_data["state"]}
+
+
+# -- grades (AGS 2.0) and service tokens (Security Framework 1.0 §4.1) ------------------------
+
+AGS = "https://purl.imsglobal.org/spec/lti-ags/claim/endpoint"
+AGS_SCOPE = "https://purl.imsglobal.org/spec/lti-ags/scope/"
+LINEITEM, SCORE = AGS_SCOPE + "lineitem", AGS_SCOPE + "score"
+LINEITEM_READ = AGS_SCOPE + "lineitem.readonly"
+NRPS_SCOPE = "https://purl.imsglobal.org/spec/lti-nrps/scope/contextmembership.readonly"
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+def _parse_ts(value: str) -> float:
+    from datetime import datetime
+
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        raise ValueError("a timestamp without a zone")
+    return moment.timestamp()
+
+
+class Gradebook:
+    """The platform's token endpoint and gradebook, on the Lms's server.
+
+    - `POST /token`: lti1p3platform's `get_access_token` (grant type, required fields, the
+      client assertion's signature against the tool's key set, read again at each request
+      from `tool_jwks`: the tool's JWKS URL, or a function giving the set), plus what it
+      lacks: `aud` = this token URL, `iss` = `sub` = the client id, a `jti` used once,
+      `iat` and `exp` present and holding on `now()`, and only scopes this platform offers
+      (`offered`; else `400 invalid_scope`), granting them less `withheld` (the answer's
+      `scope` says which). `expires_in` is `token_lifetime_s`.
+    - Line items (`GET|POST /lineitems`, filtered by `resource_link_id` and `tag`) need the
+      `lineitem` scope (GET: or `lineitem.readonly`); scores (`POST <line item>/scores`) the
+      `score` scope, else `403`; no valid token: `401`.
+    - A score must be `application/vnd.ims.lis.v1.score+json` with a zoned ISO 8601 timestamp
+      later than the last one accepted for that line item and user, else `409` (AGS 2.0
+      §3.4.1: older timestamps are dropped). `refuse` holds users it cannot grade (`422`).
+    - `mode`: "up", "down" (`503`), "drop" (the connection closed unanswered), "429" (with
+      `Retry-After: retry_after`); it applies to the score endpoint only.
+    """
+
+    def __init__(
+        self,
+        lms: Lms,
+        tool_jwks: Callable[[], dict[str, Any]] | str,
+        offered: tuple[str, ...] = (LINEITEM, SCORE, LINEITEM_READ, NRPS_SCOPE),
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self.lms, self.offered, self.now = lms, offered, now
+        self.conf = _Conf(registration=lms.registration)
+        self.tool_jwks: Callable[[], Any] = (
+            (lambda: self.conf.fetch_public_key(tool_jwks))  # the tool's /lti/jwks, over HTTP
+            if isinstance(tool_jwks, str)
+            else tool_jwks
+        )
+        # lti1p3platform checks times against the system clock, without leeway: the harness
+        # checks them on `now()` instead (tests move a MockedClock).
+        self.conf._jwt_verify_options = {
+            "verify_aud": False,
+            "verify_exp": False,
+            "verify_iat": False,
+        }
+        self.lock = threading.Lock()
+        self.token_lifetime_s = 3600
+        self.withheld: set[str] = set()  # scopes asked for and offered, but not granted
+        self.jtis: set[str] = set()
+        self.tokens_issued: list[str] = []  # the scope string of each token issued
+        self.token_refusals: list[str] = []
+        self.line_items: dict[str, dict[str, Any]] = {}  # url -> line item
+        self.scores: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (url, user) -> accepted
+        self.score_posts = 0
+        self.conflicts = 0  # scores answered 409 (a timestamp not after the last one)
+        self.refuse: set[str] = set()
+        self.mode, self.retry_after = "up", 1
+        lms.route("POST", "/token", self._token)
+        lms.route("GET", "/lineitems", self._get_line_items)
+        lms.route("POST", "/lineitems", self._post_line_item)
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.lms.base}/token"
+
+    @property
+    def line_items_url(self) -> str:
+        return f"{self.lms.base}/lineitems"
+
+    def claim(
+        self, lineitem: str | None = None, scopes: tuple[str, ...] | None = None
+    ) -> dict[str, Any]:
+        """The AGS claim of a launch (AGS 2.0 §3.1)."""
+        body: dict[str, Any] = {
+            "scope": list(scopes or self.offered),
+            "lineitems": self.line_items_url,
+        }
+        if lineitem:
+            body["lineitem"] = lineitem
+        return {AGS: body}
+
+    def add_line_item(self, label: str, resource_link_id: str = "rl-1") -> str:
+        with self.lock:
+            return self._add(
+                {"label": label, "scoreMaximum": 100, "resourceLinkId": resource_link_id}
+            )
+
+    def final(self, lineitem: str, user: str) -> dict[str, Any] | None:
+        with self.lock:
+            accepted = self.scores.get((lineitem, user), [])
+            return accepted[-1] if accepted else None
+
+    # -- endpoints ------------------------------------------------------------------------
+
+    def _token(self, request: HttpRequest) -> HttpAnswer:
+        form = dict(parse_qsl(request.body.decode()))
+        refusal = self._check_assertion(form)
+        if refusal is not None:
+            self.token_refusals.append(refusal)
+            return HttpAnswer.json({"error": "invalid_client", "error_description": refusal}, 400)
+        asked = form.get("scope", "").split()
+        if not asked or any(scope not in self.offered for scope in asked):
+            self.token_refusals.append(f"scope {asked}")
+            return HttpAnswer.json({"error": "invalid_scope"}, 400)
+        granted = [scope for scope in asked if scope not in self.withheld]
+        answer = dict(self.conf.get_access_token({**form, "scope": " ".join(granted)}))
+        answer["expires_in"] = self.token_lifetime_s
+        self.tokens_issued.append(answer["scope"])
+        return HttpAnswer.json(answer)
+
+    def _check_assertion(self, form: dict[str, str]) -> str | None:
+        if form.get("grant_type") != "client_credentials":
+            return "grant_type"
+        if form.get("client_assertion_type") != ASSERTION_TYPE:
+            return "client_assertion_type"
+        self.lms.registration.set_tool_key_set(self.tool_jwks())  # read at each request
+        try:
+            claims = self.conf.tool_validate_and_decode(form.get("client_assertion", ""))
+        except (LtiException, jwt.PyJWTError) as exc:
+            return f"signature: {exc}"
+        now = self.now()
+        if claims.get("aud") != self.token_url and self.token_url not in (claims.get("aud") or []):
+            return "aud"
+        client_id = self.lms.registration.get_client_id()  # the registration launching
+        if claims.get("iss") != client_id or claims.get("sub") != client_id:
+            return "iss/sub"
+        if not isinstance(claims.get("iat"), int) or claims["iat"] > now + 5:
+            return "iat"
+        if not isinstance(claims.get("exp"), int) or claims["exp"] <= now:
+            return "exp"
+        jti = claims.get("jti")
+        with self.lock:
+            if not isinstance(jti, str) or not jti or jti in self.jtis:
+                return "jti"
+            self.jtis.add(jti)
+        return None
+
+    def _authorized(self, request: HttpRequest, scopes: list[str]) -> HttpAnswer | None:
+        auth = request.headers.get("authorization", "").split()
+        if len(auth) != 2 or auth[0].lower() != "bearer":
+            return HttpAnswer.json({"error": "no token"}, 401)
+        try:
+            allowed = self.conf.validate_token(auth[1], allowed_scopes=scopes)
+        except (LtiException, jwt.PyJWTError):
+            return HttpAnswer.json({"error": "invalid token"}, 401)
+        return None if allowed else HttpAnswer.json({"error": "scope"}, 403)
+
+    def _get_line_items(self, request: HttpRequest) -> HttpAnswer:
+        if (refused := self._authorized(request, [LINEITEM, LINEITEM_READ])) is not None:
+            return refused
+        wanted = dict(parse_qsl(request.query))
+        with self.lock:
+            items = [
+                item
+                for item in self.line_items.values()
+                if all(
+                    item.get(k) == wanted[q]
+                    for q, k in (("resource_link_id", "resourceLinkId"), ("tag", "tag"))
+                    if q in wanted
+                )
+            ]
+        kind = {"Content-Type": "application/vnd.ims.lis.v2.lineitemcontainer+json"}
+        return HttpAnswer(200, json.dumps(items).encode(), kind)
+
+    def _post_line_item(self, request: HttpRequest) -> HttpAnswer:
+        if (refused := self._authorized(request, [LINEITEM])) is not None:
+            return refused
+        body = json.loads(request.body)
+        if not isinstance(body.get("scoreMaximum"), int | float) or not body.get("label"):
+            return HttpAnswer.json({"error": "scoreMaximum and label are required"}, 400)
+        with self.lock:
+            item = self.line_items[self._add(body)]
+        return HttpAnswer.json(item, 201)
+
+    def _add(self, body: dict[str, Any]) -> str:
+        url = f"{self.line_items_url}/{len(self.line_items) + 1}"
+        self.line_items[url] = {**body, "id": url}
+        self.lms.route("POST", urlsplit(url).path + "/scores", lambda r: self._score(url, r))
+        return url
+
+    def _score(self, lineitem: str, request: HttpRequest) -> HttpAnswer:
+        with self.lock:
+            self.score_posts += 1
+        if self.mode == "down":
+            return HttpAnswer.json({"error": "down"}, 503)
+        if self.mode == "drop":
+            return HttpAnswer(0)
+        if self.mode == "429":
+            return HttpAnswer.json(
+                {"error": "slow down"}, 429, **{"Retry-After": str(self.retry_after)}
+            )
+        if (refused := self._authorized(request, [SCORE])) is not None:
+            return refused
+        if request.headers.get("content-type") != "application/vnd.ims.lis.v1.score+json":
+            return HttpAnswer.json({"error": "content type"}, 415)
+        score = json.loads(request.body)
+        user = score.get("userId")
+        if user in self.refuse:
+            return HttpAnswer.json({"error": "this user cannot be graded"}, 422)
+        try:
+            ts = _parse_ts(score["timestamp"])
+        except (KeyError, TypeError, ValueError):
+            return HttpAnswer.json({"error": "timestamp"}, 400)
+        with self.lock:
+            accepted = self.scores.setdefault((lineitem, user), [])
+            if accepted and ts <= _parse_ts(accepted[-1]["timestamp"]):
+                self.conflicts += 1
+                return HttpAnswer.json({"error": "timestamp not after the last one"}, 409)
+            accepted.append(score)
+        return HttpAnswer(204)

@@ -575,7 +575,7 @@ def test_readyz_and_healthz(client: TestClient) -> None:
     assert r.status_code == 200
     body = r.json()
     durability = body.pop("buffer_durability")  # its values: tests/test_durability.py
-    assert body == {"redis": "ok", "mongodb": "ok", "outbox": {"xapi": 0, "webhook": 0}}
+    assert body == {"redis": "ok", "mongodb": "ok", "outbox": {"xapi": 0, "webhook": 0, "grade": 0}}
     assert set(durability) == {"aof", "appendfsync"}
     assert "videoprogress_heartbeats_accepted_total" in client.get("/metrics").text
 

@@ -320,7 +320,7 @@ def test_an_lrs_that_is_down_delays_statements_and_loses_none(
     w.flush()  # the flush does not need the LRS
     nothing = {"sent": 0, "retried": 0, "refused": 0}  # what a run with nothing due returns
     assert send_due_statements(w.ctx) == {"sent": 0, "retried": 2, "refused": 0}
-    assert w.client.get("/readyz").json()["outbox"] == {"xapi": 2, "webhook": 0}
+    assert w.client.get("/readyz").json()["outbox"] == {"xapi": 2, "webhook": 0, "grade": 0}
     # Retried OUTBOX_RETRY_BASE_S (1 s) after the first attempt, not before.
     w.clock.advance(0.5)
     assert send_due_statements(w.ctx) == nothing

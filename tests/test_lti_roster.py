@@ -23,7 +23,6 @@ from shared.clock import MockedClock
 from shared.lti.classes import class_id_of
 from shared.lti.identity import user_id_of
 from shared.lti.roster import RosterUnreadable
-from shared.lti.service_token import ServiceTokens
 from shared.settings import Settings
 from tests.helpers import (
     CLASS_COURSE,
@@ -310,12 +309,12 @@ def test_only_a_token_with_the_nrps_scope_reads_the_roster(
 ) -> None:
     url = lms.serve_roster(ROSTER_PATH, roster_of(2), page_size=5)
     launch(client, lms)  # the tool's key exists
-    keys = client.app.state.ctx.lti_keys  # type: ignore[attr-defined]  # Starlette's state
+    tokens = client.app.state.ctx.lti_tokens  # type: ignore[attr-defined]  # Starlette's state
     platform = client.app.state.ctx.lti_platforms.by_id(PLATFORM_ID)  # type: ignore[attr-defined]
 
     async def token(scope: str) -> str:
-        async with httpx.AsyncClient() as http:
-            return await ServiceTokens(keys, http).access_token(platform, [scope])
+        found: str = await tokens.access_token(platform, [scope])
+        return found
 
     ags_only = asyncio.run(token(AGS_SCORE_SCOPE))
     assert lms.tokens[ags_only] == {AGS_SCORE_SCOPE}

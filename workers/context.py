@@ -6,6 +6,7 @@ import contextlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+import httpx
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
@@ -14,6 +15,9 @@ from rq import Queue
 from shared.clock import Clock, SystemClock
 from shared.domain.catalog import Catalog
 from shared.errors import Unavailable
+from shared.lti.grades import GradeTargets
+from shared.lti.keys import ToolKeys
+from shared.lti.services import ServiceTokens
 from shared.settings import Settings, get_settings
 from shared.storage.clients import Buffer, buffer_client, rq_client
 from shared.storage.flush_store import HotStore
@@ -32,6 +36,32 @@ class WorkerContext:
     queue: Queue
     clock: Clock = field(default_factory=SystemClock)
     _catalog: Catalog = field(default_factory=lambda: Catalog([]))
+    _lti_keys: ToolKeys | None = None
+    _lti_http: httpx.Client | None = None
+
+    @property
+    def lti_grades(self) -> GradeTargets:
+        return GradeTargets(self.mongo.db)
+
+    @property
+    def lti_http(self) -> httpx.Client:
+        """The HTTP client for LTI platforms' services, kept for the process (making one
+        loads the CA bundle: tens of milliseconds)."""
+        if self._lti_http is None:
+            self._lti_http = httpx.Client(timeout=self.settings.delivery_timeout_s)
+        return self._lti_http
+
+    @property
+    def lti_tokens(self) -> ServiceTokens:
+        """Platforms' service tokens (AGS, NRPS), cached in RQ's Redis for every worker."""
+        return ServiceTokens(self.redis, self.lti_keys, self.clock, self.lti_http)
+
+    @property
+    def lti_keys(self) -> ToolKeys:
+        """The tool's signing keys (shared/lti/keys.py), built on first use."""
+        if self._lti_keys is None:
+            self._lti_keys = ToolKeys(self.settings, self.mongo.db, self.clock)
+        return self._lti_keys
 
     def catalog(self) -> Catalog:
         """The catalog as last published to Redis (re-read only when its version changed)."""
@@ -68,4 +98,5 @@ def get_context() -> WorkerContext:
     ctx = build_context(get_settings())
     with contextlib.suppress(Unavailable):  # retried by the next process start
         ctx.mongo.ensure_indexes()
+        ctx.lti_grades.ensure_indexes()
     return ctx

@@ -1,13 +1,15 @@
 """`rq cron workers.cron`: enqueue a flush every FLUSH_TICK_S, so that keys nobody writes to
-any more are flushed too, a maintenance pass every few minutes, and the deliveries of xAPI
-statements and webhooks every OUTBOX_TICK_S when they are configured, and the LTI roster syncs
-that are due (LTI_ROSTER_SYNC_INTERVAL_S)."""
+any more are flushed too, a maintenance pass every few minutes, the deliveries of xAPI
+statements and webhooks every OUTBOX_TICK_S when they are configured, the LTI scores' delivery
+every OUTBOX_TICK_S (platforms are registered at run time: one cheap claim a tick when there
+is nothing to post), and the LTI roster syncs that are due (LTI_ROSTER_SYNC_INTERVAL_S)."""
 
 from rq import cron
 
 from shared.settings import get_settings
 from workers.deliver import deliver_statements, deliver_webhooks
 from workers.flush import flush_pending
+from workers.grades import deliver_grades
 from workers.maintenance import (
     delete_expired_tombstones,
     migrate_states,
@@ -64,6 +66,7 @@ deliveries = [
     for job, on in (
         (deliver_statements, bool(_settings.xapi_lrs_url)),
         (deliver_webhooks, bool(_settings.webhook_receivers)),
+        (deliver_grades, True),
     )
     if on
 ]

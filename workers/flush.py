@@ -16,11 +16,13 @@ keys are given back and a later flush writes them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
 from rq import Retry
 
 from shared.domain.progress import WatchState, fold_into
@@ -28,13 +30,14 @@ from shared.errors import Unavailable
 from shared.ops.rollups import record_flushed
 from shared.settings import Settings
 from shared.storage.flush_store import Fold, HotEntry
-from shared.storage.keys import ProgressKey
+from shared.storage.keys import STATS, ProgressKey
 from shared.storage.mongo_store import StateWrite, StoredState
 from shared.storage.scripts import NODE_DOWN
 from shared.storage.set_aside import UNREADABLE, SetAside, describe, quarantine
 from shared.storage.stats import record_flush
 from workers.completion import record_completions
 from workers.context import WorkerContext, get_context
+from workers.grades import announce_grades
 from workers.interop import announce_flush
 
 log = logging.getLogger(__name__)
@@ -137,8 +140,24 @@ def _flush_keys(
             batch.overclaimed.pop(fold_.key, None)
     _report_overclaims(batch.overclaimed, now, report)
     _write(ctx, batch, now, report)
+    _announce_grades(ctx, batch, now)
     _set_aside(ctx, batch.poisoned, now, report)
     _finish(ctx, batch, now, report)
+
+
+def _announce_grades(ctx: WorkerContext, batch: _Batch, now: float) -> None:
+    """Queue the LTI scores of the written keys (workers/grades.py), after the MongoDB write
+    (the score is read from it) and before the keys are marked clean (a crash in between
+    leaves them dirty: a later flush queues again). A MongoDB outage postpones the flush;
+    any other failure is logged and counted (`grade_errors`), and the flush goes on."""
+    try:
+        announce_grades(ctx, batch.writes.values(), now)
+    except Unavailable:
+        raise
+    except Exception:
+        log.exception("could not queue LTI scores for %d keys", len(batch.writes))
+        with contextlib.suppress(redis.RedisError):
+            ctx.redis.hincrby(STATS, "grade_errors", 1)
 
 
 def _set_aside(

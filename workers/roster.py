@@ -19,7 +19,7 @@ from shared.lti.classes import ClassStore
 from shared.lti.keys import ToolKeys
 from shared.lti.registry import PlatformRegistry
 from shared.lti.roster import SYNC_JOB, SYNC_RETRY, SyncOutcome, sync_class
-from shared.lti.service_token import ServiceTokens
+from shared.lti.services import AsyncServiceTokens
 from workers.context import WorkerContext, get_context
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def run_sync(ctx: WorkerContext, class_id: str) -> SyncOutcome | None:
     async def run() -> SyncOutcome | None:
         timeout = httpx.Timeout(ctx.settings.delivery_timeout_s)
         async with httpx.AsyncClient(timeout=timeout) as http:
-            tokens = ServiceTokens(keys, http)
+            tokens = AsyncServiceTokens(ctx.lti_tokens)  # cached for every worker, in Redis
             return await sync_class(
                 store,
                 platforms,

@@ -42,6 +42,22 @@ function platformsApi(initial: LtiPlatform[]) {
   const fake = fakeApi({
     "POST /api/admin/lti/registration-invites": () => ({ url: "https://t.test/lti/register?invite=x", expires_at: "2026-12-13T18:00:00Z" }),
     "GET /api/admin/lti/platforms": () => ({ rows }),
+    "GET /api/admin/lti/platforms/canvas-north/grades": () => ({
+      platform_id: "canvas-north",
+      targets: 12,
+      refused: [{ user_id: "lti-abc", material_id: "v-100", status: 422, detail: "not gradable", at: 1765013400 }],
+      last_error: { at: 1765013400, error: "score: HTTP 503 down" },
+      queued: 4,
+      dead: 1,
+    }),
+    "GET /api/admin/lti/platforms/moodle/grades": () => ({
+      platform_id: "moodle",
+      targets: 0,
+      refused: [],
+      last_error: null,
+      queued: 4,
+      dead: 1,
+    }),
     [`DELETE /api/admin/lti/platforms/${CANVAS.platform_id}`]: () => {
       rows = rows.filter((p) => p.platform_id !== CANVAS.platform_id);
       return new Response(null, { status: 204 });
@@ -73,7 +89,7 @@ function fillAll(platformId: string) {
 }
 
 describe("LtiPanel", () => {
-  it("lists each platform with its deployments and last launch, and no invented health figures", async () => {
+  it("lists each platform with its deployments, last launch and grades back", async () => {
     platformsApi([CANVAS, MOODLE]);
     render(<LtiPanel onUnauthorized={() => {}} />);
     const canvas = await screen.findByTestId("lti-platform-canvas-north");
@@ -82,10 +98,18 @@ describe("LtiPanel", () => {
     expect(cells[0].textContent).toBe("https://canvas.instructure.com10000000000042");
     expect(cells[1].textContent).toBe("any (seen: 7:8865aa05)");
     expect(cells[2].querySelector("time")?.getAttribute("datetime")).toBe("2026-12-06T09:30:00Z");
-    expect(cells[3].textContent).toBe("not reported yet");
+    await within(canvas).findByText("Grades: 12 learners");
+    expect(cells[3].textContent).toBe(
+      "Grades: 12 learners1 refused by the LMSlti-abc (v-100): HTTP 422 not gradable" +
+        "Last error 2025-12-06T09:30:00.000Z: score: HTTP 503 down" +
+        "Scores queued 4, set aside 1 (all platforms). Rosters: not reported yet.",
+    );
     const moodle = within(screen.getByTestId("lti-platform-moodle")).getAllByRole("cell");
     expect(moodle[1].textContent).toBe("1");
     expect(moodle[2].textContent).toBe("never");
+    await waitFor(() =>
+      expect(moodle[3].textContent).toBe("Grades: 0 learnersScores queued 4, set aside 1 (all platforms). Rosters: not reported yet."),
+    );
     expect(screen.getByRole("region", { name: "LMS platforms (LTI 1.3)" })).toBeTruthy();
   });
 

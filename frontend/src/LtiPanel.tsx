@@ -1,5 +1,12 @@
 import { useCallback, useEffect, useId, useMemo, useState, type FormEvent } from "react";
-import { api, errorHandler, type LtiPlatform, type LtiPlatformBody, type LtiRegistrationInvite } from "./api";
+import {
+  api,
+  errorHandler,
+  type LtiGrades,
+  type LtiPlatform,
+  type LtiPlatformBody,
+  type LtiRegistrationInvite,
+} from "./api";
 
 /** The registration form's fields, in the order an LMS's tool settings show them. */
 const FIELDS = [
@@ -154,15 +161,48 @@ function PlatformTable({ platforms, onRemove }: { platforms: LtiPlatform[]; onRe
 }
 
 /**
- * A platform's grade and roster health: the AGS score outbox's depth, its last error and its
- * dead letters, the last NRPS sync. The API does not report these yet (the grades and roster
- * work adds them to each platform's row): until then this says so, and shows no figure.
+ * A platform's grade and roster health. Grades (AGS, GET .../grades): learners graded, those the
+ * platform refused (not sent again until they launch again), its last error, and the score
+ * outbox's depth and dead letters (every platform's). Rosters (NRPS) are not reported yet.
  */
 export function PlatformHealth({ platform }: { platform: LtiPlatform }) {
+  const [grades, setGrades] = useState<LtiGrades | "failed" | null>(null);
+  useEffect(() => {
+    let live = true;
+    api.ltiGrades(platform.platform_id).then(
+      (g) => live && setGrades(g),
+      () => live && setGrades("failed"),
+    );
+    return () => {
+      live = false;
+    };
+  }, [platform.platform_id]);
+  const id = `lti-health-${platform.platform_id}`;
+  if (grades === null) return <span className="muted" data-testid={id}>…</span>;
+  if (grades === "failed") return <span className="muted" data-testid={id}>grades not available</span>;
+  const error = grades.last_error;
   return (
-    <span className="muted" data-testid={`lti-health-${platform.platform_id}`}>
-      not reported yet
-    </span>
+    <div data-testid={id}>
+      <p>{`Grades: ${grades.targets} learners`}</p>
+      {grades.refused.length > 0 && (
+        <details>
+          <summary>{`${grades.refused.length} refused by the LMS`}</summary>
+          <ul>
+            {grades.refused.map((r) => (
+              <li key={`${r.user_id}|${r.material_id}`}>{`${r.user_id} (${r.material_id}): HTTP ${r.status ?? "-"} ${r.detail}`}</li>
+            ))}
+          </ul>
+        </details>
+      )}
+      {error && (
+        <p>
+          {"Last error "}
+          <time dateTime={new Date(error.at * 1000).toISOString()}>{new Date(error.at * 1000).toISOString()}</time>
+          {`: ${error.error}`}
+        </p>
+      )}
+      <p className="muted">{`Scores queued ${grades.queued}, set aside ${grades.dead} (all platforms). Rosters: not reported yet.`}</p>
+    </div>
   );
 }
 

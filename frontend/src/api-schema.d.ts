@@ -70,6 +70,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/admin/lti/platforms/{platform_id}/grades": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Platform Grades
+         * @description The platform's grades back (AGS): learners graded, those it refused (recorded, not
+         *     retried), the latest error, and the grade outbox's depth and dead letters.
+         */
+        get: operations["platform_grades_api_admin_lti_platforms__platform_id__grades_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/admin/lti/registration-invites": {
         parameters: {
             query?: never;
@@ -901,6 +922,56 @@ export interface components {
             /** Rows */
             rows: components["schemas"]["LtiContext"][];
         };
+        /** LtiGradeError */
+        LtiGradeError: {
+            /** At */
+            at: number;
+            /** Error */
+            error: string;
+        };
+        /** LtiGradeRefusal */
+        LtiGradeRefusal: {
+            /** At */
+            at: number;
+            /** Detail */
+            detail: string;
+            /** Material Id */
+            material_id: string;
+            /**
+             * Status
+             * @description the platform's HTTP answer to the score
+             */
+            status: number | null;
+            /** User Id */
+            user_id: string;
+        };
+        /** LtiGrades */
+        LtiGrades: {
+            /**
+             * Dead
+             * @description scores set aside (every platform)
+             */
+            dead: number;
+            /** @description the latest failed call, retried */
+            last_error: components["schemas"]["LtiGradeError"] | null;
+            /** Platform Id */
+            platform_id: string;
+            /**
+             * Queued
+             * @description scores waiting in the grade outbox (every platform)
+             */
+            queued: number;
+            /**
+             * Refused
+             * @description learners whose scores the platform refused: not sent again until they launch again
+             */
+            refused: components["schemas"]["LtiGradeRefusal"][];
+            /**
+             * Targets
+             * @description learners on line items of this platform (grade targets)
+             */
+            targets: number;
+        };
         /** LtiPlatforms */
         LtiPlatforms: {
             /** Rows */
@@ -1664,6 +1735,92 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    platform_grades_api_admin_lti_platforms__platform_id__grades_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the platform id (letters, digits, _ . : -) */
+                platform_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LtiGrades"];
+                };
             };
             /** @description Unauthorized */
             401: {

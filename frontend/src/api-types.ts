@@ -48,6 +48,8 @@ export type LtiPlatform = Sent<Schemas["RegisteredPlatform"]>;
 export type LtiPlatforms = Sent<Schemas["LtiPlatforms"]>;
 /** PUT /api/admin/lti/platforms/{platform_id}: a registration (the id goes in the URL). */
 export type LtiPlatformBody = Schemas["PlatformBody"];
+/** GET /api/admin/lti/platforms/{platform_id}/grades: the platform's grades back (AGS). */
+export type LtiGrades = Sent<Schemas["LtiGrades"]>;
 /** POST /api/admin/lti/registration-invites: a URL to paste into an LMS (LTI Dynamic Registration). */
 export type LtiRegistrationInvite = Sent<Schemas["LtiRegistrationInvite"]>;
 

@@ -9,6 +9,7 @@ import type {
   CourseStats,
   DemoUser,
   DevToken,
+  LtiGrades,
   LtiPlatformBody,
   LtiPlatforms,
   LtiRegistrationInvite,
@@ -163,6 +164,8 @@ export const api = {
   putLtiPlatform: (id: string, body: LtiPlatformBody) =>
     request(ltiPlatform(id), { method: "PUT", body: JSON.stringify(body) }),
   deleteLtiPlatform: (id: string) => request(ltiPlatform(id), { method: "DELETE" }),
+  /** The platform's grades back: learners graded and refused, the last error, the score outbox. */
+  ltiGrades: (id: string) => json<LtiGrades>(`${ltiPlatform(id)}/grades`),
   ltiRegistrationInvite: () =>
     json<LtiRegistrationInvite>("/api/admin/lti/registration-invites", { method: "POST" }),
   devUsers: () => json<DemoUser[]>("/dev/users"),

@@ -84,12 +84,12 @@ def load_catalog(path: Annotated[Path, typer.Argument(exists=True, dir_okay=Fals
 
 @app.command("outbox-requeue")
 def outbox_requeue(
-    outbox: Annotated[str, typer.Argument(help="xapi or webhook")],
+    outbox: Annotated[str, typer.Argument(help="xapi, webhook or grade")],
     ids: Annotated[list[str] | None, typer.Argument(help="entry ids (default: all)")] = None,
 ) -> None:
     """Send set-aside (dead-letter) outbox entries again, once their cause is fixed."""
     if outbox not in {box.name for box in OUTBOXES}:
-        raise typer.BadParameter("outbox must be xapi or webhook")
+        raise typer.BadParameter("outbox must be xapi, webhook or grade")
     box = next(b for b in OUTBOXES if b.name == outbox)
     client = redis.Redis.from_url(Settings().redis_url)
     moved = Outbox(client, box).requeue_dead(ids or None, time.time())

@@ -35,7 +35,8 @@ from shared.storage.keys import STATS, OutboxKeys, outbox_tombstones
 
 XAPI = OutboxKeys("xapi")
 WEBHOOK = OutboxKeys("webhook")
-OUTBOXES = (XAPI, WEBHOOK)
+GRADE = OutboxKeys("grade")  # LTI AGS scores (shared/lti/grades.py)
+OUTBOXES = (XAPI, WEBHOOK, GRADE)
 
 # Why an entry was not queued (`vp:stats` field `<outbox>_dropped_<reason>`): the student's
 # statements per minute, the video's new sessions per hour, the bound less the completions'
@@ -127,8 +128,10 @@ class Limits:
 def entry_kind(keys: OutboxKeys, entry: OutboxEntry) -> tuple[str, str]:
     """(kind, session member) as the push script judges it: every webhook and `completed` is a
     completion; `initialized` and `terminated` name their session as `<material>|<session>`."""
-    if keys == WEBHOOK:
-        return COMPLETION, ""  # webhooks carry only material.completed and course.completed
+    if keys in (WEBHOOK, GRADE):
+        # Webhooks carry only material.completed and course.completed; a grade entry is at most
+        # one per learner, line item and score interval.
+        return COMPLETION, ""
     verb = entry.payload.get("verb", {}).get("id")
     if verb == VERBS["completed"]:
         return COMPLETION, ""

@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from shared.lti.classes import ClassStore, Context, Member, member_of
 from shared.lti.identity import role_of, user_id_of
 from shared.lti.registry import Platform, PlatformRegistry
-from shared.lti.service_token import NRPS_SCOPE
+from shared.lti.services import NRPS_SCOPE
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)

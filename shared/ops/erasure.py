@@ -20,6 +20,8 @@ How, in order (each step idempotent, so a failed erasure is simply repeated):
 5. The outboxes: the student's entries made from erased states, the open sessions and the
    sessions the quota remembers of the erased materials (and, erasing the whole student, the
    quota and the record of sent ids) go, found by the student's indexes and keys.
+6. The LTI grade targets of the erased materials (what the launches recorded to grade, and the
+   score last sent) are deleted; the report lists the scores the LMS holds.
 
 Why nothing erased comes back after the answer:
 - A flush that read the keys before the cut: its fold's compare-and-set on the version fails
@@ -48,8 +50,9 @@ import redis
 
 from shared.domain.catalog import Catalog
 from shared.integrations import sessions
-from shared.integrations.outbox import WEBHOOK, XAPI, Outbox, set_tombstones
+from shared.integrations.outbox import GRADE, WEBHOOK, XAPI, Outbox, set_tombstones
 from shared.lti.classes import forget_member
+from shared.lti.grades import GradeTargets
 from shared.ops.rollups import rebuild_student
 from shared.storage.clients import Buffer
 from shared.storage.flush_store import HotStore
@@ -68,12 +71,16 @@ class ErasureReport:
     hot_states: int = 0
     queued_heartbeats: int = 0
     enrollments: int = 0
-    outbox_entries: int = 0  # queued or set-aside xAPI statements and webhooks dropped
+    outbox_entries: int = 0  # queued or set-aside xAPI statements, webhooks, LTI scores dropped
     lti_members: int = 0  # LMS class memberships (names, the platform's user id) erased
+    grade_targets: int = 0  # LTI grade targets (line items this student was graded on) deleted
     # Delivered before the erasure (whole-student erasure only): erase these in the LRS, and
     # tell the webhook receivers, as the school's process requires.
     sent_xapi_statement_ids: list[str] = field(default_factory=list)
     sent_webhook_ids: list[str] = field(default_factory=list)
+    # Scores sent to LMS gradebooks before the erasure: `{platform_id, lineitem, user}` (the
+    # platform's user id); the LMS's copies are the school's to erase.
+    sent_grades: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -114,7 +121,26 @@ def erase_progress(
     erase_from_outboxes(outboxes, report, tombstones)
     if material_id is None:  # the person, not one material: their LMS identity goes too
         report.lti_members = forget_member(mongo, student_id)
+    _erase_grade_targets(mongo, report)
     return report
+
+
+def _erase_grade_targets(mongo: MongoStore, report: ErasureReport) -> None:
+    """Step 6: the student's LTI grade targets (of the material, or all), listing the scores
+    already sent. A delivery in flight records nothing on a deleted target (no upsert), and
+    what it read before the cut is refused or removed with the grade outbox's entries."""
+    targets = GradeTargets(mongo.db)
+    docs = [
+        d
+        for d in targets.of_student(report.student_id)
+        if report.material_id is None or d.get("material_id") == report.material_id
+    ]
+    report.sent_grades = [
+        {"platform_id": d["platform_id"], "lineitem": d.get("lineitem"), "user": d["sub"]}
+        for d in docs
+        if d.get("sent")
+    ]
+    report.grade_targets = targets.erase(report.student_id, report.material_id)
 
 
 def _forget_completions(mongo: MongoStore, catalog: Catalog, report: ErasureReport) -> None:
@@ -144,5 +170,6 @@ def erase_from_outboxes(r: redis.Redis, report: ErasureReport, tombstones: dict[
         report.student_id, tombstones, whole
     )
     more, sent_webhooks = Outbox(r, WEBHOOK).erase_student(report.student_id, tombstones, whole)
-    report.outbox_entries = removed + more
+    scores, _ = Outbox(r, GRADE).erase_student(report.student_id, tombstones, whole)
+    report.outbox_entries = removed + more + scores
     report.sent_webhook_ids = sorted({i.partition("@")[0] for i in sent_webhooks})

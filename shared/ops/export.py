@@ -26,6 +26,7 @@ from shared.domain.progress import Heartbeat, WatchState, fold
 from shared.integrations.outbox import OUTBOXES, XAPI, Outbox
 from shared.integrations.xapi import StatementBuilder, Video, XapiConfig
 from shared.lti.classes import memberships
+from shared.lti.grades import GradeTargets
 from shared.settings import Settings
 from shared.storage import rollup_store
 from shared.storage.clients import Buffer
@@ -199,8 +200,10 @@ def student_export(
     student_id: str,
 ) -> dict[str, Any]:
     """The export as JSON-ready data: enrollments, each material's state (current, stored,
-    pending heartbeats; from MongoDB and the buffer `r`, its keys named by `schema`), and the
-    outbox entries that name the student (on RQ's Redis, `outboxes`).
+    pending heartbeats; from MongoDB and the buffer `r`, its keys named by `schema`), the
+    outbox entries that name the student (on RQ's Redis, `outboxes`: statements, webhooks and
+    LTI scores) and the student's LTI grade targets (the line items they are graded on and the
+    score last sent to each).
     Raises `Unavailable` (a 503) while MongoDB is down: an export must be complete."""
     enrollments = [
         {
@@ -232,6 +235,7 @@ def student_export(
         "materials": _json_safe(materials),
         "outbox": _json_safe(entries),
         "lti_memberships": _json_safe(memberships(mongo, student_id)),
+        "lti_grades": _json_safe(GradeTargets(mongo.db).of_student(student_id)),
     }
 
 

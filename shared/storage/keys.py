@@ -111,6 +111,20 @@ outboxes of connections to other systems (docs/interop.md):
   outbox push and the session hook refuse what was made from a state at or below it (an
   erasure answered after that state was read). Erasure writes it before it clears the
   outboxes. Expires `ERASURE_TOMBSTONE_TTL_S` after the last erasure.
+- `vp:outbox:grade` and its keys as above: AGS scores to post (shared/lti/grades.py; the flush
+  adds, workers/grades.py delivers). Ids name a grade target and a score interval, so one
+  interval queues one entry per target; no sent ids are kept (the target's document records
+  what was sent).
+- `vp:lti:token:<hash>` string, JSON `{access_token, expires_at}`: a platform's service token
+  for one scope set (shared/lti/services.py), shared by every worker. Written on a fetch;
+  expires with the token.
+- `vp:lti:grade:lock:<target>` string: the worker posting that target's score holds it (SET NX
+  PX, a lease), so two scores of one learner and line item are never on the wire at once.
+  Deleted after the post or gone with the lease.
+- `vp:lti:grade:lineitem:<hash>` string: the worker creating a resource link's line item holds
+  it (SET NX PX), so that a column is created once. Deleted after, or gone with the lease.
+- `vp:lti:grade:hold:<platform>` string: when a platform answered `429`, until its
+  `Retry-After` ends no score goes to it (EX). Gone when it expires.
 
 RQ's own keys (`rq:*`) live on RQ's Redis.
 """
@@ -297,6 +311,27 @@ def lti_nonce(nonce: str) -> str:
     return f"vp:lti:nonce:{nonce}"
 
 
+def lti_service_token(digest: str) -> str:
+    """On RQ's Redis: a cached service token (`digest` names platform, token URL, client id and
+    scope set; shared/lti/services.py)."""
+    return f"vp:lti:token:{digest}"
+
+
+def lti_grade_lock(target_id: str) -> str:
+    """On RQ's Redis: the lease of the worker posting this grade target's score."""
+    return f"vp:lti:grade:lock:{target_id}"
+
+
+def lti_line_item_lock(digest: str) -> str:
+    """On RQ's Redis: the lease of the worker creating one resource link's line item."""
+    return f"vp:lti:grade:lineitem:{digest}"
+
+
+def lti_grade_hold(platform_id: str) -> str:
+    """On RQ's Redis: a platform's `Retry-After` hold on scores."""
+    return f"vp:lti:grade:hold:{platform_id}"
+
+
 def lti_login(state: str) -> str:
     """On the buffer's Redis: string (JSON), how the login that issued `state` went (the state
     cookie or the platform's storage, its storage frame) and its parameters (a new-window
@@ -337,7 +372,7 @@ def xapi_sessions_of(student_id: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class OutboxKeys:
-    """The keys of one outbox (`xapi` or `webhook`), on RQ's Redis."""
+    """The keys of one outbox (`xapi`, `webhook` or `grade`), on RQ's Redis."""
 
     name: str
 

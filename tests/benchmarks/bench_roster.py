@@ -29,7 +29,7 @@ from shared.lti.classes import ClassStore, Context
 from shared.lti.keys import ToolKeys
 from shared.lti.registry import PlatformBody, PlatformRegistry
 from shared.lti.roster import SyncOutcome, sync_class
-from shared.lti.service_token import ServiceTokens
+from shared.lti.services import AsyncServiceTokens, ServiceTokens
 from shared.ops import admin_ops
 from shared.settings import Settings
 from shared.storage.keys import KeySchema
@@ -109,7 +109,9 @@ async def run(
     store: ClassStore, platforms: PlatformRegistry, keys: ToolKeys, class_id: str, s: Settings
 ) -> SyncOutcome | None:
     async with httpx.AsyncClient(timeout=60) as http:
-        tokens = ServiceTokens(keys, http)
+        tokens = AsyncServiceTokens(
+            ServiceTokens(redis.Redis.from_url(s.redis_url), keys, SystemClock())
+        )
         return await sync_class(
             store, platforms, tokens.access_token, http, class_id, time.time(),
             s.lti_roster_max_pages,

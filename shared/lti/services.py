@@ -1,0 +1,151 @@
+"""Service tokens for LTI Advantage calls (AGS scores and line items, NRPS rosters).
+
+Security Framework 1.0 §4.1 (using JSON Web Tokens with OAuth 2.0 client credentials grant):
+the tool POSTs to the platform's `auth_token_url` a form of `grant_type=client_credentials`,
+`client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer`, the scopes it
+asks (space-separated) and `client_assertion`, a JWT the tool signs with its LTI key (RS256,
+`kid` in the header; shared/lti/keys.py) whose `iss` and `sub` are the tool's `client_id`, `aud`
+the token URL, with `iat`, `exp` and a fresh `jti` (§4.1.1, and RFC 7523 §3).
+
+The token is cached per (platform, scope set) in RQ's Redis, shared by every worker, until it
+expires by the injected clock (a margin before the platform's `expires_in`: AGS 2.0 and
+Security Framework §4.1 leave reuse to the tool, pylti1p3 caches tokens past their expiry). A
+call answered `401` forgets it (`forget`), so the next call fetches a new one. Only the scopes
+asked for are requested: callers ask for what the launch offered (the AGS claim's `scope`,
+the NRPS claim), never more.
+
+The interface other parts use: `ServiceTokens.access_token(platform, scopes) -> str` (sync,
+for RQ jobs) and `AsyncServiceTokens.access_token(platform, scopes) -> str` (async, the same
+cache). Both raise `shared.errors.PlatformCallFailed` when no token could be had.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import secrets
+from collections.abc import Iterable
+from typing import Any
+
+import httpx
+import redis
+
+from shared.clock import Clock
+from shared.errors import PlatformCallFailed
+from shared.lti.keys import ToolKeys
+from shared.lti.registry import Platform
+from shared.storage.keys import lti_service_token
+
+NRPS_SCOPE = "https://purl.imsglobal.org/spec/lti-nrps/scope/contextmembership.readonly"
+GRANT = "client_credentials"
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+ASSERTION_LIFETIME_S = 300.0  # the client assertion's exp - iat
+DEFAULT_EXPIRES_S = 3600.0  # when the platform names no expires_in (Security Framework §4.1)
+MARGIN_S = 60.0  # a token is dropped this long before it expires (at most a tenth of its life)
+
+
+def token_key(platform: Platform, scopes: Iterable[str]) -> tuple[str, str]:
+    """(Redis key, scope string) of a platform and scope set: the scopes sorted and joined by
+    spaces; the key also names the token URL and client id, so a re-registration asks again."""
+    scope = " ".join(sorted(set(scopes)))
+    ident = "\n".join((platform.platform_id, platform.auth_token_url, platform.client_id, scope))
+    return lti_service_token(hashlib.sha256(ident.encode()).hexdigest()[:40]), scope
+
+
+def client_assertion(keys: ToolKeys, platform: Platform) -> str:
+    """The JWT client assertion of Security Framework 1.0 §4.1.1 for this platform."""
+    claims = {
+        "iss": platform.client_id,
+        "sub": platform.client_id,
+        "aud": platform.auth_token_url,
+        "jti": secrets.token_urlsafe(24),
+    }
+    return keys.sign(claims, min(ASSERTION_LIFETIME_S, keys.lifetime_s))
+
+
+def token_form(keys: ToolKeys, platform: Platform, scope: str) -> dict[str, str]:
+    return {
+        "grant_type": GRANT,
+        "client_assertion_type": ASSERTION_TYPE,
+        "client_assertion": client_assertion(keys, platform),
+        "scope": scope,
+    }
+
+
+def read_token_answer(reply: httpx.Response, scope: str, now: float) -> tuple[str, float]:
+    """(access token, when it stops being used) from the token endpoint's answer to a request
+    for `scope` (RFC 6749 §5.1); PlatformCallFailed for anything else, and with status 403
+    when the platform granted fewer scopes than asked (§5.1: `scope` says so when it differs),
+    so that no call is made that it would refuse for want of a scope."""
+    if reply.status_code != 200:
+        raise PlatformCallFailed("token request refused", reply.status_code, reply.text[:300])
+    try:
+        body: dict[str, Any] = reply.json()
+        token = body["access_token"]
+        expires = float(body.get("expires_in") or DEFAULT_EXPIRES_S)
+        said = body.get("scope")  # absent: what was asked (RFC 6749 §5.1)
+        granted = set((scope if said is None else str(said)).split())
+    except (ValueError, KeyError, TypeError):
+        raise PlatformCallFailed("token answer unreadable", 200, reply.text[:300]) from None
+    if not isinstance(token, str) or not token or expires <= 0:
+        raise PlatformCallFailed("token answer unreadable", 200, reply.text[:300])
+    if missing := set(scope.split()) - granted:
+        raise PlatformCallFailed("token lacks scopes", 403, " ".join(sorted(missing)))
+    return token, now + expires - min(MARGIN_S, expires / 10)
+
+
+def cached(raw: bytes | str | None, now: float) -> str | None:
+    if raw is None:
+        return None
+    doc = json.loads(raw)
+    return str(doc["access_token"]) if float(doc["expires_at"]) > now else None
+
+
+def _ttl(expires_at: float, now: float) -> int:
+    return max(1, int(expires_at - now) + 1)
+
+
+class ServiceTokens:
+    """Service tokens for the workers (sync). `http`: the client to call platforms with."""
+
+    def __init__(
+        self, r: redis.Redis, keys: ToolKeys, clock: Clock, http: httpx.Client | None = None
+    ) -> None:
+        self.redis, self.keys, self.clock = r, keys, clock
+        self.http = http or httpx.Client(timeout=10.0)
+
+    def access_token(self, platform: Platform, scopes: Iterable[str]) -> str:
+        """A bearer token for exactly `scopes` on `platform`: the cached one while it lasts,
+        else a new one (cached for every worker). Raises PlatformCallFailed."""
+        key, scope = token_key(platform, scopes)
+        if (token := cached(self.redis.get(key), self.clock.time())) is not None:
+            return token
+        form = token_form(self.keys, platform, scope)
+        try:
+            reply = self.http.post(platform.auth_token_url, data=form)
+        except httpx.HTTPError as exc:
+            raise PlatformCallFailed("token request", None, type(exc).__name__) from None
+        now = self.clock.time()
+        token, expires_at = read_token_answer(reply, scope, now)
+        doc = json.dumps({"access_token": token, "expires_at": expires_at})
+        self.redis.set(key, doc, ex=_ttl(expires_at, now))
+        return token
+
+    def forget(self, platform: Platform, scopes: Iterable[str]) -> None:
+        """Drop the cached token (the platform answered 401 with it)."""
+        self.redis.delete(token_key(platform, scopes)[0])
+
+
+class AsyncServiceTokens:
+    """The same tokens for async code (an instructor's launch): the sync client run in a
+    thread, so both share one cache and one way of asking."""
+
+    def __init__(self, tokens: ServiceTokens) -> None:
+        self.tokens = tokens
+
+    async def access_token(self, platform: Platform, scopes: Iterable[str]) -> str:
+        return await asyncio.to_thread(self.tokens.access_token, platform, list(scopes))
+
+    async def forget(self, platform: Platform, scopes: Iterable[str]) -> None:
+        await asyncio.to_thread(self.tokens.forget, platform, list(scopes))

@@ -1,0 +1,596 @@
+"""AGS grades back (docs/lti.md, Grades; shared/lti/grades.py, shared/lti/services.py,
+workers/grades.py) against the suite's LMS (tests/lti_platform.py): lti1p3platform signs the
+launches and issues the service tokens, the harness's gradebook checks every client assertion,
+scope, content type and timestamp. The app, the flush and the delivery run in-process on one
+MockedClock, moved past each interval and backoff instead of sleeping; the platform is real
+HTTP on loopback. Expected scores are the seconds sent over the video's 100 s."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import httpx
+import jwt
+import pytest
+from fastapi.testclient import TestClient
+from pymongo.database import Database
+
+from ingest.app import create_app
+from shared.clock import MockedClock
+from shared.integrations.outbox import GRADE, Outbox
+from shared.lti.grades import (
+    TEST_USER,
+    GradeTargets,
+    iso,
+    next_timestamp,
+    record_launch,
+    score_body,
+    scores_url,
+)
+from shared.lti.identity import user_id_of
+from shared.lti.keys import load_private_key
+from shared.lti.launch import CLAIM, ROLES, Launch
+from shared.lti.registry import Platform, PlatformRegistry
+from shared.lti.services import AsyncServiceTokens, client_assertion, token_form
+from shared.settings import Settings
+from tests.helpers import COURSE, COURSE_ID, bearer, make_settings, present
+from tests.lti_platform import (
+    CLIENT_ID,
+    DEPLOYMENT,
+    INSTRUCTOR,
+    LEARNER,
+    LINEITEM,
+    NRPS_SCOPE,
+    PLATFORM_ID,
+    SCORE,
+    Gradebook,
+    Lms,
+    new_key_pem,
+)
+from workers import grades
+from workers.context import WorkerContext, build_context
+from workers.flush import flush_batch
+from workers.grades import send_due_grades
+
+INTERVAL_S = 10.0
+RESOURCE_LINK_CLAIM = CLAIM + "resource_link"
+
+
+@pytest.fixture
+def clock() -> MockedClock:
+    return MockedClock(time.time())  # lti1p3platform stamps its tokens with the system time
+
+
+@pytest.fixture
+def settings(redis_url: str, mongo_url: str) -> Settings:
+    return make_settings(
+        redis_url,
+        mongo_url,
+        lti_score_interval_s=INTERVAL_S,
+        outbox_retry_base_s=1.0,
+        outbox_retry_max_s=4.0,
+        delivery_timeout_s=5.0,
+    )
+
+
+class World:
+    """The tool (app and worker context on one clock) and the LMS with its gradebook."""
+
+    def __init__(self, settings: Settings, clock: MockedClock, db: Database[dict[str, Any]]):
+        self.settings, self.clock, self.db = settings, clock, db
+        self.lms = Lms()
+        self.client = TestClient(create_app(settings, clock=clock), base_url="https://testserver")
+        self.client.__enter__()
+        self.ctx: WorkerContext = build_context(settings, clock)
+        self.book = Gradebook(self.lms, self.ctx.lti_keys.jwks, now=clock.time)
+        admin = bearer(settings, "admin-1", "admin", now=clock.time())
+        r = self.client.put(f"/api/courses/{COURSE_ID}", json=COURSE, headers=admin)
+        assert r.status_code == 201
+        body = self.lms.registration_body([DEPLOYMENT])
+        r = self.client.put(f"/api/admin/lti/platforms/{PLATFORM_ID}", json=body, headers=admin)
+        assert r.status_code == 201, r.text
+
+    def launch(self, sub: str, roles: list[str] | None = None, **claims: Any) -> str:
+        """A resource-link launch of v-100 through /lti/login and /lti/launch; the user id."""
+        r = self.client.get(
+            "/lti/login",
+            params={
+                "iss": self.lms.base,
+                "login_hint": sub,
+                "target_link_uri": "https://testserver/lti/launch",
+                "client_id": CLIENT_ID,
+            },
+            follow_redirects=False,
+        )
+        assert r.status_code == 302, r.text
+        auth = dict(parse_qsl(urlsplit(r.headers["location"]).query))
+        form = self.lms.authorize(auth, sub=sub, roles=roles or [LEARNER], **claims)
+        r = self.client.post("/lti/launch", data=form, follow_redirects=False)
+        assert r.status_code == 200, r.text
+        return user_id_of(PLATFORM_ID, sub)
+
+    def watch(self, user_id: str, seconds: float) -> None:
+        """The player reports [0, seconds] of v-100 watched."""
+        body = {"watch_time": seconds, "total_duration": 100, "played": [[0, seconds]]}
+        headers = bearer(self.settings, user_id, now=self.clock.time())
+        r = self.client.post("/api/progress/video/v-100/watch-time", json=body, headers=headers)
+        assert r.status_code == 202, r.text
+
+    def flush(self) -> None:
+        self.clock.advance(2.0)  # past FLUSH_INTERVAL_S
+        while flush_batch(self.ctx, 500).claimed:
+            pass
+
+    def deliver(self, seconds: float = 0.0) -> dict[str, int]:
+        self.clock.advance(seconds)
+        return send_due_grades(self.ctx)
+
+    def deliver_over(self, seconds: float) -> None:
+        """Delivery runs a second apart, as the clock's ticks would run them."""
+        for _ in range(int(seconds)):
+            self.deliver(1.0)
+
+    def scores(self, lineitem: str, sub: str) -> list[dict[str, Any]]:
+        with self.book.lock:
+            return list(self.book.scores.get((lineitem, sub), []))
+
+    def close(self) -> None:
+        self.client.__exit__(None, None, None)
+        self.lms.close()
+
+
+@pytest.fixture
+def world(
+    settings: Settings, clock: MockedClock, mongo_db: Database[dict[str, Any]]
+) -> Iterator[World]:
+    w = World(settings, clock, mongo_db)
+    yield w
+    w.close()
+
+
+def targets(db: Database[dict[str, Any]]) -> list[dict[str, Any]]:
+    return list(db["lti_grade_targets"].find({}))
+
+
+# -- what a launch records ------------------------------------------------------------------
+
+
+def test_a_learners_launch_records_a_grade_target_others_do_not(world: World) -> None:
+    item = world.book.add_line_item("Speed")
+    claim = world.book.claim(item)
+    world.launch("teacher-1", [INSTRUCTOR], **claim)
+    world.launch("student-view", [LEARNER, TEST_USER.replace("testuser", "TestUser")], **claim)
+    world.launch("no-ags")  # a launch without the AGS claim
+    assert targets(world.db) == []
+    user = world.launch("u-1", **claim)
+    (doc,) = targets(world.db)
+    assert {k: doc[k] for k in ("platform_id", "sub", "user_id", "material_id", "lineitem")} == {
+        "platform_id": PLATFORM_ID,
+        "sub": "u-1",
+        "user_id": user,
+        "material_id": "v-100",
+        "lineitem": item,
+    }
+    assert doc["lineitems"] == world.book.line_items_url and doc["resource_link_id"] == "rl-1"
+    assert set(doc["scopes"]) == set(world.book.offered)
+    world.launch("u-1", **claim)  # launching again records the same target
+    assert len(targets(world.db)) == 1
+    keys = [list(i["key"]) for i in world.db["lti_grade_targets"].list_indexes()]
+    assert ["user_id", "material_id"] in keys
+
+
+# -- scores -----------------------------------------------------------------------------------
+
+
+def test_scores_follow_the_credited_progress_once_an_interval_and_complete(world: World) -> None:
+    item = world.book.add_line_item("Speed")
+    user = world.launch("u-1", **world.book.claim(item))
+    world.watch(user, 30)
+    world.flush()
+    world.watch(user, 45)
+    world.flush()
+    world.deliver_over(2 * INTERVAL_S)
+    world.watch(user, 90)  # past COMPLETION_THRESHOLD (80 %)
+    world.flush()
+    world.deliver_over(2 * INTERVAL_S)
+    posts = world.book.score_posts
+    world.watch(user, 90)  # nothing new to say: no post
+    world.flush()
+    world.deliver_over(2 * INTERVAL_S)
+    assert world.book.score_posts == posts
+    got = world.scores(item, "u-1")
+    # 30 is posted only if the interval ended between the two flushes.
+    assert [(s["scoreGiven"], s["activityProgress"]) for s in got if s["scoreGiven"] != 30] == [
+        (45.0, "InProgress"),
+        (90.0, "Completed"),
+    ]
+    stamps = [_parse(s["timestamp"]) for s in got]
+    assert all(b - a >= INTERVAL_S for a, b in zip(stamps, stamps[1:], strict=False))
+    for s in got:
+        assert s["scoreMaximum"] == 100 and s["gradingProgress"] == "FullyGraded"
+        assert s["timestamp"].endswith("+00:00") and s["userId"] == "u-1"
+    assert world.book.score_posts == len(got)
+    assert world.book.tokens_issued == [" ".join(sorted([LINEITEM, SCORE]))]  # one, reused
+
+
+def _parse(timestamp: str) -> float:
+    return datetime.fromisoformat(timestamp).timestamp()
+
+
+def test_a_line_item_is_created_once_when_the_launch_names_none(world: World) -> None:
+    claim = world.book.claim()  # lineitems only
+    users = [world.launch(sub, **claim) for sub in ("u-1", "u-2")]
+    for n, user in enumerate(users):
+        world.watch(user, 20 + n)
+    world.flush()
+    world.deliver(INTERVAL_S)
+    (item,) = world.book.line_items.values()
+    assert {k: item[k] for k in ("label", "scoreMaximum", "resourceLinkId", "resourceId")} == {
+        "label": "Speed",
+        "scoreMaximum": 100,
+        "resourceLinkId": "rl-1",
+        "resourceId": "v-100",
+    }
+    assert [s["scoreGiven"] for s in world.scores(item["id"], "u-1")] == [20.0]
+    assert [s["scoreGiven"] for s in world.scores(item["id"], "u-2")] == [21.0]
+    world.launch("u-3", **claim)  # a later learner's launch finds the column made
+    world.watch(user_id_of(PLATFORM_ID, "u-3"), 5)
+    world.flush()
+    world.deliver(INTERVAL_S)
+    assert len(world.book.line_items) == 1
+    assert [s["scoreGiven"] for s in world.scores(item["id"], "u-3")] == [5.0]
+
+
+def test_the_token_asks_only_offered_scopes_and_is_fetched_again_once_expired(
+    world: World,
+) -> None:
+    world.book.token_lifetime_s = 120
+    item = world.book.add_line_item("Speed")
+    user = world.launch("u-1", **world.book.claim(item, scopes=(SCORE,)))
+    for seconds in (10, 20, 30):
+        world.watch(user, seconds)
+        world.flush()
+        world.deliver(INTERVAL_S)
+    assert world.book.tokens_issued == [SCORE]  # reused within its 120 s (less the margin)
+    world.clock.advance(110)  # 108 s is where the tool stops using it (a tenth of its life)
+    world.watch(user, 40)
+    world.flush()
+    world.deliver(INTERVAL_S)
+    assert world.book.tokens_issued == [SCORE, SCORE]
+    assert [s["scoreGiven"] for s in world.scores(item, "u-1")] == [10.0, 20.0, 30.0, 40.0]
+    assert world.book.token_refusals == []
+
+
+def test_the_async_interface_shares_the_workers_cached_token(world: World) -> None:
+    """What the roster sync uses: `access_token(platform, scopes)`, async, from the same cache
+    as the workers' (one token for the platform and scope set)."""
+    platform = present(PlatformRegistry(world.db).find(world.lms.base, CLIENT_ID))
+    tokens = AsyncServiceTokens(world.ctx.lti_tokens)
+    first = asyncio.run(tokens.access_token(platform, [NRPS_SCOPE]))
+    assert world.ctx.lti_tokens.access_token(platform, [NRPS_SCOPE]) == first
+    assert world.book.tokens_issued == [NRPS_SCOPE]
+    assert asyncio.run(tokens.access_token(platform, [SCORE])) != first  # another scope set
+    assert world.book.tokens_issued == [NRPS_SCOPE, SCORE]
+
+
+def test_the_platform_checks_every_client_assertion(world: World) -> None:
+    """The harness's strictness, which the tool's own assertions pass (the tests above)."""
+    platform = present(PlatformRegistry(world.db).find(world.lms.base, CLIENT_ID))
+    keys, url = world.ctx.lti_keys, world.book.token_url
+    form = token_form(keys, platform, SCORE)
+    assert httpx.post(url, data=form).status_code == 200
+    assert httpx.post(url, data=form).status_code == 400  # the same jti again
+
+    def signed(**claims: str) -> dict[str, str]:
+        base = {"iss": CLIENT_ID, "sub": CLIENT_ID, "aud": url, "jti": claims.pop("jti")}
+        return {**form, "client_assertion": keys.sign({**base, **claims}, 300)}
+
+    assert httpx.post(url, data=signed(jti="j-1", aud=world.lms.base)).status_code == 400
+    assert httpx.post(url, data=signed(jti="j-2", sub="someone")).status_code == 400
+    assert httpx.post(url, data=signed(jti="j-3", iss="someone")).status_code == 400
+    other = new_key_pem()[0].encode()
+    forged = jwt.encode(
+        {"iss": CLIENT_ID, "sub": CLIENT_ID, "aud": url, "jti": "j-4", "iat": 1, "exp": 2**40},
+        load_private_key(other),
+        algorithm="RS256",
+        headers={"kid": keys.signing_key().kid},
+    )
+    assert httpx.post(url, data={**form, "client_assertion": forged}).status_code == 400
+    unoffered = token_form(keys, platform, SCORE + " https://example.test/scope")
+    assert httpx.post(url, data=unoffered).status_code == 400
+    assert [r.partition(": ")[0] for r in world.book.token_refusals] == [
+        "jti",
+        "aud",
+        "iss/sub",
+        "iss/sub",
+        "signature",
+        f"scope {[SCORE, 'https://example.test/scope']}",
+    ]
+    assert assertion_claims(client_assertion(keys, platform)) == {
+        "iss": CLIENT_ID,
+        "sub": CLIENT_ID,
+        "aud": url,
+    }
+
+
+def test_the_platform_checks_each_endpoints_scope(world: World) -> None:
+    platform = present(PlatformRegistry(world.db).find(world.lms.base, CLIENT_ID))
+    item = world.book.add_line_item("Speed")
+
+    def token(scope: str) -> str:
+        answer = httpx.post(
+            world.book.token_url, data=token_form(world.ctx.lti_keys, platform, scope)
+        )
+        assert answer.status_code == 200, answer.text
+        return str(answer.json()["access_token"])
+
+    kind = {"Content-Type": "application/vnd.ims.lis.v1.score+json"}
+    score = {
+        "userId": "u-1",
+        "scoreGiven": 1,
+        "scoreMaximum": 100,
+        "timestamp": "2026-12-06T10:00:00+00:00",
+        "activityProgress": "InProgress",
+        "gradingProgress": "FullyGraded",
+    }
+
+    def post_score(bearer_token: str) -> int:
+        auth = {"Authorization": f"Bearer {bearer_token}", **kind}
+        return httpx.post(f"{item}/scores", json=score, headers=auth).status_code
+
+    assert post_score(token(LINEITEM)) == 403
+    assert post_score("not-a-token") == 401
+    assert post_score(token(SCORE)) == 204
+    lineitems = world.book.line_items_url
+    assert (
+        httpx.get(lineitems, headers={"Authorization": f"Bearer {token(SCORE)}"}).status_code == 403
+    )
+    assert (
+        httpx.get(lineitems, headers={"Authorization": f"Bearer {token(LINEITEM)}"}).status_code
+        == 200
+    )
+
+
+def assertion_claims(token: str) -> dict[str, Any]:
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["exp"] - claims["iat"] == 300 and len(claims["jti"]) >= 16
+    return {k: claims[k] for k in ("iss", "sub", "aud")}
+
+
+def test_a_429_holds_the_platform_until_retry_after(world: World) -> None:
+    item = world.book.add_line_item("Speed")
+    users = [world.launch(sub, **world.book.claim(item)) for sub in ("u-1", "u-2")]
+    for user in users:
+        world.watch(user, 50)
+    world.flush()
+    world.book.mode, world.book.retry_after = "429", 30
+    world.deliver(INTERVAL_S)
+    assert world.book.score_posts == 1  # the first answer held the platform for both
+    world.deliver(29)
+    assert world.book.score_posts == 1  # Retry-After: 30 s, not the 1 s backoff
+    world.book.mode = "up"
+    world.deliver(1.5)
+    assert [s["scoreGiven"] for s in world.scores(item, "u-1")] == [50.0]
+    assert [s["scoreGiven"] for s in world.scores(item, "u-2")] == [50.0]
+    assert world.book.score_posts == 3
+
+
+def test_a_learner_the_platform_refuses_is_recorded_and_not_retried(world: World) -> None:
+    item = world.book.add_line_item("Speed")
+    refused, graded = (world.launch(sub, **world.book.claim(item)) for sub in ("u-no", "u-ok"))
+    world.book.refuse.add("u-no")
+    for user in (refused, graded):
+        world.watch(user, 40)
+    world.flush()
+    world.deliver(INTERVAL_S)
+    posts = world.book.score_posts
+    assert posts == 2 and world.scores(item, "u-ok")[-1]["scoreGiven"] == 40.0
+    outbox = Outbox(world.ctx.redis, GRADE)
+    assert len(outbox.entries_of(refused)[1]) == 1  # set aside, with the reason
+    admin = bearer(world.settings, "admin-1", "admin", now=world.clock.time())
+    url = f"/api/admin/lti/platforms/{PLATFORM_ID}/grades"
+    health = world.client.get(url, headers=admin).json()
+    assert [(r["user_id"], r["status"]) for r in health["refused"]] == [(refused, 422)]
+    assert (health["targets"], health["queued"], health["dead"]) == (2, 0, 1)
+    assert world.client.get(url, headers=bearer(world.settings, refused)).status_code == 403
+    world.watch(refused, 60)  # more watching queues nothing for them
+    world.flush()
+    world.deliver(INTERVAL_S)
+    assert world.book.score_posts == posts and outbox.depth() == 0
+    world.book.refuse.clear()
+    world.launch("u-no", **world.book.claim(item))  # a new launch: graded again
+    world.watch(refused, 70)
+    world.flush()
+    world.deliver(INTERVAL_S)
+    assert [s["scoreGiven"] for s in world.scores(item, "u-no")] == [70.0]
+
+
+def test_a_token_the_platform_refuses_refuses_no_learner_and_is_retried(world: World) -> None:
+    item = world.book.add_line_item("Speed")
+    user = world.launch("u-1", **world.book.claim(item, scopes=(SCORE,)))
+    world.book.offered = (LINEITEM,)  # the registration lost its score scope
+    world.watch(user, 40)
+    world.flush()
+    world.deliver(INTERVAL_S)
+    assert world.book.score_posts == 0 and world.book.token_refusals == [f"scope {[SCORE]}"]
+    admin = bearer(world.settings, "admin-1", "admin", now=world.clock.time())
+    health = world.client.get(f"/api/admin/lti/platforms/{PLATFORM_ID}/grades", headers=admin)
+    assert (
+        health.json()["refused"] == [] and "invalid_scope" in health.json()["last_error"]["error"]
+    )
+    world.book.offered = (LINEITEM, SCORE)
+    world.book.withheld = {SCORE}  # asked, offered, not granted: no call it would refuse
+    world.deliver_over(2)
+    assert world.book.score_posts == 0 and len(world.book.tokens_issued) == 1
+    health = world.client.get(f"/api/admin/lti/platforms/{PLATFORM_ID}/grades", headers=admin)
+    assert health.json()["refused"] == [] and SCORE in health.json()["last_error"]["error"]
+    world.book.withheld = set()  # fixed: the retry goes through
+    world.deliver_over(5)
+    assert [s["scoreGiven"] for s in world.scores(item, "u-1")] == [40.0]
+
+
+def test_a_delivery_out_of_time_with_scores_due_hands_over_to_a_follow_up(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    item = world.book.add_line_item("Speed")
+    user = world.launch("u-1", **world.book.claim(item))
+    world.watch(user, 40)
+    world.flush()
+    world.clock.advance(INTERVAL_S)
+    assert send_due_grades(world.ctx, budget_s=0)["more_due"] == 1  # nothing done, say so
+    assert world.book.score_posts == 0
+    monkeypatch.setattr(grades, "send_due_grades", lambda ctx, budget_s: {"more_due": 1})
+    monkeypatch.setattr(grades, "get_context", lambda: world.ctx)
+    queued = world.ctx.queue.count
+    grades.deliver_grades()
+    assert world.ctx.queue.count == queued + 1
+    assert world.ctx.queue.jobs[-1].func_name == "workers.grades.deliver_grades"
+    assert send_due_grades(world.ctx)["posted"] == 1  # the follow-up's work
+    assert send_due_grades(world.ctx, budget_s=0)["more_due"] == 0
+
+
+# -- a grade outage ---------------------------------------------------------------------------
+
+LEARNERS = 200
+OUTAGE_S = 30
+
+
+def record_learner(world: World, platform: Platform, sub: str, lineitem: str) -> str:
+    """What a learner's launch records (the launch itself is tested above), and their
+    enrollment, without 200 signed launches."""
+    claims = {
+        "sub": sub,
+        ROLES: [LEARNER],
+        RESOURCE_LINK_CLAIM: {"id": "rl-1"},
+        **world.book.claim(lineitem),
+    }
+    user = user_id_of(PLATFORM_ID, sub)
+    assert record_launch(
+        GradeTargets(world.db),
+        Launch(platform, claims, DEPLOYMENT, False),
+        user,
+        "v-100",
+        "Speed",
+        world.clock.time(),
+    )
+    admin = bearer(world.settings, "admin-1", "admin", now=world.clock.time())
+    r = world.client.put(f"/api/courses/{COURSE_ID}/enrollments/{user}", headers=admin)
+    assert r.status_code == 201
+    return user
+
+
+def test_a_30_s_score_outage_under_200_learners_loses_lowers_and_repeats_nothing(
+    world: World,
+) -> None:
+    item = world.book.add_line_item("Speed")
+    subs = [f"u-{i}" for i in range(LEARNERS)]
+    platform = present(PlatformRegistry(world.db).find(world.lms.base, CLIENT_ID))
+    users = {sub: record_learner(world, platform, sub, item) for sub in subs}
+    final = {sub: 60.0 if i % 2 == 0 else 40.0 for i, sub in enumerate(subs)}
+    for user in users.values():
+        world.watch(user, 20)
+    world.flush()
+    world.deliver(INTERVAL_S)
+    assert all(len(world.scores(item, sub)) == 1 for sub in subs)
+    posts = world.book.score_posts
+    world.book.mode = "down"  # 503 for the first half, then connections dropped unanswered
+    for second in range(OUTAGE_S):
+        if second == 5:
+            for user in users.values():
+                world.watch(user, 40)
+            world.flush()
+        if second == 15:
+            world.book.mode = "drop"
+            for sub, user in users.items():
+                if final[sub] == 60.0:
+                    world.watch(user, 60)
+            world.flush()
+        world.deliver(1.0)
+    attempts = world.book.score_posts - posts
+    assert 0 < attempts < OUTAGE_S * 2  # tried, held back by the backoff, not per learner
+    world.book.mode = "up"
+    outbox = Outbox(world.ctx.redis, GRADE)
+    for _ in range(20):
+        world.deliver(1.0)
+        if outbox.depth() == 0:
+            break
+    assert outbox.depth() == 0 and world.ctx.redis.hlen(GRADE.dead) == 0
+    for sub in subs:
+        given = [s["scoreGiven"] for s in world.scores(item, sub)]
+        assert given == [20.0, final[sub]], sub  # the final once, nothing lower after higher
+    assert world.book.conflicts == 0  # every timestamp rose
+
+
+# -- erasure and export -----------------------------------------------------------------------
+
+
+def test_export_and_erasure_cover_grade_targets_and_scores_queued_and_sent(world: World) -> None:
+    item = world.book.add_line_item("Speed")
+    user = world.launch("u-1", **world.book.claim(item))
+    other = world.launch("u-2", **world.book.claim(item))
+    for who in (user, other):
+        world.watch(who, 30)
+    world.flush()
+    world.deliver(INTERVAL_S)  # 30 sent for both
+    world.watch(user, 50)
+    world.flush()  # 50 queued for u-1
+    admin = bearer(world.settings, "admin-1", "admin", now=world.clock.time())
+    r = world.client.get(f"/api/admin/students/{user}/export", headers=admin)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    (target,) = body["lti_grades"]
+    assert (target["lineitem"], target["sub"], target["sent"]["score"]) == (item, "u-1", 30.0)
+    (queued,) = body["outbox"]["grade"]["queued"]
+    assert queued["payload"]["target"] == target["_id"]
+    r = world.client.delete(f"/api/admin/progress?student_id={user}", headers=admin)
+    assert r.status_code == 200, r.text
+    report = r.json()
+    assert report["grade_targets"] == 1 and report["outbox_entries"] == 1
+    assert report["sent_grades"] == [{"platform_id": PLATFORM_ID, "lineitem": item, "user": "u-1"}]
+    left = world.client.get(f"/api/admin/students/{user}/export", headers=admin).json()
+    assert left["lti_grades"] == [] and left["outbox"]["grade"]["queued"] == []
+    assert [t["user_id"] for t in targets(world.db)] == [other]  # the other learner's kept
+    world.deliver_over(2 * INTERVAL_S)
+    assert [s["scoreGiven"] for s in world.scores(item, "u-1")] == [30.0]  # nothing after
+
+
+# -- the score's shape --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("lineitem", "scores"),
+    [
+        (
+            "https://moodle.test/mod/lti/services.php/2/lineitems/5/lineitem?type_id=1",
+            "https://moodle.test/mod/lti/services.php/2/lineitems/5/lineitem/scores?type_id=1",
+        ),
+        (
+            "https://school.instructure.com/api/lti/courses/7/line_items/9/",
+            "https://school.instructure.com/api/lti/courses/7/line_items/9/scores",
+        ),
+    ],
+)
+def test_scores_go_to_the_line_item_path_plus_scores_keeping_its_query(
+    lineitem: str, scores: str
+) -> None:
+    assert scores_url(lineitem) == scores
+
+
+def test_timestamps_are_zoned_milliseconds_and_rise_past_the_last_one() -> None:
+    assert iso(1_767_000_000.1234) == "2025-12-29T09:20:00.123+00:00"
+    assert next_timestamp(100.0, 0.0) == 100.0
+    assert next_timestamp(100.0, 100.0) == 100.001  # the same millisecond: one later
+    assert next_timestamp(99.0, 100.0) == 100.001  # a worker whose clock is behind
+    assert score_body("u-1", 81.5, True, 100.0) == {
+        "userId": "u-1",
+        "scoreGiven": 81.5,
+        "scoreMaximum": 100,
+        "activityProgress": "Completed",
+        "gradingProgress": "FullyGraded",
+        "timestamp": "1970-01-01T00:01:40.000+00:00",
+    }
