@@ -431,8 +431,8 @@ def test_the_service_keeps_at_most_state_cache_keys_states_and_answers_past_them
         for n in range(3):
             url = f"/api/courses/{COURSE_ID}/enrollments/s-{n}"
             assert client.put(url, headers=admin).status_code == 201
-        for n in ("0", "1", "2"):  # three keys: s-0's is the least recently used, evicted
-            first = post(client, settings, body(watch_time=10, played=[[0, 10]]), student=n)
+        for who in ("0", "1", "2"):  # three keys: s-0's is the least recently used, evicted
+            first = post(client, settings, body(watch_time=10, played=[[0, 10]]), student=who)
             assert first.status_code == 202
         assert len(app.state.progress.cache) == 2
         again = post(client, settings, body(watch_time=30, played=[[10, 30]]), student="0")
