@@ -120,7 +120,7 @@ class ProgressService:
     def __init__(self, ctx: AppContext, cache: StateCache | None = None) -> None:
         self.ctx = ctx
         self.settings = ctx.settings
-        self.cache = cache or StateCache()
+        self.cache = cache or StateCache(ctx.settings.state_cache_keys)
 
     # -- writes ---------------------------------------------------------------------------
 

@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     max_dirty_keys: int = Field(1_000_000, ge=1)
     max_pending_heartbeats: int = Field(5_000_000, ge=1)
     hot_state_ttl_s: int = Field(7 * 24 * 3600, ge=60)
+    # (student, video) keys whose state each web process keeps (shared/storage/views.py). Below
+    # the keys sending to one process, the cache misses on nearly every heartbeat (each is
+    # evicted before its next one comes) and every reply folds from the hot state: ~1 KB a key.
+    state_cache_keys: int = Field(50_000, ge=1)
     # Heartbeats per student per minute: a player sends 6 to 12, an outbox flush after a long
     # time offline a few hundred at once. 0 disables the limit.
     rate_limit_per_minute: int = Field(1200, ge=0)

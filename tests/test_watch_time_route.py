@@ -415,3 +415,33 @@ def test_an_unexpected_error_elsewhere_is_a_500_with_the_request_id_and_no_refus
         assert (r.status_code, r.json()["error"]["code"]) == (500, "internal_error")
         assert r.headers["x-request-id"] == "status-fault"
         assert rejected("internal_error") == before  # a status read is not a heartbeat
+
+
+def test_the_service_keeps_at_most_state_cache_keys_states_and_answers_past_them(
+    redis_url: str, mongo_url: str, tmp_path: Path
+) -> None:
+    """STATE_CACHE_KEYS bounds the states a web process keeps; a key evicted from them is
+    answered from Redis, as right as before."""
+    settings = make_settings(redis_url, mongo_url, state_cache_keys=2, frontend_dist=tmp_path)
+    app = create_app(settings)
+    with TestClient(app) as client:
+        admin = bearer(settings, "a-root", "admin")
+        course = client.put(f"/api/courses/{COURSE_ID}", json=COURSE, headers=admin)
+        assert course.status_code == 201
+        for n in range(3):
+            url = f"/api/courses/{COURSE_ID}/enrollments/s-{n}"
+            assert client.put(url, headers=admin).status_code == 201
+        for who in ("0", "1", "2"):  # three keys: s-0's is the least recently used, evicted
+            first = post(client, settings, body(watch_time=10, played=[[0, 10]]), student=who)
+            assert first.status_code == 202
+        assert len(app.state.progress.cache) == 2
+        again = post(client, settings, body(watch_time=30, played=[[10, 30]]), student="0")
+        # Worked out by hand: 30 s of the 100 s video watched by s-0, at position 30.
+        assert again.json() == {
+            "accepted": True,
+            "watch_time": 30.0,
+            "progress_percentage": 30.0,
+            "watched_seconds": 30.0,
+            "completed": False,
+        }
+        assert len(app.state.progress.cache) == 2

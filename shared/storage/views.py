@@ -34,9 +34,9 @@ Status = Literal[
     "ok", "enrollment_unknown", "not_enrolled", "buffer_full", "key_full", "rate_limited"
 ]
 
-# Keys. A state is a few KB as Python objects, tens of KB at its caps (256 intervals, 4 x 64
-# readings, 64 chains): 10,000 keys stay well under 100 MB even for adversarial keys.
-CAPACITY = 10_000
+# Keys (the service's is STATE_CACHE_KEYS). A state is about 1 KB as Python objects for a
+# player's ordinary history, tens of KB at its caps (256 intervals, 4 x 64 readings, 64 chains).
+CAPACITY = 50_000
 PREVIEW_EVERY = 16  # heartbeats between two previews offered to Redis
 
 
