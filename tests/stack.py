@@ -175,7 +175,7 @@ def running_stack(
     for _ in range(workers):
         s.start("worker")
     s.start("clock")
-    wait_for_port(port, 30, web)
+    wait_for_port(port, 60, web)  # a generous bound: the machine may be busy; only a dead web fails
     yield s
     for name in list(s.procs):
         s.kill_all(name, signal.SIGTERM)

@@ -238,7 +238,9 @@ def test_workers_killed_at_random_moments_lose_and_double_nothing(stack: Stack) 
         stop.set()
         thread.join()
     supervise(stack)
-    assert kills["holding_a_batch"] >= 1, kills
+    # How many kills found a worker mid-flush depends on the machine's speed, so it is
+    # reported, not asserted: test_a_worker_killed_while_holding_a_batch_loses_nothing makes
+    # that moment happen for certain.
     fault = f"worker SIGKILLs ({kills['holding_a_batch']} mid-flush)"
     check_and_summarise(stack, fault, kills["total"], group)
     # The course aggregate holds every landed rollup write once, whatever the kills cut between
