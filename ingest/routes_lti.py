@@ -171,7 +171,8 @@ async def launch(request: Request, ctx: Ctx) -> Response:
     if checked.message_type == DEEP_LINKING:
         action = f"{_base(ctx, request)}/lti/deep-link"
         answer = await _deep_linking(ctx, lambda dl, catalog: dl.picker(checked, catalog, action))
-        if context := classes.context_of(checked.platform.platform_id, checked.claims):
+        context = classes.context_of(checked.platform.platform_id, checked.claims)
+        if context and answer.status_code == 200:  # a refused picker (a learner) stores nothing
             await run_in_threadpool(ctx.lti_classes.record_context, context, None, ctx.clock.time())
     else:
         answer = await _resource_link(ctx, checked)

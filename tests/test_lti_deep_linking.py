@@ -246,6 +246,7 @@ def test_a_learner_cannot_deep_link_and_nothing_is_recorded(
     assert r.status_code == 403, r.text
     assert "only an instructor" in r.text and read(r.text).forms == 0
     assert last_launch(mongo_db, PLATFORM_ID) is None
+    assert mongo_db["lti_contexts"].count_documents({}) == 0
 
 
 def test_a_platform_that_accepts_no_resource_links_is_told_so(client: TestClient, lms: Lms) -> None:
