@@ -1,15 +1,14 @@
 """The LMS of the LTI tests: a real third-party platform implementation, `lti1p3platform`
 0.1.8 (OpenLearning's, derived from Open edX's LTI code), builds and signs the id_token from
 the tool's authentication request; a small HTTP server of the suite's own serves what an LMS
-serves over HTTP beside it (the key set; service tokens and a paged NRPS roster on request). A
-test adds an endpoint with `lms.route(...)`: each is a function of the request that answers
-(status, headers, body)."""
+serves over HTTP beside it (the key set; with a `Gradebook`, service tokens, AGS line items and
+scores, and paged NRPS rosters). A test adds an endpoint with `lms.route(...)`: each is a
+function of the request that answers (status, headers, body)."""
 
 from __future__ import annotations
 
 import html
 import json
-import secrets
 import socket
 import ssl
 import threading
@@ -32,7 +31,6 @@ from lti1p3platform.request import Request, TRequest
 
 CLIENT_ID, DEPLOYMENT, PLATFORM_ID = "tool-client-1", "dep-1", "moodle-test"
 NRPS_SCOPE = "https://purl.imsglobal.org/spec/lti-nrps/scope/contextmembership.readonly"
-AGS_SCORE_SCOPE = "https://purl.imsglobal.org/spec/lti-ags/scope/score"
 MEMBERSHIPS = "application/vnd.ims.lti-nrps.v2.membershipcontainer+json"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 MESSAGE_TYPE = "https://purl.imsglobal.org/spec/lti/claim/message_type"
@@ -412,98 +410,6 @@ class Lms:
         self.route("POST", "/register", register)
         return f"{self.base}/.well-known/openid-configuration"
 
-    # -- services: tokens (Security Framework 1.0 §4.1) and the roster (NRPS 2.0) ----------
-
-    def serve_service_tokens(self, tool_jwks: Callable[[], dict[str, Any]]) -> None:
-        """POST /token: client_credentials with a JWT client assertion, checked strictly
-        (signature by a key of `tool_jwks()`, `iss` = `sub` = the client id, `aud` this URL,
-        `exp`, a `jti` never seen before); the token holds the scopes asked for among those
-        this platform offers. `self.tokens`: token -> its scopes."""
-        self.tokens: dict[str, set[str]] = {}
-        self.jtis: set[str] = set()
-        self.now: Callable[[], float] = time.time  # a test may give the tool's MockedClock
-
-        def token(request: HttpRequest) -> HttpAnswer:
-            form = dict(parse_qsl(request.body.decode()))
-            if form.get("grant_type") != "client_credentials" or (
-                form.get("client_assertion_type") != ASSERTION_TYPE
-            ):
-                return HttpAnswer.json({"error": "unsupported_grant_type"}, 400)
-            try:
-                claims = self._assertion(form.get("client_assertion", ""), tool_jwks())
-            except (jwt.PyJWTError, ValueError) as exc:
-                return HttpAnswer.json({"error": "invalid_client", "detail": str(exc)}, 401)
-            scopes = set(form.get("scope", "").split()) & {NRPS_SCOPE, AGS_SCORE_SCOPE}
-            if not scopes:
-                return HttpAnswer.json({"error": "invalid_scope"}, 400)
-            issued = secrets.token_urlsafe(16)
-            self.tokens[issued] = scopes
-            self.jtis.add(claims["jti"])
-            return HttpAnswer.json(
-                {
-                    "access_token": issued,
-                    "token_type": "Bearer",
-                    "expires_in": 3600,
-                    "scope": " ".join(sorted(scopes)),
-                }  # fmt: skip
-            )
-
-        self.route("POST", "/token", token)
-
-    def _assertion(self, assertion: str, jwks: dict[str, Any]) -> dict[str, Any]:
-        kid = jwt.get_unverified_header(assertion).get("kid")
-        keys = {k.key_id: k for k in jwt.PyJWKSet.from_dict(jwks).keys}
-        if kid not in keys:
-            raise ValueError("the assertion's kid is not in the tool's key set")
-        claims: dict[str, Any] = jwt.decode(
-            assertion,
-            keys[kid],
-            algorithms=["RS256"],
-            audience=f"{self.base}/token",
-            options={"require": ["iss", "sub", "aud", "exp", "iat", "jti"],
-                     "verify_exp": False, "verify_iat": False},
-        )  # fmt: skip
-        now, leeway = self.now(), 60.0  # clock skew, as platforms allow
-        if not claims["iat"] - leeway <= now < claims["exp"] + leeway:
-            raise ValueError("the assertion is expired or not yet valid")
-        if claims["iss"] != CLIENT_ID or claims["sub"] != CLIENT_ID:
-            raise ValueError("iss and sub must be the client id")
-        if claims["jti"] in self.jtis:
-            raise ValueError("jti replayed")
-        return claims
-
-    def serve_roster(self, path: str, members: list[dict[str, Any]], page_size: int) -> str:
-        """GET `path` (NRPS 2.0 §3.6): the membership container, `page_size` members a page,
-        `?page=N` (from 1), a `Link: <...>; rel="next"` header on every page but the last;
-        a token with the NRPS scope only (401 unknown, 403 without the scope). Pages in
-        `self.failing_pages` answer 500. `members` may change between requests. Returns the
-        URL."""
-        self.failing_pages: set[int] = set()
-        url = f"{self.base}{path}"
-
-        def roster(request: HttpRequest) -> HttpAnswer:
-            token = request.headers.get("authorization", "").removeprefix("Bearer ")
-            if token not in getattr(self, "tokens", {}):
-                return HttpAnswer.json({"error": "unknown token"}, 401)
-            if NRPS_SCOPE not in self.tokens[token]:
-                return HttpAnswer.json({"error": "scope"}, 403)
-            number = int(dict(parse_qsl(request.query)).get("page", "1"))
-            if number in self.failing_pages:
-                return HttpAnswer.json({"error": "page failed"}, 500)
-            start = (number - 1) * page_size
-            body = {"id": url, "context": {"id": path.rsplit("/", 1)[-1]},
-                    "members": members[start : start + page_size]}  # fmt: skip
-            headers = {"Content-Type": MEMBERSHIPS}
-            if start + page_size < len(members):
-                headers["Link"] = f'<{url}?page={number + 1}>; rel="next"'
-            return HttpAnswer(200, json.dumps(body).encode(), headers)
-
-        self.route("GET", path, roster)
-        return url
-
-    def roster_pages_read(self, path: str) -> int:
-        return sum(1 for r in self.requests if r.method == "GET" and r.path == path)
-
     def close(self) -> None:
         for server in self.servers:
             server.shutdown()
@@ -549,14 +455,12 @@ class _Launch(LTIAdvantageMessageLaunchAbstract):  # type: ignore[misc]
         return {"id_token": launch_data["id_token"], "state": launch_data["state"]}
 
 
-# -- grades (AGS 2.0) and service tokens (Security Framework 1.0 §4.1) ------------------------
+# -- services: tokens (Security Framework 1.0 §4.1), grades (AGS 2.0), rosters (NRPS 2.0) -----
 
 AGS = "https://purl.imsglobal.org/spec/lti-ags/claim/endpoint"
 AGS_SCOPE = "https://purl.imsglobal.org/spec/lti-ags/scope/"
 LINEITEM, SCORE = AGS_SCOPE + "lineitem", AGS_SCOPE + "score"
 LINEITEM_READ = AGS_SCOPE + "lineitem.readonly"
-NRPS_SCOPE = "https://purl.imsglobal.org/spec/lti-nrps/scope/contextmembership.readonly"
-ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
 def _parse_ts(value: str) -> float:
@@ -569,7 +473,8 @@ def _parse_ts(value: str) -> float:
 
 
 class Gradebook:
-    """The platform's token endpoint and gradebook, on the Lms's server.
+    """The platform's services on the Lms's server: one token endpoint, the gradebook (AGS)
+    and rosters (NRPS), each endpoint asking for its own scopes.
 
     - `POST /token`: lti1p3platform's `get_access_token` (grant type, required fields, the
       client assertion's signature against the tool's key set, read again at each request
@@ -578,9 +483,10 @@ class Gradebook:
       `iat` and `exp` present and holding on `now()`, and only scopes this platform offers
       (`offered`; else `400 invalid_scope`), granting them less `withheld` (the answer's
       `scope` says which). `expires_in` is `token_lifetime_s`.
-    - Line items (`GET|POST /lineitems`, filtered by `resource_link_id` and `tag`) need the
-      `lineitem` scope (GET: or `lineitem.readonly`); scores (`POST <line item>/scores`) the
-      `score` scope, else `403`; no valid token: `401`.
+    - Every other endpoint wants a token this endpoint issued (else `401`) holding one of its
+      scopes (else `403`): line items (`GET|POST /lineitems`, filtered by `resource_link_id`
+      and `tag`) the `lineitem` scope (GET: or `lineitem.readonly`); scores (`POST <line
+      item>/scores`) the `score` scope; a roster (`serve_roster`) the NRPS scope.
     - A score must be `application/vnd.ims.lis.v1.score+json` with a zoned ISO 8601 timestamp
       later than the last one accepted for that line item and user, else `409` (AGS 2.0
       §3.4.1: older timestamps are dropped). `refuse` holds users it cannot grade (`422`).
@@ -621,6 +527,7 @@ class Gradebook:
         self.conflicts = 0  # scores answered 409 (a timestamp not after the last one)
         self.refuse: set[str] = set()
         self.mode, self.retry_after = "up", 1
+        self.failing_pages: set[int] = set()  # roster pages answering 500
         lms.route("POST", "/token", self._token)
         lms.route("GET", "/lineitems", self._get_line_items)
         lms.route("POST", "/lineitems", self._post_line_item)
@@ -655,6 +562,34 @@ class Gradebook:
         with self.lock:
             accepted = self.scores.get((lineitem, user), [])
             return accepted[-1] if accepted else None
+
+    def serve_roster(self, path: str, members: list[dict[str, Any]], page_size: int) -> str:
+        """GET `path` (NRPS 2.0 §3.6): the membership container, `page_size` members a page,
+        `?page=N` (from 1), a `Link: <...>; rel="next"` header on every page but the last;
+        a token with the NRPS scope only (401 unknown, 403 without the scope). Pages in
+        `failing_pages` answer 500. `members` may change between requests. Returns the URL."""
+        url = f"{self.lms.base}{path}"
+
+        def roster(request: HttpRequest) -> HttpAnswer:
+            if (refused := self._authorized(request, [NRPS_SCOPE])) is not None:
+                return refused
+            number = int(dict(parse_qsl(request.query)).get("page", "1"))
+            if number in self.failing_pages:
+                return HttpAnswer.json({"error": "page failed"}, 500)
+            start = (number - 1) * page_size
+            body = {"id": url, "context": {"id": path.rsplit("/", 1)[-1]},
+                    "members": members[start : start + page_size]}  # fmt: skip
+            headers = {"Content-Type": MEMBERSHIPS}
+            if start + page_size < len(members):
+                headers["Link"] = f'<{url}?page={number + 1}>; rel="next"'
+            return HttpAnswer(200, json.dumps(body).encode(), headers)
+
+        self.lms.route("GET", path, roster)
+        return url
+
+    def roster_pages_read(self, path: str) -> int:
+        """How many roster pages at `path` were asked for, answered or not."""
+        return sum(1 for r in self.lms.requests if r.method == "GET" and r.path == path)
 
     # -- endpoints ------------------------------------------------------------------------
 

@@ -1,9 +1,10 @@
 """LMS contexts, classes and NRPS rosters (API.md, "LTI 1.3 Advantage": Classes, Roster;
 shared/lti/classes.py, shared/lti/roster.py) against the suite's LMS (tests/lti_platform.py):
-lti1p3platform signs the launches; the platform's server issues service tokens (strict client
-assertion checks, scopes per endpoint) and serves the roster in pages linked by `Link`
-headers. The sync job's function runs here in the test (workers/roster.py `run_sync`); the
-system test at the end runs it in real RQ worker processes. Time moves on a MockedClock."""
+lti1p3platform signs the launches; the platform's services (`Gradebook`: its one token
+endpoint, strict client assertion checks, scopes per endpoint) serve the roster in pages linked
+by `Link` headers. The sync job's function runs here in the test (workers/roster.py
+`run_sync`); the system test at the end runs it in real RQ worker processes. Time moves on a
+MockedClock."""
 
 from __future__ import annotations
 
@@ -35,13 +36,14 @@ from tests.helpers import (
     wait_until,
 )
 from tests.lti_platform import (
-    AGS_SCORE_SCOPE,
     CLIENT_ID,
     INSTRUCTOR,
     LEARNER,
     NRPS_SCOPE,
     PLATFORM_ID,
+    SCORE,
     VIDEO,
+    Gradebook,
     Lms,
 )
 from tests.test_lti_launch import login, open_app, post_launch
@@ -73,10 +75,14 @@ def clock() -> MockedClock:
 @pytest.fixture
 def client(settings: Settings, clock: MockedClock, lms: Lms) -> Iterator[TestClient]:
     c = open_app(settings, clock, lms, ["dep-1"])
-    lms.serve_service_tokens(lambda: c.get("/lti/jwks").json())
-    lms.now = clock.time  # the platform's time is the tool's
     yield c
     c.__exit__(None, None, None)
+
+
+@pytest.fixture
+def services(client: TestClient, clock: MockedClock, lms: Lms) -> Gradebook:
+    """The platform's token endpoint and rosters; it checks assertions on the tool's clock."""
+    return Gradebook(lms, lambda: client.get("/lti/jwks").json(), now=clock.time)
 
 
 @pytest.fixture
@@ -217,31 +223,40 @@ def roster_of(n: int) -> list[dict[str, Any]]:
 
 
 def test_an_instructor_launch_syncs_every_learner_over_three_pages(
-    client: TestClient, lms: Lms, worker: WorkerContext, mongo_db: Database[dict[str, Any]]
+    client: TestClient,
+    lms: Lms,
+    services: Gradebook,
+    worker: WorkerContext,
+    mongo_db: Database[dict[str, Any]],
 ) -> None:
     learners = roster_of(7)
     others = [
         member("t-1", "Grace Hopper", [INSTRUCTOR]),
         member("r-gone", "Old Student", [LEARNER], status="Inactive"),
     ]
-    url = lms.serve_roster(ROSTER_PATH, [*learners[:3], *others, *learners[3:]], page_size=3)
+    url = services.serve_roster(ROSTER_PATH, [*learners[:3], *others, *learners[3:]], page_size=3)
     launch(client, lms, sub="r-00", name="Learner00 Roster")  # one of them launched before
     token = launch(client, lms, sub="t-1", roles=TEACHER, memberships_url=url)
     class_id = class_id_of(PLATFORM_ID, "ctx-1")
     outcome = run_sync(worker, class_id)
     assert outcome is not None and (outcome.active, outcome.deactivated) == (7, 0)
-    assert lms.roster_pages_read(ROSTER_PATH) == 3
+    assert services.roster_pages_read(ROSTER_PATH) == 3
     expected = sorted((uid(m["user_id"]), m["name"]) for m in learners)
     assert table(client, auth(token), limit=1000) == expected
     assert mongo_db["lti_contexts"].find_one({"_id": class_id})["roster_error"] is None  # type: ignore[index]
-    assert len(lms.jtis) == 1  # one token, its assertion checked strictly by the platform
+    assert len(services.jtis) == 1  # one token, its assertion checked strictly by the platform
 
 
 def test_a_failed_page_changes_nothing(
-    client: TestClient, lms: Lms, worker: WorkerContext, settings: Settings, clock: MockedClock
+    client: TestClient,
+    lms: Lms,
+    services: Gradebook,
+    worker: WorkerContext,
+    settings: Settings,
+    clock: MockedClock,
 ) -> None:
     roster = roster_of(7)
-    url = lms.serve_roster(ROSTER_PATH, roster, page_size=3)
+    url = services.serve_roster(ROSTER_PATH, roster, page_size=3)
     token = launch(client, lms, sub="t-1", roles=TEACHER, memberships_url=url)
     class_id = class_id_of(PLATFORM_ID, "ctx-1")
     run_sync(worker, class_id)
@@ -249,7 +264,7 @@ def test_a_failed_page_changes_nothing(
     before = table(client, auth(token), limit=1000)
     assert len(before) == 7
     roster[:] = roster_of(5) + [member("n-1", "New Comer")]  # two pages: two left, one came
-    lms.failing_pages.add(2)
+    services.failing_pages.add(2)
     with pytest.raises(RosterUnreadable):
         run_sync(worker, class_id)
     assert table(client, auth(token), limit=1000) == before
@@ -261,13 +276,14 @@ def test_a_failed_page_changes_nothing(
 def test_a_learner_who_left_the_roster_is_hidden_and_keeps_their_progress(
     client: TestClient,
     lms: Lms,
+    services: Gradebook,
     worker: WorkerContext,
     clock: MockedClock,
     settings: Settings,
     mongo_db: Database[dict[str, Any]],
 ) -> None:
     roster = roster_of(3)
-    url = lms.serve_roster(ROSTER_PATH, roster, page_size=2)
+    url = services.serve_roster(ROSTER_PATH, roster, page_size=2)
     learner = launch(client, lms, sub="r-01", name="Learner01 Roster")
     r = client.post(
         f"/api/progress/video/{VIDEO}/watch-time",
@@ -305,9 +321,9 @@ def test_a_learner_who_left_the_roster_is_hidden_and_keeps_their_progress(
 
 
 def test_only_a_token_with_the_nrps_scope_reads_the_roster(
-    client: TestClient, lms: Lms, settings: Settings, clock: MockedClock
+    client: TestClient, lms: Lms, services: Gradebook, settings: Settings, clock: MockedClock
 ) -> None:
-    url = lms.serve_roster(ROSTER_PATH, roster_of(2), page_size=5)
+    url = services.serve_roster(ROSTER_PATH, roster_of(2), page_size=5)
     launch(client, lms)  # the tool's key exists
     tokens = client.app.state.ctx.lti_tokens  # type: ignore[attr-defined]  # Starlette's state
     platform = client.app.state.ctx.lti_platforms.by_id(PLATFORM_ID)  # type: ignore[attr-defined]
@@ -316,10 +332,11 @@ def test_only_a_token_with_the_nrps_scope_reads_the_roster(
         found: str = await tokens.access_token(platform, [scope])
         return found
 
-    ags_only = asyncio.run(token(AGS_SCORE_SCOPE))
-    assert lms.tokens[ags_only] == {AGS_SCORE_SCOPE}
+    ags_only = asyncio.run(token(SCORE))
+    assert services.tokens_issued == [SCORE]  # a valid token, granted the score scope only
     assert httpx.get(url, headers=auth(ags_only)).status_code == 403
     assert httpx.get(url).status_code == 401
+    assert httpx.get(url, headers=auth("not-a-token")).status_code == 401
     nrps = asyncio.run(token(NRPS_SCOPE))
     assert httpx.get(url, headers=auth(nrps)).status_code == 200
 
@@ -339,9 +356,9 @@ def test_the_instructor_flow_with_real_workers(system_stack: Any, lms: Lms) -> N
     r = httpx.put(f"{base}/api/admin/lti/platforms/sys-{lms.server.server_port}", json=body,
                   headers=admin)  # fmt: skip
     assert r.status_code == 201, r.text
-    lms.serve_service_tokens(lambda: httpx.get(f"{base}/lti/jwks").json())
+    services = Gradebook(lms, f"{base}/lti/jwks")  # the tool's key set, over HTTP
     roster = roster_of(8)
-    url = lms.serve_roster(ROSTER_PATH, roster, page_size=3)
+    url = services.serve_roster(ROSTER_PATH, roster, page_size=3)
     query = {"iss": lms.base, "login_hint": "t-1", "target_link_uri": f"{base}/lti/launch",
              "client_id": CLIENT_ID}  # fmt: skip
     started = httpx.get(f"{base}/lti/login", params=query)
@@ -361,7 +378,7 @@ def test_the_instructor_flow_with_real_workers(system_stack: Any, lms: Lms) -> N
         return [(row["student_id"], row["name"]) for row in rows]
 
     wait_until(lambda: shown() == expected, timeout_s=30)
-    assert lms.roster_pages_read(ROSTER_PATH) == 3
+    assert services.roster_pages_read(ROSTER_PATH) == 3
 
 
 # -- erasure and export ---------------------------------------------------------------------
@@ -383,9 +400,9 @@ def test_export_shows_and_erasure_removes_the_identity_mapping_and_roster_entrie
 
 
 def test_a_class_is_due_for_its_next_sync_one_interval_after_the_last(
-    client: TestClient, lms: Lms, worker: WorkerContext, clock: MockedClock
+    client: TestClient, lms: Lms, services: Gradebook, worker: WorkerContext, clock: MockedClock
 ) -> None:
-    url = lms.serve_roster(ROSTER_PATH, roster_of(2), page_size=5)
+    url = services.serve_roster(ROSTER_PATH, roster_of(2), page_size=5)
     launch(client, lms, sub="u-1", context=("ctx-0", "No roster"))  # never due: no roster URL
     launch(client, lms, sub="t-1", roles=TEACHER, memberships_url=url)
     classes = client.app.state.ctx.lti_classes  # type: ignore[attr-defined]  # Starlette's state
@@ -396,7 +413,7 @@ def test_a_class_is_due_for_its_next_sync_one_interval_after_the_last(
     assert classes.due_for_sync(clock.time() - interval) == []
     clock.advance(2)
     assert classes.due_for_sync(clock.time() - interval) == [class_id]
-    lms.failing_pages.add(1)
+    services.failing_pages.add(1)
     with pytest.raises(RosterUnreadable):
         run_sync(worker, class_id)
     assert classes.due_for_sync(clock.time() - interval) == [class_id]  # a failure is no sync

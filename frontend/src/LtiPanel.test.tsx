@@ -2,7 +2,7 @@
 import { cleanup, fireEvent, render, screen, waitFor, within } from "@testing-library/react";
 import axe from "axe-core";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import type { LtiPlatform } from "./api";
+import type { LtiContext, LtiPlatform } from "./api";
 import { LtiPanel } from "./LtiPanel";
 import { fakeApi } from "./test/fakeApi";
 
@@ -35,11 +35,32 @@ const MOODLE: LtiPlatform = {
   seen_deployment_ids: [],
 };
 
+const CLASS = { course_id: "c-phys", roster_synced_at: null, roster_error: null };
+/** Canvas's classes: one synced, one synced before its last sync failed, one never synced. */
+const CONTEXTS: LtiContext[] = [
+  { ...CLASS, platform_id: "canvas-north", context_id: "k-1", title: "Physics", roster_synced_at: 1765013400 },
+  {
+    ...CLASS,
+    platform_id: "canvas-north",
+    context_id: "k-2",
+    title: "Optics",
+    roster_synced_at: 1765017000,
+    roster_error: "roster page 2: HTTP 500",
+  },
+  { ...CLASS, platform_id: "canvas-north", context_id: "k-3", title: null, roster_error: "token: HTTP 401" },
+  // another platform's class (removed since): counted for no listed platform
+  { ...CLASS, platform_id: "d2l-old", context_id: "k-1", title: "Physics", roster_synced_at: 1765020600 },
+];
+const CANVAS_ROSTERS =
+  "Rosters: 2 of 3 classes synced, last 2025-12-06T10:30:00.000Z" +
+  "2 classes failed the last roster syncOptics: roster page 2: HTTP 500k-3: token: HTTP 401";
+
 /** The platform list the fake API holds, changed by PUT and DELETE as the service would. */
 function platformsApi(initial: LtiPlatform[]) {
   let rows = [...initial];
   const bodies: unknown[] = [];
   const fake = fakeApi({
+    "GET /api/admin/lti/contexts": () => ({ rows: CONTEXTS }),
     "POST /api/admin/lti/registration-invites": () => ({ url: "https://t.test/lti/register?invite=x", expires_at: "2026-12-13T18:00:00Z" }),
     "GET /api/admin/lti/platforms": () => ({ rows }),
     "GET /api/admin/lti/platforms/canvas-north/grades": () => ({
@@ -89,7 +110,7 @@ function fillAll(platformId: string) {
 }
 
 describe("LtiPanel", () => {
-  it("lists each platform with its deployments, last launch and grades back", async () => {
+  it("lists each platform with its deployments, last launch, grades back and rosters", async () => {
     platformsApi([CANVAS, MOODLE]);
     render(<LtiPanel onUnauthorized={() => {}} />);
     const canvas = await screen.findByTestId("lti-platform-canvas-north");
@@ -99,18 +120,59 @@ describe("LtiPanel", () => {
     expect(cells[1].textContent).toBe("any (seen: 7:8865aa05)");
     expect(cells[2].querySelector("time")?.getAttribute("datetime")).toBe("2026-12-06T09:30:00Z");
     await within(canvas).findByText("Grades: 12 learners");
+    await within(canvas).findByText(/^Rosters: 2 of 3/);
     expect(cells[3].textContent).toBe(
       "Grades: 12 learners1 refused by the LMSlti-abc (v-100): HTTP 422 not gradable" +
         "Last error 2025-12-06T09:30:00.000Z: score: HTTP 503 down" +
-        "Scores queued 4, set aside 1 (all platforms). Rosters: not reported yet.",
+        "Scores queued 4, set aside 1 (all platforms)." +
+        CANVAS_ROSTERS,
     );
     const moodle = within(screen.getByTestId("lti-platform-moodle")).getAllByRole("cell");
     expect(moodle[1].textContent).toBe("1");
     expect(moodle[2].textContent).toBe("never");
     await waitFor(() =>
-      expect(moodle[3].textContent).toBe("Grades: 0 learnersScores queued 4, set aside 1 (all platforms). Rosters: not reported yet."),
+      expect(moodle[3].textContent).toBe(
+        "Grades: 0 learnersScores queued 4, set aside 1 (all platforms).Rosters: no class launched yet",
+      ),
     );
     expect(screen.getByRole("region", { name: "LMS platforms (LTI 1.3)" })).toBeTruthy();
+  });
+
+  it("shows each platform's rosters from its classes, and passes axe-core with the failures open", async () => {
+    platformsApi([CANVAS, MOODLE]);
+    const { container } = render(<main><LtiPanel onUnauthorized={() => {}} /></main>);
+    const health = await screen.findByTestId("lti-health-canvas-north");
+    const line = await within(health).findByText(/^Rosters: /);
+    expect(line.textContent).toBe("Rosters: 2 of 3 classes synced, last 2025-12-06T10:30:00.000Z");
+    expect(line.querySelector("time")?.getAttribute("datetime")).toBe("2025-12-06T10:30:00.000Z");
+    const failures = within(health).getByText("2 classes failed the last roster sync").closest("details");
+    expect(failures).toBeTruthy();
+    fireEvent.click(within(failures as HTMLElement).getByText("2 classes failed the last roster sync"));
+    expect(within(failures as HTMLElement).getAllByRole("listitem").map((li) => li.textContent)).toEqual([
+      "Optics: roster page 2: HTTP 500",
+      "k-3: token: HTTP 401",
+    ]);
+    const moodle = await screen.findByTestId("lti-health-moodle");
+    await within(moodle).findByText("Rosters: no class launched yet");
+    const found = await axe.run(container, { resultTypes: ["violations"] });
+    expect(found.violations.map((v) => `${v.id}: ${v.help}`)).toEqual([]);
+  });
+
+  it("says so when the classes cannot be read, and still shows grades", async () => {
+    fakeApi({
+      "GET /api/admin/lti/platforms": () => ({ rows: [MOODLE] }),
+      "GET /api/admin/lti/platforms/moodle/grades": () => ({
+        platform_id: "moodle", targets: 3, refused: [], last_error: null, queued: 0, dead: 0,
+      }),
+      "GET /api/admin/lti/contexts": () =>
+        new Response(JSON.stringify({ error: { code: "unavailable", message: "database down" } }), { status: 503 }),
+    });
+    render(<LtiPanel onUnauthorized={() => {}} />);
+    const health = await screen.findByTestId("lti-health-moodle");
+    await waitFor(() =>
+      expect(health.textContent).toBe("Grades: 3 learnersScores queued 0, set aside 0 (all platforms).Rosters not available."),
+    );
+    expect(screen.queryByRole("alert")).toBeNull(); // the panel itself still works
   });
 
   it("registers a platform from the form's fields and lists it", async () => {

@@ -2,6 +2,7 @@ import { useCallback, useEffect, useId, useMemo, useState, type FormEvent } from
 import {
   api,
   errorHandler,
+  type LtiContext,
   type LtiGrades,
   type LtiPlatform,
   type LtiPlatformBody,
@@ -40,12 +41,17 @@ export function registration(draft: Draft): LtiPlatformBody {
   };
 }
 
+/** Every LMS context seen at a launch (a class), or "failed" when the list could not be read. */
+type Classes = LtiContext[] | "failed" | null;
+
 /**
- * The admin page's LTI panel: the registered LMS platforms with their last launch, a form to
- * register one (or replace one, by its id) and a button to remove one.
+ * The admin page's LTI panel: the registered LMS platforms with their last launch and their
+ * grades and rosters health, a form to register one (or replace one, by its id) and a button
+ * to remove one.
  */
 export function LtiPanel({ onUnauthorized }: { onUnauthorized: () => void }) {
   const [platforms, setPlatforms] = useState<LtiPlatform[] | null>(null);
+  const [classes, setClasses] = useState<Classes>(null);
   const [error, setError] = useState<string | null>(null);
   const [status, setStatus] = useState("");
   const fail = useMemo(() => errorHandler(onUnauthorized, setError), [onUnauthorized]);
@@ -55,6 +61,16 @@ export function LtiPanel({ onUnauthorized }: { onUnauthorized: () => void }) {
     [fail],
   );
   useEffect(() => void reload(), [reload]);
+  useEffect(() => {
+    let live = true;
+    api.ltiContexts().then(
+      (list) => live && setClasses(list.rows),
+      () => live && setClasses("failed"),
+    );
+    return () => {
+      live = false;
+    };
+  }, []);
 
   async function remove(platform: LtiPlatform) {
     setError(null);
@@ -77,7 +93,7 @@ export function LtiPanel({ onUnauthorized }: { onUnauthorized: () => void }) {
       ) : platforms.length === 0 ? (
         <p data-testid="no-platforms">No LMS is registered yet.</p>
       ) : (
-        <PlatformTable platforms={platforms} onRemove={(p) => void remove(p)} />
+        <PlatformTable platforms={platforms} classes={classes} onRemove={(p) => void remove(p)} />
       )}
       <RegistrationLink onError={fail} />
       <RegisterForm
@@ -102,7 +118,15 @@ function deployments(p: LtiPlatform): string {
   return `any${seen}`;
 }
 
-function PlatformTable({ platforms, onRemove }: { platforms: LtiPlatform[]; onRemove: (p: LtiPlatform) => void }) {
+function PlatformTable({
+  platforms,
+  classes,
+  onRemove,
+}: {
+  platforms: LtiPlatform[];
+  classes: Classes;
+  onRemove: (p: LtiPlatform) => void;
+}) {
   const [confirming, setConfirming] = useState<string | null>(null);
   return (
     <table className="class-table" data-testid="lti-platforms">
@@ -139,7 +163,7 @@ function PlatformTable({ platforms, onRemove }: { platforms: LtiPlatform[]; onRe
               )}
             </td>
             <td>
-              <PlatformHealth platform={p} />
+              <PlatformHealth platform={p} classes={ofPlatform(classes, p.platform_id)} />
             </td>
             <td>
               {confirming === p.platform_id ? (
@@ -160,29 +184,48 @@ function PlatformTable({ platforms, onRemove }: { platforms: LtiPlatform[]; onRe
   );
 }
 
+function ofPlatform(classes: Classes, platformId: string): Classes {
+  return Array.isArray(classes) ? classes.filter((c) => c.platform_id === platformId) : classes;
+}
+
+/** An epoch in seconds, as an ISO 8601 `<time>`. */
+function Moment({ epoch }: { epoch: number }) {
+  const iso = new Date(epoch * 1000).toISOString();
+  return <time dateTime={iso}>{iso}</time>;
+}
+
+/** A platform's grades (AGS) and rosters (NRPS) health; `classes` are the platform's own. */
+export function PlatformHealth({ platform, classes }: { platform: LtiPlatform; classes: Classes }) {
+  return (
+    <div data-testid={`lti-health-${platform.platform_id}`}>
+      <GradesHealth platformId={platform.platform_id} />
+      <RosterHealth classes={classes} />
+    </div>
+  );
+}
+
 /**
- * A platform's grade and roster health. Grades (AGS, GET .../grades): learners graded, those the
- * platform refused (not sent again until they launch again), its last error, and the score
- * outbox's depth and dead letters (every platform's). Rosters (NRPS) are not reported yet.
+ * Grades back (GET .../grades): learners graded, those the platform refused (not sent again
+ * until they launch again), its last error, and the score outbox's depth and dead letters
+ * (every platform's).
  */
-export function PlatformHealth({ platform }: { platform: LtiPlatform }) {
+function GradesHealth({ platformId }: { platformId: string }) {
   const [grades, setGrades] = useState<LtiGrades | "failed" | null>(null);
   useEffect(() => {
     let live = true;
-    api.ltiGrades(platform.platform_id).then(
+    api.ltiGrades(platformId).then(
       (g) => live && setGrades(g),
       () => live && setGrades("failed"),
     );
     return () => {
       live = false;
     };
-  }, [platform.platform_id]);
-  const id = `lti-health-${platform.platform_id}`;
-  if (grades === null) return <span className="muted" data-testid={id}>…</span>;
-  if (grades === "failed") return <span className="muted" data-testid={id}>grades not available</span>;
+  }, [platformId]);
+  if (grades === null) return <p className="muted">Grades: …</p>;
+  if (grades === "failed") return <p className="muted">Grades not available.</p>;
   const error = grades.last_error;
   return (
-    <div data-testid={id}>
+    <>
       <p>{`Grades: ${grades.targets} learners`}</p>
       {grades.refused.length > 0 && (
         <details>
@@ -197,12 +240,48 @@ export function PlatformHealth({ platform }: { platform: LtiPlatform }) {
       {error && (
         <p>
           {"Last error "}
-          <time dateTime={new Date(error.at * 1000).toISOString()}>{new Date(error.at * 1000).toISOString()}</time>
+          <Moment epoch={error.at} />
           {`: ${error.error}`}
         </p>
       )}
-      <p className="muted">{`Scores queued ${grades.queued}, set aside ${grades.dead} (all platforms). Rosters: not reported yet.`}</p>
-    </div>
+      <p className="muted">{`Scores queued ${grades.queued}, set aside ${grades.dead} (all platforms).`}</p>
+    </>
+  );
+}
+
+/**
+ * Rosters (the platform's rows of GET /api/admin/lti/contexts): how many of its classes had a
+ * complete NRPS sync, the latest one, and each class whose last sync failed, with its error
+ * (kept until a sync succeeds).
+ */
+function RosterHealth({ classes }: { classes: Classes }) {
+  if (classes === null) return <p className="muted">Rosters: …</p>;
+  if (classes === "failed") return <p className="muted">Rosters not available.</p>;
+  if (classes.length === 0) return <p>Rosters: no class launched yet</p>;
+  const synced = classes.flatMap((c) => (c.roster_synced_at === null ? [] : [c.roster_synced_at]));
+  const failing = classes.filter((c) => c.roster_error !== null);
+  return (
+    <>
+      <p>
+        {`Rosters: ${synced.length} of ${classes.length} ${classes.length === 1 ? "class" : "classes"} synced`}
+        {synced.length > 0 && (
+          <>
+            {", last "}
+            <Moment epoch={Math.max(...synced)} />
+          </>
+        )}
+      </p>
+      {failing.length > 0 && (
+        <details>
+          <summary>{`${failing.length} ${failing.length === 1 ? "class" : "classes"} failed the last roster sync`}</summary>
+          <ul>
+            {failing.map((c) => (
+              <li key={c.context_id}>{`${c.title ?? c.context_id}: ${c.roster_error}`}</li>
+            ))}
+          </ul>
+        </details>
+      )}
+    </>
   );
 }
 

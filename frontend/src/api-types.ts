@@ -50,6 +50,9 @@ export type LtiPlatforms = Sent<Schemas["LtiPlatforms"]>;
 export type LtiPlatformBody = Schemas["PlatformBody"];
 /** GET /api/admin/lti/platforms/{platform_id}/grades: the platform's grades back (AGS). */
 export type LtiGrades = Sent<Schemas["LtiGrades"]>;
+/** GET /api/admin/lti/contexts: every LMS context (a class) seen at a launch, with its roster's health. */
+export type LtiContext = Sent<Schemas["LtiContext"]>;
+export type LtiContexts = Sent<Schemas["LtiContexts"]>;
 /** POST /api/admin/lti/registration-invites: a URL to paste into an LMS (LTI Dynamic Registration). */
 export type LtiRegistrationInvite = Sent<Schemas["LtiRegistrationInvite"]>;
 

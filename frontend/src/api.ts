@@ -9,6 +9,7 @@ import type {
   CourseStats,
   DemoUser,
   DevToken,
+  LtiContexts,
   LtiGrades,
   LtiPlatformBody,
   LtiPlatforms,
@@ -166,6 +167,8 @@ export const api = {
   deleteLtiPlatform: (id: string) => request(ltiPlatform(id), { method: "DELETE" }),
   /** The platform's grades back: learners graded and refused, the last error, the score outbox. */
   ltiGrades: (id: string) => json<LtiGrades>(`${ltiPlatform(id)}/grades`),
+  /** Every LMS context seen at a launch, with its roster's last complete sync and last error. */
+  ltiContexts: () => json<LtiContexts>("/api/admin/lti/contexts"),
   ltiRegistrationInvite: () =>
     json<LtiRegistrationInvite>("/api/admin/lti/registration-invites", { method: "POST" }),
   devUsers: () => json<DemoUser[]>("/dev/users"),

@@ -3,10 +3,11 @@
     .venv/bin/python -m tests.benchmarks.bench_roster [--members 2000] [--page-size 100]
 
 Starts its own redis-server and nx-27017, plays the LMS with the suite's platform
-(tests/lti_platform.py: a strict token endpoint and the roster in pages linked by `Link`
-headers), and times the sync the worker job runs (shared/lti/roster.py `sync_class`, in this
-process): the first sync (every member new: enrolled, mirrored to Redis, a rollup each), the
-same roster again (nothing changes), and a roster where a tenth left and as many joined.
+(tests/lti_platform.py `Gradebook`: its strict token endpoint and the roster in pages linked
+by `Link` headers), and times the sync the worker job runs (shared/lti/roster.py
+`sync_class`, in this process): the first sync (every member new: enrolled, mirrored to Redis,
+a rollup each), the same roster again (nothing changes), and a roster where a tenth left and as
+many joined.
 Numbers are for this machine and the stand-in.
 """
 
@@ -35,7 +36,7 @@ from shared.settings import Settings
 from shared.storage.keys import KeySchema
 from shared.storage.mongo_store import MongoStore
 from tests.helpers import COURSE, COURSE_ID
-from tests.lti_platform import LEARNER, PLATFORM_ID, Lms
+from tests.lti_platform import LEARNER, PLATFORM_ID, Gradebook, Lms
 
 SECRET = "bench-" + "0123456789abcdef" * 3
 
@@ -71,9 +72,9 @@ def main() -> None:
         body = PlatformBody.model_validate(lms.registration_body(["dep-1"]))
         platforms.save(PLATFORM_ID, body, clock.time())
         keys = ToolKeys(settings, mongo.db, clock)
-        lms.serve_service_tokens(keys.jwks)
+        services = Gradebook(lms, keys.jwks)
         roster = [member(i) for i in range(args.members)]
-        url = lms.serve_roster("/nrps/bench", roster, args.page_size)
+        url = services.serve_roster("/nrps/bench", roster, args.page_size)
         store = ClassStore(mongo, buffer, KeySchema.from_settings(settings))
         store.ensure_indexes()
         context = Context(PLATFORM_ID, "ctx-bench", "Bench", None, url)
