@@ -637,6 +637,23 @@ def test_the_repair_examines_a_bounded_page_a_run_resumes_and_skips_refused_targ
         assert given(world, item, sub) == expected, sub
 
 
+def test_the_repair_leaves_alone_a_platform_no_longer_registered(small_world: World) -> None:
+    """Its entries could only be set aside: one a run would fill the dead letters."""
+    world = small_world
+    item = world.book.add_line_item("Speed")
+    platform = present(PlatformRegistry(world.db).find(world.lms.base, CLIENT_ID))
+    users = [record_learner(world, platform, f"u-{i}", item) for i in range(OUTBOX_BOUND + 1)]
+    for user in users:
+        world.watch(user, 30)
+    world.flush()  # one dropped
+    drain(world)
+    assert world.book.score_posts == OUTBOX_BOUND
+    assert PlatformRegistry(world.db).remove(PLATFORM_ID)
+    assert repair_grades(world.ctx) == 0
+    world.deliver_over(2 * INTERVAL_S)
+    assert Outbox(world.ctx.redis, GRADE).depth() == 0 and world.ctx.redis.hlen(GRADE.dead) == 0
+
+
 # -- erasure and export -----------------------------------------------------------------------
 
 
