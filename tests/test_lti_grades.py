@@ -38,6 +38,7 @@ from shared.lti.launch import CLAIM, ROLES, Launch
 from shared.lti.registry import Platform, PlatformRegistry
 from shared.lti.services import AsyncServiceTokens, client_assertion, token_form
 from shared.settings import Settings
+from shared.storage.keys import STATS
 from tests.helpers import COURSE, COURSE_ID, bearer, make_settings, present
 from tests.lti_platform import (
     CLIENT_ID,
@@ -52,10 +53,10 @@ from tests.lti_platform import (
     Lms,
     new_key_pem,
 )
-from workers import grades
+from workers import grades, maintenance
 from workers.context import WorkerContext, build_context
 from workers.flush import flush_batch
-from workers.grades import send_due_grades
+from workers.grades import repair_grades, send_due_grades
 
 INTERVAL_S = 10.0
 RESOURCE_LINK_CLAIM = CLAIM + "resource_link"
@@ -524,6 +525,133 @@ def test_a_30_s_score_outage_under_200_learners_loses_lowers_and_repeats_nothing
         given = [s["scoreGiven"] for s in world.scores(item, sub)]
         assert given == [20.0, final[sub]], sub  # the final once, nothing lower after higher
     assert world.book.conflicts == 0  # every timestamp rose
+
+
+# -- a full outbox ----------------------------------------------------------------------------
+
+OUTBOX_BOUND = 2
+
+
+@pytest.fixture
+def small_world(
+    redis_url: str, mongo_url: str, clock: MockedClock, mongo_db: Database[dict[str, Any]]
+) -> Iterator[World]:
+    """The world with a grade outbox that holds two entries."""
+    settings = make_settings(
+        redis_url,
+        mongo_url,
+        lti_score_interval_s=INTERVAL_S,
+        outbox_retry_base_s=1.0,
+        outbox_retry_max_s=4.0,
+        delivery_timeout_s=5.0,
+        outbox_max_entries=OUTBOX_BOUND,
+    )
+    w = World(settings, clock, mongo_db)
+    yield w
+    w.close()
+
+
+def drain(world: World) -> None:
+    outbox = Outbox(world.ctx.redis, GRADE)
+    for _ in range(3 * int(INTERVAL_S)):
+        world.deliver(1.0)
+        if outbox.depth() == 0:
+            return
+    raise AssertionError(f"{outbox.depth()} grade entries left")
+
+
+def given(world: World, item: str, sub: str) -> list[tuple[float, str]]:
+    return [(s["scoreGiven"], s["activityProgress"]) for s in world.scores(item, sub)]
+
+
+def test_a_final_score_the_full_outbox_dropped_reaches_the_gradebook_once_by_the_repair(
+    small_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = small_world
+    item = world.book.add_line_item("Speed")
+    a, b, last = (world.launch(sub, **world.book.claim(item)) for sub in ("u-a", "u-b", "u-z"))
+    world.watch(last, 40)
+    world.flush()
+    world.deliver(INTERVAL_S)
+    assert given(world, item, "u-z") == [(40.0, "InProgress")]
+    world.book.mode = "down"
+    world.clock.advance(INTERVAL_S)
+    for user in (a, b):
+        world.watch(user, 20)
+    world.flush()  # the outbox's two places taken
+    world.watch(last, 90)  # u-z completes and stops watching
+    world.flush()
+    outbox = Outbox(world.ctx.redis, GRADE)
+    dropped = "grade_dropped_reserve_full"
+    assert outbox.depth() == OUTBOX_BOUND and outbox.entries_of(last)[0] == []
+    assert int(world.ctx.redis.hget(STATS, dropped) or 0) == 1
+    world.deliver_over(3)
+    assert repair_grades(world.ctx) == 1  # u-z only: u-a and u-b have entries queued
+    assert int(world.ctx.redis.hget(STATS, dropped) or 0) == 2  # still no room: dropped again
+    world.book.mode = "up"
+    drain(world)
+    assert given(world, item, "u-a") == given(world, item, "u-b") == [(20.0, "InProgress")]
+    assert given(world, item, "u-z") == [(40.0, "InProgress")]  # lost without the repair
+    monkeypatch.setattr(maintenance, "get_context", lambda: world.ctx)
+    assert maintenance.repair_grades() == 1  # the maintenance job, now with room
+    drain(world)
+    final = [(40.0, "InProgress"), (90.0, "Completed")]
+    assert given(world, item, "u-z") == final
+    assert maintenance.repair_grades() == 0  # nothing behind: nothing queued, nothing posted
+    world.deliver_over(2 * INTERVAL_S)
+    assert given(world, item, "u-z") == final
+    assert given(world, item, "u-a") == given(world, item, "u-b") == [(20.0, "InProgress")]
+    assert world.book.conflicts == 0
+
+
+def test_the_repair_examines_a_bounded_page_a_run_resumes_and_skips_refused_targets(
+    small_world: World,
+) -> None:
+    world = small_world
+    item = world.book.add_line_item("Speed")
+    platform = present(PlatformRegistry(world.db).find(world.lms.base, CLIENT_ID))
+    subs = [f"u-{i}" for i in range(6)]
+    users = {sub: record_learner(world, platform, sub, item) for sub in subs}
+    for user in users.values():
+        world.watch(user, 30)
+    world.flush()  # two queued, four dropped
+    outbox = Outbox(world.ctx.redis, GRADE)
+    lost = [sub for sub, user in users.items() if not outbox.entries_of(user)[0]]
+    assert len(lost) == len(subs) - OUTBOX_BOUND
+    drain(world)
+    store = GradeTargets(world.db)
+    ids = {d["sub"]: d["_id"] for d in targets(world.db)}
+    refused = lost[0]
+    store.record_refused(ids[refused], 422, "not gradable", world.clock.time())
+    repaired = {s for s in lost if s != refused}
+    order = sorted(ids, key=lambda sub: ids[sub])  # the pass's order: by target id
+    pages = [order[i : i + 2] for i in range(0, len(order), 2)]
+    for page in pages:
+        assert repair_grades(world.ctx, limit=2) == len(repaired & set(page)), page
+        drain(world)
+    assert repair_grades(world.ctx, limit=2) == 0  # past the last: back to the first next
+    assert repair_grades(world.ctx, limit=2) == 0  # the first page again: all sent
+    world.deliver_over(2 * INTERVAL_S)
+    for sub in subs:
+        expected = [] if sub == refused else [(30.0, "InProgress")]
+        assert given(world, item, sub) == expected, sub
+
+
+def test_the_repair_leaves_alone_a_platform_no_longer_registered(small_world: World) -> None:
+    """Its entries could only be set aside: one a run would fill the dead letters."""
+    world = small_world
+    item = world.book.add_line_item("Speed")
+    platform = present(PlatformRegistry(world.db).find(world.lms.base, CLIENT_ID))
+    users = [record_learner(world, platform, f"u-{i}", item) for i in range(OUTBOX_BOUND + 1)]
+    for user in users:
+        world.watch(user, 30)
+    world.flush()  # one dropped
+    drain(world)
+    assert world.book.score_posts == OUTBOX_BOUND
+    assert PlatformRegistry(world.db).remove(PLATFORM_ID)
+    assert repair_grades(world.ctx) == 0
+    world.deliver_over(2 * INTERVAL_S)
+    assert Outbox(world.ctx.redis, GRADE).depth() == 0 and world.ctx.redis.hlen(GRADE.dead) == 0
 
 
 # -- erasure and export -----------------------------------------------------------------------

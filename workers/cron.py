@@ -1,8 +1,9 @@
 """`rq cron workers.cron`: enqueue a flush every FLUSH_TICK_S, so that keys nobody writes to
-any more are flushed too, a maintenance pass every few minutes, the deliveries of xAPI
-statements and webhooks every OUTBOX_TICK_S when they are configured, the LTI scores' delivery
-every OUTBOX_TICK_S (platforms are registered at run time: one cheap claim a tick when there
-is nothing to post), and the LTI roster syncs that are due (LTI_ROSTER_SYNC_INTERVAL_S)."""
+any more are flushed too, a maintenance pass every few minutes (the repair of LTI scores the
+grade outbox dropped among it), the deliveries of xAPI statements and webhooks every
+OUTBOX_TICK_S when they are configured, the LTI scores' delivery every OUTBOX_TICK_S
+(platforms are registered at run time: one cheap claim a tick when there is nothing to post),
+and the LTI roster syncs that are due (LTI_ROSTER_SYNC_INTERVAL_S)."""
 
 from rq import cron
 
@@ -15,6 +16,7 @@ from workers.maintenance import (
     migrate_states,
     rebuild_rollups,
     reconcile_completions,
+    repair_grades,
 )
 from workers.roster import sync_rosters
 
@@ -28,6 +30,13 @@ cron.register(
 )
 cron.register(
     reconcile_completions,
+    queue_name=_settings.queue_name,
+    interval=600,
+    job_timeout=1800,
+    result_ttl=600,
+)
+cron.register(  # each pass examines REPAIR_BATCH grade targets, the next pass the next ones
+    repair_grades,
     queue_name=_settings.queue_name,
     interval=600,
     job_timeout=1800,

@@ -5,7 +5,9 @@ the `grade` outbox (shared/integrations/outbox.py: leased, retried with backoff,
   learner with a grade target queues the entry `<target>:<n>`, `n` the target's current score
   interval (LTI_SCORE_INTERVAL_S, offset per target so posts spread), due when that interval
   ends. Ids are deterministic: a flush in the same interval adds nothing. A crash before the
-  push leaves the key dirty, so a later flush writes and queues again.
+  push leaves the key dirty, so a later flush writes and queues again. An entry the outbox's
+  bound drops (or a push that failed) is queued again by the repair pass (`repair_grades`,
+  in the maintenance job): a learner's latest credited score reaches the gradebook.
 - Posting (`send_due_grades`): the score is read when it is posted, from the stored (credited)
   progress, never from the entry: the post at the interval's end carries everything flushed
   in it. It is the highest of that and the score already sent (a score never goes down);
@@ -50,7 +52,12 @@ from shared.lti.grades import (
 )
 from shared.lti.registry import Platform, PlatformRegistry
 from shared.lti.services import ServiceTokens
-from shared.storage.keys import lti_grade_hold, lti_grade_lock, lti_line_item_lock
+from shared.storage.keys import (
+    lti_grade_hold,
+    lti_grade_lock,
+    lti_grade_repair_cursor,
+    lti_line_item_lock,
+)
 from shared.storage.mongo_store import StateWrite
 from workers.context import WorkerContext, get_context
 
@@ -59,6 +66,7 @@ log = logging.getLogger(__name__)
 LTI_USER_PREFIX = "lti-"  # shared/lti/identity.py: every LTI user's id
 GRADE_BATCH = 50
 BUSY_RETRY_S = 1.0  # another worker is posting the same target
+REPAIR_BATCH = 2000  # grade targets the repair pass examines a run
 # 4xx that say "not now" (a token, a timeout, a timestamp, a rate); any other 4xx (400, 403,
 # 404, 422 above all) says the platform will not take this score.
 RETRIED_4XX = frozenset({401, 408, 409, 425, 429})
@@ -85,27 +93,84 @@ def announce_grades(ctx: WorkerContext, writes: Iterable[StateWrite], now: float
     if not pairs:
         return 0
     targets = ctx.lti_grades.of_keys(pairs)
+    made = [(t, written[(t.user_id, t.material_id)].version) for t in targets]
+    _queue(ctx, made, now)
+    return len(targets)
+
+
+def _queue(ctx: WorkerContext, made: list[tuple[GradeTarget, int]], now: float) -> int:
+    """Push each (target, the state's version it was made from) as `<target>:<n>`, due at the
+    end of the target's current interval; one round trip. Returns how many were dropped (the
+    outbox's bound: the repair pass queues them again)."""
     by_due: dict[float, list[OutboxEntry]] = {}
-    for t in targets:
-        w = written[(t.user_id, t.material_id)]
+    for t, version in made:
         n, due = window(t.id, now, ctx.settings.lti_score_interval_s)
         payload = {"target": t.id, "window": n}
-        entry = OutboxEntry(
-            f"{t.id}:{n}",
-            t.user_id,
-            payload,
-            now,
-            t.material_id,
-            basis=((t.material_id, w.version),),
-        )
+        basis = ((t.material_id, version),)
+        entry = OutboxEntry(f"{t.id}:{n}", t.user_id, payload, now, t.material_id, basis=basis)
         by_due.setdefault(due, []).append(entry)
-    if by_due:
-        outbox, limits = Outbox(ctx.redis, GRADE), Limits.of(ctx.settings)
-        pipe = ctx.redis.pipeline(transaction=False)
-        for due, entries in by_due.items():
-            outbox.push_in(pipe, entries, limits, due)
-        pipe.execute()
-    return len(targets)
+    if not by_due:
+        return 0
+    outbox, limits = Outbox(ctx.redis, GRADE), Limits.of(ctx.settings)
+    pipe = ctx.redis.pipeline(transaction=False)
+    for due, entries in by_due.items():
+        outbox.push_in(pipe, entries, limits, due)
+    return sum(int(counts[2]) for counts in pipe.execute())
+
+
+# ---- repair ----------------------------------------------------------------------------------
+
+
+def repair_grades(ctx: WorkerContext, limit: int = REPAIR_BATCH) -> int:
+    """Queue a score for each grade target the platform is behind on, examining at most
+    `limit` targets a run (by `_id`, resuming where the last run stopped, from the first again
+    after the last): not refused, its platform registered, its stored (credited) progress
+    above the score last sent or completed when that was not, or nothing sent yet, and no
+    entry of it queued. Returns how many it offered to the outbox.
+
+    Why a repair pass and not grade entries exempt from the outbox's bound: an entry is one per
+    target *and score interval*, so while a platform is down they grow with traffic, not with
+    the targets; the bound must hold for them too. What the bound drops (and what a flush could
+    not queue, `grade_errors`) is found here from MongoDB, the record of what was credited and
+    what was sent, so a learner who stopped watching still gets their latest score to the
+    gradebook: within a cycle of the pass once the outbox has room. Idempotent: ids are the
+    flush's (`<target>:<n>`, so a flush's entry in the same interval is the same one), a target
+    with an entry queued is left alone (at most one from here per target), and the post reads
+    the score then, never lower than the one sent, nothing when it would repeat it."""
+    stored = ctx.redis.get(lti_grade_repair_cursor())
+    after = stored.decode() if isinstance(stored, bytes) else (stored or "")
+    page = ctx.lti_grades.page_after(after, limit)
+    registered = {p.platform_id for p in PlatformRegistry(ctx.mongo.db).all()}
+    live = [t for t in page if not t.refused and t.platform_id in registered]
+    states = ctx.mongo.find_states({(t.user_id, t.material_id) for t in live})
+    made = []
+    for t in live:
+        found = states.get((t.user_id, t.material_id))
+        if found is not None and found.state is not None and _behind(t, found.state):
+            made.append((t, found.version))
+    made = _not_queued(ctx, made)
+    _queue(ctx, made, ctx.clock.time())
+    ctx.redis.set(lti_grade_repair_cursor(), page[-1].id if len(page) == limit else "")
+    return len(made)
+
+
+def _behind(target: GradeTarget, state: WatchState) -> bool:
+    """Whether a post would say something new (what `_plan` posts rather than settles)."""
+    if target.sent_score is None:
+        return True
+    newer = round(state.progress, 2) > target.sent_score
+    return newer or (state.completed and not target.sent_completed)
+
+
+def _not_queued(
+    ctx: WorkerContext, made: list[tuple[GradeTarget, int]]
+) -> list[tuple[GradeTarget, int]]:
+    """Those of `made` whose target has no entry queued (its post will read the latest)."""
+    outbox = Outbox(ctx.redis, GRADE)
+    queued: set[str] = set()
+    for user_id in {t.user_id for t, _ in made}:
+        queued.update(str(d["payload"].get("target")) for d in outbox.entries_of(user_id)[0])
+    return [(t, v) for t, v in made if t.id not in queued]
 
 
 # ---- delivery --------------------------------------------------------------------------------

@@ -1,10 +1,13 @@
-"""Periodic repair: completions whose job was lost still reach the enrollment; rollups and
-stored states of older versions are brought up to date; expired erasure tombstones deleted."""
+"""Periodic repair: completions whose job was lost still reach the enrollment; LTI scores the
+grade outbox dropped are queued again; rollups and stored states of older versions are brought
+up to date; expired erasure tombstones deleted."""
 
 from __future__ import annotations
 
 from shared.ops.rollups import rebuild_missing
 from workers.context import get_context
+from workers.grades import REPAIR_BATCH
+from workers.grades import repair_grades as repair_grades_of
 from workers.interop import announce_completions
 
 RECENT_S = 3600.0
@@ -64,3 +67,10 @@ def delete_expired_tombstones() -> int:
     ctx = get_context()
     before = ctx.clock.time() - ctx.settings.erasure_tombstone_ttl_s
     return ctx.mongo.delete_expired_tombstones(before)
+
+
+def repair_grades(limit: int = REPAIR_BATCH) -> int:
+    """RQ job: queue the LTI scores the platforms are behind on (the grade outbox dropped them
+    when full, or a flush could not queue them), `limit` grade targets a run
+    (workers/grades.py, `repair_grades`). Idempotent. Returns how many scores it queued."""
+    return repair_grades_of(get_context(), limit)

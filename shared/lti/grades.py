@@ -224,6 +224,13 @@ class GradeTargets:
         return [t for t in found if (t.user_id, t.material_id) in wanted and not t.refused]
 
     @unavailable_on_outage
+    def page_after(self, after: str, limit: int) -> list[GradeTarget]:
+        """Up to `limit` targets by `_id` after `after` ("": from the first), refused ones
+        included (the caller skips them; the page still moves on)."""
+        docs = self.targets.find({"_id": {"$gt": after}}).sort("_id", ASCENDING).limit(limit)
+        return [GradeTarget.from_doc(d) for d in docs]
+
+    @unavailable_on_outage
     def get(self, ids: Iterable[str]) -> dict[str, GradeTarget]:
         docs = self.targets.find({"_id": {"$in": sorted(set(ids))}})
         return {d["_id"]: GradeTarget.from_doc(d) for d in docs}

@@ -332,6 +332,12 @@ def lti_grade_hold(platform_id: str) -> str:
     return f"vp:lti:grade:hold:{platform_id}"
 
 
+def lti_grade_repair_cursor() -> str:
+    """On RQ's Redis: the last grade target the repair pass examined (where the next resumes;
+    missing: from the first)."""
+    return "vp:lti:grade:repair"
+
+
 def lti_login(state: str) -> str:
     """On the buffer's Redis: string (JSON), how the login that issued `state` went (the state
     cookie or the platform's storage, its storage frame) and its parameters (a new-window
