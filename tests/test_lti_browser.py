@@ -7,7 +7,9 @@ no other certificate error is ignored). So the tool's frame is third-party, as i
 
 - Third-party cookies blocked (Debian's Chromium's default in a frame, like Safari): the LMS
   page's storage frame (`post_message_forwarding`, as Canvas) answers `lti.capabilities`,
-  `lti.put_data` and `lti.get_data`; the learner lands on the player and plays it to the end.
+  `lti.put_data` and `lti.get_data`; the learner lands on the player and plays it to the end,
+  and the LMS's gradebook (tests/lti_platform.py's Gradebook, AGS) gets their final score from
+  the real workers (scores every second here: `LTI_SCORE_INTERVAL_S` 1).
 - Cookies allowed (a profile preference, ARCHITECTURE.md facts of 2026-12-06), no platform
   storage: the state cookie carries the login.
 - Neither: the launch offers a new window, where the login works first-party.
@@ -41,7 +43,7 @@ from shared.devtools.demo import DEMO_CATALOG
 from shared.lti.identity import user_id_of
 from shared.settings import Settings
 from tests.helpers import bearer, wait_until
-from tests.lti_platform import CLIENT_ID, PLATFORM_ID, HttpAnswer, HttpRequest, Lms
+from tests.lti_platform import CLIENT_ID, PLATFORM_ID, Gradebook, HttpAnswer, HttpRequest, Lms
 from tests.stack import Stack, running_stack
 from tests.test_browser import CHROMIUM_ARGS, chromium_path
 
@@ -149,10 +151,12 @@ def trustme_server_context(tls: Tls) -> ssl.SSLContext:
     return context
 
 
-def authorize(lms: Lms, request: HttpRequest) -> HttpAnswer:
-    """The platform's authorization endpoint: the user named by `login_hint` launches VIDEO."""
+def authorize(lms: Lms, request: HttpRequest, ags: dict[str, Any] | None = None) -> HttpAnswer:
+    """The platform's authorization endpoint: the user named by `login_hint` launches VIDEO
+    (`ags`: the launch's AGS claim, when the LMS grades it)."""
     query = dict(parse_qsl(request.query))
-    form = lms.authorize(query, sub=query["login_hint"], roles=[LEARNER], material_id=VIDEO)
+    claims = {"sub": query["login_hint"], "roles": [LEARNER], "material_id": VIDEO, **(ags or {})}
+    form = lms.authorize(query, **claims)
     fields = "".join(
         f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
         for k, v in form.items()
@@ -166,6 +170,7 @@ def tool(tmp_path_factory: pytest.TempPathFactory, tls: Tls, lms: Lms) -> Iterat
         raise RuntimeError("frontend/dist is missing: run tests/run.sh (it builds the pages)")
     # The tool's URLs are the request's own (https://tool.test:<port>): no PUBLIC_BASE_URL.
     env = {"UVICORN_SSL_KEYFILE": str(tls.key), "UVICORN_SSL_CERTFILE": str(tls.cert)}
+    env.update(LTI_SCORE_INTERVAL_S="1", OUTBOX_TICK_S="1")  # scores within seconds, not a minute
     # Real-time playing: verified watching stays on (max_playback_rate=None, the default).
     for stack in running_stack(
         tmp_path_factory, "production", DEMO_CATALOG, max_playback_rate=None, extra_env=env
@@ -182,6 +187,16 @@ def tool(tmp_path_factory: pytest.TempPathFactory, tls: Tls, lms: Lms) -> Iterat
         assert r.status_code == 201, r.text
         lms.registration.set_launch_url(f"{base}/lti/launch")
         yield running
+
+
+@pytest.fixture(scope="module")
+def grades(lms: Lms, tool: Tool) -> tuple[Gradebook, str]:
+    """The LMS's gradebook (AGS) and its column for VIDEO: every launch from then on offers it.
+    The platform reads the tool's key set over TLS, as it fetches `/lti/jwks`."""
+    book = Gradebook(lms, lambda: tool.api("GET", "/lti/jwks").json())
+    column = book.add_line_item("Demo video 1")
+    lms.route("GET", "/auth", lambda request: authorize(lms, request, book.claim(column)))
+    return book, column
 
 
 def course_page(
@@ -264,7 +279,7 @@ def learner_state(tool: Tool, user: str) -> dict[str, Any]:
 
 
 def test_a_learner_launches_with_cookies_blocked_through_platform_storage_and_plays_to_the_end(
-    lms: Lms, tool: Tool, blocking: BrowserContext
+    lms: Lms, tool: Tool, blocking: BrowserContext, grades: tuple[Gradebook, str]
 ) -> None:
     page = blocking.new_page()
     started = time.perf_counter()
@@ -288,8 +303,15 @@ def test_a_learner_launches_with_cookies_blocked_through_platform_storage_and_pl
     expect(frame.get_by_test_id("player-completed")).to_be_visible(timeout=15_000)
     state = wait_until(lambda: (s := learner_state(tool, "learner-a"))["completed"] and s)
     assert state["progress_percentage"] >= 80
-    # AGS (another branch): the platform's gradebook is to hold a score >= 80 with `Completed`
-    # for learner-a here, once grades are sent.
+    book, column = grades  # the workers post the credited score back to the LMS
+
+    def completed() -> dict[str, Any] | None:
+        score = book.final(column, "learner-a")
+        return score if score and score["activityProgress"] == "Completed" else None
+
+    score = wait_until(completed, timeout_s=20)
+    assert score["scoreGiven"] >= 80 and score["gradingProgress"] == "FullyGraded", score
+    assert book.token_refusals == [] and book.conflicts == 0
 
 
 def test_a_learner_launches_with_cookies_allowed_and_no_platform_storage(
