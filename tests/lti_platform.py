@@ -72,6 +72,17 @@ CANVAS = Profile(
 MOODLE = Profile("moodle-like", None, ("aW9zZ3JhcGh5MTIz",), "1", ("1",), None)
 
 
+@dataclass(frozen=True)
+class Link:
+    """A resource link the platform made from an `ltiResourceLink` item of a deep-linking
+    response (Deep Linking 2.0 §3.4.1), as an LMS adds it to the course."""
+
+    resource_link_id: str
+    title: str
+    custom: dict[str, Any]
+    lineitem: str | None  # the gradebook column made from the item's `lineItem`, if any
+
+
 def new_key_pem() -> tuple[str, str]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     private = key.private_bytes(
@@ -128,6 +139,8 @@ class Lms:
         self.profile = profile
         self.deep_links: list[dict[str, Any]] = []  # the responses accepted, as claims
         self.deep_link_data: Any = None  # the `data` of the last deep-linking request
+        self.links: list[Link] = []  # resource links made from the accepted responses
+        self.gradebook: Gradebook | None = None  # AGS, once a test serves it
         self.tool_registrations: list[dict[str, Any]] = []  # dynamic registrations accepted
         self.requests: list[HttpRequest] = []
         self.routes: dict[tuple[str, str], Endpoint] = {}
@@ -231,7 +244,8 @@ class Lms:
         launch.set_user_data(
             claims.pop("sub", "u-42"), claims.pop("roles", [LEARNER]), claims.pop("name", None)
         )
-        launch.set_resource_link_claim("rl-1", title="Speed")
+        link_id, link_title = claims.pop("resource_link", ("rl-1", "Speed"))
+        launch.set_resource_link_claim(link_id, title=link_title)
         context_id, title = claims.pop("context", ("ctx-1", "Physics"))
         launch.set_launch_context_claim(context_id, context_title=title)
         if memberships_url := claims.pop("memberships_url", None):
@@ -240,6 +254,20 @@ class Lms:
         launch.set_extra_claims(claims)
         form: dict[str, str] = launch.lti_launch()
         return form
+
+    def authorize_link(
+        self, auth_request: dict[str, str], link: Link, **claims: Any
+    ) -> dict[str, str]:
+        """A launch of `link` as the LMS makes it: its resource link id and title, its custom
+        `material_id`, and (when it has a column) the AGS claim naming that line item."""
+        ags = {}
+        if link.lineitem is not None and self.gradebook is not None:
+            ags = self.gradebook.claim(link.lineitem)
+        material = link.custom["material_id"]
+        resource_link = (link.resource_link_id, link.title)
+        return self.authorize(
+            auth_request, resource_link=resource_link, material_id=material, **ags, **claims
+        )
 
     # -- platform profiles ----------------------------------------------------------------
 
@@ -332,7 +360,9 @@ class Lms:
         signature by the tool's key of its `kid`, `exp`, the message type and the item types;
         then what it leaves out: `iss` = the client id, `aud` = the issuer, the deployment,
         the version, a `nonce`, and `data` echoed exactly (absent when none was sent).
-        LtiException names what fails; the items otherwise."""
+        LtiException names what fails; the items otherwise. Each `ltiResourceLink` item
+        becomes a link in `links`, with a gradebook column from its `lineItem` (when a
+        Gradebook serves AGS)."""
         conf = _Conf(registration=self.registration)
         items: list[dict[str, Any]] = conf.validate_deeplinking_resp({"JWT": token})
         claims = conf.tool_validate_and_decode(token)
@@ -350,8 +380,18 @@ class Lms:
         failed = [name for name, held in checks.items() if not held]
         if failed:
             raise LtiException(f"the deep-linking response fails: {', '.join(failed)}")
+        for item in items:
+            if item.get("type") == "ltiResourceLink":
+                self.links.append(self._link(item))
         self.deep_links.append(claims)
         return items
+
+    def _link(self, item: dict[str, Any]) -> Link:
+        link_id = f"dl-{len(self.links) + 1}"
+        lineitem = None
+        if self.gradebook is not None and isinstance(item.get("lineItem"), dict):
+            lineitem = self.gradebook.add_column(item["lineItem"], link_id)
+        return Link(link_id, str(item.get("title", "")), dict(item.get("custom", {})), lineitem)
 
     def _deep_link_return(self, request: HttpRequest) -> HttpAnswer:
         token = dict(parse_qsl(request.body.decode())).get("JWT", "")
@@ -492,6 +532,8 @@ class Gradebook:
       §3.4.1: older timestamps are dropped). `refuse` holds users it cannot grade (`422`).
     - `mode`: "up", "down" (`503`), "drop" (the connection closed unanswered), "429" (with
       `Retry-After: retry_after`); it applies to the score endpoint only.
+    - It becomes `lms.gradebook`: a deep-linking response's `lineItem` makes a column
+      (`add_column`), and the roster (`Lms.serve_roster`) takes its tokens.
     """
 
     def __init__(
@@ -531,6 +573,7 @@ class Gradebook:
         lms.route("POST", "/token", self._token)
         lms.route("GET", "/lineitems", self._get_line_items)
         lms.route("POST", "/lineitems", self._post_line_item)
+        lms.gradebook = self
 
     @property
     def token_url(self) -> str:
@@ -558,6 +601,15 @@ class Gradebook:
                 {"label": label, "scoreMaximum": 100, "resourceLinkId": resource_link_id}
             )
 
+    def add_column(self, line_item: dict[str, Any], resource_link_id: str) -> str:
+        """The column an LMS makes for a deep-linked resource link from its item's `lineItem`
+        (Deep Linking 2.0 §3.4.1; `scoreMaximum` and `label` required, else LtiException):
+        its URL."""
+        if not isinstance(line_item.get("scoreMaximum"), int | float) or not line_item.get("label"):
+            raise LtiException(f"a lineItem needs scoreMaximum and label: {line_item}")
+        with self.lock:
+            return self._add({**line_item, "resourceLinkId": resource_link_id})
+
     def final(self, lineitem: str, user: str) -> dict[str, Any] | None:
         with self.lock:
             accepted = self.scores.get((lineitem, user), [])
@@ -571,7 +623,7 @@ class Gradebook:
         url = f"{self.lms.base}{path}"
 
         def roster(request: HttpRequest) -> HttpAnswer:
-            if (refused := self._authorized(request, [NRPS_SCOPE])) is not None:
+            if (refused := self.authorized(request, [NRPS_SCOPE])) is not None:
                 return refused
             number = int(dict(parse_qsl(request.query)).get("page", "1"))
             if number in self.failing_pages:
@@ -636,7 +688,7 @@ class Gradebook:
             self.jtis.add(jti)
         return None
 
-    def _authorized(self, request: HttpRequest, scopes: list[str]) -> HttpAnswer | None:
+    def authorized(self, request: HttpRequest, scopes: list[str]) -> HttpAnswer | None:
         auth = request.headers.get("authorization", "").split()
         if len(auth) != 2 or auth[0].lower() != "bearer":
             return HttpAnswer.json({"error": "no token"}, 401)
@@ -647,7 +699,7 @@ class Gradebook:
         return None if allowed else HttpAnswer.json({"error": "scope"}, 403)
 
     def _get_line_items(self, request: HttpRequest) -> HttpAnswer:
-        if (refused := self._authorized(request, [LINEITEM, LINEITEM_READ])) is not None:
+        if (refused := self.authorized(request, [LINEITEM, LINEITEM_READ])) is not None:
             return refused
         wanted = dict(parse_qsl(request.query))
         with self.lock:
@@ -664,7 +716,7 @@ class Gradebook:
         return HttpAnswer(200, json.dumps(items).encode(), kind)
 
     def _post_line_item(self, request: HttpRequest) -> HttpAnswer:
-        if (refused := self._authorized(request, [LINEITEM])) is not None:
+        if (refused := self.authorized(request, [LINEITEM])) is not None:
             return refused
         body = json.loads(request.body)
         if not isinstance(body.get("scoreMaximum"), int | float) or not body.get("label"):
@@ -690,7 +742,7 @@ class Gradebook:
             return HttpAnswer.json(
                 {"error": "slow down"}, 429, **{"Retry-After": str(self.retry_after)}
             )
-        if (refused := self._authorized(request, [SCORE])) is not None:
+        if (refused := self.authorized(request, [SCORE])) is not None:
             return refused
         if request.headers.get("content-type") != "application/vnd.ims.lis.v1.score+json":
             return HttpAnswer.json({"error": "content type"}, 415)

@@ -5,9 +5,13 @@ names map to 127.0.0.1 (Chromium's `--host-resolver-rules`); both serve TLS with
 from `trustme`, which Chromium trusts by its public key (`--ignore-certificate-errors-spki-list`,
 no other certificate error is ignored). So the tool's frame is third-party, as in a school.
 
-- Third-party cookies blocked (Debian's Chromium's default in a frame, like Safari): the LMS
-  page's storage frame (`post_message_forwarding`, as Canvas) answers `lti.capabilities`,
-  `lti.put_data` and `lti.get_data`; the learner lands on the player and plays it to the end.
+- Third-party cookies blocked (Debian's Chromium's default in a frame, like Safari), from a
+  Canvas-like LMS (tests/lti_platform.py's CANVAS profile: the shared issuer, registered with
+  any deployment, which its first launch records): the LMS page's storage frame
+  (`post_message_forwarding`, as Canvas) answers `lti.capabilities`,
+  `lti.put_data` and `lti.get_data`; the learner lands on the player and plays it to the end,
+  and the LMS's gradebook (tests/lti_platform.py's Gradebook, AGS) gets their final score from
+  the real workers (scores every second here: `LTI_SCORE_INTERVAL_S` 1).
 - Cookies allowed (a profile preference, ARCHITECTURE.md facts of 2026-12-06), no platform
   storage: the state cookie carries the login.
 - Neither: the launch offers a new window, where the login works first-party.
@@ -35,13 +39,29 @@ import pytest
 import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from playwright.sync_api import BrowserContext, Frame, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Frame,
+    Page,
+    Playwright,
+    expect,
+    sync_playwright,
+)
 
 from shared.devtools.demo import DEMO_CATALOG
 from shared.lti.identity import user_id_of
 from shared.settings import Settings
 from tests.helpers import bearer, wait_until
-from tests.lti_platform import CLIENT_ID, PLATFORM_ID, HttpAnswer, HttpRequest, Lms
+from tests.lti_platform import (
+    CANVAS,
+    PLATFORM_ID,
+    Gradebook,
+    HttpAnswer,
+    HttpRequest,
+    Lms,
+    Profile,
+)
 from tests.stack import Stack, running_stack
 from tests.test_browser import CHROMIUM_ARGS, chromium_path
 
@@ -52,6 +72,7 @@ LEARNER = "http://purl.imsglobal.org/vocab/lis/v2/membership#Learner"
 STORAGE_FRAME = "post_message_forwarding"  # Canvas's name for its storage frame
 # The frame goes through several pages before the player: wait for its video, then its data.
 VIDEO_READY = "() => { const v = document.querySelector('video'); return !!v && v.readyState >= 1 }"
+CANVAS_ID = "canvas-north"  # the Canvas-like LMS's registration
 # Third-party cookies allowed, in a persistent profile (ARCHITECTURE.md, 2026-12-06).
 COOKIES_ALLOWED = {"profile": {"block_third_party_cookies": False, "cookie_controls_mode": 0}}
 
@@ -133,14 +154,18 @@ class Tool:
         return httpx.request(method, url, verify=str(self.tls.ca), timeout=15, **kwargs)
 
 
-@pytest.fixture(scope="module")
-def lms(tls: Tls) -> Iterator[Lms]:
-    context = trustme_server_context(tls)
-    platform = Lms(public=("lms.test", context))
+def serving_lms(tls: Tls, profile: Profile | None = None) -> Iterator[Lms]:
+    platform = Lms(profile, public=("lms.test", trustme_server_context(tls)))
     platform.route("GET", "/storage-frame", lambda _: html_page(STORAGE_PAGE))
     platform.route("GET", "/auth", lambda request: authorize(platform, request))
     yield platform
     platform.close()
+
+
+@pytest.fixture(scope="module")
+def lms(tls: Tls) -> Iterator[Lms]:
+    """A Moodle-like LMS (its own issuer, deployment `dep-1` registered)."""
+    yield from serving_lms(tls)
 
 
 def trustme_server_context(tls: Tls) -> ssl.SSLContext:
@@ -149,10 +174,12 @@ def trustme_server_context(tls: Tls) -> ssl.SSLContext:
     return context
 
 
-def authorize(lms: Lms, request: HttpRequest) -> HttpAnswer:
-    """The platform's authorization endpoint: the user named by `login_hint` launches VIDEO."""
+def authorize(lms: Lms, request: HttpRequest, ags: dict[str, Any] | None = None) -> HttpAnswer:
+    """The platform's authorization endpoint: the user named by `login_hint` launches VIDEO
+    (`ags`: the launch's AGS claim, when the LMS grades it)."""
     query = dict(parse_qsl(request.query))
-    form = lms.authorize(query, sub=query["login_hint"], roles=[LEARNER], material_id=VIDEO)
+    claims = {"sub": query["login_hint"], "roles": [LEARNER], "material_id": VIDEO, **(ags or {})}
+    form = lms.authorize(query, **claims)
     fields = "".join(
         f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
         for k, v in form.items()
@@ -166,6 +193,7 @@ def tool(tmp_path_factory: pytest.TempPathFactory, tls: Tls, lms: Lms) -> Iterat
         raise RuntimeError("frontend/dist is missing: run tests/run.sh (it builds the pages)")
     # The tool's URLs are the request's own (https://tool.test:<port>): no PUBLIC_BASE_URL.
     env = {"UVICORN_SSL_KEYFILE": str(tls.key), "UVICORN_SSL_CERTFILE": str(tls.cert)}
+    env.update(LTI_SCORE_INTERVAL_S="1", OUTBOX_TICK_S="1")  # scores within seconds, not a minute
     # Real-time playing: verified watching stays on (max_playback_rate=None, the default).
     for stack in running_stack(
         tmp_path_factory, "production", DEMO_CATALOG, max_playback_rate=None, extra_env=env
@@ -184,6 +212,33 @@ def tool(tmp_path_factory: pytest.TempPathFactory, tls: Tls, lms: Lms) -> Iterat
         yield running
 
 
+@pytest.fixture(scope="module")
+def canvas(tls: Tls, tool: Tool) -> Iterator[Lms]:
+    """A Canvas-like LMS on the same tool: the shared issuer, registered (as CANVAS_ID) with
+    `deployment_ids: []`, so its deployment is recorded at its first launch."""
+    for platform in serving_lms(tls, CANVAS):
+        body = {
+            **platform.profile_registration(CANVAS.client_ids[0]),
+            "auth_login_url": f"{platform.public_base}/auth",
+            "frame_origins": [platform.public_base],
+        }
+        admin = bearer(tool.stack.settings(), "admin-1", "admin")
+        r = tool.api("PUT", f"/api/admin/lti/platforms/{CANVAS_ID}", json=body, headers=admin)
+        assert r.status_code == 201, r.text
+        platform.registration.set_launch_url(f"{tool.base}/lti/launch")
+        yield platform
+
+
+@pytest.fixture(scope="module")
+def grades(canvas: Lms, tool: Tool) -> tuple[Gradebook, str]:
+    """The Canvas-like LMS's gradebook (AGS) and its column for VIDEO, offered by its every
+    launch. The platform reads the tool's key set over TLS, as it fetches `/lti/jwks`."""
+    book = Gradebook(canvas, lambda: tool.api("GET", "/lti/jwks").json())
+    column = book.add_line_item("Demo video 1")
+    canvas.route("GET", "/auth", lambda request: authorize(canvas, request, book.claim(column)))
+    return book, column
+
+
 def course_page(
     lms: Lms, tool: Tool, user: str, target: str | None, storage: bool | None = None
 ) -> str:
@@ -191,12 +246,14 @@ def course_page(
     login's `lti_storage_target` (None: none); `storage`: whether the LMS answers there
     (default: when there is a target)."""
     params = {
-        "iss": lms.base,
+        "iss": str(lms.registration.get_iss()),
         "login_hint": user,
         "target_link_uri": f"{tool.base}/lti/launch",
         "lti_message_hint": "rl-1",
-        "client_id": CLIENT_ID,
+        "client_id": str(lms.registration.get_client_id()),
     }
+    if lms.profile is not None:  # as Canvas sends it
+        params["lti_deployment_id"] = lms.profile.deployment_id
     if target is not None:
         params["lti_storage_target"] = target
     answering = ""
@@ -225,12 +282,19 @@ def chromium_args(tls: Tls) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def blocking(playwright: Playwright, tls: Tls) -> Iterator[BrowserContext]:
-    """Debian Chromium's default profile: third-party cookies (and storage) refused."""
+def chromium(playwright: Playwright, tls: Tls) -> Iterator[Browser]:
     browser = playwright.chromium.launch(executable_path=chromium_path(), args=chromium_args(tls))
-    context = browser.new_context(viewport={"width": 1100, "height": 900})
-    yield context
+    yield browser
     browser.close()
+
+
+@pytest.fixture
+def blocking(chromium: Browser) -> Iterator[BrowserContext]:
+    """Debian Chromium's default profile: third-party cookies (and storage) refused. A fresh
+    profile per test: the tool's pages cached under one LMS's policy stay in that test."""
+    context = chromium.new_context(viewport={"width": 1100, "height": 900})
+    yield context
+    context.close()
 
 
 def tool_frame(page: Page) -> Frame:
@@ -254,9 +318,9 @@ def play_a_little(frame: Frame | Page) -> None:
     frame.evaluate("() => document.querySelector('video').pause()")
 
 
-def learner_state(tool: Tool, user: str) -> dict[str, Any]:
+def learner_state(tool: Tool, user: str, platform_id: str = PLATFORM_ID) -> dict[str, Any]:
     """What the service holds for the LTI user's VIDEO (the status API, as the learner)."""
-    headers = bearer(tool.stack.settings(), user_id_of(PLATFORM_ID, user))
+    headers = bearer(tool.stack.settings(), user_id_of(platform_id, user))
     r = tool.api("GET", f"/api/progress/video/{VIDEO}/status", headers=headers)
     assert r.status_code == 200, r.text
     state: dict[str, Any] = r.json()
@@ -264,11 +328,11 @@ def learner_state(tool: Tool, user: str) -> dict[str, Any]:
 
 
 def test_a_learner_launches_with_cookies_blocked_through_platform_storage_and_plays_to_the_end(
-    lms: Lms, tool: Tool, blocking: BrowserContext
+    canvas: Lms, tool: Tool, blocking: BrowserContext, grades: tuple[Gradebook, str]
 ) -> None:
     page = blocking.new_page()
     started = time.perf_counter()
-    page.goto(course_page(lms, tool, "learner-a", STORAGE_FRAME))
+    page.goto(course_page(canvas, tool, "learner-a", CANVAS.storage_target))
     frame = player_ready(page, started, "cookies blocked, platform storage")
     # The frame really is third-party here: its storage is refused, and no cookie was kept.
     refused = frame.evaluate(
@@ -286,10 +350,22 @@ def test_a_learner_launches_with_cookies_blocked_through_platform_storage_and_pl
     frame.evaluate("() => document.querySelector('video').play()")
     frame.wait_for_function("() => document.querySelector('video').ended", timeout=60_000)
     expect(frame.get_by_test_id("player-completed")).to_be_visible(timeout=15_000)
-    state = wait_until(lambda: (s := learner_state(tool, "learner-a"))["completed"] and s)
+    learner = "learner-a"
+    state = wait_until(lambda: (s := learner_state(tool, learner, CANVAS_ID))["completed"] and s)
     assert state["progress_percentage"] >= 80
-    # AGS (another branch): the platform's gradebook is to hold a score >= 80 with `Completed`
-    # for learner-a here, once grades are sent.
+    book, column = grades  # the workers post the credited score back to the LMS
+
+    def completed() -> dict[str, Any] | None:
+        score = book.final(column, "learner-a")
+        return score if score and score["activityProgress"] == "Completed" else None
+
+    score = wait_until(completed, timeout_s=20)
+    assert score["scoreGiven"] >= 80 and score["gradingProgress"] == "FullyGraded", score
+    assert book.token_refusals == [] and book.conflicts == 0
+    admin = bearer(tool.stack.settings(), "admin-1", "admin")
+    rows = tool.api("GET", "/api/admin/lti/platforms", headers=admin).json()["rows"]
+    [registered] = [row for row in rows if row["platform_id"] == CANVAS_ID]
+    assert registered["seen_deployment_ids"] == [CANVAS.deployment_id]  # its first launch's
 
 
 def test_a_learner_launches_with_cookies_allowed_and_no_platform_storage(

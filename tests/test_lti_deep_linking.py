@@ -173,8 +173,9 @@ def deep_link(client: TestClient, lms: Lms, auth: dict[str, str], **settings: An
     return client.post("/lti/launch", data=form, follow_redirects=False)
 
 
-def pick(client: TestClient, picker: Page, *material_ids: str) -> Any:
-    """The instructor ticks `material_ids` and presses the one button."""
+def pick(client: httpx.Client, picker: Page, *material_ids: str) -> Any:
+    """The instructor ticks `material_ids` and presses the one button (the app's TestClient,
+    or a client of a running stack)."""
     fields: dict[str, Any] = {**picker.hidden, "material_id": list(material_ids)}
     return client.post(picker.action, data=fields, follow_redirects=False)
 

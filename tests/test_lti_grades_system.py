@@ -1,5 +1,11 @@
-"""A grade outage under load with the Procfile's real processes (web, two RQ workers, clock)
-and the suite's LMS (tests/lti_platform.py): 200 learners, the platform's score endpoint down
+"""Grades with the Procfile's real processes (web, two RQ workers, clock) and the suite's LMS
+(tests/lti_platform.py).
+
+The instructor flow, over HTTP: deep linking makes a gradebook column, a learner's launch of
+that link is graded in it, and the instructor's launch shows the class: every learner of the
+NRPS roster (three pages), including those who never launched.
+
+A grade outage under load: 200 learners, the platform's score endpoint down
 (503, then connections dropped unanswered) while they keep watching. Once it is back, every
 learner's final score arrives once, and no accepted score is lower than an earlier one. The
 intervals are seconds here (LTI_SCORE_INTERVAL_S 1, retries 1-2 s), so the outage spans several
@@ -9,8 +15,9 @@ the others' launches are recorded directly (what a launch records is tested ther
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -23,9 +30,20 @@ from shared.lti.grades import GradeTargets, record_launch
 from shared.lti.identity import user_id_of
 from shared.lti.launch import CLAIM, ROLES, Launch
 from shared.lti.registry import Platform, PlatformRegistry
-from tests.helpers import bearer, present, wait_until
-from tests.lti_platform import CLIENT_ID, DEPLOYMENT, LEARNER, PLATFORM_ID, Gradebook, Lms
+from tests.helpers import COURSE_ID, bearer, present, wait_until
+from tests.lti_platform import (
+    CLIENT_ID,
+    DEPLOYMENT,
+    INSTRUCTOR,
+    LEARNER,
+    PLATFORM_ID,
+    VIDEO,
+    Gradebook,
+    Lms,
+)
 from tests.stack import Stack, running_stack
+from tests.test_lti_deep_linking import pick, read, to_platform
+from tests.test_lti_roster import ROSTER_PATH, member, roster_of
 
 pytestmark = pytest.mark.system
 
@@ -54,18 +72,34 @@ def lms() -> Iterator[Lms]:
     platform.close()
 
 
-def launch(stack: Stack, lms: Lms, sub: str, claims: dict[str, Any]) -> str:
-    """A learner's resource-link launch through the tool's real HTTP endpoints."""
+def launched(
+    stack: Stack, lms: Lms, sub: str, answer: Callable[[dict[str, str]], dict[str, str]]
+) -> str:
+    """A launch through the tool's real /lti/login and /lti/launch, the login by cookie:
+    `answer` is the platform's form post answering the tool's authentication request. The
+    launch's page."""
     with httpx.Client(base_url=stack.url, timeout=15) as http:
         params = {"iss": lms.base, "login_hint": sub, "target_link_uri": f"{stack.url}/lti/launch"}
         r = http.get("/lti/login", params={**params, "client_id": CLIENT_ID})
         assert r.status_code == 302, r.text
         auth = dict(parse_qsl(urlsplit(r.headers["location"]).query))
-        form = lms.authorize(auth, sub=sub, **claims)
         cookie = f"lti1p3-state-{auth['state']}={auth['state']}"  # Secure: httpx keeps it for https
-        r = http.post("/lti/launch", data=form, headers={"Cookie": cookie})
+        r = http.post("/lti/launch", data=answer(auth), headers={"Cookie": cookie})
         assert r.status_code == 200, r.text
+    return r.text
+
+
+def launch(stack: Stack, lms: Lms, sub: str, claims: dict[str, Any]) -> str:
+    """A learner's resource-link launch through the tool's real HTTP endpoints."""
+    launched(stack, lms, sub, lambda auth: lms.authorize(auth, sub=sub, **claims))
     return user_id_of(PLATFORM_ID, sub)
+
+
+def session(page: str) -> dict[str, str]:
+    """The bearer header of the session the launch's page hands the pages."""
+    found = re.search(r'href="/#/launch/([^/"]+)/', page)
+    assert found, page
+    return {"Authorization": f"Bearer {found.group(1)}"}
 
 
 def recorded(
@@ -148,3 +182,67 @@ def test_a_score_outage_under_200_learners_loses_lowers_and_repeats_nothing(
     assert book.conflicts == 0 and rq.hlen(GRADE.dead) == 0
     assert book.token_refusals == []
     http.close()
+
+
+@pytest.fixture
+def site() -> Iterator[Lms]:
+    """Another LMS site (its own issuer), for a test of its own on the module's stack."""
+    platform = Lms()
+    yield platform
+    platform.close()
+
+
+def test_deep_linking_makes_a_column_graded_by_a_launch_and_the_class_is_the_whole_roster(
+    stack: Stack, site: Lms
+) -> None:
+    lms, platform_id = site, "moodle-flow"
+    admin = bearer(stack.settings(), "admin-1", "admin")
+    body = lms.registration_body([DEPLOYMENT])
+    r = httpx.put(f"{stack.url}/api/admin/lti/platforms/{platform_id}", json=body, headers=admin)
+    assert r.status_code == 201, r.text
+    book = Gradebook(lms, f"{stack.url}/lti/jwks")
+    lms.trust_tool_keys(httpx.get(f"{stack.url}/lti/jwks").json())
+    # The instructor adds the video from the LMS's picker: the LMS makes a link and a column.
+    picker = read(launched(stack, lms, "t-1", lms.authorize_deep_link))
+    with httpx.Client(timeout=15) as http:
+        assert to_platform(pick(http, picker, VIDEO)).status_code == 200
+    [link] = lms.links
+    column = present(link.lineitem)
+    made = {"scoreMaximum": 100, "label": "Speed", "resourceId": VIDEO, "tag": "videoprogress",
+            "resourceLinkId": link.resource_link_id, "id": column}  # fmt: skip
+    assert book.line_items == {column: made}
+    # A learner launches that link and watches 90 of its 100 s: the score lands in that column.
+    page = launched(stack, lms, "r-01", lambda a: lms.authorize_link(a, link, sub="r-01"))
+    body = {"watch_time": 90, "total_duration": 100, "played": [[0, 90]]}
+    url = f"{stack.url}/api/progress/video/{VIDEO}/watch-time"
+    assert httpx.post(url, json=body, headers=session(page)).status_code == 202
+    wait_until(lambda: book.final(column, "r-01"), timeout_s=20)
+    [(where, scores)] = book.scores.items()
+    assert where == (column, "r-01") and len(scores) == 1
+    assert {k: v for k, v in scores[0].items() if k != "timestamp"} == {
+        "userId": "r-01", "scoreGiven": 90.0, "scoreMaximum": 100,
+        "activityProgress": "Completed", "gradingProgress": "FullyGraded",
+    }  # fmt: skip
+    # The instructor's launch: the class is every learner of the roster's three pages.
+    learners = roster_of(7)  # r-01 among them; the six others never launched
+    teacher_member = member("t-1", "Grace Hopper", [INSTRUCTOR])
+    members = [*learners[:3], teacher_member, *learners[3:]]
+    roster = book.serve_roster(ROSTER_PATH, members, page_size=3)
+
+    def instructor(auth: dict[str, str]) -> dict[str, str]:
+        return lms.authorize_link(auth, link, sub="t-1", roles=[INSTRUCTOR], memberships_url=roster)
+
+    teacher = session(launched(stack, lms, "t-1", instructor))
+    expected = sorted(
+        (user_id_of(platform_id, m["user_id"]), m["name"], 90.0 if m["user_id"] == "r-01" else 0.0)
+        for m in learners
+    )
+
+    def shown() -> list[tuple[str, Any, Any]]:
+        path = f"{stack.url}/api/teacher/courses/{COURSE_ID}/progress"
+        rows = httpx.get(path, headers=teacher, params={"limit": 100}).json()["rows"]
+        return sorted((r["student_id"], r["name"], r["watched_seconds"]) for r in rows)
+
+    wait_until(lambda: shown() == expected, timeout_s=30)
+    assert book.roster_pages_read(ROSTER_PATH) == 3
+    assert book.token_refusals == [] and book.conflicts == 0

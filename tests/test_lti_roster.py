@@ -1,10 +1,10 @@
 """LMS contexts, classes and NRPS rosters (API.md, "LTI 1.3 Advantage": Classes, Roster;
 shared/lti/classes.py, shared/lti/roster.py) against the suite's LMS (tests/lti_platform.py):
-lti1p3platform signs the launches; the platform's services (`Gradebook`: its one token
-endpoint, strict client assertion checks, scopes per endpoint) serve the roster in pages linked
-by `Link` headers. The sync job's function runs here in the test (workers/roster.py
-`run_sync`); the system test at the end runs it in real RQ worker processes. Time moves on a
-MockedClock."""
+lti1p3platform signs the launches; the platform's services (`Gradebook`: its one token endpoint,
+strict client assertion checks, scopes per endpoint) serve the roster in pages linked by `Link`
+headers. The sync job's function runs here in the test (workers/roster.py `run_sync`); in real
+RQ worker processes, after an instructor's launch over HTTP, in tests/test_lti_grades_system.py
+(the instructor flow). Time moves on a MockedClock."""
 
 from __future__ import annotations
 
@@ -33,10 +33,8 @@ from tests.helpers import (
     heartbeat,
     make_settings,
     present,
-    wait_until,
 )
 from tests.lti_platform import (
-    CLIENT_ID,
     INSTRUCTOR,
     LEARNER,
     NRPS_SCOPE,
@@ -339,46 +337,6 @@ def test_only_a_token_with_the_nrps_scope_reads_the_roster(
     assert httpx.get(url, headers=auth("not-a-token")).status_code == 401
     nrps = asyncio.run(token(NRPS_SCOPE))
     assert httpx.get(url, headers=auth(nrps)).status_code == 200
-
-
-# -- the system: launch over HTTP, the sync in a real worker process ------------------------
-
-
-@pytest.mark.system
-def test_the_instructor_flow_with_real_workers(system_stack: Any, lms: Lms) -> None:
-    """An instructor's launch over HTTP enqueues the sync; a worker process reads the three
-    roster pages and the instructor's class shows every learner, including ones who never
-    launched."""
-    stack = system_stack
-    base = stack.url
-    admin = bearer(stack.settings(), "root", "admin")
-    body = lms.registration_body(["dep-1"])
-    r = httpx.put(f"{base}/api/admin/lti/platforms/sys-{lms.server.server_port}", json=body,
-                  headers=admin)  # fmt: skip
-    assert r.status_code == 201, r.text
-    services = Gradebook(lms, f"{base}/lti/jwks")  # the tool's key set, over HTTP
-    roster = roster_of(8)
-    url = services.serve_roster(ROSTER_PATH, roster, page_size=3)
-    query = {"iss": lms.base, "login_hint": "t-1", "target_link_uri": f"{base}/lti/launch",
-             "client_id": CLIENT_ID}  # fmt: skip
-    started = httpx.get(f"{base}/lti/login", params=query)
-    assert started.status_code == 302, started.text
-    auth_request = dict(httpx.URL(started.headers["location"]).params)
-    form = lms.authorize(auth_request, sub="t-1", roles=TEACHER, memberships_url=url)
-    cookie = f"lti1p3-state-{form['state']}={form['state']}"
-    answer = httpx.post(f"{base}/lti/launch", data=form, headers={"Cookie": cookie})
-    assert answer.status_code == 200, answer.text
-    token = re.search(r'href="/#/launch/([^/"]+)/', answer.text).group(1)  # type: ignore[union-attr]
-    path = f"{base}/api/teacher/courses/{COURSE_ID}/progress"
-    platform_id = f"sys-{lms.server.server_port}"
-    expected = sorted((user_id_of(platform_id, m["user_id"]), m["name"]) for m in roster)
-
-    def shown() -> list[tuple[str, Any]]:
-        rows = httpx.get(path, headers=auth(token), params={"limit": 100}).json()["rows"]
-        return [(row["student_id"], row["name"]) for row in rows]
-
-    wait_until(lambda: shown() == expected, timeout_s=30)
-    assert services.roster_pages_read(ROSTER_PATH) == 3
 
 
 # -- erasure and export ---------------------------------------------------------------------
