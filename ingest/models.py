@@ -182,6 +182,11 @@ class CourseProgress(BaseModel):
     modules: list[ModuleProgress]
 
 
+class StudentCourseProgress(CourseProgress):
+    student_id: str
+    name: str | None = Field(None, description="the LMS roster's name, for display")
+
+
 class ErrorBody(BaseModel):
     code: str
     message: str

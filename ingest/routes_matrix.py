@@ -60,7 +60,7 @@ async def progress_matrix(
 ) -> Response:
     """Materials in course order and one row per enrolled student with each material's
     progress percentage and completion, sorted like the class table; all rows unless
-    `?limit=`; `?format=csv` streams `student_id,<material_id>...` with the percentages. A
+    `?limit=`; `?format=csv` streams `student_id,name,<material_id>...` with the percentages. A
     teacher launched from an LMS class sees that class's students, with the roster's `name`."""
     # looked up here, not as a dependency: a refused ?limit= answers before a 404
     course = check_teaches(principal, course_or_404(ctx.catalog, course_id))

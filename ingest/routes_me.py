@@ -4,6 +4,7 @@
   `ProgressService.course_progress`, so they agree with `GET /api/progress/course/{id}`), and
   the latest activity from the enrollment's rollup (stored state: it may lag a flush);
 - teacher: each course they teach, with the class summary of the stats route (from rollups);
+  a teacher launched from an LMS class: that class's course, summed over that class only;
 - admin: every course in the teacher shape, paged by course id (`?limit=&cursor=`).
 """
 
@@ -45,6 +46,10 @@ async def my_courses(
     if principal.role == "student":
         found = await _student_courses(ctx, service, principal)
         return MyCourses(courses=found, next_cursor=None)
+    if principal.role == "teacher" and principal.class_id is not None:  # launched from an LMS
+        scoped = [c for c in courses if c.course_id == principal.class_course_id]
+        summed = await _summaries(ctx, scoped, principal.class_id)
+        return MyCourses(courses=summed, next_cursor=None)
     if principal.role == "teacher":
         taught = [c for c in courses if principal.user_id in c.teacher_ids]
         return MyCourses(courses=await _summaries(ctx, taught), next_cursor=None)
@@ -83,10 +88,12 @@ async def _student_courses(
     return found
 
 
-async def _summaries(ctx: AppContext, courses: list[Course]) -> list[TaughtCourse]:
+async def _summaries(
+    ctx: AppContext, courses: list[Course], class_id: str | None = None
+) -> list[TaughtCourse]:
     found = []
     for course in courses:
-        summary = await run_in_threadpool(teacher_views.summary, ctx.mongo, course)
+        summary = await run_in_threadpool(teacher_views.summary, ctx.mongo, course, class_id)
         found.append(TaughtCourse(course_id=course.course_id, title=course.title, **summary))
     return found
 

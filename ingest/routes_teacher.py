@@ -24,7 +24,7 @@ from ingest.deps import (
     course_or_404,
     material_or_404,
 )
-from ingest.models import ClassPage, CourseProgress, CourseStats, Retention
+from ingest.models import ClassPage, CourseStats, Retention, StudentCourseProgress
 from shared.domain import analytics
 from shared.domain.catalog import ID_PATTERN, PrintableId
 from shared.errors import InvalidInput, NotFound
@@ -121,7 +121,7 @@ async def class_progress(
 
 @router.get(
     "/api/teacher/courses/{course_id}/students/{student_id}/progress",
-    response_model=CourseProgress,
+    response_model=StudentCourseProgress,
 )
 async def student_progress(
     course_id: CourseId,  # declared here too, so the schema lists it first, as the path does
@@ -130,14 +130,17 @@ async def student_progress(
     course: TaughtCourseDep,
     service: Progress,
     ctx: Ctx,
-) -> CourseProgress:
-    """A student's course view: the same shape and numbers the student sees. A teacher
-    launched from an LMS class sees only that class's active students (404 for others)."""
-    if principal.class_id is not None and not await run_in_threadpool(
-        ctx.lti_classes.is_active_member, principal.class_id, student_id, course.course_id
-    ):
+) -> StudentCourseProgress:
+    """A student's course view: the same shape and numbers the student sees, with their id and
+    the roster's `name` (one enrollment read). A teacher launched from an LMS class sees only
+    that class's active students (404 for others)."""
+    enrolled, name = await run_in_threadpool(
+        ctx.mongo.enrolled_name, student_id, course.course_id, principal.class_id
+    )
+    if principal.class_id is not None and not enrolled:
         raise NotFound(f"no student '{student_id}' in your class", {"student_id": student_id})
-    return await service.course_progress(student_id, course)
+    view = await service.course_progress(student_id, course)
+    return StudentCourseProgress(**view.model_dump(), student_id=student_id, name=name)
 
 
 @router.get("/api/teacher/courses/{course_id}/stats", response_model=CourseStats)

@@ -9,6 +9,8 @@ RQ worker processes, after an instructor's launch over HTTP, in tests/test_lti_g
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import re
 import time
 from collections.abc import Iterator
@@ -189,6 +191,31 @@ def test_an_instructor_sees_their_class_only_by_roster_names(
     assert client.put(other, json=CLASS_COURSE, headers=admin).status_code == 201
     r = client.get(f"/api/teacher/courses/{CLASS_COURSE_ID}/progress", headers=teacher)
     assert r.status_code == 403, r.text  # their class is in another course
+
+
+def test_an_instructor_sees_roster_names_in_both_csvs_the_drill_down_and_their_courses(
+    client: TestClient, lms: Lms, settings: Settings, clock: MockedClock
+) -> None:
+    launch(client, lms, sub="u-1", name="Ada Lovelace", context=("ctx-1", "Physics A"))
+    launch(client, lms, sub="u-2", name="Alan Turing", context=("ctx-2", "Physics B"))
+    teacher = auth(launch(client, lms, sub="t-1", roles=TEACHER, context=("ctx-1", "Physics A")))
+    base = f"/api/teacher/courses/{COURSE_ID}"
+    r = client.get(f"{base}/matrix", headers=teacher, params={"format": "csv"})
+    assert r.status_code == 200, r.text
+    lines = list(csv.reader(io.StringIO(r.text)))
+    assert [line[:2] for line in lines] == [["student_id", "name"], [uid("u-1"), "Ada Lovelace"]]
+    r = client.get(f"{base}/progress", headers=teacher, params={"format": "csv"})
+    found = [(row["student_id"], row["name"]) for row in csv.DictReader(io.StringIO(r.text))]
+    assert found == [(uid("u-1"), "Ada Lovelace")]
+    drill = client.get(f"{base}/students/{uid('u-1')}/progress", headers=teacher)
+    assert drill.status_code == 200, drill.text
+    assert (drill.json()["student_id"], drill.json()["name"]) == (uid("u-1"), "Ada Lovelace")
+    admin = bearer(settings, "root", "admin", now=clock.time())
+    drill = client.get(f"{base}/students/{uid('u-2')}/progress", headers=admin).json()
+    assert drill["name"] == "Alan Turing"  # an admin's drill-down names any class's learner
+    mine = client.get("/api/me/courses", headers=teacher)  # the dashboard's list after a launch
+    assert mine.status_code == 200, mine.text
+    assert [(c["course_id"], c["enrolled"]) for c in mine.json()["courses"]] == [(COURSE_ID, 1)]
 
 
 def test_a_renewed_instructor_session_keeps_its_class(client: TestClient, lms: Lms) -> None:

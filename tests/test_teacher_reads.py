@@ -142,6 +142,24 @@ def test_a_class_scoped_page_reads_one_page_of_its_class(
     assert pages == -(-len(ids[::2]) // 50)
 
 
+def test_a_drill_down_reads_one_enrollment_for_its_name(
+    counted: tuple[MongoStore, DocumentsRead],
+) -> None:
+    """The drill-down's look-up beside the student's own course view: whether the student is
+    enrolled (in the teacher's LMS class) and the roster's name, from one document."""
+    store, listener = counted
+    store.enrollments.update_one(
+        {"student_id": "s0007"}, {"$set": {"classes": ["k1"], "name": "Grace Hopper"}}
+    )
+    course_id = the_course().course_id
+    found, n = reads(listener, lambda: store.enrolled_name("s0007", course_id, "k1"))
+    assert found == (True, "Grace Hopper") and n == 1
+    found, n = reads(listener, lambda: store.enrolled_name("s0008", course_id))
+    assert found == (True, None) and n == 1  # enrolled, no LMS roster
+    found, n = reads(listener, lambda: store.enrolled_name("s0008", course_id, "k1"))
+    assert found == (False, None) and n == 0  # not in that class
+
+
 def test_stats_read_a_constant_number_of_documents(
     counted: tuple[MongoStore, DocumentsRead],
 ) -> None:

@@ -138,7 +138,7 @@ def test_a_formula_student_id_comes_out_inert_in_the_class_table_and_the_matrix_
     assert r.status_code == 200
     rows = {row[0]: row for row in csv.reader(io.StringIO(r.text))}
     assert set(rows) == {"student_id", "'" + HYPERLINK, "'-1+1", "'@me", STUDENT}
-    assert rows["'" + HYPERLINK][1:] == ["50.0", "0.0", "0.0", "0.0"]  # v-100 half watched
+    assert rows["'" + HYPERLINK][1:] == ["", "50.0", "0.0", "0.0", "0.0"]  # no name; v-100 half
 
 
 def test_a_formula_material_id_is_inert_in_the_matrix_header(
@@ -158,7 +158,7 @@ def test_a_formula_material_id_is_inert_in_the_matrix_header(
     assert client.put("/api/courses/tricks", json=course, headers=admin).status_code == 201
     teacher = bearer(settings, TEACHER, "teacher")
     r = client.get("/api/teacher/courses/tricks/matrix?format=csv", headers=teacher)
-    assert r.text.splitlines()[0] == "student_id,'-2-3,plain"
+    assert r.text.splitlines()[0] == "student_id,name,'-2-3,plain"
 
 
 # -- cross-origin --------------------------------------------------------------------------

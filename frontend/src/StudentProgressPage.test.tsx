@@ -1,7 +1,7 @@
 // @vitest-environment happy-dom
 import { cleanup, configure, render, screen, within } from "@testing-library/react";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import type { Course, CourseProgress } from "./api";
+import type { Course, StudentCourseProgress } from "./api";
 import { StudentProgressPage } from "./StudentProgressPage";
 import { fakeApi } from "./test/fakeApi";
 
@@ -30,19 +30,21 @@ const COURSE: Course = {
   ],
 };
 
-type SentMaterial = CourseProgress["modules"][number]["materials"][number];
+type SentMaterial = StudentCourseProgress["modules"][number]["materials"][number];
 // A material as a test writes it: title and type come from COURSE; the drill-down fields may be
 // left out to check that the page tolerates an answer without them.
 type MaterialFixture = Omit<SentMaterial, "title" | "type" | "watched_ranges" | "unverified_seconds"> &
   Partial<SentMaterial>;
 
-function progress(fixtures: MaterialFixture[]): CourseProgress {
+function progress(fixtures: MaterialFixture[], name: string | null = null): StudentCourseProgress {
   const catalog = new Map(COURSE.modules[0].materials.map((m) => [m.material_id, m]));
   const materials = fixtures.map((m) => {
     const known = catalog.get(m.material_id);
     return { title: known?.title ?? m.material_id, type: known?.type ?? "video", ...m } as SentMaterial;
   });
   return {
+    student_id: "s1",
+    name,
     course_id: "c1",
     progress_percentage: 33.3,
     completed_materials: ["v1"],
@@ -86,5 +88,28 @@ describe("StudentProgressPage", () => {
     const v1 = await screen.findByTestId("drill-v1");
     expect(within(v1).queryAllByTestId("coverage-range")).toHaveLength(0);
     expect(screen.getByTestId("drill-unverified-v1").textContent).toBe("0:00 unverified");
+  });
+
+  it("names the student by the LMS roster's name, with their id beside it", async () => {
+    fakeApi({
+      "GET /api/courses/c1": () => COURSE,
+      "GET /api/teacher/courses/c1/students/lti-p1-u1/progress": () =>
+        progress([{ material_id: "v1", watch_time: 10, progress_percentage: 10, completed: false }], "Ada Lovelace"),
+    });
+    render(<StudentProgressPage courseId="c1" studentId="lti-p1-u1" onUnauthorized={() => {}} />);
+    expect((await screen.findByRole("heading", { level: 1 })).textContent).toBe("Ada Lovelace in Physics");
+    expect(screen.getByTestId("student-id").textContent).toBe("lti-p1-u1");
+    expect(screen.getByRole("progressbar", { name: "Ada Lovelace course progress" })).toBeTruthy();
+  });
+
+  it("names a student without a roster name by their id", async () => {
+    fakeApi({
+      "GET /api/courses/c1": () => COURSE,
+      "GET /api/teacher/courses/c1/students/s1/progress": () =>
+        progress([{ material_id: "v1", watch_time: 10, progress_percentage: 10, completed: false }]),
+    });
+    render(<StudentProgressPage courseId="c1" studentId="s1" onUnauthorized={() => {}} />);
+    expect((await screen.findByRole("heading", { level: 1 })).textContent).toBe("s1 in Physics");
+    expect(screen.queryByTestId("student-id")).toBeNull();
   });
 });

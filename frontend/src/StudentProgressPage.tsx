@@ -1,10 +1,11 @@
 import { useEffect, useMemo, useState } from "react";
-import { api, errorHandler, type Course, type CourseProgress } from "./api";
+import { api, errorHandler, type Course, type StudentCourseProgress } from "./api";
 import { CoverageStrip } from "./CoverageStrip";
 import { clock, percent, watchedWords } from "./format";
 import { ProgressBar } from "./ProgressBar";
 
-/** A teacher's view of one student: their course view, and per video which parts they played. */
+/** A teacher's view of one student: their course view, and per video which parts they played.
+ * Named by the LMS roster's name when they have one (their id beside it). */
 export function StudentProgressPage({
   courseId,
   studentId,
@@ -15,7 +16,7 @@ export function StudentProgressPage({
   onUnauthorized: () => void;
 }) {
   const [course, setCourse] = useState<Course | null>(null);
-  const [progress, setProgress] = useState<CourseProgress | null>(null);
+  const [progress, setProgress] = useState<StudentCourseProgress | null>(null);
   const [error, setError] = useState<string | null>(null);
   const fail = useMemo(() => errorHandler(onUnauthorized, setError), [onUnauthorized]);
 
@@ -39,6 +40,7 @@ export function StudentProgressPage({
   if (error) return <main>{back}<p className="error" role="alert">{error}</p></main>;
   if (!course || !progress) return <main>{back}<p>Loading…</p></main>;
 
+  const who = progress.name ?? studentId;
   const unverified = progress.modules
     .flatMap((m) => m.materials)
     .reduce((sum, m) => sum + (m.unverified_seconds ?? 0), 0);
@@ -48,14 +50,19 @@ export function StudentProgressPage({
       {back}
       <header className="course-header">
         <h1>
-          {studentId} in {course.title}
+          {who} in {course.title}
         </h1>
+        {progress.name && (
+          <p className="muted" data-testid="student-id">
+            {studentId}
+          </p>
+        )}
         <p data-testid="student-progress-text">
           {progress.completed_materials.length} of {progress.total_materials} materials complete ·{" "}
           {percent(progress.progress_percentage)} · {watchedWords(progress.videos.watched_seconds)} ·{" "}
           <span data-testid="student-unverified">{clock(unverified)} unverified</span>
         </p>
-        <ProgressBar value={progress.progress_percentage} label={`${studentId} course progress`} testId="student-course-progress" />
+        <ProgressBar value={progress.progress_percentage} label={`${who} course progress`} testId="student-course-progress" />
       </header>
       {course.modules.map((module) => {
         const moduleProgress = progress.modules.find((m) => m.module_id === module.module_id);

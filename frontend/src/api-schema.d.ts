@@ -401,7 +401,7 @@ export interface paths {
          * Progress Matrix
          * @description Materials in course order and one row per enrolled student with each material's
          *     progress percentage and completion, sorted like the class table; all rows unless
-         *     `?limit=`; `?format=csv` streams `student_id,<material_id>...` with the percentages. A
+         *     `?limit=`; `?format=csv` streams `student_id,name,<material_id>...` with the percentages. A
          *     teacher launched from an LMS class sees that class's students, with the roster's `name`.
          */
         get: operations["progress_matrix_api_teacher_courses__course_id__matrix_get"];
@@ -465,8 +465,9 @@ export interface paths {
         };
         /**
          * Student Progress
-         * @description A student's course view: the same shape and numbers the student sees. A teacher
-         *     launched from an LMS class sees only that class's active students (404 for others).
+         * @description A student's course view: the same shape and numbers the student sees, with their id and
+         *     the roster's `name` (one enrollment read). A teacher launched from an LMS class sees only
+         *     that class's active students (404 for others).
          */
         get: operations["student_progress_api_teacher_courses__course_id__students__student_id__progress_get"];
         put?: never;
@@ -1406,6 +1407,27 @@ export interface components {
             title: string;
             /** Total Materials */
             total_materials: number;
+        };
+        /** StudentCourseProgress */
+        StudentCourseProgress: {
+            /** Completed Materials */
+            completed_materials: string[];
+            /** Course Id */
+            course_id: string;
+            /** Modules */
+            modules: components["schemas"]["ModuleProgress"][];
+            /**
+             * Name
+             * @description the LMS roster's name, for display
+             */
+            name?: string | null;
+            /** Progress Percentage */
+            progress_percentage: number;
+            /** Student Id */
+            student_id: string;
+            /** Total Materials */
+            total_materials: number;
+            videos: components["schemas"]["VideoTotals"];
         };
         /** TaughtCourse */
         TaughtCourse: {
@@ -3607,7 +3629,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["CourseProgress"];
+                    "application/json": components["schemas"]["StudentCourseProgress"];
                 };
             };
             /** @description Unauthorized */

@@ -23,6 +23,8 @@ export type StatusRequest = Schemas["StatusRequest"];
 export type StatusBatch = Sent<Schemas["StatusBatch"]>;
 export type CompletionAccepted = Sent<Schemas["CompletionAccepted"]>;
 export type CourseProgress = Sent<Schemas["CourseProgress"]>;
+/** A teacher's drill-down: the student's course view, with their id and the roster's `name`. */
+export type StudentCourseProgress = Sent<Schemas["StudentCourseProgress"]>;
 export type CourseStats = Sent<Schemas["CourseStats"]>;
 export type Retention = Sent<Schemas["Retention"]>;
 export type ClassRow = Sent<Schemas["ClassRow"]>;

@@ -22,6 +22,7 @@ import type {
   SessionToken,
   StatusBatch,
   StatusRequest,
+  StudentCourseProgress,
   TokenRequest,
 } from "./api-types";
 import { pageStorage } from "./tracker/storage";
@@ -150,7 +151,7 @@ export const api = {
   classCsv: async (courseId: string, q: ClassQuery = {}) =>
     (await request(`${teacherCourse(courseId)}/progress${query({ ...classParams({ ...q, limit: undefined, cursor: undefined }), format: "csv" })}`)).blob(),
   studentProgress: (courseId: string, studentId: string) =>
-    json<CourseProgress>(`${teacherCourse(courseId)}/students/${encodeURIComponent(studentId)}/progress`),
+    json<StudentCourseProgress>(`${teacherCourse(courseId)}/students/${encodeURIComponent(studentId)}/progress`),
   matrix: (courseId: string, q: Pick<MatrixQuery, "sort" | "limit" | "cursor"> = {}) =>
     json<ProgressMatrix>(`${teacherCourse(courseId)}/matrix${query({ sort: q.sort, limit: q.limit, cursor: q.cursor })}`),
   matrixCsv: async (courseId: string, sort?: string) =>

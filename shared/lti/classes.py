@@ -316,12 +316,6 @@ class ClassStore:
                     self.mongo, self.redis, self.schema, user_id, course_id, False
                 )
 
-    @unavailable_on_outage
-    def is_active_member(self, class_id: str, user_id: str, course_id: str) -> bool:
-        """Whether the student's enrollment in the course lists the class."""
-        key = {"_id": enrollment_id(user_id, course_id), "classes": class_id}
-        return self.mongo.enrollments.find_one(key, {"_id": 1}) is not None
-
 
 def memberships(mongo: MongoStore, user_id: str) -> list[dict[str, Any]]:
     """A user's member entries (their export): class, platform, `sub` (the identity

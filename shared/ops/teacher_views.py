@@ -161,14 +161,15 @@ def _row(
                      t.unverified_seconds, t.last_active, name)  # fmt: skip
 
 
-def summary(mongo: MongoStore, course: Course) -> dict[str, Any]:
+def summary(mongo: MongoStore, course: Course, class_id: str | None = None) -> dict[str, Any]:
     """{enrolled, average_progress, completion_rate}, the same numbers as the stats route, from
-    one `$group` of the rollups by completed count (all rows while some are stale)."""
+    one `$group` of the rollups by completed count (all rows while some are stale); one LMS
+    class's (`class_id`) from its rows (one find over the class, as its stats)."""
     total = len(course.materials)
-    histogram = rollup_store.completed_histogram(mongo, course)
+    histogram = None if class_id else rollup_store.completed_histogram(mongo, course)
     if histogram is None:
         return analytics.class_summary(
-            Counter(r.progress_percentage for r in class_table(mongo, course))
+            Counter(r.progress_percentage for r in class_table(mongo, course, class_id))
         )
     students_at: Counter[float] = Counter()
     for count, n in histogram.items():
@@ -276,11 +277,13 @@ def _matrix_row(r: rollup_store.StudentRollup, ids: list[str], course_ids: str) 
 
 
 def matrix_csv_lines(material_ids: list[str], rows: Iterable[MatrixRow]) -> Iterator[str]:
-    """`student_id,<material_id>...` with each material's progress percentage."""
+    """`student_id,name,<material_id>...` with each material's progress percentage (`name`:
+    the LMS roster's, empty for a student outside LTI classes)."""
     buffer = io.StringIO()
     writer = SafeWriter(buffer)
-    writer.writerow(["student_id", *material_ids])
-    return _chunked(buffer, (writer.writerow([r.row.student_id, *r.progress]) for r in rows))
+    writer.writerow(["student_id", "name", *material_ids])
+    lines = ([r.row.student_id, r.row.name or "", *r.progress] for r in rows)
+    return _chunked(buffer, (writer.writerow(line) for line in lines))
 
 
 def retention_curve(

@@ -434,6 +434,18 @@ class MongoStore:
         return [doc["student_id"] for doc in cursor]
 
     @_unavailable_on_outage
+    def enrolled_name(
+        self, student_id: str, course_id: str, class_id: str | None = None
+    ) -> tuple[bool, str | None]:
+        """(whether the student is enrolled in the course, in the LMS class `class_id` when
+        given; the roster's name on that enrollment): one enrollment read, by `_id`."""
+        key = {"_id": enrollment_id(student_id, course_id)} | (
+            {"classes": class_id} if class_id else {}
+        )
+        doc = self.enrollments.find_one(key, {"_id": 0, "name": 1})
+        return doc is not None, doc.get("name") if doc else None
+
+    @_unavailable_on_outage
     def watched_ranges(
         self, course_id: str, material_id: str, student_ids: list[str]
     ) -> list[tuple[list[list[float]], float]]:
