@@ -168,18 +168,25 @@ class WebEdge:
         return send_with_headers
 
     def _page_headers(self, headers: RawHeaders) -> None:
-        """On an HTML page: the pages' policy (unless it set its own) and Referrer-Policy."""
-        html = has_policy = False
+        """On an HTML page: the pages' policy (unless it set its own), Referrer-Policy, and
+        `Cache-Control: no-store` (unless it set its own): the policy's `frame-ancestors`
+        changes when an LMS is registered, and a cached page (or a 304, which carries no
+        policy) would keep the old one, refusing the new LMS's frame."""
+        html = has_policy = has_cache = False
         for name, value in headers:
             if name == b"content-type":
                 html = value.startswith(b"text/html")
             elif name == b"content-security-policy":
                 has_policy = True
+            elif name == b"cache-control":
+                has_cache = True
         if not html:
             return
         if not has_policy:
             policy = content_security_policy(self.settings, registered=self.registered())
             headers.append((b"content-security-policy", policy.encode()))
+        if not has_cache:
+            headers.append((b"cache-control", b"no-store"))
         headers.append((b"referrer-policy", b"same-origin"))
 
 

@@ -293,6 +293,7 @@ def test_the_pages_carry_a_policy_and_a_referrer_policy(client: TestClient) -> N
         assert found["frame-ancestors"] == ["'self'"]  # the default
         assert "blob:" in found["media-src"]  # hls.js's Media Source
         assert r.headers["referrer-policy"] == "same-origin"
+        assert r.headers["cache-control"] == "no-store"  # frame-ancestors may change
     json_answer = client.get("/healthz")
     assert "content-security-policy" not in json_answer.headers
 
