@@ -209,8 +209,8 @@ def mongo_db(mongo_url: str) -> Iterator[pymongo.database.Database[dict[str, Any
 SHARED_STACK_MODULES = {"test_system", "test_teacher"}
 LONGEST_FIRST = [
     "test_browser", "test_lti_browser", "test_faults", "system-stack", "test_hot_store",
-    "test_interop_system", "test_verified_watching", "test_outbox_quota_system", "test_interop",
-    "test_api",
+    "test_lti_grades_system", "test_interop_system", "test_lti_grades", "test_verified_watching",
+    "test_outbox_quota_system", "test_interop", "test_api", "test_schema", "test_lti_roster",
     "test_watch_time_route", "test_erasure", "test_browser_edge", "test_progress",
 ]  # fmt: skip
 

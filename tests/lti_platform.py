@@ -163,7 +163,11 @@ class Lms:
         if public is not None:
             host, tls = public
             secure = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-            secure.socket = tls.wrap_socket(secure.socket, server_side=True)
+            # The handshake in each request's thread, not in accept(): a browser's idle
+            # preconnect would otherwise hold the one accepting thread, and every page after it.
+            secure.socket = tls.wrap_socket(
+                secure.socket, server_side=True, do_handshake_on_connect=False
+            )
             self.public_base = f"https://{host}:{secure.server_port}"
             self.servers.append(secure)
         for server in self.servers:
