@@ -31,7 +31,7 @@ from shared.errors import Unavailable
 from shared.lti.identity import role_of
 from shared.lti.keys import ToolKeys
 from shared.lti.launch import DEPLOYMENT, MESSAGE_TYPE, ROLES, VERSION, Launch
-from shared.lti.page import Page
+from shared.lti.page import Page, StepRefused
 from shared.lti.registry import PlatformUrl
 from shared.storage.clients import AsyncBuffer
 from shared.storage.keys import lti_deep_link
@@ -54,13 +54,8 @@ AUTOSUBMIT_HASH = f"'sha256-{b64encode(sha256(AUTOSUBMIT_SCRIPT.encode()).digest
 _RETURN_URL: TypeAdapter[str] = TypeAdapter(PlatformUrl)
 
 
-class DeepLinkRefused(Exception):
-    """A deep-linking launch or choice this tool cannot answer; the message says why (shown on
-    the error page), `status` is the page's."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
+class DeepLinkRefused(StepRefused):
+    """A deep-linking launch or choice this tool cannot answer."""
 
 
 @dataclass(frozen=True)

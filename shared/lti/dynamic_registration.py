@@ -37,7 +37,7 @@ import httpx
 from pydantic import TypeAdapter, ValidationError
 
 from shared.errors import DuplicatePlatform, Unavailable
-from shared.lti.page import Page
+from shared.lti.page import Page, StepRefused
 from shared.lti.registry import Issuer, PlatformBody, PlatformRegistry, PlatformUrl
 from shared.storage.clients import AsyncBuffer
 from shared.storage.keys import lti_registration, lti_registration_invite
@@ -61,13 +61,8 @@ _URL: TypeAdapter[str] = TypeAdapter(PlatformUrl)
 _ISSUER: TypeAdapter[str] = TypeAdapter(Issuer)
 
 
-class RegistrationRefused(Exception):
-    """A registration this tool does not go on with; the message says why (shown on the
-    page), `status` is the page's."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
+class RegistrationRefused(StepRefused):
+    """A registration this tool does not go on with."""
 
 
 @dataclass(frozen=True)
