@@ -171,18 +171,20 @@ def running_stack(
         check=True,
     )
     s = Stack(root, redis_svc, mongo_svc, env, port, cluster, workers)
-    web = s.start("web")
-    for _ in range(workers):
-        s.start("worker")
-    s.start("clock")
-    wait_for_port(port, 60, web)  # a generous bound: the machine may be busy; only a dead web fails
-    yield s
-    for name in list(s.procs):
-        s.kill_all(name, signal.SIGTERM)
-    mongo_svc.stop()
-    redis_svc.stop()
-    if cluster is not None:
-        cluster.stop()
+    try:  # the processes stop even when the web never listened (nothing is left running)
+        web = s.start("web")
+        for _ in range(workers):
+            s.start("worker")
+        s.start("clock")
+        wait_for_port(port, 60, web)  # a generous bound for a busy machine: a dead web fails
+        yield s
+    finally:
+        for name in list(s.procs):
+            s.kill_all(name, signal.SIGTERM)
+        mongo_svc.stop()
+        redis_svc.stop()
+        if cluster is not None:
+            cluster.stop()
 
 
 def enroll(stack: Stack, student: str, course_id: str = COURSE_ID) -> dict[str, str]:
