@@ -59,6 +59,32 @@ describe("ClassTable", () => {
     expect(calls.map((u) => u.searchParams.get("cursor"))).toEqual([null, "400", "800"]);
   });
 
+  it("loads the next page once when the scroll and the button ask for it in the same tick", async () => {
+    const observers: IntersectionObserverCallback[] = [];
+    vi.stubGlobal(
+      "IntersectionObserver",
+      class {
+        constructor(callback: IntersectionObserverCallback) {
+          observers.push(callback);
+        }
+        observe() {}
+        disconnect() {}
+      },
+    );
+    const { calls } = classServer(30);
+    render(<ClassTable courseId="c1" enrolled={30} pageSize={10} onUnauthorized={() => {}} />);
+    await waitFor(() => expect(rowIds()).toHaveLength(10));
+    act(() => {
+      // the end of the table scrolls into view as the button is clicked: one render for both
+      const seen = [{ isIntersecting: true }] as unknown as IntersectionObserverEntry[];
+      observers.at(-1)?.(seen, {} as IntersectionObserver);
+      screen.getByTestId("class-more").click();
+    });
+    await waitFor(() => expect(rowIds()).toHaveLength(20));
+    expect(new Set(rowIds()).size).toBe(20);
+    expect(calls.map((u) => u.searchParams.get("cursor"))).toEqual([null, "10"]);
+  });
+
   it("shows the roster's name where the row has one, else the student id", async () => {
     const rows = [student(1), { ...student(2), name: "Ada Lovelace" }, student(3)];
     fakeApi({ "GET /api/teacher/courses/c1/progress": () => ({ rows, next_cursor: null }) });

@@ -43,6 +43,9 @@ export function ClassTable({
   const [loading, setLoading] = useState(true);
   const [error, setError] = useState<string | null>(null);
   const generation = useRef(0); // answers to an older query are dropped
+  // The cursor being loaded: the button and the scroll observer can both ask for the next page
+  // in one tick, before `loading` re-renders; the same page must not be appended twice.
+  const loadingCursor = useRef<string | null>(null);
   const sentinel = useRef<HTMLDivElement>(null);
   const fail = useMemo(() => errorHandler(onUnauthorized, setError), [onUnauthorized]);
 
@@ -56,6 +59,7 @@ export function ClassTable({
 
   useEffect(() => {
     const mine = ++generation.current;
+    loadingCursor.current = null;
     setLoading(true);
     setError(null);
     api.classProgress(courseId, { ...filters, limit: pageSize }).then(
@@ -76,18 +80,21 @@ export function ClassTable({
   }, [courseId, filters, pageSize, fail]);
 
   const loadMore = useCallback(() => {
-    if (!next || loading) return;
+    if (!next || loading || loadingCursor.current === next) return;
     const mine = generation.current;
+    loadingCursor.current = next;
     setLoading(true);
     api.classProgress(courseId, { ...filters, limit: pageSize, cursor: next }).then(
       (page) => {
         if (mine !== generation.current) return;
+        loadingCursor.current = null;
         setRows((current) => [...current, ...page.rows]);
         setNext(page.next_cursor ?? null);
         setLoading(false);
       },
       (e) => {
         if (mine !== generation.current) return;
+        loadingCursor.current = null;
         setLoading(false);
         fail(e);
       },
