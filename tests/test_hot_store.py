@@ -36,26 +36,32 @@ def append(
     offer_preview: bool = False,
     max_per_key: int = 5000,
 ) -> IngestReply:
-    async def run() -> IngestReply:
+    limits = IngestLimits(
+        1000.0, max_dirty, max_pending, rate_limit, 60, now=6000.0, max_per_key=max_per_key
+    )
+    [reply] = appends(url, [IngestItem(key, "c1", heartbeats, cached, offer_preview)], limits)
+    return reply
+
+
+def appends(url: str, items: list[IngestItem], limits: IngestLimits) -> list[IngestReply]:
+    """Each item appended by a call of its own, in order, through one client."""
+
+    async def run() -> list[IngestReply]:
         client = async_buffer(url)
         try:
             store = AsyncHotStore(client, KEY_SCHEMA)
-            limits = IngestLimits(
-                1000.0,
-                max_dirty,
-                max_pending,
-                rate_limit,
-                60,
-                now=6000.0,
-                max_per_key=max_per_key,
-            )
-            item = IngestItem(key, "c1", heartbeats, cached, offer_preview)
-            [reply] = await store.append([item], limits)
-            return reply
+            return [(await store.append([item], limits))[0] for item in items]
         finally:
             await client.aclose()
 
     return asyncio.run(run())
+
+
+def append_each(url: str, times: range) -> HotView:
+    """A heartbeat at each of `times`, one call each (a caller without a view); the last view."""
+    limits = IngestLimits(1000.0, 100, 10_000, 0, 60, now=6000.0, max_per_key=5000)
+    items = [IngestItem(KEY, "c1", [hb(t)], None, False) for t in times]
+    return view_of(appends(url, items, limits)[-1])
 
 
 def enroll(r: Buffer, student: str = "s1", *courses: str) -> None:
@@ -327,8 +333,7 @@ def test_a_caller_with_a_current_view_gets_only_what_came_after_it(
     redis_url: str, redis_client: Buffer
 ) -> None:
     enroll(redis_client, "s1", "c1")
-    for t in range(1, 501):  # a worker-tier outage: 500 heartbeats wait for a flush
-        last = view_of(append(redis_url, [hb(t)]))
+    last = append_each(redis_url, range(1, 501))  # a worker-tier outage: 500 wait for a flush
     assert last.mode == "state" and len(last.tail) == 500  # no view: everything
     mine = last.cached(WatchState())
     assert mine.folded == 500
@@ -344,8 +349,7 @@ def test_a_preview_serves_callers_without_a_view_until_the_hot_state_moves(
     redis_url: str, redis_client: Buffer
 ) -> None:
     enroll(redis_client, "s1", "c1")
-    for t in range(1, 301):
-        last = view_of(append(redis_url, [hb(t)]))
+    last = append_each(redis_url, range(1, 301))
     preview = WatchState(position=300.0)
     stored = view_of(append(redis_url, [hb(301)], cached=last.cached(preview), offer_preview=True))
     assert stored.preview_folded == 300
@@ -390,8 +394,7 @@ def test_a_view_of_heartbeats_redis_lost_no_longer_matches(
     redis_url: str, redis_client: Buffer
 ) -> None:
     enroll(redis_client, "s1", "c1")
-    for t in range(1, 8):
-        last = view_of(append(redis_url, [hb(t)]))
+    last = append_each(redis_url, range(1, 8))
     seen = last.cached(WatchState())  # a process folded all 7
     redis_client.rpop(KEY.pending, 2)  # a crash between fsyncs: the last two are gone...
     view_of(append(redis_url, [hb(8)]))  # ...and the list grows back to 7, other heartbeats
@@ -405,8 +408,7 @@ def test_an_old_view_behind_the_preview_gets_the_preview(
 ) -> None:
     enroll(redis_client, "s1", "c1")
     early = view_of(append(redis_url, [hb(1)])).cached(WatchState())
-    for t in range(2, 402):
-        last = view_of(append(redis_url, [hb(t)]))
+    last = append_each(redis_url, range(2, 402))
     offer = last.cached(WatchState(position=401.0))
     view_of(append(redis_url, [hb(402)], cached=offer, offer_preview=True))
     reply = view_of(append(redis_url, [hb(403)], cached=early))
@@ -431,8 +433,7 @@ def test_a_read_answers_the_view_an_append_answers_without_the_new_heartbeat(
     redis_url: str, redis_client: Buffer
 ) -> None:
     enroll(redis_client, "s1", "c1")
-    for t in range(1, 41):
-        last = view_of(append(redis_url, [hb(t)]))
+    last = append_each(redis_url, range(1, 41))
     offer = last.cached(WatchState(position=40.0))
     view_of(append(redis_url, [hb(41)], cached=offer, offer_preview=True))  # preview at 40
     callers = {
