@@ -97,6 +97,29 @@ def test_a_flush_rolls_states_into_the_enrollment(ctx: WorkerContext, settings: 
     assert rows(ctx) == {"ana": (25.0, 1, 160.0), "ben": (0.0, 0, 0.0)}
 
 
+def test_the_rollup_write_records_completions_and_the_completion_job_writes_nothing(
+    ctx: WorkerContext, settings: Settings
+) -> None:
+    watch(settings, "ana", "v-100", [[0, 100]], 100)  # complete: 1 of the course's 4 materials
+    watch(settings, "ana", "v-600", [[0, 60]], 600)  # 10 %: not complete
+    assert flush_batch(ctx, 500).completions == 1
+    doc = stored_rollup(ctx.mongo, "ana")
+    assert (doc["completed_materials"], doc["progress_percentage"]) == (["v-100"], 25.0)
+    [job] = [j for j in ctx.queue.jobs if j.func_name == "workers.completion.record_completions"]
+    assert job.args == ([["ana", COURSE_ID, ["v-100"]]],)
+    # The job's part: the enrollment holds the completion, so it writes nothing (a write of
+    # its own would set `updated_at`).
+    assert ctx.mongo.record_completion("ana", COURSE_ID, ["v-100"], course()) == 25.0
+    assert stored_rollup(ctx.mongo, "ana") == doc
+    # An enrollment the rollup write missed (written before 0.9.0) is still repaired by it.
+    ctx.mongo.enrollments.update_one({"_id": enrollment_id("ana", COURSE_ID)},
+                                     {"$set": {"completed_materials": [],
+                                               "progress_percentage": 0.0}})  # fmt: skip
+    assert ctx.mongo.record_completion("ana", COURSE_ID, ["v-100"], course()) == 25.0
+    repaired = stored_rollup(ctx.mongo, "ana")
+    assert (repaired["completed_materials"], repaired["progress_percentage"]) == (["v-100"], 25.0)
+
+
 def test_repeats_and_any_order_end_in_the_same_document(ctx: WorkerContext) -> None:
     c = course()
     older = RollupEntry(3, watched_seconds=30.0, progress=30.0, last_watched=10.0)

@@ -517,19 +517,27 @@ class MongoStore:
     ) -> float:
         """Add completed materials to the enrollment and raise its course progress to match.
 
-        Idempotent ($addToSet, $max): repeating it changes nothing. Only materials whose stored
-        state is complete count, and both updates name the enrollment's `erasures` count as read
-        before that check: an erasure counts itself there only after it erased the states, so
-        an erasure in between makes them match nothing and the attempt is made again: what an
-        erasure removed never comes back. Returns the new progress (0.0 when not enrolled).
-        Raises Unavailable when erasures kept coming in between (RQ retries the job)."""
+        The flush's rollup write records completions already (rollup_store.completion_fields);
+        this writes only what an enrollment misses (one its rollup write did not reach, or
+        written before 0.9.0). Idempotent ($addToSet, $max): repeating it changes nothing.
+        Only materials whose stored state is complete count, and both updates name the
+        enrollment's `erasures` count as read before that check: an erasure counts itself there
+        only after it erased the states, so an erasure in between makes them match nothing and
+        the attempt is made again: what an erasure removed never comes back. Returns the new
+        progress (0.0 when not enrolled). Raises Unavailable when erasures kept coming in
+        between (RQ retries the job)."""
         key = _enrollment_key(student_id, course_id)
+        fields = {"_id": 0, "erasures": 1, "completed_materials": 1, "progress_percentage": 1}
         for _ in range(ATTEMPTS):
-            doc = self.enrollments.find_one(key, {"_id": 0, "erasures": 1})
+            doc = self.enrollments.find_one(key, fields)
             if doc is None:
                 return 0.0
             guard = {**key, "erasures": doc.get("erasures", {"$exists": False})}
             confirmed = self._completed(student_id, material_ids)
+            held = set(doc.get("completed_materials") or [])
+            progress = course_progress(held, course)
+            if held.issuperset(confirmed) and doc.get("progress_percentage") == progress:
+                return progress  # the flush's rollup write recorded them: nothing to write
             add = {"$addToSet": {"completed_materials": {"$each": confirmed}}}
             if confirmed and not self.enrollments.update_one(guard, add).matched_count:
                 continue

@@ -6,7 +6,9 @@ Fields an enrollment document gains:
 - `rollup_rev`: incremented by every rollup write, the compare-and-set token;
 - `rollup_course`: the fingerprint of the course's materials the totals were computed for;
 - `completed_count`, `watched_seconds`, `unverified_seconds`, `last_active`: the totals;
-- `agg_seq`: the batch that folded it into the course aggregate (aggregate_store.py).
+- `agg_seq`: the batch that folded it into the course aggregate (aggregate_store.py);
+- `completed_materials`, `progress_percentage` (the enrollment's own fields since the seed):
+  set from the entries by the same write, so a completion costs no write of its own.
 
 A write reads the documents (by `_id`), merges its entries (higher version wins), computes the
 totals, commits their change to each course's aggregate (aggregate_store.py: the reads happen
@@ -32,6 +34,7 @@ from pymongo.errors import BulkWriteError, ConnectionFailure
 
 from shared.domain import rollup
 from shared.domain.catalog import Course
+from shared.domain.course import course_progress
 from shared.domain.rollup import Contribution, Entries, RollupEntry, RollupTotals
 from shared.errors import Unavailable
 from shared.storage import aggregate_store
@@ -46,6 +49,7 @@ INTERNAL_FIELDS = {"rollup": 0, "rollup_ids": 0, "rollup_rev": 0, "rollup_course
                    "agg_seq": 0}  # fmt: skip
 ATTEMPTS = 8
 READ_CHUNK = 500  # enrollment ids per `$in`
+COMPLETION_FIELDS = {"completed_materials": 1, "progress_percentage": 1}
 TOTAL_FIELDS = {"_id": 0, "student_id": 1, "rollup_course": 1, "completed_count": 1,
                 "watched_seconds": 1, "unverified_seconds": 1, "last_active": 1,
                 "name": 1}  # fmt: skip
@@ -101,6 +105,16 @@ def apply_entries(
     raise Unavailable("enrollment rollups kept changing; retry")
 
 
+def completion_fields(entries: Entries, course: Course) -> dict[str, Any]:
+    """The enrollment's completions (the course's completed materials, in catalog order) and
+    course progress, as its entries say: written with the rollup, so a completion costs no
+    write of its own. An entry stays complete (a fold never takes it back) until an erasure's
+    tombstone, of a higher version, replaces it."""
+    done = [m.material_id for m in course.materials
+            if (e := entries.get(m.material_id)) is not None and e.completed]  # fmt: skip
+    return {"completed_materials": done, "progress_percentage": course_progress(set(done), course)}
+
+
 @dataclass(frozen=True, slots=True)
 class RollupWrite:
     """One enrollment's rollup write: the `rollup_rev` read, the fields to set, and the change
@@ -129,7 +143,7 @@ def plan_writes(
             for doc in _find(mongo, {"_id": {"$in": ids}},
                              {"student_id": 1, "course_id": 1, "rollup": 1, "rollup_ids": 1,
                               "rollup_rev": 1, "rollup_course": 1, "completed_count": 1,
-                              "agg_seq": 1})
+                              "agg_seq": 1, **COMPLETION_FIELDS})
         }  # fmt: skip
         for key in chunk:
             doc = found.get(key)
@@ -152,11 +166,17 @@ def _planned(
     merged = rollup.merge(stored, incoming)
     fingerprint = rollup.course_fingerprint(course)
     folded = "agg_seq" in doc
-    if merged == stored and doc.get("rollup_course") == fingerprint and folded:
+    completion = completion_fields(merged, course)
+    if (
+        merged == stored
+        and doc.get("rollup_course") == fingerprint
+        and folded
+        and all(doc.get(name) == value for name, value in completion.items())
+    ):
         return None  # a repeat: nothing to do
     ids, data = rollup.encode(merged, course)
     fields = {"rollup": data, "rollup_ids": ids, "rollup_course": fingerprint,
-              **rollup.totals(merged, course).as_fields()}  # fmt: skip
+              **rollup.totals(merged, course).as_fields(), **completion}  # fmt: skip
     before = rollup.contribution_of(doc) if folded else {}
     delta = rollup.difference(rollup.contribution_of(fields), before)
     return RollupWrite(key, doc.get("rollup_rev"), fields, delta)
