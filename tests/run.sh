@@ -17,13 +17,13 @@ if ! command -v chromium >/dev/null; then
   fi
 fi
 
-bash requirements/install.sh
 # Ralph, the LRS the xAPI tests send statements to, in a venv of its own (tests/lrs.py):
-# installed in the background while the pages build and their unit tests run.
+# installed in the background while .venv is made, the pages build and their unit tests run.
 ralph_log=$(mktemp)
 (python3 -m venv .venv-ralph &&
   .venv-ralph/bin/pip install -q 'ralph-malph[cli,lrs,backend-lrs]==5.1.0' requests) >"$ralph_log" 2>&1 &
 ralph=$!
+bash requirements/install.sh
 # npm ci again only when package-lock.json changed since node_modules was installed.
 (cd frontend &&
   { [ node_modules/.package-lock.json -nt package-lock.json ] ||
