@@ -25,10 +25,14 @@ ralph_log=$(mktemp)
 ralph=$!
 bash requirements/install.sh
 # npm ci again only when package-lock.json changed since node_modules was installed.
+# Then the pages' build and their unit tests side by side (neither needs the other).
 (cd frontend &&
   { [ node_modules/.package-lock.json -nt package-lock.json ] ||
-    npm ci --no-audit --no-fund --loglevel=error; } &&
-  npm run build && npm test)
+    npm ci --no-audit --no-fund --loglevel=error; })
+(cd frontend && npm run build) &
+build=$!
+(cd frontend && npm test)
+wait "$build"
 wait "$ralph" || { cat "$ralph_log" >&2; exit 1; }
 rm -f "$ralph_log"
 # Four test processes on two cores: most of the suite waits (on real processes, flush intervals,
