@@ -291,7 +291,7 @@ async def _resource_link(ctx: AppContext, checked: Launch) -> HTMLResponse:
             ref.material.title,
             ctx.clock.time(),
         )
-    claims = session.session_claims(user_id, role)
+    claims = session.session_claims(user_id, role, ctx.clock.time())
     if role == "teacher":
         claims |= classes.session_claims(context, ref.course_id)
         await roster.request_sync(ctx.rq_redis, ctx.settings, context)
@@ -313,10 +313,14 @@ async def pages_script() -> FileResponse:
 async def renew_session(request: Request, principal: AnyUser, ctx: Ctx) -> SessionToken:
     """A launch's session token (bearer), signed again with a new `jti` and lifetime: every
     other claim is kept. Only the tool's own session tokens are renewed (`403` for the
-    identity provider's); an expired one is `401`, as everywhere."""
+    identity provider's); an expired one is `401`, as everywhere, and so is one whose launch
+    is older than LTI_SESSION_MAX_AGE_S (the learner launches again)."""
     bearer = request.headers["authorization"].partition(" ")[2]  # as AnyUser read and checked it
     keys = await run_in_threadpool(ctx.lti_keys.public_keys)
     claims = session.tool_session_claims(bearer, keys, ctx.clock.time())
     lifetime = min(session.SESSION_S, ctx.settings.lti_signed_lifetime_s)
-    token = await run_in_threadpool(session.renewed, claims, ctx.lti_keys.sign, lifetime)
-    return SessionToken(token=token, expires_at=ctx.clock.time() + lifetime)
+    now, max_age = ctx.clock.time(), ctx.settings.lti_session_max_age_s
+    token = await run_in_threadpool(
+        session.renewed, claims, ctx.lti_keys.sign, lifetime, now, max_age
+    )
+    return SessionToken(token=token, expires_at=now + lifetime)

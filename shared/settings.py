@@ -162,6 +162,9 @@ class Settings(BaseSettings):
     # AGS scores (docs/lti.md, Grades): at most one post per learner and line item per this
     # many seconds; a score carries the highest credited figure reached by then.
     lti_score_interval_s: float = Field(60.0, gt=0)
+    # How long an LTI launch's session can be renewed for (`POST /lti/session`): past this,
+    # the learner launches again from the LMS, which checks who they are. A school day.
+    lti_session_max_age_s: int = Field(12 * 3600, ge=900, le=7 * 24 * 3600)
     # How long a deep-linking launch's picker waits for the instructor's choice (its context,
     # kept in Redis, is used once).
     lti_deep_link_ttl_s: int = Field(1800, ge=60, le=24 * 3600)

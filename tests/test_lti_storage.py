@@ -239,6 +239,27 @@ def test_a_session_is_renewed_with_every_claim_but_its_times_and_jti(
     assert stale.status_code == 401
 
 
+def test_renewals_end_lti_session_max_age_s_after_the_launch(
+    client: TestClient, lms: Lms, clock: MockedClock, settings: Settings
+) -> None:
+    token = session_token(post_launch(client, lms.authorize(login(client, lms))).text)
+    launched = claims_of(token)["auth_time"]  # the launch's time, in whole seconds
+    assert launched == int(clock.time())
+    # The page renews every 800 s, as long as the tab stays open: each renewal keeps the
+    # launch's time, so the session ends a school day after the launch, renewed or not.
+    while clock.time() + 800 - launched <= settings.lti_session_max_age_s:
+        clock.advance(800)
+        r = client.post("/lti/session", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200, r.text
+        token = r.json()["token"]
+        assert claims_of(token)["auth_time"] == launched
+    clock.advance(800)  # past the maximum age, the token itself still unexpired
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get(f"/api/progress/video/{VIDEO}/status", headers=headers).status_code == 200
+    r = client.post("/lti/session", headers=headers)
+    assert r.status_code == 401 and "launch again" in r.json()["error"]["message"], r.text
+
+
 def test_only_the_tools_own_sessions_are_renewed(
     client: TestClient, settings: Settings, clock: MockedClock
 ) -> None:

@@ -584,7 +584,8 @@ export interface paths {
          * Renew Session
          * @description A launch's session token (bearer), signed again with a new `jti` and lifetime: every
          *     other claim is kept. Only the tool's own session tokens are renewed (`403` for the
-         *     identity provider's); an expired one is `401`, as everywhere.
+         *     identity provider's); an expired one is `401`, as everywhere, and so is one whose launch
+         *     is older than LTI_SESSION_MAX_AGE_S (the learner launches again).
          */
         post: operations["renew_session_lti_session_post"];
         delete?: never;
