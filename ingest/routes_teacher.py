@@ -45,7 +45,8 @@ InactiveDays = Annotated[
     Query(ge=0, le=36500, description="only students inactive for more than N days or never"),
 ]
 StudentQuery = Annotated[
-    str | None, Query(min_length=1, max_length=256, description="student id contains (any case)")
+    str | None,
+    Query(min_length=1, max_length=256, description="student id or name contains (any case)"),
 ]
 
 

@@ -170,6 +170,8 @@ def test_an_instructor_sees_their_class_only_by_roster_names(
     teacher = auth(token)
     assert table(client, teacher) == [(uid("u-1"), "Ada Lovelace")]
     assert table(client, teacher, format="json", q="lti") == [(uid("u-1"), "Ada Lovelace")]
+    assert table(client, teacher, format="json", q="lovelACE") == [(uid("u-1"), "Ada Lovelace")]
+    assert table(client, teacher, format="json", q="Turing") == []  # another class's
     matrix = client.get(f"/api/teacher/courses/{COURSE_ID}/matrix", headers=teacher).json()
     assert [(r["student_id"], r["name"]) for r in matrix["rows"]] == [(uid("u-1"), "Ada Lovelace")]
     paged = client.get(

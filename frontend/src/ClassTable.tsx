@@ -135,7 +135,7 @@ export function ClassTable({
       </div>
       <div className="filters">
         <label>
-          Search student id{" "}
+          Search student id or name{" "}
           <input type="search" value={search} onChange={(e) => setSearch(e.target.value)} data-testid="class-search" />
         </label>
         <label>

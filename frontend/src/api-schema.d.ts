@@ -3435,7 +3435,7 @@ export interface operations {
                 /** @description only students inactive for more than N days or never */
                 inactive_days?: number | null;
                 limit?: number;
-                /** @description student id contains (any case) */
+                /** @description student id or name contains (any case) */
                 q?: string | null;
                 /** @description student_id, progress, last_active, watched_seconds or unverified_seconds; prefix - to reverse */
                 sort?: string;

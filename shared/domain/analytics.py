@@ -74,13 +74,17 @@ def keep_rows(
     rows: list[ClassRow], inactive_before: float | None = None, q: str | None = None
 ) -> list[ClassRow]:
     """Rows of students inactive since `inactive_before` (epoch seconds; never started counts
-    as inactive) and whose id contains `q` (case-insensitive)."""
+    as inactive) and whose id or name (an LMS roster's) contains `q` (case-insensitive)."""
     needle = q.casefold() if q else None
     return [
         r
         for r in rows
         if (inactive_before is None or r.last_active is None or r.last_active < inactive_before)
-        and (needle is None or needle in r.student_id.casefold())
+        and (
+            needle is None
+            or needle in r.student_id.casefold()
+            or (r.name is not None and needle in r.name.casefold())
+        )
     ]
 
 

@@ -41,7 +41,8 @@ def filtered_table(
     class_id: str | None = None,
 ) -> list[ClassRow]:
     """The class table narrowed to students inactive since `inactive_before` (or never active)
-    and whose id contains `q`; MongoDB does the inactivity filter, so only those are read."""
+    and whose id or name contains `q`; MongoDB does the inactivity filter, so only those are
+    read."""
     found = (
         rollup_store.inactive_totals(mongo, course, inactive_before, class_id)
         if inactive_before is not None
