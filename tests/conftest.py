@@ -13,6 +13,7 @@ Tests that do not ask for these fixtures cannot reach a service.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ import pymongo
 import pytest
 import redis
 
+from shared.clock import MockedClock
 from shared.devtools.services import (
     RedisCluster,
     Service,
@@ -30,7 +32,10 @@ from shared.devtools.services import (
     redis_service,
     start_redis_cluster,
 )
+from shared.settings import Settings
 from shared.storage.clients import Buffer, buffer_client
+from tests.helpers import make_settings
+from tests.lti_platform import Lms
 from tests.stack import Stack, running_stack
 
 
@@ -201,6 +206,27 @@ def mongo_db(mongo_url: str) -> Iterator[pymongo.database.Database[dict[str, Any
     )
     yield client.get_default_database()
     client.close()
+
+
+# Defaults a module may override with its own fixture of the same name.
+@pytest.fixture
+def settings(redis_url: str, mongo_url: str) -> Settings:
+    """The service's settings over the test's own Redis database and MongoDB database."""
+    return make_settings(redis_url, mongo_url)
+
+
+@pytest.fixture
+def clock() -> MockedClock:
+    """An injected clock starting now (lti1p3platform stamps iat/exp with the system time)."""
+    return MockedClock(time.time())
+
+
+@pytest.fixture
+def lms() -> Iterator[Lms]:
+    """The suite's LTI platform (tests/lti_platform.py), serving until the test ends."""
+    platform = Lms()
+    yield platform
+    platform.close()
 
 
 # Work units for pytest-xdist (tests/run.sh): a module is one unit, so its module-scoped fixtures

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import re
-import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -22,25 +21,8 @@ from ingest.app import create_app
 from shared.clock import MockedClock
 from shared.lti.identity import role_of, user_id_of
 from shared.settings import Settings
-from tests.helpers import COURSE, COURSE_ID, bearer, heartbeat, make_settings
+from tests.helpers import COURSE, COURSE_ID, bearer, heartbeat
 from tests.lti_platform import CLIENT_ID, DEPLOYMENT, MESSAGE_TYPE, PLATFORM_ID, VIDEO, Lms
-
-
-@pytest.fixture
-def lms() -> Iterator[Lms]:
-    platform = Lms()
-    yield platform
-    platform.close()
-
-
-@pytest.fixture
-def settings(redis_url: str, mongo_url: str) -> Settings:
-    return make_settings(redis_url, mongo_url)
-
-
-@pytest.fixture
-def clock() -> MockedClock:
-    return MockedClock(time.time())  # lti1p3platform stamps iat/exp with the system time
 
 
 def open_app(settings: Settings, clock: MockedClock, lms: Lms, deployments: list[str]) -> Any:

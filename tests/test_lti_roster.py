@@ -12,7 +12,6 @@ import asyncio
 import csv
 import io
 import re
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,7 +32,6 @@ from tests.helpers import (
     COURSE_ID,
     bearer,
     heartbeat,
-    make_settings,
     present,
 )
 from tests.lti_platform import (
@@ -53,23 +51,6 @@ from workers.roster import run_sync
 
 ROSTER_PATH = "/nrps/ctx-1"
 TEACHER = [INSTRUCTOR]
-
-
-@pytest.fixture
-def lms() -> Iterator[Lms]:
-    platform = Lms()
-    yield platform
-    platform.close()
-
-
-@pytest.fixture
-def settings(redis_url: str, mongo_url: str) -> Settings:
-    return make_settings(redis_url, mongo_url)
-
-
-@pytest.fixture
-def clock() -> MockedClock:
-    return MockedClock(time.time())  # lti1p3platform stamps iat/exp with the system time
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 import html
 import json
 import re
-import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -22,7 +21,7 @@ from pymongo.database import Database
 
 from shared.clock import MockedClock
 from shared.settings import Settings
-from tests.helpers import bearer, make_settings, wait_until
+from tests.helpers import bearer, wait_until
 from tests.lti_platform import CLIENT_ID, PLATFORM_ID, VIDEO, Lms
 from tests.test_lti_launch import (
     login,
@@ -34,23 +33,6 @@ from tests.test_lti_launch import (
 
 LMS_PAGE = "https://lms.school.test"  # where the LMS frames the tool (frame_origins)
 SAME_ORIGIN = {"Sec-Fetch-Site": "same-origin"}
-
-
-@pytest.fixture
-def lms() -> Iterator[Lms]:
-    platform = Lms()
-    yield platform
-    platform.close()
-
-
-@pytest.fixture
-def settings(redis_url: str, mongo_url: str) -> Settings:
-    return make_settings(redis_url, mongo_url)
-
-
-@pytest.fixture
-def clock() -> MockedClock:
-    return MockedClock(time.time())  # lti1p3platform stamps iat/exp with the system time
 
 
 @pytest.fixture
