@@ -155,7 +155,9 @@ def repair_grades(ctx: WorkerContext, limit: int = REPAIR_BATCH) -> int:
 
 
 def _behind(target: GradeTarget, state: WatchState) -> bool:
-    """Whether a post would say something new (what `_plan` posts rather than settles)."""
+    """Whether a post would say something new: nothing sent yet, a higher score (to the
+    hundredth a score is sent with), or the completion not sent yet. `_plan` posts only then,
+    and the repair pass queues only then."""
     if target.sent_score is None:
         return True
     newer = round(state.progress, 2) > target.sent_score
@@ -342,17 +344,12 @@ def _plan(
     if hold > now:
         out.retry.extend((e, hold) for e in entries)
         return None
-    if state is None:  # erased (a tombstone), or never stored
+    # Erased (a tombstone) or never stored, or nothing new to say since the last post.
+    if state is None or not _behind(target, state):
         _settle_target(run, platform, target, entries, "unchanged", out)
         return None
     score = round(max(state.progress, target.sent_score or 0.0), 2)
     completed = state.completed or target.sent_completed
-    if target.sent_score is not None and (score, completed) == (
-        target.sent_score,
-        target.sent_completed,
-    ):
-        _settle_target(run, platform, target, entries, "unchanged", out)
-        return None
     try:
         token = run.token(platform, _scopes(target))
         lineitem = target.lineitem or _line_item(run, platform, target, token)
