@@ -69,7 +69,9 @@ class Settings(BaseSettings):
     hot_state_ttl_s: int = Field(7 * 24 * 3600, ge=60)
     # (student, video) keys whose state each web process keeps (shared/storage/views.py). Below
     # the keys sending to one process, the cache misses on nearly every heartbeat (each is
-    # evicted before its next one comes) and every reply folds from the hot state: ~1 KB a key.
+    # evicted before its next one comes) and every reply folds from the hot state. A state is
+    # about 1 KB as Python objects for a player's ordinary history, tens of KB at its caps (256
+    # intervals, 4 x 64 readings, 64 chains).
     state_cache_keys: int = Field(50_000, ge=1)
     # Heartbeats per student per minute: a player sends 6 to 12, an outbox flush after a long
     # time offline a few hundred at once. 0 disables the limit.

@@ -34,9 +34,6 @@ Status = Literal[
     "ok", "enrollment_unknown", "not_enrolled", "buffer_full", "key_full", "rate_limited"
 ]
 
-# Keys (the service's is STATE_CACHE_KEYS). A state is about 1 KB as Python objects for a
-# player's ordinary history, tens of KB at its caps (256 intervals, 4 x 64 readings, 64 chains).
-CAPACITY = 50_000
 PREVIEW_EVERY = 16  # heartbeats between two previews offered to Redis
 
 
@@ -145,7 +142,8 @@ class IngestReply:
 class StateCache:
     """An LRU map from key to the state this process last computed for it."""
 
-    def __init__(self, capacity: int = CAPACITY, preview_every: int = PREVIEW_EVERY) -> None:
+    def __init__(self, capacity: int, preview_every: int = PREVIEW_EVERY) -> None:
+        """`capacity`: keys kept (the service's is STATE_CACHE_KEYS)."""
         self.capacity = capacity
         self.preview_every = preview_every
         self._entries: OrderedDict[ProgressKey, CachedState] = OrderedDict()
