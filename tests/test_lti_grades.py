@@ -67,16 +67,14 @@ def clock() -> MockedClock:
     return MockedClock(time.time())  # lti1p3platform stamps its tokens with the system time
 
 
+# Scores every INTERVAL_S, retries within seconds.
+GRADING = {"lti_score_interval_s": INTERVAL_S, "outbox_retry_base_s": 1.0,
+           "outbox_retry_max_s": 4.0, "delivery_timeout_s": 5.0}  # fmt: skip
+
+
 @pytest.fixture
 def settings(redis_url: str, mongo_url: str) -> Settings:
-    return make_settings(
-        redis_url,
-        mongo_url,
-        lti_score_interval_s=INTERVAL_S,
-        outbox_retry_base_s=1.0,
-        outbox_retry_max_s=4.0,
-        delivery_timeout_s=5.0,
-    )
+    return make_settings(redis_url, mongo_url, **GRADING)
 
 
 class World:
@@ -537,15 +535,7 @@ def small_world(
     redis_url: str, mongo_url: str, clock: MockedClock, mongo_db: Database[dict[str, Any]]
 ) -> Iterator[World]:
     """The world with a grade outbox that holds two entries."""
-    settings = make_settings(
-        redis_url,
-        mongo_url,
-        lti_score_interval_s=INTERVAL_S,
-        outbox_retry_base_s=1.0,
-        outbox_retry_max_s=4.0,
-        delivery_timeout_s=5.0,
-        outbox_max_entries=OUTBOX_BOUND,
-    )
+    settings = make_settings(redis_url, mongo_url, **GRADING, outbox_max_entries=OUTBOX_BOUND)
     w = World(settings, clock, mongo_db)
     yield w
     w.close()

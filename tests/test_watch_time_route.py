@@ -21,11 +21,13 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
@@ -44,16 +46,22 @@ def settings(redis_url: str, mongo_url: str, tmp_path: Path) -> Settings:
     return make_settings(redis_url, mongo_url, rate_limit_per_minute=6, frontend_dist=tmp_path)
 
 
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    """The service, with students `s-0`, `s-1` and `s-2` enrolled in the test course."""
-    with TestClient(create_app(settings)) as client:
+@contextmanager
+def serving(app: FastAPI, settings: Settings) -> Iterator[TestClient]:
+    """The app, with students `s-0`, `s-1` and `s-2` enrolled in the test course."""
+    with TestClient(app) as client:
         admin = bearer(settings, "a-root", "admin")
         course = client.put(f"/api/courses/{COURSE_ID}", json=COURSE, headers=admin)
         assert course.status_code == 201
         for n in range(3):
             url = f"/api/courses/{COURSE_ID}/enrollments/s-{n}"
             assert client.put(url, headers=admin).status_code == 201
+        yield client
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with serving(create_app(settings), settings) as client:
         yield client
 
 
@@ -424,13 +432,7 @@ def test_the_service_keeps_at_most_state_cache_keys_states_and_answers_past_them
     answered from Redis, as right as before."""
     settings = make_settings(redis_url, mongo_url, state_cache_keys=2, frontend_dist=tmp_path)
     app = create_app(settings)
-    with TestClient(app) as client:
-        admin = bearer(settings, "a-root", "admin")
-        course = client.put(f"/api/courses/{COURSE_ID}", json=COURSE, headers=admin)
-        assert course.status_code == 201
-        for n in range(3):
-            url = f"/api/courses/{COURSE_ID}/enrollments/s-{n}"
-            assert client.put(url, headers=admin).status_code == 201
+    with serving(app, settings) as client:
         for who in ("0", "1", "2"):  # three keys: s-0's is the least recently used, evicted
             first = post(client, settings, body(watch_time=10, played=[[0, 10]]), student=who)
             assert first.status_code == 202
