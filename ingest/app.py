@@ -28,7 +28,7 @@ from ingest.errors import BodyLimitMiddleware, install_error_handlers
 from ingest.models import ErrorResponse
 from ingest.progress_service import ProgressService
 from ingest.request_log import RequestLogMiddleware
-from ingest.routes_watch_time import add_watch_time_route
+from ingest.routes_watch_time import WatchTimeShortcut, add_watch_time_route
 from ingest.web_edge import WebEdge, add_docs
 from shared.clock import Clock
 from shared.runtime.gc_tuning import settled_heap
@@ -73,7 +73,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         docs_url=None,  # add_docs serves it, with the policy its page needs
         redoc_url=None,
     )
-    add_watch_time_route(app)  # the hottest route, tried first
+    watch_time = add_watch_time_route(app)  # the hottest route, tried first
     add_docs(app, settings)
     install_error_handlers(app)
     app.include_router(routes_progress.router)
@@ -90,6 +90,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         app.include_router(routes_dev.router)
     if settings.frontend_dist.is_dir():  # the built pages (frontend/: npm run build)
         app.mount("/", StaticFiles(directory=settings.frontend_dist, html=True), name="pages")
+    app.add_middleware(WatchTimeShortcut, route=watch_time)  # innermost: past the router
     # Ours, not FastAPI's max_body_size: that one answers in plain text, not the error shape.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestLogMiddleware)

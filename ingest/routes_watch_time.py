@@ -5,13 +5,13 @@ Through FastAPI's request handler about half of this route's time went to the fr
 per-request machinery (dependency solving, exit stacks, exception wrappers: see
 docs/performance.md, "0.6.0 and before"). So the route is an `APIRoute` whose app is
 `answer_watch_time`: FastAPI documents it from `post_watch_time`'s signature like any other
-route, the router hands it its requests, and `answer_watch_time` takes FastAPI's steps in
-FastAPI's order (JSON decoding, bearer token and role, the path's id and the body's schema
-together, then `record_heartbeat`: the catalog, then `ProgressService.record`), answering every
-refusal in the error shape. The app's BodyLimitMiddleware has refused a body over MAX_BODY_BYTES
-before routing. Being routed still costs it Starlette's exception middleware, FastAPI's exit
-stack and the router's match (about 20 us a request on the 2-core dev machine, ~5 % of an
-accepted heartbeat's CPU in-process).
+route, and `answer_watch_time` takes FastAPI's steps in FastAPI's order (JSON decoding, bearer
+token and role, the path's id and the body's schema together, then `record_heartbeat`: the
+catalog, then `ProgressService.record`), answering every refusal in the error shape. The app's
+BodyLimitMiddleware has refused a body over MAX_BODY_BYTES before it. `WatchTimeShortcut`, the
+app's innermost middleware, hands it the heartbeats without Starlette's exception middleware,
+FastAPI's exit stack and the router (about 15 % of a heartbeat's CPU in process, 2026-12-07);
+a request to the path with another method goes through the router, which answers it 405.
 tests/test_watch_time_route.py holds the route to API.md's refusals.
 """
 
@@ -29,7 +29,7 @@ from pydantic_core import to_json
 from starlette.datastructures import State
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ingest.auth import bearer_principal, check_role
 from ingest.deps import MaterialId, Student, material_or_404
@@ -68,9 +68,10 @@ class WatchTimeRoute(APIRoute):
         return (Match.FULL if match is Match.PARTIAL else match), child
 
 
-def add_watch_time_route(app: FastAPI) -> None:
+def add_watch_time_route(app: FastAPI) -> WatchTimeRoute:
     """Add the route to the app's own router (a route of an included router is always served
-    by FastAPI's request handler); the router tries its routes in order, so add it first."""
+    by FastAPI's request handler); the router tries its routes in order, so add it first.
+    Returns it, for `WatchTimeShortcut`."""
     app.router.add_api_route(
         PATH,
         post_watch_time,
@@ -80,6 +81,27 @@ def add_watch_time_route(app: FastAPI) -> None:
         tags=["student progress"],
         route_class_override=WatchTimeRoute,
     )
+    return next(r for r in app.router.routes if isinstance(r, WatchTimeRoute))
+
+
+class WatchTimeShortcut:
+    """The app's innermost middleware: a request the heartbeat route matches in full (a POST
+    to its path: `route.matches`, the router's own test, root path included) goes straight to
+    `answer_watch_time`, with the path parameters the router would set; any other request
+    goes on to the router."""
+
+    def __init__(self, app: ASGIApp, route: WatchTimeRoute) -> None:
+        self.app = app
+        self.route = route
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            match, child = self.route.matches(scope)
+            if match is Match.FULL:
+                scope.update(child)
+                await answer_watch_time(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 async def answer_watch_time(scope: Scope, receive: Receive, send: Send) -> None:
