@@ -2,7 +2,7 @@
 
     .venv/bin/python -m tests.benchmarks.bench_ingest [--seconds 10] [--connections 64]
         [--students 2000] [--client auto|wrk|python] [--profile]
-        [--mode steady|hot-key|backlog]
+        [--mode steady|hot-key|backlog] [--rounds 3]
 
 The reference (ARCHITECTURE.md measured ~3,400 req/s for it here) is the minimal FastAPI
 handler below: it validates a pydantic body shaped like a heartbeat and does one async Redis
@@ -448,6 +448,7 @@ def main() -> None:
         "--quick", action="store_true", help="only the reference and the single route"
     )
     parser.add_argument("--mode", choices=["steady", "hot-key", "backlog"], default="steady")
+    parser.add_argument("--rounds", type=int, default=3, help="hot-key: reference/route rounds")
     parser.add_argument("--client-run", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client_run:  # the separate client process
@@ -603,7 +604,7 @@ def hot_key_mode(args: argparse.Namespace, load: LoadRunner) -> None:
                 f"{args.seconds:g} s a run, worker and clock running, nothing dropped"
             )
             results = []
-            for _ in range(3):
+            for _ in range(args.rounds):
                 for name, url, data in (
                     ("reference (pydantic + RPUSH)", ref_url, refs),
                     ("single route, hot keys", bs.url, single),
@@ -618,9 +619,14 @@ def hot_key_mode(args: argparse.Namespace, load: LoadRunner) -> None:
                     print(f"    longest pending list now: {backlog} heartbeats")
             best_ref = max(r.rps for r in results if r.name.startswith("reference"))
             best = max(r.rps for r in results if r.name.startswith("single"))
+            # Each round's route against the reference just before it: the machine's speed
+            # drifts between rounds, so a round's own ratio is steadier than best against best.
+            paired = sorted(results[i + 1].rps / results[i].rps for i in range(0, len(results), 2))
             print(
                 f"\nhot keys: single route {best:,.0f} req/s = {best / best_ref:.2f}x the "
-                f"reference ({best_ref:,.0f} req/s) in the same run (target >= 0.8x)"
+                f"reference ({best_ref:,.0f} req/s) in the same run (target >= 0.9x); "
+                f"round by round {', '.join(f'{x:.2f}x' for x in paired)}, median "
+                f"{paired[len(paired) // 2]:.2f}x"
             )
             if args.profile:
                 profile(bs, single, root, args.seconds, conns, load, "single route, hot keys")
@@ -730,7 +736,7 @@ def summarize(results: list[LoadResult]) -> None:
     print(f"  reference endpoint           {ref.rps:9,.0f} req/s")
     print(
         f"  single-heartbeat route       {single.rps:9,.0f} req/s  = "
-        f"{single.rps / ref.rps:.2f}x reference (target >= 0.8x)"
+        f"{single.rps / ref.rps:.2f}x reference (target >= 0.9x)"
     )
     for b in (r for r in results if r.name.startswith("batch")):
         print(
