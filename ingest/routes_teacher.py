@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
+from pydantic import AfterValidator, StringConstraints
 from starlette.concurrency import run_in_threadpool
 
 from ingest.deps import (
@@ -26,7 +27,7 @@ from ingest.deps import (
 )
 from ingest.models import ClassPage, CourseStats, Retention, StudentCourseProgress
 from shared.domain import analytics
-from shared.domain.catalog import ID_PATTERN, PrintableId
+from shared.domain.catalog import ID_PATTERN, PrintableId, printable
 from shared.errors import InvalidInput, NotFound
 from shared.ops import teacher_views
 from shared.ops.erasure import erase_progress
@@ -44,9 +45,11 @@ InactiveDays = Annotated[
     int | None,
     Query(ge=0, le=36500, description="only students inactive for more than N days or never"),
 ]
+# Printable, as ids are (API.md, "Hostile input"): a search never holds a control character.
 StudentQuery = Annotated[
-    str | None,
-    Query(min_length=1, max_length=256, description="student id or name contains (any case)"),
+    Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(printable)]
+    | None,
+    Query(description="student id or name contains (any case)"),
 ]
 
 

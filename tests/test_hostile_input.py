@@ -96,6 +96,27 @@ def test_ids_in_paths_and_queries_are_refused_on_every_route(
     assert mongo_db.enrollments.count_documents({}) == enrollments  # nothing half-stored
 
 
+@pytest.mark.parametrize(
+    ("raw", "rule"), [*BAD_IDS[:-1], pytest.param("x" * 257, "string_too_long", id="257")]
+)
+def test_the_class_tables_search_is_printable_text(
+    client: TestClient, settings: Settings, raw: str, rule: str
+) -> None:
+    """`?q=` is matched as text against ids and names: up to 256 printable characters."""
+    url = f"/api/teacher/courses/{COURSE_ID}/progress?q={raw}"
+    r = client.get(url, headers=bearer(settings, "t-phys", "teacher", now=NOW))
+    assert r.status_code == 422, r.text
+    details = r.json()["error"]["details"]
+    assert [(d["field"], d["rule"]) for d in details] == [("query.q", rule)]
+    for fine in ("an", "élève ß", "x" * 256, "$where"):
+        r = client.get(url.split("?")[0], params={"q": fine},
+                       headers=bearer(settings, "t-phys", "teacher", now=NOW))  # fmt: skip
+        assert r.status_code == 200, (fine, r.text)
+        assert [row["student_id"] for row in r.json()["rows"]] == (
+            [STUDENT] if fine == "an" else []
+        )
+
+
 def test_ids_of_128_printable_characters_are_looked_up(
     client: TestClient, settings: Settings
 ) -> None:

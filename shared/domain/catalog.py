@@ -26,7 +26,7 @@ ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
 Identifier = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 
 
-def _printable(value: str) -> str:
+def printable(value: str) -> str:
     """Refuse what `str.isprintable` refuses: control and format characters, surrogates,
     unassigned code points, separators other than the space."""
     if not value.isprintable():
@@ -37,7 +37,7 @@ def _printable(value: str) -> str:
 # An id a client names that is not a catalog id (a student's, a teacher's), or one not yet
 # looked up in the catalog (a path's): API.md, "Hostile input".
 PrintableId = Annotated[
-    str, StringConstraints(min_length=1, max_length=128), AfterValidator(_printable)
+    str, StringConstraints(min_length=1, max_length=128), AfterValidator(printable)
 ]
 DURATION_TOLERANCE_S = 2.0
 DURATION_TOLERANCE_RATIO = 0.02
