@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
 LAG_SLEEP_S = 0.005
 DUMP_EVERY_S = 2.0
 LONG_PASS_S = 0.002
@@ -25,6 +27,7 @@ class Probe:
         self.cpu = [0.0, 0.0, 0.0]
         self.long_passes: list[tuple[float, int, float, float]] = []  # (time, gen, wall, cpu)
         self.lag: list[float] = []
+        self.served: list[float] = []  # heartbeats: from the app's call to the answer's end
         self.views: Counter[str] = Counter()
         self._started = (0.0, 0.0)
 
@@ -52,6 +55,7 @@ class Probe:
         from ingest.metrics import HEARTBEATS_ACCEPTED
 
         lag, self.lag = self.lag, []
+        served, self.served = self.served, []
         long_passes, self.long_passes = self.long_passes, []
         return {
             "ts": time.time(),
@@ -62,6 +66,7 @@ class Probe:
             "gc_cpu": self.cpu,
             "long_passes": long_passes,
             "lag": lag,
+            "served": served,
             "views": dict(self.views),
             "load": os.getloadavg()[0],
         }
@@ -73,9 +78,32 @@ class Probe:
                 out.write(json.dumps(self.record()) + "\n")
 
 
+def timed(app: ASGIApp, probe: Probe) -> ASGIApp:
+    """`app`, noting each heartbeat's time from the app's call (uvicorn has read and parsed
+    the request) to its answer's last byte handed back to uvicorn: the server's own share of
+    the latency the load generator measures (the rest: uvicorn before the call, the sockets,
+    and the generator's own loop)."""
+
+    async def timing(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].endswith("/watch-time"):
+            await app(scope, receive, send)
+            return
+        started = time.perf_counter()
+
+        async def noting(message: Message) -> None:
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                probe.served.append(time.perf_counter() - started)
+
+        await app(scope, receive, noting)
+
+    return timing
+
+
 def install(path: str) -> None:
-    """Count the collector's passes and the views from now on; measure the loop's lag and
-    start writing once the app's start-up is done (inside its settled heap)."""
+    """Count the collector's passes and the views from now on; measure the loop's lag and the
+    heartbeats' time in the app, and start writing once the app's start-up is done (inside its
+    settled heap)."""
     import shared.runtime.gc_tuning as gc_tuning
     import shared.storage.views as views
 
@@ -100,3 +128,11 @@ def install(path: str) -> None:
             task.cancel()
 
     gc_tuning.settled_heap = settled_and_probed  # ingest.app imports it by name: before it
+    import ingest.app
+
+    create_app = ingest.app.create_app
+
+    def create_timed_app(*args: Any, **kwargs: Any) -> ASGIApp:
+        return timed(create_app(*args, **kwargs), probe)
+
+    ingest.app.create_app = create_timed_app  # type: ignore[assignment]  # uvicorn's factory

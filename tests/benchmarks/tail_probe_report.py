@@ -1,7 +1,10 @@
 """Sums up a tail probe's file (tests/benchmarks/tail_probe/) over the load: from the first 2 s
 with more than `--busy` (50) heartbeats a second to the last, and again from `--skip` s on.
 
-    .venv/bin/python -m tests.benchmarks.tail_probe_report /tmp/probe.jsonl [--skip 45]
+    .venv/bin/python -m tests.benchmarks.tail_probe_report /tmp/probe.jsonl [--skip 45] [--every 60]
+
+`--every 60` adds a window a minute (a capacity run's steps, roughly: a step starts when the
+generator has added its watchers).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ def window(records: list[dict[str, Any]], label: str) -> str:
     passes = [y - x for x, y in zip(a["gc_passes"], b["gc_passes"], strict=True)]
     gc_cpu = [round(1000 * (y - x)) for x, y in zip(a["gc_cpu"], b["gc_cpu"], strict=True)]
     lag = [1000 * x for r in records[1:] for x in r["lag"]]
+    served = [1000 * x for r in records[1:] for x in r.get("served", [])]
     longest = max((p[2] for r in records[1:] for p in r["long_passes"]), default=0.0)
     loads = [r["load"] for r in records]
     return (
@@ -35,8 +39,15 @@ def window(records: list[dict[str, Any]], label: str) -> str:
         f"heartbeats {sum(passes) * per_10k:.1f} passes, {sum(gc_cpu) * per_10k:.0f} ms; "
         f"longest pass {1000 * longest:.0f} ms wall | loop lag p50/p90/p99 "
         f"{percentile(lag, 50):.0f}/{percentile(lag, 90):.0f}/{percentile(lag, 99):.0f} ms | "
-        f"load average {min(loads):.1f}-{max(loads):.1f}"
+        f"{_served(served)}load average {min(loads):.1f}-{max(loads):.1f}"
     )
+
+
+def _served(ms: list[float]) -> str:
+    if not ms:
+        return ""
+    return (f"heartbeats in the app p50/p99 {percentile(ms, 50):.1f}/{percentile(ms, 99):.1f} "
+            f"ms | ")  # fmt: skip
 
 
 def main() -> None:
@@ -44,6 +55,7 @@ def main() -> None:
     parser.add_argument("path")
     parser.add_argument("--busy", type=float, default=50.0, help="heartbeats/s that count as load")
     parser.add_argument("--skip", type=float, default=45.0, help="seconds of ramp to leave out")
+    parser.add_argument("--every", type=float, default=0.0, help="also a window every N s")
     args = parser.parse_args()
     with open(args.path) as f:
         records = [json.loads(line) for line in f]
@@ -55,6 +67,13 @@ def main() -> None:
     later = [r for r in records if start + args.skip <= r["ts"] <= end]
     if len(later) > 1:
         print(window(later, f"from {args.skip:.0f} s"))
+    if args.every:  # a capacity run's steps, one window each (set it to --step-seconds)
+        t = start
+        while t + args.every / 2 < end:
+            part = [r for r in records if t <= r["ts"] <= t + args.every]
+            if len(part) > 1:
+                print(window(part, f"{t - start:4.0f}-{t - start + args.every:.0f} s"))
+            t += args.every
 
 
 if __name__ == "__main__":
