@@ -1,0 +1,166 @@
+"""Benchmark: CPU time per heartbeat inside the app, in process, variant against variant.
+
+    .venv/bin/python -m tests.benchmarks.bench_route_cpu [--rounds 40] [--students 200]
+
+Drives the app's ASGI callable directly (no HTTP server, no load tool: only this process's CPU
+is counted) with real single-heartbeat requests over a redis-server and the MongoDB stand-in of
+its own, the students round-robin, positions moving on. Variants, run one after the other in
+every round, so that the machine's drift (±20 % between rounds on a shared machine) falls on
+all of them alike:
+
+- `app`: the app as it ships;
+- `router`: the app without `WatchTimeShortcut` (heartbeats through Starlette's exception
+  middleware, FastAPI's exit stack and the router);
+- `python packing`: the app with redis-py's own Python command packing instead of hiredis's;
+- `route only`: `answer_watch_time` called directly (none of the app's middleware layers).
+
+Prints each variant's median CPU per heartbeat and the median of the paired differences (with
+how many rounds agree on the sign). docs/performance.md has the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, cast
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from redis.asyncio.connection import AbstractConnection
+from starlette.types import Message, Receive, Scope, Send
+
+from ingest.app import create_app
+from ingest.routes_watch_time import WatchTimeShortcut, answer_watch_time
+from shared.devtools.services import mongo_standin_service, redis_service
+from shared.settings import Settings
+from shared.storage.clients import HiredisPacking
+from tests.helpers import COURSE, COURSE_ID, bearer, make_settings
+
+VIDEO, DURATION = "v-100", 100.0  # COURSE's video and its catalog duration
+PATH = f"/api/progress/video/{VIDEO}/watch-time"
+HIREDIS_PACK = HiredisPacking.pack_command
+ASGI = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def enroll(settings: Settings, students: int) -> list[bytes]:
+    """The course and its students; their Authorization headers."""
+    with TestClient(create_app(settings)) as client:
+        admin = bearer(settings, "a-root", "admin")
+        assert client.put(f"/api/courses/{COURSE_ID}", json=COURSE, headers=admin).is_success
+        for n in range(students):
+            url = f"/api/courses/{COURSE_ID}/enrollments/s-{n}"
+            assert client.put(url, headers=admin).is_success
+    return [bearer(settings, f"s-{n}")["Authorization"].encode() for n in range(students)]
+
+
+async def post(call: ASGI, authorization: bytes, position: float) -> int:
+    body = json.dumps({"watch_time": position, "total_duration": DURATION}).encode()
+    scope: dict[str, Any] = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": PATH, "raw_path": PATH.encode(), "query_string": b"",
+        "root_path": "", "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80), "state": {},
+        "headers": [(b"host", b"bench"), (b"content-type", b"application/json"),
+                    (b"authorization", authorization), (b"content-length", b"%d" % len(body))],
+    }  # fmt: skip
+    received = False
+    status = 0
+
+    async def receive() -> Message:
+        nonlocal received
+        if received:  # the answer is out before anyone asks twice
+            await asyncio.sleep(3600)
+        received = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: Message) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await call(scope, receive, send)
+    return status
+
+
+def variants(app: FastAPI, without_shortcut: FastAPI) -> dict[str, tuple[ASGI, bool]]:
+    """Name -> (what to call, whether hiredis packs)."""
+
+    async def route_only(scope: Scope, receive: Receive, send: Send) -> None:
+        scope.update(app=app, path_params={"video_id": VIDEO})
+        await answer_watch_time(scope, receive, send)
+
+    return {
+        "app": (app, True),
+        "router": (without_shortcut, True),
+        "python packing": (app, False),
+        "route only": (route_only, True),
+    }
+
+
+async def measure(settings: Settings, auths: list[bytes], rounds: int) -> dict[str, list[float]]:
+    app = create_app(settings)
+    without_shortcut = create_app(settings)
+    without_shortcut.user_middleware = [
+        m for m in without_shortcut.user_middleware if cast(object, m.cls) is not WatchTimeShortcut
+    ]
+    runs = variants(app, without_shortcut)
+    per_round = 0.4 * (DURATION - 10) / (len(runs) * rounds + 1)  # stays inside the video
+    position = 1.0
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
+    async with (
+        app.router.lifespan_context(app),
+        without_shortcut.router.lifespan_context(without_shortcut),
+    ):
+        for auth in auths:  # warm: every key has a hot state and a cached one
+            assert await post(app, auth, position) == 202
+        for _ in range(rounds):
+            for name, (call, hiredis) in runs.items():
+                position += per_round
+                HiredisPacking.pack_command = (  # type: ignore[method-assign]
+                    HIREDIS_PACK if hiredis else AbstractConnection.pack_command
+                )
+                started = time.process_time()
+                for auth in auths:
+                    status = await post(call, auth, position)
+                    assert status == 202, (name, status)
+                cpu[name].append(1e6 * (time.process_time() - started) / len(auths))
+    HiredisPacking.pack_command = HIREDIS_PACK  # type: ignore[method-assign]
+    return cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--students", type=int, default=200)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="bench-route-cpu-"))
+    redis, mongo = redis_service(root / "redis").start(), mongo_standin_service(root / "m").start()
+    try:
+        settings = make_settings(
+            f"redis://127.0.0.1:{redis.port}/0",
+            f"mongodb://127.0.0.1:{mongo.port}/bench",
+            rate_limit_per_minute=10**6,
+        )
+        cpu = asyncio.run(measure(settings, enroll(settings, args.students), args.rounds))
+    finally:
+        redis.stop()
+        mongo.stop()
+    print(f"\nCPU per heartbeat in process, {args.rounds} rounds of {args.students} heartbeats")
+    for name, values in cpu.items():
+        print(f"  {name:16} median {statistics.median(values):6.0f} us")
+    for name in ("router", "python packing", "route only"):
+        diffs = [x - y for x, y in zip(cpu[name], cpu["app"], strict=True)]
+        agree = sum((d > 0) == (statistics.median(diffs) > 0) for d in diffs)
+        print(
+            f"  {name} - app: median {statistics.median(diffs):+6.0f} us "
+            f"({agree} of {len(diffs)} rounds the same sign)"
+        )
+
+
+if __name__ == "__main__":
+    main()
