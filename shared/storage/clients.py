@@ -42,7 +42,9 @@ def buffer_client(settings: Settings, **options: Any) -> Buffer:
 
 
 def async_buffer_client(settings: Settings, **options: Any) -> AsyncBuffer:
-    """The buffer's client (asyncio); building it changes nothing else."""
+    """The buffer's client (asyncio); building it changes nothing else. On one Redis its
+    connections pack commands with hiredis (`HiredisPacking`); the cluster client, whose nodes
+    build their connections themselves, keeps redis-py's packing."""
     if settings.buffer_redis_cluster:
         options.pop("health_check_interval", None)
         options.pop("max_connections", None)
