@@ -683,6 +683,16 @@ async def _backlog(port: int, cold_port: int, token: str, count: int, window: in
         if i + 1 == window:
             early_reads, early_cold = await reads(pool), await reads(other)
     late_reads, late_cold = await reads(pool), await reads(other)
+    # The same minutes, one heartbeat on the deep key, one on a key of no backlog, in turn:
+    # the machine's drift between the first and the last hundred falls on both alike.
+    shallow = f"/api/progress/video/{VIDEOS[2]}/watch-time"
+    for i in range(5):  # its hot state exists before timing starts
+        await timed(pool, "POST", shallow, tracker_body(i, start))
+    deep_now, shallow_now = [], []
+    for i in range(window):
+        deep_now.append(await timed(pool, "POST", watch, tracker_body(count + i, start)))
+        shallow_now.append(await timed(pool, "POST", shallow, tracker_body(5 + i, start)))
+    deep_ms, shallow_ms = percentile(deep_now, 50), percentile(shallow_now, 50)
     batches = []
     for n in range(30):  # a second key: 100-heartbeat batches onto a growing backlog
         items = [
@@ -699,6 +709,9 @@ async def _backlog(port: int, cold_port: int, token: str, count: int, window: in
             f"backlog: one key, no worker, {count:,} heartbeats one at a time (median latency)",
             f"  heartbeats 1-{window}: {first:.2f} ms   2,001-2,100: {mid:.2f} ms   "
             f"last {window}: {last:.2f} ms   ratio {last / first:.2f}x (target <= 1.25x)",
+            f"  then in turn with a key of no backlog: {count:,} waiting {deep_ms:.2f} ms, "
+            f"none waiting {shallow_ms:.2f} ms   ratio {deep_ms / shallow_ms:.2f}x (the same "
+            "minutes: drift-free)",
             f"  status read, same process: after {window} {early_reads:.2f} ms, after {count:,} "
             f"{late_reads:.2f} ms   ratio {late_reads / early_reads:.2f}x",
             f"  status read, another web process (preview): after {window} {early_cold:.2f} ms, "
