@@ -18,7 +18,7 @@ from shared.domain.progress import Heartbeat, Verification
 from shared.storage.clients import HiredisPacking, async_buffer_client, hiredis_packing
 from shared.storage.ingest_store import IngestItem, IngestLimits, ingest_args
 from shared.storage.keys import ProgressKey
-from tests.helpers import KEY_SCHEMA, make_settings
+from tests.helpers import KEY_SCHEMA, async_buffer, make_settings
 
 COMMANDS: list[tuple[Any, ...]] = [
     ("SET", "k", "v"),
@@ -93,21 +93,25 @@ def test_the_buffer_client_keeps_the_urls_connection_kind(url: str, base: type) 
     assert issubclass(kind, HiredisPacking) and issubclass(kind, base)
 
 
+@pytest.mark.cluster
 def test_a_real_redis_reads_what_the_packer_sent(redis_url: str) -> None:
-    settings = make_settings(redis_url, "mongodb://127.0.0.1:1/x")
+    """On one Redis and on the cluster (every node, found at start-up or later, packs with
+    hiredis), a script's arguments arrive as sent."""
+    client = async_buffer(redis_url)
 
-    async def round_trip() -> list[bytes]:
-        client = async_buffer_client(settings)
+    async def round_trip() -> tuple[list[bytes], list[type]]:
         try:
             echo = "return ARGV"
-            return await client.eval(echo, 0, "naïve ☃", 1765000000.123, -5, b"\x00\xff", "")  # type: ignore[no-any-return]
+            sent = ("naïve ☃", 1765000000.123, -5, b"\x00\xff", "")
+            got: list[bytes] = await client.eval(echo, 0, *sent)
+            if isinstance(client, Redis):
+                return got, [client.connection_pool.connection_class]
+            for n in range(20):  # keys of every slot range: a connection to every primary
+                await client.set(f"k{n}", n)
+            return got, [type(c) for node in client.get_nodes() for c in node._connections]
         finally:
             await client.aclose()
 
-    assert asyncio.run(round_trip()) == [
-        "naïve ☃".encode(),
-        b"1765000000.123",
-        b"-5",
-        b"\x00\xff",
-        b"",
-    ]
+    echoed, kinds = asyncio.run(round_trip())
+    assert echoed == ["naïve ☃".encode(), b"1765000000.123", b"-5", b"\x00\xff", b""]
+    assert kinds and all(issubclass(kind, HiredisPacking) for kind in kinds)

@@ -9,7 +9,7 @@ touches the keys of one partition, hence one slot.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import hiredis
 import redis
@@ -42,13 +42,19 @@ def buffer_client(settings: Settings, **options: Any) -> Buffer:
 
 
 def async_buffer_client(settings: Settings, **options: Any) -> AsyncBuffer:
-    """The buffer's client (asyncio); building it changes nothing else. On one Redis its
-    connections pack commands with hiredis (`HiredisPacking`); the cluster client, whose nodes
-    build their connections themselves, keeps redis-py's packing."""
+    """The buffer's client (asyncio); building it changes nothing else. Its connections pack
+    commands with hiredis (`HiredisPacking`)."""
     if settings.buffer_redis_cluster:
         options.pop("health_check_interval", None)
         options.pop("max_connections", None)
-        return AsyncRedisCluster.from_url(settings.buffer_url, **_NO_SETINFO, **options)
+        cluster = AsyncRedisCluster.from_url(settings.buffer_url, **_NO_SETINFO, **options)
+        # Every node, the startup nodes and those found later, takes its connection class
+        # from the client's connection_kwargs (redis-py 8's ClusterNode and NodesManager).
+        packing = hiredis_packing(cluster.connection_kwargs["connection_class"])
+        cluster.connection_kwargs["connection_class"] = packing
+        for node in cluster.startup_nodes:
+            node.connection_class = packing
+        return cluster
     client = aioredis.Redis.from_url(settings.buffer_url, **options)
     pool = client.connection_pool
     pool.connection_class = hiredis_packing(pool.connection_class)
@@ -83,11 +89,12 @@ UTF8 = frozenset({"utf-8", "utf8", "UTF-8", "UTF8"})
 
 
 _PACKING: dict[type[AbstractConnection], type[AbstractConnection]] = {}
+C = TypeVar("C", bound=AbstractConnection)
 
 
-def hiredis_packing(base: type[AbstractConnection]) -> type[AbstractConnection]:
+def hiredis_packing(base: type[C]) -> type[C]:
     """`base` (the connection class a URL chose: TCP, TLS, Unix socket) packing with hiredis;
     one class per base."""
     if base not in _PACKING:
         _PACKING[base] = type(f"Hiredis{base.__name__}", (HiredisPacking, base), {})
-    return _PACKING[base]
+    return cast(type[C], _PACKING[base])
