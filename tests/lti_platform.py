@@ -574,6 +574,8 @@ class Gradebook:
         self.refuse: set[str] = set()
         self.mode, self.retry_after = "up", 1
         self.failing_pages: set[int] = set()  # roster pages answering 500
+        # roster page -> what happens before it is answered (while a sync reads the roster)
+        self.before_page: dict[int, Callable[[], None]] = {}
         lms.route("POST", "/token", self._token)
         lms.route("GET", "/lineitems", self._get_line_items)
         lms.route("POST", "/lineitems", self._post_line_item)
@@ -623,13 +625,16 @@ class Gradebook:
         """GET `path` (NRPS 2.0 §3.6): the membership container, `page_size` members a page,
         `?page=N` (from 1), a `Link: <...>; rel="next"` header on every page but the last;
         a token with the NRPS scope only (401 unknown, 403 without the scope). Pages in
-        `failing_pages` answer 500. `members` may change between requests. Returns the URL."""
+        `failing_pages` answer 500; `before_page[N]` runs before page N is answered. `members`
+        may change between requests. Returns the URL."""
         url = f"{self.lms.base}{path}"
 
         def roster(request: HttpRequest) -> HttpAnswer:
             if (refused := self.authorized(request, [NRPS_SCOPE])) is not None:
                 return refused
             number = int(dict(parse_qsl(request.query)).get("page", "1"))
+            if (meanwhile := self.before_page.get(number)) is not None:
+                meanwhile()
             if number in self.failing_pages:
                 return HttpAnswer.json({"error": "page failed"}, 500)
             start = (number - 1) * page_size

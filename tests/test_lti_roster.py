@@ -367,6 +367,45 @@ def test_export_shows_and_erasure_removes_the_identity_mapping_and_roster_entrie
     assert table(client, admin) == [(uid("u-1"), None)]  # still enrolled, no name kept
 
 
+def test_an_erasure_while_a_sync_reads_the_roster_wins_over_that_sync(
+    client: TestClient,
+    lms: Lms,
+    services: Gradebook,
+    worker: WorkerContext,
+    settings: Settings,
+    clock: MockedClock,
+    mongo_db: Database[dict[str, Any]],
+) -> None:
+    """API.md: erasure wins over everything in flight. The sync read page 1 (r-00, r-01)
+    before the erasure of r-01 answered: it writes nothing of r-01. A sync that reads the roster
+    after the erasure enrolls r-01 again, named, as a launch would: erasure is no ban."""
+    url = services.serve_roster(ROSTER_PATH, roster_of(4), page_size=2)
+    teacher = auth(launch(client, lms, sub="t-1", roles=TEACHER, memberships_url=url))
+    class_id = class_id_of(PLATFORM_ID, "ctx-1")
+    run_sync(worker, class_id)
+    named = sorted((uid(f"r-{i:02d}"), f"Learner{i:02d} Roster") for i in range(4))
+    assert table(client, teacher) == named
+    admin = bearer(settings, "root", "admin", now=clock.time())
+
+    def erase_r01() -> None:  # in the LMS's thread, before it answers page 2
+        r = client.delete("/api/admin/progress", headers=admin, params={"student_id": uid("r-01")})
+        assert r.status_code == 200 and r.json()["lti_members"] == 1, r.text
+
+    services.before_page[2] = erase_r01
+    clock.advance(1)
+    outcome = run_sync(worker, class_id)
+    assert outcome is not None and (outcome.active, outcome.deactivated) == (3, 0)
+    assert mongo_db["lti_members"].count_documents({"user_id": uid("r-01")}) == 0
+    expected = sorted((s, None if s == uid("r-01") else n) for s, n in named)  # no name kept
+    assert table(client, bearer(settings, "root", "admin", now=clock.time())) == expected
+
+    del services.before_page[2]
+    clock.advance(1)  # a sync that starts reading after the erasure
+    run_sync(worker, class_id)
+    assert mongo_db["lti_members"].count_documents({"user_id": uid("r-01")}) == 1
+    assert table(client, teacher) == named
+
+
 def test_a_class_is_due_for_its_next_sync_one_interval_after_the_last(
     client: TestClient, lms: Lms, services: Gradebook, worker: WorkerContext, clock: MockedClock
 ) -> None:

@@ -219,15 +219,34 @@ class ClassStore:
     def sync(
         self, context: Context, course_id: str, learners: Iterable[Member], now: float
     ) -> tuple[int, int]:
-        """Apply a complete roster: every listed learner an active member, enrolled; every
-        other active member inactive (unenrolled where no class of the course holds them,
-        progress kept). Idempotent. Returns (active learners, members made inactive)."""
+        """Apply a complete roster read from `now` on: every listed learner an active member,
+        enrolled, but those erased since; every other active member inactive (unenrolled where
+        no class of the course holds them, progress kept). Idempotent. Returns (active
+        learners, members made inactive)."""
         listed = {m.user_id: m for m in learners}
-        self._keep_members(context, list(listed.values()), now)
-        self._activate(context.class_id, course_id, list(listed.values()))
+        # `now` is when this sync began to read the roster: who was erased since is left out,
+        # and whoever an erasure takes while it writes is forgotten again (erasure.py).
+        erased = self._erased_since(list(listed), now)
+        kept = [m for user_id, m in listed.items() if user_id not in erased]
+        self._keep_members(context, kept, now)
+        self._activate(context.class_id, course_id, kept)
+        late = self._erased_since([m.user_id for m in kept], now)
+        for user_id in late:
+            forget_member(self.mongo, user_id)
         gone = self._deactivate_absent(context.class_id, set(listed), now)
         self._release(context.class_id, course_id, gone)
-        return len(listed), len(gone)
+        return len(kept) - len(late), len(gone)
+
+    def _erased_since(self, user_ids: list[str], since: float) -> set[str]:
+        """The users erased as a whole person at or after `since` (the time erasure.py keeps
+        in the buffer, while its tombstones live): one pipeline over their keys."""
+        if not user_ids:
+            return set()
+        pipe = self.redis.pipeline(transaction=False)
+        for user_id in user_ids:
+            pipe.get(self.schema.person_erased(user_id))
+        return {user_id for user_id, at in zip(user_ids, pipe.execute(), strict=True)
+                if at is not None and float(at) >= since}  # fmt: skip
 
     def _keep_members(self, context: Context, members: list[Member], now: float) -> None:
         """Upsert the member entries that are new or changed (a launch reads its own entry,

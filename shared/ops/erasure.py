@@ -20,7 +20,10 @@ How, in order (each step idempotent, so a failed erasure is simply repeated):
 5. The outboxes: the student's entries made from erased states, the open sessions and the
    sessions the quota remembers of the erased materials (and, erasing the whole student, the
    quota and the record of sent ids) go, found by the student's indexes and keys.
-6. The LTI grade targets of the erased materials (what the launches recorded to grade, and the
+6. Erasing the whole student: the time of the erasure is kept in the buffer (the student's
+   `person_erased` key, as long as the tombstones), then their LTI class memberships (the
+   platform's user id, names) and the names on their enrollments go.
+7. The LTI grade targets of the erased materials (what the launches recorded to grade, and the
    score last sent) are deleted; the report lists the scores the LMS holds.
 
 Why nothing erased comes back after the answer:
@@ -36,6 +39,10 @@ Why nothing erased comes back after the answer:
   step 3 erased the states, so the job either saw the erased states, or its updates match
   nothing (and it reads again), or it wrote before step 4, which removes it. Its statements and
   webhooks name the versions of the states they state: refused by step 2, or removed by step 5.
+- An LTI roster sync: it leaves out every learner erased since it started reading the
+  roster (step 6's time), and after writing it looks again and forgets whoever an erasure took
+  meanwhile. A sync that started reading after the erasure enrolls them again, as a launch
+  does: the LMS still lists them, and erasure is no ban.
 - Tombstones expire after `ERASURE_TOMBSTONE_TTL_S` (a day by default; at least an hour more
   than a lease: longer than a flush and a completion job with its retries can be in flight).
 """
@@ -116,17 +123,19 @@ def erase_progress(
     report.queued_heartbeats = sum(key.queued for key in cut)
     report.hot_states = sum(key.had_state for key in cut)
     set_tombstones(outboxes, student_id, tombstones, tombstone_ttl_s)
-    mongo.erase_states(student_id, tombstones, time.time() if now is None else now)
+    erased_at = time.time() if now is None else now
+    mongo.erase_states(student_id, tombstones, erased_at)
     _forget_completions(mongo, catalog, report)
     erase_from_outboxes(outboxes, report, tombstones)
     if material_id is None:  # the person, not one material: their LMS identity goes too
+        r.set(schema.person_erased(student_id), erased_at, ex=tombstone_ttl_s)  # first: step 6
         report.lti_members = forget_member(mongo, student_id)
     _erase_grade_targets(mongo, report)
     return report
 
 
 def _erase_grade_targets(mongo: MongoStore, report: ErasureReport) -> None:
-    """Step 6: the student's LTI grade targets (of the material, or all), listing the scores
+    """Step 7: the student's LTI grade targets (of the material, or all), listing the scores
     already sent. A delivery in flight records nothing on a deleted target (no upsert), and
     what it read before the cut is refused or removed with the grade outbox's entries."""
     targets = GradeTargets(mongo.db)

@@ -266,6 +266,11 @@ class KeySchema:
     def buffer_tombstones(self, student_id: str) -> str:
         return f"{self.student_tag(student_id)}:erased"
 
+    def person_erased(self, student_id: str) -> str:
+        """When the whole person was last erased (shared/ops/erasure.py): an LTI roster sync
+        that read its roster before then writes nothing of them (shared/lti/classes.py)."""
+        return f"{self.student_tag(student_id)}:erased:at"
+
 
 @dataclass(frozen=True, slots=True)
 class ProgressKey:
