@@ -195,6 +195,7 @@ class AppContext:
         await self.lti_launches.key_sets.close()
         await self.lti_frame_origins.close()
         self.lti_tokens.tokens.http.close()
+        await self.hot.aclose()
         await self.redis_async.aclose()
         self.redis_sync.close()
         self.rq_redis.close()

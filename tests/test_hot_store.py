@@ -48,10 +48,11 @@ def appends(url: str, items: list[IngestItem], limits: IngestLimits) -> list[Ing
 
     async def run() -> list[IngestReply]:
         client = async_buffer(url)
+        store = AsyncHotStore(client, KEY_SCHEMA)
         try:
-            store = AsyncHotStore(client, KEY_SCHEMA)
             return [(await store.append([item], limits))[0] for item in items]
         finally:
+            await store.aclose()
             await client.aclose()
 
     return asyncio.run(run())
@@ -273,14 +274,15 @@ def test_reads_are_counted_per_user_and_window_and_refused_past_the_limit(
 ) -> None:
     async def run() -> list[bool]:
         client = async_buffer(redis_url)
+        store = AsyncHotStore(client, KEY_SCHEMA)
         try:
-            store = AsyncHotStore(client, KEY_SCHEMA)
             spent = [await store.spend_reads("u1", 1, 3, 60, 6000.0) for _ in range(4)]
             spent.append(await store.spend_reads("u1", 30, 3, 60, 6000.0))  # an export
             spent.append(await store.spend_reads("u2", 3, 3, 60, 6000.0))  # another user
             spent.append(await store.spend_reads("u1", 3, 3, 60, 6060.0))  # the next minute
             return spent
         finally:
+            await store.aclose()
             await client.aclose()
 
     assert asyncio.run(run()) == [True, True, True, False, False, True, True]
@@ -298,14 +300,15 @@ def test_scripts_lost_by_a_redis_restart_are_loaded_again(
 
     async def run() -> list[str]:
         client = async_buffer(redis_url)
+        store = AsyncHotStore(client, KEY_SCHEMA)
         try:
-            store = AsyncHotStore(client, KEY_SCHEMA)
             redis_client.script_flush()
             batch = await store.append(items, limits)
             redis_client.script_flush()
             single = await store.append(items[:1], limits)
             return [r.status for r in batch + single]
         finally:
+            await store.aclose()
             await client.aclose()
 
     assert asyncio.run(run()) == ["ok", "ok", "ok"]
@@ -420,10 +423,12 @@ def read(url: str, cached: CachedState | None, student: str = "s1") -> HotView:
 
     async def run() -> HotView:
         client = async_buffer(url)
+        store = AsyncHotStore(client, KEY_SCHEMA)
         try:
-            _, [view] = await AsyncHotStore(client, KEY_SCHEMA).read(student, [KEY], [cached])
+            _, [view] = await store.read(student, [KEY], [cached])
             return view
         finally:
+            await store.aclose()
             await client.aclose()
 
     return asyncio.run(run())

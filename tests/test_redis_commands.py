@@ -55,12 +55,13 @@ def hb(t: float) -> Heartbeat:
 
 async def append(port: int, beats: list[Heartbeat], cached: CachedState | None) -> IngestReply:
     client = AsyncRedis(port=port)
+    store = AsyncHotStore(client, KEY_SCHEMA)
     try:
-        store = AsyncHotStore(client, KEY_SCHEMA)
         limits = IngestLimits(1000.0, 100, 10_000, 240, 60, now=6000.0)
         [reply] = await store.append([IngestItem(KEY, "c1", beats, cached)], limits)
         return reply
     finally:
+        await store.aclose()
         await client.aclose()
 
 
@@ -105,10 +106,12 @@ def test_a_batch_is_one_rpush_and_its_reply_mark_is_the_last_heartbeat(server: S
 
 async def read(port: int, cached: CachedState) -> HotView:
     client = AsyncRedis(port=port)
+    store = AsyncHotStore(client, KEY_SCHEMA)
     try:
-        _, [view] = await AsyncHotStore(client, KEY_SCHEMA).read("s1", [KEY], [cached])
+        _, [view] = await store.read("s1", [KEY], [cached])
         return view
     finally:
+        await store.aclose()
         await client.aclose()
 
 

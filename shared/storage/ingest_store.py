@@ -11,10 +11,12 @@ from __future__ import annotations
 import itertools
 import os
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import redis
+import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 from shared.domain.progress import Heartbeat, Verification, cap_s
@@ -26,6 +28,7 @@ from shared.storage.keys import (
     KeySchema,
     ProgressKey,
 )
+from shared.storage.multiplex import Multiplexed
 from shared.storage.scripts import SCRIPTS, SHAS, ScriptCall, as_text
 from shared.storage.views import CachedState, HotView, IngestReply, view_args
 
@@ -119,7 +122,7 @@ def new_epoch() -> str:
     return f"{_epoch_prefix[1]}{next(_EPOCHS):x}"
 
 
-def parse_enrollments(members: set[Any]) -> set[str] | None:
+def parse_enrollments(members: Iterable[Any]) -> set[str] | None:
     courses = {as_text(m) for m in members}
     if ENROLLMENT_LOADED not in courses:
         return None
@@ -127,12 +130,20 @@ def parse_enrollments(members: set[Any]) -> set[str] | None:
 
 
 class AsyncHotStore:
-    """The ingest tier's view of Redis (asyncio). Every method costs one round trip."""
+    """The ingest tier's view of Redis (asyncio). Every method costs one round trip.
+
+    On a plain Redis the heartbeats and the status reads share one connection
+    (`shared.storage.multiplex`); on a cluster they go through redis-py's cluster client."""
 
     def __init__(self, client: AsyncBuffer, schema: KeySchema) -> None:
         self.client, self.schema = client, schema
         self._ingest = client.register_script(SCRIPTS["ingest"])
         self._spend_reads = client.register_script(SCRIPTS["spend_reads"])
+        self._shared = Multiplexed.of(client) if isinstance(client, aioredis.Redis) else None
+
+    async def aclose(self) -> None:
+        if self._shared is not None:
+            await self._shared.aclose()
 
     async def prepare(self) -> None:
         """Before the first request: learn a cluster's slots, and load the scripts (on every
@@ -155,9 +166,19 @@ class AsyncHotStore:
         calls = [ingest_args(item, limits, want_state) for item in items]
         if len(calls) == 1:  # the common case: one EVALSHA, no pipeline, no SCRIPT EXISTS
             keys, args = calls[0]
-            return [IngestReply.parse(await self._ingest(keys=keys, args=args))]
+            return [IngestReply.parse(await self._ingest_one(keys, args))]
         replies = await self._pipelined("ingest", calls)
         return [IngestReply.parse(reply) for reply in replies]
+
+    async def _ingest_one(self, keys: list[str], args: list[Any]) -> Any:
+        if self._shared is None:
+            return await self._ingest(keys=keys, args=args)
+        command = ("EVALSHA", SHAS["ingest"], len(keys), *keys, *args)
+        try:
+            return await self._shared.execute(*command)
+        except redis.exceptions.NoScriptError:  # Redis restarted without its scripts
+            await self.client.script_load(SCRIPTS["ingest"])
+            return await self._shared.execute(*command)
 
     async def _pipelined(
         self, name: str, calls: list[ScriptCall], members_of: str | None = None
@@ -165,12 +186,9 @@ class AsyncHotStore:
         """Run one script many times in one round trip (two if Redis lost its scripts), after
         an SMEMBERS of `members_of` when given (its reply comes first)."""
         for attempt in range(2):
-            pipe = self.client.pipeline(transaction=False)
-            if members_of is not None:
-                pipe.smembers(members_of)
-            for keys, args in calls:  # the cluster pipeline refuses `evalsha()`: by name
-                pipe.execute_command("EVALSHA", SHAS[name], len(keys), *keys, *args)
-            replies = await pipe.execute(raise_on_error=False)
+            commands: list[tuple[Any, ...]] = [("SMEMBERS", members_of)] if members_of else []
+            commands += [("EVALSHA", SHAS[name], len(keys), *keys, *args) for keys, args in calls]
+            replies = await self._run_all(commands)
             if not any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
                 break
             if attempt == 0:  # Redis restarted without its scripts: load, then the calls again
@@ -179,6 +197,15 @@ class AsyncHotStore:
             if isinstance(reply, Exception):
                 raise reply
         return list(replies)
+
+    async def _run_all(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Replies in order, error replies in their place (a pipeline, in one round trip)."""
+        if self._shared is not None:
+            return await self._shared.execute_many(commands)
+        pipe = self.client.pipeline(transaction=False)
+        for command in commands:  # the cluster pipeline refuses `evalsha()`: by name
+            pipe.execute_command(*command)
+        return list(await pipe.execute(raise_on_error=False))
 
     async def read(
         self, student_id: str, keys: list[ProgressKey], cached: list[CachedState | None]

@@ -73,7 +73,13 @@ from shared.domain.progress import WatchState
 from shared.runtime.gc_tuning import settled_heap
 from shared.storage.flush_store import Fold, HotStore
 from shared.storage.keys import ProgressKey
-from tests.benchmarks.benchstack import BenchStack, bench_stack, enroll_bulk, percentile
+from tests.benchmarks.benchstack import (
+    BenchStack,
+    bench_stack,
+    cpu_snapshot,
+    enroll_bulk,
+    percentile,
+)
 from tests.benchmarks.http_pool import HttpPool
 
 COURSE_ID = "bench-ingest"
@@ -604,14 +610,23 @@ def hot_key_mode(args: argparse.Namespace, load: LoadRunner) -> None:
                 f"{args.seconds:g} s a run, worker and clock running, nothing dropped"
             )
             results = []
+            pids = {**bs.pids(), "reference": ref.pid}
             for _ in range(args.rounds):
                 for name, url, data in (
                     ("reference (pydantic + RPUSH)", ref_url, refs),
                     ("single route, hot keys", bs.url, single),
                 ):
+                    before = cpu_snapshot(pids)
                     result = load(name, url, data, args.seconds, conns)
+                    used = {k: v - before[k] for k, v in cpu_snapshot(pids).items()}
                     results.append(result)
                     print_result(result)
+                    server = used["reference" if name.startswith("reference") else "web"]
+                    print(
+                        f"    server CPU {1e6 * server / max(1, result.requests):,.0f} us/request; "
+                        "CPU seconds "
+                        + ", ".join(f"{k} {v:.1f}" for k, v in used.items() if v >= 0.05)
+                    )
                     backlog = max(
                         bs.r.llen(ProgressKey(s, VIDEOS[0], bs.key_schema).pending)
                         for s in students

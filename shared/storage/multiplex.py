@@ -1,0 +1,208 @@
+"""Commands of many concurrent callers on one connection to a plain Redis.
+
+The ingest tier's hot path (one script call per heartbeat, and the status reads' pipelines) on
+a buffer that is not a cluster. redis-py's asyncio client gives every command in flight a pooled
+connection of its own and wraps it in its pool, its retry, a timeout per read and its response
+callbacks: ~85 us of the web process's CPU per call, where the whole round trip costs ~50 us
+on a shared connection (docs/performance.md, "One connection for the hot path"). Redis answers
+a connection's commands in the order they came, so a shared connection needs no more than a
+queue of the callers waiting: each reply goes to the oldest of them.
+
+What stays redis-py's: the connection itself (made by the client's pool, so the URL's TCP, TLS
+or Unix socket, credentials, database and handshake hold), the packing of commands (the pool's
+connection class: `HiredisPacking`), the error classes (a NOSCRIPT reply is a NoScriptError, a
+broken connection a ConnectionError, a late reply a TimeoutError) and the client's retry policy.
+The asyncio streams of that connection are redis-py's private `_reader` and `_writer`;
+tests/test_multiplex.py holds the locked version to them.
+
+Failures: a broken connection fails every command waiting on it with ConnectionError, and a
+reply later than the client's `socket_timeout` gives the connection up (its callers get
+TimeoutError: the replies behind a missing one cannot be matched any more), as redis-py
+disconnects a connection whose read timed out. Either way the next command opens a new
+connection, and a failed command is sent again as the client's retry policy says (redis-py
+does the same: the ingest script and the reads are safe to repeat).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+from typing import Any
+
+import hiredis
+import redis.asyncio as aioredis
+from redis import exceptions
+from redis._parsers import BaseParser
+from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+READ_BYTES = 1 << 16
+WRITE_BUFFER_LIMIT = 1 << 20  # bytes waiting for the socket before writers wait (drain)
+
+
+class Multiplexed:
+    """One shared connection of `pool`, made when first needed and again after a failure."""
+
+    def __init__(self, pool: ConnectionPool, retry: Retry, timeout_s: float | None) -> None:
+        self.pool, self.retry, self.timeout_s = pool, retry, timeout_s
+        self._lane: _Lane | None = None
+        self._opening: asyncio.Future[_Lane] | None = None
+
+    @classmethod
+    def of(cls, client: aioredis.Redis) -> Multiplexed:
+        pool = client.connection_pool
+        retry = client.get_retry() or Retry(NoBackoff(), 0)
+        return cls(pool, retry, pool.connection_kwargs.get("socket_timeout"))
+
+    async def execute(self, *args: Any) -> Any:
+        """One command's reply; an error reply raises (ResponseError and its kinds)."""
+        reply = (await self._call([args]))[0]
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    async def execute_many(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """The replies of `commands`, written at once (a pipeline); an error reply is returned
+        in its place, as an exception, not raised."""
+        return await self._call(commands)
+
+    async def aclose(self) -> None:
+        lane, self._lane = self._lane, None
+        if lane is not None:
+            lane.fail(exceptions.ConnectionError("the connection was closed"))
+
+    async def _call(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        async def attempt() -> list[Any]:
+            lane = await self._current()
+            return await lane.send(commands)
+
+        async def failed(exc: Exception) -> None:
+            if self._lane is not None and not self._lane.alive:
+                self._lane = None
+
+        result: list[Any] = await self.retry.call_with_retry(attempt, failed)
+        return result
+
+    async def _current(self) -> _Lane:
+        lane = self._lane
+        if lane is not None and lane.alive and lane.loop is asyncio.get_running_loop():
+            return lane
+        if self._opening is None or self._opening.get_loop() is not asyncio.get_running_loop():
+            self._opening = asyncio.ensure_future(self._open())
+        opening = self._opening
+        try:
+            return await asyncio.shield(opening)
+        finally:
+            if opening.done() and self._opening is opening:
+                self._opening = None
+
+    async def _open(self) -> _Lane:
+        connection: AbstractConnection = self.pool.make_connection()  # type: ignore[no-untyped-call]
+        await connection.connect()  # type: ignore[no-untyped-call]
+        self._lane = _Lane(connection, self.timeout_s)
+        return self._lane
+
+
+class _Lane:
+    """One connection: callers wait in the order they wrote; a reader task hands out replies."""
+
+    def __init__(self, connection: AbstractConnection, timeout_s: float | None) -> None:
+        self.connection, self.timeout_s = connection, timeout_s
+        self.loop = asyncio.get_running_loop()
+        self.reader: asyncio.StreamReader = connection._reader  # type: ignore[assignment]
+        self.writer: asyncio.StreamWriter = connection._writer  # type: ignore[assignment]
+        options: dict[str, Any] = {
+            "protocolError": exceptions.InvalidResponse,
+            "replyError": BaseParser.parse_error,  # NOSCRIPT -> NoScriptError, as redis-py
+        }
+        encoder = connection.encoder
+        if encoder.decode_responses:
+            options.update(encoding=encoder.encoding, errors=encoder.encoding_errors)
+        self.parser = hiredis.Reader(**options)
+        self.transport = self.writer.transport
+        self.waiting: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
+        self.unsent: list[bytes] = []
+        self._flushing = False
+        self.alive = True
+        self.error: Exception | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._reading = self.loop.create_task(self._read())
+
+    async def send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        if not self.alive:
+            raise self.error or exceptions.ConnectionError("the connection was lost")
+        pack = self.connection.pack_command
+        futures = []
+        now = self.loop.time()
+        for args in commands:
+            future = self.loop.create_future()
+            self.waiting.append((future, now))
+            futures.append(future)
+            self.unsent += pack(*args)
+        if not self._flushing:  # the commands of this turn of the loop go out in one write
+            self._flushing = True
+            self.loop.call_soon(self._flush)
+        if self.timeout_s is not None and self._watchdog is None:
+            self._watchdog = self.loop.call_at(now + self.timeout_s, self._check)
+        if self.transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
+            with contextlib.suppress(OSError):  # lost: the reader fails the callers
+                await self.writer.drain()
+        if len(futures) == 1:
+            return [await futures[0]]
+        return list(await asyncio.gather(*futures))
+
+    def _flush(self) -> None:
+        self._flushing = False
+        unsent, self.unsent = self.unsent, []
+        if self.alive:
+            self.transport.writelines(unsent)
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                data = await self.reader.read(READ_BYTES)
+                if not data:
+                    raise exceptions.ConnectionError("Redis closed the connection")
+                self.parser.feed(data)
+                while (reply := self.parser.gets()) is not False:
+                    future, _ = self.waiting.popleft()
+                    if not future.done():  # its caller may have been cancelled meanwhile
+                        future.set_result(reply)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.fail(exc if isinstance(exc, exceptions.RedisError) else _lost(exc))
+
+    def _check(self) -> None:
+        """The oldest reply is late past the timeout: give the connection up; else look again
+        when the oldest command waiting would be."""
+        self._watchdog = None
+        if not self.alive or not self.waiting or self.timeout_s is None:
+            return
+        due = self.waiting[0][1] + self.timeout_s
+        if self.loop.time() >= due:
+            self.fail(exceptions.TimeoutError("Timeout reading from Redis"))
+        else:
+            self._watchdog = self.loop.call_at(due, self._check)
+
+    def fail(self, error: Exception) -> None:
+        """Fail every caller waiting and close the connection (idempotent)."""
+        if not self.alive:
+            return
+        self.alive, self.error = False, error
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        while self.waiting:
+            future, _ = self.waiting.popleft()
+            if not future.done():
+                future.set_exception(error)
+        if self._reading is not asyncio.current_task(self.loop):
+            self._reading.cancel()
+        with contextlib.suppress(Exception):
+            self.writer.close()
+
+
+def _lost(exc: Exception) -> exceptions.ConnectionError:
+    return exceptions.ConnectionError(f"Error while reading from Redis: {exc!r}")
