@@ -15,7 +15,7 @@ import redis
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, ResponseError, TimeoutError
+from redis.exceptions import DataError, NoScriptError, ResponseError, TimeoutError
 
 from shared.storage.clients import hiredis_packing
 from shared.storage.multiplex import Multiplexed
@@ -142,6 +142,22 @@ def test_a_cancelled_caller_does_not_shift_the_replies(plain: redis.Redis) -> No
             return await second, await lane.execute("ECHO", "third")
 
     assert run(scenario) == (b"second", b"third")
+
+
+def test_a_command_that_cannot_be_packed_is_refused_alone(plain: redis.Redis) -> None:
+    async def scenario() -> list[Any]:
+        async with shared(redis_url_of(plain), timeout_s=2.0, retries=0) as lane:
+            return list(
+                await asyncio.gather(
+                    lane.execute("SET", "k", None),
+                    lane.execute("ECHO", "after"),
+                    return_exceptions=True,
+                )
+            )
+
+    refused, after = run(scenario)
+    assert isinstance(refused, DataError)  # redis-py's refusal, before anything was sent
+    assert after == b"after"
 
 
 def test_the_urls_database_holds(plain: redis.Redis) -> None:

@@ -135,11 +135,17 @@ class AsyncHotStore:
     On a plain Redis the heartbeats and the status reads share one connection
     (`shared.storage.multiplex`); on a cluster they go through redis-py's cluster client."""
 
-    def __init__(self, client: AsyncBuffer, schema: KeySchema) -> None:
+    def __init__(
+        self, client: AsyncBuffer, schema: KeySchema, shared_connection: bool = True
+    ) -> None:
+        """`shared_connection=False`: redis-py's pooled connections on a plain Redis too (a
+        benchmark's comparison)."""
         self.client, self.schema = client, schema
         self._ingest = client.register_script(SCRIPTS["ingest"])
         self._spend_reads = client.register_script(SCRIPTS["spend_reads"])
-        self._shared = Multiplexed.of(client) if isinstance(client, aioredis.Redis) else None
+        self._shared: Multiplexed | None = None
+        if isinstance(client, aioredis.Redis) and shared_connection:
+            self._shared = Multiplexed.of(client)
 
     async def aclose(self) -> None:
         if self._shared is not None:

@@ -72,6 +72,7 @@ class Multiplexed:
         lane, self._lane = self._lane, None
         if lane is not None:
             lane.fail(exceptions.ConnectionError("the connection was closed"))
+            await lane.closed()
 
     async def _call(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         async def attempt() -> list[Any]:
@@ -128,19 +129,21 @@ class _Lane:
         self.alive = True
         self.error: Exception | None = None
         self._watchdog: asyncio.TimerHandle | None = None
+        self._closing: asyncio.Task[None] | None = None
         self._reading = self.loop.create_task(self._read())
 
     async def send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         if not self.alive:
             raise self.error or exceptions.ConnectionError("the connection was lost")
         pack = self.connection.pack_command
+        packed = [pack(*args) for args in commands]  # a DataError leaves nothing queued
         futures = []
         now = self.loop.time()
-        for args in commands:
+        for chunks in packed:
             future = self.loop.create_future()
             self.waiting.append((future, now))
             futures.append(future)
-            self.unsent += pack(*args)
+            self.unsent += chunks
         if not self._flushing:  # the commands of this turn of the loop go out in one write
             self._flushing = True
             self.loop.call_soon(self._flush)
@@ -152,6 +155,12 @@ class _Lane:
         if len(futures) == 1:
             return [await futures[0]]
         return list(await asyncio.gather(*futures))
+
+    async def closed(self) -> None:
+        """After `fail`: until the socket is closed."""
+        if self._closing is not None:
+            with contextlib.suppress(Exception):
+                await self._closing
 
     def _flush(self) -> None:
         self._flushing = False
@@ -196,12 +205,11 @@ class _Lane:
             self._watchdog.cancel()
         while self.waiting:
             future, _ = self.waiting.popleft()
-            if not future.done():
-                future.set_exception(error)
+            if not future.done():  # an exception of its own: each caller's traceback apart
+                future.set_exception(type(error)(*error.args))
         if self._reading is not asyncio.current_task(self.loop):
             self._reading.cancel()
-        with contextlib.suppress(Exception):
-            self.writer.close()
+        self._closing = self.loop.create_task(self.connection.disconnect(nowait=True))
 
 
 def _lost(exc: Exception) -> exceptions.ConnectionError:

@@ -12,7 +12,9 @@ all of them alike:
 - `router`: the app without `WatchTimeShortcut` (heartbeats through Starlette's exception
   middleware, FastAPI's exit stack and the router);
 - `python packing`: the app with redis-py's own Python command packing instead of hiredis's;
-- `route only`: `answer_watch_time` called directly (none of the app's middleware layers).
+- `route only`: `answer_watch_time` called directly (none of the app's middleware layers);
+- `pooled connections`: the app with redis-py's pooled connections for the heartbeat's script
+  instead of the one shared connection (shared/storage/multiplex.py).
 
 Prints each variant's median CPU per heartbeat and the median of the paired differences (with
 how many rounds agree on the sign). docs/performance.md has the figures.
@@ -40,6 +42,7 @@ from ingest.routes_watch_time import WatchTimeShortcut, answer_watch_time
 from shared.devtools.services import mongo_standin_service, redis_service
 from shared.settings import Settings
 from shared.storage.clients import HiredisPacking
+from shared.storage.ingest_store import AsyncHotStore
 from tests.helpers import COURSE, COURSE_ID, bearer, make_settings
 
 VIDEO, DURATION = "v-100", 100.0  # COURSE's video and its catalog duration
@@ -87,7 +90,9 @@ async def post(call: ASGI, authorization: bytes, position: float) -> int:
     return status
 
 
-def variants(app: FastAPI, without_shortcut: FastAPI) -> dict[str, tuple[ASGI, bool]]:
+def variants(
+    app: FastAPI, without_shortcut: FastAPI, pooled: FastAPI
+) -> dict[str, tuple[ASGI, bool]]:
     """Name -> (what to call, whether hiredis packs)."""
 
     async def route_only(scope: Scope, receive: Receive, send: Send) -> None:
@@ -99,6 +104,7 @@ def variants(app: FastAPI, without_shortcut: FastAPI) -> dict[str, tuple[ASGI, b
         "router": (without_shortcut, True),
         "python packing": (app, False),
         "route only": (route_only, True),
+        "pooled connections": (pooled, True),
     }
 
 
@@ -108,14 +114,18 @@ async def measure(settings: Settings, auths: list[bytes], rounds: int) -> dict[s
     without_shortcut.user_middleware = [
         m for m in without_shortcut.user_middleware if cast(object, m.cls) is not WatchTimeShortcut
     ]
-    runs = variants(app, without_shortcut)
+    pooled = create_app(settings)
+    runs = variants(app, without_shortcut, pooled)
     per_round = 0.4 * (DURATION - 10) / (len(runs) * rounds + 1)  # stays inside the video
     position = 1.0
     cpu: dict[str, list[float]] = {name: [] for name in runs}
     async with (
         app.router.lifespan_context(app),
         without_shortcut.router.lifespan_context(without_shortcut),
+        pooled.router.lifespan_context(pooled),
     ):
+        ctx = pooled.state.ctx
+        ctx.hot = AsyncHotStore(ctx.redis_async, ctx.key_schema, shared_connection=False)
         for auth in auths:  # warm: every key has a hot state and a cached one
             assert await post(app, auth, position) == 202
         for _ in range(rounds):
@@ -152,8 +162,8 @@ def main() -> None:
         mongo.stop()
     print(f"\nCPU per heartbeat in process, {args.rounds} rounds of {args.students} heartbeats")
     for name, values in cpu.items():
-        print(f"  {name:16} median {statistics.median(values):6.0f} us")
-    for name in ("router", "python packing", "route only"):
+        print(f"  {name:18} median {statistics.median(values):6.0f} us")
+    for name in ("router", "python packing", "route only", "pooled connections"):
         diffs = [x - y for x, y in zip(cpu[name], cpu["app"], strict=True)]
         agree = sum((d > 0) == (statistics.median(diffs) > 0) for d in diffs)
         print(
