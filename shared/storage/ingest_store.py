@@ -141,8 +141,8 @@ class AsyncHotStore:
         """`shared_connection=False`: redis-py's pooled connections on a plain Redis too (a
         benchmark's comparison)."""
         self.client, self.schema = client, schema
-        self._ingest = client.register_script(SCRIPTS["ingest"])
-        self._spend_reads = client.register_script(SCRIPTS["spend_reads"])
+        self._scripts = {name: client.register_script(SCRIPTS[name])
+                         for name in ("ingest", "spend_reads")}  # fmt: skip
         self._shared: Multiplexed | None = None
         if isinstance(client, aioredis.Redis) and shared_connection:
             self._shared = Multiplexed.of(client)
@@ -172,18 +172,19 @@ class AsyncHotStore:
         calls = [ingest_args(item, limits, want_state) for item in items]
         if len(calls) == 1:  # the common case: one EVALSHA, no pipeline, no SCRIPT EXISTS
             keys, args = calls[0]
-            return [IngestReply.parse(await self._ingest_one(keys, args))]
+            return [IngestReply.parse(await self._script("ingest", keys, args))]
         replies = await self._pipelined("ingest", calls)
         return [IngestReply.parse(reply) for reply in replies]
 
-    async def _ingest_one(self, keys: list[str], args: list[Any]) -> Any:
+    async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        """One call of the script `name` (ingest, spend_reads)."""
         if self._shared is None:
-            return await self._ingest(keys=keys, args=args)
-        command = ("EVALSHA", SHAS["ingest"], len(keys), *keys, *args)
+            return await self._scripts[name](keys=keys, args=args)
+        command = ("EVALSHA", SHAS[name], len(keys), *keys, *args)
         try:
             return await self._shared.execute(*command)
         except redis.exceptions.NoScriptError:  # Redis restarted without its scripts
-            await self.client.script_load(SCRIPTS["ingest"])
+            await self.client.script_load(SCRIPTS[name])
             return await self._shared.execute(*command)
 
     async def _pipelined(
@@ -192,7 +193,9 @@ class AsyncHotStore:
         """Run one script many times in one round trip (two if Redis lost its scripts), after
         an SMEMBERS of `members_of` when given (its reply comes first)."""
         for attempt in range(2):
-            commands: list[tuple[Any, ...]] = [("SMEMBERS", members_of)] if members_of else []
+            commands: list[tuple[Any, ...]] = []
+            if members_of is not None:
+                commands.append(("SMEMBERS", members_of))
             commands += [("EVALSHA", SHAS[name], len(keys), *keys, *args) for keys, args in calls]
             replies = await self._run_all(commands)
             if not any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
@@ -235,7 +238,7 @@ class AsyncHotStore:
         """Count `cost` reads of the user in the window of `window_s` seconds holding `now`,
         unless that goes over `limit`: False when refused (refused reads do not count)."""
         keys = [self.schema.read_limit_key(user_id, int(now // window_s))]
-        return bool(await self._spend_reads(keys=keys, args=[limit, window_s, cost]))
+        return bool(await self._script("spend_reads", keys, [limit, window_s, cost]))
 
     async def catalog_version(self) -> int:
         return int(await self.client.get(CATALOG_VERSION) or 0)
