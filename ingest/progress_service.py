@@ -47,6 +47,7 @@ class Submission:
     material_id: str
     heartbeats: list[Heartbeat]
     cached: CachedState | None = None  # this process's state of the key, as the request began
+    known: WatchState | None = None  # `cached.state`, thawed once for the request
 
 
 def _iso(ts: float | None) -> datetime | None:
@@ -135,7 +136,9 @@ class ProgressService:
         most MONGO_READ_DEADLINE_S; past that it is computed without it and not cached (the
         heartbeat is safe either way, and the workers merge the stored state)."""
         key = ProgressKey(student_id, material_id, self.ctx.key_schema)
-        sub = Submission(ref, material_id, [heartbeat], self.cache.get(key))
+        cached = self.cache.get(key)
+        known = cached.state if cached is not None else None
+        sub = Submission(ref, material_id, [heartbeat], cached, known)
         [reply] = await self._submit(student_id, [sub], want_state=True)
         if isinstance(reply, ServiceError):
             raise reply
@@ -144,7 +147,8 @@ class ProgressService:
         view, stored, answered = reply.view, None, True
         if view.needs_stored_state(sub.cached):
             stored, answered = await self._stored_state_quickly(key)
-        return self._fold_view(key, ref, view, view.base_state(sub.cached, stored), answered)
+        base = view.base_state(sub.cached, stored, sub.known)
+        return self._fold_view(key, ref, view, base, answered)
 
     async def record_many(
         self, student_id: str, submissions: list[Submission]
@@ -184,7 +188,9 @@ class ProgressService:
             cached = sub.cached if want_state else None
             need = 0.0
             if not s.verification.trusted:
-                known = sub.cached.state if sub.cached else None
+                known = sub.known
+                if known is None and sub.cached is not None:
+                    known = sub.cached.state
                 need = budget_needed(known, sub.heartbeats, sub.ref.material.duration)
             offer = self.cache.offers_preview(cached)
             items.append(IngestItem(key, sub.ref.course_id, sub.heartbeats, cached, offer, need))

@@ -327,7 +327,7 @@ def view_at(r: Buffer, view: HotView, folded: int) -> CachedState:
     """The cached state of a process that folded the first `folded` pending heartbeats."""
     raw = r.lindex(KEY.pending, folded - 1)
     assert isinstance(raw, bytes)
-    return CachedState(
+    return CachedState.of(
         view.epoch, view.version, folded, hashlib.sha1(raw).hexdigest(), WatchState()
     )
 
@@ -343,7 +343,7 @@ def test_a_caller_with_a_current_view_gets_only_what_came_after_it(
     reply = view_of(append(redis_url, [hb(501)], cached=mine))
     assert reply.mode == "cache" and reply.start == 500
     assert [h.received_at for h in reply.tail] == [501]
-    older = CachedState(last.epoch, last.version, 0, "", WatchState())
+    older = CachedState.of(last.epoch, last.version, 0, "", WatchState())
     other = view_of(append(redis_url, [hb(502)], cached=older))
     assert other.mode == "cache" and len(other.tail) == 502  # an older view: from there
 
@@ -445,7 +445,7 @@ def test_a_read_answers_the_view_an_append_answers_without_the_new_heartbeat(
         "none": None,
         "current": view_at(redis_client, last, 41),
         "behind the preview": view_at(redis_client, last, 10),
-        "of another epoch": CachedState("other", last.version, 3, "", WatchState()),
+        "of another epoch": CachedState.of("other", last.version, 3, "", WatchState()),
     }
     modes = {}
     for t, (who, cached) in enumerate(callers.items(), start=42):

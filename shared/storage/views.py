@@ -49,8 +49,29 @@ class CachedState:
     version: str
     folded: int
     mark: str
-    state: WatchState  # owned by the cache: folded in place
+    # The state as its JSON: one string the garbage collector never scans. A `WatchState` is a
+    # dozen containers, each fold makes new ones, and tens of thousands of cached keys kept
+    # them young until their next heartbeat: the collector's passes grew to 25-190 ms at
+    # 7,500-17,000 watchers, every request in flight waiting them out (docs/performance.md).
+    frozen: str
     preview_folded: int = -1  # how far the key's preview in Redis reached, as last seen
+
+    @classmethod
+    def of(
+        cls,
+        epoch: str,
+        version: str,
+        folded: int,
+        mark: str,
+        state: WatchState,
+        preview_folded: int = -1,
+    ) -> CachedState:
+        return cls(epoch, version, folded, mark, state.to_json(), preview_folded)
+
+    @property
+    def state(self) -> WatchState:
+        """A copy of the cached state, the caller's own (to fold in place)."""
+        return WatchState.from_json(self.frozen)
 
 
 def view_args(cached: CachedState | None) -> list[Any]:
@@ -106,16 +127,22 @@ class HotView:
             return False
         return self.version == "" and self.stored
 
-    def base_state(self, cached: CachedState | None, stored: WatchState | None) -> WatchState:
-        """What the tail folds onto: the caller's cached state (folded in place), the preview or
-        hot state the view carries, else `stored` (MongoDB's), else nothing yet."""
+    def base_state(
+        self,
+        cached: CachedState | None,
+        stored: WatchState | None,
+        thawed: WatchState | None = None,
+    ) -> WatchState:
+        """What the tail folds onto: a copy of the caller's cached state (`thawed`, when the
+        caller has made it already), the preview or hot state the view carries, else `stored`
+        (MongoDB's), else nothing yet."""
         if self.mode == "cache" and cached is not None:
-            return cached.state
+            return thawed if thawed is not None else cached.state
         return self.base or stored or WatchState()
 
     def cached(self, state: WatchState) -> CachedState:
         """`state`, folded from this view's base and its whole tail, with where it reaches."""
-        return CachedState(
+        return CachedState.of(
             self.epoch, self.version, self.folded, self.mark, state, self.preview_folded
         )
 
