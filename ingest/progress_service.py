@@ -147,8 +147,7 @@ class ProgressService:
         view, stored, answered = reply.view, None, True
         if view.needs_stored_state(sub.cached):
             stored, answered = await self._stored_state_quickly(key)
-        base = view.base_state(sub.cached, stored, sub.known)
-        return self._fold_view(key, ref, view, base, answered)
+        return self._fold_view(key, ref, view, view.base_state(sub.known, stored), answered)
 
     async def record_many(
         self, student_id: str, submissions: list[Submission]
@@ -188,10 +187,7 @@ class ProgressService:
             cached = sub.cached if want_state else None
             need = 0.0
             if not s.verification.trusted:
-                known = sub.known
-                if known is None and sub.cached is not None:
-                    known = sub.cached.state
-                need = budget_needed(known, sub.heartbeats, sub.ref.material.duration)
+                need = budget_needed(sub.known, sub.heartbeats, sub.ref.material.duration)
             offer = self.cache.offers_preview(cached)
             items.append(IngestItem(key, sub.ref.course_id, sub.heartbeats, cached, offer, need))
         limits = IngestLimits(
@@ -289,7 +285,8 @@ class ProgressService:
         states = {}
         for key, view, entry in zip(keys, views, cached, strict=True):
             found = stored.get((key.student_id, key.material_id))
-            base = view.base_state(entry, found.state if found else None)
+            known = entry.state if entry is not None else None
+            base = view.base_state(known, found.state if found else None)
             states[key.material_id] = self._fold_view(key, refs[key.material_id], view, base, True)
         return states
 

@@ -80,8 +80,7 @@ class Multiplexed:
             return await lane.send(commands)
 
         async def failed(exc: Exception) -> None:
-            if self._lane is not None and not self._lane.alive:
-                self._lane = None
+            """Nothing to do: the next attempt's `_current` replaces a failed connection."""
 
         result: list[Any] = await self.retry.call_with_retry(attempt, failed)
         return result

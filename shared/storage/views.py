@@ -127,17 +127,12 @@ class HotView:
             return False
         return self.version == "" and self.stored
 
-    def base_state(
-        self,
-        cached: CachedState | None,
-        stored: WatchState | None,
-        thawed: WatchState | None = None,
-    ) -> WatchState:
-        """What the tail folds onto: a copy of the caller's cached state (`thawed`, when the
-        caller has made it already), the preview or hot state the view carries, else `stored`
+    def base_state(self, known: WatchState | None, stored: WatchState | None) -> WatchState:
+        """What the tail folds onto: the caller's copy of its cached state (`known`:
+        `CachedState.state`), the preview or hot state the view carries, else `stored`
         (MongoDB's), else nothing yet."""
-        if self.mode == "cache" and cached is not None:
-            return thawed if thawed is not None else cached.state
+        if self.mode == "cache" and known is not None:
+            return known
         return self.base or stored or WatchState()
 
     def cached(self, state: WatchState) -> CachedState:
