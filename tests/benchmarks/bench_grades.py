@@ -20,11 +20,8 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-from shared.devtools.services import mongo_standin_service, redis_service
 from shared.domain.progress import WatchState
 from shared.integrations.outbox import GRADE, Limits, Outbox, OutboxEntry
 from shared.lti.grades import GradeTargets, record_launch
@@ -32,6 +29,7 @@ from shared.lti.identity import user_id_of
 from shared.lti.launch import CLAIM, ROLES, Launch
 from shared.lti.registry import PlatformBody, PlatformRegistry
 from shared.storage.mongo_store import StateWrite
+from tests.benchmarks.benchstack import bare_stores
 from tests.helpers import SECRET, make_settings, present
 from tests.lti_platform import CLIENT_ID, DEPLOYMENT, LEARNER, PLATFORM_ID, Gradebook, Lms
 from workers.context import WorkerContext, build_context
@@ -52,48 +50,41 @@ def main() -> None:
     parser.add_argument("--learners", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="bench-grades-"))
-    redis_svc = redis_service(root / "redis").start()
-    mongo_svc = mongo_standin_service(root / "mongo").start()
     lms = Lms()
-    try:
-        redis_url = f"redis://127.0.0.1:{redis_svc.port}/0"
-        mongo_url = f"mongodb://127.0.0.1:{mongo_svc.port}/videoprogress"
-        settings = make_settings(redis_url, mongo_url, lti_score_interval_s=0.001)
-        ctx = build_context(settings)
-        book = Gradebook(lms, ctx.lti_keys.jwks)
-        item = book.add_line_item("Speed")
-        registry = PlatformRegistry(ctx.mongo.db)
-        body = PlatformBody.model_validate(lms.registration_body([DEPLOYMENT]))
-        registry.save(PLATFORM_ID, body, time.time())
-        platform = present(registry.find(lms.base, CLIENT_ID))
-        targets = GradeTargets(ctx.mongo.db)
-        users = []
-        for i in range(args.learners):
-            sub = f"u-{i}"
-            claims = {"sub": sub, ROLES: [LEARNER], CLAIM + "resource_link": {"id": "rl-1"}}
-            launch = Launch(platform, {**claims, **book.claim(item)}, DEPLOYMENT, False)
-            users.append(user_id_of(PLATFORM_ID, sub))
-            record_launch(targets, launch, users[-1], "v-100", "Speed", time.time())
-        env = {**os.environ, "REDIS_URL": redis_url, "MONGO_URL": mongo_url}
-        env.update(JWT_SECRET=SECRET, LTI_SCORE_INTERVAL_S="0.001", APP_ENV="production")
-        print(f"{args.learners} learners, one line item, worker in its own process")
-        for round_ in range(1, args.rounds + 1):
-            posted_before = book.score_posts
-            seed(ctx, targets, users, round_)
-            out = subprocess.run(
-                [sys.executable, "-c", WORKER], env=env, capture_output=True, text=True, check=True
-            )
-            result = json.loads(out.stdout.strip().splitlines()[-1])
-            posts = book.score_posts - posted_before
-            print(
-                f"round {round_}: {posts} posts in {result['seconds']:.2f} s = "
-                f"{posts / result['seconds']:.0f} posts/s ({result})"
-            )
-    finally:
-        lms.close()
-        mongo_svc.stop()
-        redis_svc.stop()
+    with bare_stores("bench-grades-", "videoprogress") as (redis_url, mongo_url):
+        try:
+            settings = make_settings(redis_url, mongo_url, lti_score_interval_s=0.001)
+            ctx = build_context(settings)
+            book = Gradebook(lms, ctx.lti_keys.jwks)
+            item = book.add_line_item("Speed")
+            registry = PlatformRegistry(ctx.mongo.db)
+            body = PlatformBody.model_validate(lms.registration_body([DEPLOYMENT]))
+            registry.save(PLATFORM_ID, body, time.time())
+            platform = present(registry.find(lms.base, CLIENT_ID))
+            targets = GradeTargets(ctx.mongo.db)
+            users = []
+            for i in range(args.learners):
+                sub = f"u-{i}"
+                claims = {"sub": sub, ROLES: [LEARNER], CLAIM + "resource_link": {"id": "rl-1"}}
+                launch = Launch(platform, {**claims, **book.claim(item)}, DEPLOYMENT, False)
+                users.append(user_id_of(PLATFORM_ID, sub))
+                record_launch(targets, launch, users[-1], "v-100", "Speed", time.time())
+            env = {**os.environ, "REDIS_URL": redis_url, "MONGO_URL": mongo_url}
+            env.update(JWT_SECRET=SECRET, LTI_SCORE_INTERVAL_S="0.001", APP_ENV="production")
+            print(f"{args.learners} learners, one line item, worker in its own process")
+            for round_ in range(1, args.rounds + 1):
+                posted_before = book.score_posts
+                seed(ctx, targets, users, round_)
+                argv = [sys.executable, "-c", WORKER]
+                out = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
+                result = json.loads(out.stdout.strip().splitlines()[-1])
+                posts = book.score_posts - posted_before
+                print(
+                    f"round {round_}: {posts} posts in {result['seconds']:.2f} s = "
+                    f"{posts / result['seconds']:.0f} posts/s ({result})"
+                )
+        finally:
+            lms.close()
 
 
 def seed(ctx: WorkerContext, targets: GradeTargets, users: list[str], round_: int) -> None:

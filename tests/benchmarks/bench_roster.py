@@ -16,15 +16,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import tempfile
 import time
-from pathlib import Path
 
 import httpx
 import redis
 
 from shared.clock import SystemClock
-from shared.devtools.services import mongo_standin_service, redis_service
 from shared.domain.catalog import Course
 from shared.lti.classes import ClassStore, Context
 from shared.lti.keys import ToolKeys
@@ -35,6 +32,7 @@ from shared.ops import admin_ops
 from shared.settings import Settings
 from shared.storage.keys import KeySchema
 from shared.storage.mongo_store import MongoStore
+from tests.benchmarks.benchstack import bare_stores
 from tests.helpers import COURSE, COURSE_ID
 from tests.lti_platform import LEARNER, PLATFORM_ID, Gradebook, Lms
 
@@ -51,59 +49,55 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=2000)
     parser.add_argument("--page-size", type=int, default=100)
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="bench-roster-"))
-    rsvc = redis_service(root / "redis").start()
-    msvc = mongo_standin_service(root / "mongo").start()
-    os.environ.update(
-        REDIS_URL=f"redis://127.0.0.1:{rsvc.port}/0",
-        MONGO_URL=f"mongodb://127.0.0.1:{msvc.port}/bench",
-        APP_ENV="production",
-        JWT_SECRET=SECRET,
-        MONGO_TIMEOUT_MS="60000",
-    )
-    settings, clock, lms = Settings(), SystemClock(), Lms()
-    mongo = MongoStore(settings.mongo_url, settings.mongo_timeout_ms)
-    buffer = redis.Redis.from_url(settings.redis_url)
-    try:
-        mongo.ensure_indexes()
-        course = Course.model_validate({"course_id": COURSE_ID, **COURSE})
-        admin_ops.save_course(mongo, buffer, course)
-        platforms = PlatformRegistry(mongo.db)
-        body = PlatformBody.model_validate(lms.registration_body(["dep-1"]))
-        platforms.save(PLATFORM_ID, body, clock.time())
-        keys = ToolKeys(settings, mongo.db, clock)
-        services = Gradebook(lms, keys.jwks)
-        roster = [member(i) for i in range(args.members)]
-        url = services.serve_roster("/nrps/bench", roster, args.page_size)
-        store = ClassStore(mongo, buffer, KeySchema.from_settings(settings))
-        store.ensure_indexes()
-        context = Context(PLATFORM_ID, "ctx-bench", "Bench", None, url)
-        store.record_context(context, COURSE_ID, clock.time())
-        pages = -(-args.members // args.page_size)
-        print(f"{args.members} members, {pages} pages of {args.page_size}")
-        print(f"{'sync':34} {'seconds':>8} {'members/s':>10} {'active':>7} {'left':>5}")
-        for name, change in [
-            ("first (all new)", None),
-            ("again (no change)", None),
-            ("a tenth left, as many joined", args.members // 10),
-        ]:
-            if change:
-                del roster[:change]
-                roster += [member(args.members + i) for i in range(change)]
-            t = time.perf_counter()
-            outcome = asyncio.run(run(store, platforms, keys, context.class_id, settings))
-            elapsed = time.perf_counter() - t
-            assert outcome is not None
-            rate = args.members / elapsed
-            print(f"{name:34} {elapsed:8.2f} {rate:10.0f} {outcome.active:7d} "
-                  f"{outcome.deactivated:5d}")  # fmt: skip
-        enrolled = mongo.enrollments.count_documents({"course_id": COURSE_ID})
-        print(f"enrolled afterwards: {enrolled}")
-    finally:
-        lms.close()
-        mongo.close()
-        msvc.stop()
-        rsvc.stop()
+    with bare_stores("bench-roster-") as (redis_url, mongo_url):
+        os.environ.update(
+            REDIS_URL=redis_url,
+            MONGO_URL=mongo_url,
+            APP_ENV="production",
+            JWT_SECRET=SECRET,
+            MONGO_TIMEOUT_MS="60000",
+        )
+        settings, clock, lms = Settings(), SystemClock(), Lms()
+        mongo = MongoStore(settings.mongo_url, settings.mongo_timeout_ms)
+        buffer = redis.Redis.from_url(settings.redis_url)
+        try:
+            mongo.ensure_indexes()
+            course = Course.model_validate({"course_id": COURSE_ID, **COURSE})
+            admin_ops.save_course(mongo, buffer, course)
+            platforms = PlatformRegistry(mongo.db)
+            body = PlatformBody.model_validate(lms.registration_body(["dep-1"]))
+            platforms.save(PLATFORM_ID, body, clock.time())
+            keys = ToolKeys(settings, mongo.db, clock)
+            services = Gradebook(lms, keys.jwks)
+            roster = [member(i) for i in range(args.members)]
+            url = services.serve_roster("/nrps/bench", roster, args.page_size)
+            store = ClassStore(mongo, buffer, KeySchema.from_settings(settings))
+            store.ensure_indexes()
+            context = Context(PLATFORM_ID, "ctx-bench", "Bench", None, url)
+            store.record_context(context, COURSE_ID, clock.time())
+            pages = -(-args.members // args.page_size)
+            print(f"{args.members} members, {pages} pages of {args.page_size}")
+            print(f"{'sync':34} {'seconds':>8} {'members/s':>10} {'active':>7} {'left':>5}")
+            for name, change in [
+                ("first (all new)", None),
+                ("again (no change)", None),
+                ("a tenth left, as many joined", args.members // 10),
+            ]:
+                if change:
+                    del roster[:change]
+                    roster += [member(args.members + i) for i in range(change)]
+                t = time.perf_counter()
+                outcome = asyncio.run(run(store, platforms, keys, context.class_id, settings))
+                elapsed = time.perf_counter() - t
+                assert outcome is not None
+                rate = args.members / elapsed
+                print(f"{name:34} {elapsed:8.2f} {rate:10.0f} {outcome.active:7d} "
+                      f"{outcome.deactivated:5d}")  # fmt: skip
+            enrolled = mongo.enrollments.count_documents({"course_id": COURSE_ID})
+            print(f"enrolled afterwards: {enrolled}")
+        finally:
+            lms.close()
+            mongo.close()
 
 
 async def run(

@@ -26,10 +26,8 @@ import argparse
 import asyncio
 import json
 import statistics
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any, cast
 
 from fastapi import FastAPI
@@ -39,10 +37,10 @@ from starlette.types import Message, Receive, Scope, Send
 
 from ingest.app import create_app
 from ingest.routes_watch_time import WatchTimeShortcut, answer_watch_time
-from shared.devtools.services import mongo_standin_service, redis_service
 from shared.settings import Settings
 from shared.storage.clients import HiredisPacking
 from shared.storage.ingest_store import AsyncHotStore
+from tests.benchmarks.benchstack import bare_stores
 from tests.helpers import COURSE, COURSE_ID, bearer, make_settings
 
 VIDEO, DURATION = "v-100", 100.0  # COURSE's video and its catalog duration
@@ -148,18 +146,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--students", type=int, default=200)
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="bench-route-cpu-"))
-    redis, mongo = redis_service(root / "redis").start(), mongo_standin_service(root / "m").start()
-    try:
-        settings = make_settings(
-            f"redis://127.0.0.1:{redis.port}/0",
-            f"mongodb://127.0.0.1:{mongo.port}/bench",
-            rate_limit_per_minute=10**6,
-        )
+    with bare_stores("bench-route-cpu-") as (redis_url, mongo_url):
+        settings = make_settings(redis_url, mongo_url, rate_limit_per_minute=10**6)
         cpu = asyncio.run(measure(settings, enroll(settings, args.students), args.rounds))
-    finally:
-        redis.stop()
-        mongo.stop()
     print(f"\nCPU per heartbeat in process, {args.rounds} rounds of {args.students} heartbeats")
     for name, values in cpu.items():
         print(f"  {name:18} median {statistics.median(values):6.0f} us")

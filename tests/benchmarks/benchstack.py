@@ -138,6 +138,24 @@ def bench_stack(
             svc.stop()
 
 
+@contextmanager
+def bare_stores(prefix: str, database: str = "bench") -> Iterator[tuple[str, str]]:
+    """A redis-server and the MongoDB stand-in of their own, without the service's processes
+    (a benchmark that runs the code in process): their (REDIS_URL, MONGO_URL), both stopped
+    on the way out."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    redis_svc = redis_service(root / "redis").start()
+    try:
+        mongo_svc = mongo_standin_service(root / "mongo").start()
+        try:
+            yield (f"redis://127.0.0.1:{redis_svc.port}/0",
+                   f"mongodb://127.0.0.1:{mongo_svc.port}/{database}")  # fmt: skip
+        finally:
+            mongo_svc.stop()
+    finally:
+        redis_svc.stop()
+
+
 def enroll_bulk(bs: BenchStack, students: list[str], course_id: str) -> None:
     """Enroll many students at once: the documents `MongoStore.enroll` creates, inserted in one
     `insert_many`, and the Redis mirror `admin_ops.mirror_enrollments` keeps, in one pipeline."""
