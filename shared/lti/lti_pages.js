@@ -28,26 +28,40 @@
   }
 
   // One request and its reply: sent only to the platform's origin, answered only from it,
-  // with our message_id and the subject's ".response" (lti-cs-pm v0p1).
-  function ask(target, message) {
+  // with our message_id and the subject's ".response" (lti-cs-pm v0p1). `resendMs`: send the
+  // same message again at that interval until it is answered. The storage frame is the LMS
+  // page's sibling of ours and may still be loading when this page runs: a message posted to
+  // a frame before its page listens is lost, so the first question (lti.capabilities) is
+  // asked again until the frame answers. A repeated answer finds no listener.
+  function ask(target, message, resendMs) {
     return new Promise(function (resolve, reject) {
       var id = "vp-" + Date.now() + "-" + ++counter + "-" + Math.random().toString(36).slice(2);
-      var timer = setTimeout(function () {
+      var resend;
+      function stop() {
+        clearTimeout(timer);
+        clearInterval(resend);
         window.removeEventListener("message", onMessage);
+      }
+      var timer = setTimeout(function () {
+        stop();
         reject(new Error("no answer to " + message.subject));
       }, config.timeout_ms);
       function onMessage(event) {
         var data = event.data;
         if (event.origin !== config.origin || !data || typeof data !== "object") return;
         if (data.message_id !== id || data.subject !== message.subject + ".response") return;
-        clearTimeout(timer);
-        window.removeEventListener("message", onMessage);
+        stop();
         if (data.error) reject(new Error(data.error.message || data.error.code || "refused"));
         else resolve(data);
       }
       window.addEventListener("message", onMessage);
       message.message_id = id;
       target.postMessage(message, config.origin);
+      if (resendMs) {
+        resend = setInterval(function () {
+          target.postMessage(message, config.origin);
+        }, resendMs);
+      }
     });
   }
 
@@ -55,7 +69,7 @@
   function storageFrames() {
     var target = frameNamed(config.target);
     if (!target) return Promise.reject(new Error("no storage frame"));
-    return ask(target, { subject: "lti.capabilities" }).then(function (answer) {
+    return ask(target, { subject: "lti.capabilities" }, config.resend_ms).then(function (answer) {
       var supported = Array.isArray(answer.supported_messages) ? answer.supported_messages : [];
       function frameFor(subject) {
         var found = supported.filter(function (m) {

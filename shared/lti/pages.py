@@ -8,8 +8,9 @@ needs as a JSON data block (`<script type="application/json">`, never executed).
   `lti.put_data` (lti-pm-s v0p1), then go to the authentication request. Every message goes to
   the origin of the platform's `auth_login_url` (lti-pm-s: the storage frame is served from the
   OIDC authorization origin) and only replies from that origin with our `message_id` count.
-  Without an answer (no such frame, no storage offered, STORAGE_TIMEOUT_MS) the page starts the
-  same login the cookie way instead.
+  `lti.capabilities` goes again every STORAGE_RESEND_MS until answered (the storage frame may
+  load after the tool's frame). Without an answer (no such frame, no storage offered,
+  STORAGE_TIMEOUT_MS) the page starts the same login the cookie way instead.
 - `storage_check_page`: lti-cs-oidc v0p1, its launch: `lti.get_data` of both keys from the
   same frame; only when both hold what the login put does the page post the launch again
   (`lti_storage_checked`), which is when the tool uses the nonce and stores anything. Otherwise
@@ -28,6 +29,9 @@ from typing import Any
 
 PAGES_SCRIPT = "/lti/pages.js"
 STORAGE_TIMEOUT_MS = 2000  # an LMS without platform storage never answers lti.capabilities
+# lti.capabilities is sent again at this interval until answered: the storage frame may still
+# be loading when the tool's page runs, and a message to a page not yet listening is lost.
+STORAGE_RESEND_MS = 200
 
 
 def document(title: str, body: str, config: dict[str, Any] | None = None) -> str:
@@ -63,6 +67,7 @@ def storage_login_page(
         "next": next_url,
         "fallback": cookie_url,
         "timeout_ms": STORAGE_TIMEOUT_MS,
+        "resend_ms": STORAGE_RESEND_MS,
     }
     body = '<p id="status" role="status">Signing you in through your LMS…</p>'
     return document("Signing in", body, config)
@@ -80,6 +85,7 @@ def storage_check_page(
         "form": form,
         "action": "/lti/launch",
         "timeout_ms": STORAGE_TIMEOUT_MS,
+        "resend_ms": STORAGE_RESEND_MS,
         "refusal": "The LMS launch was refused: the state and nonce in your LMS's storage "
         "do not match this launch's (was the login in this browser?).",
     }
