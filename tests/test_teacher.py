@@ -439,7 +439,7 @@ def test_erasure_removes_queued_heartbeats_and_nothing_comes_back(stack: Stack) 
         stack.restart_workers()
     assert report["queued_heartbeats"] == 2 and report["documents"] == 1
     assert report["enrollments"] == 1
-    time.sleep(3)  # flushes run: none may bring anything back
+    flushes_have_run(stack)  # none may bring anything back
     for video in ("v-100", "v-600"):
         assert _status(stack, "gus", video)["watched_seconds"] == 0.0
         doc = stored_in(stack, "gus", video)
@@ -453,6 +453,16 @@ def test_erasure_removes_queued_heartbeats_and_nothing_comes_back(stack: Stack) 
     )
     wait_until(lambda: (d := stored_in(stack, "gus")) and d.get("watched_seconds") == 10.0)
     wait_until(lambda: _row(stack, "gus")[2] == 10.0)
+
+
+def flushes_have_run(stack: Stack) -> None:
+    """Waits until a flush that began after this call has stored a probe's heartbeat and the
+    buffer is empty: whatever an erasure left queued would have been stored by then."""
+    probe = f"probe-{time.monotonic_ns()}"
+    headers = enroll_in(stack, probe)
+    assert post_to(stack, headers, **heartbeat(10, played=[[0, 10]])).status_code == 202
+    wait_until(lambda: stored_in(stack, probe), timeout_s=30)
+    wait_until(lambda: buffered(stack.redis_client()) == (0, 0), timeout_s=30)
 
 
 def _row(stack: Stack, student: str) -> tuple[Any, ...]:
@@ -479,7 +489,7 @@ def test_erasure_wins_over_a_flush_in_flight(stack: Stack) -> None:
         present(stack.mongo.proc).send_signal(signal.SIGCONT)
     eraser.join(60)
     wait_until(lambda: not leased(r, "hal", "v-100"), timeout_s=30)
-    time.sleep(3)
+    flushes_have_run(stack)
     assert _status(stack, "hal")["watched_seconds"] == 0.0
     doc = stored_in(stack, "hal")
     assert doc is None or "course_id" not in doc
