@@ -216,17 +216,35 @@ class RedisCounters:
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process (0 when it is gone)."""
+def _stat(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat's fields after the command's name (None when the process is gone)."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _TICK
+        return None
+
+
+def cpu_seconds(pid: int, descendants: bool = False) -> float:
+    """User + system CPU seconds of a process (0 when it is gone); with `descendants`, plus
+    those of its live descendants (uvicorn's worker processes under `WEB_CONCURRENCY` > 1)."""
+    children: dict[int, list[int]] = {}
+    if descendants:
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and (fields := _stat(int(entry.name))) is not None:
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        if (fields := _stat(current)) is not None:
+            total += (int(fields[11]) + int(fields[12])) / _TICK
+        todo.extend(children.get(current, []))
+    return total
 
 
 def cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
-    return {name: cpu_seconds(pid) for name, pid in pids.items()}
+    """Process name -> CPU seconds; a web process's count includes its worker processes (the
+    generator's own would include the whole stack, its children)."""
+    return {name: cpu_seconds(pid, name.startswith("web")) for name, pid in pids.items()}
 
 
 def cpu_share(

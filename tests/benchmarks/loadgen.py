@@ -26,9 +26,10 @@ makes the exit code 1. MongoDB's documents written are counted per collection by
 Each tab also opens with `GET .../status` (as the player does to resume), checked against the
 model too (read-your-writes) when no other tab of the student has that video open.
 
-`--capacity`: one web process, one worker; first a worker-tier outage (`--outage-minutes`,
-default 5 with --capacity): 1,000 watchers for a minute, then the worker and clock processes
-stopped for that long while ingest goes on, then restarted; it reports ingest p50/p99 before,
+`--capacity`: one web process (`--web-processes N` for uvicorn's N), one worker; first a
+worker-tier outage (`--outage-minutes`, default 5 with --capacity): 1,000 watchers for a
+minute, then the worker and clock processes stopped for that long while ingest goes on, then
+restarted; it reports ingest p50/p99 before,
 during and after the outage and the time the backlog takes to drain once they are back (the
 oracle at the end covers every heartbeat accepted meanwhile). Then 1,000 watchers at speedup 1,
 then more every step
@@ -1375,6 +1376,9 @@ def main() -> None:
     parser.add_argument("--speedup", type=float, default=1.0)
     parser.add_argument("--concurrency", type=int, default=128, help="requests in flight, max")
     parser.add_argument("--workers", type=int, default=1, help="rq worker processes")
+    parser.add_argument(
+        "--web-processes", type=int, default=1, help="uvicorn's worker processes (WEB_CONCURRENCY)"
+    )
     parser.add_argument("--flush-interval", type=float, default=30.0, help="FLUSH_INTERVAL_S")
     parser.add_argument("--flush-tick", type=int, default=5, help="FLUSH_TICK_S")
     parser.add_argument("--drain-timeout", type=float, default=150.0)
@@ -1442,7 +1446,11 @@ def main() -> None:
         workers=args.workers,
         flush_interval_s=args.flush_interval,
         flush_tick_s=args.flush_tick,
-        extra_env={"RATE_LIMIT_PER_MINUTE": rate_limit, "MAX_PLAYBACK_RATE": max_rate},
+        extra_env={
+            "RATE_LIMIT_PER_MINUTE": rate_limit,
+            "MAX_PLAYBACK_RATE": max_rate,
+            "WEB_CONCURRENCY": str(args.web_processes),
+        },
         count_writes=args.count_writes,
     ) as bs:
         try:
