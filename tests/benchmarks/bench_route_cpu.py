@@ -1,6 +1,6 @@
 """Benchmark: CPU time per heartbeat inside the app, in process, variant against variant.
 
-    .venv/bin/python -m tests.benchmarks.bench_route_cpu [--rounds 40] [--students 200]
+    .venv/bin/python -m tests.benchmarks.bench_route_cpu [--rounds 40] [--students 200] [--cluster]
 
 Drives the app's ASGI callable directly (no HTTP server, no load tool: only this process's CPU
 is counted) with real single-heartbeat requests over a redis-server and the MongoDB stand-in of
@@ -14,7 +14,9 @@ all of them alike:
 - `python packing`: the app with redis-py's own Python command packing instead of hiredis's;
 - `route only`: `answer_watch_time` called directly (none of the app's middleware layers);
 - `pooled connections`: the app with redis-py's pooled connections for the heartbeat's script
-  instead of the one shared connection (shared/storage/multiplex.py).
+  instead of the one shared connection (shared/storage/multiplex.py);
+- `cluster buffer` (with `--cluster`): the app with its buffer on a three-primary Redis Cluster
+  of its own (`BUFFER_REDIS_CLUSTER`), where heartbeats go through redis-py's cluster client.
 
 Prints each variant's median CPU per heartbeat and the median of the paired differences (with
 how many rounds agree on the sign). docs/performance.md has the figures.
@@ -24,10 +26,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, cast
 
 from fastapi import FastAPI
@@ -37,6 +42,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from ingest.app import create_app
 from ingest.routes_watch_time import WatchTimeShortcut, answer_watch_time
+from shared.devtools.services import start_redis_cluster
 from shared.settings import Settings
 from shared.storage.clients import HiredisPacking
 from shared.storage.ingest_store import AsyncHotStore
@@ -106,7 +112,9 @@ def variants(
     }
 
 
-async def measure(settings: Settings, auths: list[bytes], rounds: int) -> dict[str, list[float]]:
+async def measure(
+    settings: Settings, auths: list[bytes], rounds: int, on_cluster: Settings | None
+) -> dict[str, list[float]]:
     app = create_app(settings)
     without_shortcut = create_app(settings)
     without_shortcut.user_middleware = [
@@ -114,18 +122,21 @@ async def measure(settings: Settings, auths: list[bytes], rounds: int) -> dict[s
     ]
     pooled = create_app(settings)
     runs = variants(app, without_shortcut, pooled)
+    apps = [app, without_shortcut, pooled]
+    if on_cluster is not None:
+        apps.append(clustered := create_app(on_cluster))
+        runs["cluster buffer"] = (clustered, True)
     per_round = 0.4 * (DURATION - 10) / (len(runs) * rounds + 1)  # stays inside the video
     position = 1.0
     cpu: dict[str, list[float]] = {name: [] for name in runs}
-    async with (
-        app.router.lifespan_context(app),
-        without_shortcut.router.lifespan_context(without_shortcut),
-        pooled.router.lifespan_context(pooled),
-    ):
+    async with contextlib.AsyncExitStack() as running:
+        for each in apps:
+            await running.enter_async_context(each.router.lifespan_context(each))
         ctx = pooled.state.ctx
         ctx.hot = AsyncHotStore(ctx.redis_async, ctx.key_schema, shared_connection=False)
-        for auth in auths:  # warm: every key has a hot state and a cached one
-            assert await post(app, auth, position) == 202
+        for warmed in apps:
+            for auth in auths:  # warm: every key has a hot state and a cached one
+                assert await post(warmed, auth, position) == 202
         for _ in range(rounds):
             for name, (call, hiredis) in runs.items():
                 position += per_round
@@ -145,14 +156,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--students", type=int, default=200)
+    parser.add_argument("--cluster", action="store_true", help="add the `cluster buffer` variant")
     args = parser.parse_args()
-    with bare_stores("bench-route-cpu-") as (redis_url, mongo_url):
+    with bare_stores("bench-route-cpu-") as (redis_url, mongo_url), contextlib.ExitStack() as on:
         settings = make_settings(redis_url, mongo_url, rate_limit_per_minute=10**6)
-        cpu = asyncio.run(measure(settings, enroll(settings, args.students), args.rounds))
+        auths = enroll(settings, args.students)
+        on_cluster = None
+        if args.cluster:
+            cluster = start_redis_cluster(Path(tempfile.mkdtemp(prefix="bench-route-cpu-c-")))
+            on.callback(cluster.stop)
+            on_cluster = settings.model_copy(
+                update={"buffer_redis_url": cluster.url, "buffer_redis_cluster": True}
+            )
+            enroll(on_cluster, args.students)  # the enrollment mirror, in the cluster's buffer
+        cpu = asyncio.run(measure(settings, auths, args.rounds, on_cluster))
     print(f"\nCPU per heartbeat in process, {args.rounds} rounds of {args.students} heartbeats")
     for name, values in cpu.items():
         print(f"  {name:18} median {statistics.median(values):6.0f} us")
-    for name in ("router", "python packing", "route only", "pooled connections"):
+    for name in [n for n in cpu if n != "app"]:
         diffs = [x - y for x, y in zip(cpu[name], cpu["app"], strict=True)]
         agree = sum((d > 0) == (statistics.median(diffs) > 0) for d in diffs)
         print(
