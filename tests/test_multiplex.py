@@ -1,11 +1,15 @@
 """Many callers on one connection (shared/storage/multiplex.py), on a real redis-server: each
 caller gets its own reply, an error reply stays with its caller, and a broken or stalled
-connection is given up and replaced. What the server saw is read from the server itself
-(CLIENT LIST), not from the multiplexer."""
+connection is given up and replaced. On a real three-primary Redis Cluster, through the buffer's
+own `AsyncHotStore`: one connection per primary, and what a primary's connection cannot serve
+(a slot map gone stale, a connection killed) goes through redis-py's cluster client, run once.
+What the servers saw is read from the servers themselves (CLIENT LIST, the counters the
+scripts keep), not from the multiplexer."""
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -17,8 +21,12 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import DataError, NoScriptError, ResponseError, TimeoutError
 
-from shared.storage.clients import hiredis_packing
+from shared.devtools.services import RedisCluster
+from shared.storage.clients import async_buffer_client, hiredis_packing
+from shared.storage.ingest_store import AsyncHotStore
+from shared.storage.keys import KeySchema
 from shared.storage.multiplex import Multiplexed
+from tests.helpers import make_settings
 
 NAME = "multiplexed-test"
 T = TypeVar("T")
@@ -188,3 +196,132 @@ def plain(redis_url: str) -> Iterator[redis.Redis]:
 def redis_url_of(r: redis.Redis) -> str:
     kwargs = r.connection_pool.connection_kwargs
     return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}"
+
+
+# -- on a Redis Cluster ----------------------------------------------------------------------
+
+WINDOW_S, NOW = 3600, 1_800_000_000.0  # one read-limit window for every call of a test
+
+
+@asynccontextmanager
+async def cluster_store(cluster: RedisCluster) -> AsyncIterator[AsyncHotStore]:
+    """The buffer's asyncio cluster client, as the web process makes it (hiredis packing), its
+    connections named NAME, under the web process's AsyncHotStore."""
+    settings = make_settings(
+        "redis://127.0.0.1:1/0", "mongodb://127.0.0.1:1/unused",
+        buffer_redis_url=cluster.url, buffer_redis_cluster=True,
+    )  # fmt: skip
+    client = async_buffer_client(settings, client_name=NAME, socket_timeout=5)
+    store = AsyncHotStore(client, KeySchema.from_settings(settings))
+    await store.prepare()
+    try:
+        yield store
+    finally:
+        await store.aclose()
+        await client.aclose()
+
+
+def node_clients(cluster: RedisCluster) -> list[redis.Redis]:
+    return [redis.Redis(port=node.port) for node in cluster.nodes]
+
+
+def counted(cluster: RedisCluster, store_keys: list[str]) -> list[int]:
+    """Each read counter's value, read from whichever primary holds it."""
+    client = redis.RedisCluster(host="127.0.0.1", port=cluster.nodes[0].port)
+    try:
+        return [int(client.get(key) or 0) for key in store_keys]
+    finally:
+        client.close()
+
+
+def test_a_cluster_buffer_shares_one_connection_per_primary(redis_cluster: RedisCluster) -> None:
+    users = [f"mx-{secrets.token_hex(4)}-{i}" for i in range(300)]  # spread over every primary
+
+    async def scenario() -> tuple[list[bool], list[str], list[int]]:
+        async with cluster_store(redis_cluster) as store:
+            nodes = node_clients(redis_cluster)
+            before = [{c["id"] for c in connections(node)} for node in nodes]  # the client's own
+            spent = await asyncio.gather(
+                *(store.spend_reads(u, 2, 100, WINDOW_S, NOW) for u in users for _ in range(3))
+            )
+            keys = [store.schema.read_limit_key(u, int(NOW // WINDOW_S)) for u in users]
+            per_node = [
+                len({c["id"] for c in connections(node)} - known)
+                for node, known in zip(nodes, before, strict=True)
+            ]
+            for node in nodes:
+                node.close()
+            return spent, keys, per_node
+
+    spent, keys, per_node = run(scenario)
+    assert spent == [True] * 900
+    assert counted(redis_cluster, keys) == [6] * 300  # each call run once: 3 calls of 2 reads
+    assert per_node == [1, 1, 1]  # 900 calls: one new connection on each primary
+
+
+def test_a_stale_slot_map_is_followed_through_the_cluster_client(
+    redis_cluster: RedisCluster,
+) -> None:
+    user = f"mx-moved-{secrets.token_hex(4)}"
+
+    async def scenario() -> tuple[bool, list[Any], str, str, str]:
+        async with cluster_store(redis_cluster) as store:
+            client = store.client
+            assert isinstance(client, aioredis.RedisCluster)
+            key = store.schema.read_limit_key(user, int(NOW // WINDOW_S))
+            slot = client.keyslot(key)
+            owner = client.nodes_manager.get_node_from_slot(slot)
+            wrong = next(n for n in client.get_primaries() if n.name != owner.name)
+            client.nodes_manager.slots_cache[slot] = [wrong]  # as if the slot had moved
+            spent = await store.spend_reads(user, 1, 100, WINDOW_S, NOW)  # MOVED, then again
+            # A pipeline on the stale map: its replies come back redirected, and it is sent
+            # again through the cluster client's pipeline (each command run once in all).
+            client.nodes_manager.slots_cache[slot] = [wrong]
+            piped = await store._run_all([("INCRBY", key, 10), ("INCRBY", key, 100)], [key])
+            learnt = client.nodes_manager.get_node_from_slot(slot).name
+            return spent, piped, key, owner.name, learnt
+
+    spent, piped, key, owner, learnt = run(scenario)
+    assert spent is True
+    assert piped == [11, 111]
+    assert counted(redis_cluster, [key]) == [111]  # 1 + 10 + 100: nothing ran twice
+    assert learnt == owner  # the cluster client learnt where the slot is
+
+
+def test_a_primarys_killed_connection_is_served_by_the_cluster_client_then_replaced(
+    redis_cluster: RedisCluster,
+) -> None:
+    user = f"mx-killed-{secrets.token_hex(4)}"
+
+    async def lane_address(store: AsyncHotStore, node: str) -> str:
+        """The client address (ip:port) of the shared connection to `node`, as the server
+        lists it."""
+        assert store._lanes is not None
+        lane = await store._lanes.lanes[node]._current()
+        host, port = lane.writer.get_extra_info("sockname")[:2]
+        return f"{host}:{port}"
+
+    async def scenario() -> tuple[list[bool], str, dict[str, Any], list[dict[str, Any]]]:
+        async with cluster_store(redis_cluster) as store:
+            client = store.client
+            assert isinstance(client, aioredis.RedisCluster)
+            key = store.schema.read_limit_key(user, int(NOW // WINDOW_S))
+            owner = client.nodes_manager.get_node_from_slot(client.keyslot(key))
+            server = redis.Redis(port=int(owner.port))
+            spent = [await store.spend_reads(user, 1, 100, WINDOW_S, NOW)]
+            address = await lane_address(store, owner.name)
+            [first] = [c for c in connections(server) if c["addr"] == address]
+            server.client_kill_filter(_id=first["id"])
+            spent.append(await store.spend_reads(user, 1, 100, WINDOW_S, NOW))  # the client's
+            spent.append(await store.spend_reads(user, 1, 100, WINDOW_S, NOW))  # a new lane
+            address = await lane_address(store, owner.name)
+            now = [c for c in connections(server) if c["addr"] == address]
+            ids = {c["id"] for c in connections(server)}
+            server.close()
+            assert first["id"] not in ids
+            return spent, key, first, now
+
+    spent, key, first, now = run(scenario)
+    assert spent == [True, True, True]
+    assert counted(redis_cluster, [key]) == [3]  # the killed connection's call ran once
+    assert len(now) == 1 and now[0]["id"] != first["id"]  # a new shared connection

@@ -28,7 +28,7 @@ from shared.storage.keys import (
     KeySchema,
     ProgressKey,
 )
-from shared.storage.multiplex import Multiplexed
+from shared.storage.multiplex import REDIRECTED, REROUTED, ClusterLanes, Multiplexed
 from shared.storage.scripts import SCRIPTS, SHAS, ScriptCall, as_text
 from shared.storage.views import CachedState, HotView, IngestReply, view_args
 
@@ -132,24 +132,34 @@ def parse_enrollments(members: Iterable[Any]) -> set[str] | None:
 class AsyncHotStore:
     """The ingest tier's view of Redis (asyncio). Every method costs one round trip.
 
-    On a plain Redis the heartbeats and the status reads share one connection
-    (`shared.storage.multiplex`); on a cluster they go through redis-py's cluster client."""
+    The heartbeats and the status reads share one connection on a plain Redis, and one per
+    primary on a cluster (`shared.storage.multiplex`); on a cluster, what that connection
+    cannot serve (a slot moved, a primary away) goes through redis-py's cluster client."""
 
     def __init__(
         self, client: AsyncBuffer, schema: KeySchema, shared_connection: bool = True
     ) -> None:
-        """`shared_connection=False`: redis-py's pooled connections on a plain Redis too (a
-        benchmark's comparison)."""
+        """`shared_connection=False`: redis-py's pooled connections (a benchmark's
+        comparison)."""
         self.client, self.schema = client, schema
         self._scripts = {name: client.register_script(SCRIPTS[name])
                          for name in ("ingest", "spend_reads")}  # fmt: skip
         self._shared: Multiplexed | None = None
+        self._lanes: ClusterLanes | None = None
         if isinstance(client, aioredis.Redis) and shared_connection:
             self._shared = Multiplexed.of(client)
+        elif isinstance(client, AsyncRedisCluster) and shared_connection:
+            self._lanes = ClusterLanes(client)
 
     async def aclose(self) -> None:
         if self._shared is not None:
             await self._shared.aclose()
+        if self._lanes is not None:
+            await self._lanes.aclose()
+
+    def _lane(self, keys: list[str]) -> Multiplexed | None:
+        """The shared connection for a call on `keys` (None: the client's own way)."""
+        return self._shared if self._lanes is None else self._lanes.lane_for(keys)
 
     async def prepare(self) -> None:
         """Before the first request: learn a cluster's slots, and load the scripts (on every
@@ -178,26 +188,35 @@ class AsyncHotStore:
 
     async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
         """One call of the script `name` (ingest, spend_reads)."""
-        if self._shared is None:
+        lane = self._lane(keys)
+        if lane is None:
             return await self._scripts[name](keys=keys, args=args)
         command = ("EVALSHA", SHAS[name], len(keys), *keys, *args)
         try:
-            return await self._shared.execute(*command)
-        except redis.exceptions.NoScriptError:  # Redis restarted without its scripts
-            await self.client.script_load(SCRIPTS[name])
-            return await self._shared.execute(*command)
+            try:
+                return await lane.execute(*command)
+            except redis.exceptions.NoScriptError:  # Redis restarted without its scripts
+                await self.client.script_load(SCRIPTS[name])
+                return await lane.execute(*command)
+        except REROUTED:
+            if self._lanes is None:  # a plain Redis: the shared connection retried already
+                raise
+            return await self._scripts[name](keys=keys, args=args)
 
     async def _pipelined(
         self, name: str, calls: list[ScriptCall], members_of: str | None = None
     ) -> list[Any]:
         """Run one script many times in one round trip (two if Redis lost its scripts), after
         an SMEMBERS of `members_of` when given (its reply comes first)."""
+        every_key = [key for keys, _ in calls for key in keys]
+        if members_of is not None:
+            every_key.append(members_of)
         for attempt in range(2):
             commands: list[tuple[Any, ...]] = []
             if members_of is not None:
                 commands.append(("SMEMBERS", members_of))
             commands += [("EVALSHA", SHAS[name], len(keys), *keys, *args) for keys, args in calls]
-            replies = await self._run_all(commands)
+            replies = await self._run_all(commands, every_key)
             if not any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
                 break
             if attempt == 0:  # Redis restarted without its scripts: load, then the calls again
@@ -207,10 +226,19 @@ class AsyncHotStore:
                 raise reply
         return list(replies)
 
-    async def _run_all(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """Replies in order, error replies in their place (a pipeline, in one round trip)."""
-        if self._shared is not None:
-            return await self._shared.execute_many(commands)
+    async def _run_all(self, commands: list[tuple[Any, ...]], keys: list[str]) -> list[Any]:
+        """Replies in order, error replies in their place (a pipeline, in one round trip);
+        `keys`: every key the commands name."""
+        lane = self._lane(keys)
+        if lane is not None:
+            try:
+                replies = await lane.execute_many(commands)
+            except REROUTED:
+                if self._lanes is None:
+                    raise
+            else:
+                if self._lanes is None or not any(isinstance(r, REDIRECTED) for r in replies):
+                    return replies
         pipe = self.client.pipeline(transaction=False)
         for command in commands:  # the cluster pipeline refuses `evalsha()`: by name
             pipe.execute_command(*command)

@@ -1,7 +1,8 @@
-"""Commands of many concurrent callers on one connection to a plain Redis.
+"""Commands of many concurrent callers on one connection to a Redis server.
 
-The ingest tier's hot path (one script call per heartbeat, and the status reads' pipelines) on
-a buffer that is not a cluster. redis-py's asyncio client gives every command in flight a pooled
+The ingest tier's hot path (one script call per heartbeat, and the status reads' pipelines): on
+a plain Redis one shared connection (`Multiplexed`), on a Redis Cluster one per primary
+(`ClusterLanes`). redis-py's asyncio client gives every command in flight a pooled
 connection of its own and wraps it in its pool, its retry, a timeout per read and its response
 callbacks: ~85 us of the web process's CPU per call, where the whole round trip costs ~50 us
 on a shared connection (docs/performance.md, "One connection for the hot path"). Redis answers
@@ -34,6 +35,7 @@ import hiredis
 import redis.asyncio as aioredis
 from redis import exceptions
 from redis._parsers import BaseParser
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -209,6 +211,49 @@ class _Lane:
         if self._reading is not asyncio.current_task(self.loop):
             self._reading.cancel()
         self._closing = self.loop.create_task(self.connection.disconnect(nowait=True))
+
+
+# What a cluster's shared connection gives back to redis-py's cluster client: a redirection
+# (the slot moved, or is moving: the client follows it and learns the new slot map), a cluster
+# busy or down, and a connection lost or late (the client's own retry and failover). The
+# calls are safe to repeat (see above); a redirected one was not run at all.
+REDIRECTED = (exceptions.AskError, exceptions.TryAgainError, exceptions.ClusterDownError)
+REROUTED = (*REDIRECTED, exceptions.ConnectionError, exceptions.TimeoutError)
+
+
+class ClusterLanes:
+    """One `Multiplexed` per primary of a Redis Cluster, for calls whose keys share a slot (the
+    buffer's keys of one student do: one partition tag). `lane_for` finds the slot's primary in
+    the cluster client's slot map; `None` sends the call through the cluster client instead (no
+    keys, keys in several slots, a slot map not known yet). A connection made here is made as
+    the cluster client makes its own (the node's connection class and settings: TLS,
+    credentials, hiredis packing); its retry is the cluster client's (REROUTED), not its own."""
+
+    def __init__(self, client: AsyncRedisCluster) -> None:
+        self.client = client
+        self.lanes: dict[str, Multiplexed] = {}
+
+    def lane_for(self, keys: list[str]) -> Multiplexed | None:
+        if not keys:
+            return None
+        slot = self.client.keyslot(keys[0])
+        if any(self.client.keyslot(key) != slot for key in keys[1:]):
+            return None
+        try:
+            node = self.client.nodes_manager.get_node_from_slot(slot)
+        except (KeyError, exceptions.RedisClusterException):  # no slot map yet, or a gap
+            return None
+        lane = self.lanes.get(node.name)
+        if lane is None:
+            pool = ConnectionPool(connection_class=node.connection_class, **node.connection_kwargs)
+            timeout_s = node.connection_kwargs.get("socket_timeout")
+            lane = self.lanes[node.name] = Multiplexed(pool, Retry(NoBackoff(), 0), timeout_s)
+        return lane
+
+    async def aclose(self) -> None:
+        lanes, self.lanes = list(self.lanes.values()), {}
+        for lane in lanes:
+            await lane.aclose()
 
 
 def _lost(exc: Exception) -> exceptions.ConnectionError:

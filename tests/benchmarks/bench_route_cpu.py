@@ -16,7 +16,9 @@ all of them alike:
 - `pooled connections`: the app with redis-py's pooled connections for the heartbeat's script
   instead of the one shared connection (shared/storage/multiplex.py);
 - `cluster buffer` (with `--cluster`): the app with its buffer on a three-primary Redis Cluster
-  of its own (`BUFFER_REDIS_CLUSTER`), where heartbeats go through redis-py's cluster client.
+  of its own (`BUFFER_REDIS_CLUSTER`): a shared connection per primary;
+- `cluster, pooled` (with `--cluster`): the same with redis-py's cluster client for the
+  heartbeat's script (its pooled connection per command in flight).
 
 Prints each variant's median CPU per heartbeat and the median of the paired differences (with
 how many rounds agree on the sign). docs/performance.md has the figures.
@@ -122,18 +124,21 @@ async def measure(
     ]
     pooled = create_app(settings)
     runs = variants(app, without_shortcut, pooled)
-    apps = [app, without_shortcut, pooled]
+    apps, unshared = [app, without_shortcut, pooled], [pooled]
     if on_cluster is not None:
-        apps.append(clustered := create_app(on_cluster))
+        apps += [clustered := create_app(on_cluster), cluster_pooled := create_app(on_cluster)]
+        unshared.append(cluster_pooled)
         runs["cluster buffer"] = (clustered, True)
+        runs["cluster, pooled"] = (cluster_pooled, True)
     per_round = 0.4 * (DURATION - 10) / (len(runs) * rounds + 1)  # stays inside the video
     position = 1.0
     cpu: dict[str, list[float]] = {name: [] for name in runs}
     async with contextlib.AsyncExitStack() as running:
         for each in apps:
             await running.enter_async_context(each.router.lifespan_context(each))
-        ctx = pooled.state.ctx
-        ctx.hot = AsyncHotStore(ctx.redis_async, ctx.key_schema, shared_connection=False)
+        for each in unshared:
+            ctx = each.state.ctx
+            ctx.hot = AsyncHotStore(ctx.redis_async, ctx.key_schema, shared_connection=False)
         for warmed in apps:
             for auth in auths:  # warm: every key has a hot state and a cached one
                 assert await post(warmed, auth, position) == 202
@@ -156,7 +161,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--students", type=int, default=200)
-    parser.add_argument("--cluster", action="store_true", help="add the `cluster buffer` variant")
+    parser.add_argument("--cluster", action="store_true", help="add the two cluster variants")
     args = parser.parse_args()
     with bare_stores("bench-route-cpu-") as (redis_url, mongo_url), contextlib.ExitStack() as on:
         settings = make_settings(redis_url, mongo_url, rate_limit_per_minute=10**6)
