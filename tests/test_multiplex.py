@@ -43,7 +43,7 @@ async def shared(url: str, timeout_s: float = 5.0, retries: int = 3) -> AsyncIte
     client = aioredis.Redis.from_url(url, client_name=NAME, socket_timeout=timeout_s)
     pool = client.connection_pool
     pool.connection_class = hiredis_packing(pool.connection_class)
-    lane = Multiplexed(pool, Retry(NoBackoff(), retries), timeout_s)
+    lane = Multiplexed(pool, Retry(NoBackoff(), retries))
     try:
         yield lane
     finally:

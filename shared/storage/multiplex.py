@@ -45,18 +45,18 @@ WRITE_BUFFER_LIMIT = 1 << 20  # bytes waiting for the socket before writers wait
 
 
 class Multiplexed:
-    """One shared connection of `pool`, made when first needed and again after a failure."""
+    """One shared connection of `pool`, made when first needed and again after a failure; a
+    reply is late past the pool's `socket_timeout`."""
 
-    def __init__(self, pool: ConnectionPool, retry: Retry, timeout_s: float | None) -> None:
-        self.pool, self.retry, self.timeout_s = pool, retry, timeout_s
+    def __init__(self, pool: ConnectionPool, retry: Retry) -> None:
+        self.pool, self.retry = pool, retry
+        self.timeout_s: float | None = pool.connection_kwargs.get("socket_timeout")
         self._lane: _Lane | None = None
         self._opening: asyncio.Future[_Lane] | None = None
 
     @classmethod
     def of(cls, client: aioredis.Redis) -> Multiplexed:
-        pool = client.connection_pool
-        retry = client.get_retry() or Retry(NoBackoff(), 0)
-        return cls(pool, retry, pool.connection_kwargs.get("socket_timeout"))
+        return cls(client.connection_pool, client.get_retry() or Retry(NoBackoff(), 0))
 
     async def execute(self, *args: Any) -> Any:
         """One command's reply; an error reply raises (ResponseError and its kinds)."""
@@ -246,8 +246,7 @@ class ClusterLanes:
         lane = self.lanes.get(node.name)
         if lane is None:
             pool = ConnectionPool(connection_class=node.connection_class, **node.connection_kwargs)
-            timeout_s = node.connection_kwargs.get("socket_timeout")
-            lane = self.lanes[node.name] = Multiplexed(pool, Retry(NoBackoff(), 0), timeout_s)
+            lane = self.lanes[node.name] = Multiplexed(pool, Retry(NoBackoff(), 0))
         return lane
 
     async def aclose(self) -> None:
