@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from starlette.concurrency import run_in_threadpool
@@ -47,7 +47,10 @@ class Submission:
     material_id: str
     heartbeats: list[Heartbeat]
     cached: CachedState | None = None  # this process's state of the key, as the request began
-    known: WatchState | None = None  # `cached.state`, thawed once for the request
+    known: WatchState | None = field(init=False)  # `cached.state`, thawed once for the request
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "known", None if self.cached is None else self.cached.state)
 
 
 def _iso(ts: float | None) -> datetime | None:
@@ -136,9 +139,7 @@ class ProgressService:
         most MONGO_READ_DEADLINE_S; past that it is computed without it and not cached (the
         heartbeat is safe either way, and the workers merge the stored state)."""
         key = ProgressKey(student_id, material_id, self.ctx.key_schema)
-        cached = self.cache.get(key)
-        known = cached.state if cached is not None else None
-        sub = Submission(ref, material_id, [heartbeat], cached, known)
+        sub = Submission(ref, material_id, [heartbeat], self.cache.get(key))
         [reply] = await self._submit(student_id, [sub], want_state=True)
         if isinstance(reply, ServiceError):
             raise reply
