@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from pymongo.monitoring import (
@@ -17,6 +18,7 @@ from pymongo.monitoring import (
 
 from shared.settings import Settings
 from shared.storage.clients import AsyncBuffer, Buffer, async_buffer_client
+from shared.storage.ingest_store import AsyncHotStore
 from shared.storage.keys import KeySchema, ProgressKey
 from shared.tokens import mint_token
 
@@ -132,6 +134,17 @@ def async_buffer(redis_url: str) -> AsyncBuffer:
     """The buffer's asyncio client for tests given RQ's URL (a cluster when the environment
     says so: BUFFER_REDIS_URL, BUFFER_REDIS_CLUSTER)."""
     return async_buffer_client(make_settings(redis_url, "mongodb://127.0.0.1:1/unused"))
+
+
+@asynccontextmanager
+async def hot_store(client: AsyncBuffer) -> AsyncIterator[AsyncHotStore]:
+    """The web process's view of the buffer over `client`; both are closed on the way out."""
+    store = AsyncHotStore(client, KEY_SCHEMA)
+    try:
+        yield store
+    finally:
+        await store.aclose()
+        await client.aclose()
 
 
 def dirty_score(r: Buffer, student: str, material: str) -> float | None:

@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 from shared.domain.progress import Heartbeat, StudentLedger, Verification, WatchState
 from shared.storage.clients import Buffer
 from shared.storage.flush_store import ErasedKey, Fold, HotStore, erase_call
-from shared.storage.ingest_store import AsyncHotStore, IngestItem, IngestLimits, ingest_args
+from shared.storage.ingest_store import IngestItem, IngestLimits, ingest_args
 from shared.storage.keys import ProgressKey
 from shared.storage.scripts import SCRIPTS, as_text, run_scripts
 from shared.storage.views import CachedState, HotView, IngestReply
-from tests.helpers import KEY_SCHEMA, async_buffer, buffered
+from tests.helpers import KEY_SCHEMA, async_buffer, buffered, hot_store
 
 pytestmark = pytest.mark.cluster  # the scripts and claims, on both layouts
 
@@ -47,13 +47,8 @@ def appends(url: str, items: list[IngestItem], limits: IngestLimits) -> list[Ing
     """Each item appended by a call of its own, in order, through one client."""
 
     async def run() -> list[IngestReply]:
-        client = async_buffer(url)
-        store = AsyncHotStore(client, KEY_SCHEMA)
-        try:
+        async with hot_store(async_buffer(url)) as store:
             return [(await store.append([item], limits))[0] for item in items]
-        finally:
-            await store.aclose()
-            await client.aclose()
 
     return asyncio.run(run())
 
@@ -273,17 +268,12 @@ def test_reads_are_counted_per_user_and_window_and_refused_past_the_limit(
     redis_url: str,
 ) -> None:
     async def run() -> list[bool]:
-        client = async_buffer(redis_url)
-        store = AsyncHotStore(client, KEY_SCHEMA)
-        try:
+        async with hot_store(async_buffer(redis_url)) as store:
             spent = [await store.spend_reads("u1", 1, 3, 60, 6000.0) for _ in range(4)]
             spent.append(await store.spend_reads("u1", 30, 3, 60, 6000.0))  # an export
             spent.append(await store.spend_reads("u2", 3, 3, 60, 6000.0))  # another user
             spent.append(await store.spend_reads("u1", 3, 3, 60, 6060.0))  # the next minute
             return spent
-        finally:
-            await store.aclose()
-            await client.aclose()
 
     assert asyncio.run(run()) == [True, True, True, False, False, True, True]
 
@@ -299,17 +289,12 @@ def test_scripts_lost_by_a_redis_restart_are_loaded_again(
     ]
 
     async def run() -> list[str]:
-        client = async_buffer(redis_url)
-        store = AsyncHotStore(client, KEY_SCHEMA)
-        try:
+        async with hot_store(async_buffer(redis_url)) as store:
             redis_client.script_flush()
             batch = await store.append(items, limits)
             redis_client.script_flush()
             single = await store.append(items[:1], limits)
             return [r.status for r in batch + single]
-        finally:
-            await store.aclose()
-            await client.aclose()
 
     assert asyncio.run(run()) == ["ok", "ok", "ok"]
     assert redis_client.llen(KEY.pending) == 2
@@ -422,14 +407,9 @@ def read(url: str, cached: CachedState | None, student: str = "s1") -> HotView:
     """read.lua's view of KEY for a caller holding `cached` (through AsyncHotStore.read)."""
 
     async def run() -> HotView:
-        client = async_buffer(url)
-        store = AsyncHotStore(client, KEY_SCHEMA)
-        try:
+        async with hot_store(async_buffer(url)) as store:
             _, [view] = await store.read(student, [KEY], [cached])
             return view
-        finally:
-            await store.aclose()
-            await client.aclose()
 
     return asyncio.run(run())
 

@@ -16,10 +16,10 @@ from redis.asyncio import Redis as AsyncRedis
 
 from shared.devtools.services import Service, redis_service
 from shared.domain.progress import Heartbeat, WatchState
-from shared.storage.ingest_store import AsyncHotStore, IngestItem, IngestLimits
+from shared.storage.ingest_store import IngestItem, IngestLimits
 from shared.storage.keys import ProgressKey
 from shared.storage.views import CachedState, HotView, IngestReply
-from tests.helpers import KEY_SCHEMA
+from tests.helpers import KEY_SCHEMA, hot_store
 
 KEY = ProgressKey("s1", "v1", KEY_SCHEMA)
 T = TypeVar("T")
@@ -54,15 +54,10 @@ def hb(t: float) -> Heartbeat:
 
 
 async def append(port: int, beats: list[Heartbeat], cached: CachedState | None) -> IngestReply:
-    client = AsyncRedis(port=port)
-    store = AsyncHotStore(client, KEY_SCHEMA)
-    try:
+    async with hot_store(AsyncRedis(port=port)) as store:
         limits = IngestLimits(1000.0, 100, 10_000, 240, 60, now=6000.0)
         [reply] = await store.append([IngestItem(KEY, "c1", beats, cached)], limits)
         return reply
-    finally:
-        await store.aclose()
-        await client.aclose()
 
 
 def test_a_heartbeat_after_the_callers_view_costs_twelve_commands(server: Service) -> None:
@@ -105,14 +100,9 @@ def test_a_batch_is_one_rpush_and_its_reply_mark_is_the_last_heartbeat(server: S
 
 
 async def read(port: int, cached: CachedState) -> HotView:
-    client = AsyncRedis(port=port)
-    store = AsyncHotStore(client, KEY_SCHEMA)
-    try:
+    async with hot_store(AsyncRedis(port=port)) as store:
         _, [view] = await store.read("s1", [KEY], [cached])
         return view
-    finally:
-        await store.aclose()
-        await client.aclose()
 
 
 def test_a_status_read_after_the_callers_view_costs_eight_commands(server: Service) -> None:
