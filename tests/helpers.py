@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -113,6 +114,18 @@ def wait_until(predicate: Callable[[], Any], timeout_s: float = 20.0, step_s: fl
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout_s}s")
         time.sleep(step_s)
+
+
+async def wait_until_async(
+    predicate: Callable[[], Any], timeout_s: float = 20.0, step_s: float = 0.01
+) -> Any:
+    """`wait_until` inside an event loop: the loop runs on while it waits."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s}s")
+        await asyncio.sleep(step_s)
+    return value
 
 
 # Rows of the fault suite's summary: (fault, injected, accepted, stored, lost, duplicated);

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import signal
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -19,14 +21,15 @@ import redis
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.crc import key_slot
 from redis.exceptions import DataError, NoScriptError, ResponseError, TimeoutError
 
-from shared.devtools.services import RedisCluster
+from shared.devtools.services import RedisCluster, redis_service
 from shared.storage.clients import async_buffer_client, hiredis_packing
 from shared.storage.ingest_store import AsyncHotStore
 from shared.storage.keys import KeySchema
 from shared.storage.multiplex import Multiplexed
-from tests.helpers import make_settings
+from tests.helpers import hot_store, make_settings, present, wait_until_async
 
 NAME = "multiplexed-test"
 T = TypeVar("T")
@@ -136,6 +139,64 @@ def test_a_late_reply_gives_the_connection_up_and_fails_its_callers(
     assert all(isinstance(s, TimeoutError) for s in stalled), stalled
     assert reply == b"after"  # a new connection, not the late replies of the old one
     assert old_still_open == 0
+
+
+def test_callers_waiting_to_write_to_a_stopped_redis_fail_when_it_is_given_up(
+    tmp_path: Path,
+) -> None:
+    """A Redis that stops reading (SIGSTOP: a frozen host, a partition without a reset) while
+    commands keep coming: once its connection is given up, every caller fails at once, those
+    waiting for room in the socket's buffer too, and the unsent bytes are dropped."""
+    server = redis_service(tmp_path / "redis").start()
+    proc = present(server.proc)
+    big = b"x" * (1 << 20)
+
+    async def scenario() -> tuple[list[BaseException | None], int]:
+        async with shared(f"redis://127.0.0.1:{server.port}/0", timeout_s=0.5, retries=0) as lane:
+            await lane.execute("PING")
+            proc.send_signal(signal.SIGSTOP)
+            calls = []
+            for i in range(40):  # one a turn of the loop: the later ones wait for room
+                calls.append(asyncio.ensure_future(lane.execute("SET", f"k{i}", big)))
+                await asyncio.sleep(0)
+            line = present(lane._lane)
+            await wait_until_async(lambda: not line.alive, timeout_s=30)  # the watchdog
+            await asyncio.wait(calls, timeout=30)  # a bound on a hang, not on speed
+            outcome = [c.exception() if c.done() else None for c in calls]
+            unsent = line.transport.get_write_buffer_size()
+            for c in calls:
+                c.cancel()
+            return outcome, unsent
+
+    try:
+        outcome, unsent = run(scenario)
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        server.stop()
+    assert all(isinstance(e, TimeoutError) for e in outcome), outcome  # none left waiting
+    assert unsent == 0
+
+
+def test_a_connection_opened_for_a_cancelled_caller_is_replaced_once_it_breaks(
+    plain: redis.Redis,
+) -> None:
+    """The first caller gives up (its client went away) while the connection is being made;
+    when that connection later breaks, the next command gets a new one, not the broken one."""
+
+    async def scenario() -> tuple[Any, Any]:
+        async with shared(redis_url_of(plain), retries=0) as lane:
+            first = asyncio.ensure_future(lane.execute("PING"))
+            await asyncio.sleep(0)  # it is opening the connection
+            first.cancel()
+            await asyncio.gather(first, return_exceptions=True)
+            await wait_until_async(lambda: lane._lane is not None, timeout_s=30)
+            before = await lane.execute("ECHO", "before")
+            for c in connections(plain):
+                plain.client_kill_filter(_id=c["id"])
+            await wait_until_async(lambda: not present(lane._lane).alive, timeout_s=30)
+            return before, await lane.execute("ECHO", "after")
+
+    assert run(scenario) == (b"before", b"after")
 
 
 def test_a_cancelled_caller_does_not_shift_the_replies(plain: redis.Redis) -> None:
@@ -325,3 +386,93 @@ def test_a_primarys_killed_connection_is_served_by_the_cluster_client_then_repla
     assert spent == [True, True, True]
     assert counted(redis_cluster, [key]) == [3]  # the killed connection's call ran once
     assert len(now) == 1 and now[0]["id"] != first["id"]  # a new shared connection
+
+
+def test_scripts_lost_by_a_restart_are_loaded_once_for_every_caller_waiting(
+    tmp_path: Path,
+) -> None:
+    """Redis lost its scripts (a restart, a failover to a replica that never had them) under
+    load: the callers that meet NOSCRIPT wait for one SCRIPT LOAD, and none of them is refused
+    for want of a connection to send its own."""
+    server = redis_service(tmp_path / "redis").start()
+    url = f"redis://127.0.0.1:{server.port}/0"
+    r = redis.Redis.from_url(url)
+    settings = make_settings(url, "mongodb://127.0.0.1:1/unused")
+    users = [f"u{i}" for i in range(400)]  # more than the pool's 256 connections
+
+    async def scenario() -> list[Any]:
+        client = async_buffer_client(settings, socket_timeout=5, max_connections=256)
+        async with hot_store(client) as store:
+            await store.prepare()
+            r.script_flush()
+            r.config_resetstat()
+            return list(
+                await asyncio.gather(
+                    *(store.spend_reads(u, 1, 100, WINDOW_S, NOW) for u in users),
+                    return_exceptions=True,
+                )
+            )
+
+    try:
+        spent = run(scenario)
+        # SCRIPT's calls (Redis 6 counts its subcommands together; 7 as `script|load`): the
+        # scenario sends no other SCRIPT command after the reset.
+        loads = sum(v["calls"] for k, v in r.info("commandstats").items() if "script" in k)
+    finally:
+        r.close()
+        server.stop()
+    assert spent == [True] * 400
+    assert loads == 1
+
+
+def test_a_pipeline_partly_redirected_runs_again_only_what_did_not_run(
+    redis_cluster: RedisCluster,
+) -> None:
+    """A slot being moved (`redis-cli --cluster reshard`): its old primary runs the commands on
+    keys it still holds and answers ASK for the others. Only those are sent again, through the
+    cluster client (which follows the ASK): each command runs once."""
+    tag = f"mx-ask-{secrets.token_hex(4)}"
+    held, moving = f"{{{tag}}}:held", f"{{{tag}}}:moving"
+    slot = key_slot(held.encode())
+    nodes = node_clients(redis_cluster)
+    [source] = [n for n in nodes if _owns(n, slot)]
+    target = next(n for n in nodes if n is not source)
+    source.set(held, 0)
+    _command(target, "CLUSTER", "SETSLOT", slot, "IMPORTING", _command(source, "CLUSTER", "MYID"))
+    _command(source, "CLUSTER", "SETSLOT", slot, "MIGRATING", _command(target, "CLUSTER", "MYID"))
+
+    async def scenario() -> list[Any]:
+        async with cluster_store(redis_cluster) as store:
+            return await store._run_all([("INCRBY", held, 1), ("INCRBY", moving, 1)], [held])
+
+    try:
+        replies = run(scenario)
+        on_source = source.get(held)
+        asked = target.pipeline(transaction=False)  # one connection: ASKING, then the key
+        for command in (("ASKING",), ("GET", moving), ("ASKING",), ("DEL", moving)):
+            _command(asked, *command)
+        on_target = asked.execute()[1]
+    finally:
+        source.delete(held)
+        for node in nodes:
+            _command(node, "CLUSTER", "SETSLOT", slot, "STABLE")
+            node.close()
+    assert replies == [1, 1]
+    assert on_source == b"1"  # run once on the old primary, not again
+    assert on_target == b"1"  # the moving key, once, where the slot is going
+
+
+def _command(r: redis.Redis | Any, *args: Any) -> Any:
+    return r.execute_command(*args)
+
+
+def _owns(node: redis.Redis, slot: int) -> bool:
+    """Whether `node` serves `slot` (its own line of CLUSTER NODES, flagged `myself`)."""
+    nodes = _command(node, "CLUSTER", "NODES")
+    text = nodes.decode() if isinstance(nodes, bytes) else str(nodes)
+    [mine] = [line for line in text.splitlines() if "myself" in line.split()[2]]
+    for part in mine.split()[8:]:
+        first, _, last = part.partition("-")
+        if first.isdigit() and int(first) <= slot <= int(last or first):
+            return True
+    return False

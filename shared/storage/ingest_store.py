@@ -8,6 +8,7 @@ answers with the key's view, so the caller can compute the state as of it.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import secrets
@@ -145,6 +146,7 @@ class AsyncHotStore:
         self._scripts = {name: client.register_script(SCRIPTS[name])
                          for name in ("ingest", "spend_reads")}  # fmt: skip
         self._shared: Multiplexed | None = None
+        self._loading: dict[str, asyncio.Future[Any]] = {}  # script name -> its SCRIPT LOAD
         self._lanes: ClusterLanes | None = None
         if isinstance(client, aioredis.Redis) and shared_connection:
             self._shared = Multiplexed.of(client)
@@ -156,6 +158,16 @@ class AsyncHotStore:
             await self._shared.aclose()
         if self._lanes is not None:
             await self._lanes.aclose()
+
+    async def _load(self, name: str) -> None:
+        """Load the script `name` again (Redis lost its scripts: a restart, a failover): one
+        SCRIPT LOAD for every caller that met NOSCRIPT meanwhile, not one pooled connection
+        each (hundreds of callers would exhaust the pool)."""
+        loading = self._loading.get(name)
+        if loading is None or loading.done():
+            loading = asyncio.ensure_future(self.client.script_load(SCRIPTS[name]))
+            self._loading[name] = loading
+        await asyncio.shield(loading)
 
     def _lane(self, keys: list[str]) -> Multiplexed | None:
         """The shared connection for a call on `keys` (None: the client's own way)."""
@@ -196,7 +208,7 @@ class AsyncHotStore:
             try:
                 return await lane.execute(*command)
             except redis.exceptions.NoScriptError:  # Redis restarted without its scripts
-                await self.client.script_load(SCRIPTS[name])
+                await self._load(name)
                 return await lane.execute(*command)
         except REROUTED:
             if self._lanes is None:  # a plain Redis: the shared connection retried already
@@ -220,7 +232,7 @@ class AsyncHotStore:
             if not any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
                 break
             if attempt == 0:  # Redis restarted without its scripts: load, then the calls again
-                await self.client.script_load(SCRIPTS[name])
+                await self._load(name)
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
@@ -230,6 +242,8 @@ class AsyncHotStore:
         """Replies in order, error replies in their place (a pipeline, in one round trip);
         `keys`: every key the commands name."""
         lane = self._lane(keys)
+        replies: list[Any] = [None] * len(commands)
+        again = list(range(len(commands)))  # through the client: all, or what did not run
         if lane is not None:
             try:
                 replies = await lane.execute_many(commands)
@@ -237,12 +251,19 @@ class AsyncHotStore:
                 if self._lanes is None:
                     raise
             else:
-                if self._lanes is None or not any(isinstance(r, REDIRECTED) for r in replies):
+                if self._lanes is None:
+                    return replies
+                # A redirected command did not run; the others did and must not run twice
+                # (a slot being moved answers ASK only for the keys it no longer holds).
+                again = [i for i, reply in enumerate(replies) if isinstance(reply, REDIRECTED)]
+                if not again:
                     return replies
         pipe = self.client.pipeline(transaction=False)
-        for command in commands:  # the cluster pipeline refuses `evalsha()`: by name
-            pipe.execute_command(*command)
-        return list(await pipe.execute(raise_on_error=False))
+        for i in again:  # the cluster pipeline refuses `evalsha()`: by name
+            pipe.execute_command(*commands[i])
+        for i, reply in zip(again, await pipe.execute(raise_on_error=False), strict=True):
+            replies[i] = reply
+        return replies
 
     async def read(
         self, student_id: str, keys: list[ProgressKey], cached: list[CachedState | None]

@@ -89,11 +89,15 @@ class Multiplexed:
 
     async def _current(self) -> _Lane:
         lane = self._lane
-        if lane is not None and lane.alive and lane.loop is asyncio.get_running_loop():
+        loop = asyncio.get_running_loop()
+        if lane is not None and lane.alive and lane.loop is loop:
             return lane
-        if self._opening is None or self._opening.get_loop() is not asyncio.get_running_loop():
-            self._opening = asyncio.ensure_future(self._open())
         opening = self._opening
+        # A finished opening is never reused: its lane is the one that just failed (or it
+        # failed), even when no caller was left to clear it (all cancelled while it opened).
+        if opening is None or opening.done() or opening.get_loop() is not loop:
+            opening = self._opening = asyncio.ensure_future(self._open())
+            opening.add_done_callback(_retrieved)  # its error is not "never retrieved"
         try:
             return await asyncio.shield(opening)
         finally:
@@ -210,6 +214,10 @@ class _Lane:
                 future.set_exception(type(error)(*error.args))
         if self._reading is not asyncio.current_task(self.loop):
             self._reading.cancel()
+        # Drop what is unsent and close now: a closing transport would wait to flush it to a
+        # server that does not read (stopped, or cut off without a reset), and the callers
+        # waiting for room in `send` would wait with it.
+        self.transport.abort()
         self._closing = self.loop.create_task(self.connection.disconnect(nowait=True))
 
 
@@ -253,6 +261,11 @@ class ClusterLanes:
         lanes, self.lanes = list(self.lanes.values()), {}
         for lane in lanes:
             await lane.aclose()
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _lost(exc: Exception) -> exceptions.ConnectionError:
