@@ -22,6 +22,7 @@ from shared.domain.progress import (
     Heartbeat,
     WatchState,
     add_interval,
+    add_intervals,
     apply_heartbeat,
     fold,
 )
@@ -153,6 +154,28 @@ def test_add_interval_matches_grid_cell_reference(pairs: list[tuple[int, int]]) 
     # canonical form: sorted, non-empty, disjoint and not touching
     for (a1, b1), (a2, b2) in zip(covered, covered[1:], strict=False):
         assert a1 < b1 < a2 < b2
+
+
+@FAST
+@given(
+    st.lists(st.tuples(st.integers(-5, 60), st.integers(-5, 60)), max_size=25),
+    st.lists(st.tuples(st.integers(-5, 60), st.integers(-5, 60)), max_size=50),
+)
+def test_a_heartbeats_ranges_are_added_in_one_pass_as_the_grid_reference_says(
+    earlier: list[tuple[int, int]], batch: list[tuple[int, int]]
+) -> None:
+    """`add_intervals` (a heartbeat's whole `played` list at once, unsorted, with empty and
+    reversed ranges) gives the union the cells say; its argument is left as it was."""
+    covered: list[list[float]] = []
+    cells: set[int] = set()
+    for a, b in earlier:
+        covered = add_interval(covered, a, b)
+        cells.update(range(a, b))
+    before = [list(iv) for iv in covered]
+    for a, b in batch:
+        cells.update(range(a, b))
+    assert add_intervals(covered, batch) == runs_of(cells)
+    assert covered == before
 
 
 @FAST
