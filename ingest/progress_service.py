@@ -37,6 +37,12 @@ from shared.storage.views import CachedState, HotView, IngestReply, StateCache
 # A heartbeat's reply waits at most this long for MongoDB (only for a state that expired from
 # Redis); past it the reply is computed without the stored state, which the workers still merge.
 MONGO_READ_DEADLINE_S = 0.25
+# A reply folds the heartbeats its key holds since a known state: a handful, but a student can
+# leave up to MAX_PENDING_PER_KEY of them (the batch route computes no state), each with up to
+# 50 played ranges. Those are folded in slices of about this many ranges and heartbeats (about
+# a millisecond of CPU), the event loop free between them, so one student's backlog never
+# holds up the requests of others that the process is serving.
+FOLD_SLICE_RANGES = 400
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +154,7 @@ class ProgressService:
         view, stored, answered = reply.view, None, True
         if view.needs_stored_state(sub.cached):
             stored, answered = await self._stored_state_quickly(key)
-        return self._fold_view(key, ref, view, view.base_state(sub.known, stored), answered)
+        return await self._fold_view(key, ref, view, view.base_state(sub.known, stored), answered)
 
     async def record_many(
         self, student_id: str, submissions: list[Submission]
@@ -223,19 +229,31 @@ class ProgressService:
             )
         return Unavailable(f"could not buffer the heartbeat ({reply.status}); retry later")
 
-    def _fold_view(
+    async def _fold_view(
         self, key: ProgressKey, ref: MaterialRef, view: HotView, state: WatchState, keep: bool
     ) -> WatchState:
+        """Fold the view's tail onto `state`, a slice at a time with the event loop free in
+        between (FOLD_SLICE_RANGES), and cache the result when `keep`."""
+        tail, start, spent = view.tail, 0, 0
+        for i, hb in enumerate(tail):
+            spent += 1 + len(hb.played or ())
+            if spent >= FOLD_SLICE_RANGES:
+                self._fold(state, tail[start : i + 1], ref)
+                start, spent = i + 1, 0
+                await asyncio.sleep(0)  # the other requests in flight go on
+        self._fold(state, tail[start:], ref)
+        if keep:
+            self.cache.put(key, view, state)
+        return state
+
+    def _fold(self, state: WatchState, heartbeats: list[Heartbeat], ref: MaterialRef) -> None:
         fold_into(
             state,
-            view.tail,
+            heartbeats,
             duration=ref.material.duration,
             threshold=self.settings.completion_threshold,
             verification=self.settings.verification,
         )
-        if keep:
-            self.cache.put(key, view, state)
-        return state
 
     async def _stored_state_quickly(self, key: ProgressKey) -> tuple[WatchState | None, bool]:
         """The state MongoDB holds for a key, and whether MongoDB answered in time."""
@@ -288,7 +306,8 @@ class ProgressService:
             found = stored.get((key.student_id, key.material_id))
             known = entry.state if entry is not None else None
             base = view.base_state(known, found.state if found else None)
-            states[key.material_id] = self._fold_view(key, refs[key.material_id], view, base, True)
+            ref = refs[key.material_id]
+            states[key.material_id] = await self._fold_view(key, ref, view, base, True)
         return states
 
     async def course_progress(self, student_id: str, course: Course) -> CourseProgress:
