@@ -56,6 +56,20 @@ def invalid_response(errors: Iterable[Mapping[str, Any]]) -> tuple[JSONResponse,
     return error_response(422, code, message, details), code
 
 
+# A body that a JSON content type announces but that cannot be decoded for another reason than
+# its syntax (FastAPI's own 400, and the heartbeat route's, whose cause is the decoder's error).
+UNREADABLE_BODY = {
+    "type": "json_invalid",
+    "loc": ("body",),
+    "msg": "not JSON this service reads: UTF-8 text, integers of at most 4,300 digits, and "
+    "arrays and objects nested less than about 1,000 deep",
+}
+
+
+def _unreadable_body(exc: StarletteHTTPException) -> bool:
+    return exc.status_code == 400 and isinstance(exc.__cause__, ValueError | RecursionError)
+
+
 def _unavailable() -> JSONResponse:
     return error_response(
         503,
@@ -89,6 +103,8 @@ def response_for(exc: Exception, method: str, path: str) -> tuple[JSONResponse, 
         return error_response(exc.status, exc.code, exc.message, exc.details, headers), exc.code
     if isinstance(exc, RequestValidationError):  # the request's, not a bug's ValidationError
         return invalid_response(exc.errors())
+    if isinstance(exc, StarletteHTTPException) and _unreadable_body(exc):
+        return invalid_response([UNREADABLE_BODY])
     if isinstance(exc, StarletteHTTPException):
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers), code

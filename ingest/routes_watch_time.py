@@ -180,8 +180,9 @@ def decode_body(body: bytes, content_type: bytes | None) -> Any:
             "ctx": {"error": exc.msg},
         }
         raise RequestValidationError([error]) from None
-    except UnicodeDecodeError:
-        raise HTTPException(400, "There was an error parsing the body") from None
+    except (ValueError, RecursionError) as exc:  # not UTF-8, an integer too long, too deep
+        # As FastAPI's own routes do; the error handler answers 422 (ingest/errors.py).
+        raise HTTPException(400, "There was an error parsing the body") from exc
 
 
 async def record_heartbeat(

@@ -194,6 +194,28 @@ def test_the_batch_route_judges_each_item_by_the_same_rules(
     assert buffered(redis_client) == (2, 2)  # the two good ones, nothing of the others
 
 
+UNREADABLE = [
+    pytest.param(b'{"heartbeats": ["\xff"]}', id="not UTF-8"),
+    pytest.param(b'{"heartbeats": [{"watch_time": 1' + b"0" * 5000 + b"}]}", id="5,000 digits"),
+    pytest.param(b"[" * 20_000 + b"]" * 20_000, id="nested 20,000 deep"),
+]
+
+
+@pytest.mark.parametrize("content", UNREADABLE)
+@pytest.mark.parametrize("path", ["/api/progress/heartbeats", "/api/progress/videos/status"])
+def test_a_json_body_the_decoder_cannot_read_is_a_422(
+    client: TestClient, settings: Settings, redis_client: Buffer, path: str, content: bytes
+) -> None:
+    """API.md, "Errors": an invalid body is a 422 in the error shape, whatever made it
+    unreadable (not only its syntax), and nothing of it is stored."""
+    headers = {**bearer(settings, STUDENT, now=NOW), "Content-Type": "application/json"}
+    r = client.post(path, content=content, headers=headers)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["code"] == "invalid"
+    assert [d["field"] for d in r.json()["error"]["details"]] == ["body"]
+    assert buffered(redis_client) == (0, 0)
+
+
 # -- what is stored, however odd, never fails an export ---------------------------------------
 
 

@@ -5,8 +5,9 @@ FastAPI would report for the route's declaration (`video_id: MaterialId, body: H
 student: Student`). FastAPI's order, from its request handler:
 
 1. the app's body limit (a middleware, before routing): 413;
-2. the body, read and decoded as JSON when its content type says JSON (400 when it is not
-   UTF-8, 422 `json_invalid` when it is not JSON); any other content type passes as bytes;
+2. the body, read and decoded as JSON when its content type says JSON (422 `json_invalid`
+   when it is not JSON, not UTF-8, or beyond the decoder: an integer of more than 4,300 digits,
+   nesting deeper than its recursion allows); any other content type passes as bytes;
 3. the dependencies, in the signature's order: the token (401), then the role (403);
 4. the path's parameters and the body validated together: one 422, the path's errors first;
 5. the route's own body: the catalog (404), then its checks and the clock's (422), then the
@@ -174,7 +175,11 @@ REFUSALS = [
     case("no content type", body(watch_time=1), 422, "invalid", ["body"], headers={}),
     case("two slashes, +json", body(watch_time=1), 422, "invalid", ["body"],
          headers={"Content-Type": "application/a/b+json"}),  # email.message: text/plain
-    case("not UTF-8", b'{"watch_time": "\xff"}', 400, "http_error"),
+    case("not UTF-8", b'{"watch_time": "\xff"}', 422, "invalid", ["body"]),
+    case("an integer of 5,000 digits", '{"watch_time": 1' + "0" * 5000 + "}", 422, "invalid",
+         ["body"]),
+    case("nested 20,000 deep", '{"a": ' + "[" * 20_000 + "]" * 20_000 + "}", 422, "invalid",
+         ["body"]),
     case("over the body limit", body(watch_time=1, session_id="x" * 70_000), 413, "too_large"),
     # API.md, "Hostile input".
     case("session id with a NUL", body(watch_time=1, session_id="a\x00b"), 422, "invalid",
@@ -211,7 +216,12 @@ FIRST_FAULT_WINS = [
     case("malformed JSON, no token", MALFORMED, 422, "invalid", ["15"], **NO_TOKEN),
     case("malformed JSON, teacher", MALFORMED, 422, "invalid", ["15"], **TEACHER),
     case("malformed JSON, bad video id", MALFORMED, 422, "invalid", ["15"], **BAD_ID),
-    case("not UTF-8, no token", b'{"watch_time": "\xff"}', 400, "http_error", **NO_TOKEN),
+    case("not UTF-8, no token", b'{"watch_time": "\xff"}', 422, "invalid", ["body"],
+         **NO_TOKEN),
+    case("a 5,000-digit integer, no token", '{"watch_time": 1' + "0" * 5000 + "}", 422,
+         "invalid", ["body"], **NO_TOKEN),
+    case("nested 20,000 deep, no token", "[" * 20_000 + "]" * 20_000, 422, "invalid", ["body"],
+         **NO_TOKEN),
     # 3. The token and the role before the path and the body's schema.
     case("schema-invalid, no token", body(watch_time=150), 401, "unauthenticated", **NO_TOKEN),
     case("schema-invalid, teacher", body(watch_time=150), 403, "forbidden", **TEACHER),
