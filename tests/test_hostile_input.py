@@ -6,6 +6,7 @@ tests/test_watch_time_route.py)."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -214,6 +215,62 @@ def test_a_json_body_the_decoder_cannot_read_is_a_422(
     assert r.json()["error"]["code"] == "invalid"
     assert [d["field"] for d in r.json()["error"]["details"]] == ["body"]
     assert buffered(redis_client) == (0, 0)
+
+
+def _cursor(position: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(position).encode()).decode()
+
+
+FORGED_CURSORS = [
+    pytest.param("watched_seconds", ["watched_seconds", [{"$gt": 1}, "x"]], id="an operator"),
+    pytest.param("progress", ["progress", [float("inf"), "x"]], id="Infinity"),
+    pytest.param("watched_seconds", ["watched_seconds", [[1, 2], "x"]], id="a list"),
+    pytest.param("watched_seconds", ["watched_seconds", [True, "x"]], id="a boolean"),
+    pytest.param("watched_seconds", ["watched_seconds", [1.0, 5]], id="a numeric student"),
+    pytest.param("student_id", ["student_id", ["a", "b"]], id="two student ids"),
+    pytest.param("watched_seconds", ["watched_seconds", [float("-inf"), "x"]], id="-Infinity"),
+]
+
+
+@pytest.mark.parametrize("search", [None, "s-"])
+@pytest.mark.parametrize("view", ["progress", "matrix"])
+@pytest.mark.parametrize(("sort", "position"), FORGED_CURSORS)
+def test_a_forged_cursor_is_a_422_and_never_reaches_a_query(
+    client: TestClient, settings: Settings, view: str, sort: str, position: Any, search: str | None
+) -> None:
+    """A cursor is the service's own (the sort and the last row's value and student id): one
+    whose value no row could have is refused before any query (MongoDB's sorted page, or the
+    in-memory sort of a search)."""
+    params: dict[str, Any] = {"sort": sort, "limit": 1, "cursor": _cursor(position)}
+    if search:
+        params["q"] = search
+    r = client.get(f"/api/teacher/courses/{COURSE_ID}/{view}", params=params,
+                   headers=bearer(settings, "t-phys", "teacher", now=NOW))  # fmt: skip
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["details"][0]["field"] == "cursor"
+
+
+@pytest.mark.parametrize("view", ["progress", "matrix"])
+@pytest.mark.parametrize("sort", ["student_id", "-progress", "last_active", "-last_active",
+                                  "watched_seconds", "unverified_seconds"])  # fmt: skip
+def test_the_services_own_cursors_page_through_every_sort(
+    client: TestClient, settings: Settings, view: str, sort: str
+) -> None:
+    admin = bearer(settings, "root", "admin", now=NOW)
+    for student in ("s-bo", "s-cy"):
+        assert client.put(f"/api/courses/{COURSE_ID}/enrollments/{student}",
+                          headers=admin).status_code == 201  # fmt: skip
+    teacher = bearer(settings, "t-phys", "teacher", now=NOW)
+    seen: list[str] = []
+    params: dict[str, Any] = {"sort": sort, "limit": 1}
+    while True:
+        r = client.get(f"/api/teacher/courses/{COURSE_ID}/{view}", params=params, headers=teacher)
+        assert r.status_code == 200, r.text
+        seen += [row["student_id"] for row in r.json()["rows"]]
+        if not r.json()["next_cursor"]:
+            break
+        params["cursor"] = r.json()["next_cursor"]
+    assert sorted(seen) == [STUDENT, "s-bo", "s-cy"]  # each once: never active, all three
 
 
 # -- what is stored, however odd, never fails an export ---------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -122,7 +123,21 @@ def decode_cursor(cursor: str, sort: str) -> tuple[Any, ...]:
         raise ValueError("malformed cursor") from exc
     if made_for != sort or not isinstance(value, list) or len(value) != 2:
         raise ValueError("the cursor belongs to another sort order")
+    if not _position_of(parse_sort(sort)[0], *value):
+        raise ValueError("malformed cursor")
     return tuple(value)
+
+
+def _position_of(key: str, value: Any, student_id: Any) -> bool:
+    """Whether (value, student_id) is a position `encode_cursor` can make for `key`: only such
+    values reach a query (a client's `{"$gt": ...}` or Infinity never does)."""
+    if not isinstance(student_id, str):
+        return False
+    if key == "student_id":
+        return bool(value == student_id)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return math.isfinite(value) or (key == "last_active" and value == float("-inf"))
 
 
 def page(
