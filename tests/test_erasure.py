@@ -522,3 +522,34 @@ def test_a_heartbeat_taken_after_the_cut_outlives_the_rest_of_the_erasure(
     assert verbs == ["initialized", "paused"]  # the new session's statements stay queued
     enrollment = present(c.ctx.mongo.enrollment(STUDENT, COURSE_ID))
     assert enrollment["completed_materials"] == [] and enrollment["watched_seconds"] == 30.0
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [pytest.param({"v": "7"}, id="v as text"), pytest.param({"v": None}, id="v null"),
+     pytest.param({}, id="no v")],
+)  # fmt: skip
+def test_an_odd_stored_document_is_erased_with_the_rest(
+    campus: Campus, odd: dict[str, Any]
+) -> None:
+    """A `watch_progress` document whose version is no number (an older version's, or one
+    written by hand: the flush sets such a key aside) is erased all the same, and does not stop
+    the erasure of the student's other documents."""
+    progress = {
+        "student_id": STUDENT,
+        "course_id": COURSE_ID,
+        "watched_seconds": 50.0,
+        "progress_percentage": 50.0,
+        "completed": False,
+        "watched_ranges": [[0, 50]],
+    }
+    db = campus.ctx.mongo
+    db.progress.insert_one({"_id": f"v-100|{STUDENT}", "material_id": "v-100", **progress, **odd})
+    db.progress.insert_one({"_id": f"v-600|{STUDENT}", "material_id": "v-600", **progress, "v": 3})
+    report = erase_progress(db, campus.buffer, KEY_SCHEMA, campus.ctx.catalog(), STUDENT,
+                            outboxes=campus.ctx.redis)  # fmt: skip
+    assert report.documents == 2
+    left = list(db.progress.find({"student_id": STUDENT}))
+    assert sorted(d["material_id"] for d in left) == ["v-100", "v-600"]
+    assert all(set(d) == TOMBSTONE_FIELDS for d in left), left  # tombstones, nothing else
+    assert all(isinstance(d["v"], int) and d["v"] >= VERSION_GAP for d in left)

@@ -88,3 +88,38 @@ def test_a_lost_completion_job_and_a_missed_rollup_are_repaired_by_reconcile_com
     assert after["progress_percentage"] == 25.0  # 1 of the course's 4 materials
     assert reconcile_completions() == 0  # nothing left to repair; the enrollment is unchanged
     assert mongo_db.enrollments.find_one(enrollment) == after
+
+
+def test_one_odd_enrollment_does_not_stop_the_repair_of_the_others(
+    client: TestClient, settings: Settings, mongo_db: Any, worker_env: None
+) -> None:
+    """Each enrollment is repaired on its own: one whose `completed_materials` is no list (an
+    older version's, or one edited by hand) is repaired too, and a completed document naming
+    no student is passed over."""
+    admin = bearer(settings, "a-root", "admin")
+    assert client.put(f"/api/courses/{COURSE_ID}/enrollments/s-odd", headers=admin).is_success
+    for student in (STUDENT, "s-odd"):
+        r = client.post(
+            "/api/progress/video/v-100/watch-time",
+            json=heartbeat(85, played=[[0, 85]]),
+            headers=bearer(settings, student),
+        )
+        assert r.status_code == 202 and r.json()["completed"] is True  # fmt: skip
+    ctx = build_context(settings)
+    assert flush_batch(ctx, 100).written == 2
+    ctx.mongo.close()
+    # Both completions missed (their jobs lost, the rollup writes missing them); one of the
+    # enrollments holds null instead of a list; one completed document names no student.
+    mongo_db.enrollments.update_one({"student_id": STUDENT}, {"$set": {"completed_materials": []}})
+    mongo_db.enrollments.update_one({"student_id": "s-odd"},
+                                    {"$set": {"completed_materials": None}})  # fmt: skip
+    mongo_db.watch_progress.insert_one({"_id": "odd", "completed": True, "v": 1,
+                                        "written_at": present(mongo_db.watch_progress.find_one(
+                                            {"student_id": STUDENT}))["written_at"]})  # fmt: skip
+
+    repaired = reconcile_completions()
+
+    for student in (STUDENT, "s-odd"):
+        doc = present(mongo_db.enrollments.find_one({"student_id": student}))
+        assert doc["completed_materials"] == ["v-100"], (student, doc)
+    assert repaired == 2

@@ -4,11 +4,18 @@ up to date; expired erasure tombstones deleted."""
 
 from __future__ import annotations
 
+import logging
+
+from shared.domain.catalog import Catalog
+from shared.errors import Unavailable
 from shared.ops.rollups import rebuild_missing
-from workers.context import get_context
+from shared.storage.mongo_store import completed_ids
+from workers.context import WorkerContext, get_context
 from workers.grades import REPAIR_BATCH
 from workers.grades import repair_grades as repair_grades_of
 from workers.interop import announce_completions
+
+log = logging.getLogger(__name__)
 
 RECENT_S = 3600.0
 
@@ -23,27 +30,42 @@ def reconcile_completions(since_s: float = RECENT_S) -> int:
     ctx = get_context()
     catalog = ctx.catalog()
     since = ctx.clock.time() - since_s
-    missing: dict[tuple[str, str], list[str]] = {}
     cursor = ctx.mongo.progress.find(
         {"completed": True, "written_at": {"$gte": since}},
         {"_id": 0, "student_id": 1, "course_id": 1, "material_id": 1},
     )
     completed: dict[tuple[str, str], list[str]] = {}
     for doc in cursor:
-        completed.setdefault((doc["student_id"], doc["course_id"]), []).append(doc["material_id"])
+        sid, cid, mid = doc.get("student_id"), doc.get("course_id"), doc.get("material_id")
+        if isinstance(sid, str) and isinstance(cid, str) and isinstance(mid, str):
+            completed.setdefault((sid, cid), []).append(mid)  # (an odd document names none)
+    missing = 0
     for (student_id, course_id), material_ids in completed.items():
-        enrollment = ctx.mongo.enrollment(student_id, course_id)
-        if enrollment is None:
-            continue
-        absent = set(material_ids) - set(enrollment.get("completed_materials", []))
-        if absent:
-            missing[(student_id, course_id)] = sorted(absent)
-    for (student_id, course_id), material_ids in missing.items():
-        course = catalog.courses.get(course_id)
-        if course is not None:
-            progress = ctx.mongo.record_completion(student_id, course_id, material_ids, course)
-            announce_completions(ctx, student_id, course, material_ids, progress)
-    return len(missing)
+        # Each enrollment apart: one that cannot be repaired (an odd document) is logged and
+        # the others are; a MongoDB outage stops the job (the next run repairs them all).
+        try:
+            missing += _reconcile(ctx, catalog, student_id, course_id, material_ids)
+        except Unavailable:
+            raise
+        except Exception:
+            log.exception("completions of %s in %s not reconciled", student_id, course_id)
+    return missing
+
+
+def _reconcile(
+    ctx: WorkerContext, catalog: Catalog, student_id: str, course_id: str, material_ids: list[str]
+) -> int:
+    """Record the completions the enrollment misses; 1 when there were some."""
+    enrollment = ctx.mongo.enrollment(student_id, course_id)
+    course = catalog.courses.get(course_id)
+    if enrollment is None or course is None:
+        return 0
+    absent = sorted(set(material_ids) - completed_ids(enrollment))
+    if not absent:
+        return 0
+    progress = ctx.mongo.record_completion(student_id, course_id, absent, course)
+    announce_completions(ctx, student_id, course, absent, progress)
+    return 1
 
 
 def migrate_states() -> int:

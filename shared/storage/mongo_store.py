@@ -21,6 +21,7 @@ No string a client sends is a field name here: ids and session ids are values on
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -106,6 +107,38 @@ class StoredState:
     state: WatchState | None  # None: erased (a tombstone that only holds the version)
     version: int
     unreadable: SetAside | None = None  # the document is there, but cannot be read
+
+
+def _numeric(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _version(value: Any) -> int:
+    """A stored document's `v` as a version; one that is no finite number (an odd document)
+    counts as 0 (an erasure's tombstone goes beyond the hot state's version anyway)."""
+    return int(value) if _numeric(value) and math.isfinite(value) else 0
+
+
+def _viewer(doc: dict[str, Any]) -> tuple[list[list[float]], float]:
+    """A document's watched ranges (pairs of finite numbers) and the share of them verified
+    watching credited; TypeError or ValueError for an odd one."""
+    ranges = []
+    for pair in doc.get("watched_ranges") or []:
+        start, end = pair  # ValueError unless a pair
+        if not (_numeric(start) and _numeric(end) and math.isfinite(start + end)):
+            raise TypeError(f"a watched range of {pair!r}")
+        ranges.append([float(start), float(end)])
+    credited = float(doc.get("watched_seconds") or 0.0)
+    claimed = credited + float(doc.get("unverified_seconds") or 0.0)
+    if not math.isfinite(claimed):
+        raise ValueError("watched seconds that are not finite")
+    return ranges, credited / claimed if claimed else 1.0
+
+
+def completed_ids(enrollment: Mapping[str, Any]) -> set[str]:
+    """An enrollment's completed material ids (none when the field is missing or odd)."""
+    found = enrollment.get("completed_materials")
+    return {m for m in found if isinstance(m, str)} if isinstance(found, list) else set()
 
 
 def _stored_state(doc: dict[str, Any]) -> StoredState:
@@ -402,8 +435,28 @@ class MongoStore:
         except BulkWriteError as exc:  # duplicate key: a newer (or the same) version is stored
             if exc.details.get("writeConcernErrors"):
                 raise Unavailable("MongoDB did not confirm the write concern") from exc
-            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
                 raise
+            kept = [list(versions)[e["index"]] for e in errors]
+            self._erase_unversioned(student_id, {m: versions[m] for m in kept}, now)
+
+    def _erase_unversioned(self, student_id: str, versions: dict[str, int], now: float) -> None:
+        """The documents `erase_states` kept whose `v` is no number (none, null, a string: an odd
+        document, which flushes set aside and so never write): replaced by their tombstone all
+        the same, each only if its `v` is still the one read. A document holding a numeric
+        version at or beyond the tombstone's is a later write's: it stays."""
+        ids = {progress_id(student_id, m): m for m in versions}
+        for doc in self.progress.find({"_id": {"$in": list(ids)}}, {"v": 1}):
+            if "v" in doc and _numeric(doc["v"]):
+                continue
+            material_id = ids[doc["_id"]]
+            as_read = {"v": doc["v"]} if "v" in doc else {"v": {"$exists": False}}
+            self.progress.replace_one(
+                {**_progress_key(student_id, material_id), **as_read},
+                {**_progress_key(student_id, material_id), "material_id": material_id,
+                 "v": versions[material_id], "erased_at": now},
+            )  # fmt: skip
 
     @_unavailable_on_outage
     def delete_expired_tombstones(self, before: float) -> int:
@@ -422,7 +475,11 @@ class MongoStore:
         if material_id is not None:
             query = _progress_key(student_id, material_id)
         cursor = self.progress.find(query, {"_id": 0, "material_id": 1, "v": 1, "course_id": 1})
-        return {doc["material_id"]: (int(doc["v"]), "course_id" in doc) for doc in cursor}
+        return {
+            doc["material_id"]: (_version(doc.get("v")), "course_id" in doc)
+            for doc in cursor
+            if isinstance(doc.get("material_id"), str)
+        }
 
     # -- teacher views --------------------------------------------------------------------
 
@@ -461,9 +518,10 @@ class MongoStore:
         )
         viewers = []
         for doc in cursor:
-            credited = float(doc.get("watched_seconds") or 0.0)
-            claimed = credited + float(doc.get("unverified_seconds") or 0.0)
-            viewers.append((doc.get("watched_ranges", []), credited / claimed if claimed else 1.0))
+            try:
+                viewers.append(_viewer(doc))
+            except (TypeError, ValueError) as exc:  # one odd document: that student is left out
+                log.warning("watch_progress document left out of a retention curve: %s", exc)
         return viewers
 
     # -- enrollments ----------------------------------------------------------------------
@@ -534,15 +592,18 @@ class MongoStore:
                 return 0.0
             guard = {**key, "erasures": doc.get("erasures", {"$exists": False})}
             confirmed = self._completed(student_id, material_ids)
-            held = set(doc.get("completed_materials") or [])
+            held = completed_ids(doc)
             progress = course_progress(held, course)
             if held.issuperset(confirmed) and doc.get("progress_percentage") == progress:
                 return progress  # the flush's rollup write recorded them: nothing to write
-            add = {"$addToSet": {"completed_materials": {"$each": confirmed}}}
+            add: dict[str, Any] = {"$addToSet": {"completed_materials": {"$each": confirmed}}}
+            if not isinstance(doc.get("completed_materials"), list):  # odd: no list to add to
+                guard["completed_materials"] = doc.get("completed_materials")
+                add = {"$set": {"completed_materials": sorted(held | set(confirmed))}}
             if confirmed and not self.enrollments.update_one(guard, add).matched_count:
                 continue
             doc = self.enrollments.find_one(key, {"_id": 0, "completed_materials": 1}) or {}
-            progress = course_progress(set(doc.get("completed_materials", [])), course)
+            progress = course_progress(completed_ids(doc), course)
             raise_to = {
                 "$max": {"progress_percentage": progress},
                 "$set": {"updated_at": time.time()},
@@ -571,7 +632,7 @@ class MongoStore:
             {"course_id": course.course_id},
             {"_id": 0, "student_id": 1, "completed_materials": 1, "progress_percentage": 1},
         ):
-            progress = course_progress(set(doc.get("completed_materials", [])), course)
+            progress = course_progress(completed_ids(doc), course)
             if progress != doc.get("progress_percentage"):
                 ops.append(
                     UpdateOne(
@@ -608,7 +669,7 @@ class MongoStore:
         seen: list[str] | None = None
         for _ in range(ATTEMPTS):
             doc = self.enrollments.find_one(key, {"_id": 0, "completed_materials": 1})
-            completed = None if doc is None else list(doc.get("completed_materials", []))
+            completed = None if doc is None else sorted(completed_ids(doc))
             if completed is None or completed == seen:
                 return
             progress = course_progress(set(completed), course)
