@@ -22,6 +22,7 @@ from pymongo.database import Database
 
 from ingest.app import create_app
 from shared.clock import MockedClock
+from shared.errors import PlatformCallFailed
 from shared.integrations.outbox import GRADE, Outbox
 from shared.lti.grades import (
     TEST_USER,
@@ -36,7 +37,12 @@ from shared.lti.identity import user_id_of
 from shared.lti.keys import load_private_key
 from shared.lti.launch import CLAIM, ROLES, Launch
 from shared.lti.registry import Platform, PlatformRegistry
-from shared.lti.services import AsyncServiceTokens, client_assertion, token_form
+from shared.lti.services import (
+    AsyncServiceTokens,
+    client_assertion,
+    read_token_answer,
+    token_form,
+)
 from shared.settings import Settings
 from shared.storage.keys import STATS
 from tests.helpers import COURSE, COURSE_ID, bearer, make_settings, present
@@ -50,6 +56,7 @@ from tests.lti_platform import (
     PLATFORM_ID,
     SCORE,
     Gradebook,
+    HttpAnswer,
     Lms,
     new_key_pem,
 )
@@ -712,3 +719,73 @@ def test_timestamps_are_zoned_milliseconds_and_rise_past_the_last_one() -> None:
         "gradingProgress": "FullyGraded",
         "timestamp": "1970-01-01T00:01:40.000+00:00",
     }
+
+
+# -- one platform's odd answers are that platform's trouble ---------------------------------
+
+OTHER_PLATFORM = "other-lms"
+
+
+def launch_from(w: World, lms: Lms, platform_id: str, sub: str, **claims: Any) -> str:
+    """A learner's launch of v-100 from another registered platform; the user id."""
+    r = w.client.get("/lti/login", params={"iss": lms.base, "login_hint": sub,
+                     "target_link_uri": "https://testserver/lti/launch", "client_id": CLIENT_ID},
+                     follow_redirects=False)  # fmt: skip
+    assert r.status_code == 302, r.text
+    form = lms.authorize(dict(parse_qsl(urlsplit(r.headers["location"]).query)), sub=sub,
+                         roles=[LEARNER], **claims)  # fmt: skip
+    r = w.client.post("/lti/launch", data=form, follow_redirects=False)
+    assert r.status_code == 200, r.text
+    return user_id_of(platform_id, sub)
+
+
+@pytest.mark.parametrize("odd", ["a line item URL that does not parse", "line items as HTML"])
+def test_one_platforms_odd_answers_do_not_hold_up_another_platforms_scores(
+    world: World, odd: str
+) -> None:
+    """A second registered platform names a line item URL that does not parse, or answers its
+    line items with a web page: its learner's score is retried, and the first platform's
+    learners, in the same delivery batch, get theirs (each once)."""
+    other = Lms()
+    book = Gradebook(other, world.ctx.lti_keys.jwks, now=world.clock.time)
+    admin = bearer(world.settings, "admin-1", "admin", now=world.clock.time())
+    r = world.client.put(f"/api/admin/lti/platforms/{OTHER_PLATFORM}",
+                         json=other.registration_body(["dep-1"]), headers=admin)  # fmt: skip
+    assert r.status_code == 201, r.text
+    if odd == "a line item URL that does not parse":
+        claim = book.claim("http://[::1/lineitems/1")
+    else:
+        claim = book.claim(None)
+        other.route("GET", "/lineitems", lambda _: HttpAnswer(
+            200, b"<html>sign in</html>", {"Content-Type": "text/html"}))  # fmt: skip
+    item = world.book.add_line_item("Speed")
+    learners = [world.launch(f"u-{i}", **world.book.claim(item)) for i in range(5)]
+    odd_learner = launch_from(world, other, OTHER_PLATFORM, "e-1", **claim)
+    for user in [*learners, odd_learner]:
+        world.watch(user, 30)
+    world.flush()
+    world.clock.advance(2 * INTERVAL_S)  # all due: the first run claims them in one batch
+    try:
+        world.deliver_over(30)
+        assert all(len(world.scores(item, f"u-{i}")) == 1 for i in range(5))
+        [target] = world.db["lti_grade_targets"].find({"platform_id": OTHER_PLATFORM})
+        assert not target.get("sent_at") and target.get("last_error")  # retried, said why
+    finally:
+        other.close()
+
+
+def test_a_token_answer_or_retry_after_beyond_range_is_bounded() -> None:
+    """An `expires_in` of 1e400 (infinity once read) is kept a day, NaN is unreadable; a
+    `Retry-After` of inf is no value, a huge one an hour."""
+
+    def token_reply(expires: str) -> httpx.Response:
+        body = '{"access_token": "t", "token_type": "Bearer", "expires_in": ' + expires + "}"
+        return httpx.Response(200, content=body.encode())
+
+    _, until = read_token_answer(token_reply("1e400"), SCORE, 1000.0)
+    assert until == 1000.0 + 86_400 - 60
+    with pytest.raises(PlatformCallFailed):
+        read_token_answer(token_reply("NaN"), SCORE, 1000.0)
+    held = [grades._retry_after(httpx.Response(429, headers={"Retry-After": v}))
+            for v in ("inf", "1e12", "30", "soon")]  # fmt: skip
+    assert held == [None, 3600.0, 30.0, None]

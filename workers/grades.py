@@ -29,13 +29,16 @@ import hashlib
 import logging
 import math
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import httpx
+import redis
+from pymongo.errors import PyMongoError
 
 from shared.domain.progress import WatchState
-from shared.errors import PlatformCallFailed
+from shared.errors import PlatformCallFailed, Unavailable
 from shared.integrations.outbox import GRADE, Limits, Outbox, OutboxEntry, Settled, backoff_s
 from shared.lti.grades import (
     LINEITEM_TYPE,
@@ -59,6 +62,7 @@ from shared.storage.keys import (
     lti_line_item_lock,
 )
 from shared.storage.mongo_store import StateWrite
+from shared.storage.set_aside import describe
 from workers.context import WorkerContext, get_context
 
 log = logging.getLogger(__name__)
@@ -66,6 +70,7 @@ log = logging.getLogger(__name__)
 LTI_USER_PREFIX = "lti-"  # shared/lti/identity.py: every LTI user's id
 GRADE_BATCH = 50
 BUSY_RETRY_S = 1.0  # another worker is posting the same target
+MAX_RETRY_AFTER_S = 3600.0  # the longest `Retry-After` a platform is granted
 REPAIR_BATCH = 2000  # grade targets the repair pass examines a run
 # 4xx that say "not now" (a token, a timeout, a timestamp, a rate); any other 4xx (400, 403,
 # 404, 422 above all) says the platform will not take this score.
@@ -351,8 +356,9 @@ def _plan(
     score = round(max(state.progress, target.sent_score or 0.0), 2)
     completed = state.completed or target.sent_completed
     try:
-        token = run.token(platform, _scopes(target))
-        lineitem = target.lineitem or _line_item(run, platform, target, token)
+        with _platform_answers("token or line item"):
+            token = run.token(platform, _scopes(target))
+            lineitem = target.lineitem or _line_item(run, platform, target, token)
     except PlatformCallFailed as exc:
         if refuses(exc.status):  # the token's or the column's trouble, not the learner's
             exc = PlatformCallFailed(str(exc), None, "(the platform's setup: retried)")
@@ -376,7 +382,8 @@ def _post_all(run: _Run, scores: list[_Score], out: Settled) -> None:
         headers = {"Authorization": f"Bearer {s.token}", "Content-Type": SCORE_TYPE}
         body = score_body(s.target.sub, s.score, s.completed, s.ts)
         try:
-            _call(run, "POST", scores_url(s.lineitem), "score", headers=headers, json=body)
+            with _platform_answers("score"):
+                _call(run, "POST", scores_url(s.lineitem), "score", headers=headers, json=body)
         except PlatformCallFailed as exc:
             _settle_target(run, s.platform, s.target, s.entries, exc, out)
             continue
@@ -426,6 +433,21 @@ def _settle_target(
     out.retry.extend((e, due) for e in entries)
 
 
+@contextmanager
+def _platform_answers(what: str) -> Iterator[None]:
+    """What a platform said or named that cannot be used (a line item URL that does not parse,
+    an answer that is no JSON, or JSON too deep, a value out of range) is that platform's
+    failure: PlatformCallFailed, so that its target is retried and every other platform's
+    scores in the batch go on. Our own stores' errors (Redis, MongoDB) are not caught."""
+    try:
+        yield
+    except (PlatformCallFailed, Unavailable, redis.RedisError, PyMongoError):
+        raise
+    except Exception as exc:
+        log.warning("a platform's %s could not be used: %s", what, describe(exc))
+        raise PlatformCallFailed(what, None, describe(exc)) from None
+
+
 def _scopes(target: GradeTarget) -> list[str]:
     """The token's scopes: what the tool uses of what the launch offered."""
     return sorted(set(target.scopes) & USED_SCOPES)
@@ -443,11 +465,13 @@ def _call(run: _Run, method: str, url: str, what: str, **kwargs: object) -> http
 
 
 def _retry_after(reply: httpx.Response) -> float | None:
-    """`Retry-After` in seconds (RFC 9110 §10.2.3; an HTTP date is read as no value)."""
+    """`Retry-After` in seconds (RFC 9110 §10.2.3; an HTTP date is read as no value), at most
+    MAX_RETRY_AFTER_S (a platform cannot park its own scores for ever, or overflow a timer)."""
     try:
-        return max(0.0, float(reply.headers.get("Retry-After", "")))
+        seconds = float(reply.headers.get("Retry-After", ""))
     except ValueError:
         return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER_S) if math.isfinite(seconds) else None
 
 
 def _line_item(run: _Run, platform: Platform, target: GradeTarget, token: str) -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import secrets
 from collections.abc import Iterable
 from typing import Any
@@ -42,6 +43,7 @@ GRANT = "client_credentials"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_LIFETIME_S = 300.0  # the client assertion's exp - iat
 DEFAULT_EXPIRES_S = 3600.0  # when the platform names no expires_in (Security Framework §4.1)
+MAX_EXPIRES_S = 86_400.0  # a longer expires_in is kept a day (it is a cache, not a promise)
 MARGIN_S = 60.0  # a token is dropped this long before it expires (at most a tenth of its life)
 
 
@@ -83,12 +85,12 @@ def read_token_answer(reply: httpx.Response, scope: str, now: float) -> tuple[st
     try:
         body: dict[str, Any] = reply.json()
         token = body["access_token"]
-        expires = float(body.get("expires_in") or DEFAULT_EXPIRES_S)
+        expires = min(float(body.get("expires_in") or DEFAULT_EXPIRES_S), MAX_EXPIRES_S)
         said = body.get("scope")  # absent: what was asked (RFC 6749 §5.1)
         granted = set((scope if said is None else str(said)).split())
     except (ValueError, KeyError, TypeError):
         raise PlatformCallFailed("token answer unreadable", 200, reply.text[:300]) from None
-    if not isinstance(token, str) or not token or expires <= 0:
+    if not isinstance(token, str) or not token or not 0 < expires < math.inf:
         raise PlatformCallFailed("token answer unreadable", 200, reply.text[:300])
     if missing := set(scope.split()) - granted:
         raise PlatformCallFailed("token lacks scopes", 403, " ".join(sorted(missing)))
