@@ -4,13 +4,20 @@ batches, completion webhooks to each receiver. Both lease due entries from their
 job that dies leaves its entries to the next one after the lease.
 
 - 2xx: sent (the id is recorded for the student, for erasure requests).
-- 5xx, a timeout, a connection error, 401/403/404/408/429: the receiver is not ready; retried
-  with exponential backoff (OUTBOX_RETRY_BASE_S doubled per attempt, up to OUTBOX_RETRY_MAX_S).
-  xAPI statements are retried for as long as they are in the outbox; a webhook older than
-  WEBHOOK_MAX_AGE_S is set aside in the dead-letter hash instead.
+- 5xx, a timeout, a connection error, a redirect (never followed), 401/403/404/408/429: the
+  receiver is not ready; retried with exponential backoff (OUTBOX_RETRY_BASE_S doubled per
+  attempt, up to OUTBOX_RETRY_MAX_S). xAPI statements are retried for as long as they are in
+  the outbox; a webhook older than WEBHOOK_MAX_AGE_S is set aside in the dead-letter hash
+  instead.
 - Any other 4xx from the LRS: the statements endpoint refuses a whole batch for one bad
   statement, so the batch is split in halves until the refused statements are alone; those are
   set aside in the dead-letter hash and counted, the others are sent.
+
+A receiver cannot hold a worker or its memory: each request has DELIVERY_TIMEOUT_S in all
+(headers trickled a byte at a time included), and at most ANSWER_BYTES of an answer are read,
+as sent (a compressed answer is never inflated). A webhook receiver that fails is left alone
+until its backoff ends, by every job (`failing`, in Redis): its backlog is pushed back without
+requests, so the other receivers' deliveries go on.
 
 Every time here (due times, leases, a webhook's age and signature, a job's budget) is read
 from the context's clock, so that tests move a `MockedClock` past a backoff instead of sleeping.
@@ -18,11 +25,13 @@ from the context's clock, so that tests move a `MockedClock` past a backoff inst
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
 
 import httpx
+import redis
 
 from shared.integrations import webhooks
 from shared.integrations.outbox import (
@@ -45,14 +54,36 @@ log = logging.getLogger(__name__)
 
 # Answers that say "not now" rather than "never": retried like a 5xx.
 RETRY_STATUSES = {401, 403, 404, 407, 408, 425, 429}
-SWEEP_LIMIT = 500
+SWEEP_LIMIT = 500  # silent sessions ended, or webhook entries handled, per job at most
 # Webhooks go one request each: ten timeouts in a row still end well inside the lease.
 WEBHOOK_BATCH = 10
+ANSWER_BYTES = 500  # of an LRS's answer, kept for the log; a webhook's answer is not read
 
 
 def lease_s(settings: Settings) -> float:
-    """Longer than the worst attempt (a batch split down to single statements)."""
+    """How long a job's claimed entries are its own: twenty requests' time. A statement batch
+    split to find the refused ones stops splitting at half of it (the rest retried)."""
     return max(60.0, 20 * settings.delivery_timeout_s)
+
+
+async def post(
+    client: httpx.AsyncClient, url: str, timeout_s: float, keep: int = 0, **request: Any
+) -> tuple[int | None, str]:
+    """POST within `timeout_s` in all; (status, at most `keep` bytes of the answer as sent)
+    or (None, why) for a transport error or no whole answer in time."""
+    try:
+        async with asyncio.timeout(timeout_s), client.stream("POST", url, **request) as reply:
+            kept = b""
+            if keep:
+                async for chunk in reply.aiter_raw():
+                    kept += chunk[: keep - len(kept)]
+                    if len(kept) >= keep:
+                        break
+            return reply.status_code, kept.decode("utf-8", "replace")
+    except TimeoutError:
+        return None, f"no whole answer within {timeout_s:g} s"
+    except httpx.HTTPError as exc:
+        return None, f"{type(exc).__name__}: {exc}"
 
 
 def _retry(entries: list[OutboxEntry], now: float, s: Settings) -> list[tuple[OutboxEntry, float]]:
@@ -84,6 +115,12 @@ def send_due_statements(ctx: WorkerContext, budget_s: float | None = None) -> di
     if not s.xapi_lrs_url:
         return {}
     end_silent_sessions(ctx, ctx.clock.time())
+    return asyncio.run(_send_due_statements(ctx, budget_s))
+
+
+async def _send_due_statements(ctx: WorkerContext, budget_s: float | None) -> dict[str, int]:
+    s = ctx.settings
+    assert s.xapi_lrs_url is not None
     outbox = Outbox(ctx.redis, XAPI)
     totals = {"sent": 0, "retried": 0, "refused": 0}
     auth = None
@@ -91,13 +128,15 @@ def send_due_statements(ctx: WorkerContext, budget_s: float | None = None) -> di
         password = s.xapi_lrs_password.get_secret_value() if s.xapi_lrs_password else ""
         auth = httpx.BasicAuth(s.xapi_lrs_username, password)
     clock, started = ctx.clock, ctx.clock.monotonic()
-    with httpx.Client(timeout=s.delivery_timeout_s, auth=auth) as client:
+    async with httpx.AsyncClient(timeout=s.delivery_timeout_s, auth=auth) as client:
+        lrs = _Lrs(client, s.xapi_lrs_url + "statements", s, ctx)
         while budget_s is None or clock.monotonic() - started < budget_s:
             now = clock.time()
             batch = outbox.claim(now, lease_s(s), s.xapi_batch_size)
             if not batch:
                 break
-            settled = send_statements(client, s.xapi_lrs_url + "statements", batch, now, s)
+            lrs.stop_at = clock.monotonic() + lease_s(s) / 2
+            settled = await lrs.send(batch, now)
             sent, retried, dead = outbox.settle(settled, clock.time(), s.sent_ids_per_student)
             totals["sent"] += sent
             totals["retried"] += retried
@@ -107,33 +146,38 @@ def send_due_statements(ctx: WorkerContext, budget_s: float | None = None) -> di
     return totals
 
 
-def _post_statements(
-    client: httpx.Client, url: str, statements: list[dict[str, Any]]
-) -> tuple[int | None, str]:
-    try:
-        reply = client.post(url, json=statements, headers={"X-Experience-API-Version": "1.0.3"})
-    except httpx.HTTPError as exc:
-        return None, f"{type(exc).__name__}: {exc}"
-    return reply.status_code, reply.text[:500]
+class _Lrs:
+    """One job's statements endpoint."""
 
+    def __init__(self, client: httpx.AsyncClient, url: str, s: Settings, ctx: WorkerContext):
+        self.client, self.url, self.s, self.clock = client, url, s, ctx.clock
+        self.stop_at = float("inf")  # (monotonic) no more splitting past it: retried
 
-def send_statements(
-    client: httpx.Client, url: str, entries: list[OutboxEntry], now: float, s: Settings
-) -> Settled:
-    """POST the statements as one batch; on a refusal, split it to find the refused ones."""
-    status, text = _post_statements(client, url, [e.payload for e in entries])
-    if status is not None and 200 <= status < 300:
-        return Settled(entries, [], [])
-    if status is None or status >= 500 or status in RETRY_STATUSES:
-        log.warning("LRS answered %s (%s); %d statements retried later", status, text, len(entries))
-        return Settled([], _retry(entries, now, s), [])
-    if len(entries) == 1:
-        log.error("LRS refused statement %s: HTTP %s %s", entries[0].id, status, text)
-        return Settled([], [], [(entries[0], f"HTTP {status}: {text}")])
-    half = len(entries) // 2
-    left = send_statements(client, url, entries[:half], now, s)
-    right = send_statements(client, url, entries[half:], now, s)
-    return Settled(left.sent + right.sent, left.retry + right.retry, left.dead + right.dead)
+    async def send(self, entries: list[OutboxEntry], now: float) -> Settled:
+        """POST the statements as one batch; on a refusal, split it to find the refused ones."""
+        if self.clock.monotonic() >= self.stop_at:
+            return Settled([], _retry(entries, now, self.s), [])
+        status, text = await post(
+            self.client, self.url, self.s.delivery_timeout_s, ANSWER_BYTES,
+            json=[e.payload for e in entries], headers={"X-Experience-API-Version": "1.0.3"},
+        )  # fmt: skip
+        if status is not None and 200 <= status < 300:
+            return Settled(entries, [], [])
+        if status is not None and 300 <= status < 400:
+            log.error("the LRS redirects (HTTP %s): is XAPI_LRS_URL its address? %d statements "
+                      "retried later", status, len(entries))  # fmt: skip
+            return Settled([], _retry(entries, now, self.s), [])
+        if status is None or status >= 500 or status in RETRY_STATUSES:
+            log.warning("LRS answered %s (%s); %d statements retried later", status, text,
+                        len(entries))  # fmt: skip
+            return Settled([], _retry(entries, now, self.s), [])
+        if len(entries) == 1:
+            log.error("LRS refused statement %s: HTTP %s %s", entries[0].id, status, text)
+            return Settled([], [], [(entries[0], f"HTTP {status}: {text}")])
+        half = len(entries) // 2
+        left = await self.send(entries[:half], now)
+        right = await self.send(entries[half:], now)
+        return Settled(left.sent + right.sent, left.retry + right.retry, left.dead + right.dead)
 
 
 def end_silent_sessions(ctx: WorkerContext, now: float) -> int:
@@ -196,50 +240,89 @@ def send_due_webhooks(ctx: WorkerContext, budget_s: float | None = None) -> dict
     s = ctx.settings
     if not s.webhook_receivers or s.webhook_secret is None:
         return {}
-    secret = s.webhook_secret.get_secret_value()
+    return asyncio.run(_send_due_webhooks(ctx, s.webhook_secret.get_secret_value(), budget_s))
+
+
+async def _send_due_webhooks(
+    ctx: WorkerContext, secret: str, budget_s: float | None
+) -> dict[str, int]:
+    s = ctx.settings
     outbox = Outbox(ctx.redis, WEBHOOK)
     totals = {"sent": 0, "retried": 0, "dead": 0}
-    failing: set[str] = set()
     clock, started = ctx.clock, ctx.clock.monotonic()
-    with httpx.Client(timeout=s.delivery_timeout_s) as client:
+    receivers = _Receivers(ctx.redis, s, clock.time())
+    handled = 0
+    async with httpx.AsyncClient(timeout=s.delivery_timeout_s) as client:
         while budget_s is None or clock.monotonic() - started < budget_s:
+            if handled >= SWEEP_LIMIT:
+                break
             batch = outbox.claim(clock.time(), lease_s(s), WEBHOOK_BATCH)
             if not batch:
                 break
+            handled += len(batch)
             settled = Settled([], [], [])
             for entry in batch:  # each signed, and judged for its age, at its own attempt
-                _attempt_webhook(client, secret, entry, failing, settled, s, clock.time())
+                await _attempt_webhook(client, secret, entry, receivers, settled, s, clock.time())
             sent, retried, dead = outbox.settle(settled, clock.time(), s.sent_ids_per_student)
             totals["sent"] += sent
             totals["retried"] += retried
             totals["dead"] += dead
-            if not settled.sent:  # every receiver due now is failing: wait for the backoff
-                break
     return totals
 
 
-def _attempt_webhook(
-    client: httpx.Client,
+class _Receivers:
+    """Which webhook receivers failed and until when they are left alone, shared by every job
+    through Redis: a receiver that is down or hangs costs one request per backoff, not one per
+    job, and its backlog waits without requests while the other receivers' deliveries go."""
+
+    def __init__(self, r: redis.Redis, s: Settings, now: float) -> None:
+        self.redis, self.s = r, s
+        self.until: dict[str, float] = {}
+        self.failures: dict[str, int] = {}
+        for url, raw in r.hgetall(WEBHOOK.failing).items():
+            doc = json.loads(raw)
+            key = url.decode() if isinstance(url, bytes) else str(url)
+            self.until[key], self.failures[key] = float(doc["until"]), int(doc["failures"])
+
+    def left_alone(self, url: str, now: float) -> float | None:
+        """Until when `url` is left alone (None: try it)."""
+        until = self.until.get(url)
+        return until if until is not None and until > now else None
+
+    def failed(self, url: str, now: float) -> None:
+        failures = self.failures.get(url, 0) + 1
+        until = now + backoff_s(failures, self.s.outbox_retry_base_s, self.s.outbox_retry_max_s)
+        self.until[url], self.failures[url] = until, failures
+        self.redis.hset(WEBHOOK.failing, url, json.dumps({"until": until, "failures": failures}))
+
+    def answered(self, url: str) -> None:
+        if self.failures.pop(url, None) is not None:
+            self.until.pop(url, None)
+            self.redis.hdel(WEBHOOK.failing, url)
+
+
+async def _attempt_webhook(
+    client: httpx.AsyncClient,
     secret: str,
     entry: OutboxEntry,
-    failing: set[str],
+    receivers: _Receivers,
     out: Settled,
     s: Settings,
     now: float,
 ) -> None:
     url, event = entry.payload["url"], entry.payload["event"]
-    outcome = "receiver failed earlier in this run"
-    if url not in failing:
+    outcome = "the receiver failed and is left alone until its backoff ends"
+    alone = receivers.left_alone(url, now)
+    if alone is None:
         body, headers = webhooks.signed_request(secret, event, now)
-        try:
-            reply = client.post(url, content=body, headers=headers)
-            if 200 <= reply.status_code < 300:
-                out.sent.append(entry)
-                return
-            outcome = f"HTTP {reply.status_code}"
-        except httpx.HTTPError as exc:
-            outcome = f"{type(exc).__name__}: {exc}"
-        failing.add(url)
+        status, why = await post(client, url, s.delivery_timeout_s, content=body, headers=headers)
+        if status is not None and 200 <= status < 300:
+            receivers.answered(url)
+            out.sent.append(entry)
+            return
+        outcome = f"HTTP {status}" if status is not None else why
+        receivers.failed(url, now)
+        alone = receivers.left_alone(url, now)
     if now - entry.created_at >= s.webhook_max_age_s:
         log.error(
             "webhook %s to %s set aside after %d attempts: %s",
@@ -250,4 +333,5 @@ def _attempt_webhook(
         )
         out.dead.append((entry, f"gave up after {s.webhook_max_age_s:.0f} s: {outcome}"))
     else:
-        out.retry.extend(_retry([entry], now, s))
+        [(_, due)] = _retry([entry], now, s)
+        out.retry.append((entry, max(due, alone or 0.0)))

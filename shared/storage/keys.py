@@ -415,3 +415,8 @@ class OutboxKeys:
 
     def sessions(self, student_id: str) -> str:
         return f"vp:outbox:{self.name}:sessions:{student_id}"
+
+    @property
+    def failing(self) -> str:
+        """Receivers that failed, and until when they are left alone (workers/deliver.py)."""
+        return f"vp:outbox:{self.name}:failing"
