@@ -5,8 +5,10 @@ the tool stores then launches and deep links like one an admin registered by han
 
 from __future__ import annotations
 
+import gzip
 import html
 import time
+import tracemalloc
 from base64 import b64encode
 from collections.abc import Iterator
 from hashlib import sha256
@@ -21,7 +23,7 @@ from shared.clock import MockedClock
 from shared.lti.dynamic_registration import RegistrationRefused, parse_configuration
 from shared.settings import Settings
 from tests.helpers import bearer, make_settings
-from tests.lti_platform import TOOL_CONFIGURATION, Lms
+from tests.lti_platform import TOOL_CONFIGURATION, HttpAnswer, Lms
 from tests.test_lti_deep_linking import (
     DL,
     LAUNCH_URL,
@@ -230,3 +232,32 @@ def test_a_configuration_must_come_from_its_issuers_site(
         assert not accepted
     else:
         assert accepted and parsed.issuer == issuer and parsed.product == "LMS"
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "is not JSON"),  # deeper than the decoder goes
+        (b'{"issuer": "' + b"x" * 300_000 + b'"}', "is too large"),
+        (gzip.compress(b" " * (300 << 20)), "is compressed"),  # 300 MB once inflated
+    ],
+    ids=["nested 100,000 deep", "300 KB", "a gzip bomb"],
+)
+def test_a_configuration_the_tool_cannot_read_is_refused_with_a_page(
+    client: TestClient, lms: Lms, settings: Settings, clock: MockedClock, answer: bytes, reason: str
+) -> None:
+    """Refused with the registration's error page (502), never a 500; its body is read as it
+    arrives and no further than MAX_BODY_BYTES, and a compressed one not at all."""
+    headers = {"Content-Type": "application/json"}
+    if answer.startswith(b"\x1f\x8b"):
+        headers["Content-Encoding"] = "gzip"
+    lms.route("GET", "/.well-known/odd", lambda _: HttpAnswer(200, answer, headers))
+    url = opened_by_lms(invitation(client, settings, clock), f"{lms.base}/.well-known/odd", TOKEN)
+    tracemalloc.start()
+    try:
+        r = client.get(url)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert r.status_code == 502 and reason in html.unescape(r.text), r.text[:300]
+    assert peak < 32 << 20, f"{peak / 2**20:.0f} MB"  # the bomb inflated would be 300

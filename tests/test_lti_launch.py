@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import jwt
 import pytest
+import redis
 from fastapi.testclient import TestClient
 from pymongo.database import Database
 
@@ -301,3 +302,20 @@ def test_the_tool_signed_tokens_the_api_refuses(
     token = keys.sign({**base, "sub": "lti-x", "role": "student", **claims}, 60)
     r = client.get("/api/me/courses", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 401, r.text
+
+
+@pytest.mark.parametrize("param", ["target_link_uri", "login_hint", "lti_message_hint"])
+def test_a_login_parameter_longer_than_4096_characters_is_refused_and_nothing_kept(
+    client: TestClient, lms: Lms, redis_url: str, param: str
+) -> None:
+    """A login is anyone's (no token yet) and its parameters wait in Redis for the launch: each
+    is at most 4,096 characters (Canvas's `lti_message_hint`, a JWT, is about 1,000)."""
+    r = redis.Redis.from_url(redis_url)
+    before = set(r.scan_iter("*lti*login*"))
+    params = {"iss": lms.base, "client_id": CLIENT_ID, "login_hint": "u-1",
+              "target_link_uri": "https://testserver/lti/launch", param: "A" * 60_000}  # fmt: skip
+    refused = client.post("/lti/login", data=params, follow_redirects=False)
+    assert refused.status_code == 400 and param in refused.text
+    assert set(r.scan_iter("*lti*login*")) == before
+    params[param] = "A" * 4096
+    assert client.post("/lti/login", data=params, follow_redirects=False).status_code == 302

@@ -182,14 +182,30 @@ def platform_body(config: PlatformConfiguration, answer: object) -> tuple[str, P
     return platform_id_for(config, client_id), body
 
 
-async def _json(response: httpx.Response, what: str) -> object:
-    if response.status_code >= 400:
-        raise RegistrationRefused(f"{what} answered HTTP {response.status_code}", 502)
-    if len(response.content) > MAX_BODY_BYTES:
-        raise RegistrationRefused(f"{what} is too large", 502)
+async def _fetch_json(http: httpx.AsyncClient, method: str, url: str, what: str,
+                      **request: Any) -> object:  # fmt: skip
+    """The JSON a platform answers, read within HTTP_TIMEOUT_S in all (an answer trickled in
+    is cut off) and refused past MAX_BODY_BYTES as it arrives (never read whole first). It is
+    asked for uncompressed, and refused compressed: a few KB can inflate to gigabytes."""
+    request["headers"] = {**request.get("headers", {}), "Accept-Encoding": "identity"}
     try:
-        return json.loads(response.content)
-    except ValueError:
+        async with asyncio.timeout(HTTP_TIMEOUT_S), http.stream(method, url, **request) as answer:
+            if answer.status_code >= 400:
+                raise RegistrationRefused(f"{what} answered HTTP {answer.status_code}", 502)
+            if answer.headers.get("content-encoding", "identity").lower() != "identity":
+                raise RegistrationRefused(f"{what} is compressed (asked not to be)", 502)
+            body = b""
+            async for chunk in answer.aiter_raw():
+                body += chunk
+                if len(body) > MAX_BODY_BYTES:
+                    raise RegistrationRefused(f"{what} is too large", 502)
+    except TimeoutError:
+        raise RegistrationRefused(f"{what} was not read within {HTTP_TIMEOUT_S:g} s", 502) from None
+    except httpx.HTTPError as exc:
+        raise RegistrationRefused(f"{what} could not be read: {exc}", 502) from None
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the decoder goes
         raise RegistrationRefused(f"{what} is not JSON", 502) from None
 
 
@@ -219,11 +235,9 @@ class DynamicRegistration:
             url = _URL.validate_python(config_url)
         except ValidationError:
             raise RegistrationRefused("openid_configuration is not an https URL") from None
-        try:
-            answer = await self.http.get(url, timeout=HTTP_TIMEOUT_S)
-        except httpx.HTTPError as exc:
-            raise RegistrationRefused(f"the configuration could not be read: {exc}", 502) from None
-        config = parse_configuration(await _json(answer, "the configuration"), url)
+        config = parse_configuration(
+            await _fetch_json(self.http, "GET", url, "the configuration"), url
+        )
         ticket = secrets.token_urlsafe(32)
         kept = {"config": asdict(config), "token": registration_token, "invite": invite}
         await self.redis.set(lti_registration(ticket), json.dumps(kept), ex=self.ttl_s)
@@ -241,16 +255,11 @@ class DynamicRegistration:
             raise RegistrationRefused("this registration link was used already", 410)
         config = PlatformConfiguration(**kept["config"])
         headers = {"Authorization": f"Bearer {kept['token']}"} if kept["token"] else {}
-        try:
-            answer = await self.http.post(
-                config.registration_endpoint,
-                json=client_registration(base),
-                headers=headers,
-                timeout=HTTP_TIMEOUT_S,
-            )
-        except httpx.HTTPError as exc:
-            raise RegistrationRefused(f"the platform could not be reached: {exc}", 502) from None
-        return platform_body(config, await _json(answer, "the platform's registration endpoint"))
+        answer = await _fetch_json(
+            self.http, "POST", config.registration_endpoint, "the platform's registration endpoint",
+            json=client_registration(base), headers=headers, timeout=HTTP_TIMEOUT_S,
+        )  # fmt: skip
+        return platform_body(config, answer)
 
 
 def free_id(platform_id: str, taken: set[str]) -> str:

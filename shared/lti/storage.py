@@ -39,6 +39,10 @@ from shared.storage.keys import lti_login
 Way = Literal["cookie", "storage"]
 # What a new login needs of the first one (Core 1.3 §5.1.1): never lti_storage_target, since a
 # new window has no storage frame beside it.
+# A login's parameters are kept in Redis until its launch, for anyone who names a registered
+# issuer (no token yet): each at most this long (Canvas's `lti_message_hint`, a JWT, is about a
+# kilobyte; a `target_link_uri` is a URL).
+MAX_LOGIN_PARAM_CHARS = 4096
 LOGIN_PARAMS = (
     "iss",
     "login_hint",
@@ -65,9 +69,12 @@ class LoginRecord:
 
 
 def login_record(params: Mapping[str, str]) -> LoginRecord:
-    """The record of a login with these parameters. ValueError for an `lti_storage_target`
-    that is neither `_parent` nor a frame name (it goes into a page's script)."""
+    """The record of a login with these parameters. ValueError for a parameter longer than
+    MAX_LOGIN_PARAM_CHARS, or an `lti_storage_target` that is neither `_parent` nor a frame
+    name (it goes into a page's script)."""
     kept = {k: params[k] for k in LOGIN_PARAMS if params.get(k)}
+    if too_long := [k for k, v in kept.items() if len(v) > MAX_LOGIN_PARAM_CHARS]:
+        raise ValueError(f"{', '.join(too_long)} longer than {MAX_LOGIN_PARAM_CHARS} characters")
     target = params.get("lti_storage_target")
     if not target:
         return LoginRecord("cookie", kept)
