@@ -238,7 +238,7 @@ def test_a_configuration_must_come_from_its_issuers_site(
     ("answer", "reason"),
     [
         (b"[" * 100_000 + b"]" * 100_000, "is not JSON"),  # deeper than the decoder goes
-        (b'{"issuer": "' + b"x" * 300_000 + b'"}', "is too large"),
+        (b'{"issuer": "' + b"x" * 300_000 + b'"}', "larger than"),
         (gzip.compress(b" " * (300 << 20)), "is compressed"),  # 300 MB once inflated
     ],
     ids=["nested 100,000 deep", "300 KB", "a gzip bomb"],

@@ -8,6 +8,7 @@ HTTP on loopback. Expected scores are the seconds sent over the video's 100 s.""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -60,6 +61,7 @@ from tests.lti_platform import (
     Lms,
     new_key_pem,
 )
+from tests.test_delivery_receivers import server
 from workers import grades, maintenance
 from workers.context import WorkerContext, build_context
 from workers.flush import flush_batch
@@ -789,3 +791,42 @@ def test_a_token_answer_or_retry_after_beyond_range_is_bounded() -> None:
     held = [grades._retry_after(httpx.Response(429, headers={"Retry-After": v}))
             for v in ("inf", "1e12", "30", "soon")]  # fmt: skip
     assert held == [None, 3600.0, 30.0, None]
+
+
+def test_a_platform_that_trickles_its_answer_is_cut_off_and_the_others_scores_go(
+    world: World,
+) -> None:
+    """A second platform's score endpoint answers a byte at a time, never silent for a whole
+    read timeout: its call is cut off at DELIVERY_TIMEOUT_S in all, its target retried, and the
+    first platform's learners get their scores in the same run."""
+
+    def trickle(conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\n")
+        for _ in range(120):  # 60 s at most: the test's bound on a hang, not on speed
+            conn.sendall(b"X")
+            time.sleep(0.5)
+
+    other = Lms()
+    book = Gradebook(other, world.ctx.lti_keys.jwks, now=world.clock.time)
+    admin = bearer(world.settings, "admin-1", "admin", now=world.clock.time())
+    r = world.client.put(f"/api/admin/lti/platforms/{OTHER_PLATFORM}",
+                         json=other.registration_body(["dep-1"]), headers=admin)  # fmt: skip
+    assert r.status_code == 201, r.text
+    world.ctx.settings = world.ctx.settings.model_copy(update={"delivery_timeout_s": 1.0})
+    try:
+        with server(trickle) as slow:
+            slow_learner = launch_from(world, other, OTHER_PLATFORM, "e-1",
+                                       **book.claim(f"{slow.url}/lineitems/1"))  # fmt: skip
+            item = world.book.add_line_item("Speed")
+            learners = [world.launch(f"u-{i}", **world.book.claim(item)) for i in range(3)]
+            for user in [slow_learner, *learners]:
+                world.watch(user, 30)
+            world.flush()
+            world.clock.advance(2 * INTERVAL_S)
+            totals = world.deliver()
+        assert all(len(world.scores(item, f"u-{i}")) == 1 for i in range(3))
+        assert totals["posted"] == 3 and totals["retried"] == 1
+        [target] = world.db["lti_grade_targets"].find({"platform_id": OTHER_PLATFORM})
+        assert "no whole answer within 1 s" in target["last_error"]["error"]
+    finally:
+        other.close()

@@ -12,6 +12,8 @@ import asyncio
 import csv
 import io
 import re
+import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,9 +24,9 @@ from fastapi.testclient import TestClient
 from pymongo.database import Database
 
 from shared.clock import MockedClock
-from shared.lti.classes import class_id_of
+from shared.lti.classes import CONTEXTS, MEMBERS, class_id_of
 from shared.lti.identity import user_id_of
-from shared.lti.roster import RosterUnreadable
+from shared.lti.roster import MEMBERSHIPS, RosterUnreadable
 from shared.settings import Settings
 from tests.helpers import (
     CLASS_COURSE,
@@ -44,6 +46,7 @@ from tests.lti_platform import (
     Gradebook,
     Lms,
 )
+from tests.test_delivery_receivers import server
 from tests.test_lti_launch import login, open_app, post_launch
 from workers.context import WorkerContext, build_context
 from workers.flush import flush_batch
@@ -424,3 +427,28 @@ def test_a_class_is_due_for_its_next_sync_one_interval_after_the_last(
     with pytest.raises(RosterUnreadable):
         run_sync(worker, class_id)
     assert classes.due_for_sync(clock.time() - interval) == [class_id]  # a failure is no sync
+
+
+def test_a_roster_page_trickled_in_is_cut_off_and_changes_nothing(
+    client: TestClient, lms: Lms, services: Gradebook, worker: WorkerContext,
+    mongo_db: Database[dict[str, Any]],
+) -> None:  # fmt: skip
+    """A platform that answers its roster page a byte at a time, never silent for a whole read
+    timeout, holds the sync no longer than DELIVERY_TIMEOUT_S: unreadable, nothing changed,
+    the error recorded (and RQ retries the job)."""
+
+    def trickle(conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: " + MEMBERSHIPS.encode() + b"\r\n\r\n")
+        for _ in range(120):  # 60 s, at most: the test's bound on a hang, not on speed
+            conn.sendall(b" ")
+            time.sleep(0.5)
+
+    with server(trickle) as slow:
+        launch(client, lms, sub="t-1", roles=TEACHER, memberships_url=slow.url)
+        class_id = class_id_of(PLATFORM_ID, "ctx-1")
+        worker.settings = worker.settings.model_copy(update={"delivery_timeout_s": 1.0})
+        with pytest.raises(RosterUnreadable, match="no whole answer within 1 s"):
+            run_sync(worker, class_id)
+    assert mongo_db[MEMBERS].count_documents({}) == 0
+    [context] = mongo_db[CONTEXTS].find({})
+    assert "no whole answer" in context["roster_error"]

@@ -13,11 +13,11 @@ job that dies leaves its entries to the next one after the lease.
   statement, so the batch is split in halves until the refused statements are alone; those are
   set aside in the dead-letter hash and counted, the others are sent.
 
-A receiver cannot hold a worker or its memory: each request has DELIVERY_TIMEOUT_S in all
-(headers trickled a byte at a time included), and at most ANSWER_BYTES of an answer are read,
-as sent (a compressed answer is never inflated). A webhook receiver that fails is left alone
-until its backoff ends, by every job (`failing`, in Redis): its backlog is pushed back without
-requests, so the other receivers' deliveries go on.
+A receiver cannot hold a worker or its memory (shared/integrations/bounded_http.py): each
+request has DELIVERY_TIMEOUT_S in all (headers trickled a byte at a time included), at most
+ANSWER_BYTES of an answer are read, and a compressed answer is not read at all. A webhook
+receiver that fails is left alone until its backoff ends, by every job (`failing`, in Redis):
+its backlog is pushed back without requests, so the other receivers' deliveries go on.
 
 Every time here (due times, leases, a webhook's age and signature, a job's budget) is read
 from the context's clock, so that tests move a `MockedClock` past a backoff instead of sleeping.
@@ -34,6 +34,7 @@ import httpx
 import redis
 
 from shared.integrations import webhooks
+from shared.integrations.bounded_http import fetch
 from shared.integrations.outbox import (
     WEBHOOK,
     XAPI,
@@ -69,21 +70,14 @@ def lease_s(settings: Settings) -> float:
 async def post(
     client: httpx.AsyncClient, url: str, timeout_s: float, keep: int = 0, **request: Any
 ) -> tuple[int | None, str]:
-    """POST within `timeout_s` in all; (status, at most `keep` bytes of the answer as sent)
-    or (None, why) for a transport error or no whole answer in time."""
+    """POST within `timeout_s` in all; (status, at most `keep` bytes of the answer) or (None,
+    why) for a transport error, no whole answer in time, or a compressed one."""
     try:
-        async with asyncio.timeout(timeout_s), client.stream("POST", url, **request) as reply:
-            kept = b""
-            if keep:
-                async for chunk in reply.aiter_raw():
-                    kept += chunk[: keep - len(kept)]
-                    if len(kept) >= keep:
-                        break
-            return reply.status_code, kept.decode("utf-8", "replace")
-    except TimeoutError:
-        return None, f"no whole answer within {timeout_s:g} s"
+        answer = await fetch(client, "POST", url, timeout_s=timeout_s, max_bytes=keep,
+                             truncate=True, **request)  # fmt: skip
     except httpx.HTTPError as exc:
         return None, f"{type(exc).__name__}: {exc}"
+    return answer.status_code, answer.content.decode("utf-8", "replace")
 
 
 def _retry(entries: list[OutboxEntry], now: float, s: Settings) -> list[tuple[OutboxEntry, float]]:

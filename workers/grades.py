@@ -25,6 +25,7 @@ the `grade` outbox (shared/integrations/outbox.py: leased, retried with backoff,
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import math
@@ -39,6 +40,7 @@ from pymongo.errors import PyMongoError
 
 from shared.domain.progress import WatchState
 from shared.errors import PlatformCallFailed, Unavailable
+from shared.integrations.bounded_http import fetch
 from shared.integrations.outbox import GRADE, Limits, Outbox, OutboxEntry, Settled, backoff_s
 from shared.lti.grades import (
     LINEITEM_TYPE,
@@ -71,6 +73,7 @@ LTI_USER_PREFIX = "lti-"  # shared/lti/identity.py: every LTI user's id
 GRADE_BATCH = 50
 BUSY_RETRY_S = 1.0  # another worker is posting the same target
 MAX_RETRY_AFTER_S = 3600.0  # the longest `Retry-After` a platform is granted
+ANSWER_MAX_BYTES = 1 << 20  # of a platform's answer (a score's, a line item container's)
 REPAIR_BATCH = 2000  # grade targets the repair pass examines a run
 # 4xx that say "not now" (a token, a timeout, a timestamp, a rate); any other 4xx (400, 403,
 # 404, 422 above all) says the platform will not take this score.
@@ -199,7 +202,8 @@ class _Run:
     """One delivery run: its connections and what it learnt about the platforms."""
 
     ctx: WorkerContext
-    http: httpx.Client
+    loop: asyncio.AbstractEventLoop  # the run's own, for its platform calls (one thread)
+    http: httpx.AsyncClient  # its connections kept for the run
     tokens: ServiceTokens
     store: GradeTargets
     platforms: dict[str, Platform] = field(default_factory=dict)
@@ -232,18 +236,24 @@ def send_due_grades(ctx: WorkerContext, budget_s: float | None = None) -> dict[s
     outbox = Outbox(ctx.redis, GRADE)
     clock, started = ctx.clock, ctx.clock.monotonic()
     lease = lease_s(ctx.settings.delivery_timeout_s)
-    http = ctx.lti_http
-    run = _Run(ctx, http, ctx.lti_tokens, ctx.lti_grades)
-    while True:
-        if budget_s is not None and clock.monotonic() - started >= budget_s:
-            run.totals["more_due"] = int(outbox.redis.zcount(GRADE.due, "-inf", clock.time()) > 0)
-            break
-        batch = outbox.claim(clock.time(), lease, GRADE_BATCH)
-        if not batch:
-            break
-        settled = Settled([], [], [])
-        _attempt_batch(run, batch, settled, lease)
-        outbox.settle(settled, clock.time(), 0)
+    loop = asyncio.new_event_loop()
+    http = httpx.AsyncClient(timeout=ctx.settings.delivery_timeout_s)
+    run = _Run(ctx, loop, http, ctx.lti_tokens, ctx.lti_grades)
+    try:
+        while True:
+            if budget_s is not None and clock.monotonic() - started >= budget_s:
+                due = outbox.redis.zcount(GRADE.due, "-inf", clock.time())
+                run.totals["more_due"] = int(due > 0)
+                break
+            batch = outbox.claim(clock.time(), lease, GRADE_BATCH)
+            if not batch:
+                break
+            settled = Settled([], [], [])
+            _attempt_batch(run, batch, settled, lease)
+            outbox.settle(settled, clock.time(), 0)
+    finally:
+        loop.run_until_complete(http.aclose())
+        loop.close()
     return run.totals
 
 
@@ -454,11 +464,16 @@ def _scopes(target: GradeTarget) -> list[str]:
 
 
 def _call(run: _Run, method: str, url: str, what: str, **kwargs: object) -> httpx.Response:
-    """One platform call; PlatformCallFailed unless it answered 2xx."""
+    """One platform call, DELIVERY_TIMEOUT_S in all and its answer at most ANSWER_MAX_BYTES
+    (shared/integrations/bounded_http.py: a platform that trickles its answer is cut off, and
+    marked failing for the run); PlatformCallFailed unless it answered 2xx."""
+    timeout_s = run.ctx.settings.delivery_timeout_s
+    call = fetch(run.http, method, url, timeout_s=timeout_s, max_bytes=ANSWER_MAX_BYTES,
+                 **kwargs)  # type: ignore[arg-type]  # fmt: skip
     try:
-        reply = run.http.request(method, url, **kwargs)  # type: ignore[arg-type]  # httpx kwargs
+        reply = run.loop.run_until_complete(call)
     except httpx.HTTPError as exc:
-        raise PlatformCallFailed(what, None, type(exc).__name__) from None
+        raise PlatformCallFailed(what, None, describe(exc)) from None
     if 200 <= reply.status_code < 300:
         return reply
     raise PlatformCallFailed(what, reply.status_code, reply.text[:300], _retry_after(reply))

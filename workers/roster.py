@@ -58,6 +58,7 @@ def run_sync(ctx: WorkerContext, class_id: str) -> SyncOutcome | None:
                 class_id,
                 ctx.clock.time(),
                 ctx.settings.lti_roster_max_pages,
+                ctx.settings.delivery_timeout_s,
             )
 
     return asyncio.run(run())

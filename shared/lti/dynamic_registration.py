@@ -37,6 +37,7 @@ import httpx
 from pydantic import TypeAdapter, ValidationError
 
 from shared.errors import DuplicatePlatform, Unavailable
+from shared.integrations.bounded_http import AnswerRefused, fetch
 from shared.lti.page import Page, StepRefused
 from shared.lti.registry import Issuer, PlatformBody, PlatformRegistry, PlatformUrl
 from shared.storage.clients import AsyncBuffer
@@ -184,27 +185,19 @@ def platform_body(config: PlatformConfiguration, answer: object) -> tuple[str, P
 
 async def _fetch_json(http: httpx.AsyncClient, method: str, url: str, what: str,
                       **request: Any) -> object:  # fmt: skip
-    """The JSON a platform answers, read within HTTP_TIMEOUT_S in all (an answer trickled in
-    is cut off) and refused past MAX_BODY_BYTES as it arrives (never read whole first). It is
-    asked for uncompressed, and refused compressed: a few KB can inflate to gigabytes."""
-    request["headers"] = {**request.get("headers", {}), "Accept-Encoding": "identity"}
+    """The JSON a platform answers (shared/integrations/bounded_http.py: HTTP_TIMEOUT_S in all,
+    at most MAX_BODY_BYTES, uncompressed)."""
     try:
-        async with asyncio.timeout(HTTP_TIMEOUT_S), http.stream(method, url, **request) as answer:
-            if answer.status_code >= 400:
-                raise RegistrationRefused(f"{what} answered HTTP {answer.status_code}", 502)
-            if answer.headers.get("content-encoding", "identity").lower() != "identity":
-                raise RegistrationRefused(f"{what} is compressed (asked not to be)", 502)
-            body = b""
-            async for chunk in answer.aiter_raw():
-                body += chunk
-                if len(body) > MAX_BODY_BYTES:
-                    raise RegistrationRefused(f"{what} is too large", 502)
-    except TimeoutError:
-        raise RegistrationRefused(f"{what} was not read within {HTTP_TIMEOUT_S:g} s", 502) from None
+        answer = await fetch(http, method, url, timeout_s=HTTP_TIMEOUT_S,
+                             max_bytes=MAX_BODY_BYTES, **request)  # fmt: skip
+    except AnswerRefused as exc:
+        raise RegistrationRefused(f"{what}: {exc}", 502) from None
     except httpx.HTTPError as exc:
         raise RegistrationRefused(f"{what} could not be read: {exc}", 502) from None
+    if answer.status_code >= 400:
+        raise RegistrationRefused(f"{what} answered HTTP {answer.status_code}", 502)
     try:
-        return json.loads(body)
+        return json.loads(answer.content)
     except (ValueError, RecursionError):  # not JSON, or nested deeper than the decoder goes
         raise RegistrationRefused(f"{what} is not JSON", 502) from None
 
@@ -257,7 +250,7 @@ class DynamicRegistration:
         headers = {"Authorization": f"Bearer {kept['token']}"} if kept["token"] else {}
         answer = await _fetch_json(
             self.http, "POST", config.registration_endpoint, "the platform's registration endpoint",
-            json=client_registration(base), headers=headers, timeout=HTTP_TIMEOUT_S,
+            json=client_registration(base), headers=headers,
         )  # fmt: skip
         return platform_body(config, answer)
 

@@ -22,6 +22,7 @@ import redis
 from rq import Queue, Retry
 from starlette.concurrency import run_in_threadpool
 
+from shared.integrations.bounded_http import fetch
 from shared.lti.classes import ClassStore, Context, Member, member_of
 from shared.lti.identity import role_of, user_id_of
 from shared.lti.registry import Platform, PlatformRegistry
@@ -32,6 +33,11 @@ log = logging.getLogger(__name__)
 
 MEMBERSHIPS = "application/vnd.ims.lti-nrps.v2.membershipcontainer+json"
 SYNC_JOB = "workers.roster.sync_roster"  # by name: ingest never imports workers
+# A platform's roster is read whole before anything changes: bounded in pages (the setting),
+# bytes per page and members (a class of 100,000 is no class; a hostile platform's endless
+# invented learners are refused, not enrolled).
+MAX_PAGE_BYTES = 8 << 20
+MAX_MEMBERS = 100_000
 SYNC_RETRY = Retry(max=3, interval=[10, 60, 300])  # a platform that is down for a while
 AccessToken = Callable[[Platform, list[str]], Awaitable[str]]
 
@@ -59,10 +65,12 @@ async def request_sync(rq: redis.Redis, settings: Settings, context: Context | N
 
 
 async def read_roster(
-    http: httpx.AsyncClient, url: str, token: str, max_pages: int
+    http: httpx.AsyncClient, url: str, token: str, max_pages: int, timeout_s: float = 10.0
 ) -> list[dict[str, Any]]:
     """Every member of every page, following `rel="next"`. Raises RosterUnreadable for a page
-    that is not a 200 membership container, a loop, or more than `max_pages` pages."""
+    that is not a 200 membership container, a loop, more than `max_pages` pages or MAX_MEMBERS
+    members, or a page not read whole within `timeout_s` or larger than MAX_PAGE_BYTES
+    (shared/integrations/bounded_http.py)."""
     members: list[dict[str, Any]] = []
     seen: set[str] = set()
     next_url: str | None = url
@@ -72,14 +80,17 @@ async def read_roster(
         seen.add(next_url)
         headers = {"Authorization": f"Bearer {token}", "Accept": MEMBERSHIPS}
         try:
-            answer = await http.get(next_url, headers=headers)
+            answer = await fetch(http, "GET", next_url, timeout_s=timeout_s,
+                                 max_bytes=MAX_PAGE_BYTES, headers=headers)  # fmt: skip
             body = answer.json() if answer.status_code == 200 else None
-        except (httpx.HTTPError, ValueError) as exc:
+        except (httpx.HTTPError, ValueError, RecursionError) as exc:
             raise RosterUnreadable(f"page {len(seen)}: {exc}") from None
         page = body.get("members") if isinstance(body, Mapping) else None
         if not isinstance(page, list):
             raise RosterUnreadable(f"page {len(seen)}: answered {answer.status_code}")
         members += [m for m in page if isinstance(m, dict)]
+        if len(members) > MAX_MEMBERS:
+            raise RosterUnreadable(f"the roster has more than {MAX_MEMBERS} members")
         following = answer.links.get("next", {}).get("url")
         next_url = str(answer.url.join(following)) if following else None
     return members
@@ -112,6 +123,7 @@ async def sync_class(
     class_id: str,
     now: float,
     max_pages: int,
+    timeout_s: float = 10.0,
 ) -> SyncOutcome | None:
     """Read the class's whole roster and apply it; None when the class has no roster or its
     platform is gone. Raises RosterUnreadable (or the token client's error) having changed
@@ -124,7 +136,7 @@ async def sync_class(
         return None
     try:
         token = await access_token(platform, [NRPS_SCOPE])
-        members = await read_roster(http, doc["memberships_url"], token, max_pages)
+        members = await read_roster(http, doc["memberships_url"], token, max_pages, timeout_s)
     except Exception as exc:
         await run_in_threadpool(store.mark_synced, class_id, now, str(exc)[:500])
         raise
