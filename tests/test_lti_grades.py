@@ -37,7 +37,7 @@ from shared.lti.grades import (
 from shared.lti.identity import user_id_of
 from shared.lti.keys import load_private_key
 from shared.lti.launch import CLAIM, ROLES, Launch
-from shared.lti.registry import Platform, PlatformRegistry
+from shared.lti.registry import Platform, PlatformRegistry, service_url
 from shared.lti.services import (
     AsyncServiceTokens,
     client_assertion,
@@ -741,23 +741,26 @@ def launch_from(w: World, lms: Lms, platform_id: str, sub: str, **claims: Any) -
     return user_id_of(platform_id, sub)
 
 
-@pytest.mark.parametrize("odd", ["a line item URL that does not parse", "line items as HTML"])
+@pytest.mark.parametrize("odd", ["a line item made without an id", "line items as HTML"])
 def test_one_platforms_odd_answers_do_not_hold_up_another_platforms_scores(
     world: World, odd: str
 ) -> None:
-    """A second registered platform names a line item URL that does not parse, or answers its
-    line items with a web page: its learner's score is retried, and the first platform's
-    learners, in the same delivery batch, get theirs (each once)."""
+    """A second registered platform answers the line item the tool makes without its id, or
+    its line items with a web page: its learner's score is retried, and the first platform's
+    learners, in the same delivery batch, get theirs (each once). (A line item URL that does
+    not parse is not even recorded: see the test after the next.)"""
     other = Lms()
     book = Gradebook(other, world.ctx.lti_keys.jwks, now=world.clock.time)
     admin = bearer(world.settings, "admin-1", "admin", now=world.clock.time())
     r = world.client.put(f"/api/admin/lti/platforms/{OTHER_PLATFORM}",
                          json=other.registration_body(["dep-1"]), headers=admin)  # fmt: skip
     assert r.status_code == 201, r.text
-    if odd == "a line item URL that does not parse":
-        claim = book.claim("http://[::1/lineitems/1")
+    claim = book.claim(None)
+    if odd == "a line item made without an id":
+        json_type = {"Content-Type": "application/json"}
+        other.route("GET", "/lineitems", lambda _: HttpAnswer(200, b"[]", json_type))
+        other.route("POST", "/lineitems", lambda _: HttpAnswer(200, b"{}", json_type))
     else:
-        claim = book.claim(None)
         other.route("GET", "/lineitems", lambda _: HttpAnswer(
             200, b"<html>sign in</html>", {"Content-Type": "text/html"}))  # fmt: skip
     item = world.book.add_line_item("Speed")
@@ -830,3 +833,23 @@ def test_a_platform_that_trickles_its_answer_is_cut_off_and_the_others_scores_go
         assert "no whole answer within 1 s" in target["last_error"]["error"]
     finally:
         other.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://lms.example/lineitems/1", "https://user:pw@lms.example/lineitems/1",
+     "https://lms.example/lineitems/1#x", "https://lms.example/" + "a" * 5000, "ftp://lms/1"],
+)  # fmt: skip
+def test_a_line_item_url_the_tool_may_not_call_records_no_grade_target(
+    world: World, url: str
+) -> None:
+    """The tool calls a platform's URLs with its token: a launch naming a line item that is not
+    https (http only on a loopback host), holds credentials or a fragment, or is too long, is
+    taken as naming none (no grade target; the launch itself goes on)."""
+    claim = world.book.claim(url)
+    [ags] = claim.values()
+    ags["lineitems"] = url  # the container too: nothing the tool may call to post to
+    world.launch("u-1", **claim)
+    assert targets(world.db) == []
+    assert service_url(url) is None
+    assert service_url("https://lms.example/lineitems/1?type=x") is not None

@@ -24,8 +24,9 @@ from fastapi.testclient import TestClient
 from pymongo.database import Database
 
 from shared.clock import MockedClock
-from shared.lti.classes import CONTEXTS, MEMBERS, class_id_of
+from shared.lti.classes import CONTEXTS, MEMBERS, NRPS_CLAIM, class_id_of, context_of
 from shared.lti.identity import user_id_of
+from shared.lti.launch import CONTEXT
 from shared.lti.roster import MEMBERSHIPS, RosterUnreadable
 from shared.settings import Settings
 from tests.helpers import (
@@ -452,3 +453,17 @@ def test_a_roster_page_trickled_in_is_cut_off_and_changes_nothing(
     assert mongo_db[MEMBERS].count_documents({}) == 0
     [context] = mongo_db[CONTEXTS].find({})
     assert "no whole answer" in context["roster_error"]
+
+
+@pytest.mark.parametrize(
+    ("url", "kept"),
+    [("https://lms.example/nrps/1", True), ("http://127.0.0.1:8080/nrps/1", True),
+     ("http://lms.example/nrps/1", False), ("https://a:b@lms.example/nrps", False),
+     (7, False)],
+)  # fmt: skip
+def test_a_roster_url_the_tool_may_not_call_is_not_kept(url: object, kept: bool) -> None:
+    """The tool calls the roster URL with its token: only https (http on loopback)."""
+    claims = {CONTEXT: {"id": "ctx-1", "title": "Physics"},
+              NRPS_CLAIM: {"context_memberships_url": url}}  # fmt: skip
+    context = context_of(PLATFORM_ID, claims)
+    assert context is not None and (context.memberships_url == url) is kept

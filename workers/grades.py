@@ -55,7 +55,7 @@ from shared.lti.grades import (
     score_body,
     scores_url,
 )
-from shared.lti.registry import Platform, PlatformRegistry
+from shared.lti.registry import Platform, PlatformRegistry, service_url
 from shared.lti.services import ServiceTokens
 from shared.storage.keys import (
     lti_grade_hold,
@@ -530,6 +530,8 @@ def _line_item(run: _Run, platform: Platform, target: GradeTarget, token: str) -
                 json=line_item_body(target),
             )
             url = str(made.json()["id"])
+        if service_url(url) is None:
+            raise PlatformCallFailed("line item", None, "its id is no URL the tool calls")
         run.store.set_line_item(target, url)
         return url
     finally:

@@ -27,6 +27,7 @@ from pymongo import ASCENDING, UpdateOne
 from pymongo.database import Database
 
 from shared.lti.launch import CONTEXT
+from shared.lti.registry import service_url
 from shared.ops import admin_ops
 from shared.storage.clients import Buffer
 from shared.storage.keys import KeySchema
@@ -84,7 +85,7 @@ def context_of(platform_id: str, claims: Mapping[str, Any]) -> Context | None:
         context_id,
         title[:MAX_TITLE] if isinstance(title, str) else None,
         None,
-        url if isinstance(url, str) and url else None,
+        service_url(url),  # one the tool may not call (not https...) is as good as none
     )
 
 

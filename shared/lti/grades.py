@@ -29,6 +29,7 @@ from pymongo import ASCENDING, UpdateOne
 from pymongo.database import Database
 
 from shared.lti.launch import CLAIM, CONTEXT, ROLES, Launch
+from shared.lti.registry import service_url
 from shared.storage.mongo_store import unavailable_on_outage
 
 COLLECTION = "lti_grade_targets"
@@ -107,7 +108,8 @@ def target_of(launch: Launch, user_id: str, material_id: str, label: str) -> dic
     claim = launch.claims.get(AGS_CLAIM)
     if not isinstance(claim, Mapping):
         return None
-    lineitem, lineitems = claim.get("lineitem"), claim.get("lineitems")
+    # A URL the tool may not call (not https, credentials, too long) is as good as none.
+    lineitem, lineitems = service_url(claim.get("lineitem")), service_url(claim.get("lineitems"))
     scopes = claim.get("scope")
     offered = sorted({s for s in scopes if isinstance(s, str)}) if isinstance(scopes, list) else []
     link = launch.claims.get(CLAIM + "resource_link") or {}

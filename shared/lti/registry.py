@@ -66,6 +66,18 @@ def _https_url(value: str, *, query: bool = True) -> str:
     return value
 
 
+def service_url(value: object) -> str | None:
+    """A URL a platform names for the tool to call with its token (a line item, a roster, the
+    next page), when it is one the tool may call (as a registration's: https, http only on a
+    loopback host; no credentials or fragment; at most MAX_URL_CHARS); else None."""
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_URL_CHARS:
+        return None
+    try:
+        return _https_url(value)
+    except PydanticCustomError:
+        return None
+
+
 def _issuer(value: str) -> str:
     return _https_url(value, query=False)
 

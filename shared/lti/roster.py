@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from shared.integrations.bounded_http import fetch
 from shared.lti.classes import ClassStore, Context, Member, member_of
 from shared.lti.identity import role_of, user_id_of
-from shared.lti.registry import Platform, PlatformRegistry
+from shared.lti.registry import Platform, PlatformRegistry, service_url
 from shared.lti.services import NRPS_SCOPE
 from shared.settings import Settings
 
@@ -93,6 +93,8 @@ async def read_roster(
             raise RosterUnreadable(f"the roster has more than {MAX_MEMBERS} members")
         following = answer.links.get("next", {}).get("url")
         next_url = str(answer.url.join(following)) if following else None
+        if next_url is not None and service_url(next_url) is None:
+            raise RosterUnreadable(f"page {len(seen)}: its next page is no URL the tool calls")
     return members
 
 
