@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import jwt
 from jwt import PyJWK
@@ -169,11 +169,15 @@ class TokenVerifier:
         sub, role = claims.get("sub"), claims.get("role")
         if not isinstance(sub, str) or not sub or len(sub) > 256:
             raise Unauthenticated("invalid token: sub must be a non-empty string")
-        if role not in ROLES or (issuer == TOOL_SESSION_ISSUER and role == "admin"):
+        # A role that is no string (a list, an object) is as unknown as a misspelt one.
+        if not isinstance(role, str) or role not in ROLES:
+            raise Unauthenticated("invalid token: unknown role")
+        if issuer == TOOL_SESSION_ISSUER and role == "admin":
             raise Unauthenticated("invalid token: unknown role")  # LTI never makes an admin
+        known = cast(Role, role)
         if issuer == TOOL_SESSION_ISSUER and CLASS_CLAIM in claims:
-            return Principal(sub, role, expires_at, *_class_scope(claims[CLASS_CLAIM]))
-        return Principal(sub, role, expires_at)
+            return Principal(sub, known, expires_at, *_class_scope(claims[CLASS_CLAIM]))
+        return Principal(sub, known, expires_at)
 
     def _key(self, alg: object, kid: object) -> str | PyJWK:
         """The key that verifies a token of this header; raises _UnknownKey for a `kid` the

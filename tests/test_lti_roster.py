@@ -467,3 +467,74 @@ def test_a_roster_url_the_tool_may_not_call_is_not_kept(url: object, kept: bool)
               NRPS_CLAIM: {"context_memberships_url": url}}  # fmt: skip
     context = context_of(PLATFORM_ID, claims)
     assert context is not None and (context.memberships_url == url) is kept
+
+
+def test_an_erased_learner_who_then_leaves_the_lms_course_leaves_the_class(
+    client: TestClient,
+    lms: Lms,
+    services: Gradebook,
+    settings: Settings,
+    clock: MockedClock,
+    worker: WorkerContext,
+    mongo_db: Database[dict[str, Any]],
+) -> None:
+    """Erasure forgets the learner's LMS identity (their member entries); while the LMS still
+    lists them their row stays, nameless; once they leave, the next sync takes the class off
+    their enrollment (it reads the enrollments the class holds, not only the members)."""
+    admin = bearer(settings, "root", "admin", now=clock.time())
+    roster = [member("r-01", "Learner01 Roster"), member("r-02", "Learner02 Roster")]
+    url = services.serve_roster(ROSTER_PATH, roster, page_size=5)
+    teacher = auth(launch(client, lms, sub="t-1", roles=TEACHER, memberships_url=url))
+    cid = class_id_of(PLATFORM_ID, "ctx-1")
+    run_sync(worker, cid)
+    r = client.delete("/api/admin/progress", params={"student_id": uid("r-01")}, headers=admin)
+    assert r.status_code == 200 and r.json()["lti_members"] == 1
+    roster.pop(0)  # r-01 leaves the LMS course
+    clock.advance(5)
+    run_sync(worker, cid)
+    # docs/lti.md: a member who left the roster is made inactive, the class id pulled from their
+    # enrollment, and unenrolled when in no class of the course: no view lists them.
+    enrollment = mongo_db["enrollments"].find_one({"student_id": uid("r-01")})
+    assert enrollment is None or cid not in (enrollment.get("classes") or []), enrollment
+    assert [s for s, _ in table(client, teacher)] == [uid("r-02")]
+
+
+def test_a_learner_who_leaves_an_lms_course_linking_two_of_ours_leaves_both(
+    client: TestClient,
+    lms: Lms,
+    services: Gradebook,
+    settings: Settings,
+    clock: MockedClock,
+    worker: WorkerContext,
+    mongo_db: Database[dict[str, Any]],
+) -> None:
+    """An LMS course can link videos of two of our courses: a learner who leaves its roster is
+    taken off the class in both, not only in the course of the context's latest launch."""
+    admin = bearer(settings, "root", "admin", now=clock.time())
+    assert (
+        client.put(f"/api/courses/{CLASS_COURSE_ID}", json=CLASS_COURSE, headers=admin).status_code
+        == 201
+    )
+    roster = [member("r-01", "Learner01 Roster")]
+    url = services.serve_roster(ROSTER_PATH, roster, page_size=5)
+    launch(client, lms, sub="r-01", name="Learner01 Roster")  # ctx-1, a video of phys-101
+    teacher_a = auth(launch(client, lms, sub="t-1", roles=TEACHER, memberships_url=url))
+    cid = class_id_of(PLATFORM_ID, "ctx-1")
+    run_sync(worker, cid)
+    # the same LMS course also links a video of phys-201 (the picker offers the whole catalog)
+    other = CLASS_COURSE["modules"][0]["materials"][0]["material_id"]
+    launch(
+        client,
+        lms,
+        sub="t-1",
+        roles=TEACHER,
+        memberships_url=url,
+        material_id=other,
+        resource_link=("rl-2", "Other"),
+    )
+    run_sync(worker, cid)
+    roster.clear()  # r-01 leaves the LMS course
+    run_sync(worker, cid)
+    assert not present(mongo_db[MEMBERS].find_one({"user_id": uid("r-01")}))["active"]
+    # inactive members are not listed (docs/lti.md), yet phys-101's class table still shows them
+    assert table(client, teacher_a) == [], table(client, teacher_a)

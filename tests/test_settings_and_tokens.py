@@ -95,6 +95,15 @@ def test_minted_tokens_verify_and_expire() -> None:
         verify(verifier, mint_token(s, "ana", "student", ttl_s=-35))  # past the 30 s leeway
 
 
+@pytest.mark.parametrize("role", [["student", "admin"], {"admin": True}, 1, None, "root"])
+def test_a_signed_token_whose_role_is_no_known_string_is_refused(role: Any) -> None:
+    """A 401 like any unknown role (a list or an object used to raise a TypeError: a 500)."""
+    s = settings(environment="production", jwt_secret=SECRET)
+    token = jwt.encode({"sub": "ana", "role": role, "exp": time.time() + 600}, SECRET, "HS256")
+    with pytest.raises(Unauthenticated, match="role"):
+        verify(TokenVerifier(s), token)
+
+
 def test_cached_tokens_are_rechecked_for_expiry_with_the_leeway() -> None:
     s = settings(environment="production", jwt_secret=SECRET)
     clock = MockedClock()
