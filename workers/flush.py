@@ -43,6 +43,7 @@ from workers.interop import announce_flush
 log = logging.getLogger(__name__)
 
 COMPLETION_RETRY = Retry(max=5, interval=[1, 5, 30, 120, 600])
+COMPLETION_FAILURE_TTL_S = 7 * 86400
 
 
 @dataclass
@@ -313,4 +314,7 @@ def _enqueue_completions(ctx: WorkerContext, writes: list[StateWrite]) -> None:
     for w in writes:
         by_enrollment.setdefault((w.student_id, w.course_id), []).append(w.material_id)
     items = [[sid, cid, mids] for (sid, cid), mids in sorted(by_enrollment.items())]
-    ctx.queue.enqueue(record_completions, items, retry=COMPLETION_RETRY, job_timeout=300)
+    # The job's arguments name students: a failed one is kept a week for an operator to look
+    # at (RQ's default is a year), its result not at all.
+    ctx.queue.enqueue(record_completions, items, retry=COMPLETION_RETRY, job_timeout=300,
+                      result_ttl=0, failure_ttl=COMPLETION_FAILURE_TTL_S)  # fmt: skip
