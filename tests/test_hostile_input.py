@@ -221,7 +221,9 @@ def _cursor(position: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(position).encode()).decode()
 
 
+NESTED = base64.urlsafe_b64encode(b"[" * 3000 + b"]" * 3000).decode()  # deeper than JSON goes
 FORGED_CURSORS = [
+    pytest.param("watched_seconds", NESTED, id="nested 3,000 deep"),
     pytest.param("watched_seconds", ["watched_seconds", [{"$gt": 1}, "x"]], id="an operator"),
     pytest.param("progress", ["progress", [float("inf"), "x"]], id="Infinity"),
     pytest.param("watched_seconds", ["watched_seconds", [[1, 2], "x"]], id="a list"),
@@ -229,6 +231,10 @@ FORGED_CURSORS = [
     pytest.param("watched_seconds", ["watched_seconds", [1.0, 5]], id="a numeric student"),
     pytest.param("student_id", ["student_id", ["a", "b"]], id="two student ids"),
     pytest.param("watched_seconds", ["watched_seconds", [float("-inf"), "x"]], id="-Infinity"),
+    pytest.param("progress", ["progress", [1e308, "x"]], id="1e308"),
+    pytest.param("watched_seconds", ["watched_seconds", [10**400, "x"]], id="400 digits"),
+    pytest.param("last_active", ["last_active", [2**64, "x"]], id="2**64"),
+    pytest.param("watched_seconds", ["watched_seconds", [2**63, "x"]], id="2**63"),
 ]
 
 
@@ -241,7 +247,8 @@ def test_a_forged_cursor_is_a_422_and_never_reaches_a_query(
     """A cursor is the service's own (the sort and the last row's value and student id): one
     whose value no row could have is refused before any query (MongoDB's sorted page, or the
     in-memory sort of a search)."""
-    params: dict[str, Any] = {"sort": sort, "limit": 1, "cursor": _cursor(position)}
+    cursor = _cursor(position) if position is not NESTED else NESTED
+    params: dict[str, Any] = {"sort": sort, "limit": 1, "cursor": cursor}
     if search:
         params["q"] = search
     r = client.get(f"/api/teacher/courses/{COURSE_ID}/{view}", params=params,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -115,11 +114,17 @@ def encode_cursor(row: ClassRow, sort: str) -> str:
     return base64.urlsafe_b64encode(json.dumps(position).encode()).decode()
 
 
+MAX_CURSOR_CHARS = 2048  # the service's own: a sort name, a number and a student id
+MAX_POSITION = 1e15
+
+
 def decode_cursor(cursor: str, sort: str) -> tuple[Any, ...]:
     """The position a cursor points after; ValueError when malformed or made for another sort."""
+    if len(cursor) > MAX_CURSOR_CHARS:
+        raise ValueError("malformed cursor")
     try:
         made_for, value = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:
         raise ValueError("malformed cursor") from exc
     if made_for != sort or not isinstance(value, list) or len(value) != 2:
         raise ValueError("the cursor belongs to another sort order")
@@ -137,7 +142,11 @@ def _position_of(key: str, value: Any, student_id: Any) -> bool:
         return bool(value == student_id)
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
-    return math.isfinite(value) or (key == "last_active" and value == float("-inf"))
+    if key == "last_active" and value == float("-inf"):
+        return True
+    # Every total a row holds (seconds, a percentage, a time) is far inside this: a larger
+    # number could overflow a float, MongoDB's 8-byte integers, or the progress conversion.
+    return -MAX_POSITION <= value <= MAX_POSITION
 
 
 def page(
