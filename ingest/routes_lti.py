@@ -212,8 +212,10 @@ async def _deep_linking(
 def _page_of(ctx: AppContext, answer: StepPage) -> HTMLResponse:
     """A step's page; one that runs an inline script gets the pages' policy allowing it."""
     response = page(answer.title, answer.body, answer.status)
-    if answer.script_hash:
-        policy = content_security_policy(ctx.settings, {"script-src": [answer.script_hash]})
+    if answer.script_hash:  # framed where the LMS frames the tool, as every other page
+        extra = {"script-src": [answer.script_hash]}
+        registered = ctx.lti_frame_origins.current()
+        policy = content_security_policy(ctx.settings, extra, registered=registered)
         response.headers["Content-Security-Policy"] = policy
     return response
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -316,9 +317,16 @@ def is_origin(value: str) -> bool:
     return (
         parts.scheme in ("http", "https")
         and bool(parts.hostname)
+        and _HOST.fullmatch(parts.hostname or "") is not None
         and "@" not in parts.netloc
         and value == value.lower() == f"{parts.scheme}://{parts.netloc}"
     )
+
+
+# A host name's labels (letters, digits, hyphens), or an IP address: never a wildcard (`*`) or
+# anything a header could be split at (`;`, `,`, a space) once the origin goes into the CSP.
+_LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
+_HOST = re.compile(rf"{_LABEL}(?:\.{_LABEL})*|[0-9a-f:.]+")
 
 
 @lru_cache

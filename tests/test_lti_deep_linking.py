@@ -228,6 +228,27 @@ def test_the_return_page_runs_its_one_script_under_the_pages_policy(
     assert "form-action" not in policy  # the form goes to the LMS's site
 
 
+def test_the_return_page_may_be_framed_where_the_picker_is(
+    settings: Settings, clock: MockedClock, lms: Lms
+) -> None:
+    """A platform trusted to frame the tool through its registration's `frame_origins` frames
+    the picker and the page that posts the picked items back alike (that page has a policy of
+    its own, for its script, and used to leave the registered origins out)."""
+    framing = "https://lms.school.test"
+    body = {**lms.registration_body([DEPLOYMENT]), "frame_origins": [framing]}
+    client = open_app(settings, clock, {PLATFORM_ID: body})
+    try:
+        lms.trust_tool_keys(client.get("/lti/jwks").json())
+        shown = deep_link(client, lms, plain_login(client, lms))
+        answer = pick(client, read(shown.text), "v-100")
+        for page in (shown, answer):
+            policy = page.headers["content-security-policy"]
+            directive = next(d for d in policy.split("; ") if d.startswith("frame-ancestors"))
+            assert directive.split()[1:] == ["'self'", framing], policy
+    finally:
+        client.__exit__(None, None, None)
+
+
 def test_the_platform_refuses_a_response_whose_signature_does_not_verify(
     client: TestClient, lms: Lms
 ) -> None:

@@ -146,6 +146,11 @@ def test_the_same_issuer_and_client_id_twice_is_refused(
         ("deployment_ids", ["ok", "bad\x00"]),
         ("frame_origins", ["https://lms.school.example/course/1"]),  # not an origin
         ("frame_origins", ["http://lms.school.example"]),
+        # An origin goes into every page's CSP: nothing that widens or splits it.
+        ("frame_origins", ["https://*"]),
+        ("frame_origins", ["https://*.school.example"]),
+        ("frame_origins", ["https://lms.school.example;sandbox"]),
+        ("frame_origins", ["https://lms.school.example,frame-ancestors"]),
     ],
 )
 def test_invalid_fields_are_422_naming_the_field(
