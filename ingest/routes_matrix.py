@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
 
-from ingest.deps import CourseId, Ctx, TeacherOrAdmin, check_teaches, course_or_404
+from ingest.deps import CourseId, Ctx, Reads, TeacherOrAdmin, check_teaches, course_or_404
 from ingest.models import ProgressMatrix
 from ingest.routes_teacher import SortParam
 from shared.domain import analytics
@@ -52,6 +52,7 @@ def _matrix_rows(
 async def progress_matrix(
     course_id: CourseId,
     principal: TeacherOrAdmin,
+    _reads: Reads,
     ctx: Ctx,
     sort: SortParam = "student_id",
     limit: Annotated[int | None, Query(ge=1, le=MAX_ROWS)] = None,

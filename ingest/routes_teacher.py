@@ -18,6 +18,7 @@ from ingest.deps import (
     Ctx,
     MaterialId,
     Progress,
+    Reads,
     StudentId,
     TaughtCourseDep,
     TeacherOrAdmin,
@@ -65,6 +66,7 @@ def inactive_since(now: float, days: int | None) -> float | None:
 async def class_progress(
     course_id: CourseId,
     principal: TeacherOrAdmin,
+    _reads: Reads,
     ctx: Ctx,
     request: Request,
     sort: SortParam = "student_id",
@@ -131,6 +133,7 @@ async def student_progress(
     course_id: CourseId,  # declared here too, so the schema lists it first, as the path does
     student_id: StudentId,
     principal: TeacherOrAdmin,
+    _reads: Reads,
     course: TaughtCourseDep,
     service: Progress,
     ctx: Ctx,
@@ -149,7 +152,7 @@ async def student_progress(
 
 @router.get("/api/teacher/courses/{course_id}/stats", response_model=CourseStats)
 async def course_stats(
-    principal: TeacherOrAdmin, course: TaughtCourseDep, ctx: Ctx
+    principal: TeacherOrAdmin, _reads: Reads, course: TaughtCourseDep, ctx: Ctx
 ) -> dict[str, Any]:
     """Enrolled, average progress, completion rate, and per material started/completed."""
     return await run_in_threadpool(teacher_views.stats, ctx.mongo, course, principal.class_id)
@@ -159,6 +162,7 @@ async def course_stats(
 async def material_retention(
     material_id: MaterialId,
     principal: TeacherOrAdmin,
+    _reads: Reads,
     ctx: Ctx,
     buckets: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:

@@ -123,3 +123,25 @@ def test_a_limit_of_zero_turns_it_off(redis_url: str, mongo_url: str) -> None:
     with TestClient(create_app(settings)) as c:  # the system clock
         me = bearer(settings, TEACHER, "teacher")
         assert {c.get("/api/me/courses", headers=me).status_code for _ in range(60)} == {200}
+
+
+TEACHER_READS = [
+    f"/api/teacher/courses/{COURSE_ID}/progress?limit=1",
+    f"/api/teacher/courses/{COURSE_ID}/progress?format=csv",
+    f"/api/teacher/courses/{COURSE_ID}/matrix",
+    f"/api/teacher/courses/{COURSE_ID}/stats",
+    f"/api/teacher/courses/{COURSE_ID}/students/{STUDENT}/progress",
+    "/api/teacher/materials/v-100/retention",
+]
+
+
+@pytest.mark.parametrize("path", TEACHER_READS)
+def test_a_teachers_dashboard_reads_count_too(
+    client: TestClient, settings: Settings, clock: MockedClock, path: str
+) -> None:
+    """A class table, its CSV, the matrix, stats, a student's view, retention: each counts as a
+    read of the teacher's, as a student's reads do (they read a whole class, not one key)."""
+    teacher = bearer(settings, TEACHER, "teacher", now=clock.time())
+    answers = [client.get(path, headers=teacher) for _ in range(LIMIT + 1)]
+    assert [r.status_code for r in answers[:LIMIT]] == [200] * LIMIT
+    assert_limited(answers[LIMIT], 45)

@@ -641,3 +641,41 @@ def test_forged_ranges_do_not_move_the_retention_curve() -> None:
     assert [b["share"] for b in curve] == [0.5, 0.0]  # only the honest half counts
     trusted = retention(100.0, [honest, ([[0.0, 100.0]], 1.0)], buckets=2)
     assert [b["share"] for b in trusted] == [1.0, 0.5]
+
+
+def _retention_by_definition(
+    duration: float, viewers: list[tuple[list[list[float]], float]], buckets: int
+) -> list[float]:
+    """Each slice against each viewer's every range: the curve's definition, in full."""
+    width, shares = duration / buckets, []
+    for i in range(buckets):
+        start, end = i * width, (i + 1) * width
+        enough = sum(1 for ranges, share in viewers
+                     if share * sum(max(0.0, min(b, end) - max(a, start)) for a, b in ranges)
+                     >= (end - start) / 2)  # fmt: skip
+        shares.append(round(enough / len(viewers), 4) if viewers else 0.0)
+    return shares
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.floats(1.0, 7200.0),
+    st.lists(
+        st.tuples(
+            st.lists(st.tuples(st.floats(-10, 7300), st.floats(0, 900)), max_size=12),
+            st.floats(0.0, 1.0),
+        ),
+        max_size=8,
+    ),
+    st.integers(1, 300),
+)
+def test_the_retention_curve_is_its_definition_however_it_is_summed(
+    duration: float, raw: list[tuple[list[tuple[float, float]], float]], buckets: int
+) -> None:
+    """`retention` adds a viewer's ranges only to the slices they touch (viewers x (ranges +
+    slices) instead of viewers x ranges x slices): the shares are exactly the definition's."""
+    from shared.domain.analytics import retention
+
+    viewers = [([[a, a + length] for a, length in ranges], share) for ranges, share in raw]
+    got = [b["share"] for b in retention(duration, viewers, buckets)]
+    assert got == _retention_by_definition(duration, viewers, buckets)

@@ -223,25 +223,31 @@ def retention(
     least half of that slice's seconds. Each viewer's ranges are a union (rewatching a slice
     counts once), weighted by the share of them verified watching credited: a viewer who
     claims more than they could have watched counts only that share of each slice, so forged
-    ranges move no slice past half."""
+    ranges move no slice past half.
+
+    A viewer's ranges go only to the slices they touch (the same sums, in the same order, as
+    adding each range's overlap with every slice): viewers x (ranges + slices touched), not
+    viewers x ranges x slices."""
     width = duration / buckets
-    curve = []
-    for i in range(buckets):
-        start, end = i * width, (i + 1) * width
-        watched_enough = sum(
-            1
-            for ranges, credited_share in viewers
-            if credited_share * _overlap(ranges, start, end) >= (end - start) / 2
-        )
-        curve.append(
-            {
-                "start": round(start, 3),
-                "end": round(end, 3),
-                "share": round(watched_enough / len(viewers), 4) if viewers else 0.0,
-            }
-        )
-    return curve
-
-
-def _overlap(ranges: list[list[float]], start: float, end: float) -> float:
-    return sum(max(0.0, min(b, end) - max(a, start)) for a, b in ranges)
+    edges = [(i * width, (i + 1) * width) for i in range(buckets)]
+    counted = [0] * buckets
+    for ranges, credited_share in viewers:
+        watched: dict[int, float] = {}
+        for a, b in ranges:
+            first = max(0, int(a // width) - 1)  # a slice either side: float division's edges
+            last = min(buckets - 1, int(b // width) + 1)
+            for i in range(first, last + 1):
+                start, end = edges[i]
+                watched[i] = watched.get(i, 0.0) + max(0.0, min(b, end) - max(a, start))
+        for i, seconds in watched.items():
+            start, end = edges[i]
+            if credited_share * seconds >= (end - start) / 2:
+                counted[i] += 1
+    return [
+        {
+            "start": round(start, 3),
+            "end": round(end, 3),
+            "share": round(counted[i] / len(viewers), 4) if viewers else 0.0,
+        }
+        for i, (start, end) in enumerate(edges)
+    ]
