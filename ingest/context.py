@@ -60,7 +60,11 @@ class CatalogCache:
             )
         elif version != self.current.version:
             version, blob = await self.hot.catalog()
-            self.current = Catalog.from_json(blob, version) if blob else Catalog([], version)
+            # Parsed in a thread: a catalog of 100,000 materials takes over half a second, and
+            # every API process refreshes at once after a change (the event loop goes on).
+            parsed = await run_in_threadpool(Catalog.from_json, blob, version) if blob else None
+            if version >= self.current.version:  # a refresh that began later may have won
+                self.current = parsed or Catalog([], version)
 
     async def material(self, material_id: str) -> MaterialRef | None:
         ref = self.current.material(material_id)

@@ -33,6 +33,7 @@ from tests.helpers import (
     heartbeat,
     make_settings,
     present,
+    wait_until,
 )
 from workers.context import build_context
 from workers.flush import flush_batch
@@ -620,3 +621,30 @@ def test_a_course_change_recalculates_enrollment_progress(
     )  # 1 of 5
     course = client.get(f"/api/progress/course/{COURSE_ID}", headers=as_student).json()
     assert course["progress_percentage"] == 20.0 and course["total_materials"] == 5
+
+
+def test_a_new_catalog_is_parsed_off_the_event_loop(
+    redis_url: str, mongo_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every API process re-reads the catalog after a change; parsing a large one takes a good
+    part of a second, so it runs in a worker thread, never on the event loop that serves the
+    heartbeats (the real parser, watched: which thread it ran on)."""
+    import threading
+
+    from shared.domain.catalog import Catalog
+
+    settings = make_settings(redis_url, mongo_url)
+    threads: list[str] = []
+    real = Catalog.from_json
+
+    def watched(blob: Any, version: int) -> Catalog:
+        threads.append(threading.current_thread().name)
+        return real(blob, version)
+
+    with TestClient(create_app(settings)) as c:
+        monkeypatch.setattr(Catalog, "from_json", staticmethod(watched))
+        admin = bearer(settings, "root", "admin")
+        assert c.put(f"/api/courses/{COURSE_ID}", json=COURSE, headers=admin).status_code == 201
+        wait_until(lambda: threads)  # the process's refresh (every second) saw the new version
+        loop_thread = c.portal.call(lambda: threading.current_thread().name)  # type: ignore[union-attr]
+    assert threads and loop_thread not in threads
