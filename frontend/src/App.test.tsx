@@ -68,7 +68,9 @@ function learnerApi(renewed?: string) {
   return { ...api, sent };
 }
 
-function launchAt(t: string, route: string) {
+/** The tool's launch page opens `route` (its referrer: that page). */
+function launchAt(t: string, route: string, referrer = `${window.location.origin}/lti/launch`) {
+  Object.defineProperty(document, "referrer", { configurable: true, value: referrer });
   window.history.replaceState(null, "", `/#/launch/${t}/${route}`);
 }
 
@@ -149,6 +151,28 @@ describe("an LTI launch", () => {
     );
     expect(stored.some((value) => value.includes(t))).toBe(false);
     expect(document.cookie).not.toContain(t);
+  });
+
+  it("takes no session from a launch link the tool's launch page did not open", async () => {
+    const mine = token({ sub: "lti-me", role: "student", iat: NOW_S, exp: NOW_S + 900 });
+    const theirs = token({ sub: "lti-them", role: "student", iat: NOW_S, exp: NOW_S + 900 });
+    fakeApi({ "GET /api/courses/c%2F1": () => COURSE });
+    launchAt(theirs, "student/course/c%2F1", "https://forum.example/thread/1"); // a posted link
+    render(<App />);
+    expect(session.token()).toBeNull();
+    expect(window.location.href).not.toContain(theirs); // the token left the address anyway
+    cleanup();
+
+    launchAt(mine, "student/course/c%2F1"); // a real launch...
+    render(<App />);
+    expect(session.token()).toBe(mine);
+    await act(async () => {
+      // ...then a page framing the tool sets another launch hash: not adopted either.
+      window.history.replaceState(null, "", `/#/launch/${theirs}/student/course/c%2F1`);
+      window.dispatchEvent(new HashChangeEvent("hashchange"));
+    });
+    expect(session.token()).toBe(mine);
+    expect(window.location.href).not.toContain(theirs);
   });
 
   it("ends with a message when the renewal is refused", async () => {

@@ -2,7 +2,7 @@ import { useCallback, useEffect, useReducer, useState } from "react";
 import { api, session } from "./api";
 import { CourseDetailPage } from "./CourseDetailPage";
 import { HomePage } from "./HomePage";
-import { keepRenewed, readLaunch } from "./launch";
+import { fromLaunchPage, keepRenewed, readLaunch } from "./launch";
 import { MatrixPage } from "./MatrixPage";
 import { SignIn } from "./SignIn";
 import { SignOutDialog } from "./SignOutDialog";
@@ -40,11 +40,16 @@ function useLaunchRenewal(userId: string | undefined, onExpired: () => void): vo
 }
 
 /** A launch route (`#/launch/<token>/<role>/<route>`, from the tool's launch page) becomes the
- * session, in memory; the address keeps only the route, so the token is in no history entry. */
-function adoptLaunch(): void {
+ * session, in memory; the address keeps only the route, so the token is in no history entry.
+ * Only when the page loads from the tool's own launch page (`fromLaunchPage`): a launch link
+ * someone else made (their own token, on a forum, or a hash a framing page sets) would make
+ * whoever opens it watch for that someone. Any other launch route just loses its token. */
+function adoptLaunch(onLoad: boolean): void {
   const launch = readLaunch(window.location.hash);
   if (!launch) return;
-  session.launch(launch.token, launch.user);
+  if (onLoad && fromLaunchPage(document.referrer, window.location.origin)) {
+    session.launch(launch.token, launch.user);
+  }
   window.history.replaceState(null, "", launch.hash);
 }
 
@@ -66,13 +71,13 @@ export function parseHash(hash: string): string[] {
 }
 
 function useHashRoute(): [string[], (path: string) => void] {
-  const read = () => {
-    adoptLaunch();
+  const read = (onLoad: boolean) => {
+    adoptLaunch(onLoad);
     return parseHash(window.location.hash);
   };
-  const [parts, setParts] = useState(read);
+  const [parts, setParts] = useState(() => read(true));
   useEffect(() => {
-    const update = () => setParts(read());
+    const update = () => setParts(read(false));
     window.addEventListener("hashchange", update);
     return () => window.removeEventListener("hashchange", update);
   }, []);

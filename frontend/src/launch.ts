@@ -41,6 +41,13 @@ export function readLaunch(hash: string): Launched | null {
   return { token, user: { user_id: claims.sub, role, course_id: null }, hash: `#/${route.join("/")}` };
 }
 
+/** Whether the page was opened by the tool's own LTI pages (`/lti/launch` opens it): the
+ * referrer a same-origin page sends in full (`Referrer-Policy: same-origin`), and none from
+ * another site. */
+export function fromLaunchPage(referrer: string, origin: string): boolean {
+  return referrer.startsWith(`${origin}/lti/`);
+}
+
 /** Renew when two thirds of the token's life are gone; retry a failed renewal this soon. */
 export const RENEW_AT = 2 / 3;
 export const RETRY_MS = 30_000;
