@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel
+from rq import Queue, Retry
 from starlette.concurrency import run_in_threadpool
 
 from ingest.deps import (
@@ -23,6 +24,7 @@ from shared.errors import NotFound
 from shared.ops import admin_ops
 
 router = APIRouter(prefix="/api/courses", tags=["catalog"])
+RECALCULATE_JOB = "workers.maintenance.recalculate_course"  # by name: ingest never imports workers
 
 
 class Enrollment(BaseModel):
@@ -43,9 +45,17 @@ async def put_course(
     ctx: Ctx,
     response: Response,
 ) -> Course:
-    """Create (201) or replace (200) a course. A material id belongs to one course only."""
+    """Create (201) or replace (200) a course. A material id belongs to one course only. A
+    replaced course's enrollments are recalculated by a job (`RECALCULATE_JOB`) right after."""
     course = Course(course_id=course_id, **body.model_dump())
-    created = await run_in_threadpool(admin_ops.save_course, ctx.mongo, ctx.redis_sync, course)
+    created = await run_in_threadpool(
+        admin_ops.save_course, ctx.mongo, ctx.redis_sync, course, False
+    )
+    if not created:
+        queue = Queue(ctx.settings.queue_name, connection=ctx.rq_redis)
+        retry = Retry(max=3, interval=[10, 60, 300])
+        await run_in_threadpool(queue.enqueue, RECALCULATE_JOB, course_id, job_timeout=3600,
+                                result_ttl=0, retry=retry)  # fmt: skip
     await ctx.catalog.refresh()
     response.status_code = 201 if created else 200
     return course

@@ -71,9 +71,9 @@ def test_a_lost_completion_job_and_a_missed_rollup_are_repaired_by_reconcile_com
     queue = Queue(settings.queue_name, connection=redis.Redis.from_url(settings.redis_url))
     [job] = queue.get_jobs()
     assert job.func_name == "workers.completion.record_completions"
-    # Its arguments name the student: kept a week if it fails (RQ's default: a year), its
-    # result not at all (docs/operations.md, "Erasure").
-    assert (job.failure_ttl, job.result_ttl) == (7 * 86400, 0)
+    # Its arguments name the student: kept a week if it fails (RQ's default: a year;
+    # docs/operations.md, "Erasure and export").
+    assert job.failure_ttl == 7 * 86400
     job.delete()
     assert queue.count == 0
     enrollment = {"student_id": STUDENT, "course_id": COURSE_ID}

@@ -8,6 +8,7 @@ import logging
 
 from shared.domain.catalog import Catalog
 from shared.errors import Unavailable
+from shared.ops import admin_ops
 from shared.ops.rollups import rebuild_missing
 from shared.storage.mongo_store import completed_ids
 from workers.context import WorkerContext, get_context
@@ -73,6 +74,16 @@ def migrate_states() -> int:
     a client's string as a MongoDB field name). Idempotent; safe beside flushes. Returns how
     many documents it rewrote. Also `videoprogress migrate-states`."""
     return get_context().mongo.migrate_readings()
+
+
+def recalculate_course(course_id: str) -> int:
+    """RQ job, enqueued by a course's replacement (`PUT /api/courses/{id}`): its enrollments'
+    progress and rollups for the catalog's current version of it. Idempotent; the maintenance
+    job's `rebuild_rollups` does the same for every course should this one be lost. Returns how
+    many rollups changed."""
+    ctx = get_context()
+    course = ctx.catalog().courses.get(course_id)
+    return 0 if course is None else admin_ops.recalculate_course(ctx.mongo, course)
 
 
 def rebuild_rollups() -> int:

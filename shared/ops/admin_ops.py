@@ -38,9 +38,10 @@ def publish_catalog(mongo: MongoStore, r: Buffer, attempts: int = 5) -> Catalog:
     raise Unavailable("the catalog kept changing while being published; retry")
 
 
-def save_course(mongo: MongoStore, r: Buffer, course: Course) -> bool:
+def save_course(mongo: MongoStore, r: Buffer, course: Course, recalculate: bool = True) -> bool:
     """Create or replace a course; True when new. A material id may belong to one course only.
-    Enrollments' progress is recalculated (the course may have gained or lost materials)."""
+    A replaced course's enrollments are recalculated (`recalculate_course`: it may have gained
+    or lost materials) here, or, with `recalculate=False`, by the caller's job."""
     conflicts = Catalog([c for c in mongo.all_courses() if c.course_id != course.course_id])
     taken = conflicts.conflicts(course)
     if taken:
@@ -50,10 +51,18 @@ def save_course(mongo: MongoStore, r: Buffer, course: Course) -> bool:
         )
     created = mongo.put_course(course)
     publish_catalog(mongo, r)
-    if not created:
-        mongo.recalculate_course(course)
-        rollup_store.rebuild_missing(mongo, [course])  # totals for the new list of materials
+    if not created and recalculate:
+        recalculate_course(mongo, course)
     return created
+
+
+def recalculate_course(mongo: MongoStore, course: Course) -> int:
+    """After a course changed: each enrollment's progress from its completions and the rollups'
+    totals for the new list of materials (every enrollment of the course: for a large class, a
+    job's work, not a request's). Readers meanwhile recompute stale totals from the entries.
+    Idempotent. Returns how many rollups changed."""
+    mongo.recalculate_course(course)
+    return rollup_store.rebuild_missing(mongo, [course])
 
 
 def mirror_enrollments(
