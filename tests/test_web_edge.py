@@ -328,6 +328,22 @@ def test_the_docs_page_may_load_what_it_uses_and_nothing_inline_else(client: Tes
     assert client.get("/redoc").status_code == 404  # one docs page, under its policy
 
 
+def test_the_docs_page_loads_one_version_of_swagger_ui_with_its_hashes(
+    client: TestClient,
+) -> None:
+    """Every file the page loads from the CDN names an exact version and carries its SHA-384
+    (Subresource Integrity): what a CDN serves otherwise does not run. The hashes were taken
+    from npm's package of that version, apart from the code."""
+    html = client.get("/docs").text
+    loaded = re.findall(r'<(?:script src|link type="text/css" rel="stylesheet" href)="([^"]+)"'
+                        r'([^>]*)>', html)  # fmt: skip
+    assert len(loaded) == 2
+    for url, attributes in loaded:
+        assert "swagger-ui-dist@5.36.0/" in url, url
+        assert re.search(r'integrity="sha384-[A-Za-z0-9+/]{64}"', attributes), attributes
+        assert 'crossorigin="anonymous"' in attributes
+
+
 # -- material urls -------------------------------------------------------------------------
 
 
