@@ -267,7 +267,7 @@ function RosterHealth({ classes }: { classes: Classes }) {
         {synced.length > 0 && (
           <>
             {", last "}
-            <Moment epoch={Math.max(...synced)} />
+            <Moment epoch={synced.reduce((a, b) => Math.max(a, b))} />
           </>
         )}
       </p>

@@ -2,11 +2,13 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { jwt } from "../test/jwt";
 import { safeStorage } from "./storage";
 import {
+  MAX_RETRY_AFTER_MS,
   OUTBOX_KEY,
   WatchTracker,
   backoffDelay,
   clearOutbox,
   readOutbox as readOutboxOf,
+  retryDelay,
   tokenSubject,
   type StorageLike,
 } from "./tracker";
@@ -266,6 +268,14 @@ describe("retries", () => {
     expect(watchCalls(calls)).toHaveLength(1);
     await vi.advanceTimersByTimeAsync(1);
     expect(watchCalls(calls)).toHaveLength(2);
+  });
+
+  it("waits at most ten minutes whatever Retry-After a proxy says", () => {
+    // 30 days is past setTimeout's 24.8-day limit, which would fire at once, again and again.
+    const answer = (after: string) => new Response(null, { status: 503, headers: { "Retry-After": after } });
+    expect(retryDelay(answer("2592000"), 0, 1_000, 30_000, () => 0.5)).toBe(MAX_RETRY_AFTER_MS);
+    expect(retryDelay(answer("45"), 0, 1_000, 30_000, () => 0.5)).toBe(45_000); // the server's own
+    expect(MAX_RETRY_AFTER_MS).toBe(600_000);
   });
 
   it.each([404, 422, 403])("shows %i and does not retry it", async (status) => {

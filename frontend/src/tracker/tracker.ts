@@ -82,10 +82,15 @@ export function backoffDelay(
   return ceiling / 2 + (random() * ceiling) / 2;
 }
 
-/** The server's `Retry-After` (seconds) when it gave one, else the backoff for this attempt. */
-function retryDelay(response: Response | null, attempt: number, base: number, max: number, random: () => number): number {
+/** The longest `Retry-After` honoured: the server's are a minute at most; a proxy's longer one
+ * would stall the outbox, and one past 24.8 days overflows `setTimeout` into a request loop. */
+export const MAX_RETRY_AFTER_MS = 600_000;
+
+/** The server's `Retry-After` (seconds) when it gave one (at most MAX_RETRY_AFTER_MS), else
+ * the backoff for this attempt. */
+export function retryDelay(response: Response | null, attempt: number, base: number, max: number, random: () => number): number {
   const after = Number(response?.headers.get("Retry-After"));
-  return after > 0 ? after * 1000 : backoffDelay(attempt, base, max, random);
+  return after > 0 ? Math.min(after * 1000, MAX_RETRY_AFTER_MS) : backoffDelay(attempt, base, max, random);
 }
 
 /** The user a token is for (its `sub`), or null when there is none to read. Not verified: the
