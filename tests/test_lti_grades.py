@@ -728,6 +728,17 @@ def test_timestamps_are_zoned_milliseconds_and_rise_past_the_last_one() -> None:
 OTHER_PLATFORM = "other-lms"
 
 
+def register_other_platform(w: World) -> tuple[Lms, Gradebook]:
+    """A second LMS, registered as OTHER_PLATFORM, and its gradebook (close the LMS after)."""
+    other = Lms()
+    book = Gradebook(other, w.ctx.lti_keys.jwks, now=w.clock.time)
+    admin = bearer(w.settings, "admin-1", "admin", now=w.clock.time())
+    r = w.client.put(f"/api/admin/lti/platforms/{OTHER_PLATFORM}",
+                     json=other.registration_body(["dep-1"]), headers=admin)  # fmt: skip
+    assert r.status_code == 201, r.text
+    return other, book
+
+
 def launch_from(w: World, lms: Lms, platform_id: str, sub: str, **claims: Any) -> str:
     """A learner's launch of v-100 from another registered platform; the user id."""
     r = w.client.get("/lti/login", params={"iss": lms.base, "login_hint": sub,
@@ -749,12 +760,7 @@ def test_one_platforms_odd_answers_do_not_hold_up_another_platforms_scores(
     its line items with a web page: its learner's score is retried, and the first platform's
     learners, in the same delivery batch, get theirs (each once). (A line item URL that does
     not parse is not even recorded: see the test after the next.)"""
-    other = Lms()
-    book = Gradebook(other, world.ctx.lti_keys.jwks, now=world.clock.time)
-    admin = bearer(world.settings, "admin-1", "admin", now=world.clock.time())
-    r = world.client.put(f"/api/admin/lti/platforms/{OTHER_PLATFORM}",
-                         json=other.registration_body(["dep-1"]), headers=admin)  # fmt: skip
-    assert r.status_code == 201, r.text
+    other, book = register_other_platform(world)
     claim = book.claim(None)
     if odd == "a line item made without an id":
         json_type = {"Content-Type": "application/json"}
@@ -809,12 +815,7 @@ def test_a_platform_that_trickles_its_answer_is_cut_off_and_the_others_scores_go
             conn.sendall(b"X")
             time.sleep(0.5)
 
-    other = Lms()
-    book = Gradebook(other, world.ctx.lti_keys.jwks, now=world.clock.time)
-    admin = bearer(world.settings, "admin-1", "admin", now=world.clock.time())
-    r = world.client.put(f"/api/admin/lti/platforms/{OTHER_PLATFORM}",
-                         json=other.registration_body(["dep-1"]), headers=admin)  # fmt: skip
-    assert r.status_code == 201, r.text
+    other, book = register_other_platform(world)
     world.ctx.settings = world.ctx.settings.model_copy(update={"delivery_timeout_s": 1.0})
     try:
         with server(trickle) as slow:
