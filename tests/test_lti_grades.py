@@ -728,13 +728,14 @@ def test_timestamps_are_zoned_milliseconds_and_rise_past_the_last_one() -> None:
 OTHER_PLATFORM = "other-lms"
 
 
-def register_other_platform(w: World) -> tuple[Lms, Gradebook]:
-    """A second LMS, registered as OTHER_PLATFORM, and its gradebook (close the LMS after)."""
+def register_other_platform(w: World, **registered: Any) -> tuple[Lms, Gradebook]:
+    """A second LMS, registered as OTHER_PLATFORM (with `registered` fields instead of its
+    own), and its gradebook (close the LMS after)."""
     other = Lms()
     book = Gradebook(other, w.ctx.lti_keys.jwks, now=w.clock.time)
     admin = bearer(w.settings, "admin-1", "admin", now=w.clock.time())
-    r = w.client.put(f"/api/admin/lti/platforms/{OTHER_PLATFORM}",
-                     json=other.registration_body(["dep-1"]), headers=admin)  # fmt: skip
+    body = {**other.registration_body(["dep-1"]), **registered}
+    r = w.client.put(f"/api/admin/lti/platforms/{OTHER_PLATFORM}", json=body, headers=admin)
     assert r.status_code == 201, r.text
     return other, book
 
@@ -802,12 +803,13 @@ def test_a_token_answer_or_retry_after_beyond_range_is_bounded() -> None:
     assert held == [None, 3600.0, 30.0, None]
 
 
+@pytest.mark.parametrize("where", ["score", "token"])
 def test_a_platform_that_trickles_its_answer_is_cut_off_and_the_others_scores_go(
-    world: World,
+    world: World, where: str
 ) -> None:
-    """A second platform's score endpoint answers a byte at a time, never silent for a whole
-    read timeout: its call is cut off at DELIVERY_TIMEOUT_S in all, its target retried, and the
-    first platform's learners get their scores in the same run."""
+    """A second platform's score (or token) endpoint answers a byte at a time, never silent
+    for a whole read timeout: its call is cut off at DELIVERY_TIMEOUT_S in all, its target
+    retried, and the first platform's learners get their scores in the same run."""
 
     def trickle(conn: socket.socket) -> None:
         conn.sendall(b"HTTP/1.1 200 OK\r\n")
@@ -815,12 +817,14 @@ def test_a_platform_that_trickles_its_answer_is_cut_off_and_the_others_scores_go
             conn.sendall(b"X")
             time.sleep(0.5)
 
-    other, book = register_other_platform(world)
     world.ctx.settings = world.ctx.settings.model_copy(update={"delivery_timeout_s": 1.0})
-    try:
-        with server(trickle) as slow:
+    with server(trickle) as slow:
+        token_url = {"auth_token_url": slow.url} if where == "token" else {}
+        other, book = register_other_platform(world, **token_url)
+        lineitem = f"{slow.url}/lineitems/1" if where == "score" else book.add_line_item("X")
+        try:
             slow_learner = launch_from(world, other, OTHER_PLATFORM, "e-1",
-                                       **book.claim(f"{slow.url}/lineitems/1"))  # fmt: skip
+                                       **book.claim(lineitem))  # fmt: skip
             item = world.book.add_line_item("Speed")
             learners = [world.launch(f"u-{i}", **world.book.claim(item)) for i in range(3)]
             for user in [slow_learner, *learners]:
@@ -828,12 +832,12 @@ def test_a_platform_that_trickles_its_answer_is_cut_off_and_the_others_scores_go
             world.flush()
             world.clock.advance(2 * INTERVAL_S)
             totals = world.deliver()
-        assert all(len(world.scores(item, f"u-{i}")) == 1 for i in range(3))
-        assert totals["posted"] == 3 and totals["retried"] == 1
-        [target] = world.db["lti_grade_targets"].find({"platform_id": OTHER_PLATFORM})
-        assert "no whole answer within 1 s" in target["last_error"]["error"]
-    finally:
-        other.close()
+        finally:
+            other.close()
+    assert all(len(world.scores(item, f"u-{i}")) == 1 for i in range(3))
+    assert totals["posted"] == 3 and totals["retried"] == 1
+    [target] = world.db["lti_grade_targets"].find({"platform_id": OTHER_PLATFORM})
+    assert "no whole answer within 1 s" in target["last_error"]["error"]
 
 
 @pytest.mark.parametrize(

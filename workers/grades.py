@@ -219,8 +219,15 @@ class _Run:
         """The service token, asked of the shared cache once per run."""
         key = (platform.platform_id, tuple(scopes))
         if key not in self.tokens_held:
-            self.tokens_held[key] = self.tokens.access_token(platform, scopes)
+            self.tokens_held[key] = self.tokens.access_token(platform, scopes, self._post_form)
         return self.tokens_held[key]
+
+    def _post_form(self, url: str, form: dict[str, str]) -> httpx.Response:
+        """A token request, bounded as every call of the run (`_call`)."""
+        timeout_s = self.ctx.settings.delivery_timeout_s
+        call = fetch(self.http, "POST", url, timeout_s=timeout_s, max_bytes=ANSWER_MAX_BYTES,
+                     data=form)  # fmt: skip
+        return self.loop.run_until_complete(call)
 
 
 def lease_s(timeout_s: float) -> float:

@@ -26,7 +26,7 @@ import hashlib
 import json
 import math
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpx
@@ -117,17 +117,27 @@ class ServiceTokens:
         self.redis, self.keys, self.clock = r, keys, clock
         self.http = http or httpx.Client(timeout=10.0)
 
-    def access_token(self, platform: Platform, scopes: Iterable[str]) -> str:
+    def access_token(
+        self,
+        platform: Platform,
+        scopes: Iterable[str],
+        post: Callable[[str, dict[str, str]], httpx.Response] | None = None,
+    ) -> str:
         """A bearer token for exactly `scopes` on `platform`: the cached one while it lasts,
-        else a new one (cached for every worker). Raises PlatformCallFailed."""
+        else a new one (cached for every worker), asked with `post` (url, form) when given (a
+        caller's bounded call), else this object's client. Raises PlatformCallFailed."""
         key, scope = token_key(platform, scopes)
         if (token := cached(self.redis.get(key), self.clock.time())) is not None:
             return token
         form = token_form(self.keys, platform, scope)
         try:
-            reply = self.http.post(platform.auth_token_url, data=form)
+            if post is not None:
+                reply = post(platform.auth_token_url, form)
+            else:
+                reply = self.http.post(platform.auth_token_url, data=form)
         except httpx.HTTPError as exc:
-            raise PlatformCallFailed("token request", None, type(exc).__name__) from None
+            why = f"{type(exc).__name__}: {exc}"[:300]
+            raise PlatformCallFailed("token request", None, why) from None
         now = self.clock.time()
         token, expires_at = read_token_answer(reply, scope, now)
         doc = json.dumps({"access_token": token, "expires_at": expires_at})
