@@ -46,7 +46,8 @@ async def put_course(
     response: Response,
 ) -> Course:
     """Create (201) or replace (200) a course. A material id belongs to one course only. A
-    replaced course's enrollments are recalculated by a job (`RECALCULATE_JOB`) right after."""
+    replaced course's enrollments are recalculated in the background right after (the views
+    compute what is not yet recalculated when they read it)."""
     course = Course(course_id=course_id, **body.model_dump())
     created = await run_in_threadpool(
         admin_ops.save_course, ctx.mongo, ctx.redis_sync, course, False

@@ -14,6 +14,7 @@ import functools
 import threading
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -198,40 +199,51 @@ def test_the_teacher_pages_and_the_embed_example_run_under_their_policy(
     assert violations(embed) == []
 
 
-SWAGGER_STUB = """
-window.SwaggerUIBundle = function (options) {
-  document.getElementById("swagger-ui").textContent = "Swagger UI for " + options.url;
-};
-SwaggerUIBundle.presets = { apis: {} };
-SwaggerUIBundle.SwaggerUIStandalonePreset = {};
-"""
+SWAGGER_DIST = Path(__file__).parent.parent / "frontend" / "node_modules" / "swagger-ui-dist"
 
 
-def test_the_api_docs_page_loads_swagger_ui_from_its_cdn_under_its_policy(
+def test_the_api_docs_page_runs_swagger_ui_from_its_cdn_under_its_policy(
     stack: Stack, browser: Browser
 ) -> None:
-    """The machine has no internet: the CDN's answers are played by the test (a stand-in for
-    the bundle), after Chromium's policy check, which blocks a disallowed load before any."""
-    page = browser.new_context().new_page()
-    page.add_init_script(RECORD_VIOLATIONS)
-    fetched: list[str] = []
+    """The machine has no internet: the CDN's answers are played by the test, with the real
+    files of the version the page names (the frontend's dev dependency swagger-ui-dist@5.36.0),
+    after Chromium's policy check; Swagger UI then shows the API. A file that is not the one
+    the page's hash names (as a compromised CDN would serve) is refused by the browser."""
 
-    def cdn(route: Route) -> None:
-        fetched.append(route.request.url)
-        if route.request.url.endswith(".js"):
-            route.fulfill(body=SWAGGER_STUB, content_type="text/javascript")
-        elif route.request.url.endswith(".css"):
-            route.fulfill(body="#swagger-ui { color: #111; }", content_type="text/css")
-        else:
-            route.fulfill(status=404)
+    def visit(tampered: bool) -> tuple[Any, list[str]]:
+        page = browser.new_context().new_page()
+        page.add_init_script(RECORD_VIOLATIONS)
+        fetched: list[str] = []
 
-    page.route("https://cdn.jsdelivr.net/**", cdn)
-    page.route("https://fastapi.tiangolo.com/**", cdn)
-    page.goto(f"{stack.url}/docs")
-    # both scripts ran: the CDN's bundle and the page's own inline one (allowed by its hash)
-    expect(page.locator("#swagger-ui")).to_have_text("Swagger UI for /openapi.json")
+        def cdn(route: Route) -> None:
+            fetched.append(route.request.url)
+            name = route.request.url.rsplit("/", 1)[-1]
+            if "swagger-ui-dist@5.36.0/" not in route.request.url or name not in (
+                "swagger-ui-bundle.js",
+                "swagger-ui.css",
+            ):
+                route.fulfill(status=404)
+                return
+            body = (SWAGGER_DIST / name).read_bytes()
+            if tampered and name.endswith(".js"):
+                body += b"\n;window.TAMPERED = true;"
+            kind = "text/javascript" if name.endswith(".js") else "text/css"
+            route.fulfill(body=body, content_type=kind,
+                          headers={"Access-Control-Allow-Origin": "*"})  # fmt: skip
+
+        page.route("https://cdn.jsdelivr.net/**", cdn)
+        page.route("https://fastapi.tiangolo.com/**", cdn)
+        page.goto(f"{stack.url}/docs")
+        return page, fetched
+
+    page, fetched = visit(tampered=False)
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("Video progress")
     assert any(u.endswith("swagger-ui.css") for u in fetched), fetched
     assert violations(page) == []
+    page, _ = visit(tampered=True)
+    page.wait_for_load_state("load")
+    assert page.evaluate("window.TAMPERED === undefined && window.SwaggerUIBundle === undefined")
+    expect(page.locator(".swagger-ui .info .title")).to_have_count(0)
 
 
 def test_the_pages_can_be_framed_only_by_the_listed_ancestors(

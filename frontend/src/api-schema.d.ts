@@ -192,7 +192,9 @@ export interface paths {
         get: operations["get_course_api_courses__course_id__get"];
         /**
          * Put Course
-         * @description Create (201) or replace (200) a course. A material id belongs to one course only.
+         * @description Create (201) or replace (200) a course. A material id belongs to one course only. A
+         *     replaced course's enrollments are recalculated in the background right after (the views
+         *     compute what is not yet recalculated when they read it).
          */
         put: operations["put_course_api_courses__course_id__put"];
         post?: never;
