@@ -24,6 +24,7 @@ from fastapi.testclient import TestClient
 from pymongo.database import Database
 
 from shared.clock import MockedClock
+from shared.errors import PlatformCallFailed
 from shared.lti.classes import CONTEXTS, MEMBERS, NRPS_CLAIM, class_id_of, context_of
 from shared.lti.identity import user_id_of
 from shared.lti.launch import CONTEXT
@@ -538,3 +539,31 @@ def test_a_learner_who_leaves_an_lms_course_linking_two_of_ours_leaves_both(
     assert not present(mongo_db[MEMBERS].find_one({"user_id": uid("r-01")}))["active"]
     # inactive members are not listed (docs/lti.md), yet phys-101's class table still shows them
     assert table(client, teacher_a) == [], table(client, teacher_a)
+
+
+def test_a_token_endpoint_trickling_its_answer_is_cut_off_and_changes_nothing(
+    client: TestClient, lms: Lms, services: Gradebook, worker: WorkerContext, clock: MockedClock,
+    settings: Settings, mongo_db: Database[dict[str, Any]],
+) -> None:  # fmt: skip
+    """The sync's token request (made in a thread by the shared token client) is bounded like
+    its pages: a platform answering it a byte at a time holds the sync DELIVERY_TIMEOUT_S."""
+
+    def trickle(conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\n")
+        for _ in range(120):  # 60 s at most: the test's bound on a hang, not on speed
+            conn.sendall(b"X")
+            time.sleep(0.5)
+
+    url = services.serve_roster(ROSTER_PATH, roster_of(2), page_size=5)
+    launch(client, lms, sub="t-1", roles=TEACHER, memberships_url=url)
+    with server(trickle) as slow:
+        admin = bearer(settings, "admin-1", "admin", now=clock.time())
+        body = {**lms.registration_body(["dep-1"]), "auth_token_url": slow.url}
+        r = client.put(f"/api/admin/lti/platforms/{PLATFORM_ID}", json=body, headers=admin)
+        assert r.status_code == 200, r.text
+        worker.settings = worker.settings.model_copy(update={"delivery_timeout_s": 1.0})
+        with pytest.raises(PlatformCallFailed, match="no whole answer within 1 s"):
+            run_sync(worker, class_id_of(PLATFORM_ID, "ctx-1"))
+    assert mongo_db[MEMBERS].count_documents({}) == 0
+    [context] = mongo_db[CONTEXTS].find({})
+    assert "no whole answer" in context["roster_error"]

@@ -49,7 +49,8 @@ def run_sync(ctx: WorkerContext, class_id: str) -> SyncOutcome | None:
     async def run() -> SyncOutcome | None:
         timeout = httpx.Timeout(ctx.settings.delivery_timeout_s)
         async with httpx.AsyncClient(timeout=timeout) as http:
-            tokens = AsyncServiceTokens(ctx.lti_tokens)  # cached for every worker, in Redis
+            # Cached for every worker, in Redis; asked, when it must be, bounded as the pages.
+            tokens = AsyncServiceTokens(ctx.lti_tokens, http, ctx.settings.delivery_timeout_s)
             return await sync_class(
                 store,
                 platforms,

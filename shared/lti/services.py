@@ -34,6 +34,7 @@ import redis
 
 from shared.clock import Clock
 from shared.errors import PlatformCallFailed
+from shared.integrations.bounded_http import fetch
 from shared.lti.keys import ToolKeys
 from shared.lti.registry import Platform
 from shared.storage.keys import lti_service_token
@@ -150,14 +151,26 @@ class ServiceTokens:
 
 
 class AsyncServiceTokens:
-    """The same tokens for async code (an instructor's launch): the sync client run in a
-    thread, so both share one cache and one way of asking."""
+    """The same tokens for async code (an instructor's launch, a roster sync): the sync client
+    run in a thread, so both share one cache and one way of asking. With `http`, a token
+    request is made on this event loop by that client, bounded (`bounded_http.fetch`:
+    `timeout_s` in all), the thread waiting for it."""
 
-    def __init__(self, tokens: ServiceTokens) -> None:
-        self.tokens = tokens
+    def __init__(
+        self, tokens: ServiceTokens, http: httpx.AsyncClient | None = None, timeout_s: float = 10.0
+    ) -> None:
+        self.tokens, self.http, self.timeout_s = tokens, http, timeout_s
 
     async def access_token(self, platform: Platform, scopes: Iterable[str]) -> str:
-        return await asyncio.to_thread(self.tokens.access_token, platform, list(scopes))
+        if self.http is None:
+            return await asyncio.to_thread(self.tokens.access_token, platform, list(scopes))
+        http, loop = self.http, asyncio.get_running_loop()
+
+        def post(url: str, form: dict[str, str]) -> httpx.Response:  # in the thread
+            call = fetch(http, "POST", url, timeout_s=self.timeout_s, max_bytes=1 << 20, data=form)
+            return asyncio.run_coroutine_threadsafe(call, loop).result()
+
+        return await asyncio.to_thread(self.tokens.access_token, platform, list(scopes), post)
 
     async def forget(self, platform: Platform, scopes: Iterable[str]) -> None:
         await asyncio.to_thread(self.tokens.forget, platform, list(scopes))
