@@ -235,12 +235,7 @@ class ClassStore:
         for user_id in late:
             forget_member(self.mongo, user_id)
         gone = self._deactivate_absent(context.class_id, set(listed), now)
-        # Who the class holds and the roster no longer lists: its active members gone, and
-        # enrollments whose member entry an erasure took (the person forgotten, their row kept
-        # while the LMS lists them).
-        held = self.mongo.enrollments.find({"classes": context.class_id}, {"student_id": 1})
-        unlisted = {d["student_id"] for d in held if d["student_id"] not in listed}
-        self._release(context.class_id, course_id, sorted(unlisted | set(gone)))
+        self._release(context.class_id, set(listed))
         return len(kept) - len(late), len(gone)
 
     def _erased_since(self, user_ids: list[str], since: float) -> set[str]:
@@ -330,11 +325,24 @@ class ClassStore:
             )
         return gone
 
-    def _release(self, class_id: str, course_id: str, user_ids: list[str]) -> None:
-        """Take the class off their enrollments, in every course the class holds them in (an
-        LMS course can link videos of several of ours, not only `course_id`, the one of the
-        context's latest launch); unenroll those left in no class."""
-        release(self.mongo, self.redis, self.schema, user_ids, class_id)
+    def _release(self, class_id: str, listed: set[str]) -> None:
+        """Take the class off the enrollments that hold it of everyone the roster no longer
+        lists, in every course (an LMS course can link videos of several of ours), whether or
+        not they still have a member entry (an erasure takes it, keeping their row while the
+        LMS lists them); unenroll those left in no class (their progress is kept: it is
+        theirs, the enrollment only lists them)."""
+        held = self.mongo.enrollments.find(
+            {"classes": class_id}, {"_id": 0, "student_id": 1, "course_id": 1}
+        )
+        for doc in [d for d in held if d["student_id"] not in listed]:
+            user_id, course_id = doc["student_id"], doc["course_id"]
+            key = {"_id": enrollment_id(user_id, course_id)}
+            self.mongo.enrollments.update_one(key, {"$pull": {"classes": class_id}})
+            left = self.mongo.enrollments.find_one(key, {"classes": 1})
+            if left is not None and not left.get("classes"):
+                admin_ops.set_enrollment(
+                    self.mongo, self.redis, self.schema, user_id, course_id, False
+                )
 
 
 def memberships(mongo: MongoStore, user_id: str) -> list[dict[str, Any]]:
@@ -356,23 +364,3 @@ def forget_member(mongo: MongoStore, user_id: str) -> int:
     does, from the enrollments: see `ClassStore.sync`.)"""
     mongo.enrollments.update_many({"student_id": user_id}, {"$unset": {"name": ""}})
     return int(mongo.db[MEMBERS].delete_many({"user_id": user_id}).deleted_count)
-
-
-def release(
-    mongo: MongoStore, r: Buffer, schema: KeySchema, user_ids: list[str], class_id: str
-) -> None:
-    """Take `class_id` off the users' enrollments that hold it; unenroll those left in no
-    class (their progress is kept: it is theirs, the enrollment only lists them)."""
-    if not user_ids:
-        return
-    held = mongo.enrollments.find(
-        {"student_id": {"$in": user_ids}, "classes": class_id},
-        {"_id": 0, "student_id": 1, "course_id": 1},
-    )
-    for doc in list(held):
-        user_id, course_id = doc["student_id"], doc["course_id"]
-        key = {"_id": enrollment_id(user_id, course_id)}
-        mongo.enrollments.update_one(key, {"$pull": {"classes": class_id}})
-        left = mongo.enrollments.find_one(key, {"classes": 1})
-        if left is not None and not left.get("classes"):
-            admin_ops.set_enrollment(mongo, r, schema, user_id, course_id, False)
