@@ -244,7 +244,7 @@ async def _send_due_webhooks(
     outbox = Outbox(ctx.redis, WEBHOOK)
     totals = {"sent": 0, "retried": 0, "dead": 0}
     clock, started = ctx.clock, ctx.clock.monotonic()
-    receivers = _Receivers(ctx.redis, s, clock.time())
+    receivers = _Receivers(ctx.redis, s)
     handled = 0
     async with httpx.AsyncClient(timeout=s.delivery_timeout_s) as client:
         while budget_s is None or clock.monotonic() - started < budget_s:
@@ -269,7 +269,7 @@ class _Receivers:
     through Redis: a receiver that is down or hangs costs one request per backoff, not one per
     job, and its backlog waits without requests while the other receivers' deliveries go."""
 
-    def __init__(self, r: redis.Redis, s: Settings, now: float) -> None:
+    def __init__(self, r: redis.Redis, s: Settings) -> None:
         self.redis, self.s = r, s
         self.until: dict[str, float] = {}
         self.failures: dict[str, int] = {}

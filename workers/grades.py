@@ -56,7 +56,7 @@ from shared.lti.grades import (
     scores_url,
 )
 from shared.lti.registry import Platform, PlatformRegistry, service_url
-from shared.lti.services import ServiceTokens
+from shared.lti.services import ANSWER_MAX_BYTES, ServiceTokens
 from shared.storage.keys import (
     lti_grade_hold,
     lti_grade_lock,
@@ -73,7 +73,6 @@ LTI_USER_PREFIX = "lti-"  # shared/lti/identity.py: every LTI user's id
 GRADE_BATCH = 50
 BUSY_RETRY_S = 1.0  # another worker is posting the same target
 MAX_RETRY_AFTER_S = 3600.0  # the longest `Retry-After` a platform is granted
-ANSWER_MAX_BYTES = 1 << 20  # of a platform's answer (a score's, a line item container's)
 REPAIR_BATCH = 2000  # grade targets the repair pass examines a run
 # 4xx that say "not now" (a token, a timeout, a timestamp, a rate); any other 4xx (400, 403,
 # 404, 422 above all) says the platform will not take this score.

@@ -44,6 +44,7 @@ GRANT = "client_credentials"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_LIFETIME_S = 300.0  # the client assertion's exp - iat
 DEFAULT_EXPIRES_S = 3600.0  # when the platform names no expires_in (Security Framework §4.1)
+ANSWER_MAX_BYTES = 1 << 20  # of a platform's answer to a worker (a token, a score, line items)
 MAX_EXPIRES_S = 86_400.0  # a longer expires_in is kept a day (it is a cache, not a promise)
 MARGIN_S = 60.0  # a token is dropped this long before it expires (at most a tenth of its life)
 
@@ -167,7 +168,8 @@ class AsyncServiceTokens:
         http, loop = self.http, asyncio.get_running_loop()
 
         def post(url: str, form: dict[str, str]) -> httpx.Response:  # in the thread
-            call = fetch(http, "POST", url, timeout_s=self.timeout_s, max_bytes=1 << 20, data=form)
+            call = fetch(http, "POST", url, timeout_s=self.timeout_s, max_bytes=ANSWER_MAX_BYTES,
+                         data=form)  # fmt: skip
             return asyncio.run_coroutine_threadsafe(call, loop).result()
 
         return await asyncio.to_thread(self.tokens.access_token, platform, list(scopes), post)
