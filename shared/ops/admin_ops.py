@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.domain.catalog import Catalog, Course, CourseBody, Identifier, PrintableId
 from shared.errors import InvalidInput, Unavailable
+from shared.ops.rollups import settle
 from shared.storage import rollup_store
 from shared.storage.clients import Buffer
 from shared.storage.keys import (
@@ -105,9 +106,12 @@ def set_enrollment(
     )
     r.incr(schema.enrollments_version_key(student_id))
     mirror_enrollments(mongo, r, schema, student_id)
-    if enrolled and changed and (course := mongo.course(course_id)) is not None:
+    course = mongo.course(course_id) if changed else None
+    if enrolled and course is not None:
         # Progress stored before an earlier unenrollment counts again, as in the course view.
         rollup_store.rebuild(mongo, course, [student_id])
+    if course is not None:  # an unenrolment fences the flushes in flight out of its record
+        settle(r, mongo, course, [student_id], fence=not enrolled)
     return changed
 
 
@@ -139,6 +143,7 @@ def enroll_many(
             mirror(keys=keys, args=[versions[s], ENROLLMENT_LOADED, *courses[s]])
     if new and (course := mongo.course(course_id)) is not None:
         rollup_store.rebuild(mongo, course, new)
+        settle(r, mongo, course, new, fence=False)
     return new
 
 
