@@ -284,13 +284,14 @@ def roll_up(ctx: WorkerContext, writes: list[StateWrite], now: float) -> None:
             live.merge(ctx.mongo, course, incoming, now)
         else:
             record_flushed(ctx.mongo, catalog, [w for w in writes if w.course_id == course_id])
-            live.settle(ctx.mongo, course, incoming, fence=False, now=now)
+            live.settle(ctx.mongo, course, incoming, now=now)
 
 
 def persist_rollups(limit: int = 100) -> int:
     """RQ job (each flush tick): write the live records of the courses that are due to
     MongoDB. Returns how many enrollment documents changed. A course that fails is logged and
-    tried again at the next tick (its records stay in Redis, nothing is lost)."""
+    tried again at the next tick when MongoDB or Redis was away, after ROLLUP_PERSIST_S for
+    any other fault (its records stay in Redis, nothing is lost; the other courses go on)."""
     ctx = get_context()
     now = ctx.clock.time()
     catalog = ctx.catalog()
@@ -305,6 +306,9 @@ def persist_rollups(limit: int = 100) -> int:
                 written += live.persist(ctx.mongo, course, now)
         except (Unavailable, redis.RedisError) as exc:
             log.warning("rollups of course %s not persisted now: %s", course_id, exc)
+        except Exception:
+            log.exception("rollups of course %s not persisted; tried again later", course_id)
+            live.postpone(course_id, now)
     return written
 
 

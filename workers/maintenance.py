@@ -85,9 +85,7 @@ def recalculate_course(course_id: str) -> int:
     course = ctx.catalog().courses.get(course_id)
     if course is None:
         return 0
-    changed = admin_ops.recalculate_course(ctx.mongo, course)
-    ctx.live.settle_course(ctx.mongo, course, ctx.clock.time())
-    return changed
+    return admin_ops.recalculate_course(ctx.mongo, ctx.buffer, course)
 
 
 def rebuild_rollups() -> int:

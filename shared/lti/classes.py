@@ -320,7 +320,7 @@ class ClassStore:
     def _settle(self, course_id: str, students: list[str]) -> None:
         """Live rollup records (the class pages' rows in Redis) take the new class and name."""
         if students and (course := self.mongo.course(course_id)) is not None:
-            settle(self.redis, self.mongo, course, students, fence=False)
+            settle(self.redis, self.mongo, course, students)
 
     def _deactivate_absent(self, class_id: str, listed: set[str], now: float) -> list[str]:
         active = self.members.find({"class_id": class_id, "active": True}, {"user_id": 1})
@@ -375,5 +375,5 @@ def forget_member(mongo: MongoStore, r: Buffer, user_id: str) -> int:
     mongo.enrollments.update_many({"student_id": user_id}, {"$unset": {"name": ""}})
     for course_id in mongo.enrolled_courses(user_id):
         if (course := mongo.course(course_id)) is not None:
-            settle(r, mongo, course, [user_id], fence=False)
+            settle(r, mongo, course, [user_id])
     return int(mongo.db[MEMBERS].delete_many({"user_id": user_id}).deleted_count)

@@ -156,7 +156,8 @@ def _forget_completions(
     mongo: MongoStore, r: Buffer, catalog: Catalog, report: ErasureReport
 ) -> None:
     """Step 4: the enrollments forget the erased completions; their rollups are rebuilt, and
-    their live records in Redis take the tombstones too, fenced against flushes in flight."""
+    their live records in Redis take the tombstones too (a flush in flight that made a record
+    from the document read before settles it again: shared/storage/live_rollups.py)."""
     student_id, material_id = report.student_id, report.material_id
     if material_id is None:
         courses = [

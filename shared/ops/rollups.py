@@ -47,13 +47,11 @@ def rebuild_student(mongo: MongoStore, courses: Iterable[Course], student_id: st
     return sum(rollup_store.rebuild(mongo, course, [student_id]) for course in courses)
 
 
-def settle(
-    r: Buffer, mongo: MongoStore, course: Course, students: Iterable[str], *, fence: bool = True
-) -> None:
+def settle(r: Buffer, mongo: MongoStore, course: Course, students: Iterable[str]) -> None:
     """After a write of enrollment documents other than the persister's: the students' live
-    records take what the documents now hold; with `fence`, also a fence against flushes that
-    read the documents before (shared/storage/live_rollups.py). Raises Unavailable."""
-    LiveRollups(r).settle(mongo, course, students, fence=fence, now=time.time())
+    records take what the documents now hold (shared/storage/live_rollups.py). Raises
+    Unavailable."""
+    LiveRollups(r).settle(mongo, course, students, now=time.time())
 
 
 def rebuild_missing(mongo: MongoStore, catalog: Catalog, r: Buffer | None = None) -> int:

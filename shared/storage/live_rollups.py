@@ -9,11 +9,11 @@ flush interval.
 
 Per course, in one hash slot (`{<digest of the course id>}`, so one script serves a course on a
 Redis Cluster too):
-- `rec`: student id -> the record, JSON `{e, h, d, n, c, g}`: `e` the enrollment's entries as
+- `rec`: student id -> the record, JSON `{e, h, d, n, c, f}`: `e` the enrollment's entries as
   they are now (what MongoDB holds merged with what the flushes added since), `h` the
   contribution MongoDB's course aggregate holds of the enrollment (nothing when it is not
   folded), `d` what this record adds to `delta` (the contribution of `e` minus `h`), `n` and `c`
-  the roster name and classes of the document, `g` true for a fence: not enrolled any more;
+  the roster name and classes of the document, `f` the course version `d` was computed for;
 - `tot`: student id -> `[completed count, watched, unverified, last active, course fingerprint,
   name, classes]`, the totals of `e`, small, for the pages' order;
 - `delta`: contribution key -> the sum of the records' `d`: the course stats are the aggregate
@@ -32,15 +32,17 @@ its totals and `delta` move together, so `delta` is always the sum of the record
   twice (in the aggregate and in `delta`) until the next tick repeats the persist, which writes
   nothing and settles.
 - Every other writer of an enrollment document (erasure, (un)enrolment, a rebuild, the roster)
-  `settle`s after it with `fence=True`: a record is made or kept for each student, so a flush
-  that read the document before the write fails its compare-and-set and merges again onto what
-  the writer left (an erasure's tombstones win by their versions).
+  `settle`s the students' records after its write. A flush that read a document before such a
+  write and made a new record after its settle (which found none) reads the document again
+  after its compare-and-set and settles what changed (`_recheck`): an erasure's tombstones then
+  win by their versions, an unenrolled student's record goes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -56,14 +58,14 @@ from shared.errors import Unavailable
 from shared.storage.clients import Buffer
 from shared.storage.mongo_store import MongoStore, enrollment_id
 
+log = logging.getLogger(__name__)
+
 DUE = "vp:live:due"
 ATTEMPTS = 16
-# How long a fence outlives the write it guards: longer than a flush can be between its read of
-# an enrollment document and its compare-and-set (a claim's lease is CLAIM_LEASE_S, 60 s).
-FENCE_S = 600.0
+CAS_CHUNK = 500  # records per compare-and-set script
 READ_CHUNK = 500
 DOC_FIELDS = {"_id": 0, "student_id": 1, "rollup": 1, "rollup_ids": 1, "completed_count": 1,
-              "agg_seq": 1, "name": 1, "classes": 1}  # fmt: skip
+              "agg_seq": 1, "rollup_rev": 1, "name": 1, "classes": 1}  # fmt: skip
 
 # KEYS: rec, tot, delta. ARGV: count, then per record: student, the value read ('' = none),
 # the new value ('' = delete), its totals ('' = none), n, then n pairs of delta key and change.
@@ -135,14 +137,13 @@ class Record:
     added: Contribution = field(default_factory=dict)  # `d`: what it adds to `delta`
     name: str | None = None
     classes: tuple[str, ...] = ()
-    gone: bool = False
-    until: float = 0.0  # `u`: a fence kept until then (see `settle`)
+    course: str = ""  # `f`: the fingerprint of the course version `added` was computed for
 
     def encode(self) -> str:
         return json.dumps(
             {"e": {m: _entry_list(e) for m, e in sorted(self.entries.items())},
              "h": self.held, "d": self.added, "n": self.name, "c": list(self.classes),
-             "g": self.gone, "u": self.until},
+             "f": self.course},
             separators=(",", ":"), sort_keys=True,
         )  # fmt: skip
 
@@ -155,8 +156,7 @@ class Record:
             {str(k): int(v) for k, v in data["d"].items()},
             data.get("n"),
             tuple(data.get("c") or ()),
-            bool(data.get("g")),
-            float(data.get("u") or 0.0),
+            str(data.get("f") or ""),
         )
 
 
@@ -179,21 +179,34 @@ def _name(doc: dict[str, Any]) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def from_document(
-    doc: dict[str, Any], entries: Entries, course: Course, until: float = 0.0
-) -> Record:
-    """A record of `entries` for an enrollment document as MongoDB holds it."""
+def _signature(doc: dict[str, Any] | None) -> tuple[Any, ...] | None:
+    """What a record takes from its document: another writer changed the document when this
+    differs (a rollup write moves `rollup_rev`; the roster, the classes and the name)."""
+    if doc is None:
+        return None
+    return (doc.get("rollup_rev"), doc.get("agg_seq"), _classes(doc), _name(doc))
+
+
+def _of_course(entries: Entries, course: Course) -> Entries:
+    """The entries of the course's current materials (the documents keep only those)."""
+    ids = {m.material_id for m in course.materials}
+    return {m: e for m, e in entries.items() if m in ids}
+
+
+def from_document(doc: dict[str, Any], entries: Entries, course: Course) -> Record:
+    """A record of `entries` (the course's materials') for an enrollment document as MongoDB
+    holds it."""
     held = rollup.contribution_of(doc) if "agg_seq" in doc else {}
+    entries = _of_course(entries, course)
     added = rollup.difference(contribution_of_entries(entries, course), held)
-    return Record(entries, held, added, _name(doc), _classes(doc), until=until)
+    return Record(entries, held, added, _name(doc), _classes(doc),
+                  rollup.course_fingerprint(course))  # fmt: skip
 
 
 def _totals_value(record: Record, course: Course) -> str:
-    if record.gone:
-        return ""
     t = rollup.totals(record.entries, course)
     return json.dumps([t.completed_materials, t.watched_seconds, t.unverified_seconds,
-                       t.last_active, rollup.course_fingerprint(course), record.name,
+                       t.last_active, record.course, record.name,
                        list(record.classes)])  # fmt: skip
 
 
@@ -213,6 +226,7 @@ class _Change:
     expected: Any
     new: Record | None  # None: delete
     old: Record | None
+    source: tuple[Any, ...] | None = None  # a new record's document, as `_signature` says
 
 
 class LiveRollups:
@@ -229,14 +243,16 @@ class LiveRollups:
         self, mongo: MongoStore, course: Course, incoming: dict[str, Entries], now: float
     ) -> int:
         """The flush's step: merge each student's entries into their record. Returns how many
-        records changed. Raises Unavailable when MongoDB cannot be read (the flush then gives
-        its keys back) or the records kept changing."""
+        records changed. A student whose document or record cannot be read is logged and left
+        out (their progress is in watch_progress; the others go on). Raises Unavailable when
+        MongoDB cannot be read (the flush then gives its keys back) or the records kept
+        changing."""
         keys = CourseKeys(course.course_id)
-        pending = dict(incoming)
+        pending = {s: _of_course(e, course) for s, e in incoming.items()}
         changed = 0
         for _ in range(ATTEMPTS):
             if not pending:
-                break
+                return changed
             students = sorted(pending)
             raw: dict[str, Any] = dict(
                 zip(students, self.r.hmget(keys.records, students), strict=True)
@@ -244,39 +260,42 @@ class LiveRollups:
             docs = _documents(mongo, course, [s for s in students if raw[s] is None])
             changes = []
             for s in students:
-                old = Record.decode(raw[s]) if raw[s] is not None else None
-                if old is None:
-                    doc = docs.get(s)
-                    if doc is None:
-                        continue  # not enrolled: no rollup
-                    base = from_document(doc, rollup.entries_of(doc), course)
-                elif old.gone:
+                try:
+                    change = _merged(s, raw[s], docs.get(s), pending[s], course)
+                except (ValueError, TypeError, AttributeError, KeyError) as exc:
+                    log.error(
+                        "live rollup of %s not merged: %s", enrollment_id(s, course.course_id), exc
+                    )
                     continue
-                else:
-                    base = old
-                entries = rollup.merge(base.entries, pending[s])
-                if old is not None and entries == old.entries:
-                    continue  # a repeat
-                new = _with_entries(base, entries, course)
-                changes.append(_Change(s, raw[s], new, old))
-            failed = self._apply(course, changes)
+                if change is not None:
+                    changes.append(change)
+            failed = set(self._apply(course, changes))
             changed += len(changes) - len(failed)
-            pending = {s: pending[s] for s in failed}
             if changes:
                 self.r.zadd(DUE, {course.course_id: now + self.persist_after_s}, nx=True)
-        else:
-            if pending:
-                raise Unavailable("live rollups kept changing; retry")
-        return changed
+            made = [c for c in changes if c.old is None and c.student_id not in failed]
+            self._recheck(mongo, course, made, now)
+            pending = {s: pending[s] for s in failed}
+        raise Unavailable("live rollups kept changing; retry")
+
+    def _recheck(self, mongo: MongoStore, course: Course, made: list[_Change], now: float) -> None:
+        """New records were made from documents read before their compare-and-set: a writer
+        that changed a document in between found no record to settle, so those are settled now
+        (a record made after a writer's settle is thus never left with what it replaced)."""
+        if not made:
+            return
+        docs = _documents(mongo, course, [c.student_id for c in made])
+        moved = [c.student_id for c in made if _signature(docs.get(c.student_id)) != c.source]
+        if moved:
+            self.settle(mongo, course, moved, now=now)
 
     def settle(
-        self, mongo: MongoStore, course: Course, students: Iterable[str], *, fence: bool, now: float
+        self, mongo: MongoStore, course: Course, students: Iterable[str], now: float
     ) -> None:
-        """After a write of enrollment documents: each student's record takes what the document
-        holds (entries merged, the aggregate's contribution as `h`). Without `fence`, only
-        existing records are touched, and one the document holds entirely goes; with it, a
-        record is made or kept for every student (a fence for flushes in flight), and goes at
-        the next persist after FENCE_S. Raises Unavailable."""
+        """After a write of enrollment documents: each student's existing record takes what the
+        document holds (entries merged, the aggregate's contribution as `h`, the name and
+        classes), and goes when the document holds all of it (or is gone). Raises
+        Unavailable."""
         keys = CourseKeys(course.course_id)
         pending = sorted(set(students))
         for _ in range(ATTEMPTS):
@@ -285,42 +304,47 @@ class LiveRollups:
             raw: dict[str, Any] = dict(
                 zip(pending, self.r.hmget(keys.records, pending), strict=True)
             )
-            docs = _documents(mongo, course, pending)
+            held = [s for s in pending if raw[s] is not None]
+            docs = _documents(mongo, course, held)
             changes = []
-            for s in pending:
-                old = Record.decode(raw[s]) if raw[s] is not None else None
-                if old is None and not fence:
+            for s in held:
+                try:
+                    old = Record.decode(raw[s])
+                    new = _settled(old, docs.get(s), course)
+                except (ValueError, TypeError, AttributeError, KeyError) as exc:
+                    log.error(
+                        "live rollup of %s not settled: %s", enrollment_id(s, course.course_id), exc
+                    )
                     continue
-                new = _settled(old, docs.get(s), course, fence, now)
                 if new != old:
                     changes.append(_Change(s, raw[s], new, old))
             pending = self._apply(course, changes)
-            if fence and changes:  # the persister looks at fences soon, and keeps them
-                self.r.zadd(DUE, {course.course_id: now}, nx=True)
         raise Unavailable("live rollups kept changing; retry")
 
     def settle_course(self, mongo: MongoStore, course: Course, now: float) -> None:
         """`settle` every record of the course (after a rebuild of its enrollments)."""
         students = [_text(s) for s in self.r.hkeys(CourseKeys(course.course_id).records)]
-        self.settle(mongo, course, students, fence=False, now=now)
+        self.settle(mongo, course, students, now=now)
 
     def _apply(self, course: Course, changes: list[_Change]) -> list[str]:
-        """One compare-and-set script for the changes; returns the students whose record had
-        changed since it was read."""
-        if not changes:
-            return []
+        """Compare-and-set scripts for the changes (CAS_CHUNK a call, so that a large course
+        never holds Redis long); returns the students whose record had changed since it was
+        read."""
         keys = CourseKeys(course.course_id)
-        args: list[Any] = [len(changes)]
-        for c in changes:
-            before = c.old.added if c.old is not None else {}
-            after = c.new.added if c.new is not None else {}
-            move = rollup.difference(after, before)
-            args += [c.student_id, c.expected or b"", c.new.encode() if c.new else "",
-                     _totals_value(c.new, course) if c.new else "", len(move)]  # fmt: skip
-            for name, n in sorted(move.items()):
-                args += [name, n]
-        failed = self._cas(keys=[keys.records, keys.totals, keys.delta], args=args)
-        return [f.decode() if isinstance(f, bytes) else str(f) for f in failed]
+        failed: list[str] = []
+        for i in range(0, len(changes), CAS_CHUNK):
+            args: list[Any] = [len(changes[i : i + CAS_CHUNK])]
+            for c in changes[i : i + CAS_CHUNK]:
+                before = c.old.added if c.old is not None else {}
+                after = c.new.added if c.new is not None else {}
+                move = rollup.difference(after, before)
+                args += [c.student_id, c.expected or b"", c.new.encode() if c.new else "",
+                         _totals_value(c.new, course) if c.new else "", len(move)]  # fmt: skip
+                for name, n in sorted(move.items()):
+                    args += [name, n]
+            found = self._cas(keys=[keys.records, keys.totals, keys.delta], args=args)
+            failed += [_text(f) for f in found]
+        return failed
 
     def due(self, now: float, limit: int = 100) -> list[str]:
         found = self.r.zrangebyscore(DUE, "-inf", now, start=0, num=limit)
@@ -333,9 +357,9 @@ class LiveRollups:
 
         keys = CourseKeys(course.course_id)
         records = {_text(s): Record.decode(v) for s, v in self.r.hgetall(keys.records).items()}
-        incoming = {(s, course.course_id): r.entries for s, r in records.items() if not r.gone}
+        incoming = {(s, course.course_id): r.entries for s, r in records.items()}
         written = rollup_store.apply_entries(mongo, incoming, {course.course_id: course})
-        self.settle(mongo, course, records, fence=False, now=now)
+        self.settle(mongo, course, records, now=now)
         self.reschedule(course.course_id, now)
         return written
 
@@ -344,6 +368,11 @@ class LiveRollups:
         keys = CourseKeys(course_id)
         self.r.delete(keys.records, keys.totals, keys.delta)
         self.reschedule(course_id, now)
+
+    def postpone(self, course_id: str, now: float) -> None:
+        """A course whose persist failed for a reason of its own: due again in
+        ROLLUP_PERSIST_S, so it never stands before the others."""
+        self.r.zadd(DUE, {course_id: now + self.persist_after_s}, xx=True)
 
     def reschedule(self, course_id: str, now: float) -> None:
         """After a persist: due again in ROLLUP_PERSIST_S while records remain, else off the
@@ -374,15 +403,14 @@ class LiveRollups:
         return found
 
     def records(self, course_id: str, students: list[str] | None = None) -> dict[str, Record]:
-        """The records of `students` (all the course's when None); fences left out."""
+        """The records of `students` (all the course's when None)."""
         keys = CourseKeys(course_id)
         raw: dict[str, Any] = {}
         if students is None:
             raw = {_text(s): v for s, v in self.r.hgetall(keys.records).items()}
         elif students:
             raw = dict(zip(students, self.r.hmget(keys.records, students), strict=True))
-        found = {s: Record.decode(v) for s, v in raw.items() if v is not None}
-        return {s: r for s, r in found.items() if not r.gone}
+        return {s: Record.decode(v) for s, v in raw.items() if v is not None}
 
     def completed_progress(
         self, course: Course, student_id: str, material_ids: list[str]
@@ -417,23 +445,34 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _with_entries(base: Record, entries: Entries, course: Course) -> Record:
+def _merged(
+    student_id: str, raw: Any, doc: dict[str, Any] | None, incoming: Entries, course: Course
+) -> _Change | None:
+    """The change merging `incoming` into the student's record (made from the document when
+    there is none; None when not enrolled, or nothing changes)."""
+    if raw is None:
+        if doc is None:
+            return None  # not enrolled: no rollup
+        base, source = from_document(doc, rollup.entries_of(doc), course), _signature(doc)
+    else:
+        base, source = Record.decode(raw), None
+    entries = rollup.merge(base.entries, incoming)
+    if raw is not None and entries == base.entries:
+        return None  # a repeat
     added = rollup.difference(contribution_of_entries(entries, course), base.held)
-    return Record(entries, base.held, added, base.name, base.classes, until=base.until)
+    new = Record(entries, base.held, added, base.name, base.classes,
+                 rollup.course_fingerprint(course))  # fmt: skip
+    return _Change(student_id, raw, new, None if raw is None else base, source)
 
 
-def _settled(
-    old: Record | None, doc: dict[str, Any] | None, course: Course, fence: bool, now: float
-) -> Record | None:
-    until = now + FENCE_S if fence else (old.until if old is not None else 0.0)
-    if doc is None:  # not enrolled (any more)
-        return Record(gone=True, until=until) if until > now else None
-    stored = rollup.entries_of(doc)
-    newer = old.entries if old is not None and not old.gone else {}
-    entries = rollup.merge(stored, newer)
-    if entries == stored and until <= now:
+def _settled(old: Record, doc: dict[str, Any] | None, course: Course) -> Record | None:
+    if doc is None:  # not enrolled (any more): nothing to roll up
+        return None
+    stored = _of_course(rollup.entries_of(doc), course)
+    entries = rollup.merge(stored, _of_course(old.entries, course))
+    if entries == stored:
         return None  # MongoDB holds it all
-    return from_document(doc, entries, course, until)
+    return from_document(doc, entries, course)
 
 
 def _documents(mongo: MongoStore, course: Course, students: list[str]) -> dict[str, Any]:

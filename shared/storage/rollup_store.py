@@ -532,6 +532,11 @@ def page_rollups(
     for student_id, record in records.items():
         by_id[student_id] = _live_rollup(student_id, record.entries, course,
                                          fresh[student_id].name)  # fmt: skip
+    # A record persisted (and gone) since its totals were read: MongoDB holds all of it now.
+    if gone := [enrollment_id(s, course.course_id) for s in wanted if s not in records]:
+        for d in _find(mongo, {"_id": {"$in": gone}}, fields):
+            entries = rollup.entries_of(d)
+            by_id[d["student_id"]] = _live_rollup(d["student_id"], entries, course, d.get("name"))
     return [by_id[r.student_id] for r in page if r.student_id in by_id]
 
 
