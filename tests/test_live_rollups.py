@@ -541,3 +541,26 @@ def test_a_flush_goes_on_past_one_odd_enrollment(
     report = flush.flush_batch(c, 500)
     assert report.written == 2 and not report.errors
     c.mongo.close()
+
+
+def test_rebuild_all_restores_what_a_lost_buffer_held(ctx: WorkerContext) -> None:
+    """The records were the only copy of a rollup (the buffer lost them): `rebuild-rollups
+    --all` brings every enrollment back to watch_progress."""
+    from shared.domain.catalog import Catalog
+    from shared.domain.progress import Heartbeat, WatchState, fold_into
+    from shared.ops import rollups
+    from shared.storage.mongo_store import StateWrite
+
+    course = new_course(ctx)
+    v0 = course.materials[0].material_id
+    enrol(ctx, course, "b0")
+    state = WatchState()
+    fold_into(state, [Heartbeat(received_at=1000.0, watch_time=60.0, played=((0.0, 60.0),))],
+              duration=100.0, threshold=80.0)  # fmt: skip
+    ctx.mongo.write_states([StateWrite("b0", v0, course.course_id, 100.0, state, 3)])
+    ctx.live.merge(ctx.mongo, course, {"b0": {v0: rollups.entry_of(
+        StateWrite("b0", v0, course.course_id, 100.0, state, 3))}}, 0)  # fmt: skip
+    ctx.buffer.delete(CourseKeys(course.course_id).records)  # lost
+    assert rollups.rebuild_all(ctx.mongo, Catalog([course]), ctx.buffer) == 1
+    [row] = teacher_views.class_table(ctx.mongo, course, live=ctx.live)
+    assert row.watched_seconds == state.watched_seconds == 60.0

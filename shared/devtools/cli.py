@@ -260,14 +260,23 @@ def class_csv(
 
 
 @app.command("rebuild-rollups")
-def rebuild_rollups() -> None:
+def rebuild_rollups(
+    every: Annotated[
+        bool, typer.Option("--all", help="every enrollment (after the buffer lost its data)")
+    ] = False,
+) -> None:
     """Build the enrollment rollups the teacher views read, from watch_progress, for
-    enrollments that have none (data stored before rollups existed) or whose course changed.
-    Idempotent; safe while workers run (the maintenance job does the same every 10 minutes)."""
+    enrollments that have none (data stored before rollups existed) or whose course changed,
+    or with --all for every enrollment. Idempotent; safe while workers run (the maintenance
+    job does the former every 10 minutes)."""
     settings = Settings()
     mongo = MongoStore(settings.mongo_url, settings.mongo_timeout_ms)
     catalog = Catalog(mongo.all_courses())
-    changed = rollups.rebuild_missing(mongo, catalog, buffer_client(settings))
+    buffer = buffer_client(settings)
+    if every:
+        changed = rollups.rebuild_all(mongo, catalog, buffer)
+    else:
+        changed = rollups.rebuild_missing(mongo, catalog, buffer)
     console.print(f"rebuilt {changed} enrollment rollups")
 
 

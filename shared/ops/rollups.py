@@ -54,6 +54,16 @@ def settle(r: Buffer, mongo: MongoStore, course: Course, students: Iterable[str]
     LiveRollups(r).settle(mongo, course, students, now=time.time())
 
 
+def rebuild_all(mongo: MongoStore, catalog: Catalog, r: Buffer) -> int:
+    """Rebuild every enrollment's rollup from watch_progress and settle its live record (after
+    the buffer lost rollup records MongoDB did not hold yet). Returns how many changed."""
+    changed = 0
+    for course in catalog.courses.values():
+        changed += rollup_store.rebuild(mongo, course)
+        LiveRollups(r).settle_course(mongo, course, time.time())
+    return changed
+
+
 def rebuild_missing(mongo: MongoStore, catalog: Catalog, r: Buffer | None = None) -> int:
     """Rebuild every enrollment whose rollup is missing, made for another version of its
     course or not folded into the course's aggregate, then recount every course's aggregate

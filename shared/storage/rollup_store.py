@@ -375,11 +375,11 @@ def course_totals(
     """Each enrolled student's totals (of one LMS class with `class_id`) from one find of small
     fields, with the live records laid over it; a document whose totals were computed for
     another version of the course is recomputed from its entries."""
-    return _overlaid(mongo, course, _stored_totals(mongo, course, class_id), live)
+    return _overlaid(course, _stored_totals(mongo, course, class_id), live)
 
 
 def _overlaid(
-    mongo: MongoStore, course: Course, rows: list[EnrollmentRollup], live: LiveRollups | None
+    course: Course, rows: list[EnrollmentRollup], live: LiveRollups | None
 ) -> list[EnrollmentRollup]:
     """`rows` with the totals of the students' live records."""
     if live is None or not rows:
@@ -431,7 +431,7 @@ def inactive_totals(
         query = {**scope(course, class_id), "last_active": condition}
         found += [EnrollmentRollup(d["student_id"], _totals_of(d), d.get("name"))
                   for d in _find(mongo, query, TOTAL_FIELDS)]  # fmt: skip
-    return _overlaid(mongo, course, found, live)
+    return _overlaid(course, found, live)
 
 
 def _totals_of(doc: dict[str, Any]) -> RollupTotals:
