@@ -564,3 +564,23 @@ def test_rebuild_all_restores_what_a_lost_buffer_held(ctx: WorkerContext) -> Non
     assert rollups.rebuild_all(ctx.mongo, Catalog([course]), ctx.buffer) == 1
     [row] = teacher_views.class_table(ctx.mongo, course, live=ctx.live)
     assert row.watched_seconds == state.watched_seconds == 60.0
+
+
+def test_the_persister_takes_every_due_course_with_follow_up_jobs(
+    ctx: WorkerContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(flush, "get_context", lambda: ctx)
+    courses = [new_course(ctx), new_course(ctx)]
+    for c in courses:
+        enrol(ctx, c, "f0")
+        ctx.live.merge(ctx.mongo, c, {"f0": {c.materials[0].material_id: entry(1, 50.0)}},
+                       time.time() - 2 * PERSIST_S)  # fmt: skip
+    ctx.queue.empty()
+    assert flush.persist_rollups(limit=1) == 1  # one course...
+    [job] = ctx.queue.get_jobs()  # ...and a follow-up for the next
+    assert job.func_name == "workers.flush.persist_rollups"
+    assert flush.persist_rollups(*job.args) == 1
+    for c in courses:
+        doc = ctx.mongo.enrollments.find_one({"student_id": "f0", "course_id": c.course_id})
+        assert doc is not None and doc["watched_seconds"] == 50.0
+        assert ctx.buffer.hlen(CourseKeys(c.course_id).records) == 0

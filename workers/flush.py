@@ -291,13 +291,16 @@ def persist_rollups(limit: int = 100) -> int:
     """RQ job (each flush tick): write the live records of the courses that are due to
     MongoDB. Returns how many enrollment documents changed. A course that fails is logged and
     tried again at the next tick when MongoDB or Redis was away, after ROLLUP_PERSIST_S for
-    any other fault (its records stay in Redis, nothing is lost; the other courses go on)."""
+    any other fault (its records stay in Redis, nothing is lost; the other courses go on).
+    With `limit` courses due, a follow-up job takes the next ones."""
     ctx = get_context()
     now = ctx.clock.time()
     catalog = ctx.catalog()
     live = ctx.live
     written = 0
-    for course_id in live.due(now, limit):
+    due = live.due(now, limit)
+    away = False
+    for course_id in due:
         course = catalog.courses.get(course_id)
         try:
             if course is None:
@@ -306,9 +309,12 @@ def persist_rollups(limit: int = 100) -> int:
                 written += live.persist(ctx.mongo, course, now)
         except (Unavailable, redis.RedisError) as exc:
             log.warning("rollups of course %s not persisted now: %s", course_id, exc)
+            away = True
         except Exception:
             log.exception("rollups of course %s not persisted; tried again later", course_id)
             live.postpone(course_id, now)
+    if len(due) == limit and not away:
+        ctx.queue.enqueue(persist_rollups, limit, job_timeout=600, result_ttl=0)
     return written
 
 

@@ -46,7 +46,7 @@ import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from pymongo.errors import ConnectionFailure
 
@@ -263,9 +263,7 @@ class LiveRollups:
                 try:
                     change = _merged(s, raw[s], docs.get(s), pending[s], course)
                 except (ValueError, TypeError, AttributeError, KeyError) as exc:
-                    log.error(
-                        "live rollup of %s not merged: %s", enrollment_id(s, course.course_id), exc
-                    )
+                    log.error("live rollup of %s not merged: %s", _id(s, course), exc)
                     continue
                 if change is not None:
                     changes.append(change)
@@ -312,9 +310,7 @@ class LiveRollups:
                     old = Record.decode(raw[s])
                     new = _settled(old, docs.get(s), course)
                 except (ValueError, TypeError, AttributeError, KeyError) as exc:
-                    log.error(
-                        "live rollup of %s not settled: %s", enrollment_id(s, course.course_id), exc
-                    )
+                    log.error("live rollup of %s not settled: %s", _id(s, course), exc)
                     continue
                 if new != old:
                     changes.append(_Change(s, raw[s], new, old))
@@ -351,15 +347,27 @@ class LiveRollups:
         return [c.decode() if isinstance(c, bytes) else str(c) for c in found]
 
     def persist(self, mongo: MongoStore, course: Course, now: float) -> int:
-        """Write a course's records to MongoDB (rollup_store's protocol) and settle them.
+        """Write a course's records to MongoDB (rollup_store's protocol) and settle them, about
+        CAS_CHUNK records at a time (HSCAN), so a large course never needs one huge read.
         Returns how many enrollment documents changed. Raises Unavailable."""
         from shared.storage import rollup_store  # the protocol uses this module's readers
 
         keys = CourseKeys(course.course_id)
-        records = {_text(s): Record.decode(v) for s, v in self.r.hgetall(keys.records).items()}
-        incoming = {(s, course.course_id): r.entries for s, r in records.items()}
-        written = rollup_store.apply_entries(mongo, incoming, {course.course_id: course})
-        self.settle(mongo, course, records, now=now)
+        written = 0
+        cursor = 0
+        while True:
+            cursor, found = self.r.hscan(keys.records, cursor, count=CAS_CHUNK)
+            records = {}
+            for s, v in cast(dict[Any, Any], found).items():  # no NOVALUES: field -> value
+                try:
+                    records[_text(s)] = Record.decode(v)
+                except (ValueError, TypeError, AttributeError, KeyError) as exc:
+                    log.error("live rollup of %s unreadable: %s", _id(_text(s), course), exc)
+            incoming = {(s, course.course_id): r.entries for s, r in records.items()}
+            written += rollup_store.apply_entries(mongo, incoming, {course.course_id: course})
+            self.settle(mongo, course, records, now=now)
+            if not cursor:
+                break
         self.reschedule(course.course_id, now)
         return written
 
@@ -439,6 +447,10 @@ class LiveRollups:
                 last = json.loads(value)[3]
                 found[course_id] = None if last is None else float(last)
         return found
+
+
+def _id(student_id: str, course: Course) -> str:
+    return enrollment_id(student_id, course.course_id)
 
 
 def _text(value: bytes | str) -> str:
