@@ -81,10 +81,15 @@ def counted(ctx: WorkerContext, course: Course) -> dict[str, Any]:
 
 
 def expected_stats(course: Course, model: dict[str, Entries]) -> dict[str, Any]:
-    """The stats of the model, worked out from its entries with the domain's contribution."""
+    """The stats of the model, worked out from its entries with the domain's contribution of
+    the columns a rollup write would store."""
     sums: dict[str, int] = {}
     for entries in model.values():
-        rollup.add(sums, live_rollups.contribution_of_entries(entries, course))
+        ids, data = rollup.encode(entries, course)
+        done = rollup.totals(entries, course).completed_materials
+        rollup.add(
+            sums, rollup.contribution(done, rollup.columns({"rollup": data, "rollup_ids": ids}))
+        )
     return {"course_id": course.course_id,
             **analytics.course_stats(sums, [m.material_id for m in course.materials])}  # fmt: skip
 
@@ -575,7 +580,7 @@ def test_the_persister_takes_every_due_course_with_follow_up_jobs(
         enrol(ctx, c, "f0")
         ctx.live.merge(ctx.mongo, c, {"f0": {c.materials[0].material_id: entry(1, 50.0)}},
                        time.time() - 2 * PERSIST_S)  # fmt: skip
-    ctx.queue.empty()
+    ctx.queue.empty()  # type: ignore[no-untyped-call]  # rq
     assert flush.persist_rollups(limit=1) == 1  # one course...
     [job] = ctx.queue.get_jobs()  # ...and a follow-up for the next
     assert job.func_name == "workers.flush.persist_rollups"
@@ -584,3 +589,25 @@ def test_the_persister_takes_every_due_course_with_follow_up_jobs(
         doc = ctx.mongo.enrollments.find_one({"student_id": "f0", "course_id": c.course_id})
         assert doc is not None and doc["watched_seconds"] == 50.0
         assert ctx.buffer.hlen(CourseKeys(c.course_id).records) == 0
+
+
+COURSE3 = Course.model_validate({"course_id": "c3", "title": "C", "teacher_ids": [],
+                                 "modules": [{"module_id": "m", "title": "M", "materials": [
+                                     {"material_id": f"m{i}", "title": "T", "type": "video",
+                                      "duration": 100} for i in range(3)]}]})  # fmt: skip
+ENTRIES = st.dictionaries(
+    st.sampled_from(["m0", "m1", "m2", "gone"]),  # "gone": a material the course no longer has
+    st.builds(RollupEntry, st.integers(1, 9), st.floats(0, 100), st.floats(0, 100),
+              st.floats(0, 100).map(lambda p: round(p, 3)), st.booleans(),
+              st.one_of(st.none(), st.floats(0, 2e9))),
+)  # fmt: skip
+
+
+@given(entries=ENTRIES)
+def test_a_records_contribution_is_the_documents(entries: Entries) -> None:
+    """What a record adds to the delta is what the document the persister writes adds to the
+    aggregate (the domain's contribution of its encoded columns)."""
+    ids, data = rollup.encode(entries, COURSE3)
+    done = rollup.totals(entries, COURSE3).completed_materials
+    stored = rollup.contribution(done, rollup.columns({"rollup": data, "rollup_ids": ids}))
+    assert live_rollups.contribution_of_entries(entries, COURSE3) == stored

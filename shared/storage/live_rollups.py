@@ -161,12 +161,24 @@ class Record:
 
 
 def contribution_of_entries(entries: Entries, course: Course) -> Contribution:
-    """What an enrollment holding `entries` adds to its course's aggregate (the same as the
-    document the rollup write would make: shared/storage/rollup_store.py)."""
-    ids, data = rollup.encode(entries, course)
-    fields = {"rollup": data, "rollup_ids": ids,
-              "completed_count": rollup.totals(entries, course).completed_materials}  # fmt: skip
-    return rollup.contribution_of(fields)
+    """What an enrollment holding `entries` adds to its course's aggregate: the same as
+    `rollup.contribution_of` of the document the rollup write would make (its columns keep the
+    course's materials; an absent activity is NaN there, None here), without encoding it."""
+    done = 0
+    found: Contribution = {}
+    for m in course.materials:
+        e = entries.get(m.material_id)
+        if e is None:
+            continue
+        if e.last_watched is not None:
+            found[f"s:{m.material_id}"] = 1
+        if e.completed:
+            found[f"c:{m.material_id}"] = 1
+            done += 1
+        if milli := round(e.progress * rollup.MILLI):
+            found[f"p:{m.material_id}"] = milli
+    found[f"h:{done}"] = 1
+    return found
 
 
 def _classes(doc: dict[str, Any]) -> tuple[str, ...]:
