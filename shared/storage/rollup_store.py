@@ -381,15 +381,18 @@ def course_totals(
 def _overlaid(
     course: Course, rows: list[EnrollmentRollup], live: LiveRollups | None
 ) -> list[EnrollmentRollup]:
-    """`rows` with the totals of the students' live records."""
+    """`rows` with the totals of the students' live records (their small totals; the whole
+    records while some totals were computed for another version of the course)."""
     if live is None or not rows:
         return rows
-    records = live.records(course.course_id)
+    fresh = live.fresh(course)
+    if fresh is not None:
+        totals = {s: f.totals for s, f in fresh.items()}
+    else:
+        totals = {s: rollup.totals(r.entries, course)
+                  for s, r in live.records(course.course_id).items()}  # fmt: skip
     return [
-        EnrollmentRollup(r.student_id, rollup.totals(rec.entries, course), r.name)
-        if (rec := records.get(r.student_id)) is not None
-        else r
-        for r in rows
+        EnrollmentRollup(r.student_id, totals.get(r.student_id, r.totals), r.name) for r in rows
     ]
 
 
