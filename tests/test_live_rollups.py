@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from bson import Binary
@@ -27,7 +27,7 @@ from shared.ops.erasure import erase_progress
 from shared.ops.rollups import settle
 from shared.settings import Settings
 from shared.storage import aggregate_store, live_rollups, rollup_store
-from shared.storage.live_rollups import CourseKeys
+from shared.storage.live_rollups import CourseKeys, LiveRollups
 from tests.helpers import make_settings
 from workers import flush
 from workers.context import WorkerContext, build_context
@@ -611,3 +611,32 @@ def test_a_records_contribution_is_the_documents(entries: Entries) -> None:
     done = rollup.totals(entries, COURSE3).completed_materials
     stored = rollup.contribution(done, rollup.columns({"rollup": data, "rollup_ids": ids}))
     assert live_rollups.contribution_of_entries(entries, COURSE3) == stored
+
+
+def test_a_record_changed_under_a_merge_is_merged_again_and_the_others_land(
+    ctx: WorkerContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between a merge's read and its compare-and-set another worker changes one student's
+    record: that student is read and merged again, the others land at once, and the delta
+    counts each change once."""
+    course = new_course(ctx)
+    v0, v1, _ = (m.material_id for m in course.materials)
+    for s in ("r0", "r1", "r2"):
+        enrol(ctx, course, s)
+    live, other = ctx.live, LiveRollups(ctx.buffer, PERSIST_S)
+    live.merge(ctx.mongo, course, {s: {v0: entry(1, 10.0)} for s in ("r0", "r1", "r2")}, 0)
+    script, calls = live._cas, cast(list[dict[str, Any]], [])
+
+    def raced(**kwargs: Any) -> Any:
+        if not calls:  # another worker's flush of r1's other video lands first
+            other.merge(ctx.mongo, course, {"r1": {v1: entry(1, 85.0)}}, 0)
+        calls.append(kwargs)
+        return script(**kwargs)
+
+    monkeypatch.setattr(live, "_cas", raced)
+    live.merge(ctx.mongo, course, {s: {v0: entry(2, 40.0)} for s in ("r0", "r1", "r2")}, 0)
+    assert len(calls) == 3  # refused for r1 alone; r0 and r2 at once; then r1 again
+    model = {"r0": {v0: entry(2, 40.0)}, "r1": {v0: entry(2, 40.0), v1: entry(1, 85.0)},
+             "r2": {v0: entry(2, 40.0)}}  # fmt: skip
+    assert {s: r.entries for s, r in live.records(course.course_id).items()} == model
+    assert teacher_views.stats(ctx.mongo, course, live=live) == expected_stats(course, model)

@@ -67,32 +67,46 @@ READ_CHUNK = 500
 DOC_FIELDS = {"_id": 0, "student_id": 1, "rollup": 1, "rollup_ids": 1, "completed_count": 1,
               "agg_seq": 1, "rollup_rev": 1, "name": 1, "classes": 1}  # fmt: skip
 
-# KEYS: rec, tot, delta. ARGV: count, then per record: student, the value read ('' = none),
-# the new value ('' = delete), its totals ('' = none), n, then n pairs of delta key and change.
-# Returns the students whose record had changed since it was read (nothing done for them).
+# KEYS: rec, tot, delta. ARGV: n, then n x (student, the value read ('' = none), the new value
+# ('' = delete), its totals ('' = none)), then m, then m x (delta key, change): the sum of the
+# changes' moves. All or nothing: when some record changed since it was read, nothing is done
+# and those students are returned. A few commands a call (HMGET, HSET, HDEL, one HINCRBY per
+# delta key), not a few per record: it runs once per course per flush batch.
 CAS = """
+local n = tonumber(ARGV[1])
+local students = {}
+for j = 1, n do students[j] = ARGV[4 * j - 2] end
+local current = redis.call('HMGET', KEYS[1], unpack(students))
 local failed = {}
-local i = 2
-for _ = 1, tonumber(ARGV[1]) do
-  local student, expected, new, tot = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local n = tonumber(ARGV[i + 4])
-  if (redis.call('HGET', KEYS[1], student) or '') == expected then
-    if new == '' then redis.call('HDEL', KEYS[1], student)
-    else redis.call('HSET', KEYS[1], student, new) end
-    if tot == '' then redis.call('HDEL', KEYS[2], student)
-    else redis.call('HSET', KEYS[2], student, tot) end
-    for k = 1, n do
-      local name, change = ARGV[i + 3 + 2 * k], ARGV[i + 4 + 2 * k]
-      if redis.call('HINCRBY', KEYS[3], name, change) == 0 then
-        redis.call('HDEL', KEYS[3], name)
-      end
-    end
-  else
-    failed[#failed + 1] = student
-  end
-  i = i + 5 + 2 * n
+for j = 1, n do
+  if (current[j] or '') ~= ARGV[4 * j - 1] then failed[#failed + 1] = students[j] end
 end
-return failed
+if #failed > 0 then return failed end
+local sets = {{}, {}}
+local dels = {{}, {}}
+for j = 1, n do
+  for k = 1, 2 do
+    local value = ARGV[4 * j - 1 + k]
+    if value == '' then
+      dels[k][#dels[k] + 1] = students[j]
+    else
+      sets[k][#sets[k] + 1] = students[j]
+      sets[k][#sets[k] + 1] = value
+    end
+  end
+end
+for k = 1, 2 do
+  if #sets[k] > 0 then redis.call('HSET', KEYS[k], unpack(sets[k])) end
+  if #dels[k] > 0 then redis.call('HDEL', KEYS[k], unpack(dels[k])) end
+end
+local i = 4 * n + 2
+for k = 1, tonumber(ARGV[i]) do
+  local name, change = ARGV[i + 2 * k - 1], ARGV[i + 2 * k]
+  if redis.call('HINCRBY', KEYS[3], name, change) == 0 then
+    redis.call('HDEL', KEYS[3], name)
+  end
+end
+return {}
 """
 
 
@@ -335,24 +349,35 @@ class LiveRollups:
         self.settle(mongo, course, students, now=now)
 
     def _apply(self, course: Course, changes: list[_Change]) -> list[str]:
-        """Compare-and-set scripts for the changes (CAS_CHUNK a call, so that a large course
-        never holds Redis long); returns the students whose record had changed since it was
-        read."""
+        """The changes, by compare-and-set scripts of CAS_CHUNK records (so a large course never
+        holds Redis long); returns the students whose record had changed since it was read
+        (theirs are left out and the others applied)."""
         keys = CourseKeys(course.course_id)
         failed: list[str] = []
         for i in range(0, len(changes), CAS_CHUNK):
-            args: list[Any] = [len(changes[i : i + CAS_CHUNK])]
-            for c in changes[i : i + CAS_CHUNK]:
-                before = c.old.added if c.old is not None else {}
-                after = c.new.added if c.new is not None else {}
-                move = rollup.difference(after, before)
-                args += [c.student_id, c.expected or b"", c.new.encode() if c.new else "",
-                         _totals_value(c.new, course) if c.new else "", len(move)]  # fmt: skip
-                for name, n in sorted(move.items()):
-                    args += [name, n]
-            found = self._cas(keys=[keys.records, keys.totals, keys.delta], args=args)
-            failed += [_text(f) for f in found]
+            chunk = changes[i : i + CAS_CHUNK]
+            while chunk:
+                moved = set(map(_text, self._cas(keys=[keys.records, keys.totals, keys.delta],
+                                                 args=self._cas_args(course, chunk))))  # fmt: skip
+                if not moved:
+                    break
+                failed += sorted(moved)
+                chunk = [c for c in chunk if c.student_id not in moved]
         return failed
+
+    @staticmethod
+    def _cas_args(course: Course, chunk: list[_Change]) -> list[Any]:
+        args: list[Any] = [len(chunk)]
+        total: Contribution = {}
+        for c in chunk:
+            args += [c.student_id, c.expected or b"", c.new.encode() if c.new else "",
+                     _totals_value(c.new, course) if c.new else ""]  # fmt: skip
+            rollup.add(total, c.new.added if c.new is not None else {})
+            rollup.add(total, c.old.added if c.old is not None else {}, -1)
+        args.append(len(total))
+        for name, n in sorted(total.items()):
+            args += [name, n]
+        return args
 
     def due(self, now: float, limit: int = 100) -> list[str]:
         found = self.r.zrangebyscore(DUE, "-inf", now, start=0, num=limit)
