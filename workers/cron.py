@@ -9,7 +9,7 @@ from rq import cron
 
 from shared.settings import get_settings
 from workers.deliver import deliver_statements, deliver_webhooks
-from workers.flush import flush_pending, persist_rollups
+from workers.flush import flush_pending
 from workers.grades import deliver_grades
 from workers.maintenance import (
     delete_expired_tombstones,
@@ -26,13 +26,6 @@ cron.register(
     queue_name=_settings.queue_name,
     interval=_settings.flush_tick_s,
     job_timeout=300,
-    result_ttl=0,
-)
-cron.register(  # the enrollment rollups kept in Redis that are due for MongoDB
-    persist_rollups,
-    queue_name=_settings.queue_name,
-    interval=_settings.flush_tick_s,
-    job_timeout=600,
     result_ttl=0,
 )
 cron.register(

@@ -67,13 +67,20 @@ class FlushReport:
 
 
 def flush_pending(limit: int | None = None) -> dict[str, Any]:
-    """RQ job: flush one batch of due keys; enqueues a follow-up while more are due."""
+    """RQ job: flush one batch of due keys; enqueues a follow-up while more are due. Then
+    writes the enrollment rollups that are due (`persist_due`: in this job rather than one of
+    its own every tick, which cost more Redis commands than the records' own work)."""
     ctx = get_context()
     batch_size = limit or ctx.settings.flush_batch_size
     report = flush_batch(ctx, batch_size)
     if report.more_due:
         ctx.queue.enqueue(flush_pending, limit, job_timeout=300, result_ttl=0)
-    return report.__dict__
+    try:
+        persisted = persist_due(ctx)
+    except (Unavailable, redis.RedisError) as exc:  # the next tick's job tries again
+        log.warning("rollups not persisted now: %s", exc)
+        persisted = 0
+    return {**report.__dict__, "rollups_persisted": persisted}
 
 
 def flush_batch(ctx: WorkerContext, limit: int) -> FlushReport:
@@ -287,13 +294,20 @@ def roll_up(ctx: WorkerContext, writes: list[StateWrite], now: float) -> None:
             live.settle(ctx.mongo, course, incoming, now=now)
 
 
-def persist_rollups(limit: int = 100) -> int:
-    """RQ job (each flush tick): write the live records of the courses that are due to
-    MongoDB. Returns how many enrollment documents changed. A course that fails is logged and
-    tried again at the next tick when MongoDB or Redis was away, after ROLLUP_PERSIST_S for
+PERSIST_COURSES = 100  # courses a flush job (or a follow-up) persists
+
+
+def persist_rollups(limit: int = PERSIST_COURSES) -> int:
+    """RQ job: `persist_due`, enqueued by it when more courses were due than it took."""
+    return persist_due(get_context(), limit)
+
+
+def persist_due(ctx: WorkerContext, limit: int = PERSIST_COURSES) -> int:
+    """Write the live records of the courses that are due to MongoDB (each flush job, so each
+    flush tick). Returns how many enrollment documents changed. A course that fails is logged
+    and tried again at the next tick when MongoDB or Redis was away, after ROLLUP_PERSIST_S for
     any other fault (its records stay in Redis, nothing is lost; the other courses go on).
-    With `limit` courses due, a follow-up job takes the next ones."""
-    ctx = get_context()
+    With `limit` courses due, a `persist_rollups` job takes the next ones."""
     now = ctx.clock.time()
     catalog = ctx.catalog()
     live = ctx.live
