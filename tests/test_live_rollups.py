@@ -309,10 +309,8 @@ def _doc(ctx: WorkerContext, course: Course, s: str) -> dict[str, Any]:
     return doc
 
 
-# One student's odd enrollment document (a rollup MongoDB holds but cannot be decoded: what
-# rollup_store.plan_writes logs and skips) makes the merge raise for the whole course: the
-# other students' entries are not merged, and flush_batch does not catch ValueError (its keys
-# are neither released nor finished: every takeover fails the same way).
+# One student's odd enrollment document (a rollup MongoDB holds but cannot be decoded, which
+# rollup_store.plan_writes logs and skips) is left out alone: the others' entries are merged.
 def test_one_odd_document_does_not_stop_the_others_merge(ctx: WorkerContext) -> None:
     course = new_course(ctx)
     v0 = course.materials[0].material_id
@@ -357,10 +355,9 @@ def test_one_odd_document_does_not_stop_other_courses_persist(
     assert ctx.buffer.hlen(CourseKeys(good.course_id).records) == 0, "good course not persisted"
 
 
-# A record holding an entry of a material the course no longer has (course edited while the
-# student's record was live) never settles: MongoDB's rollup drops the material, so the
-# record is "not held" forever; every persist rewrites the document (rollup_rev + 1, an
-# aggregate commit) and the record stays in Redis forever.
+# A record holding an entry of a material the course no longer has (the course edited while
+# the record was live) settles: MongoDB's rollup keeps only the course's materials, so the
+# record compares them alone (it once stayed for good, each persist rewriting the document).
 def test_a_record_of_a_removed_material_settles(ctx: WorkerContext) -> None:
     course = new_course(ctx)
     v0, v1, v2 = (m.material_id for m in course.materials)
@@ -384,10 +381,8 @@ def test_a_record_of_a_removed_material_settles(ctx: WorkerContext) -> None:
 
 
 # A flush that read a new enrollment's document between set_enrollment's insert and its
-# rebuild (unfolded: h = {}) creates its record after the rebuild's settle (which had no
-# record to settle): the aggregate holds the rebuilt document AND delta holds the record's
-# whole contribution: the enrollment is counted twice in the stats until the next persist
-# (up to ROLLUP_PERSIST_S).
+# rebuild (not folded: h = {}) makes its record after the rebuild's settle, which had none to
+# settle: the record is settled again (it once counted the student twice, aggregate and delta).
 def test_a_flush_during_enrolment_does_not_count_the_student_twice(
     ctx: WorkerContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -414,9 +409,8 @@ def test_a_flush_during_enrolment_does_not_count_the_student_twice(
     assert stats == counted(ctx, course)
 
 
-# page_rollups reads the page's order from `tot`, then the chosen students' records in a
-# second read; a persist settling (deleting) a record in between drops that student from
-# the page, and the shorter page has no cursor: the matrix ends early.
+# A matrix page reads its order from `tot`, then the chosen students' records: one persisted
+# (and gone) in between is read from its document (it once fell off, and the paging ended).
 def test_a_persist_between_the_two_reads_of_a_matrix_page_drops_no_one(
     ctx: WorkerContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -443,9 +437,7 @@ def test_a_persist_between_the_two_reads_of_a_matrix_page_drops_no_one(
 
 
 # load-catalog (admin_ops.save_course with recalculate=True, the CLI's path) rebuilds the
-# enrollments but never settles the live records: their `h` is the old document's, their
-# `d` computed for the old course, so stats (aggregate + delta) differ from the count until
-# the course's next persist.
+# enrollments and settles the records on them: the stats stay equal to the count.
 def test_a_course_change_by_load_catalog_keeps_stats_equal_to_the_count(
     ctx: WorkerContext,
 ) -> None:
@@ -462,11 +454,8 @@ def test_a_course_change_by_load_catalog_keeps_stats_equal_to_the_count(
     assert stats == counted(ctx, smaller)
 
 
-# Re-enrolment: a flush that reads the unenrolment's fence (gone) after the re-enrolment's
-# rebuild read watch_progress and before its settle drops its entries ("not enrolled"),
-# though the document exists again: they never reach the enrollment's rollup (the document
-# is fresh and folded, so rebuild_missing never rebuilds it). The pre-change flush merged
-# them into the document, which existed.
+# A flush landing during a re-enrolment, after its rebuild read watch_progress and before its
+# settle, reaches the enrollment's rollup (an unenrolment's fence once dropped it for good).
 def test_a_flush_during_re_enrolment_is_not_lost(
     ctx: WorkerContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -487,9 +476,9 @@ def test_a_flush_during_re_enrolment_is_not_lost(
     assert v0 in rollup.entries_of(_doc(ctx, course, "a0"))
 
 
-# Class-scoped page: a flush that read the document before the roster released the student
-# from class C1 ($pull, then a settle that found no record) makes the record with the old
-# classes: C1's page lists a student C1's table and stats do not have (until a persist).
+# A flush that read the document before the roster released the student from class C1
+# ($pull, then a settle that found no record) makes its record with the old classes: it is
+# settled again, so C1's page lists whom C1's table lists.
 def test_a_class_page_lists_only_the_class_after_a_roster_release(
     ctx: WorkerContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -516,9 +505,8 @@ def test_a_class_page_lists_only_the_class_after_a_roster_release(
     assert [r.student_id for r in page] == table == ["a1"]
 
 
-# The same at the flush: with ROLLUP_PERSIST_S=0 (the old path) an odd document is logged
-# and the flush goes on; with the default, flush_batch raises ValueError for the whole batch
-# (every student's keys stay leased; each takeover fails the same way).
+# The same at the flush, in both modes: an odd document is logged and the flush goes on (with
+# the records it once raised for the whole batch, whose keys then stayed leased).
 @pytest.mark.parametrize("persist_s", [0.0, PERSIST_S])
 def test_a_flush_goes_on_past_one_odd_enrollment(
     redis_url: str, mongo_url: str, persist_s: float

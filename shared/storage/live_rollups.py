@@ -20,13 +20,15 @@ Redis Cluster too):
   plus this, one document and one hash;
 - `vp:live:due` (its own slot): course id -> when its records are due for MongoDB.
 
-Every change of a record is one compare-and-set script on the value read (`CAS`): the record,
-its totals and `delta` move together, so `delta` is always the sum of the records' `d`.
+Records change by one compare-and-set script per course and batch (`CAS`) on the values read:
+records, their totals and `delta` move together, so `delta` is always the sum of the records'
+`d`; a record changed meanwhile is left out, read and merged again.
 - The flush (`merge`) merges its entries into the records (a new record starts from the
   enrollment document; a student without one is not enrolled and gets none). Merging is a join,
   so a repeated or taken-over flush changes nothing.
-- The persister (`persist`, each flush tick, for courses due) writes the records' entries with
-  the MongoDB protocol of shared/storage/rollup_store.py (the aggregate exactly once), then
+- The persister (`persist`, from each flush job, for the courses due) writes the records'
+  entries with the MongoDB protocol of shared/storage/rollup_store.py (the aggregate exactly
+  once), then
   `settle`s them: each record takes the document's entries and contribution as `h`, and goes
   when MongoDB holds everything it had. A crash between the two leaves the written delta counted
   twice (in the aggregate and in `delta`) until the next tick repeats the persist, which writes
