@@ -37,6 +37,7 @@ from shared.storage.clients import (
 from shared.storage.durability import log_buffer_durability
 from shared.storage.ingest_store import AsyncHotStore
 from shared.storage.keys import KeySchema
+from shared.storage.live_rollups import LiveRollups
 from shared.storage.mongo_store import MongoStore
 from shared.tokens import TokenVerifier, ToolTrust
 
@@ -119,6 +120,7 @@ class AppContext:
     lti_grades: GradeTargets  # what learners' launches record to grade (AGS)
     lti_tokens: AsyncServiceTokens  # platforms' service tokens (AGS, NRPS), cached in RQ's Redis
     lti_frame_origins: FrameOrigins  # the platforms' frame_origins, for frame-ancestors
+    live: LiveRollups  # enrollment rollups not yet in MongoDB, read by the teacher views
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -172,6 +174,7 @@ class AppContext:
             lti_grades=GradeTargets(mongo.db),
             lti_tokens=AsyncServiceTokens(ServiceTokens(rq_redis, lti_keys, clock)),
             lti_frame_origins=FrameOrigins(lti_platforms, clock),
+            live=LiveRollups(sync_client, settings.rollup_persist_s),
         )
 
     async def start(self) -> None:

@@ -18,6 +18,7 @@ from shared.domain import analytics
 from shared.domain.catalog import Course
 from shared.errors import InvalidInput
 from shared.ops import teacher_views
+from shared.storage.live_rollups import LiveRollups
 from shared.storage.mongo_store import MongoStore
 
 router = APIRouter(tags=["teacher and admin"])
@@ -32,13 +33,16 @@ def _matrix_rows(
     limit: int | None,
     cursor: str | None,
     class_id: str | None,
+    live: LiveRollups,
 ) -> tuple[list[dict[str, Any]], list[teacher_views.MatrixRow], str | None]:
     """A page read by MongoDB when `limit` is given (one page of documents); else all rows,
     sorted here; one LMS class's with `class_id`. Raises ValueError for a bad cursor."""
     if limit is not None:
-        rows, next_cursor = teacher_views.matrix_page(mongo, course, sort, limit, cursor, class_id)
+        rows, next_cursor = teacher_views.matrix_page(
+            mongo, course, sort, limit, cursor, class_id, live
+        )
         return teacher_views.matrix_header(course), rows, next_cursor
-    materials, every = teacher_views.matrix(mongo, course, class_id)
+    materials, every = teacher_views.matrix(mongo, course, class_id, live)
     by_student = {r.row.student_id: r for r in every}
     chunk, next_cursor = analytics.page([r.row for r in every], sort, max(len(every), 1), cursor)
     return materials, [by_student[r.student_id] for r in chunk], next_cursor
@@ -71,7 +75,7 @@ async def progress_matrix(
         raise InvalidInput(str(exc), [{"field": "sort", "rule": "one_of"}]) from None
     try:
         materials, ordered, next_cursor = await run_in_threadpool(
-            _matrix_rows, ctx.mongo, course, sort, limit, cursor, principal.class_id
+            _matrix_rows, ctx.mongo, course, sort, limit, cursor, principal.class_id, ctx.live
         )
     except ValueError as exc:
         raise InvalidInput(str(exc), [{"field": "cursor", "rule": "invalid"}]) from None

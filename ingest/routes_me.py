@@ -64,7 +64,9 @@ async def my_courses(
 async def _student_courses(
     ctx: AppContext, service: ProgressService, principal: Principal
 ) -> list[StudentCourse]:
-    enrolled = await run_in_threadpool(rollup_store.student_activity, ctx.mongo, principal.user_id)
+    enrolled = await run_in_threadpool(
+        rollup_store.student_activity, ctx.mongo, principal.user_id, ctx.live
+    )
     found = []
     for course_id in sorted(enrolled):
         course = ctx.catalog.current.courses.get(course_id)
@@ -93,7 +95,9 @@ async def _summaries(
 ) -> list[TaughtCourse]:
     found = []
     for course in courses:
-        summary = await run_in_threadpool(teacher_views.summary, ctx.mongo, course, class_id)
+        summary = await run_in_threadpool(
+            teacher_views.summary, ctx.mongo, course, class_id, ctx.live
+        )
         found.append(TaughtCourse(course_id=course.course_id, title=course.title, **summary))
     return found
 

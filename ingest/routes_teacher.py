@@ -99,6 +99,7 @@ async def class_progress(
                 limit,
                 cursor,
                 principal.class_id,
+                ctx.live,
             )
         except ValueError as exc:
             raise InvalidInput(str(exc), [{"field": "cursor", "rule": "invalid"}]) from None
@@ -110,6 +111,7 @@ async def class_progress(
         inactive_since(ctx.clock.time(), inactive_days),
         q,
         principal.class_id,
+        ctx.live,
     )
     if wants_csv:
         ordered, _ = analytics.page(rows, sort, max(len(rows), 1), None)
@@ -155,7 +157,9 @@ async def course_stats(
     principal: TeacherOrAdmin, _reads: Reads, course: TaughtCourseDep, ctx: Ctx
 ) -> dict[str, Any]:
     """Enrolled, average progress, completion rate, and per material started/completed."""
-    return await run_in_threadpool(teacher_views.stats, ctx.mongo, course, principal.class_id)
+    return await run_in_threadpool(
+        teacher_views.stats, ctx.mongo, course, principal.class_id, ctx.live
+    )
 
 
 @router.get("/api/teacher/materials/{material_id}/retention", response_model=Retention)

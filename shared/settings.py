@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     # that the lag bound above holds.
     flush_tick_s: int = Field(5, ge=1)
     flush_batch_size: int = Field(500, ge=1)
+    # How long an enrollment's rollup may live only in Redis (shared/storage/live_rollups.py)
+    # before it is written to MongoDB: teacher views read Redis beside MongoDB, so they lag
+    # ingest by one flush interval whatever this is. 0: written by every flush (two documents
+    # per flush of a key instead of about one).
+    rollup_persist_s: float = Field(600.0, ge=0)
     # A claimed batch not finished within this time is taken over by another worker.
     claim_lease_s: float = Field(60.0, gt=0)
     # Unflushed-buffer bounds; past them ingest answers 503 instead of exhausting Redis. Each

@@ -81,6 +81,10 @@ def make_settings(redis_url: str, mongo_url: str, **overrides: Any) -> Settings:
         # (rightly) credit almost nothing: it is off here, and on, with a moved clock, in
         # tests/test_verified_watching.py.
         "max_playback_rate": 0.0,
+        # In-process tests read the enrollment documents right after a flush: each flush
+        # writes them (records left in Redis are settled). The persister's path, the default,
+        # is the system stack's (tests/stack.py) and tests/test_live_rollups.py's.
+        "rollup_persist_s": 0.0,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)

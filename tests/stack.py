@@ -50,6 +50,9 @@ from tests.helpers import (
 from tests.helpers import bearer as _bearer
 
 FLUSH_INTERVAL_S = 3  # heartbeats sent within ~2 s of each other share one MongoDB write
+# Enrollment rollups live in Redis this long before the persister writes them (production:
+# 600 s); the teacher views read Redis beside MongoDB either way.
+ROLLUP_PERSIST_S = 2
 CLAIM_LEASE_S = 3
 
 
@@ -144,6 +147,7 @@ def running_stack(
         JWT_SECRET=SECRET,
         FLUSH_INTERVAL_S=str(FLUSH_INTERVAL_S),
         FLUSH_TICK_S="1",
+        ROLLUP_PERSIST_S=str(ROLLUP_PERSIST_S),
         CLAIM_LEASE_S=str(CLAIM_LEASE_S),
         MONGO_TIMEOUT_MS="1500",
         PORT=str(port),

@@ -27,7 +27,11 @@ def record_completions(items: list[list[Any]]) -> int:
         if course is None:
             log.error("completion for unknown course %s skipped", course_id)
             continue
-        progress = ctx.mongo.record_completion(student_id, course_id, list(material_ids), course)
+        progress = ctx.live.completed_progress(course, student_id, list(material_ids))
+        if progress is None:  # not in a live record (ROLLUP_PERSIST_S=0, or persisted since)
+            progress = ctx.mongo.record_completion(
+                student_id, course_id, list(material_ids), course
+            )
         announce_completions(ctx, student_id, course, list(material_ids), progress)
         updated += 1
     return updated

@@ -22,6 +22,7 @@ from shared.settings import Settings, get_settings
 from shared.storage.clients import Buffer, buffer_client, rq_client
 from shared.storage.flush_store import HotStore
 from shared.storage.keys import CATALOG_VERSION, KeySchema
+from shared.storage.live_rollups import LiveRollups
 from shared.storage.mongo_store import MongoStore
 
 
@@ -38,6 +39,11 @@ class WorkerContext:
     _catalog: Catalog = field(default_factory=lambda: Catalog([]))
     _lti_keys: ToolKeys | None = None
     _lti_http: httpx.Client | None = None
+
+    @property
+    def live(self) -> LiveRollups:
+        """The enrollment rollups kept in Redis (shared/storage/live_rollups.py)."""
+        return LiveRollups(self.buffer, self.settings.rollup_persist_s)
 
     @property
     def lti_grades(self) -> GradeTargets:

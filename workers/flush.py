@@ -26,12 +26,14 @@ import redis
 from rq import Retry
 
 from shared.domain.progress import WatchState, fold_into
+from shared.domain.rollup import Entries
 from shared.errors import Unavailable
-from shared.ops.rollups import record_flushed
+from shared.ops.rollups import entry_of, record_flushed
 from shared.settings import Settings
 from shared.storage.flush_store import Fold, HotEntry
 from shared.storage.keys import STATS, ProgressKey
 from shared.storage.mongo_store import StateWrite, StoredState
+from shared.storage.rollup_store import entries_of_writes
 from shared.storage.scripts import NODE_DOWN
 from shared.storage.set_aside import UNREADABLE, SetAside, describe, quarantine
 from shared.storage.stats import record_flush
@@ -65,13 +67,20 @@ class FlushReport:
 
 
 def flush_pending(limit: int | None = None) -> dict[str, Any]:
-    """RQ job: flush one batch of due keys; enqueues a follow-up while more are due."""
+    """RQ job: flush one batch of due keys; enqueues a follow-up while more are due. Then
+    writes the enrollment rollups that are due (`persist_due`: in this job rather than one of
+    its own every tick, which cost more Redis commands than the records' own work)."""
     ctx = get_context()
     batch_size = limit or ctx.settings.flush_batch_size
     report = flush_batch(ctx, batch_size)
     if report.more_due:
         ctx.queue.enqueue(flush_pending, limit, job_timeout=300, result_ttl=0)
-    return report.__dict__
+    try:
+        persisted = persist_due(ctx)
+    except (Unavailable, redis.RedisError) as exc:  # the next tick's job tries again
+        log.warning("rollups not persisted now: %s", exc)
+        persisted = 0
+    return {**report.__dict__, "rollups_persisted": persisted}
 
 
 def flush_batch(ctx: WorkerContext, limit: int) -> FlushReport:
@@ -259,7 +268,68 @@ def _write(ctx: WorkerContext, batch: _Batch, now: float, report: FlushReport) -
     batch.poisoned.update(refused)
     report.written = len(batch.writes)
     # Stale writes are rolled up too: a flush taken over after its MongoDB write needs them.
-    record_flushed(ctx.mongo, ctx.catalog(), batch.writes.values())
+    roll_up(ctx, list(batch.writes.values()), now)
+
+
+def roll_up(ctx: WorkerContext, writes: list[StateWrite], now: float) -> None:
+    """The written states into their enrollments' rollups: into the live records in Redis
+    (written to MongoDB by `persist_rollups` every ROLLUP_PERSIST_S), or with
+    ROLLUP_PERSIST_S=0 straight into MongoDB, the records left by an earlier setting settled.
+    Raises Unavailable (the flush then gives its keys back)."""
+    catalog = ctx.catalog()
+    grouped = entries_of_writes((w.student_id, w.course_id, w.material_id, entry_of(w))
+                                for w in writes)  # fmt: skip
+    by_course: dict[str, dict[str, Entries]] = {}
+    for (student_id, course_id), entries in grouped.items():
+        by_course.setdefault(course_id, {})[student_id] = entries
+    live = ctx.live
+    for course_id, incoming in sorted(by_course.items()):
+        course = catalog.courses.get(course_id)
+        if course is None:
+            continue
+        if ctx.settings.rollup_persist_s > 0:
+            live.merge(ctx.mongo, course, incoming, now)
+        else:
+            record_flushed(ctx.mongo, catalog, [w for w in writes if w.course_id == course_id])
+            live.settle(ctx.mongo, course, incoming, now=now)
+
+
+PERSIST_COURSES = 100  # courses a flush job (or a follow-up) persists
+
+
+def persist_rollups(limit: int = PERSIST_COURSES) -> int:
+    """RQ job: `persist_due`, enqueued by it when more courses were due than it took."""
+    return persist_due(get_context(), limit)
+
+
+def persist_due(ctx: WorkerContext, limit: int = PERSIST_COURSES) -> int:
+    """Write the live records of the courses that are due to MongoDB (each flush job, so each
+    flush tick). Returns how many enrollment documents changed. A course that fails is logged
+    and tried again at the next tick when MongoDB or Redis was away, after ROLLUP_PERSIST_S for
+    any other fault (its records stay in Redis, nothing is lost; the other courses go on).
+    With `limit` courses due, a `persist_rollups` job takes the next ones."""
+    now = ctx.clock.time()
+    catalog = ctx.catalog()
+    live = ctx.live
+    written = 0
+    due = live.due(now, limit)
+    away = False
+    for course_id in due:
+        course = catalog.courses.get(course_id)
+        try:
+            if course is None:
+                live.forget(course_id, now)
+            else:
+                written += live.persist(ctx.mongo, course, now)
+        except (Unavailable, redis.RedisError) as exc:
+            log.warning("rollups of course %s not persisted now: %s", course_id, exc)
+            away = True
+        except Exception:
+            log.exception("rollups of course %s not persisted; tried again later", course_id)
+            live.postpone(course_id, now)
+    if len(due) == limit and not away:
+        ctx.queue.enqueue(persist_rollups, limit, job_timeout=600, result_ttl=0)
+    return written
 
 
 def _finish(ctx: WorkerContext, batch: _Batch, now: float, report: FlushReport) -> None:

@@ -62,8 +62,8 @@ def _reconcile(
     if enrollment is None or course is None:
         return 0
     absent = sorted(set(material_ids) - completed_ids(enrollment))
-    if not absent:
-        return 0
+    if not absent or ctx.live.completed_progress(course, student_id, absent) is not None:
+        return 0  # nothing missing, or the live record holds it for the persister to write
     progress = ctx.mongo.record_completion(student_id, course_id, absent, course)
     announce_completions(ctx, student_id, course, absent, progress)
     return 1
@@ -83,7 +83,9 @@ def recalculate_course(course_id: str) -> int:
     many rollups changed."""
     ctx = get_context()
     course = ctx.catalog().courses.get(course_id)
-    return 0 if course is None else admin_ops.recalculate_course(ctx.mongo, course)
+    if course is None:
+        return 0
+    return admin_ops.recalculate_course(ctx.mongo, ctx.buffer, course)
 
 
 def rebuild_rollups() -> int:
@@ -91,7 +93,7 @@ def rebuild_rollups() -> int:
     or were computed for another version of their course. Idempotent; safe beside flushes.
     Returns how many enrollments changed. Also `videoprogress rebuild-rollups`."""
     ctx = get_context()
-    return rebuild_missing(ctx.mongo, ctx.catalog())
+    return rebuild_missing(ctx.mongo, ctx.catalog(), ctx.buffer)
 
 
 def delete_expired_tombstones() -> int:

@@ -41,6 +41,7 @@ from shared.settings import Settings
 from shared.storage import set_aside
 from shared.storage.clients import buffer_client
 from shared.storage.keys import KeySchema, ProgressKey
+from shared.storage.live_rollups import LiveRollups
 from shared.storage.mongo_store import MongoStore
 from shared.tokens import mint_token
 
@@ -249,7 +250,8 @@ def class_csv(
     course = next((c for c in mongo.all_courses() if c.course_id == course_id), None)
     if course is None:
         raise typer.BadParameter(f"unknown course {course_id}")
-    rows = teacher_views.class_table(mongo, course)
+    live = LiveRollups(buffer_client(settings), settings.rollup_persist_s)
+    rows = teacher_views.class_table(mongo, course, live=live)
     ordered, _ = analytics.page(rows, sort, max(len(rows), 1), None)
     with output.open("w", newline="") if output else nullcontext(sys.stdout) as out:
         out.writelines(teacher_views.csv_lines(ordered))
@@ -258,14 +260,23 @@ def class_csv(
 
 
 @app.command("rebuild-rollups")
-def rebuild_rollups() -> None:
+def rebuild_rollups(
+    every: Annotated[
+        bool, typer.Option("--all", help="every enrollment (after the buffer lost its data)")
+    ] = False,
+) -> None:
     """Build the enrollment rollups the teacher views read, from watch_progress, for
-    enrollments that have none (data stored before rollups existed) or whose course changed.
-    Idempotent; safe while workers run (the maintenance job does the same every 10 minutes)."""
+    enrollments that have none (data stored before rollups existed) or whose course changed,
+    or with --all for every enrollment. Idempotent; safe while workers run (the maintenance
+    job does the former every 10 minutes)."""
     settings = Settings()
     mongo = MongoStore(settings.mongo_url, settings.mongo_timeout_ms)
     catalog = Catalog(mongo.all_courses())
-    changed = rollups.rebuild_missing(mongo, catalog)
+    buffer = buffer_client(settings)
+    if every:
+        changed = rollups.rebuild_all(mongo, catalog, buffer)
+    else:
+        changed = rollups.rebuild_missing(mongo, catalog, buffer)
     console.print(f"rebuilt {changed} enrollment rollups")
 
 

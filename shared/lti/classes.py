@@ -29,6 +29,7 @@ from pymongo.database import Database
 from shared.lti.launch import CONTEXT
 from shared.lti.registry import service_url
 from shared.ops import admin_ops
+from shared.ops.rollups import settle
 from shared.storage.clients import Buffer
 from shared.storage.keys import KeySchema
 from shared.storage.mongo_store import MongoStore, enrollment_id, unavailable_on_outage
@@ -233,7 +234,7 @@ class ClassStore:
         self._activate(context.class_id, course_id, kept)
         late = self._erased_since([m.user_id for m in kept], now)
         for user_id in late:
-            forget_member(self.mongo, user_id)
+            forget_member(self.mongo, self.redis, user_id)
         gone = self._deactivate_absent(context.class_id, set(listed), now)
         self._release(context.class_id, set(listed))
         return len(kept) - len(late), len(gone)
@@ -314,6 +315,12 @@ class ClassStore:
         ]
         for i in range(0, len(ops), 1000):
             self.mongo.enrollments.bulk_write(ops[i : i + 1000], ordered=False)
+        self._settle(course_id, [m.user_id for m in stale])
+
+    def _settle(self, course_id: str, students: list[str]) -> None:
+        """Live rollup records (the class pages' rows in Redis) take the new class and name."""
+        if students and (course := self.mongo.course(course_id)) is not None:
+            settle(self.redis, self.mongo, course, students)
 
     def _deactivate_absent(self, class_id: str, listed: set[str], now: float) -> list[str]:
         active = self.members.find({"class_id": class_id, "active": True}, {"user_id": 1})
@@ -343,6 +350,8 @@ class ClassStore:
                 admin_ops.set_enrollment(
                     self.mongo, self.redis, self.schema, user_id, course_id, False
                 )
+            else:
+                self._settle(course_id, [user_id])
 
 
 def memberships(mongo: MongoStore, user_id: str) -> list[dict[str, Any]]:
@@ -357,10 +366,14 @@ def memberships(mongo: MongoStore, user_id: str) -> list[dict[str, Any]]:
     return sorted(found, key=lambda d: str(d["class_id"]))
 
 
-def forget_member(mongo: MongoStore, user_id: str) -> int:
+def forget_member(mongo: MongoStore, r: Buffer, user_id: str) -> int:
     """Erase a user's member entries (the identity mapping and the names) and the names on
-    their enrollments. Returns how many entries went. Idempotent. (Their classes stay on their
-    enrollments while the LMS lists them; a roster sync takes a class off when it no longer
-    does, from the enrollments: see `ClassStore.sync`.)"""
+    their enrollments and in their live rollup records (`r`, the buffer). Returns how many
+    entries went. Idempotent. (Their classes stay on their enrollments while the LMS lists
+    them; a roster sync takes a class off when it no longer does, from the enrollments: see
+    `ClassStore.sync`.)"""
     mongo.enrollments.update_many({"student_id": user_id}, {"$unset": {"name": ""}})
+    for course_id in mongo.enrolled_courses(user_id):
+        if (course := mongo.course(course_id)) is not None:
+            settle(r, mongo, course, [user_id])
     return int(mongo.db[MEMBERS].delete_many({"user_id": user_id}).deleted_count)

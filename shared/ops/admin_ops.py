@@ -4,6 +4,7 @@ reads. Used by the admin routes (in a thread) and the CLI."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.domain.catalog import Catalog, Course, CourseBody, Identifier, PrintableId
 from shared.errors import InvalidInput, Unavailable
+from shared.ops.rollups import settle
 from shared.storage import rollup_store
 from shared.storage.clients import Buffer
 from shared.storage.keys import (
@@ -20,6 +22,7 @@ from shared.storage.keys import (
     ENROLLMENT_LOADED,
     KeySchema,
 )
+from shared.storage.live_rollups import LiveRollups
 from shared.storage.mongo_store import MongoStore
 from shared.storage.scripts import SCRIPTS, as_text
 
@@ -52,17 +55,20 @@ def save_course(mongo: MongoStore, r: Buffer, course: Course, recalculate: bool 
     created = mongo.put_course(course)
     publish_catalog(mongo, r)
     if not created and recalculate:
-        recalculate_course(mongo, course)
+        recalculate_course(mongo, r, course)
     return created
 
 
-def recalculate_course(mongo: MongoStore, course: Course) -> int:
+def recalculate_course(mongo: MongoStore, r: Buffer, course: Course) -> int:
     """After a course changed: each enrollment's progress from its completions and the rollups'
     totals for the new list of materials (every enrollment of the course: for a large class, a
-    job's work, not a request's). Readers meanwhile recompute stale totals from the entries.
-    Idempotent. Returns how many rollups changed."""
+    job's work, not a request's), and the live rollup records in the buffer `r` settled on the
+    documents. Readers meanwhile recompute stale totals from the entries. Idempotent. Returns
+    how many rollups changed."""
     mongo.recalculate_course(course)
-    return rollup_store.rebuild_missing(mongo, [course])
+    changed = rollup_store.rebuild_missing(mongo, [course])
+    LiveRollups(r).settle_course(mongo, course, time.time())
+    return changed
 
 
 def mirror_enrollments(
@@ -105,9 +111,12 @@ def set_enrollment(
     )
     r.incr(schema.enrollments_version_key(student_id))
     mirror_enrollments(mongo, r, schema, student_id)
-    if enrolled and changed and (course := mongo.course(course_id)) is not None:
+    course = mongo.course(course_id) if changed else None
+    if enrolled and course is not None:
         # Progress stored before an earlier unenrollment counts again, as in the course view.
         rollup_store.rebuild(mongo, course, [student_id])
+    if course is not None:
+        settle(r, mongo, course, [student_id])
     return changed
 
 
@@ -139,6 +148,7 @@ def enroll_many(
             mirror(keys=keys, args=[versions[s], ENROLLMENT_LOADED, *courses[s]])
     if new and (course := mongo.course(course_id)) is not None:
         rollup_store.rebuild(mongo, course, new)
+        settle(r, mongo, course, new)
     return new
 
 

@@ -60,7 +60,7 @@ from shared.integrations import sessions
 from shared.integrations.outbox import GRADE, WEBHOOK, XAPI, Outbox, set_tombstones
 from shared.lti.classes import forget_member
 from shared.lti.grades import GradeTargets
-from shared.ops.rollups import rebuild_student
+from shared.ops.rollups import rebuild_student, settle
 from shared.storage.clients import Buffer
 from shared.storage.flush_store import HotStore
 from shared.storage.keys import KeySchema
@@ -125,11 +125,11 @@ def erase_progress(
     set_tombstones(outboxes, student_id, tombstones, tombstone_ttl_s)
     erased_at = time.time() if now is None else now
     mongo.erase_states(student_id, tombstones, erased_at)
-    _forget_completions(mongo, catalog, report)
+    _forget_completions(mongo, r, catalog, report)
     erase_from_outboxes(outboxes, report, tombstones)
     if material_id is None:  # the person, not one material: their LMS identity goes too
         r.set(schema.person_erased(student_id), erased_at, ex=tombstone_ttl_s)  # first: step 6
-        report.lti_members = forget_member(mongo, student_id)
+        report.lti_members = forget_member(mongo, r, student_id)
     _erase_grade_targets(mongo, report)
     return report
 
@@ -152,8 +152,12 @@ def _erase_grade_targets(mongo: MongoStore, report: ErasureReport) -> None:
     report.grade_targets = targets.erase(report.student_id, report.material_id)
 
 
-def _forget_completions(mongo: MongoStore, catalog: Catalog, report: ErasureReport) -> None:
-    """Step 4: the enrollments forget the erased completions; their rollups are rebuilt."""
+def _forget_completions(
+    mongo: MongoStore, r: Buffer, catalog: Catalog, report: ErasureReport
+) -> None:
+    """Step 4: the enrollments forget the erased completions; their rollups are rebuilt, and
+    their live records in Redis take the tombstones too (a flush in flight that made a record
+    from the document read before settles it again: shared/storage/live_rollups.py)."""
     student_id, material_id = report.student_id, report.material_id
     if material_id is None:
         courses = [
@@ -166,6 +170,8 @@ def _forget_completions(mongo: MongoStore, catalog: Catalog, report: ErasureRepo
         forget = {material_id}
     report.enrollments = sum(mongo.forget_completions(student_id, forget, c) for c in courses)
     rebuild_student(mongo, courses, student_id)  # the tombstones' versions win in the rollups
+    for course in courses:
+        settle(r, mongo, course, [student_id])
 
 
 def erase_from_outboxes(r: redis.Redis, report: ErasureReport, tombstones: dict[str, int]) -> None:

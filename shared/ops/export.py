@@ -21,6 +21,7 @@ from typing import Any
 
 import redis
 
+from shared.domain import rollup
 from shared.domain.catalog import Catalog, MaterialRef
 from shared.domain.progress import Heartbeat, WatchState, fold
 from shared.integrations.outbox import OUTBOXES, XAPI, Outbox
@@ -32,6 +33,7 @@ from shared.storage import rollup_store
 from shared.storage.clients import Buffer
 from shared.storage.flush_store import HotEntry, HotStore
 from shared.storage.keys import KeySchema, ProgressKey
+from shared.storage.live_rollups import LiveRollups
 from shared.storage.mongo_store import MongoStore, _unavailable_on_outage
 from shared.storage.set_aside import describe
 
@@ -44,6 +46,21 @@ def _iso(ts: Any) -> Any:
         return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
     except (TypeError, ValueError, OverflowError, OSError):
         return ts
+
+
+def _with_live_totals(
+    r: Buffer, catalog: Catalog, student_id: str, doc: dict[str, Any]
+) -> dict[str, Any]:
+    """The enrollment's totals and completions as its live rollup record says, when it has
+    one not yet written to MongoDB (shared/storage/live_rollups.py)."""
+    course = catalog.courses.get(doc.get("course_id", ""))
+    if course is None:
+        return doc
+    record = LiveRollups(r).records(course.course_id, [student_id]).get(student_id)
+    if record is None:
+        return doc
+    totals = rollup.totals(record.entries, course).as_fields()
+    return {**doc, **totals, **rollup_store.completion_fields(record.entries, course)}
 
 
 def _json_safe(value: Any) -> Any:
@@ -205,15 +222,15 @@ def student_export(
     LTI scores) and the student's LTI grade targets (the line items they are graded on and the
     score last sent to each).
     Raises `Unavailable` (a 503) while MongoDB is down: an export must be complete."""
+    fields = {"_id": 0, **rollup_store.INTERNAL_FIELDS}
+    docs = list(mongo.enrollments.find({"student_id": student_id}, fields))
     enrollments = [
         {
             **doc,
             "updated_at": _iso(doc.get("updated_at")),
             "last_active": _iso(doc.get("last_active")),
         }
-        for doc in mongo.enrollments.find(
-            {"student_id": student_id}, {"_id": 0, **rollup_store.INTERNAL_FIELDS}
-        )
+        for doc in (_with_live_totals(r, catalog, student_id, d) for d in docs)
     ]
     materials = [
         _exported(m, student_id)

@@ -5,12 +5,15 @@ course aggregates (`videoprogress rebuild-rollups`, and the maintenance job)."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 
 from shared.domain.catalog import Catalog, Course
 from shared.domain.rollup import RollupEntry
 from shared.errors import Unavailable
 from shared.storage import aggregate_store, rollup_store
+from shared.storage.clients import Buffer
+from shared.storage.live_rollups import LiveRollups
 from shared.storage.mongo_store import MongoStore, StateWrite
 
 log = logging.getLogger(__name__)
@@ -44,13 +47,34 @@ def rebuild_student(mongo: MongoStore, courses: Iterable[Course], student_id: st
     return sum(rollup_store.rebuild(mongo, course, [student_id]) for course in courses)
 
 
-def rebuild_missing(mongo: MongoStore, catalog: Catalog) -> int:
+def settle(r: Buffer, mongo: MongoStore, course: Course, students: Iterable[str]) -> None:
+    """After a write of enrollment documents other than the persister's: the students' live
+    records take what the documents now hold (shared/storage/live_rollups.py). Raises
+    Unavailable."""
+    LiveRollups(r).settle(mongo, course, students, now=time.time())
+
+
+def rebuild_all(mongo: MongoStore, catalog: Catalog, r: Buffer) -> int:
+    """Rebuild every enrollment's rollup from watch_progress and settle its live record (after
+    the buffer lost rollup records MongoDB did not hold yet). Returns how many changed."""
+    changed = 0
+    for course in catalog.courses.values():
+        changed += rollup_store.rebuild(mongo, course)
+        LiveRollups(r).settle_course(mongo, course, time.time())
+    return changed
+
+
+def rebuild_missing(mongo: MongoStore, catalog: Catalog, r: Buffer | None = None) -> int:
     """Rebuild every enrollment whose rollup is missing, made for another version of its
     course or not folded into the course's aggregate, then recount every course's aggregate
     from scratch (a difference is logged: it means a write bypassed the aggregates; a course
     whose flushes kept winning the compare-and-set is left to the next run). Returns how many
     enrollments changed. Idempotent; safe while workers flush."""
     changed = rollup_store.rebuild_missing(mongo, catalog.courses.values())
+    if r is not None:  # the records of rebuilt enrollments (and any drift) follow the documents
+        live = LiveRollups(r)
+        for course in catalog.courses.values():
+            live.settle_course(mongo, course, time.time())
     for course_id in catalog.courses:
         try:
             if aggregate_store.recount(mongo, course_id):

@@ -20,16 +20,19 @@ from shared.domain.course import percentage
 from shared.domain.rollup import COMPLETED, LAST, PROGRESS, Columns, Contribution, RollupTotals
 from shared.ops.safe_csv import SafeWriter
 from shared.storage import rollup_store
+from shared.storage.live_rollups import LiveRollups
 from shared.storage.mongo_store import MongoStore
 
 CSV_FIELDS = list(ClassRow.model_fields)  # the API's row, in its order
 
 
-def class_table(mongo: MongoStore, course: Course, class_id: str | None = None) -> list[ClassRow]:
+def class_table(
+    mongo: MongoStore, course: Course, class_id: str | None = None, live: LiveRollups | None = None
+) -> list[ClassRow]:
     """One row per enrolled student (of one LMS class with `class_id`), from the enrollments'
-    rollups (one indexed find)."""
+    rollups (one indexed find) and their live records."""
     total = len(course.materials)
-    found = rollup_store.course_totals(mongo, course, class_id)
+    found = rollup_store.course_totals(mongo, course, class_id, live)
     return [_row(r.student_id, r.totals, total, r.name) for r in found]
 
 
@@ -39,17 +42,18 @@ def filtered_table(
     inactive_before: float | None,
     q: str | None,
     class_id: str | None = None,
+    live: LiveRollups | None = None,
 ) -> list[ClassRow]:
     """The class table narrowed to students inactive since `inactive_before` (or never active)
     and whose id or name contains `q`; MongoDB does the inactivity filter, so only those are
     read."""
     found = (
-        rollup_store.inactive_totals(mongo, course, inactive_before, class_id)
+        rollup_store.inactive_totals(mongo, course, inactive_before, class_id, live)
         if inactive_before is not None
         else None
     )
     if found is None:
-        rows = class_table(mongo, course, class_id)
+        rows = class_table(mongo, course, class_id, live)
     else:
         rows = [_row(r.student_id, r.totals, len(course.materials), r.name) for r in found]
     return analytics.keep_rows(rows, inactive_before, q)
@@ -62,16 +66,17 @@ def class_page(
     limit: int,
     cursor: str | None,
     class_id: str | None = None,
+    live: LiveRollups | None = None,
 ) -> tuple[list[ClassRow], str | None]:
     """One page of the class table, sorted and cut by MongoDB (one page of documents read);
     the same rows and cursors as sorting the whole table (`analytics.page`), which it falls back
     to while some enrollment's totals are stale. Raises ValueError for a bad sort or cursor."""
     field, descending, db_after = _db_position(course, sort, cursor)
     found = rollup_store.page_totals(
-        mongo, course, field, descending, limit + 1, db_after, class_id
+        mongo, course, field, descending, limit + 1, db_after, class_id, live
     )
     if found is None:
-        return analytics.page(class_table(mongo, course, class_id), sort, limit, cursor)
+        return analytics.page(class_table(mongo, course, class_id, live), sort, limit, cursor)
     total = len(course.materials)
     return _cut([_row(r.student_id, r.totals, total, r.name) for r in found], sort, limit)
 
@@ -131,14 +136,16 @@ def _chunked(buffer: io.StringIO, writes: Iterator[Any]) -> Iterator[str]:
     yield buffer.getvalue()
 
 
-def stats(mongo: MongoStore, course: Course, class_id: str | None = None) -> dict[str, Any]:
+def stats(
+    mongo: MongoStore, course: Course, class_id: str | None = None, live: LiveRollups | None = None
+) -> dict[str, Any]:
     """Course stats from the course's aggregate (one document read), or, while some enrollment
     is stale or not folded into it, counted from every enrollment's rollup: the same numbers,
     and the same as the class table's and the students' course views. One LMS class's
     (`class_id`) are counted from its members' rollups (one find over the class)."""
-    sums = None if class_id else rollup_store.course_sums(mongo, course)
+    sums = None if class_id else rollup_store.course_sums(mongo, course, live)
     if sums is None:
-        sums = class_sums(rollup_store.course_rollups(mongo, course, class_id), course)
+        sums = class_sums(rollup_store.course_rollups(mongo, course, class_id, live), course)
     ids = [m.material_id for m in course.materials]
     return {"course_id": course.course_id, **course_stats(sums, ids)}
 
@@ -162,19 +169,23 @@ def _row(
                      t.unverified_seconds, t.last_active, name)  # fmt: skip
 
 
-def summary(mongo: MongoStore, course: Course, class_id: str | None = None) -> dict[str, Any]:
+def summary(
+    mongo: MongoStore, course: Course, class_id: str | None = None, live: LiveRollups | None = None
+) -> dict[str, Any]:
     """{enrolled, average_progress, completion_rate}, the same numbers as the stats route, from
-    one `$group` of the rollups by completed count (all rows while some are stale); one LMS
-    class's (`class_id`) from its rows (one find over the class, as its stats)."""
+    the course's aggregate (its students by completed count) and the live records (all rows
+    while some are stale); one LMS class's (`class_id`) from its rows (one find over the
+    class, as its stats)."""
     total = len(course.materials)
-    histogram = None if class_id else rollup_store.completed_histogram(mongo, course)
-    if histogram is None:
+    sums = None if class_id else rollup_store.course_sums(mongo, course, live)
+    if sums is None:
         return analytics.class_summary(
-            Counter(r.progress_percentage for r in class_table(mongo, course, class_id))
+            Counter(r.progress_percentage for r in class_table(mongo, course, class_id, live))
         )
     students_at: Counter[float] = Counter()
-    for count, n in histogram.items():
-        students_at[percentage(count, total)] += n
+    for key, n in sums.items():
+        if key.startswith("h:"):
+            students_at[percentage(int(key[2:]), total)] += n
     return analytics.class_summary(students_at)
 
 
@@ -225,12 +236,12 @@ class MatrixRow:
 
 
 def matrix(
-    mongo: MongoStore, course: Course, class_id: str | None = None
+    mongo: MongoStore, course: Course, class_id: str | None = None, live: LiveRollups | None = None
 ) -> tuple[list[dict[str, Any]], list[MatrixRow]]:
     """The course's materials and, per enrolled student (of one LMS class with `class_id`),
     each material's progress and completion (in the materials' order), with the student's
     class-table row for sorting."""
-    found = rollup_store.course_rollups(mongo, course, class_id)
+    found = rollup_store.course_rollups(mongo, course, class_id, live)
     return matrix_header(course), _matrix_rows(found, course)
 
 
@@ -241,15 +252,20 @@ def matrix_page(
     limit: int,
     cursor: str | None,
     class_id: str | None = None,
+    live: LiveRollups | None = None,
 ) -> tuple[list[MatrixRow], str | None]:
     """One page of the matrix in the class table's order, sorted and cut by MongoDB (one page
     of documents read); the same rows and cursors as paging the whole matrix, which it falls
     back to while some enrollment's totals are stale. Raises ValueError for a bad cursor."""
     field, descending, db_after = _db_position(course, sort, cursor)
     found = rollup_store.page_rollups(
-        mongo, course, field, descending, limit + 1, db_after, class_id
+        mongo, course, field, descending, limit + 1, db_after, class_id, live
     )
-    rows = _matrix_rows(found, course) if found is not None else matrix(mongo, course, class_id)[1]
+    rows = (
+        _matrix_rows(found, course)
+        if found is not None
+        else matrix(mongo, course, class_id, live)[1]
+    )
     by_student = {r.row.student_id: r for r in rows}
     if found is not None:
         chunk, next_cursor = _cut([r.row for r in rows], sort, limit)

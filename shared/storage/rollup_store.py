@@ -39,6 +39,7 @@ from shared.domain.rollup import Contribution, Entries, RollupEntry, RollupTotal
 from shared.errors import Unavailable
 from shared.storage import aggregate_store
 from shared.storage.aggregate_store import CONTRIBUTION_FIELDS, Change
+from shared.storage.live_rollups import LiveRollups, sort_key
 from shared.storage.mongo_store import TRANSIENT_CODES, MongoStore, enrollment_id, progress_id
 
 log = logging.getLogger(__name__)
@@ -340,27 +341,64 @@ class StudentRollup:
 
 
 def course_rollups(
-    mongo: MongoStore, course: Course, class_id: str | None = None
+    mongo: MongoStore, course: Course, class_id: str | None = None, live: LiveRollups | None = None
 ) -> list[StudentRollup]:
     """Every enrolled student's rollup, from one find (whole documents: on the stand-in a
-    projection costs more than it saves). Totals computed for another version of the course
-    are recomputed from the entries; an enrollment without a rollup yet reads as empty.
-    `class_id`: one LMS class's students only."""
+    projection costs more than it saves), with the live records laid over it. Totals computed
+    for another version of the course are recomputed from the entries; an enrollment without a
+    rollup yet reads as empty. `class_id`: one LMS class's students only."""
     fingerprint = rollup.course_fingerprint(course)
+    records = live.records(course.course_id) if live is not None else {}
     found = []
     for doc in _find(mongo, scope(course, class_id), {}):
+        record = records.get(doc["student_id"])
+        if record is not None:
+            found.append(_live_rollup(doc["student_id"], record.entries, course, doc.get("name")))
+            continue
         fresh = doc.get("rollup_course") == fingerprint
         totals = _totals_of(doc) if fresh else rollup.totals(rollup.entries_of(doc), course)
         found.append(StudentRollup(doc["student_id"], totals, rollup.columns(doc), doc.get("name")))
     return found
 
 
+def _live_rollup(
+    student_id: str, entries: Entries, course: Course, name: str | None
+) -> StudentRollup:
+    ids, data = rollup.encode(entries, course)
+    cols = rollup.columns({"rollup": data, "rollup_ids": ids})
+    return StudentRollup(student_id, rollup.totals(entries, course), cols, name)
+
+
 def course_totals(
-    mongo: MongoStore, course: Course, class_id: str | None = None
+    mongo: MongoStore, course: Course, class_id: str | None = None, live: LiveRollups | None = None
 ) -> list[EnrollmentRollup]:
     """Each enrolled student's totals (of one LMS class with `class_id`) from one find of small
-    fields; a document whose totals were computed for another version of the course is
-    recomputed from its entries."""
+    fields, with the live records laid over it; a document whose totals were computed for
+    another version of the course is recomputed from its entries."""
+    return _overlaid(course, _stored_totals(mongo, course, class_id), live)
+
+
+def _overlaid(
+    course: Course, rows: list[EnrollmentRollup], live: LiveRollups | None
+) -> list[EnrollmentRollup]:
+    """`rows` with the totals of the students' live records (their small totals; the whole
+    records while some totals were computed for another version of the course)."""
+    if live is None or not rows:
+        return rows
+    fresh = live.fresh(course)
+    if fresh is not None:
+        totals = {s: f.totals for s, f in fresh.items()}
+    else:
+        totals = {s: rollup.totals(r.entries, course)
+                  for s, r in live.records(course.course_id).items()}  # fmt: skip
+    return [
+        EnrollmentRollup(r.student_id, totals.get(r.student_id, r.totals), r.name) for r in rows
+    ]
+
+
+def _stored_totals(
+    mongo: MongoStore, course: Course, class_id: str | None
+) -> list[EnrollmentRollup]:
     fingerprint = rollup.course_fingerprint(course)
     rows: list[EnrollmentRollup] = []
     stale: list[str] = []
@@ -379,10 +417,16 @@ def course_totals(
 
 
 def inactive_totals(
-    mongo: MongoStore, course: Course, before: float, class_id: str | None = None
+    mongo: MongoStore,
+    course: Course,
+    before: float,
+    class_id: str | None = None,
+    live: LiveRollups | None = None,
 ) -> list[EnrollmentRollup] | None:
     """The totals of students last active before `before` or never, read by MongoDB's filter
-    (two finds, only the matching documents); None while some enrollment's totals are stale."""
+    (two finds, only the matching documents); None while some enrollment's totals are stale.
+    With live records laid over, some may be active since: activity only grows, so MongoDB's
+    answer holds every student inactive now, and the caller filters again."""
     if _any_stale(mongo, course):
         return None
     found = []
@@ -390,7 +434,7 @@ def inactive_totals(
         query = {**scope(course, class_id), "last_active": condition}
         found += [EnrollmentRollup(d["student_id"], _totals_of(d), d.get("name"))
                   for d in _find(mongo, query, TOTAL_FIELDS)]  # fmt: skip
-    return found
+    return _overlaid(course, found, live)
 
 
 def _totals_of(doc: dict[str, Any]) -> RollupTotals:
@@ -412,10 +456,16 @@ def entries_of_writes(
     return grouped
 
 
-def student_activity(mongo: MongoStore, student_id: str) -> dict[str, float | None]:
-    """Course id -> latest activity (from the rollup) of each of the student's enrollments."""
+def student_activity(
+    mongo: MongoStore, student_id: str, live: LiveRollups | None = None
+) -> dict[str, float | None]:
+    """Course id -> latest activity (from the rollup, or its live record) of each of the
+    student's enrollments."""
     docs = _find(mongo, {"student_id": student_id}, {"course_id": 1, "last_active": 1})
-    return {doc["course_id"]: doc.get("last_active") for doc in docs}
+    found = {doc["course_id"]: doc.get("last_active") for doc in docs}
+    if live is not None and found:
+        found.update(live.last_active(student_id, sorted(found)))
+    return found
 
 
 # Class-table sort keys -> the rollup field MongoDB sorts on (progress grows with the count).
@@ -432,17 +482,26 @@ def page_totals(
     limit: int,
     after: tuple[Any, str] | None,
     class_id: str | None = None,
+    live: LiveRollups | None = None,
 ) -> list[EnrollmentRollup] | None:
     """Up to `limit` students' totals in (field, student_id) order after `after`, sorted and
     cut by MongoDB, so only one page of documents is read. None when some enrollment's totals
     are stale (another version of the course, or no rollup yet): the caller then sorts all.
 
     `after` is (field value, student_id) of the last row shown; a None value (never active)
-    sorts before every number, as in MongoDB."""
-    docs = _page_docs(mongo, course, field, descending, limit, after, TOTAL_FIELDS, class_id)
-    if docs is None:
+    sorts before every number, as in MongoDB. With `live`, the students with a live record are
+    ordered by its totals (read from Redis, never from MongoDB) and merged into MongoDB's page
+    of the others."""
+    if _any_stale(mongo, course):
         return None
-    return [EnrollmentRollup(d["student_id"], _totals_of(d), d.get("name")) for d in docs]
+    fresh = _live_members(live, course, class_id)
+    if fresh is None:
+        return None
+    docs = _page_docs(mongo, course, field, descending, limit, after, TOTAL_FIELDS, class_id,
+                      exclude=sorted(fresh))  # fmt: skip
+    rows = [EnrollmentRollup(d["student_id"], _totals_of(d), d.get("name")) for d in docs]
+    rows += [EnrollmentRollup(f.student_id, f.totals, f.name) for f in fresh.values()]
+    return _ordered(rows, field, descending, limit, after)
 
 
 def page_rollups(
@@ -453,24 +512,89 @@ def page_rollups(
     limit: int,
     after: tuple[Any, str] | None,
     class_id: str | None = None,
+    live: LiveRollups | None = None,
 ) -> list[StudentRollup] | None:
     """As `page_totals`, with each student's per-material columns (the matrix's page): one
     page of documents read, or None while some enrollment's totals are stale."""
-    fields = {**TOTAL_FIELDS, "rollup": 1, "rollup_ids": 1}
-    docs = _page_docs(mongo, course, field, descending, limit, after, fields, class_id)
-    if docs is None:
+    if _any_stale(mongo, course):
         return None
-    return [StudentRollup(d["student_id"], _totals_of(d), rollup.columns(d), d.get("name"))
-            for d in docs]  # fmt: skip
+    fresh = _live_members(live, course, class_id)
+    if fresh is None:
+        return None
+    fields = {**TOTAL_FIELDS, "rollup": 1, "rollup_ids": 1}
+    docs = _page_docs(mongo, course, field, descending, limit, after, fields, class_id,
+                      exclude=sorted(fresh))  # fmt: skip
+    stored = [StudentRollup(d["student_id"], _totals_of(d), rollup.columns(d), d.get("name"))
+              for d in docs]  # fmt: skip
+    totals = [EnrollmentRollup(f.student_id, f.totals, f.name) for f in fresh.values()]
+    page = _ordered([*(EnrollmentRollup(r.student_id, r.totals, r.name) for r in stored),
+                     *totals], field, descending, limit, after)  # fmt: skip
+    by_id = {r.student_id: r for r in stored}
+    wanted = [r.student_id for r in page if r.student_id not in by_id]
+    records = live.records(course.course_id, wanted) if live is not None and wanted else {}
+    for student_id, record in records.items():
+        by_id[student_id] = _live_rollup(student_id, record.entries, course,
+                                         fresh[student_id].name)  # fmt: skip
+    # A record persisted (and gone) since its totals were read: MongoDB holds all of it now.
+    if gone := [enrollment_id(s, course.course_id) for s in wanted if s not in records]:
+        for d in _find(mongo, {"_id": {"$in": gone}}, fields):
+            entries = rollup.entries_of(d)
+            by_id[d["student_id"]] = _live_rollup(d["student_id"], entries, course, d.get("name"))
+    return [by_id[r.student_id] for r in page if r.student_id in by_id]
 
 
-def course_sums(mongo: MongoStore, course: Course) -> Contribution | None:
-    """The course's aggregate sums (one document read), or None while some enrollment's
-    totals are stale or it is not folded yet (then only a count of the class is right)."""
+def _live_members(
+    live: LiveRollups | None, course: Course, class_id: str | None
+) -> dict[str, Any] | None:
+    """The live records' totals of the course's students (of one LMS class), {} without
+    `live`; None when one was computed for another version of the course."""
+    if live is None:
+        return {}
+    fresh = live.fresh(course)
+    if fresh is None:
+        return None
+    return {s: f for s, f in fresh.items() if class_id is None or class_id in f.classes}
+
+
+_TOTAL_OF = {"completed_count": "completed_materials", "watched_seconds": "watched_seconds",
+             "unverified_seconds": "unverified_seconds", "last_active": "last_active"}  # fmt: skip
+
+
+def _ordered(
+    rows: list[EnrollmentRollup],
+    field: str,
+    descending: bool,
+    limit: int,
+    after: tuple[Any, str] | None,
+) -> list[EnrollmentRollup]:
+    """The first `limit` of `rows` after `after` in MongoDB's (field, student_id) order."""
+
+    def key(value: Any, student_id: str) -> tuple[int, float, str]:
+        return sort_key(None if field == "student_id" else value, student_id)
+
+    def key_of(r: EnrollmentRollup) -> tuple[int, float, str]:
+        value = None if field == "student_id" else getattr(r.totals, _TOTAL_OF[field])
+        return key(value, r.student_id)
+
+    if after is not None:
+        mark = key(*after)
+        rows = [r for r in rows if (key_of(r) < mark if descending else key_of(r) > mark)]
+    return sorted(rows, key=key_of, reverse=descending)[:limit]
+
+
+def course_sums(
+    mongo: MongoStore, course: Course, live: LiveRollups | None = None
+) -> Contribution | None:
+    """The course's aggregate sums (one document read) plus what the live records add (one
+    hash), or None while some enrollment's totals are stale or it is not folded yet (then only
+    a count of the class is right)."""
     unfolded = {"course_id": course.course_id, "agg_seq": {"$exists": False}}
     if _any_stale(mongo, course) or mongo.enrollments.find_one(unfolded, {"_id": 1}):
         return None
-    return aggregate_store.sums(mongo, course.course_id)
+    sums = aggregate_store.sums(mongo, course.course_id)
+    if live is not None and sums is not None:
+        return rollup.add(dict(sums), live.delta(course.course_id))
+    return sums
 
 
 def _any_stale(mongo: MongoStore, course: Course) -> bool:
@@ -490,12 +614,11 @@ def _page_docs(
     after: tuple[Any, str] | None,
     fields: dict[str, Any],
     class_id: str | None = None,
-) -> list[dict[str, Any]] | None:
-    """The page's documents (see `page_totals`), each query served by the (course_id, field,
-    student_id) index (with `class_id`, the (classes, field, student_id) one); None while some
-    enrollment's totals are stale."""
-    if _any_stale(mongo, course):
-        return None
+    exclude: list[str] | None = None,
+) -> list[dict[str, Any]]:
+    """The page's documents (see `page_totals`) but those of `exclude`, each query served by
+    the (course_id, field, student_id) index (with `class_id`, the (classes, field,
+    student_id) one)."""
     d = -1 if descending else 1
     beyond = "$lt" if descending else "$gt"
     order = [(field, d), ("student_id", d)] if field != "student_id" else [("student_id", d)]
@@ -517,18 +640,9 @@ def _page_docs(
     for query, sort in queries:
         if len(found) >= limit:
             break
+        if exclude:
+            bound = query.get("student_id", {})
+            query = {**query, "student_id": {**bound, "$nin": exclude}}
         cursor = mongo.enrollments.find({**scope(course, class_id), **query}, fields)
         found += cursor.sort(sort).limit(limit - len(found))
     return found
-
-
-def completed_histogram(mongo: MongoStore, course: Course) -> dict[int, int] | None:
-    """Completed-material count -> how many enrolled students have it, from one `$group` of
-    the rollup totals; None while some enrollment's totals are stale (see `page_totals`)."""
-    if _any_stale(mongo, course):
-        return None
-    rows = mongo.enrollments.aggregate(
-        [{"$match": {"course_id": course.course_id}},
-         {"$group": {"_id": "$completed_count", "n": {"$sum": 1}}}]
-    )  # fmt: skip
-    return {int(row["_id"] or 0): int(row["n"]) for row in rows}

@@ -13,9 +13,14 @@ Passes:
 - `stand-in`: the flush function the RQ job runs (`workers.flush.flush_batch`, batches of
   FLUSH_BATCH_SIZE) in a loop in this process, against nx-27017, with each step timed apart
   (MongoDB write, MongoDB read, Redis, and the rest: decoding, folding, encoding);
-- `stand-in, no rollups`: the same with the rollups' step (`record_flushed`: the enrollments and
-  the course aggregate) skipped, the flush as it was before rollups: the ratio of the two is
-  what the rollups cost, in one run;
+  the enrollment rollups merged into their records in Redis (the default, ROLLUP_PERSIST_S=600:
+  shared/storage/live_rollups.py); after each round the persister writes the course's records
+  to MongoDB once, timed apart (in production it runs once per ROLLUP_PERSIST_S of activity, so
+  once for about twenty flushes of a key);
+- `stand-in, rollups every flush`: ROLLUP_PERSIST_S=0, the flush writing the enrollments and
+  the course aggregate itself (0.9.0 before the records);
+- `stand-in, no rollups`: the same with the rollups' step (`roll_up`) skipped, the flush as it
+  was before rollups: the ratios are what the rollups cost, in one run;
 - `no MongoDB write`: the same with `MongoStore.write_states` (and the cold-key read) replaced
   by no-ops, so the pipeline's own rate is visible apart from the stand-in's slowness;
 - `rq worker --burst`: the Procfile's worker line with `--burst`, one process, after one
@@ -178,9 +183,9 @@ def drain_in_process(
 ) -> Round:
     timers = Timers()
     if rollups:
-        timers.wrap(flush, "record_flushed", "rollups and aggregate")
+        timers.wrap(flush, "roll_up", "rollups")
     else:  # the flush as it was before rollups: watch_progress only
-        timers.wrap(flush, "record_flushed", "rollups and aggregate", lambda *a: 0)
+        timers.wrap(flush, "roll_up", "rollups", lambda *a: None)
     if no_mongo:
         timers.wrap(ctx.mongo, "write_states", "MongoDB write", lambda writes: NOTHING_REFUSED())
         timers.wrap(ctx.mongo, "find_states", "MongoDB read", lambda keys: {})
@@ -267,11 +272,14 @@ def main() -> None:
     crs = course(args.videos)
     with bench_stack("bench-drain-", [crs], workers=0, clock=False, web=False) as bs:
         enroll_bulk(bs, students(args.students), COURSE_ID)
-        ctx = build_context(bs.settings)
+        live_ctx = build_context(bs.settings)
+        every_ctx = build_context(bs.settings.model_copy(update={"rollup_persist_s": 0.0}))
         rows: list[tuple[str, Round]] = []
-        passes = (("stand-in", False, True), ("stand-in, no rollups", False, False),
-                  ("no MongoDB write", True, True))  # fmt: skip
-        for label, no_mongo, rollups in passes:
+        passes = (("stand-in", live_ctx, False, True),
+                  ("stand-in, rollups every flush", every_ctx, False, True),
+                  ("stand-in, no rollups", live_ctx, False, False),
+                  ("no MongoDB write", live_ctx, True, True))  # fmt: skip
+        for label, ctx, no_mongo, rollups in passes:
             reset(bs, crs, args)
             for round_no, what in ((0, "new keys"), (1, "same keys")):
                 n = prefill(bs, args, round_no)
@@ -280,6 +288,8 @@ def main() -> None:
                 assert result.heartbeats == n, f"drained {result.heartbeats} of {n}"
                 rows.append((label, result))
                 report(result)
+                if ctx is live_ctx and rollups and not no_mongo:
+                    persisted(ctx, crs, result)
         if not args.no_rq:
             reset(bs, crs, args)
             startup = run_burst(bs)
@@ -292,7 +302,8 @@ def main() -> None:
                 report(result)
                 if result.heartbeats != n:
                     print(f"  ! drained {result.heartbeats} of {n} heartbeats")
-        ctx.mongo.close()
+        live_ctx.mongo.close()
+        every_ctx.mongo.close()
     today = datetime.now(UTC).date().isoformat()
     keys = args.students * args.videos
     print(
@@ -309,6 +320,22 @@ def main() -> None:
             f"{r.written / max(1, r.bulk_writes):10.1f} {own:9,.0f}"
         )
     print("  (own hb/s: heartbeats / (time - time in MongoDB calls), the pipeline's own rate)")
+
+
+PERSIST_EVERY = 20  # flushes of a key per ROLLUP_PERSIST_S at the defaults (600 s / 30 s)
+
+
+def persisted(ctx: WorkerContext, crs: Course, r: Round) -> None:
+    """The persister's write of the course's records after the round, and the round's rate
+    with it counted once per PERSIST_EVERY rounds (what it costs in steady state)."""
+    t0 = time.perf_counter()
+    written = ctx.live.persist(ctx.mongo, crs, ctx.clock.time())
+    took = time.perf_counter() - t0
+    amortized = r.heartbeats / (r.seconds + took / PERSIST_EVERY)
+    print(
+        f"  {'':32} then the persister: {written:,} enrollments in {took:.2f} s; with it once "
+        f"per {PERSIST_EVERY} rounds: {amortized:,.0f} hb/s"
+    )
 
 
 def report(r: Round) -> None:

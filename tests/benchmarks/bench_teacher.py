@@ -42,10 +42,12 @@ from shared.domain import rollup
 from shared.domain.analytics import course_stats
 from shared.domain.catalog import Course
 from shared.domain.progress import WatchState
+from shared.domain.rollup import RollupEntry
 from shared.ops import admin_ops, teacher_views
 from shared.ops.rollups import entry_of
 from shared.settings import Settings
 from shared.storage import aggregate_store, rollup_store
+from shared.storage.live_rollups import LiveRollups
 from shared.storage.mongo_store import (
     MongoStore,
     StateWrite,
@@ -139,18 +141,40 @@ def timed(
 
 
 # The view each counted route calls, as the route calls it.
+LIVE: list[LiveRollups] = []  # the run's live rollup records (`--active`), as the routes read
+
+
+def live() -> LiveRollups | None:
+    return LIVE[-1] if LIVE else None
+
+
 VIEWS: dict[str, Callable[[MongoStore, Course], object]] = {
     "class table, first page of 100": lambda m, c: teacher_views.class_page(
-        m, c, "student_id", 100, None),
+        m, c, "student_id", 100, None, live=live()),
     "class table, page of 50 by -progress": lambda m, c: teacher_views.class_page(
-        m, c, "-progress", 50, None),
-    "course stats": teacher_views.stats,
+        m, c, "-progress", 50, None, live=live()),
+    "course stats": lambda m, c: teacher_views.stats(m, c, live=live()),
     "course stats from the whole class (before)": lambda m, c: whole_class_stats(m, c),
     "matrix, page of 200 by -progress": lambda m, c: teacher_views.matrix_page(
-        m, c, "-progress", 200, None),
-    "matrix, all rows": teacher_views.matrix,
-    "teacher's /api/me/courses": teacher_views.summary,
+        m, c, "-progress", 200, None, live=live()),
+    "matrix, all rows": lambda m, c: teacher_views.matrix(m, c, live=live()),
+    "teacher's /api/me/courses": lambda m, c: teacher_views.summary(m, c, live=live()),
 }  # fmt: skip
+
+
+def make_active(mongo: MongoStore, r: redis.Redis, course: Course, share: float) -> int:
+    """Give `share` of the students a live rollup record (a flush of one more video each, not
+    yet persisted: what the views lay over MongoDB while a class watches). Returns how many."""
+    students = sorted(mongo.enrolled_students("bench"))
+    chosen = students[: round(len(students) * share)]
+    store = LiveRollups(r)
+    ids = [m.material_id for m in course.materials]
+    for i in range(0, len(chosen), 500):
+        incoming = {s: {ids[n % len(ids)]: RollupEntry(2, 600.0, 0.0, 100.0, True, time.time())}
+                    for n, s in enumerate(chosen[i : i + 500], i)}  # fmt: skip
+        store.merge(mongo, course, incoming, time.time())
+    LIVE.append(store)
+    return len(chosen)
 
 
 def whole_class_stats(mongo: MongoStore, course: Course) -> dict[str, Any]:
@@ -191,16 +215,20 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=50)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument(
+        "--active", type=float, default=0.0,
+        help="share of the students with a live rollup record (watching now), 0-1",
+    )  # fmt: skip
+    parser.add_argument(
         "--rollups-only",
         action="store_true",
         help="seed no watch_progress documents; time only the rollup routes",
     )
     args = parser.parse_args()
     for students in (int(n) for n in args.students.split(",")):
-        run_size(students, args.videos, args.runs, args.rollups_only)
+        run_size(students, args.videos, args.runs, args.rollups_only, args.active)
 
 
-def run_size(students: int, videos: int, runs: int, rollups_only: bool) -> None:
+def run_size(students: int, videos: int, runs: int, rollups_only: bool, active: float) -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-teacher-"))
     rsvc = redis_service(root / "redis").start()
     msvc = mongo_standin_service(root / "mongo").start()
@@ -225,9 +253,12 @@ def run_size(students: int, videos: int, runs: int, rollups_only: bool) -> None:
     documents = students * videos
     elapsed = time.perf_counter() - t
     print(f"\nseeded {students} students x {videos} videos ({documents} docs) in {elapsed:.1f}s")
+    course = bench_course(videos)
+    if active:
+        n = make_active(mongo, redis.Redis.from_url(settings.redis_url), course, active)
+        print(f"{n} of them with a live rollup record (as if watching now)")
     listener = DocumentsRead()
     counted = MongoStore(settings.mongo_url, settings.mongo_timeout_ms, listeners=[listener])
-    course = bench_course(videos)
     web = start_procfile_process(procfile_commands()["web"], env, root / "web.log")
     try:
         wait_for_port(port, 30, web)
@@ -272,6 +303,7 @@ def run_size(students: int, videos: int, runs: int, rollups_only: bool) -> None:
                   f"class (before) {before_ms:.1f} ms / {before_n} docs read: "
                   f"{before_ms / max(after_ms, 1e-6):.0f}x faster")  # fmt: skip
     finally:
+        LIVE.clear()
         counted.close()
         mongo.close()
         web.terminate()
