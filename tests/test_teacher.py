@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from shared.storage.live_rollups import LiveRollups
 from tests.helpers import (
     CLASS_COURSE_ID,
     COURSE_ID,
@@ -91,6 +92,10 @@ def klass(system_stack: Stack) -> Stack:
     r = httpx.delete(f"{stack.url}/api/courses/{CLASS_COURSE_ID}/enrollments/fay", headers=admin)
     assert r.status_code == 204
     wait_until(lambda: buffered(stack.redis_client())[0] == 0, timeout_s=30)
+    # ...and its rollup records persisted (ROLLUP_PERSIST_S=2 here), so that the module's
+    # tests read one settled state, whichever of two reads comes first.
+    live = LiveRollups(stack.redis_client())
+    wait_until(lambda: not live.records(CLASS_COURSE_ID), timeout_s=30)
     return stack
 
 
