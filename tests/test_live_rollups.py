@@ -624,3 +624,68 @@ def test_a_record_changed_under_a_merge_is_merged_again_and_the_others_land(
              "r2": {v0: entry(2, 40.0)}}  # fmt: skip
     assert {s: r.entries for s, r in live.records(course.course_id).items()} == model
     assert teacher_views.stats(ctx.mongo, course, live=live) == expected_stats(course, model)
+
+
+# What a second review found (each failed before its fix).
+
+
+class Killed(Exception):
+    """The worker dies here."""
+
+
+# A flush killed after its compare-and-set: the takeover finds its entries merged (a repeat),
+# and the course must already be due, or the record would never reach MongoDB.
+def test_a_flush_killed_after_its_compare_and_set_leaves_its_course_scheduled(
+    ctx: WorkerContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(flush, "get_context", lambda: ctx)
+    course = new_course(ctx)
+    v0 = course.materials[0].material_id
+    enrol(ctx, course, "k0")
+    live = ctx.live
+    real = LiveRollups._apply
+
+    def killed_after_cas(self: LiveRollups, *args: Any) -> Any:
+        real(self, *args)
+        raise Killed
+
+    monkeypatch.setattr(LiveRollups, "_apply", killed_after_cas)
+    with pytest.raises(Killed):
+        live.merge(ctx.mongo, course, {"k0": {v0: entry(1, 90.0)}}, 0.0)
+    monkeypatch.setattr(LiveRollups, "_apply", real)
+    live.merge(ctx.mongo, course, {"k0": {v0: entry(1, 90.0)}}, 0.0)  # the takeover
+    assert "k0" in live.records(course.course_id)
+    for _ in range(3):  # ticks, long after ROLLUP_PERSIST_S
+        flush.persist_due(ctx)
+    doc = ctx.mongo.enrollments.find_one({"student_id": "k0", "course_id": course.course_id})
+    assert doc is not None and v0 in rollup.entries_of(doc), (
+        f"never persisted; due: {live.due(1e12)}"
+    )
+
+
+# A student unenrolled between a matrix page's two reads (the order from `tot`, then the
+# records) has neither record nor document: the page is read again, whole, not cut short.
+def test_an_unenrolment_between_the_two_reads_of_a_matrix_page_does_not_end_the_paging(
+    ctx: WorkerContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    course = new_course(ctx)
+    v0 = course.materials[0].material_id
+    students = ["s0", "s1", "s2", "s3"]
+    for s in students:
+        enrol(ctx, course, s)
+    live = ctx.live
+    live.merge(ctx.mongo, course, {s: {v0: entry(1, 10.0 * (i + 1))}
+                                   for i, s in enumerate(students)}, 0)  # fmt: skip
+    original = live.records
+
+    def unenrolled_meanwhile(course_id: str, wanted: list[str] | None = None) -> Any:
+        if wanted is not None:
+            monkeypatch.setattr(live, "records", original)
+            enrol(ctx, course, "s3", False)
+        return original(course_id, wanted)
+
+    monkeypatch.setattr(live, "records", unenrolled_meanwhile)
+    rows, cursor = teacher_views.matrix_page(ctx.mongo, course, "-watched_seconds", 2, None,
+                                             live=live)  # fmt: skip
+    assert [r.row.student_id for r in rows] == ["s2", "s1"]
+    assert cursor is not None, "paging ended: s0 is never listed"

@@ -295,10 +295,10 @@ class LiveRollups:
                     continue
                 if change is not None:
                     changes.append(change)
+            if changes:  # first: a worker killed after the script leaves its course scheduled
+                self.r.zadd(DUE, {course.course_id: now + self.persist_after_s}, nx=True)
             failed = set(self._apply(course, changes))
             changed += len(changes) - len(failed)
-            if changes:
-                self.r.zadd(DUE, {course.course_id: now + self.persist_after_s}, nx=True)
             made = [c for c in changes if c.old is None and c.student_id not in failed]
             self._recheck(mongo, course, made, now)
             pending = {s: pending[s] for s in failed}
@@ -346,9 +346,12 @@ class LiveRollups:
         raise Unavailable("live rollups kept changing; retry")
 
     def settle_course(self, mongo: MongoStore, course: Course, now: float) -> None:
-        """`settle` every record of the course (after a rebuild of its enrollments)."""
+        """`settle` every record of the course (after a rebuild of its enrollments; and by the
+        maintenance job, which so also schedules a course whose schedule entry was lost)."""
         students = [_text(s) for s in self.r.hkeys(CourseKeys(course.course_id).records)]
         self.settle(mongo, course, students, now=now)
+        if self.r.hlen(CourseKeys(course.course_id).records):
+            self.r.zadd(DUE, {course.course_id: now + self.persist_after_s}, nx=True)
 
     def _apply(self, course: Course, changes: list[_Change]) -> list[str]:
         """The changes, by compare-and-set scripts of CAS_CHUNK records (so a large course never

@@ -540,7 +540,9 @@ def page_rollups(
         for d in _find(mongo, {"_id": {"$in": gone}}, fields):
             entries = rollup.entries_of(d)
             by_id[d["student_id"]] = _live_rollup(d["student_id"], entries, course, d.get("name"))
-    return [by_id[r.student_id] for r in page if r.student_id in by_id]
+    if any(r.student_id not in by_id for r in page):
+        return None  # unenrolled between the two reads: the caller reads the whole class
+    return [by_id[r.student_id] for r in page]
 
 
 def _live_members(
