@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from shared.domain import analytics, rollup
 from shared.domain.catalog import Course
 from shared.domain.rollup import Entries, RollupEntry
+from shared.errors import Unavailable
 from shared.ops import admin_ops, teacher_views
 from shared.ops.erasure import erase_progress
 from shared.ops.rollups import settle
@@ -689,3 +690,44 @@ def test_an_unenrolment_between_the_two_reads_of_a_matrix_page_does_not_end_the_
                                              live=live)  # fmt: skip
     assert [r.row.student_id for r in rows] == ["s2", "s1"]
     assert cursor is not None, "paging ended: s0 is never listed"
+
+
+# A flush made a record from the document read before an erasure, and its re-check could not
+# read MongoDB: the record says it is unchecked, so the retried flush (a repeat) checks it, and
+# nothing erased shows in the teacher table or the export.
+def test_a_recheck_that_failed_is_made_by_the_next_merge(
+    ctx: WorkerContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shared.ops.export import student_export
+
+    course = new_course(ctx)
+    v0 = course.materials[0].material_id
+    enrol(ctx, course, "e0")
+    live = ctx.live
+    live.merge(ctx.mongo, course, {"e0": {v0: entry(1, 90.0)}}, 0)
+    live.persist(ctx.mongo, course, PERSIST_S)  # MongoDB holds v0 complete; no record left
+    read = live_rollups._documents
+    step = ["flush reads"]
+
+    def erasure_then_blip(*args: Any) -> dict[str, Any]:
+        if step[0] == "flush reads":  # the flush read the document: the erasure runs now
+            step[0] = "erasing"
+            docs = read(*args)
+            erase_progress(ctx.mongo, ctx.buffer, ctx.key_schema, ctx.catalog(), "e0", v0,
+                           outboxes=ctx.redis)  # fmt: skip
+            step[0] = "recheck"
+            return docs
+        if step[0] == "recheck":  # the recheck's read: MongoDB away for a moment
+            step[0] = "back"
+            raise Unavailable("MongoDB is unavailable (enrollments)")
+        return read(*args)
+
+    monkeypatch.setattr(live_rollups, "_documents", erasure_then_blip)
+    with pytest.raises(Unavailable):
+        live.merge(ctx.mongo, course, {"e0": {v0: entry(2, 95.0)}}, PERSIST_S)
+    live.merge(ctx.mongo, course, {"e0": {v0: entry(2, 95.0)}}, PERSIST_S)  # the flush retried
+    [row] = teacher_views.class_table(ctx.mongo, course, live=live)
+    export = student_export(ctx.settings, ctx.mongo, ctx.buffer, ctx.key_schema, ctx.redis,
+                            ctx.catalog(), "e0")  # fmt: skip
+    [enrollment] = export["enrollments"]
+    assert (row.completed_materials, enrollment["completed_materials"]) == (0, [])

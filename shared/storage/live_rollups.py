@@ -9,11 +9,12 @@ flush interval.
 
 Per course, in one hash slot (`{<digest of the course id>}`, so one script serves a course on a
 Redis Cluster too):
-- `rec`: student id -> the record, JSON `{e, h, d, n, c, f}`: `e` the enrollment's entries as
+- `rec`: student id -> the record, JSON `{e, h, d, n, c, f, k}`: `e` the enrollment's entries as
   they are now (what MongoDB holds merged with what the flushes added since), `h` the
   contribution MongoDB's course aggregate holds of the enrollment (nothing when it is not
   folded), `d` what this record adds to `delta` (the contribution of `e` minus `h`), `n` and `c`
-  the roster name and classes of the document, `f` the course version `d` was computed for;
+  the roster name and classes of the document, `f` the course version `d` was computed for,
+  `k` the document a flush made it from, until it is checked again (`_recheck`);
 - `tot`: student id -> `[completed count, watched, unverified, last active, course fingerprint,
   name, classes]`, the totals of `e`, small, for the pages' order;
 - `delta`: contribution key -> the sum of the records' `d`: the course stats are the aggregate
@@ -47,7 +48,7 @@ import json
 import logging
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from pymongo.errors import ConnectionFailure
@@ -154,12 +155,15 @@ class Record:
     name: str | None = None
     classes: tuple[str, ...] = ()
     course: str = ""  # `f`: the fingerprint of the course version `added` was computed for
+    # `k`: made by a flush from its document as `_signature` says, not yet checked against it
+    # again (`LiveRollups._recheck`); None once checked, or made by a settle.
+    check: list[Any] | None = None
 
     def encode(self) -> str:
         return json.dumps(
             {"e": {m: _entry_list(e) for m, e in sorted(self.entries.items())},
              "h": self.held, "d": self.added, "n": self.name, "c": list(self.classes),
-             "f": self.course},
+             "f": self.course, "k": self.check},
             separators=(",", ":"), sort_keys=True,
         )  # fmt: skip
 
@@ -173,6 +177,7 @@ class Record:
             data.get("n"),
             tuple(data.get("c") or ()),
             str(data.get("f") or ""),
+            data.get("k"),
         )
 
 
@@ -207,12 +212,13 @@ def _name(doc: dict[str, Any]) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def _signature(doc: dict[str, Any] | None) -> tuple[Any, ...] | None:
+def _signature(doc: dict[str, Any] | None) -> list[Any] | None:
     """What a record takes from its document: another writer changed the document when this
-    differs (a rollup write moves `rollup_rev`; the roster, the classes and the name)."""
+    differs (a rollup write moves `rollup_rev`; the roster, the classes and the name). A list,
+    as the record's JSON keeps it."""
     if doc is None:
         return None
-    return (doc.get("rollup_rev"), doc.get("agg_seq"), _classes(doc), _name(doc))
+    return [doc.get("rollup_rev"), doc.get("agg_seq"), list(_classes(doc)), _name(doc)]
 
 
 def _of_course(entries: Entries, course: Course) -> Entries:
@@ -254,7 +260,6 @@ class _Change:
     expected: Any
     new: Record | None  # None: delete
     old: Record | None
-    source: tuple[Any, ...] | None = None  # a new record's document, as `_signature` says
 
 
 class LiveRollups:
@@ -286,32 +291,47 @@ class LiveRollups:
                 zip(students, self.r.hmget(keys.records, students), strict=True)
             )
             docs = _documents(mongo, course, [s for s in students if raw[s] is None])
-            changes = []
+            changes, unchecked = [], []
             for s in students:
                 try:
                     change = _merged(s, raw[s], docs.get(s), pending[s], course)
+                    held = change.new if change is not None else _decoded(raw[s])
                 except (ValueError, TypeError, AttributeError, KeyError) as exc:
                     log.error("live rollup of %s not merged: %s", _id(s, course), exc)
                     continue
                 if change is not None:
                     changes.append(change)
+                if held is not None and held.check is not None:
+                    unchecked.append(s)
             if changes:  # first: a worker killed after the script leaves its course scheduled
                 self.r.zadd(DUE, {course.course_id: now + self.persist_after_s}, nx=True)
             failed = set(self._apply(course, changes))
             changed += len(changes) - len(failed)
-            made = [c for c in changes if c.old is None and c.student_id not in failed]
-            self._recheck(mongo, course, made, now)
+            self._recheck(mongo, course, [s for s in unchecked if s not in failed], now)
             pending = {s: pending[s] for s in failed}
         raise Unavailable("live rollups kept changing; retry")
 
-    def _recheck(self, mongo: MongoStore, course: Course, made: list[_Change], now: float) -> None:
-        """New records were made from documents read before their compare-and-set: a writer
-        that changed a document in between found no record to settle, so those are settled now
-        (a record made after a writer's settle is thus never left with what it replaced)."""
-        if not made:
+    def _recheck(self, mongo: MongoStore, course: Course, students: list[str], now: float) -> None:
+        """Records a flush made from documents read before its compare-and-set: a writer that
+        changed a document in between found no record to settle, so those are settled now (a
+        record made after a writer's settle is thus never left with what it replaced), and the
+        others marked checked. Until this succeeds, the record says it is unchecked, and the
+        next merge of the student (or the persist) checks it again."""
+        if not students:
             return
-        docs = _documents(mongo, course, [c.student_id for c in made])
-        moved = [c.student_id for c in made if _signature(docs.get(c.student_id)) != c.source]
+        keys = CourseKeys(course.course_id)
+        raw = dict(zip(students, self.r.hmget(keys.records, students), strict=True))
+        docs = _documents(mongo, course, students)
+        moved, checked = [], []
+        for s in students:
+            record = _decoded(raw[s])
+            if record is None or record.check is None:
+                continue
+            if _signature(docs.get(s)) != record.check:
+                moved.append(s)
+            else:
+                checked.append(_Change(s, raw[s], replace(record, check=None), record))
+        self._apply(course, checked)  # one changed meanwhile stays unchecked: checked next time
         if moved:
             self.settle(mongo, course, moved, now=now)
 
@@ -507,16 +527,20 @@ def _merged(
     if raw is None:
         if doc is None:
             return None  # not enrolled: no rollup
-        base, source = from_document(doc, rollup.entries_of(doc), course), _signature(doc)
+        base = replace(from_document(doc, rollup.entries_of(doc), course), check=_signature(doc))
     else:
-        base, source = Record.decode(raw), None
+        base = Record.decode(raw)
     entries = rollup.merge(base.entries, incoming)
     if raw is not None and entries == base.entries:
         return None  # a repeat
     added = rollup.difference(contribution_of_entries(entries, course), base.held)
     new = Record(entries, base.held, added, base.name, base.classes,
-                 rollup.course_fingerprint(course))  # fmt: skip
-    return _Change(student_id, raw, new, None if raw is None else base, source)
+                 rollup.course_fingerprint(course), base.check)  # fmt: skip
+    return _Change(student_id, raw, new, None if raw is None else base)
+
+
+def _decoded(raw: Any) -> Record | None:
+    return Record.decode(raw) if raw is not None else None
 
 
 def _settled(old: Record, doc: dict[str, Any] | None, course: Course) -> Record | None:
