@@ -273,10 +273,13 @@ def _write(ctx: WorkerContext, batch: _Batch, now: float, report: FlushReport) -
 
 def roll_up(ctx: WorkerContext, writes: list[StateWrite], now: float) -> None:
     """The written states into their enrollments' rollups: into the live records in Redis
-    (written to MongoDB by `persist_rollups` every ROLLUP_PERSIST_S), or with
-    ROLLUP_PERSIST_S=0 straight into MongoDB, the records left by an earlier setting settled.
-    Raises Unavailable (the flush then gives its keys back)."""
+    (written to MongoDB by `persist_due` every ROLLUP_PERSIST_S), or with ROLLUP_PERSIST_S=0
+    straight into MongoDB, the records left by an earlier setting settled. Raises Unavailable
+    (the flush then gives its keys back)."""
     catalog = ctx.catalog()
+    direct = ctx.settings.rollup_persist_s <= 0
+    if direct:
+        record_flushed(ctx.mongo, catalog, writes)
     grouped = entries_of_writes((w.student_id, w.course_id, w.material_id, entry_of(w))
                                 for w in writes)  # fmt: skip
     by_course: dict[str, dict[str, Entries]] = {}
@@ -287,11 +290,10 @@ def roll_up(ctx: WorkerContext, writes: list[StateWrite], now: float) -> None:
         course = catalog.courses.get(course_id)
         if course is None:
             continue
-        if ctx.settings.rollup_persist_s > 0:
-            live.merge(ctx.mongo, course, incoming, now)
-        else:
-            record_flushed(ctx.mongo, catalog, [w for w in writes if w.course_id == course_id])
+        if direct:
             live.settle(ctx.mongo, course, incoming, now=now)
+        else:
+            live.merge(ctx.mongo, course, incoming, now)
 
 
 PERSIST_COURSES = 100  # courses a flush job (or a follow-up) persists
