@@ -4,7 +4,6 @@ reads. Used by the admin routes (in a thread) and the CLI."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.domain.catalog import Catalog, Course, CourseBody, Identifier, PrintableId
 from shared.errors import InvalidInput, Unavailable
-from shared.ops.rollups import settle
+from shared.ops.rollups import settle, settle_courses
 from shared.storage import rollup_store
 from shared.storage.clients import Buffer
 from shared.storage.keys import (
@@ -22,7 +21,6 @@ from shared.storage.keys import (
     ENROLLMENT_LOADED,
     KeySchema,
 )
-from shared.storage.live_rollups import LiveRollups
 from shared.storage.mongo_store import MongoStore
 from shared.storage.scripts import SCRIPTS, as_text
 
@@ -67,7 +65,7 @@ def recalculate_course(mongo: MongoStore, r: Buffer, course: Course) -> int:
     how many rollups changed."""
     mongo.recalculate_course(course)
     changed = rollup_store.rebuild_missing(mongo, [course])
-    LiveRollups(r).settle_course(mongo, course, time.time())
+    settle_courses(r, mongo, [course])
     return changed
 
 

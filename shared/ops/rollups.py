@@ -54,13 +54,21 @@ def settle(r: Buffer, mongo: MongoStore, course: Course, students: Iterable[str]
     LiveRollups(r).settle(mongo, course, students, now=time.time())
 
 
+def settle_courses(r: Buffer, mongo: MongoStore, courses: Iterable[Course]) -> None:
+    """After a rebuild of whole courses: every live record of theirs takes what the documents
+    now hold (and a course holding records is scheduled: `LiveRollups.settle_course`)."""
+    live = LiveRollups(r)
+    for course in courses:
+        live.settle_course(mongo, course, time.time())
+
+
 def rebuild_all(mongo: MongoStore, catalog: Catalog, r: Buffer) -> int:
     """Rebuild every enrollment's rollup from watch_progress and settle its live record (after
     the buffer lost rollup records MongoDB did not hold yet). Returns how many changed."""
     changed = 0
-    for course in catalog.courses.values():
+    for course in catalog.courses.values():  # each course's records right after its rebuild
         changed += rollup_store.rebuild(mongo, course)
-        LiveRollups(r).settle_course(mongo, course, time.time())
+        settle_courses(r, mongo, [course])
     return changed
 
 
@@ -72,9 +80,7 @@ def rebuild_missing(mongo: MongoStore, catalog: Catalog, r: Buffer | None = None
     enrollments changed. Idempotent; safe while workers flush."""
     changed = rollup_store.rebuild_missing(mongo, catalog.courses.values())
     if r is not None:  # the records of rebuilt enrollments (and any drift) follow the documents
-        live = LiveRollups(r)
-        for course in catalog.courses.values():
-            live.settle_course(mongo, course, time.time())
+        settle_courses(r, mongo, catalog.courses.values())
     for course_id in catalog.courses:
         try:
             if aggregate_store.recount(mongo, course_id):
