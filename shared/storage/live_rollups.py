@@ -46,7 +46,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
@@ -563,10 +562,3 @@ def _documents(mongo: MongoStore, course: Course, students: list[str]) -> dict[s
         except ConnectionFailure as exc:
             raise Unavailable("MongoDB is unavailable (enrollments)", retry_after_s=5) from exc
     return found
-
-
-def sort_key(value: Any, student_id: str) -> tuple[int, float, str]:
-    """MongoDB's order of (field, student_id) for a number or None (None first)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return (0, 0.0, student_id)
-    return (1, float(value), student_id) if not isinstance(value, str) else (1, 0.0, value)

@@ -25,6 +25,7 @@ logged: the others are written (one student's document never holds up another's)
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +40,7 @@ from shared.domain.rollup import Contribution, Entries, RollupEntry, RollupTotal
 from shared.errors import Unavailable
 from shared.storage import aggregate_store
 from shared.storage.aggregate_store import CONTRIBUTION_FIELDS, Change
-from shared.storage.live_rollups import LiveRollups, sort_key
+from shared.storage.live_rollups import LiveRollups
 from shared.storage.mongo_store import TRANSIENT_CODES, MongoStore, enrollment_id, progress_id
 
 log = logging.getLogger(__name__)
@@ -572,7 +573,10 @@ def _ordered(
     """The first `limit` of `rows` after `after` in MongoDB's (field, student_id) order."""
 
     def key(value: Any, student_id: str) -> tuple[int, float, str]:
-        return sort_key(None if field == "student_id" else value, student_id)
+        """MongoDB's order of (field, student_id): a missing value (never active) first."""
+        if field == "student_id" or value is None or math.isnan(value):
+            return (0, 0.0, student_id)
+        return (1, float(value), student_id)
 
     def key_of(r: EnrollmentRollup) -> tuple[int, float, str]:
         value = None if field == "student_id" else getattr(r.totals, _TOTAL_OF[field])
