@@ -195,14 +195,19 @@ def course_stats(sums: Mapping[str, int], materials: list[str]) -> dict[str, Any
     sums of the enrolled students' contributions (shared/domain/rollup.py: `h:<completed>`,
     `s:`/`c:`/`p:<material>`), whether read from the course's aggregate or counted from the
     class: integers, so both give the same floats."""
+    return {
+        **summary_of_sums(sums, len(materials)),
+        "materials": [asdict(_material_stats(sums, m)) for m in materials],
+    }
+
+
+def summary_of_sums(sums: Mapping[str, int], total_materials: int) -> dict[str, Any]:
+    """`class_summary` from the sums' students by completed count (`h:<completed>`)."""
     students_at: Counter[float] = Counter()
     for key, n in sums.items():
         if key.startswith("h:"):
-            students_at[percentage(int(key[2:]), len(materials))] += n
-    return {
-        **class_summary(students_at),
-        "materials": [asdict(_material_stats(sums, m)) for m in materials],
-    }
+            students_at[percentage(int(key[2:]), total_materials)] += n
+    return class_summary(students_at)
 
 
 def _material_stats(sums: Mapping[str, int], material_id: str) -> MaterialStats:

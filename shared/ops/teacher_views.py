@@ -16,7 +16,6 @@ from typing import Any
 from shared.domain import analytics, rollup
 from shared.domain.analytics import ClassRow, class_row, course_stats, retention
 from shared.domain.catalog import Course
-from shared.domain.course import percentage
 from shared.domain.rollup import COMPLETED, LAST, PROGRESS, Columns, Contribution, RollupTotals
 from shared.ops.safe_csv import SafeWriter
 from shared.storage import rollup_store
@@ -176,17 +175,12 @@ def summary(
     the course's aggregate (its students by completed count) and the live records (all rows
     while some are stale); one LMS class's (`class_id`) from its rows (one find over the
     class, as its stats)."""
-    total = len(course.materials)
     sums = None if class_id else rollup_store.course_sums(mongo, course, live)
     if sums is None:
         return analytics.class_summary(
             Counter(r.progress_percentage for r in class_table(mongo, course, class_id, live))
         )
-    students_at: Counter[float] = Counter()
-    for key, n in sums.items():
-        if key.startswith("h:"):
-            students_at[percentage(int(key[2:]), total)] += n
-    return analytics.class_summary(students_at)
+    return analytics.summary_of_sums(sums, len(course.materials))
 
 
 def _cells(cols: Columns, course_ids: str, ids: list[str], field: int) -> list[float]:
