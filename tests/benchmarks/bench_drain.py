@@ -14,9 +14,12 @@ Passes:
   FLUSH_BATCH_SIZE) in a loop in this process, against nx-27017, with each step timed apart
   (MongoDB write, MongoDB read, Redis, and the rest: decoding, folding, encoding);
   the enrollment rollups merged into their records in Redis (the default, ROLLUP_PERSIST_S=600:
-  shared/storage/live_rollups.py); after each round the persister writes the course's records
-  to MongoDB once, timed apart (in production it runs once per ROLLUP_PERSIST_S of activity, so
-  once for about twenty flushes of a key);
+  shared/storage/live_rollups.py). Three rounds: new keys; the same keys merged into the
+  records the first made; then the persister writes the course's records to MongoDB, timed
+  apart, and a third round's records are all new again (each re-checked against its
+  enrollment). In production the persister runs once per ROLLUP_PERSIST_S of activity, about
+  twenty flushes of a key, so the steady state of known keys is nineteen rounds like the
+  second, one like the third, and one persist: the row `known keys, steady state`;
 - `stand-in, rollups every flush`: ROLLUP_PERSIST_S=0, the flush writing the enrollments and
   the course aggregate itself (0.9.0 before the records);
 - `stand-in, no rollups`: the same with the rollups' step (`roll_up`) skipped, the flush as it
@@ -281,15 +284,21 @@ def main() -> None:
                   ("no MongoDB write", live_ctx, True, True))  # fmt: skip
         for label, ctx, no_mongo, rollups in passes:
             reset(bs, crs, args)
-            for round_no, what in ((0, "new keys"), (1, "same keys")):
+            records = ctx is live_ctx and rollups and not no_mongo
+            rounds = ROUNDS_WITH_RECORDS if records else ROUNDS
+            done: list[Round] = []
+            for round_no, (what, persist_first) in enumerate(rounds):
+                persist_s = persisted(ctx, crs) if persist_first else 0.0
                 n = prefill(bs, args, round_no)
                 result = drain_in_process(ctx, no_mongo, args.time_limit, rollups)
                 result.name = f"{label}, {what}"
                 assert result.heartbeats == n, f"drained {result.heartbeats} of {n}"
                 rows.append((label, result))
                 report(result)
-                if ctx is live_ctx and rollups and not no_mongo:
-                    persisted(ctx, crs, result)
+                done.append(result)
+            if records:
+                rows.append((label, steady_state(label, done, persist_s)))
+                report(rows[-1][1])
         if not args.no_rq:
             reset(bs, crs, args)
             startup = run_burst(bs)
@@ -311,38 +320,59 @@ def main() -> None:
         f" x {args.videos} videos = {keys:,} keys, {args.heartbeats} heartbeats per key and"
         f" round, batches of {bs.settings.flush_batch_size}"
     )
-    print(f"  {'pass':32} {'hb/s':>9} {'writes/hb':>10} {'docs/bulk':>10} {'own hb/s':>9}")
+    print(f"  {'pass':44} {'hb/s':>9} {'writes/hb':>10} {'docs/bulk':>10} {'own hb/s':>9}")
     for _, r in rows:
         mongo_s = r.timers.get("MongoDB write", 0.0) + r.timers.get("MongoDB read", 0.0)
         own = r.heartbeats / max(1e-6, r.seconds - mongo_s)
         print(
-            f"  {r.name:32} {r.rate:9,.0f} {r.written / max(1, r.heartbeats):10.3f} "
+            f"  {r.name:44} {r.rate:9,.0f} {r.written / max(1, r.heartbeats):10.3f} "
             f"{r.written / max(1, r.bulk_writes):10.1f} {own:9,.0f}"
         )
     print("  (own hb/s: heartbeats / (time - time in MongoDB calls), the pipeline's own rate)")
 
 
 PERSIST_EVERY = 20  # flushes of a key per ROLLUP_PERSIST_S at the defaults (600 s / 30 s)
+ROUNDS = (("new keys", False), ("same keys", False))
+# With the records: the second round merges into the records the first made (as 19 of a key's
+# 20 flushes between two persists do); the third comes after the persister settled them all,
+# so each of its records is new and re-checked against its enrollment document (the 20th).
+ROUNDS_WITH_RECORDS = (
+    ("new keys", False),
+    ("same keys, records live", False),
+    ("same keys, after a persist", True),
+)
 
 
-def persisted(ctx: WorkerContext, crs: Course, r: Round) -> None:
-    """The persister's write of the course's records after the round, and the round's rate
-    with it counted once per PERSIST_EVERY rounds (what it costs in steady state)."""
+def persisted(ctx: WorkerContext, crs: Course) -> float:
+    """The persister's write of the course's records; returns its seconds."""
     t0 = time.perf_counter()
     written = ctx.live.persist(ctx.mongo, crs, ctx.clock.time())
     took = time.perf_counter() - t0
-    amortized = r.heartbeats / (r.seconds + took / PERSIST_EVERY)
-    print(
-        f"  {'':32} then the persister: {written:,} enrollments in {took:.2f} s; with it once "
-        f"per {PERSIST_EVERY} rounds: {amortized:,.0f} hb/s"
-    )
+    print(f"  {'':44} the persister: {written:,} enrollments in {took:.2f} s")
+    return took
+
+
+def steady_state(label: str, rounds: list[Round], persist_s: float) -> Round:
+    """A key's PERSIST_EVERY flushes between two persists of known keys: all but one merge
+    into a live record, one comes after the persist (re-checks), and the persist itself."""
+    live, after = rounds[1], rounds[2]
+    k = PERSIST_EVERY - 1
+    return Round(
+        f"{label}, known keys, steady state",
+        k * live.heartbeats + after.heartbeats,
+        k * live.written + after.written,
+        k * live.bulk_writes + after.bulk_writes,
+        k * live.seconds + after.seconds + persist_s,
+        {name: k * live.timers.get(name, 0.0) + after.timers.get(name, 0.0)
+         for name in {*live.timers, *after.timers}} | {"the persister": persist_s},
+    )  # fmt: skip
 
 
 def report(r: Round) -> None:
     timers = sorted(r.timers.items(), key=lambda kv: -kv[1])
     parts = ", ".join(f"{k} {v:.2f} s" for k, v in timers)
     print(
-        f"  {r.name:32} {r.heartbeats:,} heartbeats -> {r.written:,} documents in "
+        f"  {r.name:44} {r.heartbeats:,} heartbeats -> {r.written:,} documents in "
         f"{r.bulk_writes} bulk writes, {r.seconds:.2f} s = {r.rate:,.0f} hb/s  [{parts}]"
     )
 
