@@ -40,7 +40,8 @@ keep its schedule; reports the highest watcher count held. The whole run is boun
 Ingest latency (p50/p95/p99) is timed from the request's send to its answer; a heartbeat that
 waits for one of the `--concurrency` connections (128) waits before that and shows as send
 lateness (`late p99 s`). `p99 from due` counts both, from when the heartbeat was due to its
-answer: what a player would see (coordinated omission), the generator's own lag included.
+answer (retries included): what a player would see (coordinated omission), the generator's
+own lag included; `own lag` is that lag alone.
 
 Numbers measured on the nx-27017 stand-in, not MongoDB; writes per heartbeat is the
 hardware-independent figure (comparable with the target only at `--speedup 1`, since with
