@@ -217,7 +217,17 @@ def _signature(doc: dict[str, Any] | None) -> list[Any] | None:
     as the record's JSON keeps it."""
     if doc is None:
         return None
-    return [doc.get("rollup_rev"), doc.get("agg_seq"), list(_classes(doc)), _name(doc)]
+    return [_plain(doc.get("rollup_rev")), _plain(doc.get("agg_seq")), list(_classes(doc)),
+            _name(doc)]  # fmt: skip
+
+
+def _plain(value: Any) -> Any:
+    """A document's field as the record's JSON can keep it and give back equal: an odd type
+    (written by hand or another tool) as its text, so one odd document cannot stop the
+    course's compare-and-set."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return f"{type(value).__name__}:{value!r}"
 
 
 def _of_course(entries: Entries, course: Course) -> Entries:
