@@ -164,11 +164,6 @@ def plan_writes(
 def _planned(
     key: tuple[str, str], doc: dict[str, Any], incoming: Entries, course: Course
 ) -> RollupWrite | None:
-    rev = doc.get("rollup_rev")
-    if rev is not None and (isinstance(rev, bool) or not isinstance(rev, int | float)):
-        # Written by hand or another tool: no write can name it and move it on (the course's
-        # other enrollments would wait on it for good), so it is left alone, logged.
-        raise ValueError(f"its rollup_rev is a {type(rev).__name__}, not a number")
     stored = rollup.entries_of(doc)
     merged = rollup.merge(stored, incoming)
     fingerprint = rollup.course_fingerprint(course)
