@@ -389,6 +389,40 @@ def test_odd_version_fields_do_not_stop_the_courses_merge(
         assert ctx.live.records(course.course_id) == {}
 
 
+# A document whose rollup cannot be decoded (7 bytes) stopped readers of the whole course: the
+# matrix answered 500 for everyone, and the maintenance job's recount raised out of the run,
+# leaving every course after it unrecounted. The row now shows its stored totals without
+# per-material columns, and the recount goes on to the other courses.
+def test_an_undecodable_rollup_stops_neither_the_matrix_nor_other_courses_recount(
+    ctx: WorkerContext,
+) -> None:
+    from shared.ops.rollups import rebuild_missing
+
+    odd, other = new_course(ctx), new_course(ctx)
+    v0, w0 = odd.materials[0].material_id, other.materials[0].material_id
+    for course, m in ((odd, v0), (other, w0)):
+        for s in ("u0", "u1"):
+            enrol(ctx, course, s)
+        rollup_store.apply_entries(ctx.mongo, {(s, course.course_id): {m: entry(1, 50.0)}
+                                               for s in ("u0", "u1")},
+                                   {course.course_id: course})  # fmt: skip
+    ctx.mongo.enrollments.update_one({"student_id": "u0", "course_id": odd.course_id},
+                                     {"$set": {"rollup": Binary(b"\0" * 7)}})  # fmt: skip
+    _, rows = teacher_views.matrix(ctx.mongo, odd, None, ctx.live)
+    by_student = {r.row.student_id: r for r in rows}
+    assert set(by_student) == {"u0", "u1"}
+    assert by_student["u0"].row.watched_seconds == 50.0  # its stored totals
+    assert by_student["u1"].progress[0] == 50.0
+    # The other course's aggregate, made wrong by hand, is recounted past the odd course:
+    ctx.mongo.aggregates.update_one({"_id": other.course_id}, {"$set": {"sums": []}})
+    listed = list(ctx.catalog().courses)
+    assert listed.index(odd.course_id) < listed.index(other.course_id)
+    rebuild_missing(ctx.mongo, ctx.catalog(), ctx.buffer)
+    assert aggregate_store.sums(ctx.mongo, other.course_id) == aggregate_store.count(
+        ctx.mongo, other.course_id
+    )
+
+
 # The same odd document in a course that already has a record, the oldest due: the persister
 # goes on to the other courses (it once died on the first and never got past it).
 def test_one_odd_document_does_not_stop_other_courses_persist(

@@ -87,4 +87,7 @@ def rebuild_missing(mongo: MongoStore, catalog: Catalog, r: Buffer | None = None
                 log.warning("course %s: aggregate differed from a recount; corrected", course_id)
         except Unavailable as exc:  # a course flushed on every tick: the next run recounts it
             log.warning("course %s: aggregate not recounted now (%s)", course_id, exc)
+        except ValueError as exc:  # an enrollment whose rollup cannot be decoded: the others go on
+            log.error("course %s: aggregate not recounted, an enrollment cannot be read (%s)",
+                      course_id, exc)  # fmt: skip
     return changed

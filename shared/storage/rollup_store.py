@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -341,6 +342,9 @@ class StudentRollup:
     name: str | None = None
 
 
+EMPTY = rollup.Columns("", array("d"))  # no per-material column
+
+
 def course_rollups(
     mongo: MongoStore, course: Course, class_id: str | None = None, live: LiveRollups | None = None
 ) -> list[StudentRollup]:
@@ -357,9 +361,22 @@ def course_rollups(
             found.append(_live_rollup(doc["student_id"], record.entries, course, doc.get("name")))
             continue
         fresh = doc.get("rollup_course") == fingerprint
-        totals = _totals_of(doc) if fresh else rollup.totals(rollup.entries_of(doc), course)
-        found.append(StudentRollup(doc["student_id"], totals, rollup.columns(doc), doc.get("name")))
+        cols = _columns(doc)
+        totals = _totals_of(doc) if fresh or cols is None else rollup.totals(
+            rollup.entries_of(doc), course)  # fmt: skip
+        found.append(StudentRollup(doc["student_id"], totals, cols or EMPTY, doc.get("name")))
     return found
+
+
+def _columns(doc: dict[str, Any]) -> rollup.Columns | None:
+    """The document's rollup columns, None (logged) when they cannot be decoded: the row then
+    shows its stored totals and no per-material column, and the course's other rows are read
+    as ever (the write path leaves such a document alone too)."""
+    try:
+        return rollup.columns(doc)
+    except ValueError as exc:
+        log.error("rollup of %s cannot be read: %s", doc.get("_id", doc.get("student_id")), exc)
+        return None
 
 
 def _live_rollup(
@@ -525,7 +542,7 @@ def page_rollups(
     fields = {**TOTAL_FIELDS, "rollup": 1, "rollup_ids": 1}
     docs = _page_docs(mongo, course, field, descending, limit, after, fields, class_id,
                       exclude=sorted(fresh))  # fmt: skip
-    stored = [StudentRollup(d["student_id"], _totals_of(d), rollup.columns(d), d.get("name"))
+    stored = [StudentRollup(d["student_id"], _totals_of(d), _columns(d) or EMPTY, d.get("name"))
               for d in docs]  # fmt: skip
     totals = [EnrollmentRollup(f.student_id, f.totals, f.name) for f in fresh.values()]
     page = _ordered([*(EnrollmentRollup(r.student_id, r.totals, r.name) for r in stored),
