@@ -190,22 +190,34 @@ def test_a_page_merges_moved_students_into_mongodbs_order(ctx: WorkerContext) ->
     assert [r.student_id for r in whole] == want
 
 
+def completed_and_persisted(ctx: WorkerContext, student: str) -> tuple[Course, str]:
+    """A new course whose first material `student` completed, persisted: MongoDB holds it and
+    no record is left. Returns the course and that material."""
+    course = new_course(ctx)
+    v0 = course.materials[0].material_id
+    enrol(ctx, course, student)
+    ctx.live.merge(ctx.mongo, course, {student: {v0: entry(1, 90.0)}}, 0)
+    ctx.live.persist(ctx.mongo, course, PERSIST_S)
+    assert not ctx.live.records(course.course_id)
+    return course, v0
+
+
+def erase(ctx: WorkerContext, student: str, material_id: str) -> None:
+    erase_progress(ctx.mongo, ctx.buffer, ctx.key_schema, ctx.catalog(), student, material_id,
+                   outboxes=ctx.redis)  # fmt: skip
+
+
 def test_a_flush_that_read_before_an_erasure_cannot_bring_the_erased_back(
     ctx: WorkerContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    course = new_course(ctx)
-    v0 = course.materials[0].material_id
-    enrol(ctx, course, "e0")
+    course, v0 = completed_and_persisted(ctx, "e0")
     live = ctx.live
-    live.merge(ctx.mongo, course, {"e0": {v0: entry(1, 90.0)}}, 0)
-    live.persist(ctx.mongo, course, PERSIST_S)  # MongoDB holds v0 complete; no record left
     read = live_rollups._documents
 
     def erased_meanwhile(*args: Any) -> dict[str, Any]:
         docs = read(*args)  # the flush has read the document: now the erasure runs
         monkeypatch.setattr(live_rollups, "_documents", read)
-        erase_progress(ctx.mongo, ctx.buffer, ctx.key_schema, ctx.catalog(), "e0", v0,
-                       outboxes=ctx.redis)  # fmt: skip
+        erase(ctx, "e0", v0)
         return docs
 
     monkeypatch.setattr(live_rollups, "_documents", erased_meanwhile)
@@ -772,12 +784,8 @@ def test_a_recheck_that_failed_is_made_by_the_next_merge(
 ) -> None:
     from shared.ops.export import student_export
 
-    course = new_course(ctx)
-    v0 = course.materials[0].material_id
-    enrol(ctx, course, "e0")
+    course, v0 = completed_and_persisted(ctx, "e0")
     live = ctx.live
-    live.merge(ctx.mongo, course, {"e0": {v0: entry(1, 90.0)}}, 0)
-    live.persist(ctx.mongo, course, PERSIST_S)  # MongoDB holds v0 complete; no record left
     read = live_rollups._documents
     step = ["flush reads"]
 
@@ -785,8 +793,7 @@ def test_a_recheck_that_failed_is_made_by_the_next_merge(
         if step[0] == "flush reads":  # the flush read the document: the erasure runs now
             step[0] = "erasing"
             docs = read(*args)
-            erase_progress(ctx.mongo, ctx.buffer, ctx.key_schema, ctx.catalog(), "e0", v0,
-                           outboxes=ctx.redis)  # fmt: skip
+            erase(ctx, "e0", v0)
             step[0] = "recheck"
             return docs
         if step[0] == "recheck":  # the recheck's read: MongoDB away for a moment
