@@ -18,9 +18,7 @@ import json
 import logging
 import os
 import statistics
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import bson
@@ -29,9 +27,9 @@ from fastapi.testclient import TestClient
 
 from ingest.app import create_app
 from shared.clock import MockedClock
-from shared.devtools.services import mongo_standin_service, redis_service
 from shared.settings import Settings
 from shared.storage.keys import KeySchema, ProgressKey
+from tests.benchmarks.benchstack import bare_stores
 from tests.helpers import bearer
 from workers.context import build_context
 from workers.flush import flush_batch
@@ -70,20 +68,15 @@ def main() -> None:
     parser.add_argument("--materials", type=int, default=50)
     args = parser.parse_args()
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    root = Path(tempfile.mkdtemp(prefix="bench-bytes-"))
-    rsvc, msvc = redis_service(root / "redis").start(), mongo_standin_service(root / "m").start()
-    os.environ.update(
-        REDIS_URL=f"redis://127.0.0.1:{rsvc.port}/0",
-        MONGO_URL=f"mongodb://127.0.0.1:{msvc.port}/bench",
-        APP_ENV="production",
-        JWT_SECRET=SECRET,
-        FLUSH_INTERVAL_S="1",
-    )
-    try:
+    with bare_stores("bench-bytes-") as (redis_url, mongo_url):
+        os.environ.update(
+            REDIS_URL=redis_url,
+            MONGO_URL=mongo_url,
+            APP_ENV="production",
+            JWT_SECRET=SECRET,
+            FLUSH_INTERVAL_S="1",
+        )
         measure(Settings(), args.students, args.materials)
-    finally:
-        msvc.stop()
-        rsvc.stop()
 
 
 def measure(settings: Settings, students: int, materials: int) -> None:

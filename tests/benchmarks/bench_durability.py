@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,7 +61,8 @@ def main() -> None:
         enroll_bulk(bs, students, COURSE_ID)
         seed_hot_states(bs, students)
         tokens = {s: f"Bearer {bs.token(s)}" for s in students}
-        root = Path(tempfile.mkdtemp(prefix="bench-durability-data-"))
+        root = bs.stack.root / "requests"
+        root.mkdir()
         rows = single_rows(students, tokens, "/api/progress/video/{video}/watch-time")
         data = write_requests(root / "single.tsv", rows)
         print(f"the disk's fsync: median {disk_fsync_ms(bs.stack.root / 'redis'):.2f} ms")

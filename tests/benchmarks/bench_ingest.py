@@ -51,7 +51,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -482,7 +481,8 @@ def main() -> None:
 
 
 def bench(bs: BenchStack, args: argparse.Namespace, load: LoadRunner) -> None:
-    root = Path(tempfile.mkdtemp(prefix="bench-ingest-data-"))
+    root = bs.stack.root / "requests"
+    root.mkdir()
     warm = [f"w{i:05d}" for i in range(args.students)]
     cold = [f"c{i:05d}" for i in range(args.students)]
     enroll_bulk(bs, warm + cold, COURSE_ID)
@@ -580,7 +580,8 @@ def hot_key_mode(args: argparse.Namespace, load: LoadRunner) -> None:
     with bench_stack("bench-hotkey-", [course()], workers=1, clock=True) as bs:
         enroll_bulk(bs, students, COURSE_ID)
         tokens = {s: f"Bearer {bs.token(s)}" for s in students}
-        root = Path(tempfile.mkdtemp(prefix="bench-hotkey-data-"))
+        root = bs.stack.root / "requests"
+        root.mkdir()
         rows = [
             (
                 f"/api/progress/video/{VIDEOS[0]}/watch-time",

@@ -31,10 +31,8 @@ import asyncio
 import contextlib
 import json
 import statistics
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any, cast
 
 from fastapi import FastAPI
@@ -48,7 +46,7 @@ from shared.devtools.services import start_redis_cluster
 from shared.settings import Settings
 from shared.storage.clients import HiredisPacking
 from shared.storage.ingest_store import AsyncHotStore
-from tests.benchmarks.benchstack import bare_stores
+from tests.benchmarks.benchstack import bare_stores, scratch_dir
 from tests.helpers import COURSE, COURSE_ID, bearer, make_settings
 
 VIDEO, DURATION = "v-100", 100.0  # COURSE's video and its catalog duration
@@ -168,7 +166,7 @@ def main() -> None:
         auths = enroll(settings, args.students)
         on_cluster = None
         if args.cluster:
-            cluster = start_redis_cluster(Path(tempfile.mkdtemp(prefix="bench-route-cpu-c-")))
+            cluster = start_redis_cluster(on.enter_context(scratch_dir("bench-route-cpu-c-")))
             on.callback(cluster.stop)
             on_cluster = settings.model_copy(
                 update={"buffer_redis_url": cluster.url, "buffer_redis_cluster": True}

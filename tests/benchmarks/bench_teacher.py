@@ -21,7 +21,6 @@ import argparse
 import os
 import random
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -56,6 +55,7 @@ from shared.storage.mongo_store import (
     progress_id,
 )
 from shared.tokens import mint_token
+from tests.benchmarks.benchstack import scratch_dir
 from tests.helpers import DocumentsRead
 
 SECRET = "bench-" + "0123456789abcdef" * 3
@@ -229,7 +229,13 @@ def main() -> None:
 
 
 def run_size(students: int, videos: int, runs: int, rollups_only: bool, active: float) -> None:
-    root = Path(tempfile.mkdtemp(prefix="bench-teacher-"))
+    with scratch_dir("bench-teacher-") as root:
+        measure_size(root, students, videos, runs, rollups_only, active)
+
+
+def measure_size(
+    root: Path, students: int, videos: int, runs: int, rollups_only: bool, active: float
+) -> None:
     rsvc = redis_service(root / "redis").start()
     msvc = mongo_standin_service(root / "mongo").start()
     port = free_port()

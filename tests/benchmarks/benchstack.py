@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -68,6 +69,28 @@ class BenchStack:
 
 
 @contextmanager
+def scratch_dir(prefix: str) -> Iterator[Path]:
+    """A folder of the system's temp dir for a benchmark's servers and data (a run writes up to
+    ~150 MB there): removed on the way out after a run that went well, kept and named after one
+    that did not, for its logs. Meanwhile a SIGTERM ends the run as Ctrl-C does, so that the
+    `finally` blocks stop the servers instead of leaving them running."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield root
+    except BaseException:
+        print(f"kept {root} for its logs", file=sys.stderr)
+        raise
+    else:
+        shutil.rmtree(root, ignore_errors=True)
+    finally:
+        if previous is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@contextmanager
 def bench_stack(
     prefix: str,
     courses: list[Course],
@@ -85,57 +108,61 @@ def bench_stack(
     `count_writes`: the stack's processes reach nx-27017 through mongo_wire.py's proxy, which
     counts the documents written per collection (this process's own reads and writes bypass
     it)."""
-    root = Path(tempfile.mkdtemp(prefix=prefix))
-    redis_svc = redis_service(root / "redis", appendonly=True).start()
-    mongo_svc = mongo_standin_service(root / "mongo").start()
-    started: list[Service] = [mongo_svc, redis_svc]
-    mongo_port, wire_counts = mongo_svc.port, None
-    if count_writes:
-        mongo_port, wire_counts = free_port(), root / "wire-counts.json"
-        argv = [sys.executable, "-m", "tests.benchmarks.mongo_wire", "--port", str(mongo_port),
-                "--upstream", str(mongo_svc.port), "--out", str(wire_counts)]  # fmt: skip
-        started.insert(0, Service("mongo-wire", argv, mongo_port, root / "mongo-wire.log").start())
-    port = free_port()
-    env = dict(os.environ)
-    env.update(
-        REDIS_URL=f"redis://127.0.0.1:{redis_svc.port}/0",
-        MONGO_URL=f"mongodb://127.0.0.1:{mongo_port}/videoprogress",
-        APP_ENV="production",
-        JWT_SECRET=SECRET,
-        FLUSH_INTERVAL_S=str(flush_interval_s),
-        FLUSH_TICK_S=str(flush_tick_s),
-        MONGO_TIMEOUT_MS="30000",
-        PORT=str(port),
-        HOST="127.0.0.1",
-        WEB_CONCURRENCY="1",
-    )
-    env.update(extra_env or {})
-    os.environ.update(env)  # this process reads the same settings as the stack's processes
-    settings = Settings(_env_file=None)
-    direct = f"mongodb://127.0.0.1:{mongo_svc.port}/videoprogress"
-    mongo = MongoStore(direct, settings.mongo_timeout_ms)
-    r = redis.Redis.from_url(settings.redis_url, socket_timeout=30)
-    stack = Stack(root, redis_svc, mongo_svc, env, port)
-    try:
-        mongo.ensure_indexes()
-        for course in courses:
-            admin_ops.save_course(mongo, r, course)
-        if web:
-            proc = stack.start("web")
-        for _ in range(workers):
-            stack.start("worker")
-        if clock:
-            stack.start("clock")
-        if web:
-            wait_for_port(port, 30, proc)
-        yield BenchStack(stack, settings, mongo, r, KeySchema.from_settings(settings), wire_counts)
-    finally:
-        for name in list(stack.procs):
-            stack.kill_all(name, signal.SIGTERM)
-        mongo.close()
-        r.close()
-        for svc in started:
-            svc.stop()
+    with scratch_dir(prefix) as root:
+        redis_svc = redis_service(root / "redis", appendonly=True).start()
+        mongo_svc = mongo_standin_service(root / "mongo").start()
+        started: list[Service] = [mongo_svc, redis_svc]
+        mongo_port, wire_counts = mongo_svc.port, None
+        if count_writes:
+            mongo_port, wire_counts = free_port(), root / "wire-counts.json"
+            argv = [sys.executable, "-m", "tests.benchmarks.mongo_wire", "--port", str(mongo_port),
+                    "--upstream", str(mongo_svc.port), "--out", str(wire_counts)]  # fmt: skip
+            started.insert(
+                0, Service("mongo-wire", argv, mongo_port, root / "mongo-wire.log").start()
+            )
+        port = free_port()
+        env = dict(os.environ)
+        env.update(
+            REDIS_URL=f"redis://127.0.0.1:{redis_svc.port}/0",
+            MONGO_URL=f"mongodb://127.0.0.1:{mongo_port}/videoprogress",
+            APP_ENV="production",
+            JWT_SECRET=SECRET,
+            FLUSH_INTERVAL_S=str(flush_interval_s),
+            FLUSH_TICK_S=str(flush_tick_s),
+            MONGO_TIMEOUT_MS="30000",
+            PORT=str(port),
+            HOST="127.0.0.1",
+            WEB_CONCURRENCY="1",
+        )
+        env.update(extra_env or {})
+        os.environ.update(env)  # this process reads the same settings as the stack's processes
+        settings = Settings(_env_file=None)
+        direct = f"mongodb://127.0.0.1:{mongo_svc.port}/videoprogress"
+        mongo = MongoStore(direct, settings.mongo_timeout_ms)
+        r = redis.Redis.from_url(settings.redis_url, socket_timeout=30)
+        stack = Stack(root, redis_svc, mongo_svc, env, port)
+        try:
+            mongo.ensure_indexes()
+            for course in courses:
+                admin_ops.save_course(mongo, r, course)
+            if web:
+                proc = stack.start("web")
+            for _ in range(workers):
+                stack.start("worker")
+            if clock:
+                stack.start("clock")
+            if web:
+                wait_for_port(port, 30, proc)
+            yield BenchStack(
+                stack, settings, mongo, r, KeySchema.from_settings(settings), wire_counts
+            )
+        finally:
+            for name in list(stack.procs):
+                stack.kill_all(name, signal.SIGTERM)
+            mongo.close()
+            r.close()
+            for svc in started:
+                svc.stop()
 
 
 @contextmanager
@@ -143,17 +170,17 @@ def bare_stores(prefix: str, database: str = "bench") -> Iterator[tuple[str, str
     """A redis-server and the MongoDB stand-in of their own, without the service's processes
     (a benchmark that runs the code in process): their (REDIS_URL, MONGO_URL), both stopped
     on the way out."""
-    root = Path(tempfile.mkdtemp(prefix=prefix))
-    redis_svc = redis_service(root / "redis").start()
-    try:
-        mongo_svc = mongo_standin_service(root / "mongo").start()
+    with scratch_dir(prefix) as root:
+        redis_svc = redis_service(root / "redis").start()
         try:
-            yield (f"redis://127.0.0.1:{redis_svc.port}/0",
-                   f"mongodb://127.0.0.1:{mongo_svc.port}/{database}")  # fmt: skip
+            mongo_svc = mongo_standin_service(root / "mongo").start()
+            try:
+                yield (f"redis://127.0.0.1:{redis_svc.port}/0",
+                       f"mongodb://127.0.0.1:{mongo_svc.port}/{database}")  # fmt: skip
+            finally:
+                mongo_svc.stop()
         finally:
-            mongo_svc.stop()
-    finally:
-        redis_svc.stop()
+            redis_svc.stop()
 
 
 def enroll_bulk(bs: BenchStack, students: list[str], course_id: str) -> None:
