@@ -529,6 +529,47 @@ def test_a_commit_lets_the_batch_before_it_land_instead_of_fencing_it(
     assert [m["started"] for m in aggregate_stats(ctx.mongo, c)["materials"]] == [1, 1, 0, 0]
 
 
+@pytest.mark.parametrize(
+    "odd",
+    [float(2**53), "7", float("nan")],
+    ids=["a double past 2**53 ($inc leaves it)", "a string ($inc refuses it)", "NaN"],
+)
+def test_a_dead_writers_batch_is_fenced_whatever_rollup_rev_holds(
+    ctx: WorkerContext, no_grace: None, odd: Any
+) -> None:
+    """Another tool, or a hand edit, left ana's `rollup_rev` odd; a writer then commits her
+    change and dies before writing it. The next commit must fence it for good (its late write
+    lands nowhere) and the aggregate stay equal to a recount."""
+    c = course()
+    first = RollupEntry(1, 30.0, 0.0, 30.0, False, 5.0)
+    writes, stamps = rollup_store.commit_rollups(ctx.mongo, {("ana", COURSE_ID): {"v-100": first}},
+                                                 {COURSE_ID: c})  # fmt: skip
+    assert rollup_store.write_rollups(ctx.mongo, writes, stamps) == (1, {})
+    ana = {"_id": enrollment_id("ana", COURSE_ID)}
+    ctx.mongo.enrollments.update_one(ana, {"$set": {"rollup_rev": odd}})
+    later = RollupEntry(2, 100.0, 0.0, 100.0, True, 9.0)
+    dead, dead_stamps = rollup_store.commit_rollups(ctx.mongo,
+                                                    {("ana", COURSE_ID): {"v-100": later}},
+                                                    {COURSE_ID: c})  # fmt: skip
+    ben = RollupEntry(1, 60.0, 0.0, 60.0, False, 7.0)
+    second, stamps2 = rollup_store.commit_rollups(ctx.mongo, {("ben", COURSE_ID): {"v-600": ben}},
+                                                  {COURSE_ID: c})  # fmt: skip
+    assert rollup_store.write_rollups(ctx.mongo, second, stamps2) == (1, {})
+    assert rollup_store.write_rollups(ctx.mongo, dead, dead_stamps)[0] == 0  # fenced
+    assert rollup.entries_of(stored_rollup(ctx.mongo, "ana")) == {"v-100": first}
+    assert aggregate_stats(ctx.mongo, c) == recounted_stats(ctx.mongo, c)
+    assert [m["completed"] for m in aggregate_stats(ctx.mongo, c)["materials"]] == [0, 0, 0, 0]
+    # And her next write lands, its token a plain number again.
+    again, stamps3 = rollup_store.commit_rollups(ctx.mongo,
+                                                 {("ana", COURSE_ID): {"v-100": later}},
+                                                 {COURSE_ID: c})  # fmt: skip
+    assert rollup_store.write_rollups(ctx.mongo, again, stamps3) == (1, {})
+    assert rollup.entries_of(stored_rollup(ctx.mongo, "ana")) == {"v-100": later}
+    assert isinstance(stored_rollup(ctx.mongo, "ana")["rollup_rev"], int)
+    assert aggregate_stats(ctx.mongo, c) == recounted_stats(ctx.mongo, c)
+    assert [m["completed"] for m in aggregate_stats(ctx.mongo, c)["materials"]] == [1, 0, 0, 0]
+
+
 # The property test's operations: (kind, student, material, version, progress).
 STUDENTS = ("p0", "p1", "p2")
 OPS = st.tuples(

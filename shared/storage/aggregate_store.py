@@ -21,9 +21,9 @@ other write can have reached them since: the batch's writes lose no race (but to
 Resolving batch q: an enrollment it named landed when it holds `agg_seq` q (a delete: when it
 is gone, or is a new enrollment, without `rollup_rev`). A batch committed less than
 LANDING_GRACE_S ago is given that long to land (its writer is most likely writing it). One that
-did not is then fenced (`rollup_rev` + 1 where it still holds the one read), so that a stalled
-writer's late write cannot land any more, and read again; the deltas of those that did not
-land are taken back.
+did not is then fenced (`rollup_rev` moved on, `next_rev`, where it still holds the one read),
+so that a stalled writer's late write cannot land any more, and read again; the deltas of those
+that did not land are taken back.
 Writers of a course are serialised by the compare-and-set on `seq`, and a batch writes
 enrollments only after its commit, which resolved the batch before it: so whatever step a
 writer dies in (SIGKILL between its commit and 3, or inside 3), no delta is counted twice, and
@@ -84,6 +84,24 @@ class Aggregate:
 def rev_token(rev: int | None) -> dict[str, Any] | int:
     """The filter value naming `rollup_rev` as read."""
     return {"$exists": False} if rev is None else rev
+
+
+MAX_REV = 2**53  # past it a double's +1 is itself: `$inc` would leave the token where it was
+
+
+def next_rev(rev: Any) -> int:
+    """The `rollup_rev` a write that read `rev` sets: one more. In place of a value that is not
+    a whole number below MAX_REV (NaN, a huge or fractional double, a string: another tool's or
+    a hand edit), a fresh one from the clock, in milliseconds: `$inc` would refuse those (a
+    type error: the write, or a fence, fails for good) or leave them as they were (the token
+    would not move, and a fenced writer's late write would land), and the clock's number is
+    far from any count a writer may still hold from before that value."""
+    if rev is None:
+        return 1
+    counted = isinstance(rev, int | float) and not isinstance(rev, bool)
+    if counted and 0 <= rev < MAX_REV - 1 and float(rev).is_integer():
+        return int(rev) + 1
+    return int(time.time() * 1000)
 
 
 def commit(
@@ -178,7 +196,7 @@ def resolve(mongo: MongoStore, agg: Aggregate) -> Contribution:
     for p in unlanded:  # a no-op where the write landed meanwhile
         mongo.enrollments.update_one(
             {"_id": p["e"], "rollup_rev": rev_token(p["rev"])},
-            {"$inc": {"rollup_rev": 1}},
+            {"$set": {"rollup_rev": next_rev(p["rev"])}},
         )
     back: Contribution = {}
     for p in _unlanded(mongo, agg, unlanded):

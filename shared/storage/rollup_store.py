@@ -3,7 +3,8 @@
 Fields an enrollment document gains:
 - `rollup`, `rollup_ids`: the per-material versioned entries (binary columns, see
   shared/domain/rollup.py) and the material ids they are for;
-- `rollup_rev`: incremented by every rollup write, the compare-and-set token;
+- `rollup_rev`: moved on by every rollup write (`aggregate_store.next_rev`), the
+  compare-and-set token;
 - `rollup_course`: the fingerprint of the course's materials the totals were computed for;
 - `completed_count`, `watched_seconds`, `unverified_seconds`, `last_active`: the totals;
 - `agg_seq`: the batch that folded it into the course aggregate (aggregate_store.py);
@@ -215,7 +216,8 @@ def write_rollups(
         UpdateOne(
             {"_id": enrollment_id(*w.key), "student_id": w.key[0],
              "rollup_rev": aggregate_store.rev_token(w.rev)},
-            {"$set": {**w.fields, "agg_seq": stamps[w.key[1]]}, "$inc": {"rollup_rev": 1}},
+            {"$set": {**w.fields, "agg_seq": stamps[w.key[1]],
+                      "rollup_rev": aggregate_store.next_rev(w.rev)}},
         )
         for w in writes
     ]  # fmt: skip
