@@ -266,9 +266,16 @@ def test_a_stored_document_that_cannot_be_read_is_set_aside_alone(
 def test_an_enrollment_mongodb_refuses_to_roll_up_holds_up_no_one(
     client: TestClient, settings: Settings, redis_client: Buffer, mongo_db: Any
 ) -> None:
-    # The flush's second write, the enrollments' rollups: one document's revision is text, so
-    # MongoDB refuses its `$inc`. Before, that failed the whole flush, at every takeover.
-    mongo_db.enrollments.update_one({"student_id": ODD}, {"$set": {"rollup_rev": "x"}})
+    # The flush's second write, the enrollments' rollups: MongoDB refuses one document's. Here a
+    # unique index an operator added over (student, watched seconds), which the odd student's
+    # enrollment in another course already holds at 30 s. Before, that failed the whole flush,
+    # at every takeover. (A text `rollup_rev` served until `$inc` left the rollup writes.)
+    mongo_db.enrollments.insert_one(
+        {"_id": "elsewhere", "student_id": ODD, "course_id": "other", "watched_seconds": 30.0}
+    )
+    mongo_db.enrollments.create_index([("student_id", 1), ("watched_seconds", 1)], unique=True)
+    odd_enrollment = {"student_id": ODD, "course_id": COURSE_ID}
+    before = mongo_db.enrollments.find_one(odd_enrollment)
     watch(client, settings, ODD, **heartbeat(30, played=[[0, 30]]))
     honest_heartbeats(client, settings)
 
@@ -280,7 +287,7 @@ def test_an_enrollment_mongodb_refuses_to_roll_up_holds_up_no_one(
     for n, student in enumerate(HONEST):
         enrollment = present(mongo_db.enrollments.find_one({"student_id": student}))
         assert enrollment["watched_seconds"] == 10.0 * (n + 1), student
-    assert present(mongo_db.enrollments.find_one({"student_id": ODD}))["rollup_rev"] == "x"
+    assert mongo_db.enrollments.find_one(odd_enrollment) == before  # refused, left as it was
 
 
 def test_erasure_takes_a_key_off_the_list(
