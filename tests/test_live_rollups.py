@@ -172,22 +172,75 @@ def test_a_page_merges_moved_students_into_mongodbs_order(ctx: WorkerContext) ->
     live.merge(ctx.mongo, course, {"s2": {v0: entry(1, 100.0), v1: entry(1, 100.0)},
                                    "s3": {v0: entry(1, 90.0), v1: entry(1, 90.0),
                                           v2: entry(1, 90.0)}}, PERSIST_S)  # fmt: skip
-    # By the model: s3 3 complete, s2 2, s0 and s1 1 each, s4 and s5 none (ties by id, desc).
+    # By the model: s3 3 complete, s2 2, s0 and s1 1 each, s4 and s5 none (ties by id).
     want = ["s3", "s2", "s1", "s0", "s5", "s4"]
-    for limit in (1, 2, 4):
-        seen, cursor = [], None
-        while True:
-            rows, cursor = teacher_views.class_page(
-                ctx.mongo, course, "-progress", limit, cursor, live=live
-            )
-            seen += [r.student_id for r in rows]
-            if cursor is None:
-                break
-        assert seen == want, limit
+    for sort, order in (("-progress", want), ("progress", want[::-1])):
+        for limit in (1, 2, 4):
+            seen, cursor = [], None
+            while True:
+                rows, cursor = teacher_views.class_page(
+                    ctx.mongo, course, sort, limit, cursor, live=live
+                )
+                seen += [r.student_id for r in rows]
+                if cursor is None:
+                    break
+            assert seen == order, (sort, limit)
     whole, _ = analytics.page(
         teacher_views.class_table(ctx.mongo, course, live=live), "-progress", 6, None
     )
     assert [r.student_id for r in whole] == want
+
+
+FIELDS = ("student_id", "completed_count", "watched_seconds", "unverified_seconds", "last_active")
+VALUES = st.one_of(st.none(), st.just(float("nan")), st.sampled_from([0.0, 1.0, 2.5]),
+                   st.floats(-1e3, 1e3))  # fmt: skip
+
+
+@hyp_settings(max_examples=300, deadline=None)
+@given(
+    values=st.lists(st.tuples(VALUES, VALUES), min_size=0, max_size=12),
+    field=st.sampled_from(FIELDS),
+    descending=st.booleans(),
+    limit=st.integers(1, 5),
+    cursor=st.one_of(st.none(), st.tuples(VALUES, st.integers(0, 12))),
+)
+def test_a_pages_order_is_mongodbs_whatever_the_values(
+    values: list[tuple[Any, Any]],
+    field: str,
+    descending: bool,
+    limit: int,
+    cursor: tuple[Any, int] | None,
+) -> None:
+    """`_ordered` picks the page MongoDB's sort on (field, student_id) gives after the cursor:
+    a missing value (never active) or NaN before every number; sorted here the plain way."""
+    # a: last active (missing, NaN, numbers); b: watched seconds, and a count made of it; the
+    # unverified seconds all equal: ties ordered by student id.
+    rows = [rollup_store.EnrollmentRollup(f"s{i:02d}", rollup.RollupTotals(
+                0 if b is None or b != b else int(b), 0.0 if b is None else b, 0.0, a))
+            for i, (a, b) in enumerate(values)]  # fmt: skip
+
+    def value_of(r: rollup_store.EnrollmentRollup) -> Any:
+        t = r.totals
+        return {"student_id": None, "completed_count": t.completed_materials,
+                "watched_seconds": t.watched_seconds, "unverified_seconds": t.unverified_seconds,
+                "last_active": t.last_active}[field]  # fmt: skip
+
+    def mongo_key(value: Any, student_id: str) -> tuple[int, float, str]:
+        if field == "student_id" or value is None or value != value:
+            return (0, 0.0, student_id)
+        return (1, float(value), student_id)
+
+    after = None if cursor is None else (cursor[0], f"s{cursor[1]:02d}")
+    ranked = sorted(rows, key=lambda r: mongo_key(value_of(r), r.student_id))
+    if descending:
+        ranked.reverse()
+    if after is not None:
+        mark = mongo_key(*after)
+        ranked = [r for r in ranked
+                  if (mongo_key(value_of(r), r.student_id) < mark if descending
+                      else mongo_key(value_of(r), r.student_id) > mark)]  # fmt: skip
+    got = rollup_store._ordered(rows, field, descending, limit, after)
+    assert [r.student_id for r in got] == [r.student_id for r in ranked[:limit]]
 
 
 def completed_and_persisted(ctx: WorkerContext, student: str) -> tuple[Course, str]:

@@ -479,7 +479,8 @@ class LiveRollups:
                 return None
             totals = RollupTotals(int(done), float(watched), float(unverified),
                                   None if last is None else float(last))  # fmt: skip
-            found[_text(student)] = Fresh(_text(student), totals, name, tuple(classes))
+            student_id = _text(student)
+            found[student_id] = Fresh(student_id, totals, name, tuple(classes))
         return found
 
     def records(self, course_id: str, students: list[str] | None = None) -> dict[str, Record]:
