@@ -428,10 +428,10 @@ def test_records_of_both_encoders_decode_alike() -> None:
 
 # A document whose version fields hold odd types (written by hand, or by another tool): the
 # record keeps them in its JSON only as their text, and the others' records still land (the
-# first version of the records raised for the whole course while encoding the record). What
-# the persister's write does with an odd `rollup_rev` depends on the server (MongoDB refuses
-# that one document's `$inc`, logged, and writes the others; the stand-in cannot match the
-# value and retries the course), so only the odd `agg_seq` is persisted here.
+# first version of the records raised for the whole course while encoding the record). The
+# persister's write sets a fresh `rollup_rev` in place of an odd one on MongoDB, but the
+# stand-in cannot match an ObjectId or bytes in a filter and retries the course, so only the
+# odd `agg_seq` is persisted here.
 @pytest.mark.parametrize(
     "odd", [{"rollup_rev": ObjectId()}, {"agg_seq": datetime(2026, 1, 1)}, {"rollup_rev": b"x"}]
 )

@@ -570,6 +570,35 @@ def test_a_dead_writers_batch_is_fenced_whatever_rollup_rev_holds(
     assert [m["completed"] for m in aggregate_stats(ctx.mongo, c)["materials"]] == [1, 0, 0, 0]
 
 
+def test_a_stalled_write_cannot_land_on_the_students_next_enrollment(
+    ctx: WorkerContext, no_grace: None
+) -> None:
+    """A writer reads ana's enrollment, commits and stalls; she is unenrolled (her enrollment
+    fenced and deleted) and enrolled again, and written once more. The stalled write must land
+    nowhere: when each new enrollment counted its token from 1 again, the stalled writer's token
+    named the new enrollment, and the old entries overwrote the new ones (found by a review)."""
+    c = course()
+    done = RollupEntry(1, 100.0, 0.0, 100.0, True, 5.0)
+    writes, stamps = rollup_store.commit_rollups(ctx.mongo, {("ana", COURSE_ID): {"v-100": done}},
+                                                 {COURSE_ID: c})  # fmt: skip
+    assert rollup_store.write_rollups(ctx.mongo, writes, stamps) == (1, {})
+    again = RollupEntry(2, 100.0, 0.0, 100.0, True, 9.0)
+    stalled, stalled_stamps = rollup_store.commit_rollups(
+        ctx.mongo, {("ana", COURSE_ID): {"v-100": again}}, {COURSE_ID: c}
+    )
+    for enrolled in (False, True):
+        admin_ops.set_enrollment(ctx.mongo, ctx.redis, ctx.key_schema, "ana", COURSE_ID, enrolled)
+    started = RollupEntry(1, 10.0, 0.0, 60.0, False, 20.0)
+    writes, stamps = rollup_store.commit_rollups(ctx.mongo,
+                                                 {("ana", COURSE_ID): {"v-600": started}},
+                                                 {COURSE_ID: c})  # fmt: skip
+    assert rollup_store.write_rollups(ctx.mongo, writes, stamps) == (1, {})
+    assert rollup_store.write_rollups(ctx.mongo, stalled, stalled_stamps)[0] == 0
+    assert rollup.entries_of(stored_rollup(ctx.mongo, "ana")) == {"v-600": started}
+    assert aggregate_stats(ctx.mongo, c) == recounted_stats(ctx.mongo, c)
+    assert [m["started"] for m in aggregate_stats(ctx.mongo, c)["materials"]] == [0, 1, 0, 0]
+
+
 # The property test's operations: (kind, student, material, version, progress).
 STUDENTS = ("p0", "p1", "p2")
 OPS = st.tuples(

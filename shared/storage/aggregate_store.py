@@ -34,6 +34,7 @@ still in flight; they fall back to reading the class while an enrollment is unfo
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable, Iterable
 from contextlib import suppress
@@ -90,18 +91,19 @@ MAX_REV = 2**53  # past it a double's +1 is itself: `$inc` would leave the token
 
 
 def next_rev(rev: Any) -> int:
-    """The `rollup_rev` a write that read `rev` sets: one more. In place of a value that is not
-    a whole number below MAX_REV (NaN, a huge or fractional double, a string: another tool's or
-    a hand edit), a fresh one from the clock, in milliseconds: `$inc` would refuse those (a
-    type error: the write, or a fence, fails for good) or leave them as they were (the token
-    would not move, and a fenced writer's late write would land), and the clock's number is
-    far from any count a writer may still hold from before that value."""
-    if rev is None:
-        return 1
+    """The `rollup_rev` a write that read `rev` sets: one more, or a random start.
+
+    A random start (below 2**52, so the count has room) for a document that has none yet: a
+    new enrollment, perhaps of a student unenrolled a moment ago, whose old document's tokens a
+    stalled writer may still hold (counting again from 1 would let that writer's late write
+    land on the new enrollment). And one in place of a value that is not a whole number below
+    MAX_REV (NaN, a huge or fractional double, a string: another tool's or a hand edit): `$inc`
+    refused those (a type error: the write, or a fence, failed for good) or left them as they
+    were (the token did not move, and a fenced writer's late write landed)."""
     counted = isinstance(rev, int | float) and not isinstance(rev, bool)
     if counted and 0 <= rev < MAX_REV - 1 and float(rev).is_integer():
         return int(rev) + 1
-    return int(time.time() * 1000)
+    return secrets.randbits(52) + 1
 
 
 def commit(
