@@ -459,12 +459,27 @@ def inactive_totals(
 
 
 def _totals_of(doc: dict[str, Any]) -> RollupTotals:
+    """A document's stored totals; a value that is not a number (a hand edit, another tool)
+    counts as none, so that one odd document neither fails its class's page nor sorts as a
+    number it is not."""
     return RollupTotals(
-        completed_materials=int(doc.get("completed_count") or 0),
-        watched_seconds=float(doc.get("watched_seconds") or 0.0),
-        unverified_seconds=float(doc.get("unverified_seconds") or 0.0),
-        last_active=doc.get("last_active"),
+        completed_materials=_count(doc.get("completed_count")),
+        watched_seconds=_number(doc.get("watched_seconds")) or 0.0,
+        unverified_seconds=_number(doc.get("unverified_seconds")) or 0.0,
+        last_active=_number(doc.get("last_active")),
     )
+
+
+def _number(value: Any) -> float | None:
+    """`value` as a float when it is an int or a float (not a bool), else None."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def _count(value: Any) -> int:
+    number = _number(value)
+    return int(number) if number is not None and math.isfinite(number) else 0
 
 
 def entries_of_writes(

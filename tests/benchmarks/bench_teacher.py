@@ -18,6 +18,7 @@ documents (slow to seed at 100 videos) and the routes that read them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import statistics
@@ -30,6 +31,7 @@ import httpx
 import redis
 
 from shared.devtools.services import (
+    Service,
     free_port,
     mongo_standin_service,
     procfile_commands,
@@ -229,15 +231,25 @@ def main() -> None:
 
 
 def run_size(students: int, videos: int, runs: int, rollups_only: bool, active: float) -> None:
-    with scratch_dir("bench-teacher-") as root:
-        measure_size(root, students, videos, runs, rollups_only, active)
+    """One class size on servers of its own, stopped however the run ends."""
+    with scratch_dir("bench-teacher-") as root, contextlib.ExitStack() as running:
+        rsvc = redis_service(root / "redis").start()
+        running.callback(rsvc.stop)
+        msvc = mongo_standin_service(root / "mongo").start()
+        running.callback(msvc.stop)
+        measure_size(root, rsvc, msvc, students, videos, runs, rollups_only, active)
 
 
 def measure_size(
-    root: Path, students: int, videos: int, runs: int, rollups_only: bool, active: float
+    root: Path,
+    rsvc: Service,
+    msvc: Service,
+    students: int,
+    videos: int,
+    runs: int,
+    rollups_only: bool,
+    active: float,
 ) -> None:
-    rsvc = redis_service(root / "redis").start()
-    msvc = mongo_standin_service(root / "mongo").start()
     port = free_port()
     env = dict(os.environ)
     env.update(
@@ -314,8 +326,6 @@ def measure_size(
         mongo.close()
         web.terminate()
         web.wait()
-        msvc.stop()
-        rsvc.stop()
 
 
 if __name__ == "__main__":

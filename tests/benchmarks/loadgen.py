@@ -1515,7 +1515,8 @@ def main() -> None:
             code = uvloop.run(run(bs, args))
         except ImportError:  # pragma: no cover
             code = asyncio.run(run(bs, args))
-    sys.exit(code)
+        if code:
+            sys.exit(code)  # inside the stack: a failed run keeps its folder (the logs)
 
 
 if __name__ == "__main__":
