@@ -617,27 +617,27 @@ def _ordered(
     row's key is computed once and only the page is picked out (`heapq`), not the rows sorted:
     with a whole class active that is 20,000 rows for a page of 50."""
     attr = None if field == "student_id" else _TOTAL_OF[field]
-    # (rank, value, student_id, row): MongoDB's order of (field, student_id), a missing value
-    # (never active) or NaN first; student ids are unique, so no comparison reaches the row.
-    keyed: list[tuple[int, float, str, R]] = []
-    for r in rows:
+    # (rank, value, student_id, index, row): MongoDB's order of (field, student_id), a missing
+    # value (never active) or NaN first; the index keeps comparisons off the rows.
+    keyed: list[tuple[int, float, str, int, R]] = []
+    for i, r in enumerate(rows):
         value = None if attr is None else getattr(r.totals, attr)
         if value is None or value != value:
-            keyed.append((0, 0.0, r.student_id, r))
+            keyed.append((0, 0.0, r.student_id, i, r))
         else:
-            keyed.append((1, float(value), r.student_id, r))
+            keyed.append((1, float(value), r.student_id, i, r))
     if after is not None:
         value, student_id = after
         missing = attr is None or value is None or math.isnan(value)
         mark = (0, 0.0, student_id) if missing else (1, float(value), student_id)
-        # A row's first three against the mark, without slicing each: (a, b, c, row) < mark
+        # A row's first three against the mark, without slicing each: (a, b, c, ...) < mark
         # iff (a, b, c) < mark; it is > mark iff (a, b, c) >= mark, equal only for that student.
         if descending:
             keyed = [k for k in keyed if k < mark]
         else:
             keyed = [k for k in keyed if k > mark and (k[2] != student_id or k[:3] != mark)]
     pick = heapq.nlargest if descending else heapq.nsmallest
-    return [k[3] for k in pick(limit, keyed)]
+    return [k[4] for k in pick(limit, keyed)]
 
 
 def course_sums(
