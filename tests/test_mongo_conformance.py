@@ -15,6 +15,9 @@ Known to differ on the stand-in, and therefore deliberately NOT used by the proj
 - `datetime` values: a `datetime` stored on the stand-in comes back as a string, so the
   project stores times as epoch-second floats (`test_epoch_seconds_float_round_trips` pins
   that choice; the broken behaviour itself is not asserted).
+- NaN: the stand-in refuses to store one ("Invalid JSON document"); MongoDB stores it, and an
+  equality filter on NaN matches it. The code meets one only in a value another tool wrote
+  (an odd `rollup_rev`: `tests/test_rollups.py`, whose NaN case is real only on MongoDB).
 - Index names: `listIndexes` / `index_information()` on the stand-in report an index under
   a name of its own (e.g. "idx_watch_progress_student_id_material_id") instead of the name
   sent by `create_index` ("student_id_1_material_id_1", which real MongoDB keeps). The code
@@ -452,6 +455,8 @@ def test_replace_one_upsert_with_the_id_in_the_document(mongo_db: Database[dict[
 def test_bulk_compare_and_set_on_a_revision_reports_the_matched_count(
     mongo_db: Database[dict[str, Any]],
 ) -> None:
+    # As rollup_store.write_rollups writes: the next revision `$set` (aggregate_store.next_rev)
+    # where the one read still holds.
     coll = mongo_db["enrollments"]
     coll.insert_many([
         {"_id": "c|a", "student_id": "a"},                  # no revision yet
@@ -460,20 +465,20 @@ def test_bulk_compare_and_set_on_a_revision_reports_the_matched_count(
     ])  # fmt: skip
     ops = [
         UpdateOne({"_id": "c|a", "student_id": "a", "rollup_rev": {"$exists": False}},
-                  {"$set": {"rollup": "A"}, "$inc": {"rollup_rev": 1}}),
+                  {"$set": {"rollup": "A", "rollup_rev": 7001}}),
         UpdateOne({"_id": "c|b", "student_id": "b", "rollup_rev": 3},
-                  {"$set": {"rollup": "B"}, "$inc": {"rollup_rev": 1}}),
+                  {"$set": {"rollup": "B", "rollup_rev": 4}}),
         UpdateOne({"_id": "c|c", "student_id": "c", "rollup_rev": 4},  # lost a race: no match
-                  {"$set": {"rollup": "C"}, "$inc": {"rollup_rev": 1}}),
+                  {"$set": {"rollup": "C", "rollup_rev": 5}}),
     ]  # fmt: skip
     result = coll.bulk_write(ops, ordered=False)
     assert (result.matched_count, result.modified_count) == (2, 2)
     docs = {d["_id"]: (d.get("rollup"), d.get("rollup_rev")) for d in coll.find({})}
-    assert docs == {"c|a": ("A", 1), "c|b": ("B", 4), "c|c": (None, 5)}
+    assert docs == {"c|a": ("A", 7001), "c|b": ("B", 4), "c|c": (None, 5)}
     # The same writes again: the revisions moved on, nothing matches, nothing changes.
     assert coll.bulk_write(ops, ordered=False).matched_count == 0
-    assert {d["_id"]: d.get("rollup_rev") for d in coll.find({})} == {"c|a": 1, "c|b": 4,
-                                                                       "c|c": 5}  # fmt: skip
+    assert {d["_id"]: d.get("rollup_rev") for d in coll.find({})} == {
+        "c|a": 7001, "c|b": 4, "c|c": 5}  # fmt: skip
 
 
 def test_find_by_field_returns_whole_documents_with_long_strings(

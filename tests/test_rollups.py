@@ -532,7 +532,11 @@ def test_a_commit_lets_the_batch_before_it_land_instead_of_fencing_it(
 @pytest.mark.parametrize(
     "odd",
     [float(2**53), "7", float("nan")],
-    ids=["a double past 2**53 ($inc leaves it)", "a string ($inc refuses it)", "NaN"],
+    ids=[
+        "a double past 2**53 ($inc leaves it)",
+        "a string ($inc refuses it)",
+        "NaN (the stand-in cannot store one: real on MongoDB only)",
+    ],
 )
 def test_a_dead_writers_batch_is_fenced_whatever_rollup_rev_holds(
     ctx: WorkerContext, no_grace: None, odd: Any
