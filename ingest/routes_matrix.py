@@ -36,7 +36,7 @@ def _matrix_rows(
     live: LiveRollups,
 ) -> tuple[list[dict[str, Any]], list[teacher_views.MatrixRow], str | None]:
     """A page read by MongoDB when `limit` is given (one page of documents); else all rows,
-    sorted here; one LMS class's with `class_id`. Raises ValueError for a bad cursor."""
+    sorted here; one LMS class's with `class_id`. Raises BadCursor for a bad cursor."""
     if limit is not None:
         rows, next_cursor = teacher_views.matrix_page(
             mongo, course, sort, limit, cursor, class_id, live
@@ -77,7 +77,7 @@ async def progress_matrix(
         materials, ordered, next_cursor = await run_in_threadpool(
             _matrix_rows, ctx.mongo, course, sort, limit, cursor, principal.class_id, ctx.live
         )
-    except ValueError as exc:
+    except analytics.BadCursor as exc:
         raise InvalidInput(str(exc), [{"field": "cursor", "rule": "invalid"}]) from None
     if format == "csv":
         return StreamingResponse(

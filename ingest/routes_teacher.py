@@ -101,7 +101,7 @@ async def class_progress(
                 principal.class_id,
                 ctx.live,
             )
-        except ValueError as exc:
+        except analytics.BadCursor as exc:
             raise InvalidInput(str(exc), [{"field": "cursor", "rule": "invalid"}]) from None
         return ClassPage(rows=chunk, next_cursor=next_cursor)
     rows = await run_in_threadpool(
@@ -122,7 +122,7 @@ async def class_progress(
         )
     try:
         chunk, next_cursor = analytics.page(rows, sort, limit, cursor)
-    except ValueError as exc:
+    except analytics.BadCursor as exc:
         raise InvalidInput(str(exc), [{"field": "cursor", "rule": "invalid"}]) from None
     return ClassPage(rows=chunk, next_cursor=next_cursor)
 

@@ -663,3 +663,26 @@ def test_a_new_catalog_is_parsed_off_the_event_loop(
         wait_until(lambda: threads)  # the process's refresh (every second) saw the new version
         loop_thread = c.portal.call(lambda: threading.current_thread().name)  # type: ignore[union-attr]
     assert threads and loop_thread not in threads
+
+
+def test_a_fault_in_the_stored_data_is_not_blamed_on_the_cursor(
+    client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ValueError from the data under a teacher's page is the service's fault: a 500 in the
+    error shape, logged. The routes answered every ValueError with a 422 on `cursor`, a cursor
+    the client never sent (a review found it); a cursor the service did not make stays a 422."""
+    from shared.storage import rollup_store
+
+    def unreadable(doc: dict[str, Any]) -> Any:
+        raise ValueError("a stored value the code cannot read")
+
+    monkeypatch.setattr(rollup_store, "_totals_of", unreadable)
+    teacher = bearer(settings, TEACHER, "teacher")
+    base = f"/api/teacher/courses/{COURSE_ID}"
+    for path in (f"{base}/progress", f"{base}/matrix?limit=10"):
+        error = assert_error(client.get(path, headers=teacher), 500, "internal_error")
+        assert "cursor" not in json.dumps(error), path
+    monkeypatch.undo()
+    for path in (f"{base}/progress?cursor=nope", f"{base}/matrix?limit=10&cursor=nope"):
+        error = assert_error(client.get(path, headers=teacher), 422)
+        assert error["details"] == [{"field": "cursor", "rule": "invalid"}], path

@@ -118,18 +118,23 @@ MAX_CURSOR_CHARS = 2048  # the service's own: a sort name, a number and a studen
 MAX_POSITION = 1e15
 
 
+class BadCursor(ValueError):
+    """A cursor the service did not make for this sort: the client's mistake (a 4xx), told
+    apart from a ValueError of the data, which is the service's."""
+
+
 def decode_cursor(cursor: str, sort: str) -> tuple[Any, ...]:
-    """The position a cursor points after; ValueError when malformed or made for another sort."""
+    """The position a cursor points after; BadCursor when malformed or made for another sort."""
     if len(cursor) > MAX_CURSOR_CHARS:
-        raise ValueError("malformed cursor")
+        raise BadCursor("malformed cursor")
     try:
         made_for, value = json.loads(base64.urlsafe_b64decode(cursor.encode()))
     except (ValueError, TypeError, RecursionError) as exc:
-        raise ValueError("malformed cursor") from exc
+        raise BadCursor("malformed cursor") from exc
     if made_for != sort or not isinstance(value, list) or len(value) != 2:
-        raise ValueError("the cursor belongs to another sort order")
+        raise BadCursor("the cursor belongs to another sort order")
     if not _position_of(parse_sort(sort)[0], *value):
-        raise ValueError("malformed cursor")
+        raise BadCursor("malformed cursor")
     return tuple(value)
 
 

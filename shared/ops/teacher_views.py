@@ -69,7 +69,8 @@ def class_page(
 ) -> tuple[list[ClassRow], str | None]:
     """One page of the class table, sorted and cut by MongoDB (one page of documents read);
     the same rows and cursors as sorting the whole table (`analytics.page`), which it falls back
-    to while some enrollment's totals are stale. Raises ValueError for a bad sort or cursor."""
+    to while some enrollment's totals are stale. Raises ValueError for a bad sort, BadCursor
+    for a bad cursor."""
     field, descending, db_after = _db_position(course, sort, cursor)
     found = rollup_store.page_totals(
         mongo, course, field, descending, limit + 1, db_after, class_id, live
@@ -84,7 +85,7 @@ def _db_position(
     course: Course, sort: str, cursor: str | None
 ) -> tuple[str, bool, tuple[Any, str] | None]:
     """(rollup field MongoDB sorts on, descending, the cursor's position in stored values).
-    Raises ValueError for a bad sort or cursor."""
+    Raises ValueError for a bad sort, BadCursor for a bad cursor."""
     key, descending = analytics.parse_sort(sort)
     after = analytics.decode_cursor(cursor, sort) if cursor else None
     field = rollup_store.SORT_FIELDS[key]
@@ -96,7 +97,7 @@ def _db_position(
         try:
             value = round(float(value) * total / 100.0) if total else 0
         except (TypeError, ValueError):
-            raise ValueError("malformed cursor") from None
+            raise analytics.BadCursor("malformed cursor") from None
     elif key == "last_active" and value == float("-inf"):
         value = None
     return field, descending, (value, str(student_id))
@@ -250,7 +251,7 @@ def matrix_page(
 ) -> tuple[list[MatrixRow], str | None]:
     """One page of the matrix in the class table's order, sorted and cut by MongoDB (one page
     of documents read); the same rows and cursors as paging the whole matrix, which it falls
-    back to while some enrollment's totals are stale. Raises ValueError for a bad cursor."""
+    back to while some enrollment's totals are stale. Raises BadCursor for a bad cursor."""
     field, descending, db_after = _db_position(course, sort, cursor)
     found = rollup_store.page_rollups(
         mongo, course, field, descending, limit + 1, db_after, class_id, live
