@@ -1,7 +1,11 @@
 """Benchmark: how fast one worker drains the heartbeat buffer into MongoDB.
 
     .venv/bin/python -m tests.benchmarks.bench_drain [--students 1000] [--videos 4]
-        [--heartbeats 3] [--no-rq]
+        [--heartbeats 3] [--no-rq] [--repeat 5]
+
+`--repeat N` runs the in-process passes N times over (each from the same state) and prints each
+row's median and range, and the records' cost run by run (known keys against the flush without
+rollups): on a shared machine one run swings by ±15 %.
 
 Prefills the buffer through the ingest Lua script itself (the step the route takes, keys due at
 once) with a realistic mix: every student watching every video, a few tracker-shaped heartbeats
@@ -36,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import statistics
 import subprocess
 import time
 from collections import defaultdict
@@ -274,6 +279,9 @@ def main() -> None:
     parser.add_argument("--heartbeats", type=int, default=3, help="per key and round")
     parser.add_argument("--no-rq", action="store_true", help="skip the rq worker --burst pass")
     parser.add_argument("--time-limit", type=float, default=300.0, help="per round, seconds")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="the in-process passes N times: medians and ranges"
+    )
     args = parser.parse_args()
     crs = course(args.videos)
     with bench_stack("bench-drain-", [crs], workers=0, clock=False, web=False) as bs:
@@ -284,7 +292,7 @@ def main() -> None:
                   ("stand-in, rollups every flush", every_ctx, False, True),
                   ("stand-in, no rollups", live_ctx, False, False),
                   ("no MongoDB write", live_ctx, True, True))  # fmt: skip
-        for label, ctx, no_mongo, rollups in passes:
+        for label, ctx, no_mongo, rollups in (p for _ in range(args.repeat) for p in passes):
             reset(bs, crs, args)
             records = ctx is live_ctx and rollups and not no_mongo
             rounds = ROUNDS_WITH_RECORDS if records else ROUNDS
@@ -324,18 +332,34 @@ def main() -> None:
         f" x {args.videos} videos = {keys:,} keys, {args.heartbeats} heartbeats per key and"
         f" round, batches of {bs.settings.flush_batch_size}"
     )
-    print(f"  {'pass':44} {'hb/s':>9} {'writes/hb':>10} {'docs/bulk':>10} {'own hb/s':>9}")
+    runs = f", median of {args.repeat} runs (range)" if args.repeat > 1 else ""
+    print(f"  {'pass' + runs:60} {'hb/s':>9} {'writes/hb':>10} {'docs/bulk':>10} {'own hb/s':>9}")
+    by_name: dict[str, list[Round]] = defaultdict(list)
     for _, r in rows:
-        mongo_s = sum(
-            r.timers.get(k, 0.0) for k in ("MongoDB write", "MongoDB read", "the persister")
-        )
-        own = r.heartbeats / max(1e-6, r.seconds - mongo_s)
+        by_name[r.name].append(r)
+    for name, each in by_name.items():
+        r = each[0]
+        rates = sorted(x.rate for x in each)
+        spread = f" ({rates[0]:,.0f}-{rates[-1]:,.0f})" if len(each) > 1 else ""
         print(
-            f"  {r.name:44} {r.rate:9,.0f} {r.written / max(1, r.heartbeats):10.3f} "
-            f"{r.written / max(1, r.bulk_writes):10.1f} {own:9,.0f}"
+            f"  {name + spread:60} {statistics.median(rates):9,.0f} "
+            f"{r.written / max(1, r.heartbeats):10.3f} {r.written / max(1, r.bulk_writes):10.1f} "
+            f"{statistics.median(own_rate(x) for x in each):9,.0f}"
         )
     print("  (own hb/s: heartbeats / (time - time in MongoDB calls and the persister), the "
           "pipeline's own rate)")  # fmt: skip
+    known = by_name.get("stand-in, known keys, steady state", [])
+    bare = by_name.get("stand-in, no rollups, same keys", [])
+    if known and len(known) == len(bare):
+        ratios = sorted(k.rate / b.rate for k, b in zip(known, bare, strict=True))
+        print(f"  known keys with the records / the flush without rollups, run by run: "
+              f"{', '.join(f'{x:.2f}x' for x in ratios)}; median "
+              f"{statistics.median(ratios):.2f}x")  # fmt: skip
+
+
+def own_rate(r: Round) -> float:
+    mongo_s = sum(r.timers.get(k, 0.0) for k in ("MongoDB write", "MongoDB read", "the persister"))
+    return r.heartbeats / max(1e-6, r.seconds - mongo_s)
 
 
 PERSIST_EVERY = 20  # flushes of a key per ROLLUP_PERSIST_S at the defaults (600 s / 30 s)
