@@ -574,22 +574,33 @@ def test_a_dead_writers_batch_is_fenced_whatever_rollup_rev_holds(
     assert [m["completed"] for m in aggregate_stats(ctx.mongo, c)["materials"]] == [1, 0, 0, 0]
 
 
-@pytest.mark.parametrize("odd", ["x", "5"])
-def test_an_odd_stored_total_neither_fails_the_page_nor_sorts_as_a_number(
+@pytest.mark.parametrize("odd", ["x", "5", 1e20])
+def test_an_odd_stored_total_neither_fails_its_readers_nor_sorts_as_a_number(
     ctx: WorkerContext, settings: Settings, odd: Any
 ) -> None:
-    """Ben's stored totals were edited by hand to values that are not numbers: his class's pages
-    answer (a text raised ValueError, which the route reported as a bad cursor), and his row
-    shows no activity rather than the text as a number (found by a review)."""
+    """Ben's stored totals were edited by hand to values that are not numbers, or out of any
+    range: his class's pages answer (a text raised ValueError, which the route reported as a bad
+    cursor; 1e20 overflowed a datetime), his row shows no activity, his own activity reads none,
+    his unenrolment goes through, and his next rollup write puts numbers back (reviews)."""
     watch(settings, "ana", "v-100", [[0, 100]], 100)
     flush_batch(ctx, 500)
     ben = {"_id": enrollment_id("ben", COURSE_ID)}
-    ctx.mongo.enrollments.update_one(ben, {"$set": {"last_active": odd, "watched_seconds": odd}})
+    odd_totals = {"last_active": odd, "watched_seconds": odd, "completed_count": odd}
+    ctx.mongo.enrollments.update_one(ben, {"$set": odd_totals})
     for sort, order in (("last_active", ["ben", "ana"]), ("-last_active", ["ana", "ben"])):
         rows, cursor = class_page(ctx.mongo, course(), sort, 10, None)
         assert [r.student_id for r in rows] == order and cursor is None, sort
         [row] = [r for r in rows if r.student_id == "ben"]
-        assert (row.last_active, row.watched_seconds) == (None, 0.0)
+        assert (row.last_active, row.watched_seconds, row.completed_materials) == (None, 0.0, 0)
+    assert rollup_store.student_activity(ctx.mongo, "ben") == {COURSE_ID: None}
+    watch(settings, "ben", "v-600", [[0, 60]], 600)
+    flush_batch(ctx, 500)
+    stored = stored_rollup(ctx.mongo, "ben")
+    assert (stored["watched_seconds"], stored["completed_count"]) == (60.0, 0)
+    assert isinstance(stored["last_active"], float)
+    ctx.mongo.enrollments.update_one(ben, {"$set": odd_totals})
+    assert rollup_store.remove_enrollment(ctx.mongo, "ben", COURSE_ID)
+    assert aggregate_stats(ctx.mongo, course()) == recounted_stats(ctx.mongo, course())
 
 
 def test_a_stalled_write_cannot_land_on_the_students_next_enrollment(

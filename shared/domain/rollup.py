@@ -200,7 +200,33 @@ def contribution(completed_count: int, cols: Columns) -> Contribution:
 
 def contribution_of(doc: dict[str, Any]) -> Contribution:
     """The contribution of an enrollment document as stored (its totals and columns)."""
-    return contribution(int(doc.get("completed_count") or 0), columns(doc))
+    return contribution(stored_count(doc.get("completed_count")), columns(doc))
+
+
+# A stored total as the readers take it. The service writes plain numbers; a value that is not
+# one, or not in range (a hand edit, another tool), counts as none, so that one odd document
+# neither fails the readers of its class nor sorts as a number it is not. The student's next
+# rollup write, or `rebuild-rollups`, writes the totals again (`plan_writes` compares them).
+MAX_TOTAL = 1e15  # the largest value a page's cursor holds (shared/domain/analytics.py)
+MAX_TIMESTAMP = 253402300799.0  # 9999-12-31T23:59:59Z, the last second a datetime holds
+
+
+def stored_number(value: Any, low: float = -MAX_TOTAL, high: float = MAX_TOTAL) -> float | None:
+    """`value` as a float when it is an int or a float (not a bool) within [low, high], else
+    None (NaN and infinities included)."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high:
+        return float(value)
+    return None
+
+
+def stored_count(value: Any) -> int:
+    number = stored_number(value, 0.0)
+    return int(number) if number is not None else 0
+
+
+def stored_time(value: Any) -> float | None:
+    """A stored `last_active`: epoch seconds a datetime can hold, else None."""
+    return stored_number(value, 0.0, MAX_TIMESTAMP)
 
 
 def add(into: Contribution, delta: Contribution, sign: int = 1) -> Contribution:

@@ -147,8 +147,8 @@ def plan_writes(
             (doc["student_id"], doc["course_id"]): doc
             for doc in _find(mongo, {"_id": {"$in": ids}},
                              {"student_id": 1, "course_id": 1, "rollup": 1, "rollup_ids": 1,
-                              "rollup_rev": 1, "rollup_course": 1, "completed_count": 1,
-                              "agg_seq": 1, **COMPLETION_FIELDS})
+                              "rollup_rev": 1, "rollup_course": 1, "agg_seq": 1,
+                              **TOTAL_FIELDS, **COMPLETION_FIELDS})
         }  # fmt: skip
         for key in chunk:
             doc = found.get(key)
@@ -172,16 +172,18 @@ def _planned(
     fingerprint = rollup.course_fingerprint(course)
     folded = "agg_seq" in doc
     completion = completion_fields(merged, course)
+    totals = rollup.totals(merged, course).as_fields()
     if (
         merged == stored
         and doc.get("rollup_course") == fingerprint
         and folded
         and all(doc.get(name) == value for name, value in completion.items())
+        and all(doc.get(name) == value for name, value in totals.items())
     ):
-        return None  # a repeat: nothing to do
+        return None  # a repeat: nothing to do (totals edited by hand are written again)
     ids, data = rollup.encode(merged, course)
     fields = {"rollup": data, "rollup_ids": ids, "rollup_course": fingerprint,
-              **rollup.totals(merged, course).as_fields(), **completion}  # fmt: skip
+              **totals, **completion}  # fmt: skip
     before = rollup.contribution_of(doc) if folded else {}
     delta = rollup.difference(rollup.contribution_of(fields), before)
     return RollupWrite(key, doc.get("rollup_rev"), fields, delta)
@@ -459,27 +461,13 @@ def inactive_totals(
 
 
 def _totals_of(doc: dict[str, Any]) -> RollupTotals:
-    """A document's stored totals; a value that is not a number (a hand edit, another tool)
-    counts as none, so that one odd document neither fails its class's page nor sorts as a
-    number it is not."""
+    """A document's stored totals, each read by `rollup.stored_number` and its kin."""
     return RollupTotals(
-        completed_materials=_count(doc.get("completed_count")),
-        watched_seconds=_number(doc.get("watched_seconds")) or 0.0,
-        unverified_seconds=_number(doc.get("unverified_seconds")) or 0.0,
-        last_active=_number(doc.get("last_active")),
+        completed_materials=rollup.stored_count(doc.get("completed_count")),
+        watched_seconds=rollup.stored_number(doc.get("watched_seconds")) or 0.0,
+        unverified_seconds=rollup.stored_number(doc.get("unverified_seconds")) or 0.0,
+        last_active=rollup.stored_time(doc.get("last_active")),
     )
-
-
-def _number(value: Any) -> float | None:
-    """`value` as a float when it is an int or a float (not a bool), else None."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return None
-
-
-def _count(value: Any) -> int:
-    number = _number(value)
-    return int(number) if number is not None and math.isfinite(number) else 0
 
 
 def entries_of_writes(
@@ -498,7 +486,7 @@ def student_activity(
     """Course id -> latest activity (from the rollup, or its live record) of each of the
     student's enrollments."""
     docs = _find(mongo, {"student_id": student_id}, {"course_id": 1, "last_active": 1})
-    found = {doc["course_id"]: doc.get("last_active") for doc in docs}
+    found = {doc["course_id"]: rollup.stored_time(doc.get("last_active")) for doc in docs}
     if live is not None and found:
         found.update(live.last_active(student_id, sorted(found)))
     return found
