@@ -529,6 +529,19 @@ def test_a_commit_lets_the_batch_before_it_land_instead_of_fencing_it(
     assert [m["started"] for m in aggregate_stats(ctx.mongo, c)["materials"]] == [1, 1, 0, 0]
 
 
+def committed(ctx: WorkerContext, student: str, material: str, entry: RollupEntry) -> Any:
+    """A writer's commit of one entry (step 2), its enrollment write (step 3) not made yet:
+    (writes, stamps), for `rollup_store.write_rollups`."""
+    incoming = {(student, COURSE_ID): {material: entry}}
+    return rollup_store.commit_rollups(ctx.mongo, incoming, {COURSE_ID: course()})
+
+
+def written(ctx: WorkerContext, student: str, material: str, entry: RollupEntry) -> None:
+    """One entry committed and written at once: it lands on the first try."""
+    assert rollup_store.write_rollups(ctx.mongo, *committed(ctx, student, material, entry)) == (
+        1, {})  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "odd",
     [float(2**53), "7", float("nan")],
@@ -546,28 +559,18 @@ def test_a_dead_writers_batch_is_fenced_whatever_rollup_rev_holds(
     lands nowhere) and the aggregate stay equal to a recount."""
     c = course()
     first = RollupEntry(1, 30.0, 0.0, 30.0, False, 5.0)
-    writes, stamps = rollup_store.commit_rollups(ctx.mongo, {("ana", COURSE_ID): {"v-100": first}},
-                                                 {COURSE_ID: c})  # fmt: skip
-    assert rollup_store.write_rollups(ctx.mongo, writes, stamps) == (1, {})
+    written(ctx, "ana", "v-100", first)
     ana = {"_id": enrollment_id("ana", COURSE_ID)}
     ctx.mongo.enrollments.update_one(ana, {"$set": {"rollup_rev": odd}})
     later = RollupEntry(2, 100.0, 0.0, 100.0, True, 9.0)
-    dead, dead_stamps = rollup_store.commit_rollups(ctx.mongo,
-                                                    {("ana", COURSE_ID): {"v-100": later}},
-                                                    {COURSE_ID: c})  # fmt: skip
-    ben = RollupEntry(1, 60.0, 0.0, 60.0, False, 7.0)
-    second, stamps2 = rollup_store.commit_rollups(ctx.mongo, {("ben", COURSE_ID): {"v-600": ben}},
-                                                  {COURSE_ID: c})  # fmt: skip
-    assert rollup_store.write_rollups(ctx.mongo, second, stamps2) == (1, {})
-    assert rollup_store.write_rollups(ctx.mongo, dead, dead_stamps)[0] == 0  # fenced
+    dead = committed(ctx, "ana", "v-100", later)
+    written(ctx, "ben", "v-600", RollupEntry(1, 60.0, 0.0, 60.0, False, 7.0))
+    assert rollup_store.write_rollups(ctx.mongo, *dead)[0] == 0  # fenced
     assert rollup.entries_of(stored_rollup(ctx.mongo, "ana")) == {"v-100": first}
     assert aggregate_stats(ctx.mongo, c) == recounted_stats(ctx.mongo, c)
     assert [m["completed"] for m in aggregate_stats(ctx.mongo, c)["materials"]] == [0, 0, 0, 0]
     # And her next write lands, its token a plain number again.
-    again, stamps3 = rollup_store.commit_rollups(ctx.mongo,
-                                                 {("ana", COURSE_ID): {"v-100": later}},
-                                                 {COURSE_ID: c})  # fmt: skip
-    assert rollup_store.write_rollups(ctx.mongo, again, stamps3) == (1, {})
+    written(ctx, "ana", "v-100", later)
     assert rollup.entries_of(stored_rollup(ctx.mongo, "ana")) == {"v-100": later}
     assert isinstance(stored_rollup(ctx.mongo, "ana")["rollup_rev"], int)
     assert aggregate_stats(ctx.mongo, c) == recounted_stats(ctx.mongo, c)
@@ -611,22 +614,13 @@ def test_a_stalled_write_cannot_land_on_the_students_next_enrollment(
     nowhere: when each new enrollment counted its token from 1 again, the stalled writer's token
     named the new enrollment, and the old entries overwrote the new ones (found by a review)."""
     c = course()
-    done = RollupEntry(1, 100.0, 0.0, 100.0, True, 5.0)
-    writes, stamps = rollup_store.commit_rollups(ctx.mongo, {("ana", COURSE_ID): {"v-100": done}},
-                                                 {COURSE_ID: c})  # fmt: skip
-    assert rollup_store.write_rollups(ctx.mongo, writes, stamps) == (1, {})
-    again = RollupEntry(2, 100.0, 0.0, 100.0, True, 9.0)
-    stalled, stalled_stamps = rollup_store.commit_rollups(
-        ctx.mongo, {("ana", COURSE_ID): {"v-100": again}}, {COURSE_ID: c}
-    )
+    written(ctx, "ana", "v-100", RollupEntry(1, 100.0, 0.0, 100.0, True, 5.0))
+    stalled = committed(ctx, "ana", "v-100", RollupEntry(2, 100.0, 0.0, 100.0, True, 9.0))
     for enrolled in (False, True):
         admin_ops.set_enrollment(ctx.mongo, ctx.redis, ctx.key_schema, "ana", COURSE_ID, enrolled)
     started = RollupEntry(1, 10.0, 0.0, 60.0, False, 20.0)
-    writes, stamps = rollup_store.commit_rollups(ctx.mongo,
-                                                 {("ana", COURSE_ID): {"v-600": started}},
-                                                 {COURSE_ID: c})  # fmt: skip
-    assert rollup_store.write_rollups(ctx.mongo, writes, stamps) == (1, {})
-    assert rollup_store.write_rollups(ctx.mongo, stalled, stalled_stamps)[0] == 0
+    written(ctx, "ana", "v-600", started)
+    assert rollup_store.write_rollups(ctx.mongo, *stalled)[0] == 0
     assert rollup.entries_of(stored_rollup(ctx.mongo, "ana")) == {"v-600": started}
     assert aggregate_stats(ctx.mongo, c) == recounted_stats(ctx.mongo, c)
     assert [m["started"] for m in aggregate_stats(ctx.mongo, c)["materials"]] == [0, 1, 0, 0]
