@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import heapq
 import logging
-import math
 from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -616,7 +615,7 @@ def _ordered(
             keyed.append((1, float(value), r.student_id, i, r))
     if after is not None:
         value, student_id = after
-        missing = attr is None or value is None or math.isnan(value)
+        missing = attr is None or value is None or value != value
         mark = (0, 0.0, student_id) if missing else (1, float(value), student_id)
         # A row's first three against the mark, without slicing each: (a, b, c, ...) < mark
         # iff (a, b, c) < mark; it is > mark iff (a, b, c) >= mark, equal only for that student.
