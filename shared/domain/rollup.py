@@ -111,7 +111,11 @@ def columns(doc: dict[str, Any]) -> Columns:
 
 def entries_of(doc: dict[str, Any]) -> Entries:
     """The entries of an enrollment document's rollup (materials without one left out)."""
-    cols = columns(doc)
+    return entries_of_columns(columns(doc))
+
+
+def entries_of_columns(cols: Columns) -> Entries:
+    """The entries of decoded rollup columns (materials without one left out)."""
     if not cols.size:
         return {}
     v, w, u, p, c, t = (cols.column(f) for f in range(FIELDS))

@@ -367,7 +367,7 @@ def course_rollups(
         fresh = doc.get("rollup_course") == fingerprint
         cols = _columns(doc)
         totals = _totals_of(doc) if fresh or cols is None else rollup.totals(
-            rollup.entries_of(doc), course)  # fmt: skip
+            rollup.entries_of_columns(cols), course)  # fmt: skip
         found.append(StudentRollup(doc["student_id"], totals, cols or EMPTY, doc.get("name")))
     return found
 
