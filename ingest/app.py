@@ -28,7 +28,9 @@ from ingest.errors import BodyLimitMiddleware, install_error_handlers
 from ingest.models import ErrorResponse
 from ingest.progress_service import ProgressService
 from ingest.request_log import RequestLogMiddleware
-from ingest.routes_watch_time import WatchTimeShortcut, add_watch_time_route
+from ingest.routes_progress import add_status_route, answer_status
+from ingest.routes_watch_time import add_watch_time_route, answer_watch_time
+from ingest.shortcuts import Shortcuts
 from ingest.web_edge import WebEdge, add_docs
 from shared.clock import Clock
 from shared.runtime.gc_tuning import settled_heap
@@ -74,6 +76,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         redoc_url=None,
     )
     watch_time = add_watch_time_route(app)  # the hottest route, tried first
+    status = add_status_route(app)  # the next: a player's status read as it loads
     add_docs(app, settings)
     install_error_handlers(app)
     app.include_router(routes_progress.router)
@@ -90,7 +93,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         app.include_router(routes_dev.router)
     if settings.frontend_dist.is_dir():  # the built pages (frontend/: npm run build)
         app.mount("/", StaticFiles(directory=settings.frontend_dist, html=True), name="pages")
-    app.add_middleware(WatchTimeShortcut, route=watch_time)  # innermost: past the router
+    shortcuts = [("POST", watch_time, answer_watch_time), ("GET", status, answer_status)]
+    app.add_middleware(Shortcuts, routes=shortcuts)  # innermost: past the router
     # Ours, not FastAPI's max_body_size: that one answers in plain text, not the error shape.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestLogMiddleware)

@@ -32,7 +32,8 @@ from shared.tokens import Principal
 
 AnyUser = Annotated[Principal, Depends(current_principal)]
 Student = Annotated[Principal, Depends(require_role("student"))]
-StudentOrAdmin = Annotated[Principal, Depends(require_role("student", "admin"))]
+READERS = ("student", "admin")  # who reads a student's progress: the student, or an admin
+StudentOrAdmin = Annotated[Principal, Depends(require_role(*READERS))]
 TeacherOrAdmin = Annotated[Principal, Depends(require_role("teacher", "admin"))]
 Admin = Annotated[Principal, Depends(require_role("admin"))]
 
@@ -66,17 +67,23 @@ def read_quota(cost: int) -> Callable[[Principal, AppContext], Awaitable[None]]:
     (429, `Retry-After`: when the minute ends) and counts nothing."""
 
     async def spend_reads(principal: AnyUser, ctx: Ctx) -> None:
-        limit = ctx.settings.read_rate_limit_per_minute
-        if limit == 0:
-            return
-        now = ctx.clock.time()
-        if await ctx.hot.spend_reads(principal.user_id, cost, limit, READ_WINDOW_S, now):
-            return
-        READS_RATE_LIMITED.inc()
-        retry_after = max(1, math.ceil(READ_WINDOW_S - now % READ_WINDOW_S))
-        raise RateLimited("too many reads from this user; retry later", retry_after)
+        await spend(ctx, principal.user_id, cost)
 
     return spend_reads
+
+
+async def spend(ctx: AppContext, user_id: str, cost: int) -> None:
+    """Count `cost` reads of `user_id` in the current minute (`read_quota`'s check, for the
+    routes that FastAPI does not serve: ingest/shortcuts.py)."""
+    limit = ctx.settings.read_rate_limit_per_minute
+    if limit == 0:
+        return
+    now = ctx.clock.time()
+    if await ctx.hot.spend_reads(user_id, cost, limit, READ_WINDOW_S, now):
+        return
+    READS_RATE_LIMITED.inc()
+    retry_after = max(1, math.ceil(READ_WINDOW_S - now % READ_WINDOW_S))
+    raise RateLimited("too many reads from this user; retry later", retry_after)
 
 
 Reads = Annotated[None, Depends(read_quota(1))]

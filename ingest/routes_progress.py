@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
-from pydantic import ValidationError
+from fastapi import APIRouter, FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from pydantic import TypeAdapter, ValidationError
+from starlette.datastructures import QueryParams
+from starlette.types import Receive, Scope, Send
 
+from ingest.auth import bearer_principal, check_role
 from ingest.deps import (
+    READERS,
     CourseId,
     MaterialDep,
     MaterialId,
@@ -18,8 +24,9 @@ from ingest.deps import (
     StudentOrAdmin,
     course_or_404,
     material_or_404,
+    spend,
 )
-from ingest.errors import validation_details
+from ingest.errors import answer_error, validation_details
 from ingest.metrics import HEARTBEATS_ACCEPTED, HEARTBEATS_REJECTED
 from ingest.models import (
     BatchResults,
@@ -33,7 +40,8 @@ from ingest.models import (
     StatusBatch,
     StatusRequest,
 )
-from ingest.progress_service import Submission, material_status, to_heartbeat
+from ingest.progress_service import ProgressService, Submission, material_status, to_heartbeat
+from ingest.shortcuts import first_header, id_errors, send_json
 from shared.domain.catalog import MaterialRef
 from shared.domain.progress import Heartbeat
 from shared.errors import ClientTsOutOfRange, Forbidden, InvalidInput, ServiceError
@@ -103,7 +111,20 @@ def _rejected(index: int, exc: ServiceError) -> ItemResult:
     return ItemResult(index=index, accepted=False, error=error)
 
 
-@router.get("/video/{video_id}/status", response_model=MaterialStatus)
+STATUS_PATH = "/api/progress/video/{video_id}/status"
+
+
+def add_status_route(app: FastAPI) -> APIRoute:
+    """Add `get_status` to the app's own router, not this module's: `Shortcuts` needs the route
+    itself (FastAPI keeps an included router's routes inside it). Returns the route."""
+    app.router.add_api_route(
+        STATUS_PATH, get_status, methods=["GET"], response_model=MaterialStatus, tags=router.tags
+    )
+    route = app.router.routes[-1]
+    assert isinstance(route, APIRoute) and route.endpoint is get_status
+    return route
+
+
 async def get_status(
     video_id: MaterialId,
     principal: StudentOrAdmin,
@@ -112,10 +133,45 @@ async def get_status(
     student_id: StudentIdQuery = None,
 ) -> MaterialStatus:
     """Where to resume and how much was watched; reflects every accepted heartbeat."""
+    return await _status(service, principal, video_id, student_id)
+
+
+async def _status(
+    service: ProgressService, principal: Principal, video_id: str, student_id: str | None
+) -> MaterialStatus:
     subject = subject_of(principal, student_id)  # a refused ?student_id= answers before a 404
     ref = await material_or_404(service.ctx.catalog, video_id)
     states = await service.states(subject, {video_id: ref})
     return material_status(video_id, ref, states[video_id])
+
+
+_STATUS_JSON = TypeAdapter(MaterialStatus)  # as FastAPI serializes the response model
+
+
+async def answer_status(scope: Scope, receive: Receive, send: Send) -> None:
+    """`get_status` for a GET (`Shortcuts`, ingest/shortcuts.py; HEAD goes through FastAPI):
+    its dependencies in FastAPI's order (the token, the role, the read quota), then the path's
+    id and the query's `student_id` validated together, then its body; the answer FastAPI's
+    byte for byte, every refusal in the error shape (tests/test_shortcuts.py holds the two
+    equal)."""
+    try:
+        state = scope["app"].state
+        ctx, service = state.ctx, state.progress
+        authorization = first_header(scope, b"authorization")
+        principal = check_role(await bearer_principal(ctx.verifier, authorization), READERS)
+        await spend(ctx, principal.user_id, 1)
+        video_id: str = scope["path_params"]["video_id"]
+        student_id = QueryParams(scope["query_string"]).get("student_id")  # the last, as Starlette
+        errors = id_errors(("path", "video_id"), video_id)
+        if student_id is not None:
+            errors += id_errors(("query", "student_id"), student_id)
+        if errors:
+            raise RequestValidationError(errors)
+        status = await _status(service, principal, video_id, student_id)
+    except Exception as exc:  # every refusal in the error shape, as the app's handlers answer
+        await answer_error(exc, "GET", scope["path"])(scope, receive, send)
+    else:
+        await send_json(send, 200, _STATUS_JSON.dump_json(status, by_alias=True))
 
 
 @router.post("/videos/status", response_model=StatusBatch)

@@ -8,10 +8,11 @@ docs/performance.md, "0.6.0 and before"). So the route is an `APIRoute` whose ap
 route, and `answer_watch_time` takes FastAPI's steps in FastAPI's order (JSON decoding, bearer
 token and role, the path's id and the body's schema together, then `record_heartbeat`: the
 catalog, then `ProgressService.record`), answering every refusal in the error shape. The app's
-BodyLimitMiddleware has refused a body over MAX_BODY_BYTES before it. `WatchTimeShortcut`, the
-app's innermost middleware, hands it the heartbeats without Starlette's exception middleware,
-FastAPI's exit stack and the router (about 15 % of a heartbeat's CPU in process, 2026-12-07);
-a request to the path with another method goes through the router, which answers it 405.
+BodyLimitMiddleware has refused a body over MAX_BODY_BYTES before it. `Shortcuts`, the app's
+innermost middleware (ingest/shortcuts.py), hands it the heartbeats without Starlette's
+exception middleware, FastAPI's exit stack and the router (about 15 % of a heartbeat's CPU in
+process, 2026-12-07); a request to the path with another method goes through the router, which
+answers it 405.
 tests/test_watch_time_route.py holds the route to API.md's refusals.
 """
 
@@ -24,12 +25,12 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 from pydantic_core import to_json
 from starlette.datastructures import State
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from ingest.auth import bearer_principal, check_role
 from ingest.deps import MaterialId, Student, material_or_404
@@ -37,12 +38,11 @@ from ingest.errors import answer_error, read_body
 from ingest.metrics import HEARTBEATS_ACCEPTED, INGEST_SECONDS
 from ingest.models import HeartbeatAccepted, HeartbeatBody
 from ingest.progress_service import ProgressService, to_heartbeat
-from shared.domain.catalog import PrintableId
+from ingest.shortcuts import id_errors, send_json
 from shared.tokens import Principal
 
 PATH = "/api/progress/video/{video_id}/watch-time"
 _MISSING = object()
-_VIDEO_ID: TypeAdapter[str] = TypeAdapter(PrintableId)  # the declared `video_id: MaterialId`
 
 
 async def post_watch_time(
@@ -71,7 +71,7 @@ class WatchTimeRoute(APIRoute):
 def add_watch_time_route(app: FastAPI) -> WatchTimeRoute:
     """Add the route to the app's own router (a route of an included router is always served
     by FastAPI's request handler); the router tries its routes in order, so add it first.
-    Returns it, for `WatchTimeShortcut`."""
+    Returns it, for `Shortcuts`."""
     app.router.add_api_route(
         PATH,
         post_watch_time,
@@ -84,26 +84,6 @@ def add_watch_time_route(app: FastAPI) -> WatchTimeRoute:
     return next(r for r in app.router.routes if isinstance(r, WatchTimeRoute))
 
 
-class WatchTimeShortcut:
-    """The app's innermost middleware: a request the heartbeat route matches in full (a POST
-    to its path: `route.matches`, the router's own test, root path included) goes straight to
-    `answer_watch_time`, with the path parameters the router would set; any other request
-    goes on to the router."""
-
-    def __init__(self, app: ASGIApp, route: WatchTimeRoute) -> None:
-        self.app = app
-        self.route = route
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            match, child = self.route.matches(scope)
-            if match is Match.FULL:
-                scope.update(child)
-                await answer_watch_time(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
 async def answer_watch_time(scope: Scope, receive: Receive, send: Send) -> None:
     """`202` and the state as of the heartbeat, or the refusal in the error shape, counted
     under its reason."""
@@ -113,12 +93,7 @@ async def answer_watch_time(scope: Scope, receive: Receive, send: Send) -> None:
     except Exception as exc:  # every refusal leaves in the error shape, and counts
         await answer_error(exc, "POST", scope["path"])(scope, receive, send)
     else:
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(reply)).encode()),
-        ]
-        await send({"type": "http.response.start", "status": 202, "headers": headers})
-        await send({"type": "http.response.body", "body": reply})
+        await send_json(send, 202, reply)
     INGEST_SECONDS.observe(time.perf_counter() - started)
 
 
@@ -135,7 +110,7 @@ async def _answer(scope: Scope, receive: Receive, state: State) -> bytes:
     principal = await bearer_principal(state.ctx.verifier, authorization)
     student = check_role(principal, ("student",))
     video_id: str = scope["path_params"]["video_id"]
-    errors = _path_errors(video_id)  # FastAPI reports the path's errors, then the body's
+    errors = id_errors(("path", "video_id"), video_id)  # FastAPI: the path's, then the body's
     if raw is _MISSING:
         errors.append({"type": "missing", "loc": ("body",), "msg": "Field required"})
     else:
@@ -146,14 +121,6 @@ async def _answer(scope: Scope, receive: Receive, state: State) -> bytes:
     if errors:
         raise RequestValidationError(errors)
     return to_json(await record_heartbeat(state.progress, student, video_id, body))
-
-
-def _path_errors(video_id: str) -> list[Any]:
-    try:
-        _VIDEO_ID.validate_python(video_id)
-    except ValidationError as exc:
-        return [{**err, "loc": ("path", "video_id", *err["loc"])} for err in exc.errors()]
-    return []
 
 
 def decode_body(body: bytes, content_type: bytes | None) -> Any:

@@ -9,7 +9,7 @@ every round, so that the machine's drift (±20 % between rounds on a shared mach
 all of them alike:
 
 - `app`: the app as it ships;
-- `router`: the app without `WatchTimeShortcut` (heartbeats through Starlette's exception
+- `router`: the app without `Shortcuts` (heartbeats through Starlette's exception
   middleware, FastAPI's exit stack and the router);
 - `python packing`: the app with redis-py's own Python command packing instead of hiredis's;
 - `route only`: `answer_watch_time` called directly (none of the app's middleware layers);
@@ -18,10 +18,15 @@ all of them alike:
 - `cluster buffer` (with `--cluster`): the app with its buffer on a three-primary Redis Cluster
   of its own (`BUFFER_REDIS_CLUSTER`): a shared connection per primary;
 - `cluster, pooled` (with `--cluster`): the same with redis-py's cluster client for the
-  heartbeat's script (its pooled connection per command in flight).
+  heartbeat's script (its pooled connection per command in flight);
+- `status read`: a student's status read (`GET .../status`) through the app as it ships
+  (`answer_status`, handed it by `Shortcuts`);
+- `status, router`: the same through the app without `Shortcuts` (FastAPI's request handler
+  running `get_status`).
 
-Prints each variant's median CPU per heartbeat and the median of the paired differences (with
-how many rounds agree on the sign). docs/performance.md has the figures.
+Prints each variant's median CPU per request and the median of the paired differences against
+`app` (heartbeats) or `status read` (with how many rounds agree on the sign).
+docs/performance.md has the figures.
 """
 
 from __future__ import annotations
@@ -41,7 +46,8 @@ from redis.asyncio.connection import AbstractConnection
 from starlette.types import Message, Receive, Scope, Send
 
 from ingest.app import create_app
-from ingest.routes_watch_time import WatchTimeShortcut, answer_watch_time
+from ingest.routes_watch_time import answer_watch_time
+from ingest.shortcuts import Shortcuts
 from shared.devtools.services import start_redis_cluster
 from shared.settings import Settings
 from shared.storage.clients import HiredisPacking
@@ -51,6 +57,7 @@ from tests.helpers import COURSE, COURSE_ID, bearer, make_settings
 
 VIDEO, DURATION = "v-100", 100.0  # COURSE's video and its catalog duration
 PATH = f"/api/progress/video/{VIDEO}/watch-time"
+STATUS_PATH = f"/api/progress/video/{VIDEO}/status"
 HIREDIS_PACK = HiredisPacking.pack_command
 ASGI = Callable[[Scope, Receive, Send], Awaitable[None]]
 
@@ -68,9 +75,17 @@ def enroll(settings: Settings, students: int) -> list[bytes]:
 
 async def post(call: ASGI, authorization: bytes, position: float) -> int:
     body = json.dumps({"watch_time": position, "total_duration": DURATION}).encode()
+    return await request(call, "POST", PATH, authorization, body)
+
+
+async def get_status(call: ASGI, authorization: bytes, position: float) -> int:
+    return await request(call, "GET", STATUS_PATH, authorization, b"")
+
+
+async def request(call: ASGI, method: str, path: str, authorization: bytes, body: bytes) -> int:
     scope: dict[str, Any] = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-        "scheme": "http", "path": PATH, "raw_path": PATH.encode(), "query_string": b"",
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
         "root_path": "", "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80), "state": {},
         "headers": [(b"host", b"bench"), (b"content-type", b"application/json"),
                     (b"authorization", authorization), (b"content-length", b"%d" % len(body))],
@@ -94,21 +109,28 @@ async def post(call: ASGI, authorization: bytes, position: float) -> int:
     return status
 
 
+Ask = Callable[[ASGI, bytes, float], Awaitable[int]]  # a request: its answer's status
+ASKED: dict[Ask, int] = {post: 202, get_status: 200}  # the status each must answer
+BASES = ("app", "status read")  # the others are printed against these
+
+
 def variants(
     app: FastAPI, without_shortcut: FastAPI, pooled: FastAPI
-) -> dict[str, tuple[ASGI, bool]]:
-    """Name -> (what to call, whether hiredis packs)."""
+) -> dict[str, tuple[ASGI, bool, Ask]]:
+    """Name -> (what to call, whether hiredis packs, the request)."""
 
     async def route_only(scope: Scope, receive: Receive, send: Send) -> None:
         scope.update(app=app, path_params={"video_id": VIDEO})
         await answer_watch_time(scope, receive, send)
 
     return {
-        "app": (app, True),
-        "router": (without_shortcut, True),
-        "python packing": (app, False),
-        "route only": (route_only, True),
-        "pooled connections": (pooled, True),
+        "app": (app, True, post),
+        "router": (without_shortcut, True, post),
+        "python packing": (app, False, post),
+        "route only": (route_only, True, post),
+        "pooled connections": (pooled, True, post),
+        "status read": (app, True, get_status),
+        "status, router": (without_shortcut, True, get_status),
     }
 
 
@@ -118,7 +140,7 @@ async def measure(
     app = create_app(settings)
     without_shortcut = create_app(settings)
     without_shortcut.user_middleware = [
-        m for m in without_shortcut.user_middleware if cast(object, m.cls) is not WatchTimeShortcut
+        m for m in without_shortcut.user_middleware if cast(object, m.cls) is not Shortcuts
     ]
     pooled = create_app(settings)
     runs = variants(app, without_shortcut, pooled)
@@ -126,8 +148,8 @@ async def measure(
     if on_cluster is not None:
         apps += [clustered := create_app(on_cluster), cluster_pooled := create_app(on_cluster)]
         unshared.append(cluster_pooled)
-        runs["cluster buffer"] = (clustered, True)
-        runs["cluster, pooled"] = (cluster_pooled, True)
+        runs["cluster buffer"] = (clustered, True, post)
+        runs["cluster, pooled"] = (cluster_pooled, True, post)
     per_round = 0.4 * (DURATION - 10) / (len(runs) * rounds + 1)  # stays inside the video
     position = 1.0
     cpu: dict[str, list[float]] = {name: [] for name in runs}
@@ -141,15 +163,15 @@ async def measure(
             for auth in auths:  # warm: every key has a hot state and a cached one
                 assert await post(warmed, auth, position) == 202
         for _ in range(rounds):
-            for name, (call, hiredis) in runs.items():
+            for name, (call, hiredis, ask) in runs.items():
                 position += per_round
                 HiredisPacking.pack_command = (  # type: ignore[method-assign]
                     HIREDIS_PACK if hiredis else AbstractConnection.pack_command
                 )
                 started = time.process_time()
                 for auth in auths:
-                    status = await post(call, auth, position)
-                    assert status == 202, (name, status)
+                    status = await ask(call, auth, position)
+                    assert status == ASKED[ask], (name, status)
                 cpu[name].append(1e6 * (time.process_time() - started) / len(auths))
     HiredisPacking.pack_command = HIREDIS_PACK  # type: ignore[method-assign]
     return cpu
@@ -162,7 +184,9 @@ def main() -> None:
     parser.add_argument("--cluster", action="store_true", help="add the two cluster variants")
     args = parser.parse_args()
     with bare_stores("bench-route-cpu-") as (redis_url, mongo_url), contextlib.ExitStack() as on:
-        settings = make_settings(redis_url, mongo_url, rate_limit_per_minute=10**6)
+        settings = make_settings(
+            redis_url, mongo_url, rate_limit_per_minute=10**6, read_rate_limit_per_minute=10**6
+        )
         auths = enroll(settings, args.students)
         on_cluster = None
         if args.cluster:
@@ -173,14 +197,15 @@ def main() -> None:
             )
             enroll(on_cluster, args.students)  # the enrollment mirror, in the cluster's buffer
         cpu = asyncio.run(measure(settings, auths, args.rounds, on_cluster))
-    print(f"\nCPU per heartbeat in process, {args.rounds} rounds of {args.students} heartbeats")
+    print(f"\nCPU per request in process, {args.rounds} rounds of {args.students} requests")
     for name, values in cpu.items():
         print(f"  {name:18} median {statistics.median(values):6.0f} us")
-    for name in [n for n in cpu if n != "app"]:
-        diffs = [x - y for x, y in zip(cpu[name], cpu["app"], strict=True)]
+    for name in [n for n in cpu if n not in BASES]:
+        base = "status read" if name.startswith("status") else "app"
+        diffs = [x - y for x, y in zip(cpu[name], cpu[base], strict=True)]
         agree = sum((d > 0) == (statistics.median(diffs) > 0) for d in diffs)
         print(
-            f"  {name} - app: median {statistics.median(diffs):+6.0f} us "
+            f"  {name} - {base}: median {statistics.median(diffs):+6.0f} us "
             f"({agree} of {len(diffs)} rounds the same sign)"
         )
 
