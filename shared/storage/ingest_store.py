@@ -100,7 +100,7 @@ def ingest_args(item: IngestItem, limits: IngestLimits, want_state: bool) -> Scr
     args += view_args(item.cached)  # 12-15
     cached = item.cached
     if item.offer_preview and cached is not None:  # 16-20
-        args += [*view_args(cached), cached.frozen]
+        args += [*view_args(cached), cached.state.to_json()]  # the preview: every process's
     else:
         args += NO_PREVIEW
     v = limits.verification  # 21-27
