@@ -574,6 +574,25 @@ def test_states_expired_from_redis_are_read_back_from_mongodb(
     assert doc["watched_seconds"] == 40.0 and doc["v"] == 2
 
 
+def test_a_stored_state_holding_a_64_bit_seq_is_read_back_and_cached(
+    client: TestClient, settings: Settings, as_student: dict[str, str], redis_client: Buffer
+) -> None:
+    """A player numbering its heartbeats with Date.now(): MongoDB keeps the seq of its
+    position-only reading as a 64-bit integer, which pymongo reads back as bson's Int64. The
+    web process caches the state it folds onto it (found by a review: a 500 for every
+    heartbeat and status read of the key until a flush, when the cache took only built-in
+    types)."""
+    seq = 1_800_000_000_000
+    assert watch(client, as_student, **heartbeat(10, session_id="p1", seq=seq)).status_code == 202
+    flush(settings)
+    redis_client.delete(ProgressKey(STUDENT, "v-100", KEY_SCHEMA).state)  # as if its TTL ran out
+    r = watch(client, as_student, **heartbeat(12, session_id="p1", seq=seq + 1))
+    assert r.status_code == 202, r.text
+    status = client.get("/api/progress/video/v-100/status", headers=as_student)
+    assert status.status_code == 200, status.text
+    assert status.json()["watch_time"] == 12.0  # the later reading of the session: position 12
+
+
 def test_readyz_and_healthz(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     r = client.get("/readyz")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import gc
 
+from bson.int64 import Int64
+
 from shared.domain.progress import Heartbeat, Verification, WatchState, fold_into
 from shared.storage.keys import ProgressKey
 from shared.storage.views import HotView, StateCache
@@ -63,3 +65,22 @@ def test_each_caller_gets_its_own_copy_equal_to_what_was_put() -> None:
     mine.covered.append([590.0, 599.0])
     again = entry.state
     assert again == state and again.position != 599.0
+
+
+def test_a_state_holding_mongodbs_int64_is_cached_as_its_numbers() -> None:
+    """pymongo reads a 64-bit integer back as bson's Int64, an int subclass: a position-only
+    reading's `seq` past 2**31 (a player numbering its heartbeats with Date.now())."""
+    seq = 1_800_000_000_000
+    stored = watched(2).to_dict()
+    stored["readings"] = [["p1", [[1765000100.0, Int64(seq), 12.0]]]]
+    stored["position_key"] = [1765000100.0, Int64(seq), 12.0]
+    state = WatchState.from_dict(stored)
+    key = ProgressKey("s2", "v-100", KEY_SCHEMA)
+    cache = StateCache(capacity=10)
+    cache.put(key, view(2), state)
+    entry = cache.get(key)
+    assert entry is not None
+    mine = entry.state
+    assert mine == state and mine is not state
+    assert mine.readings == {"p1": [[1765000100.0, seq, 12.0]]}
+    assert type(mine.readings["p1"][0][1]) is int

@@ -69,8 +69,7 @@ class CachedState:
         state: WatchState,
         preview_folded: int = -1,
     ) -> CachedState:
-        values = tuple(getattr(state, name) for name in _STATE_FIELDS)
-        return cls(epoch, version, folded, mark, marshal.dumps(values), preview_folded)
+        return cls(epoch, version, folded, mark, _frozen(state), preview_folded)
 
     @property
     def state(self) -> WatchState:
@@ -79,6 +78,17 @@ class CachedState:
 
 
 _STATE_FIELDS = tuple(f.name for f in fields(WatchState))  # WatchState's positional order
+
+
+def _frozen(state: WatchState) -> bytes:
+    """The state's fields as marshal's bytes. marshal takes only the built-in types themselves:
+    a state read back from MongoDB can hold bson's `Int64` (an int subclass; a reading's `seq`
+    past 2**31), which goes through the state's JSON once, as every cached state did before."""
+    try:
+        return marshal.dumps(tuple(getattr(state, name) for name in _STATE_FIELDS))
+    except ValueError:  # "unmarshallable object"
+        plain = WatchState.from_json(state.to_json())
+        return marshal.dumps(tuple(getattr(plain, name) for name in _STATE_FIELDS))
 
 
 def view_args(cached: CachedState | None) -> list[Any]:
