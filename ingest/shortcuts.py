@@ -68,7 +68,7 @@ def id_errors(loc: tuple[str, str], value: str) -> list[Any]:
 
 
 async def send_json(send: Send, status: int, body: bytes) -> None:
-    """An answer of JSON bytes."""
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    """An answer of JSON bytes, its headers in the order of Starlette's responses."""
+    headers = [(b"content-length", b"%d" % len(body)), (b"content-type", b"application/json")]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

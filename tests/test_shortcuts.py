@@ -78,12 +78,13 @@ def token(settings: Settings, user: str, role: str = "student") -> dict[str, str
 
 def answers(
     apps: tuple[TestClient, TestClient], url: str, headers: list[tuple[str, str]]
-) -> list[tuple[int, bytes, dict[str, str]]]:
-    """Each app's answer: status, body and headers (but the request id, which differs)."""
+) -> list[tuple[int, bytes, list[tuple[str, str]]]]:
+    """Each app's answer: status, body and headers in their order (but the request id, which
+    differs)."""
     out = []
     for client in apps:
         reply = client.get(url, headers=headers)
-        kept = {k: v for k, v in reply.headers.items() if k != "x-request-id"}
+        kept = [(k, v) for k, v in reply.headers.multi_items() if k != "x-request-id"]
         out.append((reply.status_code, reply.content, kept))
     return out
 
@@ -132,8 +133,7 @@ def test_a_status_read_gets_fastapis_answer_from_the_shortcut(
         assert fast == slow, what
         assert fast[0] == status, (what, fast)
         seen.add(status)
-        if status >= 400:
-            assert set(fast[2]["content-type"].split(";")) >= {"application/json"}
+        assert ("content-type", "application/json") in fast[2], what
     assert seen == {200, 401, 403, 404, 422}
     # The student's status worked out by hand: three heartbeats ten seconds apart, each with
     # its ten seconds played, of the 100 s video: 30 s at position 30.
@@ -158,7 +158,7 @@ def test_a_reader_past_the_read_limit_gets_the_same_429(
     assert first[0] == 429
     # The window ends on the minute: T0 is a whole minute and the fixture's heartbeats moved
     # the clock 30 s past it, so 30 s to wait.
-    assert first[2]["retry-after"] == "30"
+    assert ("retry-after", "30") in first[2]
     clock.advance(60)
     assert fast.get(STATUS.format("v-100"), headers=s1).status_code == 200
 
