@@ -120,9 +120,9 @@ def add_status_route(app: FastAPI) -> APIRoute:
     app.router.add_api_route(
         STATUS_PATH, get_status, methods=["GET"], response_model=MaterialStatus, tags=router.tags
     )
-    route = app.router.routes[-1]
-    assert isinstance(route, APIRoute) and route.endpoint is get_status
-    return route
+    return next(
+        r for r in app.router.routes if isinstance(r, APIRoute) and r.endpoint is get_status
+    )
 
 
 async def get_status(
