@@ -85,10 +85,13 @@ def _frozen(state: WatchState) -> bytes:
     a state read back from MongoDB can hold bson's `Int64` (an int subclass; a reading's `seq`
     past 2**31), which goes through the state's JSON once, as every cached state did before."""
     try:
-        return marshal.dumps(tuple(getattr(state, name) for name in _STATE_FIELDS))
+        return marshal.dumps(_values(state))
     except ValueError:  # "unmarshallable object"
-        plain = WatchState.from_json(state.to_json())
-        return marshal.dumps(tuple(getattr(plain, name) for name in _STATE_FIELDS))
+        return marshal.dumps(_values(WatchState.from_json(state.to_json())))
+
+
+def _values(state: WatchState) -> tuple[Any, ...]:
+    return tuple(getattr(state, name) for name in _STATE_FIELDS)
 
 
 def view_args(cached: CachedState | None) -> list[Any]:
