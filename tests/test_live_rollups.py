@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
+from shared.clock import MockedClock
 from shared.domain import analytics, rollup
 from shared.domain.catalog import Course
 from shared.domain.rollup import Entries, RollupEntry
@@ -790,6 +791,41 @@ def test_a_flush_killed_after_its_compare_and_set_leaves_its_course_scheduled(
     doc = ctx.mongo.enrollments.find_one({"student_id": "k0", "course_id": course.course_id})
     assert doc is not None and v0 in rollup.entries_of(doc), (
         f"never persisted; due: {live.due(1e12)}"
+    )
+
+
+# A persist of the course running between a flush's ZADD NX (a no-op: the course was due) and
+# its compare-and-set sees no record, takes the course off the schedule, and the flush's new
+# record is then never persisted (until the maintenance job's settle put the course back).
+def test_a_record_made_while_a_persist_unschedules_its_course_is_persisted(
+    ctx: WorkerContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(flush, "get_context", lambda: ctx)
+    course = new_course(ctx)
+    v0 = course.materials[0].material_id
+    enrol(ctx, course, "a0")
+    enrol(ctx, course, "a1")
+    live = ctx.live
+    live.merge(ctx.mongo, course, {"a0": {v0: entry(1, 50.0)}}, 0.0)  # due at PERSIST_S
+    real = LiveRollups._apply
+    first = [True]
+
+    def persist_runs_first(self: LiveRollups, *args: Any) -> Any:
+        if first[0]:  # after the second flush's ZADD NX, before its compare-and-set
+            first[0] = False
+            live.persist(ctx.mongo, course, PERSIST_S)
+        return real(self, *args)
+
+    monkeypatch.setattr(LiveRollups, "_apply", persist_runs_first)
+    live.merge(ctx.mongo, course, {"a1": {v0: entry(1, 60.0)}}, PERSIST_S)
+    monkeypatch.setattr(LiveRollups, "_apply", real)
+    assert set(live.records(course.course_id)) == {"a1"}  # a0's persisted, a1's made after
+    for k in range(2, 6):  # ticks, each past the course's due time
+        monkeypatch.setattr(ctx, "clock", MockedClock(k * PERSIST_S))
+        flush.persist_due(ctx)
+    doc = ctx.mongo.enrollments.find_one({"student_id": "a1", "course_id": course.course_id})
+    assert doc is not None and doc.get("watched_seconds") == 60.0, (
+        f"a1's record never persisted; due: {live.due(1e12)}"
     )
 
 

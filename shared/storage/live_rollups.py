@@ -316,6 +316,9 @@ class LiveRollups:
             if changes:  # first: a worker killed after the script leaves its course scheduled
                 self.r.zadd(DUE, {course.course_id: now + self.persist_after_s}, nx=True)
             failed = set(self._apply(course, changes))
+            if len(failed) < len(changes):  # again: a persist may have taken the course off the
+                # schedule between the first ZADD and the script (`reschedule` saw no record)
+                self.r.zadd(DUE, {course.course_id: now + self.persist_after_s}, nx=True)
             changed += len(changes) - len(failed)
             self._recheck(mongo, course, [s for s in unchecked if s not in failed], now)
             pending = {s: pending[s] for s in failed}
@@ -456,8 +459,8 @@ class LiveRollups:
 
     def reschedule(self, course_id: str, now: float) -> None:
         """After a persist: due again in ROLLUP_PERSIST_S while records remain, else off the
-        schedule (checked again after, so a record a flush adds meanwhile is never left
-        unscheduled: the flush adds the course after its record)."""
+        schedule (checked again after; and a flush adds the course again after its record, so
+        a record made meanwhile is never left unscheduled)."""
         records = CourseKeys(course_id).records
         if self.r.hlen(records):
             self.r.zadd(DUE, {course_id: now + self.persist_after_s})
