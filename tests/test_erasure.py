@@ -29,6 +29,7 @@ from shared.clock import MockedClock
 from shared.integrations.outbox import OUTBOXES, WEBHOOK, XAPI
 from shared.ops.erasure import VERSION_GAP, erase_progress
 from shared.settings import Settings
+from shared.storage import rollup_store
 from shared.storage.clients import Buffer
 from shared.storage.keys import (
     XAPI_SESSIONS,
@@ -394,6 +395,51 @@ def test_tombstones_expire_and_then_nothing_of_the_student_is_left(campus: Campu
     assert c.ctx.mongo.progress.count_documents({"student_id": STUDENT}) == 0
     who = c.token(STUDENT)  # the day-old one expired by the app's clock
     watch_again_after_the_erasure(c, who)
+
+
+# Every tombstone gone (MongoDB's deleted by the maintenance job, Redis's expired): a new state
+# starts with no version to continue from, while the rollups still hold the tombstone's T for
+# the material. It used to start again from 1 and lose to T there for good: the teacher saw 0 s
+# and nothing completed (even after a rebuild), while watch_progress held the progress.
+@pytest.mark.parametrize(
+    ("erased", "watched", "completed"),
+    [("v-100", 600.0 + 85.0, ["v-100", "v-600", "pdf-1", "link-1"]), (None, 85.0, ["v-100"])],
+    ids=["one material", "the whole student"],
+)
+def test_progress_after_every_tombstone_expired_reaches_the_rollups(
+    campus: Campus, erased: str | None, watched: float, completed: list[str]
+) -> None:
+    c = campus
+    who = c.enroll(STUDENT)
+    watch_everything(c, who)
+    c.flush()
+    c.run_completion_jobs()
+    c.erase(erased)
+    t = present(c.ctx.mongo.progress.find_one({"student_id": STUDENT, "material_id": "v-100"}))
+    c.clock.advance(c.settings.erasure_tombstone_ttl_s + 1)
+    assert maintenance.delete_expired_tombstones() == (1 if erased else 4)
+    tombstones = KEY_SCHEMA.buffer_tombstones(STUDENT)
+    for material in c.buffer.hkeys(tombstones):  # what Redis's TTL does, by its own clock
+        name = material.decode() if isinstance(material, bytes) else material
+        c.buffer.delete(ProgressKey(STUDENT, name, KEY_SCHEMA).state)
+    c.buffer.delete(tombstones)
+    who = c.token(STUDENT)
+    c.watch(who, "v-100", watch_time=85, played=[[0, 85]], session_id="p3", seq=0, event="pause")
+    c.flush()
+    c.run_completion_jobs()
+    doc = present(c.ctx.mongo.progress.find_one({"student_id": STUDENT, "material_id": "v-100"}))
+    assert doc["watched_seconds"] == 85.0 and doc["completed"] and doc["v"] > t["v"]
+    course = c.ctx.catalog().courses[COURSE_ID]
+    (row,) = rollup_store.course_rollups(c.ctx.mongo, course, live=c.ctx.live)
+    assert (row.totals.watched_seconds, row.totals.completed_materials) == (watched, len(completed))
+    rollup_store.rebuild(c.ctx.mongo, course, [STUDENT])
+    c.ctx.live.persist(c.ctx.mongo, course, c.clock.time())
+    enrollment = present(c.ctx.mongo.enrollment(STUDENT, COURSE_ID))
+    assert (enrollment["watched_seconds"], enrollment["completed_count"]) == (
+        watched,
+        len(completed),
+    )
+    assert enrollment["completed_materials"] == completed  # in the catalog's order
 
 
 # ---- export and erasure look up the student's own keys ----------------------------------------

@@ -25,6 +25,7 @@ from typing import Any
 import redis
 from rq import Retry
 
+from shared.domain.catalog import Catalog
 from shared.domain.progress import WatchState, fold_into
 from shared.domain.rollup import Entries
 from shared.errors import Unavailable
@@ -220,6 +221,7 @@ def _fold_batch(ctx: WorkerContext, keys: list[ProgressKey], report: FlushReport
     ]
     stored = ctx.mongo.find_states(cold) if cold else {}
     catalog = ctx.catalog()
+    floors = _version_floors(ctx, [k for k in cold if k not in stored], catalog)
     for key, entry in zip(keys, read, strict=True):
         ref = catalog.material(key.material_id)
         base = stored.get((key.student_id, key.material_id))
@@ -234,7 +236,8 @@ def _fold_batch(ctx: WorkerContext, keys: list[ProgressKey], report: FlushReport
             continue
         duration = ref.material.duration
         try:
-            f, overclaimed = _fold_entry(key, entry, base, duration, ctx.settings)
+            floor = floors.get((key.student_id, key.material_id), 0)
+            f, overclaimed = _fold_entry(key, entry, base, duration, ctx.settings, floor)
         except Exception as exc:  # one key's odd data must not stop the others
             batch.poisoned[key] = SetAside(UNREADABLE, "its fold: " + describe(exc))
             continue
@@ -354,21 +357,34 @@ def _finish(ctx: WorkerContext, batch: _Batch, now: float, report: FlushReport) 
     )
 
 
+def _version_floors(
+    ctx: WorkerContext, fresh: list[tuple[str, str]], catalog: Catalog
+) -> dict[tuple[str, str], int]:
+    """For keys with neither a hot state nor a stored document, the version their enrollment's
+    rollup holds: a new state starts beyond it. An erasure leaves its tombstone's version T in
+    the rollups; once its tombstones have expired (Redis's, then MongoDB's, deleted by the
+    maintenance job) a state starting again from 1 would lose to T there for good."""
+    wanted = [(s, ref.course_id, m) for s, m in fresh if (ref := catalog.material(m)) is not None]
+    return ctx.mongo.rolled_up_versions(wanted) if wanted else {}
+
+
 def _fold_entry(
     key: ProgressKey,
     entry: HotEntry,
     stored: StoredState | None,
     duration: float | None,
     settings: Settings,
+    floor: int = 0,
 ) -> tuple[Fold, int]:
-    """Fold the pending heartbeats onto the hot state (or the stored one when it expired).
-    Also returns how many of them claimed more than verified watching credits."""
+    """Fold the pending heartbeats onto the hot state (or the stored one when it expired; or
+    nothing, from the version `floor`). Also returns how many of them claimed more than
+    verified watching credits."""
     if entry.version is not None:
         base, base_version = entry.state, entry.version
     elif stored is not None:
         base, base_version = stored.state, stored.version
     else:
-        base, base_version = None, 0
+        base, base_version = None, floor
     state = WatchState.from_dict(base.to_dict()) if base else WatchState()
     overclaimed = fold_into(
         state,

@@ -109,6 +109,18 @@ def columns(doc: dict[str, Any]) -> Columns:
     return Columns(str(doc.get("rollup_ids") or ""), _little_endian(array("d", bytes(data))))
 
 
+def version_of(doc: dict[str, Any], material_id: str) -> int:
+    """The version of a material's entry in an enrollment document's rollup (0: none, or a
+    rollup that cannot be read)."""
+    try:
+        cols = columns(doc)
+        ids = cols.ids.split(",") if cols.size else []
+        version = cols.column(VERSION)[ids.index(material_id)] if material_id in ids else 0.0
+    except (ValueError, IndexError):
+        return 0
+    return int(version) if math.isfinite(version) and version > 0 else 0
+
+
 def entries_of(doc: dict[str, Any]) -> Entries:
     """The entries of an enrollment document's rollup (materials without one left out)."""
     return entries_of_columns(columns(doc))

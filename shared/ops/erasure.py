@@ -45,6 +45,9 @@ Why nothing erased comes back after the answer:
   does: the LMS still lists them, and erasure is no ban.
 - Tombstones expire after `ERASURE_TOMBSTONE_TTL_S` (a day by default; at least an hour more
   than a lease: longer than a flush and a completion job with its retries can be in flight).
+  The rollups keep T as the erased materials' (empty) entries' version; a state that starts
+  after every tombstone is gone (no hot state, no stored document) starts beyond the version
+  its enrollment's rollup holds (workers/flush.py, `_version_floors`), so it wins there.
 """
 
 from __future__ import annotations

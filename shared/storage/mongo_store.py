@@ -34,6 +34,7 @@ from pymongo import ASCENDING, ReplaceOne, UpdateOne
 from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError
 from pymongo.monitoring import CommandListener
 
+from shared.domain import rollup
 from shared.domain.catalog import Course
 from shared.domain.course import course_progress
 from shared.domain.progress import WatchState
@@ -371,6 +372,26 @@ class MongoStore:
         )
         for doc in cursor:
             found[(doc["student_id"], doc["material_id"])] = _stored_state(doc)
+        return found
+
+    @_unavailable_on_outage
+    def rolled_up_versions(
+        self, keys: Iterable[tuple[str, str, str]]
+    ) -> dict[tuple[str, str], int]:
+        """(student_id, material_id) -> the version their enrollment's rollup holds for the
+        material, for (student_id, course_id, material_id) keys; absent or 0 when none."""
+        wanted: dict[str, list[tuple[str, str]]] = {}
+        for student_id, course_id, material_id in keys:
+            eid = enrollment_id(student_id, course_id)
+            wanted.setdefault(eid, []).append((student_id, material_id))
+        found: dict[tuple[str, str], int] = {}
+        if not wanted:
+            return found
+        fields = {"rollup": 1, "rollup_ids": 1}
+        for doc in self.enrollments.find({"_id": {"$in": list(wanted)}}, fields):
+            for student_id, material_id in wanted.get(doc["_id"], []):
+                if version := rollup.version_of(doc, material_id):
+                    found[(student_id, material_id)] = version
         return found
 
     @_unavailable_on_outage
