@@ -16,8 +16,9 @@ import time
 import tracemalloc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from shared.clock import SystemClock
+from shared.clock import MockedClock, SystemClock
 from shared.integrations import webhooks
 from shared.integrations.outbox import WEBHOOK, XAPI, Limits, Outbox, OutboxEntry
 from tests.helpers import make_settings
@@ -166,6 +167,66 @@ def test_a_hanging_receiver_with_a_backlog_leaves_the_others_deliveries_going(
     assert second == {"sent": 0, "retried": 30, "dead": 0}
     assert box.redis.hlen(WEBHOOK.entries) == 30  # all kept for later
     assert ctx.redis.hexists(WEBHOOK.failing, hang.url)
+
+
+class Refusing(BaseHTTPRequestHandler):
+    """A receiver that refuses (422) the events of students it does not know, and takes
+    (204) the others'; `known` and `arrived` are the server's."""
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        student = body["data"]["student_id"]
+        server = self.server
+        assert isinstance(server, RefusingServer)
+        taken = student in server.known
+        if taken:
+            server.arrived.append(student)
+        self.send_response(204 if taken else 422)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class RefusingServer(ThreadingHTTPServer):
+    def __init__(self, known: set[str]) -> None:
+        super().__init__(("127.0.0.1", 0), Refusing)
+        self.known, self.arrived = known, list[str]()
+
+
+def test_one_students_refused_events_hold_up_no_other_students_events(
+    redis_url: str, mongo_url: str
+) -> None:
+    """A receiver answers 422 to the 20 events of a student it does not know (yet), queued
+    first, and 204 to another student's event queued after them: that one arrives in the
+    same job. (Before, every refusal was taken as the receiver failing, every event to it was
+    left alone, and that one waited until it was set aside unsent, a day later.) The refused
+    events are retried on their own backoff, and arrive once the receiver knows the student."""
+    srv = RefusingServer({"s-honest"})
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{srv.server_address[1]}/hook"
+    try:
+        clock = MockedClock(1_800_000_000.0)
+        settings = make_settings(redis_url, mongo_url, webhook_urls=url, webhook_secret=SECRET,
+                                 outbox_retry_base_s=10.0, outbox_retry_max_s=600.0)  # fmt: skip
+        ctx = build_context(settings, clock)
+        now = clock.time()
+        box = Outbox(ctx.redis, WEBHOOK)
+        for i in range(20):
+            event = webhooks.material_completed("s-unknown", "phys-101", f"m-{i}", now, 90.0)
+            box.push(webhooks.deliveries(event, [url], now - 1, {f"m-{i}": 1}), Limits(1000),
+                     now - 1)  # fmt: skip
+        queue_webhook(ctx, url, "s-honest", now)
+        assert send_due_webhooks(ctx) == {"sent": 1, "retried": 20, "dead": 0}
+        assert srv.arrived == ["s-honest"]
+        assert not ctx.redis.hexists(WEBHOOK.failing, url)  # up: nobody else's event waits
+        srv.known.add("s-unknown")
+        clock.advance(10.0)  # the refused events' first backoff (OUTBOX_RETRY_BASE_S)
+        assert send_due_webhooks(ctx) == {"sent": 20, "retried": 0, "dead": 0}
+        assert sorted(srv.arrived) == ["s-honest"] + ["s-unknown"] * 20
+    finally:
+        srv.shutdown()
 
 
 def statements(n: int, now: float) -> list[OutboxEntry]:

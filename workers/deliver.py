@@ -12,6 +12,10 @@ job that dies leaves its entries to the next one after the lease.
 - Any other 4xx from the LRS: the statements endpoint refuses a whole batch for one bad
   statement, so the batch is split in halves until the refused statements are alone; those are
   set aside in the dead-letter hash and counted, the others are sent.
+- Any other 4xx from a webhook receiver (400, 409, 413, 422, ...): the receiver is up and
+  refuses that one event (a student it does not know yet, say). The event is retried on its own
+  backoff until WEBHOOK_MAX_AGE_S; the receiver is not left alone, so one student's refused
+  events never hold up the others'.
 
 A receiver cannot hold a worker or its memory (shared/integrations/bounded_http.py): each
 request has DELIVERY_TIMEOUT_S in all (headers trickled a byte at a time included), at most
@@ -315,8 +319,11 @@ async def _attempt_webhook(
             out.sent.append(entry)
             return
         outcome = f"HTTP {status}" if status is not None else why
-        receivers.failed(url, now)
-        alone = receivers.left_alone(url, now)
+        if status is not None and 400 <= status < 500 and status not in RETRY_STATUSES:
+            receivers.answered(url)  # it refused this event, and is up for the others
+        else:
+            receivers.failed(url, now)
+            alone = receivers.left_alone(url, now)
     if now - entry.created_at >= s.webhook_max_age_s:
         log.error(
             "webhook %s to %s set aside after %d attempts: %s",
