@@ -29,8 +29,9 @@ Passes:
   the course aggregate itself (0.9.0 before the records);
 - `stand-in, no rollups`: the same with the rollups' step (`roll_up`) skipped, the flush as it
   was before rollups: the ratios are what the rollups cost, in one run;
-- `no MongoDB write`: the same with `MongoStore.write_states` (and the cold-key read) replaced
-  by no-ops, so the pipeline's own rate is visible apart from the stand-in's slowness;
+- `no MongoDB write`: the same with `MongoStore.write_states` (and the cold keys' reads: their
+  states, and for new keys their enrollments' rollup versions) replaced by no-ops, so the
+  pipeline's own rate is visible apart from the stand-in's slowness;
 - `rq worker --burst`: the Procfile's worker line with `--burst`, one process, after one
   `flush_pending` job is enqueued (it enqueues its follow-ups); wall time of the process, less
   the start-up time of a burst worker on an empty queue. It also runs the completion jobs.
@@ -198,9 +199,11 @@ def drain_in_process(
     if no_mongo:
         timers.wrap(ctx.mongo, "write_states", "MongoDB write", lambda writes: NOTHING_REFUSED())
         timers.wrap(ctx.mongo, "find_states", "MongoDB read", lambda keys: {})
+        timers.wrap(ctx.mongo, "rolled_up_versions", "MongoDB read", lambda keys: {})
     else:
         timers.wrap(ctx.mongo, "write_states", "MongoDB write")
         timers.wrap(ctx.mongo, "find_states", "MongoDB read")
+        timers.wrap(ctx.mongo, "rolled_up_versions", "MongoDB read")
     for name in ("claim", "read", "commit", "finish", "release"):
         timers.wrap(ctx.hot, name, "Redis")
     timers.wrap(ctx.queue, "enqueue", "Redis")
