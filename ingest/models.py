@@ -297,6 +297,10 @@ class LtiRegistrationInvite(BaseModel):
 
 class LtiContext(BaseModel):
     platform_id: str
+    deployment_id: str | None = Field(
+        description="the launch's deployment (a context id is unique within it); None: a "
+        "context kept before class ids named the deployment, which is no class any more"
+    )
     context_id: str = Field(description="as the LMS sent it")
     title: str | None
     course_id: str | None = Field(

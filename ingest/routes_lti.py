@@ -171,7 +171,9 @@ async def launch(request: Request, ctx: Ctx) -> Response:
     if checked.message_type == DEEP_LINKING:
         action = f"{_base(ctx, request)}/lti/deep-link"
         answer = await _deep_linking(ctx, lambda dl, catalog: dl.picker(checked, catalog, action))
-        context = classes.context_of(checked.platform.platform_id, checked.claims)
+        context = classes.context_of(
+            checked.platform.platform_id, checked.deployment_id, checked.claims
+        )
         if context and answer.status_code == 200:  # a refused picker (a learner) stores nothing
             await run_in_threadpool(ctx.lti_classes.record_context, context, None, ctx.clock.time())
     else:
@@ -278,7 +280,9 @@ async def _resource_link(ctx: AppContext, checked: Launch) -> HTMLResponse:
         return refused("your role in this course is neither learner nor instructor", 403)
     sub = str(checked.claims["sub"])
     user_id = user_id_of(checked.platform.platform_id, sub)
-    context = classes.context_of(checked.platform.platform_id, checked.claims)
+    context = classes.context_of(
+        checked.platform.platform_id, checked.deployment_id, checked.claims
+    )
     student = classes.member_of(user_id, sub, checked.claims) if role == "student" else None
     await run_in_threadpool(
         ctx.lti_classes.launched, context, ref.course_id, student, ctx.clock.time()

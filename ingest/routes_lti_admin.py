@@ -65,8 +65,9 @@ async def delete_platform(platform_id: PlatformId, admin: Admin, ctx: Ctx) -> Re
 
 @router.get("/contexts", response_model=LtiContexts)
 async def list_contexts(admin: Admin, ctx: Ctx) -> LtiContexts:
-    """Every LMS context the tool has seen at a launch, by platform and context id, with the
-    course whose teacher routes show its class, and its NRPS roster's last sync and error."""
+    """Every LMS context the tool has seen at a launch, by platform, deployment and context id,
+    with the course whose teacher routes show its class, and its NRPS roster's last sync and
+    error."""
     rows = await run_in_threadpool(ctx.lti_classes.all_contexts)
     return LtiContexts(rows=[LtiContext.model_validate(r) for r in rows])
 

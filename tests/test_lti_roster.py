@@ -66,6 +66,14 @@ def client(settings: Settings, clock: MockedClock, lms: Lms) -> Iterator[TestCli
 
 
 @pytest.fixture
+def two_deployments(settings: Settings, clock: MockedClock, lms: Lms) -> Iterator[TestClient]:
+    """The app with one registration of two deployments (`deployment_ids` naming both)."""
+    c = open_app(settings, clock, lms, ["dep-1", "dep-2"])
+    yield c
+    c.__exit__(None, None, None)
+
+
+@pytest.fixture
 def services(client: TestClient, clock: MockedClock, lms: Lms) -> Gradebook:
     """The platform's token endpoint and rosters; it checks assertions on the tool's clock."""
     return Gradebook(lms, lambda: client.get("/lti/jwks").json(), now=clock.time)
@@ -122,10 +130,10 @@ def test_every_launch_context_is_listed_for_admins_with_its_course(
     never = {"roster_synced_at": None, "roster_error": None}
     assert r.json() == {
         "rows": [
-            {"platform_id": PLATFORM_ID, "context_id": "ctx-1", "title": "Physics (renamed)",
-             "course_id": COURSE_ID, **never},
-            {"platform_id": PLATFORM_ID, "context_id": "ctx:2/b", "title": "Optics",
-             "course_id": COURSE_ID, **never},
+            {"platform_id": PLATFORM_ID, "deployment_id": "dep-1", "context_id": "ctx-1",
+             "title": "Physics (renamed)", "course_id": COURSE_ID, **never},
+            {"platform_id": PLATFORM_ID, "deployment_id": "dep-1", "context_id": "ctx:2/b",
+             "title": "Optics", "course_id": COURSE_ID, **never},
         ]
     }  # fmt: skip
     teacher = bearer(settings, "t-1", "teacher", now=clock.time())
@@ -140,8 +148,9 @@ def test_a_deep_linking_launch_keeps_its_context_before_any_material_is_linked(
     admin = bearer(settings, "root", "admin", now=clock.time())
     rows = client.get("/api/admin/lti/contexts", headers=admin).json()["rows"]
     never = {"roster_synced_at": None, "roster_error": None}
-    assert rows == [{"platform_id": PLATFORM_ID, "context_id": "ctx-new", "title": "New",
-                     "course_id": None, **never}]  # fmt: skip
+    assert rows == [{"platform_id": PLATFORM_ID, "deployment_id": "dep-1",
+                     "context_id": "ctx-new", "title": "New", "course_id": None,
+                     **never}]  # fmt: skip
 
 
 # -- classes ------------------------------------------------------------------------------
@@ -221,11 +230,71 @@ def test_a_class_claim_in_an_identity_provider_token_is_ignored(
     """Only the tool's own sessions scope a teacher to a class: a school token claiming one
     teaches nothing it did not teach before."""
     launch(client, lms, sub="u-1", name="Ada Lovelace")
-    scope = {"id": class_id_of(PLATFORM_ID, "ctx-1"), "course_id": COURSE_ID}
+    scope = {"id": class_id_of(PLATFORM_ID, "dep-1", "ctx-1"), "course_id": COURSE_ID}
     claims = {"sub": "t-x", "role": "teacher", "exp": clock.time() + 600, "lti_class": scope}
     forged = jwt.encode(claims, present(settings.jwt_secret).get_secret_value(), "HS256")
     r = client.get(f"/api/teacher/courses/{COURSE_ID}/progress", headers=auth(forged))
     assert r.status_code == 403, r.text
+
+
+def test_two_deployments_contexts_with_one_id_are_two_classes(
+    two_deployments: TestClient,
+    lms: Lms,
+    settings: Settings,
+    clock: MockedClock,
+    worker: WorkerContext,
+) -> None:
+    """A context id is unique within its deployment only (Core 1.3 §5.4.1: "locally unique to
+    the deployment_id"): two deployments of one registration that both send context "101" are
+    two classes. Each instructor sees their own context's learners only, in every class read,
+    and each class's roster is read from its own deployment's `context_memberships_url`."""
+    client = two_deployments
+    services = Gradebook(lms, lambda: client.get("/lti/jwks").json(), now=clock.time)
+    lms.registration.set_deployment_id("dep-1")
+    launch(client, lms, sub="u-1", name="Ada Lovelace", context=("101", "Physics, school A"))
+    lms.registration.set_deployment_id("dep-2")
+    launch(client, lms, sub="u-2", name="Alan Turing", context=("101", "Chemistry, school B"))
+    lms.registration.set_deployment_id("dep-3")  # the deployment claim is sent and checked
+    refused = post_launch(client, lms.authorize(login(client, lms), context=("101", "x")))
+    assert refused.status_code == 401
+    lms.registration.set_deployment_id("dep-1")
+    teacher = auth(launch(client, lms, sub="t-1", roles=TEACHER, context=("101", "Physics")))
+    base = f"/api/teacher/courses/{COURSE_ID}"
+    assert table(client, teacher) == [(uid("u-1"), "Ada Lovelace")]
+    csv_rows = client.get(f"{base}/progress", headers=teacher, params={"format": "csv"}).text
+    assert [r["student_id"] for r in csv.DictReader(io.StringIO(csv_rows))] == [uid("u-1")]
+    matrix = client.get(f"{base}/matrix", headers=teacher).json()
+    assert [r["student_id"] for r in matrix["rows"]] == [uid("u-1")]
+    assert client.get(f"{base}/stats", headers=teacher).json()["enrolled"] == 1
+    assert client.get(f"{base}/students/{uid('u-1')}/progress", headers=teacher).status_code == 200
+    assert client.get(f"{base}/students/{uid('u-2')}/progress", headers=teacher).status_code == 404
+    lms.registration.set_deployment_id("dep-2")
+    other = auth(launch(client, lms, sub="t-2", roles=TEACHER, context=("101", "Chemistry")))
+    assert table(client, other) == [(uid("u-2"), "Alan Turing")]
+    # Each deployment's instructor launch offers its own roster; each class syncs its own.
+    rosters = {
+        "dep-1": [member("u-1", "Ada Lovelace"), member("u-3", "Grace Hopper")],
+        "dep-2": [member("u-2", "Alan Turing"), member("u-4", "Edsger Dijkstra")],
+    }
+    titles = {"dep-1": "Physics", "dep-2": "Chemistry"}
+    for dep, members in rosters.items():
+        lms.registration.set_deployment_id(dep)
+        url = services.serve_roster(f"/nrps/{dep}", members, page_size=10)
+        launch(client, lms, sub=f"t-{dep}", roles=TEACHER, context=("101", titles[dep]),
+               memberships_url=url)  # fmt: skip
+    outcome = run_sync(worker, class_id_of(PLATFORM_ID, "dep-1", "101"))
+    assert outcome is not None and outcome.active == 2
+    read = [services.roster_pages_read(f"/nrps/{dep}") for dep in rosters]
+    assert read == [1, 0]  # dep-1's roster, not the other deployment's (the latest launch's)
+    run_sync(worker, class_id_of(PLATFORM_ID, "dep-2", "101"))
+    mine = sorted(table(client, teacher))
+    assert mine == sorted([(uid("u-1"), "Ada Lovelace"), (uid("u-3"), "Grace Hopper")])
+    theirs = sorted(table(client, other))
+    assert theirs == sorted([(uid("u-2"), "Alan Turing"), (uid("u-4"), "Edsger Dijkstra")])
+    admin = bearer(settings, "root", "admin", now=clock.time())
+    rows = client.get("/api/admin/lti/contexts", headers=admin).json()["rows"]
+    assert [(r["deployment_id"], r["context_id"], r["title"]) for r in rows] == [
+        ("dep-1", "101", "Physics"), ("dep-2", "101", "Chemistry")]  # fmt: skip
 
 
 # -- rosters ------------------------------------------------------------------------------
@@ -250,7 +319,7 @@ def test_an_instructor_launch_syncs_every_learner_over_three_pages(
     url = services.serve_roster(ROSTER_PATH, [*learners[:3], *others, *learners[3:]], page_size=3)
     launch(client, lms, sub="r-00", name="Learner00 Roster")  # one of them launched before
     token = launch(client, lms, sub="t-1", roles=TEACHER, memberships_url=url)
-    class_id = class_id_of(PLATFORM_ID, "ctx-1")
+    class_id = class_id_of(PLATFORM_ID, "dep-1", "ctx-1")
     outcome = run_sync(worker, class_id)
     assert outcome is not None and (outcome.active, outcome.deactivated) == (7, 0)
     assert services.roster_pages_read(ROSTER_PATH) == 3
@@ -271,7 +340,7 @@ def test_a_failed_page_changes_nothing(
     roster = roster_of(7)
     url = services.serve_roster(ROSTER_PATH, roster, page_size=3)
     token = launch(client, lms, sub="t-1", roles=TEACHER, memberships_url=url)
-    class_id = class_id_of(PLATFORM_ID, "ctx-1")
+    class_id = class_id_of(PLATFORM_ID, "dep-1", "ctx-1")
     run_sync(worker, class_id)
     synced_at = clock.time()
     before = table(client, auth(token), limit=1000)
@@ -307,7 +376,7 @@ def test_a_learner_who_left_the_roster_is_hidden_and_keeps_their_progress(
     clock.advance(settings.flush_interval_s + 1)
     flush_batch(worker, 1000)
     teacher = auth(launch(client, lms, sub="t-1", roles=TEACHER, memberships_url=url))
-    class_id = class_id_of(PLATFORM_ID, "ctx-1")
+    class_id = class_id_of(PLATFORM_ID, "dep-1", "ctx-1")
     run_sync(worker, class_id)
     rows = client.get(f"/api/teacher/courses/{COURSE_ID}/progress", headers=teacher).json()["rows"]
     watched = {row["student_id"]: row["watched_seconds"] for row in rows}
@@ -364,8 +433,9 @@ def test_export_shows_and_erasure_removes_the_identity_mapping_and_roster_entrie
     admin = bearer(settings, "root", "admin", now=clock.time())
     export = f"/api/admin/students/{uid('u-1')}/export"
     shown = client.get(export, headers=admin).json()["lti_memberships"]
-    assert [(m["platform_id"], m["sub"], m["name"], m["context_id"], m["active"])
-            for m in shown] == [(PLATFORM_ID, "u-1", "Ada Lovelace", "ctx-1", True)]  # fmt: skip
+    assert [(m["platform_id"], m["deployment_id"], m["sub"], m["name"], m["context_id"],
+             m["active"]) for m in shown] == [
+        (PLATFORM_ID, "dep-1", "u-1", "Ada Lovelace", "ctx-1", True)]  # fmt: skip
     r = client.delete("/api/admin/progress", headers=admin, params={"student_id": uid("u-1")})
     assert r.status_code == 200 and r.json()["lti_members"] == 1, r.text
     assert client.get(export, headers=admin).json()["lti_memberships"] == []
@@ -386,7 +456,7 @@ def test_an_erasure_while_a_sync_reads_the_roster_wins_over_that_sync(
     after the erasure enrolls r-01 again, named, as a launch would: erasure is no ban."""
     url = services.serve_roster(ROSTER_PATH, roster_of(4), page_size=2)
     teacher = auth(launch(client, lms, sub="t-1", roles=TEACHER, memberships_url=url))
-    class_id = class_id_of(PLATFORM_ID, "ctx-1")
+    class_id = class_id_of(PLATFORM_ID, "dep-1", "ctx-1")
     run_sync(worker, class_id)
     named = sorted((uid(f"r-{i:02d}"), f"Learner{i:02d} Roster") for i in range(4))
     assert table(client, teacher) == named
@@ -418,7 +488,7 @@ def test_a_class_is_due_for_its_next_sync_one_interval_after_the_last(
     launch(client, lms, sub="u-1", context=("ctx-0", "No roster"))  # never due: no roster URL
     launch(client, lms, sub="t-1", roles=TEACHER, memberships_url=url)
     classes = client.app.state.ctx.lti_classes  # type: ignore[attr-defined]  # Starlette's state
-    class_id, interval = class_id_of(PLATFORM_ID, "ctx-1"), 3600
+    class_id, interval = class_id_of(PLATFORM_ID, "dep-1", "ctx-1"), 3600
     assert classes.due_for_sync(clock.time() - interval) == [class_id]  # never synced
     run_sync(worker, class_id)
     clock.advance(interval - 1)
@@ -447,7 +517,7 @@ def test_a_roster_page_trickled_in_is_cut_off_and_changes_nothing(
 
     with server(trickle) as slow:
         launch(client, lms, sub="t-1", roles=TEACHER, memberships_url=slow.url)
-        class_id = class_id_of(PLATFORM_ID, "ctx-1")
+        class_id = class_id_of(PLATFORM_ID, "dep-1", "ctx-1")
         worker.settings = worker.settings.model_copy(update={"delivery_timeout_s": 1.0})
         with pytest.raises(RosterUnreadable, match="no whole answer within 1 s"):
             run_sync(worker, class_id)
@@ -466,7 +536,7 @@ def test_a_roster_url_the_tool_may_not_call_is_not_kept(url: object, kept: bool)
     """The tool calls the roster URL with its token: only https (http on loopback)."""
     claims = {CONTEXT: {"id": "ctx-1", "title": "Physics"},
               NRPS_CLAIM: {"context_memberships_url": url}}  # fmt: skip
-    context = context_of(PLATFORM_ID, claims)
+    context = context_of(PLATFORM_ID, "dep-1", claims)
     assert context is not None and (context.memberships_url == url) is kept
 
 
@@ -486,7 +556,7 @@ def test_an_erased_learner_who_then_leaves_the_lms_course_leaves_the_class(
     roster = [member("r-01", "Learner01 Roster"), member("r-02", "Learner02 Roster")]
     url = services.serve_roster(ROSTER_PATH, roster, page_size=5)
     teacher = auth(launch(client, lms, sub="t-1", roles=TEACHER, memberships_url=url))
-    cid = class_id_of(PLATFORM_ID, "ctx-1")
+    cid = class_id_of(PLATFORM_ID, "dep-1", "ctx-1")
     run_sync(worker, cid)
     r = client.delete("/api/admin/progress", params={"student_id": uid("r-01")}, headers=admin)
     assert r.status_code == 200 and r.json()["lti_members"] == 1
@@ -520,7 +590,7 @@ def test_a_learner_who_leaves_an_lms_course_linking_two_of_ours_leaves_both(
     url = services.serve_roster(ROSTER_PATH, roster, page_size=5)
     launch(client, lms, sub="r-01", name="Learner01 Roster")  # ctx-1, a video of phys-101
     teacher_a = auth(launch(client, lms, sub="t-1", roles=TEACHER, memberships_url=url))
-    cid = class_id_of(PLATFORM_ID, "ctx-1")
+    cid = class_id_of(PLATFORM_ID, "dep-1", "ctx-1")
     run_sync(worker, cid)
     # the same LMS course also links a video of phys-201 (the picker offers the whole catalog)
     other = CLASS_COURSE["modules"][0]["materials"][0]["material_id"]
@@ -563,7 +633,7 @@ def test_a_token_endpoint_trickling_its_answer_is_cut_off_and_changes_nothing(
         assert r.status_code == 200, r.text
         worker.settings = worker.settings.model_copy(update={"delivery_timeout_s": 1.0})
         with pytest.raises(PlatformCallFailed, match="no whole answer within 1 s"):
-            run_sync(worker, class_id_of(PLATFORM_ID, "ctx-1"))
+            run_sync(worker, class_id_of(PLATFORM_ID, "dep-1", "ctx-1"))
     assert mongo_db[MEMBERS].count_documents({}) == 0
     [context] = mongo_db[CONTEXTS].find({})
     assert "no whole answer" in context["roster_error"]

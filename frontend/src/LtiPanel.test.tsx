@@ -35,7 +35,7 @@ const MOODLE: LtiPlatform = {
   seen_deployment_ids: [],
 };
 
-const CLASS = { course_id: "c-phys", roster_synced_at: null, roster_error: null };
+const CLASS = { deployment_id: "1", course_id: "c-phys", roster_synced_at: null, roster_error: null };
 /** Canvas's classes: one synced, one synced before its last sync failed, one never synced. */
 const CONTEXTS: LtiContext[] = [
   { ...CLASS, platform_id: "canvas-north", context_id: "k-1", title: "Physics", roster_synced_at: 1765013400 },

@@ -13,8 +13,9 @@ export interface paths {
         };
         /**
          * List Contexts
-         * @description Every LMS context the tool has seen at a launch, by platform and context id, with the
-         *     course whose teacher routes show its class, and its NRPS roster's last sync and error.
+         * @description Every LMS context the tool has seen at a launch, by platform, deployment and context id,
+         *     with the course whose teacher routes show its class, and its NRPS roster's last sync and
+         *     error.
          */
         get: operations["list_contexts_api_admin_lti_contexts_get"];
         put?: never;
@@ -906,6 +907,11 @@ export interface components {
              * @description the course whose teacher routes show the context's class (None until a launch links a material)
              */
             course_id: string | null;
+            /**
+             * Deployment Id
+             * @description the launch's deployment (a context id is unique within it); None: a context kept before class ids named the deployment, which is no class any more
+             */
+            deployment_id: string | null;
             /** Platform Id */
             platform_id: string;
             /**

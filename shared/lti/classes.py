@@ -2,8 +2,10 @@
 context claim), in MongoDB's `lti_contexts` and `lti_members`.
 
 - A context (`lti_contexts`, `_id` its class id): what a launch's context claim names (`id`,
-  `title`), per platform, with `course_id`, the course of the materials it links (the latest
-  resource-link launch's), and `memberships_url`, its NRPS roster (NRPS 2.0 §3.6.1).
+  `title`), per platform and deployment (a context id is unique within its deployment only,
+  Core 1.3 §5.4.1: two deployments of one registration may both send "101"), with
+  `course_id`, the course of the materials it links (the latest resource-link launch's), and
+  `memberships_url`, its NRPS roster (NRPS 2.0 §3.6.1).
 - A class is a context's learners inside that course. A member (`lti_members`, `_id`
   "<class id>|<user id>") keeps the platform's `sub` (the identity mapping), the names for
   display (`name`, `given_name`, `family_name`, from the launch or the roster), and whether
@@ -40,10 +42,13 @@ NRPS_CLAIM = "https://purl.imsglobal.org/spec/lti-nrps/claim/namesroleservice"
 MAX_TITLE = 300
 
 
-def class_id_of(platform_id: str, context_id: str) -> str:
-    """`ltic-` + 32 base32 characters of SHA-256 of the length-prefixed pair: one id per
-    (platform, context), never shared by two, within the ids' 128 characters."""
-    digest = hashlib.sha256(f"{len(platform_id)}:{platform_id}:{context_id}".encode()).digest()
+def class_id_of(platform_id: str, deployment_id: str, context_id: str) -> str:
+    """`ltic-` + 32 base32 characters of SHA-256 of the length-prefixed triple: one id per
+    (platform, deployment, context), never shared by two, within the ids' 128 characters. The
+    deployment is part of it because a context id is unique within its deployment only (Core
+    1.3 §5.4.1)."""
+    text = f"{len(platform_id)}:{platform_id}:{len(deployment_id)}:{deployment_id}:{context_id}"
+    digest = hashlib.sha256(text.encode()).digest()
     return "ltic-" + base64.b32encode(digest).decode().rstrip("=").lower()[:32]
 
 
@@ -60,6 +65,7 @@ def display_name(claims: Mapping[str, Any]) -> str | None:
 @dataclass(frozen=True)
 class Context:
     platform_id: str
+    deployment_id: str  # the launch's (checked) deployment: a context id is unique within it
     context_id: str
     title: str | None
     course_id: str | None
@@ -67,12 +73,12 @@ class Context:
 
     @property
     def class_id(self) -> str:
-        return class_id_of(self.platform_id, self.context_id)
+        return class_id_of(self.platform_id, self.deployment_id, self.context_id)
 
 
-def context_of(platform_id: str, claims: Mapping[str, Any]) -> Context | None:
-    """The launch's context (None when the claim is absent or has no id); the NRPS claim's
-    `context_memberships_url` when the launch carries one."""
+def context_of(platform_id: str, deployment_id: str, claims: Mapping[str, Any]) -> Context | None:
+    """The launch's context in its deployment (None when the claim is absent or has no id);
+    the NRPS claim's `context_memberships_url` when the launch carries one."""
     claim = claims.get(CONTEXT)
     if not isinstance(claim, Mapping):
         return None
@@ -83,6 +89,7 @@ def context_of(platform_id: str, claims: Mapping[str, Any]) -> Context | None:
     url = nrps.get("context_memberships_url") if isinstance(nrps, Mapping) else None
     return Context(
         platform_id,
+        deployment_id,
         context_id,
         title[:MAX_TITLE] if isinstance(title, str) else None,
         None,
@@ -131,11 +138,12 @@ class ClassStore:
 
     @unavailable_on_outage
     def ensure_indexes(self) -> None:
-        """Idempotent. Contexts by (platform, context id); members by class and status (a
-        sync's read of who was active) and by user (erasure, export). (The enrollments'
-        `classes` indexes are MongoStore's, with the other enrollment indexes.)"""
+        """Idempotent. Contexts by (platform, deployment, context id), unique; members by class
+        and status (a sync's read of who was active) and by user (erasure, export). (The
+        enrollments' `classes` indexes are MongoStore's, with the other enrollment indexes.)"""
         self.contexts.create_index(
-            [("platform_id", ASCENDING), ("context_id", ASCENDING)], unique=True
+            [("platform_id", ASCENDING), ("deployment_id", ASCENDING), ("context_id", ASCENDING)],
+            unique=True,
         )
         self.members.create_index([("class_id", ASCENDING), ("active", ASCENDING)])
         self.members.create_index([("user_id", ASCENDING)])
@@ -151,8 +159,8 @@ class ClassStore:
             fields["course_id"] = course_id
         if context.memberships_url is not None:
             fields["memberships_url"] = context.memberships_url
-        insert = {"platform_id": context.platform_id, "context_id": context.context_id,
-                  "first_seen_at": now}  # fmt: skip
+        insert = {"platform_id": context.platform_id, "deployment_id": context.deployment_id,
+                  "context_id": context.context_id, "first_seen_at": now}  # fmt: skip
         if course_id is None:
             insert["course_id"] = None
         self.contexts.update_one(
@@ -161,11 +169,13 @@ class ClassStore:
 
     @unavailable_on_outage
     def all_contexts(self) -> list[dict[str, Any]]:
-        """Every context seen, by (platform id, context id), with its roster's health."""
-        fields = {"_id": 0, "platform_id": 1, "context_id": 1, "title": 1, "course_id": 1,
-                  "roster_synced_at": 1, "roster_error": 1}  # fmt: skip
-        docs = self.contexts.find({}, fields).sort([("platform_id", 1), ("context_id", 1)])
-        return [{"title": None, "course_id": None, **d} for d in docs]
+        """Every context seen, by (platform id, deployment id, context id), with its roster's
+        health (`deployment_id` None: a context kept before 0.9.0, no class any more)."""
+        fields = {"_id": 0, "platform_id": 1, "deployment_id": 1, "context_id": 1, "title": 1,
+                  "course_id": 1, "roster_synced_at": 1, "roster_error": 1}  # fmt: skip
+        order = [("platform_id", 1), ("deployment_id", 1), ("context_id", 1)]
+        docs = self.contexts.find({}, fields).sort(order)
+        return [{"deployment_id": None, "title": None, "course_id": None, **d} for d in docs]
 
     @unavailable_on_outage
     def context(self, class_id: str) -> dict[str, Any] | None:
@@ -356,13 +366,17 @@ class ClassStore:
 
 def memberships(mongo: MongoStore, user_id: str) -> list[dict[str, Any]]:
     """A user's member entries (their export): class, platform, `sub` (the identity
-    mapping), names, whether active; with each class's context id and title."""
+    mapping), names, whether active; with each class's deployment, context id and title."""
     found = list(mongo.db[MEMBERS].find({"user_id": user_id}, {"_id": 0}))
     ids = [d["class_id"] for d in found]
     contexts = {d["_id"]: d for d in mongo.db[CONTEXTS].find({"_id": {"$in": ids}})}
     for d in found:
         context = contexts.get(d["class_id"], {})
-        d |= {"context_id": context.get("context_id"), "context_title": context.get("title")}
+        d |= {
+            "deployment_id": context.get("deployment_id"),
+            "context_id": context.get("context_id"),
+            "context_title": context.get("title"),
+        }
     return sorted(found, key=lambda d: str(d["class_id"]))
 
 

@@ -142,7 +142,9 @@ async def sync_class(
     except Exception as exc:
         await run_in_threadpool(store.mark_synced, class_id, now, str(exc)[:500])
         raise
-    context = Context(doc["platform_id"], doc["context_id"], doc.get("title"), None, None)
+    context = Context(
+        doc["platform_id"], doc["deployment_id"], doc["context_id"], doc.get("title"), None, None
+    )
     found = learners(platform.platform_id, members)
     active, gone = await run_in_threadpool(store.sync, context, doc["course_id"], found, now)
     await run_in_threadpool(store.mark_synced, class_id, now, None)

@@ -73,7 +73,7 @@ def main() -> None:
             url = services.serve_roster("/nrps/bench", roster, args.page_size)
             store = ClassStore(mongo, buffer, KeySchema.from_settings(settings))
             store.ensure_indexes()
-            context = Context(PLATFORM_ID, "ctx-bench", "Bench", None, url)
+            context = Context(PLATFORM_ID, "dep-1", "ctx-bench", "Bench", None, url)
             store.record_context(context, COURSE_ID, clock.time())
             pages = -(-args.members // args.page_size)
             print(f"{args.members} members, {pages} pages of {args.page_size}")
