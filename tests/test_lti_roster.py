@@ -9,7 +9,9 @@ RQ worker processes, after an instructor's launch over HTTP, in tests/test_lti_g
 from __future__ import annotations
 
 import asyncio
+import base64
 import csv
+import hashlib
 import io
 import re
 import socket
@@ -21,6 +23,7 @@ import httpx
 import jwt
 import pytest
 from fastapi.testclient import TestClient
+from pymongo import ASCENDING
 from pymongo.database import Database
 
 from shared.clock import MockedClock
@@ -295,6 +298,51 @@ def test_two_deployments_contexts_with_one_id_are_two_classes(
     rows = client.get("/api/admin/lti/contexts", headers=admin).json()["rows"]
     assert [(r["deployment_id"], r["context_id"], r["title"]) for r in rows] == [
         ("dep-1", "101", "Physics"), ("dep-2", "101", "Chemistry")]  # fmt: skip
+
+
+def old_class_id(platform_id: str, context_id: str) -> str:
+    """A class id as the builds before this fix made it: of (platform, context id) only."""
+    digest = hashlib.sha256(f"{len(platform_id)}:{platform_id}:{context_id}".encode()).digest()
+    return "ltic-" + base64.b32encode(digest).decode().rstrip("=").lower()[:32]
+
+
+def test_a_context_kept_without_its_deployment_is_no_class_after_the_upgrade(
+    client: TestClient,
+    lms: Lms,
+    services: Gradebook,
+    settings: Settings,
+    clock: MockedClock,
+    worker: WorkerContext,
+    mongo_db: Database[dict[str, Any]],
+) -> None:
+    """Before class ids named the deployment a context was unique on (platform, context id),
+    its class id made of that pair. At the upgrade that index goes (it would refuse a second
+    deployment's context of the same id), the next launch makes the context again in its
+    deployment, and the old one is listed without a deployment and never synced again (its
+    roster URL may be any deployment's)."""
+    url = services.serve_roster(ROSTER_PATH, roster_of(2), page_size=5)
+    contexts, old = mongo_db[CONTEXTS], old_class_id(PLATFORM_ID, "ctx-1")
+    contexts.drop()
+    contexts.create_index([("platform_id", ASCENDING), ("context_id", ASCENDING)], unique=True)
+    contexts.insert_one({"_id": old, "platform_id": PLATFORM_ID, "context_id": "ctx-1",
+                         "title": "Physics", "course_id": COURSE_ID, "memberships_url": url,
+                         "first_seen_at": 0.0, "last_launch_at": 0.0})  # fmt: skip
+    classes = client.app.state.ctx.lti_classes  # type: ignore[attr-defined]  # Starlette's state
+    classes.ensure_indexes()  # as each process does when it starts
+    classes.ensure_indexes()
+    keys = [[k for k, _ in i["key"]] for i in contexts.index_information().values()]
+    assert ["platform_id", "context_id"] not in keys
+    assert ["platform_id", "deployment_id", "context_id"] in keys
+    teacher = auth(launch(client, lms, sub="t-1", roles=TEACHER, memberships_url=url))
+    new = class_id_of(PLATFORM_ID, "dep-1", "ctx-1")
+    assert classes.due_for_sync(clock.time()) == [new]
+    assert run_sync(worker, old) is None and services.roster_pages_read(ROSTER_PATH) == 0
+    run_sync(worker, new)
+    assert len(table(client, teacher)) == 2
+    admin = bearer(settings, "root", "admin", now=clock.time())
+    rows = client.get("/api/admin/lti/contexts", headers=admin).json()["rows"]
+    assert sorted((r["deployment_id"] or "", r["context_id"]) for r in rows) == [
+        ("", "ctx-1"), ("dep-1", "ctx-1")]  # fmt: skip
 
 
 # -- rosters ------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from typing import Any
 
 from pymongo import ASCENDING, UpdateOne
 from pymongo.database import Database
+from pymongo.errors import OperationFailure
 
 from shared.lti.launch import CONTEXT
 from shared.lti.registry import service_url
@@ -40,6 +41,9 @@ from shared.tokens import CLASS_CLAIM
 CONTEXTS, MEMBERS = "lti_contexts", "lti_members"
 NRPS_CLAIM = "https://purl.imsglobal.org/spec/lti-nrps/claim/namesroleservice"
 MAX_TITLE = 300
+# The contexts' unique index while a class id was made of (platform, context id) only.
+OLD_CONTEXT_INDEX = [("platform_id", ASCENDING), ("context_id", ASCENDING)]
+INDEX_NOT_FOUND = 27  # MongoDB's IndexNotFound
 
 
 def class_id_of(platform_id: str, deployment_id: str, context_id: str) -> str:
@@ -140,13 +144,27 @@ class ClassStore:
     def ensure_indexes(self) -> None:
         """Idempotent. Contexts by (platform, deployment, context id), unique; members by class
         and status (a sync's read of who was active) and by user (erasure, export). (The
-        enrollments' `classes` indexes are MongoStore's, with the other enrollment indexes.)"""
+        enrollments' `classes` indexes are MongoStore's, with the other enrollment indexes.)
+        The unique (platform, context id) index of the builds before class ids named the
+        deployment is dropped: it would refuse a second deployment's context of the same id."""
+        self._drop_index(OLD_CONTEXT_INDEX)
         self.contexts.create_index(
             [("platform_id", ASCENDING), ("deployment_id", ASCENDING), ("context_id", ASCENDING)],
             unique=True,
         )
         self.members.create_index([("class_id", ASCENDING), ("active", ASCENDING)])
         self.members.create_index([("user_id", ASCENDING)])
+
+    def _drop_index(self, key: list[tuple[str, int]]) -> None:
+        """Drop the contexts' index on `key`, if there is one: found by its key, since the
+        tests' MongoDB stand-in names indexes its own way."""
+        for name, info in self.contexts.index_information().items():
+            if [(k, int(v)) for k, v in info["key"]] == key:
+                try:
+                    self.contexts.drop_index(name)
+                except OperationFailure as exc:
+                    if exc.code != INDEX_NOT_FOUND:  # not: another process dropped it first
+                        raise
 
     @unavailable_on_outage
     def record_context(self, context: Context, course_id: str | None, now: float) -> None:
@@ -170,7 +188,8 @@ class ClassStore:
     @unavailable_on_outage
     def all_contexts(self) -> list[dict[str, Any]]:
         """Every context seen, by (platform id, deployment id, context id), with its roster's
-        health (`deployment_id` None: a context kept before 0.9.0, no class any more)."""
+        health (`deployment_id` None: a context kept before class ids named the deployment,
+        no class any more)."""
         fields = {"_id": 0, "platform_id": 1, "deployment_id": 1, "context_id": 1, "title": 1,
                   "course_id": 1, "roster_synced_at": 1, "roster_error": 1}  # fmt: skip
         order = [("platform_id", 1), ("deployment_id", 1), ("context_id", 1)]
@@ -184,12 +203,14 @@ class ClassStore:
     @unavailable_on_outage
     def due_for_sync(self, before: float) -> list[str]:
         """Class ids with a roster URL and a course, never synced or last synced before
-        `before`."""
-        fields = {"memberships_url": 1, "course_id": 1, "roster_synced_at": 1}
+        `before`; not the contexts kept before class ids named the deployment, which have none
+        (their class mixed every deployment's context of that id)."""
+        fields = {"deployment_id": 1, "memberships_url": 1, "course_id": 1, "roster_synced_at": 1}
         return [
             d["_id"]
             for d in self.contexts.find({}, fields)  # a context per LMS course: few
-            if d.get("memberships_url")
+            if d.get("deployment_id")
+            and d.get("memberships_url")
             and d.get("course_id")
             and (d.get("roster_synced_at") or float("-inf")) < before
         ]

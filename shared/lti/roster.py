@@ -128,10 +128,14 @@ async def sync_class(
     timeout_s: float = 10.0,
 ) -> SyncOutcome | None:
     """Read the class's whole roster and apply it; None when the class has no roster or its
-    platform is gone. Raises RosterUnreadable (or the token client's error) having changed
-    nothing; the outcome (or error) is recorded on the context."""
+    platform is gone, or is a context kept before class ids named the deployment (it has
+    none: its class mixed every deployment's context of that id, and its roster URL is the
+    latest launch's, of any of them). Raises RosterUnreadable (or the token client's error)
+    having changed nothing; the outcome (or error) is recorded on the context."""
     doc = await run_in_threadpool(store.context, class_id)
     if doc is None or not doc.get("memberships_url") or not doc.get("course_id"):
+        return None
+    if not doc.get("deployment_id"):
         return None
     platform = await run_in_threadpool(platforms.by_id, doc["platform_id"])
     if platform is None:
