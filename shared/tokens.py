@@ -26,8 +26,9 @@ ROLES: frozenset[str] = frozenset({"student", "teacher", "admin"})
 LEEWAY_S = 30.0  # clock skew allowed to `exp`, `nbf` and `iat` (API.md, "Authentication")
 # The `iss` and `aud` of the session tokens an LTI launch mints (shared/lti/launch.py).
 TOOL_SESSION_ISSUER = "urn:videoprogress:lti-session"
-# A teacher's tool session scoped to one LMS class: {"id": class id, "course_id": its course}
-# (shared/lti/classes.py); honoured in the tool's own tokens only.
+# A teacher's tool session scoped to one LMS class: {"id": class id, "course_id": its course,
+# "deployment_id": its LMS context's deployment} (shared/lti/classes.py); honoured in the tool's
+# own tokens only.
 CLASS_CLAIM = "lti_class"
 TOOL_KEYS_REFRESH_S = 5.0  # an unknown `kid` reads the tool's keys again at most this often
 
@@ -202,11 +203,16 @@ class TokenVerifier:
 
 
 def _class_scope(claim: Any) -> tuple[str, str]:
-    """(class id, course id) of a session's class claim; Unauthenticated when malformed."""
+    """(class id, course id) of a session's class claim; Unauthenticated when malformed, or
+    when it names no deployment: a session launched before class ids named the deployment,
+    whose class mixed every deployment's LMS context of that id."""
     if isinstance(claim, dict):
         class_id, course_id = claim.get("id"), claim.get("course_id")
         if isinstance(class_id, str) and class_id and isinstance(course_id, str) and course_id:
-            return class_id, course_id
+            deployment = claim.get("deployment_id")
+            if isinstance(deployment, str) and deployment:
+                return class_id, course_id
+            raise Unauthenticated("this LTI session is from an older version: launch again")
     raise Unauthenticated("invalid token: malformed class claim")
 
 

@@ -32,6 +32,7 @@ from shared.lti.classes import CONTEXTS, MEMBERS, NRPS_CLAIM, class_id_of, conte
 from shared.lti.identity import user_id_of
 from shared.lti.launch import CONTEXT
 from shared.lti.roster import MEMBERSHIPS, RosterUnreadable
+from shared.lti.session import session_claims
 from shared.settings import Settings
 from tests.helpers import (
     CLASS_COURSE,
@@ -343,6 +344,13 @@ def test_a_context_kept_without_its_deployment_is_no_class_after_the_upgrade(
     rows = client.get("/api/admin/lti/contexts", headers=admin).json()["rows"]
     assert sorted((r["deployment_id"] or "", r["context_id"]) for r in rows) == [
         ("", "ctx-1"), ("dep-1", "ctx-1")]  # fmt: skip
+    # An instructor's session launched before the upgrade, scoped to the old class, ends.
+    keys = client.app.state.ctx.lti_keys  # type: ignore[attr-defined]  # Starlette's state
+    claims = session_claims("t-0", "teacher", clock.time())
+    stale = auth(keys.sign({**claims, "lti_class": {"id": old, "course_id": COURSE_ID}}, 600))
+    r = client.get(f"/api/teacher/courses/{COURSE_ID}/progress", headers=stale)
+    assert r.status_code == 401 and "launch again" in r.text, r.text
+    assert client.post("/lti/session", headers=stale).status_code == 401
 
 
 # -- rosters ------------------------------------------------------------------------------

@@ -125,10 +125,13 @@ def member_of(user_id: str, sub: str, claims: Mapping[str, Any]) -> Member:
 
 def session_claims(context: Context | None, course_id: str) -> dict[str, Any]:
     """What a teacher's tool session carries to see their class only (none without a
-    context: then no class, and the teacher routes refuse a teacher of no course)."""
+    context: then no class, and the teacher routes refuse a teacher of no course). The
+    deployment marks a class id made of it: a session without one (launched by an older build)
+    is refused (shared/tokens.py)."""
     if context is None:
         return {}
-    return {CLASS_CLAIM: {"id": context.class_id, "course_id": course_id}}
+    claim = {"id": context.class_id, "course_id": course_id, "deployment_id": context.deployment_id}
+    return {CLASS_CLAIM: claim}
 
 
 class ClassStore:
