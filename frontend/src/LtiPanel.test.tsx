@@ -48,6 +48,8 @@ const CONTEXTS: LtiContext[] = [
     roster_error: "roster page 2: HTTP 500",
   },
   { ...CLASS, platform_id: "canvas-north", context_id: "k-3", title: null, roster_error: "token: HTTP 401" },
+  // a context kept before class ids named the deployment: no class any more, counted nowhere
+  { ...CLASS, deployment_id: null, platform_id: "canvas-north", context_id: "k-1", title: "Old", roster_error: "x" },
   // another platform's class (removed since): counted for no listed platform
   { ...CLASS, platform_id: "d2l-old", context_id: "k-1", title: "Physics", roster_synced_at: 1765020600 },
 ];

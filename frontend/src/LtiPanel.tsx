@@ -184,8 +184,11 @@ function PlatformTable({
   );
 }
 
+/** The platform's classes: not its contexts kept before class ids named the deployment (none). */
 function ofPlatform(classes: Classes, platformId: string): Classes {
-  return Array.isArray(classes) ? classes.filter((c) => c.platform_id === platformId) : classes;
+  return Array.isArray(classes)
+    ? classes.filter((c) => c.platform_id === platformId && c.deployment_id !== null)
+    : classes;
 }
 
 /** An epoch in seconds, as an ISO 8601 `<time>`. */
@@ -276,7 +279,7 @@ function RosterHealth({ classes }: { classes: Classes }) {
           <summary>{`${failing.length} ${failing.length === 1 ? "class" : "classes"} failed the last roster sync`}</summary>
           <ul>
             {failing.map((c) => (
-              <li key={c.context_id}>{`${c.title ?? c.context_id}: ${c.roster_error}`}</li>
+              <li key={`${c.deployment_id}|${c.context_id}`}>{`${c.title ?? c.context_id}: ${c.roster_error}`}</li>
             ))}
           </ul>
         </details>
