@@ -26,7 +26,7 @@ import workers.completion
 import workers.flush
 from ingest.app import create_app
 from shared.clock import MockedClock
-from shared.integrations.outbox import OUTBOXES, WEBHOOK, XAPI
+from shared.integrations.outbox import OUTBOXES, WEBHOOK, XAPI, Outbox, Settled
 from shared.integrations.xapi import EXT, Video, session_uuid
 from shared.ops.erasure import VERSION_GAP, erase_progress
 from shared.settings import Settings
@@ -474,6 +474,69 @@ def test_progress_after_every_tombstone_expired_reaches_the_rollups(
         len(completed),
     )
     assert enrollment["completed_materials"] == completed  # in the catalog's order
+
+
+# ---- the outboxes' other writers between the erasure's read and its writes -----------------
+
+
+def erasure_reads_then(monkeypatch: pytest.MonkeyPatch, step: Callable[[], Any]) -> list[bool]:
+    """Run `step` once, right after the erasure read the student's xAPI entries (`entries_of`)
+    and before its transaction writes. Returns a list that holds True once `step` ran."""
+    real = Outbox.entries_of
+    ran: list[bool] = []
+
+    def entries_of(self: Outbox, *args: Any, **kwargs: Any) -> Any:
+        found = real(self, *args, **kwargs)
+        if self.keys == XAPI and not ran:
+            ran.append(True)
+            step()
+        return found
+
+    monkeypatch.setattr(Outbox, "entries_of", entries_of)
+    return ran
+
+
+def test_an_entry_a_delivery_sets_aside_while_the_erasure_reads_is_erased_too(
+    campus: Campus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A delivery job holds the student's statements; the LRS refuses one and the job's settle
+    moves it to the dead-letter hash after the erasure read it as queued. It used to be deleted
+    from the queue (where it no longer was) and from the student's index, and left set aside,
+    unindexed: no repeated erasure found it, and `outbox-requeue` sent it to the LRS."""
+    c = campus
+    who = c.enroll(STUDENT)
+    c.watch(who, "v-100", watch_time=20, played=[[0, 20]], session_id="p1", seq=0, event="pause")
+    c.flush()
+    box = Outbox(c.ctx.redis, XAPI)
+    leased = box.claim(c.clock.time(), 200, 100)  # the delivery job's claim
+    assert len(leased) == 2
+    refused = Settled([], [], [(leased[0], "HTTP 400: bad")])
+    ran = erasure_reads_then(monkeypatch, lambda: box.settle(refused, c.clock.time(), 1000))
+    c.erase()
+    assert ran == [True]
+    assert leftovers(c) == []
+    assert box.requeue_dead(now=c.clock.time()) == 0  # `outbox-requeue xapi`: nothing to send
+
+
+def test_an_operators_requeue_while_the_erasure_reads_brings_nothing_erased_back(
+    campus: Campus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`requeue_dead` watches the dead-letter hash, so an erasure between its read and its move
+    wins; the other way round, a requeue between the erasure's read (the statements set aside)
+    and its writes used to put them back in the queue, where the erasure did not look: they
+    were delivered after the erasure answered."""
+    c = campus
+    who = c.enroll(STUDENT)
+    c.watch(who, "v-100", watch_time=20, played=[[0, 20]], session_id="p1", seq=0, event="pause")
+    c.flush()
+    box = Outbox(c.ctx.redis, XAPI)
+    leased = box.claim(c.clock.time(), 200, 100)
+    box.settle(Settled([], [], [(e, "HTTP 400: bad") for e in leased]), c.clock.time(), 1000)
+    ran = erasure_reads_then(monkeypatch, lambda: box.requeue_dead(now=c.clock.time()))
+    c.erase()
+    assert ran == [True]
+    assert leftovers(c) == []
+    assert box.claim(c.clock.time() + 1, 200, 100) == []  # the next delivery job sends nothing
 
 
 # ---- export and erasure look up the student's own keys ----------------------------------------

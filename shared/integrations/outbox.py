@@ -29,6 +29,7 @@ from typing import Any
 
 import redis
 
+from shared.errors import Unavailable
 from shared.integrations.xapi import EXT, VERBS
 from shared.settings import Settings
 from shared.storage.keys import STATS, OutboxKeys, outbox_tombstones
@@ -44,6 +45,7 @@ OUTBOXES = (XAPI, WEBHOOK, GRADE)
 DROP_REASONS = ("quota_student", "quota_session", "full", "reserve_full")
 SESSION_WINDOW_S = 3600  # OUTBOX_SESSIONS_PER_HOUR counts the sessions let through in it
 SESSION_MEMORY_S = 24 * 3600  # a session's `terminated` after this counts as a new session
+ERASE_ATTEMPTS = 16  # reads of a student's entries lost to other writers before giving up
 # How the push script judges an entry: a completion, a session statement, any other statement.
 COMPLETION, SESSION, EVENT = "c", "s", "e"
 _SESSION_VERBS = {VERBS["initialized"], VERBS["terminated"]}
@@ -285,28 +287,52 @@ class Outbox:
         (the receiver's copies are the school's to erase). Call it after the student's outbox
         tombstones are set, so that nothing erased is pushed after it (and no refused push
         writes the quota again). Looks up the student's own keys only. Idempotent.
+
+        Atomic against the other writers: it reads with the student's entry index and the
+        dead-letter hash watched (and, with `whole`, the record of sent ids), and writes in one
+        transaction; a delivery that settles one of the student's entries (sent, or set aside)
+        or an operator's requeue between the read and the writes makes it read again, so an
+        entry that moved between `entries` and `dead` meanwhile is not left behind where the
+        read did not find it. Raises Unavailable when they kept changing.
         Returns (entries removed, ids delivered before this call)."""
+        k = self.keys
+        watched = [k.of(student_id), k.dead] + ([k.sent(student_id)] if whole else [])
+        with self.redis.pipeline(transaction=True) as pipe:
+            for _ in range(ERASE_ATTEMPTS):
+                try:
+                    pipe.watch(*watched)  # type: ignore[no-untyped-call]  # redis-py
+                    return self._erase(pipe, student_id, tombstones, whole)
+                except redis.WatchError:
+                    continue
+        raise Unavailable(f"the {k.name} entries of {student_id!r} kept changing; retry")
+
+    def _erase(
+        self,
+        pipe: redis.client.Pipeline,
+        student_id: str,
+        tombstones: dict[str, int],
+        whole: bool,
+    ) -> tuple[int, list[str]]:
+        """`erase_student`'s read (after the watch: on any connection) and its transaction."""
         queued, dead = self.entries_of(student_id)
-        ids = [d["id"] for d in queued if _erased(d, tombstones, whole)]
-        dead_ids = [d["entry"]["id"] for d in dead if _erased(d["entry"], tombstones, whole)]
+        gone = {d["id"] for d in queued if _erased(d, tombstones, whole)}
+        gone |= {d["entry"]["id"] for d in dead if _erased(d["entry"], tombstones, whole)}
         sent = self.sent_ids(student_id) if whole else []
         sessions = [] if whole else self._sessions_of(student_id, set(tombstones))
-        pipe = self.redis.pipeline(transaction=True)
-        if ids:
-            pipe.hdel(self.keys.entries, *ids)
-            pipe.zrem(self.keys.due, *ids)
-            pipe.hdel(self.keys.tries, *ids)
-        if dead_ids:
-            pipe.hdel(self.keys.dead, *dead_ids)
-        if ids or dead_ids:
-            pipe.srem(self.keys.of(student_id), *ids, *dead_ids)
+        k = self.keys
+        pipe.multi()
+        if gone:  # from both hashes, wherever the read found each
+            pipe.hdel(k.entries, *gone)
+            pipe.zrem(k.due, *gone)
+            pipe.hdel(k.tries, *gone)
+            pipe.hdel(k.dead, *gone)
+            pipe.srem(k.of(student_id), *gone)
         if sessions:
-            pipe.zrem(self.keys.sessions(student_id), *sessions)
+            pipe.zrem(k.sessions(student_id), *sessions)
         if whole:
-            k = self.keys
             pipe.delete(k.sent(student_id), k.quota(student_id), k.sessions(student_id))
         pipe.execute()
-        return len(ids) + len(dead_ids), sent
+        return len(gone), sent
 
     def _sessions_of(self, student_id: str, material_ids: set[str]) -> list[bytes]:
         """The members of the student's quota sessions that are about these materials (one

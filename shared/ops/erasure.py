@@ -19,7 +19,10 @@ How, in order (each step idempotent, so a failed erasure is simply repeated):
    the rollups are rebuilt from the tombstones.
 5. The outboxes: the student's entries made from erased states, the open sessions and the
    sessions the quota remembers of the erased materials (and, erasing the whole student, the
-   quota and the record of sent ids) go, found by the student's indexes and keys.
+   quota and the record of sent ids) go, found by the student's indexes and keys. Each outbox's
+   step reads with the student's index and the dead-letter hash watched and writes in one
+   transaction: a delivery that settles one of the student's entries, or an operator's
+   requeue, between the read and the writes makes it read again.
 6. Erasing the whole student: the time of the erasure is kept in the buffer (the student's
    `person_erased` key, as long as the tombstones), then their LTI class memberships (the
    platform's user id, names) and the names on their enrollments go.
@@ -34,6 +37,10 @@ Why nothing erased comes back after the answer:
   tombstone lives. Its rollup entries lose to T in the rollups (higher version wins); its
   `finish` sees the buffer tombstone and marks nothing (no stored flag, no completion flag, no
   dirty key); its statements and sessions are refused by step 2 or removed by step 5.
+- A delivery job or an operator's `outbox-requeue`: an entry it moves between the queue and
+  the dead-letter hash while step 5 runs makes step 5 read again; a settle after it finds the
+  entry gone and leaves it so, and a requeue after it finds nothing to move. A delivery
+  already on the wire may still arrive (its id is not in the report).
 - A completion job: it reads the enrollment's `erasures` count before it checks that the
   stored states are complete, and its updates name that count. Step 4 counts the erasure after
   step 3 erased the states, so the job either saw the erased states, or its updates match
