@@ -22,6 +22,7 @@ from pymongo.collection import Collection
 from pymongo.errors import AutoReconnect, BulkWriteError, OperationFailure
 from typer.testing import CliRunner
 
+import workers.flush
 from ingest.app import create_app
 from shared.devtools.cli import app as cli
 from shared.domain.catalog import Course
@@ -301,6 +302,59 @@ def test_erasure_takes_a_key_off_the_list(
     assert set_aside.listed(redis_client, KEY_SCHEMA) == []
     # Buffered as 0.7 left it (never indexed, never finished): the erasure found it all the same.
     assert r.json()["queued_heartbeats"] == 1 and buffered(redis_client) == (0, 0)
+
+
+def erase(client: TestClient, settings: Settings, student: str = ODD) -> None:
+    admin = bearer(settings, "root", "admin")
+    r = client.delete(f"/api/admin/progress?student_id={student}", headers=admin)
+    assert r.status_code == 200, r.text
+
+
+def held_of(r: Buffer, student: str) -> list[str]:
+    """The student's members of the partitions' dirty, leases and poison, and key index."""
+    found = []
+    for part in KEY_SCHEMA.partitions():
+        members: list[Any] = [*r.zrange(part.dirty, 0, -1), *r.hkeys(part.leases)]
+        members += r.zrange(part.poison, 0, -1)
+        found += [m.decode() for m in members if m.decode().endswith(f"|{student}")]
+    index: set[Any] = r.smembers(KEY_SCHEMA.key_index(student))
+    return found + sorted(f"indexed {m.decode()}" for m in index)
+
+
+@pytest.mark.cluster  # set_aside.lua on the student's partition
+def test_a_key_erased_before_the_flush_sets_it_aside_is_not_listed_again(
+    client: TestClient,
+    settings: Settings,
+    redis_client: Buffer,
+    mongo_db: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # MongoDB refuses the key's write; the erasure's cut lands between that write and setting
+    # the key aside. It used to be listed again (and in the student's key index), and `poison
+    # retry --all` then made it due: claimed after every lease while its tombstone lived.
+    mongo_db.watch_progress.insert_one(
+        {"_id": progress_id(ODD, "v-100"), "student_id": ODD, "material_id": "v-100", "v": 0,
+         "flushes": "many"}
+    )  # fmt: skip
+    watch(client, settings, ODD, **heartbeat(30, played=[[0, 30]]))
+    real = set_aside.quarantine  # as workers.flush calls it
+
+    def erased_first(*args: Any) -> list[ProgressKey]:
+        erase(client, settings)
+        return real(*args)
+
+    monkeypatch.setattr(workers.flush, "quarantine", erased_first)
+    report = flush(settings)
+    monkeypatch.undo()
+
+    assert (report.quarantined, report.set_aside, report.written) == (0, {}, 0), report
+    assert set_aside.listed(redis_client, KEY_SCHEMA) == []
+    assert held_of(redis_client, ODD) == []
+    assert set_aside.retry(redis_client, KEY_SCHEMA, None, time.time()) == []  # `--all`
+    assert flush(settings).claimed == 0
+    # Erasure is no ban: a heartbeat after it is stored (the erasure replaced the odd document).
+    watch(client, settings, ODD, **heartbeat(10, played=[[0, 10]]))
+    assert (flush(settings).written, held_of(redis_client, ODD)) == (1, ["indexed v-100"])
 
 
 # -- transient errors set nothing aside -------------------------------------------------------

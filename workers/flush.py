@@ -131,6 +131,7 @@ class _Batch:
     writes: dict[ProgressKey, StateWrite] = field(default_factory=dict)
     unknown: list[ProgressKey] = field(default_factory=list)
     poisoned: dict[ProgressKey, SetAside] = field(default_factory=dict)
+    refused: dict[ProgressKey, int] = field(default_factory=dict)  # the version MongoDB refused
     overclaimed: dict[ProgressKey, tuple[int, float]] = field(default_factory=dict)
     # The version each key's statements are based on (workers/interop.py, `announce_flush`)
     bases: dict[ProgressKey, int] = field(default_factory=dict)
@@ -155,7 +156,7 @@ def _flush_keys(
     _report_overclaims(batch.overclaimed, now, report)
     _write(ctx, batch, now, report)
     _announce_grades(ctx, batch, now)
-    _set_aside(ctx, batch.poisoned, now, report)
+    _set_aside(ctx, batch, now, report)
     _finish(ctx, batch, now, report)
 
 
@@ -174,17 +175,19 @@ def _announce_grades(ctx: WorkerContext, batch: _Batch, now: float) -> None:
             ctx.redis.hincrby(STATS, "grade_errors", 1)
 
 
-def _set_aside(
-    ctx: WorkerContext, poisoned: dict[ProgressKey, SetAside], now: float, report: FlushReport
-) -> None:
-    """Take the keys that cannot be stored out of the cycle, each with its error."""
-    if not poisoned:
+def _set_aside(ctx: WorkerContext, batch: _Batch, now: float, report: FlushReport) -> None:
+    """Take the keys that cannot be stored out of the cycle, each with its error; not those an
+    erasure took meanwhile (nothing of them is left to keep)."""
+    if not batch.poisoned:
         return
-    for key, why in poisoned.items():
+    kept = set(quarantine(ctx.hot.client, batch.poisoned, now, batch.refused))
+    for key, why in batch.poisoned.items():
+        if key not in kept:
+            log.info("not set aside %s (%s): erased meanwhile", key.member, why.reason)
+            continue
         log.error("set aside %s (%s): %s", key.member, why.reason, why.error)
         report.set_aside[why.reason] = report.set_aside.get(why.reason, 0) + 1
-    quarantine(ctx.hot.client, poisoned, now)
-    report.quarantined = len(poisoned)
+    report.quarantined = len(kept)
 
 
 _last_overclaim_log = 0.0
@@ -266,6 +269,7 @@ def _write(ctx: WorkerContext, batch: _Batch, now: float, report: FlushReport) -
     retry = [ordered[i] for i in outcome.retry]
     transient = [ordered[i] for i in outcome.transient]
     refused = {ordered[i]: why for i, why in outcome.refused.items()}
+    batch.refused.update((key, batch.writes[key].version) for key in refused)
     for key in [*retry, *transient, *refused]:
         del batch.writes[key]
     if retry:  # lost an insert race to an older write: write again on the next tick

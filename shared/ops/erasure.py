@@ -36,7 +36,8 @@ Why nothing erased comes back after the answer:
   as stale; a write still on the wire after the answer is refused the same way, as long as the
   tombstone lives. Its rollup entries lose to T in the rollups (higher version wins); its
   `finish` sees the buffer tombstone and marks nothing (no stored flag, no completion flag, no
-  dirty key); its statements and sessions are refused by step 2 or removed by step 5.
+  dirty key); a key whose write MongoDB refused is not set aside (set_aside.lua: the cut took
+  its data); its statements and sessions are refused by step 2 or removed by step 5.
 - A delivery job or an operator's `outbox-requeue`: an entry it moves between the queue and
   the dead-letter hash while step 5 runs makes step 5 read again; a settle after it finds the
   entry gone and leaves it so, and a requeue after it finds nothing to move. A delivery

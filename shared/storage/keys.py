@@ -61,10 +61,10 @@ Per partition (one of each per tag):
   adds, folds subtract), at most `MAX_PENDING_HEARTBEATS / N`.
 - `vp:{p}:poison` zset of keys set aside (`<mid>|<sid>` -> when): keys a flush cannot process
   or whose document MongoDB refuses, and `vp:{p}:poison:why` hash member -> JSON `{reason,
-  error}`. The flush adds (shared/storage/set_aside.py); the flush that stores the key at last
-  (finish) or its erasure removes. An operator lists them (`GET /api/admin/poison`,
-  `videoprogress poison list`) and, once the cause is fixed, makes them due again
-  (`videoprogress poison retry`).
+  error}`. The flush adds (shared/storage/set_aside.py; not a key erased since it read it);
+  the flush that stores the key at last (finish) or its erasure removes. An operator lists
+  them (`GET /api/admin/poison`, `videoprogress poison list`) and, once the cause is fixed,
+  makes them due again (`videoprogress poison retry`).
 
 Global, read-mostly:
 

@@ -31,7 +31,7 @@ SCRIPTS = {
     name: _script(name)
     for name in (
         "ingest", "read", "claim", "commit_fold", "finish", "erase", "publish", "mirror",
-        "spend_reads",
+        "spend_reads", "set_aside",
     )
 }  # fmt: skip
 SHAS = {name: hashlib.sha1(text.encode()).hexdigest() for name, text in SCRIPTS.items()}

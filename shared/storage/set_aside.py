@@ -7,7 +7,10 @@ other key of the flush is stored. Nothing is dropped: the key's hot state and he
 in Redis, out of the flush cycle, listed in its partition's `poison` zset (member -> when) with
 the reason and the error in `poison:why` (shared/storage/keys.py). Once the cause is fixed,
 `retry` makes it due again; the flush that stores it takes it off the list (finish.lua), and
-one that cannot sets it aside again with the new error. Transient MongoDB errors never set a
+one that cannot sets it aside again with the new error. An erasure takes a key off the list
+(erase.lua), and a key erased since the flush read it is not set aside (set_aside.lua, in one
+step with the check of its tombstone): the cut took its data, and listing it again would bring
+the erased key back to the list and the student's key index. Transient MongoDB errors never set a
 key aside: the flush gives the keys back and a later one writes them.
 """
 
@@ -20,6 +23,7 @@ from typing import Any
 
 from shared.storage.clients import Buffer
 from shared.storage.keys import KeySchema, ProgressKey
+from shared.storage.scripts import ScriptCall, run_scripts
 
 UNREADABLE = "unreadable"  # its buffered data or stored document cannot be parsed or folded
 INVALID_DOCUMENT = "invalid_document"  # pymongo cannot encode its document as BSON
@@ -48,22 +52,35 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
 
 
-def quarantine(client: Buffer, keys: Mapping[ProgressKey, SetAside], now: float) -> None:
+def quarantine(
+    client: Buffer,
+    keys: Mapping[ProgressKey, SetAside],
+    now: float,
+    made: Mapping[ProgressKey, int] | None = None,
+) -> list[ProgressKey]:
     """Take keys out of the flush cycle, keeping their data and why (idempotent: setting a key
-    aside again replaces its time and error). Each key is listed in its student's key index,
-    which an erasure reads: a key buffered before the index existed is never finished while it
-    is set aside, so finish would not index it."""
+    aside again replaces its time and error); `made` holds the version the flush made of each
+    key it folded (its write's). Each key is listed in its student's key index, which an
+    erasure reads: a key buffered before the index existed is never finished while it is set
+    aside, so finish would not index it. A key erased since the flush read it is left alone
+    (set_aside.lua): the erasure took its data and took it off the lists. One script per key,
+    on the student's partition. Returns the keys set aside."""
     if not keys:
-        return
-    pipe = client.pipeline(transaction=False)
-    for key, why in keys.items():
-        part = key.partition
-        pipe.zrem(part.dirty, key.member)
-        pipe.hdel(part.leases, key.member)
-        pipe.zadd(part.poison, {key.member: now})
-        pipe.hset(part.poison_why, key.member, json.dumps([why.reason, why.error]))
-        pipe.sadd(key.schema.key_index(key.student_id), key.material_id)
-    pipe.execute()
+        return []
+    made = made or {}
+    ordered = list(keys)
+    calls: list[ScriptCall] = []
+    for key in ordered:
+        part, why = key.partition, keys[key]
+        calls.append((
+            [part.dirty, part.leases, part.poison, part.poison_why,
+             key.schema.key_index(key.student_id), key.schema.buffer_tombstones(key.student_id),
+             key.state, key.pending],
+            [key.member, now, json.dumps([why.reason, why.error]), key.material_id,
+             made.get(key, "")],
+        ))  # fmt: skip
+    replies = run_scripts(client, "set_aside", calls)
+    return [key for key, kept in zip(ordered, replies, strict=True) if int(kept)]
 
 
 def listed(client: Buffer, schema: KeySchema) -> list[SetAsideKey]:
