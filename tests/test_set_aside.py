@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 
 import workers.flush
 from ingest.app import create_app
+from shared.clock import MockedClock
 from shared.devtools.cli import app as cli
 from shared.domain.catalog import Course
 from shared.domain.progress import WatchState
@@ -355,6 +356,32 @@ def test_a_key_erased_before_the_flush_sets_it_aside_is_not_listed_again(
     # Erasure is no ban: a heartbeat after it is stored (the erasure replaced the odd document).
     watch(client, settings, ODD, **heartbeat(10, played=[[0, 10]]))
     assert (flush(settings).written, held_of(redis_client, ODD)) == (1, ["indexed v-100"])
+
+
+def test_an_erased_key_an_older_version_set_aside_leaves_the_list_once_retried(
+    client: TestClient, settings: Settings, redis_client: Buffer
+) -> None:
+    # An erased key set aside again by an older version (which checked no tombstone): retried,
+    # it holds nothing but its tombstone, so its flush writes the tombstone's own version.
+    # finish.lua used to return before taking it off dirty and the poison list: claimed again
+    # after every lease while the tombstone lived, and listed for good.
+    watch(client, settings, ODD, **heartbeat(30, played=[[0, 30]]))
+    erase(client, settings)
+    key = ProgressKey(ODD, "v-100", KEY_SCHEMA)
+    redis_client.zadd(key.partition.poison, {key.member: time.time()})  # as before the fix
+    redis_client.hset(key.partition.poison_why, key.member, json.dumps(["write_error", "x"]))
+    redis_client.sadd(KEY_SCHEMA.key_index(ODD), "v-100")
+    assert set_aside.retry(redis_client, KEY_SCHEMA, None, time.time()) == [key]
+    clock = MockedClock(time.time())
+    ctx = build_context(settings, clock)
+    try:
+        assert flush_batch(ctx, 500).claimed == 1
+        clock.advance(settings.claim_lease_s + 1)
+        assert flush_batch(ctx, 500).claimed == 0  # not claimed again after its lease
+    finally:
+        ctx.mongo.close()
+    assert set_aside.listed(redis_client, KEY_SCHEMA) == []
+    assert held_of(redis_client, ODD) == []  # as the erasure's cut left it
 
 
 # -- transient errors set nothing aside -------------------------------------------------------

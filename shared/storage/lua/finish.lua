@@ -9,7 +9,16 @@
 -- ARGV: 1 member, 2 written n, 3 next due time, 4 hot state TTL, 5 '1' if completion recorded,
 --       6 material id
 local tombstone = redis.call('HGET', KEYS[6], ARGV[6])
-if tombstone and tonumber(ARGV[2]) <= tonumber(tombstone) then return 0 end
+if tombstone and tonumber(ARGV[2]) <= tonumber(tombstone) then
+  local held = tonumber(redis.call('HGET', KEYS[3], 'n') or '')
+  if held and held <= tonumber(tombstone) and redis.call('LLEN', KEYS[4]) == 0 then
+    redis.call('ZREM', KEYS[1], ARGV[1])
+    redis.call('HDEL', KEYS[2], ARGV[1])
+    if redis.call('ZREM', KEYS[8], ARGV[1]) == 1 then redis.call('HDEL', KEYS[9], ARGV[1]) end
+    redis.call('SREM', KEYS[7], ARGV[6])
+  end
+  return 0
+end
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('SADD', KEYS[5], ARGV[6])
 redis.call('SADD', KEYS[7], ARGV[6])
