@@ -17,7 +17,8 @@ rounds with the rollup records (below), two in the other passes.
 Passes:
 - `stand-in`: the flush function the RQ job runs (`workers.flush.flush_batch`, batches of
   FLUSH_BATCH_SIZE) in a loop in this process, against nx-27017, with each step timed apart
-  (MongoDB write, MongoDB read, Redis, and the rest: decoding, folding, encoding);
+  (MongoDB write, MongoDB read, the new keys' rollup versions (their enrollments), Redis, and
+  the rest: decoding, folding, encoding);
   the enrollment rollups merged into their records in Redis (the default, ROLLUP_PERSIST_S=600:
   shared/storage/live_rollups.py). Three rounds: new keys; the same keys merged into the
   records the first made; then the persister writes the course's records to MongoDB, timed
@@ -199,11 +200,11 @@ def drain_in_process(
     if no_mongo:
         timers.wrap(ctx.mongo, "write_states", "MongoDB write", lambda writes: NOTHING_REFUSED())
         timers.wrap(ctx.mongo, "find_states", "MongoDB read", lambda keys: {})
-        timers.wrap(ctx.mongo, "rolled_up_versions", "MongoDB read", lambda keys: {})
+        timers.wrap(ctx.mongo, "rolled_up_versions", "rollup versions", lambda keys: {})
     else:
         timers.wrap(ctx.mongo, "write_states", "MongoDB write")
         timers.wrap(ctx.mongo, "find_states", "MongoDB read")
-        timers.wrap(ctx.mongo, "rolled_up_versions", "MongoDB read")
+        timers.wrap(ctx.mongo, "rolled_up_versions", "rollup versions")
     for name in ("claim", "read", "commit", "finish", "release"):
         timers.wrap(ctx.hot, name, "Redis")
     timers.wrap(ctx.queue, "enqueue", "Redis")
@@ -360,8 +361,11 @@ def main() -> None:
               f"{statistics.median(ratios):.2f}x")  # fmt: skip
 
 
+MONGO_TIMERS = ("MongoDB write", "MongoDB read", "rollup versions", "the persister")
+
+
 def own_rate(r: Round) -> float:
-    mongo_s = sum(r.timers.get(k, 0.0) for k in ("MongoDB write", "MongoDB read", "the persister"))
+    mongo_s = sum(r.timers.get(k, 0.0) for k in MONGO_TIMERS)
     return r.heartbeats / max(1e-6, r.seconds - mongo_s)
 
 
