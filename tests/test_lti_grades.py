@@ -8,6 +8,7 @@ HTTP on loopback. Expected scores are the seconds sent over the video's 100 s.""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -58,6 +59,7 @@ from tests.lti_platform import (
     SCORE,
     Gradebook,
     HttpAnswer,
+    HttpRequest,
     Lms,
     new_key_pem,
 )
@@ -784,6 +786,83 @@ def test_one_platforms_odd_answers_do_not_hold_up_another_platforms_scores(
         assert not target.get("sent_at") and target.get("last_error")  # retried, said why
     finally:
         other.close()
+
+
+def test_an_access_token_never_shows_in_the_admins_grade_health(world: World) -> None:
+    """A token answer the tool cannot use (here `expires_in: -1`) is recorded as the target's
+    last error, served to the admin API: it says what was wrong, never the answer's body (it
+    holds an access token)."""
+    issue = world.book._token  # the platform's own token endpoint, whose answer is altered
+    issued: list[str] = []
+
+    def odd_token(request: HttpRequest) -> HttpAnswer:
+        answer = issue(request)
+        body = json.loads(answer.body)
+        issued.append(body["access_token"])
+        body["expires_in"] = -1
+        return HttpAnswer.json(body)
+
+    world.lms.route("POST", "/token", odd_token)
+    item = world.book.add_line_item("Speed")
+    user = world.launch("u-1", **world.book.claim(item))
+    world.watch(user, 20)
+    world.flush()
+    world.deliver(INTERVAL_S)
+    admin = bearer(world.settings, "admin-1", "admin", now=world.clock.time())
+    r = world.client.get(f"/api/admin/lti/platforms/{PLATFORM_ID}/grades", headers=admin)
+    assert r.status_code == 200, r.text
+    error = r.json()["last_error"]["error"]
+    assert issued and not quotes(error, issued[0]) and "access_token" not in error, error
+    assert "expires_in" in error, error  # what was wrong, said
+
+
+def quotes(text: str, secret: str) -> bool:
+    """Whether `text` holds any 16 characters of `secret` in a row (a quote cut short too)."""
+    return any(secret[i : i + 16] in text for i in range(len(secret) - 15))
+
+
+def test_a_refusal_that_echoes_the_access_token_is_shown_without_it(world: World) -> None:
+    """A score endpoint that refuses the learner and echoes the request (its `Authorization`
+    header) is quoted to the admin with the token cut out; what it said stays."""
+    item = world.book.add_line_item("Speed")
+    echoed: list[str] = []
+
+    def echo(request: HttpRequest) -> HttpAnswer:
+        echoed.append(request.headers["authorization"])
+        return HttpAnswer.json({"error": "user not in course", "request": request.headers}, 422)
+
+    world.lms.route("POST", urlsplit(item).path + "/scores", echo)
+    user = world.launch("u-1", **world.book.claim(item))
+    world.watch(user, 20)
+    world.flush()
+    world.deliver(INTERVAL_S)
+    admin = bearer(world.settings, "admin-1", "admin", now=world.clock.time())
+    r = world.client.get(f"/api/admin/lti/platforms/{PLATFORM_ID}/grades", headers=admin)
+    (refused,) = r.json()["refused"]
+    token = echoed[0].removeprefix("Bearer ")
+    assert "user not in course" in refused["detail"] and not quotes(refused["detail"], token)
+
+
+def test_a_token_endpoints_refusal_is_told_by_its_oauth_error_code_only() -> None:
+    """A refused token request says its status and OAuth `error` code, never its body: not the
+    `error_description` (free text, here echoing the client assertion), not a token that came
+    with a status other than 200."""
+    described = {"error": "invalid_client", "error_description": "bad assertion eyJhbGciOi.x.y"}
+    with pytest.raises(PlatformCallFailed) as refused:
+        read_token_answer(httpx.Response(401, json=described), SCORE, 1000.0)
+    assert str(refused.value) == "token request refused: HTTP 401 error invalid_client"
+    with pytest.raises(PlatformCallFailed) as odd:
+        read_token_answer(httpx.Response(201, json={"access_token": "s3cret"}), SCORE, 1000.0)
+    assert "s3cret" not in str(odd.value) and odd.value.status == 201
+    with pytest.raises(PlatformCallFailed, match="expires_in is no number") as big:
+        read_token_answer(
+            httpx.Response(
+                200, content=b'{"access_token": "s3cret", "expires_in": 1' + b"0" * 400 + b"}"
+            ),
+            SCORE,
+            1000.0,
+        )
+    assert "s3cret" not in str(big.value)
 
 
 def test_a_token_answer_or_retry_after_beyond_range_is_bounded() -> None:

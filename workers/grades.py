@@ -482,7 +482,19 @@ def _call(run: _Run, method: str, url: str, what: str, **kwargs: object) -> http
         raise PlatformCallFailed(what, None, describe(exc)) from None
     if 200 <= reply.status_code < 300:
         return reply
-    raise PlatformCallFailed(what, reply.status_code, reply.text[:300], _retry_after(reply))
+    detail = _quoted(reply, kwargs.get("headers"))
+    raise PlatformCallFailed(what, reply.status_code, detail, _retry_after(reply))
+
+
+def _quoted(reply: httpx.Response, headers: object) -> str:
+    """The start of a refusal's body, for the admin (a score's `user not in course`), with the
+    bearer token the call carried cut out: a platform that echoes the request must not put the
+    tool's token into the admin's grade health or the logs."""
+    text = reply.text
+    auth = headers.get("Authorization") if isinstance(headers, dict) else None
+    if isinstance(auth, str) and (token := auth.removeprefix("Bearer ").strip()):
+        text = text.replace(token, "[token]")
+    return text[:300]
 
 
 def _retry_after(reply: httpx.Response) -> float | None:

@@ -25,9 +25,9 @@ import asyncio
 import hashlib
 import json
 import math
+import re
 import secrets
 from collections.abc import Callable, Iterable
-from typing import Any
 
 import httpx
 import redis
@@ -47,6 +47,8 @@ DEFAULT_EXPIRES_S = 3600.0  # when the platform names no expires_in (Security Fr
 ANSWER_MAX_BYTES = 1 << 20  # of a platform's answer to a worker (a token, a score, line items)
 MAX_EXPIRES_S = 86_400.0  # a longer expires_in is kept a day (it is a cache, not a promise)
 MARGIN_S = 60.0  # a token is dropped this long before it expires (at most a tenth of its life)
+UNREADABLE = "token answer unreadable"
+OAUTH_ERROR = re.compile(r"[a-z][a-z0-9_]{0,39}")  # an error code (RFC 6749 §5.2), not a secret
 
 
 def token_key(platform: Platform, scopes: Iterable[str]) -> tuple[str, str]:
@@ -81,22 +83,47 @@ def read_token_answer(reply: httpx.Response, scope: str, now: float) -> tuple[st
     """(access token, when it stops being used) from the token endpoint's answer to a request
     for `scope` (RFC 6749 §5.1); PlatformCallFailed for anything else, and with status 403
     when the platform granted fewer scopes than asked (§5.1: `scope` says so when it differs),
-    so that no call is made that it would refuse for want of a scope."""
+    so that no call is made that it would refuse for want of a scope.
+
+    The errors say what was wrong (the status, the field missing or out of range, a refusal's
+    OAuth `error` code), never the answer's body: it may hold an access token, and the errors
+    reach the admin's grade health, a class's `roster_error` and the workers' logs."""
     if reply.status_code != 200:
-        raise PlatformCallFailed("token request refused", reply.status_code, reply.text[:300])
+        raise PlatformCallFailed("token request refused", reply.status_code, _refusal(reply))
     try:
-        body: dict[str, Any] = reply.json()
-        token = body["access_token"]
+        body = reply.json()
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the decoder goes
+        raise PlatformCallFailed(UNREADABLE, 200, "not JSON") from None
+    if not isinstance(body, dict):
+        raise PlatformCallFailed(UNREADABLE, 200, "not a JSON object")
+    token = body.get("access_token")
+    if not isinstance(token, str) or not token:
+        raise PlatformCallFailed(UNREADABLE, 200, "no access token")
+    try:
         expires = min(float(body.get("expires_in") or DEFAULT_EXPIRES_S), MAX_EXPIRES_S)
-        said = body.get("scope")  # absent: what was asked (RFC 6749 §5.1)
-        granted = set((scope if said is None else str(said)).split())
-    except (ValueError, KeyError, TypeError):
-        raise PlatformCallFailed("token answer unreadable", 200, reply.text[:300]) from None
-    if not isinstance(token, str) or not token or not 0 < expires < math.inf:
-        raise PlatformCallFailed("token answer unreadable", 200, reply.text[:300])
+    except (ValueError, TypeError, OverflowError):
+        raise PlatformCallFailed(UNREADABLE, 200, "expires_in is no number") from None
+    if not 0 < expires < math.inf:
+        raise PlatformCallFailed(UNREADABLE, 200, "expires_in is not positive")
+    said = body.get("scope")  # absent: what was asked (RFC 6749 §5.1)
+    granted = set((scope if said is None else str(said)).split())
     if missing := set(scope.split()) - granted:
         raise PlatformCallFailed("token lacks scopes", 403, " ".join(sorted(missing)))
     return token, now + expires - min(MARGIN_S, expires / 10)
+
+
+def _refusal(reply: httpx.Response) -> str:
+    """What a refused token request's answer says, without quoting it: its OAuth `error`
+    code (RFC 6749 §5.2: `invalid_client`, `invalid_scope`...) when it has one of that form.
+    Not `error_description`, free text that may echo the request's client assertion."""
+    try:
+        body = reply.json()
+    except (ValueError, RecursionError):
+        return "(no OAuth error)"
+    code = body.get("error") if isinstance(body, dict) else None
+    if isinstance(code, str) and OAUTH_ERROR.fullmatch(code):
+        return f"error {code}"
+    return "(no OAuth error)"
 
 
 def cached(raw: bytes | str | None, now: float) -> str | None:
