@@ -411,6 +411,32 @@ def test_a_failed_page_changes_nothing(
     assert "page 2" in row["roster_error"] and row["roster_synced_at"] == pytest.approx(synced_at)
 
 
+def test_a_roster_answered_401_drops_the_cached_token_so_the_retry_can_succeed(
+    client: TestClient,
+    lms: Lms,
+    services: Gradebook,
+    worker: WorkerContext,
+    clock: MockedClock,
+) -> None:
+    """docs/lti.md, Tokens: a `401` drops the cached token. Kept, every RQ retry (10 s, 60 s,
+    300 s) would fail the same way until the token's expires_in ran out (kept up to a day)."""
+    roster = roster_of(2)
+    url = services.serve_roster(ROSTER_PATH, roster, page_size=5)
+    teacher = auth(launch(client, lms, sub="t-1", roles=TEACHER, memberships_url=url))
+    class_id = class_id_of(PLATFORM_ID, "dep-1", "ctx-1")
+    run_sync(worker, class_id)
+    issued = len(services.tokens_issued)
+    lms.rotate()  # the platform's new key: tokens it issued before are refused (401)
+    roster.append(member("n-1", "New Comer"))
+    clock.advance(10)
+    with pytest.raises(RosterUnreadable, match="401"):
+        run_sync(worker, class_id)  # the first attempt meets the 401
+    clock.advance(10)  # RQ's first retry, 10 s later
+    run_sync(worker, class_id)  # a new token
+    assert len(services.tokens_issued) == issued + 1
+    assert uid("n-1") in [s for s, _ in table(client, teacher)]
+
+
 def test_a_learner_who_left_the_roster_is_hidden_and_keeps_their_progress(
     client: TestClient,
     lms: Lms,

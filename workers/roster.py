@@ -54,7 +54,7 @@ def run_sync(ctx: WorkerContext, class_id: str) -> SyncOutcome | None:
             return await sync_class(
                 store,
                 platforms,
-                tokens.access_token,
+                tokens,
                 http,
                 class_id,
                 ctx.clock.time(),

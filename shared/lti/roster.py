@@ -13,9 +13,9 @@ roles make them a learner (shared/lti/identity.py) and whose `status` is `Active
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import redis
@@ -39,11 +39,23 @@ SYNC_JOB = "workers.roster.sync_roster"  # by name: ingest never imports workers
 MAX_PAGE_BYTES = 8 << 20
 MAX_MEMBERS = 100_000
 SYNC_RETRY = Retry(max=3, interval=[10, 60, 300])  # a platform that is down for a while
-AccessToken = Callable[[Platform, list[str]], Awaitable[str]]
+
+
+class RosterTokens(Protocol):
+    """The service tokens a sync uses (shared/lti/services.py `AsyncServiceTokens`)."""
+
+    async def access_token(self, platform: Platform, scopes: Iterable[str]) -> str: ...
+
+    async def forget(self, platform: Platform, scopes: Iterable[str]) -> None: ...
 
 
 class RosterUnreadable(Exception):
-    """A page of the roster could not be read; nothing was applied."""
+    """A page of the roster could not be read; nothing was applied. `status`: the page's HTTP
+    answer, when it had one."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 async def request_sync(rq: redis.Redis, settings: Settings, context: Context | None) -> None:
@@ -87,7 +99,8 @@ async def read_roster(
             raise RosterUnreadable(f"page {len(seen)}: {exc}") from None
         page = body.get("members") if isinstance(body, Mapping) else None
         if not isinstance(page, list):
-            raise RosterUnreadable(f"page {len(seen)}: answered {answer.status_code}")
+            status = answer.status_code
+            raise RosterUnreadable(f"page {len(seen)}: answered {status}", status)
         members += [m for m in page if isinstance(m, dict)]
         if len(members) > MAX_MEMBERS:
             raise RosterUnreadable(f"the roster has more than {MAX_MEMBERS} members")
@@ -120,7 +133,7 @@ class SyncOutcome:
 async def sync_class(
     store: ClassStore,
     platforms: PlatformRegistry,
-    access_token: AccessToken,
+    tokens: RosterTokens,
     http: httpx.AsyncClient,
     class_id: str,
     now: float,
@@ -131,7 +144,8 @@ async def sync_class(
     platform is gone, or is a context kept before class ids named the deployment (it has
     none: its class mixed every deployment's context of that id, and its roster URL is the
     latest launch's, of any of them). Raises RosterUnreadable (or the token client's error)
-    having changed nothing; the outcome (or error) is recorded on the context."""
+    having changed nothing; the outcome (or error) is recorded on the context. A page answered
+    `401` drops the cached token, so that RQ's retry asks for a new one."""
     doc = await run_in_threadpool(store.context, class_id)
     if doc is None or not doc.get("memberships_url") or not doc.get("course_id"):
         return None
@@ -141,9 +155,13 @@ async def sync_class(
     if platform is None:
         return None
     try:
-        token = await access_token(platform, [NRPS_SCOPE])
+        token = await tokens.access_token(platform, [NRPS_SCOPE])
         members = await read_roster(http, doc["memberships_url"], token, max_pages, timeout_s)
     except Exception as exc:
+        if isinstance(exc, RosterUnreadable) and exc.status == 401:
+            # The platform no longer takes the cached token (revoked, its key rotated): the
+            # retry asks for a new one (docs/lti.md, Tokens: a 401 drops it).
+            await tokens.forget(platform, [NRPS_SCOPE])
         await run_in_threadpool(store.mark_synced, class_id, now, str(exc)[:500])
         raise
     context = Context(

@@ -108,7 +108,7 @@ async def run(
             ServiceTokens(redis.Redis.from_url(s.redis_url), keys, SystemClock())
         )
         return await sync_class(
-            store, platforms, tokens.access_token, http, class_id, time.time(),
+            store, platforms, tokens, http, class_id, time.time(),
             s.lti_roster_max_pages,
         )  # fmt: skip
 
