@@ -563,6 +563,45 @@ def test_an_erasure_while_a_sync_reads_the_roster_wins_over_that_sync(
     assert table(client, teacher) == named
 
 
+def test_a_learner_who_launches_while_a_sync_reads_the_roster_stays_enrolled(
+    client: TestClient,
+    lms: Lms,
+    services: Gradebook,
+    worker: WorkerContext,
+    clock: MockedClock,
+) -> None:
+    """The sync read page 1 before n-1's first launch (n-1 was just added to the LMS course);
+    applying that older roster must not take away the membership and enrollment the newer
+    launch made: a repeated or concurrent sync ends the same (docs/lti.md, Rosters)."""
+    roster = roster_of(4)
+    url = services.serve_roster(ROSTER_PATH, roster, page_size=2)
+    teacher = auth(launch(client, lms, sub="t-1", roles=TEACHER, memberships_url=url))
+    class_id = class_id_of(PLATFORM_ID, "dep-1", "ctx-1")
+    run_sync(worker, class_id)
+    clock.advance(60)
+    tokens: list[str] = []
+
+    def newcomer_launches() -> None:  # in the LMS's thread, while the sync reads page 2
+        tokens.append(launch(client, lms, sub="n-1", name="New Comer"))
+
+    services.before_page[2] = newcomer_launches
+    outcome = run_sync(worker, class_id)
+    assert outcome is not None and (outcome.active, outcome.deactivated) == (4, 0)
+    (learner,) = tokens
+    # The learner is on the player right now: their watching must be accepted.
+    r = client.post(
+        f"/api/progress/video/{VIDEO}/watch-time", json=heartbeat(5), headers=auth(learner)
+    )
+    assert r.status_code == 202, r.text
+    assert uid("n-1") in [s for s, _ in table(client, teacher)]
+
+    del services.before_page[2]
+    clock.advance(60)  # the next sync reads a roster without them: they leave the class then
+    outcome = run_sync(worker, class_id)
+    assert outcome is not None and (outcome.active, outcome.deactivated) == (4, 1)
+    assert uid("n-1") not in [s for s, _ in table(client, teacher)]
+
+
 def test_a_class_is_due_for_its_next_sync_one_interval_after_the_last(
     client: TestClient, lms: Lms, services: Gradebook, worker: WorkerContext, clock: MockedClock
 ) -> None:
@@ -686,6 +725,7 @@ def test_a_learner_who_leaves_an_lms_course_linking_two_of_ours_leaves_both(
         resource_link=("rl-2", "Other"),
     )
     run_sync(worker, cid)
+    clock.advance(60)  # later (a sync that began as they launched would keep them)
     roster.clear()  # r-01 leaves the LMS course
     run_sync(worker, cid)
     assert not present(mongo_db[MEMBERS].find_one({"user_id": uid("r-01")}))["active"]

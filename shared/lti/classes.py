@@ -8,8 +8,9 @@ context claim), in MongoDB's `lti_contexts` and `lti_members`.
   `memberships_url`, its NRPS roster (NRPS 2.0 §3.6.1).
 - A class is a context's learners inside that course. A member (`lti_members`, `_id`
   "<class id>|<user id>") keeps the platform's `sub` (the identity mapping), the names for
-  display (`name`, `given_name`, `family_name`, from the launch or the roster), and whether
-  the roster counts them active.
+  display (`name`, `given_name`, `family_name`, from the launch or the roster), whether
+  the roster counts them active, and when they last launched (`launched_at`: a roster read
+  before that does not make them inactive).
 - An active member is enrolled in the course, with the class id in the enrollment's `classes`
   array (indexed with each sort total, so a class page reads one page of documents) and the
   display name in its `name`. A member who is active in no class of that course any more is
@@ -247,8 +248,9 @@ class ClassStore:
     @unavailable_on_outage
     def join(self, context: Context, course_id: str, member: Member, now: float) -> None:
         """A learner's launch: they are an active member of the class, enrolled in the course
-        (before the launch answers), shown by their name."""
-        self._keep_members(context, [member], now)
+        (before the launch answers), shown by their name. The entry records when
+        (`launched_at`): a roster sync that began reading before then does not undo it."""
+        self._keep_members(context, [member], now, launched=True)
         self._activate(context.class_id, course_id, [member])
 
     @unavailable_on_outage
@@ -257,11 +259,13 @@ class ClassStore:
     ) -> tuple[int, int]:
         """Apply a complete roster read from `now` on: every listed learner an active member,
         enrolled, but those erased since; every other active member inactive (unenrolled where
-        no class of the course holds them, progress kept). Idempotent. Returns (active
-        learners, members made inactive)."""
+        no class of the course holds them, progress kept), but those who launched since (the
+        LMS launched them after this roster was read: the next sync's roster decides).
+        Idempotent. Returns (active learners, members made inactive)."""
         listed = {m.user_id: m for m in learners}
         # `now` is when this sync began to read the roster: who was erased since is left out,
-        # and whoever an erasure takes while it writes is forgotten again (erasure.py).
+        # and whoever an erasure takes while it writes is forgotten again (erasure.py); who
+        # launched since is newer than this roster and stays (`_deactivate_absent`, `_release`).
         erased = self._erased_since(list(listed), now)
         kept = [m for user_id, m in listed.items() if user_id not in erased]
         self._keep_members(context, kept, now)
@@ -270,7 +274,7 @@ class ClassStore:
         for user_id in late:
             forget_member(self.mongo, self.redis, user_id)
         gone = self._deactivate_absent(context.class_id, set(listed), now)
-        self._release(context.class_id, set(listed))
+        self._release(context.class_id, set(listed), now)
         return len(kept) - len(late), len(gone)
 
     def _erased_since(self, user_ids: list[str], since: float) -> set[str]:
@@ -284,13 +288,16 @@ class ClassStore:
         return {user_id for user_id, at in zip(user_ids, pipe.execute(), strict=True)
                 if at is not None and float(at) >= since}  # fmt: skip
 
-    def _keep_members(self, context: Context, members: list[Member], now: float) -> None:
-        """Upsert the member entries that are new or changed (a launch reads its own entry,
-        not the class's)."""
+    def _keep_members(
+        self, context: Context, members: list[Member], now: float, launched: bool = False
+    ) -> None:
+        """Upsert the member entries that are new or changed; a launch's (`launched`) always,
+        with `launched_at` (it writes its own entry, reading none)."""
         held: dict[str, dict[str, Any]] = {}
-        for i in range(0, len(members), 1000):
+        for i in range(0, 0 if launched else len(members), 1000):
             ids = [f"{context.class_id}|{m.user_id}" for m in members[i : i + 1000]]
-            found = self.members.find({"_id": {"$in": ids}}, {"_id": 0, "updated_at": 0})
+            skip = {"_id": 0, "updated_at": 0, "launched_at": 0}
+            found = self.members.find({"_id": {"$in": ids}}, skip)
             held |= {d["user_id"]: d for d in found}
         ops = []
         for m in members:
@@ -304,9 +311,10 @@ class ClassStore:
                 "family_name": m.family_name,
                 "active": True,
             }
-            if held.get(m.user_id) != fields:
+            if launched or held.get(m.user_id) != fields:
                 key = {"_id": f"{context.class_id}|{m.user_id}"}
-                ops.append(UpdateOne(key, {"$set": {**fields, "updated_at": now}}, upsert=True))
+                when = {"updated_at": now, "launched_at": now} if launched else {"updated_at": now}
+                ops.append(UpdateOne(key, {"$set": {**fields, **when}}, upsert=True))
         for i in range(0, len(ops), 1000):
             self.members.bulk_write(ops[i : i + 1000], ordered=False)
 
@@ -357,26 +365,54 @@ class ClassStore:
             settle(self.redis, self.mongo, course, students)
 
     def _deactivate_absent(self, class_id: str, listed: set[str], now: float) -> list[str]:
-        active = self.members.find({"class_id": class_id, "active": True}, {"user_id": 1})
-        gone = [d["user_id"] for d in active if d["user_id"] not in listed]
+        """Make inactive the active members the roster (read from `now` on) does not list, but
+        those who launched at or after `now`. A launch landing between the read and the write
+        is found again after it and made active again."""
+        active = self.members.find(
+            {"class_id": class_id, "active": True}, {"user_id": 1, "launched_at": 1}
+        )
+        gone = [
+            d["user_id"] for d in active
+            if d["user_id"] not in listed and not _entry_launched_since(d, now)
+        ]  # fmt: skip
         if gone:
             self.members.update_many(
                 {"class_id": class_id, "user_id": {"$in": gone}},
                 {"$set": {"active": False, "updated_at": now}},
             )
+            again = self._launched_since(class_id, gone, now)
+            if again:
+                self.members.update_many(
+                    {"class_id": class_id, "user_id": {"$in": sorted(again)}},
+                    {"$set": {"active": True}},
+                )
+                gone = [u for u in gone if u not in again]
         return gone
 
-    def _release(self, class_id: str, listed: set[str]) -> None:
-        """Take the class off the enrollments that hold it of everyone the roster no longer
-        lists, in every course (an LMS course can link videos of several of ours), whether or
-        not they still have a member entry (an erasure takes it, keeping their row while the
-        LMS lists them); unenroll those left in no class (their progress is kept: it is
-        theirs, the enrollment only lists them)."""
+    def _launched_since(self, class_id: str, user_ids: list[str], since: float) -> set[str]:
+        """Those of `user_ids` whose member entry in the class says they launched at or after
+        `since`."""
+        ids = [f"{class_id}|{u}" for u in user_ids]
+        found = self.members.find({"_id": {"$in": ids}}, {"user_id": 1, "launched_at": 1})
+        return {d["user_id"] for d in found if _entry_launched_since(d, since)}
+
+    def _release(self, class_id: str, listed: set[str], now: float) -> None:
+        """Take the class off the enrollments that hold it of everyone the roster (read from
+        `now` on) no longer lists, in every course (an LMS course can link videos of several of
+        ours), whether or not they still have a member entry (an erasure takes it, keeping
+        their row while the LMS lists them); unenroll those left in no class (their progress
+        is kept: it is theirs, the enrollment only lists them). Not those who launched at or
+        after `now`, checked for each just before its enrollment changes (a launch writes its
+        member entry before it reads its enrollment: one after the change finds the class gone
+        and puts it back; one landing in the instant between the check and the change can
+        still lose it, until their next launch or the next sync)."""
         held = self.mongo.enrollments.find(
             {"classes": class_id}, {"_id": 0, "student_id": 1, "course_id": 1}
         )
         for doc in [d for d in held if d["student_id"] not in listed]:
             user_id, course_id = doc["student_id"], doc["course_id"]
+            if self._launched_since(class_id, [user_id], now):
+                continue
             key = {"_id": enrollment_id(user_id, course_id)}
             self.mongo.enrollments.update_one(key, {"$pull": {"classes": class_id}})
             left = self.mongo.enrollments.find_one(key, {"classes": 1})
@@ -386,6 +422,12 @@ class ClassStore:
                 )
             else:
                 self._settle(course_id, [user_id])
+
+
+def _entry_launched_since(member: Mapping[str, Any], since: float) -> bool:
+    """Whether a member entry says its learner launched at or after `since`."""
+    at = member.get("launched_at")
+    return isinstance(at, int | float) and at >= since
 
 
 def memberships(mongo: MongoStore, user_id: str) -> list[dict[str, Any]]:
