@@ -28,12 +28,14 @@ from shared.errors import PlatformCallFailed
 from shared.integrations.outbox import GRADE, Outbox
 from shared.lti.grades import (
     TEST_USER,
+    GradeTarget,
     GradeTargets,
     iso,
     next_timestamp,
     record_launch,
     score_body,
     scores_url,
+    target_id,
 )
 from shared.lti.identity import user_id_of
 from shared.lti.keys import load_private_key
@@ -254,6 +256,69 @@ def test_a_line_item_is_created_once_when_the_launch_names_none(world: World) ->
     world.deliver(INTERVAL_S)
     assert len(world.book.line_items) == 1
     assert [s["scoreGiven"] for s in world.scores(item["id"], "u-3")] == [5.0]
+
+
+def test_a_line_item_the_tool_made_then_named_by_the_launch_is_graded_once(world: World) -> None:
+    """AGS 2.0 §3.2: once the resource link has its line item, the platform names it in the
+    launch's `lineitem`. The learner is then still one learner on one line item: at most one
+    post per interval, nothing posted that repeats the last score sent (docs/lti.md)."""
+    user = world.launch("u-1", **world.book.claim())  # lineitems only: the tool makes the column
+    world.watch(user, 20)
+    world.flush()
+    world.deliver(INTERVAL_S)
+    (item,) = world.book.line_items
+    assert [s["scoreGiven"] for s in world.scores(item, "u-1")] == [20.0]
+
+    world.clock.advance(INTERVAL_S)
+    world.launch("u-1", **world.book.claim(item))  # the LMS now names the column it holds
+    world.watch(user, 60)
+    world.flush()
+    world.deliver_over(3 * INTERVAL_S)
+    given = [s["scoreGiven"] for s in world.scores(item, "u-1")]
+    assert given == [20.0, 60.0], given
+    assert len(targets(world.db)) == 1
+    world.launch("u-1", **world.book.claim())  # a launch naming none again: the same target
+    world.watch(user, 60)
+    world.flush()
+    world.deliver_over(3 * INTERVAL_S)
+    assert [s["scoreGiven"] for s in world.scores(item, "u-1")] == [20.0, 60.0]
+    assert len(targets(world.db)) == 1 and len(world.book.line_items) == 1
+
+
+def test_two_targets_of_one_line_item_stored_by_an_older_build_post_once(world: World) -> None:
+    """Before the fix, a launch naming the line item the tool had made recorded a second target
+    (keyed by the line item's URL) beside the first (keyed by `lineitems#<link>`). Such pairs,
+    already stored, are merged into the older when read: its score sent and timestamp kept, the
+    other's queued entries sending nothing."""
+    user = world.launch("u-1", **world.book.claim())
+    world.watch(user, 20)
+    world.flush()
+    world.deliver(INTERVAL_S)
+    (item,) = world.book.line_items
+    (first,) = targets(world.db)
+    second = {
+        **first,
+        "_id": target_id(PLATFORM_ID, item, "u-1"),
+        "created_at": first["created_at"] + 1,
+    }
+    second.pop("sent")
+    world.db["lti_grade_targets"].insert_one(second)  # what the older build's launch stored
+    world.watch(user, 40)
+    world.flush()  # queues nothing for the second: merged away
+    world.deliver_over(3 * INTERVAL_S)
+    assert [s["scoreGiven"] for s in world.scores(item, "u-1")] == [20.0, 40.0]
+    [kept] = targets(world.db)
+    assert kept["_id"] == first["_id"] and kept["sent"]["score"] == 40.0
+    late = {**second, "last_ts": kept["last_ts"] + 5}  # its last timestamp used the latest
+    world.db["lti_grade_targets"].insert_one(late)
+    grades._queue(world.ctx, [(GradeTarget.from_doc(late), 1)], world.clock.time())  # queued
+    world.deliver_over(3 * INTERVAL_S)  # by the older build: merged away, it sends nothing
+    assert [s["scoreGiven"] for s in world.scores(item, "u-1")] == [20.0, 40.0]
+    [kept] = targets(world.db)
+    assert kept["_id"] == first["_id"] and kept["last_ts"] == late["last_ts"]
+    world.db["lti_grade_targets"].insert_one(second)  # nothing sent: the repair finds it behind
+    assert repair_grades(world.ctx) == 0  # merged away; the one kept has sent 40 already
+    assert len(targets(world.db)) == 1
 
 
 def test_the_token_asks_only_offered_scopes_and_is_fetched_again_once_expired(

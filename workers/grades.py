@@ -148,7 +148,9 @@ def repair_grades(ctx: WorkerContext, limit: int = REPAIR_BATCH) -> int:
     after = stored.decode() if isinstance(stored, bytes) else (stored or "")
     page = ctx.lti_grades.page_after(after, limit)
     registered = {p.platform_id for p in PlatformRegistry(ctx.mongo.db).all()}
+    merged = ctx.lti_grades.merge_duplicates({t.user_id for t in page})  # one per line item
     live = [t for t in page if not t.refused and t.platform_id in registered]
+    live = [t for t in live if t.id not in merged]
     states = ctx.mongo.find_states({(t.user_id, t.material_id) for t in live})
     made = []
     for t in live:

@@ -5,7 +5,12 @@ A grade target (MongoDB `lti_grade_targets`) is one learner on one line item: re
 learner's resource-link launch that carries the AGS claim (AGS 2.0 §3.1: `lineitem`,
 `lineitems`, `scope`), never for an instructor or Canvas's `TestUser`. Its `_id` hashes the
 platform, the line item (or, when the launch named none, the `lineitems` URL and the resource
-link, whose line item the workers create once) and the user's platform `sub`. The document also
+link, whose line item the workers create once) and the user's platform `sub`. A launch that
+names the line item the workers created (AGS 2.0 §3.2: a platform names it once the link has
+one) records into the target that created it, and one naming none into the target of that
+resource link that holds its line item: the key is how the first launch named it, not the
+latest. Two targets of one learner on one line item (made before builds that did this) are
+merged into the older when they are read (`_merge`). The document also
 holds what the workers learn: the created line item, the score last sent (`sent`), the latest
 timestamp used (`last_ts`, so timestamps strictly rise per line item and learner, AGS 2.0
 §3.4.1), and a refusal (`refused`: the platform will not grade this user), shown to admins.
@@ -200,10 +205,16 @@ class GradeTargets:
 
     @unavailable_on_outage
     def record(self, fields: Mapping[str, Any], now: float) -> None:
-        """Upsert a launch's target. A new launch clears a refusal (the platform may grade
-        the user now); what the workers learnt (line item created, score sent) is kept."""
+        """Upsert a launch's target: the learner's target on the same line item when there is
+        one, whatever its key (see the module doc), else a new one. A new launch clears a
+        refusal (the platform may grade the user now); what the workers learnt (line item
+        created, score sent) is kept."""
         if not self._indexed:
             self.ensure_indexes()
+        held = self._merge(list(self.targets.find({"user_id": fields["user_id"]})))
+        same = [d for d in held if _same_line_item(d, fields)]
+        ids = [d["_id"] for d in same]
+        target = fields["_id"] if fields["_id"] in ids or not ids else ids[0]
         values = {k: v for k, v in fields.items() if k != "_id"}
         update: dict[str, Any] = {
             "$set": {**values, "launched_at": now, "refused": None},
@@ -212,7 +223,7 @@ class GradeTargets:
         if fields.get("lineitem") is None:  # keep a line item the workers created
             del update["$set"]["lineitem"]
             update["$setOnInsert"]["lineitem"] = None
-        self.targets.update_one({"_id": fields["_id"]}, update, upsert=True)
+        self.targets.update_one({"_id": target}, update, upsert=True)
 
     @unavailable_on_outage
     def of_keys(self, pairs: Iterable[tuple[str, str]]) -> list[GradeTarget]:
@@ -221,7 +232,7 @@ class GradeTargets:
         if not wanted:
             return []
         users = sorted({u for u, _ in wanted})
-        docs = self.targets.find({"user_id": {"$in": users}})
+        docs = self._merge(list(self.targets.find({"user_id": {"$in": users}})))
         found = [GradeTarget.from_doc(d) for d in docs]
         return [t for t in found if (t.user_id, t.material_id) in wanted and not t.refused]
 
@@ -234,8 +245,50 @@ class GradeTargets:
 
     @unavailable_on_outage
     def get(self, ids: Iterable[str]) -> dict[str, GradeTarget]:
-        docs = self.targets.find({"_id": {"$in": sorted(set(ids))}})
-        return {d["_id"]: GradeTarget.from_doc(d) for d in docs}
+        """These targets, as merged (a target merged into another is absent: its entries
+        have nothing to send)."""
+        wanted = set(ids)
+        docs = self.targets.find({"_id": {"$in": sorted(wanted)}}, {"user_id": 1})
+        users = sorted({d["user_id"] for d in docs})
+        kept = self._merge(list(self.targets.find({"user_id": {"$in": users}}))) if users else []
+        return {d["_id"]: GradeTarget.from_doc(d) for d in kept if d["_id"] in wanted}
+
+    @unavailable_on_outage
+    def merge_duplicates(self, user_ids: Iterable[str]) -> set[str]:
+        """Merge these users' targets that are one learner on one line item (`_merge`); the
+        ids of those merged away."""
+        users = sorted(set(user_ids))
+        if not users:
+            return set()
+        docs = list(self.targets.find({"user_id": {"$in": users}}))
+        kept = {d["_id"] for d in self._merge(docs)}
+        return {d["_id"] for d in docs} - kept
+
+    def _merge(self, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """`docs` (every target of their users) with one target per learner and line item:
+        where two name the same line item (a build before this one made a second target when
+        a launch named the line item the tool created), the older one (`created_at`, then
+        `_id`) takes the latest score sent and timestamp used, and the others are deleted, so
+        their queued entries send nothing. Idempotent; two processes merging at once pick the
+        same one."""
+        groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+        for d in docs:
+            if d.get("lineitem"):
+                groups.setdefault((d["platform_id"], d["sub"], d["lineitem"]), []).append(d)
+        gone: set[str] = set()
+        for group in (g for g in groups.values() if len(g) > 1):
+            keep, *others = sorted(group, key=lambda d: (float(d.get("created_at", 0)), d["_id"]))
+            sent = [d["sent"] for d in group if isinstance(d.get("sent"), Mapping)]
+            latest = max(sent, key=lambda x: float(x.get("at") or 0), default=None)
+            last_ts = max(float(d.get("last_ts", 0.0)) for d in group)
+            update: dict[str, Any] = {"$max": {"last_ts": last_ts}}
+            if latest is not None:
+                update["$set"] = {"sent": latest}
+            self.targets.update_one({"_id": keep["_id"]}, update)
+            self.targets.delete_many({"_id": {"$in": [d["_id"] for d in others]}})
+            keep |= {"last_ts": last_ts, "sent": latest}
+            gone.update(d["_id"] for d in others)
+        return [d for d in docs if d["_id"] not in gone]
 
     @unavailable_on_outage
     def use_timestamps(self, stamps: Mapping[str, float]) -> None:
@@ -313,6 +366,20 @@ class GradeTargets:
         errors = [d["last_error"] for d in docs if d.get("last_error")]
         last = max(errors, key=lambda e: e["at"]) if errors else None
         return {"targets": len(docs), "refused": refused, "last_error": last}
+
+
+def _same_line_item(held: Mapping[str, Any], fields: Mapping[str, Any]) -> bool:
+    """Whether a stored target is the learner's target that a launch's `fields` mean: on the
+    line item the launch names, or (naming none) for the same resource link in the same
+    container."""
+    if held["platform_id"] != fields["platform_id"] or held["sub"] != fields["sub"]:
+        return False
+    if fields.get("lineitem"):
+        return bool(held.get("lineitem") == fields["lineitem"])
+    return bool(
+        held.get("lineitems") == fields["lineitems"]
+        and held.get("resource_link_id") == fields["resource_link_id"]
+    )
 
 
 def record_launch(
