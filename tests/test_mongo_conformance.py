@@ -22,6 +22,9 @@ Known to differ on the stand-in, and therefore deliberately NOT used by the proj
   a name of its own (e.g. "idx_watch_progress_student_id_material_id") instead of the name
   sent by `create_index` ("student_id_1_material_id_1", which real MongoDB keeps). The code
   must not look indexes up (or drop them) by name; the tests find them by key.
+- Dropping an index that is not there: MongoDB raises `IndexNotFound` (code 27), the stand-in
+  answers ok. shared/lti/storage.py takes either as the index gone (another process dropped
+  it first).
 """
 
 from __future__ import annotations
@@ -816,3 +819,17 @@ def test_a_delete_naming_a_revision_deletes_only_while_it_holds(
                            {"$inc": {"rollup_rev": 1}}).matched_count == 1  # a fence  # fmt: skip
     assert coll.delete_one({"_id": "c|a", "rollup_rev": 4}).deleted_count == 0
     assert coll.delete_one({"_id": "c|a", "rollup_rev": 5}).deleted_count == 1
+
+
+# shared/lti/storage.py drops an index of an earlier build, found by its key (the stand-in
+# names indexes its own way). A second drop of it differs (see the module's docstring).
+def test_an_index_found_by_its_key_is_dropped_by_the_name_listed(
+    mongo_db: Database[dict[str, Any]],
+) -> None:
+    coll = mongo_db["conformance_drop_index"]
+    coll.create_index(KEY, unique=True)
+    names = [n for n, i in coll.index_information().items() if i["key"] == KEY]
+    assert len(names) == 1
+    coll.drop_index(names[0])
+    assert [i for i in coll.index_information().values() if i["key"] == KEY] == []
+    coll.insert_many([{"student_id": "s", "material_id": "m"} for _ in range(2)])  # not unique
