@@ -19,7 +19,7 @@ from ingest.models import (
 )
 from shared.domain.catalog import Course, MaterialRef, durations_agree
 from shared.domain.course import course_progress, percentage
-from shared.domain.progress import Heartbeat, WatchState, budget_needed, fold_into
+from shared.domain.progress import Heartbeat, WatchState, budget_needed, fold_into, grant_seen
 from shared.errors import (
     BufferFull,
     ClientTsOutOfRange,
@@ -192,11 +192,14 @@ class ProgressService:
         for sub in submissions:
             key = ProgressKey(student_id, sub.material_id, self.ctx.key_schema)
             cached = sub.cached if want_state else None
-            need = 0.0
+            need, seen = 0.0, None
             if not s.verification.trusted:
                 need = budget_needed(sub.known, sub.heartbeats, sub.ref.material.duration)
+                seen = grant_seen(sub.cached.epoch if sub.cached else None, sub.known)
             offer = self.cache.offers_preview(cached)
-            items.append(IngestItem(key, sub.ref.course_id, sub.heartbeats, cached, offer, need))
+            items.append(
+                IngestItem(key, sub.ref.course_id, sub.heartbeats, cached, offer, need, seen)
+            )
         limits = IngestLimits(
             due_at=now + s.due_delay_s,
             max_dirty=s.max_dirty_per_partition,

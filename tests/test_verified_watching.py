@@ -412,7 +412,80 @@ def test_a_backdated_batch_is_credited_by_when_it_arrived(
     assert r.status_code == 202 and all(x["accepted"] for x in r.json()["results"])
     clock.advance(30)  # half a minute later, one more heartbeat: 30 s observed, 60 s budget
     reply = watch(client, **heartbeat(100, played=[], session_id="b", seq=200))
-    assert reply["watched_seconds"] == 60.0 and reply["completed"] is False
+    # It claims nothing itself, and this process knew no state of the key (the batch route
+    # keeps none): it asks for nothing, and the budget waits in the ledger. With the state
+    # known from its answer, the next one asks for the batch's seconds: 35 s observed, 70 s.
+    assert reply["watched_seconds"] == 0.0
+    clock.advance(5)
+    reply = watch(client, **heartbeat(100, played=[], session_id="b", seq=201))
+    assert reply["watched_seconds"] == 70.0 and reply["completed"] is False
+
+
+CAP = RATE * GAP  # the unspent budget kept (slack 0): 120 s
+
+
+def batch(client: TestClient, items: list[dict[str, Any]]) -> None:
+    r = client.post("/api/progress/heartbeats", json={"heartbeats": items})
+    assert r.status_code == 202 and all(x["accepted"] for x in r.json()["results"]), r.text
+
+
+def watched(client: TestClient, video: str) -> float:
+    return float(client.get(f"/api/progress/video/{video}/status").json()["watched_seconds"])
+
+
+def idle(video: str, total: float) -> dict[str, Any]:
+    """A heartbeat that plays nothing (a position, no range, no event): it claims nothing."""
+    return {"material_id": video, **heartbeat(0, total, session_id="s")}
+
+
+def whole(video: str, total: float) -> dict[str, Any]:
+    return {"material_id": video, **heartbeat(total, total, session_id="s", played=[[0, total]])}
+
+
+# Seven minutes of heartbeats that claim nothing, then one request claiming two whole videos:
+# the student may gain at most rate x the stretch + the cap (docs/verified-watching.md). Through
+# the batch route (no state of the key: it asked for a whole video each time) the idle
+# heartbeats moved the budget into their keys, past the cap, and the last request was credited
+# 700 s in 10 s, completing both.
+@pytest.mark.parametrize("idling", ["batch route", "watch-time route"])
+def test_idle_heartbeats_bank_no_budget_past_the_cap(
+    client: TestClient, clock: MockedClock, idling: str
+) -> None:
+    for i in range(15):
+        if i:
+            clock.advance(30)
+        order = [idle("v-600", 600), idle("v-100", 100)]
+        for item in order if i < 12 else order[::-1]:  # the last ones: v-100 first
+            if idling == "batch route":
+                batch(client, [item])
+            else:
+                body = {k: v for k, v in item.items() if k != "material_id"}
+                url = f"/api/progress/video/{item['material_id']}/watch-time"
+                assert client.post(url, json=body).status_code == 202
+    assert watched(client, "v-100") == watched(client, "v-600") == 0.0
+    before = clock.time()
+    clock.advance(10)
+    batch(client, [whole("v-600", 600), whole("v-100", 100)])
+    gained = watched(client, "v-100") + watched(client, "v-600")
+    assert 0 < gained <= RATE * (clock.time() - before) + CAP
+
+
+# A batch that claims the same seconds again and again (no state of the key in the process)
+# asks for them once: the script takes off what the key was granted already.
+def test_a_batch_claiming_the_same_seconds_again_banks_nothing(
+    client: TestClient, clock: MockedClock
+) -> None:
+    for i in range(15):
+        if i:
+            clock.advance(30)
+        batch(client, [{"material_id": "v-600", **heartbeat(50, 600, session_id="s",
+                                                              played=[[0, 50]])}])  # fmt: skip
+    assert watched(client, "v-600") == 50.0  # credited once its 50 s were granted
+    before = clock.time()
+    clock.advance(10)
+    batch(client, [whole("v-600", 600)])
+    gained = watched(client, "v-600") - 50.0
+    assert 0 < gained <= RATE * (clock.time() - before) + CAP
 
 
 # -- the Procfile's real processes: each forgery of the issue fails, honest play completes ------

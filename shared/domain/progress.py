@@ -458,16 +458,17 @@ def budget_needed(
     O(intervals) per heartbeat, no copy of the state.
 
     Heartbeats of an idle player (a pause or a seek that played nothing) ask for nothing.
-    Without a state (a process that has not seen the key yet) the need is unknown: it asks for
-    a whole video. That can only give this key budget that the student's other keys would have
-    had; the student's total stays bounded, and the key's own receipts still bound its credit.
+    Without a state (a process that has not seen the key yet, or the batch route's) it asks
+    for what the heartbeats claim by themselves, the grants not taken off: the ingest script
+    takes off the key's grants that the state had not seen (`IngestItem.seen`), all of them
+    here. (It used to ask for a whole video, and idle heartbeats without one moved the
+    student's budget into their keys, past the cap, to complete videos in one burst later.)
     """
     if duration is None or all(hb.played == () and hb.event in IDLE for hb in heartbeats):
         return 0.0
-    if state is None:
-        return duration
-    covered = state.covered  # add_intervals returns a new list: the state is only read
-    last = {s: rs[-1] for s, rs in state.readings.items() if rs}
+    # add_intervals returns a new list: the state is only read
+    covered = state.covered if state is not None else []
+    last = {s: rs[-1] for s, rs in state.readings.items() if rs} if state is not None else {}
     for hb in heartbeats:
         position = _clamp(hb.watch_time, duration)
         if hb.played is not None:
@@ -480,7 +481,18 @@ def budget_needed(
             last[hb.session_id or ""] = reading
         covered = add_intervals(covered, ranges)
     claimed = sum((b - a for a, b in covered), 0.0)
+    if state is None:
+        return _r(claimed)
     return _r(max(0.0, claimed - state.legacy_credit - state.granted_seconds))
+
+
+def grant_seen(epoch: str | None, state: WatchState | None) -> tuple[str, float]:
+    """What of its key's grant `state` (a process's state of the key, of the hot hash's epoch
+    `epoch`) has seen: that epoch and its stamp there (`IngestItem.seen`); ("", 0.0) for no
+    state."""
+    if epoch is None or state is None:
+        return "", 0.0
+    return epoch, next((float(g) for e, g in state.grants if e == epoch), 0.0)
 
 
 def credit(state: WatchState, claimed: float, verification: Verification) -> float:

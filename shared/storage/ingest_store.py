@@ -45,6 +45,10 @@ class IngestItem:
     cached: CachedState | None = None  # what the caller already folded of the key
     offer_preview: bool = False
     need: float = 0.0  # seconds of the student's budget the heartbeats ask for
+    # The key's grant `need` already counts: the epoch of the state it was computed from and
+    # that state's stamp in it (("", 0.0): no state); the script takes off the key's grants
+    # beyond it. None: `need` is net of every grant already.
+    seen: tuple[str, float] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +109,7 @@ def ingest_args(item: IngestItem, limits: IngestLimits, want_state: bool) -> Scr
         args += NO_PREVIEW
     v = limits.verification  # 21-27
     args += [v.max_rate, v.gap_s, cap_s(v), v.slack_s, item.need, limits.now, limits.ledger_ttl_s]
+    args += ["", "-"] if item.seen is None else [item.seen[0], item.seen[1]]  # 28-29
     args += [hb.to_json() for hb in item.heartbeats]
     return keys, args
 

@@ -11,15 +11,17 @@
 --       12-15 the caller's cached view (epoch, n, pending heartbeats folded, mark; '' if none),
 --       16-20 a preview to store (epoch, n, pending heartbeats folded, mark, state JSON; '' if
 --       none), 21-27 the student's budget (max rate, '0' when off; gap seconds; cap; slack;
---       seconds this key needs; receipt time; ledger TTL), 28.. heartbeat JSON documents,
---       stamped here with the key's grant when the budget is on.
+--       seconds this key needs; receipt time; ledger TTL), 28-29 the key's grant the need
+--       already counts (the epoch of the caller's state and its stamp in that epoch; '' and 0
+--       when the caller knew no state; 28 '' with 29 '-' when the need is net of every grant),
+--       30.. heartbeat JSON documents, stamped here with the key's grant when the budget is on.
 -- Returns {status} or, when asked, {status, the key's view (view.lua's `view_reply`)...}.
 -- Nothing is written unless status is 'ok'. Loaded after view.lua (scripts.py prepends it).
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then  -- then, whether it is mirrored at all
   if redis.call('EXISTS', KEYS[1]) == 0 then return {'enrollment_unknown'} end
   return {'not_enrolled'}
 end
-local FIRST = 28  -- ARGV index of the first heartbeat
+local FIRST = 30  -- ARGV index of the first heartbeat
 local count = #ARGV - FIRST + 1
 local len = redis.call('LLEN', KEYS[2])
 if len + count > tonumber(ARGV[10]) then return {'key_full'} end
@@ -73,8 +75,15 @@ if tonumber(ARGV[21]) > 0 then
     end
     last = now
   end
-  local granted = math.floor(math.max(0, math.min(tokens, tonumber(ARGV[25]))) * 1000 + 1e-6)
-    / 1000
+  -- The need counts the grants the caller's state had seen; take off those it had not (made
+  -- through another process, a batch, or before this process knew the key), so a state that
+  -- is behind, or none, never draws budget a second time for seconds already granted.
+  local need = tonumber(ARGV[25])
+  if ARGV[29] ~= '-' then
+    local seen = (ARGV[28] == epoch) and tonumber(ARGV[29]) or 0
+    need = need - math.max(0, tonumber(k.g or '0') - seen)
+  end
+  local granted = math.floor(math.max(0, math.min(tokens, need)) * 1000 + 1e-6) / 1000
   redis.call('HSET', KEYS[8], 't', string.format('%.17g', last),
              'k', string.format('%.3f', tokens - granted))
   redis.call('EXPIRE', KEYS[8], ARGV[27])
