@@ -558,6 +558,35 @@ def test_each_heartbeat_carries_its_keys_grant_through_the_flush(
     assert {h.grant[0] if h.grant else None for h in entry.pending} == {as_text(epoch)}
 
 
+def test_the_script_takes_off_the_grants_the_asking_state_had_not_seen(
+    redis_client: Buffer,
+) -> None:
+    """`IngestItem.seen`: the need counts the grants of the state it was computed from (its
+    epoch's stamp); the key's grants beyond it are taken off, so that a state behind, or none,
+    never draws the same seconds twice."""
+    enroll(redis_client, "s1", "c1")
+
+    def ask(t: float, need: float, seen: tuple[str, float] | None) -> float:
+        limits = IngestLimits(t + 10, 100, 10_000, 0, 60, now=t, verification=BUDGET)
+        item = IngestItem(KEY, "c1", [Heartbeat(received_at=t)], need=need, seen=seen)
+        [raw] = run_scripts(redis_client, "ingest", [ingest_args(item, limits, True)])
+        view = IngestReply.parse(raw).view
+        assert view is not None and view.tail[-1].grant is not None
+        return view.tail[-1].grant[1]  # the key's cumulative grant
+
+    assert ask(6000.0, 5.0, None) == 5.0  # the slack, 5, all of it
+    epoch = as_text(redis_client.hget(KEY.state, "e"))
+    # +20 budget at 6010. A state that saw the 5 asks 8 more: 8 granted (13 in all).
+    assert ask(6010.0, 8.0, (epoch, 5.0)) == 13.0
+    # +20 at 6020 (32 there). A state that saw only the first 5 asks 15: the 8 it did not see
+    # are taken off, 7 granted (20 in all).
+    assert ask(6020.0, 15.0, (epoch, 5.0)) == 20.0
+    # No state (or another epoch's): every grant of the epoch is taken off. Asking 25 for
+    # seconds the heartbeats claim by themselves: 5 granted (25 in all).
+    assert ask(6030.0, 25.0, ("", 0.0)) == 25.0
+    assert ask(6040.0, 25.0, ("an-older-epoch", 25.0)) == 25.0  # all granted already
+
+
 def test_erasing_the_whole_student_deletes_their_budget_and_a_materials_erasure_keeps_it(
     redis_client: Buffer,
 ) -> None:
