@@ -27,7 +27,6 @@ import workers.flush
 from ingest.app import create_app
 from shared.clock import MockedClock
 from shared.integrations.outbox import OUTBOXES, WEBHOOK, XAPI, Outbox, Settled
-from shared.integrations.xapi import EXT, Video, session_uuid
 from shared.ops.erasure import VERSION_GAP, erase_progress
 from shared.settings import Settings
 from shared.storage import rollup_store
@@ -396,39 +395,6 @@ def test_tombstones_expire_and_then_nothing_of_the_student_is_left(campus: Campu
     assert c.ctx.mongo.progress.count_documents({"student_id": STUDENT}) == 0
     who = c.token(STUDENT)  # the day-old one expired by the app's clock
     watch_again_after_the_erasure(c, who)
-
-
-def verbs_in_session(c: Campus, session: str) -> list[str]:
-    """The verbs queued for STUDENT's player session `session` on v-100, sorted."""
-    wanted = session_uuid(Video(STUDENT, "v-100", "", 100.0), session)
-    return sorted(
-        d["payload"]["verb"]["display"]["en-US"]
-        for d in queued_for(c, XAPI)
-        if d["payload"]["context"]["extensions"][EXT + "session-id"] == wanted
-    )
-
-
-# Erasure is no ban, whatever happens to the key's hot state after it. Once it was gone
-# (HOT_STATE_TTL_S, down to 60 s, is below the tombstones' day), the flush stated the new
-# heartbeats on version 0 + their count, below the erasure's tombstone, and the push refused
-# them as erased: stored, never stated.
-def test_heartbeats_after_an_erasure_are_stated_once_the_hot_state_is_gone(
-    campus: Campus,
-) -> None:
-    c = campus
-    who = c.enroll(STUDENT)
-    c.watch(who, "v-100", watch_time=20, played=[[0, 20]], session_id="p1", seq=0, event="pause")
-    c.flush()
-    c.erase()
-    c.watch(who, "v-100", watch_time=10, played=[[0, 10]], session_id="p3", seq=0, event="pause")
-    c.flush()
-    assert verbs_in_session(c, "p3") == ["initialized", "paused"]
-    c.buffer.delete(ProgressKey(STUDENT, "v-100", KEY_SCHEMA).state)  # as its TTL does
-    c.watch(who, "v-100", watch_time=30, played=[[10, 30]], session_id="p4", seq=0, event="pause")
-    c.flush()
-    doc = present(c.ctx.mongo.progress.find_one({"student_id": STUDENT, "material_id": "v-100"}))
-    assert doc["watched_seconds"] == 30.0
-    assert verbs_in_session(c, "p4") == ["initialized", "paused"]
 
 
 # Every tombstone gone (MongoDB's deleted by the maintenance job, Redis's expired): a new state

@@ -133,8 +133,6 @@ class _Batch:
     poisoned: dict[ProgressKey, SetAside] = field(default_factory=dict)
     refused: dict[ProgressKey, int] = field(default_factory=dict)  # the version MongoDB refused
     overclaimed: dict[ProgressKey, tuple[int, float]] = field(default_factory=dict)
-    # The version each key's statements are based on (workers/interop.py, `announce_flush`)
-    bases: dict[ProgressKey, int] = field(default_factory=dict)
 
 
 def _flush_keys(
@@ -146,8 +144,7 @@ def _flush_keys(
             "no catalog entry for %d buffered keys, e.g. %s", len(batch.unknown), batch.unknown[0]
         )
         ctx.hot.release(batch.unknown, retry_at=now + 3600)
-    announce_flush(ctx, batch.writes, dict(zip(batch.keys, batch.entries, strict=True)),
-                   batch.bases, now)  # fmt: skip
+    announce_flush(ctx, batch.writes, dict(zip(batch.keys, batch.entries, strict=True)), now)
     committed = ctx.hot.commit(batch.folds)
     for fold_, ok in zip(batch.folds, committed, strict=True):
         if not ok:  # another worker folded first: it holds the key and writes it
@@ -251,7 +248,6 @@ def _fold_batch(ctx: WorkerContext, keys: list[ProgressKey], report: FlushReport
             batch.overclaimed[key] = (overclaimed, f.state.unverified_seconds)
         if f.folded or entry.version is None:
             batch.folds.append(f)
-        batch.bases[key] = _statement_base(entry, base)
         batch.writes[key] = StateWrite(
             key.student_id, key.material_id, ref.course_id, duration, f.state, f.version
         )
@@ -363,19 +359,6 @@ def _finish(ctx: WorkerContext, batch: _Batch, now: float, report: FlushReport) 
         next_due=now + ctx.settings.due_delay_s,
         ttl_s=ctx.settings.hot_state_ttl_s,
     )
-
-
-def _statement_base(entry: HotEntry, stored: StoredState | None) -> int:
-    """The version the key's statements build on: the hot state's as read, else a stored
-    state's (a document holding one: an erasure cut after the read of the keys has a tombstone
-    2^32 beyond it, so the statements stay below it and are refused), else 0 (no state, or an
-    erasure's tombstone: it may be the tombstone of a cut after the read, and the heartbeats
-    read before it must not be stated)."""
-    if entry.version is not None:
-        return entry.version
-    if stored is not None and stored.state is not None:
-        return stored.version
-    return 0
 
 
 def _version_floors(

@@ -74,7 +74,6 @@ def announce_flush(
     ctx: WorkerContext,
     writes: Mapping[ProgressKey, StateWrite],
     entries: Mapping[ProgressKey, HotEntry | None],
-    bases: Mapping[ProgressKey, int],
     now: float,
 ) -> None:
     """The flush's hook: queue the statements that the heartbeats folded into `writes` report,
@@ -86,16 +85,15 @@ def announce_flush(
     later flush to see them. Before it, a fold that does not commit (another worker folded
     first, or this one died) is folded again, and the same heartbeats give the same ids.
 
-    Each statement's basis is `bases[key]` plus the heartbeats folded: the hot state's version
-    as the flush read it, or for a key without one the stored state's (workers/flush.py,
-    `_statement_base`): below the tombstone of an erasure whose cut came after that read, above
-    it for heartbeats taken after the cut. Not the write's version: for a key without a hot
-    state that comes from MongoDB, read later, maybe from the erasure's own tombstone."""
+    Each statement's basis is the hot state's version as the flush read it plus the heartbeats
+    folded: below the tombstone of an erasure whose cut came after that read, above it for
+    heartbeats taken after the cut (not the write's version, which for a key without a hot state
+    comes from MongoDB, read later, maybe from the erasure's own tombstone)."""
     s = ctx.settings
     if not s.xapi_lrs_url:
         return
     try:
-        _announce_flush(ctx, writes, entries, bases, now)
+        _announce_flush(ctx, writes, entries, now)
     except Exception:
         log.exception("could not queue xAPI statements for %d keys", len(writes))
         with contextlib.suppress(redis.RedisError):
@@ -106,7 +104,6 @@ def _announce_flush(
     ctx: WorkerContext,
     writes: Mapping[ProgressKey, StateWrite],
     entries: Mapping[ProgressKey, HotEntry | None],
-    bases: Mapping[ProgressKey, int],
     now: float,
 ) -> None:
     b, catalog = builder(ctx.settings), ctx.catalog()
@@ -123,7 +120,7 @@ def _announce_flush(
             log.exception("no xAPI statements for %s", key.member)
             pipe.hincrby(STATS, "interop_errors", 1)
             continue
-        read = bases.get(key, 0) + len(entry.pending)
+        read = (entry.version or 0) + len(entry.pending)
         statements += [
             statement_entry(key.student_id, key.material_id, st, now, read) for st in found
         ]
