@@ -159,9 +159,22 @@ class ProgressService:
     async def record_many(
         self, student_id: str, submissions: list[Submission]
     ) -> list[ServiceError | None]:
-        """Buffer each submission durably (one Redis round trip for all of them), without
-        computing states: None for each one accepted, else the ServiceError that refused it."""
-        replies = await self._submit(student_id, submissions, want_state=False)
+        """Buffer each submission durably (one Redis round trip for all of them): None for each
+        one accepted, else the ServiceError that refused it. Each accepted key's state is then
+        computed and cached, as `record` does, so that the key's next request asks the viewing
+        budget for what it claims beyond it (a client that sends only batches would otherwise
+        ask, every time, without a state: for what its batch claims less the key's whole
+        grant, nothing after the first)."""
+        replies = await self._submit(student_id, submissions, want_state=True)
+        for sub, reply in zip(submissions, replies, strict=True):
+            if isinstance(reply, ServiceError) or reply.view is None:
+                continue
+            key = ProgressKey(student_id, sub.material_id, self.ctx.key_schema)
+            stored, answered = None, True
+            if reply.view.needs_stored_state(sub.cached):
+                stored, answered = await self._stored_state_quickly(key)
+            base = reply.view.base_state(sub.known, stored)
+            await self._fold_view(key, sub.ref, reply.view, base, answered)
         return [r if isinstance(r, ServiceError) else None for r in replies]
 
     async def _submit(

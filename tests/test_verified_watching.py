@@ -412,13 +412,7 @@ def test_a_backdated_batch_is_credited_by_when_it_arrived(
     assert r.status_code == 202 and all(x["accepted"] for x in r.json()["results"])
     clock.advance(30)  # half a minute later, one more heartbeat: 30 s observed, 60 s budget
     reply = watch(client, **heartbeat(100, played=[], session_id="b", seq=200))
-    # It claims nothing itself, and this process knew no state of the key (the batch route
-    # keeps none): it asks for nothing, and the budget waits in the ledger. With the state
-    # known from its answer, the next one asks for the batch's seconds: 35 s observed, 70 s.
-    assert reply["watched_seconds"] == 0.0
-    clock.advance(5)
-    reply = watch(client, **heartbeat(100, played=[], session_id="b", seq=201))
-    assert reply["watched_seconds"] == 70.0 and reply["completed"] is False
+    assert reply["watched_seconds"] == 60.0 and reply["completed"] is False
 
 
 CAP = RATE * GAP  # the unspent budget kept (slack 0): 120 s
@@ -486,6 +480,22 @@ def test_a_batch_claiming_the_same_seconds_again_banks_nothing(
     batch(client, [whole("v-600", 600)])
     gained = watched(client, "v-600") - 50.0
     assert 0 < gained <= RATE * (clock.time() - before) + CAP
+
+
+# An honest player whose heartbeats all go through the batch route (the tracker's offline
+# outbox, or a client that batches), playing in real time: credited as it plays. (A version of
+# the fix above asked, for every batch, without a state: its own seconds less the key's whole
+# grant, so nothing after the first batch was granted.)
+def test_an_honest_player_on_the_batch_route_is_credited_in_full(
+    client: TestClient, clock: MockedClock
+) -> None:
+    batch(client, [{"material_id": "v-100", **heartbeat(0, played=[], session_id="p", seq=0)}])
+    for t in range(10, 110, 10):
+        clock.advance(10)
+        hb = heartbeat(t, played=[[t - 10, t]], session_id="p", seq=t, playback_rate=1)
+        batch(client, [{"material_id": "v-100", **hb}])
+    # Read once, at the end: a status read in between would leave a state in the cache.
+    assert watched(client, "v-100") == 100.0
 
 
 # -- the Procfile's real processes: each forgery of the issue fails, honest play completes ------
