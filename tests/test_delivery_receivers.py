@@ -229,6 +229,27 @@ def test_one_students_refused_events_hold_up_no_other_students_events(
         srv.shutdown()
 
 
+def test_a_receiver_that_is_gone_is_left_alone_not_asked_per_event(
+    redis_url: str, mongo_url: str
+) -> None:
+    """410 Gone is the receiver's answer about itself, as 404 is, not a refusal of one event:
+    asked once, then left alone for its backoff, its events kept."""
+
+    def gone(conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 410 Gone\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+
+    with server(gone) as srv:
+        ctx = context(redis_url, mongo_url, webhook_urls=srv.url, webhook_secret=SECRET,
+                      outbox_retry_base_s=60.0)  # fmt: skip
+        now = time.time()
+        for i in range(5):
+            queue_webhook(ctx, srv.url, f"s-{i}", now - 10 + i)
+        assert send_due_webhooks(ctx) == {"sent": 0, "retried": 5, "dead": 0}
+    assert srv.requests == 1
+    assert ctx.redis.hexists(WEBHOOK.failing, srv.url)
+    assert ctx.redis.hlen(WEBHOOK.entries) == 5
+
+
 def statements(n: int, now: float) -> list[OutboxEntry]:
     ids = [f"00000000-0000-5000-8000-{i:012d}" for i in range(n)]
     return [OutboxEntry(i, f"s-{k}", {"id": i, "actor": {}, "verb": {"id": "x"}}, now, "v-100",

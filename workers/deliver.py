@@ -12,10 +12,12 @@ job that dies leaves its entries to the next one after the lease.
 - Any other 4xx from the LRS: the statements endpoint refuses a whole batch for one bad
   statement, so the batch is split in halves until the refused statements are alone; those are
   set aside in the dead-letter hash and counted, the others are sent.
-- Any other 4xx from a webhook receiver (400, 409, 413, 422, ...): the receiver is up and
-  refuses that one event (a student it does not know yet, say). The event is retried on its own
-  backoff until WEBHOOK_MAX_AGE_S; the receiver is not left alone, so one student's refused
-  events never hold up the others'.
+- Any other 4xx from a webhook receiver (400, 409, 413, 422, ...; 410 Gone is the receiver's,
+  like 404): the receiver is up and refuses that one event (a student it does not know yet,
+  say). The event is retried on its own backoff until WEBHOOK_MAX_AGE_S; the receiver is not
+  left alone, so one student's refused events never hold up the others'. A receiver that
+  refuses every event so gets one request per queued event per backoff (at most
+  OUTBOX_RETRY_MAX_S apart), as an LRS's statements would.
 
 A receiver cannot hold a worker or its memory (shared/integrations/bounded_http.py): each
 request has DELIVERY_TIMEOUT_S in all (headers trickled a byte at a time included), at most
@@ -59,6 +61,9 @@ log = logging.getLogger(__name__)
 
 # Answers that say "not now" rather than "never": retried like a 5xx.
 RETRY_STATUSES = {401, 403, 404, 407, 408, 425, 429}
+# A webhook receiver's answers about itself, not the event: it is left alone for its backoff.
+# Any other 4xx refuses that one event (retried on its own backoff).
+RECEIVER_STATUSES = RETRY_STATUSES | {410}
 SWEEP_LIMIT = 500  # silent sessions ended, or webhook entries handled, per job at most
 # Webhooks go one request each: ten timeouts in a row still end well inside the lease.
 WEBHOOK_BATCH = 10
@@ -319,8 +324,8 @@ async def _attempt_webhook(
             out.sent.append(entry)
             return
         outcome = f"HTTP {status}" if status is not None else why
-        if status is not None and 400 <= status < 500 and status not in RETRY_STATUSES:
-            receivers.answered(url)  # it refused this event, and is up for the others
+        if status is not None and 400 <= status < 500 and status not in RECEIVER_STATUSES:
+            pass  # it refused this event, and is up for the others (its backoff, if any, stays)
         else:
             receivers.failed(url, now)
             alone = receivers.left_alone(url, now)
