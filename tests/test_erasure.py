@@ -27,6 +27,7 @@ import workers.flush
 from ingest.app import create_app
 from shared.clock import MockedClock
 from shared.integrations.outbox import OUTBOXES, WEBHOOK, XAPI, Outbox, Settled
+from shared.integrations.xapi import EXT, Video, session_uuid
 from shared.ops.erasure import VERSION_GAP, erase_progress
 from shared.settings import Settings
 from shared.storage import rollup_store
@@ -395,6 +396,71 @@ def test_tombstones_expire_and_then_nothing_of_the_student_is_left(campus: Campu
     assert c.ctx.mongo.progress.count_documents({"student_id": STUDENT}) == 0
     who = c.token(STUDENT)  # the day-old one expired by the app's clock
     watch_again_after_the_erasure(c, who)
+
+
+def verbs_in_session(c: Campus, session: str) -> list[str]:
+    """The verbs queued for STUDENT's player session `session` on v-100, sorted."""
+    wanted = session_uuid(Video(STUDENT, "v-100", "", 100.0), session)
+    return sorted(
+        d["payload"]["verb"]["display"]["en-US"]
+        for d in queued_for(c, XAPI)
+        if d["payload"]["context"]["extensions"][EXT + "session-id"] == wanted
+    )
+
+
+# Erasure is no ban, whatever happens to the key's hot state after it. Once it was gone
+# (HOT_STATE_TTL_S, down to 60 s, may be below the tombstones' day), the flush stated the new
+# heartbeats on version 0 + their count, below the erasure's tombstone, and the push refused
+# them as erased: stored, never stated. The flush now reads the key's tombstone too, before
+# its pending heartbeats.
+def test_heartbeats_after_an_erasure_are_stated_once_the_hot_state_is_gone(
+    campus: Campus,
+) -> None:
+    c = campus
+    who = c.enroll(STUDENT)
+    c.watch(who, "v-100", watch_time=20, played=[[0, 20]], session_id="p1", seq=0, event="pause")
+    c.flush()
+    c.erase()
+    c.watch(who, "v-100", watch_time=10, played=[[0, 10]], session_id="p3", seq=0, event="pause")
+    c.flush()
+    assert verbs_in_session(c, "p3") == ["initialized", "paused"]
+    c.buffer.delete(ProgressKey(STUDENT, "v-100", KEY_SCHEMA).state)  # as its TTL does
+    c.watch(who, "v-100", watch_time=30, played=[[10, 30]], session_id="p4", seq=0, event="pause")
+    c.flush()
+    doc = present(c.ctx.mongo.progress.find_one({"student_id": STUDENT, "material_id": "v-100"}))
+    assert doc["watched_seconds"] == 30.0
+    assert verbs_in_session(c, "p4") == ["initialized", "paused"]
+
+
+# A flush reads a key that has pending heartbeats and no hot state; the erasure's cut comes
+# right after that read (and the erasure answers); the student watches again and another flush
+# stores that at T + 1. The first flush goes on: its statements of the erased heartbeats must
+# stay below the tombstone. (A first fix of the test above based them on the stored state,
+# read later: T + 1, and stated them; a second review caught it.)
+def test_erased_heartbeats_are_not_stated_by_a_flush_that_read_them_before_the_cut(
+    campus: Campus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = campus
+    who = c.enroll(STUDENT)
+    c.watch(who, "v-100", watch_time=0, session_id="p1", seq=0, event="play")
+    c.watch(who, "v-100", watch_time=40, played=[[0, 40]], session_id="p1", seq=1, event="pause")
+    real = c.ctx.hot.read_entries
+    done: list[Any] = []
+
+    def read_entries(*args: Any, **kwargs: Any) -> Any:
+        result = real(*args, **kwargs)
+        if not done:
+            done.append(c.erase())
+            c.watch(who, "v-100", watch_time=10, played=[[0, 10]], session_id="p3", seq=0,
+                    event="pause")  # fmt: skip
+            assert not flush_batch(c.ctx, 500).errors  # the second flush, in between
+        return result
+
+    monkeypatch.setattr(c.ctx.hot, "read_entries", read_entries)
+    c.flush()  # the first flush goes on
+    assert done
+    assert verbs_in_session(c, "p3") == ["initialized", "paused"]  # after the erasure: stated
+    assert verbs_in_session(c, "p1") == []  # erased: never stated
 
 
 # Every tombstone gone (MongoDB's deleted by the maintenance job, Redis's expired): a new state
