@@ -85,12 +85,10 @@ def announce_flush(
     later flush to see them. Before it, a fold that does not commit (another worker folded
     first, or this one died) is folded again, and the same heartbeats give the same ids.
 
-    Each statement's basis is the hot state's version as the flush read it (or, above it, the
-    key's erasure tombstone read before the pending list: those heartbeats came after its cut)
-    plus the heartbeats folded: below the tombstone of an erasure whose cut came after that
-    read, above it for heartbeats taken after the cut, with the hot state gone or not. Not the
-    write's version, which for a key without a hot state comes from MongoDB, read later, maybe
-    written after a cut that came after the read."""
+    Each statement's basis is the hot state's version as the flush read it plus the heartbeats
+    folded: below the tombstone of an erasure whose cut came after that read, above it for
+    heartbeats taken after the cut (not the write's version, which for a key without a hot state
+    comes from MongoDB, read later, maybe from the erasure's own tombstone)."""
     s = ctx.settings
     if not s.xapi_lrs_url:
         return
@@ -122,7 +120,7 @@ def _announce_flush(
             log.exception("no xAPI statements for %s", key.member)
             pipe.hincrby(STATS, "interop_errors", 1)
             continue
-        read = max(entry.version or 0, entry.tombstone or 0) + len(entry.pending)
+        read = (entry.version or 0) + len(entry.pending)
         statements += [
             statement_entry(key.student_id, key.material_id, st, now, read) for st in found
         ]

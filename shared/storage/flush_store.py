@@ -39,24 +39,17 @@ class HotEntry:
     version: int | None  # None: no hot state (never folded, or expired)
     pending: list[Heartbeat]
     completion_recorded: bool = False
-    # The version of an erasure's tombstone of the key, read after the hash and before the
-    # pending list (None: none): a tombstone seen means those heartbeats came after its cut.
-    tombstone: int | None = None
 
 
 HOT_FIELDS = ("state", "n", "cq")
 
 
-def parse_entry(hot_hash: dict[Any, Any], pending: list[Any], tombstone: Any = None) -> HotEntry:
+def parse_entry(hot_hash: dict[Any, Any], pending: list[Any]) -> HotEntry:
     fields = {as_text(k): as_text(v) for k, v in hot_hash.items()}
     state = WatchState.from_json(fields["state"]) if "state" in fields else None
     version = int(fields["n"]) if "n" in fields else None
     return HotEntry(
-        state,
-        version,
-        [Heartbeat.from_json(raw) for raw in pending],
-        fields.get("cq") == "1",
-        int(as_text(tombstone)) if tombstone is not None else None,
+        state, version, [Heartbeat.from_json(raw) for raw in pending], fields.get("cq") == "1"
     )
 
 
@@ -125,16 +118,15 @@ class HotStore:
     def read_entries(self, keys: list[ProgressKey]) -> list[HotEntry | SetAside]:
         """Each key's entry, or why one whose stored data cannot be parsed is unreadable."""
         pipe = self.client.pipeline(transaction=False)
-        for key in keys:  # in this order (HotEntry.tombstone): the tombstone before the list
+        for key in keys:
             pipe.hmget(key.state, HOT_FIELDS)  # not the preview: only web processes read it
-            pipe.hget(key.schema.buffer_tombstones(key.student_id), key.material_id)
             pipe.lrange(key.pending, 0, -1)
         replies = pipe.execute()
         entries: list[HotEntry | SetAside] = []
-        for i in range(0, len(replies), 3):
+        for i in range(0, len(replies), 2):
             try:
                 fields = {f: v for f, v in zip(HOT_FIELDS, replies[i], strict=True) if v}
-                entries.append(parse_entry(fields, replies[i + 2], replies[i + 1]))
+                entries.append(parse_entry(fields, replies[i + 1]))
             except (ValueError, KeyError, TypeError, IndexError) as exc:
                 entries.append(SetAside(UNREADABLE, "its buffered data: " + describe(exc)))
         return entries
