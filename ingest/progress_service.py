@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -34,14 +35,16 @@ from shared.storage.ingest_store import IngestItem, IngestLimits
 from shared.storage.keys import ProgressKey
 from shared.storage.views import CachedState, HotView, IngestReply, StateCache
 
+log = logging.getLogger(__name__)
+
 # A heartbeat's reply waits at most this long for MongoDB (only for a state that expired from
 # Redis); past it the reply is computed without the stored state, which the workers still merge.
 MONGO_READ_DEADLINE_S = 0.25
 # A reply folds the heartbeats its key holds since a known state: a handful, but a student can
-# leave up to MAX_PENDING_PER_KEY of them (the batch route computes no state), each with up to
-# 50 played ranges. Those are folded in slices of about this many ranges and heartbeats (about
-# a millisecond of CPU), the event loop free between them, so one student's backlog never
-# holds up the requests of others that the process is serving.
+# leave up to MAX_PENDING_PER_KEY of them (batches of many, say, with the workers down), each
+# with up to 50 played ranges. Those are folded in slices of about this many ranges and
+# heartbeats (about a millisecond of CPU), the event loop free between them, so one student's
+# backlog never holds up the requests of others that the process is serving.
 FOLD_SLICE_RANGES = 400
 
 
@@ -170,11 +173,14 @@ class ProgressService:
             if isinstance(reply, ServiceError) or reply.view is None:
                 continue
             key = ProgressKey(student_id, sub.material_id, self.ctx.key_schema)
-            stored, answered = None, True
-            if reply.view.needs_stored_state(sub.cached):
-                stored, answered = await self._stored_state_quickly(key)
-            base = reply.view.base_state(sub.known, stored)
-            await self._fold_view(key, sub.ref, reply.view, base, answered)
+            try:  # the heartbeats are buffered: a state that cannot be made is only not cached
+                stored, answered = None, True
+                if reply.view.needs_stored_state(sub.cached):
+                    stored, answered = await self._stored_state_quickly(key)
+                base = reply.view.base_state(sub.known, stored)
+                await self._fold_view(key, sub.ref, reply.view, base, answered)
+            except Exception:
+                log.exception("no state cached for %s after its batch", key.member)
         return [r if isinstance(r, ServiceError) else None for r in replies]
 
     async def _submit(
