@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ingest.app import create_app
+from ingest.progress_service import ProgressService
 from shared.clock import MockedClock
 from shared.domain.progress import (
     TRUST_CLIENT,
@@ -496,6 +497,22 @@ def test_an_honest_player_on_the_batch_route_is_credited_in_full(
         batch(client, [{"material_id": "v-100", **hb}])
     # Read once, at the end: a status read in between would leave a state in the cache.
     assert watched(client, "v-100") == 100.0
+
+
+# The batch route folds each key's state after buffering its heartbeats, only to cache it: a
+# state that cannot be made (here: the fold raises) leaves the batch accepted, not a 500 for
+# heartbeats already buffered.
+def test_a_state_the_batch_route_cannot_make_leaves_the_batch_accepted(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError("a state that cannot be made")
+
+    monkeypatch.setattr(ProgressService, "_fold_view", broken)
+    batch(client, [{"material_id": "v-100", **heartbeat(5, played=[[0, 5]], session_id="p")}])
+    monkeypatch.undo()
+    status = client.get("/api/progress/video/v-100/status").json()
+    assert status["watch_time"] == 5.0  # buffered all the same
 
 
 # -- the Procfile's real processes: each forgery of the issue fails, honest play completes ------
