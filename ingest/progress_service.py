@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from starlette.concurrency import run_in_threadpool
@@ -154,10 +154,7 @@ class ProgressService:
             raise reply
         if reply.view is None:  # asked for with want_state=True, so never: a bug if it happens
             raise RuntimeError("the ingest script did not return the state")
-        view, stored, answered = reply.view, None, True
-        if view.needs_stored_state(sub.cached):
-            stored, answered = await self._stored_state_quickly(key)
-        return await self._fold_view(key, ref, view, view.base_state(sub.known, stored), answered)
+        return await self._state_after(key, sub, reply.view)
 
     async def record_many(
         self, student_id: str, submissions: list[Submission]
@@ -168,20 +165,29 @@ class ProgressService:
         budget for what it claims beyond it (a client that sends only batches would otherwise
         ask, every time, without a state: for what its batch claims less the key's whole
         grant, nothing after the first)."""
-        replies = await self._submit(student_id, submissions, want_state=True)
-        for sub, reply in zip(submissions, replies, strict=True):
+        keys = [ProgressKey(student_id, s.material_id, self.ctx.key_schema) for s in submissions]
+        subs = [
+            replace(s, cached=self.cache.get(k)) for s, k in zip(submissions, keys, strict=True)
+        ]
+        replies = await self._submit(student_id, subs, want_state=True)
+        for key, sub, reply in zip(keys, subs, replies, strict=True):
             if isinstance(reply, ServiceError) or reply.view is None:
                 continue
-            key = ProgressKey(student_id, sub.material_id, self.ctx.key_schema)
             try:  # the heartbeats are buffered: a state that cannot be made is only not cached
-                stored, answered = None, True
-                if reply.view.needs_stored_state(sub.cached):
-                    stored, answered = await self._stored_state_quickly(key)
-                base = reply.view.base_state(sub.known, stored)
-                await self._fold_view(key, sub.ref, reply.view, base, answered)
+                await self._state_after(key, sub, reply.view)
             except Exception:
                 log.exception("no state cached for %s after its batch", key.member)
         return [r if isinstance(r, ServiceError) else None for r in replies]
+
+    async def _state_after(self, key: ProgressKey, sub: Submission, view: HotView) -> WatchState:
+        """The key's state as of the submission just buffered, from the view its script
+        returned (MongoDB's stored state as its base when Redis holds none), cached."""
+        stored, answered = None, True
+        if view.needs_stored_state(sub.cached):
+            stored, answered = await self._stored_state_quickly(key)
+        return await self._fold_view(
+            key, sub.ref, view, view.base_state(sub.known, stored), answered
+        )
 
     async def _submit(
         self, student_id: str, submissions: list[Submission], want_state: bool

@@ -45,7 +45,6 @@ from ingest.shortcuts import first_header, id_errors, send_json
 from shared.domain.catalog import MaterialRef
 from shared.domain.progress import Heartbeat
 from shared.errors import ClientTsOutOfRange, Forbidden, InvalidInput, ServiceError
-from shared.storage.keys import ProgressKey
 from shared.tokens import Principal
 
 router = APIRouter(prefix="/api/progress", tags=["student progress"])
@@ -84,11 +83,7 @@ async def post_heartbeats(
         entry = by_material.setdefault(item.material_id, (ref, [], []))
         entry[1].append(hb)
         entry[2].append(index)
-    schema, cache = service.ctx.key_schema, service.cache  # the states this process knows
-    submissions = [
-        Submission(ref, m, hbs, cache.get(ProgressKey(student.user_id, m, schema)))
-        for m, (ref, hbs, _) in by_material.items()
-    ]
+    submissions = [Submission(ref, m, hbs) for m, (ref, hbs, _) in by_material.items()]
     refusals = await service.record_many(student.user_id, submissions)
     for (_, _, indexes), refusal in zip(by_material.values(), refusals, strict=True):
         for index in indexes:
