@@ -324,9 +324,8 @@ async def _attempt_webhook(
             out.sent.append(entry)
             return
         outcome = f"HTTP {status}" if status is not None else why
-        if status is not None and 400 <= status < 500 and status not in RECEIVER_STATUSES:
-            pass  # it refused this event, and is up for the others (its backoff, if any, stays)
-        else:
+        refused = status is not None and 400 <= status < 500 and status not in RECEIVER_STATUSES
+        if not refused:  # a refusal of this event: up for the others, its backoff (if any) kept
             receivers.failed(url, now)
             alone = receivers.left_alone(url, now)
     if now - entry.created_at >= s.webhook_max_age_s:

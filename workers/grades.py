@@ -149,8 +149,7 @@ def repair_grades(ctx: WorkerContext, limit: int = REPAIR_BATCH) -> int:
     page = ctx.lti_grades.page_after(after, limit)
     registered = {p.platform_id for p in PlatformRegistry(ctx.mongo.db).all()}
     merged = ctx.lti_grades.merge_duplicates({t.user_id for t in page})  # one per line item
-    live = [t for t in page if not t.refused and t.platform_id in registered]
-    live = [t for t in live if t.id not in merged]
+    live = [t for t in page if not t.refused and t.platform_id in registered and t.id not in merged]
     states = ctx.mongo.find_states({(t.user_id, t.material_id) for t in live})
     made = []
     for t in live:
