@@ -485,6 +485,15 @@ def test_a_learner_the_platform_refuses_is_recorded_and_not_retried(world: World
     assert [s["scoreGiven"] for s in world.scores(item, "u-no")] == [70.0]
 
 
+def grade_health(world: World) -> dict[str, Any]:
+    """What `GET /api/admin/lti/platforms/{id}/grades` tells an admin now."""
+    admin = bearer(world.settings, "admin-1", "admin", now=world.clock.time())
+    r = world.client.get(f"/api/admin/lti/platforms/{PLATFORM_ID}/grades", headers=admin)
+    assert r.status_code == 200, r.text
+    health: dict[str, Any] = r.json()
+    return health
+
+
 def test_a_token_the_platform_refuses_refuses_no_learner_and_is_retried(world: World) -> None:
     item = world.book.add_line_item("Speed")
     user = world.launch("u-1", **world.book.claim(item, scopes=(SCORE,)))
@@ -493,17 +502,14 @@ def test_a_token_the_platform_refuses_refuses_no_learner_and_is_retried(world: W
     world.flush()
     world.deliver(INTERVAL_S)
     assert world.book.score_posts == 0 and world.book.token_refusals == [f"scope {[SCORE]}"]
-    admin = bearer(world.settings, "admin-1", "admin", now=world.clock.time())
-    health = world.client.get(f"/api/admin/lti/platforms/{PLATFORM_ID}/grades", headers=admin)
-    assert (
-        health.json()["refused"] == [] and "invalid_scope" in health.json()["last_error"]["error"]
-    )
+    health = grade_health(world)
+    assert health["refused"] == [] and "invalid_scope" in health["last_error"]["error"]
     world.book.offered = (LINEITEM, SCORE)
     world.book.withheld = {SCORE}  # asked, offered, not granted: no call it would refuse
     world.deliver_over(2)
     assert world.book.score_posts == 0 and len(world.book.tokens_issued) == 1
-    health = world.client.get(f"/api/admin/lti/platforms/{PLATFORM_ID}/grades", headers=admin)
-    assert health.json()["refused"] == [] and SCORE in health.json()["last_error"]["error"]
+    health = grade_health(world)
+    assert health["refused"] == [] and SCORE in health["last_error"]["error"]
     world.book.withheld = set()  # fixed: the retry goes through
     world.deliver_over(5)
     assert [s["scoreGiven"] for s in world.scores(item, "u-1")] == [40.0]
@@ -873,10 +879,7 @@ def test_an_access_token_never_shows_in_the_admins_grade_health(world: World) ->
     world.watch(user, 20)
     world.flush()
     world.deliver(INTERVAL_S)
-    admin = bearer(world.settings, "admin-1", "admin", now=world.clock.time())
-    r = world.client.get(f"/api/admin/lti/platforms/{PLATFORM_ID}/grades", headers=admin)
-    assert r.status_code == 200, r.text
-    error = r.json()["last_error"]["error"]
+    error = grade_health(world)["last_error"]["error"]
     assert issued and not quotes(error, issued[0]) and "access_token" not in error, error
     assert "expires_in" in error, error  # what was wrong, said
 
@@ -901,9 +904,7 @@ def test_a_refusal_that_echoes_the_access_token_is_shown_without_it(world: World
     world.watch(user, 20)
     world.flush()
     world.deliver(INTERVAL_S)
-    admin = bearer(world.settings, "admin-1", "admin", now=world.clock.time())
-    r = world.client.get(f"/api/admin/lti/platforms/{PLATFORM_ID}/grades", headers=admin)
-    (refused,) = r.json()["refused"]
+    (refused,) = grade_health(world)["refused"]
     token = echoed[0].removeprefix("Bearer ")
     assert "user not in course" in refused["detail"] and not quotes(refused["detail"], token)
 
