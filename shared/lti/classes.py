@@ -293,12 +293,7 @@ class ClassStore:
     ) -> None:
         """Upsert the member entries that are new or changed; a launch's (`launched`) always,
         with `launched_at` (it writes its own entry, reading none)."""
-        held: dict[str, dict[str, Any]] = {}
-        for i in range(0, 0 if launched else len(members), 1000):
-            ids = [f"{context.class_id}|{m.user_id}" for m in members[i : i + 1000]]
-            skip = {"_id": 0, "updated_at": 0, "launched_at": 0}
-            found = self.members.find({"_id": {"$in": ids}}, skip)
-            held |= {d["user_id"]: d for d in found}
+        held = {} if launched else self._held_members(context.class_id, members)
         ops = []
         for m in members:
             fields = {
@@ -313,10 +308,20 @@ class ClassStore:
             }
             if launched or held.get(m.user_id) != fields:
                 key = {"_id": f"{context.class_id}|{m.user_id}"}
-                when = {"updated_at": now, "launched_at": now} if launched else {"updated_at": now}
+                when = {"updated_at": now} | ({"launched_at": now} if launched else {})
                 ops.append(UpdateOne(key, {"$set": {**fields, **when}}, upsert=True))
         for i in range(0, len(ops), 1000):
             self.members.bulk_write(ops[i : i + 1000], ordered=False)
+
+    def _held_members(self, class_id: str, members: list[Member]) -> dict[str, dict[str, Any]]:
+        """The stored entries of these members, by user id, as `_keep_members` compares them
+        (without their times)."""
+        held: dict[str, dict[str, Any]] = {}
+        skip = {"_id": 0, "updated_at": 0, "launched_at": 0}
+        for i in range(0, len(members), 1000):
+            ids = [f"{class_id}|{m.user_id}" for m in members[i : i + 1000]]
+            held |= {d["user_id"]: d for d in self.members.find({"_id": {"$in": ids}}, skip)}
+        return held
 
     def _activate(self, class_id: str, course_id: str, members: list[Member]) -> None:
         """Enroll who is not yet enrolled, in the class and named (admin_ops.enroll_many: the
