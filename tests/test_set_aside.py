@@ -142,16 +142,21 @@ def test_a_session_id_with_a_nul_left_by_an_older_version_is_stored(
 # -- a document MongoDB refuses ---------------------------------------------------------------
 
 
-def test_a_document_mongodb_refuses_is_set_aside_alone_listed_counted_and_retried(
-    client: TestClient, settings: Settings, redis_client: Buffer, mongo_db: Any
-) -> None:
-    # A stored document whose counter is not a number: MongoDB refuses the `$inc` of every
-    # write of that key (a write error of its own index in the unordered bulk write).
+def watch_a_key_mongodb_refuses(client: TestClient, settings: Settings, mongo_db: Any) -> None:
+    """ODD watches v-100, whose stored document has a counter that is not a number: MongoDB
+    refuses the `$inc` of every write of that key (a write error of its own index in the
+    unordered bulk write)."""
     mongo_db.watch_progress.insert_one(
         {"_id": progress_id(ODD, "v-100"), "student_id": ODD, "material_id": "v-100", "v": 0,
          "flushes": "many"}
     )  # fmt: skip
     watch(client, settings, ODD, **heartbeat(30, played=[[0, 30]]))
+
+
+def test_a_document_mongodb_refuses_is_set_aside_alone_listed_counted_and_retried(
+    client: TestClient, settings: Settings, redis_client: Buffer, mongo_db: Any
+) -> None:
+    watch_a_key_mongodb_refuses(client, settings, mongo_db)
     honest_heartbeats(client, settings)
 
     report = flush(settings)
@@ -333,11 +338,7 @@ def test_a_key_erased_before_the_flush_sets_it_aside_is_not_listed_again(
     # MongoDB refuses the key's write; the erasure's cut lands between that write and setting
     # the key aside. It used to be listed again (and in the student's key index), and `poison
     # retry --all` then made it due: claimed after every lease while its tombstone lived.
-    mongo_db.watch_progress.insert_one(
-        {"_id": progress_id(ODD, "v-100"), "student_id": ODD, "material_id": "v-100", "v": 0,
-         "flushes": "many"}
-    )  # fmt: skip
-    watch(client, settings, ODD, **heartbeat(30, played=[[0, 30]]))
+    watch_a_key_mongodb_refuses(client, settings, mongo_db)
     real = set_aside.quarantine  # as workers.flush calls it
 
     def erased_first(*args: Any) -> list[ProgressKey]:
