@@ -26,6 +26,7 @@ from redis import Redis
 from redis.cluster import RedisCluster as RedisClusterClient
 
 from shared.devtools.services import (
+    ProcessStartError,
     RedisCluster,
     Service,
     free_port,
@@ -180,7 +181,19 @@ def running_stack(
         for _ in range(workers):
             s.start("worker")
         s.start("clock")
-        wait_for_port(port, 60, web)  # a generous bound for a busy machine: a dead web fails
+        for attempt in range(3):  # a generous bound for a busy machine: a dead web fails
+            try:
+                wait_for_port(s.port, 60, web)
+                break
+            except ProcessStartError:
+                if attempt == 2 or web.poll() is None:
+                    raise
+                # Another process took the free port first (the web log says "address already
+                # in use"): the web again, on another one.
+                s.kill_all("web")
+                s.port = free_port()
+                s.env["PORT"] = str(s.port)
+                web = s.start("web")
         yield s
     finally:
         for name in list(s.procs):

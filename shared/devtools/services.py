@@ -7,6 +7,7 @@ the caller chooses.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -46,6 +47,12 @@ def free_cluster_port() -> int:
 def wait_for_port(
     port: int, timeout_s: float = 15.0, proc: subprocess.Popen[bytes] | None = None
 ) -> None:
+    """Until `port` takes connections; with `proc`, until `proc` (or a process it started)
+    is the one listening there, where /proc tells (Linux). A free port is picked before the
+    process binds it, so another process may take it first: then connecting alone would take
+    that process for ours while ours fails to bind (an xdist worker's stack ran its browser
+    tests against another worker's web process that way). Raises ProcessStartError when `proc`
+    exits first or the time is up."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -54,10 +61,55 @@ def wait_for_port(
             )
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
+                if proc is None or _listens(proc.pid, port) is not False:
+                    return
         except OSError:
-            time.sleep(0.05)
+            pass
+        time.sleep(0.05)
     raise ProcessStartError(f"nothing listens on port {port} after {timeout_s}s")
+
+
+def _listens(pid: int, port: int) -> bool | None:
+    """Whether process `pid` or one of its descendants holds the socket listening on `port`
+    (None where /proc cannot tell)."""
+    inodes = set()
+    try:
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()  # sl, local address, remote, state ('0A': LISTEN), ...
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(f"socket:[{fields[9]}]")
+        children = _children()
+    except (OSError, IndexError, ValueError):
+        return None
+    tree, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        tree.add(p)
+        todo += [c for c in children.get(p, []) if c not in tree]
+    for p in tree:
+        fd_dir = Path(f"/proc/{p}/fd")
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError:
+            continue
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                if os.readlink(fd_dir / fd) in inodes:
+                    return True
+    return False
+
+
+def _children() -> dict[int, list[int]]:
+    """Parent pid -> its child pids, from /proc."""
+    found: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                ppid = int(stat.rsplit(")", 1)[1].split()[1])  # after the command's (name)
+                found.setdefault(ppid, []).append(int(entry))
+    return found
 
 
 def redis_server_binary() -> str:
