@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,24 +137,74 @@ def nx_27017_binary() -> str:
     return found
 
 
+START_ATTEMPTS = 4  # starts of a service on ports picked for it, each taken by another first
+
+
+def port_taken(port: int) -> bool:
+    """Whether a socket holds loopback `port` so that a server's bind (SO_REUSEADDR) fails."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
 @dataclass
 class Service:
-    """A started child process listening on `port`; `stop()` ends it, `start()` restarts it."""
+    """A child process listening on loopback `port`; `stop()` ends it, `start()` restarts it
+    on the same port. Port 0: `pick_port` picks a free one when it first starts."""
 
     name: str
-    argv: list[str]
-    port: int
+    argv_for: Callable[[int], list[str]]  # its command line for a port
     log_path: Path
+    pick_port: Callable[[], int]
+    port: int = 0
+    env: dict[str, str] | None = None  # None: this process's
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def start(self, timeout_s: float = 15.0) -> Service:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
-        self.proc = subprocess.Popen(
-            self.argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        log.close()
-        wait_for_port(self.port, timeout_s, self.proc)
-        return self
+        """Start the process; return once it listens on `port` (see `wait_for_port`). A port
+        picked here can be taken by another process before ours binds it (ours then exits):
+        it starts again on a port picked afresh, START_ATTEMPTS starts in all. A port the
+        caller chose is kept, and so is the port of a restart (its clients know it). Raises
+        ProcessStartError with the end of the log, the process stopped."""
+        picked, starts = self.port == 0, 0
+        while True:
+            if picked:
+                self.port = self.pick_port()
+            proc, starts = self._spawn(), starts + 1
+            try:
+                wait_for_port(self.port, timeout_s, proc)
+                return self
+            except ProcessStartError as exc:
+                # Ours exited and the port is held: its bind failed, another took the port first.
+                lost_port = proc.poll() is not None and port_taken(self.port)
+                self.stop()
+                if not (picked and lost_port) or starts == START_ATTEMPTS:
+                    raise ProcessStartError(
+                        f"{self.name}, start {starts}: {exc}; "
+                        f"the end of {self.log_path}:\n{log_tail(self.log_path)}"
+                    ) from exc
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        with open(self.log_path, "ab") as log:  # the child has a copy of its own
+            self.proc = subprocess.Popen(
+                self.argv_for(self.port),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
+            )
+        return self.proc
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 10.0) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -171,24 +222,31 @@ class Service:
 
 
 def redis_service(
-    data_dir: Path, port: int | None = None, appendonly: bool = False, cluster: bool = False
+    data_dir: Path, port: int = 0, appendonly: bool = False, cluster: bool = False
 ) -> Service:
+    """A redis-server keeping its files in `data_dir`, on `port` (0: a free one)."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = port or (free_cluster_port() if cluster else free_port())
-    # Left as rows of (flag, value) pairs: fmt: skip on the closing bracket.
-    argv = [
-        redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
-        "--dir", str(data_dir), "--save", "", "--protected-mode", "no",
-        "--maxmemory-policy", "noeviction",
-    ]  # fmt: skip
-    if appendonly:
-        argv += ["--appendonly", "yes", "--appendfsync", "everysec"]
-    if cluster:
-        argv += ["--cluster-enabled", "yes", "--cluster-config-file", str(data_dir / "nodes.conf"),
-                 "--cluster-node-timeout", "5000",
-                 # A primary that is down stops only its own slots (no replicas here).
-                 "--cluster-require-full-coverage", "no"]  # fmt: skip
-    return Service("redis", argv, port, data_dir / "redis.log")
+    binary = redis_server_binary()
+
+    def argv_for(port: int) -> list[str]:
+        # Left as rows of (flag, value) pairs: fmt: skip on the closing bracket.
+        argv = [
+            binary, "--port", str(port), "--bind", "127.0.0.1",
+            "--dir", str(data_dir), "--save", "", "--protected-mode", "no",
+            "--maxmemory-policy", "noeviction",
+        ]  # fmt: skip
+        if appendonly:
+            argv += ["--appendonly", "yes", "--appendfsync", "everysec"]
+        if cluster:
+            argv += ["--cluster-enabled", "yes",
+                     "--cluster-config-file", str(data_dir / "nodes.conf"),
+                     "--cluster-node-timeout", "5000",
+                     # A primary that is down stops only its own slots (no replicas here).
+                     "--cluster-require-full-coverage", "no"]  # fmt: skip
+        return argv
+
+    pick_port = free_cluster_port if cluster else free_port
+    return Service("redis", argv_for, data_dir / "redis.log", pick_port, port)
 
 
 @dataclass
@@ -251,16 +309,20 @@ def start_redis_cluster(
     return cluster
 
 
-def mongo_standin_service(data_dir: Path, port: int | None = None) -> Service:
+def mongo_standin_service(data_dir: Path, port: int = 0) -> Service:
+    """nx-27017 keeping its databases in `data_dir`, on `port` (0: a free one)."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
-    # Left as rows of (flag, value) pairs: fmt: skip on the closing bracket.
-    argv = [
-        nx_27017_binary(), "--host", "127.0.0.1", "-p", str(port),
-        "--data-dir", str(data_dir), "--log-file", str(data_dir / "nx-27017.log"),
-        "--pid-file", str(data_dir / f"nx-27017-{port}.pid"),
-    ]  # fmt: skip
-    return Service("nx-27017", argv, port, data_dir / "nx-27017.out")
+    binary = nx_27017_binary()
+
+    def argv_for(port: int) -> list[str]:
+        # Left as rows of (flag, value) pairs: fmt: skip on the closing bracket.
+        return [
+            binary, "--host", "127.0.0.1", "-p", str(port),
+            "--data-dir", str(data_dir), "--log-file", str(data_dir / "nx-27017.log"),
+            "--pid-file", str(data_dir / f"nx-27017-{port}.pid"),
+        ]  # fmt: skip
+
+    return Service("nx-27017", argv_for, data_dir / "nx-27017.out", free_port, port)
 
 
 def child_env(**overrides: str) -> dict[str, str]:

@@ -114,12 +114,15 @@ def bench_stack(
         started: list[Service] = [mongo_svc, redis_svc]
         mongo_port, wire_counts = mongo_svc.port, None
         if count_writes:
-            mongo_port, wire_counts = free_port(), root / "wire-counts.json"
-            argv = [sys.executable, "-m", "tests.benchmarks.mongo_wire", "--port", str(mongo_port),
-                    "--upstream", str(mongo_svc.port), "--out", str(wire_counts)]  # fmt: skip
-            started.insert(
-                0, Service("mongo-wire", argv, mongo_port, root / "mongo-wire.log").start()
-            )
+            wire_counts = root / "wire-counts.json"
+
+            def proxy_argv(port: int) -> list[str]:
+                return [sys.executable, "-m", "tests.benchmarks.mongo_wire", "--port", str(port),
+                        "--upstream", str(mongo_svc.port), "--out", str(wire_counts)]  # fmt: skip
+
+            proxy = Service("mongo-wire", proxy_argv, root / "mongo-wire.log", free_port).start()
+            started.insert(0, proxy)
+            mongo_port = proxy.port
         port = free_port()
         env = dict(os.environ)
         env.update(
