@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from shared.devtools.services import free_port, wait_for_port
+from shared.devtools.services import Service, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 RALPH_BIN = ROOT / ".venv-ralph" / "bin"
@@ -50,16 +49,24 @@ def ralph_validate(statements: list[dict[str, Any]]) -> subprocess.CompletedProc
     )
 
 
-@dataclass
 class RalphLRS:
-    """Ralph's LRS on a free port, file-system backend, Basic auth (tests/ralph_lrs.py)."""
+    """Ralph's LRS, file-system backend, Basic auth (tests/ralph_lrs.py), on `port`, or with 0
+    on a free one picked when it first starts (and picked again if another process took it
+    first). A test that gives out its address before starting it chooses the port."""
 
-    root: Path
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
+    def __init__(self, root: Path, port: int = 0) -> None:
+        self.root = root
+        self.service = Service(
+            "ralph", self._argv, root / "ralph.log", free_port, port, env=self._env()
+        )
+
+    @property
+    def port(self) -> int:
+        return self.service.port
 
     @property
     def base_url(self) -> str:
+        assert self.port, "no port before the first start: choose one (port=free_port())"
         return f"http://127.0.0.1:{self.port}/xAPI/"
 
     @property
@@ -73,7 +80,12 @@ class RalphLRS:
             "RALPH_RUNSERVER_BACKEND": "fs",
         }
 
+    def _argv(self, port: int) -> list[str]:
+        script = ROOT / "tests" / "ralph_lrs.py"
+        return [str(ralph_bin("python")), str(script), str(port), str(self.root / "data")]
+
     def start(self) -> RalphLRS:
+        """Start it, or again after `stop()` (on the same port)."""
         (self.root / "data").mkdir(parents=True, exist_ok=True)
         if not (self.root / "app" / "auth.json").exists():
             subprocess.run(
@@ -95,27 +107,11 @@ class RalphLRS:
                 capture_output=True,
                 timeout=120,
             )
-        log = (self.root / "ralph.log").open("ab")
-        self.proc = subprocess.Popen(
-            [
-                str(ralph_bin("python")),
-                str(ROOT / "tests" / "ralph_lrs.py"),
-                str(self.port),
-                str(self.root / "data"),
-            ],
-            env=self._env(),
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
-        wait_for_port(self.port, 60, self.proc)
+        self.service.start(timeout_s=60)
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(15)
-        self.proc = None
+        self.service.stop(timeout_s=15)
 
     def statements(self) -> list[dict[str, Any]]:
         """Every statement the LRS stores, read back through its API (all pages)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import socket
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -22,8 +23,10 @@ import redis
 from fastapi.testclient import TestClient
 from standardwebhooks import Webhook
 
+import tests.lrs
 from ingest.app import create_app
 from shared.clock import MockedClock
+from shared.devtools.services import free_port
 from shared.errors import Unavailable
 from shared.integrations.outbox import WEBHOOK, XAPI, Limits, Outbox, OutboxEntry
 from shared.integrations.xapi import EXT
@@ -313,7 +316,7 @@ def test_a_refused_statement_is_set_aside_and_the_rest_of_its_batch_is_sent(
 def test_an_lrs_that_is_down_delays_statements_and_loses_none(
     world_factory: Any, tmp_path: Path
 ) -> None:
-    down = RalphLRS(tmp_path / "lrs")  # its port is chosen, nothing listens on it yet
+    down = RalphLRS(tmp_path / "lrs", port=free_port())  # nothing listens on it yet
     w = world_factory(**lrs_settings(down))
     me = w.enroll("s-down")
     w.watch(me, watch_time=0, session_id="t", seq=0, event="play")
@@ -341,6 +344,23 @@ def test_an_lrs_that_is_down_delays_statements_and_loses_none(
     metrics = w.client.get("/metrics").text
     assert 'videoprogress_outbox_retried_total{outbox="xapi"} 4.0' in metrics
     assert 'videoprogress_outbox_depth{outbox="xapi"} 0.0' in metrics
+
+
+def test_an_lrs_whose_picked_port_was_taken_first_starts_on_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as other:  # another process's server took the port picked first
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        taken = other.getsockname()[1]
+        ports = iter([taken])
+        monkeypatch.setattr(tests.lrs, "free_port", lambda: next(ports, None) or free_port())
+        lrs = RalphLRS(tmp_path / "lrs").start()
+        try:
+            assert "address already in use" in (tmp_path / "lrs" / "ralph.log").read_text()
+            assert lrs.port != taken and lrs.statements() == []  # ours answers on its new port
+        finally:
+            lrs.stop()
 
 
 def test_a_flush_that_mongodb_postponed_still_reports_its_heartbeats_once(

@@ -19,6 +19,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from shared.devtools.services import free_port
 from shared.integrations.xapi import EXT, VERBS
 from tests.helpers import buffered, wait_until
 from tests.lrs import LRS_PASSWORD, LRS_USER, RalphLRS
@@ -35,7 +36,8 @@ TAB_EVENTS = ["play", "seek", "pause", "play", "seek", "exit"]
 
 @pytest.fixture(scope="module")
 def lrs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RalphLRS]:
-    server = RalphLRS(tmp_path_factory.mktemp("ralph"))  # started by the test: away at first
+    # Started by the test (away at first); the stack is told its port before.
+    server = RalphLRS(tmp_path_factory.mktemp("ralph"), port=free_port())
     yield server
     server.stop()
 
