@@ -26,11 +26,13 @@ from redis import Redis
 from redis.cluster import RedisCluster as RedisClusterClient
 
 from shared.devtools.services import (
+    START_ATTEMPTS,
     ProcessStartError,
     RedisCluster,
     Service,
     free_port,
     mongo_standin_service,
+    port_taken,
     procfile_commands,
     redis_service,
     start_procfile_process,
@@ -77,6 +79,23 @@ class Stack:
         proc = start_procfile_process(command, self.env, self.root / f"{name}.log")
         self.procs.setdefault(name, []).append(proc)
         return proc
+
+    def wait_for_web(self, web: subprocess.Popen[bytes], timeout_s: float) -> None:
+        """Until the web process started listens on `port`. The port was picked free before the
+        web bound it: when another process took it first (the web exits, its log says "address
+        already in use"), the web again on another one, START_ATTEMPTS starts in all. Raises
+        ProcessStartError."""
+        for start in range(1, START_ATTEMPTS + 1):
+            try:
+                wait_for_port(self.port, timeout_s, web)
+                return
+            except ProcessStartError:
+                if start == START_ATTEMPTS or web.poll() is None or not port_taken(self.port):
+                    raise
+            self.kill_all("web")
+            self.port = free_port()
+            self.env["PORT"] = str(self.port)
+            web = self.start("web")
 
     def restart_workers(self) -> None:
         """As many workers as the stack started with (after a test stopped them)."""
@@ -181,19 +200,7 @@ def running_stack(
         for _ in range(workers):
             s.start("worker")
         s.start("clock")
-        for attempt in range(3):  # a generous bound for a busy machine: a dead web fails
-            try:
-                wait_for_port(s.port, 60, web)
-                break
-            except ProcessStartError:
-                if attempt == 2 or web.poll() is None:
-                    raise
-                # Another process took the free port first (the web log says "address already
-                # in use"): the web again, on another one.
-                s.kill_all("web")
-                s.port = free_port()
-                s.env["PORT"] = str(s.port)
-                web = s.start("web")
+        s.wait_for_web(web, 60)  # a generous bound for a busy machine
         yield s
     finally:
         for name in list(s.procs):

@@ -3,10 +3,12 @@ process binds it, so another process may take it first. `wait_for_port` with a p
 for that process (or one it started) to be the one listening, not for anything listening: the
 browser tests once ran against another xdist worker's web process that way, theirs having
 failed to bind ("address already in use"). `Service.start` then starts the process again on
-another free port, unless the port is one its clients know (the caller's, or a restart's)."""
+another free port, unless the port is one its clients know (the caller's, or a restart's), and
+`Stack.wait_for_web` starts a stack's web again on another port."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+import tests.stack
 from shared.devtools import services
 from shared.devtools.services import (
     ProcessStartError,
@@ -162,3 +165,21 @@ def test_a_process_that_fails_for_another_reason_is_not_started_again(
     with pytest.raises(ProcessStartError, match="start 1: .*exited with 1"):
         service.start()
     assert len(given) == 1  # its port is free: nothing took it, so no other port is tried
+
+
+def test_a_stacks_web_whose_port_was_taken_first_starts_on_another(
+    taken: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    web = f'{sys.executable} -c "{LISTEN}" $PORT'  # binds $PORT as uvicorn does, exits if taken
+    monkeypatch.setattr(tests.stack, "procfile_commands", lambda: {"web": web})
+    stores = redis_service(tmp_path / "redis"), mongo_standin_service(tmp_path / "mongo")
+    env = {**os.environ, "PORT": str(taken)}
+    stack = tests.stack.Stack(tmp_path, *stores, env, taken)  # neither store started: unused
+    try:
+        stack.wait_for_web(stack.start("web"), 10)
+        assert stack.port != taken and stack.env["PORT"] == str(stack.port)
+        assert stack.url == f"http://127.0.0.1:{stack.port}"
+        [web_proc] = stack.procs["web"]
+        wait_for_port(stack.port, 1, web_proc)
+    finally:
+        stack.kill_all("web")

@@ -28,7 +28,6 @@ from shared.devtools.services import (
     free_port,
     mongo_standin_service,
     redis_service,
-    wait_for_port,
 )
 from shared.domain.catalog import Course
 from shared.ops import admin_ops
@@ -155,7 +154,7 @@ def bench_stack(
             if clock:
                 stack.start("clock")
             if web:
-                wait_for_port(port, 30, proc)
+                stack.wait_for_web(proc, 30)  # on another port if another process took this one
             yield BenchStack(
                 stack, settings, mongo, r, KeySchema.from_settings(settings), wire_counts
             )
