@@ -22,6 +22,7 @@ from shared.devtools import services
 from shared.devtools.services import (
     ProcessStartError,
     Service,
+    free_cluster_port,
     free_port,
     mongo_standin_service,
     redis_service,
@@ -65,9 +66,10 @@ def test_the_process_started_is_found_listening() -> None:
 
 @pytest.fixture
 def taken() -> Iterator[int]:
-    """A loopback port another process (here, the test's) listens on."""
+    """A loopback port another process (here, the test's) listens on; one a cluster node
+    could have too (at most 55535)."""
     with socket.socket() as other:
-        other.bind(("127.0.0.1", 0))
+        other.bind(("127.0.0.1", free_cluster_port()))
         other.listen()
         yield other.getsockname()[1]
 
