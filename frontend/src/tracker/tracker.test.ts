@@ -634,3 +634,26 @@ describe("storage the browser refuses", () => {
     expect(readOutboxOf(storage, "alice")).toEqual([]);
   });
 });
+
+describe("a server that asks to wait", () => {
+  const busy = () => reply(503, { error: { code: "unavailable", message: "busy" } }, { "Retry-After": "60" });
+
+  it("sends nothing before its Retry-After has passed, and about one try a minute after", async () => {
+    const { video, calls, tracker } = setup(Array.from({ length: 1000 }, busy));
+    video.duration = 3600;
+    tracker.start();
+    video.play();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(calls).toHaveLength(1); // the play heartbeat: 503, come back in 60 s
+    for (let s = 1; s < 60; s++) {
+      video.advance(1);
+      await vi.advanceTimersByTimeAsync(1_000);
+    }
+    expect(calls).toHaveLength(1); // the heartbeats of these 59 s wait in the outbox
+    for (let s = 60; s <= 600; s++) {
+      video.advance(1);
+      await vi.advanceTimersByTimeAsync(1_000);
+    }
+    expect(calls.length).toBeLessThanOrEqual(1 + 2 * 10); // ten minutes: about a try a minute, not one per heartbeat
+  });
+});

@@ -140,6 +140,8 @@ export interface FlushOptions {
   isOnline?: () => boolean;
   onUnauthorized?: () => void;
   random?: () => number;
+  /** The server asked to wait `ms` before the next try (its `Retry-After`). */
+  onWait?: (ms: number) => void;
 }
 
 /** The oldest items that fit in one request (by count and by size; at least one). */
@@ -170,6 +172,12 @@ export function flushOutbox(o: FlushOptions, attempt = 0): Promise<void> {
   return flushing;
 }
 
+/** Flush the outbox in `delayMs`, instead of any flush already planned: one planned per page. */
+export function flushLater(o: FlushOptions, delayMs: number, attempt = 0): void {
+  clearTimeout(retryTimer);
+  retryTimer = setTimeout(() => void flushOutbox(o, attempt), delayMs);
+}
+
 async function sendOutbox(o: FlushOptions, attempt: number): Promise<void> {
   o.storage.removeItem(OUTBOX_KEY); // 0.7's outbox shared by every user: whose it is is unknown
   const owner = tokenSubject(o.getToken());
@@ -182,10 +190,9 @@ async function sendOutbox(o: FlushOptions, attempt: number): Promise<void> {
     const settled = await settledItems(response, batch);
     removeFromOutbox(o.storage, owner, settled);
     if (settled.length < batch.length) {
-      clearTimeout(retryTimer);
       const delay = retryDelay(response, attempt, BASE_DELAY_MS, MAX_DELAY_MS, o.random ?? Math.random);
-      retryTimer = setTimeout(() => void flushOutbox(o, attempt + 1), delay);
-      return;
+      if (response?.headers.has("Retry-After")) o.onWait?.(delay);
+      return flushLater(o, delay, attempt + 1);
     }
   }
 }
@@ -233,6 +240,11 @@ export class WatchTracker {
   private readonly listeners: [EventTarget, string, EventListener][] = [];
   private owner: string | null = null;
   private readonly unowned: HeartbeatItem[] = [];
+  /** Until when (`now()`) the server asked this player to wait (`Retry-After`): heartbeats
+   * made meanwhile only join the outbox, sent by one flush when the wait is over. */
+  private retryAt = 0;
+  /** Heartbeats of this player waiting out a `Retry-After` (sending it again after). */
+  private holding = 0;
 
   constructor(options: TrackerOptions) {
     this.o = {
@@ -298,7 +310,11 @@ export class WatchTracker {
 
   /** Send what the outbox holds (see `flushOutbox`). */
   async flushOutbox(): Promise<void> {
-    await flushOutbox({
+    await flushOutbox(this.flushOptions());
+  }
+
+  private flushOptions(): FlushOptions {
+    return {
       fetch: this.o.fetch,
       storage: this.o.storage,
       getToken: this.o.getToken,
@@ -306,7 +322,8 @@ export class WatchTracker {
       isOnline: this.o.isOnline,
       onUnauthorized: this.o.onUnauthorized,
       random: this.o.random,
-    });
+      onWait: (ms) => this.waitAsked(ms),
+    };
   }
 
   // -- video events ------------------------------------------------------------------------
@@ -405,7 +422,9 @@ export class WatchTracker {
   }
 
   /** Put the heartbeat in its user's outbox (synchronously), then send it while that user is
-   * signed in, retrying; it leaves the outbox once the server has answered for it. */
+   * signed in, retrying; it leaves the outbox once the server has answered for it. While the
+   * server asks this player to wait (`Retry-After`), one heartbeat retries and the others wait
+   * in the outbox, sent together once it is done. */
   private async send(body: HeartbeatBody, keepalive = false): Promise<void> {
     const item = { material_id: this.o.materialId, ...body };
     const owner = this.ownerNow();
@@ -415,24 +434,57 @@ export class WatchTracker {
     }
     const storage = this.o.storage;
     writeOutbox(storage, owner, [...readOutbox(storage, owner), item]);
-    for (let attempt = 0; ; attempt++) {
-      const waiting = readOutbox(storage, owner).some((i) => itemId(i) === itemId(item));
-      if (!this.o.isOnline() || !waiting) return; // offline, it waits; gone: sent by a flush or signed out
-      const token = this.o.getToken();
-      if (tokenSubject(token) !== owner) return token ? undefined : this.o.onUnauthorized?.(); // waits for its user
-      const response = await post(this.o.fetch, this.o.apiBase + this.watchPath(), token, body, keepalive);
-      const status = response?.status ?? 0;
-      if (status === 401) return this.o.onUnauthorized?.();
-      if (status === 202 || NOT_RETRIED.has(status)) {
-        removeFromOutbox(storage, owner, [item]);
-        if (status === 202) this.o.onProgress?.((await response!.json()) as HeartbeatAccepted);
-        else this.o.onError?.(await errorMessage(response!), status);
-        return;
+    if (this.holding || this.waitingFor()) return this.flushAfterWait();
+    let held = false; // this heartbeat is the one waiting out the server's Retry-After
+    try {
+      for (let attempt = 0; ; attempt++) {
+        const waiting = readOutbox(storage, owner).some((i) => itemId(i) === itemId(item));
+        if (!this.o.isOnline() || !waiting) return; // offline, it waits; gone: sent by a flush or signed out
+        const token = this.o.getToken();
+        if (tokenSubject(token) !== owner) return token ? undefined : this.o.onUnauthorized?.(); // waits for its user
+        const response = await post(this.o.fetch, this.o.apiBase + this.watchPath(), token, body, keepalive);
+        const status = response?.status ?? 0;
+        if (status === 401) return this.o.onUnauthorized?.();
+        if (status === 202 || NOT_RETRIED.has(status)) {
+          removeFromOutbox(storage, owner, [item]);
+          if (status === 202) this.o.onProgress?.((await response!.json()) as HeartbeatAccepted);
+          else this.o.onError?.(await errorMessage(response!), status);
+          return;
+        }
+        const delay = retryDelay(response, attempt, this.o.baseDelayMs, this.o.maxDelayMs, this.o.random);
+        if (response?.headers.has("Retry-After")) this.waitAsked(delay);
+        if (keepalive) return; // the page is going: the next one's flush sends it
+        if (attempt + 1 >= this.o.maxAttempts) return held ? undefined : this.flushOutbox(); // retried there, spaced out
+        if (!held && this.waitingFor()) {
+          held = true;
+          this.holding++;
+        }
+        await sleep(delay);
       }
-      if (keepalive) return; // the page is going: the next one's flush sends it
-      if (attempt + 1 >= this.o.maxAttempts) return this.flushOutbox(); // retried there, spaced out
-      await sleep(retryDelay(response, attempt, this.o.baseDelayMs, this.o.maxDelayMs, this.o.random));
+    } finally {
+      if (held) {
+        this.holding--;
+        void this.flushAfterWait(); // what waited meanwhile, this one too if still unsent
+      }
     }
+  }
+
+  /** The server asked to wait `ms` (a `Retry-After`, on a heartbeat or on a flush). */
+  private waitAsked(ms: number): void {
+    this.retryAt = Math.max(this.retryAt, this.o.now() + ms);
+  }
+
+  /** How long the server still asked this player to wait (ms; 0: not waiting). */
+  private waitingFor(): number {
+    return Math.max(0, this.retryAt - this.o.now());
+  }
+
+  /** Flush the outbox once the server's wait is over; nothing while a heartbeat of this player
+   * waits it out (that one flushes when done). */
+  private flushAfterWait(): void | Promise<void> {
+    if (this.holding) return;
+    const wait = this.waitingFor();
+    return wait ? flushLater(this.flushOptions(), wait) : this.flushOutbox();
   }
 
   /** The user this tracker reports for: the `sub` of the first token it reads. Heartbeats made
