@@ -657,3 +657,39 @@ describe("a server that asks to wait", () => {
     expect(calls.length).toBeLessThanOrEqual(1 + 2 * 10); // ten minutes: about a try a minute, not one per heartbeat
   });
 });
+
+describe("a last heartbeat refused while the page stays", () => {
+  const flushed = (calls: Call[]) => calls.filter((c) => c.url === "/api/progress/heartbeats").flatMap((c) => c.body.heartbeats);
+
+  it("is sent again when the player closed during a 503", async () => {
+    const { video, calls, tracker, storage } = setup([reply(202, OK), reply(503)]);
+    tracker.start();
+    await startPlaying(video, calls);
+    video.advance(6);
+    tracker.stop(); // the student closes the player; the course page stays open
+    await vi.advanceTimersByTimeAsync(0);
+    expect(readOutbox(storage)).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(flushed(calls)).toMatchObject([{ event: "exit", played: [[0, 6]] }]);
+    expect(readOutbox(storage)).toEqual([]);
+  });
+
+  it("is sent again when the tab was hidden during a 503 and playing goes on", async () => {
+    const visibility = Object.assign(new EventTarget(), { visibilityState: "visible" });
+    const { video, calls, tracker, storage } = setup([reply(202, OK), reply(503)], { visibility });
+    tracker.start();
+    await startPlaying(video, calls);
+    video.advance(4);
+    visibility.visibilityState = "hidden";
+    visibility.dispatchEvent(new Event("visibilitychange"));
+    await vi.advanceTimersByTimeAsync(0);
+    visibility.visibilityState = "visible";
+    visibility.dispatchEvent(new Event("visibilitychange"));
+    for (let s = 0; s < 60; s++) {
+      video.advance(1);
+      await vi.advanceTimersByTimeAsync(1_000);
+    }
+    expect(readOutbox(storage)).toEqual([]); // the played [0, 4] reached the server
+    expect(flushed(calls)).toMatchObject([{ played: [[0, 4]] }]);
+  });
+});

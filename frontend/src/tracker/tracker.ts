@@ -453,7 +453,9 @@ export class WatchTracker {
         }
         const delay = retryDelay(response, attempt, this.o.baseDelayMs, this.o.maxDelayMs, this.o.random);
         if (response?.headers.has("Retry-After")) this.waitAsked(delay);
-        if (keepalive) return; // the page is going: the next one's flush sends it
+        // Sent as the page hid or the player closed: one try now; if the page lives on, a
+        // flush sends it after the delay (if not, the next page's flush does).
+        if (keepalive) return this.holding ? undefined : flushLater(this.flushOptions(), delay);
         if (attempt + 1 >= this.o.maxAttempts) return held ? undefined : this.flushOutbox(); // retried there, spaced out
         if (!held && this.waitingFor()) {
           held = true;
