@@ -693,3 +693,29 @@ describe("a last heartbeat refused while the page stays", () => {
     expect(flushed(calls)).toMatchObject([{ played: [[0, 4]] }]);
   });
 });
+
+describe("the computer's clock", () => {
+  /** API.md: the resume position is the reading with the latest client_ts, then seq. */
+  const resumeAt = (calls: Call[]) =>
+    watchCalls(calls)
+      .map((c) => c.body)
+      .sort((a, b) => a.client_ts.localeCompare(b.client_ts) || a.seq - b.seq)
+      .at(-1).watch_time;
+
+  it("set back during a session never makes an earlier reading the resume position", async () => {
+    let clock = Date.parse("2026-11-28T10:00:00Z");
+    const { video, calls, tracker } = setup([], { now: () => clock });
+    tracker.start();
+    video.play();
+    video.advance(8);
+    clock += 8_000;
+    await tracker.heartbeat(); // 8 s in
+    clock -= 120_000; // the system clock is corrected two minutes back (NTP)
+    video.advance(8);
+    clock += 8_000;
+    video.pause(); // the student stops at 16 s
+    await vi.advanceTimersByTimeAsync(0);
+    expect(video.currentTime).toBe(16);
+    expect(resumeAt(calls)).toBe(16);
+  });
+});

@@ -245,6 +245,7 @@ export class WatchTracker {
   private retryAt = 0;
   /** Heartbeats of this player waiting out a `Retry-After` (sending it again after). */
   private holding = 0;
+  private lastReadingAt = 0;
 
   constructor(options: TrackerOptions) {
     this.o = {
@@ -391,13 +392,20 @@ export class WatchTracker {
     return {
       watch_time: round(Math.min(Math.max(v.currentTime, 0), duration)),
       total_duration: round(duration),
-      client_ts: new Date(this.o.now()).toISOString(),
+      client_ts: new Date(this.readingTime()).toISOString(),
       session_id: this.o.sessionId,
       seq: this.seq++,
       played: this.takePlayed(),
       playback_rate: v.playbackRate || 1,
       ...(event ? { event } : {}),
     };
+  }
+
+  /** `client_ts` of the next reading: the clock, but never before the previous reading's. The
+   * server orders a session's readings by `client_ts` first, so a clock set back (NTP, the
+   * user) would make the readings after it lose to the ones before; equal times go by `seq`. */
+  private readingTime(): number {
+    return (this.lastReadingAt = Math.max(this.o.now(), this.lastReadingAt));
   }
 
   // -- sending -----------------------------------------------------------------------------
