@@ -62,9 +62,12 @@ export function CourseDetailPage({ courseId, play, onUnauthorized }: { courseId:
     }
   }
 
-  function closePlayer() {
+  /** The bars and the resume position move once the player closes: read after the server has
+   * answered for the player's last heartbeat, which the read would otherwise miss. */
+  function closePlayer(lastHeartbeat: Promise<void>) {
     setPlaying(null);
-    if (course) refresh(course).catch(fail); // the bars move once the player closes
+    const c = course;
+    if (c) void lastHeartbeat.catch(() => undefined).then(() => refresh(c)).catch(fail);
   }
 
   if (error) return <p className="error">{error}</p>;

@@ -10,7 +10,8 @@ interface Props {
   initialWatchTime: number;
   initialProgress: number;
   initialCompleted: boolean;
-  onClose: () => void;
+  /** The player closed; `lastHeartbeat` settles once the server answered for where it stopped. */
+  onClose: (lastHeartbeat: Promise<void>) => void;
   onUnauthorized: () => void;
 }
 
@@ -18,6 +19,7 @@ interface Props {
 export function VideoPlayer({ material, initialWatchTime, initialProgress, initialCompleted, onClose, onUnauthorized }: Props) {
   const videoRef = useRef<HTMLVideoElement>(null);
   const resumed = useRef(false);
+  const trackerRef = useRef<WatchTracker | null>(null);
   const [position, setPosition] = useState(initialWatchTime);
   const [duration, setDuration] = useState(material.duration ?? 0);
   const [server, setServer] = useState<Pick<HeartbeatAccepted, "progress_percentage" | "completed">>({
@@ -40,7 +42,8 @@ export function VideoPlayer({ material, initialWatchTime, initialProgress, initi
       onError: (message) => setError(message),
     });
     tracker.start();
-    return () => tracker.stop();
+    trackerRef.current = tracker;
+    return () => void tracker.stop();
     // The tracker lives as long as this material is open, whatever re-renders happen.
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [material.material_id]);
@@ -69,7 +72,7 @@ export function VideoPlayer({ material, initialWatchTime, initialProgress, initi
       <div className="modal">
         <div className="modal-header">
           <h2>{material.title}</h2>
-          <button className="close" onClick={onClose} aria-label="Close player">
+          <button className="close" onClick={() => onClose(trackerRef.current?.stop() ?? Promise.resolve())} aria-label="Close player">
             ×
           </button>
         </div>

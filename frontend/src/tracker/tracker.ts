@@ -293,14 +293,16 @@ export class WatchTracker {
     void this.flushOutbox();
   }
 
-  /** Stop listening and send the last position (the player closed). */
-  stop(): void {
-    if (!this.started) return;
-    this.finalUpdate("exit");
+  /** Stop listening and send the last position (the player closed). Resolves when the server
+   * has answered for that last heartbeat (or it failed and waits in the outbox). */
+  stop(): Promise<void> {
+    if (!this.started) return Promise.resolve();
+    const sent = this.finalUpdate("exit");
     this.stopInterval();
     for (const [target, type, handler] of this.listeners) target.removeEventListener(type, handler);
     this.listeners.length = 0;
     this.started = false;
+    return sent;
   }
 
   /** Send one heartbeat now (with retries); resolves when it is settled either way. */
@@ -424,9 +426,9 @@ export class WatchTracker {
 
   /** The page is going away (`exit`: for good; hidden: maybe back): one keepalive try, the
    * heartbeat already safe in the outbox. */
-  private finalUpdate(event?: PlayerEvent): void {
+  private finalUpdate(event?: PlayerEvent): Promise<void> {
     const body = this.nextBody(event);
-    if (body) void this.send(body, true);
+    return body ? this.send(body, true) : Promise.resolve();
   }
 
   /** Put the heartbeat in its user's outbox (synchronously), then send it while that user is
