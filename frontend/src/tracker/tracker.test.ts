@@ -719,3 +719,76 @@ describe("the computer's clock", () => {
     expect(resumeAt(calls)).toBe(16);
   });
 });
+
+describe("two tabs of one video", () => {
+  /** API.md: the resume position is the reading with the latest client_ts, then seq. */
+  const resumeAt = (calls: Call[]) =>
+    watchCalls(calls)
+      .map((c) => c.body)
+      .sort((a, b) => a.client_ts.localeCompare(b.client_ts) || a.seq - b.seq)
+      .at(-1).watch_time;
+
+  it("the tab left paused earlier does not move the resume position back when it closes", async () => {
+    const storage = new MemoryStorage();
+    const a = setup([], { storage, sessionId: "tab-a" });
+    const b = setup([], { storage, sessionId: "tab-b" });
+    const calls = () => [...a.calls, ...b.calls];
+    a.tracker.start();
+    a.video.play();
+    a.video.advance(5);
+    await vi.advanceTimersByTimeAsync(5_000);
+    a.video.pause(); // tab A: paused at 5 s, left open
+    await vi.advanceTimersByTimeAsync(60_000);
+
+    b.tracker.start(); // tab B: resumes at 5 s and watches to 35 s
+    b.video.seek(5);
+    b.video.play();
+    for (let s = 0; s < 30; s++) {
+      b.video.advance(1);
+      await vi.advanceTimersByTimeAsync(1_000);
+    }
+    b.video.pause();
+    b.events.dispatchEvent(new Event("pagehide"));
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(resumeAt(calls())).toBe(35);
+
+    a.events.dispatchEvent(new Event("pagehide")); // the student closes the old tab
+    await vi.advanceTimersByTimeAsync(0);
+    expect(resumeAt(calls())).toBe(35);
+  });
+
+  it("the tab left paused earlier does not move the resume position back when the student looks at it", async () => {
+    const storage = new MemoryStorage();
+    const page = () => Object.assign(new EventTarget(), { visibilityState: "visible" });
+    const pages = { a: page(), b: page() };
+    const a = setup([], { storage, sessionId: "tab-a", visibility: pages.a });
+    const b = setup([], { storage, sessionId: "tab-b", visibility: pages.b });
+    const calls = () => [...a.calls, ...b.calls];
+    const look = (tab: "a" | "b", state: string) => {
+      pages[tab].visibilityState = state;
+      pages[tab].dispatchEvent(new Event("visibilitychange"));
+    };
+    a.tracker.start();
+    a.video.play();
+    a.video.advance(5);
+    await vi.advanceTimersByTimeAsync(5_000);
+    a.video.pause(); // tab A: paused at 5 s
+    look("a", "hidden"); // the student opens tab B
+    b.tracker.start();
+    b.video.seek(5);
+    b.video.play();
+    for (let s = 0; s < 30; s++) {
+      b.video.advance(1);
+      await vi.advanceTimersByTimeAsync(1_000);
+    }
+    b.video.pause(); // tab B: paused at 35 s
+    await vi.advanceTimersByTimeAsync(60_000);
+    look("b", "hidden"); // a look at tab A, and back to B
+    look("a", "visible");
+    await vi.advanceTimersByTimeAsync(5_000);
+    look("a", "hidden");
+    look("b", "visible");
+    await vi.advanceTimersByTimeAsync(0);
+    expect(resumeAt(calls())).toBe(35);
+  });
+});

@@ -246,6 +246,7 @@ export class WatchTracker {
   /** Heartbeats of this player waiting out a `Retry-After` (sending it again after). */
   private holding = 0;
   private lastReadingAt = 0;
+  private lastWatchTime: number | null = null;
 
   constructor(options: TrackerOptions) {
     this.o = {
@@ -391,13 +392,20 @@ export class WatchTracker {
     const v = this.o.video;
     const duration = v.duration;
     if (!Number.isFinite(duration) || duration <= 0) return null; // metadata not loaded yet
+    const watchTime = round(Math.min(Math.max(v.currentTime, 0), duration));
+    const played = this.takePlayed();
+    // Nothing new since this session's last reading (a paused tab hidden or closed): it keeps
+    // that reading's time, so that it never outranks what another tab read since. A `play`
+    // is new: the student picked this tab up again.
+    const repeated = event !== "play" && played.length === 0 && watchTime === this.lastWatchTime;
+    this.lastWatchTime = watchTime;
     return {
-      watch_time: round(Math.min(Math.max(v.currentTime, 0), duration)),
+      watch_time: watchTime,
       total_duration: round(duration),
-      client_ts: new Date(this.readingTime()).toISOString(),
+      client_ts: new Date(repeated ? this.lastReadingAt : this.readingTime()).toISOString(),
       session_id: this.o.sessionId,
       seq: this.seq++,
-      played: this.takePlayed(),
+      played,
       playback_rate: v.playbackRate || 1,
       ...(event ? { event } : {}),
     };
