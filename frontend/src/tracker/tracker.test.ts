@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { jwt } from "../test/jwt";
+import { jwt, tokenWith } from "../test/jwt";
 import { safeStorage } from "./storage";
 import {
   MAX_RETRY_AFTER_MS,
@@ -790,5 +790,43 @@ describe("two tabs of one video", () => {
     look("b", "visible");
     await vi.advanceTimersByTimeAsync(0);
     expect(resumeAt(calls())).toBe(35);
+  });
+});
+
+describe("a token renewed after a 401", () => {
+  it("sends the heartbeat the 401 left waiting once the player is answered again", async () => {
+    // The embed's documented use: onUnauthorized renews the token and tracking goes on.
+    let token = tokenWith({ sub: "alice", role: "student", exp: 1 }); // expires during the video
+    const onUnauthorized = vi.fn(() => void (token = TOKEN)); // alice's renewed token
+    const { video, calls, tracker, storage } = setup([reply(202, OK), reply(401)], {
+      getToken: () => token,
+      onUnauthorized,
+    });
+    tracker.start();
+    await startPlaying(video, calls);
+    video.advance(10);
+    await vi.advanceTimersByTimeAsync(10_000); // the 10 s heartbeat: 401, the token had expired
+    expect(onUnauthorized).toHaveBeenCalledOnce();
+    for (let s = 0; s < 60; s++) {
+      video.advance(1);
+      await vi.advanceTimersByTimeAsync(1_000); // heartbeats answered 202 again
+    }
+    expect(readOutbox(storage)).toEqual([]); // [0, 10] reached the server
+  });
+
+  it("sends what was played before the page had a token once it has one", async () => {
+    let token: string | null = null; // e.g. an LMS page whose token arrives after the video started
+    const { video, calls, tracker, storage } = setup([], { getToken: () => token });
+    tracker.start();
+    video.play();
+    video.advance(10);
+    await vi.advanceTimersByTimeAsync(10_000); // no token: kept in memory for its user
+    token = TOKEN;
+    for (let s = 0; s < 60; s++) {
+      video.advance(1);
+      await vi.advanceTimersByTimeAsync(1_000);
+    }
+    expect(watchCalls(calls).length).toBeGreaterThan(0);
+    expect(readOutbox(storage)).toEqual([]);
   });
 });

@@ -247,6 +247,8 @@ export class WatchTracker {
   private holding = 0;
   private lastReadingAt = 0;
   private lastWatchTime: number | null = null;
+  /** A heartbeat waits in the outbox for a token (a 401): sent once one is answered again. */
+  private leftForToken = false;
 
   constructor(options: TrackerOptions) {
     this.o = {
@@ -448,7 +450,7 @@ export class WatchTracker {
     const owner = this.ownerNow();
     if (!owner) {
       this.unowned.push(item); // filed under the first user whose token this tracker sees
-      return this.o.onUnauthorized?.();
+      return this.waitForToken(null);
     }
     const storage = this.o.storage;
     writeOutbox(storage, owner, [...readOutbox(storage, owner), item]);
@@ -459,12 +461,16 @@ export class WatchTracker {
         const waiting = readOutbox(storage, owner).some((i) => itemId(i) === itemId(item));
         if (!this.o.isOnline() || !waiting) return; // offline, it waits; gone: sent by a flush or signed out
         const token = this.o.getToken();
-        if (tokenSubject(token) !== owner) return token ? undefined : this.o.onUnauthorized?.(); // waits for its user
+        if (tokenSubject(token) !== owner) return this.waitForToken(token); // waits for its user
         const response = await post(this.o.fetch, this.o.apiBase + this.watchPath(), token, body, keepalive);
         const status = response?.status ?? 0;
-        if (status === 401) return this.o.onUnauthorized?.();
+        if (status === 401) return this.waitForToken(null);
         if (status === 202 || NOT_RETRIED.has(status)) {
           removeFromOutbox(storage, owner, [item]);
+          if (status === 202 && this.leftForToken) {
+            this.leftForToken = false; // the token works again: what the 401 left goes now
+            void this.flushAfterWait();
+          }
           if (status === 202) this.o.onProgress?.((await response!.json()) as HeartbeatAccepted);
           else this.o.onError?.(await errorMessage(response!), status);
           return;
@@ -487,6 +493,12 @@ export class WatchTracker {
         void this.flushAfterWait(); // what waited meanwhile, this one too if still unsent
       }
     }
+  }
+
+  /** The heartbeat waits in the outbox for a token of its user (`token`: another user's). */
+  private waitForToken(token: string | null): void {
+    this.leftForToken = true;
+    if (!token) this.o.onUnauthorized?.();
   }
 
   /** The server asked to wait `ms` (a `Retry-After`, on a heartbeat or on a flush). */
