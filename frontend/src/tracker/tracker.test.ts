@@ -830,3 +830,27 @@ describe("a token renewed after a 401", () => {
     expect(readOutbox(storage)).toEqual([]);
   });
 });
+
+describe("a server whose body limit is below the default", () => {
+  it("gets every waiting heartbeat in smaller batches instead of dropping them on 413", async () => {
+    const LIMIT = 16 * 1024; // MAX_BODY_BYTES=16384 (README: settable; 64 KiB by default)
+    const storage = new MemoryStorage();
+    const item = (seq: number) => ({ material_id: "v1", watch_time: seq % 120, total_duration: 120,
+      client_ts: "2026-11-28T09:00:00.000Z", session_id: "offline-session", seq, played: [[seq % 120, (seq % 120) + 1]],
+      playback_rate: 1 });
+    storage.setItem(`${OUTBOX_KEY}.alice`, JSON.stringify(Array.from({ length: 300 }, (_, i) => item(i))));
+    const taken: number[] = [];
+    const fetch = vi.fn(async (_url: string, init: RequestInit) => {
+      const body = init.body as string;
+      if (body.length > LIMIT) return reply(413, { error: { code: "body_too_large", message: "too large" } });
+      const { heartbeats } = JSON.parse(body);
+      taken.push(...heartbeats.map((h: { seq: number }) => h.seq));
+      return allAccepted({ heartbeats });
+    });
+    const { tracker } = setup([], { storage, fetch });
+    tracker.start();
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(taken.sort((x, y) => x - y)).toEqual(Array.from({ length: 300 }, (_, i) => i));
+    expect(readOutbox(storage)).toEqual([]);
+  });
+});

@@ -145,12 +145,12 @@ export interface FlushOptions {
 }
 
 /** The oldest items that fit in one request (by count and by size; at least one). */
-export function takeBatch(items: HeartbeatItem[]): HeartbeatItem[] {
+export function takeBatch(items: HeartbeatItem[], maxBytes = BATCH_BYTES): HeartbeatItem[] {
   const batch: HeartbeatItem[] = [];
   let bytes = 0;
   for (const item of items.slice(0, BATCH_LIMIT)) {
     bytes += JSON.stringify(item).length + 1;
-    if (batch.length > 0 && bytes > BATCH_BYTES) break;
+    if (batch.length > 0 && bytes > maxBytes) break;
     batch.push(item);
   }
   return batch;
@@ -181,12 +181,20 @@ export function flushLater(o: FlushOptions, delayMs: number, attempt = 0): void 
 async function sendOutbox(o: FlushOptions, attempt: number): Promise<void> {
   o.storage.removeItem(OUTBOX_KEY); // 0.7's outbox shared by every user: whose it is is unknown
   const owner = tokenSubject(o.getToken());
+  let maxBytes = BATCH_BYTES;
   while (owner && (o.isOnline?.() ?? true)) {
     const token = o.getToken();
-    const batch = takeBatch(readOutbox(o.storage, owner));
+    const batch = takeBatch(readOutbox(o.storage, owner), maxBytes);
     if (batch.length === 0 || tokenSubject(token) !== owner) return; // done, or signed out
-    const response = await post(o.fetch, `${o.apiBase ?? ""}/api/progress/heartbeats`, token, { heartbeats: batch });
+    const body = { heartbeats: batch };
+    const response = await post(o.fetch, `${o.apiBase ?? ""}/api/progress/heartbeats`, token, body);
     if (response?.status === 401) return o.onUnauthorized?.();
+    if (response?.status === 413 && batch.length > 1) {
+      // The server's MAX_BODY_BYTES is below the default: halve the batches (only a heartbeat
+      // too large alone is dropped, below).
+      maxBytes = Math.floor(JSON.stringify(body).length / 2);
+      continue;
+    }
     const settled = await settledItems(response, batch);
     removeFromOutbox(o.storage, owner, settled);
     if (settled.length < batch.length) {
