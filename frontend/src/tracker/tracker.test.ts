@@ -278,6 +278,12 @@ describe("retries", () => {
     expect(MAX_RETRY_AFTER_MS).toBe(600_000);
   });
 
+  it("reads a Retry-After given as a date (RFC 9110), as a proxy in front of the service may send", () => {
+    const answer = (after: string) => new Response(null, { status: 503, headers: { "Retry-After": after } });
+    const inTwoMinutes = new Date(Date.now() + 120_000).toUTCString(); // "Sat, 28 Nov 2026 10:02:00 GMT"
+    expect(retryDelay(answer(inTwoMinutes), 0, 1_000, 30_000, () => 0.5)).toBe(120_000);
+  });
+
   it.each([404, 422, 403])("shows %i and does not retry it", async (status) => {
     const onError = vi.fn();
     const body = { error: { code: "x", message: "refused because", details: null } };

@@ -86,11 +86,12 @@ export function backoffDelay(
  * would stall the outbox, and one past 24.8 days overflows `setTimeout` into a request loop. */
 export const MAX_RETRY_AFTER_MS = 600_000;
 
-/** The server's `Retry-After` (seconds) when it gave one (at most MAX_RETRY_AFTER_MS), else
- * the backoff for this attempt. */
+/** The server's `Retry-After` when it gave one (seconds, or a date as RFC 9110 allows; at most
+ * MAX_RETRY_AFTER_MS), else the backoff for this attempt. */
 export function retryDelay(response: Response | null, attempt: number, base: number, max: number, random: () => number): number {
-  const after = Number(response?.headers.get("Retry-After"));
-  return after > 0 ? Math.min(after * 1000, MAX_RETRY_AFTER_MS) : backoffDelay(attempt, base, max, random);
+  const header = response?.headers.get("Retry-After") ?? "";
+  const after = /^\s*\d/.test(header) ? Number(header) * 1000 : Date.parse(header) - Date.now();
+  return after > 0 ? Math.min(after, MAX_RETRY_AFTER_MS) : backoffDelay(attempt, base, max, random);
 }
 
 /** The user a token is for (its `sub`), or null when there is none to read. Not verified: the
