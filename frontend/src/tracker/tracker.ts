@@ -10,10 +10,12 @@
  *   `exit` (the page closes or the player stops); the server reports them to the LRS (xAPI).
  * - Every heartbeat goes to its user's outbox before it is sent and leaves it once the server
  *   has answered for it. 5xx, 429 and network errors are retried with exponential backoff and
- *   jitter (or after `Retry-After`); what still fails waits in the outbox, flushed through
- *   `POST /api/progress/heartbeats` when the network is back, on the next page load, and again
- *   after a delay while the server asks for one. 401 hands control to `onUnauthorized` (the
- *   heartbeat waits); 403, 404 and 422 are reported and never retried.
+ *   jitter (or after `Retry-After`, during which the player's other heartbeats wait in the
+ *   outbox); what still fails waits in the outbox, flushed through
+ *   `POST /api/progress/heartbeats` when the network is back, on the next page load, after a
+ *   delay while the server asks for one, and once a heartbeat is answered after a 401. 401
+ *   hands control to `onUnauthorized` (the heartbeat waits); 403, 404 and 422 are reported and
+ *   never retried; a 413 on a batch makes the batches smaller.
  * - One outbox per user (the token's `sub`), in `localStorage` or, where the browser refuses it,
  *   in memory (`storage.ts`). A tracker belongs to the user of the first token it reads: its
  *   heartbeats are sent only with a token of that user, so a shared browser never files one
