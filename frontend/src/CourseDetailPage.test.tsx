@@ -2,7 +2,7 @@
 import { act, cleanup, fireEvent, render, screen, waitFor } from "@testing-library/react";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { session, type Course, type MaterialStatus } from "./api";
-import { CourseDetailPage } from "./CourseDetailPage";
+import { CourseDetailPage, LAST_HEARTBEAT_WAIT_MS } from "./CourseDetailPage";
 import { fakeApi } from "./test/fakeApi";
 import { jwt } from "./test/jwt";
 
@@ -23,7 +23,7 @@ const PROGRESS = {
 
 /** The service as the page sees it: status reads reflect every heartbeat it answered 202 for
  * (API.md, read-your-writes), the resume position being the last one's `watch_time`. */
-function service() {
+function service(answer: (body: string) => Promise<void> = async () => {}) {
   let position = 0;
   let statusReads = 0;
   const status = (): MaterialStatus =>
@@ -34,7 +34,8 @@ function service() {
     "GET /api/courses/c1": () => COURSE,
     "GET /api/progress/course/c1": () => PROGRESS,
     "POST /api/progress/videos/status": () => (statusReads++, { statuses: { v1: status() }, unknown: [] }),
-    "POST /api/progress/video/v1/watch-time": (_url, init) => {
+    "POST /api/progress/video/v1/watch-time": async (_url, init) => {
+      await answer(String(init?.body));
       position = JSON.parse(String(init?.body)).watch_time;
       const accepted = { accepted: true, watch_time: position, progress_percentage: 0, watched_seconds: 0, completed: false };
       return new Response(JSON.stringify(accepted), { status: 202 });
@@ -81,5 +82,23 @@ describe("closing the player", () => {
     expect(again.textContent).toBe("Resume");
     fireEvent.click(again);
     expect(loadedVideo().currentTime).toBe(8);
+  });
+
+  it("reads the bars anyway when the last heartbeat is not answered in time", async () => {
+    // The player's last heartbeat (the exit) never gets an answer: a request has no time limit.
+    const api = service((body) => (JSON.parse(body).event === "exit" ? new Promise(() => {}) : Promise.resolve()));
+    render(<CourseDetailPage courseId="c1" onUnauthorized={() => {}} />);
+    fireEvent.click(await screen.findByRole("button", { name: "Play" }));
+    loadedVideo();
+    vi.useFakeTimers({ shouldAdvanceTime: true });
+    try {
+      fireEvent.click(screen.getByRole("button", { name: "Close player" }));
+      await act(async () => void vi.advanceTimersByTime(LAST_HEARTBEAT_WAIT_MS - 100));
+      expect(api.statusReads()).toBe(1); // still waiting for the exit's answer
+      await act(async () => void vi.advanceTimersByTime(200));
+      await waitFor(() => expect(api.statusReads()).toBe(2));
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

@@ -9,6 +9,9 @@ const KINDS = { video: "Video", pdf: "PDF", link: "Link" } as const;
 /** A course's modules and materials with progress bars; Play opens the resuming player.
  * `play` (a material id, an LTI launch's) opens that video's player as soon as the page has its
  * status, once. */
+/** How long the page waits for the closed player's last heartbeat before it reads the bars. */
+export const LAST_HEARTBEAT_WAIT_MS = 5_000;
+
 export function CourseDetailPage({ courseId, play, onUnauthorized }: { courseId: string; play?: string; onUnauthorized: () => void }) {
   const [course, setCourse] = useState<Course | null>(null);
   const [statuses, setStatuses] = useState<Record<string, MaterialStatus>>({});
@@ -63,11 +66,15 @@ export function CourseDetailPage({ courseId, play, onUnauthorized }: { courseId:
   }
 
   /** The bars and the resume position move once the player closes: read after the server has
-   * answered for the player's last heartbeat, which the read would otherwise miss. */
+   * answered for the player's last heartbeat, which the read would otherwise miss, or after
+   * LAST_HEARTBEAT_WAIT_MS (a request has no time limit of its own: one that hangs must not
+   * keep the bars where they were). */
   function closePlayer(lastHeartbeat: Promise<void>) {
     setPlaying(null);
     const c = course;
-    if (c) void lastHeartbeat.catch(() => undefined).then(() => refresh(c)).catch(fail);
+    if (!c) return;
+    const waited = new Promise<void>((resolve) => setTimeout(resolve, LAST_HEARTBEAT_WAIT_MS));
+    void Promise.race([lastHeartbeat.catch(() => undefined), waited]).then(() => refresh(c)).catch(fail);
   }
 
   if (error) return <p className="error">{error}</p>;
