@@ -222,16 +222,27 @@ async function settledItems(response: Response | null, batch: HeartbeatItem[]): 
   }
 }
 
+/** A request not answered in this long is given up (aborted) as a network error, and retried.
+ * Without a limit one that hangs (a dead connection) never settles: the heartbeat waiting out a
+ * `Retry-After` would hold the player's others in the outbox, and the page's one flush every
+ * later flush, for as long as the page lives. */
+export const REQUEST_TIMEOUT_MS = 30_000;
+
 async function post(f: typeof fetch, url: string, token: string | null, body: unknown, keepalive = false): Promise<Response | null> {
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), REQUEST_TIMEOUT_MS);
   try {
     return await f(url, {
       method: "POST",
       headers: { "Content-Type": "application/json", ...(token ? { Authorization: `Bearer ${token}` } : {}) },
       body: JSON.stringify(body),
       keepalive,
+      signal: abort.signal,
     });
   } catch {
-    return null; // network error
+    return null; // network error, or no answer in time
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -1,0 +1,156 @@
+/**
+ * Holes found by the second review of the tracker's eight fixes (6bd4448..dfede2a). Each test
+ * loads a fresh copy of the module: a request that never answers leaves the module's one flush
+ * (`flushing`) pending, and must not leak into the next test.
+ */
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { jwt } from "../test/jwt";
+import type { StorageLike } from "./tracker";
+
+type Tracker = typeof import("./tracker");
+
+class FakeVideo extends EventTarget {
+  currentTime = 0;
+  duration = 3600;
+  paused = true;
+  seeking = false;
+  playbackRate = 1;
+
+  play(): void {
+    this.paused = false;
+    this.dispatchEvent(new Event("play"));
+  }
+  advance(seconds: number): void {
+    for (let i = 0; i < seconds * 4; i++) {
+      this.currentTime += 0.25;
+      this.dispatchEvent(new Event("timeupdate"));
+    }
+  }
+}
+
+class MemoryStorage implements StorageLike {
+  data = new Map<string, string>();
+  getItem(key: string) {
+    return this.data.get(key) ?? null;
+  }
+  setItem(key: string, value: string) {
+    this.data.set(key, value);
+  }
+  removeItem(key: string) {
+    this.data.delete(key);
+  }
+}
+
+const TOKEN = jwt("alice");
+const OK = { accepted: true, watch_time: 1, progress_percentage: 1, watched_seconds: 1, completed: false };
+
+function reply(status: number, body: unknown = {}, headers: Record<string, string> = {}) {
+  return new Response(JSON.stringify(body), { status, headers });
+}
+const busy = (after: string) => reply(503, { error: { code: "unavailable", message: "busy" } }, { "Retry-After": after });
+const allAccepted = (body: { heartbeats: unknown[] }) =>
+  reply(202, { results: body.heartbeats.map((_, index) => ({ index, accepted: true })) });
+
+type Call = { url: string; init: RequestInit; body: any };
+type Answer = Response | "hang";
+
+/** A fetch answering `answers` in turn, then 202s. "hang": a request that gets no answer, as
+ * a real fetch behaves (it settles only when its signal aborts it, if it has one). */
+function fakeFetch(answers: Answer[] | ((call: Call) => Answer | undefined)) {
+  const calls: Call[] = [];
+  const queue = Array.isArray(answers) ? [...answers] : [];
+  const fetch = vi.fn((url: string, init: RequestInit) => {
+    const call = { url, init, body: JSON.parse(init.body as string) };
+    calls.push(call);
+    const next =
+      (Array.isArray(answers) ? queue.shift() : answers(call)) ??
+      (url.endsWith("/heartbeats") ? allAccepted(call.body) : reply(202, OK));
+    if (next !== "hang") return Promise.resolve(next);
+    return new Promise<Response>((_, reject) => {
+      init.signal?.addEventListener("abort", () => reject(new DOMException("The operation was aborted.", "AbortError")));
+    });
+  });
+  return { calls, fetch: fetch as unknown as typeof globalThis.fetch };
+}
+
+async function load(): Promise<Tracker> {
+  vi.resetModules();
+  return import("./tracker");
+}
+
+function setup(t: Tracker, fetch: typeof globalThis.fetch, options: Record<string, unknown> = {}) {
+  const video = new FakeVideo();
+  const storage = (options.storage as StorageLike) ?? new MemoryStorage();
+  const events = new EventTarget();
+  const tracker = new t.WatchTracker({
+    video,
+    materialId: "v1",
+    getToken: () => TOKEN,
+    fetch,
+    storage,
+    events,
+    random: () => 0.5,
+    sessionId: "sess",
+    ...options,
+  });
+  return { video, storage, tracker, events, outbox: () => t.readOutbox(storage, "alice") };
+}
+
+/** Play for `seconds`, a second at a time. */
+async function watch(video: FakeVideo, seconds: number): Promise<void> {
+  for (let s = 0; s < seconds; s++) {
+    video.advance(1);
+    await vi.advanceTimersByTimeAsync(1_000);
+  }
+}
+
+beforeEach(() => {
+  vi.useFakeTimers();
+  vi.setSystemTime(new Date("2026-11-28T10:00:00Z"));
+});
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe("a request that never answers", () => {
+  it("does not stop the player's heartbeats for good once it was the one waiting out a Retry-After", async () => {
+    // 10 s: 503 Retry-After 5, so this heartbeat is the one that waits (holding); its retry at
+    // 15 s gets no answer (a dead connection); the server is fine from then on.
+    const { calls, fetch } = fakeFetch([reply(202, OK), busy("5"), "hang"]);
+    const t = await load();
+    const { video, tracker, outbox } = setup(t, fetch);
+    tracker.start();
+    video.play();
+    await vi.advanceTimersByTimeAsync(0);
+    await watch(video, 600); // ten minutes of watching, the server answering every other request
+    expect(calls.length).toBeGreaterThan(10);
+    expect(outbox().length).toBeLessThanOrEqual(1); // not ten minutes of heartbeats left unsent
+  });
+
+  it("does not keep the outbox from being sent for good when it was a flush's", async () => {
+    // The page's flush asks to wait (Retry-After 20): the heartbeats of the wait join the
+    // outbox; the flush at 20 s gets no answer; the network comes back twice after.
+    const storage = new MemoryStorage();
+    const old = { material_id: "v9", watch_time: 5, total_duration: 120, client_ts: "2026-11-28T09:00:00.000Z",
+                  session_id: "old", seq: 4, played: [[0, 5]], playback_rate: 1 };
+    storage.setItem("videoprogress.outbox.alice", JSON.stringify([old]));
+    let batches = 0;
+    const { calls, fetch } = fakeFetch((call) => {
+      if (!call.url.endsWith("/heartbeats")) return undefined;
+      batches++;
+      return batches === 1 ? busy("20") : batches === 2 ? "hang" : undefined;
+    });
+    const t = await load();
+    const { video, tracker, events, outbox } = setup(t, fetch, { storage });
+    tracker.start();
+    await vi.advanceTimersByTimeAsync(0);
+    video.play();
+    await watch(video, 120);
+    events.dispatchEvent(new Event("online"));
+    await watch(video, 60);
+    events.dispatchEvent(new Event("online"));
+    await watch(video, 60);
+    expect(calls.filter((c) => c.url.endsWith("/heartbeats")).length).toBeGreaterThan(2);
+    expect(outbox()).toEqual([]); // the old heartbeat and the ones of the wait reached the server
+  });
+});
