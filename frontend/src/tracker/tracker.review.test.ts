@@ -154,3 +154,21 @@ describe("a request that never answers", () => {
     expect(outbox()).toEqual([]); // the old heartbeat and the ones of the wait reached the server
   });
 });
+
+describe("the computer's clock set back during a Retry-After", () => {
+  it("does not make the player wait for as long as the clock went back", async () => {
+    let offset = 0; // the system clock's correction (NTP, the user)
+    const { calls, fetch } = fakeFetch([reply(202, OK), busy("5")]);
+    const t = await load();
+    const { video, tracker, outbox } = setup(t, fetch, { now: () => Date.now() + offset });
+    tracker.start();
+    video.play();
+    await vi.advanceTimersByTimeAsync(0);
+    await watch(video, 10); // 10 s: 503, Retry-After 5
+    offset = -3_600_000; // the clock is put back an hour (it was an hour fast)
+    await watch(video, 300); // five minutes more, the server fine again
+    const sent = calls.flatMap((c) => c.body.heartbeats ?? [c.body]).map((h) => h.seq);
+    expect(new Set(sent).size).toBeGreaterThan(25); // about one heartbeat every 10 s reached it
+    expect(outbox().length).toBeLessThanOrEqual(1);
+  });
+});

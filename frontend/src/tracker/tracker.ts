@@ -265,6 +265,8 @@ export class WatchTracker {
   /** Until when (`now()`) the server asked this player to wait (`Retry-After`): heartbeats
    * made meanwhile only join the outbox, sent by one flush when the wait is over. */
   private retryAt = 0;
+  /** The clock when `retryAt` was last looked at (to see it set back). */
+  private clockSeen = 0;
   /** Heartbeats of this player waiting out a `Retry-After` (sending it again after). */
   private holding = 0;
   private lastReadingAt = 0;
@@ -525,12 +527,17 @@ export class WatchTracker {
 
   /** The server asked to wait `ms` (a `Retry-After`, on a heartbeat or on a flush). */
   private waitAsked(ms: number): void {
-    this.retryAt = Math.max(this.retryAt, this.o.now() + ms);
+    this.retryAt = this.o.now() + Math.max(ms, this.waitingFor());
   }
 
-  /** How long the server still asked this player to wait (ms; 0: not waiting). */
+  /** How long the server still asked this player to wait (ms; 0: not waiting). A clock set
+   * back (NTP, the user) moves the end of the wait back with it: else the player would send
+   * nothing for as long as the clock went back, hours maybe, the server fine long since. */
   private waitingFor(): number {
-    return Math.max(0, this.retryAt - this.o.now());
+    const now = this.o.now();
+    if (now < this.clockSeen) this.retryAt -= this.clockSeen - now;
+    this.clockSeen = now;
+    return Math.max(0, this.retryAt - now);
   }
 
   /** Flush the outbox once the server's wait is over; nothing while a heartbeat of this player
