@@ -4,7 +4,7 @@
  * (`flushing`) pending, and must not leak into the next test.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { jwt } from "../test/jwt";
+import { jwt, tokenWith } from "../test/jwt";
 import type { StorageLike } from "./tracker";
 
 type Tracker = typeof import("./tracker");
@@ -170,5 +170,37 @@ describe("the computer's clock set back during a Retry-After", () => {
     const sent = calls.flatMap((c) => c.body.heartbeats ?? [c.body]).map((h) => h.seq);
     expect(new Set(sent).size).toBeGreaterThan(25); // about one heartbeat every 10 s reached it
     expect(outbox().length).toBeLessThanOrEqual(1);
+  });
+});
+
+describe("a token renewed after a flush's 401", () => {
+  it("sends what that flush left once the player is answered again", async () => {
+    // The page's flush asks to wait (Retry-After 25): the heartbeats of the wait join the
+    // outbox. The token expires at 20 s; the flush at 25 s gets the 401, the page renews the
+    // token (onUnauthorized), and from 30 s on the player's heartbeats are answered 202.
+    const expired = tokenWith({ sub: "alice", role: "student", exp: 1 });
+    let token = expired;
+    const onUnauthorized = vi.fn(() => void (token = TOKEN));
+    const storage = new MemoryStorage();
+    const old = { material_id: "v9", watch_time: 5, total_duration: 120, client_ts: "2026-11-28T09:00:00.000Z",
+                  session_id: "old", seq: 4, played: [[0, 5]], playback_rate: 1 };
+    storage.setItem("videoprogress.outbox.alice", JSON.stringify([old]));
+    const start = Date.now();
+    let first = true;
+    const { calls, fetch } = fakeFetch((call) => {
+      if (first) return ((first = false), busy("25"));
+      const bearer = (call.init.headers as Record<string, string>).Authorization;
+      if (bearer === `Bearer ${expired}` && Date.now() - start >= 20_000) return reply(401);
+      return undefined;
+    });
+    const t = await load();
+    const { video, tracker, outbox } = setup(t, fetch, { storage, getToken: () => token, onUnauthorized });
+    tracker.start();
+    await vi.advanceTimersByTimeAsync(0);
+    video.play();
+    await watch(video, 300);
+    expect(onUnauthorized).toHaveBeenCalled();
+    expect(calls.filter((c) => c.url.endsWith("/watch-time") && c.init.headers && (c.init.headers as Record<string, string>).Authorization === `Bearer ${TOKEN}`).length).toBeGreaterThan(20);
+    expect(outbox()).toEqual([]); // the old heartbeat and the first 25 s of watching reached the server
   });
 });

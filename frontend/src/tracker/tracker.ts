@@ -350,7 +350,10 @@ export class WatchTracker {
       getToken: this.o.getToken,
       apiBase: this.o.apiBase,
       isOnline: this.o.isOnline,
-      onUnauthorized: this.o.onUnauthorized,
+      // A flush's 401 leaves the outbox (during a Retry-After, the heartbeats of the wait) for
+      // a token that works: sent once this player's next heartbeat is answered, as a 401 of
+      // its own would.
+      onUnauthorized: () => this.waitForToken(null),
       random: this.o.random,
       onWait: (ms) => this.waitAsked(ms),
     };
