@@ -204,3 +204,17 @@ describe("a token renewed after a flush's 401", () => {
     expect(outbox()).toEqual([]); // the old heartbeat and the first 25 s of watching reached the server
   });
 });
+
+describe("a Retry-After given as a date", () => {
+  it("is read against the server's clock (its Date), not a computer's clock that is behind", async () => {
+    const t = await load();
+    // The server's clock says 10:00:00 and asks to come back at 10:00:30; this computer's clock
+    // is five minutes behind (09:55:00): the wait is 30 s, not five and a half minutes.
+    vi.setSystemTime(new Date("2026-11-28T09:55:00Z"));
+    const answer = new Response(null, {
+      status: 503,
+      headers: { Date: "Sat, 28 Nov 2026 10:00:00 GMT", "Retry-After": "Sat, 28 Nov 2026 10:00:30 GMT" },
+    });
+    expect(t.retryDelay(answer, 0, 1_000, 30_000, () => 0.5)).toBe(30_000);
+  });
+});

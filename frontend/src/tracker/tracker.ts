@@ -89,10 +89,15 @@ export function backoffDelay(
 export const MAX_RETRY_AFTER_MS = 600_000;
 
 /** The server's `Retry-After` when it gave one (seconds, or a date as RFC 9110 allows; at most
- * MAX_RETRY_AFTER_MS), else the backoff for this attempt. */
+ * MAX_RETRY_AFTER_MS), else the backoff for this attempt. A date is the server's clock: it is
+ * read against the answer's `Date` (where the page may read it), since this computer's clock
+ * may be minutes off (behind, the player would wait that much longer). */
 export function retryDelay(response: Response | null, attempt: number, base: number, max: number, random: () => number): number {
   const header = response?.headers.get("Retry-After") ?? "";
-  const after = /^\s*\d/.test(header) ? Number(header) * 1000 : Date.parse(header) - Date.now();
+  const serverNow = Date.parse(response?.headers.get("Date") ?? "");
+  const after = /^\s*\d/.test(header)
+    ? Number(header) * 1000
+    : Date.parse(header) - (Number.isNaN(serverNow) ? Date.now() : serverNow);
   return after > 0 ? Math.min(after, MAX_RETRY_AFTER_MS) : backoffDelay(attempt, base, max, random);
 }
 
