@@ -218,3 +218,23 @@ describe("a Retry-After given as a date", () => {
     expect(t.retryDelay(answer, 0, 1_000, 30_000, () => 0.5)).toBe(30_000);
   });
 });
+describe("the page closing while the server asks to wait", () => {
+  it("still tries the last heartbeat with keepalive where the outbox dies with the page (docs/browser.md)", async () => {
+    const { safeStorage } = await import("./storage");
+    const storage = safeStorage(() => {
+      throw new DOMException("Access is denied for this document.", "SecurityError"); // an LMS frame
+    });
+    const { calls, fetch } = fakeFetch([reply(202, OK), busy("60")]);
+    const t = await load();
+    const { video, tracker, events } = setup(t, fetch, { storage });
+    tracker.start();
+    video.play();
+    await vi.advanceTimersByTimeAsync(0);
+    await watch(video, 30); // 10 s: 503, Retry-After 60; the 20 s and 30 s heartbeats wait in memory
+    events.dispatchEvent(new Event("pagehide")); // the student closes the LMS tab
+    await vi.advanceTimersByTimeAsync(0);
+    const last = calls.at(-1)!;
+    expect(last.body.event ?? last.body.heartbeats?.at(-1)?.event).toBe("exit");
+    expect(last.init.keepalive).toBe(true);
+  });
+});

@@ -486,7 +486,10 @@ export class WatchTracker {
     }
     const storage = this.o.storage;
     writeOutbox(storage, owner, [...readOutbox(storage, owner), item]);
-    if (this.holding || this.waitingFor()) return this.flushAfterWait();
+    // While the server asks to wait, a heartbeat only joins the outbox; but the last one (page
+    // hidden or closed) still gets its one keepalive try: where the outbox lives in memory (an
+    // LMS frame) it dies with the page, and nothing else would send it.
+    if (!keepalive && (this.holding || this.waitingFor())) return this.flushAfterWait();
     let held = false; // this heartbeat is the one waiting out the server's Retry-After
     try {
       for (let attempt = 0; ; attempt++) {
@@ -511,7 +514,7 @@ export class WatchTracker {
         if (response?.headers.has("Retry-After")) this.waitAsked(delay);
         // Sent as the page hid or the player closed: one try now; if the page lives on, a
         // flush sends it after the delay (if not, the next page's flush does).
-        if (keepalive) return this.holding ? undefined : flushLater(this.flushOptions(), delay);
+        if (keepalive) return this.holding ? undefined : flushLater(this.flushOptions(), Math.max(delay, this.waitingFor()));
         if (attempt + 1 >= this.o.maxAttempts) return held ? undefined : this.flushOutbox(); // retried there, spaced out
         if (!held && this.waitingFor()) {
           held = true;
