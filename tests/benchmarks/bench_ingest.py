@@ -60,8 +60,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -425,6 +425,25 @@ async def _rate_run(
     }
 
 
+@contextmanager
+def reference_server(bs: BenchStack) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The reference endpoint as one uvicorn worker beside the stack, on its Redis: (its URL,
+    its process), stopped on the way out."""
+    port = free_port()
+    ref = start_procfile_process(
+        f"uvicorn --factory tests.benchmarks.bench_ingest:reference_app --host 127.0.0.1 "
+        f"--port {port} --workers 1 --no-access-log",
+        dict(bs.stack.env, REF_REDIS_URL=bs.settings.redis_url),
+        bs.stack.root / "ref.log",
+    )
+    try:
+        wait_for_port(port, 30, ref)
+        yield f"http://127.0.0.1:{port}", ref
+    finally:
+        ref.terminate()
+        ref.wait(15)
+
+
 # -- the run --------------------------------------------------------------------------------
 
 
@@ -582,16 +601,7 @@ def bench(bs: BenchStack, args: argparse.Namespace, load: LoadRunner) -> None:
     seed_hot_states(bs, warm)
     tokens = {s: f"Bearer {bs.token(s)}" for s in warm + cold}
 
-    ref_port = free_port()
-    ref_env = dict(bs.stack.env, REF_REDIS_URL=bs.settings.redis_url)
-    ref_cmd = (
-        f"uvicorn --factory tests.benchmarks.bench_ingest:reference_app --host 127.0.0.1 "
-        f"--port {ref_port} --workers 1 --no-access-log"
-    )
-    ref = start_procfile_process(ref_cmd, ref_env, bs.stack.root / "reference.log")
-    try:
-        wait_for_port(ref_port, 30, ref)
-        ref_url = f"http://127.0.0.1:{ref_port}"
+    with reference_server(bs) as (ref_url, _):
         single = write_requests(
             root / "single.tsv", single_rows(warm, tokens, "/api/progress/video/{video}/watch-time")
         )
@@ -662,9 +672,6 @@ def bench(bs: BenchStack, args: argparse.Namespace, load: LoadRunner) -> None:
             profile(bs, single, root, s, c, load)
             reset_buffer(bs, warm)
             profile(bs, batch100, root, s, min(c, 16), load, "batch route, 100 tracker-shaped")
-    finally:
-        ref.terminate()
-        ref.wait(15)
 
 
 def hot_key_mode(args: argparse.Namespace, load: LoadRunner) -> None:
@@ -688,17 +695,7 @@ def hot_key_mode(args: argparse.Namespace, load: LoadRunner) -> None:
         refs = write_requests(
             root / "ref.tsv", [(p.replace("/api/progress", "/ref"), a, b) for p, a, b in rows]
         )
-        ref_port = free_port()
-        ref_env = dict(bs.stack.env, REF_REDIS_URL=bs.settings.redis_url)
-        ref = start_procfile_process(
-            f"uvicorn --factory tests.benchmarks.bench_ingest:reference_app --host 127.0.0.1 "
-            f"--port {ref_port} --workers 1 --no-access-log",
-            ref_env,
-            bs.stack.root / "ref.log",
-        )
-        try:
-            wait_for_port(ref_port, 30, ref)
-            ref_url = f"http://127.0.0.1:{ref_port}"
+        with reference_server(bs) as (ref_url, ref):
             print(
                 f"hot keys: {len(students)} students x 1 video, {conns} connections, "
                 f"{args.seconds:g} s a run, worker and clock running, nothing dropped"
@@ -739,9 +736,6 @@ def hot_key_mode(args: argparse.Namespace, load: LoadRunner) -> None:
             )
             if args.profile:
                 profile(bs, single, root, args.seconds, conns, load, "single route, hot keys")
-        finally:
-            ref.terminate()
-            ref.wait(15)
 
 
 def rate_mode(args: argparse.Namespace) -> None:
@@ -766,16 +760,7 @@ def rate_mode(args: argparse.Namespace) -> None:
         ]
         ref_rows = [(p.replace("/api/progress", "/ref"), a, b) for p, a, b in rows[:per_round]]
         ref_data = write_requests(root / "ref.tsv", ref_rows)
-        ref_port = free_port()
-        ref_env = dict(bs.stack.env, REF_REDIS_URL=bs.settings.redis_url)
-        ref = start_procfile_process(
-            f"uvicorn --factory tests.benchmarks.bench_ingest:reference_app --host 127.0.0.1 "
-            f"--port {ref_port} --workers 1 --no-access-log",
-            ref_env,
-            bs.stack.root / "ref.log",
-        )
-        try:
-            wait_for_port(ref_port, 30, ref)
+        with reference_server(bs) as (ref_url, ref):
             print(
                 f"rate: {args.rate:,.0f} requests/s for {args.seconds:g} s a run, open loop, "
                 f"at most {conns} in flight, {len(students):,} students x 1 video, "
@@ -787,8 +772,7 @@ def rate_mode(args: argparse.Namespace) -> None:
                     root / "route.tsv", rows[n * per_round : (n + 1) * per_round]
                 )
                 for name, url, data, server in (
-                    ("reference (pydantic + RPUSH)", f"http://127.0.0.1:{ref_port}", ref_data,
-                     "reference"),
+                    ("reference (pydantic + RPUSH)", ref_url, ref_data, "reference"),
                     ("single route", bs.url, route_data, "web"),
                 ):  # fmt: skip
                     bs.r.delete(REF_LIST)
@@ -813,9 +797,6 @@ def rate_mode(args: argparse.Namespace) -> None:
                             line for line in log.read_text().splitlines() if "Error" in line[:60]
                         )
                         print(f"    {log.name}'s errors: {errors.most_common(3)}")
-        finally:
-            ref.terminate()
-            ref.wait(15)
 
 
 def backlog_mode(count: int = 3000, window: int = 100) -> None:
