@@ -774,7 +774,7 @@ def rate_mode(args: argparse.Namespace) -> None:
                 for name, url, data, server in (
                     ("reference (pydantic + RPUSH)", ref_url, ref_data, "reference"),
                     ("single route", bs.url, route_data, "web"),
-                ):  # fmt: skip
+                ):
                     bs.r.delete(REF_LIST)
                     before = cpu_snapshot(pids)
                     r = rate_client(url, data, args.seconds, conns, args.rate)
