@@ -35,7 +35,7 @@ from shared.storage.flush_store import HotEntry, HotStore
 from shared.storage.keys import KeySchema, ProgressKey
 from shared.storage.live_rollups import LiveRollups
 from shared.storage.mongo_store import MongoStore, _unavailable_on_outage
-from shared.storage.set_aside import describe
+from shared.storage.set_aside import SetAside, describe
 
 log = logging.getLogger(__name__)
 
@@ -144,12 +144,15 @@ def _materials(
     }
     hot = HotStore(r, schema)
     material_ids = sorted(set(stored_docs) | hot.indexed_materials(student_id))
-    entries = hot.read([ProgressKey(student_id, m, schema) for m in material_ids])
+    entries = hot.read_entries([ProgressKey(student_id, m, schema) for m in material_ids])
     found: list[_Material | _Unreadable] = []
     for material_id, entry in zip(material_ids, entries, strict=True):
         ref = catalog.material(material_id)
         doc = stored_docs.get(material_id, {})
         course_id = ref.course_id if ref else doc.get("course_id")
+        if isinstance(entry, SetAside):  # buffered data held but unparseable: listed, not left out
+            found.append(_Unreadable(material_id, course_id, entry.error))
+            continue
         try:
             material = _material(settings, ref, material_id, course_id, doc, entry)
         except Exception as exc:  # an odd stored value: listed with the error, never a 500

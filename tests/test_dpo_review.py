@@ -1,0 +1,54 @@
+"""A data-protection review of the export (right of access) and the erasure: what the service
+holds about a student is in their export, and erasing them removes it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from ingest.app import create_app
+from shared.clock import MockedClock
+from shared.settings import Settings
+from shared.storage.clients import Buffer
+from shared.storage.keys import ProgressKey
+from tests.helpers import COURSE, COURSE_ID, KEY_SCHEMA, bearer, make_settings
+
+STUDENT = "s-dpo"
+NOW = 1_800_000_000.0
+
+
+@pytest.fixture
+def settings(redis_url: str, mongo_url: str) -> Settings:
+    return make_settings(redis_url, mongo_url, max_client_age_s=3600.0)
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, clock=MockedClock(NOW))) as c:
+        admin = bearer(settings, "root", "admin", now=NOW)
+        assert c.put(f"/api/courses/{COURSE_ID}", json=COURSE, headers=admin).status_code == 201
+        r = c.put(f"/api/courses/{COURSE_ID}/enrollments/{STUDENT}", headers=admin)
+        assert r.status_code == 201
+        yield c
+
+
+def test_buffered_data_the_export_cannot_read_is_listed_not_left_out(
+    client: TestClient, settings: Settings, redis_client: Buffer
+) -> None:
+    """Heartbeats buffered in a form this version cannot parse (an older version's, or
+    damaged: the flush sets such a key aside and keeps its data) are still held about the
+    student: the export lists the material with the error, as it does for an unreadable
+    stored document, instead of leaving the material out or showing no pending heartbeats."""
+    key = ProgressKey(STUDENT, "v-100", KEY_SCHEMA)
+    redis_client.rpush(key.pending, '{"r": 1800000001.0, "w": 5.0, "s": "tab"')  # cut short
+    redis_client.sadd(KEY_SCHEMA.key_index(STUDENT), "v-100")
+
+    r = client.get("/api/progress/export", headers=bearer(settings, STUDENT, now=NOW))
+
+    assert r.status_code == 200, r.text
+    by_material: dict[str, Any] = {m["material_id"]: m for m in r.json()["materials"]}
+    assert "v-100" in by_material, r.json()["materials"]
+    assert "unreadable" in by_material["v-100"]
