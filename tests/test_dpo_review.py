@@ -3,6 +3,7 @@ holds about a student is in their export, and erasing them removes it."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +15,9 @@ from shared.clock import MockedClock
 from shared.settings import Settings
 from shared.storage.clients import Buffer
 from shared.storage.keys import ProgressKey
-from tests.helpers import COURSE, COURSE_ID, KEY_SCHEMA, bearer, make_settings
+from tests.helpers import COURSE, COURSE_ID, KEY_SCHEMA, bearer, make_settings, present
+from tests.test_erasure import STUDENT as ERASED
+from tests.test_erasure import Campus, campus  # noqa: F401  (the fixture)
 
 STUDENT = "s-dpo"
 NOW = 1_800_000_000.0
@@ -52,3 +55,29 @@ def test_buffered_data_the_export_cannot_read_is_listed_not_left_out(
     by_material: dict[str, Any] = {m["material_id"]: m for m in r.json()["materials"]}
     assert "v-100" in by_material, r.json()["materials"]
     assert "unreadable" in by_material["v-100"]
+
+
+def test_erasing_a_material_retired_from_its_course_erases_its_completion(
+    campus: Campus,  # noqa: F811
+) -> None:
+    """A material the course no longer lists (an admin replaced the course without it) is still
+    named in the student's enrollment as completed: erasing that material takes it out too."""
+    c = campus
+    who = c.enroll(ERASED)
+    c.open(who, "pdf-1")
+    c.flush()
+    c.run_completion_jobs()
+    assert "pdf-1" in present(c.ctx.mongo.enrollment(ERASED, COURSE_ID))["completed_materials"]
+    retired = json.loads(json.dumps(COURSE))
+    retired["modules"][1]["materials"] = retired["modules"][1]["materials"][1:]  # pdf-1 goes
+    admin = c.token("a-root", "admin")
+    assert c.client.put(f"/api/courses/{COURSE_ID}", json=retired, headers=admin).status_code == 200
+    c.ctx.catalog()  # the workers' catalog follows the publish
+
+    report = c.erase("pdf-1")
+
+    assert report["documents"] == 1
+    enrollment = present(c.ctx.mongo.enrollment(ERASED, COURSE_ID))
+    assert "pdf-1" not in enrollment["completed_materials"], enrollment
+    exported = c.client.get(f"/api/admin/students/{ERASED}/export", headers=admin).json()
+    assert "pdf-1" not in json.dumps(exported["enrollments"]), exported["enrollments"]

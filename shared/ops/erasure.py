@@ -176,8 +176,11 @@ def _forget_completions(
         ]
         forget: set[str] | None = None
     else:
+        # A material the catalog no longer lists (its course replaced without it) may still be
+        # named in the enrollments' completions: every enrolled course forgets it then.
         ref = catalog.material(material_id)
-        courses = [catalog.courses[ref.course_id]] if ref else []
+        ids = [ref.course_id] if ref else mongo.enrolled_courses(student_id)
+        courses = [c for cid in ids if (c := catalog.courses.get(cid))]
         forget = {material_id}
     report.enrollments = sum(mongo.forget_completions(student_id, forget, c) for c in courses)
     rebuild_student(mongo, courses, student_id)  # the tombstones' versions win in the rollups
