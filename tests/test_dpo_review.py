@@ -81,3 +81,28 @@ def test_erasing_a_material_retired_from_its_course_erases_its_completion(
     assert "pdf-1" not in enrollment["completed_materials"], enrollment
     exported = c.client.get(f"/api/admin/students/{ERASED}/export", headers=admin).json()
     assert "pdf-1" not in json.dumps(exported["enrollments"]), exported["enrollments"]
+
+
+def test_an_admin_exports_a_student_whose_id_holds_a_slash(
+    client: TestClient, settings: Settings, redis_client: Buffer, mongo_url: str
+) -> None:
+    """Student ids are any 1-128 printable characters (API.md, "Hostile input"), and
+    `videoprogress load-catalog` enrolls such ids: one with a `/` (an identity provider's
+    subject) watches, and the admin's export of them must answer, not 404."""
+    from shared.ops.admin_ops import set_enrollment
+    from shared.storage.mongo_store import MongoStore
+
+    student = "idp/ana"
+    mongo = MongoStore(mongo_url)
+    set_enrollment(mongo, redis_client, KEY_SCHEMA, student, COURSE_ID, True)
+    who = bearer(settings, student, now=NOW)
+    r = client.post("/api/progress/video/v-100/watch-time",
+                    json={"watch_time": 30, "total_duration": 100}, headers=who)  # fmt: skip
+    assert r.status_code == 202, r.text
+    assert client.get("/api/progress/export", headers=who).json()["materials"]
+
+    admin = bearer(settings, "root", "admin", now=NOW)
+    r = client.get("/api/admin/students/idp%2Fana/export", headers=admin)
+
+    assert r.status_code == 200, r.text
+    assert r.json()["student_id"] == student and r.json()["materials"]
