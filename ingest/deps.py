@@ -11,7 +11,10 @@ after the role, so that a caller without the role gets its 403 first.
 Ids a client names in a path or a query (`CourseId`, `MaterialId`, `StudentId`,
 `StudentIdQuery`) are 1-128 printable characters (API.md, "Hostile input"), else `422`. A
 dependency that takes one declares it with the same alias, so a refused id never reaches its
-lookup (FastAPI skips a dependency whose own parameters failed).
+lookup (FastAPI skips a dependency whose own parameters failed). A student id is any of
+them, `/` included (an identity provider's subject, `idp/ana`): a route that names one in its
+path declares it `{student_id:any_id}`, so that its `%2F` (decoded by the server) still
+reaches the route instead of a 404.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from ingest.auth import current_principal, require_role
 from ingest.context import AppContext, CatalogCache
@@ -45,6 +49,15 @@ async def get_ctx(request: Request) -> AppContext:
 async def get_progress_service(request: Request) -> ProgressService:
     return request.app.state.progress  # type: ignore[no-any-return]  # starlette's State
 
+
+class _AnyId(StringConvertor):
+    """A path segment of any characters, `/` and control characters included (`StudentId`
+    then refuses a control character with a 422, as on every route)."""
+
+    regex = "(?s:.+)"
+
+
+register_url_convertor("any_id", _AnyId())  # `{student_id:any_id}` in a route's path
 
 _PRINTABLE = "1-128 printable characters"
 CourseId = Annotated[PrintableId, Path(description=f"the course id ({_PRINTABLE})")]

@@ -76,7 +76,7 @@ async def get_course(
 
 
 @router.put(
-    "/{course_id}/enrollments/{student_id}",
+    "/{course_id}/enrollments/{student_id:any_id}",
     status_code=201,
     response_model=Enrollment,
     responses={200: {"model": Enrollment, "description": "Already enrolled"}},
@@ -103,7 +103,7 @@ async def enroll(
     return Enrollment(course_id=course_id, student_id=student_id, enrolled=True)
 
 
-@router.delete("/{course_id}/enrollments/{student_id}", status_code=204)
+@router.delete("/{course_id}/enrollments/{student_id:any_id}", status_code=204)
 async def unenroll(
     course_id: CourseId, student_id: StudentId, admin: Admin, _: CourseDep, ctx: Ctx
 ) -> Response:

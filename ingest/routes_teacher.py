@@ -128,7 +128,7 @@ async def class_progress(
 
 
 @router.get(
-    "/api/teacher/courses/{course_id}/students/{student_id}/progress",
+    "/api/teacher/courses/{course_id}/students/{student_id:any_id}/progress",
     response_model=StudentCourseProgress,
 )
 async def student_progress(

@@ -1,5 +1,6 @@
-"""A data-protection review of the export (right of access) and the erasure: what the service
-holds about a student is in their export, and erasing them removes it."""
+"""The export (right of access) and the erasure, from a data-protection officer's view: what
+the service holds about a student is in their export, erasing them removes it, and a student
+whose id holds `/` is reached on every route that names a student in its path."""
 
 from __future__ import annotations
 
@@ -106,3 +107,31 @@ def test_an_admin_exports_a_student_whose_id_holds_a_slash(
 
     assert r.status_code == 200, r.text
     assert r.json()["student_id"] == student and r.json()["materials"]
+
+
+def test_a_student_whose_id_holds_a_slash_is_enrolled_seen_and_unenrolled_by_path(
+    client: TestClient, settings: Settings
+) -> None:
+    """The routes that name a student in their path take `%2F` as the export's does: an admin
+    enrolls and unenrolls `idp/ana`, and the course's teacher reads their progress."""
+    admin = bearer(settings, "root", "admin", now=NOW)
+    url = f"/api/courses/{COURSE_ID}/enrollments/idp%2Fana"
+    r = client.put(url, headers=admin)
+    assert r.status_code == 201, r.text
+    assert r.json()["student_id"] == "idp/ana"
+    who = bearer(settings, "idp/ana", now=NOW)
+    r = client.post("/api/progress/video/v-100/watch-time",
+                    json={"watch_time": 30, "total_duration": 100}, headers=who)  # fmt: skip
+    assert r.status_code == 202, r.text  # enrolled: the path's id was the student's
+
+    teacher = bearer(settings, COURSE["teacher_ids"][0], "teacher", now=NOW)
+    r = client.get(
+        f"/api/teacher/courses/{COURSE_ID}/students/idp%2Fana/progress", headers=teacher
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["student_id"] == "idp/ana"
+
+    assert client.delete(url, headers=admin).status_code == 204
+    assert client.delete(url, headers=admin).status_code == 404  # they were, and are no more
+    r = client.put(f"/api/courses/{COURSE_ID}/enrollments/idp%2Fana%0A", headers=admin)
+    assert r.status_code == 422  # a control character is still refused
