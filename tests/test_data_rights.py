@@ -124,7 +124,7 @@ def test_a_student_whose_id_holds_a_slash_is_enrolled_seen_and_unenrolled_by_pat
                     json={"watch_time": 30, "total_duration": 100}, headers=who)  # fmt: skip
     assert r.status_code == 202, r.text  # enrolled: the path's id was the student's
 
-    teacher = bearer(settings, COURSE["teacher_ids"][0], "teacher", now=NOW)
+    teacher = bearer(settings, "t-phys", "teacher", now=NOW)  # COURSE's teacher
     r = client.get(f"/api/teacher/courses/{COURSE_ID}/students/idp%2Fana/progress", headers=teacher)
     assert r.status_code == 200, r.text
     assert r.json()["student_id"] == "idp/ana"
