@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { jwt, tokenWith } from "../test/jwt";
+import { FakeVideo, MemoryStorage, OK, allAccepted, reply } from "../test/trackerKit";
 import { safeStorage } from "./storage";
 import {
   MAX_RETRY_AFTER_MS,
@@ -13,65 +14,11 @@ import {
   type StorageLike,
 } from "./tracker";
 
-class FakeVideo extends EventTarget {
-  currentTime = 0;
-  duration = 120;
-  paused = true;
-  seeking = false;
-  playbackRate = 1;
-
-  play(): void {
-    this.paused = false;
-    this.dispatchEvent(new Event("play"));
-  }
-  pause(): void {
-    this.paused = true;
-    this.dispatchEvent(new Event("pause"));
-  }
-  /** Advance playback by `seconds` in 0.25 s timeupdate steps. */
-  advance(seconds: number): void {
-    for (let i = 0; i < seconds * 4; i++) {
-      this.currentTime += 0.25;
-      this.dispatchEvent(new Event("timeupdate"));
-    }
-  }
-  seek(to: number): void {
-    this.seeking = true;
-    this.dispatchEvent(new Event("seeking"));
-    this.currentTime = to;
-    this.seeking = false;
-    this.dispatchEvent(new Event("seeked"));
-  }
-}
-
-class MemoryStorage implements StorageLike {
-  data = new Map<string, string>();
-  getItem(key: string) {
-    return this.data.get(key) ?? null;
-  }
-  setItem(key: string, value: string) {
-    this.data.set(key, value);
-  }
-  removeItem(key: string) {
-    this.data.delete(key);
-  }
-}
-
 const TOKEN = jwt("alice");
 const readOutbox = (storage: StorageLike, owner = "alice") => readOutboxOf(storage, owner);
 
 type Call = { url: string; init: RequestInit; body: any };
 
-function reply(status: number, body: unknown = {}, headers: Record<string, string> = {}) {
-  return new Response(JSON.stringify(body), { status, headers });
-}
-
-/** The batch route's answer when it takes every heartbeat of the request. */
-function allAccepted(body: { heartbeats: unknown[] }) {
-  return reply(202, { results: body.heartbeats.map((_, index) => ({ index, accepted: true })) });
-}
-
-const OK = { accepted: true, watch_time: 1, progress_percentage: 1, watched_seconds: 1, completed: false };
 
 function setup(responses: Array<Response | Error> = [], options: Record<string, unknown> = {}) {
   const video = new FakeVideo();

@@ -1,55 +1,20 @@
 /**
- * Holes found by the second review of the tracker's eight fixes (6bd4448..dfede2a). Each test
+ * The tracker while the server asks it to wait (`Retry-After`) or does not answer at all: a
+ * request that hangs, the clock set back during a wait, a flush's 401, a `Retry-After` date, the
+ * page closing during a wait (found by the second review of the 0.9.0 tracker fixes). Each test
  * loads a fresh copy of the module: a request that never answers leaves the module's one flush
  * (`flushing`) pending, and must not leak into the next test.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { jwt, tokenWith } from "../test/jwt";
+import { FakeVideo, MemoryStorage, OK, allAccepted, reply } from "../test/trackerKit";
 import type { StorageLike } from "./tracker";
 
 type Tracker = typeof import("./tracker");
 
-class FakeVideo extends EventTarget {
-  currentTime = 0;
-  duration = 3600;
-  paused = true;
-  seeking = false;
-  playbackRate = 1;
-
-  play(): void {
-    this.paused = false;
-    this.dispatchEvent(new Event("play"));
-  }
-  advance(seconds: number): void {
-    for (let i = 0; i < seconds * 4; i++) {
-      this.currentTime += 0.25;
-      this.dispatchEvent(new Event("timeupdate"));
-    }
-  }
-}
-
-class MemoryStorage implements StorageLike {
-  data = new Map<string, string>();
-  getItem(key: string) {
-    return this.data.get(key) ?? null;
-  }
-  setItem(key: string, value: string) {
-    this.data.set(key, value);
-  }
-  removeItem(key: string) {
-    this.data.delete(key);
-  }
-}
-
 const TOKEN = jwt("alice");
-const OK = { accepted: true, watch_time: 1, progress_percentage: 1, watched_seconds: 1, completed: false };
 
-function reply(status: number, body: unknown = {}, headers: Record<string, string> = {}) {
-  return new Response(JSON.stringify(body), { status, headers });
-}
 const busy = (after: string) => reply(503, { error: { code: "unavailable", message: "busy" } }, { "Retry-After": after });
-const allAccepted = (body: { heartbeats: unknown[] }) =>
-  reply(202, { results: body.heartbeats.map((_, index) => ({ index, accepted: true })) });
 
 type Call = { url: string; init: RequestInit; body: any };
 type Answer = Response | "hang";
@@ -79,7 +44,7 @@ async function load(): Promise<Tracker> {
 }
 
 function setup(t: Tracker, fetch: typeof globalThis.fetch, options: Record<string, unknown> = {}) {
-  const video = new FakeVideo();
+  const video = new FakeVideo(3600);
   const storage = (options.storage as StorageLike) ?? new MemoryStorage();
   const events = new EventTarget();
   const tracker = new t.WatchTracker({
