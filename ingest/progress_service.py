@@ -149,10 +149,10 @@ class ProgressService:
         heartbeat is safe either way, and the workers merge the stored state)."""
         key = ProgressKey(student_id, material_id, self.ctx.key_schema)
         sub = Submission(ref, material_id, [heartbeat], self.cache.get(key))
-        [reply] = await self._submit(student_id, [sub], want_state=True)
+        [reply] = await self._submit(student_id, [sub])
         if isinstance(reply, ServiceError):
             raise reply
-        if reply.view is None:  # asked for with want_state=True, so never: a bug if it happens
+        if reply.view is None:  # the script always answers with the view: a bug if it happens
             raise RuntimeError("the ingest script did not return the state")
         return await self._state_after(key, sub, reply.view)
 
@@ -169,7 +169,7 @@ class ProgressService:
         subs = [
             replace(s, cached=self.cache.get(k)) for s, k in zip(submissions, keys, strict=True)
         ]
-        replies = await self._submit(student_id, subs, want_state=True)
+        replies = await self._submit(student_id, subs)
         for key, sub, reply in zip(keys, subs, replies, strict=True):
             if isinstance(reply, ServiceError) or reply.view is None:
                 continue
@@ -190,11 +190,11 @@ class ProgressService:
         )
 
     async def _submit(
-        self, student_id: str, submissions: list[Submission], want_state: bool
+        self, student_id: str, submissions: list[Submission]
     ) -> list[IngestReply | ServiceError]:
         """Buffer each submission, or say why not. A student whose enrollments Redis does not
         mirror yet costs one MongoDB read."""
-        replies = await self._append(student_id, submissions, want_state)
+        replies = await self._append(student_id, submissions)
         if any(r.status == "enrollment_unknown" for r in replies):
             await run_in_threadpool(
                 admin_ops.mirror_enrollments,
@@ -204,26 +204,24 @@ class ProgressService:
                 student_id,
             )
             retry = [i for i, r in enumerate(replies) if r.status == "enrollment_unknown"]
-            again = await self._append(student_id, [submissions[i] for i in retry], want_state)
+            again = await self._append(student_id, [submissions[i] for i in retry])
             for i, reply in zip(retry, again, strict=True):
                 replies[i] = reply
         return [self._outcome(r) for r in replies]
 
-    async def _append(
-        self, student_id: str, submissions: list[Submission], want_state: bool
-    ) -> list[IngestReply]:
+    async def _append(self, student_id: str, submissions: list[Submission]) -> list[IngestReply]:
+        """One ingest script call per submission, each answering with its key's view."""
         s, now = self.settings, self.ctx.clock.time()
         items = []
         for sub in submissions:
             key = ProgressKey(student_id, sub.material_id, self.ctx.key_schema)
-            cached = sub.cached if want_state else None
             need, seen = 0.0, None
             if not s.verification.trusted:
                 need = budget_needed(sub.known, sub.heartbeats, sub.ref.material.duration)
                 seen = grant_seen(sub.cached.epoch if sub.cached else None, sub.known)
-            offer = self.cache.offers_preview(cached)
+            offer = self.cache.offers_preview(sub.cached)
             items.append(
-                IngestItem(key, sub.ref.course_id, sub.heartbeats, cached, offer, need, seen)
+                IngestItem(key, sub.ref.course_id, sub.heartbeats, sub.cached, offer, need, seen)
             )
         limits = IngestLimits(
             due_at=now + s.due_delay_s,
@@ -236,7 +234,7 @@ class ProgressService:
             verification=s.verification,
             ledger_ttl_s=s.hot_state_ttl_s,
         )
-        return await self.ctx.hot.append(items, limits, want_state)
+        return await self.ctx.hot.append(items, limits)
 
     def _outcome(self, reply: IngestReply) -> IngestReply | ServiceError:
         if reply.status == "ok":
